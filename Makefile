@@ -1,0 +1,52 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   a whole cutover against the local sandbox (left running; `make demo-down` stops it)
+#   make test   every test, the slow end-to-end ones included
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-fast demo demo-down lint bench clean
+
+setup: $(STAMP) node_modules/.bin/heroku
+	@scripts/system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# The heroku CLI, pinned to 11.10.0 by package-lock.json.
+node_modules/.bin/heroku: package.json package-lock.json
+	@scripts/system-deps.sh
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch node_modules/.bin/heroku
+
+test: setup
+	$(BIN)/pytest
+
+test-fast: setup
+	$(BIN)/pytest -m 'not slow'
+
+lint: setup
+	$(BIN)/ruff check cutover tests
+	$(BIN)/mypy cutover
+
+demo: setup
+	$(BIN)/cutover sandbox up
+	$(BIN)/cutover run -f playbooks/sandbox.yml --yes
+	$(BIN)/cutover status -f playbooks/sandbox.yml
+	@echo
+	@echo "The sandbox is still up: try '$(BIN)/cutover log -f playbooks/sandbox.yml'."
+	@echo "Stop it with 'make demo-down'."
+
+demo-down: setup
+	$(BIN)/cutover sandbox down
+	rm -rf playbooks/.cutover
+
+bench: setup
+	$(BIN)/python -m cutover.bench
+
+clean:
+	rm -rf $(VENV) node_modules .sandbox playbooks/.cutover

@@ -1,0 +1,292 @@
+"""Adapter for the ``convox`` v3 CLI (facts: shared/reference/convox-cli.md).
+
+* ``-a APP`` always, and ``-r RACK`` when the playbook names one (the CLI otherwise falls back
+  to ``./.convox/app`` or the cwd's name).
+* stdin closed, except ``env set``, whose KEY=VALUE lines go through stdin only: secrets never
+  appear in argv, and the CLI echoes key names only.
+* Success is the exit code; errors are ``ERROR: <message>`` on stderr. ``services``/``ps``/
+  ``scale`` may print ``ns=cli_budget`` noise on stderr while succeeding.
+* Tables have two-space gutters and an unpadded last column; Info blocks are ``Key  Value``.
+* ``resources proxy`` never exits, prints its banner before binding and reports a bind failure
+  only on stderr: it is started, probed on its TCP port, watched for ``ERROR:`` and always
+  stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
+from cutover.runner import Result, RetryPolicy, Runner
+from cutover.secrets import SecretMasker, register_config
+
+MAX_ENV_LINE = 64 * 1024 - 1
+INSTALL_HINT = "Install the convox CLI: https://docs.convox.com/getting-started/introduction"
+_RELEASE_ID = re.compile(r"^R[A-Z]{6,}$")
+_TRANSIENT = ("timeout", "connection refused", "connection reset", "502", "503", "504", "EOF")
+
+
+def _transient(result: Result) -> bool:
+    err = result.stderr.lower()
+    return any(t.lower() in err for t in _TRANSIENT) and "rollback" not in err
+
+
+def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
+    """Parse a stdcli table by the header's column offsets (cells are left-justified)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    header_index = next(
+        (i for i, ln in enumerate(lines) if all(h in ln.split() for h in required)), None
+    )
+    if header_index is None:
+        raise UnexpectedOutput(
+            f"expected a table with columns {', '.join(required)}",
+            details="got: " + (lines[0][:200] if lines else "(no output)"),
+        )
+    header = lines[header_index]
+    names = header.split()
+    starts = []
+    pos = 0
+    for name in names:
+        pos = header.index(name, pos)
+        starts.append(pos)
+        pos += len(name)
+    rows = []
+    for line in lines[header_index + 1:]:
+        row = {}
+        for i, name in enumerate(names):
+            end = starts[i + 1] if i + 1 < len(starts) else None
+            row[name] = line[starts[i]:end].strip()
+        rows.append(row)
+    return rows
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """Parse a stdcli Info block (``Key<pad>  Value``, continuation lines indented)."""
+    info: dict[str, str] = {}
+    last = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith(" ") and last is not None:
+            info[last] += "\n" + line.strip()
+            continue
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        last = parts[0]
+        info[last] = parts[1] if len(parts) > 1 else ""
+    return info
+
+
+def env_lines(values: dict[str, str]) -> str:
+    """KEY=VALUE lines for ``convox env set`` stdin; refuse what convox cannot store."""
+    lines = []
+    for key, value in sorted(values.items()):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise CutoverError(f"environment variable name {key!r} cannot be set on Convox")
+        if "\n" in value or "\r" in value:
+            raise CutoverError(
+                f"the value of {key} contains a newline; convox stores one KEY=VALUE per line "
+                "and would silently drop the rest",
+                resolution=f"Encode it (e.g. base64) on Heroku, or add {key} to env.exclude "
+                "and set it another way.",
+            )
+        line = f"{key}={value}"
+        if len(line.encode()) > MAX_ENV_LINE:
+            raise CutoverError(
+                f"{key} is {len(line.encode())} bytes; convox env set reads stdin lines of at "
+                "most 64 KiB and silently drops everything after a longer one",
+                resolution=f"Add {key} to env.exclude and move the value to a file or resource.",
+            )
+        lines.append(line)
+    return "".join(line + "\n" for line in lines)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ConvoxAdapter:
+    def __init__(self, runner: Runner, masker: SecretMasker, app: str, rack: str | None) -> None:
+        self.runner = runner
+        self.masker = masker
+        self.app = app
+        self.rack = rack
+
+    # -- argv --------------------------------------------------------------------------------
+    def argv(self, *args: str, app: bool = True) -> list[str]:
+        out = ["convox", *args]
+        if app:
+            out += ["-a", self.app]
+        if self.rack:
+            out += ["-r", self.rack]
+        return out
+
+    def _run(self, *args: str, app: bool = True, input: str | None = None,
+             timeout: float = 120, retry: bool = True, cwd: Path | None = None) -> Result:
+        return self.runner.run(
+            self.argv(*args, app=app), input=input, timeout=timeout, cwd=cwd,
+            retry=RetryPolicy(_transient) if retry else None,
+        )
+
+    # -- rack and app ------------------------------------------------------------------------
+    def version(self) -> str:
+        try:
+            result = self.runner.run(["convox", "version"], timeout=60)
+        except ToolMissing:
+            raise ToolMissing("the convox CLI is not installed", resolution=INSTALL_HINT) from None
+        return result.stdout.strip()
+
+    def current_rack(self) -> str:
+        return self.runner.run(["convox", "switch"], timeout=60).stdout.strip()
+
+    def rack_info(self) -> dict[str, str]:
+        info = parse_info(self._run("rack", app=False).stdout)
+        if "Name" not in info:
+            raise UnexpectedOutput("convox rack printed no Name row")
+        return info
+
+    def router(self) -> str:
+        router = self.rack_info().get("Router", "").split("\n")[0].split(" ")[0]
+        if not router:
+            raise UnexpectedOutput("convox rack shows no Router; is the rack running?")
+        return router
+
+    def app_exists(self) -> bool:
+        try:
+            self._run("apps", "info", retry=False)
+        except CommandError as exc:
+            if "not found" in exc.stderr_tail or "no such app" in exc.stderr_tail:
+                return False
+            raise
+        return True
+
+    def create_app(self, timeout: float = 2400) -> None:
+        self._run("apps", "create", self.app, timeout=timeout, retry=False)
+
+    # -- env and releases ----------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        text = self._run("env").stdout
+        values: dict[str, str] = {}
+        for line in text.splitlines():
+            if "=" in line:
+                key, _, value = line.partition("=")
+                values[key] = value
+        register_config(self.masker, values)
+        return values
+
+    def env_set(self, values: dict[str, str]) -> str:
+        """Set values (stdin only) creating a release, not promoted; returns the release id."""
+        payload = env_lines(values)
+        result = self._run("env", "set", "--id", input=payload, retry=False)
+        return self._release_id(result)
+
+    def deploy(self, source: Path, manifest: str, description: str,
+               timeout: float = 3600) -> str:
+        """Build and promote ``source``; the description marks the build as this run's."""
+        result = self._run("deploy", str(source), "-m", manifest, "--id", "-d", description,
+                           timeout=timeout, retry=False)
+        return self._release_id(result)
+
+    def builds(self) -> list[dict[str, str]]:
+        return parse_table(self._run("builds").stdout, ["ID", "STATUS", "RELEASE"])
+
+    def _release_id(self, result: Result) -> str:
+        release = result.stdout.strip()
+        if not _RELEASE_ID.match(release):
+            match = re.search(r"^Release: (R[A-Z]+)$", result.stdout + result.stderr, re.M)
+            if not match:
+                raise UnexpectedOutput(
+                    f"{' '.join(result.argv_masked)} printed no release id",
+                    details="stdout: " + result.stdout[:200],
+                )
+            release = match.group(1)
+        return release
+
+    def releases(self) -> list[dict[str, str]]:
+        return parse_table(self._run("releases").stdout, ["ID", "STATUS", "BUILD"])
+
+    def active_release(self) -> str | None:
+        for row in self.releases():
+            if row.get("STATUS") == "active":
+                return row["ID"]
+        return None
+
+    def release_manifest(self, release: str) -> str:
+        return self._run("releases", "manifest", release).stdout
+
+    def promote(self, release: str, timeout: float = 2400) -> None:
+        self._run("releases", "promote", release, timeout=timeout, retry=False)
+
+    # -- services and scale ----------------------------------------------------------------------
+    def services(self) -> list[dict[str, str]]:
+        return parse_table(self._run("services").stdout, ["SERVICE", "DOMAIN"])
+
+    def service_domain(self, service: str) -> str:
+        for row in self.services():
+            if row["SERVICE"] == service:
+                if not row["DOMAIN"]:
+                    break
+                return row["DOMAIN"]
+        raise CutoverError(f"convox services shows no domain for service {service!r}",
+                           resolution="Check that the service has a port in convox.yml.")
+
+    def scale_table(self) -> list[dict[str, str]]:
+        return parse_table(self._run("scale").stdout, ["SERVICE", "DESIRED", "RUNNING"])
+
+    # -- resources -------------------------------------------------------------------------------
+    def resource_url(self, name: str) -> str:
+        url = self._run("resources", "url", name).stdout.strip()
+        self.masker.add(url)
+        if "://" not in url:
+            raise UnexpectedOutput(f"convox resources url {name} printed no URL")
+        return url
+
+    @contextlib.contextmanager
+    def proxy(self, resource: str, timeout: float = 30) -> Iterator[int]:
+        """Run ``convox resources proxy`` on a free local port; yield the port; always stop it."""
+        port = free_port()
+        argv = self.argv("resources", "proxy", resource, "--port", str(port))
+        with self.runner.start(argv) as bg:
+            deadline = time.monotonic() + timeout
+            while True:
+                if "ERROR:" in bg.stderr:
+                    raise CutoverError(
+                        f"convox resources proxy {resource} failed: "
+                        + self.masker.mask(bg.stderr.strip().splitlines()[-1]),
+                        details=f"command: {' '.join(bg.argv_masked)}",
+                    )
+                if not bg.alive():
+                    raise CutoverError(
+                        f"convox resources proxy {resource} exited before accepting connections",
+                        details=self.masker.mask(bg.stderr.strip()),
+                    )
+                with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", port), timeout=0.5
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise CutoverError(
+                        f"convox resources proxy {resource} did not accept connections on "
+                        f"127.0.0.1:{port} within {timeout:.0f}s",
+                        details=f"command: {' '.join(bg.argv_masked)}",
+                    )
+                time.sleep(0.1)
+            yield port
+            if "ERROR:" in bg.stderr:
+                raise CutoverError(
+                    f"convox resources proxy {resource} reported an error while in use: "
+                    + self.masker.mask(bg.stderr.strip().splitlines()[-1])
+                )
+
+    def run_command(self, service: str, command: str, release: str | None = None,
+                    timeout: float = 3600) -> Result:
+        args = ["run", service]
+        if release:
+            args += ["--release", release]
+        return self._run(*args, "--", command, timeout=timeout, retry=False)

@@ -1,0 +1,218 @@
+"""Adapter for the real ``heroku`` CLI (npm package ``heroku``, 11.x).
+
+Facts it relies on (see the reference in shared/reference/heroku-cli.md):
+
+* ``-a APP`` always; stdin closed (a 401 would otherwise start an interactive login).
+* The CLI writes a credential helper into the *global* git config on every run, so the child
+  gets ``GIT_CONFIG_GLOBAL`` pointing at a private, pre-seeded file (the user's login in
+  ``~/.netrc`` keeps working, which an isolated HOME would break).
+* Telemetry, version checks and autoupdates are switched off; errors are not wrapped.
+* JSON outputs are used wherever they exist; action commands report on stderr only, so
+  success is the exit code, and effects are verified by reading the state back.
+* Exit 2 is an API error (`` ›   Error ID: <id>``), 1 a network/auth/client failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cutover.errors import CutoverError, ToolMissing, UnexpectedOutput
+from cutover.runner import Result, RetryPolicy, Runner
+from cutover.secrets import SecretMasker, register_config
+
+MIN_VERSION = (8, 0, 0)
+INSTALL_HINT = "npm install -g heroku@11.10.0   (or `make setup`, which installs the pinned CLI)"
+_TRANSIENT_IDS = ("internal_server_error", "service_unavailable", "rate_limit")
+_FORMATION_ITEM = re.compile(r"^(?P<type>[A-Za-z0-9_-]+)=(?P<qty>\d+)(?::(?P<size>\S+))?$")
+_VERSION = re.compile(r"heroku/(\d+)\.(\d+)\.(\d+)")
+
+CLI_ENV = {
+    "DISABLE_TELEMETRY": "true",
+    "HEROKU_SKIP_NEW_VERSION_CHECK": "true",
+    "HEROKU_DISABLE_AUTOUPDATE": "1",
+    "OCLIF_COLUMNS": "1000",
+    "TZ": "UTC",
+    "HEROKU_APP": "",
+}
+
+
+def _transient(result: Result) -> bool:
+    return any(f"Error ID: {i}" in result.stderr for i in _TRANSIENT_IDS)
+
+
+@dataclass(frozen=True)
+class FormationEntry:
+    type: str
+    quantity: int
+    size: str
+
+
+def parse_json(result: Result, what: str) -> Any:
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise UnexpectedOutput(
+            f"{' '.join(result.argv_masked)} printed output that is not JSON ({what})",
+            details="first line: " + (result.stdout.strip().splitlines() or ["(empty)"])[0][:200],
+            resolution="Check the heroku CLI version (`heroku --version`) and try again.",
+        ) from None
+
+
+def parse_formation(text: str) -> list[FormationEntry]:
+    """Parse ``heroku ps:scale`` without arguments: ``web=2:standard-1X worker=1:standard-2X``."""
+    entries = []
+    for item in text.split():
+        match = _FORMATION_ITEM.match(item)
+        if not match:
+            raise UnexpectedOutput(f"unexpected formation item from heroku ps:scale: {item!r}")
+        entries.append(
+            FormationEntry(match["type"], int(match["qty"]), match["size"] or "standard-1X")
+        )
+    return entries
+
+
+class HerokuAdapter:
+    def __init__(self, runner: Runner, masker: SecretMasker, app: str, work_dir: Path) -> None:
+        self.runner = runner
+        self.masker = masker
+        self.app = app
+        self.work_dir = work_dir
+
+    # -- argv builders (also used by dry runs) -------------------------------------------------
+    def argv(self, *args: str) -> list[str]:
+        return ["heroku", *args, "-a", self.app]
+
+    def _env(self) -> dict[str, str]:
+        gitconfig = self.work_dir / "heroku-gitconfig"
+        if not gitconfig.exists():
+            self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            host = self.runner.environment().get("HEROKU_HOST", "heroku.com")
+            git_host = host if host.startswith("http") else f"https://git.{host}"
+            gitconfig.write_text(
+                f'[credential "{git_host}"]\n\thelper = !heroku git:credentials\n',
+                encoding="utf-8",
+            )
+            gitconfig.chmod(0o600)
+        return {**CLI_ENV, "GIT_CONFIG_GLOBAL": str(gitconfig)}
+
+    def _run(self, *args: str, timeout: float = 120, retry: bool = True) -> Result:
+        return self.runner.run(
+            self.argv(*args),
+            env=self._env(),
+            timeout=timeout,
+            cwd=self.work_dir if self.work_dir.exists() else None,
+            retry=RetryPolicy(_transient) if retry else None,
+        )
+
+    # -- reads -----------------------------------------------------------------------------------
+    def version(self) -> tuple[int, int, int]:
+        try:
+            result = self.runner.run(["heroku", "--version"], env=self._env(), timeout=60)
+        except ToolMissing:
+            raise ToolMissing("the heroku CLI is not installed", resolution=INSTALL_HINT) from None
+        match = _VERSION.search(result.stdout)
+        if not match:
+            raise ToolMissing(f"cannot read the heroku CLI version from {result.stdout!r}",
+                              resolution=INSTALL_HINT)
+        found = (int(match[1]), int(match[2]), int(match[3]))
+        if found < MIN_VERSION:
+            raise ToolMissing(
+                f"heroku CLI {'.'.join(map(str, found))} is too old "
+                f"(need {'.'.join(map(str, MIN_VERSION))} or newer)",
+                resolution=INSTALL_HINT,
+            )
+        return found
+
+    def app_info(self) -> dict[str, Any]:
+        data = parse_json(self._run("apps:info", "--json"), "apps:info")
+        if not isinstance(data, dict) or not isinstance(data.get("app"), dict):
+            raise UnexpectedOutput("heroku apps:info --json did not return {app: {...}}")
+        return data
+
+    def config(self) -> dict[str, str]:
+        data = parse_json(self._run("config", "--json"), "config")
+        if not isinstance(data, dict):
+            raise UnexpectedOutput("heroku config --json did not return an object")
+        values = {str(k): "" if v is None else str(v) for k, v in data.items()}
+        register_config(self.masker, values)
+        return values
+
+    def formation(self) -> list[FormationEntry]:
+        return parse_formation(self._run("ps:scale").stdout)
+
+    def dynos(self) -> list[dict[str, Any]]:
+        data = parse_json(self._run("ps", "--json"), "ps")
+        if not isinstance(data, list):
+            raise UnexpectedOutput("heroku ps --json did not return a list")
+        return data
+
+    def addons(self) -> list[dict[str, Any]]:
+        data = parse_json(self._run("addons", "--json"), "addons")
+        if not isinstance(data, list):
+            raise UnexpectedOutput("heroku addons --json did not return a list")
+        return data
+
+    def domains(self) -> list[dict[str, Any]]:
+        data = parse_json(self._run("domains", "--json"), "domains")
+        if not isinstance(data, list):
+            raise UnexpectedOutput("heroku domains --json did not return a list")
+        return data
+
+    def maintenance(self) -> bool:
+        out = self._run("maintenance").stdout.strip()
+        if out not in ("on", "off"):
+            raise UnexpectedOutput(f"heroku maintenance printed {out[:80]!r}, expected on or off")
+        return out == "on"
+
+    def credentials_url(self, attachment: str) -> str:
+        result = self._run("pg:credentials:url", attachment)
+        lines = [line.strip() for line in result.stdout.splitlines()]
+        for i, line in enumerate(lines):
+            if line.startswith("Connection URL:") and i + 1 < len(lines):
+                url = lines[i + 1]
+                self.masker.add(url)
+                if urlsplit(url).scheme not in ("postgres", "postgresql"):
+                    break
+                return url
+        raise UnexpectedOutput("heroku pg:credentials:url printed no connection URL")
+
+    def backup_url(self) -> str:
+        result = self._run("pg:backups:url")
+        url = next((ln.strip() for ln in result.stdout.splitlines() if ln.strip()), "")
+        # The public URL is a bearer credential for the whole database: mask it everywhere.
+        self.masker.add(url)
+        if not url.startswith("https://"):
+            raise UnexpectedOutput("heroku pg:backups:url did not print an https:// URL")
+        return url
+
+    # -- actions ---------------------------------------------------------------------------------
+    def set_maintenance(self, on: bool) -> None:
+        self._run("maintenance:on" if on else "maintenance:off", retry=False)
+        if self.maintenance() != on:
+            raise CutoverError(
+                f"heroku maintenance is still {'off' if on else 'on'} after "
+                f"`heroku maintenance:{'on' if on else 'off'} -a {self.app}`"
+            )
+
+    def scale(self, process_type: str, quantity: int) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", process_type) or quantity < 0:
+            raise CutoverError(f"refusing to scale {process_type!r} to {quantity}: invalid")
+        self._run("ps:scale", f"{process_type}={quantity}", retry=False)
+        now = {f.type: f.quantity for f in self.formation()}
+        if now.get(process_type) != quantity:
+            raise CutoverError(
+                f"heroku formation shows {process_type}={now.get(process_type)} after scaling "
+                f"to {quantity}"
+            )
+
+    def backup_capture(self, timeout: float) -> str:
+        """Capture a backup; return its id (``b007``) from the progress text."""
+        result = self._run("pg:backups:capture", timeout=timeout, retry=False)
+        match = re.search(r"\bto (b\d+)\b", result.stderr + result.stdout)
+        return match.group(1) if match else "latest"
+

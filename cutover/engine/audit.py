@@ -1,0 +1,64 @@
+"""The audit log ``.cutover/events.jsonl``: append-only, one JSON object a line, secrets masked."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cutover.engine.state import ensure_private_dir, now_iso
+from cutover.secrets import SecretMasker
+
+EVENTS_FILE = "events.jsonl"
+
+
+class AuditLog:
+    def __init__(self, folder: Path, masker: SecretMasker, run_id: str | None = None) -> None:
+        self.folder = folder
+        self.path = folder / EVENTS_FILE
+        self.masker = masker
+        self.run_id = run_id
+        self._lock = threading.Lock()
+
+    def event(self, kind: str, **fields: Any) -> None:
+        record: dict[str, Any] = {"ts": now_iso(), "kind": kind}
+        if self.run_id:
+            record["run"] = self.run_id
+        record.update(fields)
+        line = self.masker.mask(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
+        with self._lock:
+            ensure_private_dir(self.folder)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Events in order; a torn last line (crash mid-write) is skipped."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for raw in fh:
+                text = raw.strip()
+                if not text:
+                    continue
+                try:
+                    item = json.loads(text)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(item, dict):
+                    yield item
+    except FileNotFoundError:
+        return
+
+
+class NullAudit:
+    """Used by dry runs: nothing is written."""
+
+    def event(self, kind: str, **fields: Any) -> None:
+        return None

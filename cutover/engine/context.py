@@ -1,0 +1,114 @@
+"""Build the step context (adapters and all) from a playbook, a state and an optional sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cutover.adapters.convox import ConvoxAdapter
+from cutover.adapters.dns import DnsProvider, Rfc2136Provider
+from cutover.adapters.dns_manual import ManualDnsProvider
+from cutover.adapters.heroku import HerokuAdapter
+from cutover.adapters.http import HttpClient
+from cutover.adapters.postgres import PostgresAdapter
+from cutover.engine.state import RunState
+from cutover.errors import InvalidInput
+from cutover.playbook import LoadedPlaybook
+from cutover.runner import AuditSink, Runner
+from cutover.secrets import SecretMasker
+from cutover.steps.base import Context, Reporter
+
+TSIG_SECRET_VAR = "CUTOVER_DNS_TSIG_SECRET"  # noqa: S105 - the variable's name, not a secret
+SANDBOX_ENV_FILE = "env.json"
+
+
+@dataclass
+class SandboxEnv:
+    """What ``cutover sandbox up`` writes to <sandbox>/env.json (0600)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    path_prefix: list[str] = field(default_factory=list)
+    resolve: dict[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+    dns: dict[str, Any] = field(default_factory=dict)
+
+
+def load_sandbox(folder: Path) -> SandboxEnv:
+    path = folder / SANDBOX_ENV_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"{path}: no sandbox there (the playbook's `sandbox:` points at {folder})",
+            resolution="Start it with `cutover sandbox up` (or `make demo`).",
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path}: unreadable sandbox environment: {exc}") from None
+    return SandboxEnv(
+        env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+        path_prefix=[str(p) for p in data.get("path_prefix") or []],
+        resolve={str(k): str(v) for k, v in (data.get("resolve") or {}).items()},
+        ca_file=data.get("ca_file"),
+        dns=dict(data.get("dns") or {}),
+    )
+
+
+def make_runner(playbook: LoadedPlaybook, masker: SecretMasker, audit: AuditSink | None,
+                *, sandbox_optional: bool = False) -> tuple[Runner, SandboxEnv | None]:
+    sandbox = None
+    if playbook.model.sandbox:
+        try:
+            sandbox = load_sandbox(playbook.resolve(playbook.model.sandbox))
+        except InvalidInput:
+            if not sandbox_optional:
+                raise
+    runner = Runner(masker, audit)
+    if sandbox is not None:
+        runner.base_env.update(sandbox.env)
+        runner.path_prefix = list(sandbox.path_prefix)
+        masker.add(sandbox.env.get("HEROKU_API_KEY"))
+    return runner, sandbox
+
+
+def make_dns(playbook: LoadedPlaybook, masker: SecretMasker, sandbox: SandboxEnv | None
+             ) -> DnsProvider | None:
+    dns = playbook.model.dns
+    if dns is None:
+        return None
+    if dns.provider == "manual":
+        return ManualDnsProvider(dns.zone)
+    box = sandbox.dns if sandbox else {}
+    server = dns.server or (f"{box['server']}:{box['port']}" if box.get("server") else None)
+    key_name = dns.key_name or box.get("key_name")
+    secret = os.environ.get(TSIG_SECRET_VAR) or box.get("key_secret")
+    if not server or not key_name or not secret:
+        return None
+    masker.add(secret)
+    host, _, port = server.rpartition(":") if ":" in server else (server, "", "53")
+    return Rfc2136Provider(server=host, port=int(port), zone=dns.zone, key_name=key_name,
+                           key_secret=secret)
+
+
+def build_context(playbook: LoadedPlaybook, state: RunState, *, masker: SecretMasker,
+                  audit: AuditSink | None, reporter: Reporter,
+                  sandbox_optional: bool = False) -> Context:
+    runner, sandbox = make_runner(playbook, masker, audit, sandbox_optional=sandbox_optional)
+    work_dir = playbook.state_dir / "work"
+    model = playbook.model
+    return Context(
+        playbook=playbook,
+        state=state,
+        runner=runner,
+        masker=masker,
+        heroku=HerokuAdapter(runner, masker, model.heroku.app, work_dir),
+        convox=ConvoxAdapter(runner, masker, model.convox.app, model.convox.rack),
+        postgres=PostgresAdapter(runner, masker),
+        http=HttpClient(masker, resolve=sandbox.resolve if sandbox else None,
+                        ca_file=sandbox.ca_file if sandbox else None),
+        dns=make_dns(playbook, masker, sandbox),
+        reporter=reporter,
+        work_dir=work_dir,
+    )

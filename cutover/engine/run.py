@@ -1,0 +1,311 @@
+"""The executor: lock, load state, check the playbook, then check-then-apply each step.
+
+The checkpoint discipline: a step is saved as ``running`` before its first side effect and as
+``done`` (with its outputs) after it; every save is atomic, and a failed save stops the run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.prompt import Confirm
+
+from cutover.engine.audit import AuditLog
+from cutover.engine.context import build_context
+from cutover.engine.lock import RunLock
+from cutover.engine.plan import (
+    Action,
+    Kind,
+    build_plan,
+    new_state,
+    playbook_changes,
+    reset_from,
+    validate_step,
+)
+from cutover.engine.state import RunState, StateStore, Status, now_iso
+from cutover.errors import (
+    CutoverError,
+    GateWaiting,
+    Interrupted,
+    InvalidInput,
+    StepFailed,
+)
+from cutover.playbook import DEFAULT_PLAYBOOK, LoadedPlaybook, load_playbook
+from cutover.runner import step_scope
+from cutover.secrets import SecretMasker
+from cutover.steps import STEP_IDS, Context, Step
+from cutover.ui import Ui
+
+
+@dataclass
+class RunOptions:
+    until: str | None = None
+    from_step: str | None = None
+    yes: bool = False
+    accept_changes: bool = False
+    interactive: bool = False
+
+
+def resume_command(playbook: LoadedPlaybook, extra: str = "") -> str:
+    default = (Path.cwd() / DEFAULT_PLAYBOOK).resolve()
+    where = "" if playbook.path == default else f" -f {playbook.path}"
+    return f"cutover run{where}{extra}"
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C: the child is stopped in stages, the step recorded."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def load_state(playbook: LoadedPlaybook, masker: SecretMasker) -> tuple[StateStore, RunState]:
+    store = StateStore(playbook.state_dir, masker)
+    return store, store.load() or new_state(playbook)
+
+
+def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
+    validate_step(options.until, "--until")
+    validate_step(options.from_step, "--from")
+    playbook = load_playbook(playbook_path)
+    masker = ui.masker
+    with RunLock(playbook.state_dir, "cutover run"), sigterm_as_interrupt():
+        store, state = load_state(playbook, masker)
+        audit = AuditLog(playbook.state_dir, masker, state.run_id)
+        changes = playbook_changes(playbook, state)
+        started_any = any(s.status != Status.PENDING for s in state.steps.values())
+        if changes and started_any and not options.accept_changes:
+            raise InvalidInput(
+                f"{playbook.path} changed since this run started",
+                details="changed: " + ", ".join(changes),
+                resolution="Check that the change is intended, then run again with "
+                "--accept-changes (or --from STEP to redo the affected steps).",
+            )
+        if changes:
+            audit.event("playbook-changed", fields=changes, accepted=options.accept_changes)
+            ui.info("playbook changed (accepted): " + ", ".join(changes), "yellow")
+        state.playbook.fingerprint = playbook.fingerprint()
+        state.playbook.fields = playbook.flat()
+        if options.from_step:
+            cleared = reset_from(state, options.from_step)
+            audit.event("rerun-from", step=options.from_step, cleared=cleared)
+        store.save(state)
+        audit.event("run-start", playbook=str(playbook.path), user=_user(),
+                    until=options.until, from_step=options.from_step)
+        ctx = build_context(playbook, state, masker=masker, audit=audit, reporter=ui)
+        return _execute(ctx, store, audit, options, ui)
+
+
+def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptions,
+             ui: Ui) -> int:
+    state, playbook = ctx.state, ctx.playbook
+    actions = build_plan(playbook, state, options.until)
+    total = len(actions)
+    for index, action in enumerate(actions, 1):
+        step = action.step
+        if action.kind == Kind.DONE:
+            continue
+        if action.kind == Kind.SKIP:
+            st = state.step(step.id)
+            if st.status != Status.SKIPPED:
+                st.status = Status.SKIPPED
+                st.error = None
+                store.save(state)
+            ui.step_skipped(index, total, step.id, f"skipped: {action.reason}")
+            continue
+        if action.kind == Kind.LATER:
+            break
+        _run_step(ctx, store, audit, options, ui, action, index, total)
+    ui.summary(state, STEP_IDS)
+    remaining = [a.step.id for a in build_plan(playbook, state) if a.will_run]
+    if remaining:
+        ui.info(f"stopped after {options.until} as asked ({ui.elapsed()}). "
+                f"Continue with: {resume_command(playbook)}", "bold")
+        audit.event("run-paused", until=options.until)
+    else:
+        downtime = state.outputs("verify-site").get("downtime_seconds")
+        ui.info(f"cutover complete in {ui.elapsed()}"
+                + (f"; measured downtime {downtime}s (maintenance on to site verified)"
+                   if downtime is not None else ""), "bold green")
+        ui.info("Next: raise the DNS TTL again once you are confident, and keep the Heroku app "
+                "(in maintenance) until you no longer need to roll back.")
+        audit.event("run-complete", downtime_seconds=downtime)
+    return 0
+
+
+def _run_step(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptions, ui: Ui,
+              action: Action, index: int, total: int) -> None:
+    step, state = action.step, ctx.state
+    st = state.step(step.id)
+    ui.step_start(index, total, step.id, step.title, action.reason)
+    st.status = Status.RUNNING
+    st.attempts += 1
+    st.started_at = now_iso()
+    st.finished_at = None
+    st.error = None
+    st.found_applied = False
+    store.save(state)  # before the first side effect: a crash now is visible on resume
+    audit.event("step-start", step=step.id, attempt=st.attempts, reason=action.reason)
+    started = time.monotonic()
+
+    def progress(outputs: dict[str, Any]) -> None:
+        st.outputs.update(outputs)
+        store.save(state)
+
+    ctx.progress = progress
+    try:
+        with step_scope(ctx.runner, step.id):
+            outputs = step.check(ctx)
+            found = outputs is not None
+            if outputs is None:
+                if step.gate:
+                    _confirm_gate(ctx, step, options, audit, ui)
+                outputs = step.apply(ctx)
+    except GateWaiting:
+        st.status = Status.PENDING
+        st.attempts -= 1
+        st.started_at = None
+        store.save(state)
+        raise
+    except (KeyboardInterrupt, Interrupted):
+        _finish(st, started, Status.INTERRUPTED, error="interrupted by the operator")
+        store.save(state)
+        audit.event("step-interrupted", step=step.id, duration=round(st.duration or 0, 3))
+        raise Interrupted(
+            f"interrupted during {step.id}",
+            resolution=f"Resume with: {resume_command(ctx.playbook)} "
+            "(the step is checked again before it runs).",
+        ) from None
+    except CutoverError as exc:
+        _fail(ctx, store, audit, st, step, started, exc.brief, exc.details, exc.resolution)
+    except Exception as exc:
+        audit.event("step-crash", step=step.id,
+                    traceback=ctx.masker.mask(traceback.format_exc()))
+        _fail(ctx, store, audit, st, step, started,
+              f"unexpected error: {type(exc).__name__}: {exc}",
+              f"the traceback is in {store.folder / 'events.jsonl'}", "")
+    assert outputs is not None
+    _finish(st, started, Status.DONE)
+    st.outputs.update(outputs)
+    st.found_applied = found
+    store.save(state)
+    audit.event("step-finish", step=step.id, duration=round(st.duration or 0, 3),
+                found_applied=found)
+    ui.step_done(st.duration or 0.0, found)
+
+
+def _finish(st: Any, started: float, status: Status, error: str | None = None) -> None:
+    st.status = status
+    st.finished_at = now_iso()
+    st.duration = round(time.monotonic() - started, 3)
+    st.error = error
+
+
+def _fail(ctx: Context, store: StateStore, audit: AuditLog, st: Any, step: Step, started: float,
+          brief: str, details: str, resolution: str) -> None:
+    message = ctx.masker.mask(brief + (("\n" + details) if details else ""))
+    _finish(st, started, Status.FAILED, error=message)
+    store.save(state=ctx.state)
+    audit.event("step-failed", step=step.id, error=message, duration=round(st.duration or 0, 3))
+    hint = f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
+    raise StepFailed(
+        f"step {step.id} failed: {ctx.masker.mask(brief)}",
+        details=ctx.masker.mask(details),
+        resolution=(ctx.masker.mask(resolution) + "\n" if resolution else "") + hint,
+    ) from None
+
+
+def _confirm_gate(ctx: Context, step: Step, options: RunOptions, audit: AuditLog, ui: Ui
+                  ) -> None:
+    question = step.gate_text(ctx)
+    if options.yes:
+        audit.event("gate", step=step.id, question=question, answer="yes",
+                    answered_by="--yes", user=_user())
+        ui.note(f"gate confirmed in advance (--yes): {question}")
+        return
+    if options.interactive:
+        answer = Confirm.ask(ctx.masker.mask(question), console=ui.console, default=False)
+        audit.event("gate", step=step.id, question=question, answer="yes" if answer else "no",
+                    answered_by="prompt", user=_user())
+        if answer:
+            return
+        raise GateWaiting(
+            f"not confirmed: {question}",
+            resolution=f"Nothing was changed by {step.id}. When ready: "
+            f"{resume_command(ctx.playbook)}",
+        )
+    audit.event("gate-waiting", step=step.id, question=question)
+    raise GateWaiting(
+        f"waiting at the gate before {step.id}: {question}",
+        resolution="Run it in a terminal to answer the prompt, or confirm in advance with: "
+        f"{resume_command(ctx.playbook, ' --yes')}",
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# -- plan / dry run ------------------------------------------------------------------------------
+def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
+    """Print every step, what is done, the gates and the exact commands. Runs and writes nothing."""
+    validate_step(options.until, "--until")
+    validate_step(options.from_step, "--from")
+    playbook = load_playbook(playbook_path)
+    masker = ui.masker
+    store = StateStore(playbook.state_dir, masker)
+    state = store.load() or new_state(playbook)
+    if options.from_step:
+        reset_from(state, options.from_step)  # in memory only
+    ctx = build_context(playbook, state, masker=masker, audit=None, reporter=ui,
+                        sandbox_optional=True)
+    changes = playbook_changes(playbook, state) if store.exists() else []
+    ui.heading(f"Plan for {playbook.path} (nothing is executed; nothing is written)")
+    if changes:
+        ui.info("playbook changed since the run started: " + ", ".join(changes)
+                + ("  (run needs --accept-changes)" if not options.accept_changes else ""),
+                "yellow")
+    actions = build_plan(playbook, state, options.until)
+    for index, action in enumerate(actions, 1):
+        step = action.step
+        gate = "  [gate]" if step.gate else ""
+        label = {Kind.RUN: "will run", Kind.RESUME: "will resume", Kind.DONE: "done",
+                 Kind.SKIP: "skip", Kind.LATER: "not in this run"}[action.kind]
+        ui.info(f"[{index:>2}/{len(actions)}] {step.id}: {step.title}{gate}", "bold")
+        ui.info(f"        {label}: {action.reason}")
+        if action.will_run:
+            if step.gate:
+                ui.info(f"        gate: {step.gate_text(ctx)}", "yellow")
+            for line in step.describe(ctx):
+                if line:
+                    ui.info(f"        $ {line}")
+    return 0
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+

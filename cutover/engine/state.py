@@ -1,0 +1,190 @@
+"""The state file ``.cutover/state.json``: versioned, written atomically, never holding a secret.
+
+Schema history (bump SCHEMA_VERSION and add a step to ``_MIGRATIONS`` for every change):
+
+* 1 (cutover 0.1): ``schema_version``, ``written_by``, ``run_id``, ``playbook`` (path,
+  fingerprint, flat field values), ``steps`` (per step id: status, attempts, started_at,
+  finished_at, duration, outputs, error, found_applied), ``updated_at``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cutover import __version__
+from cutover.errors import StateError
+from cutover.secrets import SecretMasker
+
+SCHEMA_VERSION = 1
+STATE_FILE = "state.json"
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+class StepState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status = Status.PENDING
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration: float | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    found_applied: bool = False
+
+
+class PlaybookRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    fingerprint: str
+    fields: dict[str, str]
+
+
+class RunState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    written_by: str = f"cutover {__version__}"
+    run_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    playbook: PlaybookRef
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    updated_at: str | None = None
+
+    def step(self, step_id: str) -> StepState:
+        return self.steps.setdefault(step_id, StepState())
+
+    def outputs(self, step_id: str) -> dict[str, Any]:
+        found = self.steps.get(step_id)
+        return found.outputs if found else {}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# Forward migrations: version N -> N+1, one function each. None yet: 1 is the first schema.
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Bring an older state document up to SCHEMA_VERSION; refuse a newer one."""
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise StateError(f"{path}: not a cutover state file (no valid schema_version)",
+                         resolution="Move it aside if it is not yours; cutover leaves it as is.")
+    if version > SCHEMA_VERSION:
+        writer = data.get("written_by", "a newer cutover")
+        raise StateError(
+            f"{path}: state schema version {version} was written by {writer}; "
+            f"this cutover ({__version__}) understands up to version {SCHEMA_VERSION}",
+            resolution="Upgrade cutover to continue this run. The file was left untouched.",
+        )
+    while version < SCHEMA_VERSION:
+        data = _MIGRATIONS[version](data)
+        version = data["schema_version"]
+    return data
+
+
+class StateStore:
+    """Reads and writes one state file. Writes are atomic and durable (fsync file and folder)."""
+
+    def __init__(self, folder: Path, masker: SecretMasker | None = None) -> None:
+        self.folder = folder
+        self.path = folder / STATE_FILE
+        self.masker = masker
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> RunState | None:
+        """The saved state, None when there is none. Corrupt files raise and stay untouched."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateError(f"{self.path}: cannot read state: {exc}") from None
+        if not text.strip():
+            raise StateError(
+                f"{self.path}: the state file is empty (truncated?)",
+                resolution="It was left untouched. Restore it from a backup, or move it aside "
+                "to start over (steps already applied are detected again by their checks).",
+            )
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StateError(
+                f"{self.path}: the state file is corrupt ({exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno})",
+                resolution="It was left untouched. Restore it from a backup, or move it aside "
+                "to start over (steps already applied are detected again by their checks).",
+            ) from None
+        if not isinstance(data, dict):
+            raise StateError(f"{self.path}: the state file is not a JSON object")
+        data = migrate(data, self.path)
+        try:
+            return RunState.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise StateError(
+                f"{self.path}: the state file does not match schema {SCHEMA_VERSION}: "
+                f"{field}: {first['msg']}",
+                resolution="It was left untouched.",
+            ) from None
+
+    def save(self, state: RunState) -> None:
+        """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+        ensure_private_dir(self.folder)
+        state.updated_at = now_iso()
+        text = state.model_dump_json(indent=2) + "\n"
+        if self.masker is not None:
+            # Defence in depth: a secret that slipped into an output is masked, never written.
+            text = self.masker.mask(text)
+        atomic_write(self.path, text)
+
+
+def ensure_private_dir(folder: Path) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(folder, 0o700)
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

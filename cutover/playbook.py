@@ -1,0 +1,219 @@
+"""The playbook (``cutover.yml``): what to migrate and how. Unknown keys are refused.
+
+Secrets never live here: config values come from Heroku, database passwords from the platforms,
+DNS credentials from the environment (``CUTOVER_DNS_TSIG_SECRET`` or the sandbox).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cutover.errors import InvalidInput
+
+DEFAULT_PLAYBOOK = "cutover.yml"
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HerokuSection(_Model):
+    app: Annotated[str, Field(min_length=1, description="The Heroku app to migrate.")]
+
+
+class ConvoxSection(_Model):
+    app: Annotated[str, Field(description="The Convox app to create and deploy.")]
+    rack: str | None = Field(default=None, description="Rack name passed as -r; default: current.")
+    manifest: str = Field(default="convox.yml", description="Manifest file inside `source`.")
+    source: str = Field(default=".", description="Folder to deploy, relative to the playbook.")
+
+    @field_validator("app")
+    @classmethod
+    def _app_name(cls, value: str) -> str:
+        if not _APP_NAME.match(value):
+            raise ValueError("must match ^[a-z][a-z0-9-]*$ (lowercase letters, digits, dashes)")
+        return value
+
+
+class EnvSection(_Model):
+    exclude: list[str] = Field(default_factory=list, description="Names or globs not copied.")
+    override: dict[str, str] = Field(
+        default_factory=dict, description="Non-secret values set instead of Heroku's."
+    )
+
+    @field_validator("override")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+
+class DatabaseSection(_Model):
+    resource: str = Field(default="database", description="Convox resource to restore into.")
+    heroku_attachment: str = Field(default="DATABASE", description="Heroku attachment name.")
+    restore_jobs: int = Field(default=2, ge=1, le=32, description="pg_restore --jobs.")
+    verify: Literal["counts", "checksums"] = Field(
+        default="checksums", description="How verify-data compares the databases."
+    )
+    timeout: int = Field(default=3600, ge=10, description="Seconds allowed for dump or restore.")
+
+
+class SmokeCheck(_Model):
+    path: str = "/"
+    status: int = Field(default=200, ge=100, le=599)
+    contains: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+
+class SmokeSection(_Model):
+    service: str = "web"
+    checks: list[SmokeCheck] = Field(default_factory=lambda: [SmokeCheck(path="/")])
+    timeout: int = Field(default=180, ge=1, description="Seconds to keep retrying a fresh deploy.")
+
+
+class DnsSection(_Model):
+    provider: Literal["rfc2136", "manual"] = "manual"
+    zone: str
+    record: str
+    ttl: int = Field(default=60, ge=1, le=86400, description="Lowered TTL, set a day ahead.")
+    server: str | None = Field(default=None, description="rfc2136: host[:port] of the primary.")
+    key_name: str | None = Field(default=None, description="rfc2136: TSIG key name.")
+    propagation_timeout: int = Field(default=300, ge=1)
+
+    @field_validator("zone", "record")
+    @classmethod
+    def _fqdn(cls, value: str) -> str:
+        value = value.strip().rstrip(".").lower()
+        if not value or " " in value:
+            raise ValueError("must be a DNS name")
+        return value
+
+
+class WindowSection(_Model):
+    scale_down: list[str] = Field(
+        default_factory=lambda: ["worker"], description="Heroku process types stopped."
+    )
+    drain_seconds: int = Field(default=30, ge=0, description="Wait for workers to finish jobs.")
+    ttl_wait_max: int = Field(
+        default=300, ge=0,
+        description="confirm-window waits up to this long for caches to drop the old TTL.",
+    )
+
+
+class Playbook(_Model):
+    version: Literal[1] = 1
+    heroku: HerokuSection
+    convox: ConvoxSection
+    env: EnvSection = Field(default_factory=EnvSection)
+    database: DatabaseSection | None = Field(default_factory=DatabaseSection)
+    smoke: SmokeSection = Field(default_factory=SmokeSection)
+    dns: DnsSection | None = None
+    window: WindowSection = Field(default_factory=WindowSection)
+    sandbox: str | None = Field(
+        default=None, description="Sandbox folder (cutover sandbox up), relative to the playbook."
+    )
+
+
+class LoadedPlaybook:
+    """A validated playbook with where it came from and its fingerprint."""
+
+    def __init__(self, path: Path, model: Playbook, raw: dict[str, Any]) -> None:
+        self.path = path
+        self.model = model
+        self.raw = raw
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.folder / ".cutover"
+
+    def resolve(self, relative: str) -> Path:
+        return (self.folder / relative).resolve()
+
+    def flat(self) -> dict[str, str]:
+        """Every leaf field as ``dotted.path -> JSON value``, defaults included."""
+        return _flatten(self.model.model_dump(mode="json"))
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_playbook(path: Path) -> LoadedPlaybook:
+    """Read and validate a playbook; every problem is an InvalidInput naming file and field."""
+    path = path.resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"{path}: playbook not found",
+            resolution="Pass -f PATH, or create one with `cutover init` "
+            "(see playbooks/example.yml).",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read playbook: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f":{mark.line + 1}:{mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidInput(f"{path}{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{path}: a playbook must be a YAML mapping (got {type(raw).__name__})")
+    try:
+        model = Playbook.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            lines.append(f"  {field}: {msg}")
+        raise InvalidInput(
+            f"{path}: invalid playbook",
+            details="\n".join(lines),
+            resolution="See README: Playbook reference.",
+        ) from None
+    return LoadedPlaybook(path, model, raw)
+
+
+def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Dotted field paths whose value differs between two ``flat()`` snapshots."""
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if old.get(k) != new.get(k)]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    else:
+        out[prefix] = json.dumps(value, sort_keys=True)
+    return out

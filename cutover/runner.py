@@ -1,0 +1,390 @@
+"""The one runner for every external command cutover's adapters run.
+
+It owns what each call needs and what is easy to get wrong one call at a time:
+
+* the environment: the parent's, plus the runner's base (the sandbox's, say), plus the call's own
+  variables. Secrets reach children only through those variables or stdin, never argv;
+* stdin is closed unless the call gives input (``convox env set`` blocks on an open pipe);
+* a timeout per call: the child's process group gets SIGTERM, then SIGKILL after a grace period;
+* output captured and written to the audit log with every secret masked;
+* retries with tenacity, only for failures the adapter classifies as transient;
+* one error type, :class:`~cutover.errors.CommandError`, with the masked command, the exit code and
+  the stderr tail;
+* Ctrl-C: the child is stopped in stages (SIGINT, SIGTERM, SIGKILL) and
+  :class:`~cutover.errors.Interrupted` is raised.
+
+``sh`` runs the children. Its defaults are overridden here on purpose: ``_env`` replaces the whole
+environment (we pass the merged one), ``_tty_out`` is off (tools must see pipes and print plain
+text), timeouts are ours (sh's send SIGKILL at once), and sh's truncated exception text is never
+shown (we build our own error from the full captured output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import sh
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from cutover.errors import CommandError, Interrupted, ToolMissing
+from cutover.secrets import SecretMasker
+
+TAIL_LINES = 20
+DEFAULT_TIMEOUT = 300.0
+TERM_GRACE = 5.0
+# Test hook: when set, the raw argv of every child is appended here as JSON lines, so tests can
+# prove that no secret ever reaches a command line. Never set it in production.
+ARGV_LOG_VAR = "CUTOVER_TEST_ARGV_LOG"
+
+
+class AuditSink(Protocol):
+    def event(self, kind: str, **fields: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command left behind. stdout/stderr are raw (unmasked) text."""
+
+    argv_masked: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+
+
+Classifier = Callable[[Result], bool]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry only what ``transient`` says is transient, ``attempts`` times in all."""
+
+    transient: Classifier
+    attempts: int = 3
+    wait_min: float = 0.5
+    wait_max: float = 8.0
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+@dataclass
+class Runner:
+    masker: SecretMasker
+    audit: AuditSink | None = None
+    base_env: dict[str, str] = field(default_factory=dict)
+    path_prefix: list[str] = field(default_factory=list)
+    default_timeout: float = DEFAULT_TIMEOUT
+    term_grace: float = TERM_GRACE
+    # The current step, added to every command event so the log reads as a story.
+    step: str | None = None
+    _sleep: Callable[[float], None] = time.sleep
+
+    # -- environment -------------------------------------------------------------------------
+    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.base_env)
+        if self.path_prefix:
+            env["PATH"] = os.pathsep.join([*self.path_prefix, env.get("PATH", "")])
+        if extra:
+            env.update(extra)
+        return env
+
+    def which(self, tool: str) -> str | None:
+        for folder in self.environment().get("PATH", "").split(os.pathsep):
+            candidate = Path(folder or ".") / tool
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+        return None
+
+    # -- one call ----------------------------------------------------------------------------
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float | None = None,
+        cwd: Path | None = None,
+        check: bool = True,
+        retry: RetryPolicy | None = None,
+        ok_codes: Sequence[int] = (0,),
+    ) -> Result:
+        """Run ``argv`` to completion; raise CommandError unless it exits with one of ok_codes."""
+        if retry is None:
+            return self._run_once(argv, env=env, input=input, timeout=timeout, cwd=cwd,
+                                  check=check, transient=None, ok_codes=ok_codes)
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self._event("retry", argv=self.masker.mask_argv(argv), attempt=state.attempt_number,
+                        reason=str(exc.brief) if isinstance(exc, CommandError) else "")
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, CommandError) and e.transient),
+            stop=stop_after_attempt(retry.attempts),
+            wait=wait_exponential(min=retry.wait_min, max=retry.wait_max),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        result: Result | None = None
+        for attempt in retrying:
+            with attempt:
+                result = self._run_once(argv, env=env, input=input, timeout=timeout, cwd=cwd,
+                                        check=check, transient=retry.transient, ok_codes=ok_codes)
+        assert result is not None
+        return result
+
+    def _run_once(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None,
+        input: str | None,
+        timeout: float | None,
+        cwd: Path | None,
+        check: bool,
+        transient: Classifier | None,
+        ok_codes: Sequence[int],
+    ) -> Result:
+        argv = [str(a) for a in argv]
+        masked = self.masker.mask_argv(argv)
+        limit = self.default_timeout if timeout is None else timeout
+        merged = self.environment(env)
+        exe = self._resolve(argv[0], merged)
+        self._log_argv(argv, merged)
+        started = time.monotonic()
+        proc = sh.Command(exe)(
+            *argv[1:],
+            _env=merged,
+            _in=input.encode() if input is not None else None,
+            _cwd=str(cwd) if cwd else None,
+            _bg=True,
+            _bg_exc=False,
+            _tty_in=False,
+            _tty_out=False,
+            _new_session=True,
+            _ok_code=list(range(256)),
+            _return_cmd=True,
+            _decode_errors="replace",
+        )
+        timed_out = False
+        try:
+            try:
+                proc.wait(timeout=limit)
+            except sh.TimeoutException:
+                timed_out = True
+                self._stop(proc, first=signal.SIGTERM)
+            except sh.ErrorReturnCode:
+                pass  # killed by a signal: the exit code (negative) says which
+        except KeyboardInterrupt:
+            self._stop(proc, first=signal.SIGINT)
+            self._record(masked, None, proc, time.monotonic() - started, outcome="interrupted")
+            raise Interrupted(f"interrupted while running: {' '.join(masked)}") from None
+        _join(proc)
+        duration = time.monotonic() - started
+        code = _exit_code(proc)
+        stdout, stderr = _text(proc.stdout), _text(proc.stderr)
+        result = Result(masked, code, stdout, stderr, duration)
+        if timed_out:
+            self._record(masked, code, proc, duration, outcome="timeout")
+            raise CommandError(masked, code, self.masker.mask(tail(stderr)), timed_out=True,
+                               transient=False, stdout_tail=self.masker.mask(tail(stdout)))
+        ok = code in ok_codes
+        self._record(masked, code, proc, duration, outcome="ok" if ok else "failed")
+        if check and not ok:
+            raise CommandError(
+                masked, code, self.masker.mask(tail(stderr)),
+                transient=bool(transient and transient(result)),
+                stdout_tail=self.masker.mask(tail(stdout)),
+            )
+        return result
+
+    # -- long-running children (convox resources proxy) ------------------------------------
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Background:
+        """Start ``argv`` in the background; the caller must ``stop()`` it (use ``with``)."""
+        argv = [str(a) for a in argv]
+        masked = self.masker.mask_argv(argv)
+        merged = self.environment(env)
+        exe = self._resolve(argv[0], merged)
+        self._log_argv(argv, merged)
+        bg = Background(masked, self)
+        proc = sh.Command(exe)(
+            *argv[1:],
+            _env=merged,
+            _in=None,
+            _cwd=str(cwd) if cwd else None,
+            _bg=True,
+            _bg_exc=False,
+            _tty_in=False,
+            _tty_out=False,
+            _new_session=True,
+            _ok_code=list(range(256)),
+            _return_cmd=True,
+            _out=bg.on_stdout,
+            _err=bg.on_stderr,
+            _decode_errors="replace",
+        )
+        bg.proc = proc
+        self._event("command-start", argv=masked, pid=proc.pid)
+        return bg
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _resolve(self, tool: str, env: Mapping[str, str]) -> str:
+        if os.sep in tool:
+            if not os.access(tool, os.X_OK):
+                raise ToolMissing(f"{tool} is not an executable file")
+            return tool
+        for folder in env.get("PATH", "").split(os.pathsep):
+            candidate = Path(folder or ".") / tool
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+        raise ToolMissing(
+            f"{tool} is not installed or not on PATH",
+            resolution=f"Install {tool} (see README: Requirements) and run again.",
+        )
+
+    def _stop(self, proc: Any, *, first: signal.Signals) -> None:
+        """Stop a child's process group in stages: first signal, SIGTERM, SIGKILL."""
+        stages = [first] if first == signal.SIGTERM else [first, signal.SIGTERM]
+        for sig in [*stages, signal.SIGKILL]:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                proc.process.signal_group(sig)
+            if sig == signal.SIGKILL:
+                break
+            try:
+                proc.wait(timeout=self.term_grace)
+                return
+            except sh.TimeoutException:
+                continue
+            except sh.ErrorReturnCode:
+                return
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=self.term_grace)
+
+    def _record(self, masked: list[str], code: int | None, proc: Any, duration: float,
+                *, outcome: str) -> None:
+        self._event(
+            "command",
+            argv=masked,
+            exit_code=code,
+            duration=round(duration, 3),
+            outcome=outcome,
+            stderr_tail=self.masker.mask(tail(_text(proc.stderr), 10)),
+        )
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        if self.audit is not None:
+            if self.step is not None:
+                fields.setdefault("step", self.step)
+            self.audit.event(kind, **fields)
+
+    def _log_argv(self, argv: list[str], env: Mapping[str, str]) -> None:
+        target = env.get(ARGV_LOG_VAR) or os.environ.get(ARGV_LOG_VAR)
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(argv) + "\n")
+
+
+class Background:
+    """A child started with :meth:`Runner.start`. Output is collected as it arrives."""
+
+    def __init__(self, argv_masked: list[str], runner: Runner) -> None:
+        self.argv_masked = argv_masked
+        self.runner = runner
+        self.proc: Any = None
+        self._lock = threading.Lock()
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+
+    def on_stdout(self, line: str) -> None:
+        with self._lock:
+            self._stdout.append(line)
+
+    def on_stderr(self, line: str) -> None:
+        with self._lock:
+            self._stderr.append(line)
+
+    @property
+    def stdout(self) -> str:
+        with self._lock:
+            return "".join(self._stdout)
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return "".join(self._stderr)
+
+    def alive(self) -> bool:
+        return bool(self.proc is not None and self.proc.process.is_alive()[0])
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.alive():
+            self.runner._stop(self.proc, first=signal.SIGTERM)
+        self.runner._event(
+            "command-stop", argv=self.argv_masked,
+            stderr_tail=self.runner.masker.mask(tail(self.stderr, 10)),
+        )
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def step_scope(runner: Runner, step: str) -> Iterator[None]:
+    previous, runner.step = runner.step, step
+    try:
+        yield
+    finally:
+        runner.step = previous
+
+
+def _join(proc: Any) -> None:
+    """Wait for the child and for sh's reader threads, so stdout and stderr are complete.
+
+    ``RunningCommand.wait(timeout=...)`` only polls the pid; the output threads are joined by the
+    process object's own wait.
+    """
+    with contextlib.suppress(Exception):
+        proc.process.wait()
+
+
+def _exit_code(proc: Any) -> int:
+    code = proc.process.exit_code
+    return int(code) if code is not None else -1
+
+
+def _text(data: Any) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    return str(data)

@@ -1,0 +1,61 @@
+"""``cutover sandbox up|down|status``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cutover.sandbox import manager
+from cutover.ui import Ui
+
+DirOpt = Annotated[Path, typer.Option("--dir", help="Sandbox folder.", show_default=True)]
+
+
+def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> None:
+    sandbox = typer.Typer(help="A local Heroku, Convox and DNS to rehearse and test against.",
+                          no_args_is_help=True)
+
+    @sandbox.command("up")
+    def up_cmd(
+        folder: DirOpt = Path(".sandbox"),
+        rows: Annotated[int, typer.Option(help="Rows to seed (scales every table).")] = 3000,
+    ) -> None:
+        """Start the sandbox (a no-op when it is already up)."""
+
+        def body(ui: Ui) -> int:
+            manager.up(folder, rows=rows, say=lambda m: ui.info(f"sandbox: {m}"))
+            ui.info(f"sandbox up in {folder.absolute()}; try: "
+                    "cutover run -f playbooks/sandbox.yml", "bold")
+            return 0
+
+        guard(body)
+
+    @sandbox.command("down")
+    def down_cmd(folder: DirOpt = Path(".sandbox")) -> None:
+        """Stop everything the sandbox started and remove its folder."""
+        guard(lambda ui: (manager.down(folder, say=lambda m: ui.info(f"sandbox: {m}")), 0)[1])
+
+    @sandbox.command("status")
+    def status_cmd(folder: DirOpt = Path(".sandbox")) -> None:
+        """Show the sandbox's processes."""
+
+        def body(ui: Ui) -> int:
+            parts = manager.status(folder)
+            if not parts:
+                ui.info(f"no sandbox in {folder.absolute()}")
+                return 0
+            table = Table(title=f"sandbox {folder.absolute()}", title_justify="left")
+            for column in ("component", "pid", "port", "state"):
+                table.add_column(column)
+            for part in parts:
+                table.add_row(part.name, str(part.pid or ""), str(part.port or ""), part.detail)
+            ui.console.print(table)
+            return 0 if all(p.detail == "running" for p in parts) else 1
+
+        guard(body)
+
+    app.add_typer(sandbox, name="sandbox")

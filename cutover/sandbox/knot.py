@@ -1,0 +1,267 @@
+"""A real authoritative DNS server (Knot DNS) on loopback for tests and the sandbox.
+
+The server accepts RFC 2136 updates signed with one TSIG key (hmac-sha256). Updates stay in the
+journal (``zonefile-sync: -1``), so the zone file keeps what was written at creation.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from cutover.sandbox import procs
+
+__all__ = ["KnotError", "KnotServer", "knotd_binary"]
+
+STATE_FILE = "knot.json"
+CONF_FILE = "knotd.conf"
+LOG_FILE = "knotd.log"
+START_TIMEOUT = 15.0
+MAX_SOCKET_PATH = 107
+
+# (name, type, ttl, value): name relative to the zone, "@" or absolute with a trailing dot.
+RecordSpec = tuple[str, str, int, str]
+
+
+class KnotError(RuntimeError):
+    """The Knot DNS server could not be configured, started or reached."""
+
+
+def knotd_binary() -> str:
+    """Return the path of ``knotd`` (PATH first, then /usr/sbin where Debian puts it)."""
+    found = shutil.which("knotd") or shutil.which("knotd", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise KnotError("knotd not found on PATH or in /usr/sbin: install the Debian package knot")
+    return found
+
+
+def _check_token(what: str, value: str) -> None:
+    if not value or any(ch in value for ch in '\n\r"\\;') or value != value.strip():
+        raise KnotError(f"invalid {what} {value!r}: no quotes, newlines or surrounding spaces")
+
+
+def _config(folder: Path, port: int, zone: str, tsig_name: str, tsig_secret: str) -> str:
+    return f"""# Written by cutover's sandbox; regenerated on every create.
+server:
+    rundir: "{folder / "run"}"
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: "{folder / "db"}"
+
+key:
+  - id: {tsig_name}
+    algorithm: hmac-sha256
+    secret: {tsig_secret}
+
+acl:
+  - id: sandbox-update
+    key: {tsig_name}
+    action: update
+
+template:
+  - id: default
+    storage: "{folder / "zones"}"
+    zonefile-sync: -1
+    journal-content: changes
+
+zone:
+  - domain: {zone}.
+    file: {zone}.zone
+    acl: sandbox-update
+"""
+
+
+def _zone_file(zone: str, records: Sequence[RecordSpec]) -> str:
+    origin = f"{zone}."
+    lines = [
+        f"$ORIGIN {origin}",
+        "$TTL 300",
+        f"@ 3600 IN SOA ns1.{origin} hostmaster.{origin} 1 3600 600 86400 60",
+        f"@ 3600 IN NS ns1.{origin}",
+    ]
+    names = {name.lower().rstrip(".") for name, _, _, _ in records}
+    if "ns1" not in names and f"ns1.{zone}".lower() not in names:
+        lines.append("ns1 3600 IN A 127.0.0.1")
+    for name, rtype, ttl, value in records:
+        for part in (name, rtype, value):
+            if "\n" in part or "\r" in part:
+                raise KnotError(f"record field {part!r} contains a newline")
+        if ttl < 0:
+            raise KnotError(f"record {name} {rtype} has a negative TTL")
+        lines.append(f"{name} {ttl} IN {rtype.upper()} {value}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class KnotServer:
+    """A running (or stopped) knotd serving one zone on 127.0.0.1:port."""
+
+    folder: Path
+    port: int
+    zone: str
+    tsig_name: str
+    tsig_secret: str = field(repr=False)
+    pid: int | None = None
+
+    @property
+    def state_file(self) -> Path:
+        """The 0600 JSON file this server is saved to by default."""
+        return self.folder / STATE_FILE
+
+    @property
+    def log_path(self) -> Path:
+        """knotd's log (stdout and stderr)."""
+        return self.folder / LOG_FILE
+
+    @classmethod
+    def create(
+        cls,
+        folder: Path,
+        port: int,
+        zone: str,
+        records: Sequence[RecordSpec],
+        tsig_name: str = "cutover-sandbox",
+    ) -> KnotServer:
+        """Write config and zone into ``folder`` (0700), start knotd, wait for it, save state."""
+        zone = zone.rstrip(".").lower()
+        _check_token("zone", zone)
+        _check_token("TSIG key name", tsig_name)
+        control_socket = folder.absolute() / "run" / "knot.sock"
+        if len(str(control_socket).encode()) > MAX_SOCKET_PATH:
+            raise KnotError(
+                f"folder {folder} is too deep for knotd's control socket {control_socket} "
+                f"(unix socket paths are limited to {MAX_SOCKET_PATH} bytes): use a shorter path"
+            )
+        folder = folder.absolute()
+        if (folder / STATE_FILE).exists():
+            previous = cls.load(folder / STATE_FILE)
+            if previous.is_running():
+                raise KnotError(
+                    f"knotd (pid {previous.pid}) from an earlier create in {folder} still runs; "
+                    "stop it first"
+                )
+        procs.ensure_private_dir(folder)
+        for sub in ("run", "db", "zones"):
+            # The database folder must exist before knotd starts: otherwise zone loading works
+            # but every dynamic update fails with SERVFAIL ("DDNS, processing failed (not exists)").
+            procs.ensure_private_dir(folder / sub)
+        secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+        server = cls(folder=folder, port=port, zone=zone, tsig_name=tsig_name, tsig_secret=secret)
+        procs.write_private(folder / CONF_FILE, _config(folder, port, zone, tsig_name, secret))
+        procs.write_private(folder / "zones" / f"{zone}.zone", _zone_file(zone, records))
+        server.start()
+        return server
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start knotd with the written config and wait until it answers a SOA query."""
+        if self.is_running():
+            return
+        self.pid = procs.spawn_daemon(
+            [knotd_binary(), "-c", str(self.folder / CONF_FILE)],
+            log_path=self.log_path,
+            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+            cwd=self.folder,
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            procs.stop_pid(self.pid)
+            self.pid = None
+            raise
+        self.save()
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.pid is not None
+        deadline = time.monotonic() + timeout
+        query = dns.message.make_query(f"{self.zone}.", dns.rdatatype.SOA)
+        last = "no answer yet"
+        while True:
+            if not procs.pid_alive(self.pid):
+                tail = procs.log_tail(self.log_path)
+                raise KnotError(f"knotd exited during start; end of {self.log_path}:\n{tail}")
+            try:
+                response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
+            except (dns.exception.DNSException, OSError) as exc:
+                last = str(exc) or type(exc).__name__
+            else:
+                if response.rcode() == dns.rcode.NOERROR and response.answer:
+                    return
+                last = f"rcode {dns.rcode.to_text(response.rcode())}"
+            if time.monotonic() >= deadline:
+                raise KnotError(
+                    f"knotd on 127.0.0.1:{self.port} did not serve {self.zone} SOA within "
+                    f"{timeout:.0f}s ({last}); see {self.log_path}"
+                )
+            time.sleep(0.05)
+
+    def is_running(self) -> bool:
+        """Return True if the recorded pid is alive and is knotd with this folder's config."""
+        if self.pid is None or not procs.pid_alive(self.pid):
+            return False
+        try:
+            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return True  # no /proc: trust the pid
+        # A recycled pid must never be mistaken for our server (and then killed).
+        return str(self.folder / CONF_FILE).encode() in argv
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop knotd (no error if it is not running) and record that in the state file."""
+        if self.pid is not None:
+            if self.is_running():
+                procs.stop_pid(self.pid, timeout)
+            self.pid = None
+            if self.folder.is_dir():
+                self.save()
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write this server's description, TSIG secret included, to a 0600 JSON file."""
+        target = path or self.state_file
+        data = {
+            "folder": str(self.folder),
+            "port": self.port,
+            "zone": self.zone,
+            "tsig_name": self.tsig_name,
+            "tsig_secret": self.tsig_secret,
+            "pid": self.pid,
+        }
+        procs.write_private(target, json.dumps(data, indent=2) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, path: Path) -> KnotServer:
+        """Read a server saved by :meth:`save` (``path`` may be the file or its folder)."""
+        if path.is_dir():
+            path = path / STATE_FILE
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pid = data.get("pid")
+        return cls(
+            folder=Path(data["folder"]),
+            port=int(data["port"]),
+            zone=str(data["zone"]),
+            tsig_name=str(data["tsig_name"]),
+            tsig_secret=str(data["tsig_secret"]),
+            pid=int(pid) if pid is not None else None,
+        )

@@ -1,0 +1,282 @@
+"""``cutover sandbox up|down|status``: a local world standing in for Heroku and Convox.
+
+What ``up`` starts, all on 127.0.0.1 and recorded in ``<sandbox>/sandbox.json`` (0600):
+
+* a sandbox CA and one server certificate for every sandbox host name;
+* "Heroku Postgres": a real PostgreSQL cluster, seeded with a realistic schema;
+* the Convox database resource: a second real PostgreSQL cluster;
+* the Heroku API emulator (Platform + Data API) that the real heroku CLI talks to, and its
+  HTTPS backup download server;
+* the sample app serving the "Heroku" app over HTTPS;
+* a Knot DNS server for the zone ``example.test`` accepting TSIG-signed RFC 2136 updates;
+* the convox stand-in (``<sandbox>/bin/convox``) with its rack state in ``<sandbox>/convox``;
+  it starts the sample app as the Convox app when a release is promoted.
+
+``<sandbox>/env.json`` tells cutover how to reach all of it (see cutover/engine/context.py).
+``down`` stops exactly the processes ``up`` (and the convox stand-in) started, then removes the
+folder, which holds the sandbox's secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cutover
+from cutover.errors import CutoverError
+from cutover.sandbox import convox_fake, heroku_api, pgcluster, procs, seed
+from cutover.sandbox.knot import KnotServer
+from cutover.sandbox.tls import SandboxCA
+
+STATE = "sandbox.json"
+ENV = "env.json"
+HEROKU_APP = "myapp-sandbox"
+CONVOX_APP = "myapp"
+RACK = "sandbox"
+RACK_DOMAIN = "sandbox.convox.test"
+ROUTER = f"router.{RACK_DOMAIN}"
+ZONE = "example.test"
+RECORD = f"www.{ZONE}"
+HEROKU_DNS_TARGET = "myapp-sandbox-1a2b.herokudns.test"
+HEROKU_HOSTNAME = f"{HEROKU_APP}.herokuapp.test"
+ORIGINAL_TTL = 20  # the record's TTL before lower-ttl; confirm-window waits it out
+SOURCE_DB = "d8f3k2sandbox"
+SOURCE_USER = "u4b1sandbox"
+TARGET_DB = "app"
+TARGET_USER = "app"
+REPO_ROOT = Path(cutover.__file__).resolve().parent.parent
+SAMPLE_APP_SOURCE = REPO_ROOT / "playbooks" / "sandbox-app"
+
+
+@dataclass
+class Component:
+    name: str
+    pid: int | None
+    port: int | None
+    detail: str = ""
+
+
+def _heroku_bin() -> list[str]:
+    """Where the pinned heroku CLI is: the repository's node_modules, else PATH."""
+    local = REPO_ROOT / "node_modules" / ".bin"
+    return [str(local)] if (local / "heroku").exists() else []
+
+
+def _load(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CutoverError(f"{folder / STATE}: unreadable sandbox state: {exc}",
+                           resolution="Stop what is left with `cutover sandbox down`.") from None
+    return data if isinstance(data, dict) else None
+
+
+def _save(folder: Path, data: dict[str, Any]) -> None:
+    procs.write_private(folder / STATE, json.dumps(data, indent=2) + "\n")
+
+
+def is_up(folder: Path) -> bool:
+    data = _load(folder)
+    if not data:
+        return False
+    return all(procs.pid_alive(int(p)) for p in data.get("pids", {}).values())
+
+
+def up(folder: Path, *, rows: int = 3000, say: Any = print) -> dict[str, Any]:
+    """Start the sandbox (or report the running one). Returns its state document."""
+    folder = folder.absolute()
+    existing = _load(folder)
+    if existing and is_up(folder):
+        say(f"sandbox already up in {folder}")
+        return existing
+    if existing:
+        say("a previous sandbox is partly down: cleaning it up first")
+        down(folder, say=say)
+    procs.ensure_private_dir(folder)
+    data: dict[str, Any] = {"folder": str(folder), "pids": {}, "ports": {}}
+    try:
+        _start(folder, data, rows, say)
+    except BaseException:
+        _save(folder, data)
+        say("sandbox up failed: stopping what was started")
+        with contextlib.suppress(Exception):
+            down(folder, say=say)
+        raise
+    _save(folder, data)
+    return data
+
+
+def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
+    ports = data["ports"]
+    for name in ("heroku_api", "backups", "heroku_app", "router", "dns", "pg_heroku", "pg_convox"):
+        ports[name] = procs.free_port()
+    logs = procs.ensure_private_dir(folder / "logs")
+
+    say("sandbox CA and certificates")
+    ca = SandboxCA.create(folder / "ca")
+    cert, key = folder / "ca" / "server.pem", folder / "ca" / "server-key.pem"
+    names = [RECORD, ROUTER, f"web.{CONVOX_APP}.{RACK_DOMAIN}", HEROKU_DNS_TARGET,
+             HEROKU_HOSTNAME, "localhost", "127.0.0.1"]
+    ca.issue(names, cert, key)
+
+    say(f"PostgreSQL for Heroku on 127.0.0.1:{ports['pg_heroku']} (seeding {rows} rows)")
+    src = pgcluster.init_cluster(folder / "pg" / "heroku", ports["pg_heroku"],
+                                 password=secrets.token_urlsafe(18),
+                                 traverse_root=folder)
+    data["pids"]["pg_heroku"] = pgcluster.start(src, logs / "pg-heroku.log")
+    pgcluster.save(src, folder / "pg-heroku.json")
+    src_password = secrets.token_urlsafe(18)
+    pgcluster.create_role_and_db(src, SOURCE_DB, SOURCE_USER, src_password)
+    seed.seed(src, SOURCE_DB, user=SOURCE_USER, password=src_password, rows=rows)
+
+    say(f"PostgreSQL for the Convox resource on 127.0.0.1:{ports['pg_convox']}")
+    dst = pgcluster.init_cluster(folder / "pg" / "convox", ports["pg_convox"],
+                                 password=secrets.token_urlsafe(18),
+                                 traverse_root=folder)
+    data["pids"]["pg_convox"] = pgcluster.start(dst, logs / "pg-convox.log")
+    pgcluster.save(dst, folder / "pg-convox.json")
+    dst_password = secrets.token_urlsafe(18)
+    pgcluster.create_role_and_db(dst, TARGET_DB, TARGET_USER, dst_password)
+
+    say(f"Heroku API emulator on 127.0.0.1:{ports['heroku_api']}")
+    api_key = secrets.token_hex(16)
+    state = heroku_api.default_state(
+        HEROKU_APP,
+        db={"host": "127.0.0.1", "port": ports["pg_heroku"], "user": SOURCE_USER,
+            "password": src_password, "database": SOURCE_DB},
+        domain=RECORD, heroku_dns_target=HEROKU_DNS_TARGET, api_key=api_key,
+    )
+    procs.ensure_private_dir(folder / "heroku")
+    heroku_api.save_state(folder / "heroku" / "state.json", state)
+    pid_file = folder / "heroku" / "api.pid"
+    api_pid = procs.spawn_daemon(
+        [sys.executable, "-m", "cutover.sandbox.heroku_api", "--state",
+         str(folder / "heroku" / "state.json"), "--port", str(ports["heroku_api"]),
+         "--backup-port", str(ports["backups"]), "--tls-cert", str(cert), "--tls-key", str(key),
+         "--pid-file", str(pid_file)],
+        log_path=logs / "heroku-api.log")
+    data["pids"]["heroku_api"] = api_pid
+    procs.wait_for_port("127.0.0.1", ports["heroku_api"], 30)
+    procs.wait_for_port("127.0.0.1", ports["backups"], 30)
+    home = folder / "heroku" / "home"
+    heroku_api.prepare_home(home, ports["heroku_api"])
+
+    say(f"the Heroku app (sample app) on https://127.0.0.1:{ports['heroku_app']}")
+    config = state["apps"][HEROKU_APP]["config_vars"]
+    app_env = {
+        **{k: str(v) for k, v in config.items()},
+        "PORT": str(ports["heroku_app"]), "TLS_CERT": str(cert), "TLS_KEY": str(key),
+        "PLATFORM": "heroku", "APP": HEROKU_APP,
+        "DATABASE_URL": heroku_api.database_url(
+            {"host": "127.0.0.1", "port": ports["pg_heroku"], "user": SOURCE_USER,
+             "password": src_password, "database": SOURCE_DB}),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+    }
+    data["pids"]["heroku_app"] = procs.spawn_daemon(
+        [sys.executable, "-m", "cutover.sandbox.sampleapp"], env=app_env,
+        log_path=logs / "heroku-app.log")
+    procs.wait_for_port("127.0.0.1", ports["heroku_app"], 30)
+
+    say(f"Knot DNS for {ZONE} on 127.0.0.1:{ports['dns']}")
+    knot = KnotServer.create(folder / "dns", ports["dns"], ZONE,
+                             [("www", "CNAME", ORIGINAL_TTL, HEROKU_DNS_TARGET + ".")])
+    assert knot.pid is not None
+    data["pids"]["dns"] = knot.pid
+
+    say(f"convox stand-in, rack {RACK} (router https://127.0.0.1:{ports['router']})")
+    bin_dir = folder / "bin"
+    convox_fake.install_shim(bin_dir)
+    convox_config = procs.ensure_private_dir(folder / "convox")
+    convox_fake.configure_rack(
+        convox_config, name=RACK, domain=ROUTER,
+        router=convox_fake.Router("127.0.0.1", ports["router"], str(cert), str(key)),
+        postgres=convox_fake.PostgresBackend("127.0.0.1", ports["pg_convox"], TARGET_USER,
+                                             dst_password, TARGET_DB),
+    )
+
+    app_dir = folder / "app"
+    if app_dir.exists():
+        shutil.rmtree(app_dir)
+    shutil.copytree(SAMPLE_APP_SOURCE, app_dir)
+
+    env = heroku_api.cli_env(ports["heroku_api"], api_key, home, ca.ca_file)
+    env.pop("PATH", None)
+    env["CONVOX_CONFIG"] = str(convox_config)
+    resolve = {
+        f"web.{CONVOX_APP}.{RACK_DOMAIN}": f"127.0.0.1:{ports['router']}",
+        ROUTER: f"127.0.0.1:{ports['router']}",
+        HEROKU_DNS_TARGET: f"127.0.0.1:{ports['heroku_app']}",
+        HEROKU_HOSTNAME: f"127.0.0.1:{ports['heroku_app']}",
+    }
+    procs.write_private(folder / ENV, json.dumps({
+        "env": env,
+        "path_prefix": [str(bin_dir), *_heroku_bin()],
+        "resolve": resolve,
+        "ca_file": str(ca.ca_file),
+        "dns": {"server": "127.0.0.1", "port": ports["dns"], "key_name": knot.tsig_name,
+                "key_secret": knot.tsig_secret},
+    }, indent=2) + "\n")
+    data["started_at"] = time.time()
+
+
+def down(folder: Path, *, say: Any = print) -> list[str]:
+    """Stop everything ``up`` and the convox stand-in started; remove the folder."""
+    folder = folder.absolute()
+    stopped = []
+    convox_config = folder / "convox"
+    if (convox_config / convox_fake.STATE_FILE).exists():
+        with contextlib.suppress(Exception):
+            for pid in convox_fake.stop_processes(convox_config):
+                stopped.append(f"convox web (pid {pid})")
+    data = _load(folder) or {}
+    for name in ("pg_heroku", "pg_convox"):
+        path = folder / f"{name.replace('_', '-')}.json"
+        if path.exists():
+            with contextlib.suppress(Exception):
+                cluster = pgcluster.load(path)
+                if pgcluster.is_running(cluster):
+                    pgcluster.stop(cluster)
+                    stopped.append(name)
+    for name, pid in (data.get("pids") or {}).items():
+        if procs.pid_alive(int(pid)):
+            procs.stop_pid(int(pid))
+            stopped.append(f"{name} (pid {pid})")
+    if folder.exists():
+        shutil.rmtree(folder)
+    say("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return stopped
+
+
+def status(folder: Path) -> list[Component]:
+    folder = folder.absolute()
+    data = _load(folder)
+    if not data:
+        return []
+    out = []
+    ports = data.get("ports", {})
+    port_of = {"pg_heroku": "pg_heroku", "pg_convox": "pg_convox", "heroku_api": "heroku_api",
+               "heroku_app": "heroku_app", "dns": "dns"}
+    for name, pid in data.get("pids", {}).items():
+        alive = procs.pid_alive(int(pid))
+        out.append(Component(name, int(pid), ports.get(port_of.get(name, name)),
+                             "running" if alive else "stopped"))
+    convox_config = folder / "convox"
+    if (convox_config / convox_fake.STATE_FILE).exists():
+        rack_state = convox_fake.read_state(convox_config)
+        for rack in rack_state.get("racks", []):
+            served = rack.get("served")
+            if served:
+                pid = int(served["pid"])
+                out.append(Component(f"convox web ({served.get('app')} "
+                                     f"{served.get('release')})", pid, ports.get("router"),
+                                     "running" if procs.pid_alive(pid) else "stopped"))
+    return out

@@ -1,0 +1,289 @@
+"""The sandbox's sample web app: the application cutover moves from Heroku to Convox.
+
+Run as ``python -m cutover.sandbox.sampleapp``; configured only by environment variables:
+
+``PORT``
+    TCP port to listen on (required).
+``SAMPLEAPP_HOST``
+    Address to bind (default ``127.0.0.1``; the sandbox never leaves loopback).
+``TLS_CERT`` / ``TLS_KEY``
+    PEM certificate (chain) and key: with both set it serves HTTPS, otherwise plain HTTP.
+``DATABASE_URL``
+    PostgreSQL URL checked by ``/healthz`` and read by ``/api/orders/count``.
+``PLATFORM``
+    ``heroku`` or ``convox``: reported by every page, so a test can tell which side answered.
+``APP``
+    The application name (reported).
+``RELEASE`` (Convox) or ``HEROKU_RELEASE_VERSION`` (Heroku dyno metadata)
+    The release (reported by ``/healthz``).
+
+Routes: ``GET /healthz`` (JSON; 200 after a real ``SELECT 1``, 503 when the database check
+fails), ``GET /`` (a small HTML page naming the platform), ``GET /api/orders/count`` (JSON count
+of the ``orders`` table). Request lines are logged to stderr. The database URL, and so its
+password, is never printed or returned: a failure is reported by exception class only.
+SIGTERM and SIGINT stop the server cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+__all__ = ["Settings", "main", "make_server"]
+
+DB_CONNECT_TIMEOUT = 3
+SOCKET_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app reads from its environment."""
+
+    port: int
+    host: str = "127.0.0.1"
+    tls_cert: str = ""
+    tls_key: str = ""
+    database_url: str = ""
+    platform: str = "unknown"
+    app: str = ""
+    release: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        raw_port = env.get("PORT", "")
+        if not raw_port.isdigit():
+            raise ValueError(f"PORT must be a port number, got {raw_port!r}")
+        return cls(
+            port=int(raw_port),
+            host=env.get("SAMPLEAPP_HOST") or "127.0.0.1",
+            tls_cert=env.get("TLS_CERT", ""),
+            tls_key=env.get("TLS_KEY", ""),
+            database_url=env.get("DATABASE_URL", ""),
+            platform=env.get("PLATFORM") or "unknown",
+            app=env.get("APP", ""),
+            release=env.get("RELEASE") or env.get("HEROKU_RELEASE_VERSION", ""),
+        )
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+
+class DatabaseUnavailable(Exception):
+    """The database check failed; the message is safe to show (no URL, no password)."""
+
+
+def _connect(url: str) -> Any:
+    if not url:
+        raise DatabaseUnavailable("DATABASE_URL is not set")
+    import psycopg  # noqa: PLC0415 - only the database routes need it
+
+    try:
+        return psycopg.connect(url, connect_timeout=DB_CONNECT_TIMEOUT, autocommit=True)
+    except psycopg.Error as exc:
+        # psycopg's message can name the host and user; the class name is enough here.
+        raise DatabaseUnavailable(type(exc).__name__) from None
+    except Exception as exc:  # e.g. a malformed URL raises ProgrammingError or ValueError
+        raise DatabaseUnavailable(type(exc).__name__) from None
+
+
+def check_database(url: str) -> None:
+    """Run ``SELECT 1`` on ``url``; raise DatabaseUnavailable on any failure."""
+    import psycopg  # noqa: PLC0415
+
+    with _connect(url) as conn:
+        try:
+            row = conn.execute("SELECT 1").fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+    if row is None or row[0] != 1:
+        raise DatabaseUnavailable("SELECT 1 returned an unexpected result")
+
+
+def count_orders(url: str) -> int | None:
+    """The number of rows in ``orders``, or None when there is no such table."""
+    import psycopg  # noqa: PLC0415
+
+    with _connect(url) as conn:
+        try:
+            found = conn.execute("SELECT to_regclass('orders') IS NOT NULL").fetchone()
+            if not found or not found[0]:
+                return None
+            row = conn.execute("SELECT count(*) FROM orders").fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+    return int(row[0]) if row else 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    """The routes; ``self.server.settings`` holds the configuration."""
+
+    server_version = "cutover-sampleapp/1"
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def settings(self) -> Settings:
+        server = self.server
+        assert isinstance(server, SampleServer)
+        return server.settings
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: Mapping[str, object]) -> None:
+        body = (json.dumps(payload, sort_keys=True) + "\n").encode()
+        self._send(status, body, "application/json")
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            self._healthz()
+        elif path == "/":
+            self._index()
+        elif path == "/api/orders/count":
+            self._orders_count()
+        else:
+            self._json(404, {"error": "not found", "path": path})
+
+    def _identity(self) -> dict[str, str]:
+        s = self.settings
+        return {"platform": s.platform, "app": s.app, "release": s.release}
+
+    def _healthz(self) -> None:
+        payload: dict[str, str] = self._identity()
+        try:
+            check_database(self.settings.database_url)
+        except DatabaseUnavailable as exc:
+            payload.update(status="error", database="error", error=str(exc))
+            self._json(503, payload)
+            return
+        payload.update(status="ok", database="ok")
+        self._json(200, payload)
+
+    def _index(self) -> None:
+        s = self.settings
+        platform = html.escape(s.platform)
+        app = html.escape(s.app or "sample app")
+        body = (
+            '<!doctype html>\n<html><head><meta charset="utf-8">'
+            f"<title>{app} on {platform}</title></head>\n"
+            f"<body><h1>{app}</h1><p>Served by <strong>{platform}</strong>"
+            f" (release {html.escape(s.release or 'unknown')}).</p></body></html>\n"
+        ).encode()
+        self._send(200, body, "text/html; charset=utf-8")
+
+    def _orders_count(self) -> None:
+        payload: dict[str, object] = dict(self._identity())
+        try:
+            count = count_orders(self.settings.database_url)
+        except DatabaseUnavailable as exc:
+            payload.update(database="error", error=str(exc))
+            self._json(503, payload)
+            return
+        if count is None:
+            payload.update(error="no orders table")
+            self._json(404, payload)
+            return
+        payload.update(count=count)
+        self._json(200, payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(
+            f"{self.settings.platform} {self.address_string()} - "
+            f"[{self.log_date_time_string()}] {format % args}\n"
+        )
+
+
+class SampleServer(ThreadingHTTPServer):
+    """A threaded HTTP(S) server; the TLS handshake happens in the request's own thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tls_context: ssl.SSLContext | None = None
+        if settings.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+            self.tls_context = context
+        super().__init__((settings.host, settings.port), Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        sock: socket.socket = request
+        sock.settimeout(SOCKET_TIMEOUT)
+        if self.tls_context is not None:
+            try:
+                sock = self.tls_context.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                sys.stderr.write(f"{self.settings.platform} TLS handshake failed: {exc}\n")
+                return
+        try:
+            super().finish_request(sock, client_address)
+        finally:
+            if sock is not request:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def make_server(settings: Settings) -> SampleServer:
+    """Bind the server (raises OSError if the port is taken)."""
+    return SampleServer(settings)
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    try:
+        settings = Settings.from_env(os.environ if environ is None else environ)
+        server = make_server(settings)
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        sys.stderr.write(f"sampleapp: cannot start: {exc}\n")
+        return 1
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    scheme = "https" if settings.tls else "http"
+    sys.stderr.write(
+        f"sampleapp: listening on {scheme}://{settings.host}:{settings.port} "
+        f"(platform={settings.platform} app={settings.app} release={settings.release})\n"
+    )
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    sys.stderr.write("sampleapp: stopped\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The steps of a cutover, in order. Ids are stable: later versions may insert steps between
+them, never rename them (state files and --from/--until refer to them)."""
+
+from __future__ import annotations
+
+from cutover.steps.app import AddDomain, CreateApp, Deploy, Preflight, SetEnv, SmokeTest
+from cutover.steps.base import Context, Step
+from cutover.steps.data import FinalSync, InitialSync, VerifyData
+from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns, VerifySite
+from cutover.steps.window import ConfirmWindow, MaintenanceOn, ScaleDown
+
+STEPS: list[Step] = [
+    Preflight(),
+    CreateApp(),
+    SetEnv(),
+    Deploy(),
+    SmokeTest(),
+    InitialSync(),
+    LowerTtl(),
+    AddDomain(),
+    ConfirmWindow(),
+    MaintenanceOn(),
+    ScaleDown(),
+    FinalSync(),
+    VerifyData(),
+    SwitchDns(),
+    VerifyDns(),
+    VerifySite(),
+]
+STEP_IDS = [s.id for s in STEPS]
+BY_ID = {s.id: s for s in STEPS}
+
+__all__ = ["BY_ID", "STEPS", "STEP_IDS", "Context", "Step"]

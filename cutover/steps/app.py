@@ -1,0 +1,385 @@
+"""Steps that prepare the Convox side: preflight, create-app, set-env, deploy, smoke-test,
+add-domain."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cutover.adapters.postgres import ConnInfo
+from cutover.errors import CutoverError, InvalidInput
+from cutover.steps.base import Context, Outputs, Step, cmd
+
+# Add-ons whose variables Convox injects from a linked resource: never copy them.
+RESOURCE_ADDONS = {
+    "heroku-postgresql": "postgres",
+    "heroku-redis": "redis",
+    "heroku-key-value": "redis",
+    "jawsdb": "mysql",
+    "jawsdb-maria": "mariadb",
+    "cleardb": "mysql",
+    "memcachier": "memcached",
+}
+# Variables Convox sets itself (reference §17: RACK, APP, RELEASE, BUILD*, SERVICE, PORT).
+CONVOX_MANAGED = {"RACK", "RACK_URL", "APP", "RELEASE", "BUILD", "BUILD_DESCRIPTION",
+                  "BUILD_GIT_SHA", "SERVICE", "PORT"}
+
+
+def manifest_path(ctx: Context) -> Path:
+    return ctx.playbook.resolve(ctx.model.convox.source) / ctx.model.convox.manifest
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: manifest not found",
+                           resolution="Write it with `cutover translate -o convox.yml`, or fix "
+                           "convox.manifest/convox.source in the playbook.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise InvalidInput(f"{path}{where}: invalid YAML in the manifest") from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        raise InvalidInput(f"{path}: the manifest has no services: mapping")
+    return data
+
+
+def env_plan(config: dict[str, str], addons: list[dict[str, Any]], ctx: Context
+             ) -> tuple[dict[str, str], dict[str, str]]:
+    """(values to set, excluded name -> reason). Values stay in memory only."""
+    resource_vars: dict[str, str] = {}
+    for addon in addons:
+        service = str((addon.get("addon_service") or {}).get("name", ""))
+        if service in RESOURCE_ADDONS:
+            for var in addon.get("config_vars") or []:
+                resource_vars[str(var)] = (
+                    f"injected by the Convox {RESOURCE_ADDONS[service]} resource")
+    excluded: dict[str, str] = {}
+    values: dict[str, str] = {}
+    rules = ctx.model.env
+    for name, value in sorted(config.items()):
+        if name in ("DATABASE_URL", "REDIS_URL") or name in resource_vars:
+            excluded[name] = resource_vars.get(name, "injected by a Convox resource")
+        elif name.startswith("HEROKU_"):
+            excluded[name] = "managed by Heroku"
+        elif name in CONVOX_MANAGED:
+            excluded[name] = "set by Convox"
+        elif any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.exclude):
+            excluded[name] = "excluded by the playbook (env.exclude)"
+        else:
+            values[name] = value
+    for name, value in rules.override.items():
+        values[name] = value
+        excluded.pop(name, None)
+    return values, excluded
+
+
+class Preflight(Step):
+    id = "preflight"
+    title = "Check tools, access and inputs"
+
+    def describe(self, ctx: Context) -> list[str]:
+        return [cmd(["heroku", "--version"]), cmd(ctx.heroku.argv("apps:info", "--json")),
+                cmd(ctx.heroku.argv("ps:scale")), cmd(ctx.heroku.argv("addons", "--json")),
+                cmd(["convox", "version"]), cmd(ctx.convox.argv("rack", app=False)),
+                cmd(["pg_dump", "--version"]),
+                cmd(ctx.heroku.argv("pg:credentials:url",
+                                    ctx.model.database.heroku_attachment))
+                if ctx.model.database else "",
+                "psql -c 'SHOW server_version_num'  (against the Heroku database)"
+                if ctx.model.database else ""]
+
+    def apply(self, ctx: Context) -> Outputs:
+        model = ctx.model
+        manifest = load_manifest(manifest_path(ctx))
+        services = manifest["services"]
+        if model.smoke.service not in services:
+            raise InvalidInput(
+                f"{manifest_path(ctx)}: smoke.service {model.smoke.service!r} is not a service "
+                f"of the manifest (services: {', '.join(services)})")
+        version = ctx.heroku.version()
+        ctx.note(f"heroku CLI {'.'.join(map(str, version))}")
+        info = ctx.heroku.app_info()["app"]
+        formation = ctx.heroku.formation()
+        addons = ctx.heroku.addons()
+        addon_services = sorted({str((a.get("addon_service") or {}).get("name", ""))
+                                 for a in addons})
+        ctx.note(f"Heroku app {info.get('name')}: "
+                 + ", ".join(f"{f.type}={f.quantity}:{f.size}" for f in formation))
+        ctx.convox.version()
+        rack = ctx.convox.rack_info()
+        router = rack.get("Router", "").split("\n")[0].split(" ")[0]
+        ctx.note(f"Convox rack {rack.get('Name')} ({rack.get('Status', '?')}), router {router}")
+        for process in model.window.scale_down:
+            if process not in {f.type for f in formation}:
+                raise InvalidInput(
+                    f"window.scale_down names {process!r}, which the Heroku app does not run "
+                    f"(formation: {', '.join(f.type for f in formation)})")
+        outputs: Outputs = {
+            "heroku_cli": ".".join(map(str, version)),
+            "heroku_formation": {f.type: {"quantity": f.quantity, "size": f.size}
+                                 for f in formation},
+            "heroku_addons": addon_services,
+            "scheduler": "scheduler" in addon_services,
+            "router": router,
+            "rack": rack.get("Name"),
+        }
+        if model.database:
+            client = ctx.postgres.client_major("pg_dump")
+            restore = ctx.postgres.client_major("pg_restore")
+            url = ctx.heroku.credentials_url(model.database.heroku_attachment)
+            server = ctx.postgres.server_major(ConnInfo.from_url(url))
+            if client < server:
+                raise CutoverError(
+                    f"pg_dump {client} is older than the Heroku server ({server}); "
+                    "it cannot dump that database",
+                    resolution=f"Install PostgreSQL {server} client tools "
+                    f"(e.g. apt-get install postgresql-client-{server}).")
+            outputs.update({"pg_dump_major": client, "pg_restore_major": restore,
+                            "heroku_pg_major": server})
+            ctx.note(f"pg_dump {client}, Heroku PostgreSQL {server}")
+        if model.dns and model.dns.provider == "rfc2136" and ctx.dns is None:
+            raise InvalidInput("dns.provider is rfc2136 but no server or TSIG key is configured",
+                               resolution="Set dns.server and dns.key_name in the playbook and "
+                               "CUTOVER_DNS_TSIG_SECRET in the environment.")
+        if outputs["scheduler"]:
+            ctx.note("Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
+                     "at the window (the maintenance-on gate reminds you)")
+        return outputs
+
+
+class CreateApp(Step):
+    id = "create-app"
+    title = "Create the Convox app"
+
+    def describe(self, ctx: Context) -> list[str]:
+        return [cmd(ctx.convox.argv("apps", "info")),
+                cmd(ctx.convox.argv("apps", "create", ctx.model.convox.app, app=False))]
+
+    def check(self, ctx: Context) -> Outputs | None:
+        return {"app": ctx.model.convox.app} if ctx.convox.app_exists() else None
+
+    def apply(self, ctx: Context) -> Outputs:
+        ctx.convox.create_app()
+        return {"app": ctx.model.convox.app}
+
+
+class SetEnv(Step):
+    id = "set-env"
+    title = "Copy config vars to Convox"
+
+    def describe(self, ctx: Context) -> list[str]:
+        return [cmd(ctx.heroku.argv("config", "--json")), cmd(ctx.heroku.argv("addons", "--json")),
+                cmd(ctx.convox.argv("env")),
+                cmd(ctx.convox.argv("env", "set", "--id")) + "   < KEY=VALUE lines on stdin"]
+
+    def _desired(self, ctx: Context) -> tuple[dict[str, str], dict[str, str]]:
+        return env_plan(ctx.heroku.config(), ctx.heroku.addons(), ctx)
+
+    def check(self, ctx: Context) -> Outputs | None:
+        desired, excluded = self._desired(ctx)
+        current = ctx.convox.env()
+        if "DATABASE_URL" in current and ctx.model.database:
+            raise CutoverError(
+                "the Convox app env holds DATABASE_URL: the rack will not create the "
+                f"{ctx.model.database.resource} resource while it is set",
+                resolution=f"Remove it: convox env unset DATABASE_URL -a {ctx.model.convox.app}")
+        if all(current.get(k) == v for k, v in desired.items()):
+            return self._outputs(desired, excluded, None)
+        ctx.extras["set-env"] = (desired, excluded)
+        return None
+
+    def apply(self, ctx: Context) -> Outputs:
+        desired, excluded = ctx.extras.pop("set-env", None) or self._desired(ctx)
+        ctx.note(f"setting {len(desired)} variables; leaving out {len(excluded)}: "
+                 + ", ".join(sorted(excluded)))
+        release = ctx.convox.env_set(desired)
+        return self._outputs(desired, excluded, release)
+
+    @staticmethod
+    def _outputs(desired: dict[str, str], excluded: dict[str, str], release: str | None
+                 ) -> Outputs:
+        return {"copied": sorted(desired), "excluded": excluded, "release": release}
+
+
+class Deploy(Step):
+    id = "deploy"
+    title = "Build and promote on Convox"
+
+    def describe(self, ctx: Context) -> list[str]:
+        return [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases")),
+                cmd(ctx.convox.argv("deploy", str(ctx.playbook.resolve(ctx.model.convox.source)),
+                                    "-m", ctx.model.convox.manifest, "--id",
+                                    "-d", ctx.marker(self.id)))]
+
+    def check(self, ctx: Context) -> Outputs | None:
+        return find_marked_release(ctx, ctx.marker(self.id))
+
+    def apply(self, ctx: Context) -> Outputs:
+        release = ctx.convox.deploy(ctx.playbook.resolve(ctx.model.convox.source),
+                                    ctx.model.convox.manifest, ctx.marker(self.id))
+        return {"release": release}
+
+
+def find_marked_release(ctx: Context, marker: str) -> Outputs | None:
+    """The release of a build with this run's marker: done when active, promoted when not."""
+    for build in ctx.convox.builds():
+        if build.get("DESCRIPTION") == marker and build.get("STATUS") == "complete":
+            release = build.get("RELEASE", "")
+            if not release:
+                return None
+            if ctx.convox.active_release() != release:
+                ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
+                         "promoting it")
+                ctx.convox.promote(release)
+            return {"release": release}
+    return None
+
+
+class SmokeTest(Step):
+    id = "smoke-test"
+    title = "Smoke-test the Convox service"
+
+    def describe(self, ctx: Context) -> list[str]:
+        smoke = ctx.model.smoke
+        return [cmd(ctx.convox.argv("services"))] + [
+            f"GET https://<{smoke.service} domain>{c.path}  expect {c.status}"
+            for c in smoke.checks]
+
+    def apply(self, ctx: Context) -> Outputs:
+        domain = ctx.convox.service_domain(ctx.model.smoke.service)
+        results = run_http_checks(ctx, domain, ctx.model.smoke.timeout)
+        return {"domain": domain, "checks": results}
+
+
+def run_http_checks(ctx: Context, host: str, timeout: float) -> list[str]:
+    """GET every smoke path on ``host`` until each passes or ``timeout`` runs out."""
+    results = []
+    for check in ctx.model.smoke.checks:
+        url = f"https://{host}{check.path}"
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            try:
+                resp = ctx.http.get(url)
+                ok = resp.status == check.status and (check.contains is None
+                                                      or check.contains in resp.text)
+                last = f"HTTP {resp.status}"
+                if ok:
+                    break
+                if check.contains and check.contains not in resp.text:
+                    last += f", body lacks {check.contains!r}"
+            except CutoverError as exc:
+                last = exc.brief
+            if time.monotonic() >= deadline:
+                raise CutoverError(
+                    f"smoke check failed: GET {url}: {last} (expected {check.status})",
+                    resolution="Look at `convox logs -a APP` and `convox ps -a APP`; "
+                    "fix and run again.")
+            ctx.sleep(min(3.0, max(0.2, timeout / 30)))
+        ctx.note(f"GET {url}: {last}")
+        results.append(f"{check.path}: {last}")
+    return results
+
+
+class AddDomain(Step):
+    id = "add-domain"
+    title = "Add the production domain and redeploy"
+
+    def applies(self, model: Any) -> str | None:
+        return None if model.dns else "no dns section in the playbook"
+
+    def describe(self, ctx: Context) -> list[str]:
+        assert ctx.model.dns
+        return [cmd(ctx.convox.argv("releases")),
+                f"edit {manifest_path(ctx)}: services.{ctx.model.smoke.service}.domain += "
+                f"{ctx.model.dns.record}  (only if missing)",
+                cmd(ctx.convox.argv("deploy", str(ctx.playbook.resolve(ctx.model.convox.source)),
+                                    "-m", ctx.model.convox.manifest, "--id",
+                                    "-d", ctx.marker(self.id)))]
+
+    def check(self, ctx: Context) -> Outputs | None:
+        assert ctx.model.dns
+        active = ctx.convox.active_release()
+        if active:
+            try:
+                deployed = yaml.safe_load(ctx.convox.release_manifest(active)) or {}
+            except yaml.YAMLError:
+                deployed = {}
+            if ctx.model.dns.record in service_domains(deployed, ctx.model.smoke.service):
+                return {"release": active, "manifest_edited": False}
+        return find_marked_release(ctx, ctx.marker(self.id))
+
+    def apply(self, ctx: Context) -> Outputs:
+        assert ctx.model.dns
+        path = manifest_path(ctx)
+        edited = add_domain_to_manifest(path, ctx.model.smoke.service, ctx.model.dns.record)
+        if edited:
+            ctx.note(f"added domain {ctx.model.dns.record} to services.{ctx.model.smoke.service} "
+                     f"in {path} (commit this change)")
+        release = ctx.convox.deploy(ctx.playbook.resolve(ctx.model.convox.source),
+                                    ctx.model.convox.manifest, ctx.marker(self.id))
+        return {"release": release, "manifest_edited": edited}
+
+
+def service_domains(manifest: dict[str, Any], service: str) -> list[str]:
+    svc = (manifest.get("services") or {}).get(service) or {}
+    domain = svc.get("domain") if isinstance(svc, dict) else None
+    if isinstance(domain, list):
+        return [str(d).strip() for d in domain]
+    if isinstance(domain, str):
+        return [d.strip() for d in domain.split(",") if d.strip()]
+    return []
+
+
+def add_domain_to_manifest(path: Path, service: str, domain: str) -> bool:
+    """Add ``domain`` to a service in convox.yml, keeping comments and layout. False if there."""
+    manifest = load_manifest(path)
+    if domain in service_domains(manifest, service):
+        return False
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    in_services = False
+    for i, line in enumerate(lines):
+        if re.match(r"^services:\s*(#.*)?$", line):
+            in_services = True
+            continue
+        if in_services and re.match(r"^\S", line):
+            break
+        match = re.match(rf"^(\s+){re.escape(service)}:\s*(#.*)?$", line)
+        if in_services and match:
+            indent = match.group(1)
+            child = _child_indent(lines[i + 1:], indent) or indent * 2
+            existing = service_domains(manifest, service)
+            replaced = False
+            for j in range(i + 1, len(lines)):
+                depth = len(lines[j]) - len(lines[j].lstrip())
+                if lines[j].strip() and depth <= len(indent):
+                    break  # the next service or section
+                if lines[j].startswith(f"{child}domain:"):
+                    lines[j] = f"{child}domain: {', '.join([*existing, domain])}\n"
+                    replaced = True
+                    break
+            if not replaced:
+                lines.insert(i + 1, f"{child}domain: {domain}\n")
+            text = "".join(lines)
+            check = yaml.safe_load(text)
+            if domain not in service_domains(check, service):
+                raise CutoverError(f"could not add the domain to {path}; add "
+                                   f"`domain: {domain}` under services.{service} by hand")
+            path.write_text(text, encoding="utf-8")
+            return True
+    raise CutoverError(f"{path}: service {service!r} not found under services:")
+
+
+def _child_indent(rest: list[str], parent: str) -> str | None:
+    for line in rest:
+        if line.strip() and not line.lstrip().startswith("#"):
+            indent = line[: len(line) - len(line.lstrip())]
+            return indent if len(indent) > len(parent) else None
+    return None

@@ -1,0 +1,123 @@
+"""Data steps: initial-sync, final-sync (capture, download, restore through a proxy) and
+verify-data (row counts and content checksums of every table, both sides)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from cutover.adapters.postgres import ConnInfo
+from cutover.errors import CutoverError
+from cutover.steps.base import Context, Outputs, Step, cmd
+
+
+def _skip_without_db(model: Any) -> str | None:
+    return None if model.database else "no database section in the playbook"
+
+
+class _Sync(Step):
+    label = "sync"
+
+    def applies(self, model: Any) -> str | None:
+        return _skip_without_db(model)
+
+    def describe(self, ctx: Context) -> list[str]:
+        db = ctx.model.database
+        assert db
+        dump = ctx.work_dir / f"{self.id}.dump"
+        return [
+            cmd(ctx.heroku.argv("pg:backups:capture")),
+            cmd(ctx.heroku.argv("pg:backups:url")),
+            f"GET <backup url>  -> {dump} (0600; HTTP status and size checked)",
+            cmd(["pg_restore", "--list", str(dump)]),
+            cmd(ctx.convox.argv("resources", "url", db.resource)),
+            cmd(ctx.convox.argv("resources", "proxy", db.resource, "--port", "<free port>")),
+            cmd(ctx.postgres.restore_argv(dump, ConnInfo("127.0.0.1", 0, "<user>", "<db>"),
+                                          db.restore_jobs))
+            + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
+        ]
+
+    def apply(self, ctx: Context) -> Outputs:
+        # A sync interrupted before its checkpoint runs again from a fresh capture: pg_restore
+        # --clean --if-exists makes a second restore over the first one safe.
+        db = ctx.model.database
+        assert db
+        backup = ctx.heroku.backup_capture(timeout=db.timeout)
+        ctx.note(f"captured Heroku backup {backup}")
+        url = ctx.heroku.backup_url()
+        dump = ctx.work_dir / f"{self.id}.dump"
+        size, sha256 = ctx.http.download(url, dump)
+        try:
+            entries = ctx.postgres.list_dump(dump)
+            ctx.note(f"downloaded {size} bytes, {entries} objects in the dump")
+            target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
+            with ctx.convox.proxy(db.resource) as port:
+                ctx.note(f"restoring into {db.resource} through convox resources proxy "
+                         f"on 127.0.0.1:{port}")
+                ctx.postgres.restore(dump, target.via("127.0.0.1", port), db.restore_jobs,
+                                     timeout=db.timeout)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                dump.unlink()  # the data stays on Heroku; no copy lingers on this machine
+        return {"backup": backup, "bytes": size, "sha256": sha256, "objects": entries}
+
+
+class InitialSync(_Sync):
+    id = "initial-sync"
+    title = "Copy the database (first pass, Heroku still live)"
+
+
+class FinalSync(_Sync):
+    id = "final-sync"
+    title = "Final data sync (Heroku in maintenance)"
+    gate = "Run the final data sync now? It replaces the Convox database with Heroku's."
+
+
+class VerifyData(Step):
+    id = "verify-data"
+    title = "Compare every table on both sides"
+
+    def applies(self, model: Any) -> str | None:
+        return _skip_without_db(model)
+
+    def describe(self, ctx: Context) -> list[str]:
+        db = ctx.model.database
+        assert db
+        return [cmd(ctx.heroku.argv("pg:credentials:url", db.heroku_attachment)),
+                "psql: row count and md5 of every table and sequence  (Heroku database)",
+                cmd(ctx.convox.argv("resources", "proxy", db.resource, "--port", "<free port>")),
+                "psql: the same query through the proxy  (Convox database)"]
+
+    def apply(self, ctx: Context) -> Outputs:
+        db = ctx.model.database
+        assert db
+        checksums = db.verify == "checksums"
+        source = ConnInfo.from_url(ctx.heroku.credentials_url(db.heroku_attachment))
+        src = ctx.postgres.fingerprints(source, checksums, timeout=db.timeout)
+        target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
+        with ctx.convox.proxy(db.resource) as port:
+            dst = ctx.postgres.fingerprints(target.via("127.0.0.1", port), checksums,
+                                            timeout=db.timeout)
+        problems = []
+        for name in sorted(set(src) | set(dst)):
+            if name not in dst:
+                problems.append(f"{name}: missing on Convox")
+            elif name not in src:
+                problems.append(f"{name}: only on Convox")
+            elif src[name] != dst[name]:
+                (sc, ss), (dc, ds) = src[name], dst[name]
+                what = f"rows {sc} vs {dc}" if sc != dc else "content differs"
+                if name.startswith("sequence:"):
+                    what = f"position {ss} vs {ds}"
+                problems.append(f"{name}: {what}")
+        if problems:
+            raise CutoverError(
+                f"the Convox database differs from Heroku's in {len(problems)} place(s)",
+                details="\n".join("  " + p for p in problems[:50]),
+                resolution="Run the final sync again: cutover run --from final-sync",
+            )
+        tables = [n for n in src if not n.startswith("sequence:")]
+        rows = sum(src[n][0] for n in tables)
+        ctx.note(f"{len(tables)} tables, {rows} rows, "
+                 f"{len(src) - len(tables)} sequences: identical")
+        return {"tables": len(tables), "rows": rows, "compared": db.verify}

@@ -1,0 +1,85 @@
+"""Guards for every test: nothing may reach a real cloud or the user's real state.
+
+* In this process, sockets may connect to loopback addresses only.
+* Child processes get an environment that points every tool at loopback or at nothing:
+  HEROKU_HOST at a closed loopback port (the CLI silently falls back to api.heroku.com for
+  non-Heroku, non-loopback hosts, so it must be loopback), telemetry and update checks off,
+  CONVOX_CONFIG in a temp folder, no RACK_URL/CONVOX_HOST/CONVOX_PASSWORD, HOME in a temp folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _loopback_only(address: Any) -> None:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        if host in ("localhost",):
+            return
+        try:
+            ip = ipaddress.ip_address(host.split("%", maxsplit=1)[0])
+        except ValueError:
+            raise RuntimeError(
+                f"test tried to connect to {host!r}: only loopback is allowed") from None
+        if not ip.is_loopback:
+            raise RuntimeError(f"test tried to connect to {host}: only loopback is allowed")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _loopback_only(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _loopback_only(address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+GUARD_ENV = {
+    "HEROKU_HOST": "http://127.0.0.1:9",  # discard port: nothing listens
+    "HEROKU_DATA_HOST": "127.0.0.1",
+    "HEROKU_API_KEY": "test-guard-key",
+    "HEROKU_PARTICLEBOARD_URL": "http://127.0.0.1:9",
+    "DISABLE_TELEMETRY": "true",
+    "HEROKU_SKIP_NEW_VERSION_CHECK": "true",
+    "HEROKU_DISABLE_AUTOUPDATE": "1",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
+UNSET = ["RACK_URL", "CONVOX_HOST", "CONVOX_PASSWORD", "CONVOX_RACK", "HEROKU_APP",
+         "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "CUTOVER_DNS_TSIG_SECRET",
+         "PGHOST", "PGPASSWORD", "PGUSER", "PGDATABASE", "PGPORT", "DATABASE_URL"]
+
+
+@pytest.fixture(autouse=True)
+def _guard_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+               ) -> None:
+    home = tmp_path_factory.mktemp("home")
+    for key, value in GUARD_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in UNSET:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CONVOX_CONFIG", str(home / "convox"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+

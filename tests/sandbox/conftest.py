@@ -1,0 +1,163 @@
+"""Fixtures with real sandbox servers: PostgreSQL clusters and a Knot DNS server.
+
+Every server a fixture starts is stopped by that fixture's finalizer, whether the test passed or
+not. Tests using these fixtures start real processes: mark them ``@pytest.mark.slow``.
+
+- ``sandbox_base``: a session-wide private folder (0700) for servers. It is made with
+  ``tempfile.mkdtemp`` under /tmp rather than pytest's ``tmp_path_factory``: pytest's base folder
+  is 0700 and, when tests run as root, the ``postgres`` user must traverse every folder above a
+  data directory; we widen only our own folder (an ACL entry), never pytest's.
+- ``pg_factory``: ``pg_factory(name)`` initialises and starts a cluster ``<base>/pg/<name>``
+  (log in ``<base>/<name>.log``); all are stopped at the end of the session.
+- ``pg_source`` / ``pg_target``: two running clusters for the whole session. They are shared:
+  work in a database of your own (``pg_database``), never stop them.
+- ``pg_database``: ``pg_database(cluster, prefix="app")`` creates a login role and a database it
+  owns, both with unique names, and returns an :class:`AppDatabase`.
+- ``knot_server``: a fresh Knot DNS server per test for zone ``example.test`` holding
+  ``www A 192.0.2.10`` (TTL 300), ``app CNAME app-1234.herokudns.example.`` (TTL 3600) and an
+  apex TXT record; TSIG-signed updates allowed (``tsig_name``/``tsig_secret``).
+  ``knot_factory(zone, records)`` starts more.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cutover.sandbox import pgcluster, procs
+from cutover.sandbox.knot import KnotServer, RecordSpec
+from cutover.sandbox.pgcluster import PgCluster
+
+KNOT_ZONE = "example.test"
+KNOT_RECORDS: list[RecordSpec] = [
+    ("www", "A", 300, "192.0.2.10"),
+    ("app", "CNAME", 3600, "app-1234.herokudns.example."),
+    ("@", "TXT", 300, '"v=spf1 -all"'),
+]
+
+PgFactory = Callable[[str], PgCluster]
+KnotFactory = Callable[..., KnotServer]
+
+
+@dataclass(frozen=True)
+class AppDatabase:
+    """A database on a test cluster and the role owning it."""
+
+    cluster: PgCluster
+    dbname: str
+    owner: str
+    password: str = field(repr=False)
+
+    def libpq_env(self) -> dict[str, str]:
+        """PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE for the owner."""
+        return self.cluster.libpq_env(self.dbname, self.owner, self.password)
+
+    def url(self) -> str:
+        """postgresql:// URL for the owner."""
+        return self.cluster.url(self.dbname, self.owner, self.password)
+
+
+@pytest.fixture(scope="session")
+def sandbox_base() -> Iterator[Path]:
+    """A private (0700) folder for this session's servers, removed at the end."""
+    base = Path(tempfile.mkdtemp(prefix="cutover-test-"))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_factory(sandbox_base: Path) -> Iterator[PgFactory]:
+    """Start named clusters (superuser ``postgres``, random password); stop them all at the end."""
+    try:
+        pgcluster.pg_bindir()
+    except pgcluster.PgClusterError as exc:
+        pytest.skip(str(exc))
+    started: list[PgCluster] = []
+
+    def make(name: str) -> PgCluster:
+        cluster = pgcluster.init_cluster(
+            sandbox_base / "pg" / name,
+            procs.free_port(),
+            password=secrets.token_urlsafe(16),
+            traverse_root=sandbox_base,
+        )
+        started.append(cluster)
+        pgcluster.start(cluster, sandbox_base / f"{name}.log")
+        return cluster
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for cluster in started:
+            try:
+                pgcluster.stop(cluster)
+            except Exception as exc:  # keep stopping the others
+                errors.append(f"{cluster.datadir}: {exc}")
+        assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def pg_source(pg_factory: PgFactory) -> PgCluster:
+    """A running cluster for the whole session (shared: use your own database)."""
+    return pg_factory("source")
+
+
+@pytest.fixture(scope="session")
+def pg_target(pg_factory: PgFactory) -> PgCluster:
+    """A second running cluster for the whole session (shared: use your own database)."""
+    return pg_factory("target")
+
+
+@pytest.fixture
+def pg_database() -> Callable[..., AppDatabase]:
+    """Create a uniquely named role and database on a cluster: ``pg_database(cluster)``."""
+
+    def make(cluster: PgCluster, prefix: str = "app") -> AppDatabase:
+        suffix = secrets.token_hex(4)
+        database = AppDatabase(
+            cluster, f"{prefix}_{suffix}", f"{prefix}_owner_{suffix}", secrets.token_urlsafe(12)
+        )
+        pgcluster.create_role_and_db(cluster, database.dbname, database.owner, database.password)
+        return database
+
+    return make
+
+
+@pytest.fixture
+def knot_factory(tmp_path: Path) -> Iterator[KnotFactory]:
+    """Start Knot servers in ``tmp_path``; each is stopped when the test ends."""
+    servers: list[KnotServer] = []
+
+    def make(zone: str = KNOT_ZONE, records: Sequence[RecordSpec] = KNOT_RECORDS) -> KnotServer:
+        folder = tmp_path / f"knot{len(servers)}"
+        last: Exception | None = None
+        for _ in range(3):  # the free port can be taken between the check and knotd's bind
+            try:
+                server = KnotServer.create(folder, procs.free_port(), zone, list(records))
+            except Exception as exc:
+                last = exc
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            servers.append(server)
+            return server
+        assert last is not None
+        raise last
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def knot_server(knot_factory: KnotFactory) -> KnotServer:
+    """A running Knot DNS server serving KNOT_ZONE with KNOT_RECORDS, TSIG updates allowed."""
+    return knot_factory()
