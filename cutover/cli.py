@@ -210,7 +210,9 @@ def unlock(
 def _register_optional() -> None:
     """Command groups that live in their own modules."""
     from cutover.sandbox.commands import register as register_sandbox  # noqa: PLC0415
+    from cutover.translate.cli import register as register_translate  # noqa: PLC0415
 
+    register_translate(app, _guard)
     register_sandbox(app, _guard)
 
 

@@ -117,6 +117,24 @@ class WindowSection(_Model):
     )
 
 
+class ReleaseSection(_Model):
+    """A release command run once per release before promote (``translate --release-as
+    one-off``): ``convox build``, ``convox run SERVICE --release R -- COMMAND``, promote."""
+
+    command: str = Field(min_length=1)
+    service: str = "web"
+    timeout: int = Field(default=1800, ge=10)
+
+
+class TimerEntry(_Model):
+    """A Heroku Scheduler job, read by ``cutover translate``/``init`` to write a timer."""
+
+    name: str
+    schedule: str
+    command: str
+    service: str | None = None
+
+
 class Playbook(_Model):
     version: Literal[1] = 1
     heroku: HerokuSection
@@ -126,6 +144,8 @@ class Playbook(_Model):
     smoke: SmokeSection = Field(default_factory=SmokeSection)
     dns: DnsSection | None = None
     window: WindowSection = Field(default_factory=WindowSection)
+    release: ReleaseSection | None = None
+    timers: list[TimerEntry] = Field(default_factory=list)
     sandbox: str | None = Field(
         default=None, description="Sandbox folder (cutover sandbox up), relative to the playbook."
     )

@@ -119,18 +119,22 @@ class ConvoxAdapter:
         self.rack = rack
 
     # -- argv --------------------------------------------------------------------------------
-    def argv(self, *args: str, app: bool = True) -> list[str]:
+    def argv(self, *args: str, app: bool = True, after: tuple[str, ...] = ()) -> list[str]:
+        """``convox ARGS -a APP -r RACK [-- AFTER]``: flags must come before ``--``."""
         out = ["convox", *args]
         if app:
             out += ["-a", self.app]
         if self.rack:
             out += ["-r", self.rack]
+        if after:
+            out += ["--", *after]
         return out
 
     def _run(self, *args: str, app: bool = True, input: str | None = None,
-             timeout: float = 120, retry: bool = True, cwd: Path | None = None) -> Result:
+             timeout: float = 120, retry: bool = True, cwd: Path | None = None,
+             after: tuple[str, ...] = ()) -> Result:
         return self.runner.run(
-            self.argv(*args, app=app), input=input, timeout=timeout, cwd=cwd,
+            self.argv(*args, app=app, after=after), input=input, timeout=timeout, cwd=cwd,
             retry=RetryPolicy(_transient) if retry else None,
         )
 
@@ -190,6 +194,13 @@ class ConvoxAdapter:
                timeout: float = 3600) -> str:
         """Build and promote ``source``; the description marks the build as this run's."""
         result = self._run("deploy", str(source), "-m", manifest, "--id", "-d", description,
+                           timeout=timeout, retry=False)
+        return self._release_id(result)
+
+    def build(self, source: Path, manifest: str, description: str,
+              timeout: float = 3600) -> str:
+        """Build without promoting; returns the new release id (``--id``)."""
+        result = self._run("build", str(source), "-m", manifest, "--id", "-d", description,
                            timeout=timeout, retry=False)
         return self._release_id(result)
 
@@ -289,4 +300,4 @@ class ConvoxAdapter:
         args = ["run", service]
         if release:
             args += ["--release", release]
-        return self._run(*args, "--", command, timeout=timeout, retry=False)
+        return self._run(*args, after=(command,), timeout=timeout, retry=False)

@@ -27,6 +27,8 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from cutover.errors import CutoverError
+
 __all__ = [
     "DnsError",
     "DnsProvider",
@@ -39,7 +41,7 @@ __all__ = [
 _ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 
 
-class DnsError(Exception):
+class DnsError(CutoverError):
     """A DNS query or update failed; the text never contains a key secret."""
 
 

@@ -263,8 +263,10 @@ def settings_dir(environ: Mapping[str, str] | None = None) -> Path:
     if env.get("CONVOX_CONFIG"):
         return Path(env["CONVOX_CONFIG"])
     xdg = env.get("XDG_CONFIG_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
-    return base / "convox"
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "convox"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".config" / "convox"
 
 
 class Store:

@@ -119,7 +119,7 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
     ports = data["ports"]
     for name in ("heroku_api", "backups", "heroku_app", "router", "dns", "pg_heroku", "pg_convox"):
         ports[name] = procs.free_port()
-    logs = procs.ensure_private_dir(folder / "logs")
+    procs.ensure_private_dir(folder / "logs")
 
     say("sandbox CA and certificates")
     ca = SandboxCA.create(folder / "ca")
@@ -128,6 +128,16 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
              HEROKU_HOSTNAME, "localhost", "127.0.0.1"]
     ca.issue(names, cert, key)
 
+    src_password, dst_password = _start_databases(folder, data, rows, say)
+    api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say)
+    knot = _start_dns(folder, data, say)
+    convox_config, bin_dir = _start_convox(folder, data, cert, key, dst_password, say)
+    _write_env(folder, data, api_key, home, ca, knot, convox_config, bin_dir)
+    data["started_at"] = time.time()
+
+
+def _start_databases(folder: Path, data: dict[str, Any], rows: int, say: Any) -> tuple[str, str]:
+    ports, logs = data["ports"], folder / "logs"
     say(f"PostgreSQL for Heroku on 127.0.0.1:{ports['pg_heroku']} (seeding {rows} rows)")
     src = pgcluster.init_cluster(folder / "pg" / "heroku", ports["pg_heroku"],
                                  password=secrets.token_urlsafe(18),
@@ -146,7 +156,12 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
     pgcluster.save(dst, folder / "pg-convox.json")
     dst_password = secrets.token_urlsafe(18)
     pgcluster.create_role_and_db(dst, TARGET_DB, TARGET_USER, dst_password)
+    return src_password, dst_password
 
+
+def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca: SandboxCA,
+                  src_password: str, say: Any) -> tuple[str, Path]:
+    ports, logs = data["ports"], folder / "logs"
     say(f"Heroku API emulator on 127.0.0.1:{ports['heroku_api']}")
     api_key = secrets.token_hex(16)
     state = heroku_api.default_state(
@@ -185,13 +200,22 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
         [sys.executable, "-m", "cutover.sandbox.sampleapp"], env=app_env,
         log_path=logs / "heroku-app.log")
     procs.wait_for_port("127.0.0.1", ports["heroku_app"], 30)
+    return api_key, home
 
+
+def _start_dns(folder: Path, data: dict[str, Any], say: Any) -> KnotServer:
+    ports = data["ports"]
     say(f"Knot DNS for {ZONE} on 127.0.0.1:{ports['dns']}")
     knot = KnotServer.create(folder / "dns", ports["dns"], ZONE,
                              [("www", "CNAME", ORIGINAL_TTL, HEROKU_DNS_TARGET + ".")])
     assert knot.pid is not None
     data["pids"]["dns"] = knot.pid
+    return knot
 
+
+def _start_convox(folder: Path, data: dict[str, Any], cert: Path, key: Path, dst_password: str,
+                  say: Any) -> tuple[Path, Path]:
+    ports = data["ports"]
     say(f"convox stand-in, rack {RACK} (router https://127.0.0.1:{ports['router']})")
     bin_dir = folder / "bin"
     convox_fake.install_shim(bin_dir)
@@ -207,7 +231,12 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
     if app_dir.exists():
         shutil.rmtree(app_dir)
     shutil.copytree(SAMPLE_APP_SOURCE, app_dir)
+    return convox_config, bin_dir
 
+
+def _write_env(folder: Path, data: dict[str, Any], api_key: str, home: Path, ca: SandboxCA,
+               knot: KnotServer, convox_config: Path, bin_dir: Path) -> None:
+    ports = data["ports"]
     env = heroku_api.cli_env(ports["heroku_api"], api_key, home, ca.ca_file)
     env.pop("PATH", None)
     env["CONVOX_CONFIG"] = str(convox_config)
@@ -225,7 +254,6 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
         "dns": {"server": "127.0.0.1", "port": ports["dns"], "key_name": knot.tsig_name,
                 "key_secret": knot.tsig_secret},
     }, indent=2) + "\n")
-    data["started_at"] = time.time()
 
 
 def down(folder: Path, *, say: Any = print) -> list[str]:

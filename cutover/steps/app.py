@@ -208,27 +208,62 @@ class SetEnv(Step):
         return {"copied": sorted(desired), "excluded": excluded, "release": release}
 
 
+def ship_commands(ctx: Context, step_id: str) -> list[str]:
+    """What deploy and add-domain run: ``convox deploy``, or build + release command + promote."""
+    source = str(ctx.playbook.resolve(ctx.model.convox.source))
+    manifest, marker = ctx.model.convox.manifest, ctx.marker(step_id)
+    lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
+    release = ctx.model.release
+    if release is None:
+        return [*lines, cmd(ctx.convox.argv("deploy", source, "-m", manifest, "--id",
+                                            "-d", marker))]
+    return [*lines,
+            cmd(ctx.convox.argv("build", source, "-m", manifest, "--id", "-d", marker)),
+            cmd(ctx.convox.argv("run", release.service, "--release", "<R>",
+                                after=(release.command,))),
+            cmd(ctx.convox.argv("releases", "promote", "<R>"))]
+
+
+def ship(ctx: Context, step_id: str) -> Outputs:
+    """Build and promote the source, marked with this run and step (see find_marked_release)."""
+    source = ctx.playbook.resolve(ctx.model.convox.source)
+    manifest, marker = ctx.model.convox.manifest, ctx.marker(step_id)
+    if ctx.model.release is None:
+        return {"release": ctx.convox.deploy(source, manifest, marker)}
+    release = ctx.convox.build(source, manifest, marker)
+    ctx.progress({"built": release})
+    run_release_command(ctx, release)
+    ctx.convox.promote(release)
+    return {"release": release}
+
+
+def run_release_command(ctx: Context, release: str) -> None:
+    cfg = ctx.model.release
+    assert cfg is not None
+    ctx.note(f"release command on {cfg.service} with {release}: {cfg.command}")
+    ctx.convox.run_command(cfg.service, cfg.command, release=release, timeout=cfg.timeout)
+
+
 class Deploy(Step):
     id = "deploy"
     title = "Build and promote on Convox"
 
     def describe(self, ctx: Context) -> list[str]:
-        return [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases")),
-                cmd(ctx.convox.argv("deploy", str(ctx.playbook.resolve(ctx.model.convox.source)),
-                                    "-m", ctx.model.convox.manifest, "--id",
-                                    "-d", ctx.marker(self.id)))]
+        return ship_commands(ctx, self.id)
 
     def check(self, ctx: Context) -> Outputs | None:
         return find_marked_release(ctx, ctx.marker(self.id))
 
     def apply(self, ctx: Context) -> Outputs:
-        release = ctx.convox.deploy(ctx.playbook.resolve(ctx.model.convox.source),
-                                    ctx.model.convox.manifest, ctx.marker(self.id))
-        return {"release": release}
+        return ship(ctx, self.id)
 
 
 def find_marked_release(ctx: Context, marker: str) -> Outputs | None:
-    """The release of a build with this run's marker: done when active, promoted when not."""
+    """The release of a build with this run's marker: done when active, promoted when not.
+
+    A crash between build and promote leaves a complete build whose release is not active; it
+    is promoted now (after the release command, which must be idempotent like migrations are).
+    """
     for build in ctx.convox.builds():
         if build.get("DESCRIPTION") == marker and build.get("STATUS") == "complete":
             release = build.get("RELEASE", "")
@@ -237,6 +272,8 @@ def find_marked_release(ctx: Context, marker: str) -> Outputs | None:
             if ctx.convox.active_release() != release:
                 ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
                          "promoting it")
+                if ctx.model.release is not None:
+                    run_release_command(ctx, release)
                 ctx.convox.promote(release)
             return {"release": release}
     return None
@@ -297,12 +334,8 @@ class AddDomain(Step):
 
     def describe(self, ctx: Context) -> list[str]:
         assert ctx.model.dns
-        return [cmd(ctx.convox.argv("releases")),
-                f"edit {manifest_path(ctx)}: services.{ctx.model.smoke.service}.domain += "
-                f"{ctx.model.dns.record}  (only if missing)",
-                cmd(ctx.convox.argv("deploy", str(ctx.playbook.resolve(ctx.model.convox.source)),
-                                    "-m", ctx.model.convox.manifest, "--id",
-                                    "-d", ctx.marker(self.id)))]
+        return [f"edit {manifest_path(ctx)}: services.{ctx.model.smoke.service}.domain += "
+                f"{ctx.model.dns.record}  (only if missing)", *ship_commands(ctx, self.id)]
 
     def check(self, ctx: Context) -> Outputs | None:
         assert ctx.model.dns
@@ -323,9 +356,7 @@ class AddDomain(Step):
         if edited:
             ctx.note(f"added domain {ctx.model.dns.record} to services.{ctx.model.smoke.service} "
                      f"in {path} (commit this change)")
-        release = ctx.convox.deploy(ctx.playbook.resolve(ctx.model.convox.source),
-                                    ctx.model.convox.manifest, ctx.marker(self.id))
-        return {"release": release, "manifest_edited": edited}
+        return {**ship(ctx, self.id), "manifest_edited": edited}
 
 
 def service_domains(manifest: dict[str, Any], service: str) -> list[str]:

@@ -1,0 +1,203 @@
+"""The whole cutover in the sandbox, then a look at the world it left behind.
+
+Real parts: the heroku CLI 11.10.0 against the API emulator, the convox stand-in, two real
+PostgreSQL clusters (pg_dump, pg_restore, psql), a real Knot DNS server with TSIG updates, an
+HTTPS sample app on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cutover.adapters.dns import query_authoritative
+from cutover.sandbox import convox_fake, heroku_api, manager, pgcluster, seed
+from cutover.secrets import is_public_config
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+HEROKU_CLI = REPO / "node_modules" / ".bin" / "heroku"
+EXTRA_VARS = {
+    # Excluded by the playbook's env.exclude (NEW_RELIC_*) and by the HEROKU_ rule.
+    "NEW_RELIC_LICENSE_KEY": "nrl-5f0c1d2e3a4b5c6d7e8f9a0b1c2d3e4f",
+    "HEROKU_POSTGRESQL_ONYX_URL": "postgres://x:onyx-secret-9f8e7d6c@10.0.0.9:5432/d",
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if not HEROKU_CLI.exists():
+        pytest.skip("the pinned heroku CLI is not installed (run `make setup`)")
+    # Not pytest's tmp folder: it is 0700, and PostgreSQL runs as the postgres user.
+    folder = Path(tempfile.mkdtemp(prefix="cutover-e2e-"))
+    manager.up(folder, rows=400, say=lambda m: None)
+    try:
+        with heroku_api.update_state(folder / "heroku" / "state.json") as state:
+            state["apps"][manager.HEROKU_APP]["config_vars"].update(EXTRA_VARS)
+        yield folder
+    finally:
+        manager.down(folder, say=lambda m: None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_playbook(folder: Path, sandbox: Path) -> Path:
+    text = (REPO / "playbooks" / "sandbox.yml").read_text()
+    text = text.replace("sandbox: ../.sandbox", f"sandbox: {sandbox}")
+    text = re.sub(r"(?m)^  source: \S+.*$", f"  source: {sandbox / 'app'}", text)
+    path = folder / "cutover.yml"
+    path.write_text(text)
+    return path
+
+
+def collect_secrets(sandbox: Path) -> dict[str, str]:
+    """Every secret value the sandbox holds, by where it comes from."""
+    found: dict[str, str] = {}
+    state = heroku_api.load_state(sandbox / "heroku" / "state.json")
+    found["heroku api key"] = state["api_key"]
+    app = state["apps"][manager.HEROKU_APP]
+    for key, value in app["config_vars"].items():
+        if not is_public_config(key, value):
+            found[f"config {key}"] = value
+    for addon in app["addons"]:
+        db = addon.get("database")
+        if db:
+            found["heroku db password"] = db["password"]
+    for transfer in app.get("transfers", []):
+        if transfer.get("token"):
+            found[f"backup token {transfer.get('num')}"] = transfer["token"]
+    for name in ("pg-heroku.json", "pg-convox.json"):
+        found[f"{name} superuser"] = pgcluster.load(sandbox / name).password
+    rack = convox_fake.read_state(sandbox / "convox")
+    found["convox db password"] = rack["resource_backends"]["postgres"]["password"]
+    env = json.loads((sandbox / "env.json").read_text())
+    found["tsig secret"] = env["dns"]["key_secret"]
+    return {k: v for k, v in found.items() if v and len(v) >= 6}
+
+
+@pytest.fixture(scope="module")
+def cutover_run(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("run")
+    playbook = write_playbook(work, sandbox)
+    argv_log = work / "argv.jsonl"
+    env = {**os.environ, "CUTOVER_TEST_ARGV_LOG": str(argv_log), "COLUMNS": "120"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cutover", "run", "-f", str(playbook), "--yes"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    return {"proc": proc, "playbook": playbook, "work": work, "argv_log": argv_log}
+
+
+def convox(sandbox: Path, *args: str) -> str:
+    shim = sandbox / "bin" / "convox"
+    env = {**os.environ, "CONVOX_CONFIG": str(sandbox / "convox")}
+    result = subprocess.run([str(shim), *args], env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60, check=True)
+    return result.stdout
+
+
+def test_run_succeeds(cutover_run: dict[str, Any]) -> None:
+    proc = cutover_run["proc"]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cutover complete" in proc.stdout
+    assert "measured downtime" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    state = json.loads((cutover_run["work"] / ".cutover" / "state.json").read_text())
+    assert [s["status"] for s in state["steps"].values()] == ["done"] * 16
+
+
+def test_convox_app_has_the_copied_env(sandbox: Path, cutover_run: dict[str, Any]) -> None:
+    env = dict(line.split("=", 1) for line in convox(sandbox, "env", "-a", "myapp").splitlines()
+               if "=" in line)
+    heroku = heroku_api.load_state(sandbox / "heroku" / "state.json")
+    config = heroku["apps"][manager.HEROKU_APP]["config_vars"]
+    for key in ("SECRET_KEY_BASE", "STRIPE_API_KEY", "RAILS_ENV", "LANG"):
+        assert env[key] == config[key]
+    assert env["RAILS_LOG_TO_STDOUT"] == "enabled"
+    for key in ("DATABASE_URL", "REDIS_URL", "NEW_RELIC_LICENSE_KEY",
+                "HEROKU_POSTGRESQL_ONYX_URL"):
+        assert key not in env
+
+
+def test_a_release_is_promoted(sandbox: Path, cutover_run: dict[str, Any]) -> None:
+    state = json.loads((cutover_run["work"] / ".cutover" / "state.json").read_text())
+    release = state["steps"]["add-domain"]["outputs"]["release"]
+    table = convox(sandbox, "releases", "-a", "myapp")
+    active = [line.split()[0] for line in table.splitlines()[1:] if " active " in line]
+    assert active == [release]
+    manifest = convox(sandbox, "releases", "manifest", release, "-a", "myapp")
+    assert "domain: www.example.test" in manifest
+
+
+def test_every_table_matches(sandbox: Path, cutover_run: dict[str, Any]) -> None:
+    source = pgcluster.load(sandbox / "pg-heroku.json")
+    target = pgcluster.load(sandbox / "pg-convox.json")
+    src = seed.table_fingerprints(source, manager.SOURCE_DB)
+    dst = seed.table_fingerprints(target, manager.TARGET_DB)
+    assert len(src) >= 5
+    assert sum(count for count, _ in src.values()) > 400
+    assert src == dst
+
+
+def test_heroku_is_in_maintenance_with_workers_stopped(sandbox: Path,
+                                                      cutover_run: dict[str, Any]) -> None:
+    app = heroku_api.load_state(sandbox / "heroku" / "state.json")["apps"][manager.HEROKU_APP]
+    assert app["app"]["maintenance"] is True
+    quantities = {f["type"]: int(f["quantity"]) for f in app["formation"]}
+    assert quantities["worker"] == 0
+    assert quantities["web"] == 2
+
+
+def test_dns_points_at_the_router(sandbox: Path, cutover_run: dict[str, Any]) -> None:
+    env = json.loads((sandbox / "env.json").read_text())
+    record = query_authoritative("127.0.0.1", env["dns"]["port"], manager.RECORD, "CNAME")
+    assert record is not None
+    assert [v.rstrip(".") for v in record.values] == [manager.ROUTER]
+    assert record.ttl == 5
+
+
+def test_no_secret_leaks(sandbox: Path, cutover_run: dict[str, Any]) -> None:
+    secrets = collect_secrets(sandbox)
+    assert len(secrets) >= 8
+    proc = cutover_run["proc"]
+    state_dir = cutover_run["work"] / ".cutover"
+    places = {
+        "terminal": proc.stdout + proc.stderr,
+        "state.json": (state_dir / "state.json").read_text(),
+        "events.jsonl": (state_dir / "events.jsonl").read_text(),
+        "argv": cutover_run["argv_log"].read_text(),
+    }
+    assert places["argv"].count("\n") > 30  # every child was recorded
+    for where, text in places.items():
+        for what, value in secrets.items():
+            assert value not in text, f"{what} leaked into {where}"
+
+
+def test_state_files_are_private(cutover_run: dict[str, Any]) -> None:
+    state_dir = cutover_run["work"] / ".cutover"
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    for path in state_dir.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    assert not list(state_dir.rglob("*.dump")), "dumps are deleted after the restore"
+
+
+def test_second_run_is_a_no_op(cutover_run: dict[str, Any]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cutover", "run", "-f", str(cutover_run["playbook"]), "--yes"],
+        cwd=cutover_run["work"], capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[ 1/16]" not in proc.stdout  # nothing ran again
+    assert "cutover complete" in proc.stdout
