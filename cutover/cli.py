@@ -41,13 +41,11 @@ PlaybookOpt = Annotated[
 ]
 
 
-def _ui() -> Ui:
-    return Ui(Console(highlight=False), SecretMasker())
-
-
-def _guard(fn: Callable[[Ui], int]) -> None:
-    """The one error boundary: known errors print brief/details/resolution, no traceback."""
-    ui = _ui()
+def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False) -> None:
+    """The one error boundary: known errors print brief/details/resolution on stderr, no
+    traceback. ``quiet_stdout``: progress goes to stderr too (stdout carries data)."""
+    err = Console(stderr=True, highlight=False)
+    ui = Ui(err if quiet_stdout else Console(highlight=False), SecretMasker(), err)
     try:
         code = fn(ui)
     except CutoverError as exc:

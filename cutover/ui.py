@@ -29,14 +29,17 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 class Ui:
-    def __init__(self, console: Console, masker: SecretMasker) -> None:
+    def __init__(self, console: Console, masker: SecretMasker,
+                 err_console: Console | None = None) -> None:
         self.console = console
+        self.err_console = err_console or Console(stderr=True, highlight=False)
         self.masker = masker
         self.started = time.monotonic()
 
-    def _print(self, text: str, style: str | None = None) -> None:
-        self.console.print(Text(self.masker.mask(text), style=style or ""), highlight=False,
-                           soft_wrap=True)
+    def _print(self, text: str, style: str | None = None, *, err: bool = False) -> None:
+        console = self.err_console if err else self.console
+        console.print(Text(self.masker.mask(text), style=style or ""), highlight=False,
+                      soft_wrap=True)
 
     def elapsed(self) -> str:
         return fmt_duration(time.monotonic() - self.started)
@@ -59,11 +62,11 @@ class Ui:
         self._print(f"[{index:>2}/{total}] {step_id}: {reason}", "dim")
 
     def error(self, brief: str, details: str = "", resolution: str = "") -> None:
-        self._print(f"error: {brief}", "bold red")
+        self._print(f"error: {brief}", "bold red", err=True)
         if details:
-            self._print(details)
+            self._print(details, err=True)
         if resolution:
-            self._print(resolution, "yellow")
+            self._print(resolution, "yellow", err=True)
 
     def info(self, text: str, style: str | None = None) -> None:
         self._print(text, style)

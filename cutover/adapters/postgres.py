@@ -61,7 +61,7 @@ class ConnInfo:
 
 # Row count and an order-independent content checksum of every user table, plus every
 # sequence's position. One query, so source and target are read the same way.
-_TABLES_SQL = """
+TABLES_SQL = """
 SELECT quote_ident(schemaname) || '.' || quote_ident(tablename)
 FROM pg_catalog.pg_tables
 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
@@ -139,7 +139,7 @@ class PostgresAdapter:
 
     def fingerprints(self, conn: ConnInfo, checksums: bool = True,
                      timeout: float = 1800) -> dict[str, tuple[int, str]]:
-        tables = [row[0] for row in self.psql(conn, _TABLES_SQL)]
+        tables = [row[0] for row in self.psql(conn, TABLES_SQL)]
         rows = self.psql(conn, fingerprint_sql(tables, checksums), timeout=timeout)
         out: dict[str, tuple[int, str]] = {}
         for row in rows:

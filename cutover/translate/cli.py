@@ -29,7 +29,7 @@ from cutover.translate.mapping import TimerSpec, TranslateOptions, parse_timer_o
 from cutover.translate.sources import TranslateInputError
 from cutover.ui import Ui
 
-Guard = Callable[[Callable[[Ui], int]], None]
+Guard = Callable[..., None]
 
 
 def make_runner(masker: SecretMasker, sandbox: Path | None) -> Runner:
@@ -138,7 +138,7 @@ def register(app: typer.Typer, guard: Guard) -> None:
             return run_translate(folder, facts=facts, options=options, output=output,
                                  as_json=as_json, stdout=sys.stdout, stderr=sys.stderr)
 
-        guard(body)
+        guard(body, quiet_stdout=True)
 
     @app.command(context_settings=EXTRA, help="Write convox.yml and a cutover.yml playbook "
                  "pre-filled from the live app." + TIMER_HELP)
@@ -177,4 +177,4 @@ def register(app: typer.Typer, guard: Guard) -> None:
                             options=options, playbook_path=file, force=force,
                             stdout=sys.stdout, stderr=sys.stderr)
 
-        guard(body)
+        guard(body, quiet_stdout=True)

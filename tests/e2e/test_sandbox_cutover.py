@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,6 @@ from cutover.secrets import is_public_config
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-HEROKU_CLI = REPO / "node_modules" / ".bin" / "heroku"
 EXTRA_VARS = {
     # Excluded by the playbook's env.exclude (NEW_RELIC_*) and by the HEROKU_ rule.
     "NEW_RELIC_LICENSE_KEY": "nrl-5f0c1d2e3a4b5c6d7e8f9a0b1c2d3e4f",
@@ -36,20 +32,10 @@ EXTRA_VARS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if not HEROKU_CLI.exists():
-        pytest.skip("the pinned heroku CLI is not installed (run `make setup`)")
-    # Not pytest's tmp folder: it is 0700, and PostgreSQL runs as the postgres user.
-    folder = Path(tempfile.mkdtemp(prefix="cutover-e2e-"))
-    manager.up(folder, rows=400, say=lambda m: None)
-    try:
-        with heroku_api.update_state(folder / "heroku" / "state.json") as state:
-            state["apps"][manager.HEROKU_APP]["config_vars"].update(EXTRA_VARS)
-        yield folder
-    finally:
-        manager.down(folder, say=lambda m: None)
-        shutil.rmtree(folder, ignore_errors=True)
+@pytest.fixture(scope="module", autouse=True)
+def extra_config_vars(sandbox: Path) -> None:
+    with heroku_api.update_state(sandbox / "heroku" / "state.json") as state:
+        state["apps"][manager.HEROKU_APP]["config_vars"].update(EXTRA_VARS)
 
 
 def write_playbook(folder: Path, sandbox: Path) -> Path:
