@@ -14,7 +14,8 @@ from urllib.parse import unquote, urlsplit
 MASK = "****"
 # Values shorter than this are too likely to occur by chance in ordinary text (``1``, ``true``).
 _MIN_LEN = 4
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@")
+# The scheme is capped so a long run of letters is not rescanned from every position.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@")
 
 
 class SecretMasker:

@@ -265,6 +265,7 @@ class ConvoxAdapter:
         argv = self.argv("resources", "proxy", resource, "--port", str(port))
         with self.runner.start(argv) as bg:
             deadline = time.monotonic() + timeout
+            probed = False
             while True:
                 if "ERROR:" in bg.stderr:
                     raise CutoverError(
@@ -277,14 +278,18 @@ class ConvoxAdapter:
                         f"convox resources proxy {resource} exited before accepting connections",
                         details=self.masker.mask(bg.stderr.strip()),
                     )
+                # The port must accept AND the proxy must report our probe (`connect: P`):
+                # another program listening there would accept too.
                 with contextlib.suppress(OSError), socket.create_connection(
                     ("127.0.0.1", port), timeout=0.5
                 ):
+                    probed = True
+                if probed and f"connect: {port}" in bg.stdout:
                     break
                 if time.monotonic() > deadline:
                     raise CutoverError(
                         f"convox resources proxy {resource} did not accept connections on "
-                        f"127.0.0.1:{port} within {timeout:.0f}s",
+                        f"127.0.0.1:{port} within {timeout:g}s",
                         details=f"command: {' '.join(bg.argv_masked)}",
                     )
                 time.sleep(0.1)

@@ -91,10 +91,14 @@ class HerokuAdapter:
         gitconfig = self.work_dir / "heroku-gitconfig"
         if not gitconfig.exists():
             self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            host = self.runner.environment().get("HEROKU_HOST", "heroku.com")
-            git_host = host if host.startswith("http") else f"https://git.{host}"
+            # The CLI checks credential.https://<git host>.helper, where the git host follows
+            # HEROKU_HOST (127.0.0.1:5555 for a local API, git.heroku.com by default).
+            env = self.runner.environment()
+            host = env.get("HEROKU_HOST") or "heroku.com"
+            git_host = env.get("HEROKU_GIT_HOST") or (
+                urlsplit(host).netloc if host.startswith("http") else f"git.{host}")
             gitconfig.write_text(
-                f'[credential "{git_host}"]\n\thelper = !heroku git:credentials\n',
+                f'[credential "https://{git_host}"]\n\thelper = !heroku git:credentials\n',
                 encoding="utf-8",
             )
             gitconfig.chmod(0o600)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,10 @@ class HttpClient:
                  ca_file: str | None = None, timeout: float = 30.0) -> None:
         self.masker = masker
         self.resolve = dict(resolve or {})
-        self.verify: str | bool = ca_file or True
+        self.ca_file = ca_file
+        # httpx 0.28 deprecates verify=<path>: pass an SSL context built from the CA file.
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=ca_file) if ca_file else True)
         self.timeout = timeout
 
     def _target(self, url: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -64,7 +68,7 @@ class HttpClient:
                 return Response(url, resp.status_code, resp.text[:65536])
         except httpx.HTTPError as exc:
             reason = self.masker.mask(str(exc)) or type(exc).__name__
-            raise CutoverError(f"GET {url} failed: {reason}") from None
+            raise CutoverError(f"GET {self.masker.mask(url)} failed: {reason}") from None
 
     def download(self, url: str, dest: Path) -> tuple[int, str]:
         """Stream ``url`` into ``dest`` (0600). Check status 200 and Content-Length.

@@ -73,7 +73,6 @@ SELECT 'sequence:' || quote_ident(schemaname) || '.' || quote_ident(sequencename
        0, coalesce(last_value::text, 'unset')
 FROM pg_catalog.pg_sequences
 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
-ORDER BY 1
 """
 
 

@@ -175,7 +175,7 @@ class VerifySite(Step):
         http = ctx.http
         if target:
             http = HttpClient(ctx.masker, resolve={**ctx.http.resolve, record: target},
-                              ca_file=ctx.http.verify if isinstance(ctx.http.verify, str) else None)
+                              ca_file=ctx.http.ca_file)
         saved, ctx.http = ctx.http, http
         try:
             results = run_http_checks(ctx, record, ctx.model.smoke.timeout)
