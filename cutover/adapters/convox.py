@@ -140,11 +140,20 @@ class ConvoxAdapter:
 
     # -- rack and app ------------------------------------------------------------------------
     def version(self) -> str:
+        """The client version; a v2-era client (timestamp versions) is refused."""
         try:
             result = self.runner.run(["convox", "version"], timeout=60)
         except ToolMissing:
             raise ToolMissing("the convox CLI is not installed", resolution=INSTALL_HINT) from None
-        return result.stdout.strip()
+        match = re.search(r"^client: (\S+)", result.stdout, re.M)
+        if not match:
+            raise UnexpectedOutput("convox version printed no client version",
+                                   details=result.stdout.strip()[:200])
+        client = match.group(1)
+        if re.fullmatch(r"\d{14}", client):
+            raise ToolMissing(f"convox CLI {client} is the v2 CLI; cutover needs v3",
+                              resolution=INSTALL_HINT)
+        return client
 
     def current_rack(self) -> str:
         return self.runner.run(["convox", "switch"], timeout=60).stdout.strip()

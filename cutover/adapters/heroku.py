@@ -25,7 +25,7 @@ from cutover.errors import CutoverError, ToolMissing, UnexpectedOutput
 from cutover.runner import Result, RetryPolicy, Runner
 from cutover.secrets import SecretMasker, register_config
 
-MIN_VERSION = (8, 0, 0)
+MIN_VERSION = (11, 0, 0)  # the major the adapter is contract-tested with (11.10.0)
 INSTALL_HINT = "npm install -g heroku@11.10.0   (or `make setup`, which installs the pinned CLI)"
 _TRANSIENT_IDS = ("internal_server_error", "service_unavailable", "rate_limit")
 _FORMATION_ITEM = re.compile(r"^(?P<type>[A-Za-z0-9_-]+)=(?P<qty>\d+)(?::(?P<size>\S+))?$")

@@ -112,7 +112,7 @@ def cx(tmp_path: Path, audit: ListAudit, argv_log: Path) -> Iterator[Convox]:
 
 
 def test_version_and_rack_info(cx: Convox) -> None:
-    assert cx.adapter.version() == f"client: {convox_fake.VERSION}\nserver: {convox_fake.VERSION}"
+    assert cx.adapter.version() == convox_fake.VERSION
     info = cx.adapter.rack_info()
     assert info["Name"] == RACK and info["Provider"] == "local" and info["Status"] == "running"
     assert cx.adapter.router() == "router.sandbox.convox.test"
@@ -476,3 +476,20 @@ def test_proxy_is_stopped_when_the_block_raises(real_backend: RealBackend) -> No
         assert pg.psql(conn.via("127.0.0.1", port), "SELECT 1;") == [["1"]]
         raise Boom
     assert group_gone(_proxy_pid(cx.audit)), "the proxy process survived an exception"
+
+
+@pytest.mark.parametrize(
+    ("printed", "error"),
+    [("client: 20190111211123\nserver: none\n", "v2 CLI"),
+     ("convox something else\n", "no client version")],
+)
+def test_version_refuses_v2_and_garbage(tmp_path: Path, printed: str, error: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "convox"
+    fake.write_text(f"#!/bin/sh\nprintf '%s' '{printed}'\n")
+    fake.chmod(0o755)
+    masker = SecretMasker()
+    adapter = ConvoxAdapter(Runner(masker, path_prefix=[str(bin_dir)]), masker, APP, None)
+    with pytest.raises(CutoverError, match=error):
+        adapter.version()
