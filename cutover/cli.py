@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +26,7 @@ from cutover.engine.audit import EVENTS_FILE, read_events
 from cutover.engine.lock import unlock as clear_lock
 from cutover.engine.plan import build_plan, new_state
 from cutover.engine.state import StateStore
-from cutover.errors import EXIT_INTERRUPTED, CutoverError
+from cutover.errors import EXIT_INTERRUPTED, EXIT_STEP_FAILED, CutoverError
 from cutover.playbook import DEFAULT_PLAYBOOK, load_playbook
 from cutover.secrets import SecretMasker
 from cutover.steps import STEP_IDS
@@ -54,7 +57,21 @@ def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False) -> None:
     except KeyboardInterrupt:
         ui.error("interrupted")
         code = EXIT_INTERRUPTED
+    except Exception as exc:  # the boundary: a bug still gets a clear message
+        report = _crash_report(ui.masker.mask(traceback.format_exc()))
+        ui.error(f"unexpected error: {type(exc).__name__}: {ui.masker.mask(str(exc))}",
+                 f"this is a bug in cutover; the traceback is in {report}",
+                 "The state file is written atomically, so `cutover status` shows where the "
+                 "run stands; resume with `cutover run` once the cause is fixed.")
+        code = EXIT_STEP_FAILED
     raise typer.Exit(code)
+
+
+def _crash_report(text: str) -> str:
+    fd, path = tempfile.mkstemp(prefix="cutover-crash-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
 
 
 def _version(value: bool) -> None:

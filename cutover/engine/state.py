@@ -23,11 +23,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cutover import __version__
-from cutover.errors import StateError
+from cutover.errors import CutoverError, StateError
 from cutover.secrets import SecretMasker
 
 SCHEMA_VERSION = 1
 STATE_FILE = "state.json"
+
+
+class CheckpointError(CutoverError):
+    """The state file could not be written; the run stops (exit 1)."""
 
 
 class Status(StrEnum):
@@ -155,13 +159,21 @@ class StateStore:
 
     def save(self, state: RunState) -> None:
         """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
-        ensure_private_dir(self.folder)
         state.updated_at = now_iso()
         text = state.model_dump_json(indent=2) + "\n"
         if self.masker is not None:
             # Defence in depth: a secret that slipped into an output is masked, never written.
             text = self.masker.mask(text)
-        atomic_write(self.path, text)
+        try:
+            ensure_private_dir(self.folder)
+            atomic_write(self.path, text)
+        except OSError as exc:
+            # A checkpoint that cannot be written stops the run: going on would lose track.
+            raise CheckpointError(
+                f"cannot write the state file {self.path}: {exc.strerror or exc}",
+                resolution="The previous state file is intact. Fix the cause (disk space, "
+                "permissions), then resume with `cutover run`.",
+            ) from None
 
 
 def ensure_private_dir(folder: Path) -> None:

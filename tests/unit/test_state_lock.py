@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cutover.engine.lock import RunLock, unlock
-from cutover.engine.state import PlaybookRef, RunState, StateStore, Status
+from cutover.engine.state import CheckpointError, PlaybookRef, RunState, StateStore, Status
 from cutover.errors import LockedError, StateError
 from cutover.secrets import SecretMasker
 
@@ -74,8 +74,9 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="disk full") as info:
         store.save(make_state())
+    assert "previous state file is intact" in info.value.resolution
     assert store.path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
