@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import sys
 import tempfile
 import traceback
@@ -193,7 +194,7 @@ def format_event(event: dict[str, Any]) -> str:
     step = event.get("step")
     head = f"{ts}  {kind:<16} {step or '':<15}"
     if kind == "command":
-        argv = " ".join(event.get("argv") or [])
+        argv = shlex.join(event.get("argv") or [])
         line = f"{head} $ {argv}  -> exit {event.get('exit_code')} in {event.get('duration')}s"
         if event.get("outcome") not in ("ok", None):
             line += f" [{event.get('outcome')}]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 EXIT_OK = 0
 EXIT_STEP_FAILED = 1
 EXIT_INVALID = 2
@@ -78,7 +80,7 @@ class CommandError(CutoverError):
         timed_out: bool = False,
         stdout_tail: str = "",
     ) -> None:
-        shown = " ".join(argv_masked)
+        shown = shlex.join(argv_masked)
         if timed_out:
             brief = f"command timed out: {shown}"
         elif reason:

@@ -235,7 +235,7 @@ class Runner:
         proc = sh.Command(exe)(
             *argv[1:],
             _env=merged,
-            _in=None,
+            _in=b"",  # closed stdin: with output callbacks, _in=None would leave a pipe open
             _cwd=str(cwd) if cwd else None,
             _bg=True,
             _bg_exc=False,

@@ -231,6 +231,11 @@ class ConvoxAdapter:
     def releases(self) -> list[dict[str, str]]:
         return parse_table(self._run("releases").stdout, ["ID", "STATUS", "BUILD"])
 
+    def latest_release(self) -> str | None:
+        """The newest release (``convox env`` reads this one, not the active one)."""
+        rows = self.releases()
+        return rows[0]["ID"] if rows else None
+
     def active_release(self) -> str | None:
         for row in self.releases():
             if row.get("STATUS") == "active":

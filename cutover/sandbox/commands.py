@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cutover.sandbox import manager
 from cutover.ui import Ui
 
 DirOpt = Annotated[Path, typer.Option("--dir", help="Sandbox folder.", show_default=True)]
@@ -27,6 +26,8 @@ def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> 
         """Start the sandbox (a no-op when it is already up)."""
 
         def body(ui: Ui) -> int:
+            from cutover.sandbox import manager  # noqa: PLC0415 - keeps `cutover` start-up light
+
             manager.up(folder, rows=rows, say=lambda m: ui.info(f"sandbox: {m}"))
             ui.info(f"sandbox up in {folder.absolute()}; try: "
                     "cutover run -f playbooks/sandbox.yml", "bold")
@@ -37,13 +38,22 @@ def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> 
     @sandbox.command("down")
     def down_cmd(folder: DirOpt = Path(".sandbox")) -> None:
         """Stop everything the sandbox started and remove its folder."""
-        guard(lambda ui: (manager.down(folder, say=lambda m: ui.info(f"sandbox: {m}")), 0)[1])
+
+        def body(ui: Ui) -> int:
+            from cutover.sandbox import manager  # noqa: PLC0415
+
+            manager.down(folder, say=lambda m: ui.info(f"sandbox: {m}"))
+            return 0
+
+        guard(body)
 
     @sandbox.command("status")
     def status_cmd(folder: DirOpt = Path(".sandbox")) -> None:
         """Show the sandbox's processes."""
 
         def body(ui: Ui) -> int:
+            from cutover.sandbox import manager  # noqa: PLC0415
+
             parts = manager.status(folder)
             if not parts:
                 ui.info(f"no sandbox in {folder.absolute()}")

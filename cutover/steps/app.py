@@ -191,7 +191,8 @@ class SetEnv(Step):
                 f"{ctx.model.database.resource} resource while it is set",
                 resolution=f"Remove it: convox env unset DATABASE_URL -a {ctx.model.convox.app}")
         if all(current.get(k) == v for k, v in desired.items()):
-            return self._outputs(desired, excluded, None)
+            saved = ctx.state.step(self.id).outputs.get("release")
+            return self._outputs(desired, excluded, saved or ctx.convox.latest_release())
         ctx.extras["set-env"] = (desired, excluded)
         return None
 
@@ -345,14 +346,22 @@ class AddDomain(Step):
                 deployed = yaml.safe_load(ctx.convox.release_manifest(active)) or {}
             except yaml.YAMLError:
                 deployed = {}
+            edited = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
             if ctx.model.dns.record in service_domains(deployed, ctx.model.smoke.service):
-                return {"release": active, "manifest_edited": False}
-        return find_marked_release(ctx, ctx.marker(self.id))
+                return {"release": active, "manifest_edited": edited}
+        found = find_marked_release(ctx, ctx.marker(self.id))
+        if found is not None:
+            found["manifest_edited"] = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
+        return found
 
     def apply(self, ctx: Context) -> Outputs:
         assert ctx.model.dns
         path = manifest_path(ctx)
+        saved = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
         edited = add_domain_to_manifest(path, ctx.model.smoke.service, ctx.model.dns.record)
+        # Saved before the deploy: a crash after the edit still says this step made it.
+        edited = edited or saved
+        ctx.progress({"manifest_edited": edited})
         if edited:
             ctx.note(f"added domain {ctx.model.dns.record} to services.{ctx.model.smoke.service} "
                      f"in {path} (commit this change)")

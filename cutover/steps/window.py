@@ -57,11 +57,16 @@ class MaintenanceOn(Step):
         return [cmd(ctx.heroku.argv("maintenance")), cmd(ctx.heroku.argv("maintenance:on"))]
 
     def check(self, ctx: Context) -> Outputs | None:
-        return {"at": ctx.clock(), "found": True} if ctx.heroku.maintenance() else None
+        if not ctx.heroku.maintenance():
+            return None
+        # The window started when maintenance went on (saved before the call), not now.
+        return {"at": ctx.state.step(self.id).outputs.get("at") or ctx.clock()}
 
     def apply(self, ctx: Context) -> Outputs:
+        at = ctx.clock()
+        ctx.progress({"at": at})
         ctx.heroku.set_maintenance(True)
-        return {"at": ctx.clock()}
+        return {"at": at}
 
 
 class ScaleDown(Step):

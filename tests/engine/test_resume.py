@@ -1,0 +1,160 @@
+"""kill -9 anywhere, then resume: the final state equals an uninterrupted run's and no effect is
+applied twice.
+
+The two chains (:mod:`fakes.chains`, run once a session by the ``boundary_chain`` and
+``effect_chain`` fixtures) cross every interruption point with a real ``kill -9``; each test
+below checks one property of a chain, so a failure names what broke.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from fakes.chains import EFFECT_HOOKS, Chain
+from fakes.harness import LOWERED_TTL, STEP_IDS, Finished, Project, normalized_state
+from fakes.seed import ROUTER
+
+pytestmark = pytest.mark.slow
+
+
+def state_differences(expected: dict[str, object], got: dict[str, object]) -> list[str]:
+    return [f"{step}: expected {expected.get(step)}, got {got.get(step)}"
+            for step in STEP_IDS if expected.get(step) != got.get(step)]
+
+
+def killed_steps(project: Project) -> list[str]:
+    return [k.get("step", "?") for k in project.world().get("kills", [])]
+
+
+# -- kill -9 before the first command of every step ---------------------------------------------
+def test_boundary_kills_hit_every_step_that_runs_commands(boundary_chain: Chain,
+                                                          finished: Finished) -> None:
+    steps = list(finished.first_call)
+    assert steps[:3] == ["preflight", "create-app", "set-env"]
+    assert len(boundary_chain.results) == len(steps) + 1
+    assert killed_steps(boundary_chain.project) == steps
+    assert {k["moment"] for k in boundary_chain.project.world()["kills"]} == {"before"}
+
+
+def test_each_boundary_crash_is_visible_and_resumed(boundary_chain: Chain,
+                                                    finished: Finished) -> None:
+    for step, snapshot, resumed in zip(finished.first_call, boundary_chain.snapshots,
+                                       boundary_chain.results[1:], strict=True):
+        # Checkpointed as running before its first command; every earlier step done; the next
+        # run says it resumes that step.
+        statuses = {sid: st["status"] for sid, st in snapshot["steps"].items()}
+        assert statuses[step] == "running", (step, statuses)
+        earlier = STEP_IDS[: STEP_IDS.index(step)]
+        assert all(statuses.get(sid) in ("done", "skipped") for sid in earlier), statuses
+        assert f"{step}: " in resumed.stdout
+        assert "(was running when cutover stopped: check, then run again)" in resumed.stdout
+
+
+def test_boundary_kills_end_in_the_uninterrupted_state(boundary_chain: Chain,
+                                                       finished: Finished) -> None:
+    got = normalized_state(boundary_chain.project.state())
+    assert state_differences(finished.state, got) == []
+
+
+def test_boundary_kills_apply_no_effect_twice(boundary_chain: Chain, finished: Finished) -> None:
+    assert boundary_chain.project.effect_counts() == finished.effects
+
+
+# -- kill -9 right after each effect ----------------------------------------------------------
+def test_effect_kills_hit_every_effect(effect_chain: Chain) -> None:
+    project = effect_chain.project
+    assert len(effect_chain.results) == len(EFFECT_HOOKS) + 2 + 1  # + 2 DNS kills + the last
+    assert killed_steps(project) == ["create-app", "set-env", "deploy", "add-domain",
+                                     "maintenance-on", "scale-down"]
+    assert len(project.tap.updates) == 2
+    record = project.dns_record()
+    assert record is not None and record.values == [ROUTER + "."] and record.ttl == LOWERED_TTL
+
+
+def test_effect_kills_apply_no_effect_twice(effect_chain: Chain, finished: Finished) -> None:
+    assert effect_chain.project.effect_counts() == finished.effects
+
+
+def test_every_interrupted_step_is_found_already_applied(effect_chain: Chain) -> None:
+    steps = effect_chain.project.state()["steps"]
+    assert sorted(sid for sid, st in steps.items() if st["found_applied"]) == [
+        "add-domain", "create-app", "deploy", "lower-ttl", "maintenance-on", "scale-down",
+        "set-env", "switch-dns"]
+
+
+def test_effect_kills_end_in_the_uninterrupted_state(effect_chain: Chain,
+                                                     finished: Finished) -> None:
+    """A step found already applied must record the same outputs as one that applied itself
+    (the release set-env created, whether add-domain edited the manifest, ...)."""
+    problems = state_differences(finished.state, normalized_state(effect_chain.project.state()))
+    assert problems == [], "\n".join(problems)
+
+
+def test_maintenance_found_on_keeps_the_real_start_of_the_window(effect_chain: Chain) -> None:
+    """The window (and the measured downtime) starts when maintenance went on, not when a
+    resumed run noticed it was on (the chain pauses before that resume)."""
+    project = effect_chain.project
+    went_on = project.world()["heroku"]["maintenance_on_at"]
+    recorded = project.state()["steps"]["maintenance-on"]["outputs"]["at"]
+    assert recorded == pytest.approx(went_on, abs=1.0), (
+        f"maintenance-on recorded the window start {recorded - went_on:.1f}s after maintenance "
+        "actually went on")
+
+
+# -- single interruptions -----------------------------------------------------------------------
+def test_kill_9_between_build_release_command_and_promote(project: Project) -> None:
+    """With a release command, deploy is build, ``convox run --release R``, promote. Killed after
+    each: the build is never repeated, the release is promoted once, and the release command runs
+    again only when the crash came after it (documented: it must be idempotent, like migrations).
+    """
+    project.playbook.write_text(project.playbook.read_text()
+                                + "release:\n  command: bin/rails db:migrate\n  service: web\n")
+    hooks = "convox build:after;convox run:after;convox releases promote:after"
+    results = []
+    for _ in range(6):
+        results.append(project.run("run", "--yes", "--until", "deploy",
+                                   env={"FAKE_KILL_PARENT": hooks}))
+        if results[-1].returncode == 0:
+            break
+        assert results[-1].returncode == -signal.SIGKILL, results[-1]
+
+    assert [r.returncode for r in results] == [-signal.SIGKILL] * 3 + [0]
+    effects = project.effect_counts()
+    assert effects["convox build"] == 1
+    assert effects["convox run web bin/rails db:migrate"] == 2
+    assert effects["convox releases promote"] == 1
+    assert "convox deploy" not in effects
+    app = project.world()["convox"]["apps"]["shop"]
+    deploy = project.state()["steps"]["deploy"]
+    assert deploy["status"] == "done"
+    assert deploy["outputs"]["release"] == app["active"]
+    assert {r["release"] for r in app["runs"]} == {app["active"]}
+
+
+def test_kill_9_in_the_middle_of_a_sync_reruns_the_sync(project: Project,
+                                                         finished: Finished) -> None:
+    """A sync interrupted after its restore runs again from a fresh capture (documented): the
+    second capture is restored, and the dump the killed run left behind is removed."""
+    env = {"FAKE_KILL_PARENT": "pg_restore --clean:after"}
+    first = project.run("run", "--yes", "--until", "initial-sync", env=env)
+    assert first.returncode == -signal.SIGKILL, first
+    work = project.state_dir / "work"
+    assert (work / "initial-sync.dump").exists()  # no `finally` runs after kill -9
+
+    resumed = project.run("run", "--yes", "--until", "initial-sync", env=env)
+
+    assert resumed.returncode == 0, resumed
+    effects = project.effect_counts()
+    assert effects["heroku pg:backups:capture"] == 2
+    assert effects["pg_restore"] == 2
+    sync = normalized_state(project.state())["initial-sync"]
+    expected = finished.state["initial-sync"]
+    assert sync["outputs"].pop("backup") == "b002"
+    assert sync == {**expected, "outputs": {k: v for k, v in expected["outputs"].items()
+                                            if k != "backup"}}
+    world = project.world()
+    target = world["convox"]["apps"]["shop"]["resources"]["database"]["data"]
+    assert target == world["heroku"]["database"]["data"]
+    assert not [p.name for p in work.iterdir() if p.suffix in (".dump", ".part")]
+

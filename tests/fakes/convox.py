@@ -1,0 +1,566 @@
+"""A fake ``convox`` v3 CLI: the commands cutover's Convox adapter runs, with the real formats
+(shared/reference/convox-cli.md): stdcli tables and Info blocks, ``X... OK`` progress, ``--id``
+printing one release id without a newline (everything else on stderr), ``ERROR: <msg>`` on
+stderr with exit 1, and ``resources proxy`` that really listens and never exits by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from fakes.world import (
+    exit_when_orphaned,
+    fake_id,
+    next_number,
+    note_effect,
+    read_world,
+    register_process,
+    update_world,
+)
+
+CLIENT_VERSION = "3.21.3"
+# (command words, flags taking a value, boolean flags)
+_VALUE_FLAGS = {"-a": "app", "--app": "app", "-r": "rack", "--rack": "rack", "-m": "manifest",
+                "--manifest": "manifest", "-d": "description", "--description": "description",
+                "--release": "release", "-l": "limit", "--limit": "limit", "--watch": "watch",
+                "-g": "generation", "--generation": "generation", "--timeout": "timeout",
+                "--port": "port"}
+_BOOL_FLAGS = {"--id", "--promote", "--replace", "--force", "--wait", "-w", "--no-cache",
+               "--tls", "-t", "--reveal"}
+COMMANDS = [("apps", "create"), ("apps", "info"), ("apps",), ("env", "set"), ("env",),
+            ("deploy",), ("build",), ("run",), ("builds",), ("releases", "manifest"),
+            ("releases", "promote"), ("releases",), ("services",), ("resources", "url"),
+            ("resources", "proxy"), ("rack",), ("version",), ("switch",)]
+
+
+class Fail(Exception):
+    """``ERROR: <message>`` on stderr, exit 1."""
+
+
+class Streams:
+    """stdout/stderr, with ``--id`` moving everything but the release id to stderr."""
+
+    def __init__(self, id_mode: bool) -> None:
+        self.id_mode = id_mode
+
+    def out(self, text: str) -> None:
+        (sys.stderr if self.id_mode else sys.stdout).write(text)
+        (sys.stderr if self.id_mode else sys.stdout).flush()
+
+    def release_id(self, release: str) -> None:
+        if self.id_mode:
+            sys.stdout.write(release)  # no newline, as the real --id mode
+
+
+def reads_stdin(args: list[str]) -> bool:
+    return args[:2] == ["env", "set"]
+
+
+def command_of(args: list[str]) -> tuple[str, ...]:
+    for words in COMMANDS:
+        if tuple(args[: len(words)]) == words:
+            return words
+    return ()
+
+
+def failure_prefix(args: list[str]) -> str:
+    """What the command prints before failing (Startf, no newline; on stderr with --id).
+
+    A failing deploy fails in its build, after log lines; one echoes a build argument taken from
+    the app's env, as Docker build logs do: cutover must mask it in what it shows.
+    """
+    words = command_of(args)
+    positional, opts = _parse(args[len(words):], words)
+    if words in (("deploy",), ("build",)):
+        app = read_world()["convox"]["apps"].get(_app_name([], opts)) or {}
+        latest = _latest(app) if app else None
+        secret = _env_dict(latest["env"]).get("SECRET_KEY_BASE", "") if latest else ""
+        return ("Packaging source... OK\nUploading source... OK\nStarting build... OK\n"
+                f"Building: {positional[0] if positional else '.'}\n"
+                f"Step 1/3 : ARG SECRET_KEY_BASE={secret}\nStep 2/3 : RUN bundle install\n")
+    if words == ("apps", "create"):
+        return f"Creating {positional[0] if positional else opts.get('app', '')}... "
+    if words == ("releases", "promote"):
+        return f"Promoting {positional[0] if positional else ''}... "
+    return ""
+
+
+def _parse(args: list[str], words: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
+    positional: list[str] = []
+    opts: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, inline = arg.partition("=")
+        if arg == "--":
+            positional.extend(args[i + 1:])
+            break
+        if arg == "-p":
+            # -p is --port for the proxy and --promote for env set.
+            if words == ("resources", "proxy"):
+                name = "--port"
+            else:
+                opts["promote"] = True
+                i += 1
+                continue
+        if name in _VALUE_FLAGS:
+            if eq:
+                opts[_VALUE_FLAGS[name]] = inline
+                i += 1
+                continue
+            if i + 1 >= len(args):
+                raise Fail(f"flag needs an argument: {name}")
+            opts[_VALUE_FLAGS[name]] = args[i + 1]
+            i += 2
+            continue
+        if arg in _BOOL_FLAGS:
+            opts[arg.lstrip("-")] = True
+        elif arg.startswith("-") and len(arg) > 1:
+            raise Fail(f"unknown flag: {arg}")
+        else:
+            positional.append(arg)
+        i += 1
+    return positional, opts
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A stdcli table: two-space gutters, every column but the last padded."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(c).ljust(widths[i]) for i, c in enumerate(row[:-1])] + [str(row[-1])]
+        lines.append("  ".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def info(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in rows)
+
+
+def ago(ts: float) -> str:
+    seconds = int(time.time() - ts)
+    if seconds < 1:
+        return "now"
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds > 1 else ''} ago"
+    minutes = seconds // 60
+    return f"{minutes} minute{'s' if minutes > 1 else ''} ago"
+
+
+def main(args: list[str], stdin: str | None = None) -> int:
+    if args in (["-v"], ["--version"]):
+        sys.stdout.write(CLIENT_VERSION + "\n")
+        return 0
+    words = command_of(args)
+    if not words:
+        # Unknown command: the global help on stdout, exit 0.
+        sys.stdout.write("convox: command-line interface for Convox racks\n\n"
+                         "  convox apps       list apps\n  convox deploy     deploy an app\n")
+        return 0
+    try:
+        positional, opts = _parse(args[len(words):], words)
+        streams = Streams(bool(opts.get("id")))
+        world = read_world()
+        rack = world["convox"]["rack"]
+        if opts.get("rack") not in (None, rack):
+            raise Fail(f"could not find rack: {opts['rack']}")
+        handler = HANDLERS[words]
+        return handler(positional, opts, streams, stdin)
+    except Fail as exc:
+        sys.stdout.flush()
+        sys.stderr.write(f"ERROR: {exc}\n")
+        return 1
+
+
+def _app_name(positional: list[str], opts: dict[str, Any]) -> str:
+    return str(opts.get("app") or (positional[0] if positional else os.path.basename(os.getcwd())))
+
+
+def _app(world: dict[str, Any], name: str) -> dict[str, Any]:
+    app = world["convox"]["apps"].get(name)
+    if app is None:
+        raise Fail(f"app not found: {name}")
+    return dict(app)
+
+
+def _latest(app: dict[str, Any]) -> dict[str, Any] | None:
+    return app["releases"][-1] if app["releases"] else None
+
+
+def _env_dict(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.split("\n"):
+        if "=" in line:
+            key, _, value = line.partition("=")
+            env[key] = value
+    return env
+
+
+def _env_text(env: dict[str, str]) -> str:
+    return "\n".join(sorted(f"{k}={v}" for k, v in env.items()))
+
+
+def _build_of(app: dict[str, Any], build_id: str) -> dict[str, Any] | None:
+    return next((b for b in app["builds"] if b["id"] == build_id), None)
+
+
+def _yaml(text: str) -> Any:
+    import yaml  # noqa: PLC0415 - only the commands reading a manifest pay for PyYAML
+
+    return yaml.safe_load(text)
+
+
+def _active_manifest(app: dict[str, Any]) -> dict[str, Any]:
+    release = next((r for r in app["releases"] if r["id"] == app.get("active")), None)
+    build = _build_of(app, release["build"]) if release else None
+    if not build:
+        return {}
+    return dict(_yaml(build["manifest"]) or {})
+
+
+# -- commands ----------------------------------------------------------------------------------
+def version(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    sys.stdout.write(f"client: {CLIENT_VERSION}\nserver: {read_world()['convox']['version']}\n")
+    return 0
+
+
+def switch(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    sys.stdout.write(read_world()["convox"]["rack"] + "\n")
+    return 0
+
+
+def rack(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    c = read_world()["convox"]
+    sys.stdout.write(info([("Name", c["rack"]), ("Provider", "aws"), ("Region", "us-east-1"),
+                           ("Router", f"router.{c['rack_domain']}"), ("Status", "running"),
+                           ("Version", c["version"])]))
+    return 0
+
+
+def apps_list(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    apps = read_world()["convox"]["apps"]
+    rows = [[n, a["status"], a.get("active") or ""] for n, a in sorted(apps.items())]
+    sys.stdout.write(table(["APP", "STATUS", "RELEASE"], rows))
+    return 0
+
+
+def apps_create(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    name = _app_name(positional, opts)
+    s.out(f"Creating {name}... ")
+    with update_world() as world:
+        apps = world["convox"]["apps"]
+        if name in apps:
+            raise Fail(f"app already exists: {name}")
+        note_effect(world, "convox apps create")
+        apps[name] = {"status": "running", "generation": "3", "releases": [], "builds": [],
+                      "active": None, "resources": {}, "created": time.time()}
+    s.out("OK\n")
+    return 0
+
+
+def apps_info(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    world = read_world()
+    name = _app_name(positional, opts)
+    app = _app(world, name)
+    sys.stdout.write(info([("Name", name), ("Status", app["status"]), ("Generation", "3"),
+                           ("Locked", "false"), ("Release", app.get("active") or ""),
+                           ("Router", f"router.{world['convox']['rack_domain']}")]))
+    return 0
+
+
+def env(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    app = _app(read_world(), _app_name([], opts))
+    latest = _latest(app)
+    sys.stdout.write((latest["env"] if latest else "") + "\n")
+    return 0
+
+
+def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    name = _app_name([], opts)
+    pairs = [p for p in positional if "=" in p]
+    lines = [ln for ln in (stdin or "").split("\n") if "=" in ln]
+    keys = [p.split("=", 1)[0] for p in [*pairs, *lines]]
+    s.out(f"Setting {', '.join(sorted(keys))}... ")
+    with update_world() as world:
+        app = world["convox"]["apps"].get(name)
+        if app is None:
+            raise Fail(f"app not found: {name}")
+        latest = _latest(app)
+        current = {} if opts.get("replace") or not latest else _env_dict(latest["env"])
+        before = dict(current)
+        for item in [*pairs, *lines]:
+            key, _, value = item.partition("=")
+            current[key] = value
+        added = sorted(k for k in current if k not in before)
+        changed = sorted(k for k in current if k in before and before[k] != current[k])
+        description = " ".join(filter(None, [
+            "env", f"add:{','.join(added)}" if added else "",
+            f"change:{','.join(changed)}" if changed else ""]))
+        note_effect(world, "convox env set")
+        release = _new_release(world, app, env=current,
+                               build=latest["build"] if latest else "", description=description)
+    s.out(f"OK\nRelease: {release}\n")
+    s.release_id(release)
+    return 0
+
+
+def _new_release(world: dict[str, Any], app: dict[str, Any], *, env: dict[str, str], build: str,
+                 description: str) -> str:
+    release = fake_id("R", next_number(world, "release"))
+    app["releases"].append({"id": release, "build": build, "env": _env_text(env),
+                            "created": time.time(), "description": description})
+    return release
+
+
+def _required_env(manifest: dict[str, Any]) -> set[str]:
+    required = {str(e) for e in manifest.get("environment") or [] if "=" not in str(e)}
+    for svc in (manifest.get("services") or {}).values():
+        required |= {str(e) for e in (svc or {}).get("environment") or [] if "=" not in str(e)}
+    return required - {"*"}
+
+
+def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: bool) -> str:
+    """``convox build`` / ``convox deploy``: package, build, create a release; promote if asked."""
+    name = _app_name([], opts)
+    source = positional[0] if positional else "."
+    manifest_path = os.path.join(source, str(opts.get("manifest") or "convox.yml"))
+    s.out("Packaging source... ")
+    if not os.path.isfile(manifest_path):
+        raise Fail(f"open {manifest_path}: no such file or directory")
+    with open(manifest_path, encoding="utf-8") as fh:
+        text = fh.read()
+    s.out("OK\nUploading source... OK\nStarting build... ")
+    with update_world() as world:
+        app = world["convox"]["apps"].get(name)
+        if app is None:
+            raise Fail(f"app not found: {name}")
+        s.out("OK\n")
+        latest = _latest(app)
+        env_now = _env_dict(latest["env"]) if latest else {}
+        manifest = _yaml(text) or {}
+        build = fake_id("B", next_number(world, "build"))
+        s.out(f"Building: {source}\nStep 1/3 : FROM ruby:3.3-slim\nStep 2/3 : COPY . /app\n"
+              f"Step 3/3 : CMD [\"bundle\", \"exec\", \"puma\"]\nRunning: docker push {build}\n")
+        missing = sorted(_required_env(manifest) - set(env_now))
+        release = ""
+        if missing:
+            app["builds"].append({"id": build, "status": "failed", "release": "",
+                                  "description": opts.get("description", ""), "manifest": text,
+                                  "started": time.time()})
+            s.out(f"validation errors:\nrequired env: {', '.join(missing)}\n")
+        else:
+            note_effect(world, "convox deploy" if promote else "convox build")
+            release = _new_release(world, app, env=env_now, build=build, description="")
+            app["builds"].append({"id": build, "status": "complete", "release": release,
+                                  "description": opts.get("description", ""), "manifest": text,
+                                  "started": time.time()})
+            for res_name, res in (manifest.get("resources") or {}).items():
+                if (res or {}).get("type") == "postgres" and res_name not in app["resources"]:
+                    password = world["convox"]["resource_password"]
+                    app["resources"][res_name] = {
+                        "type": "postgres",
+                        "url": f"postgres://app:{password}@resource-{res_name}.{name}"
+                               f".svc.cluster.local:5432/app?sslmode=disable",
+                        "password": password, "data": {"tables": {}, "sequences": {}},
+                    }
+            if promote:
+                app["active"] = release
+    if not release:
+        raise Fail("build failed")
+    return release
+
+
+def deploy(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    release = _build(positional, opts, s, promote=True)
+    s.out(f"Promoting {release}... \nOK\n")
+    s.release_id(release)
+    return 0
+
+
+def build(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    release = _build(positional, opts, s, promote=False)
+    build_id = next(b["id"] for b in _app(read_world(), _app_name([], opts))["builds"]
+                    if b["release"] == release)
+    s.out(f"Build:   {build_id}\nRelease: {release}\n")
+    s.release_id(release)
+    return 0
+
+
+def run(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    """``convox run SERVICE [--release R] -- COMMAND``: the one-off's output, its exit code."""
+    if len(positional) < 2:
+        raise Fail("at least 2 args required")
+    service, command = positional[0], " ".join(positional[1:])
+    name = _app_name([], opts)
+    with update_world() as world:
+        app = world["convox"]["apps"].get(name)
+        if app is None:
+            raise Fail(f"app not found: {name}")
+        release = opts.get("release") or app.get("active")
+        if not any(r["id"] == release for r in app["releases"]):
+            raise Fail(f"release not found: {release}")
+        note_effect(world, f"convox run {service} {command}")
+        app.setdefault("runs", []).append({"service": service, "release": release,
+                                           "command": command, "t": time.time()})
+    sys.stdout.write(f"{command}: done\n")
+    return 0
+
+
+def builds(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    app = _app(read_world(), _app_name([], opts))
+    rows = [[b["id"], b["status"], b["release"], ago(b["started"]), "2m0s", b["description"]]
+            for b in reversed(app["builds"])]
+    sys.stdout.write(table(["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"],
+                           rows))
+    return 0
+
+
+def releases(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    app = _app(read_world(), _app_name([], opts))
+    rows = [[r["id"], "active" if r["id"] == app.get("active") else "", r["build"],
+             ago(r["created"]), r["description"]] for r in reversed(app["releases"])]
+    sys.stdout.write(table(["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"], rows))
+    return 0
+
+
+def releases_manifest(positional: list[str], opts: dict[str, Any], s: Streams,
+                      stdin: str | None) -> int:
+    if len(positional) != 1:
+        raise Fail("1 arg required")
+    app = _app(read_world(), _app_name([], opts))
+    release = next((r for r in app["releases"] if r["id"] == positional[0]), None)
+    if release is None:
+        raise Fail(f"release not found: {positional[0]}")
+    build = _build_of(app, release["build"])
+    if build is None:
+        raise Fail(f"no build for release: {positional[0]}")
+    sys.stdout.write(build["manifest"].strip() + "\n")
+    return 0
+
+
+def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
+                     stdin: str | None) -> int:
+    name = _app_name([], opts)
+    with update_world() as world:
+        app = world["convox"]["apps"].get(name)
+        if app is None:
+            raise Fail(f"app not found: {name}")
+        if not app["releases"]:
+            raise Fail("no releases to promote")
+        target = positional[0] if positional else app["releases"][-1]["id"]
+        s.out(f"Promoting {target}... \n")
+        if not any(r["id"] == target for r in app["releases"]):
+            raise Fail(f"release not found: {target}")
+        note_effect(world, "convox releases promote")
+        app["active"] = target
+    s.out("OK\n")
+    return 0
+
+
+def services(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    world = read_world()
+    name = _app_name([], opts)
+    app = _app(world, name)
+    manifest = _active_manifest(app)
+    rows = []
+    for svc, spec in (manifest.get("services") or {}).items():
+        port = (spec or {}).get("port")
+        rows.append([svc, f"{svc}.{name}.{world['convox']['rack_domain']}",
+                     f"443:{port}" if port else ""])
+    sys.stdout.write(table(["SERVICE", "DOMAIN", "PORTS"], rows))
+    # Best-effort budget lookup of newer CLIs against older racks: noise on stderr, still rc 0.
+    sys.stderr.write('ns=cli_budget at=fetch-error err="response status 404"\n')
+    return 0
+
+
+def _resource(world: dict[str, Any], app_name: str, resource: str) -> dict[str, Any]:
+    app = _app(world, app_name)
+    found = app["resources"].get(resource)
+    if found is None:
+        raise Fail(f"resource not found: {resource}")
+    return dict(found)
+
+
+def resources_url(positional: list[str], opts: dict[str, Any], s: Streams,
+                  stdin: str | None) -> int:
+    if len(positional) != 1:
+        raise Fail("1 arg required")
+    res = _resource(read_world(), _app_name([], opts), positional[0])
+    sys.stdout.write(res["url"] + "\n")
+    return 0
+
+
+def resources_proxy(positional: list[str], opts: dict[str, Any], s: Streams,
+                    stdin: str | None) -> int:
+    import socket  # noqa: PLC0415 - only the proxy needs these
+    import threading  # noqa: PLC0415
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    if len(positional) != 1:
+        raise Fail("1 arg required")
+    name = _app_name([], opts)
+    res = _resource(read_world(), name, positional[0])
+    remote = urlsplit(res["url"])
+    port = int(opts.get("port") or remote.port or 5432)
+    register_process("proxy", "convox", sys.argv[1:])
+    with update_world() as world:
+        world["convox"]["proxies"][str(port)] = {"app": name, "resource": positional[0],
+                                                 "pid": os.getpid()}
+    sys.stdout.write(f"proxying localhost:{port} to {remote.hostname}:{remote.port or 5432}\n")
+    sys.stdout.flush()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", port))
+        listener.listen(16)
+    except OSError:
+        # The real proxy reports a bind failure on stderr and then hangs forever.
+        sys.stderr.write(f"ERROR: listen tcp 127.0.0.1:{port}: bind: address already in use\n")
+        sys.stderr.flush()
+        exit_when_orphaned()
+        return 0
+    threading.Thread(target=_accept, args=(listener, port), daemon=True).start()
+    exit_when_orphaned()
+    return 0
+
+
+def _accept(listener: Any, port: int) -> None:
+    import threading  # noqa: PLC0415
+
+    while True:
+        conn, _ = listener.accept()
+        sys.stdout.write(f"connect: {port}\n")
+        sys.stdout.flush()
+        threading.Thread(target=_drain, args=(conn,), daemon=True).start()
+
+
+def _drain(conn: Any) -> None:
+    with conn:
+        while conn.recv(65536):
+            pass
+
+
+HANDLERS = {
+    ("version",): version,
+    ("switch",): switch,
+    ("rack",): rack,
+    ("apps",): apps_list,
+    ("apps", "create"): apps_create,
+    ("apps", "info"): apps_info,
+    ("env",): env,
+    ("env", "set"): env_set,
+    ("deploy",): deploy,
+    ("build",): build,
+    ("run",): run,
+    ("builds",): builds,
+    ("releases",): releases,
+    ("releases", "manifest"): releases_manifest,
+    ("releases", "promote"): releases_promote,
+    ("services",): services,
+    ("resources", "url"): resources_url,
+    ("resources", "proxy"): resources_proxy,
+}

@@ -1,0 +1,272 @@
+"""A fake ``heroku`` CLI (11.10.0): the commands cutover's Heroku adapter runs, with the real
+output formats (shared/reference/heroku-cli.md): JSON printed with 2-space indents, action
+progress on stderr only, API errors as `` ›   Error: ...`` / `` ›   Error ID: <id>`` with rc 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from fakes.world import next_number, note_effect, read_world, update_world
+
+VERSION = "heroku/11.10.0 linux-x64 node-v20.20.2"
+_SCALE_ITEM = re.compile(r"^([A-Za-z0-9_-]+)=(\d+)(?::(\S+))?$")
+
+
+def reads_stdin(args: list[str]) -> bool:
+    return False
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text)
+
+
+def _json(value: Any) -> None:
+    _out(json.dumps(value, indent=2) + "\n")
+
+
+def api_error(message: str, error_id: str) -> int:
+    """A Heroku API error as the CLI prints it (exit 2)."""
+    _err(f" \u203a   Error: {message}\n \u203a\n \u203a   Error ID: {error_id}\n")
+    return 2
+
+
+def internal_server_error() -> int:
+    return api_error("Internal server error.", "internal_server_error")
+
+
+def _parse(args: list[str]) -> tuple[str | None, set[str], list[str]]:
+    app = None
+    flags: set[str] = set()
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-a", "--app") and i + 1 < len(args):
+            app = args[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--app="):
+            app = arg.split("=", 1)[1]
+        elif arg.startswith("-"):
+            flags.add(arg)
+        else:
+            positional.append(arg)
+        i += 1
+    return app, flags, positional
+
+
+def _dynos(h: dict[str, Any]) -> list[dict[str, Any]]:
+    dynos = []
+    for f in h["formation"]:
+        for n in range(1, int(f["quantity"]) + 1):
+            dynos.append({
+                "app": {"id": h["app_id"], "name": h["app"]}, "attach_url": None,
+                "command": f["command"], "created_at": "2024-05-01T12:00:00Z",
+                "id": f"dyno-{f['type']}-{n}", "name": f"{f['type']}.{n}",
+                "release": {"id": "rrrr", "version": 42}, "size": f["size"], "state": "up",
+                "type": f["type"], "updated_at": "2024-05-01T12:00:00Z",
+            })
+    return sorted(dynos, key=lambda d: d["name"])
+
+
+def _formation_line(h: dict[str, Any]) -> str:
+    return " ".join(f"{f['type']}={f['quantity']}:{f['size']}" for f in h["formation"]) + "\n"
+
+
+def main(args: list[str]) -> int:
+    if args in (["--version"], ["-v"], ["version"]):
+        _out(VERSION + "\n")
+        if os.environ.get("HEROKU_API_KEY"):
+            _err(" \u203a   Warning: HEROKU_API_KEY set to [REDACTED]\n")
+        return 0
+    if not args:
+        _out("CLI to interact with Heroku\n")
+        return 0
+    command, rest = args[0], args[1:]
+    app, flags, positional = _parse(rest)
+    if app is None:
+        _err(" \u203a   Error: The following error occurred:\n"
+             " \u203a     Missing required flag app\n \u203a   See more help with --help\n")
+        return 2
+    handler = COMMANDS.get(command)
+    if handler is None:
+        _err(f" \u203a   Warning: {command} is not a heroku command.\n"
+             " \u203a   Error: Run heroku help for a list of available commands.\n")
+        return 127
+    world = read_world()
+    if app != world["heroku"]["app"]:
+        return api_error("Couldn't find that app.", "not_found")
+    return handler(flags, positional)
+
+
+def apps_info(flags: set[str], positional: list[str]) -> int:
+    h = read_world()["heroku"]
+    app = {
+        "acm": False, "archived_at": None, "build_stack": {"name": "heroku-24"},
+        "create_status": "complete", "git_url": f"https://git.heroku.com/{h['app']}.git",
+        "id": h["app_id"], "internal_routing": None, "maintenance": h["maintenance"],
+        "name": h["app"], "owner": {"email": "owner@example.test", "id": "11111111-2222"},
+        "region": {"name": "us"}, "repo_size": 1048576, "slug_size": 52428800, "space": None,
+        "stack": {"name": "heroku-24"}, "web_url": f"https://{h['app']}-abc123.herokuapp.com/",
+    }
+    _json({"addons": h["addons"], "app": app,
+           "collaborators": [{"role": "owner", "user": {"email": "owner@example.test"}}],
+           "dynos": _dynos(h), "pipeline_coupling": None})
+    return 0
+
+
+def config(flags: set[str], positional: list[str]) -> int:
+    h = read_world()["heroku"]
+    if "--json" in flags:
+        _json(h["config"])
+    else:
+        _out(f"=== {h['app']} Config Vars\n\n")
+        width = max(len(k) for k in h["config"]) + 1
+        for key, value in sorted(h["config"].items()):
+            _out(f"{key + ':':<{width}} {value}\n")
+    return 0
+
+
+def ps(flags: set[str], positional: list[str]) -> int:
+    _json(_dynos(read_world()["heroku"]))
+    return 0
+
+
+def ps_scale(flags: set[str], positional: list[str]) -> int:
+    updates = [_SCALE_ITEM.match(p) for p in positional]
+    if not positional or not all(updates):
+        # No (or an unparsable) argument: the CLI just shows the formation, rc 0.
+        _out(_formation_line(read_world()["heroku"]))
+        return 0
+    _err("Scaling dynos... ")
+    done = []
+    with update_world() as world:
+        formation = {f["type"]: f for f in world["heroku"]["formation"]}
+        for match in updates:
+            assert match
+            kind, quantity, size = match[1], int(match[2]), match[3]
+            if kind not in formation:
+                _err("!\n")
+                return api_error(f"No such process type {kind} defined in Procfile.", "not_found")
+            formation[kind]["quantity"] = quantity
+            note_effect(world, f"heroku ps:scale {kind}={quantity}")
+            if size:
+                formation[kind]["size"] = size
+            done.append(f"{kind} at {quantity}:{formation[kind]['size']}")
+    _err("done, now running " + ", ".join(done) + "\n")
+    return 0
+
+
+def addons(flags: set[str], positional: list[str]) -> int:
+    h = read_world()["heroku"]
+    out = []
+    for addon in h["addons"]:
+        item = dict(addon)
+        item["plan"] = {**addon["plan"], "price": addon["billed_price"]}
+        item["attachments"] = [{
+            "addon": {"id": addon["id"], "name": addon["name"], "app": addon["app"],
+                      "plan": addon["plan"]},
+            "app": addon["app"], "config_vars": addon["config_vars"],
+            "id": f"att-{addon['id'][:8]}", "name": addon["config_vars"][0].removesuffix("_URL"),
+            "namespace": None,
+        }]
+        out.append(item)
+    _json(out)
+    return 0
+
+
+def maintenance(flags: set[str], positional: list[str]) -> int:
+    _out("on\n" if read_world()["heroku"]["maintenance"] else "off\n")
+    return 0
+
+
+def _set_maintenance(on: bool) -> int:
+    with update_world() as world:
+        h = world["heroku"]
+        _err(f"{'Enabling' if on else 'Disabling'} maintenance mode for {h['app']}... ")
+        note_effect(world, f"heroku maintenance:{'on' if on else 'off'}")
+        if h["maintenance"] != on:
+            h["maintenance"] = on
+            h["maintenance_on_at"] = time.time() if on else None
+    _err("done\n")
+    return 0
+
+
+def maintenance_on(flags: set[str], positional: list[str]) -> int:
+    return _set_maintenance(True)
+
+
+def maintenance_off(flags: set[str], positional: list[str]) -> int:
+    return _set_maintenance(False)
+
+
+def backups_capture(flags: set[str], positional: list[str]) -> int:
+    with update_world() as world:
+        h = world["heroku"]
+        db = h["database"]
+        number = next_number(world, "backup")
+        note_effect(world, "heroku pg:backups:capture")
+        name = f"b{number:03d}"
+        h["backups"].append({
+            "num": number, "name": name, "token": os.urandom(16).hex(),
+            "data": json.loads(json.dumps(db["data"])), "created_at": time.time(),
+            "maintenance": h["maintenance"],
+        })
+    _out("\nUse Ctrl-C at any time to stop monitoring progress; the backup will continue "
+         "running.\nUse heroku pg:backups:info to check progress.\nStop a running backup with "
+         "heroku pg:backups:cancel.\n\n")
+    _err(f"Starting backup of {db['addon']}... done\nBacking up DATABASE to {name}... done\n")
+    return 0
+
+
+def backups_url(flags: set[str], positional: list[str]) -> int:
+    world = read_world()
+    backups = world["heroku"]["backups"]
+    if not backups:
+        _err(f" \u203a   Error: No backups on {world['heroku']['app']}. Capture one with "
+             "heroku pg:backups:capture\n")
+        return 1
+    latest = max(backups, key=lambda b: b["num"])
+    port = world["storage"]["port"]
+    _out(f"https://127.0.0.1:{port}/backup.dump?X-Amz-Expires=3600"
+         f"&X-Amz-Signature={latest['token']}\n\n")
+    return 0
+
+
+def credentials_url(flags: set[str], positional: list[str]) -> int:
+    from urllib.parse import quote  # noqa: PLC0415 - only this command pays for urllib
+
+    db = read_world()["heroku"]["database"]
+    if positional[:1] not in (["DATABASE"], ["DATABASE_URL"], [db["addon"]]):
+        return api_error("Couldn't find that addon.", "not_found")
+    url = (f"postgres://{db['user']}:{quote(db['password'], safe='')}@{db['host']}:{db['port']}"
+           f"/{db['dbname']}")
+    _out("Connection information for default credential.\nConnection info string:\n"
+         f"  \"dbname={db['dbname']} host={db['host']} port={db['port']} user={db['user']} "
+         f"password={db['password']} sslmode=require\"\nConnection URL:\n  {url}\n\n")
+    return 0
+
+
+COMMANDS = {
+    "apps:info": apps_info,
+    "config": config,
+    "ps": ps,
+    "ps:scale": ps_scale,
+    "addons": addons,
+    "maintenance": maintenance,
+    "maintenance:on": maintenance_on,
+    "maintenance:off": maintenance_off,
+    "pg:backups:capture": backups_capture,
+    "pg:backups:url": backups_url,
+    "pg:credentials:url": credentials_url,
+}

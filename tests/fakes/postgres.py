@@ -1,0 +1,248 @@
+"""Fake ``pg_dump``, ``pg_restore`` and ``psql`` (PostgreSQL 15 client tools).
+
+A database is a fingerprint in the world: ``{"tables": {name: {"rows", "md5"}}, "sequences":
+{name: last_value}}``. The connection comes from the libpq environment, as cutover passes it:
+``PGHOST``/``PGPORT`` equal to the Heroku database's host and port select the Heroku database;
+``127.0.0.1`` and the port of a running fake ``convox resources proxy`` select that Convox
+resource (the fake really connects to the proxy's port first). The user, database name and
+``PGPASSWORD`` must match, as a real server would insist.
+
+A dump (what the backup URL serves) is ``PGDMP`` + a JSON document of the fingerprint;
+``pg_restore --clean`` copies it into the target, so ``psql`` fingerprint queries then return
+identical rows for both databases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Any
+
+from fakes.world import note_effect, read_world, update_world
+
+SERVER_VERSION_NUM = "150004"
+CLIENT_VERSION = "15.14 (Debian 15.14-0+deb12u1)"
+DUMP_MAGIC = b"PGDMP"
+_TABLE_PART = re.compile(r"^SELECT '((?:[^']|'')*)', count\(\*\), (.+) FROM (.+) t$", re.S)
+
+
+class ConnectionFailed(Exception):
+    pass
+
+
+def reads_stdin(tool: str, args: list[str]) -> bool:
+    return tool == "psql" and "-f" in args and args[args.index("-f") + 1:][:1] == ["-"]
+
+
+def dump_bytes(dbname: str, data: dict[str, Any]) -> bytes:
+    return DUMP_MAGIC + b"\n" + json.dumps({"dbname": dbname, "data": data},
+                                           sort_keys=True).encode()
+
+
+def parse_dump(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    if not raw.startswith(DUMP_MAGIC + b"\n"):
+        return None
+    try:
+        return dict(json.loads(raw[len(DUMP_MAGIC) + 1:]))
+    except ValueError:
+        return None
+
+
+# -- connections -------------------------------------------------------------------------------
+def _describe(host: str, port: str) -> str:
+    return f'connection to server at "{host}", port {port} failed'
+
+
+def connect(world: dict[str, Any], dbname: str | None = None) -> tuple[str, str, str]:
+    """Which database the libpq environment reaches: ("heroku", "", "") or ("convox", app, res)."""
+    host = os.environ.get("PGHOST", "/var/run/postgresql")
+    port = os.environ.get("PGPORT", "5432")
+    user = os.environ.get("PGUSER", "root")
+    password = os.environ.get("PGPASSWORD")
+    dbname = dbname or os.environ.get("PGDATABASE") or user
+    heroku = world["heroku"]["database"]
+    if host == heroku["host"] and port == str(heroku["port"]):
+        target, expected = ("heroku", "", ""), (heroku["user"], heroku["password"],
+                                                 heroku["dbname"])
+    else:
+        import socket  # noqa: PLC0415 - only connections through a proxy need it
+
+        proxy = world["convox"]["proxies"].get(port) if host in ("127.0.0.1", "localhost") else None
+        try:
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=2):
+                pass
+        except (OSError, ValueError):
+            proxy = None
+        if proxy is None:
+            raise ConnectionFailed(
+                f"{_describe(host, port)}: Connection refused\n\tIs the server running on that "
+                "host and accepting TCP/IP connections?")
+        resource = world["convox"]["apps"][proxy["app"]]["resources"][proxy["resource"]]
+        target = ("convox", proxy["app"], proxy["resource"])
+        expected = ("app", resource["password"], "app")
+    if password is None:
+        raise ConnectionFailed(f"{_describe(host, port)}: fe_sendauth: no password supplied")
+    if (user, password) != expected[:2]:
+        raise ConnectionFailed(
+            f'{_describe(host, port)}: FATAL:  password authentication failed for user "{user}"')
+    if dbname != expected[2]:
+        raise ConnectionFailed(f'{_describe(host, port)}: FATAL:  database "{dbname}" does not '
+                               "exist")
+    return target
+
+
+def _data(world: dict[str, Any], target: tuple[str, str, str]) -> dict[str, Any]:
+    kind, app, resource = target
+    if kind == "heroku":
+        return dict(world["heroku"]["database"]["data"])
+    return dict(world["convox"]["apps"][app]["resources"][resource]["data"])
+
+
+# -- pg_dump -----------------------------------------------------------------------------------
+def pg_dump(args: list[str]) -> int:
+    if "--version" in args or "-V" in args:
+        sys.stdout.write(f"pg_dump (PostgreSQL) {CLIENT_VERSION}\n")
+        return 0
+    sys.stderr.write("pg_dump: error: the fake pg_dump only prints its version\n")
+    return 1
+
+
+# -- pg_restore --------------------------------------------------------------------------------
+def pg_restore(args: list[str]) -> int:
+    if "--version" in args or "-V" in args:
+        sys.stdout.write(f"pg_restore (PostgreSQL) {CLIENT_VERSION}\n")
+        return 0
+    opts: dict[str, str] = {}
+    flags: set[str] = set()
+    files: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--jobs", "-j", "--dbname", "-d", "--file", "-f"):
+            opts[arg.lstrip("-")[:1] if len(arg) == 2 else arg.lstrip("-")] = args[i + 1]
+            i += 2
+            continue
+        if arg.startswith("-"):
+            flags.add(arg)
+        else:
+            files.append(arg)
+        i += 1
+    if len(files) != 1:
+        sys.stderr.write("pg_restore: error: one input file is required\n")
+        return 1
+    dump = parse_dump(files[0])
+    if dump is None:
+        sys.stderr.write("pg_restore: error: input file does not appear to be a valid archive\n")
+        return 1
+    if "--list" in flags or "-l" in flags:
+        sys.stdout.write(_toc(dump))
+        return 0
+    dbname = opts.get("dbname") or opts.get("d")
+    if not dbname:
+        sys.stderr.write("pg_restore: error: one of -d/--dbname and -f/--file must be specified\n")
+        return 1
+    with update_world() as world:
+        try:
+            target = connect(world, dbname)
+        except ConnectionFailed as exc:
+            sys.stderr.write(f"pg_restore: error: {exc}\n")
+            return 1
+        if target[0] == "heroku":
+            sys.stderr.write("pg_restore: error: the fake refuses to restore into the Heroku "
+                             "database\n")
+            return 1
+        resource = world["convox"]["apps"][target[1]]["resources"][target[2]]
+        existing = set(resource["data"]["tables"]) & set(dump["data"]["tables"])
+        if existing and "--clean" not in flags:
+            name = sorted(existing)[0].split(".", 1)[1]
+            sys.stderr.write(f"pg_restore: error: could not execute query: ERROR:  relation "
+                             f"\"{name}\" already exists\n")
+            return 1
+        resource["data"] = json.loads(json.dumps(dump["data"]))
+        note_effect(world, "pg_restore")
+    return 0
+
+
+def _toc(dump: dict[str, Any]) -> str:
+    data = dump["data"]
+    lines = [";", "; Archive created at 2024-05-01 12:00:00 UTC", f";     dbname: {dump['dbname']}",
+             f";     TOC Entries: {2 * len(data['tables']) + len(data['sequences'])}",
+             ";     Compression: gzip", ";     Dump Version: 1.15-0", ";     Format: CUSTOM",
+             ";     Dumped from database version: 15.4", ";     Dumped by pg_dump version: 15.4",
+             ";", ";", "; Selected TOC Entries:", ";"]
+    oid = 16386
+    for name in sorted(data["tables"]):
+        schema, table = name.split(".", 1)
+        lines.append(f"{oid - 16170}; 1259 {oid} TABLE {schema} {table} owner")
+        oid += 1
+    for name in sorted(data["sequences"]):
+        schema, seq = name.split(".", 1)
+        lines.append(f"{oid - 16170}; 1259 {oid} SEQUENCE {schema} {seq} owner")
+        oid += 1
+    for name in sorted(data["tables"]):
+        schema, table = name.split(".", 1)
+        lines.append(f"{oid - 16170}; 0 {oid} TABLE DATA {schema} {table} owner")
+        oid += 1
+    return "\n".join(lines) + "\n"
+
+
+# -- psql --------------------------------------------------------------------------------------
+def psql(args: list[str], sql: str | None) -> int:
+    if "--version" in args or "-V" in args:
+        sys.stdout.write(f"psql (PostgreSQL) {CLIENT_VERSION}\n")
+        return 0
+    world = read_world()
+    try:
+        target = connect(world)
+    except ConnectionFailed as exc:
+        sys.stderr.write(f"psql: error: {exc}\n")
+        return 2
+    sql = sql or ""
+    data = _data(world, target)
+    if "server_version_num" in sql:
+        rows = [[SERVER_VERSION_NUM]]
+    elif "UNION ALL" in sql or "count(*)" in sql:
+        try:
+            rows = _fingerprints(sql, data)
+        except LookupError as exc:
+            sys.stderr.write(f'psql:<stdin>:1: ERROR:  relation "{exc.args[0]}" does not exist\n')
+            return 3
+    elif "pg_catalog.pg_tables" in sql:
+        rows = [[name] for name in sorted(data["tables"])]
+    else:
+        sys.stderr.write("psql:<stdin>:1: ERROR:  the fake psql does not know this query\n")
+        return 3
+    separator = args[args.index("-F") + 1] if "-F" in args else "|"
+    sys.stdout.write("".join(separator.join(row) + "\n" for row in rows))
+    return 0
+
+
+def _fingerprints(sql: str, data: dict[str, Any]) -> list[list[str]]:
+    body = sql.strip()
+    body = body[: body.rfind("ORDER BY 1")].strip() if body.endswith("ORDER BY 1") else body
+    rows = []
+    for part in body.split("\nUNION ALL\n"):
+        part = part.strip()
+        if part.startswith("(") and part.endswith(")"):
+            part = part[1:-1].strip()
+        match = _TABLE_PART.match(part)
+        if match:
+            name = match[1].replace("''", "'")
+            table = match[3].strip()
+            if table not in data["tables"] or name != table:
+                raise LookupError(table)
+            digest = data["tables"][table]["md5"] if "md5(" in match[2] else ""
+            rows.append([name, str(data["tables"][table]["rows"]), digest])
+        elif "pg_catalog.pg_sequences" in part:
+            rows.extend([f"sequence:{name}", "0", value]
+                        for name, value in data["sequences"].items())
+        else:
+            raise LookupError(part[:60])
+    return sorted(rows)
