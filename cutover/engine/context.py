@@ -104,7 +104,9 @@ def build_context(playbook: LoadedPlaybook, state: RunState, *, masker: SecretMa
         runner=runner,
         masker=masker,
         heroku=HerokuAdapter(runner, masker, model.heroku.app, work_dir),
-        convox=ConvoxAdapter(runner, masker, model.convox.app, model.convox.rack),
+        # Without convox.rack, preflight pins the rack that was current when the run began.
+        convox=ConvoxAdapter(runner, masker, model.convox.app,
+                             model.convox.rack or state.outputs("preflight").get("rack")),
         postgres=PostgresAdapter(runner, masker),
         http=HttpClient(masker, resolve=sandbox.resolve if sandbox else None,
                         ca_file=sandbox.ca_file if sandbox else None),

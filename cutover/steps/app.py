@@ -87,7 +87,9 @@ class Preflight(Step):
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(["heroku", "--version"]), cmd(ctx.heroku.argv("apps:info", "--json")),
                 cmd(ctx.heroku.argv("ps:scale")), cmd(ctx.heroku.argv("addons", "--json")),
-                cmd(["convox", "version"]), cmd(ctx.convox.argv("rack", app=False)),
+                cmd(["convox", "version"]),
+                cmd(["convox", "switch"]) if ctx.convox.rack is None else "",
+                cmd(ctx.convox.argv("rack", app=False)),
                 cmd(["pg_dump", "--version"]),
                 cmd(ctx.heroku.argv("pg:credentials:url",
                                     ctx.model.database.heroku_attachment))
@@ -113,6 +115,12 @@ class Preflight(Step):
         ctx.note(f"Heroku app {info.get('name')}: "
                  + ", ".join(f"{f.type}={f.quantity}:{f.size}" for f in formation))
         ctx.convox.version()
+        if ctx.convox.rack is None:
+            # Pin the rack for the whole run: a `convox switch` in another terminal must not
+            # move the rest of the cutover to another rack.
+            ctx.convox.rack = ctx.convox.current_rack()
+            ctx.note(f"no convox.rack in the playbook: using the current rack "
+                     f"{ctx.convox.rack} for the whole run")
         rack = ctx.convox.rack_info()
         router = rack.get("Router", "").split("\n")[0].split(" ")[0]
         ctx.note(f"Convox rack {rack.get('Name')} ({rack.get('Status', '?')}), router {router}")
@@ -128,7 +136,7 @@ class Preflight(Step):
             "heroku_addons": addon_services,
             "scheduler": "scheduler" in addon_services,
             "router": router,
-            "rack": rack.get("Name"),
+            "rack": ctx.convox.rack,
         }
         if model.database:
             client = ctx.postgres.client_major("pg_dump")

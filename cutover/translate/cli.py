@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from cutover.adapters.convox import ConvoxAdapter
 from cutover.adapters.heroku import HerokuAdapter
@@ -25,7 +26,12 @@ from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 from cutover.translate.commands import run_init, run_translate
 from cutover.translate.facts import LiveFacts, facts_from_heroku_json
-from cutover.translate.mapping import TimerSpec, TranslateOptions, parse_timer_option
+from cutover.translate.mapping import (
+    TimerSpec,
+    TranslateOptions,
+    parse_timer_option,
+    timer_specs_from_playbook,
+)
 from cutover.translate.sources import TranslateInputError
 from cutover.ui import Ui
 
@@ -65,12 +71,31 @@ def live_facts(runner: Runner, masker: SecretMasker, app: str, work: Path, ui: U
         raise InvalidInput(str(exc)) from None
 
 
+def playbook_timers(path: Path) -> list[TimerSpec]:
+    """Scheduler jobs from a playbook's ``timers:`` (only that key is read), if it exists."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"{path}: cannot read the playbook's timers: {exc}") from None
+    items = data.get("timers") if isinstance(data, dict) else None
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InvalidInput(f"{path}: timers: expected a list")
+    return timer_specs_from_playbook(items, source=str(path))
+
+
 def _options(port: int | None, health: str | None, managed: bool, release_as: str,
-             timers: list[tuple[str, str]], jobs_service: bool) -> TranslateOptions:
+             timers: list[tuple[str, str]], jobs_service: bool,
+             playbook: Path | None = None) -> TranslateOptions:
     if release_as not in ("init-container", "one-off"):
         raise InvalidInput(f"--release-as {release_as}: expected init-container or one-off")
     try:
         specs: tuple[TimerSpec, ...] = tuple(parse_timer_option(a, c) for a, c in timers)
+        if playbook is not None:
+            specs = (*playbook_timers(playbook), *specs)
     except TranslateInputError as exc:
         raise InvalidInput(str(exc)) from None
     return TranslateOptions(port=port, health=health, managed=managed,
@@ -104,6 +129,8 @@ def timer_pairs(args: list[str]) -> list[tuple[str, str]]:
     return pairs
 JobsOpt = Annotated[bool, typer.Option("--jobs-service",
                                        help="Run timers on a `jobs` service at count 0.")]
+TimersFromOpt = Annotated[Path, typer.Option(
+    "--playbook", help="Read Heroku Scheduler jobs from this playbook's timers: (if it exists).")]
 SandboxOpt = Annotated[Path | None, typer.Option(
     "--sandbox", help="Use a sandbox's environment (cutover sandbox up) for the live facts.")]
 
@@ -124,12 +151,13 @@ def register(app: typer.Typer, guard: Guard) -> None:
         managed: ManagedOpt = False,
         release_as: ReleaseOpt = "init-container",
         jobs_service: JobsOpt = False,
+        playbook: TimersFromOpt = Path("cutover.yml"),
         sandbox: SandboxOpt = None,
     ) -> None:
 
         def body(ui: Ui) -> int:
             options = _options(port, health, managed, release_as, timer_pairs(ctx.args),
-                               jobs_service)
+                               jobs_service, playbook)
             facts = None
             if heroku_app:
                 with tempfile.TemporaryDirectory(prefix="cutover-") as work:

@@ -120,3 +120,25 @@ def test_init_writes_a_playbook_cutover_accepts(sandbox: Path, tmp_path: Path) -
     assert (tmp_path / "cutover.yml").read_text() == before
     forced = cutover(*args, "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
+
+
+def test_translate_reads_scheduler_jobs_from_the_playbook(tmp_path: Path) -> None:
+    app = app_copy(tmp_path, "rails-sidekiq")
+    (tmp_path / "cutover.yml").write_text(
+        "timers:\n"
+        "  - {name: nightly-cleanup, schedule: '30 2 * * *', command: bin/rake cleanup}\n")
+    proc = cutover("translate", str(app), "--timer", "hourly=0 * * * *", "bin/rake hourly",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    timers = yaml.safe_load(proc.stdout)["timers"]
+    assert timers["nightly-cleanup"]["schedule"] == "30 2 * * *"
+    assert timers["hourly"]["command"] == "bin/rake hourly"
+
+
+def test_translate_names_a_bad_playbook_timer(tmp_path: Path) -> None:
+    app = app_copy(tmp_path, "rails-sidekiq")
+    (tmp_path / "cutover.yml").write_text("timers:\n  - {name: x, command: y}\n")
+    proc = cutover("translate", str(app), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "cutover.yml" in proc.stderr and "schedule" in proc.stderr
+    assert "Traceback" not in proc.stderr
