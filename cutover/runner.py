@@ -171,20 +171,7 @@ class Runner:
         exe = self._resolve(argv[0], merged)
         self._log_argv(argv, merged)
         started = time.monotonic()
-        proc = sh.Command(exe)(
-            *argv[1:],
-            _env=merged,
-            _in=input.encode() if input is not None else None,
-            _cwd=str(cwd) if cwd else None,
-            _bg=True,
-            _bg_exc=False,
-            _tty_in=False,
-            _tty_out=False,
-            _new_session=True,
-            _ok_code=list(range(256)),
-            _return_cmd=True,
-            _decode_errors="replace",
-        )
+        proc = _spawn(exe, argv, merged, cwd, input.encode() if input is not None else None)
         timed_out = False
         try:
             try:
@@ -232,22 +219,8 @@ class Runner:
         exe = self._resolve(argv[0], merged)
         self._log_argv(argv, merged)
         bg = Background(masked, self)
-        proc = sh.Command(exe)(
-            *argv[1:],
-            _env=merged,
-            _in=b"",  # closed stdin: with output callbacks, _in=None would leave a pipe open
-            _cwd=str(cwd) if cwd else None,
-            _bg=True,
-            _bg_exc=False,
-            _tty_in=False,
-            _tty_out=False,
-            _new_session=True,
-            _ok_code=list(range(256)),
-            _return_cmd=True,
-            _out=bg.on_stdout,
-            _err=bg.on_stderr,
-            _decode_errors="replace",
-        )
+        # b"" closes stdin: with output callbacks, _in=None would leave a pipe open.
+        proc = _spawn(exe, argv, merged, cwd, b"", _out=bg.on_stdout, _err=bg.on_stderr)
         bg.proc = proc
         self._event("command-start", argv=masked, pid=proc.pid)
         return bg
@@ -365,6 +338,28 @@ def step_scope(runner: Runner, step: str) -> Iterator[None]:
         yield
     finally:
         runner.step = previous
+
+
+def _spawn(exe: str, argv: list[str], env: Mapping[str, str], cwd: Path | None,
+           stdin: bytes | None, **callbacks: Any) -> Any:
+    """Start a child through sh with every default that matters set explicitly: the whole
+    (merged) environment, pipes not a TTY, a new session (so its group can be signalled),
+    every exit code accepted (we judge them), output decoded leniently."""
+    return sh.Command(exe)(
+        *argv[1:],
+        _env=dict(env),
+        _in=stdin,
+        _cwd=str(cwd) if cwd else None,
+        _bg=True,
+        _bg_exc=False,
+        _tty_in=False,
+        _tty_out=False,
+        _new_session=True,
+        _ok_code=list(range(256)),
+        _return_cmd=True,
+        _decode_errors="replace",
+        **callbacks,
+    )
 
 
 def _join(proc: Any) -> None:

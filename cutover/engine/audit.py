@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cutover.engine.state import ensure_private_dir, now_iso
+from cutover.engine.state import now_iso
+from cutover.fsutil import ensure_private_dir
 from cutover.secrets import SecretMasker
 
 EVENTS_FILE = "events.jsonl"

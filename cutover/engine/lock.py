@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cutover.engine.state import ensure_private_dir, now_iso
+from cutover.engine.state import now_iso
 from cutover.errors import LockedError
+from cutover.fsutil import ensure_private_dir
 
 LOCK_FILE = "lock"
 
@@ -56,16 +57,6 @@ def _read_holder(fd: int) -> Holder | None:
                       str(data["since"]), str(data.get("command", "")))
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunLock:

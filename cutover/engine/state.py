@@ -9,10 +9,7 @@ Schema history (bump SCHEMA_VERSION and add a step to ``_MIGRATIONS`` for every 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cutover import __version__
 from cutover.errors import CutoverError, StateError
+from cutover.fsutil import atomic_write, ensure_private_dir
 from cutover.secrets import SecretMasker
 
 SCHEMA_VERSION = 1
@@ -174,29 +172,3 @@ class StateStore:
                 resolution="The previous state file is intact. Fix the cause (disk space, "
                 "permissions), then resume with `cutover run`.",
             ) from None
-
-
-def ensure_private_dir(folder: Path) -> None:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        os.chmod(folder, 0o700)
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

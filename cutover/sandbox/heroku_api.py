@@ -75,7 +75,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -85,6 +84,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from cutover.sandbox import procs
 
 __all__ = [
     "ApiError",
@@ -198,24 +199,7 @@ def load_state(path: Path) -> JSONDict:
 
 def save_state(path: Path, state: JSONDict) -> None:
     """Write the state file atomically as 0600 (temp file, fsync, rename, fsync folder)."""
-    text = json.dumps(state, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    procs.write_private(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager

@@ -15,10 +15,11 @@ import pwd
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from cutover.fsutil import atomic_write, ensure_private_dir
 
 __all__ = [
     "DaemonDiedError",
@@ -271,24 +272,7 @@ def stop_pid(pid: int, timeout: float = 10.0, *, signum: int = signal.SIGTERM) -
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Write ``text`` to ``path`` atomically (temp file, fsync, rename, fsync folder)."""
-    folder = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, text, mode)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -296,8 +280,3 @@ def write_private(path: Path, text: str) -> None:
     write_atomic(path, text, 0o600)
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if needed and make it 0700; return it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
