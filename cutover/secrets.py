@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 MASK = "****"
@@ -63,6 +64,18 @@ class SecretMasker:
             text = pattern.sub(MASK, text)
         return _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@", text)
 
+    def mask_data(self, value: Any) -> Any:
+        """Mask every string value inside a JSON-like structure, leaving its shape, keys (our
+        schema, or variable names), numbers and literals alone: masking serialised JSON text
+        could break it (a config value of ``null`` or ``0.25``)."""
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {k: self.mask_data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.mask_data(v) for v in value]
+        return value
+
     def mask_argv(self, argv: Iterable[str]) -> list[str]:
         return [self.mask(arg) for arg in argv]
 
@@ -77,7 +90,7 @@ PUBLIC_CONFIG_NAMES = frozenset({
     "RAILS_ENV", "RACK_ENV", "NODE_ENV", "APP_ENV", "ENVIRONMENT", "LANG", "LC_ALL", "TZ",
     "RAILS_LOG_TO_STDOUT", "RAILS_SERVE_STATIC_FILES", "WEB_CONCURRENCY", "RAILS_MAX_THREADS",
     "MALLOC_ARENA_MAX", "PYTHONUNBUFFERED", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL",
-    "NODE_OPTIONS", "JAVA_OPTS", "BUNDLE_WITHOUT", "PORT",
+    "BUNDLE_WITHOUT", "PORT",
 })
 _PUBLIC_VALUES = frozenset({"true", "false", "yes", "no", "on", "off", "enabled", "disabled",
                             "production", "staging", "development", "test"})
@@ -88,7 +101,13 @@ def is_public_config(name: str, value: str) -> bool:
     if name in PUBLIC_CONFIG_NAMES:
         return True
     v = value.strip().lower()
-    return v in _PUBLIC_VALUES or v.isdigit()
+    if v in _PUBLIC_VALUES or v in ("null", "none", "nil"):
+        return True
+    try:
+        float(v)  # plain numbers: 0.25, 10, 1e3
+    except ValueError:
+        return False
+    return True
 
 
 def register_config(masker: SecretMasker, config: dict[str, str]) -> None:

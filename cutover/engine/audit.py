@@ -29,7 +29,8 @@ class AuditLog:
         if self.run_id:
             record["run"] = self.run_id
         record.update(fields)
-        line = self.masker.mask(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
+        masked = self.masker.mask_data(json.loads(json.dumps(record, default=str)))
+        line = json.dumps(masked, ensure_ascii=False) + "\n"
         with self._lock:
             ensure_private_dir(self.folder)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

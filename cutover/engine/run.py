@@ -99,7 +99,7 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
                 f"{playbook.path} changed since this run started",
                 details="changed: " + ", ".join(changes),
                 resolution="Check that the change is intended, then run again with "
-                "--accept-changes (or --from STEP to redo the affected steps).",
+                "--accept-changes (add --from STEP to redo the affected steps).",
             )
         if changes:
             audit.event("playbook-changed", fields=changes, accepted=options.accept_changes)
@@ -107,6 +107,7 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         state.playbook.fingerprint = playbook.fingerprint()
         state.playbook.fields = playbook.flat()
         if options.from_step:
+            refuse_resync_after_switch(state, options.from_step)
             cleared = reset_from(state, options.from_step)
             audit.event("rerun-from", step=options.from_step, cleared=cleared)
         store.save(state)
@@ -114,6 +115,23 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
                     until=options.until, from_step=options.from_step)
         ctx = build_context(playbook, state, masker=masker, audit=audit, reporter=ui)
         return _execute(ctx, store, audit, options, ui)
+
+
+def refuse_resync_after_switch(state: RunState, from_step: str) -> None:
+    """Once traffic is on Convox, re-running a data sync would copy Heroku's (stale) data over
+    the live Convox database: --from a step at or before final-sync is refused then."""
+    switched = state.steps.get("switch-dns")
+    if switched is None or switched.status != Status.DONE:
+        return
+    if STEP_IDS.index(from_step) <= STEP_IDS.index("final-sync"):
+        raise InvalidInput(
+            f"--from {from_step} would run the data sync again, but traffic moved to Convox "
+            f"at {switched.finished_at} (switch-dns is done)",
+            details="A sync now would replace the live Convox database with Heroku's older "
+            "copy and lose every write since the switch.",
+            resolution="Re-run only later steps (e.g. --from verify-dns). To start a new "
+            "migration on purpose, move the .cutover folder aside first.",
+        )
 
 
 def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptions,

@@ -158,10 +158,11 @@ class StateStore:
     def save(self, state: RunState) -> None:
         """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
         state.updated_at = now_iso()
-        text = state.model_dump_json(indent=2) + "\n"
+        data = state.model_dump(mode="json")
         if self.masker is not None:
             # Defence in depth: a secret that slipped into an output is masked, never written.
-            text = self.masker.mask(text)
+            data = self.masker.mask_data(data)
+        text = json.dumps(data, indent=2) + "\n"
         try:
             ensure_private_dir(self.folder)
             atomic_write(self.path, text)

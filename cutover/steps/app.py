@@ -220,7 +220,8 @@ class SetEnv(Step):
 def ship_commands(ctx: Context, step_id: str) -> list[str]:
     """What deploy and add-domain run: ``convox deploy``, or build + release command + promote."""
     source = str(ctx.playbook.resolve(ctx.model.convox.source))
-    manifest, marker = ctx.model.convox.manifest, ctx.marker(step_id)
+    manifest = ctx.model.convox.manifest
+    marker = ctx.marker(step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
     lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
     release = ctx.model.release
     if release is None:
@@ -236,14 +237,16 @@ def ship_commands(ctx: Context, step_id: str) -> list[str]:
 def ship(ctx: Context, step_id: str) -> Outputs:
     """Build and promote the source, marked with this run and step (see find_marked_release)."""
     source = ctx.playbook.resolve(ctx.model.convox.source)
-    manifest, marker = ctx.model.convox.manifest, ctx.marker(step_id)
+    manifest = ctx.model.convox.manifest
+    marker = ctx.marker(step_id, create=True)
+    assert marker is not None
     if ctx.model.release is None:
-        return {"release": ctx.convox.deploy(source, manifest, marker)}
+        return {"release": ctx.convox.deploy(source, manifest, marker), "marker": marker}
     release = ctx.convox.build(source, manifest, marker)
     ctx.progress({"built": release})
     run_release_command(ctx, release)
     ctx.convox.promote(release)
-    return {"release": release}
+    return {"release": release, "marker": marker}
 
 
 def run_release_command(ctx: Context, release: str) -> None:
@@ -261,7 +264,8 @@ class Deploy(Step):
         return ship_commands(ctx, self.id)
 
     def check(self, ctx: Context) -> Outputs | None:
-        return find_marked_release(ctx, ctx.marker(self.id))
+        marker = ctx.marker(self.id)
+        return find_marked_release(ctx, marker) if marker else None
 
     def apply(self, ctx: Context) -> Outputs:
         return ship(ctx, self.id)
@@ -273,19 +277,35 @@ def find_marked_release(ctx: Context, marker: str) -> Outputs | None:
     A crash between build and promote leaves a complete build whose release is not active; it
     is promoted now (after the release command, which must be idempotent like migrations are).
     """
-    for build in ctx.convox.builds():
-        if build.get("DESCRIPTION") == marker and build.get("STATUS") == "complete":
-            release = build.get("RELEASE", "")
-            if not release:
-                return None
-            if ctx.convox.active_release() != release:
-                ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
-                         "promoting it")
-                if ctx.model.release is not None:
-                    run_release_command(ctx, release)
-                ctx.convox.promote(release)
-            return {"release": release}
-    return None
+    build = _wait_for_marked_build(ctx, marker)
+    release = build.get("RELEASE", "") if build else ""
+    if not build or not release:
+        return None
+    if ctx.convox.active_release() != release:
+        ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
+                 "promoting it")
+        if ctx.model.release is not None:
+            run_release_command(ctx, release)
+        ctx.convox.promote(release)
+    return {"release": release, "marker": marker}
+
+
+BUILD_WAIT = 3600.0
+
+
+def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
+    """The complete build carrying ``marker``; a build still running (its deploy died with
+    cutover) is waited for rather than started a second time. None: no usable build."""
+    deadline = time.monotonic() + BUILD_WAIT
+    while True:
+        build = next((b for b in ctx.convox.builds() if b.get("DESCRIPTION") == marker), None)
+        status = build.get("STATUS") if build else None
+        if status == "complete":
+            return build
+        if status not in ("created", "running") or time.monotonic() > deadline:
+            return None
+        ctx.note(f"build {build['ID'] if build else '?'} of this run is still {status}: waiting")
+        ctx.sleep(5)
 
 
 class SmokeTest(Step):
@@ -357,7 +377,8 @@ class AddDomain(Step):
             edited = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
             if ctx.model.dns.record in service_domains(deployed, ctx.model.smoke.service):
                 return {"release": active, "manifest_edited": edited}
-        found = find_marked_release(ctx, ctx.marker(self.id))
+        marker = ctx.marker(self.id)
+        found = find_marked_release(ctx, marker) if marker else None
         if found is not None:
             found["manifest_edited"] = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
         return found

@@ -8,6 +8,7 @@ run, for ``cutover plan`` and dry runs, without running anything.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,9 +60,18 @@ class Context:
     def note(self, message: str) -> None:
         self.reporter.note(self.masker.mask(message))
 
-    def marker(self, step_id: str) -> str:
-        """A description that identifies this run's deploys on the rack (check-then-apply)."""
-        return f"cutover {self.state.run_id} {step_id}"
+    def marker(self, step_id: str, *, create: bool = False) -> str | None:
+        """The build description that identifies one attempt of a deploying step on the rack.
+
+        Saved in the step's outputs before the build starts, so a crash mid-deploy finds that
+        build on resume; a step cleared by ``--from`` has none, so it builds afresh.
+        """
+        saved = self.state.step(step_id).outputs.get("marker")
+        if saved or not create:
+            return str(saved) if saved else None
+        marker = f"cutover {self.state.run_id} {step_id} {secrets.token_hex(3)}"
+        self.progress({"marker": marker})
+        return marker
 
 
 Outputs = dict[str, Any]

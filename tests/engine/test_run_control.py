@@ -142,10 +142,11 @@ def test_from_reruns_the_step_and_clears_every_later_one(project: Project) -> No
 
     again = project.run("run", "--yes", "--until", "deploy")
 
-    # The cleared deploy is checked again and found applied: no second deploy.
+    # A cleared deploy builds afresh (a new marker), so a changed env or source goes live;
+    # set-env found its values already on Convox and set nothing.
     assert again.returncode == 0, again
-    assert project.state()["steps"]["deploy"]["found_applied"] is True
-    assert project.effect_counts()["convox deploy"] == 1
+    assert project.state()["steps"]["deploy"]["found_applied"] is False
+    assert project.effect_counts()["convox deploy"] == 2
     assert project.effect_counts()["convox env set"] == 1
 
 
@@ -181,3 +182,18 @@ def test_a_changed_playbook_is_detected_on_resume(project: Project) -> None:
     assert event["accepted"] is True
     assert project.state()["steps"]["set-env"]["status"] == "done"
     assert project.run("run", "--yes", "--until", "set-env").returncode == 0
+
+
+def test_from_a_sync_is_refused_once_traffic_is_on_convox(project: Project) -> None:
+    assert project.run("run", "--yes").returncode == 0
+    state_before = project.state_path.read_bytes()
+    calls_before = len(project.calls())
+    refused = project.run("run", "--yes", "--from", "initial-sync")
+    assert refused.returncode == 2
+    assert "traffic moved to Convox" in refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert project.state_path.read_bytes() == state_before
+    assert len(project.calls()) == calls_before
+    # Later steps may still be re-run.
+    again = project.run("run", "--yes", "--from", "verify-dns")
+    assert again.returncode == 0, again

@@ -55,8 +55,9 @@ STEP_IDS = ["preflight", "create-app", "set-env", "deploy", "smoke-test", "initi
             "lower-ttl", "add-domain", "confirm-window", "maintenance-on", "scale-down",
             "final-sync", "verify-data", "switch-dns", "verify-dns", "verify-site"]
 GATED_STEPS = ["maintenance-on", "final-sync", "switch-dns"]
-# Output keys that hold clock times (compared runs differ in them by design).
-TIME_KEYS = {"lowered_at", "at", "window_started_at", "downtime_seconds"}
+# Output keys that differ between compared runs by design: clock times, and the per-attempt
+# nonce in a deploy's build marker.
+TIME_KEYS = {"lowered_at", "at", "window_started_at", "downtime_seconds", "marker"}
 
 PLAYBOOK = f"""\
 # cutover playbook of the engine tests (fake heroku/convox/postgres, a real Knot server)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cutover.engine.audit import AuditLog, read_events
 from cutover.engine.lock import RunLock, unlock
 from cutover.engine.state import CheckpointError, PlaybookRef, RunState, StateStore, Status
 from cutover.errors import LockedError, StateError
@@ -127,3 +128,35 @@ def test_unlock_clears_a_dead_holders_lock(tmp_path: Path) -> None:
     assert "lock cleared" in unlock(tmp_path, force=False)
     assert not (tmp_path / "lock").exists()
     assert unlock(tmp_path, force=False) == "no lock is held"
+
+
+def test_masking_never_breaks_the_json(tmp_path: Path) -> None:
+    masker = SecretMasker()
+    for value in ("null", "0.25", "status", "started_at", "true"):
+        masker.add(value)  # config values that look like JSON or like our own keys
+    store = StateStore(tmp_path, masker)
+    state = make_state()
+    st = state.step("preflight")
+    st.status = Status.DONE
+    st.duration = 10.253
+    st.started_at = None
+    st.outputs = {"note": "status is fine", "ratio": 0.25}
+    store.save(state)
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded.steps["preflight"].duration == 10.253
+    assert loaded.steps["preflight"].outputs["ratio"] == 0.25
+    assert loaded.steps["preflight"].outputs["note"] == "**** is fine"
+
+
+def test_audit_lines_stay_valid_json(tmp_path: Path) -> None:
+    masker = SecretMasker()
+    masker.add("0.25")
+    masker.add("null")
+    masker.add("hunter2-secret")
+    log = AuditLog(tmp_path, masker)
+    log.event("command", duration=10.253, exit_code=None, stderr_tail="x hunter2-secret 0.25")
+    (event,) = list(read_events(tmp_path / "events.jsonl"))
+    assert event["duration"] == 10.253
+    assert event["exit_code"] is None
+    assert "hunter2-secret" not in event["stderr_tail"]
