@@ -233,5 +233,12 @@ def _register_optional() -> None:
 
 
 def main() -> None:
+    from cutover.translate.cli import extract_timers  # noqa: PLC0415
+
     _register_optional()
-    app()
+    try:
+        argv = extract_timers(sys.argv[1:])
+    except CutoverError as exc:
+        Ui(Console(), SecretMasker()).error(exc.brief, exc.details, exc.resolution)
+        sys.exit(exc.exit_code)
+    app(args=argv, prog_name="cutover")

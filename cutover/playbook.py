@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cutover.errors import InvalidInput
 
@@ -105,6 +112,24 @@ class DnsSection(_Model):
             raise ValueError("must be a DNS name")
         return value
 
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?", value.strip()):
+            raise ValueError("must be host, host:port or [ipv6]:port")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _record_in_zone(self) -> DnsSection:
+        if self.record == self.zone:
+            raise ValueError(f"record {self.record} is the zone apex: a CNAME cannot live there; "
+                             "point a www-style record at the router instead")
+        if not self.record.endswith("." + self.zone):
+            raise ValueError(f"record {self.record} is not inside zone {self.zone}")
+        return self
+
 
 class WindowSection(_Model):
     scale_down: list[str] = Field(
@@ -141,7 +166,7 @@ class Playbook(_Model):
     convox: ConvoxSection
     env: EnvSection = Field(default_factory=EnvSection)
     database: DatabaseSection | None = Field(default_factory=DatabaseSection)
-    smoke: SmokeSection = Field(default_factory=SmokeSection)
+    smoke: SmokeSection | None = Field(default_factory=SmokeSection)
     dns: DnsSection | None = None
     window: WindowSection = Field(default_factory=WindowSection)
     release: ReleaseSection | None = None

@@ -22,6 +22,7 @@ shown (we build our own error from the full captured output).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -192,15 +193,15 @@ class Runner:
         result = Result(masked, code, stdout, stderr, duration)
         if timed_out:
             self._record(masked, code, proc, duration, outcome="timeout")
-            raise CommandError(masked, code, self.masker.mask(tail(stderr)), timed_out=True,
-                               transient=False, stdout_tail=self.masker.mask(tail(stdout)))
+            raise CommandError(masked, code, self._tail(stderr), timed_out=True,
+                               transient=False, stdout_tail=self._tail(stdout))
         ok = code in ok_codes
         self._record(masked, code, proc, duration, outcome="ok" if ok else "failed")
         if check and not ok:
             raise CommandError(
-                masked, code, self.masker.mask(tail(stderr)),
+                masked, code, self._tail(stderr),
                 transient=bool(transient and transient(result)),
-                stdout_tail=self.masker.mask(tail(stdout)),
+                stdout_tail=self._tail(stdout),
             )
         return result
 
@@ -266,8 +267,12 @@ class Runner:
             exit_code=code,
             duration=round(duration, 3),
             outcome=outcome,
-            stderr_tail=self.masker.mask(tail(_text(proc.stderr), 10)),
+            stderr_tail=self._tail(_text(proc.stderr), 10),
         )
+
+    def _tail(self, text: str, lines: int = TAIL_LINES) -> str:
+        """Mask first, then cut: a multi-line secret cut in half would escape the mask."""
+        return tail(self.masker.mask(text), lines)
 
     def _event(self, kind: str, **fields: Any) -> None:
         if self.audit is not None:
@@ -321,7 +326,7 @@ class Background:
             self.runner._stop(self.proc, first=signal.SIGTERM)
         self.runner._event(
             "command-stop", argv=self.argv_masked,
-            stderr_tail=self.runner.masker.mask(tail(self.stderr, 10)),
+            stderr_tail=self.runner._tail(self.stderr, 10),
         )
 
     def __enter__(self) -> Background:
@@ -358,8 +363,20 @@ def _spawn(exe: str, argv: list[str], env: Mapping[str, str], cwd: Path | None,
         _ok_code=list(range(256)),
         _return_cmd=True,
         _decode_errors="replace",
+        _preexec_fn=_die_with_parent,
         **callbacks,
     )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when cutover dies, even by kill -9, so no proxy,
+    restore or deploy outlives the run that started it (Linux prctl; a no-op elsewhere)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _join(proc: Any) -> None:

@@ -1,30 +1,50 @@
-"""The ``manual`` DNS provider: cutover reads records through the system resolver and tells the
-operator exactly which change to make; the step finds the change applied when run again."""
+"""The ``manual`` DNS provider: the operator changes records at their DNS provider; cutover
+says exactly which change to make, and reads the result from the zone's authoritative name
+servers (a recursive resolver would show a cached answer whose TTL counts down)."""
 
 from __future__ import annotations
 
 import dns.exception
-import dns.rdatatype
 import dns.resolver
 
-from cutover.adapters.dns import Record
+from cutover.adapters.dns import DnsError, Record, query_authoritative
 from cutover.errors import CutoverError
 
 
 class ManualDnsProvider:
-    def __init__(self, zone: str) -> None:
+    def __init__(self, zone: str, *, servers: list[str] | None = None, port: int = 53) -> None:
         self.zone = zone
+        self.port = port
+        self._servers = servers  # None: found through the zone's NS records
+
+    def _nameservers(self) -> list[str]:
+        """Addresses of the zone's NS hosts, looked up once through the system resolver."""
+        if self._servers is None:
+            resolver = dns.resolver.Resolver()
+            servers: list[str] = []
+            try:
+                for ns in resolver.resolve(self.zone, "NS"):
+                    host = ns.to_text()
+                    for rtype in ("A", "AAAA"):
+                        try:
+                            servers += [a.to_text() for a in resolver.resolve(host, rtype)]
+                        except dns.exception.DNSException:
+                            continue
+            except dns.exception.DNSException as exc:
+                raise DnsError(f"cannot find the name servers of {self.zone}: {exc}") from None
+            if not servers:
+                raise DnsError(f"the name servers of {self.zone} have no addresses")
+            self._servers = servers
+        return self._servers
 
     def get(self, name: str, rtype: str) -> Record | None:
-        resolver = dns.resolver.Resolver()
-        try:
-            answer = resolver.resolve(name, rtype, raise_on_no_answer=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers, dns.exception.Timeout):
-            return None
-        rrset = answer.rrset
-        if rrset is None or rrset.rdtype != dns.rdatatype.from_text(rtype):
-            return None
-        return Record(name, rtype, int(rrset.ttl), [r.to_text() for r in rrset])
+        last: Exception | None = None
+        for server in self._nameservers():
+            try:
+                return query_authoritative(server, self.port, name, rtype)
+            except DnsError as exc:
+                last = exc
+        raise DnsError(f"no authoritative server of {self.zone} answered for {name}: {last}")
 
     def set(self, record: Record) -> None:
         raise CutoverError(

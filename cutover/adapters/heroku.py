@@ -56,9 +56,10 @@ def parse_json(result: Result, what: str) -> Any:
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
+        # No excerpt of the output: for `config --json` it would hold unregistered secrets.
         raise UnexpectedOutput(
             f"{' '.join(result.argv_masked)} printed output that is not JSON ({what})",
-            details="first line: " + (result.stdout.strip().splitlines() or ["(empty)"])[0][:200],
+            details=f"{len(result.stdout)} characters on stdout",
             resolution="Check the heroku CLI version (`heroku --version`) and try again.",
         ) from None
 

@@ -76,6 +76,12 @@ WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
 """
 
 
+# Session settings that make row text identical on both servers whatever their defaults, so
+# checksums compare data, not configuration.
+STABLE_TEXT = ("-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres "
+               "-c extra_float_digits=3 -c bytea_output=hex")
+
+
 def fingerprint_sql(tables: list[str], checksums: bool) -> str:
     parts = []
     for table in tables:
@@ -109,7 +115,7 @@ class PostgresAdapter:
         self.masker.add(conn.password)
         result = self.runner.run(
             ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t", "-f", "-"],
-            env=conn.env(), input=sql, timeout=timeout,
+            env={**conn.env(), "PGOPTIONS": STABLE_TEXT}, input=sql, timeout=timeout,
         )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 

@@ -87,9 +87,18 @@ def make_dns(playbook: LoadedPlaybook, masker: SecretMasker, sandbox: SandboxEnv
     if not server or not key_name or not secret:
         return None
     masker.add(secret)
-    host, _, port = server.rpartition(":") if ":" in server else (server, "", "53")
-    return Rfc2136Provider(server=host, port=int(port), zone=dns.zone, key_name=key_name,
+    host, port = split_server(server)
+    return Rfc2136Provider(server=host, port=port, zone=dns.zone, key_name=key_name,
                            key_secret=secret)
+
+
+def split_server(server: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` (validated by the playbook) -> (host, port)."""
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 53
+    host, _, port = server.partition(":")
+    return host, int(port) if port else 53
 
 
 def build_context(playbook: LoadedPlaybook, state: RunState, *, masker: SecretMasker,

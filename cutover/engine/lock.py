@@ -8,7 +8,6 @@ is logged; one from another host is refused until ``cutover unlock --force``.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import getpass
 import json
@@ -99,10 +98,12 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Empty the lock file, then drop the flock. The file is never deleted while locked:
+        a process blocked on the old inode could otherwise lock it while a third process
+        creates and locks a new file, and two runs would hold "the" lock."""
         if self._fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        os.ftruncate(self._fd, 0)
         os.close(self._fd)
         self._fd = None
 
@@ -119,6 +120,15 @@ def unlock(folder: Path, *, force: bool) -> str:
     path = folder / LOCK_FILE
     if not path.exists():
         return "no lock is held"
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _read_holder(fd) is None:
+            return "no lock is held"
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
     fd = os.open(path, os.O_RDWR)
     try:
         holder = _read_holder(fd)

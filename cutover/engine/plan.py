@@ -54,7 +54,9 @@ def reset_from(state: RunState, step_id: str) -> list[str]:
     for sid in STEP_IDS[STEP_IDS.index(step_id):]:
         if sid in state.steps and state.steps[sid].status != Status.PENDING:
             cleared.append(sid)
-        state.steps.pop(sid, None)
+        old = state.steps.pop(sid, None)
+        if old is not None and old.outputs:
+            state.history.setdefault(sid, dict(old.outputs))  # the first attempt's wins
     return cleared
 
 

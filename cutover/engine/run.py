@@ -64,19 +64,21 @@ def resume_command(playbook: LoadedPlaybook, extra: str = "") -> str:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C: the child is stopped in stages, the step recorded."""
+    """SIGTERM and SIGHUP (a dropped ssh session) stop a run like Ctrl-C: the child is
+    stopped in stages and the step recorded as interrupted."""
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def load_state(playbook: LoadedPlaybook, masker: SecretMasker) -> tuple[StateStore, RunState]:
@@ -89,9 +91,11 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
     validate_step(options.from_step, "--from")
     playbook = load_playbook(playbook_path)
     masker = ui.masker
-    with RunLock(playbook.state_dir, "cutover run"), sigterm_as_interrupt():
+    with RunLock(playbook.state_dir, "cutover run") as lock, sigterm_as_interrupt():
         store, state = load_state(playbook, masker)
         audit = AuditLog(playbook.state_dir, masker, state.run_id)
+        if lock.took_over is not None:
+            audit.event("lock-taken-over", previous=lock.took_over.describe())
         changes = playbook_changes(playbook, state)
         started_any = any(s.status != Status.PENDING for s in state.steps.values())
         if changes and started_any and not options.accept_changes:
@@ -215,7 +219,8 @@ def _run_step(ctx: Context, store: StateStore, audit: AuditLog, options: RunOpti
             "(the step is checked again before it runs).",
         ) from None
     except CutoverError as exc:
-        _fail(ctx, store, audit, st, step, started, exc.brief, exc.details, exc.resolution)
+        _fail(ctx, store, audit, st, step, started, exc.brief, exc.details, exc.resolution,
+              invalid=isinstance(exc, InvalidInput))
     except Exception as exc:
         audit.event("step-crash", step=step.id,
                     traceback=ctx.masker.mask(traceback.format_exc()))
@@ -240,13 +245,14 @@ def _finish(st: Any, started: float, status: Status, error: str | None = None) -
 
 
 def _fail(ctx: Context, store: StateStore, audit: AuditLog, st: Any, step: Step, started: float,
-          brief: str, details: str, resolution: str) -> None:
+          brief: str, details: str, resolution: str, *, invalid: bool = False) -> None:
     message = ctx.masker.mask(brief + (("\n" + details) if details else ""))
     _finish(st, started, Status.FAILED, error=message)
     store.save(state=ctx.state)
     audit.event("step-failed", step=step.id, error=message, duration=round(st.duration or 0, 3))
     hint = f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
-    raise StepFailed(
+    error_type = InvalidInput if invalid else StepFailed  # bad input keeps exit 2
+    raise error_type(
         f"step {step.id} failed: {ctx.masker.mask(brief)}",
         details=ctx.masker.mask(details),
         resolution=(ctx.masker.mask(resolution) + "\n" if resolution else "") + hint,
@@ -324,6 +330,7 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
 
 
 def is_interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
+    """A gate can be answered when stdin is a terminal (stdout may be piped to tee)."""
+    return sys.stdin.isatty()
 
 

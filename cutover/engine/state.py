@@ -4,7 +4,9 @@ Schema history (bump SCHEMA_VERSION and add a step to ``_MIGRATIONS`` for every 
 
 * 1 (cutover 0.1): ``schema_version``, ``written_by``, ``run_id``, ``playbook`` (path,
   fingerprint, flat field values), ``steps`` (per step id: status, attempts, started_at,
-  finished_at, duration, outputs, error, found_applied), ``updated_at``.
+  finished_at, duration, outputs, error, found_applied), ``updated_at``, and ``history``:
+  the first outputs of every step a ``--from`` cleared (the original DNS record, when
+  maintenance went on), which later attempts must not forget.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class RunState(BaseModel):
     playbook: PlaybookRef
     steps: dict[str, StepState] = Field(default_factory=dict)
     updated_at: str | None = None
+    history: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def step(self, step_id: str) -> StepState:
         return self.steps.setdefault(step_id, StepState())
@@ -78,6 +81,11 @@ class RunState(BaseModel):
     def outputs(self, step_id: str) -> dict[str, Any]:
         found = self.steps.get(step_id)
         return found.outputs if found else {}
+
+    def remembered(self, step_id: str, key: str) -> Any:
+        """``key`` from the step's current outputs, else from before a ``--from`` cleared it."""
+        value = self.outputs(step_id).get(key)
+        return value if value is not None else self.history.get(step_id, {}).get(key)
 
 
 def now_iso() -> str:

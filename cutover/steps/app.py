@@ -13,6 +13,7 @@ import yaml
 
 from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CutoverError, InvalidInput
+from cutover.playbook import SmokeCheck, SmokeSection
 from cutover.steps.base import Context, Outputs, Step, cmd
 
 # Add-ons whose variables Convox injects from a linked resource: never copy them.
@@ -48,6 +49,24 @@ def load_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise InvalidInput(f"{path}: the manifest has no services: mapping")
     return data
+
+
+def web_service(ctx: Context) -> str:
+    """The service that takes the production domain: smoke.service, else the first service
+    of the manifest with a port."""
+    if ctx.model.smoke:
+        return ctx.model.smoke.service
+    services = load_manifest(manifest_path(ctx))["services"]
+    for name, svc in services.items():
+        if isinstance(svc, dict) and svc.get("port"):
+            return str(name)
+    raise InvalidInput(f"{manifest_path(ctx)}: no service has a port to take the domain")
+
+
+def smoke_checks(ctx: Context) -> tuple[list[SmokeCheck], int]:
+    """The HTTP checks and their retry time (defaults when the playbook has no smoke)."""
+    smoke = ctx.model.smoke or SmokeSection()
+    return list(smoke.checks), smoke.timeout
 
 
 def env_plan(config: dict[str, str], addons: list[dict[str, Any]], ctx: Context
@@ -101,7 +120,7 @@ class Preflight(Step):
         model = ctx.model
         manifest = load_manifest(manifest_path(ctx))
         services = manifest["services"]
-        if model.smoke.service not in services:
+        if model.smoke and model.smoke.service not in services:
             raise InvalidInput(
                 f"{manifest_path(ctx)}: smoke.service {model.smoke.service!r} is not a service "
                 f"of the manifest (services: {', '.join(services)})")
@@ -312,22 +331,28 @@ class SmokeTest(Step):
     id = "smoke-test"
     title = "Smoke-test the Convox service"
 
+    def applies(self, model: Any) -> str | None:
+        return None if model.smoke else "no smoke section in the playbook"
+
     def describe(self, ctx: Context) -> list[str]:
         smoke = ctx.model.smoke
+        assert smoke
         return [cmd(ctx.convox.argv("services"))] + [
             f"GET https://<{smoke.service} domain>{c.path}  expect {c.status}"
             for c in smoke.checks]
 
     def apply(self, ctx: Context) -> Outputs:
+        assert ctx.model.smoke
         domain = ctx.convox.service_domain(ctx.model.smoke.service)
-        results = run_http_checks(ctx, domain, ctx.model.smoke.timeout)
+        results = run_http_checks(ctx, domain, ctx.model.smoke.checks, ctx.model.smoke.timeout)
         return {"domain": domain, "checks": results}
 
 
-def run_http_checks(ctx: Context, host: str, timeout: float) -> list[str]:
-    """GET every smoke path on ``host`` until each passes or ``timeout`` runs out."""
+def run_http_checks(ctx: Context, host: str, checks: list[SmokeCheck], timeout: float
+                    ) -> list[str]:
+    """GET every check's path on ``host`` until each passes or ``timeout`` runs out."""
     results = []
-    for check in ctx.model.smoke.checks:
+    for check in checks:
         url = f"https://{host}{check.path}"
         deadline = time.monotonic() + timeout
         last = ""
@@ -363,7 +388,7 @@ class AddDomain(Step):
 
     def describe(self, ctx: Context) -> list[str]:
         assert ctx.model.dns
-        return [f"edit {manifest_path(ctx)}: services.{ctx.model.smoke.service}.domain += "
+        return [f"edit {manifest_path(ctx)}: services.{web_service(ctx)}.domain += "
                 f"{ctx.model.dns.record}  (only if missing)", *ship_commands(ctx, self.id)]
 
     def check(self, ctx: Context) -> Outputs | None:
@@ -375,7 +400,7 @@ class AddDomain(Step):
             except yaml.YAMLError:
                 deployed = {}
             edited = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
-            if ctx.model.dns.record in service_domains(deployed, ctx.model.smoke.service):
+            if ctx.model.dns.record in service_domains(deployed, web_service(ctx)):
                 return {"release": active, "manifest_edited": edited}
         marker = ctx.marker(self.id)
         found = find_marked_release(ctx, marker) if marker else None
@@ -387,12 +412,12 @@ class AddDomain(Step):
         assert ctx.model.dns
         path = manifest_path(ctx)
         saved = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
-        edited = add_domain_to_manifest(path, ctx.model.smoke.service, ctx.model.dns.record)
+        edited = add_domain_to_manifest(path, web_service(ctx), ctx.model.dns.record)
         # Saved before the deploy: a crash after the edit still says this step made it.
         edited = edited or saved
         ctx.progress({"manifest_edited": edited})
         if edited:
-            ctx.note(f"added domain {ctx.model.dns.record} to services.{ctx.model.smoke.service} "
+            ctx.note(f"added domain {ctx.model.dns.record} to services.{web_service(ctx)} "
                      f"in {path} (commit this change)")
         return {**ship(ctx, self.id), "manifest_edited": edited}
 

@@ -8,7 +8,7 @@ from typing import Any
 from cutover.adapters.dns import Record
 from cutover.adapters.http import HttpClient
 from cutover.errors import CutoverError
-from cutover.steps.app import run_http_checks
+from cutover.steps.app import run_http_checks, smoke_checks
 from cutover.steps.base import Context, Outputs, Step, cmd
 
 
@@ -55,12 +55,12 @@ class LowerTtl(Step):
         if record is None:
             raise CutoverError(f"{ctx.model.dns.record} has no CNAME or A record to migrate",
                                resolution="Check dns.record and dns.zone in the playbook.")
-        saved = ctx.state.step(self.id).outputs.get("original")
+        saved = ctx.state.remembered(self.id, "original")
         if record.ttl <= ctx.model.dns.ttl:
             original = saved or _as_dict(record)
             return {"original": original,
-                    "lowered_at": ctx.state.step(self.id).outputs.get("lowered_at")
-                    or ctx.clock(), "ttl": record.ttl}
+                    "lowered_at": ctx.state.remembered(self.id, "lowered_at") or ctx.clock(),
+                    "ttl": record.ttl}
         ctx.extras[self.id] = record
         return None
 
@@ -69,7 +69,7 @@ class LowerTtl(Step):
         record: Record | None = ctx.extras.pop(self.id, None) or current_record(ctx)
         if record is None:
             raise CutoverError(f"{ctx.model.dns.record} has no record to lower")
-        original = _as_dict(record)
+        original = ctx.state.remembered(self.id, "original") or _as_dict(record)
         lowered_at = ctx.clock()
         # Saved before the change: a crash right after it still knows the original TTL.
         ctx.progress({"original": original, "lowered_at": lowered_at})
@@ -103,8 +103,9 @@ class SwitchDns(Step):
         record = current_record(ctx)
         router = _router(ctx)
         if record and record.rtype == "CNAME" and [_norm(v) for v in record.values] == [router]:
-            previous = ctx.state.step(self.id).outputs.get("previous")
-            return {"router": router, "previous": previous, "at": ctx.clock()}
+            previous = ctx.state.remembered(self.id, "previous")
+            return {"router": router, "previous": previous,
+                    "at": ctx.state.remembered(self.id, "at") or ctx.clock()}
         ctx.extras[self.id] = record
         return None
 
@@ -112,7 +113,8 @@ class SwitchDns(Step):
         assert ctx.model.dns and ctx.dns
         router = _router(ctx)
         record = ctx.extras.pop(self.id, None) or current_record(ctx)
-        previous = _as_dict(record) if record else None
+        previous = ctx.state.remembered(self.id, "previous") or (
+            _as_dict(record) if record else None)
         ctx.progress({"previous": previous})
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
         ctx.dns.set(Record(ctx.model.dns.record, "CNAME", ttl, [router + "."]))
@@ -163,7 +165,7 @@ class VerifySite(Step):
         dns = ctx.model.dns
         assert dns
         return [f"GET https://{dns.record}{c.path}  expect {c.status}"
-                for c in ctx.model.smoke.checks]
+                for c in smoke_checks(ctx)[0]]
 
     def apply(self, ctx: Context) -> Outputs:
         assert ctx.model.dns
@@ -178,7 +180,8 @@ class VerifySite(Step):
                               ca_file=ctx.http.ca_file)
         saved, ctx.http = ctx.http, http
         try:
-            results = run_http_checks(ctx, record, ctx.model.smoke.timeout)
+            checks, timeout = smoke_checks(ctx)
+            results = run_http_checks(ctx, record, checks, timeout)
         finally:
             ctx.http = saved
         started = ctx.outputs("maintenance-on").get("at")

@@ -60,7 +60,7 @@ class MaintenanceOn(Step):
         if not ctx.heroku.maintenance():
             return None
         # The window started when maintenance went on (saved before the call), not now.
-        return {"at": ctx.state.step(self.id).outputs.get("at") or ctx.clock()}
+        return {"at": ctx.state.remembered(self.id, "at") or ctx.clock()}
 
     def apply(self, ctx: Context) -> Outputs:
         at = ctx.clock()
@@ -81,6 +81,8 @@ class ScaleDown(Step):
     def check(self, ctx: Context) -> Outputs | None:
         current = {f.type: f.quantity for f in ctx.heroku.formation()}
         if all(current.get(p, 0) == 0 for p in ctx.model.window.scale_down):
+            if self._running(ctx, set(ctx.model.window.scale_down)):
+                return None  # scaled to 0 but still draining: apply waits for them
             original = ctx.outputs("preflight").get("heroku_formation", {})
             return {"stopped": {p: original.get(p, {}).get("quantity", 0)
                                 for p in ctx.model.window.scale_down}}
@@ -88,17 +90,18 @@ class ScaleDown(Step):
 
     def apply(self, ctx: Context) -> Outputs:
         current = {f.type: f.quantity for f in ctx.heroku.formation()}
+        original = ctx.outputs("preflight").get("heroku_formation", {})
         stopped = {}
         for process in ctx.model.window.scale_down:
             if current.get(process, 0) > 0:
                 ctx.note(f"scaling {process} from {current[process]} to 0 "
                          "(Heroku sends SIGTERM; workers finish their current jobs)")
                 ctx.heroku.scale(process, 0)
-            stopped[process] = current.get(process, 0)
+            stopped[process] = current.get(process, 0) or original.get(process, {}).get(
+                "quantity", 0)
         deadline = time.monotonic() + ctx.model.window.drain_seconds + 30
         while True:
-            running = [d["name"] for d in ctx.heroku.dynos()
-                       if d.get("type") in stopped and d.get("state") != "crashed"]
+            running = self._running(ctx, set(stopped))
             if not running:
                 break
             if time.monotonic() > deadline:
@@ -108,3 +111,8 @@ class ScaleDown(Step):
             ctx.note(f"waiting for {', '.join(running)} to stop")
             ctx.sleep(2)
         return {"stopped": stopped}
+
+    @staticmethod
+    def _running(ctx: Context, types: set[str]) -> list[str]:
+        return [str(d.get("name")) for d in ctx.heroku.dynos()
+                if d.get("type") in types and d.get("state") != "crashed"]

@@ -108,9 +108,31 @@ HealthOpt = Annotated[str | None, typer.Option(help="Health check path of the we
 ManagedOpt = Annotated[bool, typer.Option("--managed", help="rds-/elasticache- resources.")]
 ReleaseOpt = Annotated[str, typer.Option(
     "--release-as", help="init-container (every pod start) or one-off (once per release).")]
-# --timer takes two values and repeats, which typer cannot declare: the commands accept extra
-# arguments and read `--timer NAME='CRON' 'COMMAND'` pairs from them.
+# --timer takes two values and repeats, which typer cannot declare: cutover's main() takes the
+# `--timer NAME='CRON' 'COMMAND'` pairs out of argv (wherever they stand) before typer parses
+# the rest; the commands read them from TIMERS.
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+TIMERS: list[tuple[str, str]] = []
+
+
+def extract_timers(argv: list[str]) -> list[str]:
+    """Move every ``--timer A B`` of a translate/init command line into TIMERS."""
+    if not argv or argv[0] not in ("translate", "init"):
+        return argv
+    rest: list[str] = []
+    items = list(argv)
+    while items:
+        arg = items.pop(0)
+        if arg == "--":
+            rest += [arg, *items]
+            break
+        if arg == "--timer":
+            if len(items) < 2:
+                raise InvalidInput("--timer needs two values: NAME='CRON' 'COMMAND'")
+            TIMERS.append((items.pop(0), items.pop(0)))
+        else:
+            rest.append(arg)
+    return rest
 TIMER_HELP = ("\n\nA Heroku Scheduler job becomes a timer with --timer NAME='CRON' 'COMMAND' "
               "(repeatable; cron in UTC).")
 
@@ -156,7 +178,7 @@ def register(app: typer.Typer, guard: Guard) -> None:
     ) -> None:
 
         def body(ui: Ui) -> int:
-            options = _options(port, health, managed, release_as, timer_pairs(ctx.args),
+            options = _options(port, health, managed, release_as, [*TIMERS, *timer_pairs(ctx.args)],
                                jobs_service, playbook)
             facts = None
             if heroku_app:
@@ -191,7 +213,7 @@ def register(app: typer.Typer, guard: Guard) -> None:
     ) -> None:
 
         def body(ui: Ui) -> int:
-            options = _options(port, health, managed, release_as, timer_pairs(ctx.args),
+            options = _options(port, health, managed, release_as, [*TIMERS, *timer_pairs(ctx.args)],
                                jobs_service)
             runner = make_runner(ui.masker, sandbox)
             with tempfile.TemporaryDirectory(prefix="cutover-") as work:

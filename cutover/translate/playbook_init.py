@@ -72,7 +72,7 @@ def _convox_section(
 
 def _database_section(translation: Translation, facts: LiveFacts, review: list[str]) -> _Section:
     if not translation.database_resource:
-        return ["No Heroku Postgres add-on: no database copy step."], {}
+        return ["No Heroku Postgres add-on: no database copy step."], {"database": None}
     notes = ["The Heroku Postgres database copied into the Convox resource during the window."]
     if len([a for a in facts.addons if a.service == "heroku-postgresql"]) > 1:
         notes.append(
@@ -88,7 +88,7 @@ def _database_section(translation: Translation, facts: LiveFacts, review: list[s
 
 def _smoke_section(translation: Translation, review: list[str]) -> _Section:
     if not translation.web_service:
-        return ["No web service: no HTTP smoke checks."], {}
+        return ["No web service: no HTTP smoke checks."], {"smoke": None}
     path = translation.health_path or "/"
     if path != "/":
         review.append(f"smoke.checks: the app must answer 200 on {path}.")

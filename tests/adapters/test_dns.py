@@ -14,6 +14,8 @@ from cutover.adapters.dns import (
     Rfc2136Provider,
     query_authoritative,
 )
+from cutover.adapters.dns_manual import ManualDnsProvider
+from cutover.errors import CutoverError
 from cutover.sandbox import procs
 from cutover.sandbox.knot import KnotServer
 
@@ -178,3 +180,23 @@ def test_query_authoritative_outside_the_served_zone(knot: KnotServer) -> None:
         query_authoritative("127.0.0.1", knot.port, "www.example.org", "A")
     with pytest.raises(DnsError, match="unknown DNS record type"):
         query_authoritative("127.0.0.1", knot.port, "www.shop.test", "BOGUS")
+
+
+@pytest.mark.slow
+def test_manual_provider_reads_the_authoritative_ttl_and_never_writes(knot: KnotServer) -> None:
+    manual = ManualDnsProvider(ZONE, servers=["127.0.0.1"], port=knot.port)
+    record = manual.get(f"www.{ZONE}", "CNAME")
+    assert record is not None
+    assert record.ttl == 3600  # the zone's TTL, not a cache's countdown
+    assert record.values == ["shop-42.herokudns.example."]
+    change = Record(f"www.{ZONE}", "CNAME", 60, ["router.example.net."])
+    with pytest.raises(CutoverError) as info:
+        manual.set(change)
+    assert "www.shop.test CNAME router.example.net. TTL 60" in str(info.value)
+    assert manual.get(f"www.{ZONE}", "CNAME") == record
+
+
+def test_manual_provider_names_the_zone_when_no_server_answers() -> None:
+    manual = ManualDnsProvider(ZONE, servers=["127.0.0.1"], port=procs.free_port())
+    with pytest.raises(CutoverError, match=r"no authoritative server of shop\.test"):
+        manual.get(f"www.{ZONE}", "CNAME")

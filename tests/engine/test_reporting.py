@@ -58,7 +58,8 @@ def test_state_folder_is_private(finished: Finished) -> None:
              for p in sorted(folder.rglob("*"))
              if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)]
     assert wrong == []
-    assert not (folder / "lock").exists()
+    # The lock file stays, emptied: deleting it while locked would let two runs lock.
+    assert (folder / "lock").read_bytes() == b""
     assert not [p for p in folder.rglob("*") if p.name.endswith((".tmp", ".dump", ".part"))]
 
 

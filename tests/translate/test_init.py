@@ -164,8 +164,12 @@ def test_init_without_custom_domain_or_postgres(tmp_path: Path) -> None:
     code, _out, err = _init(folder, facts=facts)
     assert code == 0, err
     playbook = _load(folder / "cutover.yml")
-    assert "dns" not in playbook and "database" not in playbook and "smoke" not in playbook
+    # Written as null: left out, cutover's defaults would bring the data and smoke steps back.
+    assert "dns" not in playbook
+    assert playbook["database"] is None and playbook["smoke"] is None
     assert playbook["window"] == {"drain_seconds": 30, "scale_down": []}
+    loaded = load_playbook(folder / "cutover.yml")
+    assert loaded.model.database is None and loaded.model.smoke is None
     assert playbook["env"] == {"exclude": [], "override": {}}
 
 

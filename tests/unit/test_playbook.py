@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from cutover.engine.context import split_server
 from cutover.errors import InvalidInput
 from cutover.playbook import changed_fields, load_playbook
 
@@ -46,6 +47,11 @@ def test_defaults(tmp_path: Path) -> None:
         ("heroku: {app: myapp}\nconvox: {app: My_App}\n", "convox.app: Value error, must match"),
         (MINIMAL + "dns: {zone: example.com}\n", "dns.record: required field is missing"),
         (MINIMAL + "database: {restore_jobs: 0}\n", "database.restore_jobs:"),
+        (MINIMAL + "dns: {zone: example.com, record: example.com}\n", "is the zone apex"),
+        (MINIMAL + "dns: {zone: example.com, record: www.other.org}\n",
+         "is not inside zone example.com"),
+        (MINIMAL + "dns: {zone: a.com, record: w.a.com, server: '127.0.0.1:abc'}\n",
+         "dns.server: Value error, must be host, host:port or [ipv6]:port"),
     ],
 )
 def test_invalid_fields_are_named(tmp_path: Path, text: str, expected: str) -> None:
@@ -80,3 +86,18 @@ def test_changed_fields_lists_dotted_paths(tmp_path: Path) -> None:
     b = load_playbook(write(tmp_path, MINIMAL + "smoke: {timeout: 5}\nenv: {exclude: [X]}\n"))
     assert a.fingerprint() != b.fingerprint()
     assert changed_fields(a.flat(), b.flat()) == ["env.exclude", "smoke.timeout"]
+
+
+def test_dns_server_forms(tmp_path: Path) -> None:
+    for server, expected in [("ns1.example.com", ("ns1.example.com", 53)),
+                             ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+                             ("[::1]:5353", ("::1", 5353))]:
+        loaded = load_playbook(write(tmp_path, MINIMAL + f"dns: {{zone: a.com, record: w.a.com, "
+                                                         f"server: '{server}'}}\n"))
+        assert loaded.model.dns is not None and loaded.model.dns.server is not None
+        assert split_server(loaded.model.dns.server) == expected
+
+
+def test_smoke_and_database_can_be_switched_off(tmp_path: Path) -> None:
+    loaded = load_playbook(write(tmp_path, MINIMAL + "smoke: null\ndatabase: null\n"))
+    assert loaded.model.smoke is None and loaded.model.database is None

@@ -12,6 +12,7 @@ import pytest
 
 from cutover.engine.audit import AuditLog, read_events
 from cutover.engine.lock import RunLock, unlock
+from cutover.engine.plan import reset_from
 from cutover.engine.state import CheckpointError, PlaybookRef, RunState, StateStore, Status
 from cutover.errors import LockedError, StateError
 from cutover.secrets import SecretMasker
@@ -114,7 +115,8 @@ def test_lock_names_holder_and_survives_kill_9(tmp_path: Path) -> None:
     lock.acquire()
     assert lock.took_over is not None and lock.took_over.pid == holder.pid
     lock.release()
-    assert not (tmp_path / "lock").exists()
+    assert (tmp_path / "lock").read_bytes() == b""  # emptied, never deleted while locked
+    assert unlock(tmp_path, force=False) == "no lock is held"
 
 
 def test_unlock_clears_a_dead_holders_lock(tmp_path: Path) -> None:
@@ -160,3 +162,19 @@ def test_audit_lines_stay_valid_json(tmp_path: Path) -> None:
     assert event["duration"] == 10.253
     assert event["exit_code"] is None
     assert "hunter2-secret" not in event["stderr_tail"]
+
+
+def test_from_keeps_the_first_outputs_of_cleared_steps() -> None:
+
+
+    state = make_state()
+    state.step("switch-dns").status = Status.DONE
+    state.step("switch-dns").outputs = {"previous": {"type": "CNAME", "values": ["h."]}}
+    reset_from(state, "switch-dns")
+    assert "switch-dns" not in state.steps
+    assert state.remembered("switch-dns", "previous") == {"type": "CNAME", "values": ["h."]}
+    # A second attempt's outputs do not replace what the first one saw.
+    state.step("switch-dns").status = Status.DONE
+    state.step("switch-dns").outputs = {"previous": None}
+    reset_from(state, "switch-dns")
+    assert state.remembered("switch-dns", "previous") == {"type": "CNAME", "values": ["h."]}
