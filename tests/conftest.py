@@ -10,11 +10,18 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
+import shutil
 import socket
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cutover.sandbox import pgcluster, procs
+from cutover.sandbox.pgcluster import PgCluster
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -83,3 +90,59 @@ def _guard_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
 
+
+
+# -- real PostgreSQL clusters, shared by every test folder -------------------------------------
+PgFactory = Callable[[str], PgCluster]
+
+
+@pytest.fixture(scope="session")
+def sandbox_base() -> Iterator[Path]:
+    """A private (0700) folder for this session's servers, removed at the end."""
+    base = Path(tempfile.mkdtemp(prefix="cutover-test-"))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_factory(sandbox_base: Path) -> Iterator[PgFactory]:
+    """Start named clusters (superuser ``postgres``, random password); stop them all at the end."""
+    try:
+        pgcluster.pg_bindir()
+    except pgcluster.PgClusterError as exc:
+        pytest.skip(str(exc))
+    started: list[PgCluster] = []
+
+    def make(name: str) -> PgCluster:
+        cluster = pgcluster.init_cluster(
+            sandbox_base / "pg" / name,
+            procs.free_port(),
+            password=secrets.token_urlsafe(16),
+            traverse_root=sandbox_base,
+        )
+        started.append(cluster)
+        pgcluster.start(cluster, sandbox_base / f"{name}.log")
+        return cluster
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for cluster in started:
+            try:
+                pgcluster.stop(cluster)
+            except Exception as exc:  # keep stopping the others
+                errors.append(f"{cluster.datadir}: {exc}")
+        assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def pg_source(pg_factory: PgFactory) -> PgCluster:
+    """A running cluster for the whole session (shared: use your own database)."""
+    return pg_factory("source")
+
+
+@pytest.fixture(scope="session")
+def pg_target(pg_factory: PgFactory) -> PgCluster:
+    """A second running cluster for the whole session (shared: use your own database)."""
+    return pg_factory("target")

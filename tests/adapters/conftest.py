@@ -8,26 +8,20 @@ The adapters are always driven through the real :class:`cutover.runner.Runner`, 
   ``CUTOVER_TEST_ARGV_LOG`` test hook), checked with ``assert_argv_clean``;
 - ``tls_files``: a throwaway CA (trustme) and a certificate for 127.0.0.1/localhost;
 - ``pg_source``/``pg_target``/``pg_database``: real PostgreSQL clusters (session-wide, shared:
-  work in a database of your own) and per-test databases. They mirror tests/sandbox/conftest.py,
-  whose fixtures are not visible from this folder. Tests using them are ``slow``.
+  work in a database of your own; from tests/conftest.py) and per-test databases. Tests using
+  them are ``slow``.
 
 Helpers live in adapter_support.py.
 """
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trustme
 from adapter_support import AppDatabase, ListAudit, TlsFiles, make_database
-
-from cutover.sandbox import pgcluster, procs
-from cutover.sandbox.pgcluster import PgCluster
 
 
 @pytest.fixture
@@ -52,57 +46,6 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     for index, blob in enumerate(leaf.cert_chain_pems):
         blob.write_to_path(str(folder / "cert.pem"), append=index > 0)
     return TlsFiles(ca, folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
-
-
-@pytest.fixture(scope="session")
-def adapter_pg_base() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="cutover-adapters-"))
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def adapter_pg_factory(adapter_pg_base: Path) -> Iterator[Callable[[str], PgCluster]]:
-    """Start named clusters; stop them all at the end of the session."""
-    try:
-        pgcluster.pg_bindir()
-    except pgcluster.PgClusterError as exc:
-        pytest.skip(str(exc))
-    started: list[PgCluster] = []
-
-    def make(name: str) -> PgCluster:
-        cluster = pgcluster.init_cluster(
-            adapter_pg_base / "pg" / name,
-            procs.free_port(),
-            password=secrets.token_urlsafe(16),
-            traverse_root=adapter_pg_base,
-        )
-        started.append(cluster)
-        pgcluster.start(cluster, adapter_pg_base / f"{name}.log")
-        return cluster
-
-    try:
-        yield make
-    finally:
-        errors = []
-        for cluster in started:
-            try:
-                pgcluster.stop(cluster)
-            except Exception as exc:  # keep stopping the others
-                errors.append(f"{cluster.datadir}: {exc}")
-        assert not errors, errors
-
-
-@pytest.fixture(scope="session")
-def pg_source(adapter_pg_factory: Callable[[str], PgCluster]) -> PgCluster:
-    """A running cluster for the session (shared: use your own database)."""
-    return adapter_pg_factory("source")
-
-
-@pytest.fixture(scope="session")
-def pg_target(adapter_pg_factory: Callable[[str], PgCluster]) -> PgCluster:
-    """A second running cluster for the session (shared: use your own database)."""
-    return adapter_pg_factory("target")
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,58 +60,6 @@ class AppDatabase:
     def url(self) -> str:
         """postgresql:// URL for the owner."""
         return self.cluster.url(self.dbname, self.owner, self.password)
-
-
-@pytest.fixture(scope="session")
-def sandbox_base() -> Iterator[Path]:
-    """A private (0700) folder for this session's servers, removed at the end."""
-    base = Path(tempfile.mkdtemp(prefix="cutover-test-"))
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def pg_factory(sandbox_base: Path) -> Iterator[PgFactory]:
-    """Start named clusters (superuser ``postgres``, random password); stop them all at the end."""
-    try:
-        pgcluster.pg_bindir()
-    except pgcluster.PgClusterError as exc:
-        pytest.skip(str(exc))
-    started: list[PgCluster] = []
-
-    def make(name: str) -> PgCluster:
-        cluster = pgcluster.init_cluster(
-            sandbox_base / "pg" / name,
-            procs.free_port(),
-            password=secrets.token_urlsafe(16),
-            traverse_root=sandbox_base,
-        )
-        started.append(cluster)
-        pgcluster.start(cluster, sandbox_base / f"{name}.log")
-        return cluster
-
-    try:
-        yield make
-    finally:
-        errors = []
-        for cluster in started:
-            try:
-                pgcluster.stop(cluster)
-            except Exception as exc:  # keep stopping the others
-                errors.append(f"{cluster.datadir}: {exc}")
-        assert not errors, errors
-
-
-@pytest.fixture(scope="session")
-def pg_source(pg_factory: PgFactory) -> PgCluster:
-    """A running cluster for the whole session (shared: use your own database)."""
-    return pg_factory("source")
-
-
-@pytest.fixture(scope="session")
-def pg_target(pg_factory: PgFactory) -> PgCluster:
-    """A second running cluster for the whole session (shared: use your own database)."""
-    return pg_factory("target")
 
 
 @pytest.fixture
