@@ -108,6 +108,16 @@ def call(
     return response.status, payload, response
 
 
+def wait_finished(emu: Emulator, ident: str, deadline: float = 60) -> dict[str, Any]:
+    """Poll the transfer as the CLI does (lib/pg/backups.js poll()) until ``finished_at``."""
+    until = time.monotonic() + deadline
+    while True:
+        _, polled, _ = call(emu, "GET", f"/client/v11/apps/{APP}/transfers/{ident}?verbose=true")
+        if polled["finished_at"] or time.monotonic() > until:
+            return dict(polled)
+        time.sleep(0.05)
+
+
 def test_default_state_shape() -> None:
     state = make_state()
     entry = state["apps"][APP]
@@ -384,7 +394,7 @@ def test_capture_failure_is_reported(emu: Emulator) -> None:
     status, body, _ = call(emu, "POST", f"/client/v11/databases/{addon_id}/backups")
     assert status == 201 and body["num"] == 1 and body["succeeded"] is False
     assert "token" not in body and "file" not in body and "logs" not in body
-    _, polled, _ = call(emu, "GET", f"/client/v11/apps/{APP}/transfers/{body['uuid']}?verbose=true")
+    polled = wait_finished(emu, body["uuid"])
     assert polled["finished_at"] and polled["logs"]
     assert "p@ss" not in json.dumps(polled)
     assert call(emu, "POST", f"/client/v11/apps/{APP}/transfers/1/actions/public-url")[0] == 404
