@@ -263,6 +263,9 @@ def test_maintenance_patch_persists(emu: Emulator) -> None:
 
 
 def test_formation_patch(emu: Emulator) -> None:
+    """Formation arithmetic; dynos change instantly here (their states: test_heroku_api_states)."""
+    with emu.edit() as state:
+        state["timings"].update(dyno_start_seconds=0, dyno_stop_seconds=0)
     status, body, _ = call(
         emu, "PATCH", f"/apps/{APP}/formation", {"updates": [{"quantity": "0", "type": "worker"}]}
     )
