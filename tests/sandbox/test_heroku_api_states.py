@@ -250,8 +250,13 @@ def pink_db(pg_source: PgCluster) -> dict[str, str | int]:
     with pgcluster.connect(pg_source, name, user, password) as conn:
         conn.execute("CREATE TABLE gadgets (id int PRIMARY KEY)")
         conn.execute("INSERT INTO gadgets VALUES (1)")
-    return {"host": "127.0.0.1", "port": pg_source.port, "dbname": name, "user": user,
-            "password": password}
+    return {
+        "host": "127.0.0.1",
+        "port": pg_source.port,
+        "dbname": name,
+        "user": user,
+        "password": password,
+    }
 
 
 def tables_in(dump: Path) -> set[str]:
@@ -259,9 +264,7 @@ def tables_in(dump: Path) -> set[str]:
         ["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True
     )
     return {
-        line.split()[-2]
-        for line in listing.stdout.splitlines()
-        if " TABLE DATA public " in line
+        line.split()[-2] for line in listing.stdout.splitlines() if " TABLE DATA public " in line
     }
 
 

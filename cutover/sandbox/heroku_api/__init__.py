@@ -83,6 +83,12 @@ Deliberate differences from the real APIs
   unfinished. Seeded older scheduled backups get their dump file (of the data as it is then)
   the first time their URL is asked for; the schedule never fires on its own, only through
   ``scheduled_backup_during_capture``. The Data API's database info is static (PG 15).
+- The primary database is attached only as ``DATABASE`` (Heroku also attaches it as
+  ``HEROKU_POSTGRESQL_<COLOR>``); a second database comes from :func:`add_postgres_attachment`.
+  A transfer's ``from_name`` is its add-on's first attachment name.
+- Older scheduled backups exist only with ``default_state(..., scheduled_backups=True)`` (the
+  adapter tests count the transfers of a fresh app). If the dump of a seeded scheduled backup
+  fails, its public URL still comes back but the download answers 404.
 - Public backup URLs are ``https://127.0.0.1:<backup port>/backups/<token>/<file>`` and do not
   expire (``expires_at`` is informational).
 """

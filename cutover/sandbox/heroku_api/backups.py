@@ -104,8 +104,14 @@ def _update_transfer(emu: Emulator, app: str, ident: str, **fields: object) -> N
                 stored.update(fields)
 
 
-def _run_capture(emu: Emulator, app: str, transfer: JSONDict, database: JSONDict,
-                 duration: float, interval: float) -> None:
+def _run_capture(
+    emu: Emulator,
+    app: str,
+    transfer: JSONDict,
+    database: JSONDict,
+    duration: float,
+    interval: float,
+) -> None:
     """Thread body: run pg_dump, report progress, finish no earlier than ``duration``."""
     started = time.monotonic()
     target = emu.state_path.parent / str(transfer["file"])
@@ -130,8 +136,13 @@ def _run_capture(emu: Emulator, app: str, transfer: JSONDict, database: JSONDict
                     proc.kill()
                 size = target.stat().st_size
                 share = 1.0 if duration <= 0 else min(1.0, elapsed / duration)
-                _update_transfer(emu, app, transfer["uuid"], processed_bytes=int(size * share),
-                                 updated_at=data_time(now()))
+                _update_transfer(
+                    emu,
+                    app,
+                    transfer["uuid"],
+                    processed_bytes=int(size * share),
+                    updated_at=data_time(now()),
+                )
                 if emu.stop.wait(max(0.02, min(interval, remaining if remaining > 0 else 0.1))):
                     proc.kill()
                     proc.wait()
@@ -201,8 +212,9 @@ def materialize(emu: Emulator, app: str, transfer: JSONDict) -> None:
     _, _, addon = postgres_addon(emu.read(), str(transfer.get("addon_id")))
     ok, size, _ = run_pg_dump(emu.pg_dump, addon["database"], path)
     if ok:
-        _update_transfer(emu, app, transfer["uuid"], processed_bytes=size, source_bytes=size,
-                         materialize=False)
+        _update_transfer(
+            emu, app, transfer["uuid"], processed_bytes=size, source_bytes=size, materialize=False
+        )
 
 
 def serve_backup(emu: Emulator, request: Request) -> Response:
@@ -240,5 +252,3 @@ def log_path(path: str) -> str:
             parts[2] = "***"
         return "/".join(parts)
     return path
-
-

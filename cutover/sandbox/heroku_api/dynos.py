@@ -40,25 +40,38 @@ def record_scaling(state: JSONDict, entry: JSONDict, before: dict[str, int]) -> 
         facts = {"type": proc["type"], "size": proc.get("size"), "command": proc.get("command")}
         for index in range(new + 1, old + 1):
             transitions[f"{proc['type']}.{index}"] = {
-                "phase": "stopping", "at": moment, "stamp": stamp, **facts
+                "phase": "stopping",
+                "at": moment,
+                "stamp": stamp,
+                **facts,
             }
         for index in range(old + 1, new + 1):
             transitions[f"{proc['type']}.{index}"] = {
-                "phase": "starting", "at": moment, "stamp": stamp, **facts
+                "phase": "starting",
+                "at": moment,
+                "stamp": stamp,
+                **facts,
             }
 
 
 def _prune(state: JSONDict, transitions: dict[str, JSONDict], moment: float) -> None:
     """Forget transitions that are over (stopped dynos gone, started dynos up)."""
     for name, item in list(transitions.items()):
-        limit = timing(state, "dyno_stop_seconds" if item.get("phase") == "stopping" else
-                       "dyno_start_seconds")
+        limit = timing(
+            state, "dyno_stop_seconds" if item.get("phase") == "stopping" else "dyno_start_seconds"
+        )
         if moment - float(item.get("at", 0)) >= limit:
             del transitions[name]
 
 
-def _dyno(app: JSONDict, release: JSONDict | None, name: str, facts: JSONDict, state: str,
-          stamp: str | None) -> JSONDict:
+def _dyno(
+    app: JSONDict,
+    release: JSONDict | None,
+    name: str,
+    facts: JSONDict,
+    state: str,
+    stamp: str | None,
+) -> JSONDict:
     return {
         "app": ref(app),
         "attach_url": None,

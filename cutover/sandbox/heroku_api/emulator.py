@@ -150,5 +150,4 @@ class Emulator:
             raise ApiError(401, "unauthorized", "Invalid credentials provided.")
 
 
-
 __all__ = ["Emulator", "routes_data", "routes_platform"]  # the route modules register on import

@@ -273,9 +273,7 @@ def default_state(
         }
     ]
     schedule = _fill(seed["backup_schedule"], facts)
-    schedule.update(
-        uuid=stable_id("schedule", app, str(addons[0]["id"])), addon_id=addons[0]["id"]
-    )
+    schedule.update(uuid=stable_id("schedule", app, str(addons[0]["id"])), addon_id=addons[0]["id"])
     state: JSONDict = {
         "version": STATE_VERSION,
         "api_key": api_key,

@@ -28,6 +28,7 @@ from cutover.sandbox.heroku_api.state import load_state
 
 MAX_BODY = 1 << 20
 
+
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
