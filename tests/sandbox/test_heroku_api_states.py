@@ -48,6 +48,7 @@ from cutover.sandbox.heroku_api import (
     Emulator,
     add_postgres_attachment,
     default_state,
+    main,
     save_state,
     update_state,
 )
@@ -98,6 +99,20 @@ def scale(emu: Emulator, ptype: str, quantity: str) -> list[dict[str, Any]]:
     )
     assert status == 200
     return list(body)
+
+
+def test_main_refuses_a_missing_or_broken_state_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--port", "0", "--backup-port", "0", "--tls-cert", "c", "--tls-key", "k"]
+    assert main(["--state", str(tmp_path / "missing.json"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the state file" in err and "missing.json" in err
+    assert "Traceback" not in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2]")
+    assert main(["--state", str(broken), *args]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
 
 
 # ============================================================================================

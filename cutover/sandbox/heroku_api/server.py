@@ -224,7 +224,12 @@ class EmulatorServers:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     state_path: Path = args.state.resolve()
-    load_state(state_path)  # fail early on a missing or broken state file
+    try:  # fail early, without a traceback, on a missing or broken state file
+        load_state(state_path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        sys.stderr.write(f"heroku emulator: cannot read the state file {state_path}: {reason}\n")
+        return 2
     state_path.chmod(0o600)
     servers = EmulatorServers(
         state_path,
