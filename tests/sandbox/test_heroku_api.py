@@ -108,6 +108,16 @@ def call(
     return response.status, payload, response
 
 
+def wait_finished(emu: Emulator, ident: str, deadline: float = 60) -> dict[str, Any]:
+    """Poll the transfer as the CLI does (lib/pg/backups.js poll()) until ``finished_at``."""
+    until = time.monotonic() + deadline
+    while True:
+        _, polled, _ = call(emu, "GET", f"/client/v11/apps/{APP}/transfers/{ident}?verbose=true")
+        if polled["finished_at"] or time.monotonic() > until:
+            return dict(polled)
+        time.sleep(0.05)
+
+
 def test_default_state_shape() -> None:
     state = make_state()
     entry = state["apps"][APP]
@@ -253,6 +263,9 @@ def test_maintenance_patch_persists(emu: Emulator) -> None:
 
 
 def test_formation_patch(emu: Emulator) -> None:
+    """Formation arithmetic; dynos change instantly here (their states: test_heroku_api_states)."""
+    with emu.edit() as state:
+        state["timings"].update(dyno_start_seconds=0, dyno_stop_seconds=0)
     status, body, _ = call(
         emu, "PATCH", f"/apps/{APP}/formation", {"updates": [{"quantity": "0", "type": "worker"}]}
     )
@@ -384,7 +397,7 @@ def test_capture_failure_is_reported(emu: Emulator) -> None:
     status, body, _ = call(emu, "POST", f"/client/v11/databases/{addon_id}/backups")
     assert status == 201 and body["num"] == 1 and body["succeeded"] is False
     assert "token" not in body and "file" not in body and "logs" not in body
-    _, polled, _ = call(emu, "GET", f"/client/v11/apps/{APP}/transfers/{body['uuid']}?verbose=true")
+    polled = wait_finished(emu, body["uuid"])
     assert polled["finished_at"] and polled["logs"]
     assert "p@ss" not in json.dumps(polled)
     assert call(emu, "POST", f"/client/v11/apps/{APP}/transfers/1/actions/public-url")[0] == 404

@@ -1,0 +1,254 @@
+"""Backups: captures that run in the background with progress, scheduled backups, and the
+HTTPS file server behind ``pg:backups:url``.
+
+What heroku CLI 11.10.0 does (node_modules/heroku/dist/commands/pg/backups/capture.js and
+dist/lib/pg/backups.js): ``pg:backups:capture [DATABASE]`` resolves the attachment (default
+``DATABASE_URL``), reads ``GET /client/v11/databases/<addon id>``, ``POST``s
+``/client/v11/databases/<addon id>/backups`` and then polls ``GET
+/client/v11/apps/<app>/transfers/<uuid>`` every ``max(3, --wait-interval)`` seconds, showing
+``processed_bytes`` (on a TTY), until ``finished_at`` is set; a transfer that finished without
+``succeeded`` makes it fetch ``?verbose=true`` and print the last 5 log messages, exit 1.
+``pg:backups:url`` without an id takes the **newest successful** ``gof3r`` transfer of the whole
+app by ``created_at`` (commands/pg/backups/url.js), so a scheduled backup started after ours wins.
+
+Here a capture returns at once (``finished_at`` null, ``succeeded`` false, ``processed_bytes``
+0); a thread runs the real ``pg_dump`` and reports ``processed_bytes`` every
+``timings.backup_progress_interval`` seconds, growing with the elapsed share of
+``timings.backup_seconds`` (the shortest time a capture takes) up to the dump's real size; at the
+end ``finished_at``, ``succeeded`` and the logs are set. ``apps.<name>.scheduled_backup_during_
+capture: N`` makes the next N captures meet a scheduled backup of the schedule's database that
+starts one second after them and finishes before them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cutover.sandbox.heroku_api.common import (
+    ApiError,
+    JSONDict,
+    Request,
+    Response,
+    data_time,
+    now,
+)
+from cutover.sandbox.heroku_api.lookup import find_app, postgres_addon
+from cutover.sandbox.heroku_api.records import new_transfer, transfer_view
+from cutover.sandbox.heroku_api.state import timing
+
+if TYPE_CHECKING:
+    from cutover.sandbox.heroku_api.emulator import Emulator
+
+PG_DUMP_TIMEOUT = 600.0
+INJECT_KEY = "scheduled_backup_during_capture"
+
+
+def _pg_dump_argv(pg_dump: str, database: JSONDict) -> tuple[list[str], dict[str, str]]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PGPASSWORD": str(database["password"]),  # never in argv
+        "PGCONNECT_TIMEOUT": "10",
+    }
+    argv = [
+        pg_dump, "-Fc", "--no-owner", "--no-acl",
+        "--host", str(database["host"]), "--port", str(database["port"]),
+        "--username", str(database["user"]), "--dbname", str(database["database"]),
+    ]  # fmt: skip
+    return argv, env
+
+
+def _open_target(target: Path) -> int:
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _outcome(returncode: int, stderr: bytes, size: int) -> tuple[bool, int, list[str]]:
+    lines = stderr.decode("utf-8", "replace").splitlines()
+    if returncode != 0:
+        return False, size, [*lines[-5:], f"pg_dump exited with status {returncode}"]
+    return True, size, ["backup done"]
+
+
+def run_pg_dump(pg_dump: str, database: JSONDict, target: Path) -> tuple[bool, int, list[str]]:
+    """``pg_dump -Fc`` the backing database into ``target`` (0600); (ok, size, log lines)."""
+    argv, env = _pg_dump_argv(pg_dump, database)
+    fd = _open_target(target)
+    try:
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.PIPE, env=env,
+            timeout=PG_DUMP_TIMEOUT, check=False,
+        )  # fmt: skip
+        os.fsync(fd)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, 0, [f"pg_dump failed: {type(exc).__name__}"]
+    finally:
+        os.close(fd)
+    return _outcome(proc.returncode, proc.stderr, target.stat().st_size)
+
+
+def _update_transfer(emu: Emulator, app: str, ident: str, **fields: object) -> None:
+    with emu.edit() as state:
+        _, entry = find_app(state, app)
+        for stored in entry.get("transfers") or []:
+            if stored.get("uuid") == ident:
+                stored.update(fields)
+
+
+def _run_capture(
+    emu: Emulator,
+    app: str,
+    transfer: JSONDict,
+    database: JSONDict,
+    duration: float,
+    interval: float,
+) -> None:
+    """Thread body: run pg_dump, report progress, finish no earlier than ``duration``."""
+    started = time.monotonic()
+    target = emu.state_path.parent / str(transfer["file"])
+    argv, env = _pg_dump_argv(emu.pg_dump, database)
+    fd = _open_target(target)
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=errors, env=env
+            )
+        except OSError as exc:
+            result: tuple[bool, int, list[str]] = (
+                False, 0, [f"pg_dump failed: {type(exc).__name__}"]
+            )  # fmt: skip
+        else:
+            while True:
+                elapsed = time.monotonic() - started
+                remaining = duration - elapsed
+                if proc.poll() is not None and remaining <= 0:
+                    break
+                if elapsed > PG_DUMP_TIMEOUT:
+                    proc.kill()
+                size = target.stat().st_size
+                share = 1.0 if duration <= 0 else min(1.0, elapsed / duration)
+                _update_transfer(
+                    emu,
+                    app,
+                    transfer["uuid"],
+                    processed_bytes=int(size * share),
+                    updated_at=data_time(now()),
+                )
+                if emu.stop.wait(max(0.02, min(interval, remaining if remaining > 0 else 0.1))):
+                    proc.kill()
+                    proc.wait()
+                    return  # the emulator is stopping: the transfer stays unfinished
+            errors.seek(0)
+            result = _outcome(proc.wait(), errors.read(), target.stat().st_size)
+        finally:
+            os.close(fd)
+    succeeded, size, logs = result
+    finished = data_time(now())
+    _update_transfer(
+        emu, app, transfer["uuid"], succeeded=succeeded, processed_bytes=size, source_bytes=size,
+        finished_at=finished, updated_at=finished,
+        logs=[{"created_at": finished, "level": "info", "message": m} for m in logs],
+    )  # fmt: skip
+
+
+def _start(emu: Emulator, target: object, *args: object) -> None:
+    thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+    emu.workers.append(thread)
+    thread.start()
+
+
+def _scheduled_during(emu: Emulator, app: str, after: str) -> None:
+    """Thread body: a scheduled backup of the schedule's database, created after ``after``."""
+    while data_time(now()) <= after:
+        if emu.stop.wait(0.1):
+            return
+    with emu.edit() as state:
+        _, entry = find_app(state, app)
+        schedule = (entry.get("backup_schedules") or [None])[0]
+        if schedule is None:
+            return
+        _, _, addon = postgres_addon(state, str(schedule["addon_id"]))
+        transfer = new_transfer(state, addon, now(), schedule=schedule)
+        entry.setdefault("transfers", []).append(transfer)
+        duration = timing(state, "backup_seconds") / 2
+        interval = timing(state, "backup_progress_interval")
+    _run_capture(emu, app, transfer, addon["database"], duration, interval)
+
+
+def start_capture(emu: Emulator, ident: str) -> JSONDict:
+    """``POST /client/v11/databases/<addon>/backups``: store a running transfer, start it."""
+    with emu.edit() as state:
+        app, entry, addon = postgres_addon(state, ident)
+        database = addon.get("database")
+        if not isinstance(database, dict):
+            raise ApiError(422, "invalid_params", "This database has no backing database.")
+        transfer = new_transfer(state, addon, now())
+        entry.setdefault("transfers", []).append(transfer)
+        inject = int(entry.get(INJECT_KEY) or 0)
+        if inject > 0:
+            entry[INJECT_KEY] = inject - 1
+        duration = timing(state, "backup_seconds")
+        interval = max(0.05, timing(state, "backup_progress_interval"))
+    _start(emu, _run_capture, emu, app, transfer, dict(database), duration, interval)
+    if inject > 0:
+        _start(emu, _scheduled_during, emu, app, str(transfer["created_at"]))
+    return transfer_view(transfer)
+
+
+def materialize(emu: Emulator, app: str, transfer: JSONDict) -> None:
+    """Make the dump file of a seeded scheduled backup from its database, once."""
+    path = emu.state_path.parent / str(transfer["file"])
+    if not transfer.get("materialize") or path.is_file():
+        return
+    _, _, addon = postgres_addon(emu.read(), str(transfer.get("addon_id")))
+    ok, size, _ = run_pg_dump(emu.pg_dump, addon["database"], path)
+    if ok:
+        _update_transfer(
+            emu, app, transfer["uuid"], processed_bytes=size, source_bytes=size, materialize=False
+        )
+
+
+def serve_backup(emu: Emulator, request: Request) -> Response:
+    """``GET /backups/<token>/<file>`` on the HTTPS listener: the dump of a succeeded backup."""
+    fault = emu.apply_fault(request.method, request.path)
+    if fault is not None:
+        return fault
+    not_found = Response.json(404, {"id": "not_found", "message": "No such backup."})
+    if request.method not in ("GET", "HEAD"):
+        return Response.json(405, {"id": "method_not_allowed", "message": "Method not allowed."})
+    parts = request.path.split("/")
+    if len(parts) != 4 or parts[1] != "backups":
+        return not_found
+    token, name = parts[2], parts[3]
+    for entry in (emu.read().get("apps") or {}).values():
+        for transfer in entry.get("transfers") or []:
+            stored = str(transfer.get("token") or "")
+            if (
+                stored
+                and hmac.compare_digest(stored.encode(), token.encode())
+                and Path(str(transfer.get("file"))).name == name
+                and transfer.get("succeeded")
+            ):
+                path = emu.state_path.parent / str(transfer["file"])
+                if path.is_file():
+                    return Response(200, content_type="application/octet-stream", file=path)
+    return not_found
+
+
+def log_path(path: str) -> str:
+    """The request path as logged: backup tokens are secrets and are masked."""
+    if path.startswith("/backups/"):
+        parts = path.split("/")
+        if len(parts) > 2:
+            parts[2] = "***"
+        return "/".join(parts)
+    return path

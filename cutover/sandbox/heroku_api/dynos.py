@@ -1,0 +1,126 @@
+"""Dynos derived from the formation, passing through the Platform API dyno states over time.
+
+The Platform API's dyno ``state`` is one of ``crashed``, ``down``, ``idle``, ``starting``,
+``up`` (Platform API reference, "Dyno"); ``heroku ps --json`` prints ``GET /apps/<app>/dynos``
+as it comes (node_modules/heroku/dist/commands/ps/index.js). A formation PATCH changes the
+quantity at once (its answer and ``GET /formation`` show the new number), while the dynos follow:
+
+- a dyno added by scaling up is ``starting`` for ``timings.dyno_start_seconds``, then ``up``;
+- a dyno removed by scaling down stays listed for ``timings.dyno_stop_seconds``: ``up`` for the
+  first half (it got SIGTERM and finishes its work), then ``down``, then it is gone.
+
+The transitions are kept in ``apps.<name>.dyno_transitions`` (name -> phase, type, size, command,
+epoch seconds ``at``); a dyno without one has been ``up`` since its formation's ``updated_at``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from cutover.sandbox.heroku_api.common import JSONDict, iso, now, ref, stable_id
+from cutover.sandbox.heroku_api.state import timing
+
+
+def _current_release(entry: JSONDict) -> JSONDict | None:
+    releases = entry.get("releases") or []
+    current = next((r for r in releases if r.get("current")), None)
+    if current is None and releases:
+        current = max(releases, key=lambda r: int(r.get("version", 0)))
+    return {"id": current.get("id"), "version": current.get("version")} if current else None
+
+
+def record_scaling(state: JSONDict, entry: JSONDict, before: dict[str, int]) -> None:
+    """Note which dynos start and which stop after the formation changed from ``before``."""
+    transitions: dict[str, JSONDict] = entry.setdefault("dyno_transitions", {})
+    moment = time.time()
+    stamp = iso(now())
+    _prune(state, transitions, moment)
+    for proc in entry.get("formation") or []:
+        old, new = before.get(proc["type"], 0), int(proc["quantity"])
+        facts = {"type": proc["type"], "size": proc.get("size"), "command": proc.get("command")}
+        for index in range(new + 1, old + 1):
+            transitions[f"{proc['type']}.{index}"] = {
+                "phase": "stopping",
+                "at": moment,
+                "stamp": stamp,
+                **facts,
+            }
+        for index in range(old + 1, new + 1):
+            transitions[f"{proc['type']}.{index}"] = {
+                "phase": "starting",
+                "at": moment,
+                "stamp": stamp,
+                **facts,
+            }
+
+
+def _prune(state: JSONDict, transitions: dict[str, JSONDict], moment: float) -> None:
+    """Forget transitions that are over (stopped dynos gone, started dynos up)."""
+    for name, item in list(transitions.items()):
+        limit = timing(
+            state, "dyno_stop_seconds" if item.get("phase") == "stopping" else "dyno_start_seconds"
+        )
+        if moment - float(item.get("at", 0)) >= limit:
+            del transitions[name]
+
+
+def _dyno(
+    app: JSONDict,
+    release: JSONDict | None,
+    name: str,
+    facts: JSONDict,
+    state: str,
+    stamp: str | None,
+) -> JSONDict:
+    return {
+        "app": ref(app),
+        "attach_url": None,
+        "command": facts.get("command"),
+        "created_at": stamp,
+        "id": stable_id("dyno", str(app.get("id")), name),
+        "name": name,
+        "release": release,
+        "size": facts.get("size"),
+        "state": state,
+        "type": facts["type"],
+        "updated_at": stamp,
+    }
+
+
+def list_dynos(state: JSONDict, entry: JSONDict) -> list[JSONDict]:
+    """``GET /apps/<app>/dynos`` now: formation order, then dyno number."""
+    app = entry["app"]
+    release = _current_release(entry)
+    transitions: dict[str, JSONDict] = entry.get("dyno_transitions") or {}
+    start_for = timing(state, "dyno_start_seconds")
+    stop_for = timing(state, "dyno_stop_seconds")
+    moment = time.time()
+    result: list[JSONDict] = []
+    for proc in entry.get("formation") or []:
+        quantity = int(proc.get("quantity", 0))
+        for index in range(1, quantity + 1):
+            name = f"{proc['type']}.{index}"
+            item = transitions.get(name)
+            stamp = proc.get("updated_at") or app.get("updated_at")
+            dyno_state = "up"
+            if item is not None and item.get("phase") == "starting":
+                stamp = item.get("stamp") or stamp
+                if moment - float(item["at"]) < start_for:
+                    dyno_state = "starting"
+            result.append(_dyno(app, release, name, proc, dyno_state, stamp))
+        stopping = sorted(
+            (int(name.rsplit(".", 1)[1]), item)
+            for name, item in transitions.items()
+            if item.get("phase") == "stopping"
+            and item.get("type") == proc["type"]
+            and int(name.rsplit(".", 1)[1]) > quantity
+        )
+        for index, item in stopping:
+            elapsed = moment - float(item["at"])
+            if elapsed >= stop_for:
+                continue
+            dyno_state = "up" if elapsed < stop_for / 2 else "down"
+            result.append(
+                _dyno(app, release, f"{proc['type']}.{index}", item, dyno_state, item.get("stamp"))
+            )
+    return result
