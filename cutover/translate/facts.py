@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cutover.translate.sources import TranslateInputError
+from cutover.errors import InvalidInput
+from cutover.translate.model import input_error
 
 __all__ = [
     "AddonFact",
@@ -93,8 +94,8 @@ class _Shape:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, at: str, reason: str) -> TranslateInputError:
-        return TranslateInputError(self.source, reason, field=at or None)
+    def fail(self, at: str, reason: str) -> InvalidInput:
+        return input_error(self.source, reason, field=at or None)
 
     def obj(self, value: object, at: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
@@ -224,7 +225,8 @@ def facts_from_heroku_json(
       string or as its tokens. When empty, the composite's ``dynos`` are counted.
     - ``postgres_version``: the ``PG Version`` of ``heroku pg:info`` when the adapter has it.
 
-    Malformed input raises :class:`TranslateInputError` naming the command and the JSON path.
+    Malformed input raises :class:`cutover.errors.InvalidInput` naming the command and the JSON
+    path.
     """
     info = _Shape("heroku apps:info --json").obj(apps_info, "")
     app_obj: Mapping[str, Any] = info
@@ -261,7 +263,7 @@ def facts_from_heroku_json(
     names: list[str] = []
     for config_name in config_names:
         if not isinstance(config_name, str):
-            raise TranslateInputError(
+            raise input_error(
                 "heroku config --json", f"expected names, got {type(config_name).__name__}"
             )
         if config_name not in names:
@@ -289,11 +291,11 @@ def load_facts_file(path: Path) -> LiveFacts:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise TranslateInputError(display, f"cannot read: {exc.strerror or exc}") from None
+        raise input_error(display, f"cannot read: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
-        raise TranslateInputError(display, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        raise input_error(display, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     if not isinstance(data, dict):
-        raise TranslateInputError(display, "expected a JSON object")
+        raise input_error(display, "expected a JSON object")
     version = data.get("postgres_version")
     return facts_from_heroku_json(
         data.get("apps_info") or {},

@@ -2,8 +2,8 @@
 
 Parsers for the Procfile, app.json and heroku.yml, plus detection of a Dockerfile and of the
 buildpack stack (by the marker files Heroku's own buildpacks look for). Every parser turns bad
-input into a :class:`TranslateInputError` naming the file, the line (when known) and the field,
-never into a traceback.
+input into :class:`cutover.errors.InvalidInput` naming the file, the line (when known) and the
+field, never into a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from typing import Final
 
 import yaml
 
+from cutover.errors import InvalidInput
+from cutover.translate.model import input_error
+
 __all__ = [
     "AddonSpec",
     "AppJson",
@@ -27,46 +30,11 @@ __all__ = [
     "ReleaseSpec",
     "SourceTree",
     "StackHint",
-    "TranslateInputError",
     "parse_app_json",
     "parse_heroku_yml",
     "parse_procfile",
     "read_sources",
 ]
-
-
-class TranslateInputError(Exception):
-    """The app's description is invalid: which file, which line or field, and what is wrong.
-
-    ``str(error)`` reads like a compiler message, e.g.
-    ``Procfile:3: expected "name: command", got "oops"`` or
-    ``app.json:12: formation.clock: process type "clock" is not in the Procfile``.
-    """
-
-    def __init__(
-        self, path: str, reason: str, *, line: int | None = None, field: str | None = None
-    ) -> None:
-        super().__init__(path, reason, line, field)
-        self.path = path
-        self.line = line
-        self.field = field
-        self.reason = reason
-
-    def __str__(self) -> str:
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
-        if self.field:
-            return f"{where}: {self.field}: {self.reason}"
-        return f"{where}: {self.reason}"
-
-    def as_dict(self) -> dict[str, str | int | None]:
-        """The error as plain data (for ``--json``)."""
-        return {
-            "path": self.path,
-            "line": self.line,
-            "field": self.field,
-            "reason": self.reason,
-            "message": str(self),
-        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,12 +172,12 @@ def parse_procfile(
             continue
         match = _PROCFILE_LINE.match(line)
         if match is None:
-            raise TranslateInputError(
+            raise input_error(
                 path, f'expected "name: command", got "{_shorten(line)}"', line=number
             )
         name, command = match.group(1), match.group(2).strip()
         if name in first_line:
-            raise TranslateInputError(
+            raise input_error(
                 path,
                 f"duplicate process type (first defined on line {first_line[name]})",
                 line=number,
@@ -217,7 +185,7 @@ def parse_procfile(
             )
         first_line[name] = number
         if not command:
-            raise TranslateInputError(path, "the command is empty", line=number, field=name)
+            raise input_error(path, "the command is empty", line=number, field=name)
         if name == "release":
             release = ReleaseSpec(command=command, source=path, line=number)
         else:
@@ -288,7 +256,7 @@ class _JsonChecker:
         self.path = path
         self.lines = _json_lines(text)
 
-    def fail(self, at: tuple[str | int, ...], reason: str) -> TranslateInputError:
+    def fail(self, at: tuple[str | int, ...], reason: str) -> InvalidInput:
         line = None
         probe = at
         while probe:
@@ -296,7 +264,7 @@ class _JsonChecker:
                 line = self.lines[probe]
                 break
             probe = probe[:-1]
-        return TranslateInputError(self.path, reason, line=line, field=_dotted(at) or None)
+        return input_error(self.path, reason, line=line, field=_dotted(at) or None)
 
     def obj(self, value: object, at: tuple[str | int, ...]) -> dict[str, object]:
         if not isinstance(value, dict):
@@ -352,7 +320,7 @@ def parse_app_json(text: str, path: str = "app.json") -> AppJson:
     try:
         data: object = json.loads(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
-        raise TranslateInputError(
+        raise input_error(
             path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno
         ) from None
     check = _JsonChecker(path, text)
@@ -420,9 +388,9 @@ class _YamlChecker:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def fail(self, node: yaml.Node | None, at: str, reason: str) -> TranslateInputError:
+    def fail(self, node: yaml.Node | None, at: str, reason: str) -> InvalidInput:
         line = node.start_mark.line + 1 if node is not None else None
-        return TranslateInputError(self.path, reason, line=line, field=at or None)
+        return input_error(self.path, reason, line=line, field=at or None)
 
     @staticmethod
     def kind(node: yaml.Node) -> str:
@@ -485,13 +453,13 @@ def _compose_yaml(text: str, path: str) -> yaml.Node:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = f"invalid YAML: {exc.problem or exc.context or 'cannot parse'}"
-        raise TranslateInputError(
+        raise input_error(
             path, reason, line=mark.line + 1 if mark is not None else None
         ) from None
     except yaml.YAMLError as exc:
-        raise TranslateInputError(path, f"invalid YAML: {exc}") from None
+        raise input_error(path, f"invalid YAML: {exc}") from None
     if root is None:
-        raise TranslateInputError(path, "the file is empty")
+        raise input_error(path, "the file is empty")
     return root
 
 
@@ -597,7 +565,7 @@ def parse_heroku_yml(text: str, path: str = "heroku.yml") -> HerokuYml:
     processes: list[ProcessType] = []
     for ptype in [*dockerfiles, *[p for p in runs if p not in dockerfiles]]:
         if not _PROCFILE_LINE.match(f"{ptype}:"):
-            raise TranslateInputError(
+            raise input_error(
                 path,
                 "not a valid process type name",
                 line=dockerfiles[ptype][2],
@@ -608,7 +576,7 @@ def parse_heroku_yml(text: str, path: str = "heroku.yml") -> HerokuYml:
             dockerfiles.get("web") if image is None else None
         )
         if image is not None and build is None:
-            raise TranslateInputError(
+            raise input_error(
                 path,
                 f'image "{image}" is not built in build.docker',
                 line=line,
@@ -625,7 +593,7 @@ def parse_heroku_yml(text: str, path: str = "heroku.yml") -> HerokuYml:
             )
         )
     if release is not None and release.image is not None and release.image not in dockerfiles:
-        raise TranslateInputError(
+        raise input_error(
             path,
             f'image "{release.image}" is not built in build.docker',
             line=release.line,
@@ -698,11 +666,11 @@ def _read_text(path: Path, display: str) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise TranslateInputError(display, f"cannot read: {exc.strerror or exc}") from None
+        raise input_error(display, f"cannot read: {exc.strerror or exc}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise TranslateInputError(display, f"not UTF-8 text (byte {exc.start})") from None
+        raise input_error(display, f"not UTF-8 text (byte {exc.start})") from None
 
 
 def _first_line(path: Path) -> str | None:
@@ -778,7 +746,7 @@ def detect_stacks(root: Path, buildpack_urls: list[str]) -> list[StackHint]:
 def read_sources(root: Path) -> SourceTree:
     """Read an app folder: Procfile, app.json, heroku.yml, Dockerfile presence, stack markers."""
     if not root.is_dir():
-        raise TranslateInputError(str(root), "not a folder")
+        raise input_error(str(root), "not a folder")
     procfile: list[ProcessType] | None = None
     release: ReleaseSpec | None = None
     app_json: AppJson | None = None
