@@ -11,8 +11,23 @@ from cutover.translate.facts import LiveFacts
 from cutover.translate.model import FindingLog, convox_name
 from cutover.translate.sources import ProcessType, SourceTree
 
-__all__ = ["BUILDPACK_SCRIPTS", "build_findings", "build_for", "buildpack_scripts",
-           "domain_findings"]
+__all__ = [
+    "BUILDPACK_SCRIPTS",
+    "HEROKU_REGISTRY",
+    "build_findings",
+    "build_for",
+    "buildpack_scripts",
+    "domain_findings",
+    "registry_app",
+    "registry_findings",
+    "registry_image",
+]
+
+# `heroku container:push TYPE` tags `registry.heroku.com/APP/TYPE` (heroku CLI
+# src/commands/container/push.ts: registry = `registry.${vars.host}`, getJobs(`${registry}/${app}`)
+# -> `${resourceRoot}/${proc}` in src/lib/container/docker-helper.ts); `container:release` points
+# the formation's docker_image at that image (src/commands/container/release.ts).
+HEROKU_REGISTRY: Final = "registry.heroku.com"
 
 # Commands that exist only inside a Heroku buildpack's slug.
 BUILDPACK_SCRIPTS: Final[dict[str, str]] = {
@@ -150,3 +165,33 @@ def domain_findings(facts: LiveFacts | None, log: FindingLog) -> None:
             "record at the rack router (cutover init writes it as the playbook's dns.record).",
         )
 
+
+
+def registry_app(tree: SourceTree, facts: LiveFacts | None) -> str | None:
+    """The Heroku app whose released images the services reuse: an app on the ``container``
+    stack that does not build from heroku.yml (it pushes prebuilt images), else None."""
+    if facts is None or facts.stack != "container" or not facts.app:
+        return None
+    if tree.heroku_yml is not None and tree.heroku_yml.processes:
+        return None
+    return facts.app
+
+
+def registry_image(app: str, process_type: str) -> str:
+    return f"{HEROKU_REGISTRY}/{app}/{process_type}:latest"
+
+
+def registry_findings(app: str, log: FindingLog) -> None:
+    log.add(
+        "container-image",
+        "change",
+        "build",
+        f"the app pushes prebuilt images to Heroku (container stack): every service reuses its "
+        f"released image ({HEROKU_REGISTRY}/{app}/TYPE) with `image:` instead of `build:`",
+        "The rack needs pull access; no credentials go in convox.yml. Better: copy the images "
+        "to a registry you own (`heroku container:login`, `docker pull`, `docker tag`, "
+        "`docker push`) and change `image:`, because Heroku's registry goes with the Heroku "
+        f"app. Otherwise `convox registries add {HEROKU_REGISTRY} _ TOKEN` with a long-lived "
+        "token from `heroku authorizations:create` (the token is the password; keep it out of "
+        "shell history). Pin the digest you released (`docker inspect`) instead of :latest.",
+    )

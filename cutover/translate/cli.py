@@ -52,15 +52,20 @@ def live_facts(runner: Runner, masker: SecretMasker, app: str, work: Path, ui: U
     domains = heroku.domains()
     formation = " ".join(f"{f.type}={f.quantity}:{f.size}" for f in heroku.formation())
     version = None
+    extensions: list[str] = []
     if any((a.get("addon_service") or {}).get("name") == "heroku-postgresql" for a in addons):
         with contextlib.suppress(CutoverError):
             url = heroku.credentials_url("DATABASE")
-            version = str(PostgresAdapter(runner, masker).server_major(ConnInfo.from_url(url)))
+            postgres = PostgresAdapter(runner, masker)
+            conn = ConnInfo.from_url(url)
+            version = str(postgres.server_major(conn))
+            rows = postgres.psql(conn, "SELECT extname FROM pg_extension ORDER BY 1;")
+            extensions = [row[0] for row in rows if row]
         if version is None:
             ui.info("could not read the Postgres version from the database; "
                     "the manifest will say so", "yellow")
     return facts_from_heroku_json(info, addons, names, domains, formation,
-                                  postgres_version=version)
+                                  postgres_version=version, postgres_extensions=extensions)
 
 
 def playbook_timers(path: Path) -> list[TimerSpec]:

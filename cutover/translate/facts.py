@@ -64,6 +64,7 @@ class LiveFacts:
     config_var_names: list[str] = field(default_factory=list)
     domains: list[DomainFact] = field(default_factory=list)
     postgres_version: str | None = None
+    postgres_extensions: list[str] = field(default_factory=list)  # pg_extension of DATABASE
     stack: str | None = None
     region: str | None = None
 
@@ -209,6 +210,7 @@ def facts_from_heroku_json(
     formation: Sequence[Any] | str,
     *,
     postgres_version: str | None = None,
+    postgres_extensions: Iterable[str] = (),
 ) -> LiveFacts:
     """Build :class:`LiveFacts` from the heroku CLI's JSON output (heroku-cli.md §5).
 
@@ -224,6 +226,7 @@ def facts_from_heroku_json(
       release dynos are skipped), or the ``ps:scale`` output ``"web=2:standard-1X ..."`` as a
       string or as its tokens. When empty, the composite's ``dynos`` are counted.
     - ``postgres_version``: the ``PG Version`` of ``heroku pg:info`` when the adapter has it.
+    - ``postgres_extensions``: ``SELECT extname FROM pg_extension`` on the app's database.
 
     Malformed input raises :class:`cutover.errors.InvalidInput` naming the command and the JSON
     path.
@@ -276,6 +279,7 @@ def facts_from_heroku_json(
         config_var_names=names,
         domains=domain_facts,
         postgres_version=postgres_major(postgres_version),
+        postgres_extensions=sorted({str(e) for e in postgres_extensions} - {"plpgsql"}),
         stack=nested_name("stack"),
         region=nested_name("region"),
     )
@@ -285,7 +289,8 @@ def load_facts_file(path: Path) -> LiveFacts:
     """Read live facts saved as one JSON object holding the CLI outputs (tests, offline runs)::
 
     {"apps_info": {...}, "addons": [...], "config": ["NAME", ...] or {"NAME": "..."},
-     "domains": [...], "formation": [...] or "web=2:standard-1X", "postgres_version": "16.4"}
+     "domains": [...], "formation": [...] or "web=2:standard-1X", "postgres_version": "16.4",
+     "postgres_extensions": ["postgis", ...]}
     """
     display = str(path)
     try:
@@ -297,6 +302,9 @@ def load_facts_file(path: Path) -> LiveFacts:
     if not isinstance(data, dict):
         raise input_error(display, "expected a JSON object")
     version = data.get("postgres_version")
+    extensions = data.get("postgres_extensions") or []
+    if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
+        raise input_error(display, "expected a list of names", field="postgres_extensions")
     return facts_from_heroku_json(
         data.get("apps_info") or {},
         data.get("addons") or [],
@@ -304,4 +312,5 @@ def load_facts_file(path: Path) -> LiveFacts:
         data.get("domains") or [],
         data.get("formation") or [],
         postgres_version=version if isinstance(version, str) else None,
+        postgres_extensions=extensions,
     )

@@ -16,7 +16,15 @@ import shlex
 from typing import Any, Final
 
 from cutover.catalog import DynoSize, dyno_size, dyno_sizes
-from cutover.translate.build import build_findings, build_for, buildpack_scripts, domain_findings
+from cutover.translate.build import (
+    build_findings,
+    build_for,
+    buildpack_scripts,
+    domain_findings,
+    registry_app,
+    registry_findings,
+    registry_image,
+)
 from cutover.translate.envplan import environment
 from cutover.translate.facts import LiveFacts
 from cutover.translate.model import (
@@ -83,6 +91,7 @@ class _Translator:
         if facts is not None:
             self.inputs.append(f"live facts of {facts.app}" if facts.app else "live facts")
         self.command_port = options.port or DEFAULT_PORT
+        self.registry_app = registry_app(tree, facts)
         self.injected: set[str] = set()
         self.command_defaults: dict[str, str] = {}
 
@@ -95,6 +104,19 @@ class _Translator:
 
     def processes(self) -> tuple[list[ProcessType], ReleaseSpec | None]:
         tree = self.tree
+        if self.registry_app is not None and self.facts is not None and self.facts.formation:
+            if tree.procfile is not None:
+                self.add(
+                    "procfile-ignored",
+                    "info",
+                    "Procfile",
+                    "the app runs on Heroku's container stack: its dynos run the released "
+                    "images' CMD, not the Procfile, and so does this translation",
+                )
+            return [
+                ProcessType(f.type, None, source="live formation (container stack)")
+                for f in self.facts.formation
+            ], None
         if tree.heroku_yml is not None and tree.heroku_yml.processes:
             if tree.procfile is not None:
                 self.add(
@@ -308,7 +330,10 @@ class _Translator:
         timers, timer_specs = plan_timers(
             self.options, services, names, links, processes, self.findings, self.convert
         )
-        build_findings(self.tree, processes, self.findings)
+        if self.registry_app is not None:
+            registry_findings(self.registry_app, self.findings)
+        else:
+            build_findings(self.tree, processes, self.findings)
         domain_findings(self.facts, self.findings)
         env, dropped = environment(
             self.tree,
@@ -364,11 +389,15 @@ class _Translator:
         formation: dict[str, tuple[int | None, str | None]],
         formation_source: str | None,
     ) -> dict[str, Any]:
-        service: dict[str, Any] = {"build": build_for(process)}
+        service: dict[str, Any] = (
+            {"image": registry_image(self.registry_app, process.name)}
+            if self.registry_app is not None
+            else {"build": build_for(process)}
+        )
         if process.command:
             buildpack_scripts(self.findings, name, process.command)
             service["command"] = self.convert(process.command, name, process.source, process.line)
-        elif process.source.startswith("heroku.y"):
+        elif process.source.startswith(("heroku.y", "live formation (container")):
             self.add(
                 "command-from-image",
                 "info",

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from cutover.catalog import AddonKind, ResourceKind, shared_advice
 from cutover.catalog import addons as addon_table
+from cutover.translate.extensions import IMAGE_ONLY, POSTGIS, VECTOR, postgis_version
 from cutover.translate.facts import LiveFacts
 from cutover.translate.model import (
     MANAGED_NAME_MAX,
@@ -75,6 +76,7 @@ class Addon:
     vars: tuple[str, ...]
     attachments: tuple[str, ...]
     source: str
+    options: tuple[tuple[str, str], ...] = ()  # app.json/heroku.yml add-on options
 
 
 @dataclass
@@ -135,7 +137,15 @@ class ResourcePlanner:
                 variables = kind.default_vars if kind else ()
             attachments = (spec.as_name.upper(),) if spec.as_name else ()
             out.append(
-                Addon(spec.service, spec.plan, spec.service, variables, attachments, spec.source)
+                Addon(
+                    spec.service,
+                    spec.plan,
+                    spec.service,
+                    variables,
+                    attachments,
+                    spec.source,
+                    spec.options,
+                )
             )
         return out
 
@@ -266,8 +276,18 @@ class ResourcePlanner:
         options: dict[str, str] = {}
         addon = resource.addon
         tier = _tier(addon.plan)
+        asked = dict(addon.options)
+        image: str | None = None
         if resource.kind == "postgres":
             version = self.facts.postgres_version if self.facts else None
+            if not version and asked.get("version"):
+                version = asked["version"]
+                self.add(
+                    "postgres-version-from-options",
+                    "info",
+                    resource.name,
+                    f"PostgreSQL {version}, from the add-on's options.version in {addon.source}",
+                )
             if managed:
                 options["class"] = _RDS_CLASS_BY_TIER.get(tier, _SMALL_RDS_CLASS)
             if version:
@@ -301,16 +321,10 @@ class ResourcePlanner:
             options["class"] = (
                 _CACHE_CLASS if resource.kind in ("redis", "memcached") else (_SMALL_RDS_CLASS)
             )
-        if resource.kind == "redis" and not managed:
-            self.add(
-                "redis-version",
-                "warning",
-                resource.name,
-                "the in-cluster redis resource runs Convox's default image (redis 4.0.10) "
-                "unless options.version is set",
-                'Set options.version to the Redis version Heroku runs (e.g. "7"); clients such '
-                "as Sidekiq 7 refuse Redis older than 6.2.",
-            )
+        if resource.kind == "postgres":
+            rtype, image = self.postgres_extensions(resource.name, rtype, options)
+        if resource.kind == "redis":
+            self.redis_version(resource.name, asked, options)
         if managed and "class" in options:
             self.add(
                 "managed-class",
@@ -322,11 +336,94 @@ class ResourcePlanner:
                 "encrypted and deletionProtection for production.",
             )
         spec: dict[str, Any] = {"type": rtype}
+        if image is not None:
+            spec["image"] = image
         if options:
             spec["options"] = options
         return spec
 
     # -- environment -----------------------------------------------------------------------------
+
+    def redis_version(self, name: str, asked: dict[str, str], options: dict[str, str]) -> None:
+        if asked.get("version"):
+            options["version"] = asked["version"]
+        elif not self.options.managed:
+            self.add(
+                "redis-version",
+                "warning",
+                name,
+                "the in-cluster redis resource runs Convox's default image (redis 4.0.10) "
+                "unless options.version is set",
+                'Set options.version to the Redis version Heroku runs (e.g. "7"); clients such '
+                "as Sidekiq 7 refuse Redis older than 6.2.",
+            )
+
+    def postgres_extensions(
+        self, name: str, rtype: str, options: dict[str, str]
+    ) -> tuple[str, str | None]:
+        """The resource type and image for the extensions the app needs (see
+        :mod:`cutover.translate.extensions`); ``options`` may get a postgis version."""
+        needed = dict(self.tree.postgres_extensions)
+        for extension in self.facts.postgres_extensions if self.facts else []:
+            needed.setdefault(extension, "the live database (pg_extension)")
+        postgis = sorted(e for e in needed if e in POSTGIS)
+        vector = VECTOR in needed
+        others = sorted(e for e in needed if e in IMAGE_ONLY)
+        evidence = ", ".join(f"{e} ({needed[e]})" for e in sorted(needed))
+        if not needed:
+            return rtype, None
+        if self.options.managed:
+            self.add(
+                "postgres-extensions",
+                "info" if not others else "warning",
+                name,
+                f"the app uses {evidence}",
+                "Amazon RDS for PostgreSQL supports postgis and vector: `CREATE EXTENSION` "
+                "works after the restore."
+                + (f" Check that RDS supports {', '.join(others)}." if others else ""),
+            )
+            return rtype, None
+        major = options.get("version")
+        image: str | None = None
+        if postgis:
+            rtype = "postgis"
+            if major:
+                options["version"] = postgis_version(major)
+            self.add(
+                "postgres-postgis",
+                "change",
+                name,
+                f"the app uses {evidence}: the resource is `type: postgis` "
+                f"(image postgis/postgis:{options.get('version', '10-3.2')}), not postgres",
+                "Convox's postgres image has no PostGIS; the first restore would stop at "
+                "CREATE EXTENSION postgis. Check that the postgis/postgis tag exists for your "
+                "PostgreSQL and PostGIS versions (`heroku pg:psql -c 'SELECT postgis_version()'`).",
+            )
+        elif vector:
+            tag = f"pg{major.split('.')[0]}" if major else "pg16"
+            image = f"pgvector/pgvector:{tag}"
+            self.add(
+                "postgres-pgvector",
+                "change" if major else "guess",
+                name,
+                f"the app uses {evidence}: the resource runs the image {image} "
+                "(PostgreSQL with pgvector)",
+                "Convox's postgres image has no pgvector; the first restore would stop at "
+                "CREATE EXTENSION vector. The image must match the Heroku PostgreSQL major.",
+            )
+        if (vector and postgis) or others:
+            missing = (["vector"] if vector and postgis else []) + others
+            self.add(
+                "postgres-extension-image",
+                "warning",
+                name,
+                f"no stock image has {', '.join(missing)} "
+                + ("next to PostGIS" if postgis else "in PostgreSQL"),
+                "Build an image FROM the resource's image that installs them (e.g. Debian "
+                "package postgresql-16-pgvector), push it to a registry the rack can pull from, "
+                "and set the resource's `image:` to it.",
+            )
+        return rtype, image
 
 
 def addon_subject(addon: Addon) -> str:

@@ -18,6 +18,7 @@ from typing import Final
 import yaml
 
 from cutover.errors import InvalidInput
+from cutover.translate.extensions import detect_extensions
 from cutover.translate.model import input_error
 
 __all__ = [
@@ -81,6 +82,7 @@ class AddonSpec:
     plan: str | None
     as_name: str | None
     source: str
+    options: tuple[tuple[str, str], ...] = ()  # app.json/heroku.yml `options` ({"version": "15"})
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class SourceTree:
     aptfile: bool = False
     rails_health_route: bool = False
     files: list[str] = field(default_factory=list)
+    postgres_extensions: list[tuple[str, str]] = field(default_factory=list)  # (name, evidence)
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,6 +318,21 @@ def _app_json_env(check: _JsonChecker, raw: object) -> list[EnvSpec]:
     return env
 
 
+def _addon_options(
+    check: _JsonChecker, raw: object, at: tuple[str | int, ...]
+) -> tuple[tuple[str, str], ...]:
+    """app.json ``addons[].options``: provider options such as ``{"version": "15"}`` (Dev
+    Center, app.json schema: addons objects take ``plan``, ``as`` and ``options``)."""
+    if raw is None:
+        return ()
+    out: list[tuple[str, str]] = []
+    for key, value in check.obj(raw, at).items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise check.fail((*at, key), f"expected a string or a number, got {_describe(value)}")
+        out.append((key, str(value)))
+    return tuple(out)
+
+
 def parse_app_json(text: str, path: str = "app.json") -> AppJson:
     """Parse and check app.json (the fields translation uses; others are ignored)."""
     try:
@@ -346,16 +364,18 @@ def parse_app_json(text: str, path: str = "app.json") -> AppJson:
     addons: list[AddonSpec] = []
     for index, item in enumerate(check.lst(top.get("addons", []), ("addons",))):
         at = ("addons", index)
+        options: tuple[tuple[str, str], ...] = ()
         if isinstance(item, str):
             plan, as_name = item, None
         else:
             entry = check.obj(item, at)
             plan = check.text(entry.get("plan"), (*at, "plan"))
             as_name = check.opt_text(entry.get("as"), (*at, "as"))
+            options = _addon_options(check, entry.get("options"), (*at, "options"))
         if not plan.strip():
             raise check.fail(at, "empty add-on plan")
         service, full_plan = _split_plan(plan)
-        addons.append(AddonSpec(service, full_plan, as_name, source=path))
+        addons.append(AddonSpec(service, full_plan, as_name, source=path, options=options))
 
     buildpacks: list[str] = []
     for index, item in enumerate(check.lst(top.get("buildpacks", []), ("buildpacks",))):
@@ -463,6 +483,9 @@ def _compose_yaml(text: str, path: str) -> yaml.Node:
     return root
 
 
+_NULL: Final = yaml.ScalarNode("tag:yaml.org,2002:null", "")
+
+
 def _yml_setup(check: _YamlChecker, node: yaml.Node) -> tuple[list[AddonSpec], list[EnvSpec]]:
     addons: list[AddonSpec] = []
     config: list[EnvSpec] = []
@@ -475,7 +498,13 @@ def _yml_setup(check: _YamlChecker, node: yaml.Node) -> tuple[list[AddonSpec], l
                     raise check.fail(item, at, 'missing "plan"')
                 service, plan = _split_plan(check.scalar(entry["plan"], f"{at}.plan"))
                 as_name = check.scalar(entry["as"], f"{at}.as") if "as" in entry else None
-                addons.append(AddonSpec(service, plan, as_name, source=check.path))
+                options = tuple(
+                    (key, check.scalar(node, f"{at}.options.{key}"))
+                    for key, _, node in check.mapping(entry.get("options", _NULL), f"{at}.options")
+                )
+                addons.append(
+                    AddonSpec(service, plan, as_name, source=check.path, options=options)
+                )
         elif name == "config":
             for var, key, value_node in check.mapping(value, "setup.config"):
                 if not _ENV_NAME.match(var):
@@ -781,4 +810,5 @@ def read_sources(root: Path) -> SourceTree:
         aptfile=(root / "Aptfile").is_file(),
         rails_health_route=rails_health,
         files=files,
+        postgres_extensions=detect_extensions(root),
     )
