@@ -16,6 +16,8 @@ import shlex
 from typing import Any, Final
 
 from cutover.catalog import DynoSize, dyno_size, dyno_sizes
+from cutover.translate.bashsyntax import scan, variables_used
+from cutover.translate.boot import boot_defaults
 from cutover.translate.build import (
     build_findings,
     build_for,
@@ -94,6 +96,7 @@ class _Translator:
         self.registry_app = registry_app(tree, facts)
         self.injected: set[str] = set()
         self.command_defaults: dict[str, str] = {}
+        self.command_vars: dict[str, list[str]] = {}  # $NAME a command reads -> subjects
 
     def add(
         self, code: str, severity: Severity, subject: str, message: str, advice: str = ""
@@ -269,6 +272,8 @@ class _Translator:
             injected=frozenset(self.injected),
         )
         self.findings.extend(result.findings)
+        for name in variables_used(scan(command).text) - {"PORT"}:
+            self.command_vars.setdefault(name, []).append(subject)
         for key, value in result.defaults.items():
             if self.command_defaults.setdefault(key, value) != value:
                 self.add(
@@ -280,6 +285,15 @@ class _Translator:
                     "Use one default, or set the value in the app env.",
                 )
         return result.command
+
+    def known_names(self) -> set[str]:
+        """Config var names the sources declare or the live app has."""
+        tree = self.tree
+        names = {e.name for e in (tree.app_json.env if tree.app_json else [])}
+        names |= {e.name for e in (tree.heroku_yml.config if tree.heroku_yml else [])}
+        if self.facts is not None:
+            names |= set(self.facts.config_var_names)
+        return names
 
     def run(self) -> Translation:
         processes, release = self.processes()
@@ -335,13 +349,23 @@ class _Translator:
         else:
             build_findings(self.tree, processes, self.findings)
         domain_findings(self.facts, self.findings)
+        unmapped_vars = [v for a in addons if not is_mapped(a) for v in a.vars]
+        known = self.known_names() | self.injected | set(unmapped_vars)
+        self.command_defaults.update(
+            boot_defaults(
+                self.command_vars,
+                known | set(self.command_defaults),
+                _memory(services, names.get("web")),
+                self.findings,
+            )
+        )
         env, dropped = environment(
             self.tree,
             self.facts,
             self.findings,
             self.injected,
             addon_vars,
-            [v for a in addons if not is_mapped(a) for v in a.vars],
+            unmapped_vars,
             self.command_defaults,
         )
 
@@ -538,6 +562,16 @@ class _Translator:
         if process.name.lower() in _SINGLETON_NAMES:
             return True
         return bool(process.command and _SINGLETON_COMMAND.search(process.command))
+
+def _memory(services: dict[str, dict[str, Any]], web: str | None) -> int:
+    """The web service's scale.memory (else the first service's), else Convox's 512 MB."""
+    for name in [web, *services]:
+        if name is not None and name in services:
+            memory = services[name].get("scale", {}).get("memory")
+            if isinstance(memory, int):
+                return memory
+    return 512
+
 
 def translate(
     tree: SourceTree, facts: LiveFacts | None, options: TranslateOptions | None = None

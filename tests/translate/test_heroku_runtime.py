@@ -323,3 +323,38 @@ def test_case6_live_extensions_count_too(tmp_path: Path) -> None:
     assert isinstance(resources, dict)
     assert resources["database"]["type"] == "postgis"
     assert "postgres-extension-image" in codes  # no stock image has both
+
+
+# -- the whole kind: variables a dyno has at boot ---------------------------------------------------
+
+
+def test_boot_variables_get_defaults_or_findings(tmp_path: Path) -> None:
+    """PORT and DYNO come from the dyno manager, WEB_CONCURRENCY/MEMORY_AVAILABLE/JAVA_OPTS from
+    buildpacks' .profile.d scripts (heroku-buildpack-nodejs profile/WEB_CONCURRENCY.sh,
+    heroku-buildpack-jvm-common opt/jvmcommon.sh): not config vars, so set-env never copies
+    them. Each gets a manifest default or a finding naming it."""
+    manifest, codes = _translate(
+        tmp_path,
+        {
+            "Procfile": "web: node --max-old-space-size=$MEMORY_AVAILABLE server.js --id $DYNO\n"
+            "worker: java $JAVA_OPTS -jar app.jar --key $API_KEY\n",
+            "app.json": '{"formation": {"web": {"quantity": 1, "size": "standard-2X"}}}',
+        },
+    )
+    assert manifest["environment"] == [
+        "JAVA_OPTS=-XX:MaxRAMPercentage=75.0 -Dfile.encoding=UTF-8",
+        "MEMORY_AVAILABLE=1024",  # standard-2X: 1 GB
+    ]
+    assert "boot-variable-missing" in codes  # $DYNO
+    assert "command-variable-unknown" in codes  # $API_KEY
+
+
+def test_known_config_vars_need_no_finding(tmp_path: Path) -> None:
+    facts = LiveFacts(app="x", config_var_names=["API_KEY", "WEB_CONCURRENCY"])
+    _manifest, codes = _translate(
+        tmp_path,
+        {"Procfile": "web: gunicorn app -w $WEB_CONCURRENCY --key $API_KEY\n"},
+        facts,
+    )
+    assert "command-variable-unknown" not in codes
+    assert "boot-variable-default" not in codes
