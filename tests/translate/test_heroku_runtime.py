@@ -325,7 +325,7 @@ def test_case6_live_extensions_count_too(tmp_path: Path) -> None:
     assert "postgres-extension-image" in codes  # no stock image has both
 
 
-# -- the whole kind: variables a dyno has at boot ---------------------------------------------------
+# -- the whole kind: variables a dyno has at boot ------------------------------------------------
 
 
 def test_boot_variables_get_defaults_or_findings(tmp_path: Path) -> None:
