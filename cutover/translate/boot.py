@@ -64,6 +64,14 @@ _TABLE: Final[tuple[BootVariable, ...]] = (
     ),
     BootVariable("JAVA_TOOL_OPTIONS", "the JVM buildpack", "-Dfile.encoding=UTF-8", ""),
     BootVariable(
+        "RAILS_ENV",
+        "the Ruby buildpack (a config var it sets on the first deploy)",
+        "production",
+        "",
+    ),
+    BootVariable("RACK_ENV", "the Ruby buildpack (set on the first deploy)", "production", ""),
+    BootVariable("NODE_ENV", "the Node.js buildpack (set on the first deploy)", "production", ""),
+    BootVariable(
         "DYNO",
         "the dyno manager (web.1, worker.2, ...)",
         None,

@@ -27,6 +27,7 @@ from cutover.translate.build import (
     registry_findings,
     registry_image,
 )
+from cutover.translate.defaults import default_processes, process_manager
 from cutover.translate.envplan import environment
 from cutover.translate.facts import LiveFacts
 from cutover.translate.model import (
@@ -136,6 +137,19 @@ class _Translator:
                     "Procfile", "no process types (only release, comments or blank lines)"
                 )
             return list(tree.procfile), tree.release
+        if (self.facts is None or not self.facts.formation) and (
+            defaults := default_processes(tree.root)
+        ) is not None:
+            self.add(
+                "processes-from-buildpack",
+                "guess",
+                "Procfile",
+                f"the folder has no Procfile; the web process is the {defaults[0].source}: "
+                f"`{defaults[0].command}`",
+                "Heroku runs a buildpack's default process types when no Procfile names them; "
+                "commit a Procfile so the command is explicit.",
+            )
+            return defaults, None
         if self.facts is not None and self.facts.formation:
             processes = [
                 ProcessType(f.type, f.command, source="live formation")
@@ -420,6 +434,7 @@ class _Translator:
         )
         if process.command:
             buildpack_scripts(self.findings, name, process.command)
+            process_manager(process.command, self.tree.root, name, self.findings)
             service["command"] = self.convert(process.command, name, process.source, process.line)
         elif process.source.startswith(("heroku.y", "live formation (container")):
             self.add(

@@ -117,7 +117,7 @@ def convert_command(
         )
     tokens = _tokens(command, where, line, subject)
     has_ops = any(tok and set(tok) <= _OPERATOR_CHARS for tok in tokens)
-    has_expansion = bool(_EXPANSION.search(command))
+    has_expansion = bool(_EXPANSION.search(command)) or _has_glob(command)
     is_shell = (
         len(tokens) >= 2
         and tokens[0] in _SHELLS
@@ -182,7 +182,11 @@ def convert_command(
 
     body = _exec_last(command, subject, findings)
     shell = "bash" if bash else "sh"
-    reason = "shell operators" if has_ops else ("bash syntax" if bash else "variable expansion")
+    reason = (
+        "shell operators"
+        if has_ops
+        else ("bash syntax" if bash else "variable expansion or file name patterns")
+    )
     findings.append(
         Finding(
             "command-shell",
@@ -208,6 +212,15 @@ def convert_command(
             )
         )
     return Converted(f"{shell} -c {shlex.quote(body)}", findings, defaults)
+
+
+_GLOB: Final = re.compile(r"(?:^|\s)[^\s'\"]*[*?][^\s'\"]*")
+
+
+def _has_glob(command: str) -> bool:
+    """An unquoted ``*``/``?`` word: bash expands it (``-jar target/*.jar``), exec does not."""
+    visible = re.sub(r"'[^']*'|\"[^\"]*\"", "''", command)
+    return bool(_GLOB.search(visible))
 
 
 _NO_EXEC_FIRST: Final = frozenset({"wait", "fi", "done", "esac", "}", ")", "exit", "true"})
