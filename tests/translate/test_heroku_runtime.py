@@ -358,3 +358,23 @@ def test_known_config_vars_need_no_finding(tmp_path: Path) -> None:
     )
     assert "command-variable-unknown" not in codes
     assert "boot-variable-default" not in codes
+
+
+def test_heroku_yml_anchors_and_merge_keys(tmp_path: Path) -> None:
+    """heroku.yml is YAML: anchors and `<<:` merge keys work on Heroku, and here."""
+    manifest, _codes = _translate(
+        tmp_path,
+        {
+            "heroku.yml": "x-worker: &worker\n  image: web\nbuild:\n  docker:\n"
+            "    web: Dockerfile\nrun:\n  web: bundle exec puma -p $PORT\n  worker:\n"
+            "    <<: *worker\n    command: bundle exec sidekiq\n",
+            "Dockerfile": "FROM ruby\n",
+        },
+    )
+    services = manifest["services"]
+    assert isinstance(services, dict)
+    assert services["worker"] == {
+        "build": ".",
+        "command": "bundle exec sidekiq",
+        "scale": {"count": 1},
+    }
