@@ -30,6 +30,9 @@ from cutover.translate.build import (
 from cutover.translate.defaults import default_processes, process_manager
 from cutover.translate.envplan import environment
 from cutover.translate.facts import LiveFacts
+from cutover.translate.formation import Formation
+from cutover.translate.formation import formation as plan_formation
+from cutover.translate.formation import scale as plan_scale
 from cutover.translate.model import (
     DEFAULT_HEALTH_PATH,
     DEFAULT_PORT,
@@ -197,84 +200,6 @@ class _Translator:
                 )
         return mapping
 
-    # -- formation -----------------------------------------------------------------------------
-
-    def formation(
-        self, processes: list[ProcessType]
-    ) -> tuple[dict[str, tuple[int | None, str | None]], str | None]:
-        """Heroku type -> (quantity, size), and where it came from."""
-        known = {p.name for p in processes}
-        if self.facts is not None and self.facts.formation:
-            out: dict[str, tuple[int | None, str | None]] = {}
-            for fact in self.facts.formation:
-                if fact.type not in known:
-                    if fact.quantity > 0:
-                        self.add(
-                            "formation-extra",
-                            "warning",
-                            fact.type,
-                            f'Heroku runs {fact.quantity} "{fact.type}" dyno(s), but the '
-                            "sources define no such process type",
-                            "The deployed code is not this folder's code, or the type was removed "
-                            "without scaling it down; translate the code you will deploy.",
-                        )
-                    continue
-                out[fact.type] = (fact.quantity, fact.size)
-            return out, "live formation"
-        app_json = self.tree.app_json
-        if app_json is not None and app_json.formation:
-            out = {}
-            for spec in app_json.formation:
-                if spec.type not in known:
-                    raise input_error(
-                        app_json.path,
-                        f'process type "{spec.type}" is not in the '
-                        f"{'heroku.yml' if self.tree.heroku_yml else 'Procfile'}",
-                        line=spec.line,
-                        field=f"formation.{spec.type}",
-                    )
-                out[spec.type] = (spec.quantity, spec.size)
-            return out, app_json.path
-        return {}, None
-
-    def scale(
-        self,
-        process: ProcessType,
-        service: str,
-        formation: dict[str, tuple[int | None, str | None]],
-        formation_source: str | None,
-    ) -> dict[str, Any]:
-        quantity, size = formation.get(process.name, (None, None))
-        scale: dict[str, Any] = {}
-        if quantity is None:
-            quantity = 1
-            if formation_source == "live formation":
-                self.add(
-                    "formation-missing",
-                    "guess",
-                    service,
-                    f'the running app has no formation for "{process.name}"; count 1 assumed',
-                    "The process type is new (not deployed on Heroku yet): check the count.",
-                )
-        scale["count"] = quantity
-        if size:
-            known = dyno_size(size)
-            if known is None:
-                self.add(
-                    "dyno-size-unknown",
-                    "warning",
-                    service,
-                    f'dyno size "{size}" is not in the size table; cpu and memory left to '
-                    "Convox's defaults (250 millicores, 512 MB)",
-                    "Set scale.cpu (millicores) and scale.memory (MB) to what the process needs.",
-                )
-            else:
-                scale["cpu"] = known.cpu
-                scale["memory"] = known.memory
-        return scale
-
-    # -- add-ons and resources ------------------------------------------------------------------
-
     def convert(self, command: str, subject: str, where: str, line: int | None) -> str:
         """Convert a command (see :func:`convert_command`), keeping its findings and defaults."""
         result = convert_command(
@@ -312,7 +237,7 @@ class _Translator:
     def run(self) -> Translation:
         processes, release = self.processes()
         names = self.names(processes)
-        formation, formation_source = self.formation(processes)
+        counts, formation_source = plan_formation(self.tree, self.facts, processes, self.findings)
         if formation_source is None:
             self.add(
                 "scale-default",
@@ -342,7 +267,7 @@ class _Translator:
                 process is web,
                 port,
                 links,
-                formation,
+                counts,
                 formation_source,
             )
         if web is None:
@@ -411,7 +336,7 @@ class _Translator:
             excluded_env=[n for n in dropped if n in live_names] if self.facts else dropped,
             scale_down=[
                 name
-                for name, (quantity, _size) in formation.items()
+                for name, (quantity, _size) in counts.items()
                 if name != "web" and (quantity or 0) > 0
             ],
             inputs=self.inputs,
@@ -424,7 +349,7 @@ class _Translator:
         is_web: bool,
         port: int | None,
         links: list[str],
-        formation: dict[str, tuple[int | None, str | None]],
+        formation_map: Formation,
         formation_source: str | None,
     ) -> dict[str, Any]:
         service: dict[str, Any] = (
@@ -456,7 +381,7 @@ class _Translator:
                 "A singleton service stops the old container before starting the new one "
                 "during deploys, so scheduled tasks are not enqueued twice.",
             )
-        service["scale"] = self.scale(process, name, formation, formation_source)
+        service["scale"] = plan_scale(self.findings, process, name, formation_map, formation_source)
         if links:
             service["resources"] = list(links)
         return service
