@@ -24,12 +24,13 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from cutover.errors import InvalidInput
-from cutover.translate.model import FindingLog
-from cutover.translate.sources import ProcessType, parse_procfile
+from cutover.translate.model import FindingLog, input_error
+from cutover.translate.sources import ProcessType, ReleaseSpec, SourceTree, parse_procfile
 
-__all__ = ["default_processes", "process_manager"]
+__all__ = ["default_processes", "process_manager", "procfile_elsewhere"]
 
 
 def _text(path: Path) -> str:
@@ -154,3 +155,48 @@ def process_manager(command: str, root: Path, service: str, log: FindingLog) -> 
         "only the one serving HTTP gets `port:`. Keep the process manager only if the "
         "processes must share a filesystem.",
     )
+
+
+# Buildpacks that make Heroku read another Procfile: heroku-buildpack-multi-procfile copies
+# the file named by the PROCFILE config var to /app/Procfile at build time; monorepo
+# buildpacks (heroku-buildpack-monorepo) make the APP_BASE folder the app's root.
+_POINTERS: Final = (("PROCFILE", "{value}"), ("APP_BASE", "{value}/Procfile"))
+
+
+def procfile_elsewhere(
+    tree: SourceTree, config_names: list[str], log: FindingLog
+) -> tuple[list[ProcessType], ReleaseSpec | None] | None:
+    """The Procfile Heroku really reads when PROCFILE/APP_BASE point elsewhere, if the sources
+    say where (app.json ``env`` values); a finding when only the live app has the pointer."""
+    declared = {e.name: e.value for e in (tree.app_json.env if tree.app_json else [])}
+    buildpacks = " ".join(tree.app_json.buildpacks if tree.app_json else [])
+    for name, pattern in _POINTERS:
+        value = declared.get(name)
+        if value:
+            path = pattern.format(value=value.strip("/"))
+            if not (tree.root / path).is_file():
+                raise input_error(
+                    tree.app_json.path if tree.app_json else "app.json",
+                    f"{name} points at {path}, which is not in the folder",
+                    field=f"env.{name}",
+                )
+            text = (tree.root / path).read_text(encoding="utf-8")
+            log.add(
+                "procfile-elsewhere",
+                "change",
+                "Procfile",
+                f"{name}={value} (app.json): Heroku runs {path}, not the root Procfile; so does "
+                "this translation",
+                "Build the image so the commands of that Procfile work from its WORKDIR.",
+            )
+            return parse_procfile(text, path)
+        if name in config_names or (name == "PROCFILE" and "multi-procfile" in buildpacks):
+            log.add(
+                "procfile-pointer",
+                "warning",
+                "Procfile",
+                f"the app sets {name}: Heroku may run another Procfile than the root one",
+                f"Read it (`heroku config:get {name} -a APP`); if it names another file, "
+                "translate again with that file's processes (copy it to the root as Procfile).",
+            )
+    return None

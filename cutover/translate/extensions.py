@@ -22,7 +22,14 @@ import re
 from pathlib import Path
 from typing import Final
 
-__all__ = ["IMAGE_ONLY", "POSTGIS", "VECTOR", "detect_extensions", "postgis_version"]
+__all__ = [
+    "IMAGE_ONLY",
+    "POSTGIS",
+    "VECTOR",
+    "detect_extensions",
+    "postgis_version",
+    "ssl_required",
+]
 
 POSTGIS: Final = frozenset(
     {
@@ -84,3 +91,25 @@ def postgis_version(major: str) -> str:
     if number >= 12:
         return f"{number}-3.4"
     return f"{number}-3.2"
+
+
+# Heroku Postgres only accepts TLS connections, so apps often force it; Convox's in-cluster
+# postgres/postgis images run without TLS (the library image's default), and a client that
+# requires it fails with "server does not support SSL, but SSL was required".
+_SSL_EVIDENCE: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
+    ("*/settings*.py", re.compile(r"ssl_require\s*=\s*True")),
+    ("*/settings/*.py", re.compile(r"ssl_require\s*=\s*True")),
+    ("config/database.yml", re.compile(r"^\s*sslmode:\s*(require|verify-ca|verify-full)", re.M)),
+    ("*.js", re.compile(r"rejectUnauthorized\s*:\s*false")),
+    ("src/**/*.ts", re.compile(r"rejectUnauthorized\s*:\s*false")),
+    ("app.json", re.compile(r"sslmode=require")),
+)
+
+
+def ssl_required(root: Path) -> str | None:
+    """The file that makes the app require TLS to its database, if any."""
+    for pattern, regex in _SSL_EVIDENCE:
+        for path in sorted(root.glob(pattern)):
+            if path.is_file() and regex.search(path.read_text(encoding="utf-8", errors="replace")):
+                return str(path.relative_to(root))
+    return None

@@ -27,7 +27,7 @@ from cutover.translate.build import (
     registry_findings,
     registry_image,
 )
-from cutover.translate.defaults import default_processes, process_manager
+from cutover.translate.defaults import default_processes, process_manager, procfile_elsewhere
 from cutover.translate.envplan import environment
 from cutover.translate.facts import LiveFacts
 from cutover.translate.formation import Formation
@@ -134,6 +134,11 @@ class _Translator:
                     "for container apps, and so does this translation",
                 )
             return list(tree.heroku_yml.processes), tree.heroku_yml.release
+        elsewhere = procfile_elsewhere(
+            tree, self.facts.config_var_names if self.facts else [], self.findings
+        )
+        if elsewhere is not None and elsewhere[0]:
+            return elsewhere
         if tree.procfile is not None:
             if not tree.procfile:
                 raise input_error(

@@ -10,7 +10,13 @@ from typing import Any, Final
 
 from cutover.catalog import AddonKind, ResourceKind, shared_advice
 from cutover.catalog import addons as addon_table
-from cutover.translate.extensions import IMAGE_ONLY, POSTGIS, VECTOR, postgis_version
+from cutover.translate.extensions import (
+    IMAGE_ONLY,
+    POSTGIS,
+    VECTOR,
+    postgis_version,
+    ssl_required,
+)
 from cutover.translate.facts import LiveFacts
 from cutover.translate.model import (
     MANAGED_NAME_MAX,
@@ -323,6 +329,7 @@ class ResourcePlanner:
             )
         if resource.kind == "postgres":
             rtype, image = self.postgres_extensions(resource.name, rtype, options)
+            self.postgres_tls(resource.name)
         if resource.kind == "redis":
             self.redis_version(resource.name, asked, options)
         if managed and "class" in options:
@@ -343,6 +350,21 @@ class ResourcePlanner:
         return spec
 
     # -- environment -----------------------------------------------------------------------------
+
+    def postgres_tls(self, name: str) -> None:
+        evidence = ssl_required(self.tree.root)
+        if evidence is None or self.options.managed:
+            return
+        self.add(
+            "postgres-tls-required",
+            "warning",
+            name,
+            f"{evidence} makes the app require TLS to the database (Heroku Postgres accepts "
+            "nothing else); Convox's in-cluster postgres runs without TLS",
+            "Make TLS depend on an env var (e.g. require it only when DATABASE_SSLMODE=require) "
+            "or use --managed (rds-postgres serves TLS); otherwise the app fails with \"server "
+            "does not support SSL, but SSL was required\".",
+        )
 
     def redis_version(self, name: str, asked: dict[str, str], options: dict[str, str]) -> None:
         if asked.get("version"):

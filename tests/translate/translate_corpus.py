@@ -355,4 +355,34 @@ CORPUS: tuple[Shape, ...] = (
         expect={"services.web.command": "sh -c 'cd api && exec npm start'",
                 "services.worker.command": "sh -c 'cd jobs && exec node index.js'"},
     ),
+    Shape(
+        "multi-procfile-buildpack-app-json",
+        "heroku-buildpack-multi-procfile: app.json env PROCFILE names the Procfile to run",
+        {"Procfile": "web: echo wrong\n",
+         "apps/api/Procfile": "web: bundle exec puma -p $PORT\nworker: bundle exec sidekiq\n",
+         "Gemfile": _RAILS_GEMFILE,
+         "app.json": '{"env": {"PROCFILE": {"value": "apps/api/Procfile"}}, "buildpacks": '
+         '[{"url": "https://github.com/heroku/heroku-buildpack-multi-procfile"}, '
+         '{"url": "heroku/ruby"}]}'},
+        expect={"services.web.command": "bundle exec puma -p 3000",
+                "services.worker.command": "bundle exec sidekiq"},
+        codes=("procfile-elsewhere",),
+    ),
+    Shape(
+        "multi-procfile-live-only",
+        "apps with a PROCFILE config var set on the dashboard (value not in the sources)",
+        {"Procfile": "web: node server.js\n", "package.json": "{}"},
+        facts={"app": "mono", "config_var_names": ["PROCFILE", "NODE_ENV"]},
+        codes=("procfile-pointer",),
+    ),
+    Shape(
+        "django-ssl-require",
+        "Django on Heroku: dj_database_url.config(conn_max_age=600, ssl_require=True)",
+        {"Procfile": "web: gunicorn site.wsgi\n", "requirements.txt": "django\n",
+         "site/settings.py": "DATABASES = {'default': dj_database_url.config("
+         "conn_max_age=600, ssl_require=True)}\n",
+         "app.json": '{"addons": [{"plan": "heroku-postgresql", "options": {"version": "16"}}]}'},
+        expect={"resources.database.options.version": "16"},
+        codes=("postgres-tls-required",),
+    ),
 )
