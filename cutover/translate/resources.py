@@ -282,7 +282,7 @@ class ResourcePlanner:
         options: dict[str, str] = {}
         addon = resource.addon
         tier = _tier(addon.plan)
-        asked = dict(addon.options)
+        asked = self.addon_options(resource.name, addon)
         image: str | None = None
         if resource.kind == "postgres":
             version = self.facts.postgres_version if self.facts else None
@@ -350,6 +350,22 @@ class ResourcePlanner:
         return spec
 
     # -- environment -----------------------------------------------------------------------------
+
+    def addon_options(self, name: str, addon: Addon) -> dict[str, str]:
+        """The add-on's app.json/heroku.yml options; the ones Convox cannot take are named."""
+        asked = dict(addon.options)
+        ignored = sorted(k for k in asked if k != "version")
+        if ignored:
+            self.add(
+                "addon-options-unmapped",
+                "info",
+                name,
+                f"add-on options with no Convox equivalent: {', '.join(ignored)} "
+                f"(from {addon.source})",
+                "Convox resources take type, image and options (version, storage, class...); "
+                "fork/follow/rollback of a Heroku database become the data copy cutover does.",
+            )
+        return asked
 
     def postgres_tls(self, name: str) -> None:
         evidence = ssl_required(self.tree.root)
