@@ -81,6 +81,12 @@ __all__ = [
 
 DYNO_SIZES: Final[dict[str, DynoSize]] = dyno_sizes()
 
+# gunicorn (settings.py, `workers`: default int(os.environ.get("WEB_CONCURRENCY", 1))) and
+# uvicorn (`--workers`: default $WEB_CONCURRENCY) size themselves from WEB_CONCURRENCY, which
+# heroku-buildpack-python sets at boot from the dyno's memory.
+_IMPLICIT_CONCURRENCY: Final = re.compile(r"(?:^|[\s/])(gunicorn|uvicorn)\b")
+_WORKERS_FLAG: Final = re.compile(r"(?:\s-w\s*\S|--workers\b|WEB_CONCURRENCY)")
+
 _SINGLETON_NAMES: Final = frozenset({"clock", "beat", "scheduler", "cron", "clockwork"})
 _SINGLETON_COMMAND: Final = re.compile(r"\bcelery\b.*\bbeat\b|\bclockwork\b|\bclock\.(py|rb|js)\b")
 
@@ -216,7 +222,10 @@ class _Translator:
             injected=frozenset(self.injected),
         )
         self.findings.extend(result.findings)
-        for name in variables_used(scan(command).text) - {"PORT"}:
+        used = variables_used(scan(command).text) - {"PORT"}
+        if _IMPLICIT_CONCURRENCY.search(command) and not _WORKERS_FLAG.search(command):
+            used.add("WEB_CONCURRENCY")  # gunicorn and uvicorn read it from the env themselves
+        for name in used:
             self.command_vars.setdefault(name, []).append(subject)
         for key, value in result.defaults.items():
             if self.command_defaults.setdefault(key, value) != value:

@@ -131,9 +131,11 @@ CORPUS: tuple[Shape, ...] = (
          "requirements.txt": "django\ncelery\nredis\n"},
         facts={"app": "shop", "addons": [("heroku-redis", "heroku-redis:mini", ("REDIS_URL",))],
                "config_var_names": ["REDIS_URL", "DJANGO_SECRET_KEY"]},
-        expect={"services.beat.singleton": True, "environment": ["DJANGO_SECRET_KEY",
-                                                                  "CELERY_CONCURRENCY=2"]},
-        codes=("singleton", "command-env-default", "redis-version"),
+        expect={"services.beat.singleton": True,
+                # gunicorn sizes itself from WEB_CONCURRENCY, set at boot by the buildpack
+                "environment": ["DJANGO_SECRET_KEY", "CELERY_CONCURRENCY=2",
+                                "WEB_CONCURRENCY=2"]},
+        codes=("singleton", "command-env-default", "redis-version", "boot-variable-default"),
     ),
     Shape(
         "fastapi-uvicorn-port-fallback",
