@@ -104,6 +104,9 @@ class _Translator:
             self.inputs.append(f"live facts of {facts.app}" if facts.app else "live facts")
         self.command_port = options.port or DEFAULT_PORT
         self.registry_app = registry_app(tree, facts)
+        # the shell Heroku runs commands with: bash in buildpack slugs, the image's sh otherwise
+        uses_images = tree.heroku_yml is not None and bool(tree.heroku_yml.processes)
+        self.heroku_shell = "sh" if uses_images or self.registry_app else "bash"
         self.injected: set[str] = set()
         self.command_defaults: dict[str, str] = {}
         self.command_vars: dict[str, list[str]] = {}  # $NAME a command reads -> subjects
@@ -220,6 +223,7 @@ class _Translator:
             where=where,
             line=line,
             injected=frozenset(self.injected),
+            heroku_shell=self.heroku_shell,
         )
         self.findings.extend(result.findings)
         used = variables_used(scan(command).text) - {"PORT"}

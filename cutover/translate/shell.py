@@ -79,9 +79,15 @@ def convert_command(
     where: str,
     line: int | None,
     injected: frozenset[str] = frozenset(),
+    heroku_shell: str = "bash",
 ) -> Converted:
-    """Make a Heroku command (run by bash on Heroku) runnable as a convox.yml ``command`` (split
-    by shellquote and exec'd without a shell, after ``${...}`` interpolation from the app env).
+    """Make a Heroku command runnable as a convox.yml ``command`` (split by shellquote and
+    exec'd without a shell, after ``${...}`` interpolation from the app env).
+
+    ``heroku_shell`` is the shell Heroku ran it with: ``bash`` for Procfile lines of buildpack
+    apps; ``sh`` for heroku.yml and container-registry apps, whose commands run with the
+    image's /bin/sh (Dev Center, "Container Registry & Runtime", unsupported Dockerfile
+    commands: "SHELL - The default shell for Docker images is /bin/sh").
     """
     findings: list[Finding] = []
     defaults: dict[str, str] = {}
@@ -163,7 +169,7 @@ def convert_command(
                 )
             )
 
-    bash = bash_only_constructs(command)
+    bash = bash_only_constructs(command) if heroku_shell == "bash" else []
     if is_shell:
         return Converted(_exec_inside(tokens, command, subject, findings), findings, defaults)
     if not has_ops and not has_expansion and not bash:

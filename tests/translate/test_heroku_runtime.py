@@ -378,3 +378,18 @@ def test_heroku_yml_anchors_and_merge_keys(tmp_path: Path) -> None:
         "command": "bundle exec sidekiq",
         "scale": {"count": 1},
     }
+
+
+def test_heroku_yml_commands_keep_sh_as_on_herokus_container_runtime(tmp_path: Path) -> None:
+    """heroku.yml apps run commands with the image's /bin/sh (Dev Center, Container Registry &
+    Runtime: "The default shell for Docker images is /bin/sh"), not bash: no bash wrapping."""
+    manifest, codes = _translate(
+        tmp_path,
+        {
+            "heroku.yml": "build:\n  docker:\n    web: Dockerfile\nrun:\n"
+            "  web: source ./env.sh && puma -p $PORT\n",
+            "Dockerfile": "FROM ruby:3.3-alpine\n",
+        },
+    )
+    assert _command(manifest, "web") == "sh -c 'source ./env.sh && exec puma -p 3000'"
+    assert "command-needs-bash" not in codes
