@@ -6,7 +6,11 @@ running at every pod start, resource names that decide which variables get injec
 live in their own modules: :mod:`~cutover.translate.model` (options, findings, defaults),
 :mod:`~cutover.translate.shell` (commands), :mod:`~cutover.translate.resources` (add-ons),
 :mod:`~cutover.translate.envplan` (environment), :mod:`~cutover.translate.schedules` (timers),
-:mod:`~cutover.translate.build` (build and domains); this module orders them.
+:mod:`~cutover.translate.build` (build, registry images, domains),
+:mod:`~cutover.translate.formation` (scale), :mod:`~cutover.translate.boot` (variables a dyno
+gets at boot), :mod:`~cutover.translate.defaults` (buildpack default processes, Procfile
+pointers, process managers), :mod:`~cutover.translate.extensions` (PostGIS, pgvector, TLS);
+this module orders them.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from cutover.translate.schedules import (
     plan_timers,
     timer_specs_from_playbook,
 )
-from cutover.translate.shell import _PORT_REF, convert_command, web_port
+from cutover.translate.shell import PORT_REF, convert_command, web_port
 from cutover.translate.sources import ProcessType, ReleaseSpec, SourceTree
 
 __all__ = [
@@ -89,7 +93,6 @@ _WORKERS_FLAG: Final = re.compile(r"(?:\s-w\s*\S|--workers\b|WEB_CONCURRENCY)")
 
 _SINGLETON_NAMES: Final = frozenset({"clock", "beat", "scheduler", "cron", "clockwork"})
 _SINGLETON_COMMAND: Final = re.compile(r"\bcelery\b.*\bbeat\b|\bclockwork\b|\bclock\.(py|rb|js)\b")
-
 
 
 class _Translator:
@@ -477,7 +480,7 @@ class _Translator:
                 "Pass --port to choose another one.",
             )
             return found
-        if web.command is None or not _PORT_REF.search(web.command):
+        if web.command is None or not PORT_REF.search(web.command):
             self.add(
                 "port-assumed",
                 "guess",

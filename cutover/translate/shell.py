@@ -23,7 +23,7 @@ from typing import Final, NamedTuple
 from cutover.translate.bashsyntax import bash_only_constructs, scan
 from cutover.translate.model import Finding, input_error
 
-__all__ = ["Converted", "convert_command", "web_port"]
+__all__ = ["PORT_REF", "Converted", "convert_command", "web_port"]
 
 class Converted(NamedTuple):
     command: str
@@ -31,7 +31,7 @@ class Converted(NamedTuple):
     defaults: dict[str, str]  # ${VAR:-x} fallbacks, to become environment defaults
 
 
-_PORT_REF: Final = re.compile(r"\$\{PORT(?::?[-=][^}]*)?\}|\$PORT(?![A-Za-z0-9_])")
+PORT_REF: Final = re.compile(r"\$\{PORT(?::?[-=][^}]*)?\}|\$PORT(?![A-Za-z0-9_])")
 _PORT_FALLBACK: Final = re.compile(r"\$\{PORT:?-(\d+)\}")
 _LITERAL_PORT: Final = re.compile(
     r"(?:^|\s)(?:-p|--port)[ =](\d{2,5})\b|(?:--bind|-b|--listen|-l)[ =]\S*:(\d{2,5})\b"
@@ -62,7 +62,7 @@ def web_port(command: str | None) -> tuple[int | None, str | None]:
     fallback = _PORT_FALLBACK.search(command)
     if fallback:
         return int(fallback.group(1)), f"${{PORT:-{fallback.group(1)}}}"
-    if _PORT_REF.search(command):
+    if PORT_REF.search(command):
         return None, None
     literal = _LITERAL_PORT.search(command)
     if literal:
@@ -107,9 +107,9 @@ def convert_command(
                 "pass its words to the program as arguments.",
             )
         )
-    if _PORT_REF.search(command):
-        forms = sorted(set(_PORT_REF.findall(command)))
-        command = _PORT_REF.sub(str(port), command)
+    if PORT_REF.search(command):
+        forms = sorted(set(PORT_REF.findall(command)))
+        command = PORT_REF.sub(str(port), command)
         findings.append(
             Finding(
                 "port-fixed",
