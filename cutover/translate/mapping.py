@@ -16,7 +16,6 @@ this module orders them.
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Any, Final
 
 from cutover.catalog import DynoSize, dyno_size, dyno_sizes
@@ -52,6 +51,7 @@ from cutover.translate.model import (
     convox_name,
     input_error,
 )
+from cutover.translate.release import plan_release
 from cutover.translate.resources import ResourcePlanner, is_mapped
 from cutover.translate.schedules import (
     parse_schedule,
@@ -299,7 +299,13 @@ class _Translator:
                 "no web process type: no service gets a port or a load balancer",
                 "HTTP smoke checks cannot run; check the services with `convox ps` instead.",
             )
-        one_off = self.release(release, web, services, names) if release is not None else None
+        one_off = (
+            plan_release(
+                release, web, services, names, self.options.release_as, self.findings, self.convert
+            )
+            if release is not None
+            else None
+        )
 
         timers, timer_specs = plan_timers(
             self.options, services, names, links, processes, self.findings, self.convert
@@ -406,62 +412,6 @@ class _Translator:
         if links:
             service["resources"] = list(links)
         return service
-
-    def release(
-        self,
-        release: ReleaseSpec,
-        web: ProcessType | None,
-        services: dict[str, dict[str, Any]],
-        names: dict[str, str],
-    ) -> tuple[str, str] | None:
-        """Apply the release command; returns (command, service) when it runs as a one-off."""
-        target = names[web.name] if web is not None else next(iter(services))
-        converted = self.convert(
-            release.command, f"release ({target})", release.source, release.line
-        )
-        if release.image is not None and web is not None and release.image != web.name:
-            self.add(
-                "release-image",
-                "warning",
-                "release",
-                f'heroku.yml runs release in the "{release.image}" image; on Convox it runs '
-                f"in {target}'s image",
-                f"Make sure {target}'s image contains what the release command needs.",
-            )
-        if web is None:
-            self.add(
-                "release-target",
-                "guess",
-                "release",
-                f"no web process: the release command runs with {target}",
-            )
-        if self.options.release_as == "one-off":
-            self.add(
-                "release-one-off",
-                "change",
-                "release",
-                "the release command runs once per release, before promote (playbook "
-                "`release:`), not in convox.yml",
-                "By hand: `convox build --id -a APP` (prints the release id R), then "
-                f"`convox run {target} --release R -a APP -- {shlex.quote(converted)}`, then "
-                "`convox releases promote R -a APP`.",
-            )
-            return converted, target
-        services[target]["initContainer"] = {"command": converted}
-        replicas = services[target]["scale"].get("count", 1)
-        at_once = f", {replicas} at a time" if isinstance(replicas, int) and replicas > 1 else ""
-        self.add(
-            "release-init-container",
-            "change",
-            "release",
-            f"the release command became {target}'s initContainer: it runs before every "
-            f"{target} container starts (each deploy, restart and scale-up{at_once}), not once "
-            "per release",
-            "It must be idempotent and safe to run concurrently (Rails and Django migrations "
-            "lock; custom scripts may not). To run it once per release before promote instead, "
-            "use --release-as one-off.",
-        )
-        return None
 
     # -- pieces -------------------------------------------------------------------------------
 
