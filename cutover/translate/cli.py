@@ -26,13 +26,8 @@ from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 from cutover.translate.commands import run_init, run_translate
 from cutover.translate.facts import LiveFacts, facts_from_heroku_json
-from cutover.translate.mapping import (
-    TimerSpec,
-    TranslateOptions,
-    parse_timer_option,
-    timer_specs_from_playbook,
-)
-from cutover.translate.sources import TranslateInputError
+from cutover.translate.model import TimerSpec, TranslateOptions
+from cutover.translate.schedules import parse_timer_option, timer_specs_from_playbook
 from cutover.ui import Ui
 
 Guard = Callable[..., None]
@@ -57,18 +52,20 @@ def live_facts(runner: Runner, masker: SecretMasker, app: str, work: Path, ui: U
     domains = heroku.domains()
     formation = " ".join(f"{f.type}={f.quantity}:{f.size}" for f in heroku.formation())
     version = None
+    extensions: list[str] = []
     if any((a.get("addon_service") or {}).get("name") == "heroku-postgresql" for a in addons):
         with contextlib.suppress(CutoverError):
             url = heroku.credentials_url("DATABASE")
-            version = str(PostgresAdapter(runner, masker).server_major(ConnInfo.from_url(url)))
+            postgres = PostgresAdapter(runner, masker)
+            conn = ConnInfo.from_url(url)
+            version = str(postgres.server_major(conn))
+            rows = postgres.psql(conn, "SELECT extname FROM pg_extension ORDER BY 1;")
+            extensions = [row[0] for row in rows if row]
         if version is None:
             ui.info("could not read the Postgres version from the database; "
                     "the manifest will say so", "yellow")
-    try:
-        return facts_from_heroku_json(info, addons, names, domains, formation,
-                                      postgres_version=version)
-    except TranslateInputError as exc:
-        raise InvalidInput(str(exc)) from None
+    return facts_from_heroku_json(info, addons, names, domains, formation,
+                                  postgres_version=version, postgres_extensions=extensions)
 
 
 def playbook_timers(path: Path) -> list[TimerSpec]:
@@ -92,12 +89,9 @@ def _options(port: int | None, health: str | None, managed: bool, release_as: st
              playbook: Path | None = None) -> TranslateOptions:
     if release_as not in ("init-container", "one-off"):
         raise InvalidInput(f"--release-as {release_as}: expected init-container or one-off")
-    try:
-        specs: tuple[TimerSpec, ...] = tuple(parse_timer_option(a, c) for a, c in timers)
-        if playbook is not None:
-            specs = (*playbook_timers(playbook), *specs)
-    except TranslateInputError as exc:
-        raise InvalidInput(str(exc)) from None
+    specs: tuple[TimerSpec, ...] = tuple(parse_timer_option(a, c) for a, c in timers)
+    if playbook is not None:
+        specs = (*playbook_timers(playbook), *specs)
     return TranslateOptions(port=port, health=health, managed=managed,
                             release_as=release_as,  # type: ignore[arg-type]
                             timers=specs, jobs_service=jobs_service)

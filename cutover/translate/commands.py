@@ -2,11 +2,15 @@
 
 Both take their inputs and streams as parameters and return an exit code:
 
-- 0: a manifest was produced (with or without findings);
-- 1: ``init`` refused to overwrite an existing playbook (pass ``force``), or a file could not
-  be written;
-- 2: the input is invalid (the message names the file, line and field) or the translation
-  would be refused by convox's validation.
+- 0 (``EXIT_OK``): a manifest was produced (with or without findings);
+- 1 (``EXIT_STEP_FAILED``): ``init`` refused to overwrite an existing playbook (pass
+  ``force``), or a file could not be written;
+- 2 (``InvalidInput.exit_code``): the input is invalid (the message names the file, line and
+  field) or the translation would be refused by convox's validation.
+
+Errors are the project's (:mod:`cutover.errors`). These functions report the ones about the
+app's description themselves, because ``--json`` reports them as JSON on stderr; anything else
+(the heroku CLI failing, Ctrl-C) goes to the one error boundary in :mod:`cutover.cli`.
 
 Findings always go to ``stderr``: one line per finding (severity, subject, message, code) and an
 indented advice line; with ``as_json`` a single JSON document instead. ``stdout`` carries only
@@ -22,33 +26,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from cutover.errors import EXIT_OK, EXIT_STEP_FAILED, InvalidInput
 from cutover.fsutil import atomic_write
 from cutover.translate.facts import LiveFacts
 from cutover.translate.manifest import render, validate
-from cutover.translate.mapping import (
+from cutover.translate.mapping import translate
+from cutover.translate.model import (
     NAME_RULE,
     Finding,
     Severity,
     TranslateOptions,
     Translation,
-    translate,
+    input_error,
 )
 from cutover.translate.playbook_init import build_playbook
-from cutover.translate.sources import TranslateInputError, read_sources
+from cutover.translate.sources import read_sources
 
 __all__ = [
-    "EXIT_INVALID",
-    "EXIT_OK",
-    "EXIT_REFUSED",
     "format_findings",
     "run_init",
     "run_translate",
     "translate_folder",
 ]
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_INVALID = 2
 
 _PLURAL = {
     "info": "info",
@@ -60,23 +59,16 @@ _PLURAL = {
 _ORDER: tuple[Severity, ...] = ("warning", "unmapped", "guess", "change", "info")
 
 
-class ManifestInvalidError(Exception):
-    """The translation produced a manifest convox would refuse (convox's own messages)."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("validation errors:\n" + "\n".join(errors))
-        self.errors = errors
-
-
 def translate_folder(
     source_dir: Path, facts: LiveFacts | None, options: TranslateOptions
 ) -> tuple[Translation, str]:
-    """Read, translate, validate and render. Raises TranslateInputError/ManifestInvalidError."""
+    """Read, translate, validate and render. Raises InvalidInput (bad input, or a manifest
+    convox's validation would refuse: convox's own messages in ``details``)."""
     tree = read_sources(source_dir)
     translation = translate(tree, facts, options)
     errors = validate(translation.manifest)
     if errors:
-        raise ManifestInvalidError(errors)
+        raise InvalidInput("validation errors:", details="\n".join(errors))
     header = [
         "convox.yml written by `cutover translate` from: " + ", ".join(translation.inputs) + ".",
         "Review the findings it printed (changes, guesses, unmapped add-ons) before deploying.",
@@ -115,21 +107,13 @@ def _summary(translation: Translation, where: str) -> str:
     return f"cutover: {where}: {', '.join(sizes)}; {found}\n"
 
 
-def _report_error(error: Exception, as_json: bool, stderr: TextIO) -> None:
+def _report_error(error: InvalidInput, as_json: bool, stderr: TextIO) -> None:
+    message = "\n".join(part for part in (error.brief, error.details) if part)
     if as_json:
-        payload: dict[str, Any]
-        if isinstance(error, TranslateInputError):
-            payload = {"ok": False, "error": error.as_dict()}
-        elif isinstance(error, ManifestInvalidError):
-            payload = {"ok": False, "error": {"message": str(error), "validation": error.errors}}
-        else:
-            payload = {"ok": False, "error": {"message": str(error)}}
+        payload: dict[str, Any] = {"ok": False, "error": {"message": message}}
         stderr.write(json.dumps(payload, indent=2) + "\n")
         return
-    if isinstance(error, TranslateInputError):
-        stderr.write(f"cutover: invalid input: {error}\n")
-    else:
-        stderr.write(f"cutover: {error}\n")
+    stderr.write(f"cutover: invalid input: {message}\n")
 
 
 def _report_findings(translation: Translation, where: str, as_json: bool, stderr: TextIO) -> None:
@@ -166,9 +150,9 @@ def run_translate(
     ``stderr``. Returns 0, or 2 on invalid input, or 1 when ``output`` cannot be written."""
     try:
         translation, text = translate_folder(source_dir, facts, options)
-    except (TranslateInputError, ManifestInvalidError) as error:
+    except InvalidInput as error:
         _report_error(error, as_json, stderr)
-        return EXIT_INVALID
+        return error.exit_code
     if output is None:
         stdout.write(text)
         where = "stdout"
@@ -176,10 +160,13 @@ def run_translate(
         try:
             _write_atomic(output, text)
         except OSError as error:
-            _report_error(
-                OSError(f"cannot write {output}: {error.strerror or error}"), as_json, stderr
+            message = f"cannot write {output}: {error.strerror or error}"
+            stderr.write(
+                json.dumps({"ok": False, "error": {"message": message}}, indent=2) + "\n"
+                if as_json
+                else f"cutover: {message}\n"
             )
-            return EXIT_REFUSED
+            return EXIT_STEP_FAILED
         where = str(output)
     _report_findings(translation, where, as_json, stderr)
     return EXIT_OK
@@ -212,21 +199,18 @@ def run_init(
             f"cutover: {playbook_path} already exists; not overwritten "
             "(pass --force to replace it)\n"
         )
-        return EXIT_REFUSED
+        return EXIT_STEP_FAILED
     if not NAME_RULE.match(convox_app):
-        _report_error(
-            TranslateInputError(
-                "convox app", f'"{convox_app}" is not a valid Convox app name (^[a-z][a-z0-9-]*$)'
-            ),
-            False,
-            stderr,
+        invalid = input_error(
+            "convox app", f'"{convox_app}" is not a valid Convox app name (^[a-z][a-z0-9-]*$)'
         )
-        return EXIT_INVALID
+        _report_error(invalid, False, stderr)
+        return invalid.exit_code
     try:
         translation, text = translate_folder(source_dir, facts, options)
-    except (TranslateInputError, ManifestInvalidError) as error:
+    except InvalidInput as error:
         _report_error(error, False, stderr)
-        return EXIT_INVALID
+        return error.exit_code
 
     manifest_path = source_dir / "convox.yml"
     playbook_dir = playbook_path.parent if str(playbook_path.parent) else Path(".")
@@ -246,7 +230,7 @@ def run_init(
         _write_atomic(playbook_path, draft.text)
     except OSError as error:
         stderr.write(f"cutover: cannot write: {error.strerror or error} ({error.filename})\n")
-        return EXIT_REFUSED
+        return EXIT_STEP_FAILED
 
     _report_findings(translation, str(manifest_path), False, stderr)
     review = list(draft.review)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cutover.translate.sources import TranslateInputError
+from cutover.errors import InvalidInput
+from cutover.translate.model import input_error
 
 __all__ = [
     "AddonFact",
@@ -63,6 +64,7 @@ class LiveFacts:
     config_var_names: list[str] = field(default_factory=list)
     domains: list[DomainFact] = field(default_factory=list)
     postgres_version: str | None = None
+    postgres_extensions: list[str] = field(default_factory=list)  # pg_extension of DATABASE
     stack: str | None = None
     region: str | None = None
 
@@ -93,8 +95,8 @@ class _Shape:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, at: str, reason: str) -> TranslateInputError:
-        return TranslateInputError(self.source, reason, field=at or None)
+    def fail(self, at: str, reason: str) -> InvalidInput:
+        return input_error(self.source, reason, field=at or None)
 
     def obj(self, value: object, at: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
@@ -208,6 +210,7 @@ def facts_from_heroku_json(
     formation: Sequence[Any] | str,
     *,
     postgres_version: str | None = None,
+    postgres_extensions: Iterable[str] = (),
 ) -> LiveFacts:
     """Build :class:`LiveFacts` from the heroku CLI's JSON output (heroku-cli.md §5).
 
@@ -223,8 +226,10 @@ def facts_from_heroku_json(
       release dynos are skipped), or the ``ps:scale`` output ``"web=2:standard-1X ..."`` as a
       string or as its tokens. When empty, the composite's ``dynos`` are counted.
     - ``postgres_version``: the ``PG Version`` of ``heroku pg:info`` when the adapter has it.
+    - ``postgres_extensions``: ``SELECT extname FROM pg_extension`` on the app's database.
 
-    Malformed input raises :class:`TranslateInputError` naming the command and the JSON path.
+    Malformed input raises :class:`cutover.errors.InvalidInput` naming the command and the JSON
+    path.
     """
     info = _Shape("heroku apps:info --json").obj(apps_info, "")
     app_obj: Mapping[str, Any] = info
@@ -261,7 +266,7 @@ def facts_from_heroku_json(
     names: list[str] = []
     for config_name in config_names:
         if not isinstance(config_name, str):
-            raise TranslateInputError(
+            raise input_error(
                 "heroku config --json", f"expected names, got {type(config_name).__name__}"
             )
         if config_name not in names:
@@ -274,6 +279,7 @@ def facts_from_heroku_json(
         config_var_names=names,
         domains=domain_facts,
         postgres_version=postgres_major(postgres_version),
+        postgres_extensions=sorted({str(e) for e in postgres_extensions} - {"plpgsql"}),
         stack=nested_name("stack"),
         region=nested_name("region"),
     )
@@ -283,18 +289,22 @@ def load_facts_file(path: Path) -> LiveFacts:
     """Read live facts saved as one JSON object holding the CLI outputs (tests, offline runs)::
 
     {"apps_info": {...}, "addons": [...], "config": ["NAME", ...] or {"NAME": "..."},
-     "domains": [...], "formation": [...] or "web=2:standard-1X", "postgres_version": "16.4"}
+     "domains": [...], "formation": [...] or "web=2:standard-1X", "postgres_version": "16.4",
+     "postgres_extensions": ["postgis", ...]}
     """
     display = str(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise TranslateInputError(display, f"cannot read: {exc.strerror or exc}") from None
+        raise input_error(display, f"cannot read: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
-        raise TranslateInputError(display, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        raise input_error(display, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     if not isinstance(data, dict):
-        raise TranslateInputError(display, "expected a JSON object")
+        raise input_error(display, "expected a JSON object")
     version = data.get("postgres_version")
+    extensions = data.get("postgres_extensions") or []
+    if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
+        raise input_error(display, "expected a list of names", field="postgres_extensions")
     return facts_from_heroku_json(
         data.get("apps_info") or {},
         data.get("addons") or [],
@@ -302,4 +312,5 @@ def load_facts_file(path: Path) -> LiveFacts:
         data.get("domains") or [],
         data.get("formation") or [],
         postgres_version=version if isinstance(version, str) else None,
+        postgres_extensions=extensions,
     )

@@ -142,3 +142,37 @@ def test_translate_names_a_bad_playbook_timer(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "cutover.yml" in proc.stderr and "schedule" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_translate_runs_procfile_lines_the_way_heroku_does(tmp_path: Path) -> None:
+    """Issue 8 cases 1-3 through the real CLI: exec, comments dropped, bash where needed."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Procfile").write_text(
+        "web: python manage.py migrate --noinput && gunicorn config.wsgi --bind 0.0.0.0:$PORT\n"
+        "docs: python -m http.server $PORT # static files\n"
+        "worker: source bin/setenv.sh && exec rq worker\n"
+    )
+    proc = cutover("translate", str(app), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert services["web"]["command"].startswith("sh -c 'python manage.py migrate")
+    assert "&& exec gunicorn" in services["web"]["command"]
+    assert services["docs"]["command"] == "python -m http.server 3000"
+    assert services["worker"]["command"] == "bash -c 'source bin/setenv.sh && exec rq worker'"
+    codes = {f["code"] for f in json.loads(proc.stderr)["findings"]}
+    assert {"command-comment", "command-needs-bash", "command-shell"} <= codes
+
+
+def test_translate_invalid_input_as_json_is_the_projects_message(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "app.json").write_text('{"addons": [{"plan": "heroku-postgresql", "options": [1]}]}')
+    (app / "Procfile").write_text("web: bin/web\n")
+    proc = cutover("translate", str(app), "--json", cwd=tmp_path)
+    assert proc.returncode == 2
+    report = json.loads(proc.stderr)
+    assert report == {
+        "ok": False,
+        "error": {"message": "app.json:1: addons[0].options: expected an object, got a list"},
+    }

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from cutover.errors import InvalidInput
 from cutover.translate import (
     DYNO_SIZES,
     TimerSpec,
-    TranslateInputError,
     TranslateOptions,
     facts_from_heroku_json,
     load_facts_file,
@@ -317,7 +317,7 @@ def test_alias_when_the_variable_cannot_be_a_resource_name() -> None:
         ("FOO=1 node x.js", "env FOO=1 node x.js", ["command-env-prefix"], {}),
         (
             "bin/setup && bin/run",
-            "sh -c 'bin/setup && bin/run'",
+            "sh -c 'bin/setup && exec bin/run'",
             ["command-shell"],
             {},
         ),
@@ -335,11 +335,11 @@ def test_alias_when_the_variable_cannot_be_a_resource_name() -> None:
         ),
         (
             "bash -c 'echo ${NAME:=x}'",
-            "bash -c 'echo ${NAME:=x}'",
+            "bash -c 'exec echo ${NAME:=x}'",
             ["command-unsupported-expansion"],
             {},
         ),
-        ("bash -c 'bin/a && bin/b'", "bash -c 'bin/a && bin/b'", [], {}),
+        ("bash -c 'bin/a && bin/b'", "bash -c 'bin/a && exec bin/b'", [], {}),
         (
             "echo it's > /tmp/x",
             None,  # unbalanced quote: invalid input
@@ -352,7 +352,7 @@ def test_convert_command(
     command: str, expected: str | None, codes: list[str], defaults: dict[str, str]
 ) -> None:
     if expected is None:
-        with pytest.raises(TranslateInputError):
+        with pytest.raises(InvalidInput):
             convert_command(command, port=3000, subject="web", where="Procfile", line=1)
         return
     result = convert_command(command, port=3000, subject="web", where="Procfile", line=1)
@@ -471,7 +471,7 @@ def test_facts_from_the_cli_json_shapes() -> None:
 
 
 def test_malformed_cli_json_names_the_command_and_path() -> None:
-    with pytest.raises(TranslateInputError) as info:
+    with pytest.raises(InvalidInput) as info:
         facts_from_heroku_json({}, [{"addon_service": {"name": 3}}], [], [], [])
     assert (
         str(info.value)
@@ -594,9 +594,9 @@ def test_plain_where_the_guide_is_plain_and_quoted_where_it_quotes() -> None:
 
 
 def test_bad_health_path_is_invalid_input() -> None:
-    with pytest.raises(TranslateInputError) as info:
+    with pytest.raises(InvalidInput) as info:
         translate(_tree_with_procfile("web: bin/web\n"), None, TranslateOptions(health="healthz"))
-    assert info.value.path == "--health"
+    assert info.value.brief.startswith("--health:")
 
 
 def test_managed_without_live_facts_still_produces_a_manifest() -> None:
