@@ -272,6 +272,18 @@ def test_flag_errors(app: Sandbox) -> None:
         assert (result.returncode, result.stdout, result.stderr) == (1, "", stderr), argv
 
 
+def test_apps_create_refuses_the_app_flag_before_touching_the_rack(sandbox: Sandbox) -> None:
+    """pkg/cli/apps.go registers only --generation/-g, --timeout and --rack/-r for apps create:
+    the real CLI prints ``ERROR: unknown flag: -a`` and exits 1 before it contacts the rack."""
+    before = sandbox.state()
+    for flag in ("-a", "--app"):
+        result = sandbox.run("apps", "create", "myapp", flag, "myapp", "-r", "sandbox")
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == f"ERROR: unknown flag: {flag}\n"
+    assert sandbox.state() == before
+    assert sandbox.ok("apps", "create", "myapp", "-r", "sandbox") == "Creating myapp... OK\n"
+
+
 def test_argument_count_errors(app: Sandbox) -> None:
     cases = {
         ("racks", "x"): "ERROR: 0 args required\n",
