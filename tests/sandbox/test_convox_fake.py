@@ -661,12 +661,18 @@ def test_promote_checks_required_env(deployed: Sandbox) -> None:
 # --- services, ps, scale --------------------------------------------------------------------
 
 
-def test_services_golden(deployed: Sandbox) -> None:
+def test_services_golden_has_the_scale_column_on_v3(deployed: Sandbox) -> None:
+    # pkg/cli/services.go: SCALE after PORTS whenever a service has Min/Max, which the k8s
+    # provider (provider/k8s/service.go) sets on every service from scale.count.
     assert deployed.ok("services", "-a", "demo") == (
-        "SERVICE  DOMAIN                           PORTS\n"
-        "web      web.demo.sandbox.convox.test     443:3000\n"
-        "worker   worker.demo.sandbox.convox.test  \n"
+        "SERVICE  DOMAIN                           PORTS     SCALE\n"
+        "web      web.demo.sandbox.convox.test     443:3000  1\n"
+        "worker   worker.demo.sandbox.convox.test            1\n"
     )
+    ranged = MANIFEST.replace("    port: 3000\n", "    port: 3000\n    scale:\n      count: 2-4\n")
+    deployed.write_manifest(ranged)
+    deployed.ok("deploy", "-a", "demo")
+    assert deployed.ok("services", "-a", "demo").splitlines()[1].endswith("443:3000  2-4")
 
 
 def test_services_ps_scale_before_the_first_release(app: Sandbox) -> None:

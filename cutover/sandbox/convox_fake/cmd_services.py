@@ -34,7 +34,17 @@ def active(ctx: Ctx, state: Json) -> tuple[str, Json, Json, Manifest | None]:
     return rack_name, rack, app, manifest
 
 
+def scale_cell(low: int, high: int) -> str:
+    """``formatScaleCell`` (pkg/cli/services.go): ``2`` or ``1-3``."""
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def cmd_services(ctx: Ctx) -> None:
+    """pkg/cli/services.go: SERVICE, DOMAIN, PORTS, then SCALE when any service has Min/Max.
+
+    A v3 rack's ServiceList (provider/k8s/service.go) sets Min and Max from the manifest's
+    ``scale.count`` on every service, so SCALE is always there once a release is active.
+    """
     with ctx.store.locked() as state:
         rack_name, rack, app, manifest = active(ctx, state)
     rows = []
@@ -43,8 +53,12 @@ def cmd_services(ctx: Ctx) -> None:
             domain = f"{s.name}.{app['name']}.{rack_name}.local"
         else:
             domain = f"{s.name}.{app['name']}.{rack_domain(rack)}"
-        rows.append([s.name, domain, f"443:{s.port}" if s.port else ""])
-    ctx.out.write(table(["SERVICE", "DOMAIN", "PORTS"], rows))
+        ports = f"443:{s.port}" if s.port else ""
+        rows.append([s.name, domain, ports, scale_cell(s.count, s.count_max)])
+    headers = ["SERVICE", "DOMAIN", "PORTS"]
+    if rows:
+        headers.append("SCALE")
+    ctx.out.write(table(headers, rows))
 
 
 def cmd_ps(ctx: Ctx) -> None:
