@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Mapping
 
+from cutover.sandbox.convox_fake import waits
 from cutover.sandbox.convox_fake.context import Ctx
 from cutover.sandbox.convox_fake.model import (
     NO_RACK,
@@ -26,7 +27,7 @@ from cutover.sandbox.convox_fake.model import (
     match_rack,
 )
 from cutover.sandbox.convox_fake.output import CliError, info, now_iso, table
-from cutover.sandbox.convox_fake.runtime import WAIT, promote
+from cutover.sandbox.convox_fake.runtime import WAIT
 from cutover.sandbox.convox_fake.store import VERSION, write_current
 
 STDIN_LINE_LIMIT = 64 * 1024  # bufio.Scanner's MaxScanTokenSize
@@ -219,7 +220,7 @@ def cmd_env_set(ctx: Ctx) -> None:
     ctx.out.ok()
     ctx.out.write(f"Release: {release_id}\n")
     if ctx.flag("promote"):
-        promote(ctx, app_name, release_id)
+        waits.promote(ctx, app_name, release_id)
     if ctx.flag("id"):
         ctx.out.print_id(release_id)
 
@@ -239,7 +240,7 @@ def cmd_env_unset(ctx: Ctx) -> None:
     ctx.out.ok()
     ctx.out.write(f"Release: {release_id}\n")
     if ctx.flag("promote"):
-        promote(ctx, app_name, release_id)
+        waits.promote(ctx, app_name, release_id)
     if ctx.flag("id"):
         ctx.out.print_id(release_id)
 

@@ -8,27 +8,22 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from cutover.sandbox.convox_fake import buildjob, waits
 from cutover.sandbox.convox_fake.context import Ctx
-from cutover.sandbox.convox_fake.manifest import ManifestError, load_manifest, validate_manifest
 from cutover.sandbox.convox_fake.model import (
-    app_env,
-    create_release,
     find_build,
     find_release,
     get_app,
     latest_release,
-    new_build_id,
 )
 from cutover.sandbox.convox_fake.output import (
     CliError,
     ago,
     duration,
     info,
-    now_iso,
     rfc3339,
     table,
 )
-from cutover.sandbox.convox_fake.runtime import promote
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -58,7 +53,8 @@ def _build_description(ctx: Ctx) -> str:
 
 
 def build(ctx: Ctx) -> tuple[str, str]:
-    """The shared ``build()`` of build and deploy; returns (build id, release id) (§9)."""
+    """The shared ``build()`` of build and deploy (pkg/cli/builds.go): upload, ``BuildCreate``
+    on the rack, follow; returns (build id, release id)."""
     app_name = ctx.app_name()
     source = Path(ctx.arg(0) or ".")
     if not source.is_absolute():
@@ -72,75 +68,23 @@ def build(ctx: Ctx) -> tuple[str, str]:
     ctx.out.ok()
     ctx.out.startf("Uploading source")
     with ctx.store.locked() as state:
-        _, rack = ctx.rack(state)
+        rack_name, rack = ctx.rack(state)
         get_app(rack, app_name)
     ctx.out.ok()
     ctx.out.startf("Starting build")
-    manifest_name = ctx.string("manifest") or "convox.yml"
-    with ctx.store.locked() as state:
-        _, rack = ctx.rack(state)
-        app = get_app(rack, app_name)
-        record = {
-            "id": new_build_id(),
-            "status": "running",
-            "release": "",
-            "description": description,
-            "manifest": "",
-            "manifest_name": manifest_name,
-            "dir": str(source.resolve()),
-            "git_sha": _git(source, "rev-parse", "HEAD") or "",
-            "started": now_iso(),
-            "ended": "",
-        }
-        app["builds"].append(record)
-        env = app_env(app)
+    build_id = buildjob.create(
+        ctx.store,
+        rack_name,
+        app_name,
+        source=source,
+        manifest_name=ctx.string("manifest") or "convox.yml",
+        description=description,
+        git_sha=_git(source, "rev-parse", "HEAD") or "",
+        build_args=ctx.strings("build-args"),
+    )
     ctx.out.ok()
-    build_id = str(record["id"])
-    logs, manifest_text, failure = _run_build(source, manifest_name, env, ctx.strings("build-args"))
-    ctx.out.write(logs)
-    with ctx.store.locked() as state:
-        _, rack = ctx.rack(state)
-        app = get_app(rack, app_name)
-        stored = find_build(app, build_id)
-        stored.update(manifest=manifest_text, ended=now_iso(), logs=logs, status="failed")
-        if not failure:
-            latest = latest_release(app)
-            release = create_release(
-                app, latest["env"] if latest else "", build=build_id, description=description
-            )
-            stored.update(status="complete", release=release["id"])
-    if failure:
-        raise CliError("build failed")
-    return build_id, str(stored["release"])
-
-
-def _run_build(
-    source: Path, manifest_name: str, env: dict[str, str], build_args: list[str]
-) -> tuple[str, str, bool]:
-    """(logs, manifest text, failed): what the rack's build prints (``pkg/build``)."""
-    path = source / manifest_name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return f"ERROR: no such file: {manifest_name}\n", "", True
-    for arg in build_args:
-        key, eq, value = arg.partition("=")
-        if not eq:
-            return f"ERROR: invalid build args: {arg}\n", text, True
-        env[key] = value
-    try:
-        manifest = load_manifest(text, env)
-    except ManifestError as exc:
-        return f"ERROR: {exc}\n", text, True
-    errors = validate_manifest(manifest, env)
-    if errors:
-        return "ERROR: validation errors:\n" + "".join(e + "\n" for e in errors), text, True
-    lines = []
-    for path_ in dict.fromkeys(s.build_path for s in manifest.services if not s.image):
-        lines.append(f"Building: {path_}\n")
-    for image in dict.fromkeys(s.image for s in manifest.services if s.image):
-        lines.append(f"Running: docker pull {image}\n")
-    return "".join(lines), text, False
+    finished = waits.follow_build(ctx, app_name, build_id)
+    return build_id, str(finished["release"])
 
 
 def cmd_build(ctx: Ctx) -> None:
@@ -156,7 +100,7 @@ def cmd_deploy(ctx: Ctx) -> None:
     if ctx.flag("id"):
         ctx.out.id_mode()
     _, release_id = build(ctx)
-    promote(ctx, ctx.app_name(), release_id)
+    waits.promote(ctx, ctx.app_name(), release_id, force=ctx.flag("force"))
     if ctx.flag("id"):
         ctx.out.print_id(release_id)
 
@@ -259,5 +203,5 @@ def cmd_releases_promote(ctx: Ctx) -> None:
         if latest is None:
             raise CliError("no releases to promote")
         release_id = latest["id"]
-    promote(ctx, app_name, release_id)
+    waits.promote(ctx, app_name, release_id, force=ctx.flag("force"))
 

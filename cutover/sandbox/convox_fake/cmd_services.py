@@ -14,13 +14,13 @@ from cutover.sandbox.convox_fake.model import find_release, get_app, rack_domain
 from cutover.sandbox.convox_fake.output import CliError, ago, table
 from cutover.sandbox.convox_fake.runtime import (
     WebPlan,
-    _desired_counts,
-    _make_pods,
-    _pod_line,
-    _record_served,
     apply_web,
+    desired_counts,
+    make_pods,
     plan_web,
+    pod_line,
     pod_status,
+    record_served,
     web_service,
 )
 from cutover.sandbox.convox_fake.store import Json
@@ -153,7 +153,7 @@ def _scale_web_plan(
     if (counts[service] == 0 and not is_served) or (counts[service] > 0 and alive):
         return WebPlan()
     release = find_release(app, app["release"])
-    plan = plan_web(ctx, state, rack_name, rack, app, release, manifest, counts)
+    plan = plan_web(ctx.store, ctx.environ, state, rack_name, rack, app, release, manifest, counts)
     if plan.stop:
         rack.pop("served", None)
     return plan
@@ -171,7 +171,7 @@ def scale_service(ctx: Ctx) -> None:
         service = manifest.service(name) if manifest else None
         if service is None or manifest is None:
             raise CliError(f'deployments.apps "{name}" not found')
-        counts = _desired_counts(app, manifest)
+        counts = desired_counts(app, manifest)
         current = app["scale"][name]
         if count is not None:
             current["count"] = counts[name] = count
@@ -179,15 +179,15 @@ def scale_service(ctx: Ctx) -> None:
             if ctx.number(key) is not None:
                 current[key] = ctx.number(key)
         pods = [p for p in app["processes"] if p["service"] == name]
-        new = _make_pods(app["release"], service, max(0, counts[name] - len(pods)))
+        new = make_pods(app["release"], service, max(0, counts[name] - len(pods)))
         removed = pods[counts[name] :]
         app["processes"] = [p for p in app["processes"] if p not in removed] + new
         plan = _scale_web_plan(ctx, state, rack_name, rack, app, manifest, name, counts)
         router = state.get("router") if isinstance(state.get("router"), dict) else None
     ctx.out.write("\n")
     for pod in new:
-        ctx.out.write(_pod_line(pod, "pending"))
-    pid = apply_web(ctx, router, plan)
+        ctx.out.write(pod_line(pod, "pending"))
+    pid = apply_web(ctx.store, router, plan)
     with ctx.store.locked() as state:
         _, rack = ctx.rack(state)
         app = get_app(rack, app_name)
@@ -195,8 +195,8 @@ def scale_service(ctx: Ctx) -> None:
             if pod["status"] == "pending":
                 pod["status"] = "running"
         if pid is not None:
-            _record_served(rack, app, name, pid)
+            record_served(rack, app, name, pid)
     for pod in new:
-        ctx.out.write(_pod_line(pod, "running"))
+        ctx.out.write(pod_line(pod, "running"))
     ctx.out.ok()
 

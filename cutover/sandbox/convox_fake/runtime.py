@@ -8,7 +8,6 @@ defaults, app env).
 
 from __future__ import annotations
 
-import copy
 import re
 import sys
 import time
@@ -17,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cutover.sandbox import procs
-from cutover.sandbox.convox_fake.context import Ctx
-from cutover.sandbox.convox_fake.manifest import Manifest, Service, missing_env, release_manifest
-from cutover.sandbox.convox_fake.model import env_load, find_build, find_release, get_app
+from cutover.sandbox.convox_fake import jobs
+from cutover.sandbox.convox_fake.manifest import Manifest, Service
+from cutover.sandbox.convox_fake.model import env_load, find_build
 from cutover.sandbox.convox_fake.output import CliError, new_pod_id, now_iso
 from cutover.sandbox.convox_fake.resources import resource_env
 from cutover.sandbox.convox_fake.store import LOG_DIR, Json, Store
@@ -145,7 +144,8 @@ class WebPlan:
 
 
 def plan_web(
-    ctx: Ctx,
+    store: Store,
+    environ: Mapping[str, str],
     state: Json,
     rack_name: str,
     rack: Json,
@@ -168,15 +168,15 @@ def plan_web(
             plan.stop = None  # another app's web process keeps the router
         return plan
     plan.service = web.name
-    plan.start_env = service_env(state, rack_name, app, release, manifest, web, ctx.environ)
+    plan.start_env = service_env(state, rack_name, app, release, manifest, web, environ)
     build = find_build(app, release["build"]) if release.get("build") else {}
     source = Path(str(build.get("dir", "")))
-    plan.cwd = source if build.get("dir") and source.is_dir() else ctx.store.folder
+    plan.cwd = source if build.get("dir") and source.is_dir() else store.folder
     plan.log_name = f"{app['name']}-{web.name}"
     return plan
 
 
-def apply_web(ctx: Ctx, state_router: Json | None, plan: WebPlan) -> int | None:
+def apply_web(store: Store, state_router: Json | None, plan: WebPlan) -> int | None:
     """Stop and start as planned (outside the lock); the new pid, None if nothing started.
 
     Raises CliError("rollback") if the new process does not come up.
@@ -186,16 +186,16 @@ def apply_web(ctx: Ctx, state_router: Json | None, plan: WebPlan) -> int | None:
     if plan.start_env is None or state_router is None:
         return None
     try:
-        return _start_web(ctx.store, state_router, plan.start_env, plan.cwd, plan.log_name)
+        return _start_web(store, state_router, plan.start_env, plan.cwd, plan.log_name)
     except (procs.DaemonDiedError, TimeoutError, OSError):
         raise CliError("rollback") from None
 
 
-def _pod_line(pod: Json, status: str) -> str:
+def pod_line(pod: Json, status: str) -> str:
     return f"  {pod['id']:<32}  {pod['service']:<12}  {status}\n"
 
 
-def _desired_counts(app: Json, manifest: Manifest | None) -> dict[str, int]:
+def desired_counts(app: Json, manifest: Manifest | None) -> dict[str, int]:
     """Runtime scale persists across deploys; new services start at the manifest count (§11)."""
     if manifest is None:
         return {}
@@ -216,7 +216,7 @@ def _desired_counts(app: Json, manifest: Manifest | None) -> dict[str, int]:
     return counts
 
 
-def _make_pods(release_id: str, service: Service, count: int) -> list[Json]:
+def make_pods(release_id: str, service: Service, count: int) -> list[Json]:
     return [
         {
             "id": new_pod_id(service.name),
@@ -230,26 +230,7 @@ def _make_pods(release_id: str, service: Service, count: int) -> list[Json]:
     ]
 
 
-def wait_until_running(ctx: Ctx, app_name: str) -> None:
-    """``releasePromote`` step 1: wait while another update runs (§10)."""
-    deadline = time.monotonic() + WAIT_READY_TIMEOUT
-    with ctx.store.locked() as state:
-        _, rack = ctx.rack(state)
-        status = get_app(rack, app_name).get("status")
-    if status == "running":
-        return
-    ctx.out.startf("Waiting for app to be ready")
-    while status != "running":
-        if time.monotonic() > deadline:
-            raise CliError("timeout")
-        time.sleep(WAIT * 5)
-        with ctx.store.locked() as state:
-            _, rack = ctx.rack(state)
-            status = get_app(rack, app_name).get("status")
-    ctx.out.ok()
-
-
-def _record_served(rack: Json, app: Json, service: str, pid: int) -> None:
+def record_served(rack: Json, app: Json, service: str, pid: int) -> None:
     """Remember the web process (on its first pod and on the rack) so it can be stopped."""
     first = next((p for p in app["processes"] if p["service"] == service), None)
     if first is not None:
@@ -264,92 +245,6 @@ def _record_served(rack: Json, app: Json, service: str, pid: int) -> None:
     }
 
 
-def promote(ctx: Ctx, app_name: str, release_id: str) -> None:
-    """``releasePromote``: the shared promote of deploy, releases promote, env --promote (§10).
-
-    A web process that does not come up is a failed rollout: the app goes back to the previous
-    release (whose web process is started again) and the command fails with ``rollback``.
-    """
-    if not release_id:
-        raise CliError("no release to promote")
-    wait_until_running(ctx, app_name)
-    ctx.out.startf(f"Promoting {release_id}")
-    with ctx.store.locked() as state:
-        rack_name, rack = ctx.rack(state)
-        app = get_app(rack, app_name)
-        release = find_release(app, release_id)
-        env = env_load(release["env"])
-        manifest = release_manifest(app, release, env)
-        services = manifest.services if manifest else []
-        for service in services:
-            missing = missing_env(manifest, service, env) if manifest else []
-            if missing:
-                raise CliError(f"required env: {', '.join(missing)}")
-        previous = {
-            "release": app.get("release", ""),
-            "processes": app.get("processes", []),
-            "scale": copy.deepcopy(app.get("scale", {})),
-        }
-        counts = _desired_counts(app, manifest)
-        pods = [p for s in services for p in _make_pods(release_id, s, counts[s.name])]
-        plan = plan_web(ctx, state, rack_name, rack, app, release, manifest, counts)
-        router = state.get("router") if isinstance(state.get("router"), dict) else None
-        app.update(release=release_id, status="updating", processes=pods)
-        if plan.stop:
-            rack.pop("served", None)
-    ctx.out.write("\n")
-    for pod in pods:
-        ctx.out.write(_pod_line(pod, "pending"))
-    time.sleep(WAIT)
-    try:
-        pid = apply_web(ctx, router, plan)
-    except CliError:
-        _roll_back(ctx, app_name, previous, router)
-        raise
-    with ctx.store.locked() as state:
-        _, rack = ctx.rack(state)
-        app = get_app(rack, app_name)
-        for pod in app["processes"]:
-            pod["status"] = "running"
-        if pid is not None and plan.service:
-            _record_served(rack, app, plan.service, pid)
-        app["status"] = "running"
-        final = app.get("release")
-    for pod in pods:
-        ctx.out.write(_pod_line(pod, "running"))
-    if final != release_id:
-        raise CliError("rollback")
-    ctx.out.ok()
-
-
-def _roll_back(ctx: Ctx, app_name: str, previous: Json, router: Json | None) -> None:
-    """Put the app back on its previous release and restart that release's web process."""
-    with ctx.store.locked() as state:
-        rack_name, rack = ctx.rack(state)
-        app = get_app(rack, app_name)
-        app.update(
-            release=previous["release"],
-            processes=previous["processes"],
-            scale=previous["scale"],
-            status="running",
-        )
-        plan = WebPlan()
-        if previous["release"]:
-            old = find_release(app, previous["release"])
-            manifest = release_manifest(app, old, env_load(old["env"]))
-            counts = {name: int(s.get("count", 0)) for name, s in app["scale"].items()}
-            plan = plan_web(ctx, state, rack_name, rack, app, old, manifest, counts)
-            plan.stop = None
-    try:
-        pid = apply_web(ctx, router, plan)
-    except CliError:
-        return
-    if pid is not None and plan.service:
-        with ctx.store.locked() as state:
-            _, rack = ctx.rack(state)
-            _record_served(rack, get_app(rack, app_name), plan.service, pid)
-
-
 def pod_status(rack: Json, pod: Json) -> str:
     """A web pod whose real process died shows ``crashed``."""
     pid = pod.get("pid")
@@ -361,11 +256,13 @@ def pod_status(rack: Json, pod: Json) -> str:
 
 
 def stop_processes(config_dir: Path) -> list[int]:
-    """Stop every web process the stand-in started for ``config_dir``; return their pids."""
-    stopped = []
+    """Stop the rack-side jobs and every process the stand-in started; return their pids."""
+    with Store(config_dir).locked() as state:
+        stopped = jobs.stop_jobs(state)
     with Store(config_dir).locked() as state:
         for rack in state["racks"]:
             served = rack.pop("served", None)
             if served and _stop_web(served):
                 stopped.append(int(served["pid"]))
     return stopped
+
