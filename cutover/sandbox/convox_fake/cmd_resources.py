@@ -7,9 +7,12 @@ Facts: ``pkg/cli/resources.go`` (the proxy prints ``proxying localhost:L to H:R`
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import socket
 import threading
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from cutover.sandbox.convox_fake.cmd_services import active
@@ -23,26 +26,39 @@ from cutover.sandbox.convox_fake.store import Json
 
 
 def _resource(ctx: Ctx, state: Json, name: str) -> tuple[ResourceDef, str]:
-    """(resource, url) from the active release (§12); errors like the v3 provider."""
+    """(resource, url) as ``ResourceGet`` (provider/k8s/resource.go): the active release's
+    manifest must declare it (``no such resource``), and the rack must have created it at a
+    promote (else the k8s error about its missing config map)."""
     _, rack = ctx.rack(state)
     app = get_app(rack, ctx.app_name())
     _, manifest, env = active_manifest(app)
     resource = manifest.resource(name) if manifest else None
     if resource is None:
         raise CliError(f"no such resource: {name}")
-    return resource, resource_url(state, app["name"], resource, env)
+    if not is_overlay(resource, env) and name not in (app.get("resources") or {}):
+        raise CliError(f'configmaps "resource-{re.sub(r"[^a-z0-9-]", "", name)}" not found')
+    return resource, resource_url(state, app, resource, env)
+
+
+def _ready(ctx: Ctx, name: str) -> bool:
+    """Whether the resource accepts connections yet (provision.py: ``pending`` until made)."""
+    with ctx.store.locked() as state:
+        _, rack = ctx.rack(state)
+        record = (get_app(rack, ctx.app_name()).get("resources") or {}).get(name) or {}
+    return bool(record.get("status", "running") == "running")
 
 
 def cmd_resources(ctx: Ctx) -> None:
+    """``ResourceList``: the resources the rack created (pending ones too), not overlaid ones."""
     rows = []
     with ctx.store.locked() as state:
         _, _, app, manifest = active(ctx, state)
-        if manifest is not None:
-            env = env_load(find_release(app, app["release"])["env"])
-            for resource in sorted(manifest.resources, key=lambda r: r.name):
-                if not is_overlay(resource, env):
-                    url = resource_url(state, app["name"], resource, env)
-                    rows.append([resource.name, resource.type, url])
+        env = env_load(find_release(app, app["release"])["env"]) if manifest else {}
+        for name, record in sorted((app.get("resources") or {}).items()):
+            resource = ResourceDef(name, str(record.get("type", "")))
+            if is_overlay(resource, env):
+                continue  # the promote that overlaid it pruned the rack's own
+            rows.append([name, resource.type, resource_url(state, app, resource, env)])
     ctx.out.write(table(["NAME", "TYPE", "URL"], rows))
 
 
@@ -79,7 +95,13 @@ def _pipe(source: socket.socket, sink: socket.socket, done: threading.Event) -> 
         done.set()
 
 
-def _tunnel(client: socket.socket, host: str, port: int, out: Out) -> None:
+def _tunnel(
+    client: socket.socket, host: str, port: int, out: Out, ready: Callable[[], bool]
+) -> None:
+    if not ready():  # the resource's pod is not up yet: nothing listens behind its service
+        out.error(f"dial tcp {host}:{port}: connect: connection refused")
+        client.close()
+        return
     try:
         upstream = socket.create_connection((host, port), timeout=10)
     except OSError as exc:
@@ -119,5 +141,8 @@ def cmd_resources_proxy(ctx: Ctx) -> None:
     while True:
         client, _ = server.accept()
         ctx.out.write(f"connect: {local}\n")
-        threading.Thread(target=_tunnel, args=(client, host, remote, ctx.out), daemon=True).start()
+        ready = functools.partial(_ready, ctx, resource.name)
+        threading.Thread(
+            target=_tunnel, args=(client, host, remote, ctx.out, ready), daemon=True
+        ).start()
 

@@ -38,13 +38,17 @@ def is_overlay(resource: ResourceDef, env: Mapping[str, str]) -> bool:
     return bool(env.get(f"{env_prefix(resource.name)}_URL"))
 
 
-def resource_url(state: Json, app: str, resource: ResourceDef, env: Mapping[str, str]) -> str:
-    """The resource's URL: the overlay URL, else the configured backend's, else empty."""
+def resource_url(state: Json, app: Json, resource: ResourceDef, env: Mapping[str, str]) -> str:
+    """The resource's URL: the overlay URL, else the one the rack made for it (its config map),
+    else the configured backend's, else empty."""
     if is_overlay(resource, env):
         return env[f"{env_prefix(resource.name)}_URL"]
+    made = (app.get("resources") or {}).get(resource.name)
+    if isinstance(made, dict) and made.get("url"):
+        return str(made["url"])
     backends = state.get("resource_backends") or {}
     family = _FAMILIES.get(resource.type, resource.type)
-    backend = backends.get(f"{app}/{resource.name}") or backends.get(family)
+    backend = backends.get(f"{app['name']}/{resource.name}") or backends.get(family)
     if not isinstance(backend, dict):
         return ""
     if backend.get("url"):
@@ -63,6 +67,10 @@ def resource_url(state: Json, app: str, resource: ResourceDef, env: Mapping[str,
     return url
 
 
+def resource_family(resource_type: str) -> str:
+    return _FAMILIES.get(resource_type, resource_type)
+
+
 def _url_parts(url: str) -> dict[str, str]:
     parts = urlsplit(url)
     return {
@@ -76,7 +84,7 @@ def _url_parts(url: str) -> dict[str, str]:
 
 
 def resource_env(
-    state: Json, app: str, manifest: Manifest, service: Service, env: Mapping[str, str]
+    state: Json, app: Json, manifest: Manifest, service: Service, env: Mapping[str, str]
 ) -> dict[str, str]:
     """``<NAME>_URL/_USER/_PASS/_HOST/_PORT/_NAME`` of linked resources; aliases (§17)."""
     result: dict[str, str] = {}

@@ -14,7 +14,7 @@ import copy
 import os
 import time
 
-from cutover.sandbox.convox_fake import jobs
+from cutover.sandbox.convox_fake import jobs, provision
 from cutover.sandbox.convox_fake.manifest import missing_env, release_manifest
 from cutover.sandbox.convox_fake.model import env_load, find_release, get_app, rack_by_name
 from cutover.sandbox.convox_fake.output import CliError, now_iso
@@ -46,6 +46,7 @@ def release_promote(store: Store, rack_name: str, app_name: str, release_id: str
             "processes": app.get("processes", []),
             "scale": copy.deepcopy(app.get("scale", {})),
         }
+        provision.plan(state, app, manifest, env)
         counts = desired_counts(app, manifest)
         pods = [p for s in services for p in make_pods(release_id, s, counts[s.name])]
         app.update(release=release_id, status="updating", processes=pods)
@@ -89,6 +90,8 @@ def run(store: Store, rack_name: str, app_name: str, release_id: str) -> None:
             record_served(rack, app, plan.service, pid)
         app["status"] = "running"
         app.pop("rollout", None)
+    provision.materialize(store, rack_name, app_name, release_id)
+    with store.locked() as state:
         jobs.finished(state, "rollout", release_id)
 
 

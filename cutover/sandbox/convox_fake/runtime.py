@@ -63,7 +63,7 @@ def service_env(
     )
     if service.port:
         env["PORT"] = str(service.port)
-    env.update(resource_env(state, app["name"], manifest, service, app_values))
+    env.update(resource_env(state, app, manifest, service, app_values))
     for entry in [*manifest.environment, *service.environment]:
         key, eq, default = entry.partition("=")
         if eq:
