@@ -133,3 +133,56 @@ def test_stop_processes_stops_running_jobs(app: Sandbox) -> None:
     assert job in fake.stop_processes(app.config)
     poll(lambda: not procs.pid_alive(job))
     assert os.getpid() != job
+
+
+# --- convox run (pkg/cli/run.go, provider/k8s/process.go) -----------------------------------
+
+
+def test_run_execs_in_a_sleeping_pod_and_a_killed_cli_leaves_the_command_running(
+    deployed: Sandbox,
+) -> None:
+    marker = deployed.root / "marker"
+    script = f"sh -c 'echo started; sleep 2; echo done > {marker}'"
+    proc = deployed.start("run", "web", "-a", "demo", "--", script)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "started\n"
+    listed = deployed.ok("ps", "-a", "demo")
+    assert re.search(r"^web-[a-z0-9]{5}\s+web\s+running\s+\S+\s+.*sleep 3600$", listed, re.M)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    poll(lambda: marker.exists())
+    assert marker.read_text() == "done\n"
+    # The pod stays until its timeout: the CLI that would have stopped it is gone.
+    assert re.search(r"sleep 3600$", deployed.ok("ps", "-a", "demo"), re.M)
+
+
+def test_run_pod_ends_at_its_timeout_and_kills_the_command(deployed: Sandbox) -> None:
+    started = time.monotonic()
+    result = deployed.run("run", "web", "-t", "2", "-a", "demo", "--", "sleep 30")
+    assert result.returncode == 137  # SIGKILLed with its pod
+    assert time.monotonic() - started < 20
+    assert "sleep 2" not in deployed.ok("ps", "-a", "demo")  # the CLI stopped the pod
+
+
+def test_run_before_the_first_promote_is_refused_by_the_rack(app: Sandbox) -> None:
+    app.ok("build", "-a", "demo")
+    release = str(app.app()["releases"][-1]["id"])  # type: ignore[index]
+    result = app.run("run", "web", "--release", release, "-a", "demo", "--", "true")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        'ERROR: pods "web-" is forbidden: error looking up service account sandbox-demo/web: '
+        'serviceaccount "web" not found\n'
+    )
+
+
+def test_run_of_a_release_whose_resource_does_not_exist_yet_times_out(deployed: Sandbox) -> None:
+    fake.configure_rack(deployed.config, name="sandbox", timings={"process_wait": 1.0})
+    with_cache = (
+        "resources:\n  cache:\n    type: redis\n"
+        "services:\n  web:\n    port: 3000\n    resources:\n      - cache\n"
+    )
+    deployed.write_manifest(with_cache)
+    deployed.ok("build", "-a", "demo")
+    release = str(deployed.app()["releases"][-1]["id"])  # type: ignore[index]
+    result = deployed.run("run", "web", "--release", release, "-a", "demo", "--", "true")
+    assert (result.returncode, result.stderr) == (1, "ERROR: timeout\n")

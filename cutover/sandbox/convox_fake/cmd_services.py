@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cutover.sandbox import procs
+from cutover.sandbox.convox_fake import pods as pod_records
 from cutover.sandbox.convox_fake.context import Ctx
 from cutover.sandbox.convox_fake.manifest import Manifest, active_manifest
 from cutover.sandbox.convox_fake.model import find_release, get_app, rack_domain
@@ -64,7 +65,8 @@ def cmd_services(ctx: Ctx) -> None:
 def cmd_ps(ctx: Ctx) -> None:
     with ctx.store.locked() as state:
         _, rack, app, _ = active(ctx, state)
-    pods = sorted(app.get("processes", []), key=lambda p: (p["service"], p["id"]))
+    runs = [r for r in app.get("runs") or [] if pod_records.alive(r)]
+    pods = sorted([*app.get("processes", []), *runs], key=lambda p: (p["service"], p["id"]))
     if ctx.string("service"):
         pods = [p for p in pods if p["service"] == ctx.string("service")]
     if ctx.string("release"):

@@ -50,6 +50,9 @@ def release_promote(store: Store, rack_name: str, app_name: str, release_id: str
         counts = desired_counts(app, manifest)
         pods = [p for s in services for p in make_pods(release_id, s, counts[s.name])]
         app.update(release=release_id, status="updating", processes=pods)
+        # the release's templates create a service account per service (provider/k8s)
+        app["service_accounts"] = sorted({*app.get("service_accounts", []),
+                                          *(s.name for s in services)})
         app["rollout"] = {"release": release_id, "previous": previous, "started": now_iso()}
         jobs.spawn(store, state, "rollout", rack_name, app_name, release_id)
     return pods

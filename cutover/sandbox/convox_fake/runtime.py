@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cutover.sandbox import procs
-from cutover.sandbox.convox_fake import jobs
+from cutover.sandbox.convox_fake import jobs, pods
 from cutover.sandbox.convox_fake.manifest import Manifest, Service
 from cutover.sandbox.convox_fake.model import env_load, find_build
 from cutover.sandbox.convox_fake.output import CliError, new_pod_id, now_iso
@@ -258,7 +258,7 @@ def pod_status(rack: Json, pod: Json) -> str:
 def stop_processes(config_dir: Path) -> list[int]:
     """Stop the rack-side jobs and every process the stand-in started; return their pids."""
     with Store(config_dir).locked() as state:
-        stopped = jobs.stop_jobs(state)
+        stopped = jobs.stop_jobs(state) + pods.stop_all(state)
     with Store(config_dir).locked() as state:
         for rack in state["racks"]:
             served = rack.pop("served", None)

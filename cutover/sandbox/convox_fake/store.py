@@ -47,6 +47,8 @@ DEFAULT_TIMINGS: dict[str, float] = {
     # the CLI's poll interval while it waits for a build (pkg/cli/builds.go: 1 s tick) and for
     # the app (pkg/common/provider.go WaitForAppRunning; 5 s on a real rack)
     "poll": 1.0,
+    # how long `convox run` waits for its pod to run (pkg/common WaitForProcessRunning: 5 min)
+    "process_wait": 300.0,
     # a custom domain's certificate is issued this long after its name resolves to the router
     "certificate": 2.0,
 }
