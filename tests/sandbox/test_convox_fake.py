@@ -882,8 +882,11 @@ def test_promote_serves_the_web_service_over_https(
     app.ok("scale", "web", "--count", "1", "-a", "demo")
     assert healthz(router)[1]["release"] == second
     last = served_pid(app)
-    assert fake.stop_processes(app.config) == [last]
+    # The worker service runs too now (its sample worker process): both are stopped.
+    worker = next(p["pid"] for p in app.app()["processes"] if p["service"] == "worker")  # type: ignore[attr-defined]
+    assert sorted(fake.stop_processes(app.config)) == sorted([last, worker])
     assert not procs.pid_alive(last)
+    assert not procs.pid_alive(worker)
 
 
 def test_failed_start_rolls_back(app: Sandbox, router: tuple[fake.Router, ssl.SSLContext]) -> None:

@@ -171,3 +171,58 @@ def test_a_version_the_sandbox_cannot_run_is_refused_at_the_promote(
     assert not app.app().get("resources")
     info = app.run("resources", "info", "database", "-a", "demo")
     assert (info.returncode, info.stderr) == (1, "ERROR: no release for app: demo\n")
+
+
+WORKER_MANIFEST = """\
+resources:
+  database:
+    type: postgres
+    options:
+      version: "15"
+services:
+  web:
+    build: .
+    port: 3000
+    resources:
+      - database
+  worker:
+    build: .
+    command: bundle exec sidekiq
+    resources:
+      - database
+"""
+QUEUE = "CREATE TABLE sandbox_jobs (id serial PRIMARY KEY, done_at timestamptz, done_by text)"
+
+
+def test_a_promoted_worker_really_runs_and_scale_zero_stops_it(
+    app: Sandbox, pg_target: PgCluster
+) -> None:
+    admin_rack(app, pg_target, start=0.5)
+    fake.configure_rack(app.config, name="sandbox", timings={"rollout": 0.2})
+    app.write_manifest(WORKER_MANIFEST)
+    app.ok("deploy", "-a", "demo")
+    release = str(app.app()["release"])
+    poll(lambda: record(app)["status"] == "running")
+    url = app.ok("resources", "url", "database", "-a", "demo").strip()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(QUEUE)
+        conn.execute("INSERT INTO sandbox_jobs DEFAULT VALUES")
+
+        def done() -> bool:
+            row = conn.execute("SELECT done_by FROM sandbox_jobs WHERE id = 1").fetchone()
+            return row is not None and row[0] == release
+
+        poll(done)  # the worker consumed the job: it really runs, with the release's env
+        workers = [p for p in app.app()["processes"] if p["service"] == "worker"]  # type: ignore[attr-defined]
+        assert len(workers) == 1 and procs.pid_alive(int(workers[0]["pid"]))
+        app.ok("scale", "worker", "--count", "0", "-a", "demo")
+        assert not procs.pid_alive(int(workers[0]["pid"]))
+        assert " worker " not in app.ok("ps", "-a", "demo")
+        conn.execute("INSERT INTO sandbox_jobs DEFAULT VALUES")
+        app.ok("scale", "worker", "--count", "1", "-a", "demo")
+
+        def second_done() -> bool:
+            row = conn.execute("SELECT done_at FROM sandbox_jobs WHERE id = 2").fetchone()
+            return row is not None and row[0] is not None
+
+        poll(second_done)

@@ -22,6 +22,8 @@ from cutover.sandbox.convox_fake.runtime import (
     pod_line,
     pod_status,
     record_served,
+    start_workers,
+    stop_workers,
     web_service,
 )
 from cutover.sandbox.convox_fake.store import Json
@@ -185,10 +187,13 @@ def scale_service(ctx: Ctx) -> None:
         removed = pods[counts[name] :]
         app["processes"] = [p for p in app["processes"] if p not in removed] + new
         plan = _scale_web_plan(ctx, state, rack_name, rack, app, manifest, name, counts)
+        start_workers(ctx.store, ctx.environ, state, rack_name, app,
+                      find_release(app, app["release"]), manifest, new)
         router = state.get("router") if isinstance(state.get("router"), dict) else None
     ctx.out.write("\n")
     for pod in new:
         ctx.out.write(pod_line(pod, "pending"))
+    stop_workers(removed)
     pid = apply_web(ctx.store, router, plan)
     with ctx.store.locked() as state:
         _, rack = ctx.rack(state)

@@ -25,6 +25,8 @@ from cutover.sandbox.convox_fake.runtime import (
     make_pods,
     plan_web,
     record_served,
+    start_workers,
+    stop_workers,
 )
 from cutover.sandbox.convox_fake.store import Json, Store, timing
 
@@ -84,9 +86,13 @@ def run(store: Store, rack_name: str, app_name: str, release_id: str) -> None:
         with store.locked() as state:
             jobs.finished(state, "rollout", release_id)
         return
+    stop_workers(rollout["previous"].get("processes") or [])
     with store.locked() as state:
         rack = rack_by_name(state, rack_name)
         app = get_app(rack, app_name)
+        release = find_release(app, release_id)
+        start_workers(store, os.environ, state, rack_name, app, release, manifest,
+                      app["processes"])
         for pod in app["processes"]:
             pod["status"] = "running"
         if pid is not None and plan.service:

@@ -29,6 +29,7 @@ WAIT = 0.02
 READY_TIMEOUT = 20.0
 WAIT_READY_TIMEOUT = 60.0
 SAMPLEAPP_MODULE = "cutover.sandbox.sampleapp"
+SAMPLEWORKER_MODULE = "cutover.sandbox.sampleworker"
 # The operator's environment does not leak into a "container"; only these pass through.
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
 
@@ -246,12 +247,60 @@ def record_served(rack: Json, app: Json, service: str, pid: int) -> None:
 
 
 def pod_status(rack: Json, pod: Json) -> str:
-    """A web pod whose real process died shows ``crashed``."""
+    """A pod whose real process (web or worker) died shows ``crashed``."""
     pid = pod.get("pid")
-    served = rack.get("served") or {}
-    if pid and served.get("pid") == pid and not procs.pid_alive(int(pid)):
+    if pid and pod.get("status") == "running" and not procs.pid_alive(int(pid)):
         return "crashed"
     return str(pod.get("status", "running"))
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return SAMPLEWORKER_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def start_workers(
+    store: Store,
+    environ: Mapping[str, str],
+    state: Json,
+    rack_name: str,
+    app: Json,
+    release: Json,
+    manifest: Manifest | None,
+    pods: list[Json],
+) -> None:
+    """Start the sample worker for every pod of a service the router does not serve (called
+    under the lock; sets each pod's ``pid``). The stand-in builds no images: whatever the
+    service's command, its process is :mod:`cutover.sandbox.sampleworker`."""
+    if manifest is None:
+        return
+    web = web_service(manifest)
+    build = find_build(app, release["build"]) if release.get("build") else {}
+    source = Path(str(build.get("dir", "")))
+    cwd = source if build.get("dir") and source.is_dir() else store.folder
+    folder = procs.ensure_private_dir(store.folder / LOG_DIR)
+    for pod in pods:
+        service = manifest.service(pod["service"])
+        if service is None or (web is not None and service.name == web.name) or pod.get("pid"):
+            continue
+        env = service_env(state, rack_name, app, release, manifest, service, environ)
+        pod["pid"] = procs.spawn_daemon(
+            [sys.executable, "-m", SAMPLEWORKER_MODULE],
+            log_path=folder / f"{app['name']}-{pod['id']}.log", env=env, cwd=cwd,
+        )
+
+
+def stop_workers(pods: list[Json]) -> list[int]:
+    """Stop the worker processes of ``pods``; return their pids."""
+    stopped = []
+    for pod in pods:
+        pid = int(pod.get("pid") or 0)
+        if pid > 0 and procs.pid_alive(pid) and _is_worker(pid):
+            procs.stop_pid(pid, timeout=10.0)
+            stopped.append(pid)
+    return stopped
 
 
 
@@ -259,6 +308,11 @@ def stop_processes(config_dir: Path) -> list[int]:
     """Stop the rack-side jobs and every process the stand-in started; return their pids."""
     with Store(config_dir).locked() as state:
         stopped = jobs.stop_jobs(state) + pods.stop_all(state)
+        for rack in state["racks"]:
+            for app in (rack.get("apps") or {}).values():
+                stopped += stop_workers(app.get("processes") or [])
+                stopped += stop_workers((app.get("rollout") or {}).get("previous", {})
+                                        .get("processes") or [])
     with Store(config_dir).locked() as state:
         for rack in state["racks"]:
             served = rack.pop("served", None)
