@@ -130,15 +130,20 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any,
     say("sandbox CA and certificates")
     ca = SandboxCA.create(folder / "ca")
     cert, key = folder / "ca" / "server.pem", folder / "ca" / "server-key.pem"
-    names = [RECORD, ROUTER, f"web.{CONVOX_APP}.{RACK_DOMAIN}", HEROKU_DNS_TARGET,
-             HEROKU_HOSTNAME, "localhost", "127.0.0.1"]
+    # Heroku's side (its API, backups and the app, which Heroku's ACM certifies for RECORD).
+    names = [RECORD, HEROKU_DNS_TARGET, HEROKU_HOSTNAME, "localhost", "127.0.0.1"]
     ca.issue(names, cert, key)
+    # The Convox router's default certificate: the rack's own names, not the custom domain,
+    # which gets its certificate only once DNS points at the router (convox_fake/certs.py).
+    router_cert, router_key = folder / "ca" / "router.pem", folder / "ca" / "router-key.pem"
+    ca.issue([ROUTER, f"web.{CONVOX_APP}.{RACK_DOMAIN}", "localhost", "127.0.0.1"],
+             router_cert, router_key)
 
     src_password, dst_password = _start_databases(folder, data, rows, say)
     api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say)
     knot = _start_dns(folder, data, say)
-    convox_config, bin_dir = _start_convox(folder, data, cert, key, dst_password, say,
-                                           rack_timings)
+    convox_config, bin_dir = _start_convox(folder, data, router_cert, router_key, dst_password,
+                                           say, rack_timings)
     _write_env(folder, data, api_key, home, ca, knot, convox_config, bin_dir)
     data["started_at"] = time.time()
 
@@ -199,6 +204,8 @@ def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca:
         **{k: str(v) for k, v in config.items()},
         "PORT": str(ports["heroku_app"]), "TLS_CERT": str(cert), "TLS_KEY": str(key),
         "PLATFORM": "heroku", "APP": HEROKU_APP,
+        # maintenance mode: the app answers Heroku's maintenance page (sampleapp.Maintenance)
+        "SANDBOX_HEROKU_STATE": str(folder / "heroku" / "state.json"),
         "DATABASE_URL": heroku_api.database_url(
             {"host": "127.0.0.1", "port": ports["pg_heroku"], "user": SOURCE_USER,
              "password": src_password, "database": SOURCE_DB}),
@@ -231,7 +238,9 @@ def _start_convox(folder: Path, data: dict[str, Any], cert: Path, key: Path, dst
     admin = pgcluster.load(folder / "pg-convox.json")
     convox_fake.configure_rack(
         convox_config, name=RACK, domain=ROUTER,
-        router=convox_fake.Router("127.0.0.1", ports["router"], str(cert), str(key)),
+        router=convox_fake.Router("127.0.0.1", ports["router"], str(cert), str(key),
+                                  ca_folder=str(folder / "ca"), dns_host="127.0.0.1",
+                                  dns_port=ports["dns"]),
         postgres=convox_fake.PostgresBackend(
             "127.0.0.1", ports["pg_convox"], TARGET_USER, dst_password, TARGET_DB,
             admin_user=admin.superuser, admin_password=admin.password),

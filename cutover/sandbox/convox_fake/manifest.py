@@ -45,6 +45,7 @@ class Service:
     internal_router: bool = False
     deployment_min: int = 50
     deployment_max: int = 200
+    domains: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -103,6 +104,17 @@ def _env_list(value: Any) -> list[str]:
     if isinstance(value, list):
         return [_scalar(v) for v in value]
     raise ManifestError(f"unknown type for service environment: {_go_value(value)}")
+
+
+def _domains(value: Any) -> list[str]:
+    """``ServiceDomains.UnmarshalYAML`` (pkg/manifest/yaml.go): a list, or a comma list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [d.strip() for d in value.split(",") if d.strip()]
+    if isinstance(value, list) and all(isinstance(d, str) for d in value):
+        return [d.strip() for d in value if d.strip()]
+    raise ManifestError(f"unknown type for service domain: {_go_value(value)}")
 
 
 def _int(value: Any, what: str) -> int:
@@ -193,6 +205,7 @@ def load_manifest(text: str, env: Mapping[str, str]) -> Manifest:
         elif build is not None:
             service.build_path = _scalar(build) or "."
         service.environment = _env_list(body.get("environment"))
+        service.domains = _domains(body.get("domain"))
         service.resources = [_scalar(r) for r in body.get("resources") or []]
         _parse_scale(service, body.get("scale"))
         service.internal = body.get("internal") is True

@@ -14,7 +14,7 @@ import copy
 import os
 import time
 
-from cutover.sandbox.convox_fake import jobs, provision
+from cutover.sandbox.convox_fake import certs, jobs, provision
 from cutover.sandbox.convox_fake.manifest import missing_env, release_manifest
 from cutover.sandbox.convox_fake.model import env_load, find_release, get_app, rack_by_name
 from cutover.sandbox.convox_fake.output import CliError, now_iso
@@ -99,6 +99,7 @@ def run(store: Store, rack_name: str, app_name: str, release_id: str) -> None:
             record_served(rack, app, plan.service, pid)
         app["status"] = "running"
         app.pop("rollout", None)
+        certs.ensure(store, state, rack_name, app_name, manifest)
     provision.materialize(store, rack_name, app_name, release_id)
     with store.locked() as state:
         jobs.finished(state, "rollout", release_id)

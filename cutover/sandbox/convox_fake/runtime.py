@@ -112,6 +112,7 @@ def _start_web(store: Store, router: Json, env: Mapping[str, str], cwd: Path, lo
         SAMPLEAPP_HOST=str(router.get("host", "127.0.0.1")),
         TLS_CERT=str(router.get("tls_cert", "")),
         TLS_KEY=str(router.get("tls_key", "")),
+        TLS_CERT_DIR=str(store.folder / "router-certs"),  # certs.py issues custom domains here
     )
     pid = procs.spawn_daemon(
         [sys.executable, "-m", SAMPLEAPP_MODULE], log_path=log_path, env=child_env, cwd=cwd

@@ -119,12 +119,18 @@ class Store:
 
 @dataclass(frozen=True)
 class Router:
-    """Where a promoted web service listens (HTTPS with this certificate)."""
+    """Where a promoted web service listens (HTTPS with this default certificate)."""
 
     host: str
     port: int
     tls_cert: str
     tls_key: str
+    # Custom domains (``domain:`` in convox.yml) get certificates from this sandbox CA folder
+    # (cutover.sandbox.tls.SandboxCA) once this DNS server answers the name with a CNAME to
+    # the rack's router; without them the router only ever has its default certificate.
+    ca_folder: str = ""
+    dns_host: str = ""
+    dns_port: int = 0
 
 
 @dataclass(frozen=True)
