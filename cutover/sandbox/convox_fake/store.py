@@ -5,6 +5,25 @@ The CLI's settings folder is ``$CONVOX_CONFIG``, else ``$XDG_CONFIG_HOME/convox`
 ``<settings>/sandbox-rack.json``: a 0600 JSON file written atomically under an exclusive lock
 (``sandbox-rack.lock``). The sandbox writes racks, router, resource backends and timings
 (:func:`configure_rack`); the CLI and the rack-side jobs add apps, builds, releases, processes.
+Schema 1 (keys added since stay optional)::
+
+    {
+      "schema": 1,
+      "racks": [{"name": "sandbox", "provider": "local", "status": "running",
+                 "version": "3.19.0", "domain": "router.sandbox.convox.test",
+                 "region": "", "url": "https://...",      # optional
+                 "apps": {"<app>": {"status", "release", "releases", "builds", "scale",
+                                    "processes", "runs", "resources", "service_accounts",
+                                    "rollout"}},
+                 "served": {...}}],                       # the web process on the router
+      "router": {"host", "port", "tls_cert", "tls_key", "ca_folder", "dns_host", "dns_port"},
+      "resource_backends": {"postgres": {"host", "port", "user", "password", "dbname",
+                                         "admin_user", "admin_password"}},
+      "timings": {"build_running": 0.5, ...},             # overrides of DEFAULT_TIMINGS
+      "jobs": [{"pid", "kind", "rack", "app", "id"}],      # rack-side work in progress
+      "certificates": {"<domain>": {"status": "pending" | "issued"}},
+      "faults": [{"command": "deploy", "stderr": "ERROR: err1\\n", "exit": 1, "times": 1}]
+    }
 """
 
 from __future__ import annotations
