@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from convox_support import BUILD, FAST, RELEASE, Sandbox
 
@@ -186,3 +188,21 @@ def test_run_of_a_release_whose_resource_does_not_exist_yet_times_out(deployed: 
     release = str(deployed.app()["releases"][-1]["id"])  # type: ignore[index]
     result = deployed.run("run", "web", "--release", release, "-a", "demo", "--", "true")
     assert (result.returncode, result.stderr) == (1, "ERROR: timeout\n")
+
+
+def test_rack_jobs_do_not_inherit_the_operators_environment(app: Sandbox) -> None:
+    fake.configure_rack(app.config, name="sandbox", timings={**VISIBLE, "build_running": 60.0})
+    proc = subprocess.Popen(
+        ["convox", "build", "-a", "demo"], cwd=app.work, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=app.env(OPERATOR_TOKEN="op-s3cret-token"),
+    )
+    app.children.append(proc)  # type: ignore[arg-type]
+    poll(lambda: bool(fake.read_state(app.config).get("jobs")))
+    job = int(fake.read_state(app.config)["jobs"][0]["pid"])
+    environ = Path(f"/proc/{job}/environ").read_bytes()
+    assert b"op-s3cret-token" not in environ and b"OPERATOR_TOKEN" not in environ
+    assert b"PATH=" in environ
+    proc.kill()
+    proc.wait(timeout=10)
+    fake.stop_processes(app.config)

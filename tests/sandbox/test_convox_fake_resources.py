@@ -93,6 +93,10 @@ def test_postgres_resource_is_created_empty_at_the_first_promote_and_starts_late
     assert record(app)["status"] == "pending"
     assert not can_connect(url)
     assert app.ok("resources", "-a", "demo").splitlines()[1].startswith("database  postgres  ")
+    # pkg/cli/resources.go ResourcesInfo: Name, Type, URL; neither command shows the version.
+    info = app.ok("resources", "info", "database", "-a", "demo")
+    assert [line.split()[0] for line in info.splitlines()] == ["Name", "Type", "URL"]
+    assert app.app()["resources"]["database"]["version"] == "15"  # type: ignore[index]
     poll(lambda: record(app)["status"] == "running")
     with psycopg.connect(url) as conn:
         user_tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from cutover.sandbox import procs
-from cutover.sandbox.convox_fake.store import Json, Store, log_dir
+from cutover.sandbox.convox_fake.store import PASSTHROUGH_ENV, Json, Store, log_dir
 
 JOB_MODULE = "cutover.sandbox.convox_fake.jobs"
 
@@ -27,7 +27,7 @@ def spawn(store: Store, state: Json, kind: str, rack: str, app: str, ident: str)
     pid = procs.spawn_daemon(
         [sys.executable, "-m", JOB_MODULE, kind, str(store.folder), rack, app, ident],
         log_path=log_dir(store.folder) / f"job-{kind}-{app}-{ident}.log",
-        env=dict(os.environ),
+        env={k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ},
         cwd=store.folder,
     )
     state.setdefault("jobs", []).append(

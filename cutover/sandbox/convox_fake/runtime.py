@@ -21,7 +21,7 @@ from cutover.sandbox.convox_fake.manifest import Manifest, Service
 from cutover.sandbox.convox_fake.model import env_load, find_build
 from cutover.sandbox.convox_fake.output import CliError, new_pod_id, now_iso
 from cutover.sandbox.convox_fake.resources import resource_env
-from cutover.sandbox.convox_fake.store import LOG_DIR, Json, Store
+from cutover.sandbox.convox_fake.store import LOG_DIR, PASSTHROUGH_ENV, Json, Store
 
 # The real CLI sleeps 5 s before and between its polls; the stand-in keeps the printed lines and
 # only pauses this long.
@@ -30,8 +30,6 @@ READY_TIMEOUT = 20.0
 WAIT_READY_TIMEOUT = 60.0
 SAMPLEAPP_MODULE = "cutover.sandbox.sampleapp"
 SAMPLEWORKER_MODULE = "cutover.sandbox.sampleworker"
-# The operator's environment does not leak into a "container"; only these pass through.
-PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
 
 
 def base_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -50,6 +50,8 @@ SCHEMA = 1
 STATE_FILE = "sandbox-rack.json"
 LOCK_FILE = "sandbox-rack.lock"
 LOG_DIR = "sandbox-logs"
+# The operator's environment does not leak into the rack or a "container"; only these pass.
+PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
 
 # How long the rack takes, in seconds. Realistic but short defaults (a real rack takes minutes
 # to build and roll out); tests shorten them through ``configure_rack(timings=...)``. None may be
