@@ -391,6 +391,10 @@ def test_build_reports_manifest_errors(app: Sandbox) -> None:
         "timers:\n  nightly:\n    schedule: '0 3 * * ?'\n    service: nope\n": (
             "timer nightly references a service that does not exist: nope"
         ),
+        # pkg/manifest/yaml.go ServiceDomains: Errorf("unknown type for service domain: %T")
+        "services:\n  web:\n    port: 3000\n    domain: [a.example.test, 5]\n": (
+            "unknown type for service domain: int"
+        ),
     }
     for manifest, message in cases.items():
         app.write_manifest(manifest)

@@ -29,7 +29,7 @@ Like a real rack (and unlike the first versions of this stand-in):
 
 Rack timings (seconds, :data:`.store.DEFAULT_TIMINGS`, set with ``configure_rack(timings=)`` or
 ``manager.up(rack_timings=)``): ``build_created`` 1, ``build_running`` 4, ``rollout`` 3,
-``resource_start`` 15, ``poll`` 1 (the CLI's poll interval), ``process_wait`` 300,
+``resource_start`` 8, ``poll`` 1 (the CLI's poll interval), ``process_wait`` 300,
 ``certificate`` 2. None may be zero.
 
 Deliberate differences from a real rack:

@@ -106,15 +106,34 @@ def _env_list(value: Any) -> list[str]:
     raise ManifestError(f"unknown type for service environment: {_go_value(value)}")
 
 
+def _go_type(value: Any) -> str:
+    """Go's ``%T`` of a value yaml.v2 decoded into ``interface{}``."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, dict):
+        return "map[interface {}]interface {}"
+    if isinstance(value, list):
+        return "[]interface {}"
+    return "<nil>" if value is None else "string"
+
+
 def _domains(value: Any) -> list[str]:
-    """``ServiceDomains.UnmarshalYAML`` (pkg/manifest/yaml.go): a list, or a comma list."""
+    """``ServiceDomains.UnmarshalYAML`` (pkg/manifest/yaml.go): a list of strings, or a string
+    split at commas; blanks dropped."""
     if value is None:
         return []
     if isinstance(value, str):
         return [d.strip() for d in value.split(",") if d.strip()]
-    if isinstance(value, list) and all(isinstance(d, str) for d in value):
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, str):
+                raise ManifestError(f"unknown type for service domain: {_go_type(item)}")
         return [d.strip() for d in value if d.strip()]
-    raise ManifestError(f"unknown type for service domain: {_go_value(value)}")
+    raise ManifestError(f"unknown type for service domain: {_go_type(value)}")
 
 
 def _int(value: Any, what: str) -> int:

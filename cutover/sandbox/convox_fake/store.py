@@ -64,7 +64,7 @@ DEFAULT_TIMINGS: dict[str, float] = {
     # a promote's rollout: pods "pending" this long before they run and the app is "running"
     "rollout": 3.0,
     # a resource created by a promote refuses connections this long after it was created
-    "resource_start": 15.0,
+    "resource_start": 8.0,
     # the CLI's poll interval while it waits for a build (pkg/cli/builds.go: 1 s tick) and for
     # the app (pkg/common/provider.go WaitForAppRunning; 5 s on a real rack)
     "poll": 1.0,
