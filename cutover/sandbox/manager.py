@@ -91,8 +91,13 @@ def is_up(folder: Path) -> bool:
     return all(procs.pid_alive(int(p)) for p in data.get("pids", {}).values())
 
 
-def up(folder: Path, *, rows: int = 3000, say: Any = print) -> dict[str, Any]:
-    """Start the sandbox (or report the running one). Returns its state document."""
+def up(folder: Path, *, rows: int = 3000, say: Any = print,
+       rack_timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Start the sandbox (or report the running one). Returns its state document.
+
+    ``rack_timings`` overrides the convox stand-in's rack timings (seconds, each > 0; see
+    ``convox_fake.store.DEFAULT_TIMINGS``): tests shorten builds, rollouts, resource start-up.
+    """
     folder = folder.absolute()
     existing = _load(folder)
     if existing and is_up(folder):
@@ -104,7 +109,7 @@ def up(folder: Path, *, rows: int = 3000, say: Any = print) -> dict[str, Any]:
     procs.ensure_private_dir(folder)
     data: dict[str, Any] = {"folder": str(folder), "pids": {}, "ports": {}}
     try:
-        _start(folder, data, rows, say)
+        _start(folder, data, rows, say, rack_timings or {})
     except BaseException:
         _save(folder, data)
         say("sandbox up failed: stopping what was started")
@@ -115,7 +120,8 @@ def up(folder: Path, *, rows: int = 3000, say: Any = print) -> dict[str, Any]:
     return data
 
 
-def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
+def _start(folder: Path, data: dict[str, Any], rows: int, say: Any,
+           rack_timings: dict[str, float]) -> None:
     ports = data["ports"]
     for name in ("heroku_api", "backups", "heroku_app", "router", "dns", "pg_heroku", "pg_convox"):
         ports[name] = procs.free_port()
@@ -124,14 +130,20 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any) -> None:
     say("sandbox CA and certificates")
     ca = SandboxCA.create(folder / "ca")
     cert, key = folder / "ca" / "server.pem", folder / "ca" / "server-key.pem"
-    names = [RECORD, ROUTER, f"web.{CONVOX_APP}.{RACK_DOMAIN}", HEROKU_DNS_TARGET,
-             HEROKU_HOSTNAME, "localhost", "127.0.0.1"]
+    # Heroku's side (its API, backups and the app, which Heroku's ACM certifies for RECORD).
+    names = [RECORD, HEROKU_DNS_TARGET, HEROKU_HOSTNAME, "localhost", "127.0.0.1"]
     ca.issue(names, cert, key)
+    # The Convox router's default certificate: the rack's own names, not the custom domain,
+    # which gets its certificate only once DNS points at the router (convox_fake/certs.py).
+    router_cert, router_key = folder / "ca" / "router.pem", folder / "ca" / "router-key.pem"
+    ca.issue([ROUTER, f"web.{CONVOX_APP}.{RACK_DOMAIN}", "localhost", "127.0.0.1"],
+             router_cert, router_key)
 
     src_password, dst_password = _start_databases(folder, data, rows, say)
     api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say)
     knot = _start_dns(folder, data, say)
-    convox_config, bin_dir = _start_convox(folder, data, cert, key, dst_password, say)
+    convox_config, bin_dir = _start_convox(folder, data, router_cert, router_key, dst_password,
+                                           say, rack_timings)
     _write_env(folder, data, api_key, home, ca, knot, convox_config, bin_dir)
     data["started_at"] = time.time()
 
@@ -154,8 +166,9 @@ def _start_databases(folder: Path, data: dict[str, Any], rows: int, say: Any) ->
                                  traverse_root=folder)
     data["pids"]["pg_convox"] = pgcluster.start(dst, logs / "pg-convox.log")
     pgcluster.save(dst, folder / "pg-convox.json")
+    # The Convox resource's role and database do not exist yet: the convox stand-in creates
+    # them (empty) at the first promote, with this password, through the cluster's admin access.
     dst_password = secrets.token_urlsafe(18)
-    pgcluster.create_role_and_db(dst, TARGET_DB, TARGET_USER, dst_password)
     return src_password, dst_password
 
 
@@ -191,6 +204,8 @@ def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca:
         **{k: str(v) for k, v in config.items()},
         "PORT": str(ports["heroku_app"]), "TLS_CERT": str(cert), "TLS_KEY": str(key),
         "PLATFORM": "heroku", "APP": HEROKU_APP,
+        # maintenance mode: the app answers Heroku's maintenance page (sampleapp.Maintenance)
+        "SANDBOX_HEROKU_STATE": str(folder / "heroku" / "state.json"),
         "DATABASE_URL": heroku_api.database_url(
             {"host": "127.0.0.1", "port": ports["pg_heroku"], "user": SOURCE_USER,
              "password": src_password, "database": SOURCE_DB}),
@@ -214,17 +229,22 @@ def _start_dns(folder: Path, data: dict[str, Any], say: Any) -> KnotServer:
 
 
 def _start_convox(folder: Path, data: dict[str, Any], cert: Path, key: Path, dst_password: str,
-                  say: Any) -> tuple[Path, Path]:
+                  say: Any, rack_timings: dict[str, float]) -> tuple[Path, Path]:
     ports = data["ports"]
     say(f"convox stand-in, rack {RACK} (router https://127.0.0.1:{ports['router']})")
     bin_dir = folder / "bin"
     convox_fake.install_shim(bin_dir)
     convox_config = procs.ensure_private_dir(folder / "convox")
+    admin = pgcluster.load(folder / "pg-convox.json")
     convox_fake.configure_rack(
         convox_config, name=RACK, domain=ROUTER,
-        router=convox_fake.Router("127.0.0.1", ports["router"], str(cert), str(key)),
-        postgres=convox_fake.PostgresBackend("127.0.0.1", ports["pg_convox"], TARGET_USER,
-                                             dst_password, TARGET_DB),
+        router=convox_fake.Router("127.0.0.1", ports["router"], str(cert), str(key),
+                                  ca_folder=str(folder / "ca"), dns_host="127.0.0.1",
+                                  dns_port=ports["dns"]),
+        postgres=convox_fake.PostgresBackend(
+            "127.0.0.1", ports["pg_convox"], TARGET_USER, dst_password, TARGET_DB,
+            admin_user=admin.superuser, admin_password=admin.password),
+        timings=rack_timings,
     )
 
     app_dir = folder / "app"

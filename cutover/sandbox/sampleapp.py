@@ -8,6 +8,15 @@ Run as ``python -m cutover.sandbox.sampleapp``; configured only by environment v
     Address to bind (default ``127.0.0.1``; the sandbox never leaves loopback).
 ``TLS_CERT`` / ``TLS_KEY``
     PEM certificate (chain) and key: with both set it serves HTTPS, otherwise plain HTTP.
+``TLS_CERT_DIR``
+    Optional: certificates chosen by SNI, like a router's (``<name>.pem`` + ``<name>-key.pem``
+    for the requested server name; files are re-read when they change); any other name gets
+    ``TLS_CERT``.
+``SANDBOX_HEROKU_STATE``
+    Optional: the Heroku API emulator's state file. When it says the app (``APP``) is in
+    maintenance, every request gets Heroku's maintenance page with HTTP 503, as Heroku's router
+    answers for an app in maintenance mode (Heroku Dev Center, "Maintenance Mode"). Read per
+    request, cached by modification time.
 ``DATABASE_URL``
     PostgreSQL URL checked by ``/healthz`` and read by ``/api/orders/count``.
 ``PLATFORM``
@@ -59,6 +68,8 @@ class Settings:
     platform: str = "unknown"
     app: str = ""
     release: str = ""
+    tls_cert_dir: str = ""
+    heroku_state: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -74,6 +85,8 @@ class Settings:
             platform=env.get("PLATFORM") or "unknown",
             app=env.get("APP", ""),
             release=env.get("RELEASE") or env.get("HEROKU_RELEASE_VERSION", ""),
+            tls_cert_dir=env.get("TLS_CERT_DIR", ""),
+            heroku_state=env.get("SANDBOX_HEROKU_STATE", ""),
         )
 
     @property
@@ -127,6 +140,80 @@ def count_orders(url: str) -> int | None:
     return int(row[0]) if row else 0
 
 
+# Heroku's default maintenance page (www.herokucdn.com/error-pages/maintenance.html), served with
+# 503 for every request to an app in maintenance.
+MAINTENANCE_PAGE = (
+    b'<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+    b"<title>Offline for Maintenance</title>\n</head>\n<body>\n"
+    b"<h1>Offline for Maintenance</h1>\n"
+    b"<p>This app is undergoing maintenance right now. Please check back later.</p>\n"
+    b"</body>\n</html>\n"
+)
+
+
+class Maintenance:
+    """Whether the Heroku emulator's state puts ``app`` in maintenance (cached by mtime)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._seen: tuple[float, bool] | None = None
+        self._lock = threading.Lock()
+
+    def on(self, app: str) -> bool:
+        if not self.path:
+            return False
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except OSError:
+            return False
+        with self._lock:
+            if self._seen is None or self._seen[0] != mtime:
+                try:
+                    with open(self.path, encoding="utf-8") as handle:
+                        state = json.load(handle)
+                    flag = bool(state["apps"][app]["app"]["maintenance"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    return self._seen[1] if self._seen else False  # mid-write: keep the last
+                self._seen = (mtime, flag)
+            return self._seen[1]
+
+
+class SniCertificates:
+    """Per-name TLS contexts from a folder (``<name>.pem``, ``<name>-key.pem``), by mtime."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self._contexts: dict[str, tuple[float, ssl.SSLContext]] = {}
+        self._lock = threading.Lock()
+
+    def context(self, name: str) -> ssl.SSLContext | None:
+        if not name or "/" in name or name.startswith("."):
+            return None
+        cert = os.path.join(self.folder, f"{name}.pem")
+        key = os.path.join(self.folder, f"{name}-key.pem")
+        try:
+            mtime = max(os.stat(cert).st_mtime, os.stat(key).st_mtime)
+        except OSError:
+            return None
+        with self._lock:
+            known = self._contexts.get(name)
+            if known is None or known[0] != mtime:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(cert, key)
+                known = self._contexts[name] = (mtime, context)
+            return known[1]
+
+    def select(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None,
+               _: ssl.SSLContext) -> None:
+        """``sni_callback``: switch to the name's certificate when there is one."""
+        try:
+            chosen = self.context((name or "").lower())
+        except (ssl.SSLError, OSError):
+            chosen = None
+        if chosen is not None:
+            sock.context = chosen
+
+
 class Handler(BaseHTTPRequestHandler):
     """The routes; ``self.server.settings`` holds the configuration."""
 
@@ -157,7 +244,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/healthz":
+        server = self.server
+        assert isinstance(server, SampleServer)
+        if server.maintenance.on(self.settings.app):
+            self._send(503, MAINTENANCE_PAGE, "text/html; charset=utf-8")
+        elif path == "/healthz":
             self._healthz()
         elif path == "/":
             self._index()
@@ -224,9 +315,12 @@ class SampleServer(ThreadingHTTPServer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tls_context: ssl.SSLContext | None = None
+        self.maintenance = Maintenance(settings.heroku_state)
         if settings.tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(settings.tls_cert, settings.tls_key)
+            if settings.tls_cert_dir:
+                context.sni_callback = SniCertificates(settings.tls_cert_dir).select
             self.tls_context = context
         super().__init__((settings.host, settings.port), Handler)
 

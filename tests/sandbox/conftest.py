@@ -13,6 +13,7 @@ not. Tests using these fixtures start real processes: mark them ``@pytest.mark.s
   work in a database of your own (``pg_database``), never stop them.
 - ``pg_database``: ``pg_database(cluster, prefix="app")`` creates a login role and a database it
   owns, both with unique names, and returns an :class:`AppDatabase`.
+- ``sandbox`` / ``app`` / ``deployed``: a private convox stand-in rack (see convox_support).
 - ``knot_server``: a fresh Knot DNS server per test for zone ``example.test`` holding
   ``www A 192.0.2.10`` (TTL 300), ``app CNAME app-1234.herokudns.example.`` (TTL 3600) and an
   apex TXT record; TSIG-signed updates allowed (``tsig_name``/``tsig_secret``).
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from convox_support import app, deployed, sandbox
 
 from cutover.sandbox import pgcluster, procs
 from cutover.sandbox.knot import KnotServer, RecordSpec
@@ -39,6 +41,8 @@ KNOT_RECORDS: list[RecordSpec] = [
     ("app", "CNAME", 3600, "app-1234.herokudns.example."),
     ("@", "TXT", 300, '"v=spf1 -all"'),
 ]
+
+__all__ = ["app", "deployed", "sandbox"]  # the convox stand-in's fixtures (convox_support)
 
 PgFactory = Callable[[str], PgCluster]
 KnotFactory = Callable[..., KnotServer]

@@ -21,174 +21,25 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import pytest
 import trustme
+from convox_support import (
+    AGO,
+    BUILD,
+    MANIFEST,
+    NO_RACK,
+    POD_LINE,
+    RELEASE,
+    Sandbox,
+    free_port,
+    release_ids,
+)
 
 from cutover.sandbox import convox_fake as fake
 from cutover.sandbox import procs
-
-RELEASE = r"R[A-Z]{10}"
-BUILD = r"B[A-Z]{10}"
-# humanize.Time of something that just happened (a loaded machine may take seconds).
-AGO = r"(?:now|1 second ago|\d+ seconds ago)"
-POD_LINE = re.compile(r"^  (\S+)\s+(\S+)\s+(pending|running)$")
-NO_RACK = (
-    "ERROR: no current rack, use `convox racks` to list and `convox switch <name>` to select\n"
-)
-MANIFEST = """\
-environment:
-  - RAILS_ENV=production
-resources:
-  database:
-    type: postgres
-services:
-  web:
-    build: .
-    port: 3000
-    resources:
-      - database
-  worker:
-    command: bin/worker --queue default
-    resources:
-      - database:WORKER_DB_URL
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Sandbox:
-    root: Path
-    config: Path
-    bin: Path
-    work: Path
-    children: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CONVOX_", "RACK_URL", "XDG_CONFIG"))
-        }
-        env.update(
-            PATH=f"{self.bin}{os.pathsep}{os.environ['PATH']}",
-            CONVOX_CONFIG=str(self.config),
-            HOME=str(self.root),
-        )
-        env.update(extra)
-        return env
-
-    def run(
-        self,
-        *args: str,
-        input: str | bytes | None = None,
-        cwd: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        if isinstance(input, bytes):
-            raw = subprocess.run(
-                ["convox", *args],
-                input=input,
-                capture_output=True,
-                cwd=cwd or self.work,
-                env=env or self.env(),
-                timeout=60,
-                check=False,
-            )
-            return subprocess.CompletedProcess(
-                raw.args, raw.returncode, raw.stdout.decode(), raw.stderr.decode()
-            )
-        return subprocess.run(
-            ["convox", *args],
-            input=input,
-            stdin=subprocess.DEVNULL if input is None else None,
-            capture_output=True,
-            text=True,
-            cwd=cwd or self.work,
-            env=env or self.env(),
-            timeout=60,
-            check=False,
-        )
-
-    def ok(self, *args: str, input: str | None = None) -> str:
-        result = self.run(*args, input=input)
-        assert result.returncode == 0, (result.stdout, result.stderr)
-        return result.stdout
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            ["convox", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.work,
-            env=self.env(),
-        )
-        self.children.append(proc)
-        return proc
-
-    def state(self) -> dict[str, object]:
-        return fake.read_state(self.config)
-
-    def app(self, name: str = "demo") -> dict[str, object]:
-        racks = self.state()["racks"]
-        assert isinstance(racks, list)
-        apps = racks[0]["apps"]
-        return dict(apps[name])
-
-    def write_manifest(self, text: str = MANIFEST, name: str = "convox.yml") -> None:
-        (self.work / name).write_text(text, encoding="utf-8")
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path, tmp_path / "cfg", tmp_path / "bin", tmp_path / "work")
-    box.work.mkdir()
-    fake.install_shim(box.bin)
-    fake.configure_rack(
-        box.config,
-        name="sandbox",
-        domain="router.sandbox.convox.test",
-        postgres=fake.PostgresBackend("127.0.0.1", 5999, "app", "pw-s3cret", "appdb"),
-    )
-    try:
-        yield box
-    finally:
-        for proc in box.children:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=10)
-        fake.stop_processes(box.config)
-
-
-@pytest.fixture
-def app(sandbox: Sandbox) -> Sandbox:
-    sandbox.ok("apps", "create", "demo")
-    sandbox.write_manifest()
-    return sandbox
-
-
-@pytest.fixture
-def deployed(app: Sandbox) -> Sandbox:
-    app.ok("deploy", "-a", "demo", "-d", "first deploy")
-    return app
-
-
-def release_ids(box: Sandbox, name: str = "demo") -> list[str]:
-    releases = box.app(name)["releases"]
-    assert isinstance(releases, list)
-    return [r["id"] for r in releases]
-
 
 # --- mechanics ------------------------------------------------------------------------------
 
@@ -270,6 +121,18 @@ def test_flag_errors(app: Sandbox) -> None:
     for argv, stderr in cases.items():
         result = app.run(*argv)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", stderr), argv
+
+
+def test_apps_create_refuses_the_app_flag_before_touching_the_rack(sandbox: Sandbox) -> None:
+    """pkg/cli/apps.go registers only --generation/-g, --timeout and --rack/-r for apps create:
+    the real CLI prints ``ERROR: unknown flag: -a`` and exits 1 before it contacts the rack."""
+    before = sandbox.state()
+    for flag in ("-a", "--app"):
+        result = sandbox.run("apps", "create", "myapp", flag, "myapp", "-r", "sandbox")
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == f"ERROR: unknown flag: {flag}\n"
+    assert sandbox.state() == before
+    assert sandbox.ok("apps", "create", "myapp", "-r", "sandbox") == "Creating myapp... OK\n"
 
 
 def test_argument_count_errors(app: Sandbox) -> None:
@@ -528,6 +391,10 @@ def test_build_reports_manifest_errors(app: Sandbox) -> None:
         "timers:\n  nightly:\n    schedule: '0 3 * * ?'\n    service: nope\n": (
             "timer nightly references a service that does not exist: nope"
         ),
+        # pkg/manifest/yaml.go ServiceDomains: Errorf("unknown type for service domain: %T")
+        "services:\n  web:\n    port: 3000\n    domain: [a.example.test, 5]\n": (
+            "unknown type for service domain: int"
+        ),
     }
     for manifest, message in cases.items():
         app.write_manifest(manifest)
@@ -640,8 +507,10 @@ def test_promote_checks_required_env(deployed: Sandbox) -> None:
     deployed.ok("build", "-a", "demo")
     deployed.ok("env", "unset", "TOKEN", "-a", "demo")
     result = deployed.run("releases", "promote", "-a", "demo")
+    # pkg/cli/releases.go releasePromote: Startf("Promoting ..."), Writef("\n"), then the rack
+    # call, which fails.
     assert (result.stdout, result.stderr) == (
-        f"Promoting {release_ids(deployed)[-1]}... ",
+        f"Promoting {release_ids(deployed)[-1]}... \n",
         "ERROR: required env: TOKEN\n",
     )
 
@@ -649,12 +518,18 @@ def test_promote_checks_required_env(deployed: Sandbox) -> None:
 # --- services, ps, scale --------------------------------------------------------------------
 
 
-def test_services_golden(deployed: Sandbox) -> None:
+def test_services_golden_has_the_scale_column_on_v3(deployed: Sandbox) -> None:
+    # pkg/cli/services.go: SCALE after PORTS whenever a service has Min/Max, which the k8s
+    # provider (provider/k8s/service.go) sets on every service from scale.count.
     assert deployed.ok("services", "-a", "demo") == (
-        "SERVICE  DOMAIN                           PORTS\n"
-        "web      web.demo.sandbox.convox.test     443:3000\n"
-        "worker   worker.demo.sandbox.convox.test  \n"
+        "SERVICE  DOMAIN                           PORTS     SCALE\n"
+        "web      web.demo.sandbox.convox.test     443:3000  1\n"
+        "worker   worker.demo.sandbox.convox.test            1\n"
     )
+    ranged = MANIFEST.replace("    port: 3000\n", "    port: 3000\n    scale:\n      count: 2-4\n")
+    deployed.write_manifest(ranged)
+    deployed.ok("deploy", "-a", "demo")
+    assert deployed.ok("services", "-a", "demo").splitlines()[1].endswith("443:3000  2-4")
 
 
 def test_services_ps_scale_before_the_first_release(app: Sandbox) -> None:
@@ -1011,8 +886,11 @@ def test_promote_serves_the_web_service_over_https(
     app.ok("scale", "web", "--count", "1", "-a", "demo")
     assert healthz(router)[1]["release"] == second
     last = served_pid(app)
-    assert fake.stop_processes(app.config) == [last]
+    # The worker service runs too now (its sample worker process): both are stopped.
+    worker = next(p["pid"] for p in app.app()["processes"] if p["service"] == "worker")  # type: ignore[attr-defined]
+    assert sorted(fake.stop_processes(app.config)) == sorted([last, worker])
     assert not procs.pid_alive(last)
+    assert not procs.pid_alive(worker)
 
 
 def test_failed_start_rolls_back(app: Sandbox, router: tuple[fake.Router, ssl.SSLContext]) -> None:

@@ -306,3 +306,68 @@ def test_convox_stand_in_serves_the_app_on_its_real_database(
             proxy.kill()
             proxy.communicate(timeout=10)
         fake.stop_processes(config)
+
+
+# --- SNI certificates (the router) and Heroku maintenance mode -------------------------------
+
+
+def _peer_names(port: int, server_name: str, context: ssl.SSLContext) -> list[str]:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as sock,
+    ):
+        cert = sock.getpeercert()
+    return [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+
+
+def test_sni_picks_the_certificate_for_the_name_once_it_exists(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    default = ca.issue_cert("router.sandbox.convox.test")
+    default_cert, default_key = tmp_path / "default.pem", tmp_path / "default-key.pem"
+    default.cert_chain_pems[0].write_to_path(str(default_cert))
+    default.private_key_pem.write_to_path(str(default_key))
+    certs = tmp_path / "router-certs"
+    certs.mkdir()
+    app = start_app(TLS_CERT=str(default_cert), TLS_KEY=str(default_key),
+                    TLS_CERT_DIR=str(certs))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    # No certificate for the custom name yet: the default one, which does not cover it.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _peer_names(app.port, "www.example.test", context)
+    assert _peer_names(app.port, "router.sandbox.convox.test", context) == [
+        "router.sandbox.convox.test"
+    ]
+    leaf = ca.issue_cert("www.example.test")
+    leaf.private_key_pem.write_to_path(str(certs / "www.example.test-key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(certs / "www.example.test.pem"))
+    assert _peer_names(app.port, "www.example.test", context) == ["www.example.test"]
+
+
+def test_heroku_app_in_maintenance_answers_the_maintenance_page_with_503(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    state = tmp_path / "heroku-state.json"
+
+    def maintenance(flag: bool) -> None:
+        doc = {"apps": {"myapp-sandbox": {"app": {"name": "myapp-sandbox", "maintenance": flag}}}}
+        tmp = tmp_path / "state.tmp"
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, state)
+        # a new mtime even within the file system's timestamp granularity
+        os.utime(state, ns=(time.time_ns(), time.time_ns() + (1 if flag else 2) * 10**9))
+
+    maintenance(False)
+    app = start_app(PLATFORM="heroku", APP="myapp-sandbox", SANDBOX_HEROKU_STATE=str(state))
+    status, content_type, body = app.get("/")
+    assert (status, content_type) == (200, "text/html; charset=utf-8")
+    assert b"heroku" in body
+    maintenance(True)
+    for path in ("/", "/healthz", "/api/orders/count", "/anything"):
+        status, content_type, body = app.get(path)
+        assert (status, content_type) == (503, "text/html; charset=utf-8")
+        assert b"<title>Offline for Maintenance</title>" in body
+    maintenance(False)
+    assert app.get("/")[0] == 200
