@@ -106,7 +106,7 @@ class Preflight(Step):
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(["heroku", "--version"]), cmd(ctx.heroku.argv("apps:info", "--json")),
                 cmd(ctx.heroku.argv("ps:scale")), cmd(ctx.heroku.argv("addons", "--json")),
-                cmd(["convox", "version"]),
+                cmd(ctx.convox.version_argv()),
                 cmd(["convox", "switch"]) if ctx.convox.rack is None else "",
                 cmd(ctx.convox.argv("rack", app=False)),
                 cmd(["pg_dump", "--version"]),
@@ -187,7 +187,7 @@ class CreateApp(Step):
 
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(ctx.convox.argv("apps", "info")),
-                cmd(ctx.convox.argv("apps", "create", ctx.model.convox.app, app=False))]
+                cmd(ctx.convox.create_app_argv())]
 
     def check(self, ctx: Context) -> Outputs | None:
         return {"app": ctx.model.convox.app} if ctx.convox.app_exists() else None
@@ -248,8 +248,7 @@ def ship_commands(ctx: Context, step_id: str) -> list[str]:
                                             "-d", marker))]
     return [*lines,
             cmd(ctx.convox.argv("build", source, "-m", manifest, "--id", "-d", marker)),
-            cmd(ctx.convox.argv("run", release.service, "--release", "<R>",
-                                after=(release.command,))),
+            cmd(ctx.convox.run_argv(release.service, release.command, "<R>", release.timeout)),
             cmd(ctx.convox.argv("releases", "promote", "<R>"))]
 
 

@@ -31,7 +31,7 @@ class _Sync(Step):
             f"GET <backup url>  -> {dump} (0600; HTTP status and size checked)",
             cmd(["pg_restore", "--list", str(dump)]),
             cmd(ctx.convox.argv("resources", "url", db.resource)),
-            cmd(ctx.convox.argv("resources", "proxy", db.resource, "--port", "<free port>")),
+            cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
             cmd(ctx.postgres.restore_argv(dump, ConnInfo("127.0.0.1", 0, "<user>", "<db>"),
                                           db.restore_jobs))
             + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
@@ -85,7 +85,7 @@ class VerifyData(Step):
         assert db
         return [cmd(ctx.heroku.argv("pg:credentials:url", db.heroku_attachment)),
                 "psql: row count and md5 of every table and sequence  (Heroku database)",
-                cmd(ctx.convox.argv("resources", "proxy", db.resource, "--port", "<free port>")),
+                cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
                 "psql: the same query through the proxy  (Convox database)"]
 
     def apply(self, ctx: Context) -> Outputs:

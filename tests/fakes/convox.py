@@ -22,14 +22,8 @@ from fakes.world import (
 )
 
 CLIENT_VERSION = "3.21.3"
-# (command words, flags taking a value, boolean flags)
-_VALUE_FLAGS = {"-a": "app", "--app": "app", "-r": "rack", "--rack": "rack", "-m": "manifest",
-                "--manifest": "manifest", "-d": "description", "--description": "description",
-                "--release": "release", "-l": "limit", "--limit": "limit", "--watch": "watch",
-                "-g": "generation", "--generation": "generation", "--timeout": "timeout",
-                "--port": "port"}
-_BOOL_FLAGS = {"--id", "--promote", "--replace", "--force", "--wait", "-w", "--no-cache",
-               "--tls", "-t", "--reveal"}
+# The commands this fake implements; their flags and argument counts are the real CLI's
+# (cutover/adapters/convox_cli.json, read from the convox source).
 COMMANDS = [("apps", "create"), ("apps", "info"), ("apps",), ("env", "set"), ("env",),
             ("deploy",), ("build",), ("run",), ("builds",), ("releases", "manifest"),
             ("releases", "promote"), ("releases",), ("services",), ("resources", "url"),
@@ -73,7 +67,10 @@ def failure_prefix(args: list[str]) -> str:
     the app's env, as Docker build logs do: cutover must mask it in what it shows.
     """
     words = command_of(args)
-    positional, opts = _parse(args[len(words):], words)
+    try:
+        positional, opts = _parse(args[len(words):], words)
+    except Fail:
+        return ""  # refused before it contacts the rack: nothing printed before the error
     if words in (("deploy",), ("build",)):
         app = read_world()["convox"]["apps"].get(_app_name([], opts)) or {}
         latest = _latest(app) if app else None
@@ -89,41 +86,18 @@ def failure_prefix(args: list[str]) -> str:
 
 
 def _parse(args: list[str], words: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
-    positional: list[str] = []
-    opts: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, inline = arg.partition("=")
-        if arg == "--":
-            positional.extend(args[i + 1:])
-            break
-        if arg == "-p":
-            # -p is --port for the proxy and --promote for env set.
-            if words == ("resources", "proxy"):
-                name = "--port"
-            else:
-                opts["promote"] = True
-                i += 1
-                continue
-        if name in _VALUE_FLAGS:
-            if eq:
-                opts[_VALUE_FLAGS[name]] = inline
-                i += 1
-                continue
-            if i + 1 >= len(args):
-                raise Fail(f"flag needs an argument: {name}")
-            opts[_VALUE_FLAGS[name]] = args[i + 1]
-            i += 2
-            continue
-        if arg in _BOOL_FLAGS:
-            opts[arg.lstrip("-")] = True
-        elif arg.startswith("-") and len(arg) > 1:
-            raise Fail(f"unknown flag: {arg}")
-        else:
-            positional.append(arg)
-        i += 1
-    return positional, opts
+    """Positional arguments and flag values (long names) as the real CLI parses them: through
+    cutover.adapters.convox_cli, the facts read from the convox source. Raises Fail with the real
+    ``unknown flag`` / ``N args required`` text (exit 1) for what the real CLI refuses."""
+    from cutover.adapters import convox_cli  # noqa: PLC0415 - the one source of CLI facts
+
+    try:
+        parsed = convox_cli.parse([*words, *args])
+    except convox_cli.UsageError as exc:
+        raise Fail(str(exc).removeprefix("ERROR: ")) from None
+    except convox_cli.HelpRequested:
+        return [], {"help": True}
+    return parsed.args, dict(parsed.flags)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
