@@ -26,8 +26,8 @@ class _Sync(Step):
         assert db
         dump = ctx.work_dir / f"{self.id}.dump"
         return [
-            cmd(ctx.heroku.argv("pg:backups:capture")),
-            cmd(ctx.heroku.argv("pg:backups:url")),
+            cmd(ctx.heroku.argv("pg:backups:capture", db.heroku_attachment)),
+            cmd(ctx.heroku.argv("pg:backups:url", "<backup id>")),
             f"GET <backup url>  -> {dump} (0600; HTTP status and size checked)",
             cmd(["pg_restore", "--list", str(dump)]),
             cmd(ctx.convox.argv("resources", "url", db.resource)),
@@ -38,13 +38,22 @@ class _Sync(Step):
         ]
 
     def apply(self, ctx: Context) -> Outputs:
-        # A sync interrupted before its checkpoint runs again from a fresh capture: pg_restore
-        # --clean --if-exists makes a second restore over the first one safe.
+        # The capture names the playbook's attachment (without one, heroku backs up
+        # DATABASE_URL's database) and its id is saved before anything else: a sync interrupted
+        # after the capture restores that same backup on resume (never "the newest backup",
+        # which a scheduled backup can be); pg_restore --clean --if-exists makes a second
+        # restore over the first one safe. Interrupted during the capture, it captures afresh.
         db = ctx.model.database
         assert db
-        backup = ctx.heroku.backup_capture(timeout=db.timeout)
-        ctx.note(f"captured Heroku backup {backup}")
-        url = ctx.heroku.backup_url()
+        backup = ctx.state.step(self.id).outputs.get("backup")  # this attempt only (not --from)
+        if backup:
+            ctx.note(f"resuming with Heroku backup {backup}, captured by this step before "
+                     "the interruption")
+        else:
+            backup = ctx.heroku.backup_capture(db.heroku_attachment, timeout=db.timeout)
+            ctx.progress({"backup": backup})
+            ctx.note(f"captured Heroku backup {backup} of {db.heroku_attachment}")
+        url = ctx.heroku.backup_url(str(backup))
         dump = ctx.work_dir / f"{self.id}.dump"
         size, sha256 = ctx.http.download(url, dump)
         try:

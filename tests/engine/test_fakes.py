@@ -132,8 +132,8 @@ def test_the_heroku_adapter_reads_the_fake(world: World, tmp_path: Path) -> None
     assert world.secrets.heroku_db_password in masker
     heroku.set_maintenance(True)
     heroku.scale("worker", 0)
-    assert heroku.backup_capture(timeout=30) == "b001"
-    assert heroku.backup_url().startswith("https://127.0.0.1:9/backup.dump?")
+    assert heroku.backup_capture("DATABASE", timeout=30) == "b001"
+    assert heroku.backup_url("b001").startswith("https://127.0.0.1:9/backup.dump?")
 
 
 # -- convox --------------------------------------------------------------------------------------
