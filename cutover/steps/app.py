@@ -15,6 +15,7 @@ from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CutoverError, InvalidInput
 from cutover.playbook import SmokeCheck, SmokeSection
 from cutover.steps.base import Context, Outputs, Step, cmd
+from cutover.steps.ship import find_marked_release, ship, ship_commands
 
 # Add-ons whose variables Convox injects from a linked resource: never copy them.
 RESOURCE_ADDONS = {
@@ -236,44 +237,6 @@ class SetEnv(Step):
         return {"copied": sorted(desired), "excluded": excluded, "release": release}
 
 
-def ship_commands(ctx: Context, step_id: str) -> list[str]:
-    """What deploy and add-domain run: ``convox deploy``, or build + release command + promote."""
-    source = str(ctx.playbook.resolve(ctx.model.convox.source))
-    manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
-    lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
-    release = ctx.model.release
-    if release is None:
-        return [*lines, cmd(ctx.convox.argv("deploy", source, "-m", manifest, "--id",
-                                            "-d", marker))]
-    return [*lines,
-            cmd(ctx.convox.argv("build", source, "-m", manifest, "--id", "-d", marker)),
-            cmd(ctx.convox.run_argv(release.service, release.command, "<R>", release.timeout)),
-            cmd(ctx.convox.argv("releases", "promote", "<R>"))]
-
-
-def ship(ctx: Context, step_id: str) -> Outputs:
-    """Build and promote the source, marked with this run and step (see find_marked_release)."""
-    source = ctx.playbook.resolve(ctx.model.convox.source)
-    manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id, create=True)
-    assert marker is not None
-    if ctx.model.release is None:
-        return {"release": ctx.convox.deploy(source, manifest, marker), "marker": marker}
-    release = ctx.convox.build(source, manifest, marker)
-    ctx.progress({"built": release})
-    run_release_command(ctx, release)
-    ctx.convox.promote(release)
-    return {"release": release, "marker": marker}
-
-
-def run_release_command(ctx: Context, release: str) -> None:
-    cfg = ctx.model.release
-    assert cfg is not None
-    ctx.note(f"release command on {cfg.service} with {release}: {cfg.command}")
-    ctx.convox.run_command(cfg.service, cfg.command, release=release, timeout=cfg.timeout)
-
-
 class Deploy(Step):
     id = "deploy"
     title = "Build and promote on Convox"
@@ -283,47 +246,10 @@ class Deploy(Step):
 
     def check(self, ctx: Context) -> Outputs | None:
         marker = ctx.marker(self.id)
-        return find_marked_release(ctx, marker) if marker else None
+        return find_marked_release(ctx, self.id, marker) if marker else None
 
     def apply(self, ctx: Context) -> Outputs:
         return ship(ctx, self.id)
-
-
-def find_marked_release(ctx: Context, marker: str) -> Outputs | None:
-    """The release of a build with this run's marker: done when active, promoted when not.
-
-    A crash between build and promote leaves a complete build whose release is not active; it
-    is promoted now (after the release command, which must be idempotent like migrations are).
-    """
-    build = _wait_for_marked_build(ctx, marker)
-    release = build.get("RELEASE", "") if build else ""
-    if not build or not release:
-        return None
-    if ctx.convox.active_release() != release:
-        ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
-                 "promoting it")
-        if ctx.model.release is not None:
-            run_release_command(ctx, release)
-        ctx.convox.promote(release)
-    return {"release": release, "marker": marker}
-
-
-BUILD_WAIT = 3600.0
-
-
-def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
-    """The complete build carrying ``marker``; a build still running (its deploy died with
-    cutover) is waited for rather than started a second time. None: no usable build."""
-    deadline = time.monotonic() + BUILD_WAIT
-    while True:
-        build = next((b for b in ctx.convox.builds() if b.get("DESCRIPTION") == marker), None)
-        status = build.get("STATUS") if build else None
-        if status == "complete":
-            return build
-        if status not in ("created", "running") or time.monotonic() > deadline:
-            return None
-        ctx.note(f"build {build['ID'] if build else '?'} of this run is still {status}: waiting")
-        ctx.sleep(5)
 
 
 class SmokeTest(Step):
@@ -402,7 +328,7 @@ class AddDomain(Step):
             if ctx.model.dns.record in service_domains(deployed, web_service(ctx)):
                 return {"release": active, "manifest_edited": edited}
         marker = ctx.marker(self.id)
-        found = find_marked_release(ctx, marker) if marker else None
+        found = find_marked_release(ctx, self.id, marker) if marker else None
         if found is not None:
             found["manifest_edited"] = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
         return found

@@ -3,6 +3,9 @@ old belief did not (issue 7). Each test names the source it relies on."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 from fakes import seed
 from fakes.harness import Project
 from fakes.world import update_world
@@ -40,3 +43,76 @@ def test_force_color_in_the_operators_environment(project: Project) -> None:
 
     assert result.returncode == 0, result
     assert project.state()["steps"]["initial-sync"]["outputs"]["backup"] == "b001"
+
+
+RELEASE_COMMAND = "release:\n  command: bin/rails db:migrate\n  service: web\n  timeout: 900\n"
+
+
+def test_release_command_order_first_and_later_releases(project: Project) -> None:
+    """The first release is promoted before its release command (the run pod needs the
+    ServiceAccount and resource-<name> ConfigMaps the first promote creates:
+    provider/k8s/process.go, template/app/service.yml.tmpl; the fake refuses a run before it);
+    add-domain's later release runs the command before its promote. ``--timeout`` comes from
+    the playbook (pkg/cli/run.go: the pod sleeps that long)."""
+    project.playbook.write_text(project.playbook.read_text() + RELEASE_COMMAND)
+
+    result = project.run("run", "--yes", "--until", "add-domain")
+
+    assert result.returncode == 0, result
+    steps = project.state()["steps"]
+    first, later = steps["deploy"]["outputs"]["release"], steps["add-domain"]["outputs"]["release"]
+    order = [e for e in project.effects() if e.startswith(("convox run", "convox releases"))]
+    assert order == ["convox releases promote", "convox run web bin/rails db:migrate",
+                     "convox run web bin/rails db:migrate", "convox releases promote"]
+    runs = project.world()["convox"]["apps"]["shop"]["runs"]
+    assert [r["release"] for r in runs] == [first, later]
+    run_argvs = [a for a in project.argvs() if a[:2] == ["convox", "run"]]
+    assert all(a[a.index("--timeout") + 1] == "900" for a in run_argvs)
+
+
+def test_a_release_command_pod_left_running_stops_the_resume(project: Project) -> None:
+    """pkg/cli/run.go: a killed CLI leaves its pod (``sleep N``) and the command running. The
+    resume finds the pod with ``convox ps --service --release`` and stops, naming it; a rerun
+    is refused while it is there; the operator's DONE finishes the step."""
+    project.playbook.write_text(project.playbook.read_text() + RELEASE_COMMAND)
+    with update_world(project.world_path) as world:
+        world["convox"]["run_pod_lingers"] = True
+    killed = project.run("run", "--yes", "--until", "deploy",
+                         env={"FAKE_KILL_PARENT": "convox run:after"})
+    assert killed.returncode != 0
+    app = project.world()["convox"]["apps"]["shop"]
+    release, (pod,) = app["active"], app["processes"]
+
+    for env in ({}, {"CUTOVER_RELEASE_COMMAND_RERUN": release}):
+        stopped = project.run("run", "--yes", "--until", "deploy", env=env)
+        assert stopped.returncode == 1, stopped
+        assert f"may still be running: process {pod['id']}" in stopped.output
+        assert f"convox exec {pod['id']} -a shop -r {seed.RACK} -- ps aux" in stopped.output
+    ps_calls = [a for a in project.argvs() if a[:2] == ["convox", "ps"]]
+    assert ps_calls and all(["--service", "web", "--release", release] == a[2:6]
+                            for a in ps_calls)
+
+    done = project.run("run", "--yes", "--until", "deploy",
+                       env={"CUTOVER_RELEASE_COMMAND_DONE": release})
+    assert done.returncode == 0, done
+    assert project.effect_counts()["convox run web bin/rails db:migrate"] == 1
+
+
+def test_a_build_left_running_by_a_killed_cli_is_waited_for(project: Project) -> None:
+    """Builds and promotes run on the rack (pkg/cli/build.go follows the logs; releases.go waits
+    for the app): cutover killed during ``convox deploy`` finds its marked build on resume,
+    waits for it, and never starts a second one."""
+    with update_world(project.world_path) as world:
+        world["convox"]["build_seconds"] = 4
+        world["convox"]["promote_seconds"] = 2
+    proc = project.start("run", "--yes", "--until", "deploy")
+    project.wait_for_call(lambda argv: argv[:2] == ["convox", "deploy"])
+    os.killpg(proc.pid, signal.SIGKILL)
+    project.finish(proc)
+
+    resumed = project.run("run", "--yes", "--until", "deploy")
+
+    assert resumed.returncode == 0, resumed
+    assert project.effect_counts()["convox deploy"] == 1
+    app = project.world()["convox"]["apps"]["shop"]
+    assert project.state()["steps"]["deploy"]["outputs"]["release"] == app["active"]

@@ -27,7 +27,7 @@ CLIENT_VERSION = "3.21.3"
 COMMANDS = [("apps", "create"), ("apps", "info"), ("apps",), ("env", "set"), ("env",),
             ("deploy",), ("build",), ("run",), ("builds",), ("releases", "manifest"),
             ("releases", "promote"), ("releases",), ("services",), ("resources", "url"),
-            ("resources", "proxy"), ("rack",), ("version",), ("switch",)]
+            ("resources", "proxy"), ("rack",), ("version",), ("switch",), ("ps",)]
 
 
 class Fail(Exception):
@@ -161,6 +161,23 @@ def _app(world: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(app)
 
 
+def _app_status(app: dict[str, Any]) -> str:
+    """``updating`` while a promote rolls out on the rack (it goes on if the CLI is killed)."""
+    return "updating" if time.time() < app.get("updating_until", 0) else str(app["status"])
+
+
+def _build_ready(build: dict[str, Any]) -> bool:
+    """Builds run on the rack: complete ``ready_at`` whatever happened to the CLI."""
+    return time.time() >= build.get("ready_at", 0)
+
+
+def _visible_releases(app: dict[str, Any]) -> list[dict[str, Any]]:
+    """A build's release exists once the build has completed (env releases at once)."""
+    ready = {b["id"] for b in app["builds"] if b["status"] == "complete" and _build_ready(b)}
+    return [r for r in app["releases"] if r.get("pending_build") is None
+            or r["pending_build"] in ready]
+
+
 def _latest(app: dict[str, Any]) -> dict[str, Any] | None:
     return app["releases"][-1] if app["releases"] else None
 
@@ -240,7 +257,7 @@ def apps_info(positional: list[str], opts: dict[str, Any], s: Streams, stdin: st
     world = read_world()
     name = _app_name(positional, opts)
     app = _app(world, name)
-    sys.stdout.write(info([("Name", name), ("Status", app["status"]), ("Generation", "3"),
+    sys.stdout.write(info([("Name", name), ("Status", _app_status(app)), ("Generation", "3"),
                            ("Locked", "false"), ("Release", app.get("active") or ""),
                            ("Router", f"router.{world['convox']['rack_domain']}")]))
     return 0
@@ -321,6 +338,7 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
               f"Step 3/3 : CMD [\"bundle\", \"exec\", \"puma\"]\nRunning: docker push {build}\n")
         missing = sorted(_required_env(manifest) - set(env_now))
         release = ""
+        wait = 0.0
         if missing:
             app["builds"].append({"id": build, "status": "failed", "release": "",
                                   "description": opts.get("description", ""), "manifest": text,
@@ -329,9 +347,13 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
         else:
             note_effect(world, "convox deploy" if promote else "convox build")
             release = _new_release(world, app, env=env_now, build=build, description="")
+            # The world's build_seconds: the build runs on the rack that long, and completes
+            # even when this CLI is killed meanwhile (pkg/cli/build.go only follows its logs).
+            wait = float(world["convox"].get("build_seconds", 0))
+            app["releases"][-1]["pending_build"] = build
             app["builds"].append({"id": build, "status": "complete", "release": release,
                                   "description": opts.get("description", ""), "manifest": text,
-                                  "started": time.time()})
+                                  "started": time.time(), "ready_at": time.time() + wait})
             for res_name, res in (manifest.get("resources") or {}).items():
                 if (res or {}).get("type") == "postgres" and res_name not in app["resources"]:
                     password = world["convox"]["resource_password"]
@@ -341,11 +363,24 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
                                f".svc.cluster.local:5432/app?sslmode=disable",
                         "password": password, "data": {"tables": {}, "sequences": {}},
                     }
-            if promote:
-                app["active"] = release
     if not release:
         raise Fail("build failed")
+    time.sleep(wait)
+    if promote:
+        _promote(name, release)
     return release
+
+
+def _promote(name: str, release: str) -> None:
+    """The rack makes ``release`` active and rolls it out for the world's promote_seconds
+    (app status ``updating``); the CLI waits for that (pkg/cli/releases.go
+    WaitForAppWithLogs), the rack goes on without it."""
+    with update_world() as world:
+        app = world["convox"]["apps"][name]
+        wait = float(world["convox"].get("promote_seconds", 0))
+        app["active"] = release
+        app["updating_until"] = time.time() + wait
+    time.sleep(wait)
 
 
 def deploy(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
@@ -365,29 +400,58 @@ def build(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | 
 
 
 def run(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    """``convox run SERVICE [--release R] -- COMMAND``: the one-off's output, its exit code."""
-    if len(positional) < 2:
-        raise Fail("at least 2 args required")
+    """``convox run SERVICE [--release R] [--timeout N] -- COMMAND`` (pkg/cli/run.go): a pod
+    running ``sleep N`` (3600 by default) is started, the command exec'd in it, and the pod
+    stopped when the CLI returns. The pod needs the service's ServiceAccount, which only a
+    promote creates (provider/k8s/process.go, template/app/service.yml.tmpl): before the app's
+    first promote the rack refuses it. The world's ``run_pod_lingers`` leaves the pod listed by
+    ``convox ps`` as a killed CLI would (its deferred ProcessStop never runs)."""
     service, command = positional[0], " ".join(positional[1:])
     name = _app_name([], opts)
+    timeout = int(opts.get("timeout") or 0) or 3600
     with update_world() as world:
         app = world["convox"]["apps"].get(name)
         if app is None:
             raise Fail(f"app not found: {name}")
         release = opts.get("release") or app.get("active")
-        if not any(r["id"] == release for r in app["releases"]):
+        if not any(r["id"] == release for r in _visible_releases(app)):
             raise Fail(f"release not found: {release}")
+        if not app.get("active"):
+            raise Fail(f'pods "{name}-{service}-run" is forbidden: error looking up service '
+                       f'account {world["convox"]["rack"]}-{name}/{service}: serviceaccount '
+                       f'"{service}" not found')
         note_effect(world, f"convox run {service} {command}")
         app.setdefault("runs", []).append({"service": service, "release": release,
                                            "command": command, "t": time.time()})
+        pod = fake_id("P", next_number(world, "process")).lower()
+        app.setdefault("processes", []).append({
+            "id": f"{service}-{pod}", "service": service, "release": release,
+            "command": f"sleep {timeout}", "started": time.time(),
+            "lingers": bool(world["convox"].get("run_pod_lingers"))})
     sys.stdout.write(f"{command}: done\n")
+    with update_world() as world:  # the deferred rack.ProcessStop
+        app = world["convox"]["apps"][name]
+        app["processes"] = [p for p in app.get("processes", []) if p.get("lingers")]
+    return 0
+
+
+def ps(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    """``convox ps [--service S] [--release R]`` (pkg/cli/ps.go): ID, SERVICE, STATUS, RELEASE,
+    STARTED, COMMAND; run pods show their ``sleep N``."""
+    app = _app(read_world(), _app_name([], opts))
+    rows = [[p["id"], p["service"], "running", p["release"], ago(p["started"]), p["command"]]
+            for p in app.get("processes", [])
+            if opts.get("service") in (None, p["service"])
+            and opts.get("release") in (None, p["release"])]
+    sys.stdout.write(table(["ID", "SERVICE", "STATUS", "RELEASE", "STARTED", "COMMAND"], rows))
     return 0
 
 
 def builds(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     app = _app(read_world(), _app_name([], opts))
-    rows = [[b["id"], b["status"], b["release"], ago(b["started"]), "2m0s", b["description"]]
-            for b in reversed(app["builds"])]
+    rows = [[b["id"], b["status"] if _build_ready(b) else "running",
+             b["release"] if _build_ready(b) else "", ago(b["started"]), "2m0s",
+             b["description"]] for b in reversed(app["builds"])]
     sys.stdout.write(table(["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"],
                            rows))
     return 0
@@ -396,7 +460,7 @@ def builds(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str |
 def releases(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     app = _app(read_world(), _app_name([], opts))
     rows = [[r["id"], "active" if r["id"] == app.get("active") else "", r["build"],
-             ago(r["created"]), r["description"]] for r in reversed(app["releases"])]
+             ago(r["created"]), r["description"]] for r in reversed(_visible_releases(app))]
     sys.stdout.write(table(["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"], rows))
     return 0
 
@@ -427,10 +491,10 @@ def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
             raise Fail("no releases to promote")
         target = positional[0] if positional else app["releases"][-1]["id"]
         s.out(f"Promoting {target}... \n")
-        if not any(r["id"] == target for r in app["releases"]):
+        if not any(r["id"] == target for r in _visible_releases(app)):
             raise Fail(f"release not found: {target}")
         note_effect(world, "convox releases promote")
-        app["active"] = target
+    _promote(name, target)
     s.out("OK\n")
     return 0
 
@@ -537,4 +601,5 @@ HANDLERS = {
     ("services",): services,
     ("resources", "url"): resources_url,
     ("resources", "proxy"): resources_proxy,
+    ("ps",): ps,
 }
