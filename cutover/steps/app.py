@@ -115,7 +115,9 @@ class Preflight(Step):
                                     ctx.model.database.heroku_attachment))
                 if ctx.model.database else "",
                 "psql -c 'SHOW server_version_num'  (against the Heroku database)"
-                if ctx.model.database else ""]
+                if ctx.model.database else "",
+                f"compare it with resources.{ctx.model.database.resource}.options.version of "
+                "the manifest (postgres default 10.5)" if ctx.model.database else ""]
 
     def apply(self, ctx: Context) -> Outputs:
         model = ctx.model
@@ -172,6 +174,7 @@ class Preflight(Step):
             outputs.update({"pg_dump_major": client, "pg_restore_major": restore,
                             "heroku_pg_major": server})
             ctx.note(f"pg_dump {client}, Heroku PostgreSQL {server}")
+            outputs["convox_pg_major"] = check_target_version(ctx, manifest, server)
         if model.dns and model.dns.provider == "rfc2136" and ctx.dns is None:
             raise InvalidInput("dns.provider is rfc2136 but no server or TSIG key is configured",
                                resolution="Set dns.server and dns.key_name in the playbook and "
@@ -180,6 +183,49 @@ class Preflight(Step):
             ctx.note("Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
                      "at the window (the maintenance-on gate reminds you)")
         return outputs
+
+
+# provider/k8s/template/resource/postgres.yml.tmpl: image postgres:{{ coalesce .Parameters.version
+# "10.5" }}. rds-postgres without a version gets whatever RDS defaults to (not known here).
+DEFAULT_RESOURCE_VERSIONS = {"postgres": "10.5"}
+
+
+def declared_pg_major(manifest: dict[str, Any], resource: str, path: Path) -> int | None:
+    """The major version of the manifest's ``resources.<resource>``: ``options.version``, else
+    the provider's default for its type; None when it cannot be known (rds without a version)."""
+    spec = (manifest.get("resources") or {}).get(resource)
+    if not isinstance(spec, dict):
+        raise InvalidInput(f"{path}: database.resource {resource!r} is not a resource of the "
+                           "manifest", resolution=f"Add resources.{resource} (type: postgres) "
+                           "or fix database.resource in the playbook.")
+    raw = spec.get("options")
+    options: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    version = str(options.get("version") or DEFAULT_RESOURCE_VERSIONS.get(
+        str(spec.get("type")), ""))
+    match = re.match(r"^(\d+)", version)
+    return int(match.group(1)) if match else None
+
+
+def check_target_version(ctx: Context, manifest: dict[str, Any], server: int) -> int | None:
+    """Stop before anything is copied when the dump would come from a newer server than the
+    Convox resource runs: pg_restore into an older server fails on the dump's newer syntax."""
+    db = ctx.model.database
+    assert db
+    path = manifest_path(ctx)
+    target = declared_pg_major(manifest, db.resource, path)
+    if target is None:
+        ctx.note(f"resources.{db.resource} declares no version: cannot compare it with "
+                 f"Heroku's PostgreSQL {server}")
+    elif target < server:
+        declared = ((manifest["resources"][db.resource].get("options") or {}).get("version"))
+        raise CutoverError(
+            f"the Convox {db.resource} resource would run PostgreSQL {target} "
+            + (f"(options.version {declared})" if declared else "(the default: no "
+               "options.version)")
+            + f", older than Heroku's PostgreSQL {server}: the dump could not be restored",
+            resolution=f"Set resources.{db.resource}.options.version to \"{server}\" in {path} "
+            "before the first deploy creates the resource.")
+    return target
 
 
 class CreateApp(Step):

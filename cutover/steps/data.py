@@ -15,6 +15,19 @@ def _skip_without_db(model: Any) -> str | None:
     return None if model.database else "no database section in the playbook"
 
 
+# How long a Convox postgres resource may take to accept connections after the promote that
+# created it (its pod pulls postgres:<version> and initialises an empty cluster).
+RESOURCE_START_WAIT = 600.0
+
+
+def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
+    db = ctx.model.database
+    assert db
+    ctx.postgres.wait_accepting(
+        conn, RESOURCE_START_WAIT,
+        f"the Convox {db.resource} resource (through convox resources proxy)", sleep=ctx.sleep)
+
+
 class _Sync(Step):
     label = "sync"
 
@@ -32,6 +45,8 @@ class _Sync(Step):
             cmd(["pg_restore", "--list", str(dump)]),
             cmd(ctx.convox.argv("resources", "url", db.resource)),
             cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
+            f"psql 'SHOW server_version_num' through the proxy until {db.resource} accepts "
+            f"connections (up to {RESOURCE_START_WAIT:g}s)",
             cmd(ctx.postgres.restore_argv(dump, ConnInfo("127.0.0.1", 0, "<user>", "<db>"),
                                           db.restore_jobs))
             + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
@@ -61,10 +76,11 @@ class _Sync(Step):
             ctx.note(f"downloaded {size} bytes, {entries} objects in the dump")
             target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
             with ctx.convox.proxy(db.resource) as port:
+                conn = target.via("127.0.0.1", port)
+                wait_for_resource(ctx, conn)
                 ctx.note(f"restoring into {db.resource} through convox resources proxy "
                          f"on 127.0.0.1:{port}")
-                ctx.postgres.restore(dump, target.via("127.0.0.1", port), db.restore_jobs,
-                                     timeout=db.timeout)
+                ctx.postgres.restore(dump, conn, db.restore_jobs, timeout=db.timeout)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 dump.unlink()  # the data stays on Heroku; no copy lingers on this machine
@@ -105,6 +121,7 @@ class VerifyData(Step):
         src = ctx.postgres.fingerprints(source, checksums, timeout=db.timeout)
         target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
         with ctx.convox.proxy(db.resource) as port:
+            wait_for_resource(ctx, target.via("127.0.0.1", port))
             dst = ctx.postgres.fingerprints(target.via("127.0.0.1", port), checksums,
                                             timeout=db.timeout)
         problems = []

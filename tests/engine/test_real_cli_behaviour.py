@@ -116,3 +116,36 @@ def test_a_build_left_running_by_a_killed_cli_is_waited_for(project: Project) ->
     assert project.effect_counts()["convox deploy"] == 1
     app = project.world()["convox"]["apps"]["shop"]
     assert project.state()["steps"]["deploy"]["outputs"]["release"] == app["active"]
+
+
+def test_preflight_refuses_a_resource_older_than_heroku(project: Project) -> None:
+    """provider/k8s/template/resource/postgres.yml.tmpl runs ``postgres:<options.version>``,
+    10.5 when absent: a dump of Heroku's PostgreSQL 15 cannot be restored there. Preflight says
+    so before anything is created or copied."""
+    project.manifest.write_text(project.manifest.read_text().replace(
+        '    options:\n      version: "15"\n', ""))
+
+    result = project.run("run", "--yes")
+
+    assert result.returncode != 0
+    assert "would run PostgreSQL 10 (the default: no options.version)" in result.output
+    assert "older than Heroku's PostgreSQL 15" in result.output
+    assert 'options.version to "15"' in result.output
+    assert project.effects() == []
+    assert project.state()["steps"]["preflight"]["status"] == "failed"
+
+
+def test_sync_waits_for_the_new_resource_to_accept_connections(project: Project) -> None:
+    """The promote creates the postgres resource empty; its pod refuses connections for a while
+    after the deploy returns (provider/k8s/template/resource/postgres.yml.tmpl). The sync polls
+    through the proxy until it answers, then restores."""
+    with update_world(project.world_path) as world:
+        world["convox"]["resource_start_seconds"] = 4
+
+    result = project.run("run", "--yes", "--until", "initial-sync")
+
+    assert result.returncode == 0, result
+    world = project.world()
+    assert world["convox"]["apps"]["shop"]["resources"]["database"]["data"] == (
+        world["heroku"]["database"]["data"])
+    assert project.effect_counts()["pg_restore"] == 1

@@ -354,15 +354,6 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
             app["builds"].append({"id": build, "status": "complete", "release": release,
                                   "description": opts.get("description", ""), "manifest": text,
                                   "started": time.time(), "ready_at": time.time() + wait})
-            for res_name, res in (manifest.get("resources") or {}).items():
-                if (res or {}).get("type") == "postgres" and res_name not in app["resources"]:
-                    password = world["convox"]["resource_password"]
-                    app["resources"][res_name] = {
-                        "type": "postgres",
-                        "url": f"postgres://app:{password}@resource-{res_name}.{name}"
-                               f".svc.cluster.local:5432/app?sslmode=disable",
-                        "password": password, "data": {"tables": {}, "sequences": {}},
-                    }
     if not release:
         raise Fail("build failed")
     time.sleep(wait)
@@ -380,7 +371,30 @@ def _promote(name: str, release: str) -> None:
         wait = float(world["convox"].get("promote_seconds", 0))
         app["active"] = release
         app["updating_until"] = time.time() + wait
+        entry = next(r for r in app["releases"] if r["id"] == release)
+        build = _build_of(app, entry["build"])
+        manifest = (_yaml(build["manifest"]) or {}) if build else {}
+        _create_resources(world, name, app, manifest)
     time.sleep(wait)
+
+
+def _create_resources(world: dict[str, Any], name: str, app: dict[str, Any],
+                      manifest: dict[str, Any]) -> None:
+    """The promote creates the manifest's resources (provider/k8s/template/resource/*.tmpl):
+    an EMPTY postgres of ``options.version`` (default 10.5, postgres.yml.tmpl), whose server
+    refuses connections for the world's ``resource_start_seconds`` while its pod starts."""
+    start = float(world["convox"].get("resource_start_seconds", 0))
+    for res_name, res in (manifest.get("resources") or {}).items():
+        if (res or {}).get("type") == "postgres" and res_name not in app["resources"]:
+            password = world["convox"]["resource_password"]
+            version = str(((res or {}).get("options") or {}).get("version") or "10.5")
+            app["resources"][res_name] = {
+                "type": "postgres", "version": version,
+                "url": f"postgres://app:{password}@resource-{res_name}.{name}"
+                       f".svc.cluster.local:5432/app?sslmode=disable",
+                "password": password, "data": {"tables": {}, "sequences": {}},
+                "ready_at": time.time() + start,
+            }
 
 
 def deploy(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:

@@ -104,6 +104,8 @@ environment:
 resources:
   database:
     type: postgres
+    options:
+      version: "15"
 services:
   web:
     build: .
