@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from cutover.adapters.http import CertificateNotValid
 from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CutoverError, InvalidInput
 from cutover.playbook import SmokeCheck, SmokeSection
@@ -321,25 +322,40 @@ class SmokeTest(Step):
 
 def run_http_checks(ctx: Context, host: str, checks: list[SmokeCheck], timeout: float
                     ) -> list[str]:
-    """GET every check's path on ``host`` until each passes or ``timeout`` runs out."""
+    """GET every check's path on ``host`` until each passes or ``timeout`` runs out.
+
+    Failures are retried until then, certificate failures included: for a custom domain the
+    router serves a certificate covering the name only once DNS points at it and the
+    certificate was issued, so verify-site meets them first. Giving up on one says so."""
     results = []
     for check in checks:
         url = f"https://{host}{check.path}"
         deadline = time.monotonic() + timeout
         last = ""
+        certificate = False
         while True:
             try:
                 resp = ctx.http.get(url)
                 ok = resp.status == check.status and (check.contains is None
                                                       or check.contains in resp.text)
-                last = f"HTTP {resp.status}"
+                last, certificate = f"HTTP {resp.status}", False
                 if ok:
                     break
                 if check.contains and check.contains not in resp.text:
                     last += f", body lacks {check.contains!r}"
+            except CertificateNotValid as exc:
+                last, certificate = exc.brief, True
             except CutoverError as exc:
-                last = exc.brief
+                last, certificate = exc.brief, False
             if time.monotonic() >= deadline:
+                if certificate:
+                    raise CutoverError(
+                        f"the certificate served for {host} was still not valid for it after "
+                        f"{timeout:g}s: GET {url}",
+                        details=last,
+                        resolution="The router gets a certificate for a custom domain only "
+                        "once DNS points at it; check `convox certs` and the record, wait a few "
+                        "minutes, then run `cutover run` again.")
                 raise CutoverError(
                     f"smoke check failed: GET {url}: {last} (expected {check.status})",
                     resolution="Look at `convox logs -a APP` and `convox ps -a APP`; "

@@ -149,3 +149,31 @@ def test_sync_waits_for_the_new_resource_to_accept_connections(project: Project)
     assert world["convox"]["apps"]["shop"]["resources"]["database"]["data"] == (
         world["heroku"]["database"]["data"])
     assert project.effect_counts()["pg_restore"] == 1
+
+
+def test_verify_site_retries_until_the_certificate_is_issued(project: Project) -> None:
+    """The router serves a certificate covering the custom domain only after DNS points at it
+    and it is issued: verify-site retries certificate failures within smoke.timeout."""
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay"] = 3
+
+    result = project.run("run", "--yes")
+
+    assert result.returncode == 0, result
+    assert project.state()["steps"]["verify-site"]["status"] == "done"
+
+
+def test_verify_site_says_the_certificate_was_not_valid_yet(project: Project) -> None:
+    """Given up on: the error says the certificate was not valid for the name yet, not just
+    that a GET failed."""
+    project.playbook.write_text(project.playbook.read_text().replace(
+        "smoke:\n  service: web\n  timeout: 20", "smoke:\n  service: web\n  timeout: 3"))
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay"] = 600
+
+    result = project.run("run", "--yes")
+
+    assert result.returncode != 0
+    assert project.state()["steps"]["verify-site"]["status"] == "failed"
+    assert "the certificate served for www.example.test was still not valid" in result.output
+    assert "once DNS points at it" in result.output
