@@ -49,11 +49,18 @@ def _transient(result: Result) -> bool:
     return any(t.lower() in err for t in _TRANSIENT) and "rollback" not in err
 
 
+def _header_names(line: str) -> list[str]:
+    """Column names of a stdcli table header: separated by the two-space gutter, so a name
+    may hold one space (``NLB PORTS`` in pkg/cli/services.go)."""
+    return [n for n in re.split(r"\s{2,}", line.strip()) if n]
+
+
 def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
-    """Parse a stdcli table by the header's column offsets (cells are left-justified)."""
+    """Parse a stdcli table by the header's column offsets (cells are left-justified), so any
+    extra column a rack adds (SCALE, AUTOSCALE, COLD, BUDGET in services.go) is harmless."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     header_index = next(
-        (i for i, ln in enumerate(lines) if all(h in ln.split() for h in required)), None
+        (i for i, ln in enumerate(lines) if all(h in _header_names(ln) for h in required)), None
     )
     if header_index is None:
         raise UnexpectedOutput(
@@ -61,7 +68,7 @@ def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
             details="got: " + (lines[0][:200] if lines else "(no output)"),
         )
     header = lines[header_index]
-    names = header.split()
+    names = _header_names(header)
     starts = []
     pos = 0
     for name in names:

@@ -236,3 +236,21 @@ def test_every_planned_convox_command_is_accepted(tmp_path: Path, rack: str,
                 f"{step.id}: {line}: the real CLI says {convox_cli.refusal(argv)}")
             seen += 1
     assert seen >= 10
+
+
+def test_services_parse_by_header_with_every_optional_column() -> None:
+    """pkg/cli/services.go: SERVICE DOMAIN PORTS, then NLB PORTS (a header with a space), SCALE,
+    AUTOSCALE, COLD, BUDGET when present: columns are found by header, not by position."""
+    from cutover.adapters.convox import parse_table  # noqa: PLC0415
+
+    cells = [["SERVICE", "DOMAIN", "PORTS", "NLB PORTS", "SCALE", "AUTOSCALE", "COLD"],
+             ["web", "web.shop.rack.example", "443:3000", "8443:3000/tls", "1-4", "cpu>70%", "-"],
+             ["worker", "", "", "", "1", "-", "-"]]
+    # stdcli's table: every column but the last padded to its widest cell, two-space gutters.
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    text = "".join("  ".join([c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)]
+                             + [row[-1]]) + "\n" for row in cells)
+    rows = parse_table(text, ["SERVICE", "DOMAIN"])
+    assert [(r["SERVICE"], r["DOMAIN"], r["SCALE"]) for r in rows] == [
+        ("web", "web.shop.rack.example", "1-4"), ("worker", "", "1")]
+    assert rows[0]["NLB PORTS"] == "8443:3000/tls" and rows[0]["PORTS"] == "443:3000"

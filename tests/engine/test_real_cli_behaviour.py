@@ -177,3 +177,17 @@ def test_verify_site_says_the_certificate_was_not_valid_yet(project: Project) ->
     assert project.state()["steps"]["verify-site"]["status"] == "failed"
     assert "the certificate served for www.example.test was still not valid" in result.output
     assert "once DNS points at it" in result.output
+
+
+def test_scale_down_waits_until_no_dyno_of_the_type_is_listed(project: Project) -> None:
+    """After ``ps:scale worker=0`` Heroku lists the dynos (state down) while they stop: the
+    step ends only once ``heroku ps --json`` lists none of that type, in any state."""
+    with update_world(project.world_path) as world:
+        world["heroku"]["dyno_stop_seconds"] = 3
+
+    result = project.run("run", "--yes", "--until", "scale-down")
+
+    assert result.returncode == 0, result
+    seen = project.world()["heroku"]["ps_seen"]
+    assert any("worker.1" in names for names in seen)
+    assert "worker.1" not in seen[-1]

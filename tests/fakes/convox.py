@@ -521,9 +521,11 @@ def services(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str
     rows = []
     for svc, spec in (manifest.get("services") or {}).items():
         port = (spec or {}).get("port")
+        count = ((spec or {}).get("scale") or {}).get("count", 1)
         rows.append([svc, f"{svc}.{name}.{world['convox']['rack_domain']}",
-                     f"443:{port}" if port else ""])
-    sys.stdout.write(table(["SERVICE", "DOMAIN", "PORTS"], rows))
+                     f"443:{port}" if port else "", str(count)])
+    # pkg/cli/services.go: SCALE whenever a service has min/max, which v3 racks always set.
+    sys.stdout.write(table(["SERVICE", "DOMAIN", "PORTS", "SCALE"], rows))
     # Best-effort budget lookup of newer CLIs against older racks: noise on stderr, still rc 0.
     sys.stderr.write('ns=cli_budget at=fetch-error err="response status 404"\n')
     return 0

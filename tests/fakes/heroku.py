@@ -92,6 +92,10 @@ def _dynos(h: dict[str, Any]) -> list[dict[str, Any]]:
                 "release": {"id": "rrrr", "version": 42}, "size": f["size"], "state": "up",
                 "type": f["type"], "updated_at": "2024-05-01T12:00:00Z",
             })
+    now = time.time()
+    for gone in h.get("stopping", []):
+        if gone["until"] > now:  # scaled away but still shutting down (SIGTERM, then SIGKILL)
+            dynos.append({**gone["dyno"], "state": "down"})
     return sorted(dynos, key=lambda d: d["name"])
 
 
@@ -154,7 +158,10 @@ def config(flags: set[str], positional: list[str]) -> int:
 
 
 def ps(flags: set[str], positional: list[str]) -> int:
-    _json(_dynos(read_world()["heroku"]))
+    with update_world() as world:
+        dynos = _dynos(world["heroku"])
+        world["heroku"].setdefault("ps_seen", []).append(sorted(d["name"] for d in dynos))
+    _json(dynos)
     return 0
 
 
@@ -174,7 +181,14 @@ def ps_scale(flags: set[str], positional: list[str]) -> int:
             if kind not in formation:
                 _err("!\n")
                 return api_error(f"No such process type {kind} defined in Procfile.", "not_found")
+            # Dynos scaled away stay listed while they stop: the world's dyno_stop_seconds.
+            stop = float(world["heroku"].get("dyno_stop_seconds") or 0)
+            before = _dynos(world["heroku"])
             formation[kind]["quantity"] = quantity
+            after = {d["name"] for d in _dynos(world["heroku"])}
+            world["heroku"].setdefault("stopping", []).extend(
+                {"dyno": d, "until": time.time() + stop} for d in before
+                if d["name"] not in after and d["type"] == kind and stop)
             note_effect(world, f"heroku ps:scale {kind}={quantity}")
             if size:
                 formation[kind]["size"] = size
