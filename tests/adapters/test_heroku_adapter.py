@@ -750,3 +750,4 @@ def test_wrong_api_key_is_command_error_rc1(hk: Harness) -> None:
     assert exc.returncode == 1 and not exc.transient
     assert "The token provided to HEROKU_API_KEY is invalid." in exc.stderr_tail
     assert hk.audit.of("retry") == [] and len(hk.audit.of("command")) == 1
+
