@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from fakes import seed
 from fakes.harness import Project
@@ -191,3 +192,26 @@ def test_scale_down_waits_until_no_dyno_of_the_type_is_listed(project: Project) 
     seen = project.world()["heroku"]["ps_seen"]
     assert any("worker.1" in names for names in seen)
     assert "worker.1" not in seen[-1]
+
+
+def test_a_promote_left_running_by_a_killed_cli_is_waited_for(project: Project) -> None:
+    """pkg/cli/releases.go: the rack rolls a promote out (app status ``updating``) whether or
+    not the CLI still waits. Killed during it, the resume waits for ``running`` and does not
+    promote again."""
+    with update_world(project.world_path) as world:
+        world["convox"]["promote_seconds"] = 4
+    proc = project.start("run", "--yes", "--until", "deploy")
+    deadline = time.monotonic() + 60
+    while not (project.world()["convox"]["apps"].get("shop") or {}).get("active"):
+        assert time.monotonic() < deadline, "the deploy never promoted"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    project.finish(proc)
+
+    resumed = project.run("run", "--yes", "--until", "deploy")
+
+    assert resumed.returncode == 0, resumed
+    effects = project.effect_counts()
+    assert effects["convox deploy"] == 1 and "convox releases promote" not in effects
+    seen = project.world()["convox"]["status_seen"]
+    assert seen[-1] == "running"

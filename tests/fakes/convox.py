@@ -254,9 +254,10 @@ def apps_create(positional: list[str], opts: dict[str, Any], s: Streams, stdin: 
 
 
 def apps_info(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    world = read_world()
-    name = _app_name(positional, opts)
-    app = _app(world, name)
+    with update_world() as world:
+        name = _app_name(positional, opts)
+        app = _app(world, name)
+        world["convox"].setdefault("status_seen", []).append(_app_status(app))
     sys.stdout.write(info([("Name", name), ("Status", _app_status(app)), ("Generation", "3"),
                            ("Locked", "false"), ("Release", app.get("active") or ""),
                            ("Router", f"router.{world['convox']['rack_domain']}")]))
