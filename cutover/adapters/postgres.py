@@ -143,6 +143,11 @@ class PostgresAdapter:
                     "`convox ps` (its pod may still be starting), then run `cutover run` again.")
             sleep(2.0)
 
+    def extensions(self, conn: ConnInfo) -> list[str]:
+        """The extensions installed in the database (``pg_extension``)."""
+        rows = self.psql(conn, "SELECT extname FROM pg_catalog.pg_extension ORDER BY 1;")
+        return [row[0] for row in rows if row]
+
     def server_major(self, conn: ConnInfo, timeout: float = 120) -> int:
         rows = self.psql(conn, "SHOW server_version_num;", timeout=timeout)
         try:

@@ -118,7 +118,9 @@ class Preflight(Step):
                 "psql -c 'SHOW server_version_num'  (against the Heroku database)"
                 if ctx.model.database else "",
                 f"compare it with resources.{ctx.model.database.resource}.options.version of "
-                "the manifest (postgres default 10.5)" if ctx.model.database else ""]
+                "the manifest (postgres default 10.5)" if ctx.model.database else "",
+                "psql: the Heroku database's extensions, checked against the resource type"
+                if ctx.model.database else ""]
 
     def apply(self, ctx: Context) -> Outputs:
         model = ctx.model
@@ -176,6 +178,7 @@ class Preflight(Step):
                             "heroku_pg_major": server})
             ctx.note(f"pg_dump {client}, Heroku PostgreSQL {server}")
             outputs["convox_pg_major"] = check_target_version(ctx, manifest, server)
+            check_target_extensions(ctx, manifest, ctx.postgres.extensions(ConnInfo.from_url(url)))
         if model.dns and model.dns.provider == "rfc2136" and ctx.dns is None:
             raise InvalidInput("dns.provider is rfc2136 but no server or TSIG key is configured",
                                resolution="Set dns.server and dns.key_name in the playbook and "
@@ -227,6 +230,41 @@ def check_target_version(ctx: Context, manifest: dict[str, Any], server: int) ->
             resolution=f"Set resources.{db.resource}.options.version to \"{server}\" in {path} "
             "before the first deploy creates the resource.")
     return target
+
+
+# The contrib extensions of the official postgres image that the `postgres` resource type runs
+# (provider/k8s/template/resource/postgres.yml.tmpl: image postgres:<version>, POSTGRES_USER, so
+# its role is a superuser and can create any of them). Anything else (postgis, timescaledb,
+# vector, ...) is not in that image. rds-postgres has RDS's own allow-list: not checked here.
+POSTGRES_IMAGE_EXTENSIONS = frozenset({
+    "adminpack", "amcheck", "autoinc", "bloom", "btree_gin", "btree_gist", "citext", "cube",
+    "dblink", "dict_int", "dict_xsyn", "earthdistance", "file_fdw", "fuzzystrmatch", "hstore",
+    "insert_username", "intagg", "intarray", "isn", "lo", "ltree", "moddatetime",
+    "old_snapshot", "pageinspect", "pg_buffercache", "pg_freespacemap", "pg_prewarm",
+    "pg_stat_statements", "pg_surgery", "pg_trgm", "pg_visibility", "pg_walinspect",
+    "pgcrypto", "pgrowlocks", "pgstattuple", "plpgsql", "postgres_fdw", "refint", "seg",
+    "sslinfo", "tablefunc", "tcn", "tsm_system_rows", "tsm_system_time", "unaccent",
+    "uuid-ossp", "xml2",
+})
+
+
+def check_target_extensions(ctx: Context, manifest: dict[str, Any], used: list[str]) -> None:
+    """Stop before anything is copied when the Heroku database uses an extension the Convox
+    resource type cannot create: the restore would fail at that extension."""
+    db = ctx.model.database
+    assert db
+    rtype = str(((manifest.get("resources") or {}).get(db.resource) or {}).get("type", ""))
+    if rtype != "postgres":
+        ctx.note(f"extensions on Heroku: {', '.join(used) or 'none'} (not checked against "
+                 f"{rtype or 'the resource type'})")
+        return
+    missing = sorted(set(used) - POSTGRES_IMAGE_EXTENSIONS)
+    if missing:
+        raise CutoverError(
+            f"the Heroku database uses {', '.join(missing)}, which the Convox {db.resource} "
+            "resource (type postgres: the official postgres image) cannot provide",
+            resolution=f"Use type rds-postgres for resources.{db.resource} in "
+            f"{manifest_path(ctx)} (RDS offers e.g. postgis), or drop the extension on Heroku.")
 
 
 class CreateApp(Step):

@@ -215,3 +215,17 @@ def test_a_promote_left_running_by_a_killed_cli_is_waited_for(project: Project) 
     assert effects["convox deploy"] == 1 and "convox releases promote" not in effects
     seen = project.world()["convox"]["status_seen"]
     assert seen[-1] == "running"
+
+
+def test_preflight_refuses_an_extension_the_resource_type_lacks(project: Project) -> None:
+    """provider/k8s/template/resource/postgres.yml.tmpl runs the official postgres image:
+    contrib extensions (pg_trgm, citext, ...) can be created, PostGIS cannot."""
+    with update_world(project.world_path) as world:
+        world["heroku"]["database"]["data"]["extensions"] = ["citext", "pg_trgm", "plpgsql",
+                                                             "postgis"]
+
+    result = project.run("run", "--yes")
+
+    assert result.returncode != 0
+    assert "uses postgis, which the Convox database resource" in result.output
+    assert project.effects() == []

@@ -220,6 +220,8 @@ def psql(args: list[str], sql: str | None) -> int:
         except LookupError as exc:
             sys.stderr.write(f'psql:<stdin>:1: ERROR:  relation "{exc.args[0]}" does not exist\n')
             return 3
+    elif "pg_catalog.pg_extension" in sql:
+        rows = [[name] for name in sorted(data.get("extensions") or ["plpgsql"])]
     elif "pg_catalog.pg_tables" in sql:
         rows = [[name] for name in sorted(data["tables"])]
     else:
