@@ -2,6 +2,11 @@
 (shared/reference/convox-cli.md): stdcli tables and Info blocks, ``X... OK`` progress, ``--id``
 printing one release id without a newline (everything else on stderr), ``ERROR: <msg>`` on
 stderr with exit 1, and ``resources proxy`` that really listens and never exits by itself.
+Command lines are parsed through cutover.adapters.convox_cli (the flags and argument counts
+read from the convox source), so it refuses exactly what the real CLI refuses. Builds and
+promotes run "on the rack" (they finish when the CLI is killed), ``run`` starts a ``sleep N``
+pod, and the postgres resource appears empty at the first promote. State and output helpers:
+:mod:`fakes.convox_store`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,24 @@ import sys
 import time
 from typing import Any
 
+from fakes.convox_store import (
+    Fail,
+    Streams,
+    active_manifest,
+    ago,
+    app_name,
+    app_status,
+    build_of,
+    build_ready,
+    env_dict,
+    get_app,
+    info,
+    latest_release,
+    load_yaml,
+    new_release,
+    table,
+    visible_releases,
+)
 from fakes.world import (
     exit_when_orphaned,
     fake_id,
@@ -28,25 +51,6 @@ COMMANDS = [("apps", "create"), ("apps", "info"), ("apps",), ("env", "set"), ("e
             ("deploy",), ("build",), ("run",), ("builds",), ("releases", "manifest"),
             ("releases", "promote"), ("releases",), ("services",), ("resources", "url"),
             ("resources", "proxy"), ("rack",), ("version",), ("switch",), ("ps",)]
-
-
-class Fail(Exception):
-    """``ERROR: <message>`` on stderr, exit 1."""
-
-
-class Streams:
-    """stdout/stderr, with ``--id`` moving everything but the release id to stderr."""
-
-    def __init__(self, id_mode: bool) -> None:
-        self.id_mode = id_mode
-
-    def out(self, text: str) -> None:
-        (sys.stderr if self.id_mode else sys.stdout).write(text)
-        (sys.stderr if self.id_mode else sys.stdout).flush()
-
-    def release_id(self, release: str) -> None:
-        if self.id_mode:
-            sys.stdout.write(release)  # no newline, as the real --id mode
 
 
 def reads_stdin(args: list[str]) -> bool:
@@ -72,9 +76,9 @@ def failure_prefix(args: list[str]) -> str:
     except Fail:
         return ""  # refused before it contacts the rack: nothing printed before the error
     if words in (("deploy",), ("build",)):
-        app = read_world()["convox"]["apps"].get(_app_name([], opts)) or {}
-        latest = _latest(app) if app else None
-        secret = _env_dict(latest["env"]).get("SECRET_KEY_BASE", "") if latest else ""
+        app = read_world()["convox"]["apps"].get(app_name([], opts)) or {}
+        latest = latest_release(app) if app else None
+        secret = env_dict(latest["env"]).get("SECRET_KEY_BASE", "") if latest else ""
         return ("Packaging source... OK\nUploading source... OK\nStarting build... OK\n"
                 f"Building: {positional[0] if positional else '.'}\n"
                 f"Step 1/3 : ARG SECRET_KEY_BASE={secret}\nStep 2/3 : RUN bundle install\n")
@@ -100,31 +104,6 @@ def _parse(args: list[str], words: tuple[str, ...]) -> tuple[list[str], dict[str
     return parsed.args, dict(parsed.flags)
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A stdcli table: two-space gutters, every column but the last padded."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    lines = []
-    for row in [header, *rows]:
-        cells = [str(c).ljust(widths[i]) for i, c in enumerate(row[:-1])] + [str(row[-1])]
-        lines.append("  ".join(cells))
-    return "\n".join(lines) + "\n"
-
-
-def info(rows: list[tuple[str, str]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in rows)
-
-
-def ago(ts: float) -> str:
-    seconds = int(time.time() - ts)
-    if seconds < 1:
-        return "now"
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds > 1 else ''} ago"
-    minutes = seconds // 60
-    return f"{minutes} minute{'s' if minutes > 1 else ''} ago"
-
-
 def main(args: list[str], stdin: str | None = None) -> int:
     if args in (["-v"], ["--version"]):
         sys.stdout.write(CLIENT_VERSION + "\n")
@@ -148,69 +127,6 @@ def main(args: list[str], stdin: str | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.write(f"ERROR: {exc}\n")
         return 1
-
-
-def _app_name(positional: list[str], opts: dict[str, Any]) -> str:
-    return str(opts.get("app") or (positional[0] if positional else os.path.basename(os.getcwd())))
-
-
-def _app(world: dict[str, Any], name: str) -> dict[str, Any]:
-    app = world["convox"]["apps"].get(name)
-    if app is None:
-        raise Fail(f"app not found: {name}")
-    return dict(app)
-
-
-def _app_status(app: dict[str, Any]) -> str:
-    """``updating`` while a promote rolls out on the rack (it goes on if the CLI is killed)."""
-    return "updating" if time.time() < app.get("updating_until", 0) else str(app["status"])
-
-
-def _build_ready(build: dict[str, Any]) -> bool:
-    """Builds run on the rack: complete ``ready_at`` whatever happened to the CLI."""
-    return time.time() >= build.get("ready_at", 0)
-
-
-def _visible_releases(app: dict[str, Any]) -> list[dict[str, Any]]:
-    """A build's release exists once the build has completed (env releases at once)."""
-    ready = {b["id"] for b in app["builds"] if b["status"] == "complete" and _build_ready(b)}
-    return [r for r in app["releases"] if r.get("pending_build") is None
-            or r["pending_build"] in ready]
-
-
-def _latest(app: dict[str, Any]) -> dict[str, Any] | None:
-    return app["releases"][-1] if app["releases"] else None
-
-
-def _env_dict(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.split("\n"):
-        if "=" in line:
-            key, _, value = line.partition("=")
-            env[key] = value
-    return env
-
-
-def _env_text(env: dict[str, str]) -> str:
-    return "\n".join(sorted(f"{k}={v}" for k, v in env.items()))
-
-
-def _build_of(app: dict[str, Any], build_id: str) -> dict[str, Any] | None:
-    return next((b for b in app["builds"] if b["id"] == build_id), None)
-
-
-def _yaml(text: str) -> Any:
-    import yaml  # noqa: PLC0415 - only the commands reading a manifest pay for PyYAML
-
-    return yaml.safe_load(text)
-
-
-def _active_manifest(app: dict[str, Any]) -> dict[str, Any]:
-    release = next((r for r in app["releases"] if r["id"] == app.get("active")), None)
-    build = _build_of(app, release["build"]) if release else None
-    if not build:
-        return {}
-    return dict(_yaml(build["manifest"]) or {})
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -240,7 +156,7 @@ def apps_list(positional: list[str], opts: dict[str, Any], s: Streams, stdin: st
 
 
 def apps_create(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    name = _app_name(positional, opts)
+    name = app_name(positional, opts)
     s.out(f"Creating {name}... ")
     with update_world() as world:
         apps = world["convox"]["apps"]
@@ -255,24 +171,24 @@ def apps_create(positional: list[str], opts: dict[str, Any], s: Streams, stdin: 
 
 def apps_info(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     with update_world() as world:
-        name = _app_name(positional, opts)
-        app = _app(world, name)
-        world["convox"].setdefault("status_seen", []).append(_app_status(app))
-    sys.stdout.write(info([("Name", name), ("Status", _app_status(app)), ("Generation", "3"),
+        name = app_name(positional, opts)
+        app = get_app(world, name)
+        world["convox"].setdefault("status_seen", []).append(app_status(app))
+    sys.stdout.write(info([("Name", name), ("Status", app_status(app)), ("Generation", "3"),
                            ("Locked", "false"), ("Release", app.get("active") or ""),
                            ("Router", f"router.{world['convox']['rack_domain']}")]))
     return 0
 
 
 def env(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    app = _app(read_world(), _app_name([], opts))
-    latest = _latest(app)
+    app = get_app(read_world(), app_name([], opts))
+    latest = latest_release(app)
     sys.stdout.write((latest["env"] if latest else "") + "\n")
     return 0
 
 
 def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    name = _app_name([], opts)
+    name = app_name([], opts)
     pairs = [p for p in positional if "=" in p]
     lines = [ln for ln in (stdin or "").split("\n") if "=" in ln]
     keys = [p.split("=", 1)[0] for p in [*pairs, *lines]]
@@ -281,8 +197,8 @@ def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str 
         app = world["convox"]["apps"].get(name)
         if app is None:
             raise Fail(f"app not found: {name}")
-        latest = _latest(app)
-        current = {} if opts.get("replace") or not latest else _env_dict(latest["env"])
+        latest = latest_release(app)
+        current = {} if opts.get("replace") or not latest else env_dict(latest["env"])
         before = dict(current)
         for item in [*pairs, *lines]:
             key, _, value = item.partition("=")
@@ -293,19 +209,11 @@ def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str 
             "env", f"add:{','.join(added)}" if added else "",
             f"change:{','.join(changed)}" if changed else ""]))
         note_effect(world, "convox env set")
-        release = _new_release(world, app, env=current,
+        release = new_release(world, app, env=current,
                                build=latest["build"] if latest else "", description=description)
     s.out(f"OK\nRelease: {release}\n")
     s.release_id(release)
     return 0
-
-
-def _new_release(world: dict[str, Any], app: dict[str, Any], *, env: dict[str, str], build: str,
-                 description: str) -> str:
-    release = fake_id("R", next_number(world, "release"))
-    app["releases"].append({"id": release, "build": build, "env": _env_text(env),
-                            "created": time.time(), "description": description})
-    return release
 
 
 def _required_env(manifest: dict[str, Any]) -> set[str]:
@@ -317,7 +225,7 @@ def _required_env(manifest: dict[str, Any]) -> set[str]:
 
 def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: bool) -> str:
     """``convox build`` / ``convox deploy``: package, build, create a release; promote if asked."""
-    name = _app_name([], opts)
+    name = app_name([], opts)
     source = positional[0] if positional else "."
     manifest_path = os.path.join(source, str(opts.get("manifest") or "convox.yml"))
     s.out("Packaging source... ")
@@ -331,9 +239,9 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
         if app is None:
             raise Fail(f"app not found: {name}")
         s.out("OK\n")
-        latest = _latest(app)
-        env_now = _env_dict(latest["env"]) if latest else {}
-        manifest = _yaml(text) or {}
+        latest = latest_release(app)
+        env_now = env_dict(latest["env"]) if latest else {}
+        manifest = load_yaml(text) or {}
         build = fake_id("B", next_number(world, "build"))
         s.out(f"Building: {source}\nStep 1/3 : FROM ruby:3.3-slim\nStep 2/3 : COPY . /app\n"
               f"Step 3/3 : CMD [\"bundle\", \"exec\", \"puma\"]\nRunning: docker push {build}\n")
@@ -347,7 +255,7 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
             s.out(f"validation errors:\nrequired env: {', '.join(missing)}\n")
         else:
             note_effect(world, "convox deploy" if promote else "convox build")
-            release = _new_release(world, app, env=env_now, build=build, description="")
+            release = new_release(world, app, env=env_now, build=build, description="")
             # The world's build_seconds: the build runs on the rack that long, and completes
             # even when this CLI is killed meanwhile (pkg/cli/build.go only follows its logs).
             wait = float(world["convox"].get("build_seconds", 0))
@@ -373,8 +281,8 @@ def _promote(name: str, release: str) -> None:
         app["active"] = release
         app["updating_until"] = time.time() + wait
         entry = next(r for r in app["releases"] if r["id"] == release)
-        build = _build_of(app, entry["build"])
-        manifest = (_yaml(build["manifest"]) or {}) if build else {}
+        build = build_of(app, entry["build"])
+        manifest = (load_yaml(build["manifest"]) or {}) if build else {}
         _create_resources(world, name, app, manifest)
     time.sleep(wait)
 
@@ -407,7 +315,7 @@ def deploy(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str |
 
 def build(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     release = _build(positional, opts, s, promote=False)
-    build_id = next(b["id"] for b in _app(read_world(), _app_name([], opts))["builds"]
+    build_id = next(b["id"] for b in get_app(read_world(), app_name([], opts))["builds"]
                     if b["release"] == release)
     s.out(f"Build:   {build_id}\nRelease: {release}\n")
     s.release_id(release)
@@ -422,14 +330,14 @@ def run(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | No
     first promote the rack refuses it. The world's ``run_pod_lingers`` leaves the pod listed by
     ``convox ps`` as a killed CLI would (its deferred ProcessStop never runs)."""
     service, command = positional[0], " ".join(positional[1:])
-    name = _app_name([], opts)
+    name = app_name([], opts)
     timeout = int(opts.get("timeout") or 0) or 3600
     with update_world() as world:
         app = world["convox"]["apps"].get(name)
         if app is None:
             raise Fail(f"app not found: {name}")
         release = opts.get("release") or app.get("active")
-        if not any(r["id"] == release for r in _visible_releases(app)):
+        if not any(r["id"] == release for r in visible_releases(app)):
             raise Fail(f"release not found: {release}")
         if not app.get("active"):
             raise Fail(f'pods "{name}-{service}-run" is forbidden: error looking up service '
@@ -453,7 +361,7 @@ def run(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | No
 def ps(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     """``convox ps [--service S] [--release R]`` (pkg/cli/ps.go): ID, SERVICE, STATUS, RELEASE,
     STARTED, COMMAND; run pods show their ``sleep N``."""
-    app = _app(read_world(), _app_name([], opts))
+    app = get_app(read_world(), app_name([], opts))
     rows = [[p["id"], p["service"], "running", p["release"], ago(p["started"]), p["command"]]
             for p in app.get("processes", [])
             if opts.get("service") in (None, p["service"])
@@ -463,9 +371,9 @@ def ps(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | Non
 
 
 def builds(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    app = _app(read_world(), _app_name([], opts))
-    rows = [[b["id"], b["status"] if _build_ready(b) else "running",
-             b["release"] if _build_ready(b) else "", ago(b["started"]), "2m0s",
+    app = get_app(read_world(), app_name([], opts))
+    rows = [[b["id"], b["status"] if build_ready(b) else "running",
+             b["release"] if build_ready(b) else "", ago(b["started"]), "2m0s",
              b["description"]] for b in reversed(app["builds"])]
     sys.stdout.write(table(["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"],
                            rows))
@@ -473,9 +381,9 @@ def builds(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str |
 
 
 def releases(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    app = _app(read_world(), _app_name([], opts))
+    app = get_app(read_world(), app_name([], opts))
     rows = [[r["id"], "active" if r["id"] == app.get("active") else "", r["build"],
-             ago(r["created"]), r["description"]] for r in reversed(_visible_releases(app))]
+             ago(r["created"]), r["description"]] for r in reversed(visible_releases(app))]
     sys.stdout.write(table(["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"], rows))
     return 0
 
@@ -484,11 +392,11 @@ def releases_manifest(positional: list[str], opts: dict[str, Any], s: Streams,
                       stdin: str | None) -> int:
     if len(positional) != 1:
         raise Fail("1 arg required")
-    app = _app(read_world(), _app_name([], opts))
+    app = get_app(read_world(), app_name([], opts))
     release = next((r for r in app["releases"] if r["id"] == positional[0]), None)
     if release is None:
         raise Fail(f"release not found: {positional[0]}")
-    build = _build_of(app, release["build"])
+    build = build_of(app, release["build"])
     if build is None:
         raise Fail(f"no build for release: {positional[0]}")
     sys.stdout.write(build["manifest"].strip() + "\n")
@@ -497,7 +405,7 @@ def releases_manifest(positional: list[str], opts: dict[str, Any], s: Streams,
 
 def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
                      stdin: str | None) -> int:
-    name = _app_name([], opts)
+    name = app_name([], opts)
     with update_world() as world:
         app = world["convox"]["apps"].get(name)
         if app is None:
@@ -506,7 +414,7 @@ def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
             raise Fail("no releases to promote")
         target = positional[0] if positional else app["releases"][-1]["id"]
         s.out(f"Promoting {target}... \n")
-        if not any(r["id"] == target for r in _visible_releases(app)):
+        if not any(r["id"] == target for r in visible_releases(app)):
             raise Fail(f"release not found: {target}")
         note_effect(world, "convox releases promote")
     _promote(name, target)
@@ -516,9 +424,9 @@ def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
 
 def services(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     world = read_world()
-    name = _app_name([], opts)
-    app = _app(world, name)
-    manifest = _active_manifest(app)
+    name = app_name([], opts)
+    app = get_app(world, name)
+    manifest = active_manifest(app)
     rows = []
     for svc, spec in (manifest.get("services") or {}).items():
         port = (spec or {}).get("port")
@@ -533,7 +441,7 @@ def services(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str
 
 
 def _resource(world: dict[str, Any], app_name: str, resource: str) -> dict[str, Any]:
-    app = _app(world, app_name)
+    app = get_app(world, app_name)
     found = app["resources"].get(resource)
     if found is None:
         raise Fail(f"resource not found: {resource}")
@@ -544,7 +452,7 @@ def resources_url(positional: list[str], opts: dict[str, Any], s: Streams,
                   stdin: str | None) -> int:
     if len(positional) != 1:
         raise Fail("1 arg required")
-    res = _resource(read_world(), _app_name([], opts), positional[0])
+    res = _resource(read_world(), app_name([], opts), positional[0])
     sys.stdout.write(res["url"] + "\n")
     return 0
 
@@ -557,7 +465,7 @@ def resources_proxy(positional: list[str], opts: dict[str, Any], s: Streams,
 
     if len(positional) != 1:
         raise Fail("1 arg required")
-    name = _app_name([], opts)
+    name = app_name([], opts)
     res = _resource(read_world(), name, positional[0])
     remote = urlsplit(res["url"])
     port = int(opts.get("port") or remote.port or 5432)
