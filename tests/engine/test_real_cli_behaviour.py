@@ -229,3 +229,23 @@ def test_preflight_refuses_an_extension_the_resource_type_lacks(project: Project
     assert result.returncode != 0
     assert "uses postgis, which the Convox database resource" in result.output
     assert project.effects() == []
+
+
+def test_a_release_command_that_exits_non_zero_may_run_again(project: Project) -> None:
+    """pkg/cli/run.go: the CLI exits with the command's status after stopping its pod, so a
+    failure is known to be over: the step fails, and the next run runs the command again
+    without asking (unlike a start whose end was never seen)."""
+    project.playbook.write_text(project.playbook.read_text() + RELEASE_COMMAND)
+    with update_world(project.world_path) as world:
+        world["convox"]["run_exit_code"] = 3
+    failed = project.run("run", "--yes", "--until", "deploy")
+    assert failed.returncode == 1, failed
+    assert project.state()["steps"]["deploy"]["status"] == "failed"
+    with update_world(project.world_path) as world:
+        world["convox"]["run_exit_code"] = 0
+
+    fixed = project.run("run", "--yes", "--until", "deploy")
+
+    assert fixed.returncode == 0, fixed
+    assert project.effect_counts()["convox run web bin/rails db:migrate"] == 2
+    assert project.effect_counts()["convox build"] == 1

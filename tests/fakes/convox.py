@@ -351,11 +351,14 @@ def run(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | No
             "id": f"{service}-{pod}", "service": service, "release": release,
             "command": f"sleep {timeout}", "started": time.time(),
             "lingers": bool(world["convox"].get("run_pod_lingers"))})
-    sys.stdout.write(f"{command}: done\n")
+    # The world's run_exit_code: the command's own exit status, which the CLI exits with
+    # (stdcli.Exit(code)) after stopping the pod.
+    code = int(read_world()["convox"].get("run_exit_code") or 0)
+    sys.stdout.write(f"{command}: {'done' if code == 0 else 'failed'}\n")
     with update_world() as world:  # the deferred rack.ProcessStop
         app = world["convox"]["apps"][name]
         app["processes"] = [p for p in app.get("processes", []) if p.get("lingers")]
-    return 0
+    return code
 
 
 def ps(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
