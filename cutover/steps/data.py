@@ -57,7 +57,9 @@ class _Sync(Step):
         # DATABASE_URL's database) and its id is saved before anything else: a sync interrupted
         # after the capture restores that same backup on resume (never "the newest backup",
         # which a scheduled backup can be); pg_restore --clean --if-exists makes a second
-        # restore over the first one safe. Interrupted during the capture, it captures afresh.
+        # restore over the first one safe. Interrupted during the capture, it captures afresh:
+        # the id cannot be saved sooner, since the CLI completes the line naming it only when
+        # the backup ends (oclif's non-TTY action: "Backing up X to b042..." then " done\n").
         db = ctx.model.database
         assert db
         backup = ctx.state.step(self.id).outputs.get("backup")  # this attempt only (not --from)
