@@ -143,8 +143,10 @@ class WindowSection(_Model):
 
 
 class ReleaseSection(_Model):
-    """A release command run once per release before promote (``translate --release-as
-    one-off``): ``convox build``, ``convox run SERVICE --release R -- COMMAND``, promote."""
+    """A release command run once per release (``translate --release-as one-off``) with
+    ``convox run SERVICE --release R --timeout TIMEOUT -- COMMAND``: before the promote, except
+    for the app's first release, which must be promoted first (steps/ship.py, docs/design.md).
+    ``timeout`` is how long the rack lets it run (the run pod sleeps that long)."""
 
     command: str = Field(min_length=1)
     service: str = "web"

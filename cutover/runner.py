@@ -98,13 +98,18 @@ class Runner:
     _sleep: Callable[[float], None] = time.sleep
 
     # -- environment -------------------------------------------------------------------------
-    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    def environment(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+        """The parent's environment, the base, the PATH prefix, then ``extra``, where a value of
+        None removes the variable (e.g. FORCE_COLOR, which no empty value can switch off)."""
         env = dict(os.environ)
         env.update(self.base_env)
         if self.path_prefix:
             env["PATH"] = os.pathsep.join([*self.path_prefix, env.get("PATH", "")])
-        if extra:
-            env.update(extra)
+        for key, value in (extra or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         return env
 
     def which(self, tool: str) -> str | None:
@@ -119,7 +124,7 @@ class Runner:
         self,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         input: str | None = None,
         timeout: float | None = None,
         cwd: Path | None = None,
@@ -157,7 +162,7 @@ class Runner:
         self,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None,
+        env: Mapping[str, str | None] | None,
         input: str | None,
         timeout: float | None,
         cwd: Path | None,
@@ -210,7 +215,7 @@ class Runner:
         self,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         cwd: Path | None = None,
     ) -> Background:
         """Start ``argv`` in the background; the caller must ``stop()`` it (use ``with``)."""

@@ -1,12 +1,23 @@
-"""Adapter for the ``convox`` v3 CLI (facts: shared/reference/convox-cli.md).
+"""Adapter for the ``convox`` v3 CLI.
 
-* ``-a APP`` always, and ``-r RACK`` when the playbook names one (the CLI otherwise falls back
-  to ``./.convox/app`` or the cwd's name).
+The authority is the convox source (github convox/convox at the commit named in
+``convox_cli.json``); every argv built here is checked against that file by
+tests/adapters/test_convox_argv_facts.py.
+
+* ``-a APP`` on app commands, and ``-r RACK`` when the rack is known (the CLI otherwise falls
+  back to ``./.convox/app`` or the cwd's name). ``apps create NAME`` registers no ``-a``
+  (pkg/cli/apps.go, structs.AppCreateOptions): it takes the name as its argument.
+* ``version -r RACK`` asks that rack for its server version (pkg/cli/version.go, rack.Current
+  honours ``-r``); without ``-r`` it asks the operator's current rack.
 * stdin closed, except ``env set``, whose KEY=VALUE lines go through stdin only: secrets never
   appear in argv, and the CLI echoes key names only.
 * Success is the exit code; errors are ``ERROR: <message>`` on stderr. ``services``/``ps``/
   ``scale`` may print ``ns=cli_budget`` noise on stderr while succeeding.
-* Tables have two-space gutters and an unpadded last column; Info blocks are ``Key  Value``.
+* Tables have two-space gutters and an unpadded last column and are parsed by header (``services``
+  has a SCALE column on v3 racks); Info blocks are ``Key  Value``.
+* ``run SVC --timeout N -- CMD`` (pkg/cli/run.go) starts a pod running ``sleep N`` and execs CMD
+  in it; a killed CLI leaves both running on the rack until the sleep ends (the deferred
+  ProcessStop never runs). ``ps --service S --release R`` lists that pod (COMMAND ``sleep N``).
 * ``resources proxy`` never exits, prints its banner before binding and reports a bind failure
   only on stderr: it is started, probed on its TCP port, watched for ``ERROR:`` and always
   stopped.
@@ -28,6 +39,8 @@ from cutover.secrets import SecretMasker, register_config
 MAX_ENV_LINE = 64 * 1024 - 1
 INSTALL_HINT = "Install the convox CLI: https://docs.convox.com/getting-started/introduction"
 _RELEASE_ID = re.compile(r"^R[A-Z]{6,}$")
+# Seconds the CLI may take beyond `run --timeout` (pod scheduling, image pull, exec set-up).
+RUN_GRACE = 300
 _TRANSIENT = ("timeout", "connection refused", "connection reset", "502", "503", "504", "EOF")
 
 
@@ -36,11 +49,18 @@ def _transient(result: Result) -> bool:
     return any(t.lower() in err for t in _TRANSIENT) and "rollback" not in err
 
 
+def _header_names(line: str) -> list[str]:
+    """Column names of a stdcli table header: separated by the two-space gutter, so a name
+    may hold one space (``NLB PORTS`` in pkg/cli/services.go)."""
+    return [n for n in re.split(r"\s{2,}", line.strip()) if n]
+
+
 def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
-    """Parse a stdcli table by the header's column offsets (cells are left-justified)."""
+    """Parse a stdcli table by the header's column offsets (cells are left-justified), so any
+    extra column a rack adds (SCALE, AUTOSCALE, COLD, BUDGET in services.go) is harmless."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     header_index = next(
-        (i for i, ln in enumerate(lines) if all(h in ln.split() for h in required)), None
+        (i for i, ln in enumerate(lines) if all(h in _header_names(ln) for h in required)), None
     )
     if header_index is None:
         raise UnexpectedOutput(
@@ -48,7 +68,7 @@ def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
             details="got: " + (lines[0][:200] if lines else "(no output)"),
         )
     header = lines[header_index]
-    names = header.split()
+    names = _header_names(header)
     starts = []
     pos = 0
     for name in names:
@@ -139,10 +159,15 @@ class ConvoxAdapter:
         )
 
     # -- rack and app ------------------------------------------------------------------------
+    def version_argv(self) -> list[str]:
+        """``convox version [-r RACK]``: with the rack known, the server version comes from that
+        rack, so an unreachable *current* rack does not matter (pkg/cli/version.go)."""
+        return ["convox", "version", *(["-r", self.rack] if self.rack else [])]
+
     def version(self) -> str:
         """The client version; a v2-era client (timestamp versions) is refused."""
         try:
-            result = self.runner.run(["convox", "version"], timeout=60)
+            result = self.runner.run(self.version_argv(), timeout=60)
         except ToolMissing:
             raise ToolMissing("the convox CLI is not installed", resolution=INSTALL_HINT) from None
         match = re.search(r"^client: (\S+)", result.stdout, re.M)
@@ -179,8 +204,17 @@ class ConvoxAdapter:
             raise
         return True
 
+    def app_status(self) -> str:
+        """``Status`` of ``apps info``: running, creating, updating, ... (pkg/cli/apps.go)."""
+        return parse_info(self._run("apps", "info").stdout).get("Status", "")
+
+    def create_app_argv(self) -> list[str]:
+        """``convox apps create NAME [-r RACK]``: the name is the argument; the command
+        registers no ``-a`` (pkg/cli/apps.go, structs.AppCreateOptions)."""
+        return self.argv("apps", "create", self.app, app=False)
+
     def create_app(self, timeout: float = 2400) -> None:
-        self._run("apps", "create", self.app, timeout=timeout, retry=False)
+        self.runner.run(self.create_app_argv(), timeout=timeout)
 
     # -- env and releases ----------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -264,6 +298,17 @@ class ConvoxAdapter:
     def scale_table(self) -> list[dict[str, str]]:
         return parse_table(self._run("scale").stdout, ["SERVICE", "DESIRED", "RUNNING"])
 
+    def processes(self, service: str | None = None, release: str | None = None
+                  ) -> list[dict[str, str]]:
+        """``convox ps [--service S] [--release R]`` (pkg/cli/ps.go, structs.ProcessListOptions):
+        ID, SERVICE, STATUS, RELEASE, STARTED, COMMAND."""
+        args = ["ps"]
+        if service:
+            args += ["--service", service]
+        if release:
+            args += ["--release", release]
+        return parse_table(self._run(*args).stdout, ["ID", "SERVICE", "STATUS", "COMMAND"])
+
     # -- resources -------------------------------------------------------------------------------
     def resource_url(self, name: str) -> str:
         url = self._run("resources", "url", name).stdout.strip()
@@ -272,11 +317,14 @@ class ConvoxAdapter:
             raise UnexpectedOutput(f"convox resources url {name} printed no URL")
         return url
 
+    def proxy_argv(self, resource: str, port: int | str) -> list[str]:
+        return self.argv("resources", "proxy", resource, "--port", str(port))
+
     @contextlib.contextmanager
     def proxy(self, resource: str, timeout: float = 30) -> Iterator[int]:
         """Run ``convox resources proxy`` on a free local port; yield the port; always stop it."""
         port = free_port()
-        argv = self.argv("resources", "proxy", resource, "--port", str(port))
+        argv = self.proxy_argv(resource, port)
         with self.runner.start(argv) as bg:
             deadline = time.monotonic() + timeout
             probed = False
@@ -314,9 +362,21 @@ class ConvoxAdapter:
                     + self.masker.mask(bg.stderr.strip().splitlines()[-1])
                 )
 
-    def run_command(self, service: str, command: str, release: str | None = None,
-                    timeout: float = 3600) -> Result:
+    def run_argv(self, service: str, command: str, release: str | None, timeout: int | None
+                 ) -> list[str]:
+        """``convox run SVC [--release R] [--timeout N] -a APP [-r RACK] -- COMMAND``
+        (pkg/cli/run.go: the pod runs ``sleep N``, N defaulting to 3600, and COMMAND is exec'd
+        in it)."""
         args = ["run", service]
         if release:
             args += ["--release", release]
-        return self._run(*args, after=(command,), timeout=timeout, retry=False)
+        if timeout:
+            args += ["--timeout", str(timeout)]
+        return self.argv(*args, after=(command,))
+
+    def run_command(self, service: str, command: str, release: str | None = None,
+                    timeout: int = 3600) -> Result:
+        """Run a one-off; the CLI gets ``timeout`` plus a grace for the pod to start, since the
+        rack itself ends the command after ``timeout`` seconds."""
+        return self.runner.run(self.run_argv(service, command, release, timeout),
+                               timeout=timeout + RUN_GRACE)

@@ -7,6 +7,19 @@ Facts it relies on (see the reference in shared/reference/heroku-cli.md):
   gets ``GIT_CONFIG_GLOBAL`` pointing at a private, pre-seeded file (the user's login in
   ``~/.netrc`` keeps working, which an isolated HOME would break).
 * Telemetry, version checks and autoupdates are switched off; errors are not wrapped.
+* No colour codes in what is parsed: ``FORCE_COLOR`` is removed from the child's environment and
+  ``NO_COLOR=1`` set. The CLI colours through ansis 4 (heroku, @heroku-cli/command,
+  @heroku/heroku-cli-util) and ansis 3 + supports-color 8 (@oclif/core): ansis colours whenever
+  ``FORCE_COLOR`` is present (any value but false/0), else not when ``NO_COLOR`` is set, else on
+  a TTY or when ``CI``/``PM2_HOME`` is set (node_modules/ansis/index.cjs); supports-color reads
+  ``FORCE_COLOR`` and the TTY (node_modules/supports-color/index.js). An empty FORCE_COLOR would
+  *force* colour in supports-color, so the variable is removed, not blanked.
+* ``pg:backups:capture ATTACHMENT`` backs up that attachment's database (without it, the one
+  behind DATABASE_URL: pg/backups/capture.js, DatabaseResolver.getAttachment) and prints
+  ``Backing up <from> to <name>...`` on stderr, where name is ``b`` and the transfer number
+  padded to 3 digits (lib/pg/backups.js ``name()``/``prefix()``).
+* ``pg:backups:url BACKUP_ID`` gives that backup's URL; without an id it is the newest
+  successful backup of the whole app (pg/backups/url.js), which a scheduled backup can be.
 * JSON outputs are used wherever they exist; action commands report on stderr only, so
   success is the exit code, and effects are verified by reading the state back.
 * Exit 2 is an API error (`` ›   Error ID: <id>``), 1 a network/auth/client failure.
@@ -38,7 +51,13 @@ CLI_ENV = {
     "OCLIF_COLUMNS": "1000",
     "TZ": "UTC",
     "HEROKU_APP": "",
+    "NO_COLOR": "1",
 }
+# Removed from the child's environment (see the module docstring).
+CLI_ENV_REMOVE = ("FORCE_COLOR",)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_BACKUP_NAME = re.compile(r"^Backing up .+ to (b\d{3,})\b", re.M)
+_BACKUP_ID = re.compile(r"^[abcr]\d+$")
 
 
 def _transient(result: Result) -> bool:
@@ -88,7 +107,7 @@ class HerokuAdapter:
     def argv(self, *args: str) -> list[str]:
         return ["heroku", *args, "-a", self.app]
 
-    def _env(self) -> dict[str, str]:
+    def _env(self) -> dict[str, str | None]:
         gitconfig = self.work_dir / "heroku-gitconfig"
         if not gitconfig.exists():
             self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -103,7 +122,7 @@ class HerokuAdapter:
                 encoding="utf-8",
             )
             gitconfig.chmod(0o600)
-        return {**CLI_ENV, "GIT_CONFIG_GLOBAL": str(gitconfig)}
+        return {**CLI_ENV, **dict.fromkeys(CLI_ENV_REMOVE), "GIT_CONFIG_GLOBAL": str(gitconfig)}
 
     def _run(self, *args: str, timeout: float = 120, retry: bool = True) -> Result:
         return self.runner.run(
@@ -186,8 +205,12 @@ class HerokuAdapter:
                 return url
         raise UnexpectedOutput("heroku pg:credentials:url printed no connection URL")
 
-    def backup_url(self) -> str:
-        result = self._run("pg:backups:url")
+    def backup_url(self, backup_id: str) -> str:
+        """The URL of ``backup_id`` (never "the newest backup": a scheduled one could win)."""
+        if not _BACKUP_ID.match(backup_id):
+            raise CutoverError(f"refusing to ask for the URL of backup {backup_id!r}: not a "
+                               "backup id like b042")
+        result = self._run("pg:backups:url", backup_id)
         url = next((ln.strip() for ln in result.stdout.splitlines() if ln.strip()), "")
         # The public URL is a bearer credential for the whole database: mask it everywhere.
         self.masker.add(url)
@@ -215,9 +238,15 @@ class HerokuAdapter:
                 f"to {quantity}"
             )
 
-    def backup_capture(self, timeout: float) -> str:
-        """Capture a backup; return its id (``b007``) from the progress text."""
-        result = self._run("pg:backups:capture", timeout=timeout, retry=False)
-        match = re.search(r"\bto (b\d+)\b", result.stderr + result.stdout)
-        return match.group(1) if match else "latest"
-
+    def backup_capture(self, attachment: str, timeout: float) -> str:
+        """Capture a backup of ``attachment``'s database; return its id (``b042``)."""
+        result = self._run("pg:backups:capture", attachment, timeout=timeout, retry=False)
+        text = _ANSI.sub("", result.stderr + "\n" + result.stdout)
+        match = _BACKUP_NAME.search(text)
+        if not match:
+            raise UnexpectedOutput(
+                f"heroku pg:backups:capture {attachment} did not say which backup it made",
+                details="expected a line 'Backing up <database> to b<number>...' on stderr",
+                resolution=f"Look for the backup with `heroku pg:backups -a {self.app}`, then "
+                "run `cutover run` again (a new capture is made).")
+        return match.group(1)

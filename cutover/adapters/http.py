@@ -31,6 +31,10 @@ class Response:
     text: str
 
 
+class CertificateNotValid(CutoverError):
+    """The server's certificate does not verify for the name asked (e.g. not issued yet)."""
+
+
 class HttpClient:
     def __init__(self, masker: SecretMasker, *, resolve: Mapping[str, str] | None = None,
                  ca_file: str | None = None, timeout: float = 30.0) -> None:
@@ -68,7 +72,8 @@ class HttpClient:
                 return Response(url, resp.status_code, resp.text[:65536])
         except httpx.HTTPError as exc:
             reason = self.masker.mask(str(exc)) or type(exc).__name__
-            raise CutoverError(f"GET {self.masker.mask(url)} failed: {reason}") from None
+            kind = CertificateNotValid if "CERTIFICATE_VERIFY_FAILED" in reason else CutoverError
+            raise kind(f"GET {self.masker.mask(url)} failed: {reason}") from None
 
     def download(self, url: str, dest: Path) -> tuple[int, str]:
         """Stream ``url`` into ``dest`` (0600). Check status 200 and Content-Length.

@@ -7,11 +7,13 @@ user and database name at most. Data files are created 0600 in the private work 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cutover.errors import CutoverError, ToolMissing, UnexpectedOutput
+from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 
@@ -119,8 +121,35 @@ class PostgresAdapter:
         )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 
-    def server_major(self, conn: ConnInfo) -> int:
-        rows = self.psql(conn, "SHOW server_version_num;")
+    def wait_accepting(self, conn: ConnInfo, timeout: float, what: str,
+                       sleep: Callable[[float], None] = time.sleep) -> int:
+        """Poll ``SHOW server_version_num`` until the server answers; return its major.
+
+        A Convox postgres resource is created empty at the app's first promote and its pod takes
+        a while to start (provider/k8s/template/resource/postgres.yml.tmpl): until then the
+        proxy accepts and the server side closes the connection. Bounded by ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.server_major(conn, timeout=30)
+            except CommandError as exc:
+                last = exc.stderr_tail.strip().splitlines()[:1]
+            if time.monotonic() > deadline:
+                raise CutoverError(
+                    f"{what} did not accept a connection within {timeout:g}s",
+                    details="last error: " + self.masker.mask(last[0] if last else "(none)"),
+                    resolution="Check the resource with `convox resources` and "
+                    "`convox ps` (its pod may still be starting), then run `cutover run` again.")
+            sleep(2.0)
+
+    def extensions(self, conn: ConnInfo) -> list[str]:
+        """The extensions installed in the database (``pg_extension``)."""
+        rows = self.psql(conn, "SELECT extname FROM pg_catalog.pg_extension ORDER BY 1;")
+        return [row[0] for row in rows if row]
+
+    def server_major(self, conn: ConnInfo, timeout: float = 120) -> int:
+        rows = self.psql(conn, "SHOW server_version_num;", timeout=timeout)
         try:
             return int(rows[0][0]) // 10000
         except (IndexError, ValueError):

@@ -3,10 +3,11 @@ them, never rename them (state files and --from/--until refer to them)."""
 
 from __future__ import annotations
 
-from cutover.steps.app import AddDomain, CreateApp, Deploy, Preflight, SetEnv, SmokeTest
+from cutover.steps.app import AddDomain, CreateApp, Deploy, SetEnv, SmokeTest
 from cutover.steps.base import Context, Step
 from cutover.steps.data import FinalSync, InitialSync, VerifyData
 from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns, VerifySite
+from cutover.steps.preflight import Preflight
 from cutover.steps.window import ConfirmWindow, MaintenanceOn, ScaleDown
 
 STEPS: list[Step] = [

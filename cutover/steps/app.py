@@ -1,5 +1,5 @@
-"""Steps that prepare the Convox side: preflight, create-app, set-env, deploy, smoke-test,
-add-domain."""
+"""Steps that prepare the Convox side: create-app, set-env, deploy, smoke-test, add-domain
+(preflight is in steps/preflight.py, shipping in steps/ship.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 
-from cutover.adapters.postgres import ConnInfo
+from cutover.adapters.http import CertificateNotValid
 from cutover.errors import CutoverError, InvalidInput
 from cutover.playbook import SmokeCheck, SmokeSection
 from cutover.steps.base import Context, Outputs, Step, cmd
+from cutover.steps.ship import find_marked_release, ship, ship_commands
 
 # Add-ons whose variables Convox injects from a linked resource: never copy them.
 RESOURCE_ADDONS = {
@@ -99,95 +100,13 @@ def env_plan(config: dict[str, str], addons: list[dict[str, Any]], ctx: Context
     return values, excluded
 
 
-class Preflight(Step):
-    id = "preflight"
-    title = "Check tools, access and inputs"
-
-    def describe(self, ctx: Context) -> list[str]:
-        return [cmd(["heroku", "--version"]), cmd(ctx.heroku.argv("apps:info", "--json")),
-                cmd(ctx.heroku.argv("ps:scale")), cmd(ctx.heroku.argv("addons", "--json")),
-                cmd(["convox", "version"]),
-                cmd(["convox", "switch"]) if ctx.convox.rack is None else "",
-                cmd(ctx.convox.argv("rack", app=False)),
-                cmd(["pg_dump", "--version"]),
-                cmd(ctx.heroku.argv("pg:credentials:url",
-                                    ctx.model.database.heroku_attachment))
-                if ctx.model.database else "",
-                "psql -c 'SHOW server_version_num'  (against the Heroku database)"
-                if ctx.model.database else ""]
-
-    def apply(self, ctx: Context) -> Outputs:
-        model = ctx.model
-        manifest = load_manifest(manifest_path(ctx))
-        services = manifest["services"]
-        if model.smoke and model.smoke.service not in services:
-            raise InvalidInput(
-                f"{manifest_path(ctx)}: smoke.service {model.smoke.service!r} is not a service "
-                f"of the manifest (services: {', '.join(services)})")
-        version = ctx.heroku.version()
-        ctx.note(f"heroku CLI {'.'.join(map(str, version))}")
-        info = ctx.heroku.app_info()["app"]
-        formation = ctx.heroku.formation()
-        addons = ctx.heroku.addons()
-        addon_services = sorted({str((a.get("addon_service") or {}).get("name", ""))
-                                 for a in addons})
-        ctx.note(f"Heroku app {info.get('name')}: "
-                 + ", ".join(f"{f.type}={f.quantity}:{f.size}" for f in formation))
-        ctx.convox.version()
-        if ctx.convox.rack is None:
-            # Pin the rack for the whole run: a `convox switch` in another terminal must not
-            # move the rest of the cutover to another rack.
-            ctx.convox.rack = ctx.convox.current_rack()
-            ctx.note(f"no convox.rack in the playbook: using the current rack "
-                     f"{ctx.convox.rack} for the whole run")
-        rack = ctx.convox.rack_info()
-        router = rack.get("Router", "").split("\n")[0].split(" ")[0]
-        ctx.note(f"Convox rack {rack.get('Name')} ({rack.get('Status', '?')}), router {router}")
-        for process in model.window.scale_down:
-            if process not in {f.type for f in formation}:
-                raise InvalidInput(
-                    f"window.scale_down names {process!r}, which the Heroku app does not run "
-                    f"(formation: {', '.join(f.type for f in formation)})")
-        outputs: Outputs = {
-            "heroku_cli": ".".join(map(str, version)),
-            "heroku_formation": {f.type: {"quantity": f.quantity, "size": f.size}
-                                 for f in formation},
-            "heroku_addons": addon_services,
-            "scheduler": "scheduler" in addon_services,
-            "router": router,
-            "rack": ctx.convox.rack,
-        }
-        if model.database:
-            client = ctx.postgres.client_major("pg_dump")
-            restore = ctx.postgres.client_major("pg_restore")
-            url = ctx.heroku.credentials_url(model.database.heroku_attachment)
-            server = ctx.postgres.server_major(ConnInfo.from_url(url))
-            if client < server:
-                raise CutoverError(
-                    f"pg_dump {client} is older than the Heroku server ({server}); "
-                    "it cannot dump that database",
-                    resolution=f"Install PostgreSQL {server} client tools "
-                    f"(e.g. apt-get install postgresql-client-{server}).")
-            outputs.update({"pg_dump_major": client, "pg_restore_major": restore,
-                            "heroku_pg_major": server})
-            ctx.note(f"pg_dump {client}, Heroku PostgreSQL {server}")
-        if model.dns and model.dns.provider == "rfc2136" and ctx.dns is None:
-            raise InvalidInput("dns.provider is rfc2136 but no server or TSIG key is configured",
-                               resolution="Set dns.server and dns.key_name in the playbook and "
-                               "CUTOVER_DNS_TSIG_SECRET in the environment.")
-        if outputs["scheduler"]:
-            ctx.note("Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
-                     "at the window (the maintenance-on gate reminds you)")
-        return outputs
-
-
 class CreateApp(Step):
     id = "create-app"
     title = "Create the Convox app"
 
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(ctx.convox.argv("apps", "info")),
-                cmd(ctx.convox.argv("apps", "create", ctx.model.convox.app, app=False))]
+                cmd(ctx.convox.create_app_argv())]
 
     def check(self, ctx: Context) -> Outputs | None:
         return {"app": ctx.model.convox.app} if ctx.convox.app_exists() else None
@@ -236,45 +155,6 @@ class SetEnv(Step):
         return {"copied": sorted(desired), "excluded": excluded, "release": release}
 
 
-def ship_commands(ctx: Context, step_id: str) -> list[str]:
-    """What deploy and add-domain run: ``convox deploy``, or build + release command + promote."""
-    source = str(ctx.playbook.resolve(ctx.model.convox.source))
-    manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
-    lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
-    release = ctx.model.release
-    if release is None:
-        return [*lines, cmd(ctx.convox.argv("deploy", source, "-m", manifest, "--id",
-                                            "-d", marker))]
-    return [*lines,
-            cmd(ctx.convox.argv("build", source, "-m", manifest, "--id", "-d", marker)),
-            cmd(ctx.convox.argv("run", release.service, "--release", "<R>",
-                                after=(release.command,))),
-            cmd(ctx.convox.argv("releases", "promote", "<R>"))]
-
-
-def ship(ctx: Context, step_id: str) -> Outputs:
-    """Build and promote the source, marked with this run and step (see find_marked_release)."""
-    source = ctx.playbook.resolve(ctx.model.convox.source)
-    manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id, create=True)
-    assert marker is not None
-    if ctx.model.release is None:
-        return {"release": ctx.convox.deploy(source, manifest, marker), "marker": marker}
-    release = ctx.convox.build(source, manifest, marker)
-    ctx.progress({"built": release})
-    run_release_command(ctx, release)
-    ctx.convox.promote(release)
-    return {"release": release, "marker": marker}
-
-
-def run_release_command(ctx: Context, release: str) -> None:
-    cfg = ctx.model.release
-    assert cfg is not None
-    ctx.note(f"release command on {cfg.service} with {release}: {cfg.command}")
-    ctx.convox.run_command(cfg.service, cfg.command, release=release, timeout=cfg.timeout)
-
-
 class Deploy(Step):
     id = "deploy"
     title = "Build and promote on Convox"
@@ -284,47 +164,10 @@ class Deploy(Step):
 
     def check(self, ctx: Context) -> Outputs | None:
         marker = ctx.marker(self.id)
-        return find_marked_release(ctx, marker) if marker else None
+        return find_marked_release(ctx, self.id, marker) if marker else None
 
     def apply(self, ctx: Context) -> Outputs:
         return ship(ctx, self.id)
-
-
-def find_marked_release(ctx: Context, marker: str) -> Outputs | None:
-    """The release of a build with this run's marker: done when active, promoted when not.
-
-    A crash between build and promote leaves a complete build whose release is not active; it
-    is promoted now (after the release command, which must be idempotent like migrations are).
-    """
-    build = _wait_for_marked_build(ctx, marker)
-    release = build.get("RELEASE", "") if build else ""
-    if not build or not release:
-        return None
-    if ctx.convox.active_release() != release:
-        ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
-                 "promoting it")
-        if ctx.model.release is not None:
-            run_release_command(ctx, release)
-        ctx.convox.promote(release)
-    return {"release": release, "marker": marker}
-
-
-BUILD_WAIT = 3600.0
-
-
-def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
-    """The complete build carrying ``marker``; a build still running (its deploy died with
-    cutover) is waited for rather than started a second time. None: no usable build."""
-    deadline = time.monotonic() + BUILD_WAIT
-    while True:
-        build = next((b for b in ctx.convox.builds() if b.get("DESCRIPTION") == marker), None)
-        status = build.get("STATUS") if build else None
-        if status == "complete":
-            return build
-        if status not in ("created", "running") or time.monotonic() > deadline:
-            return None
-        ctx.note(f"build {build['ID'] if build else '?'} of this run is still {status}: waiting")
-        ctx.sleep(5)
 
 
 class SmokeTest(Step):
@@ -350,25 +193,40 @@ class SmokeTest(Step):
 
 def run_http_checks(ctx: Context, host: str, checks: list[SmokeCheck], timeout: float
                     ) -> list[str]:
-    """GET every check's path on ``host`` until each passes or ``timeout`` runs out."""
+    """GET every check's path on ``host`` until each passes or ``timeout`` runs out.
+
+    Failures are retried until then, certificate failures included: for a custom domain the
+    router serves a certificate covering the name only once DNS points at it and the
+    certificate was issued, so verify-site meets them first. Giving up on one says so."""
     results = []
     for check in checks:
         url = f"https://{host}{check.path}"
         deadline = time.monotonic() + timeout
         last = ""
+        certificate = False
         while True:
             try:
                 resp = ctx.http.get(url)
                 ok = resp.status == check.status and (check.contains is None
                                                       or check.contains in resp.text)
-                last = f"HTTP {resp.status}"
+                last, certificate = f"HTTP {resp.status}", False
                 if ok:
                     break
                 if check.contains and check.contains not in resp.text:
                     last += f", body lacks {check.contains!r}"
+            except CertificateNotValid as exc:
+                last, certificate = exc.brief, True
             except CutoverError as exc:
-                last = exc.brief
+                last, certificate = exc.brief, False
             if time.monotonic() >= deadline:
+                if certificate:
+                    raise CutoverError(
+                        f"the certificate served for {host} was still not valid for it after "
+                        f"{timeout:g}s: GET {url}",
+                        details=last,
+                        resolution="The router gets a certificate for a custom domain only "
+                        "once DNS points at it; check `convox certs` and the record, wait a few "
+                        "minutes, then run `cutover run` again.")
                 raise CutoverError(
                     f"smoke check failed: GET {url}: {last} (expected {check.status})",
                     resolution="Look at `convox logs -a APP` and `convox ps -a APP`; "
@@ -403,7 +261,7 @@ class AddDomain(Step):
             if ctx.model.dns.record in service_domains(deployed, web_service(ctx)):
                 return {"release": active, "manifest_edited": edited}
         marker = ctx.marker(self.id)
-        found = find_marked_release(ctx, marker) if marker else None
+        found = find_marked_release(ctx, self.id, marker) if marker else None
         if found is not None:
             found["manifest_edited"] = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
         return found

@@ -15,6 +15,19 @@ def _skip_without_db(model: Any) -> str | None:
     return None if model.database else "no database section in the playbook"
 
 
+# How long a Convox postgres resource may take to accept connections after the promote that
+# created it (its pod pulls postgres:<version> and initialises an empty cluster).
+RESOURCE_START_WAIT = 600.0
+
+
+def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
+    db = ctx.model.database
+    assert db
+    ctx.postgres.wait_accepting(
+        conn, RESOURCE_START_WAIT,
+        f"the Convox {db.resource} resource (through convox resources proxy)", sleep=ctx.sleep)
+
+
 class _Sync(Step):
     label = "sync"
 
@@ -26,25 +39,38 @@ class _Sync(Step):
         assert db
         dump = ctx.work_dir / f"{self.id}.dump"
         return [
-            cmd(ctx.heroku.argv("pg:backups:capture")),
-            cmd(ctx.heroku.argv("pg:backups:url")),
+            cmd(ctx.heroku.argv("pg:backups:capture", db.heroku_attachment)),
+            cmd(ctx.heroku.argv("pg:backups:url", "<backup id>")),
             f"GET <backup url>  -> {dump} (0600; HTTP status and size checked)",
             cmd(["pg_restore", "--list", str(dump)]),
             cmd(ctx.convox.argv("resources", "url", db.resource)),
-            cmd(ctx.convox.argv("resources", "proxy", db.resource, "--port", "<free port>")),
+            cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
+            f"psql 'SHOW server_version_num' through the proxy until {db.resource} accepts "
+            f"connections (up to {RESOURCE_START_WAIT:g}s)",
             cmd(ctx.postgres.restore_argv(dump, ConnInfo("127.0.0.1", 0, "<user>", "<db>"),
                                           db.restore_jobs))
             + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
         ]
 
     def apply(self, ctx: Context) -> Outputs:
-        # A sync interrupted before its checkpoint runs again from a fresh capture: pg_restore
-        # --clean --if-exists makes a second restore over the first one safe.
+        # The capture names the playbook's attachment (without one, heroku backs up
+        # DATABASE_URL's database) and its id is saved before anything else: a sync interrupted
+        # after the capture restores that same backup on resume (never "the newest backup",
+        # which a scheduled backup can be); pg_restore --clean --if-exists makes a second
+        # restore over the first one safe. Interrupted during the capture, it captures afresh:
+        # the id cannot be saved sooner, since the CLI completes the line naming it only when
+        # the backup ends (oclif's non-TTY action: "Backing up X to b042..." then " done\n").
         db = ctx.model.database
         assert db
-        backup = ctx.heroku.backup_capture(timeout=db.timeout)
-        ctx.note(f"captured Heroku backup {backup}")
-        url = ctx.heroku.backup_url()
+        backup = ctx.state.step(self.id).outputs.get("backup")  # this attempt only (not --from)
+        if backup:
+            ctx.note(f"resuming with Heroku backup {backup}, captured by this step before "
+                     "the interruption")
+        else:
+            backup = ctx.heroku.backup_capture(db.heroku_attachment, timeout=db.timeout)
+            ctx.progress({"backup": backup})
+            ctx.note(f"captured Heroku backup {backup} of {db.heroku_attachment}")
+        url = ctx.heroku.backup_url(str(backup))
         dump = ctx.work_dir / f"{self.id}.dump"
         size, sha256 = ctx.http.download(url, dump)
         try:
@@ -52,10 +78,11 @@ class _Sync(Step):
             ctx.note(f"downloaded {size} bytes, {entries} objects in the dump")
             target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
             with ctx.convox.proxy(db.resource) as port:
+                conn = target.via("127.0.0.1", port)
+                wait_for_resource(ctx, conn)
                 ctx.note(f"restoring into {db.resource} through convox resources proxy "
                          f"on 127.0.0.1:{port}")
-                ctx.postgres.restore(dump, target.via("127.0.0.1", port), db.restore_jobs,
-                                     timeout=db.timeout)
+                ctx.postgres.restore(dump, conn, db.restore_jobs, timeout=db.timeout)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 dump.unlink()  # the data stays on Heroku; no copy lingers on this machine
@@ -85,7 +112,7 @@ class VerifyData(Step):
         assert db
         return [cmd(ctx.heroku.argv("pg:credentials:url", db.heroku_attachment)),
                 "psql: row count and md5 of every table and sequence  (Heroku database)",
-                cmd(ctx.convox.argv("resources", "proxy", db.resource, "--port", "<free port>")),
+                cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
                 "psql: the same query through the proxy  (Convox database)"]
 
     def apply(self, ctx: Context) -> Outputs:
@@ -96,6 +123,7 @@ class VerifyData(Step):
         src = ctx.postgres.fingerprints(source, checksums, timeout=db.timeout)
         target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
         with ctx.convox.proxy(db.resource) as port:
+            wait_for_resource(ctx, target.via("127.0.0.1", port))
             dst = ctx.postgres.fingerprints(target.via("127.0.0.1", port), checksums,
                                             timeout=db.timeout)
         problems = []

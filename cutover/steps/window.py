@@ -105,7 +105,7 @@ class ScaleDown(Step):
             if not running:
                 break
             if time.monotonic() > deadline:
-                raise CutoverError(f"dynos still running after the drain time: "
+                raise CutoverError(f"dynos still listed after the drain time: "
                                    f"{', '.join(running)}",
                                    resolution="Check `heroku ps`, then run `cutover run` again.")
             ctx.note(f"waiting for {', '.join(running)} to stop")
@@ -114,5 +114,7 @@ class ScaleDown(Step):
 
     @staticmethod
     def _running(ctx: Context, types: set[str]) -> list[str]:
-        return [str(d.get("name")) for d in ctx.heroku.dynos()
-                if d.get("type") in types and d.get("state") != "crashed"]
+        """Dynos of ``types`` still listed, in any state (starting, up, idle, down, crashed):
+        after a scale to 0 Heroku stops them over a while (SIGTERM, up to 30 s, SIGKILL)."""
+        return [f"{d.get('name')} ({d.get('state')})" for d in ctx.heroku.dynos()
+                if d.get("type") in types]

@@ -136,7 +136,7 @@ def test_app_exists_create_app(cx: Convox) -> None:
         cx.adapter.create_app()
     assert cx.commands()[:3] == [
         ["convox", "apps", "info", "-a", APP, "-r", RACK],
-        ["convox", "apps", "create", APP, "-a", APP, "-r", RACK],
+        ["convox", "apps", "create", APP, "-r", RACK],  # pkg/cli/apps.go: no -a
         ["convox", "apps", "info", "-a", APP, "-r", RACK],
     ]
 

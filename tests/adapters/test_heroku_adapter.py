@@ -135,7 +135,7 @@ GARBAGE_CASES: list[tuple[str, tuple[Any, ...], type[CutoverError], str]] = [
     ("domains", (), UnexpectedOutput, f"heroku domains --json -a {APP}"),
     ("formation", (), UnexpectedOutput, "heroku ps:scale"),
     ("maintenance", (), UnexpectedOutput, "heroku maintenance"),
-    ("backup_url", (), UnexpectedOutput, "heroku pg:backups:url"),
+    ("backup_url", ("b001",), UnexpectedOutput, "heroku pg:backups:url"),
     ("credentials_url", ("DATABASE",), UnexpectedOutput, "heroku pg:credentials:url"),
     ("version", (), ToolMissing, "heroku CLI version"),
 ]
@@ -259,14 +259,86 @@ def test_backup_capture_reads_the_backup_id(fake: FakeHarness) -> None:
         "echo 'Starting backup of postgresql-curly-12345... done' >&2\n"
         "echo 'Backing up DATABASE to b042... done' >&2\nexit 0"
     )
-    assert fake.adapter.backup_capture(timeout=30) == "b042"
+    assert fake.adapter.backup_capture("DATABASE", timeout=30) == "b042"
+
+
+def test_backup_capture_names_the_attachment_capture_js(fake: FakeHarness, argv_log: Path
+                                                        ) -> None:
+    """pg/backups/capture.js takes ``[database]`` and, without it, backs up DATABASE_URL's
+    database: the playbook's attachment must be passed, and the id read from the progress line
+    (lib/pg/backups.js name(): ``b`` + number padded to 3 digits)."""
+    fake.fake(
+        'echo "$1 $2" > "$(dirname "$0")/args"\n'
+        "echo 'Starting backup of postgresql-tidy-333... done' >&2\n"
+        "echo 'Backing up HEROKU_POSTGRESQL_RED to b1234... done' >&2\nexit 0"
+    )
+    assert fake.adapter.backup_capture("HEROKU_POSTGRESQL_RED", timeout=30) == "b1234"
+    assert (fake.bin_dir / "args").read_text() == "pg:backups:capture HEROKU_POSTGRESQL_RED\n"
+    (argv,) = read_argv_log(argv_log)
+    assert argv == ["heroku", "pg:backups:capture", "HEROKU_POSTGRESQL_RED", "-a", APP]
+
+
+def test_backup_capture_without_an_id_is_an_error_not_latest(fake: FakeHarness) -> None:
+    """No ``Backing up ... to bNNN`` line: refuse (a "latest" fallback would copy whatever
+    backup is newest, pg/backups/url.js)."""
+    fake.fake("echo 'Starting backup of postgresql-curly-12345... done' >&2\nexit 0")
+    with pytest.raises(UnexpectedOutput, match="did not say which backup"):
+        fake.adapter.backup_capture("DATABASE", timeout=30)
+
+
+def test_backup_url_asks_for_the_captured_backup_url_js(fake: FakeHarness,
+                                                        argv_log: Path) -> None:
+    """pg/backups/url.js: without ``backup_id`` it returns the newest successful backup of the
+    app (a scheduled one may be newer than ours); the adapter always passes the id."""
+    fake.fake('[ "$2" = b007 ] || exit 9\n'
+              + printing("https://storage.example/b007.dump?X-Amz-Signature=abc"))
+    assert fake.adapter.backup_url("b007").endswith("/b007.dump?X-Amz-Signature=abc")
+    assert read_argv_log(argv_log) == [["heroku", "pg:backups:url", "b007", "-a", APP]]
+    with pytest.raises(CutoverError, match="not a backup id"):
+        fake.adapter.backup_url("latest")
+
+
+# What the CLI's colour libraries do (node_modules/ansis/index.cjs, supports-color/index.js):
+# FORCE_COLOR present forces colour, NO_COLOR stops it otherwise. This fake colours like ansis.
+COLOUR_AWARE = """
+if [ -n "${FORCE_COLOR+set}" ] && [ "$FORCE_COLOR" != 0 ] && [ "$FORCE_COLOR" != false ]; then
+  c1=$(printf '\033[36m'); c0=$(printf '\033[39m')
+elif [ -n "$NO_COLOR" ]; then c1=''; c0=''
+else c1=$(printf '\033[36m'); c0=$(printf '\033[39m')
+fi
+case "$1" in
+  pg:backups:capture) echo "Backing up ${c1}DATABASE${c0} to ${c1}b042${c0}... done" >&2 ;;
+  config) echo "{\\"${c1}A${c0}\\": \\"1\\"}" ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.parametrize("force", ["1", "", "3", "true"])
+def test_force_color_in_the_operators_environment_is_removed(
+        fake: FakeHarness, monkeypatch: pytest.MonkeyPatch, force: str) -> None:
+    """FORCE_COLOR=1 (or even empty: supports-color forces level 1) in the operator's shell
+    would colour what the adapter parses: the child gets no FORCE_COLOR and NO_COLOR=1."""
+    monkeypatch.setenv("FORCE_COLOR", force)
+    monkeypatch.setenv("CI", "true")  # ansis colours pipes under CI unless NO_COLOR
+    fake.fake(COLOUR_AWARE)
+    assert fake.adapter.backup_capture("DATABASE", timeout=30) == "b042"
+    assert fake.adapter.config() == {"A": "1"}
+    env = fake.runner.environment(fake.adapter._env())
+    assert "FORCE_COLOR" not in env and env["NO_COLOR"] == "1"
+
+
+def test_backup_capture_strips_colour_codes_if_any_slip_through(fake: FakeHarness) -> None:
+    fake.fake("printf 'Backing up \\033[36mDATABASE\\033[39m to \\033[36mb042\\033[39m... "
+              "done\\n' >&2\nexit 0")
+    assert fake.adapter.backup_capture("DATABASE", timeout=30) == "b042"
 
 
 def test_backup_url_is_registered_before_validation(fake: FakeHarness) -> None:
     url = "http://127.0.0.1:1/backups/tok3n-abcdef/b001.dump"
     fake.fake(printing(url))
     with pytest.raises(UnexpectedOutput, match="https://"):
-        fake.adapter.backup_url()
+        fake.adapter.backup_url("b001")
     # Even a refused URL is a credential: it is masked from then on.
     assert url in fake.masker and url not in fake.masker.mask(f"see {url}")
 
@@ -607,12 +679,12 @@ def test_scale_worker_to_zero_is_verified(hk: Harness) -> None:
 @pytest.mark.slow
 @needs_cli
 def test_backup_capture_url_and_credentials(hk: Harness, tmp_path: Path) -> None:
-    backup = hk.adapter.backup_capture(timeout=120)
+    backup = hk.adapter.backup_capture("DATABASE", timeout=120)
     assert backup == "b001"
     (transfer,) = hk.emu.state()["apps"][APP]["transfers"]
     assert transfer["succeeded"] is True
 
-    url = hk.adapter.backup_url()
+    url = hk.adapter.backup_url(backup)
     assert url.startswith(f"https://127.0.0.1:{hk.emu.backup_port}/backups/")
     assert url.endswith("/b001.dump") and transfer["token"] in url
     assert url in hk.masker
@@ -640,6 +712,21 @@ def test_backup_capture_url_and_credentials(hk: Harness, tmp_path: Path) -> None
 
 @pytest.mark.slow
 @needs_cli
+def test_real_cli_parses_with_force_color_in_the_operators_environment(
+        hk: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real heroku 11.10.0 with FORCE_COLOR=1 and CI set in the operator's shell: capture.js
+    colours the backup name through ansis (color.cyan); the adapter clears FORCE_COLOR and sets
+    NO_COLOR=1, so the id and every --json output still parse."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("CI", "true")
+    assert hk.adapter.backup_capture("DATABASE", timeout=120) == "b001"
+    assert hk.adapter.app_info()["app"]["name"] == APP
+    assert isinstance(hk.adapter.config(), dict)
+    assert hk.adapter.maintenance() is False
+
+
+@pytest.mark.slow
+@needs_cli
 def test_unknown_app_is_command_error_rc2(hk: Harness) -> None:
     adapter = HerokuAdapter(hk.runner, hk.masker, "missing", hk.work_dir)
     with pytest.raises(CommandError) as caught:
@@ -663,3 +750,4 @@ def test_wrong_api_key_is_command_error_rc1(hk: Harness) -> None:
     assert exc.returncode == 1 and not exc.transient
     assert "The token provided to HEROKU_API_KEY is invalid." in exc.stderr_tail
     assert hk.audit.of("retry") == [] and len(hk.audit.of("command")) == 1
+

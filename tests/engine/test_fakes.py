@@ -132,8 +132,8 @@ def test_the_heroku_adapter_reads_the_fake(world: World, tmp_path: Path) -> None
     assert world.secrets.heroku_db_password in masker
     heroku.set_maintenance(True)
     heroku.scale("worker", 0)
-    assert heroku.backup_capture(timeout=30) == "b001"
-    assert heroku.backup_url().startswith("https://127.0.0.1:9/backup.dump?")
+    assert heroku.backup_capture("DATABASE", timeout=30) == "b001"
+    assert heroku.backup_url("b001").startswith("https://127.0.0.1:9/backup.dump?")
 
 
 # -- convox --------------------------------------------------------------------------------------
@@ -166,6 +166,21 @@ def test_convox_errors_look_real(world: World) -> None:
                         FAKE_FAIL="convox deploy:always")
     assert (failing.returncode, failing.stdout) == (1, "")
     assert failing.stderr.endswith("ERROR: err1\n")
+
+
+def test_convox_refuses_what_the_real_cli_refuses_from_the_facts_file(world: World) -> None:
+    """The recording fake parses through cutover.adapters.convox_cli (pkg/cli/apps.go,
+    stdcli validate.go): the same ``ERROR:`` line and exit 1 as the real CLI, nothing done."""
+    created = world.run("convox", "apps", "create", "shop", "-a", "shop")
+    assert (created.returncode, created.stdout, created.stderr) == (
+        1, "", "ERROR: unknown flag: -a\n")
+    long_flag = world.run("convox", "apps", "create", "shop", "--app", "shop")
+    assert (long_flag.returncode, long_flag.stderr) == (1, "ERROR: unknown flag: --app\n")
+    extra = world.run("convox", "apps", "create", "shop", "other")
+    assert (extra.returncode, extra.stderr) == (1, "ERROR: no more than 1 arg expected\n")
+    assert "shop" not in world.data()["convox"]["apps"]
+    run = world.run("convox", "run", "web", "-a", "shop")
+    assert (run.returncode, run.stderr) == (1, "ERROR: at least 2 args required\n")
 
 
 def test_the_convox_adapter_reads_the_fake(world: World) -> None:

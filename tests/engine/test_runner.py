@@ -382,3 +382,15 @@ def test_runner_environment_layers_parent_base_and_call(monkeypatch: pytest.Monk
     assert env["LAYER"] == "call"
     assert env["BASE_ONLY"] == "1"
     assert env["PATH"].split(os.pathsep)[0] == "/opt/fake-bin"
+
+
+def test_an_env_value_of_none_removes_the_variable(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heroku adapter removes FORCE_COLOR: an empty value would still force colour
+    (node_modules/supports-color/index.js: FORCE_COLOR of length 0 is level 1)."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    runner = Runner(SecretMasker(), base_env={"KEEP": "1"})
+    result = runner.run([sys.executable, "-c",
+                         "import os; print('FORCE_COLOR' in os.environ, os.environ['KEEP'])"],
+                        env={"FORCE_COLOR": None}, timeout=30)
+    assert result.stdout.split() == ["False", "1"]

@@ -10,7 +10,8 @@ Modules:
 
 * :mod:`fakes.world`   the world file (locked), the call log, the fault and kill hooks;
 * :mod:`fakes.seed`    the starting world and its secrets;
-* :mod:`fakes.heroku`, :mod:`fakes.convox`, :mod:`fakes.postgres`: one ``main`` per tool;
+* :mod:`fakes.heroku`, :mod:`fakes.convox` (with :mod:`fakes.convox_store`), :mod:`fakes.postgres`:
+  one ``main`` per tool;
 * :mod:`fakes.dispatch` the entry point the shims call;
 * :mod:`fakes.shims`   writes the shims;
 * :mod:`fakes.servers` the HTTPS server (backup storage and the deployed app) and a DNS tap in

@@ -2,6 +2,11 @@
 (shared/reference/convox-cli.md): stdcli tables and Info blocks, ``X... OK`` progress, ``--id``
 printing one release id without a newline (everything else on stderr), ``ERROR: <msg>`` on
 stderr with exit 1, and ``resources proxy`` that really listens and never exits by itself.
+Command lines are parsed through cutover.adapters.convox_cli (the flags and argument counts
+read from the convox source), so it refuses exactly what the real CLI refuses. Builds and
+promotes run "on the rack" (they finish when the CLI is killed), ``run`` starts a ``sleep N``
+pod, and the postgres resource appears empty at the first promote. State and output helpers:
+:mod:`fakes.convox_store`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,24 @@ import sys
 import time
 from typing import Any
 
+from fakes.convox_store import (
+    Fail,
+    Streams,
+    active_manifest,
+    ago,
+    app_name,
+    app_status,
+    build_of,
+    build_ready,
+    env_dict,
+    get_app,
+    info,
+    latest_release,
+    load_yaml,
+    new_release,
+    table,
+    visible_releases,
+)
 from fakes.world import (
     exit_when_orphaned,
     fake_id,
@@ -22,37 +45,12 @@ from fakes.world import (
 )
 
 CLIENT_VERSION = "3.21.3"
-# (command words, flags taking a value, boolean flags)
-_VALUE_FLAGS = {"-a": "app", "--app": "app", "-r": "rack", "--rack": "rack", "-m": "manifest",
-                "--manifest": "manifest", "-d": "description", "--description": "description",
-                "--release": "release", "-l": "limit", "--limit": "limit", "--watch": "watch",
-                "-g": "generation", "--generation": "generation", "--timeout": "timeout",
-                "--port": "port"}
-_BOOL_FLAGS = {"--id", "--promote", "--replace", "--force", "--wait", "-w", "--no-cache",
-               "--tls", "-t", "--reveal"}
+# The commands this fake implements; their flags and argument counts are the real CLI's
+# (cutover/adapters/convox_cli.json, read from the convox source).
 COMMANDS = [("apps", "create"), ("apps", "info"), ("apps",), ("env", "set"), ("env",),
             ("deploy",), ("build",), ("run",), ("builds",), ("releases", "manifest"),
             ("releases", "promote"), ("releases",), ("services",), ("resources", "url"),
-            ("resources", "proxy"), ("rack",), ("version",), ("switch",)]
-
-
-class Fail(Exception):
-    """``ERROR: <message>`` on stderr, exit 1."""
-
-
-class Streams:
-    """stdout/stderr, with ``--id`` moving everything but the release id to stderr."""
-
-    def __init__(self, id_mode: bool) -> None:
-        self.id_mode = id_mode
-
-    def out(self, text: str) -> None:
-        (sys.stderr if self.id_mode else sys.stdout).write(text)
-        (sys.stderr if self.id_mode else sys.stdout).flush()
-
-    def release_id(self, release: str) -> None:
-        if self.id_mode:
-            sys.stdout.write(release)  # no newline, as the real --id mode
+            ("resources", "proxy"), ("rack",), ("version",), ("switch",), ("ps",)]
 
 
 def reads_stdin(args: list[str]) -> bool:
@@ -73,11 +71,14 @@ def failure_prefix(args: list[str]) -> str:
     the app's env, as Docker build logs do: cutover must mask it in what it shows.
     """
     words = command_of(args)
-    positional, opts = _parse(args[len(words):], words)
+    try:
+        positional, opts = _parse(args[len(words):], words)
+    except Fail:
+        return ""  # refused before it contacts the rack: nothing printed before the error
     if words in (("deploy",), ("build",)):
-        app = read_world()["convox"]["apps"].get(_app_name([], opts)) or {}
-        latest = _latest(app) if app else None
-        secret = _env_dict(latest["env"]).get("SECRET_KEY_BASE", "") if latest else ""
+        app = read_world()["convox"]["apps"].get(app_name([], opts)) or {}
+        latest = latest_release(app) if app else None
+        secret = env_dict(latest["env"]).get("SECRET_KEY_BASE", "") if latest else ""
         return ("Packaging source... OK\nUploading source... OK\nStarting build... OK\n"
                 f"Building: {positional[0] if positional else '.'}\n"
                 f"Step 1/3 : ARG SECRET_KEY_BASE={secret}\nStep 2/3 : RUN bundle install\n")
@@ -89,66 +90,18 @@ def failure_prefix(args: list[str]) -> str:
 
 
 def _parse(args: list[str], words: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
-    positional: list[str] = []
-    opts: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, inline = arg.partition("=")
-        if arg == "--":
-            positional.extend(args[i + 1:])
-            break
-        if arg == "-p":
-            # -p is --port for the proxy and --promote for env set.
-            if words == ("resources", "proxy"):
-                name = "--port"
-            else:
-                opts["promote"] = True
-                i += 1
-                continue
-        if name in _VALUE_FLAGS:
-            if eq:
-                opts[_VALUE_FLAGS[name]] = inline
-                i += 1
-                continue
-            if i + 1 >= len(args):
-                raise Fail(f"flag needs an argument: {name}")
-            opts[_VALUE_FLAGS[name]] = args[i + 1]
-            i += 2
-            continue
-        if arg in _BOOL_FLAGS:
-            opts[arg.lstrip("-")] = True
-        elif arg.startswith("-") and len(arg) > 1:
-            raise Fail(f"unknown flag: {arg}")
-        else:
-            positional.append(arg)
-        i += 1
-    return positional, opts
+    """Positional arguments and flag values (long names) as the real CLI parses them: through
+    cutover.adapters.convox_cli, the facts read from the convox source. Raises Fail with the real
+    ``unknown flag`` / ``N args required`` text (exit 1) for what the real CLI refuses."""
+    from cutover.adapters import convox_cli  # noqa: PLC0415 - the one source of CLI facts
 
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A stdcli table: two-space gutters, every column but the last padded."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    lines = []
-    for row in [header, *rows]:
-        cells = [str(c).ljust(widths[i]) for i, c in enumerate(row[:-1])] + [str(row[-1])]
-        lines.append("  ".join(cells))
-    return "\n".join(lines) + "\n"
-
-
-def info(rows: list[tuple[str, str]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in rows)
-
-
-def ago(ts: float) -> str:
-    seconds = int(time.time() - ts)
-    if seconds < 1:
-        return "now"
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds > 1 else ''} ago"
-    minutes = seconds // 60
-    return f"{minutes} minute{'s' if minutes > 1 else ''} ago"
+    try:
+        parsed = convox_cli.parse([*words, *args])
+    except convox_cli.UsageError as exc:
+        raise Fail(str(exc).removeprefix("ERROR: ")) from None
+    except convox_cli.HelpRequested:
+        return [], {"help": True}
+    return parsed.args, dict(parsed.flags)
 
 
 def main(args: list[str], stdin: str | None = None) -> int:
@@ -174,52 +127,6 @@ def main(args: list[str], stdin: str | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.write(f"ERROR: {exc}\n")
         return 1
-
-
-def _app_name(positional: list[str], opts: dict[str, Any]) -> str:
-    return str(opts.get("app") or (positional[0] if positional else os.path.basename(os.getcwd())))
-
-
-def _app(world: dict[str, Any], name: str) -> dict[str, Any]:
-    app = world["convox"]["apps"].get(name)
-    if app is None:
-        raise Fail(f"app not found: {name}")
-    return dict(app)
-
-
-def _latest(app: dict[str, Any]) -> dict[str, Any] | None:
-    return app["releases"][-1] if app["releases"] else None
-
-
-def _env_dict(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.split("\n"):
-        if "=" in line:
-            key, _, value = line.partition("=")
-            env[key] = value
-    return env
-
-
-def _env_text(env: dict[str, str]) -> str:
-    return "\n".join(sorted(f"{k}={v}" for k, v in env.items()))
-
-
-def _build_of(app: dict[str, Any], build_id: str) -> dict[str, Any] | None:
-    return next((b for b in app["builds"] if b["id"] == build_id), None)
-
-
-def _yaml(text: str) -> Any:
-    import yaml  # noqa: PLC0415 - only the commands reading a manifest pay for PyYAML
-
-    return yaml.safe_load(text)
-
-
-def _active_manifest(app: dict[str, Any]) -> dict[str, Any]:
-    release = next((r for r in app["releases"] if r["id"] == app.get("active")), None)
-    build = _build_of(app, release["build"]) if release else None
-    if not build:
-        return {}
-    return dict(_yaml(build["manifest"]) or {})
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -249,7 +156,7 @@ def apps_list(positional: list[str], opts: dict[str, Any], s: Streams, stdin: st
 
 
 def apps_create(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    name = _app_name(positional, opts)
+    name = app_name(positional, opts)
     s.out(f"Creating {name}... ")
     with update_world() as world:
         apps = world["convox"]["apps"]
@@ -263,24 +170,25 @@ def apps_create(positional: list[str], opts: dict[str, Any], s: Streams, stdin: 
 
 
 def apps_info(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    world = read_world()
-    name = _app_name(positional, opts)
-    app = _app(world, name)
-    sys.stdout.write(info([("Name", name), ("Status", app["status"]), ("Generation", "3"),
+    with update_world() as world:
+        name = app_name(positional, opts)
+        app = get_app(world, name)
+        world["convox"].setdefault("status_seen", []).append(app_status(app))
+    sys.stdout.write(info([("Name", name), ("Status", app_status(app)), ("Generation", "3"),
                            ("Locked", "false"), ("Release", app.get("active") or ""),
                            ("Router", f"router.{world['convox']['rack_domain']}")]))
     return 0
 
 
 def env(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    app = _app(read_world(), _app_name([], opts))
-    latest = _latest(app)
+    app = get_app(read_world(), app_name([], opts))
+    latest = latest_release(app)
     sys.stdout.write((latest["env"] if latest else "") + "\n")
     return 0
 
 
 def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    name = _app_name([], opts)
+    name = app_name([], opts)
     pairs = [p for p in positional if "=" in p]
     lines = [ln for ln in (stdin or "").split("\n") if "=" in ln]
     keys = [p.split("=", 1)[0] for p in [*pairs, *lines]]
@@ -289,8 +197,8 @@ def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str 
         app = world["convox"]["apps"].get(name)
         if app is None:
             raise Fail(f"app not found: {name}")
-        latest = _latest(app)
-        current = {} if opts.get("replace") or not latest else _env_dict(latest["env"])
+        latest = latest_release(app)
+        current = {} if opts.get("replace") or not latest else env_dict(latest["env"])
         before = dict(current)
         for item in [*pairs, *lines]:
             key, _, value = item.partition("=")
@@ -301,19 +209,11 @@ def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str 
             "env", f"add:{','.join(added)}" if added else "",
             f"change:{','.join(changed)}" if changed else ""]))
         note_effect(world, "convox env set")
-        release = _new_release(world, app, env=current,
+        release = new_release(world, app, env=current,
                                build=latest["build"] if latest else "", description=description)
     s.out(f"OK\nRelease: {release}\n")
     s.release_id(release)
     return 0
-
-
-def _new_release(world: dict[str, Any], app: dict[str, Any], *, env: dict[str, str], build: str,
-                 description: str) -> str:
-    release = fake_id("R", next_number(world, "release"))
-    app["releases"].append({"id": release, "build": build, "env": _env_text(env),
-                            "created": time.time(), "description": description})
-    return release
 
 
 def _required_env(manifest: dict[str, Any]) -> set[str]:
@@ -325,7 +225,7 @@ def _required_env(manifest: dict[str, Any]) -> set[str]:
 
 def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: bool) -> str:
     """``convox build`` / ``convox deploy``: package, build, create a release; promote if asked."""
-    name = _app_name([], opts)
+    name = app_name([], opts)
     source = positional[0] if positional else "."
     manifest_path = os.path.join(source, str(opts.get("manifest") or "convox.yml"))
     s.out("Packaging source... ")
@@ -339,14 +239,15 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
         if app is None:
             raise Fail(f"app not found: {name}")
         s.out("OK\n")
-        latest = _latest(app)
-        env_now = _env_dict(latest["env"]) if latest else {}
-        manifest = _yaml(text) or {}
+        latest = latest_release(app)
+        env_now = env_dict(latest["env"]) if latest else {}
+        manifest = load_yaml(text) or {}
         build = fake_id("B", next_number(world, "build"))
         s.out(f"Building: {source}\nStep 1/3 : FROM ruby:3.3-slim\nStep 2/3 : COPY . /app\n"
               f"Step 3/3 : CMD [\"bundle\", \"exec\", \"puma\"]\nRunning: docker push {build}\n")
         missing = sorted(_required_env(manifest) - set(env_now))
         release = ""
+        wait = 0.0
         if missing:
             app["builds"].append({"id": build, "status": "failed", "release": "",
                                   "description": opts.get("description", ""), "manifest": text,
@@ -354,24 +255,55 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
             s.out(f"validation errors:\nrequired env: {', '.join(missing)}\n")
         else:
             note_effect(world, "convox deploy" if promote else "convox build")
-            release = _new_release(world, app, env=env_now, build=build, description="")
+            release = new_release(world, app, env=env_now, build=build, description="")
+            # The world's build_seconds: the build runs on the rack that long, and completes
+            # even when this CLI is killed meanwhile (pkg/cli/build.go only follows its logs).
+            wait = float(world["convox"].get("build_seconds", 0))
+            app["releases"][-1]["pending_build"] = build
             app["builds"].append({"id": build, "status": "complete", "release": release,
                                   "description": opts.get("description", ""), "manifest": text,
-                                  "started": time.time()})
-            for res_name, res in (manifest.get("resources") or {}).items():
-                if (res or {}).get("type") == "postgres" and res_name not in app["resources"]:
-                    password = world["convox"]["resource_password"]
-                    app["resources"][res_name] = {
-                        "type": "postgres",
-                        "url": f"postgres://app:{password}@resource-{res_name}.{name}"
-                               f".svc.cluster.local:5432/app?sslmode=disable",
-                        "password": password, "data": {"tables": {}, "sequences": {}},
-                    }
-            if promote:
-                app["active"] = release
+                                  "started": time.time(), "ready_at": time.time() + wait})
     if not release:
         raise Fail("build failed")
+    time.sleep(wait)
+    if promote:
+        _promote(name, release)
     return release
+
+
+def _promote(name: str, release: str) -> None:
+    """The rack makes ``release`` active and rolls it out for the world's promote_seconds
+    (app status ``updating``); the CLI waits for that (pkg/cli/releases.go
+    WaitForAppWithLogs), the rack goes on without it."""
+    with update_world() as world:
+        app = world["convox"]["apps"][name]
+        wait = float(world["convox"].get("promote_seconds", 0))
+        app["active"] = release
+        app["updating_until"] = time.time() + wait
+        entry = next(r for r in app["releases"] if r["id"] == release)
+        build = build_of(app, entry["build"])
+        manifest = (load_yaml(build["manifest"]) or {}) if build else {}
+        _create_resources(world, name, app, manifest)
+    time.sleep(wait)
+
+
+def _create_resources(world: dict[str, Any], name: str, app: dict[str, Any],
+                      manifest: dict[str, Any]) -> None:
+    """The promote creates the manifest's resources (provider/k8s/template/resource/*.tmpl):
+    an EMPTY postgres of ``options.version`` (default 10.5, postgres.yml.tmpl), whose server
+    refuses connections for the world's ``resource_start_seconds`` while its pod starts."""
+    start = float(world["convox"].get("resource_start_seconds", 0))
+    for res_name, res in (manifest.get("resources") or {}).items():
+        if (res or {}).get("type") == "postgres" and res_name not in app["resources"]:
+            password = world["convox"]["resource_password"]
+            version = str(((res or {}).get("options") or {}).get("version") or "10.5")
+            app["resources"][res_name] = {
+                "type": "postgres", "version": version,
+                "url": f"postgres://app:{password}@resource-{res_name}.{name}"
+                       f".svc.cluster.local:5432/app?sslmode=disable",
+                "password": password, "data": {"tables": {}, "sequences": {}},
+                "ready_at": time.time() + start,
+            }
 
 
 def deploy(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
@@ -383,7 +315,7 @@ def deploy(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str |
 
 def build(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     release = _build(positional, opts, s, promote=False)
-    build_id = next(b["id"] for b in _app(read_world(), _app_name([], opts))["builds"]
+    build_id = next(b["id"] for b in get_app(read_world(), app_name([], opts))["builds"]
                     if b["release"] == release)
     s.out(f"Build:   {build_id}\nRelease: {release}\n")
     s.release_id(release)
@@ -391,38 +323,70 @@ def build(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | 
 
 
 def run(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    """``convox run SERVICE [--release R] -- COMMAND``: the one-off's output, its exit code."""
-    if len(positional) < 2:
-        raise Fail("at least 2 args required")
+    """``convox run SERVICE [--release R] [--timeout N] -- COMMAND`` (pkg/cli/run.go): a pod
+    running ``sleep N`` (3600 by default) is started, the command exec'd in it, and the pod
+    stopped when the CLI returns. The pod needs the service's ServiceAccount, which only a
+    promote creates (provider/k8s/process.go, template/app/service.yml.tmpl): before the app's
+    first promote the rack refuses it. The world's ``run_pod_lingers`` leaves the pod listed by
+    ``convox ps`` as a killed CLI would (its deferred ProcessStop never runs)."""
     service, command = positional[0], " ".join(positional[1:])
-    name = _app_name([], opts)
+    name = app_name([], opts)
+    timeout = int(opts.get("timeout") or 0) or 3600
     with update_world() as world:
         app = world["convox"]["apps"].get(name)
         if app is None:
             raise Fail(f"app not found: {name}")
         release = opts.get("release") or app.get("active")
-        if not any(r["id"] == release for r in app["releases"]):
+        if not any(r["id"] == release for r in visible_releases(app)):
             raise Fail(f"release not found: {release}")
+        if not app.get("active"):
+            raise Fail(f'pods "{name}-{service}-run" is forbidden: error looking up service '
+                       f'account {world["convox"]["rack"]}-{name}/{service}: serviceaccount '
+                       f'"{service}" not found')
         note_effect(world, f"convox run {service} {command}")
         app.setdefault("runs", []).append({"service": service, "release": release,
                                            "command": command, "t": time.time()})
-    sys.stdout.write(f"{command}: done\n")
+        pod = fake_id("P", next_number(world, "process")).lower()
+        app.setdefault("processes", []).append({
+            "id": f"{service}-{pod}", "service": service, "release": release,
+            "command": f"sleep {timeout}", "started": time.time(),
+            "lingers": bool(world["convox"].get("run_pod_lingers"))})
+    # The world's run_exit_code: the command's own exit status, which the CLI exits with
+    # (stdcli.Exit(code)) after stopping the pod.
+    code = int(read_world()["convox"].get("run_exit_code") or 0)
+    sys.stdout.write(f"{command}: {'done' if code == 0 else 'failed'}\n")
+    with update_world() as world:  # the deferred rack.ProcessStop
+        app = world["convox"]["apps"][name]
+        app["processes"] = [p for p in app.get("processes", []) if p.get("lingers")]
+    return code
+
+
+def ps(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    """``convox ps [--service S] [--release R]`` (pkg/cli/ps.go): ID, SERVICE, STATUS, RELEASE,
+    STARTED, COMMAND; run pods show their ``sleep N``."""
+    app = get_app(read_world(), app_name([], opts))
+    rows = [[p["id"], p["service"], "running", p["release"], ago(p["started"]), p["command"]]
+            for p in app.get("processes", [])
+            if opts.get("service") in (None, p["service"])
+            and opts.get("release") in (None, p["release"])]
+    sys.stdout.write(table(["ID", "SERVICE", "STATUS", "RELEASE", "STARTED", "COMMAND"], rows))
     return 0
 
 
 def builds(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    app = _app(read_world(), _app_name([], opts))
-    rows = [[b["id"], b["status"], b["release"], ago(b["started"]), "2m0s", b["description"]]
-            for b in reversed(app["builds"])]
+    app = get_app(read_world(), app_name([], opts))
+    rows = [[b["id"], b["status"] if build_ready(b) else "running",
+             b["release"] if build_ready(b) else "", ago(b["started"]), "2m0s",
+             b["description"]] for b in reversed(app["builds"])]
     sys.stdout.write(table(["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"],
                            rows))
     return 0
 
 
 def releases(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
-    app = _app(read_world(), _app_name([], opts))
+    app = get_app(read_world(), app_name([], opts))
     rows = [[r["id"], "active" if r["id"] == app.get("active") else "", r["build"],
-             ago(r["created"]), r["description"]] for r in reversed(app["releases"])]
+             ago(r["created"]), r["description"]] for r in reversed(visible_releases(app))]
     sys.stdout.write(table(["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"], rows))
     return 0
 
@@ -431,11 +395,11 @@ def releases_manifest(positional: list[str], opts: dict[str, Any], s: Streams,
                       stdin: str | None) -> int:
     if len(positional) != 1:
         raise Fail("1 arg required")
-    app = _app(read_world(), _app_name([], opts))
+    app = get_app(read_world(), app_name([], opts))
     release = next((r for r in app["releases"] if r["id"] == positional[0]), None)
     if release is None:
         raise Fail(f"release not found: {positional[0]}")
-    build = _build_of(app, release["build"])
+    build = build_of(app, release["build"])
     if build is None:
         raise Fail(f"no build for release: {positional[0]}")
     sys.stdout.write(build["manifest"].strip() + "\n")
@@ -444,7 +408,7 @@ def releases_manifest(positional: list[str], opts: dict[str, Any], s: Streams,
 
 def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
                      stdin: str | None) -> int:
-    name = _app_name([], opts)
+    name = app_name([], opts)
     with update_world() as world:
         app = world["convox"]["apps"].get(name)
         if app is None:
@@ -453,32 +417,34 @@ def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
             raise Fail("no releases to promote")
         target = positional[0] if positional else app["releases"][-1]["id"]
         s.out(f"Promoting {target}... \n")
-        if not any(r["id"] == target for r in app["releases"]):
+        if not any(r["id"] == target for r in visible_releases(app)):
             raise Fail(f"release not found: {target}")
         note_effect(world, "convox releases promote")
-        app["active"] = target
+    _promote(name, target)
     s.out("OK\n")
     return 0
 
 
 def services(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     world = read_world()
-    name = _app_name([], opts)
-    app = _app(world, name)
-    manifest = _active_manifest(app)
+    name = app_name([], opts)
+    app = get_app(world, name)
+    manifest = active_manifest(app)
     rows = []
     for svc, spec in (manifest.get("services") or {}).items():
         port = (spec or {}).get("port")
+        count = ((spec or {}).get("scale") or {}).get("count", 1)
         rows.append([svc, f"{svc}.{name}.{world['convox']['rack_domain']}",
-                     f"443:{port}" if port else ""])
-    sys.stdout.write(table(["SERVICE", "DOMAIN", "PORTS"], rows))
+                     f"443:{port}" if port else "", str(count)])
+    # pkg/cli/services.go: SCALE whenever a service has min/max, which v3 racks always set.
+    sys.stdout.write(table(["SERVICE", "DOMAIN", "PORTS", "SCALE"], rows))
     # Best-effort budget lookup of newer CLIs against older racks: noise on stderr, still rc 0.
     sys.stderr.write('ns=cli_budget at=fetch-error err="response status 404"\n')
     return 0
 
 
 def _resource(world: dict[str, Any], app_name: str, resource: str) -> dict[str, Any]:
-    app = _app(world, app_name)
+    app = get_app(world, app_name)
     found = app["resources"].get(resource)
     if found is None:
         raise Fail(f"resource not found: {resource}")
@@ -489,7 +455,7 @@ def resources_url(positional: list[str], opts: dict[str, Any], s: Streams,
                   stdin: str | None) -> int:
     if len(positional) != 1:
         raise Fail("1 arg required")
-    res = _resource(read_world(), _app_name([], opts), positional[0])
+    res = _resource(read_world(), app_name([], opts), positional[0])
     sys.stdout.write(res["url"] + "\n")
     return 0
 
@@ -502,7 +468,7 @@ def resources_proxy(positional: list[str], opts: dict[str, Any], s: Streams,
 
     if len(positional) != 1:
         raise Fail("1 arg required")
-    name = _app_name([], opts)
+    name = app_name([], opts)
     res = _resource(read_world(), name, positional[0])
     remote = urlsplit(res["url"])
     port = int(opts.get("port") or remote.port or 5432)
@@ -563,4 +529,5 @@ HANDLERS = {
     ("services",): services,
     ("resources", "url"): resources_url,
     ("resources", "proxy"): resources_proxy,
+    ("ps",): ps,
 }

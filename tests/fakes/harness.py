@@ -104,6 +104,8 @@ environment:
 resources:
   database:
     type: postgres
+    options:
+      version: "15"
 services:
   web:
     build: .
@@ -147,15 +149,20 @@ class Certificates:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    # The router's certificate before the custom domain's is issued: it lacks RECORD.
+    router_cert_file: Path
 
     @classmethod
     def create(cls, folder: Path) -> Certificates:
         folder.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA(organization_name="cutover engine tests")
         leaf = ca.issue_cert("127.0.0.1", SERVICE_DOMAIN, seed.ROUTER, RECORD)
+        router = ca.issue_cert("127.0.0.1", SERVICE_DOMAIN, seed.ROUTER)
         ca.cert_pem.write_to_path(str(folder / "ca.pem"))
         leaf.private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
-        return cls(folder / "ca.pem", folder / "server.pem", folder / "server.pem")
+        router.private_key_and_cert_chain_pem.write_to_path(str(folder / "router.pem"))
+        return cls(folder / "ca.pem", folder / "server.pem", folder / "server.pem",
+                   folder / "router.pem")
 
 
 @dataclass
@@ -354,7 +361,8 @@ def open_project(base: Path, bin_dir: Path, certs: Certificates) -> Iterator[Pro
         assert knot is not None
         tap = DnsTap(knot.port).start()
         world_path = root / "world" / "world.json"
-        https = HttpsServer(world_path, certs.cert_file, certs.key_file).start()
+        https = HttpsServer(world_path, certs.cert_file, certs.key_file,
+                            certs.router_cert_file).start()
         write_world(world_path, seed.new_world(secrets, https.port))
         (root / "cutover.yml").write_text(PLAYBOOK, encoding="utf-8")
         (root / "convox.yml").write_text(MANIFEST, encoding="utf-8")

@@ -30,6 +30,22 @@ def _err(text: str) -> None:
     sys.stderr.write(text)
 
 
+def _coloured() -> bool:
+    """Whether the real CLI's colour library (ansis 4, node_modules/ansis/index.cjs) colours:
+    FORCE_COLOR present (any value but 0/false) forces it; else NO_COLOR stops it; else a TTY,
+    CI or PM2_HOME turns it on."""
+    env = os.environ
+    if "FORCE_COLOR" in env:
+        return env["FORCE_COLOR"] not in ("0", "false")
+    if env.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty() or bool(env.get("CI") or env.get("PM2_HOME"))
+
+
+def _cyan(text: str) -> str:
+    return f"\x1b[36m{text}\x1b[39m" if _coloured() else text
+
+
 def _json(value: Any) -> None:
     _out(json.dumps(value, indent=2) + "\n")
 
@@ -76,6 +92,10 @@ def _dynos(h: dict[str, Any]) -> list[dict[str, Any]]:
                 "release": {"id": "rrrr", "version": 42}, "size": f["size"], "state": "up",
                 "type": f["type"], "updated_at": "2024-05-01T12:00:00Z",
             })
+    now = time.time()
+    for gone in h.get("stopping", []):
+        if gone["until"] > now:  # scaled away but still shutting down (SIGTERM, then SIGKILL)
+            dynos.append({**gone["dyno"], "state": "down"})
     return sorted(dynos, key=lambda d: d["name"])
 
 
@@ -138,7 +158,10 @@ def config(flags: set[str], positional: list[str]) -> int:
 
 
 def ps(flags: set[str], positional: list[str]) -> int:
-    _json(_dynos(read_world()["heroku"]))
+    with update_world() as world:
+        dynos = _dynos(world["heroku"])
+        world["heroku"].setdefault("ps_seen", []).append(sorted(d["name"] for d in dynos))
+    _json(dynos)
     return 0
 
 
@@ -158,7 +181,14 @@ def ps_scale(flags: set[str], positional: list[str]) -> int:
             if kind not in formation:
                 _err("!\n")
                 return api_error(f"No such process type {kind} defined in Procfile.", "not_found")
+            # Dynos scaled away stay listed while they stop: the world's dyno_stop_seconds.
+            stop = float(world["heroku"].get("dyno_stop_seconds") or 0)
+            before = _dynos(world["heroku"])
             formation[kind]["quantity"] = quantity
+            after = {d["name"] for d in _dynos(world["heroku"])}
+            world["heroku"].setdefault("stopping", []).extend(
+                {"dyno": d, "until": time.time() + stop} for d in before
+                if d["name"] not in after and d["type"] == kind and stop)
             note_effect(world, f"heroku ps:scale {kind}={quantity}")
             if size:
                 formation[kind]["size"] = size
@@ -210,36 +240,69 @@ def maintenance_off(flags: set[str], positional: list[str]) -> int:
     return _set_maintenance(False)
 
 
+def _attachment_known(db: dict[str, Any], name: str | None) -> bool:
+    """Attachment names the fake's one database answers to (DatabaseResolver.getAttachment)."""
+    return name in (None, "DATABASE", "DATABASE_URL", db["addon"])
+
+
 def backups_capture(flags: set[str], positional: list[str]) -> int:
+    """pg/backups/capture.js: ``[database]`` (default DATABASE_URL's), the progress on stderr as
+    oclif's simple action prints it: ``Backing up <from_name> to b<num:03>... done``
+    (lib/pg/backups.js ``name()``). A world ``scheduled_backup`` switch makes Heroku's daily
+    backup finish right after ours (an ``a`` backup, newer, of older data)."""
+    attachment = positional[0] if positional else None
     with update_world() as world:
         h = world["heroku"]
         db = h["database"]
+        if not _attachment_known(db, attachment):
+            return api_error("Couldn't find that addon.", "not_found")
         number = next_number(world, "backup")
         note_effect(world, "heroku pg:backups:capture")
         name = f"b{number:03d}"
         h["backups"].append({
             "num": number, "name": name, "token": os.urandom(16).hex(),
             "data": json.loads(json.dumps(db["data"])), "created_at": time.time(),
-            "maintenance": h["maintenance"],
+            "maintenance": h["maintenance"], "attachment": attachment or "DATABASE",
         })
+        if h.get("scheduled_backup"):
+            scheduled = next_number(world, "backup")
+            h["backups"].append({
+                "num": scheduled, "name": f"a{scheduled:03d}", "token": os.urandom(16).hex(),
+                "data": h["scheduled_backup"], "created_at": time.time() + 1,
+                "maintenance": False, "attachment": "DATABASE",
+            })
     _out("\nUse Ctrl-C at any time to stop monitoring progress; the backup will continue "
          "running.\nUse heroku pg:backups:info to check progress.\nStop a running backup with "
          "heroku pg:backups:cancel.\n\n")
-    _err(f"Starting backup of {db['addon']}... done\nBacking up DATABASE to {name}... done\n")
+    from_name = attachment if attachment and attachment != db["addon"] else "DATABASE"
+    # capture.js: color.datastore(from_name) and color.cyan(name), through ansis.
+    _err(f"Starting backup of {_cyan(db['addon'])}... done\nBacking up {_cyan(from_name)} to "
+         f"{_cyan(name)}... done\n")
     return 0
 
 
 def backups_url(flags: set[str], positional: list[str]) -> int:
+    """pg/backups/url.js: ``[backup_id]``; without it the newest successful backup of the app
+    (whatever made it), with it that backup (``[abcr](\\d+)`` gives its number)."""
     world = read_world()
     backups = world["heroku"]["backups"]
-    if not backups:
+    if positional:
+        match = re.fullmatch(r"[abcr](\d+)", positional[0])
+        if not match:
+            _err(f" \u203a   Error: Invalid Backup: {positional[0]}\n")
+            return 1
+        chosen = next((b for b in backups if b["num"] == int(match[1])), None)
+        if chosen is None:
+            return api_error("Couldn't find that transfer.", "not_found")
+    elif not backups:
         _err(f" \u203a   Error: No backups on {world['heroku']['app']}. Capture one with "
              "heroku pg:backups:capture\n")
         return 1
-    latest = max(backups, key=lambda b: b["num"])
+    else:
+        chosen = max(backups, key=lambda b: b["created_at"])
     port = world["storage"]["port"]
     _out(f"https://127.0.0.1:{port}/backup.dump?X-Amz-Expires=3600"
-         f"&X-Amz-Signature={latest['token']}\n\n")
+         f"&X-Amz-Signature={chosen['token']}\n\n")
     return 0
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import Any
 
 from fakes.world import note_effect, read_world, update_world
@@ -85,6 +86,11 @@ def connect(world: dict[str, Any], dbname: str | None = None) -> tuple[str, str,
                 f"{_describe(host, port)}: Connection refused\n\tIs the server running on that "
                 "host and accepting TCP/IP connections?")
         resource = world["convox"]["apps"][proxy["app"]]["resources"][proxy["resource"]]
+        if time.time() < resource.get("ready_at", 0):
+            # The proxy accepts, its upstream (the resource's pod, still starting) does not.
+            raise ConnectionFailed(f"{_describe(host, port)}: server closed the connection "
+                                   "unexpectedly\n\tThis probably means the server terminated "
+                                   "abnormally\n\tbefore or while processing the request.")
         target = ("convox", proxy["app"], proxy["resource"])
         expected = ("app", resource["password"], "app")
     if password is None:
@@ -214,6 +220,8 @@ def psql(args: list[str], sql: str | None) -> int:
         except LookupError as exc:
             sys.stderr.write(f'psql:<stdin>:1: ERROR:  relation "{exc.args[0]}" does not exist\n')
             return 3
+    elif "pg_catalog.pg_extension" in sql:
+        rows = [[name] for name in sorted(data.get("extensions") or ["plpgsql"])]
     elif "pg_catalog.pg_tables" in sql:
         rows = [[name] for name in sorted(data["tables"])]
     else:

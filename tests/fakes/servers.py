@@ -96,11 +96,27 @@ class _Server(ThreadingHTTPServer):
 
 @dataclass
 class HttpsServer:
+    """With the world's ``convox.certificate_delay`` (seconds), a custom domain gets the
+    router's default certificate (not covering it) until that long after the first handshake
+    asking for it, as a real router does until the certificate is issued once DNS points at
+    it."""
+
     world_path: Path
     cert_file: Path
     key_file: Path
+    router_cert_file: Path | None = None
     _server: _Server | None = None
     _thread: threading.Thread | None = None
+    _first_asked: dict[str, float] = field(default_factory=dict)
+
+    def _certificate_pending(self, name: str) -> bool:
+        world = read_world(self.world_path)
+        delay = float(world["convox"].get("certificate_delay") or 0)
+        hosts = _service_hosts(world)
+        if not delay or name not in hosts or name.endswith(world["convox"]["rack_domain"]):
+            return False
+        first = self._first_asked.setdefault(name, time.monotonic())
+        return time.monotonic() < first + delay
 
     @property
     def port(self) -> int:
@@ -116,6 +132,15 @@ class HttpsServer:
         server = _Server(("127.0.0.1", 0), _Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        if self.router_cert_file is not None:
+            default = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            default.load_cert_chain(str(self.router_cert_file))
+
+            def pick(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+                if name and self._certificate_pending(name):
+                    sock.context = default
+
+            context.sni_callback = pick  # type: ignore[assignment]
         # The handshake happens in the request's thread, so a slow client blocks nobody.
         server.socket = context.wrap_socket(server.socket, server_side=True,
                                             do_handshake_on_connect=False)

@@ -1,0 +1,215 @@
+"""Shipping the source to Convox (deploy and add-domain): build, release command, promote.
+
+What the rack does, from the convox source (see docs/design.md, "Release command order"):
+
+* builds and promotes run on the rack; a killed ``convox build``/``deploy``/``releases promote``
+  does not stop them. Every build carries this run's marker as its description, so a resume
+  finds it (``convox builds``), waits while it is created/running, and never starts a second
+  one; a promote in progress shows as app status ``updating`` (pkg/cli/releases.go waits for
+  ``running`` before and after ``ReleasePromote``), which a resume waits out too.
+* ``convox run SVC --release R`` needs the service's ServiceAccount and the ``resource-<name>``
+  ConfigMaps (provider/k8s/process.go sets ``serviceAccountName`` and ``envFrom`` from them),
+  which only a promote creates (template/app/service.yml.tmpl, template/resource/*.tmpl). So on
+  the app's FIRST release: build, promote, then the release command against that release (no
+  traffic reaches Convox before smoke-test and switch-dns). On later releases: build, release
+  command, promote, so the new code never serves before its release command ran.
+* ``convox run --timeout N`` (pkg/cli/run.go) makes the pod ``sleep N`` and execs the command in
+  it; a killed CLI leaves both running. So the start is recorded before the command runs, and a
+  resume that finds a start without an end never runs it again on its own: it looks for the pod
+  (``convox ps --service S --release R``, COMMAND ``sleep N``) and stops with what to check and
+  how to go on (``CUTOVER_RELEASE_COMMAND_DONE=R`` or ``CUTOVER_RELEASE_COMMAND_RERUN=R``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from cutover.errors import CommandError, CutoverError
+from cutover.steps.base import Context, Outputs, cmd
+
+BUILD_WAIT = 3600.0
+APP_SETTLE_WAIT = 1800.0
+DONE_VAR = "CUTOVER_RELEASE_COMMAND_DONE"
+RERUN_VAR = "CUTOVER_RELEASE_COMMAND_RERUN"
+_POD_ENDED = ("complete", "failed")
+
+
+def ship_commands(ctx: Context, step_id: str) -> list[str]:
+    """What deploy and add-domain run: ``convox deploy``, or build, release command, promote."""
+    source = str(ctx.playbook.resolve(ctx.model.convox.source))
+    manifest = ctx.model.convox.manifest
+    marker = ctx.marker(step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
+    lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
+    release = ctx.model.release
+    if release is None:
+        return [*lines, cmd(ctx.convox.argv("deploy", source, "-m", manifest, "--id",
+                                            "-d", marker))]
+    run = cmd(ctx.convox.run_argv(release.service, release.command, "<R>", release.timeout))
+    promote = cmd(ctx.convox.argv("releases", "promote", "<R>"))
+    return [*lines,
+            cmd(ctx.convox.argv("build", source, "-m", manifest, "--id", "-d", marker)),
+            "order: the app's first release is promoted before its release command (the run pod "
+            "needs what the first promote creates); later releases run it before the promote",
+            run, promote]
+
+
+def ship(ctx: Context, step_id: str) -> Outputs:
+    """Build and promote the source, marked with this run and step (see find_marked_release)."""
+    source = ctx.playbook.resolve(ctx.model.convox.source)
+    manifest = ctx.model.convox.manifest
+    marker = ctx.marker(step_id, create=True)
+    assert marker is not None
+    if ctx.model.release is None:
+        return {"release": ctx.convox.deploy(source, manifest, marker), "marker": marker}
+    first = ctx.state.step(step_id).outputs.get("first_release")
+    if first is None:
+        first = ctx.convox.active_release() is None
+        ctx.progress({"first_release": first})
+    release = ctx.convox.build(source, manifest, marker)
+    ctx.progress({"built": release})
+    finish_release(ctx, step_id, release)
+    return {"release": release, "marker": marker}
+
+
+def finish_release(ctx: Context, step_id: str, release: str) -> None:
+    """Release command and promote, in the order that is right for this app (module doc)."""
+    if ctx.model.release is None:
+        ensure_promoted(ctx, release)
+    elif ctx.state.step(step_id).outputs.get("first_release"):
+        ensure_promoted(ctx, release)
+        release_command(ctx, step_id, release)
+    else:
+        release_command(ctx, step_id, release)
+        ensure_promoted(ctx, release)
+
+
+def find_marked_release(ctx: Context, step_id: str, marker: str) -> Outputs | None:
+    """The release of the build with this run's marker, finished: a build still running is
+    waited for, a release not yet promoted (or its release command not yet run) is finished."""
+    build = _wait_for_marked_build(ctx, marker)
+    release = build.get("RELEASE", "") if build else ""
+    if not build or not release:
+        return None
+    if ctx.convox.active_release() != release:
+        ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
+                 "finishing it")
+    finish_release(ctx, step_id, release)
+    return {"release": release, "marker": marker}
+
+
+def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
+    """The complete build carrying ``marker``; a build still running (its deploy died with
+    cutover) is waited for rather than started a second time. None: no usable build."""
+    deadline = time.monotonic() + BUILD_WAIT
+    while True:
+        build = next((b for b in ctx.convox.builds() if b.get("DESCRIPTION") == marker), None)
+        status = build.get("STATUS") if build else None
+        if status == "complete":
+            return build
+        if status not in ("created", "running") or time.monotonic() > deadline:
+            return None
+        ctx.note(f"build {build['ID'] if build else '?'} of this run is still {status}: waiting")
+        ctx.sleep(5)
+
+
+def wait_app_settled(ctx: Context, timeout: float = APP_SETTLE_WAIT) -> str:
+    """Wait while the app is ``updating`` (a promote in progress, maybe one a killed CLI left
+    behind: pkg/cli/releases.go waits for ``running`` the same way); return the status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = ctx.convox.app_status()
+        if status != "updating":
+            return status
+        if time.monotonic() > deadline:
+            raise CutoverError(
+                f"the Convox app is still updating after {timeout:g}s",
+                resolution=f"Watch `convox apps info -a {ctx.convox.app}` and "
+                f"`convox logs -a {ctx.convox.app}`; run `cutover run` again once it is running.")
+        ctx.note("the Convox app is updating (a promote in progress): waiting")
+        ctx.sleep(5)
+
+
+def ensure_promoted(ctx: Context, release: str) -> None:
+    wait_app_settled(ctx)
+    if ctx.convox.active_release() == release:
+        return
+    ctx.convox.promote(release)
+    wait_app_settled(ctx)
+    active = ctx.convox.active_release()
+    if active != release:
+        raise CutoverError(f"promoting {release} did not make it active (active: {active}); "
+                           "the rack rolled it back",
+                           resolution=f"Look at `convox logs -a {ctx.convox.app}`, fix, and run "
+                           "`cutover run` again.")
+
+
+def release_command(ctx: Context, step_id: str, release: str) -> None:
+    """Run the release command once for ``release``, recording its start before running it."""
+    cfg = ctx.model.release
+    assert cfg is not None
+    outputs = ctx.state.step(step_id).outputs
+    if outputs.get("release_command_done") == release:
+        return
+    if outputs.get("release_command_started") == release:
+        _started_before(ctx, release)  # returns only when the operator said how to go on
+        if outputs.get("release_command_done") == release:
+            return
+    ctx.progress({"release_command_started": release})
+    ctx.note(f"release command on {cfg.service} with {release} (up to {cfg.timeout}s): "
+             f"{cfg.command}")
+    try:
+        ctx.convox.run_command(cfg.service, cfg.command, release=release, timeout=cfg.timeout)
+    except CommandError as exc:
+        if exc.timed_out or exc.returncode is None or exc.returncode < 0:
+            raise CutoverError(
+                f"the release command's CLI was stopped ({exc.brief}); the command itself may "
+                "still be running on the rack (convox run execs it in a pod that sleeps "
+                f"--timeout {cfg.timeout})",
+                details=exc.details,
+                resolution="Run `cutover run` again: it checks the pod before going on.",
+            ) from None
+        # The CLI returned the command's exit code (or an API error) and stopped its pod: the
+        # command is not running, so a later attempt may run it again.
+        ctx.progress({"release_command_started": None})
+        raise
+    ctx.progress({"release_command_done": release})
+
+
+def _started_before(ctx: Context, release: str) -> None:
+    """A release command started by an earlier attempt and never seen to end."""
+    cfg = ctx.model.release
+    assert cfg is not None
+    app, rack = ctx.convox.app, ctx.convox.rack
+    where = f"-a {app}" + (f" -r {rack}" if rack else "")
+    pods = [p for p in ctx.convox.processes(service=cfg.service, release=release)
+            if p.get("COMMAND") == f"sleep {cfg.timeout}" and p.get("STATUS") not in _POD_ENDED]
+    if os.environ.get(DONE_VAR) == release:
+        ctx.note(f"{DONE_VAR}={release}: the operator checked that the release command "
+                 "finished")
+        ctx.progress({"release_command_done": release})
+        return
+    if os.environ.get(RERUN_VAR) == release and not pods:
+        ctx.note(f"{RERUN_VAR}={release}: running the release command again, as the operator "
+                 "asked")
+        return
+    ids = ", ".join(p["ID"] for p in pods)
+    if pods:
+        brief = (f"the release command for {release} may still be running: process {ids} "
+                 f"({cfg.service}, `sleep {cfg.timeout}`) that `convox run` started for it is "
+                 f"{pods[0].get('STATUS')}")
+        check = (f"`convox exec {pods[0]['ID']} {where} -- ps aux` shows whether "
+                 f"`{cfg.command}` still runs in it; wait until it has ended, then stop the "
+                 f"process: `convox ps stop {pods[0]['ID']} {where}`.")
+    else:
+        brief = (f"the release command for {release} was started by an interrupted attempt and "
+                 "cutover cannot tell whether it finished")
+        check = (f"Check its effect (e.g. the schema version the command migrates to) and "
+                 f"`convox logs {where} --no-follow --since 2h`.")
+    raise CutoverError(
+        brief,
+        details=f"command: {cfg.command}",
+        resolution=f"{check} Then, if it finished successfully: "
+        f"`{DONE_VAR}={release} cutover run`; to run it again (it must be idempotent): "
+        f"`{RERUN_VAR}={release} cutover run`.",
+    )
