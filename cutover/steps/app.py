@@ -12,21 +12,12 @@ from typing import Any
 import yaml
 
 from cutover.adapters.http import CertificateNotValid
+from cutover.catalog import resource_addon, resource_config_vars
 from cutover.errors import CutoverError, InvalidInput
 from cutover.playbook import SmokeCheck, SmokeSection
 from cutover.steps.base import Context, Outputs, Step, cmd
 from cutover.steps.ship import find_marked_release, ship, ship_commands
 
-# Add-ons whose variables Convox injects from a linked resource: never copy them.
-RESOURCE_ADDONS = {
-    "heroku-postgresql": "postgres",
-    "heroku-redis": "redis",
-    "heroku-key-value": "redis",
-    "jawsdb": "mysql",
-    "jawsdb-maria": "mariadb",
-    "cleardb": "mysql",
-    "memcachier": "memcached",
-}
 # Variables Convox sets itself (reference §17: RACK, APP, RELEASE, BUILD*, SERVICE, PORT).
 CONVOX_MANAGED = {"RACK", "RACK_URL", "APP", "RELEASE", "BUILD", "BUILD_DESCRIPTION",
                   "BUILD_GIT_SHA", "SERVICE", "PORT"}
@@ -72,14 +63,20 @@ def smoke_checks(ctx: Context) -> tuple[list[SmokeCheck], int]:
 
 def env_plan(config: dict[str, str], addons: list[dict[str, Any]], ctx: Context
              ) -> tuple[dict[str, str], dict[str, str]]:
-    """(values to set, excluded name -> reason). Values stay in memory only."""
+    """(values to set, excluded name -> reason). Values stay in memory only.
+
+    The config vars of every add-on that a Convox resource replaces (the one add-on table,
+    cutover/catalog/addons.json, that translate also maps with) are not copied: the resource
+    injects its own, and a copied URL would point the app back at the Heroku add-on."""
     resource_vars: dict[str, str] = {}
     for addon in addons:
         service = str((addon.get("addon_service") or {}).get("name", ""))
-        if service in RESOURCE_ADDONS:
-            for var in addon.get("config_vars") or []:
-                resource_vars[str(var)] = (
-                    f"injected by the Convox {RESOURCE_ADDONS[service]} resource")
+        kind = resource_addon(service)
+        if kind is None:
+            continue
+        names = [str(var) for var in addon.get("config_vars") or []]
+        for var in resource_config_vars(service, names):
+            resource_vars[var] = f"injected by the Convox {kind} resource ({service})"
     excluded: dict[str, str] = {}
     values: dict[str, str] = {}
     rules = ctx.model.env

@@ -12,7 +12,6 @@ from cutover.catalog import (
     resource_config_vars,
     shared_advice,
 )
-from cutover.steps.app import RESOURCE_ADDONS
 
 
 def test_resource_addon_maps_services_to_convox_types() -> None:
@@ -31,12 +30,6 @@ def test_resource_config_vars_for_set_env() -> None:
         "DATABASE_URL",
     }
     assert resource_config_vars("sendgrid", ["SENDGRID_API_KEY"]) == frozenset()
-
-
-def test_table_covers_set_envs_own_list_with_the_same_types() -> None:
-    """steps/app.py's shorter RESOURCE_ADDONS (to be replaced by the catalog) agrees."""
-    for service, kind in RESOURCE_ADDONS.items():
-        assert resource_addon(service) == kind, service
 
 
 def test_every_entry_is_well_formed() -> None:
