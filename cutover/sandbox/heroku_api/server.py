@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from cutover.sandbox import procs
 from cutover.sandbox.heroku_api.backups import log_path
 from cutover.sandbox.heroku_api.common import LOOPBACK, ApiError, Request, Response
 from cutover.sandbox.heroku_api.emulator import Emulator
@@ -249,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     servers.start()
     pid_file: Path | None = args.pid_file
     if pid_file is not None:
-        fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
+        # Atomically (temp file + rename): callers poll for the file to appear and read the pid
+        # at once; a file created empty and written afterwards was read as "" (a flaky start).
+        procs.write_private(pid_file, f"{os.getpid()}\n")
     sys.stderr.write(
         f"heroku emulator listening on {servers.base_url} "
         f"(backups on https://{LOOPBACK}:{servers.backup_port})\n"
