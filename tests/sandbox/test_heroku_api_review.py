@@ -13,19 +13,24 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
+    API_KEY,
+    APP,
     CliRunner,
     EmulatorFactory,
+    Running,
     backing_db,
+    call,
     cli,
     start_emulator,
     tls_files,
 )
-from test_heroku_api_states import state_with
+from test_heroku_api_states import emulator, state_with, tables_in, wait_for
 
-from cutover.sandbox.heroku_api import save_state
+from cutover.sandbox.heroku_api import load_state, save_state
 
 
 @pytest.mark.slow
@@ -57,3 +62,44 @@ def test_pid_file_never_read_empty(tmp_path: Path, tls_files: tuple[Path, Path, 
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def _transfer(state_path: Path, num: int) -> dict[str, Any]:
+    transfers = load_state(state_path)["apps"][APP]["transfers"]
+    return dict(next(t for t in transfers if t["num"] == num))
+
+
+@pytest.mark.slow
+def test_capture_outlives_a_broken_state_file(
+    tmp_path: Path, backing_db: dict[str, str | int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state file broken by hand while a capture runs (hostile use): the capture must not
+    die silently and leave the transfer unfinished for ever; once the file is good again the
+    transfer finishes (lib/pg/backups.js poll() waits for ``finished_at``)."""
+    emu = emulator(
+        tmp_path, state_with(backing_db, backup_seconds=2, backup_progress_interval=0.05)
+    )
+    addon_id = emu.read()["apps"][APP]["addons"][0]["id"]
+    status, _, _ = call(emu, "POST", f"/client/v11/databases/{addon_id}/backups")
+    assert status == 201
+    good = emu.state_path.read_text()
+    emu.state_path.write_text("{broken")
+    (worker,) = emu.workers
+    seen = ""
+
+    def noticed() -> bool:
+        nonlocal seen
+        seen += capsys.readouterr().err
+        return not worker.is_alive() or "cannot update the state file" in seen
+
+    try:
+        wait_for(noticed, "the capture to meet the broken state file")
+    finally:
+        emu.state_path.write_text(good)
+    try:
+        done = wait_for(lambda: _transfer(emu.state_path, 1)["finished_at"], "finish", 30)
+        assert done and _transfer(emu.state_path, 1)["succeeded"] is True
+    finally:
+        emu.stop.set()
+        worker.join(timeout=30)
+    assert tables_in(tmp_path / "backups" / "b001.dump") == {"widgets"}

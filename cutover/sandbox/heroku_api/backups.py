@@ -25,6 +25,7 @@ from __future__ import annotations
 import hmac
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -104,6 +105,83 @@ def _update_transfer(emu: Emulator, app: str, ident: str, **fields: object) -> N
                 stored.update(fields)
 
 
+def _report(emu: Emulator, app: str, ident: str, **fields: object) -> bool:
+    """Progress update; a state file that cannot be read or written right now (broken by hand,
+    app removed) skips this update instead of killing the capture. True if it was stored."""
+    try:
+        _update_transfer(emu, app, ident, **fields)
+    except (OSError, ValueError, ApiError) as exc:
+        sys.stderr.write(f"backup {ident}: cannot update the state file ({type(exc).__name__})\n")
+        return False
+    return True
+
+
+def _finish(emu: Emulator, app: str, ident: str, **fields: object) -> None:
+    """Store the outcome, retrying while the state file is broken, until the emulator stops
+    (then the transfer stays unfinished)."""
+    while not _report(emu, app, ident, **fields):
+        if emu.stop.wait(0.5):
+            return
+
+
+def _part_file(target: Path) -> int:
+    """A fresh ``<target>.part`` (0600): a new inode, so a pg_dump orphaned by a killed emulator
+    (still writing to the old one) cannot mix its bytes into this capture's dump."""
+    part = target.with_name(target.name + ".part")
+    part.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    part.unlink(missing_ok=True)
+    return os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
+def _dump(
+    emu: Emulator,
+    app: str,
+    transfer: JSONDict,
+    database: JSONDict,
+    duration: float,
+    interval: float,
+) -> tuple[bool, int, list[str]] | None:
+    """Run pg_dump into ``<file>.part`` with progress reports; renamed over the file at the end.
+
+    None when the emulator stops first (pg_dump is killed, the transfer stays unfinished)."""
+    started = time.monotonic()
+    target = emu.state_path.parent / str(transfer["file"])
+    argv, env = _pg_dump_argv(emu.pg_dump, database)
+    fd = _part_file(target)
+    try:
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=errors, env=env
+                )
+            except OSError as exc:
+                return False, 0, [f"pg_dump failed: {type(exc).__name__}"]
+            while True:
+                elapsed = time.monotonic() - started
+                remaining = duration - elapsed
+                if proc.poll() is not None and remaining <= 0:
+                    break
+                if elapsed > PG_DUMP_TIMEOUT:
+                    proc.kill()
+                size = os.fstat(fd).st_size
+                share = 1.0 if duration <= 0 else min(1.0, elapsed / duration)
+                _report(
+                    emu, app, transfer["uuid"],
+                    processed_bytes=int(size * share), updated_at=data_time(now()),
+                )  # fmt: skip
+                if emu.stop.wait(max(0.02, min(interval, remaining if remaining > 0 else 0.1))):
+                    proc.kill()
+                    proc.wait()
+                    return None
+            errors.seek(0)
+            result = _outcome(proc.wait(), errors.read(), os.fstat(fd).st_size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(target.with_name(target.name + ".part"), target)
+    return result
+
+
 def _run_capture(
     emu: Emulator,
     app: str,
@@ -112,48 +190,20 @@ def _run_capture(
     duration: float,
     interval: float,
 ) -> None:
-    """Thread body: run pg_dump, report progress, finish no earlier than ``duration``."""
-    started = time.monotonic()
-    target = emu.state_path.parent / str(transfer["file"])
-    argv, env = _pg_dump_argv(emu.pg_dump, database)
-    fd = _open_target(target)
-    with tempfile.TemporaryFile() as errors:
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=errors, env=env
-            )
-        except OSError as exc:
-            result: tuple[bool, int, list[str]] = (
-                False, 0, [f"pg_dump failed: {type(exc).__name__}"]
-            )  # fmt: skip
-        else:
-            while True:
-                elapsed = time.monotonic() - started
-                remaining = duration - elapsed
-                if proc.poll() is not None and remaining <= 0:
-                    break
-                if elapsed > PG_DUMP_TIMEOUT:
-                    proc.kill()
-                size = target.stat().st_size
-                share = 1.0 if duration <= 0 else min(1.0, elapsed / duration)
-                _update_transfer(
-                    emu,
-                    app,
-                    transfer["uuid"],
-                    processed_bytes=int(size * share),
-                    updated_at=data_time(now()),
-                )
-                if emu.stop.wait(max(0.02, min(interval, remaining if remaining > 0 else 0.1))):
-                    proc.kill()
-                    proc.wait()
-                    return  # the emulator is stopping: the transfer stays unfinished
-            errors.seek(0)
-            result = _outcome(proc.wait(), errors.read(), target.stat().st_size)
-        finally:
-            os.close(fd)
+    """Thread body: run pg_dump, report progress, finish no earlier than ``duration``.
+
+    Whatever goes wrong is the transfer's failure (Heroku marks a transfer it could not
+    complete as failed); only stopping the emulator leaves it unfinished.
+    """
+    try:
+        result = _dump(emu, app, transfer, database, duration, interval)
+    except Exception as exc:  # any error fails the transfer, never leaves it hanging
+        result = False, 0, [f"backup failed: {type(exc).__name__}"]
+    if result is None:
+        return  # the emulator is stopping: the transfer stays unfinished
     succeeded, size, logs = result
     finished = data_time(now())
-    _update_transfer(
+    _finish(
         emu, app, transfer["uuid"], succeeded=succeeded, processed_bytes=size, source_bytes=size,
         finished_at=finished, updated_at=finished,
         logs=[{"created_at": finished, "level": "info", "message": m} for m in logs],
