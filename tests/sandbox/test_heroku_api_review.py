@@ -10,8 +10,12 @@ outlive an emulator restart or a broken state file, and the dyno list after scal
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,8 @@ from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
 )
 from test_heroku_api_states import emulator, state_with, tables_in, wait_for
 
-from cutover.sandbox.heroku_api import load_state, save_state
+from cutover.sandbox import procs
+from cutover.sandbox.heroku_api import load_state, save_state, update_state
 
 
 @pytest.mark.slow
@@ -67,6 +72,70 @@ def test_pid_file_never_read_empty(tmp_path: Path, tls_files: tuple[Path, Path, 
 def _transfer(state_path: Path, num: int) -> dict[str, Any]:
     transfers = load_state(state_path)["apps"][APP]["transfers"]
     return dict(next(t for t in transfers if t["num"] == num))
+
+
+def _spawn(state_path: Path, tls_files: tuple[Path, Path, Path], tag: str) -> Running:
+    """The emulator as a subprocess on ``state_path`` (the caller stops it)."""
+    _, cert, key = tls_files
+    folder = state_path.parent
+    port, backup_port = procs.free_port(), procs.free_port()
+    log_path, pid_file = folder / f"{tag}.log", folder / f"{tag}.pid"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "cutover.sandbox.heroku_api", "--state", str(state_path),
+                "--port", str(port), "--backup-port", str(backup_port), "--tls-cert", str(cert),
+                "--tls-key", str(key), "--pid-file", str(pid_file),
+            ],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    running = Running(proc, port, backup_port, state_path, log_path, pid_file)
+    wait_for(lambda: pid_file.exists() or proc.poll() is not None, f"{tag} to start", 30)
+    assert proc.poll() is None, running.log()
+    return running
+
+
+@pytest.mark.slow
+def test_capture_killed_with_the_emulator_finishes_after_a_restart(
+    tmp_path: Path,
+    tls_files: tuple[Path, Path, Path],
+    cli: CliRunner,
+    backing_db: dict[str, str | int],
+) -> None:
+    """capture.js: "the backup will continue running" whatever happens to the CLI, and
+    lib/pg/backups.js poll() loops until ``finished_at``: a transfer left unfinished by an
+    emulator killed mid-capture must not stay "Running" for ever once an emulator is back."""
+    state_path = tmp_path / "emu" / "state.json"
+    state_path.parent.mkdir(mode=0o700)
+    save_state(state_path, state_with(backing_db, backup_seconds=600, backup_progress_interval=0.1))
+    first = _spawn(state_path, tls_files, "first")
+    try:
+        addon_id = first.state()["apps"][APP]["addons"][0]["id"]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{first.port}/client/v11/databases/{addon_id}/backups",
+            method="POST", headers={"Authorization": f"Bearer {API_KEY}"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201 and json.load(response)["num"] == 1
+        wait_for(lambda: _transfer(state_path, 1)["processed_bytes"] > 0, "progress")
+    finally:
+        os.killpg(first.proc.pid, signal.SIGKILL)  # no clean shutdown
+        first.proc.wait(timeout=30)
+    assert _transfer(state_path, 1)["finished_at"] is None
+    with update_state(state_path) as state:
+        state["timings"]["backup_seconds"] = 1
+    second = _spawn(state_path, tls_files, "second")
+    try:
+        wait_for(lambda: _transfer(state_path, 1)["finished_at"], "the resumed capture", 30)
+        info = cli(second, "pg:backups:info", "b001", "-a", APP)
+        assert info.rc == 0, info.stderr
+        assert "Status:           Completed" in info.stdout
+        assert tables_in(state_path.parent / "backups" / "b001.dump") == {"widgets"}
+        url = cli(second, "pg:backups:url", "-a", APP)
+        assert url.rc == 0 and url.stdout.strip().endswith("/b001.dump"), url.stderr
+    finally:
+        second.proc.send_signal(signal.SIGTERM)
+        assert second.proc.wait(timeout=30) == 0, second.log()
 
 
 @pytest.mark.slow

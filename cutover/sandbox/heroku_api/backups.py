@@ -118,7 +118,7 @@ def _report(emu: Emulator, app: str, ident: str, **fields: object) -> bool:
 
 def _finish(emu: Emulator, app: str, ident: str, **fields: object) -> None:
     """Store the outcome, retrying while the state file is broken, until the emulator stops
-    (then the transfer stays unfinished)."""
+    (then the transfer stays unfinished and :func:`resume_unfinished` runs it again)."""
     while not _report(emu, app, ident, **fields):
         if emu.stop.wait(0.5):
             return
@@ -193,7 +193,7 @@ def _run_capture(
     """Thread body: run pg_dump, report progress, finish no earlier than ``duration``.
 
     Whatever goes wrong is the transfer's failure (Heroku marks a transfer it could not
-    complete as failed); only stopping the emulator leaves it unfinished.
+    complete as failed); only stopping the emulator leaves it unfinished, to be resumed.
     """
     try:
         result = _dump(emu, app, transfer, database, duration, interval)
@@ -252,6 +252,41 @@ def start_capture(emu: Emulator, ident: str) -> JSONDict:
     if inject > 0:
         _start(emu, _scheduled_during, emu, app, str(transfer["created_at"]))
     return transfer_view(transfer)
+
+
+def resume_unfinished(emu: Emulator) -> list[str]:
+    """Run again every capture an earlier emulator left unfinished (stopped or killed mid-way).
+
+    On Heroku a backup runs on Heroku's side and goes on whatever happens to the CLI
+    ("the backup will continue running", commands/pg/backups/capture.js); the CLI polls until
+    ``finished_at``. A transfer stuck unfinished would make every later poll wait forever, so a
+    starting emulator dumps the database again into the same transfer. Returns their uuids.
+    """
+    resumed: list[tuple[str, JSONDict, JSONDict]] = []
+    state = emu.read()
+    for app, entry in (state.get("apps") or {}).items():
+        for transfer in entry.get("transfers") or []:
+            if transfer.get("finished_at") or not transfer.get("file"):
+                continue
+            try:
+                _, _, addon = postgres_addon(state, str(transfer.get("addon_id")))
+            except ApiError:
+                addon = {}
+            database = addon.get("database")
+            if isinstance(database, dict):
+                resumed.append((app, dict(transfer), dict(database)))
+            else:
+                _finish(
+                    emu, app, str(transfer["uuid"]), succeeded=False,
+                    finished_at=data_time(now()), updated_at=data_time(now()),
+                    logs=[{"created_at": data_time(now()), "level": "info",
+                           "message": "backup failed: the database is gone"}],
+                )  # fmt: skip
+    duration = timing(state, "backup_seconds")
+    interval = max(0.05, timing(state, "backup_progress_interval"))
+    for app, transfer, database in resumed:
+        _start(emu, _run_capture, emu, app, transfer, database, duration, interval)
+    return [str(transfer["uuid"]) for _, transfer, _ in resumed]
 
 
 def materialize(emu: Emulator, app: str, transfer: JSONDict) -> None:

@@ -22,6 +22,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from cutover.sandbox import procs
+from cutover.sandbox.heroku_api import backups
 from cutover.sandbox.heroku_api.backups import log_path
 from cutover.sandbox.heroku_api.common import LOOPBACK, ApiError, Request, Response
 from cutover.sandbox.heroku_api.emulator import Emulator
@@ -201,6 +202,8 @@ class EmulatorServers:
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self) -> None:
+        """Serve, and resume the captures a previous emulator on this state left unfinished."""
+        backups.resume_unfinished(self.emulator)
         for server in (self._api, self._backup):
             thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
