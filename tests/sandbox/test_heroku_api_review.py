@@ -172,3 +172,43 @@ def test_capture_outlives_a_broken_state_file(
         emu.stop.set()
         worker.join(timeout=30)
     assert tables_in(tmp_path / "backups" / "b001.dump") == {"widgets"}
+
+
+def test_scaling_leaves_the_other_dynos_alone(tmp_path: Path) -> None:
+    """Platform API "Dyno": ``updated_at`` is when the dyno's state last changed. Scaling web
+    from 2 to 3 starts web.3 and does not restart web.1/web.2 or the workers, so ``heroku ps``
+    (commands/ps/index.js prints ``state`` and ``updated_at``) must not show them as just up."""
+    emu = emulator(tmp_path, state_with(dyno_start_seconds=60, dyno_stop_seconds=60))
+
+    def dynos() -> dict[str, dict[str, Any]]:
+        status, listed, _ = call(emu, "GET", f"/apps/{APP}/dynos")
+        assert status == 200
+        return {d["name"]: d for d in listed}
+
+    before = dynos()
+    release = max(emu.read()["apps"][APP]["releases"], key=lambda r: r["version"])
+    assert {d["updated_at"] for d in before.values()} == {release["created_at"]}
+    status, _, _ = call(
+        emu, "PATCH", f"/apps/{APP}/formation", {"updates": [{"type": "web", "quantity": "3"}]}
+    )
+    assert status == 200
+    after = dynos()
+    for name in ("web.1", "web.2", "worker.1"):
+        assert after[name]["state"] == "up"
+        assert after[name]["updated_at"] == before[name]["updated_at"], name
+    assert after["web.3"]["state"] == "starting"
+    assert after["web.3"]["updated_at"] > before["web.1"]["updated_at"]
+    started = after["web.3"]["created_at"]
+
+    with update_state(emu.state_path) as state:  # web.3 has been starting for 61 s
+        state["apps"][APP]["dyno_transitions"]["web.3"]["at"] -= 61
+    up = dynos()["web.3"]
+    assert up["state"] == "up" and up["created_at"] == started
+    # Scaling the workers later leaves web.3 as it was: up since it came up.
+    status, _, _ = call(
+        emu, "PATCH", f"/apps/{APP}/formation", {"updates": [{"type": "worker", "quantity": "2"}]}
+    )
+    assert status == 200
+    again = dynos()
+    assert (again["web.3"]["state"], again["web.3"]["updated_at"]) == ("up", up["updated_at"])
+    assert again["web.1"]["updated_at"] == before["web.1"]["updated_at"]
