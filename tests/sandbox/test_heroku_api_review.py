@@ -212,3 +212,24 @@ def test_scaling_leaves_the_other_dynos_alone(tmp_path: Path) -> None:
     again = dynos()
     assert (again["web.3"]["state"], again["web.3"]["updated_at"]) == ("up", up["updated_at"])
     assert again["web.1"]["updated_at"] == before["web.1"]["updated_at"]
+
+
+@pytest.mark.slow
+def test_cli_backup_info_shows_the_database_size_and_compression(
+    start_emulator: EmulatorFactory, cli: CliRunner, backing_db: dict[str, str | int]
+) -> None:
+    """Data API transfers: ``source_bytes`` is the database's size, ``processed_bytes`` the
+    compressed backup's (commands/pg/backups/info.js prints "Original DB Size" and "Backup Size
+    (N% compression)"; the CLI's own test/unit/commands/pg/backups/info.unit.test.ts has
+    1_000_000 vs 100_000). A dump of a few rows is far smaller than the database it came from."""
+    running = start_emulator(state_with(backing_db, backup_seconds=0.5))
+    capture = cli(running, "pg:backups:capture", "-a", APP)
+    assert capture.rc == 0, capture.stderr
+    (transfer,) = running.state()["apps"][APP]["transfers"]
+    dump = running.state_path.parent / "backups" / "b001.dump"
+    assert transfer["processed_bytes"] == dump.stat().st_size
+    assert transfer["source_bytes"] > 100 * transfer["processed_bytes"]  # an empty-ish db: MBs
+    info = cli(running, "pg:backups:info", "b001", "-a", APP)
+    assert info.rc == 0, info.stderr
+    assert "(0% compression)" not in info.stdout
+    assert "MB" in next(line for line in info.stdout.splitlines() if "Original DB Size" in line)

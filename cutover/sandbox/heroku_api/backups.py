@@ -66,6 +66,28 @@ def _pg_dump_argv(pg_dump: str, database: JSONDict) -> tuple[list[str], dict[str
     return argv, env
 
 
+def database_size(pg_dump: str, database: JSONDict) -> int | None:
+    """``pg_database_size`` of the backing database, by the ``psql`` beside ``pg_dump``.
+
+    The Data API's ``source_bytes`` is the database's size and ``processed_bytes`` the size of
+    the compressed backup: ``pg:backups:info`` prints them as "Original DB Size" and "Backup
+    Size (N% compression)" (commands/pg/backups/info.js ``compression()``). None if unknown.
+    """
+    argv, env = _pg_dump_argv(pg_dump, database)
+    folder = os.path.dirname(pg_dump)
+    psql = os.path.join(folder, "psql") if folder else "psql"
+    query = ["-X", "-A", "-t", "-c", "SELECT pg_database_size(current_database())"]
+    try:
+        proc = subprocess.run(
+            [psql, *argv[4:], *query], stdin=subprocess.DEVNULL, capture_output=True,
+            env=env, timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = proc.stdout.decode("ascii", "replace").strip()
+    return int(text) if proc.returncode == 0 and text.isdigit() else None
+
+
 def _open_target(target: Path) -> int:
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -147,6 +169,9 @@ def _dump(
     started = time.monotonic()
     target = emu.state_path.parent / str(transfer["file"])
     argv, env = _pg_dump_argv(emu.pg_dump, database)
+    source = database_size(emu.pg_dump, database)
+    if source is not None:
+        _report(emu, app, transfer["uuid"], source_bytes=source)
     fd = _part_file(target)
     try:
         with tempfile.TemporaryFile() as errors:
@@ -204,7 +229,7 @@ def _run_capture(
     succeeded, size, logs = result
     finished = data_time(now())
     _finish(
-        emu, app, transfer["uuid"], succeeded=succeeded, processed_bytes=size, source_bytes=size,
+        emu, app, transfer["uuid"], succeeded=succeeded, processed_bytes=size,
         finished_at=finished, updated_at=finished,
         logs=[{"created_at": finished, "level": "info", "message": m} for m in logs],
     )  # fmt: skip
@@ -297,9 +322,11 @@ def materialize(emu: Emulator, app: str, transfer: JSONDict) -> None:
     _, _, addon = postgres_addon(emu.read(), str(transfer.get("addon_id")))
     ok, size, _ = run_pg_dump(emu.pg_dump, addon["database"], path)
     if ok:
+        source = database_size(emu.pg_dump, addon["database"])
         _update_transfer(
-            emu, app, transfer["uuid"], processed_bytes=size, source_bytes=size, materialize=False
-        )
+            emu, app, transfer["uuid"], processed_bytes=size, source_bytes=source or size,
+            materialize=False,
+        )  # fmt: skip
 
 
 def serve_backup(emu: Emulator, request: Request) -> Response:
