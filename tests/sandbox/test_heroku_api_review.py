@@ -233,3 +233,20 @@ def test_cli_backup_info_shows_the_database_size_and_compression(
     assert info.rc == 0, info.stderr
     assert "(0% compression)" not in info.stdout
     assert "MB" in next(line for line in info.stdout.splitlines() if "Original DB Size" in line)
+
+
+@pytest.mark.slow
+def test_cli_capture_of_a_failing_database(start_emulator: EmulatorFactory, cli: CliRunner) -> None:
+    """lib/pg/backups.js poll(): a transfer finished without ``succeeded`` makes the CLI fetch
+    ``?verbose=true`` and print the last 5 log messages, then ``ux.error`` exits 2; the failed
+    backup is listed as Failed and ``pg:backups:url`` without an id skips it (url.js)."""
+    running = start_emulator(state_with(backup_seconds=0.5))  # FAKE_DB: port 1, refused
+    result = cli(running, "pg:backups:capture", "-a", APP)
+    assert result.rc == 2, result.stderr
+    assert "An error occurred and the backup did not finish." in result.stderr
+    assert "pg_dump exited with status 1" in result.stderr
+    assert "heroku pg:backups:info b001" in result.stderr
+    listing = cli(running, "pg:backups", "-a", APP)
+    assert listing.rc == 0 and "Failed " in listing.stdout, listing.stderr
+    url = cli(running, "pg:backups:url", "-a", APP)
+    assert url.rc == 1 and "No backups on myapp" in url.stderr

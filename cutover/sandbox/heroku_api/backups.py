@@ -7,7 +7,8 @@ dist/lib/pg/backups.js): ``pg:backups:capture [DATABASE]`` resolves the attachme
 ``/client/v11/databases/<addon id>/backups`` and then polls ``GET
 /client/v11/apps/<app>/transfers/<uuid>`` every ``max(3, --wait-interval)`` seconds, showing
 ``processed_bytes`` (on a TTY), until ``finished_at`` is set; a transfer that finished without
-``succeeded`` makes it fetch ``?verbose=true`` and print the last 5 log messages, exit 1.
+``succeeded`` makes it fetch ``?verbose=true`` and print the last 5 log messages; it exits 2
+(oclif's ``ux.error`` default, as ``Backups.wait()`` calls it without an exit code).
 ``pg:backups:url`` without an id takes the **newest successful** ``gof3r`` transfer of the whole
 app by ``created_at`` (commands/pg/backups/url.js), so a scheduled backup started after ours wins.
 
