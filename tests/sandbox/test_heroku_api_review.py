@@ -35,7 +35,7 @@ from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
 from test_heroku_api_states import emulator, state_with, tables_in, wait_for
 
 from cutover.sandbox import procs
-from cutover.sandbox.heroku_api import load_state, save_state, update_state
+from cutover.sandbox.heroku_api import Emulator, Request, load_state, save_state, update_state
 
 
 @pytest.mark.slow
@@ -250,3 +250,40 @@ def test_cli_capture_of_a_failing_database(start_emulator: EmulatorFactory, cli:
     assert listing.rc == 0 and "Failed " in listing.stdout, listing.stderr
     url = cli(running, "pg:backups:url", "-a", APP)
     assert url.rc == 1 and "No backups on myapp" in url.stderr
+
+
+def _public_download(emu: Emulator, num: int) -> tuple[int, Path | None]:
+    """``pg:backups:url a00N`` (POST .../transfers/N/actions/public-url), then the download."""
+    path = f"/client/v11/apps/{APP}/transfers/{num}/actions/public-url"
+    status, body, _ = call(emu, "POST", path)
+    assert status == 200, body
+    response = emu.handle_backup(Request("GET", "/" + body["url"].split("/", 3)[3]))
+    return response.status, response.file
+
+
+@pytest.mark.slow
+def test_seeded_scheduled_backup_cut_short_is_dumped_again(
+    tmp_path: Path, backing_db: dict[str, str | int]
+) -> None:
+    """A seeded scheduled backup gets its dump when its URL is first asked for. An emulator
+    killed during that dump left a cut-short file, which was then served as the backup for
+    ever (the file's existence counted as done). The flag decides, and files appear whole."""
+    emu = emulator(tmp_path, state_with(backing_db, scheduled=True))
+    cut_short = tmp_path / "backups" / "a001.dump"
+    cut_short.parent.mkdir(mode=0o700)
+    cut_short.write_bytes(b"PGDMP\x01")  # the first bytes of a custom-format dump, then nothing
+    status, served = _public_download(emu, 1)
+    assert status == 200 and served is not None
+    assert tables_in(served) == {"widgets"}
+
+
+def test_seeded_scheduled_backup_of_an_unreachable_database_is_not_served(
+    tmp_path: Path,
+) -> None:
+    """Documented in the package docstring: if the dump of a seeded scheduled backup fails, the
+    URL still comes back but the download answers 404 (not an empty or partial file)."""
+    emu = emulator(tmp_path, state_with(scheduled=True))  # FAKE_DB: port 1, refused
+    status, _ = _public_download(emu, 1)
+    assert status == 404
+    assert not (tmp_path / "backups" / "a001.dump").exists()
+    assert list((tmp_path / "backups").glob("*.part")) == []

@@ -89,11 +89,15 @@ def database_size(pg_dump: str, database: JSONDict) -> int | None:
     return int(text) if proc.returncode == 0 and text.isdigit() else None
 
 
-def _open_target(target: Path) -> int:
+def _part_file(target: Path) -> tuple[int, Path]:
+    """A new, uniquely named ``.<file>.<random>.part`` (0600) beside ``target``: each writer has
+    its own, so neither a pg_dump orphaned by a killed emulator (still writing to its file) nor a
+    second writer of the same backup can mix bytes into this dump, and ``target`` only ever
+    appears complete, by :func:`os.replace`."""
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.fchmod(fd, 0o600)
-    return fd
+    return fd, Path(name)
 
 
 def _outcome(returncode: int, stderr: bytes, size: int) -> tuple[bool, int, list[str]]:
@@ -104,20 +108,28 @@ def _outcome(returncode: int, stderr: bytes, size: int) -> tuple[bool, int, list
 
 
 def run_pg_dump(pg_dump: str, database: JSONDict, target: Path) -> tuple[bool, int, list[str]]:
-    """``pg_dump -Fc`` the backing database into ``target`` (0600); (ok, size, log lines)."""
+    """``pg_dump -Fc`` the backing database into ``target`` (0600); (ok, size, log lines).
+
+    ``target`` is only (re)placed by a complete dump; after a failure it is left as it was."""
     argv, env = _pg_dump_argv(pg_dump, database)
-    fd = _open_target(target)
+    fd, part = _part_file(target)
     try:
         proc = subprocess.run(
             argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.PIPE, env=env,
             timeout=PG_DUMP_TIMEOUT, check=False,
         )  # fmt: skip
         os.fsync(fd)
+        size = os.fstat(fd).st_size
     except (OSError, subprocess.TimeoutExpired) as exc:
+        part.unlink(missing_ok=True)
         return False, 0, [f"pg_dump failed: {type(exc).__name__}"]
     finally:
         os.close(fd)
-    return _outcome(proc.returncode, proc.stderr, target.stat().st_size)
+    if proc.returncode == 0:
+        os.replace(part, target)
+    else:  # no file rather than a cut-short one that could be served as the backup
+        part.unlink(missing_ok=True)
+    return _outcome(proc.returncode, proc.stderr, size)
 
 
 def _update_transfer(emu: Emulator, app: str, ident: str, **fields: object) -> None:
@@ -147,15 +159,6 @@ def _finish(emu: Emulator, app: str, ident: str, **fields: object) -> None:
             return
 
 
-def _part_file(target: Path) -> int:
-    """A fresh ``<target>.part`` (0600): a new inode, so a pg_dump orphaned by a killed emulator
-    (still writing to the old one) cannot mix its bytes into this capture's dump."""
-    part = target.with_name(target.name + ".part")
-    part.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    part.unlink(missing_ok=True)
-    return os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-
-
 def _dump(
     emu: Emulator,
     app: str,
@@ -164,7 +167,7 @@ def _dump(
     duration: float,
     interval: float,
 ) -> tuple[bool, int, list[str]] | None:
-    """Run pg_dump into ``<file>.part`` with progress reports; renamed over the file at the end.
+    """Run pg_dump into a part file with progress reports; renamed over the file at the end.
 
     None when the emulator stops first (pg_dump is killed, the transfer stays unfinished)."""
     started = time.monotonic()
@@ -173,7 +176,7 @@ def _dump(
     source = database_size(emu.pg_dump, database)
     if source is not None:
         _report(emu, app, transfer["uuid"], source_bytes=source)
-    fd = _part_file(target)
+    fd, part = _part_file(target)
     try:
         with tempfile.TemporaryFile() as errors:
             try:
@@ -181,6 +184,7 @@ def _dump(
                     argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=errors, env=env
                 )
             except OSError as exc:
+                part.unlink(missing_ok=True)
                 return False, 0, [f"pg_dump failed: {type(exc).__name__}"]
             while True:
                 elapsed = time.monotonic() - started
@@ -198,13 +202,14 @@ def _dump(
                 if emu.stop.wait(max(0.02, min(interval, remaining if remaining > 0 else 0.1))):
                     proc.kill()
                     proc.wait()
+                    part.unlink(missing_ok=True)
                     return None
             errors.seek(0)
             result = _outcome(proc.wait(), errors.read(), os.fstat(fd).st_size)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(target.with_name(target.name + ".part"), target)
+    os.replace(part, target)
     return result
 
 
@@ -316,9 +321,12 @@ def resume_unfinished(emu: Emulator) -> list[str]:
 
 
 def materialize(emu: Emulator, app: str, transfer: JSONDict) -> None:
-    """Make the dump file of a seeded scheduled backup from its database, once."""
+    """Make the dump file of a seeded scheduled backup from its database, once.
+
+    Done while the ``materialize`` flag is set, whatever file is there: a dump cut short (the
+    emulator killed during it) is never mistaken for the backup."""
     path = emu.state_path.parent / str(transfer["file"])
-    if not transfer.get("materialize") or path.is_file():
+    if not transfer.get("materialize"):
         return
     _, _, addon = postgres_addon(emu.read(), str(transfer.get("addon_id")))
     ok, size, _ = run_pg_dump(emu.pg_dump, addon["database"], path)
