@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -35,7 +36,14 @@ from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
 from test_heroku_api_states import emulator, state_with, tables_in, wait_for
 
 from cutover.sandbox import procs
-from cutover.sandbox.heroku_api import Emulator, Request, load_state, save_state, update_state
+from cutover.sandbox.heroku_api import (
+    Emulator,
+    Request,
+    load_state,
+    main,
+    save_state,
+    update_state,
+)
 
 
 @pytest.mark.slow
@@ -287,3 +295,31 @@ def test_seeded_scheduled_backup_of_an_unreachable_database_is_not_served(
     assert status == 404
     assert not (tmp_path / "backups" / "a001.dump").exists()
     assert list((tmp_path / "backups").glob("*.part")) == []
+
+
+def test_main_refuses_a_busy_port_or_missing_tls_files(
+    tmp_path: Path, tls_files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """House rule (bad input: a clear message naming the thing, non-zero exit, no traceback):
+    a port already taken (a stale emulator) or a TLS file that is missing."""
+    _, cert, key = tls_files
+    state_path = tmp_path / "state.json"
+    save_state(state_path, state_with())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main([
+            "--state", str(state_path), "--port", str(port), "--backup-port", "0",
+            "--tls-cert", str(cert), "--tls-key", str(key),
+        ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot listen on 127.0.0.1 ports {port}" in err, err
+    assert "Traceback" not in err
+    missing = tmp_path / "nope.pem"
+    code = main([
+        "--state", str(state_path), "--port", "0", "--backup-port", "0",
+        "--tls-cert", str(missing), "--tls-key", str(key),
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot load the TLS certificate {missing}" in err, err

@@ -235,14 +235,31 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"heroku emulator: cannot read the state file {state_path}: {reason}\n")
         return 2
     state_path.chmod(0o600)
-    servers = EmulatorServers(
-        state_path,
-        port=args.port,
-        backup_port=args.backup_port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        pg_dump=args.pg_dump,
-    )
+    try:  # the same for the TLS files and the ports: a message and exit 2, no traceback
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(str(args.tls_cert), str(args.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        sys.stderr.write(
+            f"heroku emulator: cannot load the TLS certificate {args.tls_cert} "
+            f"and key {args.tls_key}: {reason}\n"
+        )
+        return 2
+    try:
+        servers = EmulatorServers(
+            state_path,
+            port=args.port,
+            backup_port=args.backup_port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            pg_dump=args.pg_dump,
+        )
+    except OSError as exc:
+        sys.stderr.write(
+            f"heroku emulator: cannot listen on {LOOPBACK} ports {args.port} (API) and "
+            f"{args.backup_port} (backups): {exc.strerror or exc}\n"
+        )
+        return 2
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
