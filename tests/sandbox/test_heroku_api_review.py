@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -323,3 +324,52 @@ def test_main_refuses_a_busy_port_or_missing_tls_files(
     ])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and f"cannot load the TLS certificate {missing}" in err, err
+
+
+@pytest.mark.slow
+def test_scheduled_backup_in_between_outlives_a_broken_state_file(
+    tmp_path: Path, backing_db: dict[str, str | int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``scheduled_backup_during_capture`` is spent when the capture starts; the scheduled
+    backup it promises (url.js then returns it, not ours) must still come if the state file is
+    unreadable at the moment it starts, instead of the thread dying and the tests waiting."""
+    state = state_with(backing_db, backup_seconds=2, backup_progress_interval=0.05)
+    state["apps"][APP]["scheduled_backup_during_capture"] = 1
+    emu = emulator(tmp_path, state)
+    addon_id = emu.read()["apps"][APP]["addons"][0]["id"]
+    # The scheduled backup starts in the second after ours: start ours early in a second, so
+    # the state file is broken well before that (a synchronisation, not a timed assertion).
+    wait_for(lambda: time.time() % 1 < 0.1, "the start of a second", 5)
+    status, _, _ = call(emu, "POST", f"/client/v11/databases/{addon_id}/backups")
+    assert status == 201
+    good = emu.state_path.read_text()
+    assert '"num": 2' not in good
+    broken = tmp_path / "broken.json"
+    broken.write_text("{broken")
+    os.replace(broken, emu.state_path)  # atomically, as update_state() would write
+    ours, scheduled = emu.workers
+    seen = ""
+
+    def noticed() -> bool:
+        nonlocal seen
+        seen += capsys.readouterr().err
+        return not scheduled.is_alive() or "scheduled backup: cannot update" in seen
+
+    try:
+        wait_for(noticed, "the scheduled backup to meet the broken state file")
+    finally:
+        fixed = tmp_path / "fixed.json"
+        fixed.write_text(good)
+        os.replace(fixed, emu.state_path)
+
+    def scheduled_done() -> bool:
+        transfers = load_state(emu.state_path)["apps"][APP]["transfers"]
+        return any(t["num"] == 2 and t["finished_at"] for t in transfers)
+
+    try:
+        wait_for(scheduled_done, "the scheduled backup a002", 30)
+    finally:
+        emu.stop.set()
+        ours.join(timeout=30)
+        scheduled.join(timeout=30)
+    assert _transfer(emu.state_path, 2)["schedule"] is not None

@@ -252,16 +252,27 @@ def _scheduled_during(emu: Emulator, app: str, after: str) -> None:
     while data_time(now()) <= after:
         if emu.stop.wait(0.1):
             return
-    with emu.edit() as state:
-        _, entry = find_app(state, app)
-        schedule = (entry.get("backup_schedules") or [None])[0]
-        if schedule is None:
-            return
-        _, _, addon = postgres_addon(state, str(schedule["addon_id"]))
-        transfer = new_transfer(state, addon, now(), schedule=schedule)
-        entry.setdefault("transfers", []).append(transfer)
-        duration = timing(state, "backup_seconds") / 2
-        interval = timing(state, "backup_progress_interval")
+    while True:  # a state file broken for a moment delays the scheduled backup, never drops it
+        try:
+            with emu.edit() as state:
+                _, entry = find_app(state, app)
+                schedule = (entry.get("backup_schedules") or [None])[0]
+                if schedule is None:
+                    return
+                _, _, addon = postgres_addon(state, str(schedule["addon_id"]))
+                transfer = new_transfer(state, addon, now(), schedule=schedule)
+                entry.setdefault("transfers", []).append(transfer)
+                duration = timing(state, "backup_seconds") / 2
+                interval = max(0.05, timing(state, "backup_progress_interval"))
+            break
+        except ApiError:
+            return  # the app or its database is gone
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(
+                f"scheduled backup: cannot update the state file ({type(exc).__name__})\n"
+            )
+            if emu.stop.wait(0.5):
+                return
     _run_capture(emu, app, transfer, addon["database"], duration, interval)
 
 
