@@ -373,3 +373,31 @@ def test_scheduled_backup_in_between_outlives_a_broken_state_file(
         ours.join(timeout=30)
         scheduled.join(timeout=30)
     assert _transfer(emu.state_path, 2)["schedule"] is not None
+
+
+def test_a_stopping_dyno_keeps_its_times_until_it_is_down(tmp_path: Path) -> None:
+    """Platform API "Dyno": ``created_at`` is when the dyno was created and ``updated_at`` when
+    its state last changed. A worker scaled to 0 that is still finishing (``up``) has not
+    changed; once ``down`` its ``updated_at`` moves, and its ``created_at`` never does."""
+    emu = emulator(tmp_path, state_with(dyno_start_seconds=60, dyno_stop_seconds=60))
+
+    def worker() -> dict[str, Any]:
+        status, listed, _ = call(emu, "GET", f"/apps/{APP}/dynos")
+        assert status == 200
+        return dict(next(d for d in listed if d["name"] == "worker.1"))
+
+    before = worker()
+    status, _, _ = call(
+        emu, "PATCH", f"/apps/{APP}/formation", {"updates": [{"type": "worker", "quantity": "0"}]}
+    )
+    assert status == 200
+    stopping = worker()
+    assert stopping["state"] == "up"
+    assert (stopping["created_at"], stopping["updated_at"]) == (
+        before["created_at"], before["updated_at"]
+    )  # fmt: skip
+    with update_state(emu.state_path) as state:  # 40 s later: past half of dyno_stop_seconds
+        state["apps"][APP]["dyno_transitions"]["worker.1"]["at"] -= 40
+    down = worker()
+    assert down["state"] == "down" and down["created_at"] == before["created_at"]
+    assert down["updated_at"] > before["updated_at"]

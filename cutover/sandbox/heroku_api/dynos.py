@@ -43,14 +43,28 @@ def record_scaling(state: JSONDict, entry: JSONDict, before: dict[str, int]) -> 
     moment = time.time()
     stamp = iso(now())
     _prune(state, transitions, moment)
+    since = (_current_release(entry) or {}).get("created_at")
+    start_for = timing(state, "dyno_start_seconds")
     for proc in entry.get("formation") or []:
         old, new = before.get(proc["type"], 0), int(proc["quantity"])
         facts = {"type": proc["type"], "size": proc.get("size"), "command": proc.get("command")}
         for index in range(new + 1, old + 1):
-            transitions[f"{proc['type']}.{index}"] = {
+            # A stopping dyno keeps its created_at, and its updated_at until it is down.
+            name = f"{proc['type']}.{index}"
+            created = up_at = since or proc.get("created_at") or stamp
+            previous = transitions.get(name)
+            if previous is not None and previous.get("phase") in ("starting", "up"):
+                created = up_at = str(previous.get("stamp") or created)
+                if previous.get("phase") == "up":
+                    up_at = str(previous.get("up_at") or up_at)
+                elif moment - float(previous.get("at", 0)) >= start_for:
+                    up_at = _epoch_iso(float(previous.get("at", 0)) + start_for)
+            transitions[name] = {
                 "phase": "stopping",
                 "at": moment,
                 "stamp": stamp,
+                "created": created,
+                "up_at": up_at,
                 **facts,
             }
         for index in range(old + 1, new + 1):
@@ -138,8 +152,11 @@ def list_dynos(state: JSONDict, entry: JSONDict) -> list[JSONDict]:
             elapsed = moment - float(item["at"])
             if elapsed >= stop_for:
                 continue
-            dyno_state = "up" if elapsed < stop_for / 2 else "down"
-            result.append(
-                _dyno(app, release, f"{proc['type']}.{index}", item, dyno_state, item.get("stamp"))
-            )
+            if elapsed < stop_for / 2:
+                dyno_state, changed = "up", item.get("up_at") or item.get("stamp")
+            else:
+                dyno_state, changed = "down", _epoch_iso(float(item["at"]) + stop_for / 2)
+            name = f"{proc['type']}.{index}"
+            created = item.get("created") or item.get("stamp")
+            result.append(_dyno(app, release, name, item, dyno_state, changed, created))
     return result
