@@ -401,3 +401,27 @@ def test_a_stopping_dyno_keeps_its_times_until_it_is_down(tmp_path: Path) -> Non
     down = worker()
     assert down["state"] == "down" and down["created_at"] == before["created_at"]
     assert down["updated_at"] > before["updated_at"]
+
+
+@pytest.mark.slow
+def test_capture_of_an_app_removed_meanwhile_ends(
+    tmp_path: Path, backing_db: dict[str, str | int]
+) -> None:
+    """A test (or the sandbox) that replaces the state while a capture runs: once its app is
+    gone there is nothing to store the outcome in, and the capture thread must end rather
+    than retry for ever."""
+    emu = emulator(
+        tmp_path, state_with(backing_db, backup_seconds=1, backup_progress_interval=0.05)
+    )
+    addon_id = emu.read()["apps"][APP]["addons"][0]["id"]
+    status, _, _ = call(emu, "POST", f"/client/v11/databases/{addon_id}/backups")
+    assert status == 201
+    (worker,) = emu.workers
+    with update_state(emu.state_path) as state:
+        state["apps"]["other"] = state["apps"].pop(APP)
+        state["apps"]["other"]["app"]["id"] = "another-id"
+    try:
+        wait_for(lambda: not worker.is_alive(), "the capture thread to end", 30)
+    finally:
+        emu.stop.set()
+        worker.join(timeout=30)

@@ -141,11 +141,14 @@ def _update_transfer(emu: Emulator, app: str, ident: str, **fields: object) -> N
 
 
 def _report(emu: Emulator, app: str, ident: str, **fields: object) -> bool:
-    """Progress update; a state file that cannot be read or written right now (broken by hand,
-    app removed) skips this update instead of killing the capture. True if it was stored."""
+    """Progress update; a state file that cannot be read or written right now (broken by hand)
+    skips this update instead of killing the capture. True if it was stored, or if there is
+    nothing left to store it in (the app was removed from the state: nothing to retry)."""
     try:
         _update_transfer(emu, app, ident, **fields)
-    except (OSError, ValueError, ApiError) as exc:
+    except ApiError:
+        return True
+    except (OSError, ValueError) as exc:
         sys.stderr.write(f"backup {ident}: cannot update the state file ({type(exc).__name__})\n")
         return False
     return True
