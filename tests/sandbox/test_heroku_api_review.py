@@ -425,3 +425,26 @@ def test_capture_of_an_app_removed_meanwhile_ends(
     finally:
         emu.stop.set()
         worker.join(timeout=30)
+
+
+@pytest.mark.slow
+def test_cli_lists_seeded_scheduled_backups_with_their_sizes(
+    start_emulator: EmulatorFactory, cli: CliRunner, backing_db: dict[str, str | int]
+) -> None:
+    """A finished backup on Heroku has its sizes (pg:backups Size column, pg:backups:info
+    "Original DB Size", commands/pg/backups/index.js and info.js); the seeded scheduled ones
+    listed "Completed ... 0.00B" until someone asked for their URL."""
+    running = start_emulator(state_with(backing_db, scheduled=True))
+
+    def sized() -> bool:
+        transfers = running.state()["apps"][APP]["transfers"]
+        return len(transfers) == 3 and all(t["processed_bytes"] > 0 for t in transfers)
+
+    wait_for(sized, "the seeded scheduled backups' dumps", 60)
+    listing = cli(running, "pg:backups", "-a", APP)
+    assert listing.rc == 0, listing.stderr
+    rows = [line for line in listing.stdout.splitlines() if line.strip().startswith("a00")]
+    assert len(rows) == 3 and not any("0.00B" in row for row in rows), rows
+    info = cli(running, "pg:backups:info", "a001", "-a", APP)
+    assert info.rc == 0 and "(0% compression)" not in info.stdout, info.stdout
+    assert "/backups/" not in running.log()  # no URL was asked for

@@ -352,6 +352,30 @@ def materialize(emu: Emulator, app: str, transfer: JSONDict) -> None:
         )  # fmt: skip
 
 
+def materialize_seeded(emu: Emulator) -> None:
+    """In the background, make the dumps of the seeded scheduled backups still without one.
+
+    A finished backup on Heroku has its sizes: ``pg:backups`` lists its Size and
+    ``pg:backups:info`` its "Original DB Size" (commands/pg/backups/index.js, info.js), which
+    read 0.00B until the dump existed. A failed dump is tried again at the URL's first request.
+    """
+    state = emu.read()
+    for app, entry in (state.get("apps") or {}).items():
+        pending = [t for t in entry.get("transfers") or [] if t.get("materialize")]
+        if pending:
+            _start(emu, _materialize_all, emu, app, pending)
+
+
+def _materialize_all(emu: Emulator, app: str, transfers: list[JSONDict]) -> None:
+    for transfer in transfers:
+        if emu.stop.is_set():
+            return
+        try:
+            materialize(emu, app, transfer)
+        except (OSError, ValueError, ApiError) as exc:  # state broken or db gone: later, by URL
+            sys.stderr.write(f"backup {transfer.get('uuid')}: not dumped ({type(exc).__name__})\n")
+
+
 def serve_backup(emu: Emulator, request: Request) -> Response:
     """``GET /backups/<token>/<file>`` on the HTTPS listener: the dump of a succeeded backup."""
     fault = emu.apply_fault(request.method, request.path)

@@ -202,8 +202,10 @@ class EmulatorServers:
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self) -> None:
-        """Serve, and resume the captures a previous emulator on this state left unfinished."""
+        """Serve; resume the captures a previous emulator on this state left unfinished and
+        make the dumps of seeded scheduled backups (both in the background)."""
         backups.resume_unfinished(self.emulator)
+        backups.materialize_seeded(self.emulator)
         for server in (self._api, self._backup):
             thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
