@@ -79,10 +79,12 @@ Deliberate differences from the real APIs
   grace periods; ``idle`` and ``crashed`` never occur unless written into the state.
 - Backups: one local ``pg_dump -Fc`` per capture; no S3, no cancel, no restore/copy transfers,
   no retention. ``processed_bytes`` grows with elapsed time toward the dump's real size (real
-  progress comes from pg_dump's output). A capture interrupted by stopping the emulator stays
-  unfinished. Seeded older scheduled backups get their dump file (of the data as it is then)
-  the first time their URL is asked for; the schedule never fires on its own, only through
-  ``scheduled_backup_during_capture``. The Data API's database info is static (PG 15).
+  progress comes from pg_dump's output). A capture interrupted by stopping (or killing) the
+  emulator is dumped again from the start when an emulator starts on that state. Seeded older
+  scheduled backups get their dump file (of the data as it is then) in the background when the
+  emulator starts, or else the first time their URL is asked for; the schedule never fires on
+  its own, only through ``scheduled_backup_during_capture``. The Data API's database info is
+  static (PG 15).
 - The primary database is attached only as ``DATABASE`` (Heroku also attaches it as
   ``HEROKU_POSTGRESQL_<COLOR>``); a second database comes from :func:`add_postgres_attachment`.
   A transfer's ``from_name`` is its add-on's first attachment name.

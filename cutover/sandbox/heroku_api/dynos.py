@@ -10,12 +10,16 @@ quantity at once (its answer and ``GET /formation`` show the new number), while 
   first half (it got SIGTERM and finishes its work), then ``down``, then it is gone.
 
 The transitions are kept in ``apps.<name>.dyno_transitions`` (name -> phase, type, size, command,
-epoch seconds ``at``); a dyno without one has been ``up`` since its formation's ``updated_at``.
+epoch seconds ``at``). A dyno's ``updated_at`` is when its state last changed (Platform API
+reference, "Dyno"): scaling a process type leaves the dynos it keeps alone, so a dyno without a
+transition has been ``up`` since the current release (each release restarts the dynos on
+Heroku), and a started dyno keeps its record (phase ``up``) once it is up.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from cutover.sandbox.heroku_api.common import JSONDict, iso, now, ref, stable_id
 from cutover.sandbox.heroku_api.state import timing
@@ -26,7 +30,11 @@ def _current_release(entry: JSONDict) -> JSONDict | None:
     current = next((r for r in releases if r.get("current")), None)
     if current is None and releases:
         current = max(releases, key=lambda r: int(r.get("version", 0)))
-    return {"id": current.get("id"), "version": current.get("version")} if current else None
+    return current
+
+
+def _epoch_iso(seconds: float) -> str:
+    return iso(datetime.fromtimestamp(seconds, UTC).replace(microsecond=0))
 
 
 def record_scaling(state: JSONDict, entry: JSONDict, before: dict[str, int]) -> None:
@@ -35,14 +43,28 @@ def record_scaling(state: JSONDict, entry: JSONDict, before: dict[str, int]) -> 
     moment = time.time()
     stamp = iso(now())
     _prune(state, transitions, moment)
+    since = (_current_release(entry) or {}).get("created_at")
+    start_for = timing(state, "dyno_start_seconds")
     for proc in entry.get("formation") or []:
         old, new = before.get(proc["type"], 0), int(proc["quantity"])
         facts = {"type": proc["type"], "size": proc.get("size"), "command": proc.get("command")}
         for index in range(new + 1, old + 1):
-            transitions[f"{proc['type']}.{index}"] = {
+            # A stopping dyno keeps its created_at, and its updated_at until it is down.
+            name = f"{proc['type']}.{index}"
+            created = up_at = since or proc.get("created_at") or stamp
+            previous = transitions.get(name)
+            if previous is not None and previous.get("phase") in ("starting", "up"):
+                created = up_at = str(previous.get("stamp") or created)
+                if previous.get("phase") == "up":
+                    up_at = str(previous.get("up_at") or up_at)
+                elif moment - float(previous.get("at", 0)) >= start_for:
+                    up_at = _epoch_iso(float(previous.get("at", 0)) + start_for)
+            transitions[name] = {
                 "phase": "stopping",
                 "at": moment,
                 "stamp": stamp,
+                "created": created,
+                "up_at": up_at,
                 **facts,
             }
         for index in range(old + 1, new + 1):
@@ -60,7 +82,11 @@ def _prune(state: JSONDict, transitions: dict[str, JSONDict], moment: float) -> 
         limit = timing(
             state, "dyno_stop_seconds" if item.get("phase") == "stopping" else "dyno_start_seconds"
         )
-        if moment - float(item.get("at", 0)) >= limit:
+        if item.get("phase") == "up" or moment - float(item.get("at", 0)) < limit:
+            continue
+        if item.get("phase") == "starting":  # up now: keep when it came up
+            item.update(phase="up", up_at=_epoch_iso(float(item.get("at", 0)) + limit))
+        else:
             del transitions[name]
 
 
@@ -71,12 +97,13 @@ def _dyno(
     facts: JSONDict,
     state: str,
     stamp: str | None,
+    created: str | None = None,
 ) -> JSONDict:
     return {
         "app": ref(app),
         "attach_url": None,
         "command": facts.get("command"),
-        "created_at": stamp,
+        "created_at": created or stamp,
         "id": stable_id("dyno", str(app.get("id")), name),
         "name": name,
         "release": release,
@@ -90,7 +117,9 @@ def _dyno(
 def list_dynos(state: JSONDict, entry: JSONDict) -> list[JSONDict]:
     """``GET /apps/<app>/dynos`` now: formation order, then dyno number."""
     app = entry["app"]
-    release = _current_release(entry)
+    current = _current_release(entry)
+    release = {"id": current.get("id"), "version": current.get("version")} if current else None
+    since = (current or {}).get("created_at")
     transitions: dict[str, JSONDict] = entry.get("dyno_transitions") or {}
     start_for = timing(state, "dyno_start_seconds")
     stop_for = timing(state, "dyno_stop_seconds")
@@ -101,13 +130,17 @@ def list_dynos(state: JSONDict, entry: JSONDict) -> list[JSONDict]:
         for index in range(1, quantity + 1):
             name = f"{proc['type']}.{index}"
             item = transitions.get(name)
-            stamp = proc.get("updated_at") or app.get("updated_at")
-            dyno_state = "up"
-            if item is not None and item.get("phase") == "starting":
-                stamp = item.get("stamp") or stamp
-                if moment - float(item["at"]) < start_for:
+            stamp = since or proc.get("created_at") or app.get("created_at")
+            created, dyno_state = stamp, "up"
+            if item is not None and item.get("phase") in ("starting", "up"):
+                created = stamp = item.get("stamp") or stamp
+                if item.get("phase") == "up":
+                    stamp = item.get("up_at") or stamp
+                elif moment - float(item["at"]) < start_for:
                     dyno_state = "starting"
-            result.append(_dyno(app, release, name, proc, dyno_state, stamp))
+                else:
+                    stamp = _epoch_iso(float(item["at"]) + start_for)
+            result.append(_dyno(app, release, name, proc, dyno_state, stamp, created))
         stopping = sorted(
             (int(name.rsplit(".", 1)[1]), item)
             for name, item in transitions.items()
@@ -119,8 +152,11 @@ def list_dynos(state: JSONDict, entry: JSONDict) -> list[JSONDict]:
             elapsed = moment - float(item["at"])
             if elapsed >= stop_for:
                 continue
-            dyno_state = "up" if elapsed < stop_for / 2 else "down"
-            result.append(
-                _dyno(app, release, f"{proc['type']}.{index}", item, dyno_state, item.get("stamp"))
-            )
+            if elapsed < stop_for / 2:
+                dyno_state, changed = "up", item.get("up_at") or item.get("stamp")
+            else:
+                dyno_state, changed = "down", _epoch_iso(float(item["at"]) + stop_for / 2)
+            name = f"{proc['type']}.{index}"
+            created = item.get("created") or item.get("stamp")
+            result.append(_dyno(app, release, name, item, dyno_state, changed, created))
     return result

@@ -306,7 +306,8 @@ def add_scheduled_backups(state: JSONDict, app: str, *, today: datetime | None =
     Each is a successful ``pg_dump`` -> ``gof3r`` transfer with a ``schedule`` reference, made at
     the schedule's hour ``N`` days before ``today`` (so the CLI names them ``a001``...). Their dump
     file is made from the database the first time their URL is asked for (see
-    ``backups.materialize``): it holds the data of that moment, not of the day it claims.
+    ``backups.materialize``, also run by a starting emulator): it holds the data of that
+    moment, not of the day it claims.
     """
     seed = seed_data()
     entry = state["apps"][app]

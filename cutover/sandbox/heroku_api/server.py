@@ -21,6 +21,8 @@ from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from cutover.sandbox import procs
+from cutover.sandbox.heroku_api import backups
 from cutover.sandbox.heroku_api.backups import log_path
 from cutover.sandbox.heroku_api.common import LOOPBACK, ApiError, Request, Response
 from cutover.sandbox.heroku_api.emulator import Emulator
@@ -200,6 +202,10 @@ class EmulatorServers:
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self) -> None:
+        """Serve; resume the captures a previous emulator on this state left unfinished and
+        make the dumps of seeded scheduled backups (both in the background)."""
+        backups.resume_unfinished(self.emulator)
+        backups.materialize_seeded(self.emulator)
         for server in (self._api, self._backup):
             thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
@@ -231,14 +237,31 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"heroku emulator: cannot read the state file {state_path}: {reason}\n")
         return 2
     state_path.chmod(0o600)
-    servers = EmulatorServers(
-        state_path,
-        port=args.port,
-        backup_port=args.backup_port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        pg_dump=args.pg_dump,
-    )
+    try:  # the same for the TLS files and the ports: a message and exit 2, no traceback
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(str(args.tls_cert), str(args.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        sys.stderr.write(
+            f"heroku emulator: cannot load the TLS certificate {args.tls_cert} "
+            f"and key {args.tls_key}: {reason}\n"
+        )
+        return 2
+    try:
+        servers = EmulatorServers(
+            state_path,
+            port=args.port,
+            backup_port=args.backup_port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            pg_dump=args.pg_dump,
+        )
+    except OSError as exc:
+        sys.stderr.write(
+            f"heroku emulator: cannot listen on {LOOPBACK} ports {args.port} (API) and "
+            f"{args.backup_port} (backups): {exc.strerror or exc}\n"
+        )
+        return 2
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -249,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     servers.start()
     pid_file: Path | None = args.pid_file
     if pid_file is not None:
-        fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
+        # Atomically (temp file + rename): callers poll for the file to appear and read the pid
+        # at once; a file created empty and written afterwards was read as "" (a flaky start).
+        procs.write_private(pid_file, f"{os.getpid()}\n")
     sys.stderr.write(
         f"heroku emulator listening on {servers.base_url} "
         f"(backups on https://{LOOPBACK}:{servers.backup_port})\n"
