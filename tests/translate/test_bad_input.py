@@ -184,7 +184,15 @@ def test_bad_input_as_json(tmp_path: Path) -> None:
     assert code == 2
     report = json.loads(err.getvalue())
     assert report["ok"] is False
-    assert report["error"] == {"message": 'Procfile:2: expected "name: command", got "nope"'}
+    # The message for people, and the place as data for programs (restored after the switch to
+    # the project's InvalidInput had reduced the payload to the message alone).
+    assert report["error"] == {
+        "message": 'Procfile:2: expected "name: command", got "nope"',
+        "path": "Procfile",
+        "line": 2,
+        "field": None,
+        "reason": 'expected "name: command", got "nope"',
+    }
 
 
 def test_error_is_the_projects_invalid_input_with_file_and_line() -> None:
@@ -242,3 +250,35 @@ def test_timer_option_parses() -> None:
         "bin/rake reports:daily",
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "place"),
+    [
+        ({"Procfile": "web: a\nweb: b\n"}, ("Procfile", 2, "web")),
+        ({"Procfile": 'web: gunicorn "app:app\n'}, ("Procfile", 1, "web")),
+        (
+            {"Procfile": "web: a\n", "app.json": '{"addons": [{"plan": 5}]}'},
+            ("app.json", 1, "addons[0].plan"),
+        ),
+    ],
+)
+def test_json_error_names_file_line_and_field_as_data(
+    tmp_path: Path, files: dict[str, str], place: tuple[str, int, str]
+) -> None:
+    _write(tmp_path, files)
+    out, err = io.StringIO(), io.StringIO()
+    code = run_translate(
+        tmp_path,
+        facts=None,
+        options=TranslateOptions(),
+        output=None,
+        as_json=True,
+        stdout=out,
+        stderr=err,
+    )
+    assert code == 2 and out.getvalue() == ""
+    error = json.loads(err.getvalue())["error"]
+    assert (error["path"], error["line"], error["field"]) == place
+    assert error["message"].startswith(f"{place[0]}:{place[1]}: {place[2]}: ")
+    assert error["message"].endswith(error["reason"])
