@@ -21,6 +21,7 @@ __all__ = [
     "Scan",
     "bash_only_constructs",
     "ends_with_exec",
+    "has_tilde",
     "scan",
     "variables_used",
 ]
@@ -166,11 +167,25 @@ _VARIABLE: Final = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-
 _LOCAL_ASSIGN: Final = re.compile(r"(?:^|[\s;&|(])(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
 
 
+_TILDE: Final = re.compile(r"(?:^|[\s;&|(])(?:[A-Za-z_][A-Za-z0-9_]*=)?~")
+
+
+def has_tilde(command: str) -> bool:
+    """An unquoted word (or ``NAME=`` value) starting with ``~``: bash expands it to $HOME
+    (bash(1), Tilde Expansion); go-shellquote does not, so exec would look for a file named
+    ``~/...``."""
+    visible = re.sub(r"'[^']*'|\"[^\"]*\"", "''", command)
+    return bool(_TILDE.search(visible))
+
+
 def variables_used(command: str) -> set[str]:
     """Names a command reads with ``$NAME`` or ``${NAME...}`` (outside single quotes), except
-    names the command assigns itself (``X=1 && run $X``, ``for X in``)."""
+    names the command assigns itself (``X=1 && run $X``, ``for X in``); a leading ``~`` reads
+    ``HOME``."""
     visible = _outside_single_quotes(command)
     used = {m.group(1) or m.group(2) for m in _VARIABLE.finditer(visible)}
+    if has_tilde(command):
+        used.add("HOME")
     assigned = set(_LOCAL_ASSIGN.findall(visible))
     assigned |= set(re.findall(r"\bfor\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\b", visible))
     return used - assigned

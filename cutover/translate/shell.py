@@ -20,10 +20,11 @@ import re
 import shlex
 from typing import Final, NamedTuple
 
-from cutover.translate.bashsyntax import bash_only_constructs, scan
+from cutover.translate.bashsyntax import bash_only_constructs, has_tilde, scan
 from cutover.translate.model import Finding, input_error
 
 __all__ = ["PORT_REF", "Converted", "convert_command", "web_port"]
+
 
 class Converted(NamedTuple):
     command: str
@@ -123,7 +124,7 @@ def convert_command(
         )
     tokens = _tokens(command, where, line, subject)
     has_ops = any(tok and set(tok) <= _OPERATOR_CHARS for tok in tokens)
-    has_expansion = bool(_EXPANSION.search(command)) or _has_glob(command)
+    has_expansion = bool(_EXPANSION.search(command)) or _has_glob(command) or has_tilde(command)
     is_shell = (
         len(tokens) >= 2
         and tokens[0] in _SHELLS
@@ -198,8 +199,7 @@ def convert_command(
             "command-shell",
             "change",
             subject,
-            f"the command uses {reason}; it now runs through `{shell} -c`, its last command "
-            "exec'd",
+            f"the command uses {reason}; it now runs through `{shell} -c`, its last command exec'd",
             "Heroku runs every command with bash; Convox splits the command into words and runs "
             f"it without a shell. The image needs /bin/{shell}; `exec` makes the server the "
             "container's main process, so it receives SIGTERM and drains on deploys.",

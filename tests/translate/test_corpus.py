@@ -21,7 +21,7 @@ from translate_corpus import CORPUS, Shape
 
 from cutover.errors import InvalidInput
 from cutover.translate import TranslateOptions, read_sources, translate
-from cutover.translate.bashsyntax import ends_with_exec, scan, variables_used
+from cutover.translate.bashsyntax import ends_with_exec, has_tilde, scan, variables_used
 from cutover.translate.boot import CONTAINER_SET, CONVOX_SET
 from cutover.translate.facts import AddonFact, FormationFact, LiveFacts
 from cutover.translate.manifest import validate
@@ -86,8 +86,17 @@ def test_corpus_has_thirty_shapes_across_languages() -> None:
     assert len(CORPUS) >= 30
     assert len({s.name for s in CORPUS}) == len(CORPUS)
     files = " ".join(" ".join(s.files) for s in CORPUS)
-    for marker in ("Gemfile", "requirements.txt", "package.json", "composer.json", "go.mod",
-                   "mix.exs", "pom.xml", "app.json", "heroku.yml"):
+    for marker in (
+        "Gemfile",
+        "requirements.txt",
+        "package.json",
+        "composer.json",
+        "go.mod",
+        "mix.exs",
+        "pom.xml",
+        "app.json",
+        "heroku.yml",
+    ):
         assert marker in files, marker
 
 
@@ -153,7 +162,9 @@ def test_property_every_variable_is_accounted_for(tmp_path: Path, shape: Shape) 
     result = _translate(tmp_path, shape)
     manifest = result.manifest
     facts = _facts(shape)
-    allowed = set(CONVOX_SET | CONTAINER_SET) | _injected(manifest)
+    # HOME is set in a container, but to the image user's home, not /app as on a dyno: a command
+    # reading it (or a leading `~`) needs a finding like any other name.
+    allowed = set(CONVOX_SET | CONTAINER_SET - {"HOME"}) | _injected(manifest)
     allowed |= {entry.split("=", 1)[0] for entry in manifest.get("environment", [])}
     if facts is not None:
         allowed |= set(facts.config_var_names)
@@ -162,6 +173,7 @@ def test_property_every_variable_is_accounted_for(tmp_path: Path, shape: Shape) 
         script = _shell_script(command)
         if script is None:
             assert "$" not in command, f"{subject}: Convox would not expand {command}"
+            assert not has_tilde(command), f"{subject}: Convox would not expand ~ in {command}"
             continue
         for name in variables_used(script):
             assert name in allowed or f"${name}" in named, f"{subject}: ${name}"

@@ -24,9 +24,9 @@ from cutover.translate.manifest import validate
 from cutover.translate.shell import convert_command
 
 
-def _translate(tmp_path: Path, files: dict[str, str], facts: LiveFacts | None = None) -> tuple[
-    dict[str, object], list[str]
-]:
+def _translate(
+    tmp_path: Path, files: dict[str, str], facts: LiveFacts | None = None
+) -> tuple[dict[str, object], list[str]]:
     for name, text in files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +203,10 @@ def test_case3_source_runs_under_bash_with_a_finding(tmp_path: Path) -> None:
     assert dash.returncode == 127  # the failure the issue describes
     branch = worker[2].replace("exec rq worker", "echo")
     picked = subprocess.run(
-        ["bash", "-c", branch], env={"QUEUES": "high low", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True,
+        ["bash", "-c", branch],
+        env={"QUEUES": "high low", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
     )
     assert picked.stdout.strip() == "high low"
 
@@ -393,3 +395,48 @@ def test_heroku_yml_commands_keep_sh_as_on_herokus_container_runtime(tmp_path: P
     )
     assert _command(manifest, "web") == "sh -c 'source ./env.sh && exec puma -p 3000'"
     assert "command-needs-bash" not in codes
+
+
+# -- review: what bash expands that go-shellquote does not ----------------------------------------
+
+
+def test_leading_tilde_is_expanded_by_a_shell_and_home_is_named(tmp_path: Path) -> None:
+    """bash(1), Tilde Expansion: `~/bin/start` is `$HOME/bin/start` under Heroku's bash;
+    go-shellquote (convox provider/k8s/process.go) leaves `~` alone, so Convox would exec a file
+    literally named `~/bin/start`. And HOME is /app on a dyno (Dev Center, "Dyno Startup
+    Behavior": `$HOME/.profile` is the app's file), not what an image's HOME usually is."""
+    manifest, codes = _translate(tmp_path, {"Procfile": "web: ~/bin/start --port $PORT\n"})
+    command = _command(manifest, "web")
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "start").write_text('#!/bin/sh\necho "$@"\n')
+    (home / "bin" / "start").chmod(0o755)
+    ran = subprocess.run(
+        shlex.split(command),
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "--port 3000"
+    assert "boot-home" in codes
+
+
+@pytest.mark.parametrize(
+    ("line", "wrapped"),
+    [
+        ("~/bin/run", True),
+        ("bin/run --dir ~/data", True),
+        ("env ROOT=~/x bin/run", True),
+        ("bin/run '~/x'", False),  # quoted: bash leaves it too
+        ('bin/run "~/x"', False),
+        ("bin/run --path=a~b", False),  # not at the start of a word
+    ],
+)
+def test_tilde_words_need_a_shell(line: str, wrapped: bool) -> None:
+    result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
+    assert result.command.startswith("sh -c ") is wrapped, result.command
+    if not wrapped:
+        assert result.command == line
