@@ -276,7 +276,34 @@ def _exec_last(script: str, subject: str, findings: list[Finding]) -> str:
         return scanned.text
     prefix = "exec env " if _ASSIGNMENT.match(last) else "exec "
     cut = scanned.text.rindex(last)
-    return scanned.text[:cut] + prefix + last
+    return _exec_then_branches(scanned.text[:cut]) + prefix + last
+
+
+def _exec_then_branches(head: str) -> str:
+    """In the final and-or list, ``TEST && SERVER || FALLBACK`` runs SERVER as the last command
+    whenever TEST succeeds: it needs ``exec`` as much as FALLBACK does (issue 8 writes the same
+    idiom as ``[[ ... ]] && exec rq worker $QUEUES || exec rq worker default``). ``head`` is the
+    script up to the last command, which ends with ``||``."""
+    scanned = scan(head)
+    ops = list(scanned.operators)
+    if not ops or ops[-1][1] != "||" or head.rstrip()[-2:] != "||":
+        return head
+    out = head
+    # walk back through the and-or list: (operator before, operator after) for each command
+    for index in range(len(ops) - 1, 0, -1):  # right to left: earlier offsets stay valid
+        offset, after = ops[index]
+        before_offset, before = ops[index - 1]
+        if before in (";", "&", "|", "|&", ";;"):
+            break
+        if after == "||" and before == "&&":
+            start = before_offset + len(before)
+            segment = head[start:offset]
+            word = segment.split(None, 1)[0] if segment.strip() else ""
+            if word and word != "exec" and word not in _NO_EXEC_FIRST and word[0] not in "({":
+                lead = len(segment) - len(segment.lstrip())
+                prefix = "exec env " if _ASSIGNMENT.match(segment.lstrip()) else "exec "
+                out = out[: start + lead] + prefix + out[start + lead :]
+    return out
 
 
 def _exec_inside(tokens: list[str], command: str, subject: str, findings: list[Finding]) -> str:

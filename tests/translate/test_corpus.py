@@ -142,6 +142,20 @@ def test_property_shell_wrapped_commands_exec_their_server(tmp_path: Path, shape
         script = _shell_script(command)
         if script is not None and subject not in excused:
             assert ends_with_exec(script), f"{subject}: {command}"
+            assert not _unexeced_then_branch(script), f"{subject}: {command}"
+
+
+def _unexeced_then_branch(script: str) -> bool:
+    """`T && SERVER || F` at the end: SERVER is the last command whenever T succeeds."""
+    segments = scan(script).segments()
+    for index in range(len(segments) - 1, 0, -1):
+        before, text = segments[index - 1][0], segments[index - 1][1]
+        after = segments[index][0]
+        if before in (";", "&", "|", "|&", ";;"):
+            break
+        if before == "&&" and after == "||" and text.split(None, 1)[0] != "exec":
+            return True
+    return False
 
 
 def _injected(manifest: dict[str, Any]) -> set[str]:

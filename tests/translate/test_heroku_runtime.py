@@ -440,3 +440,48 @@ def test_tilde_words_need_a_shell(line: str, wrapped: bool) -> None:
     assert result.command.startswith("sh -c ") is wrapped, result.command
     if not wrapped:
         assert result.command == line
+
+
+def test_then_branch_server_is_execd_too(tmp_path: Path) -> None:
+    """`test -f x && gunicorn a || gunicorn b`: when the test succeeds the shell runs
+    `gunicorn a` and waits for it (bash(1), Lists: `&&`/`||` are left-associative), so only
+    exec'ing the fallback left the shell as PID 1 in the common case, with no finding."""
+    manifest, codes = _translate(
+        tmp_path, {"Procfile": "web: test -f ready && gunicorn a:app || gunicorn b:app\n"}
+    )
+    command = _command(manifest, "web")
+    assert command == "sh -c 'test -f ready && exec gunicorn a:app || exec gunicorn b:app'"
+    assert "command-no-exec" not in codes
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gunicorn").write_text(_SERVER.format(python=sys.executable))
+    (bin_dir / "gunicorn").chmod(0o755)
+    (tmp_path / "ready").write_text("")
+    pidfile = tmp_path / "server.pid"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PIDFILE": str(pidfile)}
+    main = subprocess.Popen(shlex.split(command), env=env, cwd=tmp_path)
+    try:
+        assert _wait_for(pidfile.exists)
+        assert int(pidfile.read_text()) == main.pid  # the then-branch server is PID 1 itself
+        main.send_signal(signal.SIGTERM)
+        assert main.wait(timeout=20) == 0
+        assert (tmp_path / "server.pid.drained").read_text() == "yes"
+    finally:
+        if main.poll() is None:
+            main.kill()
+            main.wait()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("migrate && seed && srv a || srv b", "migrate && seed && exec srv a || exec srv b"),
+        ("a; test -n x && FOO=1 srv || srv2", "a; test -n x && exec env FOO=1 srv || exec srv2"),
+        ("a || b && srv", "a || b && exec srv"),  # ((a || b) && srv): only srv is last
+        ("a || srv", "a || exec srv"),  # a is no then-branch
+        ("t && exec s || exec f", "t && exec s || exec f"),
+    ],
+)
+def test_exec_goes_to_every_command_that_can_be_last(line: str, expected: str) -> None:
+    result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
+    assert shlex.split(result.command) == ["sh", "-c", expected]
