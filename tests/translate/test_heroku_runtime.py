@@ -485,3 +485,28 @@ def test_then_branch_server_is_execd_too(tmp_path: Path) -> None:
 def test_exec_goes_to_every_command_that_can_be_last(line: str, expected: str) -> None:
     result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
     assert shlex.split(result.command) == ["sh", "-c", expected]
+
+
+def test_app_profile_scripts_get_a_finding_naming_what_they_export(tmp_path: Path) -> None:
+    """Dev Center, "Dyno Startup Behavior": a dyno runs `$HOME/.profile` with bash before the
+    command (and `.profile.d/*.sh`, Buildpack API); Convox execs the command directly, so an
+    app whose command relies on a variable its .profile exports would silently read ''."""
+    _manifest, codes = _translate(
+        tmp_path,
+        {
+            "Procfile": "web: bin/web --root $APP_ROOT\n",
+            ".profile": "# vendor binaries\nexport PATH=$PATH:$HOME/vendor/bin\nAPP_ROOT=$HOME\n",
+            ".profile.d/jdk.sh": "export JAVA_HOME=/app/.jdk\n",
+        },
+    )
+    assert "profile-script" in codes
+    result = translate(read_sources(tmp_path), None, TranslateOptions())
+    finding = next(f for f in result.findings if f.code == "profile-script")
+    assert finding.subject == ".profile, .profile.d/jdk.sh"
+    assert finding.message.endswith("what it sets is missing: PATH, APP_ROOT, JAVA_HOME")
+    assert ". ./.profile && exec COMMAND" in finding.advice
+
+
+def test_no_profile_no_finding(tmp_path: Path) -> None:
+    _manifest, codes = _translate(tmp_path, {"Procfile": "web: bin/web\n", "profile": "x=1\n"})
+    assert "profile-script" not in codes
