@@ -510,3 +510,32 @@ def test_app_profile_scripts_get_a_finding_naming_what_they_export(tmp_path: Pat
 def test_no_profile_no_finding(tmp_path: Path) -> None:
     _manifest, codes = _translate(tmp_path, {"Procfile": "web: bin/web\n", "profile": "x=1\n"})
     assert "profile-script" not in codes
+
+
+def test_node_modules_programs_get_a_path_finding(tmp_path: Path) -> None:
+    """heroku-buildpack-nodejs profile/nodejs.sh exports PATH=...:$HOME/node_modules/.bin on
+    every dyno, so `web: next start -p $PORT` works on Heroku; exec in an image built with
+    `npm ci` finds no `next` on PATH. Programs that are not package binaries get no finding."""
+    _manifest, codes = _translate(
+        tmp_path,
+        {
+            "Procfile": "web: next start -p $PORT\n"
+            "worker: cd worker && NODE_ENV=production ts-node src/index.ts\n"
+            "clock: node clock.js\n",
+            "package.json": '{"dependencies": {"next": "14"}, '
+            '"devDependencies": {"ts-node": "10"}}',
+        },
+    )
+    result = translate(read_sources(tmp_path), None, TranslateOptions())
+    flagged = {f.subject: f.message for f in result.findings if f.code == "command-node-bin"}
+    assert set(flagged) == {"web", "worker"}
+    assert flagged["worker"].startswith("ts-node runs from node_modules/.bin")
+    assert codes.count("command-node-bin") == 2
+
+
+def test_node_bin_finding_needs_the_package(tmp_path: Path) -> None:
+    _manifest, codes = _translate(
+        tmp_path,
+        {"Procfile": "web: next start\n", "package.json": '{"dependencies": {"express": "4"}}'},
+    )
+    assert "command-node-bin" not in codes
