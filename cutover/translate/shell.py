@@ -187,7 +187,9 @@ def convert_command(
             command = f"env {command}"
         return Converted(command, findings, defaults)
 
+    known = len(findings)
     body = _exec_last(command, subject, findings)
+    execd = not any(f.code == "command-no-exec" for f in findings[known:])
     shell = "bash" if bash else "sh"
     reason = (
         "shell operators"
@@ -199,7 +201,8 @@ def convert_command(
             "command-shell",
             "change",
             subject,
-            f"the command uses {reason}; it now runs through `{shell} -c`, its last command exec'd",
+            f"the command uses {reason}; it now runs through `{shell} -c`"
+            + (", its last command exec'd" if execd else " (nothing can be exec'd: see below)"),
             "Heroku runs every command with bash; Convox splits the command into words and runs "
             f"it without a shell. The image needs /bin/{shell}; `exec` makes the server the "
             "container's main process, so it receives SIGTERM and drains on deploys.",

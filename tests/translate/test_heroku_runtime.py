@@ -539,3 +539,20 @@ def test_node_bin_finding_needs_the_package(tmp_path: Path) -> None:
         {"Procfile": "web: next start\n", "package.json": '{"dependencies": {"express": "4"}}'},
     )
     assert "command-node-bin" not in codes
+
+
+@pytest.mark.parametrize(
+    ("line", "execd"),
+    [
+        ("node server.js | tee -a log.txt", False),
+        ("while true; do python job.py; sleep 60; done", False),
+        ("migrate && gunicorn app", True),
+    ],
+)
+def test_shell_finding_claims_exec_only_when_it_happened(line: str, execd: bool) -> None:
+    """The command-shell finding said "its last command exec'd" even next to command-no-exec
+    (a pipeline, a loop): a reader skimming the changes was told the server gets SIGTERM."""
+    result = convert_command(line, port=3000, subject="worker", where="Procfile", line=1)
+    shell = next(f for f in result.findings if f.code == "command-shell")
+    assert ("exec'd" in shell.message and "nothing" not in shell.message) is execd
+    assert any(f.code == "command-no-exec" for f in result.findings) is not execd
