@@ -174,6 +174,22 @@ def convert_command(
     if is_shell:
         return Converted(_exec_inside(tokens, command, subject, findings), findings, defaults)
     if not has_ops and not has_expansion and not bash:
+        if len(tokens) >= 2 and tokens[0] == "exec":
+            # `exec` is a shell builtin: there is no program of that name to exec without a
+            # shell, and without one the command already is the container's main process.
+            command = command.split(None, 1)[1]
+            leading_assignment = bool(_ASSIGNMENT.match(tokens[1]))
+            findings.append(
+                Finding(
+                    "command-exec-dropped",
+                    "change",
+                    subject,
+                    "the leading `exec` was dropped",
+                    "`exec` is a shell builtin; Convox runs the command without a shell (it "
+                    "would look for a program named `exec`), and the command is already the "
+                    "container's main process.",
+                )
+            )
         if leading_assignment:
             findings.append(
                 Finding(

@@ -191,3 +191,17 @@ def test_property_every_variable_is_accounted_for(tmp_path: Path, shape: Shape) 
             continue
         for name in variables_used(script):
             assert name in allowed or f"${name}" in named, f"{subject}: ${name}"
+
+
+# Special and regular builtins with no program of the same name in an image (bash(1), SHELL
+# BUILTIN COMMANDS): Convox execs argv[0] without a shell, so none may start a bare command.
+_BUILTINS = frozenset(
+    {"exec", "source", ".", "cd", "export", "set", "trap", "ulimit", "umask", "eval", "unset"}
+)
+
+
+@pytest.mark.parametrize("shape", _TRANSLATABLE, ids=lambda s: s.name)
+def test_property_unwrapped_commands_start_with_a_program(tmp_path: Path, shape: Shape) -> None:
+    for subject, command in _commands(_translate(tmp_path, shape).manifest):
+        if _shell_script(command) is None:
+            assert shlex.split(command)[0] not in _BUILTINS, f"{subject}: {command}"

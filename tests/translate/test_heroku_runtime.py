@@ -556,3 +556,20 @@ def test_shell_finding_claims_exec_only_when_it_happened(line: str, execd: bool)
     shell = next(f for f in result.findings if f.code == "command-shell")
     assert ("exec'd" in shell.message and "nothing" not in shell.message) is execd
     assert any(f.code == "command-no-exec" for f in result.findings) is not execd
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("exec bin/server -p $PORT", "bin/server -p 3000"),
+        ("exec FOO=1 bin/server", "env FOO=1 bin/server"),
+        ("exec bin/server $PORT && x", "sh -c 'exec bin/server 3000 && exec x'"),
+    ],
+)
+def test_leading_exec_without_a_shell_is_dropped(line: str, expected: str) -> None:
+    """`web: exec bin/server`: on Heroku bash runs the builtin; Convox splits the line and
+    execs argv[0], a program named `exec` that no image has (exit 127 / "executable file not
+    found"). Without a shell the server already is PID 1, so the word goes."""
+    result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
+    assert result.command == expected
+    assert shlex.split(result.command)[0] != "exec"
