@@ -73,6 +73,13 @@ _TABLE: Final[tuple[BootVariable, ...]] = (
     ),
     BootVariable("JAVA_TOOL_OPTIONS", "the JVM buildpack", "-Dfile.encoding=UTF-8", ""),
     BootVariable(
+        "JAVA_HOME",
+        "the JVM buildpack ($HOME/.jdk, heroku-buildpack-jvm-common opt/jvmcommon.sh)",
+        None,
+        "JDK base images set it (e.g. eclipse-temurin); otherwise add `ENV JAVA_HOME=...` to "
+        "the Dockerfile, or call `java` from PATH.",
+    ),
+    BootVariable(
         "RAILS_ENV",
         "the Ruby buildpack (a config var it sets on the first deploy)",
         "production",

@@ -573,3 +573,13 @@ def test_leading_exec_without_a_shell_is_dropped(line: str, expected: str) -> No
     result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
     assert result.command == expected
     assert shlex.split(result.command)[0] != "exec"
+
+
+def test_java_home_is_a_boot_variable_not_an_unknown_one(tmp_path: Path) -> None:
+    """heroku-buildpack-jvm-common opt/jvmcommon.sh exports JAVA_HOME=$HOME/.jdk on every dyno:
+    `${JAVA_HOME}/bin/java` was reported as a variable "no source declares"."""
+    _manifest, codes = _translate(
+        tmp_path, {"Procfile": "web: ${JAVA_HOME}/bin/java -jar target/app.jar\n"}
+    )
+    assert "boot-variable-missing" in codes
+    assert "command-variable-unknown" not in codes
