@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -267,18 +269,15 @@ def test_json_error_names_file_line_and_field_as_data(
     tmp_path: Path, files: dict[str, str], place: tuple[str, int, str]
 ) -> None:
     _write(tmp_path, files)
-    out, err = io.StringIO(), io.StringIO()
-    code = run_translate(
-        tmp_path,
-        facts=None,
-        options=TranslateOptions(),
-        output=None,
-        as_json=True,
-        stdout=out,
-        stderr=err,
+    proc = subprocess.run(
+        [sys.executable, "-m", "cutover", "translate", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert code == 2 and out.getvalue() == ""
-    error = json.loads(err.getvalue())["error"]
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    error = json.loads(proc.stderr)["error"]
     assert (error["path"], error["line"], error["field"]) == place
     assert error["message"].startswith(f"{place[0]}:{place[1]}: {place[2]}: ")
     assert error["message"].endswith(error["reason"])
