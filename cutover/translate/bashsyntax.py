@@ -150,6 +150,11 @@ _BASH_ONLY: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     (re.compile(r"pipefail"), "`set -o pipefail`"),
     (re.compile(r"\{[0-9a-z]+\.\.[0-9a-z]+\}"), "brace ranges {a..b}"),
     (re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?:,,|\^\^|//?)"), "bash parameter operators"),
+    # dash's test knows only `=`: `[ a == a ]` is "unexpected operator", status 2, so a
+    # `[ ... == ... ] && A || B` line silently takes B.
+    (re.compile(r"(?:^|[\s;&|(])(?:\[|test)\s[^;&|\]]*\s==\s"), "`==` in `[ ]`/`test`"),
+    (re.compile(r"<<<"), "here-strings <<<"),
+    (re.compile(r"(?:^|[;&|]\s*)\(\("), "`(( ))` arithmetic commands"),
 )
 
 

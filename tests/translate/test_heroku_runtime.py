@@ -577,3 +577,33 @@ def test_java_home_is_a_boot_variable_not_an_unknown_one(tmp_path: Path) -> None
     )
     assert "boot-variable-missing" in codes
     assert "command-variable-unknown" not in codes
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'worker: [ "$MODE" == "fast" ] && exec echo fast || exec echo slow',
+        'worker: test "$MODE" == fast && exec echo fast || exec echo slow',
+        'worker: read -r M <<< "$MODE"; [ "$M" = fast ] && exec echo fast || exec echo slow',
+    ],
+)
+def test_bash_tests_and_here_strings_keep_bash(tmp_path: Path, line: str) -> None:
+    """`[ a == b ]` and `<<<` work under Heroku's bash; dash (Debian's sh) says "unexpected
+    operator" / "redirection unexpected" and the line silently takes its `||` branch. Run as
+    Convox would (split, exec) with MODE=fast: the translation must print "fast"."""
+    manifest, codes = _translate(tmp_path, {"Procfile": line + "\n"})
+    command = _command(manifest, "worker")
+    env = {"MODE": "fast", "PATH": "/usr/bin:/bin"}
+    ran = subprocess.run(shlex.split(command), env=env, capture_output=True, text=True)
+    assert ran.stdout.strip() == "fast", (command, ran.stderr)
+    assert "command-needs-bash" in codes
+    script = shlex.split(command)[2]
+    under_dash = subprocess.run(["dash", "-c", script], env=env, capture_output=True, text=True)
+    assert under_dash.stdout.strip() != "fast"  # the control: why sh -c was wrong
+
+
+def test_single_equals_test_stays_posix() -> None:
+    result = convert_command(
+        '[ "$A" = b ] && x --flag==y', port=3000, subject="w", where="Procfile", line=1
+    )
+    assert result.command.startswith("sh -c ")
