@@ -152,8 +152,14 @@ class FindingLog(list[Finding]):
 
 
 def convox_name(name: str) -> str:
-    """A Convox-acceptable name (``^[a-z][a-z0-9-]*$``): ``worker_high`` -> ``worker-high``."""
-    out = re.sub(r"[^a-z0-9-]", "-", name.lower())
+    """A Convox-acceptable name (``^[a-z][a-z0-9-]*$``): ``worker_high`` -> ``worker-high``.
+
+    It must also end with a letter or digit: the rack names the service's Kubernetes objects
+    and labels after it (convox provider/k8s/template/app/service.yml.tmpl ``name:
+    {{.Service.Name}}``, ``service: {{.Service.Name}}``), and Kubernetes refuses a DNS-1035
+    label or label value that ends with ``-``, so ``worker_`` would pass convox's validation and
+    fail at deploy."""
+    out = re.sub(r"[^a-z0-9-]", "-", name.lower()).rstrip("-")
     if not out or not out[0].isalpha():
-        out = f"p-{out}"
+        out = f"p-{out}".rstrip("-")
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -607,3 +608,19 @@ def test_single_equals_test_stays_posix() -> None:
         '[ "$A" = b ] && x --flag==y', port=3000, subject="w", where="Procfile", line=1
     )
     assert result.command.startswith("sh -c ")
+
+
+_K8S_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035 label (Kubernetes)
+
+
+def test_service_names_are_kubernetes_labels(tmp_path: Path) -> None:
+    """Process types Heroku accepts (`[A-Za-z0-9_-]+`) that end in `_`/`-` became service names
+    ending in `-`: convox validate.go accepts them, Kubernetes refuses the Deployment the rack
+    names after the service (provider/k8s/template/app/service.yml.tmpl)."""
+    manifest, _codes = _translate(
+        tmp_path, {"Procfile": "web: a\nworker_: b\n_clock: c\n2fa-: d\n"}
+    )
+    services = manifest["services"]
+    assert isinstance(services, dict)
+    assert sorted(services) == ["p--clock", "p-2fa", "web", "worker"]
+    assert all(_K8S_LABEL.match(name) for name in services)
