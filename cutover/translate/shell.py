@@ -93,7 +93,7 @@ def convert_command(
     findings: list[Finding] = []
     defaults: dict[str, str] = {}
     _tokens(command, where, line, subject)  # unbalanced quotes: an input error, named
-    scanned = scan(command)
+    scanned = scan(command := _literal_braces(command))  # ...unless a nested shell reads it
     if scanned.comment is not None:
         if not scanned.text:
             raise input_error(where, "the command is only a comment", line=line, field=subject)
@@ -237,6 +237,42 @@ def convert_command(
             )
         )
     return Converted(f"{shell} -c {shlex.quote(body)}", findings, defaults)
+
+
+_NESTED_SHELL: Final = re.compile(r"(?:^|[\s;&|(])(?:\S*/)?(?:ba|da)?sh\s+-\w*c|\beval\s")
+
+
+def _literal_braces(command: str) -> str:
+    """``'${name}'`` is literal text under bash, but convox.yml interpolates every ``${...}``
+    from the app env before splitting (convox pkg/manifest/helpers.go), so the program would get
+    ''. Inside single quotes, ``${`` becomes ``'"$"'{``: the same word for bash, sh and
+    go-shellquote (adjacent quoted parts join), with no ``${`` left for convox to replace."""
+    if _NESTED_SHELL.search(command):
+        return command  # `sh -c '${X}'`: the quoted text is a script, where ${X} expands
+    out: list[str] = []
+    quote: str | None = None
+    index = 0
+    while index < len(command):
+        char = command[index]
+        if quote is None and char == "\\":
+            out.append(command[index : index + 2])
+            index += 2
+            continue
+        if quote == "'" and command.startswith("${", index):
+            out.append("'\"$\"'{")
+            index += 2
+            continue
+        if quote is None and char in "'\"":
+            quote = char
+        elif quote == char:
+            quote = None
+        elif quote == '"' and char == "\\":
+            out.append(command[index : index + 2])
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 _GLOB: Final = re.compile(r"(?:^|\s)[^\s'\"]*[*?][^\s'\"]*")

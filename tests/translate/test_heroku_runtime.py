@@ -624,3 +624,48 @@ def test_service_names_are_kubernetes_labels(tmp_path: Path) -> None:
     assert isinstance(services, dict)
     assert sorted(services) == ["p--clock", "p-2fa", "web", "worker"]
     assert all(_K8S_LABEL.match(name) for name in services)
+
+
+_CONVOX_INTERPOLATION = re.compile(r"\$\{([^}]*?)\}")  # convox pkg/manifest/helpers.go
+
+
+def _run_as_convox(command: str, env: dict[str, str]) -> str:
+    """convox.yml's ``${...}`` interpolation from the app env over the raw text, then
+    go-shellquote's split (shlex.split here) and exec without a shell."""
+    text = _CONVOX_INTERPOLATION.sub(lambda m: env.get(m.group(1), ""), command)
+    ran = subprocess.run(shlex.split(text), env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, (text, ran.stderr)
+    return ran.stdout
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "printf '%s\\n' --format '${level} ${msg}'",
+        "printf '%s\\n' '${a}' \"$X\"",
+        "printf '%s\\n' 'it'\\''s ${b}' \"${A:-x}\"",
+        "printf '%s\\n' \"a '${X}' b\"",  # in double quotes bash expands it: stays a variable
+    ],
+)
+def test_single_quoted_braces_reach_the_program_literally(tmp_path: Path, line: str) -> None:
+    """`'${level}'` is literal under Heroku's bash; convox.yml interpolates every `${...}` in
+    the raw text, so the program got '' (or, once wrapped in sh -c, `$level`), silently."""
+    env = {"X": "1", "PATH": "/usr/bin:/bin"}
+    heroku = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True)
+    result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
+    # convox.yml environment defaults apply where the app env lacks the name
+    assert _run_as_convox(result.command, {**result.defaults, **env}) == heroku.stdout
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sh -c 'printf \"%s\\n\" ${X}'",  # a script: ${X} expands in the inner shell
+        'cd / && bash -c \'printf "%s\\n" "${X}"\'',
+    ],
+)
+def test_braces_in_a_nested_shell_script_stay_expansions(line: str) -> None:
+    env = {"X": "1", "PATH": "/usr/bin:/bin"}
+    heroku = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True)
+    result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
+    assert _run_as_convox(result.command, {**result.defaults, **env}) == heroku.stdout == "1\n"
