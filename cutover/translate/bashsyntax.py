@@ -154,6 +154,7 @@ _BASH_ONLY: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     # `[ ... == ... ] && A || B` line silently takes B.
     (re.compile(r"(?:^|[\s;&|(])(?:\[|test)\s[^;&|\]]*\s==\s"), "`==` in `[ ]`/`test`"),
     (re.compile(r"<<<"), "here-strings <<<"),
+
     (re.compile(r"(?:^|[;&|]\s*)\(\("), "`(( ))` arithmetic commands"),
 )
 
@@ -162,10 +163,21 @@ def _outside_single_quotes(text: str) -> str:
     return re.sub(r"'[^']*'", "''", text)
 
 
+# Expansions bash does only outside any quotes: `~` after `=` in an assignment-like argument
+# (`env ROOT=~/x`; dash expands it only in real assignments before the command) and brace
+# expansion.
+_BASH_ONLY_UNQUOTED: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"[^\s;&|(]\s+[A-Za-z_][A-Za-z0-9_]*=~"), "`~` after `NAME=` in an argument"),
+    (re.compile(r"(?<![$\w])\{[^{}\s'\"]*,[^{}\s'\"]*\}"), "brace expansion {a,b}"),
+)
+
+
 def bash_only_constructs(command: str) -> list[str]:
     """The bash-only constructs a command uses (ignoring single-quoted text)."""
     visible = _outside_single_quotes(command)
-    return [reason for pattern, reason in _BASH_ONLY if pattern.search(visible)]
+    found = [reason for pattern, reason in _BASH_ONLY if pattern.search(visible)]
+    unquoted = re.sub(r'"[^"]*"', '""', visible)
+    return found + [r for pattern, r in _BASH_ONLY_UNQUOTED if pattern.search(unquoted)]
 
 
 _VARIABLE: Final = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")

@@ -444,7 +444,7 @@ def test_leading_tilde_is_expanded_by_a_shell_and_home_is_named(tmp_path: Path) 
 )
 def test_tilde_words_need_a_shell(line: str, wrapped: bool) -> None:
     result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
-    assert result.command.startswith("sh -c ") is wrapped, result.command
+    assert result.command.startswith(("sh -c ", "bash -c ")) is wrapped, result.command
     if not wrapped:
         assert result.command == line
 
@@ -669,3 +669,57 @@ def test_braces_in_a_nested_shell_script_stay_expansions(line: str) -> None:
     heroku = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True)
     result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
     assert _run_as_convox(result.command, {**result.defaults, **env}) == heroku.stdout == "1\n"
+
+
+# Lines whose argv shows what the shell did; each must print under Convox (interpolation,
+# shellquote split, exec) exactly what it prints under Heroku's `bash -c`.
+_EQUIVALENT = [
+    "printf '%s|' a b # c d",
+    "printf '%s|' \"a # b\" c#d",
+    "printf '%s|' ~/x ~",
+    "printf '%s|' a=~/x",
+    "printf '%s|' *.jar",
+    "printf '%s|' $(echo 1 2) `echo 3` $((1+2))",
+    "printf '%s|' ${NOPE:-dflt} ${X:-no} ${NOPE2-d2}",
+    "true && printf '%s|' ok",
+    "false || printf '%s|' fb",
+    "printf '%s|' a; printf '%s|' b",
+    "printf '%s|' $Q \"$Q\" '$X' \"$X\" $X",
+    "cd sub && printf '%s|' \"$PWD\"",
+    "printf '%s|' --port=$PORT -p ${PORT} ${PORT:-5000}",
+    "printf '%s|' a\\ b 'c d' \"e\\\"f\" 'a'\"b\"c",
+    "X=2; printf '%s|' $X",
+    "printf '%s|' {a,b} \"{c,d}\"",
+    "printf '%s|' \"${X}\"x ${X}y $HOME/y",
+    "exec printf '%s|' e",
+    "FOO=1 printf '%s|' \"$FOO\"",
+    "test -n \"$X\" && printf '%s|' t || printf '%s|' f",
+    "[ \"$X\" == 1 ] && printf '%s|' eq || printf '%s|' ne",
+]
+
+
+@pytest.mark.parametrize("line", _EQUIVALENT)
+def test_translated_line_runs_like_herokus_bash(tmp_path: Path, line: str) -> None:
+    """The translation's contract, end to end: Heroku runs the line with `bash -c`
+    (heroku/buildpacks-procfile); Convox interpolates `${...}`, splits with go-shellquote and
+    execs (convox pkg/manifest/helpers.go, provider/k8s/process.go). Same output, same cwd."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "app.jar").write_text("")
+    env = {
+        "X": "1",
+        "Q": "a b",
+        "PORT": "3000",
+        "HOME": str(tmp_path / "home"),
+        "PATH": "/usr/bin:/bin",
+    }
+    heroku = subprocess.run(
+        ["bash", "-c", line], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
+    convox_env = {**result.defaults, **env}
+    text = _CONVOX_INTERPOLATION.sub(lambda m: convox_env.get(m.group(1), ""), result.command)
+    convox = subprocess.run(
+        shlex.split(text), env=convox_env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (convox.returncode, convox.stdout) == (heroku.returncode, heroku.stdout), text
