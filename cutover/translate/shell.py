@@ -92,7 +92,8 @@ def convert_command(
     """
     findings: list[Finding] = []
     defaults: dict[str, str] = {}
-    _tokens(command, where, line, subject)  # unbalanced quotes: an input error, named
+    # unbalanced quotes: an input error, named (a quote in a trailing comment is fine: bash)
+    _tokens(scan(command).text, where, line, subject)
     scanned = scan(command := _literal_braces(command))  # ...unless a nested shell reads it
     if scanned.comment is not None:
         if not scanned.text:
@@ -245,8 +246,9 @@ _NESTED_SHELL: Final = re.compile(r"(?:^|[\s;&|(])(?:\S*/)?(?:ba|da)?sh\s+-\w*c|
 def _literal_braces(command: str) -> str:
     """``'${name}'`` is literal text under bash, but convox.yml interpolates every ``${...}``
     from the app env before splitting (convox pkg/manifest/helpers.go), so the program would get
-    ''. Inside single quotes, ``${`` becomes ``'"$"'{``: the same word for bash, sh and
-    go-shellquote (adjacent quoted parts join), with no ``${`` left for convox to replace."""
+    ''. Inside single quotes, ``${`` becomes ``'"$"'{`` (and an escaped ``\\${`` becomes
+    ``\\$""{``): the same word for bash, sh and go-shellquote (adjacent quoted parts join), with
+    no ``${`` left for convox to replace."""
     if _NESTED_SHELL.search(command):
         return command  # `sh -c '${X}'`: the quoted text is a script, where ${X} expands
     out: list[str] = []
@@ -254,6 +256,10 @@ def _literal_braces(command: str) -> str:
     index = 0
     while index < len(command):
         char = command[index]
+        if quote != "'" and command.startswith("\\${", index):
+            out.append('\\$""{')  # `\${X}`: bash's literal ${X}, which convox would replace
+            index += 3
+            continue
         if quote is None and char == "\\":
             out.append(command[index : index + 2])
             index += 2

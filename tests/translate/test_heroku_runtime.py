@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from convox_argv import convox_argv, split
 
 from cutover.translate import TranslateOptions, read_sources, translate
 from cutover.translate.facts import AddonFact, FormationFact, LiveFacts
@@ -626,15 +627,12 @@ def test_service_names_are_kubernetes_labels(tmp_path: Path) -> None:
     assert all(_K8S_LABEL.match(name) for name in services)
 
 
-_CONVOX_INTERPOLATION = re.compile(r"\$\{([^}]*?)\}")  # convox pkg/manifest/helpers.go
-
-
 def _run_as_convox(command: str, env: dict[str, str]) -> str:
     """convox.yml's ``${...}`` interpolation from the app env over the raw text, then
-    go-shellquote's split (shlex.split here) and exec without a shell."""
-    text = _CONVOX_INTERPOLATION.sub(lambda m: env.get(m.group(1), ""), command)
-    ran = subprocess.run(shlex.split(text), env=env, capture_output=True, text=True)
-    assert ran.returncode == 0, (text, ran.stderr)
+    go-shellquote's split and exec without a shell (tests/translate/convox_argv.py)."""
+    argv = convox_argv(command, env)
+    ran = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, (argv, ran.stderr)
     return ran.stdout
 
 
@@ -695,6 +693,8 @@ _EQUIVALENT = [
     "FOO=1 printf '%s|' \"$FOO\"",
     "test -n \"$X\" && printf '%s|' t || printf '%s|' f",
     "[ \"$X\" == 1 ] && printf '%s|' eq || printf '%s|' ne",
+    "printf '%s|' \\${X} \"\\${X}\" '${X}'",  # escaped or single-quoted: literal under bash
+    "printf '%s|' \"a\" # it's a comment",  # a quote inside the comment is not an error
 ]
 
 
@@ -718,8 +718,25 @@ def test_translated_line_runs_like_herokus_bash(tmp_path: Path, line: str) -> No
     )
     result = convert_command(line, port=3000, subject="web", where="Procfile", line=1)
     convox_env = {**result.defaults, **env}
-    text = _CONVOX_INTERPOLATION.sub(lambda m: convox_env.get(m.group(1), ""), result.command)
-    convox = subprocess.run(
-        shlex.split(text), env=convox_env, cwd=tmp_path, capture_output=True, text=True
-    )
-    assert (convox.returncode, convox.stdout) == (heroku.returncode, heroku.stdout), text
+    argv = convox_argv(result.command, convox_env)
+    convox = subprocess.run(argv, env=convox_env, cwd=tmp_path, capture_output=True, text=True)
+    assert (convox.returncode, convox.stdout) == (heroku.returncode, heroku.stdout), argv
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('a "\\$x" "\\a"', ["a", "$x", "\\a"]),  # in "...": only $ ` " \\ newline escape
+        ("a\\ b 'c\\d' \"e\"'f'g", ["a b", "c\\d", "efg"]),
+        ("  x\t\ny  ", ["x", "y"]),
+    ],
+)
+def test_go_shellquote_port(text: str, words: list[str]) -> None:
+    """The stand-in for convox's split, from go-shellquote unquote.go (vendored in convox)."""
+    assert split(text) == words
+
+
+@pytest.mark.parametrize("text", ["'a", '"a', "a\\"])
+def test_go_shellquote_port_refuses_what_go_shellquote_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="Unterminated"):
+        split(text)
