@@ -4,12 +4,10 @@ custom domains to move at the DNS step."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import PurePosixPath
 from typing import Final
 
-from cutover.translate.bashsyntax import scan
 from cutover.translate.facts import LiveFacts
 from cutover.translate.model import FindingLog, convox_name
 from cutover.translate.sources import ProcessType, SourceTree
@@ -21,7 +19,6 @@ __all__ = [
     "build_for",
     "buildpack_scripts",
     "domain_findings",
-    "node_bin_findings",
     "profile_findings",
     "registry_app",
     "registry_findings",
@@ -61,52 +58,6 @@ def buildpack_scripts(log: FindingLog, service: str, command: str) -> None:
                 f"{script} exists only in a Heroku buildpack's slug",
                 f"It is {advice}; change the command to match the Dockerfile.",
             )
-
-
-_NODE_TOOLS: Final = frozenset({"node", "npm", "npx", "yarn", "pnpm", "corepack", "bun"})
-_LEADING: Final = re.compile(r"^(?:(?:exec|env|[A-Za-z_][A-Za-z0-9_]*=\S*)\s+)*")
-
-
-def _node_packages(tree: SourceTree) -> set[str]:
-    try:
-        data = json.loads((tree.root / "package.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    if not isinstance(data, dict):
-        return set()
-    names: set[str] = set()
-    for key in ("dependencies", "devDependencies"):
-        section = data.get(key)
-        if isinstance(section, dict):
-            names |= {str(name).rsplit("/", 1)[-1] for name in section}
-    return names
-
-
-def node_bin_findings(tree: SourceTree, log: FindingLog, service: str, command: str) -> None:
-    """A bare program name from node_modules (``next start``, ``pm2-runtime``): the Node.js
-    buildpack puts ``$HOME/node_modules/.bin`` on every dyno's PATH (heroku-buildpack-nodejs
-    profile/nodejs.sh: ``export PATH=...:$HOME/node_modules/.bin``); an image built with
-    ``npm ci`` does not, so exec fails with "executable file not found"."""
-    if not (tree.root / "package.json").is_file():
-        return
-    packages = _node_packages(tree)
-    programs: list[str] = []
-    for _, segment in scan(command).segments():
-        word = _LEADING.sub("", segment).split(None, 1)[0] if segment.strip() else ""
-        if not word or "/" in word or word in _NODE_TOOLS or word in programs:
-            continue
-        if word in packages or word.split("-", 1)[0] in packages:  # pm2-runtime: pm2
-            programs.append(word)
-    if programs:
-        log.add(
-            "command-node-bin",
-            "warning",
-            service,
-            f"{', '.join(programs)} runs from node_modules/.bin, which the Node.js buildpack "
-            "puts on PATH on Heroku; an image's PATH does not have it",
-            "Add `ENV PATH=/app/node_modules/.bin:$PATH` to the Dockerfile (with the app's "
-            f"folder), or call it through npx or an npm script (`npx {programs[0]} ...`).",
-        )
 
 
 def build_for(process: ProcessType) -> str | dict[str, str]:
