@@ -387,8 +387,8 @@ class _Translator:
         )
         if process.command:
             buildpack_scripts(self.findings, name, process.command)
-            if self.registry_app is None and process.dockerfile is None:
-                runtime_findings(self.tree, self.findings, name, process.command)
+            if self.registry_app is None:
+                runtime_findings(self.tree, self.findings, name, process)
             process_manager(process.command, self.tree.root, name, self.findings)
             service["command"] = self.convert(process.command, name, process.source, process.line)
         elif process.source.startswith(("heroku.y", "live formation (container")):

@@ -16,15 +16,19 @@ from typing import Final
 
 from cutover.translate.bashsyntax import scan
 from cutover.translate.model import FindingLog
-from cutover.translate.sourcetypes import SourceTree
+from cutover.translate.sourcetypes import ProcessType, SourceTree
 
 __all__ = ["runtime_findings"]
 
 
-def runtime_findings(tree: SourceTree, log: FindingLog, service: str, command: str) -> None:
-    """Findings for what ``command`` (a buildpack app's) relies on at run time."""
-    node_bin_findings(tree, log, service, command)
-    start_script_findings(tree, log, service, command)
+def runtime_findings(tree: SourceTree, log: FindingLog, service: str, process: ProcessType) -> None:
+    """Findings for what a process's command relies on at run time (node_modules/.bin on PATH
+    only for buildpack apps: a heroku.yml image has the same PATH on both platforms)."""
+    if not process.command:
+        return
+    if process.dockerfile is None:
+        node_bin_findings(tree, log, service, process.command)
+    start_script_findings(tree, log, service, process.command)
 
 
 _NODE_TOOLS: Final = frozenset({"node", "npm", "npx", "yarn", "pnpm", "corepack", "bun"})

@@ -80,3 +80,16 @@ def test_script_run_through_bash_counts_too(tmp_path: Path) -> None:
         },
     )
     assert "script-no-exec" in codes
+
+
+def test_heroku_yml_start_scripts_count_too(tmp_path: Path) -> None:
+    """Heroku's container runtime stops dynos the same way (SIGTERM to all processes)."""
+    _manifest, codes = translate_files(
+        tmp_path,
+        {
+            "heroku.yml": "build:\n  docker:\n    web: Dockerfile\nrun:\n  web: bin/start\n",
+            "Dockerfile": "FROM python:3.12\n",
+            "bin/start": _START,
+        },
+    )
+    assert "script-no-exec" in codes
