@@ -114,6 +114,8 @@ def _report_error(error: InvalidInput, as_json: bool, stderr: TextIO) -> None:
         payload: dict[str, Any] = {"ok": False, "error": {"message": message}}
         if isinstance(error, SourceInputError):
             payload["error"].update(error.place())
+        if error.details:  # e.g. convox's validation messages, one per line, as a list
+            payload["error"]["details"] = error.details.splitlines()
         stderr.write(json.dumps(payload, indent=2) + "\n")
         return
     stderr.write(f"cutover: invalid input: {message}\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import cutover.translate.commands as commands
 from cutover.errors import InvalidInput
 from cutover.translate import (
     TimerSpec,
@@ -281,3 +282,22 @@ def test_json_error_names_file_line_and_field_as_data(
     assert (error["path"], error["line"], error["field"]) == place
     assert error["message"].startswith(f"{place[0]}:{place[1]}: {place[2]}: ")
     assert error["message"].endswith(error["reason"])
+
+
+def test_json_error_lists_convox_validation_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest convox would refuse (a translation bug, if it ever happens) is reported with
+    convox's messages as a list, as the JSON error did before the switch to InvalidInput."""
+    messages = ["service web port 0 invalid", "timer t invalid, schedule must be 5-field cron"]
+    monkeypatch.setattr(commands, "validate", lambda manifest: messages)
+    _write(tmp_path, {"Procfile": "web: bin/web\n"})
+    out, err = io.StringIO(), io.StringIO()
+    code = run_translate(
+        tmp_path, facts=None, options=TranslateOptions(), output=None, as_json=True,
+        stdout=out, stderr=err,
+    )
+    assert code == 2 and out.getvalue() == ""
+    error = json.loads(err.getvalue())["error"]
+    assert error["details"] == messages
+    assert error["message"] == "validation errors:\n" + "\n".join(messages)
