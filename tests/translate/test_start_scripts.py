@@ -71,25 +71,20 @@ def test_no_finding_when_the_script_execs_or_is_not_a_shell_script(
     assert "script-no-exec" not in codes
 
 
-def test_script_run_through_bash_counts_too(tmp_path: Path) -> None:
-    _manifest, codes = translate_files(
-        tmp_path,
-        {
+@pytest.mark.parametrize(
+    "files",
+    [
+        {  # a script run through bash, with arguments
             "Procfile": "worker: bash scripts/worker.sh --queue x\n",
             "scripts/worker.sh": 'cd jobs\nrq worker "$@"\n',
         },
-    )
-    assert "script-no-exec" in codes
-
-
-def test_heroku_yml_start_scripts_count_too(tmp_path: Path) -> None:
-    """Heroku's container runtime stops dynos the same way (SIGTERM to all processes)."""
-    _manifest, codes = translate_files(
-        tmp_path,
-        {
+        {  # heroku.yml: Heroku's container runtime also SIGTERMs every process of the dyno
             "heroku.yml": "build:\n  docker:\n    web: Dockerfile\nrun:\n  web: bin/start\n",
             "Dockerfile": "FROM python:3.12\n",
             "bin/start": _START,
         },
-    )
+    ],
+)
+def test_other_ways_to_run_a_start_script_count_too(tmp_path: Path, files: dict[str, str]) -> None:
+    _manifest, codes = translate_files(tmp_path, files)
     assert "script-no-exec" in codes
