@@ -215,3 +215,27 @@ def test_translate_invalid_input_as_json_is_the_projects_message(tmp_path: Path)
             "reason": "expected an object, got a list",
         },
     }
+
+
+def test_translate_review_shapes_through_the_real_cli(tmp_path: Path) -> None:
+    """Shapes the review found breaking at run time, through the installed CLI: a leading exec
+    (no such program without a shell), `~` (no tilde expansion without one), a literal '${x}'
+    (convox.yml would interpolate it) and a then-branch server left un-exec'd."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Procfile").write_text(
+        "web: exec uvicorn app.main:app --host 0.0.0.0 --port $PORT\n"
+        "worker: ~/bin/worker --log-format '${level} ${msg}'\n"
+        "clock: test -n \"$X\" && bin/clock || bin/clock --default\n"
+    )
+    proc = cutover("translate", str(app), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert services["web"]["command"] == "uvicorn app.main:app --host 0.0.0.0 --port 3000"
+    assert services["worker"]["command"].startswith("sh -c 'exec ~/bin/worker")
+    assert "${" not in proc.stdout
+    assert services["clock"]["command"] == (
+        "sh -c 'test -n \"$X\" && exec bin/clock || exec bin/clock --default'"
+    )
+    codes = {f["code"] for f in json.loads(proc.stderr)["findings"]}
+    assert {"command-exec-dropped", "boot-home"} <= codes
