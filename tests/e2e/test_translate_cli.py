@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -177,23 +178,30 @@ def test_translate_names_a_bad_playbook_timer(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_translate_runs_procfile_lines_the_way_heroku_does(tmp_path: Path) -> None:
-    """Issue 8 cases 1-3 through the real CLI: exec, comments dropped, bash where needed."""
+def _translate_procfile(tmp_path: Path, procfile: str) -> tuple[dict[str, Any], set[str], str]:
+    """Run `cutover translate DIR --json` on a folder holding only this Procfile: the services,
+    the finding codes and the manifest text."""
     app = tmp_path / "app"
     app.mkdir()
-    (app / "Procfile").write_text(
-        "web: python manage.py migrate --noinput && gunicorn config.wsgi --bind 0.0.0.0:$PORT\n"
-        "docs: python -m http.server $PORT # static files\n"
-        "worker: source bin/setenv.sh && exec rq worker\n"
-    )
+    (app / "Procfile").write_text(procfile)
     proc = cutover("translate", str(app), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    services = yaml.safe_load(proc.stdout)["services"]
+    codes = {f["code"] for f in json.loads(proc.stderr)["findings"]}
+    return yaml.safe_load(proc.stdout)["services"], codes, proc.stdout
+
+
+def test_translate_runs_procfile_lines_the_way_heroku_does(tmp_path: Path) -> None:
+    """Issue 8 cases 1-3 through the real CLI: exec, comments dropped, bash where needed."""
+    services, codes, _text = _translate_procfile(
+        tmp_path,
+        "web: python manage.py migrate --noinput && gunicorn config.wsgi --bind 0.0.0.0:$PORT\n"
+        "docs: python -m http.server $PORT # static files\n"
+        "worker: source bin/setenv.sh && exec rq worker\n",
+    )
     assert services["web"]["command"].startswith("sh -c 'python manage.py migrate")
     assert "&& exec gunicorn" in services["web"]["command"]
     assert services["docs"]["command"] == "python -m http.server 3000"
     assert services["worker"]["command"] == "bash -c 'source bin/setenv.sh && exec rq worker'"
-    codes = {f["code"] for f in json.loads(proc.stderr)["findings"]}
     assert {"command-comment", "command-needs-bash", "command-shell"} <= codes
 
 
@@ -221,21 +229,16 @@ def test_translate_review_shapes_through_the_real_cli(tmp_path: Path) -> None:
     """Shapes the review found breaking at run time, through the installed CLI: a leading exec
     (no such program without a shell), `~` (no tilde expansion without one), a literal '${x}'
     (convox.yml would interpolate it) and a then-branch server left un-exec'd."""
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "Procfile").write_text(
+    services, codes, text = _translate_procfile(
+        tmp_path,
         "web: exec uvicorn app.main:app --host 0.0.0.0 --port $PORT\n"
         "worker: ~/bin/worker --log-format '${level} ${msg}'\n"
-        "clock: test -n \"$X\" && bin/clock || bin/clock --default\n"
+        'clock: test -n "$X" && bin/clock || bin/clock --default\n',
     )
-    proc = cutover("translate", str(app), "--json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    services = yaml.safe_load(proc.stdout)["services"]
     assert services["web"]["command"] == "uvicorn app.main:app --host 0.0.0.0 --port 3000"
     assert services["worker"]["command"].startswith("sh -c 'exec ~/bin/worker")
-    assert "${" not in proc.stdout
+    assert "${" not in text
     assert services["clock"]["command"] == (
         "sh -c 'test -n \"$X\" && exec bin/clock || exec bin/clock --default'"
     )
-    codes = {f["code"] for f in json.loads(proc.stderr)["findings"]}
     assert {"command-exec-dropped", "boot-home"} <= codes
