@@ -21,6 +21,7 @@ __all__ = [
     "Scan",
     "bash_only_constructs",
     "ends_with_exec",
+    "has_tilde",
     "scan",
     "variables_used",
 ]
@@ -149,6 +150,12 @@ _BASH_ONLY: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     (re.compile(r"pipefail"), "`set -o pipefail`"),
     (re.compile(r"\{[0-9a-z]+\.\.[0-9a-z]+\}"), "brace ranges {a..b}"),
     (re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?:,,|\^\^|//?)"), "bash parameter operators"),
+    # dash's test knows only `=`: `[ a == a ]` is "unexpected operator", status 2, so a
+    # `[ ... == ... ] && A || B` line silently takes B.
+    (re.compile(r"(?:^|[\s;&|(])(?:\[|test)\s[^;&|\]]*\s==\s"), "`==` in `[ ]`/`test`"),
+    (re.compile(r"<<<"), "here-strings <<<"),
+
+    (re.compile(r"(?:^|[;&|]\s*)\(\("), "`(( ))` arithmetic commands"),
 )
 
 
@@ -156,21 +163,46 @@ def _outside_single_quotes(text: str) -> str:
     return re.sub(r"'[^']*'", "''", text)
 
 
+# Expansions bash does only outside any quotes: `~` after `=` in an assignment-like argument
+# (`env ROOT=~/x`; dash expands it only in real assignments before the command) and brace
+# expansion.
+_BASH_ONLY_UNQUOTED: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"[^\s;&|(]\s+[A-Za-z_][A-Za-z0-9_]*=~"), "`~` after `NAME=` in an argument"),
+    (re.compile(r"(?<![$\w])\{[^{}\s'\"]*,[^{}\s'\"]*\}"), "brace expansion {a,b}"),
+)
+
+
 def bash_only_constructs(command: str) -> list[str]:
     """The bash-only constructs a command uses (ignoring single-quoted text)."""
     visible = _outside_single_quotes(command)
-    return [reason for pattern, reason in _BASH_ONLY if pattern.search(visible)]
+    found = [reason for pattern, reason in _BASH_ONLY if pattern.search(visible)]
+    unquoted = re.sub(r'"[^"]*"', '""', visible)
+    return found + [r for pattern, r in _BASH_ONLY_UNQUOTED if pattern.search(unquoted)]
 
 
 _VARIABLE: Final = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")
 _LOCAL_ASSIGN: Final = re.compile(r"(?:^|[\s;&|(])(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
 
 
+_TILDE: Final = re.compile(r"(?:^|[\s;&|(])(?:[A-Za-z_][A-Za-z0-9_]*=)?~")
+
+
+def has_tilde(command: str) -> bool:
+    """An unquoted word (or ``NAME=`` value) starting with ``~``: bash expands it to $HOME
+    (bash(1), Tilde Expansion); go-shellquote does not, so exec would look for a file named
+    ``~/...``."""
+    visible = re.sub(r"'[^']*'|\"[^\"]*\"", "''", command)
+    return bool(_TILDE.search(visible))
+
+
 def variables_used(command: str) -> set[str]:
     """Names a command reads with ``$NAME`` or ``${NAME...}`` (outside single quotes), except
-    names the command assigns itself (``X=1 && run $X``, ``for X in``)."""
+    names the command assigns itself (``X=1 && run $X``, ``for X in``); a leading ``~`` reads
+    ``HOME``."""
     visible = _outside_single_quotes(command)
     used = {m.group(1) or m.group(2) for m in _VARIABLE.finditer(visible)}
+    if has_tilde(command):
+        used.add("HOME")
     assigned = set(_LOCAL_ASSIGN.findall(visible))
     assigned |= set(re.findall(r"\bfor\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\b", visible))
     return used - assigned

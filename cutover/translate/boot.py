@@ -26,8 +26,17 @@ from cutover.translate.model import FindingLog
 __all__ = ["CONTAINER_SET", "CONVOX_SET", "BootVariable", "boot_defaults"]
 
 CONVOX_SET: Final = frozenset(
-    {"APP", "RACK", "RACK_URL", "RELEASE", "BUILD", "BUILD_DESCRIPTION", "BUILD_GIT_SHA",
-     "SERVICE", "PORT"}
+    {
+        "APP",
+        "RACK",
+        "RACK_URL",
+        "RELEASE",
+        "BUILD",
+        "BUILD_DESCRIPTION",
+        "BUILD_GIT_SHA",
+        "SERVICE",
+        "PORT",
+    }
 )
 CONTAINER_SET: Final = frozenset({"HOME", "HOSTNAME", "PATH", "PWD", "USER", "SHELL"})
 
@@ -63,6 +72,13 @@ _TABLE: Final[tuple[BootVariable, ...]] = (
         "memory limit instead.",
     ),
     BootVariable("JAVA_TOOL_OPTIONS", "the JVM buildpack", "-Dfile.encoding=UTF-8", ""),
+    BootVariable(
+        "JAVA_HOME",
+        "the JVM buildpack ($HOME/.jdk, heroku-buildpack-jvm-common opt/jvmcommon.sh)",
+        None,
+        "JDK base images set it (e.g. eclipse-temurin); otherwise add `ENV JAVA_HOME=...` to "
+        "the Dockerfile, or call `java` from PATH.",
+    ),
     BootVariable(
         "RAILS_ENV",
         "the Ruby buildpack (a config var it sets on the first deploy)",
@@ -100,6 +116,20 @@ def _concurrency(memory: int) -> str:
     return str(max(1, min(memory // 256, 8)))
 
 
+def _home_finding(subjects: str, log: FindingLog) -> None:
+    # A dyno's HOME is /app, where the slug is unpacked (Dev Center, "Dynos": the dyno runs in
+    # the app's folder, /app, which is also $HOME); a container's HOME is its user's home.
+    log.add(
+        "boot-home",
+        "warning",
+        subjects,
+        "$HOME (or a leading `~`) is /app on Heroku, the app's folder; in the container it is "
+        "the image user's home (/root for root), which need not hold the app",
+        "Set `ENV HOME=/app` in the Dockerfile when the app is copied to /app, or use paths "
+        "relative to the working directory.",
+    )
+
+
 def boot_defaults(
     used: Mapping[str, Iterable[str]],
     known: set[str],
@@ -111,9 +141,12 @@ def boot_defaults(
     set by Convox or the container) nor defaultable."""
     defaults: dict[str, str] = {}
     for name in sorted(used):
+        subjects = ", ".join(sorted(set(used[name])))
+        if name == "HOME" and name not in known:
+            _home_finding(subjects, log)
+            continue
         if name in known or name in CONVOX_SET or name in CONTAINER_SET:
             continue
-        subjects = ", ".join(sorted(set(used[name])))
         boot = TABLE.get(name)
         if boot is not None and boot.default is not None:
             value = boot.default.format(memory=memory, concurrency=_concurrency(memory))

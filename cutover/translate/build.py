@@ -4,6 +4,7 @@ custom domains to move at the DNS step."""
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Final
 
@@ -18,6 +19,7 @@ __all__ = [
     "build_for",
     "buildpack_scripts",
     "domain_findings",
+    "profile_findings",
     "registry_app",
     "registry_findings",
     "registry_image",
@@ -118,6 +120,7 @@ def build_findings(tree: SourceTree, processes: list[ProcessType], log: FindingL
             "build-only ones' output, e.g. compiled assets)"
         )
     extra = ("; " + "; ".join(notes)) if notes else ""
+    profile_findings(tree, log)
     if not tree.has_dockerfile:
         log.add(
             "dockerfile-needed",
@@ -138,6 +141,41 @@ def build_findings(tree: SourceTree, processes: list[ProcessType], log: FindingL
             "Check that the Dockerfile produces what the buildpacks produce (runtime "
             f"version, assets, system packages){extra}.",
         )
+
+
+_EXPORT: Final = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", re.MULTILINE)
+
+
+def profile_findings(tree: SourceTree, log: FindingLog) -> None:
+    """The app's own ``.profile`` and ``.profile.d/*.sh``: a dyno sources them with bash before
+    every command (Dev Center, "Dyno Startup Behavior": "the container starts a bash shell to
+    run any code found in $HOME/.profile before executing the dyno's command"; Buildpack API:
+    ``.profile.d`` scripts are sourced at startup). Convox execs the command directly, so what
+    they export is unset and what they run never happens."""
+    scripts = [tree.root / ".profile"] if (tree.root / ".profile").is_file() else []
+    if (tree.root / ".profile.d").is_dir():
+        scripts += sorted(p for p in (tree.root / ".profile.d").glob("*.sh") if p.is_file())
+    if not scripts:
+        return
+    names: list[str] = []
+    for script in scripts:
+        try:
+            text = script.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        names += [n for n in _EXPORT.findall(text) if n not in names]
+    shown = ", ".join(str(p.relative_to(tree.root)) for p in scripts)
+    log.add(
+        "profile-script",
+        "warning",
+        shown,
+        f"Heroku sources {shown} with bash before every dyno's command; Convox runs the "
+        "command without sourcing anything"
+        + (f", so what it sets is missing: {', '.join(names)}" if names else ""),
+        "Move constant exports to the Dockerfile (ENV) or the app env (`convox env set`); "
+        "for what must be computed at start, make each command `bash -c '. ./.profile && "
+        "exec COMMAND'` (or an entrypoint script that sources it and ends with exec \"$@\").",
+    )
 
 
 def domain_findings(facts: LiveFacts | None, log: FindingLog) -> None:

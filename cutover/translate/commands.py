@@ -35,6 +35,7 @@ from cutover.translate.model import (
     NAME_RULE,
     Finding,
     Severity,
+    SourceInputError,
     TranslateOptions,
     Translation,
     input_error,
@@ -111,6 +112,10 @@ def _report_error(error: InvalidInput, as_json: bool, stderr: TextIO) -> None:
     message = "\n".join(part for part in (error.brief, error.details) if part)
     if as_json:
         payload: dict[str, Any] = {"ok": False, "error": {"message": message}}
+        if isinstance(error, SourceInputError):
+            payload["error"].update(error.place())
+        if error.details:  # e.g. convox's validation messages, one per line, as a list
+            payload["error"]["details"] = error.details.splitlines()
         stderr.write(json.dumps(payload, indent=2) + "\n")
         return
     stderr.write(f"cutover: invalid input: {message}\n")

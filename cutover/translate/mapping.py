@@ -53,6 +53,7 @@ from cutover.translate.model import (
 )
 from cutover.translate.release import plan_release
 from cutover.translate.resources import ResourcePlanner, is_mapped
+from cutover.translate.runtime import runtime_findings
 from cutover.translate.schedules import (
     parse_schedule,
     parse_timer_option,
@@ -386,6 +387,8 @@ class _Translator:
         )
         if process.command:
             buildpack_scripts(self.findings, name, process.command)
+            if self.registry_app is None:
+                runtime_findings(self.tree, self.findings, name, process)
             process_manager(process.command, self.tree.root, name, self.findings)
             service["command"] = self.convert(process.command, name, process.source, process.line)
         elif process.source.startswith(("heroku.y", "live formation (container")):

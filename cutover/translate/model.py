@@ -36,6 +36,7 @@ __all__ = [
     "FindingLog",
     "ReleaseAs",
     "Severity",
+    "SourceInputError",
     "TimerSpec",
     "TranslateOptions",
     "Translation",
@@ -55,13 +56,26 @@ MANAGED_NAME_RULE: Final = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")  # RDS/El
 MANAGED_NAME_MAX: Final = 20
 
 
+class SourceInputError(InvalidInput):
+    """:class:`cutover.errors.InvalidInput` (exit 2, the one error boundary in cli.py) that also
+    keeps the place as data, so ``--json`` can give ``path``/``line``/``field``/``reason`` to a
+    program that would otherwise have to parse the message."""
+
+    def __init__(self, path: str, reason: str, line: int | None, field: str | None) -> None:
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {field}: {reason}" if field else f"{where}: {reason}")
+        self.path, self.line, self.field, self.reason = path, line, field, reason
+
+    def place(self) -> dict[str, str | int | None]:
+        return {"path": self.path, "line": self.line, "field": self.field, "reason": self.reason}
+
+
 def input_error(
     path: str, reason: str, *, line: int | None = None, field: str | None = None
 ) -> InvalidInput:
     """The project's invalid-input error (exit 2) for a place in the app's description:
     ``Procfile:3: reason``, ``app.json:12: formation.clock: reason``, ``--timer: reason``."""
-    where = path if line is None else f"{path}:{line}"
-    return InvalidInput(f"{where}: {field}: {reason}" if field else f"{where}: {reason}")
+    return SourceInputError(path, reason, line, field)
 
 
 @dataclass(frozen=True)
@@ -128,7 +142,6 @@ class Translation:
     inputs: list[str] = field(default_factory=list)
 
 
-
 class FindingLog(list[Finding]):
     """The findings of one translation, in the order they were made."""
 
@@ -139,9 +152,14 @@ class FindingLog(list[Finding]):
 
 
 def convox_name(name: str) -> str:
-    """A Convox-acceptable name (``^[a-z][a-z0-9-]*$``): ``worker_high`` -> ``worker-high``."""
-    out = re.sub(r"[^a-z0-9-]", "-", name.lower())
-    if not out or not out[0].isalpha():
-        out = f"p-{out}"
-    return out
+    """A Convox-acceptable name (``^[a-z][a-z0-9-]*$``): ``worker_high`` -> ``worker-high``.
 
+    It must also end with a letter or digit: the rack names the service's Kubernetes objects
+    and labels after it (convox provider/k8s/template/app/service.yml.tmpl ``name:
+    {{.Service.Name}}``, ``service: {{.Service.Name}}``), and Kubernetes refuses a DNS-1035
+    label or label value that ends with ``-``, so ``worker_`` would pass convox's validation and
+    fail at deploy."""
+    out = re.sub(r"[^a-z0-9-]", "-", name.lower()).rstrip("-")
+    if not out or not out[0].isalpha():
+        out = f"p-{out}".rstrip("-")
+    return out

@@ -20,10 +20,11 @@ import re
 import shlex
 from typing import Final, NamedTuple
 
-from cutover.translate.bashsyntax import bash_only_constructs, scan
+from cutover.translate.bashsyntax import bash_only_constructs, has_tilde, scan
 from cutover.translate.model import Finding, input_error
 
 __all__ = ["PORT_REF", "Converted", "convert_command", "web_port"]
+
 
 class Converted(NamedTuple):
     command: str
@@ -91,8 +92,9 @@ def convert_command(
     """
     findings: list[Finding] = []
     defaults: dict[str, str] = {}
-    _tokens(command, where, line, subject)  # unbalanced quotes: an input error, named
-    scanned = scan(command)
+    # unbalanced quotes: an input error, named (a quote in a trailing comment is fine: bash)
+    _tokens(scan(command).text, where, line, subject)
+    scanned = scan(command := _literal_braces(command))  # ...unless a nested shell reads it
     if scanned.comment is not None:
         if not scanned.text:
             raise input_error(where, "the command is only a comment", line=line, field=subject)
@@ -123,7 +125,7 @@ def convert_command(
         )
     tokens = _tokens(command, where, line, subject)
     has_ops = any(tok and set(tok) <= _OPERATOR_CHARS for tok in tokens)
-    has_expansion = bool(_EXPANSION.search(command)) or _has_glob(command)
+    has_expansion = bool(_EXPANSION.search(command)) or _has_glob(command) or has_tilde(command)
     is_shell = (
         len(tokens) >= 2
         and tokens[0] in _SHELLS
@@ -173,6 +175,22 @@ def convert_command(
     if is_shell:
         return Converted(_exec_inside(tokens, command, subject, findings), findings, defaults)
     if not has_ops and not has_expansion and not bash:
+        if len(tokens) >= 2 and tokens[0] == "exec":
+            # `exec` is a shell builtin: there is no program of that name to exec without a
+            # shell, and without one the command already is the container's main process.
+            command = command.split(None, 1)[1]
+            leading_assignment = bool(_ASSIGNMENT.match(tokens[1]))
+            findings.append(
+                Finding(
+                    "command-exec-dropped",
+                    "change",
+                    subject,
+                    "the leading `exec` was dropped",
+                    "`exec` is a shell builtin; Convox runs the command without a shell (it "
+                    "would look for a program named `exec`), and the command is already the "
+                    "container's main process.",
+                )
+            )
         if leading_assignment:
             findings.append(
                 Finding(
@@ -186,7 +204,9 @@ def convert_command(
             command = f"env {command}"
         return Converted(command, findings, defaults)
 
+    known = len(findings)
     body = _exec_last(command, subject, findings)
+    execd = not any(f.code == "command-no-exec" for f in findings[known:])
     shell = "bash" if bash else "sh"
     reason = (
         "shell operators"
@@ -198,8 +218,8 @@ def convert_command(
             "command-shell",
             "change",
             subject,
-            f"the command uses {reason}; it now runs through `{shell} -c`, its last command "
-            "exec'd",
+            f"the command uses {reason}; it now runs through `{shell} -c`"
+            + (", its last command exec'd" if execd else " (nothing can be exec'd: see below)"),
             "Heroku runs every command with bash; Convox splits the command into words and runs "
             f"it without a shell. The image needs /bin/{shell}; `exec` makes the server the "
             "container's main process, so it receives SIGTERM and drains on deploys.",
@@ -218,6 +238,47 @@ def convert_command(
             )
         )
     return Converted(f"{shell} -c {shlex.quote(body)}", findings, defaults)
+
+
+_NESTED_SHELL: Final = re.compile(r"(?:^|[\s;&|(])(?:\S*/)?(?:ba|da)?sh\s+-\w*c|\beval\s")
+
+
+def _literal_braces(command: str) -> str:
+    """``'${name}'`` is literal text under bash, but convox.yml interpolates every ``${...}``
+    from the app env before splitting (convox pkg/manifest/helpers.go), so the program would get
+    ''. Inside single quotes, ``${`` becomes ``'"$"'{`` (and an escaped ``\\${`` becomes
+    ``\\$""{``): the same word for bash, sh and go-shellquote (adjacent quoted parts join), with
+    no ``${`` left for convox to replace."""
+    if _NESTED_SHELL.search(command):
+        return command  # `sh -c '${X}'`: the quoted text is a script, where ${X} expands
+    out: list[str] = []
+    quote: str | None = None
+    index = 0
+    while index < len(command):
+        char = command[index]
+        if quote != "'" and command.startswith("\\${", index):
+            out.append('\\$""{')  # `\${X}`: bash's literal ${X}, which convox would replace
+            index += 3
+            continue
+        if quote is None and char == "\\":
+            out.append(command[index : index + 2])
+            index += 2
+            continue
+        if quote == "'" and command.startswith("${", index):
+            out.append("'\"$\"'{")
+            index += 2
+            continue
+        if quote is None and char in "'\"":
+            quote = char
+        elif quote == char:
+            quote = None
+        elif quote == '"' and char == "\\":
+            out.append(command[index : index + 2])
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 _GLOB: Final = re.compile(r"(?:^|\s)[^\s'\"]*[*?][^\s'\"]*")
@@ -276,7 +337,34 @@ def _exec_last(script: str, subject: str, findings: list[Finding]) -> str:
         return scanned.text
     prefix = "exec env " if _ASSIGNMENT.match(last) else "exec "
     cut = scanned.text.rindex(last)
-    return scanned.text[:cut] + prefix + last
+    return _exec_then_branches(scanned.text[:cut]) + prefix + last
+
+
+def _exec_then_branches(head: str) -> str:
+    """In the final and-or list, ``TEST && SERVER || FALLBACK`` runs SERVER as the last command
+    whenever TEST succeeds: it needs ``exec`` as much as FALLBACK does (issue 8 writes the same
+    idiom as ``[[ ... ]] && exec rq worker $QUEUES || exec rq worker default``). ``head`` is the
+    script up to the last command, which ends with ``||``."""
+    scanned = scan(head)
+    ops = list(scanned.operators)
+    if not ops or ops[-1][1] != "||" or head.rstrip()[-2:] != "||":
+        return head
+    out = head
+    # walk back through the and-or list: (operator before, operator after) for each command
+    for index in range(len(ops) - 1, 0, -1):  # right to left: earlier offsets stay valid
+        offset, after = ops[index]
+        before_offset, before = ops[index - 1]
+        if before in (";", "&", "|", "|&", ";;"):
+            break
+        if after == "||" and before == "&&":
+            start = before_offset + len(before)
+            segment = head[start:offset]
+            word = segment.split(None, 1)[0] if segment.strip() else ""
+            if word and word != "exec" and word not in _NO_EXEC_FIRST and word[0] not in "({":
+                lead = len(segment) - len(segment.lstrip())
+                prefix = "exec env " if _ASSIGNMENT.match(segment.lstrip()) else "exec "
+                out = out[: start + lead] + prefix + out[start + lead :]
+    return out
 
 
 def _exec_inside(tokens: list[str], command: str, subject: str, findings: list[Finding]) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import cutover.translate.commands as commands
 from cutover.errors import InvalidInput
 from cutover.translate import (
     TimerSpec,
@@ -184,7 +187,15 @@ def test_bad_input_as_json(tmp_path: Path) -> None:
     assert code == 2
     report = json.loads(err.getvalue())
     assert report["ok"] is False
-    assert report["error"] == {"message": 'Procfile:2: expected "name: command", got "nope"'}
+    # The message for people, and the place as data for programs (restored after the switch to
+    # the project's InvalidInput had reduced the payload to the message alone).
+    assert report["error"] == {
+        "message": 'Procfile:2: expected "name: command", got "nope"',
+        "path": "Procfile",
+        "line": 2,
+        "field": None,
+        "reason": 'expected "name: command", got "nope"',
+    }
 
 
 def test_error_is_the_projects_invalid_input_with_file_and_line() -> None:
@@ -242,3 +253,51 @@ def test_timer_option_parses() -> None:
         "bin/rake reports:daily",
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "place"),
+    [
+        ({"Procfile": "web: a\nweb: b\n"}, ("Procfile", 2, "web")),
+        ({"Procfile": 'web: gunicorn "app:app\n'}, ("Procfile", 1, "web")),
+        (
+            {"Procfile": "web: a\n", "app.json": '{"addons": [{"plan": 5}]}'},
+            ("app.json", 1, "addons[0].plan"),
+        ),
+    ],
+)
+def test_json_error_names_file_line_and_field_as_data(
+    tmp_path: Path, files: dict[str, str], place: tuple[str, int, str]
+) -> None:
+    _write(tmp_path, files)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cutover", "translate", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    error = json.loads(proc.stderr)["error"]
+    assert (error["path"], error["line"], error["field"]) == place
+    assert error["message"].startswith(f"{place[0]}:{place[1]}: {place[2]}: ")
+    assert error["message"].endswith(error["reason"])
+
+
+def test_json_error_lists_convox_validation_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest convox would refuse (a translation bug, if it ever happens) is reported with
+    convox's messages as a list, as the JSON error did before the switch to InvalidInput."""
+    messages = ["service web port 0 invalid", "timer t invalid, schedule must be 5-field cron"]
+    monkeypatch.setattr(commands, "validate", lambda manifest: messages)
+    _write(tmp_path, {"Procfile": "web: bin/web\n"})
+    out, err = io.StringIO(), io.StringIO()
+    code = run_translate(
+        tmp_path, facts=None, options=TranslateOptions(), output=None, as_json=True,
+        stdout=out, stderr=err,
+    )
+    assert code == 2 and out.getvalue() == ""
+    error = json.loads(err.getvalue())["error"]
+    assert error["details"] == messages
+    assert error["message"] == "validation errors:\n" + "\n".join(messages)

@@ -12,16 +12,16 @@ then properties that must hold for every shape:
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
+from convox_argv import split
 from translate_corpus import CORPUS, Shape
 
 from cutover.errors import InvalidInput
 from cutover.translate import TranslateOptions, read_sources, translate
-from cutover.translate.bashsyntax import ends_with_exec, scan, variables_used
+from cutover.translate.bashsyntax import ends_with_exec, has_tilde, scan, variables_used
 from cutover.translate.boot import CONTAINER_SET, CONVOX_SET
 from cutover.translate.facts import AddonFact, FormationFact, LiveFacts
 from cutover.translate.manifest import validate
@@ -76,7 +76,7 @@ def _commands(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _shell_script(command: str) -> str | None:
-    argv = shlex.split(command)
+    argv = split(command)  # go-shellquote, as the rack splits it
     if len(argv) == 3 and argv[0] in _SHELLS and argv[1] == "-c":
         return argv[2]
     return None
@@ -86,8 +86,17 @@ def test_corpus_has_thirty_shapes_across_languages() -> None:
     assert len(CORPUS) >= 30
     assert len({s.name for s in CORPUS}) == len(CORPUS)
     files = " ".join(" ".join(s.files) for s in CORPUS)
-    for marker in ("Gemfile", "requirements.txt", "package.json", "composer.json", "go.mod",
-                   "mix.exs", "pom.xml", "app.json", "heroku.yml"):
+    for marker in (
+        "Gemfile",
+        "requirements.txt",
+        "package.json",
+        "composer.json",
+        "go.mod",
+        "mix.exs",
+        "pom.xml",
+        "app.json",
+        "heroku.yml",
+    ):
         assert marker in files, marker
 
 
@@ -120,7 +129,7 @@ def test_property_no_command_passes_a_comment_as_arguments(tmp_path: Path, shape
     for subject, command in _commands(_translate(tmp_path, shape).manifest):
         script = _shell_script(command)
         if script is None:
-            assert not any(word.startswith("#") for word in shlex.split(command)), subject
+            assert not any(word.startswith("#") for word in split(command)), subject
         else:
             assert scan(script).comment is None, subject
 
@@ -133,6 +142,20 @@ def test_property_shell_wrapped_commands_exec_their_server(tmp_path: Path, shape
         script = _shell_script(command)
         if script is not None and subject not in excused:
             assert ends_with_exec(script), f"{subject}: {command}"
+            assert not _unexeced_then_branch(script), f"{subject}: {command}"
+
+
+def _unexeced_then_branch(script: str) -> bool:
+    """`T && SERVER || F` at the end: SERVER is the last command whenever T succeeds."""
+    segments = scan(script).segments()
+    for index in range(len(segments) - 1, 0, -1):
+        before, text = segments[index - 1][0], segments[index - 1][1]
+        after = segments[index][0]
+        if before in (";", "&", "|", "|&", ";;"):
+            break
+        if before == "&&" and after == "||" and text.split(None, 1)[0] != "exec":
+            return True
+    return False
 
 
 def _injected(manifest: dict[str, Any]) -> set[str]:
@@ -153,7 +176,9 @@ def test_property_every_variable_is_accounted_for(tmp_path: Path, shape: Shape) 
     result = _translate(tmp_path, shape)
     manifest = result.manifest
     facts = _facts(shape)
-    allowed = set(CONVOX_SET | CONTAINER_SET) | _injected(manifest)
+    # HOME is set in a container, but to the image user's home, not /app as on a dyno: a command
+    # reading it (or a leading `~`) needs a finding like any other name.
+    allowed = set(CONVOX_SET | CONTAINER_SET - {"HOME"}) | _injected(manifest)
     allowed |= {entry.split("=", 1)[0] for entry in manifest.get("environment", [])}
     if facts is not None:
         allowed |= set(facts.config_var_names)
@@ -162,6 +187,32 @@ def test_property_every_variable_is_accounted_for(tmp_path: Path, shape: Shape) 
         script = _shell_script(command)
         if script is None:
             assert "$" not in command, f"{subject}: Convox would not expand {command}"
+            assert not has_tilde(command), f"{subject}: Convox would not expand ~ in {command}"
             continue
         for name in variables_used(script):
             assert name in allowed or f"${name}" in named, f"{subject}: ${name}"
+
+
+# Special and regular builtins with no program of the same name in an image (bash(1), SHELL
+# BUILTIN COMMANDS): Convox execs argv[0] without a shell, so none may start a bare command.
+_BUILTINS = frozenset(
+    {"exec", "source", ".", "cd", "export", "set", "trap", "ulimit", "umask", "eval", "unset"}
+)
+
+
+@pytest.mark.parametrize("shape", _TRANSLATABLE, ids=lambda s: s.name)
+def test_property_unwrapped_commands_start_with_a_program(tmp_path: Path, shape: Shape) -> None:
+    for subject, command in _commands(_translate(tmp_path, shape).manifest):
+        if _shell_script(command) is None:
+            assert split(command)[0] not in _BUILTINS, f"{subject}: {command}"
+
+
+@pytest.mark.parametrize("shape", _TRANSLATABLE, ids=lambda s: s.name)
+def test_property_convox_interpolation_leaves_commands_alone(tmp_path: Path, shape: Shape) -> None:
+    """convox.yml interpolates every ${...} of the raw text from the app env before anything
+    else (convox pkg/manifest/helpers.go): a command may hold one only with a finding."""
+    result = _translate(tmp_path, shape)
+    flagged = {f.subject for f in result.findings if f.code == "command-unsupported-expansion"}
+    for subject, command in _commands(result.manifest):
+        assert "${" not in command or subject in flagged, f"{subject}: {command}"
+        split(command)  # and go-shellquote can split it (a deploy would fail otherwise)

@@ -13,69 +13,23 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from runtime_helpers import SERVER as _SERVER
+from runtime_helpers import alive as _alive
+from runtime_helpers import (
+    assert_server_is_main_process_and_drains as _assert_server_is_main_process_and_drains,
+)
+from runtime_helpers import command_of as _command
+from runtime_helpers import translate_files as _translate
+from runtime_helpers import wait_for as _wait_for
 
 from cutover.translate import TranslateOptions, read_sources, translate
 from cutover.translate.facts import AddonFact, FormationFact, LiveFacts
-from cutover.translate.manifest import validate
 from cutover.translate.shell import convert_command
 
-
-def _translate(tmp_path: Path, files: dict[str, str], facts: LiveFacts | None = None) -> tuple[
-    dict[str, object], list[str]
-]:
-    for name, text in files.items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    result = translate(read_sources(tmp_path), facts, TranslateOptions())
-    assert validate(result.manifest) == []
-    return result.manifest, [f.code for f in result.findings]
-
-
-def _command(manifest: dict[str, object], service: str) -> str:
-    services = manifest["services"]
-    assert isinstance(services, dict)
-    command = services[service]["command"]
-    assert isinstance(command, str)
-    return command
-
-
 # -- 1. exec: the server, not the shell, gets SIGTERM --------------------------------------------
-
-_SERVER = """#!{python}
-import os, signal, sys, time
-open(os.environ["PIDFILE"], "w").write(str(os.getpid()))
-def stop(*_):
-    open(os.environ["PIDFILE"] + ".drained", "w").write("yes")
-    sys.exit(0)
-signal.signal(signal.SIGTERM, stop)
-while True:
-    time.sleep(0.1)
-"""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie counts as gone (PID 1 on these machines does not reap orphans)
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ", 1)[1][0] != "Z"
-
-
-def _wait_for(predicate: object, deadline: float = 20.0) -> bool:
-    assert callable(predicate)
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_case1_shell_wrapped_server_is_execd_and_drains_on_sigterm(tmp_path: Path) -> None:
@@ -101,20 +55,7 @@ def test_case1_shell_wrapped_server_is_execd_and_drains_on_sigterm(tmp_path: Pat
     (bin_dir / "gunicorn").write_text(_SERVER.format(python=sys.executable))
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
-    pidfile = tmp_path / "server.pid"
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PIDFILE": str(pidfile)}
-    main = subprocess.Popen(shlex.split(command), env=env, cwd=tmp_path)
-    try:
-        assert _wait_for(pidfile.exists)
-        server = int(pidfile.read_text())
-        assert server == main.pid  # exec: the server IS the container's main process
-        main.send_signal(signal.SIGTERM)
-        assert main.wait(timeout=20) == 0
-        assert (tmp_path / "server.pid.drained").read_text() == "yes"
-    finally:
-        if main.poll() is None:
-            main.kill()
-            main.wait()
+    _assert_server_is_main_process_and_drains(command, tmp_path, bin_dir)
 
 
 def test_case1_without_exec_the_shell_would_keep_the_server_as_a_child(tmp_path: Path) -> None:
@@ -203,8 +144,10 @@ def test_case3_source_runs_under_bash_with_a_finding(tmp_path: Path) -> None:
     assert dash.returncode == 127  # the failure the issue describes
     branch = worker[2].replace("exec rq worker", "echo")
     picked = subprocess.run(
-        ["bash", "-c", branch], env={"QUEUES": "high low", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True,
+        ["bash", "-c", branch],
+        env={"QUEUES": "high low", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
     )
     assert picked.stdout.strip() == "high low"
 
