@@ -182,7 +182,11 @@ def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca:
         db={"host": "127.0.0.1", "port": ports["pg_heroku"], "user": SOURCE_USER,
             "password": src_password, "database": SOURCE_DB},
         domain=RECORD, heroku_dns_target=HEROKU_DNS_TARGET, api_key=api_key,
+        scheduled_backups=True,
     )
+    # As on a real app, scheduled backups exist beside cutover's, and one finishes while
+    # initial-sync's capture runs: `pg:backups:url` without an id would hand out that one.
+    state["apps"][HEROKU_APP]["scheduled_backup_during_capture"] = 1
     procs.ensure_private_dir(folder / "heroku")
     heroku_api.save_state(folder / "heroku" / "state.json", state)
     pid_file = folder / "heroku" / "api.pid"

@@ -187,3 +187,43 @@ def test_second_run_is_a_no_op(cutover_run: dict[str, Any]) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[ 1/16]" not in proc.stdout  # nothing ran again
     assert "cutover complete" in proc.stdout
+
+
+def test_sync_restored_its_own_backup_not_the_newest(sandbox: Path,
+                                                     cutover_run: dict[str, Any]) -> None:
+    """A scheduled backup finished while initial-sync's capture ran (the sandbox injects one,
+    as on a real app): `pg:backups:url` without an id would have handed out that one
+    (pg/backups/url.js), so cutover must ask for the id it captured."""
+    state = json.loads((cutover_run["work"] / ".cutover" / "state.json").read_text())
+    ours = {state["steps"][step]["outputs"]["backup"] for step in ("initial-sync", "final-sync")}
+    assert all(re.fullmatch(r"b\d{3,}", b) for b in ours), ours
+    app = heroku_api.load_state(sandbox / "heroku" / "state.json")["apps"][manager.HEROKU_APP]
+    transfers = app["transfers"]
+    initial = state["steps"]["initial-sync"]["outputs"]["backup"]
+    captured = next(t for t in transfers if f"b{int(t['num']):03d}" == initial)
+    in_between = [t for t in transfers if t.get("schedule") and t.get("succeeded")
+                  and t["created_at"] > captured["created_at"]]
+    assert in_between, "the sandbox should have finished a scheduled backup during the capture"
+    logged = [json.loads(line) for line in
+              cutover_run["argv_log"].read_text().splitlines() if line.strip()]
+    urls = [argv for argv in logged if "pg:backups:url" in argv]
+    assert urls and all(any(re.fullmatch(r"b\d{3,}", a) for a in argv) for argv in urls), urls
+
+
+def test_heroku_answers_with_the_maintenance_page(sandbox: Path,
+                                                 cutover_run: dict[str, Any]) -> None:
+    """Heroku's router answers every request of an app in maintenance with its maintenance
+    page and 503 (Dev Center, "Maintenance Mode"), so a smoke check cannot pass against it."""
+    import ssl  # noqa: PLC0415 - only this test speaks HTTP
+
+    import httpx  # noqa: PLC0415
+
+    env = json.loads((sandbox / "env.json").read_text())
+    host, port = env["resolve"][manager.HEROKU_HOSTNAME].split(":")
+    trust = ssl.create_default_context(cafile=env["ca_file"])
+    with httpx.Client(verify=trust) as client:
+        response = client.get(f"https://{host}:{port}/healthz",
+                              headers={"Host": manager.HEROKU_HOSTNAME},
+                              extensions={"sni_hostname": manager.HEROKU_HOSTNAME})
+    assert response.status_code == 503
+    assert "maintenance" in response.text.lower()
