@@ -61,17 +61,16 @@ def installed() -> Iterator[tuple[Path, Path, dict[str, str]]]:
         src = base / "src"
         src.mkdir()
         for name in SOURCES:
-            path = REPO / name
-            if path.is_dir():
-                shutil.copytree(path, src / name,
+            if (REPO / name).is_dir():
+                shutil.copytree(REPO / name, src / name,
                                 ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
             else:
-                shutil.copy2(path, src / name)
+                shutil.copy2(REPO / name, src / name)
         # The child's PATH: the system's tools, not the dev venv (whose cutover is editable).
         dev_bin = str(Path(sys.executable).parent)
         path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                                if p and p != dev_bin)
-        env = {**os.environ, "PATH": path}
+        env: dict[str, str] = {**os.environ, "PATH": path}
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)
         _ok(_run([sys.executable, "-m", "pip", "wheel", "--no-deps",
