@@ -43,8 +43,36 @@ def test_crash_message_names_the_state_file_only_with_one(
         assert "Please report it with that file." in err
 
 
-def test_state_commands_are_exactly_those_with_a_playbook_state() -> None:
-    assert set(cli.STATE_COMMANDS) == {"plan", "run", "status", "log", "unlock"}
+# A bug planted where each command does its work, in a child process (the command groups are
+# registered per command line, so the real `main()` runs).
+PLANT = """
+import sys
+def boom(*args, **kwargs):
+    raise RuntimeError("planted")
+import cutover.engine.run, cutover.playbook, cutover.translate.cli
+cutover.engine.run.plan = cutover.engine.run.run = boom
+cutover.playbook.load_playbook = boom
+cutover.translate.cli.run_translate = boom
+sys.argv = ["cutover", *sys.argv[1:]]
+from cutover.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("argv", "has_state"), [
+    (["plan"], True), (["run", "--yes"], True), (["status"], True), (["log"], True),
+    (["unlock"], True), (["translate", "."], False),
+])
+def test_each_command_crash_names_the_state_file_only_with_one(
+        argv: list[str], has_state: bool, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", PLANT, *argv], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "unexpected error: RuntimeError: planted" in proc.stderr
+    assert (STATE_HINT in proc.stderr) is has_state
+    assert (argv[0] in cli.STATE_COMMANDS) is has_state
+    assert "Traceback" not in proc.stderr
 
 
 def test_a_sandbox_command_crash_does_not_mention_a_state_file(tmp_path: Path) -> None:
