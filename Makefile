@@ -29,9 +29,10 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m 'not slow'
 
+# mypy reads pyproject.toml: explicit package bases under tests/ (three conftest.py files).
 lint: setup
 	$(BIN)/ruff check cutover tests
-	$(BIN)/mypy cutover
+	$(BIN)/mypy cutover tests
 
 demo: setup
 	$(BIN)/cutover sandbox up

@@ -6,32 +6,33 @@ Exit codes: 0 done, 1 a step failed (resumable), 2 invalid input, 3 waiting at a
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shlex
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from cutover import __version__
-from cutover.engine import run as engine
-from cutover.engine.audit import EVENTS_FILE, read_events
-from cutover.engine.lock import unlock as clear_lock
-from cutover.engine.plan import build_plan, new_state
-from cutover.engine.state import StateStore
 from cutover.errors import EXIT_INTERRUPTED, EXIT_STEP_FAILED, CutoverError
-from cutover.playbook import DEFAULT_PLAYBOOK, load_playbook
-from cutover.secrets import SecretMasker
-from cutover.steps import STEP_IDS
-from cutover.ui import Ui, status_table
+
+if TYPE_CHECKING:
+    from cutover.ui import Ui
+
+# Start-up rule: this module imports only typer and cutover's light modules at the top. Each
+# command imports what it needs (the playbook model, the engine, the adapters) when it runs, and
+# main() registers the translate and sandbox groups only for a command line that can use them,
+# so `cutover --version` and `cutover status` do not pay for every library
+# (tests/e2e/test_startup_imports.py).
+
+# = cutover.playbook.DEFAULT_PLAYBOOK (not imported: the playbook model loads pydantic);
+# tests/e2e/test_startup_imports.py checks that the two agree.
+DEFAULT_PLAYBOOK = "cutover.yml"
+# Commands with a playbook whose state folder a crash report can point at.
+STATE_COMMANDS = ("plan", "run", "status", "log", "unlock")
+CORE_COMMANDS = STATE_COMMANDS
+TRANSLATE_COMMANDS = ("translate", "init")
+SANDBOX_COMMANDS = ("sandbox",)
 
 app = typer.Typer(
     add_completion=False,
@@ -45,9 +46,19 @@ PlaybookOpt = Annotated[
 ]
 
 
-def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False) -> None:
+def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False,
+           has_state: bool = False) -> None:
     """The one error boundary: known errors print brief/details/resolution on stderr, no
-    traceback. ``quiet_stdout``: progress goes to stderr too (stdout carries data)."""
+    traceback. ``quiet_stdout``: progress goes to stderr too (stdout carries data).
+    ``has_state``: the command works on a playbook's state file, which a crash message points at
+    (translate, init and sandbox have none)."""
+    import traceback  # noqa: PLC0415 - start-up: see the module's note
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from cutover.secrets import SecretMasker  # noqa: PLC0415
+    from cutover.ui import Ui  # noqa: PLC0415
+
     err = Console(stderr=True, highlight=False)
     ui = Ui(err if quiet_stdout else Console(highlight=False), SecretMasker(), err)
     try:
@@ -63,12 +74,16 @@ def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False) -> None:
         ui.error(f"unexpected error: {type(exc).__name__}: {ui.masker.mask(str(exc))}",
                  f"this is a bug in cutover; the traceback is in {report}",
                  "The state file is written atomically, so `cutover status` shows where the "
-                 "run stands; resume with `cutover run` once the cause is fixed.")
+                 "run stands; resume with `cutover run` once the cause is fixed."
+                 if has_state else "Please report it with that file.")
         code = EXIT_STEP_FAILED
     raise typer.Exit(code)
 
 
 def _crash_report(text: str) -> str:
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
     fd, path = tempfile.mkstemp(prefix="cutover-crash-", suffix=".txt")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -97,7 +112,10 @@ def plan(
     = None,
 ) -> None:
     """Show every step, what is done, the gates and the exact commands. Runs nothing."""
-    _guard(lambda ui: engine.plan(file, engine.RunOptions(until=until, from_step=from_step), ui))
+    from cutover.engine import run as engine  # noqa: PLC0415 - start-up: see the module's note
+
+    _guard(lambda ui: engine.plan(file, engine.RunOptions(until=until, from_step=from_step), ui),
+           has_state=True)
 
 
 @app.command()
@@ -113,12 +131,14 @@ def run(
         "--accept-changes", help="Resume although the playbook changed.")] = False,
 ) -> None:
     """Run the cutover, or resume it from the first step that is not done."""
+    from cutover.engine import run as engine  # noqa: PLC0415 - start-up: see the module's note
+
     options = engine.RunOptions(until=until, from_step=from_step, yes=yes,
                                 accept_changes=accept_changes,
                                 interactive=engine.is_interactive())
     if dry_run:
-        _guard(lambda ui: engine.plan(file, options, ui))
-    _guard(lambda ui: engine.run(file, options, ui))
+        _guard(lambda ui: engine.plan(file, options, ui), has_state=True)
+    _guard(lambda ui: engine.run(file, options, ui), has_state=True)
 
 
 @app.command()
@@ -129,6 +149,15 @@ def status(
     """Show each step's status, attempts, duration and outputs."""
 
     def body(ui: Ui) -> int:
+        import json  # noqa: PLC0415 - start-up: see the module's note
+
+        from cutover.engine import run as engine  # noqa: PLC0415
+        from cutover.engine.plan import build_plan, new_state  # noqa: PLC0415
+        from cutover.engine.state import StateStore  # noqa: PLC0415
+        from cutover.playbook import load_playbook  # noqa: PLC0415
+        from cutover.steps import STEP_IDS  # noqa: PLC0415
+        from cutover.ui import status_table  # noqa: PLC0415
+
         playbook = load_playbook(file)
         store = StateStore(playbook.state_dir, ui.masker)
         state = store.load()
@@ -160,7 +189,7 @@ def status(
             ui.info(f"next: {nxt.step.id} ({nxt.reason}) - {engine.resume_command(playbook)}")
         return 0
 
-    _guard(body)
+    _guard(body, has_state=True)
 
 
 @app.command()
@@ -172,6 +201,11 @@ def log(
     """Show the audit log readably."""
 
     def body(ui: Ui) -> int:
+        import json  # noqa: PLC0415 - start-up: see the module's note
+
+        from cutover.engine.audit import EVENTS_FILE, read_events  # noqa: PLC0415
+        from cutover.playbook import load_playbook  # noqa: PLC0415
+
         playbook = load_playbook(file)
         path = playbook.state_dir / EVENTS_FILE
         for event in read_events(path):
@@ -183,10 +217,14 @@ def log(
                 ui.info(format_event(event))
         return 0
 
-    _guard(body)
+    _guard(body, has_state=True)
 
 
 def format_event(event: dict[str, Any]) -> str:
+    import contextlib  # noqa: PLC0415 - start-up: see the module's note
+    import shlex  # noqa: PLC0415
+    from datetime import datetime  # noqa: PLC0415
+
     ts = str(event.get("ts", ""))
     with contextlib.suppress(ValueError):
         ts = datetime.fromisoformat(ts).strftime("%Y-%m-%d %H:%M:%S")
@@ -216,29 +254,47 @@ def unlock(
     """Clear the run lock when its process is gone (or with --force)."""
 
     def body(ui: Ui) -> int:
+        from cutover.engine.lock import unlock as clear_lock  # noqa: PLC0415
+        from cutover.playbook import load_playbook  # noqa: PLC0415
+
         playbook = load_playbook(file)
         ui.info(clear_lock(playbook.state_dir, force=force))
         return 0
 
-    _guard(body)
+    _guard(body, has_state=True)
 
 
-def _register_optional() -> None:
-    """Command groups that live in their own modules."""
-    from cutover.sandbox.commands import register as register_sandbox  # noqa: PLC0415
-    from cutover.translate.cli import register as register_translate  # noqa: PLC0415
+def _register_optional(argv: list[str]) -> str | None:
+    """Register the command groups that live in their own modules, only those this command
+    line can use (all of them for help or an unknown command). Returns the command's name."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in CORE_COMMANDS or (command is None and "--version" in argv):
+        return command
+    if command not in SANDBOX_COMMANDS:
+        from cutover.translate.cli import register as register_translate  # noqa: PLC0415
 
-    register_translate(app, _guard)
-    register_sandbox(app, _guard)
+        register_translate(app, _guard)
+    if command not in TRANSLATE_COMMANDS:
+        from cutover.sandbox.commands import register as register_sandbox  # noqa: PLC0415
+
+        register_sandbox(app, _guard)
+    return command
 
 
 def main() -> None:
-    from cutover.translate.cli import extract_timers  # noqa: PLC0415
+    argv = sys.argv[1:]
+    command = _register_optional(argv)
+    if command in TRANSLATE_COMMANDS:
+        from cutover.translate.cli import extract_timers  # noqa: PLC0415
 
-    _register_optional()
-    try:
-        argv = extract_timers(sys.argv[1:])
-    except CutoverError as exc:
-        Ui(Console(), SecretMasker()).error(exc.brief, exc.details, exc.resolution)
-        sys.exit(exc.exit_code)
+        try:
+            argv = extract_timers(argv)
+        except CutoverError as exc:
+            from rich.console import Console  # noqa: PLC0415
+
+            from cutover.secrets import SecretMasker  # noqa: PLC0415
+            from cutover.ui import Ui  # noqa: PLC0415
+
+            Ui(Console(), SecretMasker()).error(exc.brief, exc.details, exc.resolution)
+            sys.exit(exc.exit_code)
     app(args=argv, prog_name="cutover")

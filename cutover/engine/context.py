@@ -1,4 +1,8 @@
-"""Build the step context (adapters and all) from a playbook, a state and an optional sandbox."""
+"""Build the step context (adapters and all) from a playbook, a state and an optional sandbox.
+
+Start-up rule: the adapters (and their libraries: sh, httpx, dnspython) are imported inside the
+functions that build them, so that importing the engine (as `cutover status` does) stays light.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cutover.adapters.convox import ConvoxAdapter
-from cutover.adapters.dns import DnsProvider, Rfc2136Provider
-from cutover.adapters.dns_manual import ManualDnsProvider
-from cutover.adapters.heroku import HerokuAdapter
-from cutover.adapters.http import HttpClient
-from cutover.adapters.postgres import PostgresAdapter
-from cutover.engine.state import RunState
 from cutover.errors import InvalidInput
-from cutover.playbook import LoadedPlaybook
-from cutover.runner import AuditSink, Runner
-from cutover.secrets import SecretMasker
-from cutover.steps.base import Context, Reporter
+
+if TYPE_CHECKING:
+    from cutover.adapters.dns import DnsProvider
+    from cutover.engine.state import RunState
+    from cutover.playbook import LoadedPlaybook
+    from cutover.runner import AuditSink, Runner
+    from cutover.secrets import SecretMasker
+    from cutover.steps.base import Context, Reporter
 
 TSIG_SECRET_VAR = "CUTOVER_DNS_TSIG_SECRET"  # noqa: S105 - the variable's name, not a secret
 SANDBOX_ENV_FILE = "env.json"
@@ -58,6 +59,8 @@ def load_sandbox(folder: Path) -> SandboxEnv:
 
 def make_runner(playbook: LoadedPlaybook, masker: SecretMasker, audit: AuditSink | None,
                 *, sandbox_optional: bool = False) -> tuple[Runner, SandboxEnv | None]:
+    from cutover.runner import Runner  # noqa: PLC0415 - start-up: see the module's note
+
     sandbox = None
     if playbook.model.sandbox:
         try:
@@ -78,6 +81,9 @@ def make_dns(playbook: LoadedPlaybook, masker: SecretMasker, sandbox: SandboxEnv
     dns = playbook.model.dns
     if dns is None:
         return None
+    from cutover.adapters.dns import Rfc2136Provider  # noqa: PLC0415 - see the module's note
+    from cutover.adapters.dns_manual import ManualDnsProvider  # noqa: PLC0415
+
     if dns.provider == "manual":
         return ManualDnsProvider(dns.zone)
     box = sandbox.dns if sandbox else {}
@@ -104,6 +110,13 @@ def split_server(server: str) -> tuple[str, int]:
 def build_context(playbook: LoadedPlaybook, state: RunState, *, masker: SecretMasker,
                   audit: AuditSink | None, reporter: Reporter,
                   sandbox_optional: bool = False) -> Context:
+    # Start-up: see the module's note.
+    from cutover.adapters.convox import ConvoxAdapter  # noqa: PLC0415
+    from cutover.adapters.heroku import HerokuAdapter  # noqa: PLC0415
+    from cutover.adapters.http import HttpClient  # noqa: PLC0415
+    from cutover.adapters.postgres import PostgresAdapter  # noqa: PLC0415
+    from cutover.steps.base import Context  # noqa: PLC0415
+
     runner, sandbox = make_runner(playbook, masker, audit, sandbox_optional=sandbox_optional)
     work_dir = playbook.state_dir / "work"
     model = playbook.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -9,9 +10,33 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cutover.errors import InvalidInput
 from cutover.ui import Ui
 
+# The `sandbox` extra (pyproject.toml): the import name of each package it installs.
+EXTRA_MODULES = ("psycopg", "trustme")
+EXTRA_INSTALL = "pip install 'cutover[sandbox]'"
+
 DirOpt = Annotated[Path, typer.Option("--dir", help="Sandbox folder.", show_default=True)]
+
+
+def require_extra() -> None:
+    """Exit 2 naming what to install when the `sandbox` extra is missing (no traceback).
+
+    Each command imports cutover.sandbox.manager after this check, inside the command, so that
+    `cutover` starts without the sandbox's libraries."""
+    missing = []
+    for name in EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise InvalidInput(
+            f"the sandbox needs the optional packages of cutover's `sandbox` extra "
+            f"(missing: {', '.join(missing)})",
+            resolution=f"Install them with: {EXTRA_INSTALL}   "
+                       "(with pipx: pipx install --force 'cutover[sandbox]').")
 
 
 def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> None:
@@ -26,11 +51,13 @@ def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> 
         """Start the sandbox (a no-op when it is already up)."""
 
         def body(ui: Ui) -> int:
-            from cutover.sandbox import manager  # noqa: PLC0415 - keeps `cutover` start-up light
+            require_extra()
+            from cutover.sandbox import manager  # noqa: PLC0415 - needs the extra
 
             manager.up(folder, rows=rows, say=lambda m: ui.info(f"sandbox: {m}"))
-            ui.info(f"sandbox up in {folder.absolute()}; try: "
-                    "cutover run -f playbooks/sandbox.yml", "bold")
+            ui.info(f"sandbox up in {folder.absolute()}; a playbook rehearses against it with "
+                    f"`sandbox: {folder.absolute()}` (in a cutover checkout: "
+                    "cutover run -f playbooks/sandbox.yml)", "bold")
             return 0
 
         guard(body)
@@ -40,7 +67,8 @@ def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> 
         """Stop everything the sandbox started and remove its folder."""
 
         def body(ui: Ui) -> int:
-            from cutover.sandbox import manager  # noqa: PLC0415
+            require_extra()
+            from cutover.sandbox import manager  # noqa: PLC0415 - needs the extra
 
             manager.down(folder, say=lambda m: ui.info(f"sandbox: {m}"))
             return 0
@@ -52,7 +80,8 @@ def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> 
         """Show the sandbox's processes."""
 
         def body(ui: Ui) -> int:
-            from cutover.sandbox import manager  # noqa: PLC0415
+            require_extra()
+            from cutover.sandbox import manager  # noqa: PLC0415 - needs the extra
 
             parts = manager.status(folder)
             if not parts:

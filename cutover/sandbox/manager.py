@@ -26,6 +26,8 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +53,9 @@ SOURCE_DB = "d8f3k2sandbox"
 SOURCE_USER = "u4b1sandbox"
 TARGET_DB = "app"
 TARGET_USER = "app"
-REPO_ROOT = Path(cutover.__file__).resolve().parent.parent
-SAMPLE_APP_SOURCE = REPO_ROOT / "playbooks" / "sandbox-app"
+# The sample app's source (Dockerfile, convox.yml) is package data, so that the sandbox works
+# from an installed wheel as well as from the source tree (pyproject.toml's package-data).
+SAMPLE_APP = ("data", "sample-app")
 
 
 @dataclass
@@ -64,9 +67,27 @@ class Component:
 
 
 def _heroku_bin() -> list[str]:
-    """Where the pinned heroku CLI is: the repository's node_modules, else PATH."""
-    local = REPO_ROOT / "node_modules" / ".bin"
-    return [str(local)] if (local / "heroku").exists() else []
+    """Where the pinned heroku CLI is: a source checkout's node_modules (``make setup``), else
+    PATH (an installed wheel: the operator's own heroku CLI)."""
+    checkout = Path(cutover.__file__).resolve().parent.parent
+    local = checkout / "node_modules" / ".bin"
+    return [str(local)] if (checkout / "pyproject.toml").exists() and (
+        local / "heroku").exists() else []
+
+
+def sample_app_source() -> Traversable:
+    """The sample app's files inside the installed package."""
+    return resources.files("cutover.sandbox").joinpath(*SAMPLE_APP)
+
+
+def copy_tree(source: Traversable, dest: Path) -> None:
+    """Copy package data (a folder of a wheel, zip or source tree) to ``dest``."""
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_dir():
+            copy_tree(item, dest / item.name)
+        else:
+            (dest / item.name).write_bytes(item.read_bytes())
 
 
 def _load(folder: Path) -> dict[str, Any] | None:
@@ -254,7 +275,7 @@ def _start_convox(folder: Path, data: dict[str, Any], cert: Path, key: Path, dst
     app_dir = folder / "app"
     if app_dir.exists():
         shutil.rmtree(app_dir)
-    shutil.copytree(SAMPLE_APP_SOURCE, app_dir)
+    copy_tree(sample_app_source(), app_dir)
     return convox_config, bin_dir
 
 

@@ -403,7 +403,7 @@ def test_private_gitconfig_holds_the_key_the_cli_reads(
     runner = Runner(masker, base_env={"HEROKU_HOST": heroku_host, **env_extra})
     adapter = HerokuAdapter(runner, masker, APP, tmp_path / "work")
     env = adapter._env()
-    gitconfig = Path(env["GIT_CONFIG_GLOBAL"])
+    gitconfig = Path(str(env["GIT_CONFIG_GLOBAL"]))
     assert stat.S_IMODE(gitconfig.stat().st_mode) == 0o600
     got = subprocess.run(
         ["git", "config", "--file", str(gitconfig), "--get", f"credential.https://{git_host}.helper"],
@@ -598,7 +598,7 @@ def test_reads(hk: Harness) -> None:
 def test_cli_leaves_the_private_gitconfig_untouched(hk: Harness) -> None:
     """The adapter pre-seeds GIT_CONFIG_GLOBAL so the CLI's credential-helper hook only reads
     it (reference §2.6): a CLI call must not rewrite it."""
-    gitconfig = Path(hk.adapter._env()["GIT_CONFIG_GLOBAL"])
+    gitconfig = Path(str(hk.adapter._env()["GIT_CONFIG_GLOBAL"]))
     before = (gitconfig.stat().st_ino, gitconfig.read_text())
     assert hk.adapter.maintenance() is False
     after = (gitconfig.stat().st_ino, gitconfig.read_text())

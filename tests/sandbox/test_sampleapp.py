@@ -317,7 +317,9 @@ def _peer_names(port: int, server_name: str, context: ssl.SSLContext) -> list[st
         context.wrap_socket(raw, server_hostname=server_name) as sock,
     ):
         cert = sock.getpeercert()
-    return [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    assert cert is not None
+    sans = cert.get("subjectAltName", ())
+    return [str(pair[1]) for pair in sans if isinstance(pair, tuple) and pair[0] == "DNS"]
 
 
 def test_sni_picks_the_certificate_for_the_name_once_it_exists(
