@@ -309,7 +309,7 @@ def down(folder: Path, *, say: Any = print) -> list[str]:
     if (convox_config / convox_fake.STATE_FILE).exists():
         with contextlib.suppress(Exception):
             for pid in convox_fake.stop_processes(convox_config):
-                stopped.append(f"convox web (pid {pid})")
+                stopped.append(f"convox process (pid {pid})")
     data = _load(folder) or {}
     for name in ("pg_heroku", "pg_convox"):
         path = folder / f"{name.replace('_', '-')}.json"

@@ -267,7 +267,7 @@ def test_timer_option_parses() -> None:
     ],
 )
 def test_json_error_names_file_line_and_field_as_data(
-    tmp_path: Path, files: dict[str, str], place: tuple[str, int, str]
+    tmp_path: Path, files: dict[str, str | bytes], place: tuple[str, int, str]
 ) -> None:
     _write(tmp_path, files)
     proc = subprocess.run(
