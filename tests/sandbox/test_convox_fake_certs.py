@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from convox_support import Sandbox
+from support.waiting import wait_for
 
 from cutover.adapters.dns import Record, Rfc2136Provider
 from cutover.sandbox import convox_fake as fake
@@ -30,13 +30,6 @@ services:
     port: 3000
     domain: app.example.test
 """
-
-
-def poll(what: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -84,6 +77,6 @@ def test_custom_domain_gets_its_certificate_only_once_dns_points_at_the_router(
         state = fake.read_state(app.config)
         return bool(state["certificates"]["app.example.test"]["status"] == "issued")
 
-    poll(issued)
+    wait_for(issued)
     assert names_served(port, "app.example.test", ca) == ["app.example.test"]
     assert not fake.read_state(app.config).get("jobs")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.waiting import wait_for
 from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     API_KEY,
     APP,
@@ -34,7 +35,7 @@ from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     start_emulator,
     tls_files,
 )
-from test_heroku_api_states import emulator, state_with, tables_in, wait_for
+from test_heroku_api_states import emulator, state_with, tables_in
 
 from cutover.sandbox import procs
 from cutover.sandbox.heroku_api import (

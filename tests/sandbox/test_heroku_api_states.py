@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.waiting import wait_for
 from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     API_KEY,
     APP,
@@ -216,16 +216,6 @@ def test_backup_schedule_and_scheduled_backups(tmp_path: Path) -> None:
 
 # ============================================================================================
 # Backups over time, against a real database
-
-
-def wait_for(predicate: Any, what: str, deadline: float = 90) -> Any:
-    until = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < until, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
