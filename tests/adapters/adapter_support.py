@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trustme
-
 from cutover.runner import ARGV_LOG_VAR
 from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
@@ -74,14 +72,6 @@ def group_gone(pgid: int, timeout: float = 5.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: trustme.CA = field(repr=False)
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
 
 
 @dataclass(frozen=True)

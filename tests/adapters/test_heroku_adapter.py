@@ -34,11 +34,11 @@ from adapter_support import (
     REPO,
     AppDatabase,
     ListAudit,
-    TlsFiles,
     assert_argv_clean,
     make_database,
     read_argv_log,
 )
+from support.tls import TlsFiles
 
 from cutover.adapters import heroku as heroku_mod
 from cutover.adapters.heroku import FormationEntry, HerokuAdapter

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
+from support.tls import write_tls_files
 
 from cutover.sandbox import pgcluster, procs
 from cutover.sandbox.heroku_api import (
@@ -470,14 +470,8 @@ def test_delay_fault_wakes_on_stop(emu: Emulator) -> None:
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(CA file, server certificate chain, server key) for 127.0.0.1 and localhost."""
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    leaf.private_key_pem.write_to_path(str(folder / "key.pem"))
-    for index, blob in enumerate(leaf.cert_chain_pems):
-        blob.write_to_path(str(folder / "cert.pem"), append=index > 0)
-    return folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    files = write_tls_files(tmp_path_factory.mktemp("tls"))
+    return files.ca_file, files.cert_file, files.key_file
 
 
 def test_servers_in_process(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> None:

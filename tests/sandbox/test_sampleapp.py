@@ -25,18 +25,13 @@ from typing import Any
 import psycopg
 import pytest
 import trustme
+from support.tls import peer_dns_names, write_tls_files
 
 from cutover.sandbox import convox_fake as fake
+from cutover.sandbox import procs
 from cutover.sandbox.pgcluster import PgCluster
 
 SECRET = "pw-t0p-s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -48,14 +43,10 @@ class Tls:
 
 @pytest.fixture
 def tls(tmp_path: Path) -> Tls:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
+    files = write_tls_files(tmp_path)
     context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return Tls(cert, key, context)
+    files.ca.configure_trust(context)
+    return Tls(files.cert_file, files.key_file, context)
 
 
 @dataclass
@@ -89,7 +80,7 @@ def start_app(tmp_path: Path, tls: Tls) -> Iterator[StartApp]:
 
     def start(use_tls: bool = True, **env: str) -> App:
         port_text = env.pop("PORT", "")
-        port = int(port_text) if port_text.isdigit() else free_port()
+        port = int(port_text) if port_text.isdigit() else procs.free_port()
         log = tmp_path / f"app-{len(started)}.log"
         child_env = {
             "PATH": os.environ["PATH"],
@@ -130,7 +121,7 @@ def start_app(tmp_path: Path, tls: Tls) -> Iterator[StartApp]:
 
 
 def dead_database_url() -> str:
-    return f"postgresql://app:{SECRET}@127.0.0.1:{free_port()}/appdb"
+    return f"postgresql://app:{SECRET}@127.0.0.1:{procs.free_port()}/appdb"
 
 
 def test_healthz_reports_503_without_leaking_the_password(start_app: StartApp) -> None:
@@ -230,7 +221,7 @@ def test_convox_stand_in_serves_the_app_on_its_real_database(
     config, bindir, work = tmp_path / "cfg", tmp_path / "bin", tmp_path / "work"
     work.mkdir()
     fake.install_shim(bindir)
-    router = fake.Router("127.0.0.1", free_port(), str(tls.cert), str(tls.key))
+    router = fake.Router("127.0.0.1", procs.free_port(), str(tls.cert), str(tls.key))
     backend = fake.PostgresBackend(
         "127.0.0.1", database.cluster.port, database.owner, database.password, database.dbname
     )
@@ -272,7 +263,7 @@ def test_convox_stand_in_serves_the_app_on_its_real_database(
         )
         assert (run.returncode, run.stdout.strip()) == (0, "42")
 
-        port = free_port()
+        port = procs.free_port()
         proxy = subprocess.Popen(
             ["convox", "resources", "proxy", "database", "-a", "demo", "-p", str(port)],
             cwd=work,
@@ -311,17 +302,6 @@ def test_convox_stand_in_serves_the_app_on_its_real_database(
 # --- SNI certificates (the router) and Heroku maintenance mode -------------------------------
 
 
-def _peer_names(port: int, server_name: str, context: ssl.SSLContext) -> list[str]:
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=server_name) as sock,
-    ):
-        cert = sock.getpeercert()
-    assert cert is not None
-    sans = cert.get("subjectAltName", ())
-    return [str(pair[1]) for pair in sans if isinstance(pair, tuple) and pair[0] == "DNS"]
-
-
 def test_sni_picks_the_certificate_for_the_name_once_it_exists(
     start_app: StartApp, tmp_path: Path
 ) -> None:
@@ -338,14 +318,14 @@ def test_sni_picks_the_certificate_for_the_name_once_it_exists(
     ca.configure_trust(context)
     # No certificate for the custom name yet: the default one, which does not cover it.
     with pytest.raises(ssl.SSLCertVerificationError):
-        _peer_names(app.port, "www.example.test", context)
-    assert _peer_names(app.port, "router.sandbox.convox.test", context) == [
+        peer_dns_names(app.port, "www.example.test", context)
+    assert peer_dns_names(app.port, "router.sandbox.convox.test", context) == [
         "router.sandbox.convox.test"
     ]
     leaf = ca.issue_cert("www.example.test")
     leaf.private_key_pem.write_to_path(str(certs / "www.example.test-key.pem"))
     leaf.cert_chain_pems[0].write_to_path(str(certs / "www.example.test.pem"))
-    assert _peer_names(app.port, "www.example.test", context) == ["www.example.test"]
+    assert peer_dns_names(app.port, "www.example.test", context) == ["www.example.test"]
 
 
 def test_heroku_app_in_maintenance_answers_the_maintenance_page_with_503(
