@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from adapter_support import AppDatabase, ListAudit, make_database
+from adapter_support import ListAudit
+from support.databases import AppDatabase, make_database
 from support.tls import TlsFiles, write_tls_files
 
 

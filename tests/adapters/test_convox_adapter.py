@@ -23,9 +23,9 @@ from adapter_support import (
     ListAudit,
     assert_argv_clean,
     group_gone,
-    make_database,
     read_argv_log,
 )
+from support.databases import make_database
 
 from cutover.adapters import convox as convox_mod
 from cutover.adapters.convox import MAX_ENV_LINE, ConvoxAdapter, env_lines, parse_info, parse_table

@@ -32,12 +32,11 @@ import pytest
 from adapter_support import (
     ARGV_LOG_ENV,
     REPO,
-    AppDatabase,
     ListAudit,
     assert_argv_clean,
-    make_database,
     read_argv_log,
 )
+from support.databases import WIDGETS_SQL, AppDatabase, make_database
 from support.tls import TlsFiles
 
 from cutover.adapters import heroku as heroku_mod
@@ -46,7 +45,7 @@ from cutover.adapters.http import HttpClient
 from cutover.adapters.postgres import PostgresAdapter
 from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
 from cutover.runner import Runner
-from cutover.sandbox import pgcluster, procs
+from cutover.sandbox import procs
 from cutover.sandbox.heroku_api import (
     cli_env,
     default_state,
@@ -458,9 +457,7 @@ def emulator(
 ) -> Iterator[Emulator]:
     """The emulator as a real subprocess for this module; each test resets its state."""
     db = make_database(pg_source, "heroku")
-    with pgcluster.connect(pg_source, db.dbname, db.owner, db.password) as conn:
-        conn.execute("CREATE TABLE widgets (id int PRIMARY KEY, label text)")
-        conn.execute("INSERT INTO widgets VALUES (1, 'one'), (2, 'two')")
+    db.execute(*WIDGETS_SQL)
     folder = tmp_path_factory.mktemp("heroku-emulator")
     state_path, log_path, pid_file = folder / "state.json", folder / "emu.log", folder / "pid"
     save_state(state_path, make_state(db))

@@ -25,13 +25,13 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from convox_support import app, deployed, sandbox
+from support.databases import AppDatabase, make_database
 
-from cutover.sandbox import pgcluster, procs
+from cutover.sandbox import procs
 from cutover.sandbox.knot import KnotServer, RecordSpec
 from cutover.sandbox.pgcluster import PgCluster
 
@@ -48,35 +48,12 @@ PgFactory = Callable[[str], PgCluster]
 KnotFactory = Callable[..., KnotServer]
 
 
-@dataclass(frozen=True)
-class AppDatabase:
-    """A database on a test cluster and the role owning it."""
-
-    cluster: PgCluster
-    dbname: str
-    owner: str
-    password: str = field(repr=False)
-
-    def libpq_env(self) -> dict[str, str]:
-        """PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE for the owner."""
-        return self.cluster.libpq_env(self.dbname, self.owner, self.password)
-
-    def url(self) -> str:
-        """postgresql:// URL for the owner."""
-        return self.cluster.url(self.dbname, self.owner, self.password)
-
-
 @pytest.fixture
 def pg_database() -> Callable[..., AppDatabase]:
     """Create a uniquely named role and database on a cluster: ``pg_database(cluster)``."""
 
     def make(cluster: PgCluster, prefix: str = "app") -> AppDatabase:
-        suffix = secrets.token_hex(4)
-        database = AppDatabase(
-            cluster, f"{prefix}_{suffix}", f"{prefix}_owner_{suffix}", secrets.token_urlsafe(12)
-        )
-        pgcluster.create_role_and_db(cluster, database.dbname, database.owner, database.password)
-        return database
+        return make_database(cluster, prefix, password=secrets.token_urlsafe(12))
 
     return make
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import signal
 import ssl
 import subprocess
@@ -25,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.databases import WIDGETS_SQL, backing_database
 from support.tls import write_tls_files
 
-from cutover.sandbox import pgcluster, procs
+from cutover.sandbox import procs
 from cutover.sandbox.heroku_api import (
     Emulator,
     EmulatorServers,
@@ -808,19 +808,7 @@ def test_cli_releases_json(running: Running, cli: CliRunner) -> None:
 @pytest.fixture
 def backing_db(pg_source: PgCluster) -> dict[str, str | int]:
     """A fresh database with one table in the shared session cluster."""
-    suffix = secrets.token_hex(4)
-    name, user, password = f"app_{suffix}", f"u_{suffix}", "pw:" + secrets.token_urlsafe(12)
-    pgcluster.create_role_and_db(pg_source, name, user, password)
-    with pgcluster.connect(pg_source, name, user, password) as conn:
-        conn.execute("CREATE TABLE widgets (id int PRIMARY KEY, label text)")
-        conn.execute("INSERT INTO widgets VALUES (1, 'one'), (2, 'two')")
-    return {
-        "host": "127.0.0.1",
-        "port": pg_source.port,
-        "dbname": name,
-        "user": user,
-        "password": password,
-    }
+    return backing_database(pg_source, "app", "u", *WIDGETS_SQL)
 
 
 @pytest.mark.slow

@@ -19,12 +19,12 @@ recorded transition time back, and long-running work is awaited by polling with 
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.databases import backing_database
 from support.waiting import wait_for
 from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     API_KEY,
@@ -43,7 +43,6 @@ from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     tls_files,
 )
 
-from cutover.sandbox import pgcluster
 from cutover.sandbox.heroku_api import (
     Emulator,
     add_postgres_attachment,
@@ -249,19 +248,10 @@ def test_capture_runs_in_the_background_with_progress(
 @pytest.fixture
 def pink_db(pg_source: PgCluster) -> dict[str, str | int]:
     """A second real database (table ``gadgets``) for the PINK attachment."""
-    suffix = secrets.token_hex(4)
-    name, user, password = f"pink_{suffix}", f"p_{suffix}", "pw:" + secrets.token_urlsafe(12)
-    pgcluster.create_role_and_db(pg_source, name, user, password)
-    with pgcluster.connect(pg_source, name, user, password) as conn:
-        conn.execute("CREATE TABLE gadgets (id int PRIMARY KEY)")
-        conn.execute("INSERT INTO gadgets VALUES (1)")
-    return {
-        "host": "127.0.0.1",
-        "port": pg_source.port,
-        "dbname": name,
-        "user": user,
-        "password": password,
-    }
+    return backing_database(
+        pg_source, "pink", "p", "CREATE TABLE gadgets (id int PRIMARY KEY)",
+        "INSERT INTO gadgets VALUES (1)",
+    )
 
 
 def tables_in(dump: Path) -> set[str]:
