@@ -17,11 +17,8 @@ the audit events.
 from __future__ import annotations
 
 import shlex
-import signal
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +34,7 @@ from adapter_support import (
     read_argv_log,
 )
 from support.databases import WIDGETS_SQL, AppDatabase, make_database
+from support.heroku_emulator import Running, spawn_emulator, stop_emulator
 from support.tls import TlsFiles
 
 from cutover.adapters import heroku as heroku_mod
@@ -45,11 +43,9 @@ from cutover.adapters.http import HttpClient
 from cutover.adapters.postgres import PostgresAdapter
 from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
 from cutover.runner import Runner
-from cutover.sandbox import procs
 from cutover.sandbox.heroku_api import (
     cli_env,
     default_state,
-    load_state,
     prepare_home,
     save_state,
     update_state,
@@ -416,19 +412,8 @@ def test_private_gitconfig_holds_the_key_the_cli_reads(
 
 
 @dataclass
-class Emulator:
-    proc: subprocess.Popen[bytes]
-    port: int
-    backup_port: int
-    state_path: Path
-    log_path: Path
+class Emulator(Running):
     db: AppDatabase = field(repr=False)
-
-    def state(self) -> dict[str, Any]:
-        return load_state(self.state_path)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def reset(self) -> None:
         save_state(self.state_path, make_state(self.db))
@@ -461,36 +446,15 @@ def emulator(
     folder = tmp_path_factory.mktemp("heroku-emulator")
     state_path, log_path, pid_file = folder / "state.json", folder / "emu.log", folder / "pid"
     save_state(state_path, make_state(db))
-    port, backup_port = procs.free_port(), procs.free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "cutover.sandbox.heroku_api",
-                "--state", str(state_path),
-                "--port", str(port),
-                "--backup-port", str(backup_port),
-                "--tls-cert", str(tls_files.cert_file),
-                "--tls-key", str(tls_files.key_file),
-                "--pid-file", str(pid_file),
-            ],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )
-    running = Emulator(proc, port, backup_port, state_path, log_path, db)
+    started = spawn_emulator(
+        state_path, tls_files.cert_file, tls_files.key_file, log_path, pid_file
+    )
     try:
-        deadline = time.monotonic() + 20
-        while not pid_file.exists():
-            assert proc.poll() is None, f"emulator died:\n{running.log()}"
-            assert time.monotonic() < deadline, f"emulator did not start:\n{running.log()}"
-            time.sleep(0.05)
-        yield running
+        yield Emulator(
+            started.proc, started.port, started.backup_port, state_path, log_path, pid_file, db
+        )
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_emulator(started)
 
 
 @dataclass

@@ -13,7 +13,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -25,9 +24,9 @@ from typing import Any
 
 import pytest
 from support.databases import WIDGETS_SQL, backing_database
+from support.heroku_emulator import Running, spawn_emulator, stop_emulator
 from support.tls import write_tls_files
 
-from cutover.sandbox import procs
 from cutover.sandbox.heroku_api import (
     Emulator,
     EmulatorServers,
@@ -507,22 +506,6 @@ def test_servers_in_process(tmp_path: Path, tls_files: tuple[Path, Path, Path]) 
 # The emulator as a real subprocess, and the real heroku CLI
 
 
-@dataclass
-class Running:
-    proc: subprocess.Popen[bytes]
-    port: int
-    backup_port: int
-    state_path: Path
-    log_path: Path
-    pid_file: Path
-
-    def state(self) -> dict[str, Any]:
-        return load_state(self.state_path)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
 EmulatorFactory = Callable[[dict[str, Any]], Running]
 
 
@@ -537,53 +520,16 @@ def start_emulator(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> Iterat
         folder.mkdir(mode=0o700)
         state_path, log_path, pid_file = folder / "state.json", folder / "emu.log", folder / "pid"
         save_state(state_path, state)
-        port, backup_port = procs.free_port(), procs.free_port()
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cutover.sandbox.heroku_api",
-                    "--state",
-                    str(state_path),
-                    "--port",
-                    str(port),
-                    "--backup-port",
-                    str(backup_port),
-                    "--tls-cert",
-                    str(cert),
-                    "--tls-key",
-                    str(key),
-                    "--pid-file",
-                    str(pid_file),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        running = Running(proc, port, backup_port, state_path, log_path, pid_file)
+        running = spawn_emulator(state_path, cert, key, log_path, pid_file)
         started.append(running)
-        deadline = time.monotonic() + 20
-        while not pid_file.exists():
-            assert proc.poll() is None, f"emulator died:\n{running.log()}"
-            assert time.monotonic() < deadline, f"emulator did not start:\n{running.log()}"
-            time.sleep(0.05)
-        assert pid_file.read_text().strip() == str(proc.pid)
+        assert pid_file.read_text().strip() == str(running.proc.pid)
         return running
 
     try:
         yield start
     finally:
         for running in started:
-            if running.proc.poll() is None:
-                running.proc.send_signal(signal.SIGTERM)
-            try:
-                code = running.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                running.proc.kill()
-                running.proc.wait()
-                raise
+            code = stop_emulator(running)
             assert code == 0, running.log()
             assert not running.pid_file.exists()
 

@@ -34,7 +34,6 @@ from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     FAKE_DB,
     CliRunner,
     EmulatorFactory,
-    Running,
     backing_db,
     call,
     cli,
