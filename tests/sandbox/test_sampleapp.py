@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 import trustme
+from support.convox_rack import convox_rack
 from support.tls import peer_dns_names, write_tls_files
 
 from cutover.sandbox import convox_fake as fake
@@ -220,83 +221,82 @@ def test_convox_stand_in_serves_the_app_on_its_real_database(
     """deploy -> HTTPS /healthz 200 via the injected DATABASE_URL; proxy and run reach it too."""
     config, bindir, work = tmp_path / "cfg", tmp_path / "bin", tmp_path / "work"
     work.mkdir()
-    fake.install_shim(bindir)
     router = fake.Router("127.0.0.1", procs.free_port(), str(tls.cert), str(tls.key))
     backend = fake.PostgresBackend(
         "127.0.0.1", database.cluster.port, database.owner, database.password, database.dbname
     )
-    fake.configure_rack(config, name="sandbox", router=router, postgres=backend)
-    (work / "convox.yml").write_text(
-        "resources:\n  database:\n    type: postgres\n"
-        "services:\n  web:\n    port: 3000\n    resources:\n      - database\n"
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CONVOX_", "RACK_URL"))},
-        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-        "CONVOX_CONFIG": str(config),
-    }
-
-    def convox(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["convox", *args],
-            cwd=work,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+    with convox_rack(bindir, config, name="sandbox", router=router, postgres=backend):
+        (work / "convox.yml").write_text(
+            "resources:\n  database:\n    type: postgres\n"
+            "services:\n  web:\n    port: 3000\n    resources:\n      - database\n"
         )
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CONVOX_", "RACK_URL"))},
+            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+            "CONVOX_CONFIG": str(config),
+        }
 
-    proxy = None
-    try:
-        assert convox("apps", "create", "demo").returncode == 0
-        deploy = convox("deploy", "-a", "demo", "--id")
-        assert deploy.returncode == 0, deploy.stderr
-        app = App(subprocess.Popen(["true"]), router.port, tmp_path / "none", tls.context)
-        app.proc.wait()
-        status, body = app.json("/healthz")
-        assert (status, body["database"], body["release"]) == (200, "ok", deploy.stdout)
+        def convox(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["convox", *args],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
 
-        run = convox(
-            "run", "web", "-a", "demo", "--", 'sh -c \'psql "$DATABASE_URL" -tAc "select 40 + 2"\''
-        )
-        assert (run.returncode, run.stdout.strip()) == (0, "42")
+        proxy = None
+        try:
+            assert convox("apps", "create", "demo").returncode == 0
+            deploy = convox("deploy", "-a", "demo", "--id")
+            assert deploy.returncode == 0, deploy.stderr
+            app = App(subprocess.Popen(["true"]), router.port, tmp_path / "none", tls.context)
+            app.proc.wait()
+            status, body = app.json("/healthz")
+            assert (status, body["database"], body["release"]) == (200, "ok", deploy.stdout)
 
-        port = procs.free_port()
-        proxy = subprocess.Popen(
-            ["convox", "resources", "proxy", "database", "-a", "demo", "-p", str(port)],
-            cwd=work,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                conn = psycopg.connect(
-                    host="127.0.0.1",
-                    port=port,
-                    user=database.owner,
-                    password=database.password,
-                    dbname=database.dbname,
-                    sslmode="disable",
-                    connect_timeout=5,
-                )
-                break
-            except psycopg.OperationalError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        with conn:
-            row = conn.execute("SELECT current_user").fetchone()
-        assert row == (database.owner,)
-    finally:
-        if proxy is not None:
-            proxy.kill()
-            proxy.communicate(timeout=10)
-        fake.stop_processes(config)
+            run = convox(
+                "run", "web", "-a", "demo", "--",
+                'sh -c \'psql "$DATABASE_URL" -tAc "select 40 + 2"\'',
+            )
+            assert (run.returncode, run.stdout.strip()) == (0, "42")
+
+            port = procs.free_port()
+            proxy = subprocess.Popen(
+                ["convox", "resources", "proxy", "database", "-a", "demo", "-p", str(port)],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    conn = psycopg.connect(
+                        host="127.0.0.1",
+                        port=port,
+                        user=database.owner,
+                        password=database.password,
+                        dbname=database.dbname,
+                        sslmode="disable",
+                        connect_timeout=5,
+                    )
+                    break
+                except psycopg.OperationalError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            with conn:
+                row = conn.execute("SELECT current_user").fetchone()
+            assert row == (database.owner,)
+        finally:
+            if proxy is not None:
+                proxy.kill()
+                proxy.communicate(timeout=10)
 
 
 # --- SNI certificates (the router) and Heroku maintenance mode -------------------------------

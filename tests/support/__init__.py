@@ -6,5 +6,6 @@ Not a test package: it holds no tests and no fixtures, only what tests and fixtu
 - ``support.waiting``: polling with a generous deadline (no timed assertions);
 - ``support.tls``: throwaway CAs and certificates, the names a TLS server presents;
 - ``support.databases``: a database and its owner role on a test cluster;
-- ``support.heroku_emulator``: ``python -m cutover.sandbox.heroku_api`` as a subprocess.
+- ``support.heroku_emulator``: ``python -m cutover.sandbox.heroku_api`` as a subprocess;
+- ``support.convox_rack``: a private rack of the convox stand-in (shim, rack, clean-up).
 """
