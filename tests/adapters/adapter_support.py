@@ -14,7 +14,6 @@ from typing import Any
 
 from cutover.runner import ARGV_LOG_VAR
 
-REPO = Path(__file__).resolve().parents[2]
 ARGV_LOG_ENV = ARGV_LOG_VAR
 
 

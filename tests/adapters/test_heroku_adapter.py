@@ -28,13 +28,13 @@ from urllib.parse import quote
 import pytest
 from adapter_support import (
     ARGV_LOG_ENV,
-    REPO,
     ListAudit,
     assert_argv_clean,
     read_argv_log,
 )
 from support.databases import WIDGETS_SQL, AppDatabase, make_database
 from support.heroku_emulator import Running, spawn_emulator, stop_emulator
+from support.paths import HEROKU_BIN, needs_heroku_cli
 from support.tls import TlsFiles
 
 from cutover.adapters import heroku as heroku_mod
@@ -53,19 +53,12 @@ from cutover.sandbox.heroku_api import (
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import MASK, SecretMasker, is_public_config
 
-HEROKU_BIN = REPO / "node_modules" / ".bin"
-HEROKU = HEROKU_BIN / "heroku"
 APP = "myapp"
 API_KEY = "adapter-test-api-key-5f0c1d2e3a4b"
 DOMAIN = "www.example.test"
 DNS_TARGET = "sushi-1234.herokudns.com"
 HELPER = "!heroku git:credentials"
 # httpx 0.28 deprecates verify=<str>; HttpClient passes ca_file that way (see test_http_adapter).
-
-needs_cli = pytest.mark.skipif(
-    not HEROKU.exists(), reason=f"the pinned heroku CLI is not installed ({HEROKU} missing)"
-)
-
 
 def _raised_cleanly(exc: BaseException) -> bool:
     """A CutoverError the CLI prints without a traceback: no chained cause to show."""
@@ -514,13 +507,13 @@ def hk(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_version(hk: Harness) -> None:
     assert hk.adapter.version() == (11, 10, 0)
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_reads(hk: Harness) -> None:
     entry = hk.emu.state()["apps"][APP]
     info = hk.adapter.app_info()
@@ -555,7 +548,7 @@ def test_reads(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_leaves_the_private_gitconfig_untouched(hk: Harness) -> None:
     """The adapter pre-seeds GIT_CONFIG_GLOBAL so the CLI's credential-helper hook only reads
     it (reference §2.6): a CLI call must not rewrite it."""
@@ -567,7 +560,7 @@ def test_cli_leaves_the_private_gitconfig_untouched(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_config_registers_secrets_and_500_html_is_not_retried(hk: Harness) -> None:
     expected = hk.emu.state()["apps"][APP]["config_vars"]
     config = hk.adapter.config()
@@ -600,7 +593,7 @@ def test_config_registers_secrets_and_500_html_is_not_retried(hk: Harness) -> No
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_injected_500_json_is_retried_and_succeeds(hk: Harness) -> None:
     hk.emu.add_fault({
         "method": "GET", "path": f"/apps/{APP}/config-vars", "status": 500,
@@ -618,7 +611,7 @@ def test_injected_500_json_is_retried_and_succeeds(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_set_maintenance_on_is_verified(hk: Harness) -> None:
     hk.adapter.set_maintenance(True)
     assert hk.emu.state()["apps"][APP]["app"]["maintenance"] is True
@@ -626,7 +619,7 @@ def test_set_maintenance_on_is_verified(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_scale_worker_to_zero_is_verified(hk: Harness) -> None:
     hk.adapter.scale("worker", 0)
     formation = {p["type"]: p["quantity"] for p in hk.emu.state()["apps"][APP]["formation"]}
@@ -638,7 +631,7 @@ def test_scale_worker_to_zero_is_verified(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_backup_capture_url_and_credentials(hk: Harness, tmp_path: Path) -> None:
     backup = hk.adapter.backup_capture("DATABASE", timeout=120)
     assert backup == "b001"
@@ -672,7 +665,7 @@ def test_backup_capture_url_and_credentials(hk: Harness, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_real_cli_parses_with_force_color_in_the_operators_environment(
         hk: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real heroku 11.10.0 with FORCE_COLOR=1 and CI set in the operator's shell: capture.js
@@ -687,7 +680,7 @@ def test_real_cli_parses_with_force_color_in_the_operators_environment(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_unknown_app_is_command_error_rc2(hk: Harness) -> None:
     adapter = HerokuAdapter(hk.runner, hk.masker, "missing", hk.work_dir)
     with pytest.raises(CommandError) as caught:
@@ -701,7 +694,7 @@ def test_unknown_app_is_command_error_rc2(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_wrong_api_key_is_command_error_rc1(hk: Harness) -> None:
     runner = hk.runner_with(HEROKU_API_KEY="not-the-right-key")
     adapter = HerokuAdapter(runner, hk.masker, APP, hk.work_dir)

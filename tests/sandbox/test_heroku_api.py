@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from support.databases import WIDGETS_SQL, backing_database
 from support.heroku_emulator import Running, spawn_emulator, stop_emulator
+from support.paths import HEROKU_CLI, needs_heroku_cli
 from support.tls import write_tls_files
 
 from cutover.sandbox.heroku_api import (
@@ -42,8 +43,6 @@ from cutover.sandbox.heroku_api import (
 )
 from cutover.sandbox.pgcluster import PgCluster
 
-REPO = Path(__file__).resolve().parents[2]
-HEROKU = REPO / "node_modules" / ".bin" / "heroku"
 APP = "myapp"
 API_KEY = "test-api-key-0123456789"
 FAKE_DB: dict[str, str | int] = {
@@ -55,12 +54,6 @@ FAKE_DB: dict[str, str | int] = {
 }
 DOMAIN = "www.example.test"
 DNS_TARGET = "sushi-1234.herokudns.com"
-
-needs_cli = pytest.mark.skipif(
-    not HEROKU.exists(),
-    reason=f"the pinned heroku CLI is not installed ({HEROKU} missing): run `npm ci` in {REPO}",
-)
-
 
 def make_state(db: dict[str, str | int] | None = None) -> dict[str, Any]:
     return default_state(
@@ -584,7 +577,7 @@ def cli(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> CliRunner:
         env = cli_env(running.port, key, home, ca_file)
         assert_isolated(env)
         proc = subprocess.run(
-            [str(HEROKU), *args],
+            [str(HEROKU_CLI), *args],
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -622,7 +615,7 @@ def test_subprocess_sigterm_and_quiet_log(start_emulator: EmulatorFactory) -> No
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_apps_info_json(running: Running, cli: CliRunner, tmp_path: Path) -> None:
     prepare_home(tmp_path / f"home-{running.port}", running.port)
     before = home_snapshot(tmp_path / f"home-{running.port}")
@@ -640,7 +633,7 @@ def test_cli_apps_info_json(running: Running, cli: CliRunner, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_config_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "config", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -648,7 +641,7 @@ def test_cli_config_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_ps_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "ps", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -662,7 +655,7 @@ def test_cli_ps_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_ps_scale(running: Running, cli: CliRunner) -> None:
     result = cli(running, "ps:scale", "worker=0", "-a", APP)
     assert result.rc == 0, result.stderr
@@ -674,7 +667,7 @@ def test_cli_ps_scale(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_maintenance(running: Running, cli: CliRunner) -> None:
     assert cli(running, "maintenance", "-a", APP).stdout.strip() == "off"
     result = cli(running, "maintenance:on", "-a", APP)
@@ -687,7 +680,7 @@ def test_cli_maintenance(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_addons_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "addons", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -708,7 +701,7 @@ def test_cli_addons_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_domains_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "domains", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -718,7 +711,7 @@ def test_cli_domains_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_domains_paginated(start_emulator: EmulatorFactory, cli: CliRunner) -> None:
     state = make_state()
     paged = default_state(
@@ -742,7 +735,7 @@ def test_cli_domains_paginated(start_emulator: EmulatorFactory, cli: CliRunner) 
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_releases_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "releases", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -758,7 +751,7 @@ def backing_db(pg_source: PgCluster) -> dict[str, str | int]:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_backup_capture_url_and_download(
     start_emulator: EmulatorFactory,
     cli: CliRunner,
@@ -811,7 +804,7 @@ def test_cli_backup_capture_url_and_download(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_credentials_url(running: Running, cli: CliRunner) -> None:
     result = cli(running, "pg:credentials:url", "DATABASE", "-a", APP)
     assert result.rc == 0, result.stderr
@@ -824,7 +817,7 @@ def test_cli_credentials_url(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_unknown_app(running: Running, cli: CliRunner) -> None:
     result = cli(running, "config", "-a", "missing", "--json")
     assert result.rc == 2
@@ -834,7 +827,7 @@ def test_cli_unknown_app(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_wrong_key(running: Running, cli: CliRunner) -> None:
     result = cli(running, "maintenance:off", "-a", APP, key="not-the-key")
     assert result.rc == 1
@@ -843,7 +836,7 @@ def test_cli_wrong_key(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_injected_500_json_and_html(running: Running, cli: CliRunner) -> None:
     with update_state(running.state_path) as state:
         state["faults"] = [

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from support.databases import backing_database
+from support.paths import needs_heroku_cli
 from support.waiting import wait_for
 from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     API_KEY,
@@ -37,7 +38,6 @@ from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
     backing_db,
     call,
     cli,
-    needs_cli,
     start_emulator,
     tls_files,
 )
@@ -263,7 +263,7 @@ def tables_in(dump: Path) -> set[str]:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_capture_targets_the_named_attachment(
     start_emulator: EmulatorFactory,
     cli: CliRunner,
@@ -296,7 +296,7 @@ def test_cli_capture_targets_the_named_attachment(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_url_without_id_returns_a_scheduled_backup_finished_in_between(
     start_emulator: EmulatorFactory, cli: CliRunner, backing_db: dict[str, str | int]
 ) -> None:
@@ -338,7 +338,7 @@ def test_cli_url_without_id_returns_a_scheduled_backup_finished_in_between(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_ps_shows_dynos_stopping_and_starting(
     start_emulator: EmulatorFactory, cli: CliRunner
 ) -> None:
