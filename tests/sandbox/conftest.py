@@ -14,6 +14,8 @@ not. Tests using these fixtures start real processes: mark them ``@pytest.mark.s
 - ``pg_database``: ``pg_database(cluster, prefix="app")`` creates a login role and a database it
   owns, both with unique names, and returns an :class:`AppDatabase`.
 - ``sandbox`` / ``app`` / ``deployed``: a private convox stand-in rack (see convox_support).
+- ``tls_files`` / ``start_emulator`` / ``cli`` / ``backing_db``: the Heroku API emulator as a
+  subprocess and the real heroku CLI against it (see heroku_support).
 - ``knot_server``: a fresh Knot DNS server per test for zone ``example.test`` holding
   ``www A 192.0.2.10`` (TTL 300), ``app CNAME app-1234.herokudns.example.`` (TTL 3600) and an
   apex TXT record; TSIG-signed updates allowed (``tsig_name``/``tsig_secret``).
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from convox_support import app, deployed, sandbox
+from heroku_support import backing_db, cli, start_emulator, tls_files
 from support.databases import AppDatabase, make_database
 
 from cutover.sandbox import procs
@@ -42,7 +45,8 @@ KNOT_RECORDS: list[RecordSpec] = [
     ("@", "TXT", 300, '"v=spf1 -all"'),
 ]
 
-__all__ = ["app", "deployed", "sandbox"]  # the convox stand-in's fixtures (convox_support)
+# The convox stand-in's fixtures (convox_support) and the Heroku emulator's (heroku_support).
+__all__ = ["app", "backing_db", "cli", "deployed", "sandbox", "start_emulator", "tls_files"]
 
 PgFactory = Callable[[str], PgCluster]
 KnotFactory = Callable[..., KnotServer]

@@ -17,16 +17,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.databases import WIDGETS_SQL, backing_database
-from support.heroku_emulator import Running, spawn_emulator, stop_emulator
-from support.paths import HEROKU_CLI, needs_heroku_cli
-from support.tls import write_tls_files
+from heroku_support import API_KEY, CliRunner, EmulatorFactory
+from support.heroku_emulator import Running
+from support.paths import needs_heroku_cli
 
 from cutover.sandbox.heroku_api import (
     Emulator,
@@ -41,10 +38,8 @@ from cutover.sandbox.heroku_api import (
     save_state,
     update_state,
 )
-from cutover.sandbox.pgcluster import PgCluster
 
 APP = "myapp"
-API_KEY = "test-api-key-0123456789"
 FAKE_DB: dict[str, str | int] = {
     "host": "127.0.0.1",
     "port": 1,
@@ -459,13 +454,6 @@ def test_delay_fault_wakes_on_stop(emu: Emulator) -> None:
 # Real listeners in this process (still fast): HTTP framing, TLS, logging
 
 
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """(CA file, server certificate chain, server key) for 127.0.0.1 and localhost."""
-    files = write_tls_files(tmp_path_factory.mktemp("tls"))
-    return files.ca_file, files.cert_file, files.key_file
-
-
 def test_servers_in_process(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> None:
     ca_file, cert, key = tls_files
     state_path = tmp_path / "state.json"
@@ -499,62 +487,8 @@ def test_servers_in_process(tmp_path: Path, tls_files: tuple[Path, Path, Path]) 
 # The emulator as a real subprocess, and the real heroku CLI
 
 
-EmulatorFactory = Callable[[dict[str, Any]], Running]
-
-
-@pytest.fixture
-def start_emulator(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> Iterator[EmulatorFactory]:
-    """Start ``python -m cutover.sandbox.heroku_api`` on free ports; SIGTERM it afterwards."""
-    _, cert, key = tls_files
-    started: list[Running] = []
-
-    def start(state: dict[str, Any]) -> Running:
-        folder = tmp_path / f"emu{len(started)}"
-        folder.mkdir(mode=0o700)
-        state_path, log_path, pid_file = folder / "state.json", folder / "emu.log", folder / "pid"
-        save_state(state_path, state)
-        running = spawn_emulator(state_path, cert, key, log_path, pid_file)
-        started.append(running)
-        assert pid_file.read_text().strip() == str(running.proc.pid)
-        return running
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            code = stop_emulator(running)
-            assert code == 0, running.log()
-            assert not running.pid_file.exists()
-
-
-@dataclass
-class CliResult:
-    rc: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-CliRunner = Callable[..., CliResult]
-
-_LOOPBACK_BASE = "http://127.0.0.1:"
 # oclif CLIError lines start with a space, U+203A and three spaces.
 CLI_ERROR = " \u203a   "
-
-
-def assert_isolated(env: dict[str, str]) -> None:
-    """Refuse to run the CLI unless every host it could reach is loopback."""
-    assert env["HEROKU_HOST"].startswith(_LOOPBACK_BASE)
-    assert env["HEROKU_PARTICLEBOARD_URL"].startswith(_LOOPBACK_BASE)
-    assert env["HEROKU_DATA_HOST"] == "127.0.0.1"
-    assert env["DISABLE_TELEMETRY"] == "true"
-    assert env["HEROKU_SKIP_NEW_VERSION_CHECK"] == "true"
-    assert env["HEROKU_DISABLE_AUTOUPDATE"] == "1"
-    assert env["HEROKU_API_KEY"]
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "HEROKU_APP"):
-        assert name not in env
 
 
 def home_snapshot(home: Path) -> dict[str, tuple[int, int, int]]:
@@ -562,33 +496,6 @@ def home_snapshot(home: Path) -> dict[str, tuple[int, int, int]]:
         str(p.relative_to(home)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
         for p in home.rglob("*")
     }
-
-
-@pytest.fixture
-def cli(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> CliRunner:
-    """``cli(running, *args, key=None)`` runs the real CLI in the isolated environment."""
-    ca_file = tls_files[0]
-
-    def run(running: Running, *args: str, key: str = API_KEY) -> CliResult:
-        home = tmp_path / f"home-{running.port}"
-        prepare_home(home, running.port)
-        cwd = tmp_path / "cwd"
-        cwd.mkdir(exist_ok=True)
-        env = cli_env(running.port, key, home, ca_file)
-        assert_isolated(env)
-        proc = subprocess.run(
-            [str(HEROKU_CLI), *args],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
 
 
 @pytest.fixture
@@ -742,12 +649,6 @@ def test_cli_releases_json(running: Running, cli: CliRunner) -> None:
     releases = result.json()
     assert [r["version"] for r in releases] == [3, 2, 1]
     assert releases[0]["current"] is True and releases[0]["user"]["email"] == "owner@example.com"
-
-
-@pytest.fixture
-def backing_db(pg_source: PgCluster) -> dict[str, str | int]:
-    """A fresh database with one table in the shared session cluster."""
-    return backing_database(pg_source, "app", "u", *WIDGETS_SQL)
 
 
 @pytest.mark.slow

@@ -4,10 +4,6 @@ Each test pins a defect found in review: the emulator's start-up handshake, capt
 outlive an emulator restart or a broken state file, and the dyno list after scaling.
 """
 
-# The fixtures shared with test_heroku_api are imported by name, so pytest finds them; their
-# parameters "redefine" the imports as far as ruff can tell.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -22,19 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from heroku_support import API_KEY, CliRunner, EmulatorFactory
 from support.heroku_emulator import Running, spawn_emulator
 from support.waiting import wait_for
-from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
-    API_KEY,
-    APP,
-    CliRunner,
-    EmulatorFactory,
-    backing_db,
-    call,
-    cli,
-    start_emulator,
-    tls_files,
-)
+from test_heroku_api import APP, call
 from test_heroku_api_states import emulator, state_with, tables_in
 
 from cutover.sandbox.heroku_api import (

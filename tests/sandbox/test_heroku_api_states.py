@@ -13,10 +13,6 @@ No test asserts on elapsed time: state changes that depend on time are provoked 
 recorded transition time back, and long-running work is awaited by polling with a deadline.
 """
 
-# The fixtures shared with test_heroku_api are imported by name, so pytest finds them; their
-# parameters "redefine" the imports as far as ruff can tell.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import subprocess
@@ -24,23 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from heroku_support import API_KEY, CliRunner, EmulatorFactory
 from support.databases import backing_database
 from support.paths import needs_heroku_cli
 from support.waiting import wait_for
-from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
-    API_KEY,
-    APP,
-    DNS_TARGET,
-    DOMAIN,
-    FAKE_DB,
-    CliRunner,
-    EmulatorFactory,
-    backing_db,
-    call,
-    cli,
-    start_emulator,
-    tls_files,
-)
+from test_heroku_api import APP, DNS_TARGET, DOMAIN, FAKE_DB, call
 
 from cutover.sandbox.heroku_api import (
     Emulator,
