@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trustme
-
 from cutover.runner import ARGV_LOG_VAR
-from cutover.sandbox import pgcluster
-from cutover.sandbox.pgcluster import PgCluster
 
-REPO = Path(__file__).resolve().parents[2]
 ARGV_LOG_ENV = ARGV_LOG_VAR
 
 
@@ -74,40 +67,3 @@ def group_gone(pgid: int, timeout: float = 5.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: trustme.CA = field(repr=False)
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-@dataclass(frozen=True)
-class AppDatabase:
-    """A database on a test cluster and the login role owning it."""
-
-    cluster: PgCluster
-    dbname: str
-    owner: str
-    password: str = field(repr=False)
-
-    def url(self) -> str:
-        return self.cluster.url(self.dbname, self.owner, self.password)
-
-    def libpq_env(self) -> dict[str, str]:
-        return self.cluster.libpq_env(self.dbname, self.owner, self.password)
-
-
-def make_database(cluster: PgCluster, prefix: str = "app") -> AppDatabase:
-    """A new login role and a database it owns; the password needs URL quoting on purpose."""
-    suffix = secrets.token_hex(4)
-    database = AppDatabase(
-        cluster,
-        f"{prefix}_{suffix}",
-        f"{prefix}_owner_{suffix}",
-        "pw:" + secrets.token_urlsafe(12) + "@/",
-    )
-    pgcluster.create_role_and_db(cluster, database.dbname, database.owner, database.password)
-    return database

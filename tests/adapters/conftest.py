@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import trustme
-from adapter_support import AppDatabase, ListAudit, TlsFiles, make_database
+from adapter_support import ListAudit
+from support.databases import AppDatabase, make_database
+from support.tls import TlsFiles, write_tls_files
 
 
 @pytest.fixture
@@ -38,14 +39,7 @@ def argv_log(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A CA and a server certificate (chain + key files) for 127.0.0.1 and localhost."""
-    folder = tmp_path_factory.mktemp("adapter-tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    leaf.private_key_pem.write_to_path(str(folder / "key.pem"))
-    for index, blob in enumerate(leaf.cert_chain_pems):
-        blob.write_to_path(str(folder / "cert.pem"), append=index > 0)
-    return TlsFiles(ca, folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    return write_tls_files(tmp_path_factory.mktemp("adapter-tls"))
 
 
 @pytest.fixture

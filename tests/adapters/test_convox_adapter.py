@@ -23,9 +23,10 @@ from adapter_support import (
     ListAudit,
     assert_argv_clean,
     group_gone,
-    make_database,
     read_argv_log,
 )
+from support.convox_rack import convox_rack
+from support.databases import make_database
 
 from cutover.adapters import convox as convox_mod
 from cutover.adapters.convox import MAX_ENV_LINE, ConvoxAdapter, env_lines, parse_info, parse_table
@@ -84,26 +85,22 @@ class Convox:
 @pytest.fixture
 def cx(tmp_path: Path, audit: ListAudit, argv_log: Path) -> Iterator[Convox]:
     bin_dir = tmp_path / "bin"
-    convox_fake.install_shim(bin_dir)
     config = tmp_path / "convox"
-    convox_fake.configure_rack(config, name=RACK, postgres=FAKE_BACKEND)
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "convox.yml").write_text(MANIFEST, encoding="utf-8")
-    masker = SecretMasker()
-    sleeps: list[float] = []
-    runner = Runner(
-        masker,
-        audit=audit,
-        base_env={"CONVOX_CONFIG": str(config), ARGV_LOG_ENV: str(argv_log)},
-        path_prefix=[str(bin_dir)],
-        _sleep=sleeps.append,
-    )
-    adapter = ConvoxAdapter(runner, masker, APP, RACK)
-    try:
+    with convox_rack(bin_dir, config, name=RACK, postgres=FAKE_BACKEND):
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "convox.yml").write_text(MANIFEST, encoding="utf-8")
+        masker = SecretMasker()
+        sleeps: list[float] = []
+        runner = Runner(
+            masker,
+            audit=audit,
+            base_env={"CONVOX_CONFIG": str(config), ARGV_LOG_ENV: str(argv_log)},
+            path_prefix=[str(bin_dir)],
+            _sleep=sleeps.append,
+        )
+        adapter = ConvoxAdapter(runner, masker, APP, RACK)
         yield Convox(runner, masker, audit, adapter, config, argv_log, source, sleeps)
-    finally:
-        convox_fake.stop_processes(config)
     assert_argv_clean(argv_log, [FAKE_BACKEND.password])
 
 

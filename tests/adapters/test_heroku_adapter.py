@@ -17,11 +17,8 @@ the audit events.
 from __future__ import annotations
 
 import shlex
-import signal
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +28,14 @@ from urllib.parse import quote
 import pytest
 from adapter_support import (
     ARGV_LOG_ENV,
-    REPO,
-    AppDatabase,
     ListAudit,
-    TlsFiles,
     assert_argv_clean,
-    make_database,
     read_argv_log,
 )
+from support.databases import WIDGETS_SQL, AppDatabase, make_database
+from support.heroku_emulator import Running, spawn_emulator, stop_emulator
+from support.paths import HEROKU_BIN, needs_heroku_cli
+from support.tls import TlsFiles
 
 from cutover.adapters import heroku as heroku_mod
 from cutover.adapters.heroku import FormationEntry, HerokuAdapter
@@ -46,11 +43,9 @@ from cutover.adapters.http import HttpClient
 from cutover.adapters.postgres import PostgresAdapter
 from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
 from cutover.runner import Runner
-from cutover.sandbox import pgcluster, procs
 from cutover.sandbox.heroku_api import (
     cli_env,
     default_state,
-    load_state,
     prepare_home,
     save_state,
     update_state,
@@ -58,19 +53,12 @@ from cutover.sandbox.heroku_api import (
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import MASK, SecretMasker, is_public_config
 
-HEROKU_BIN = REPO / "node_modules" / ".bin"
-HEROKU = HEROKU_BIN / "heroku"
 APP = "myapp"
 API_KEY = "adapter-test-api-key-5f0c1d2e3a4b"
 DOMAIN = "www.example.test"
 DNS_TARGET = "sushi-1234.herokudns.com"
 HELPER = "!heroku git:credentials"
 # httpx 0.28 deprecates verify=<str>; HttpClient passes ca_file that way (see test_http_adapter).
-
-needs_cli = pytest.mark.skipif(
-    not HEROKU.exists(), reason=f"the pinned heroku CLI is not installed ({HEROKU} missing)"
-)
-
 
 def _raised_cleanly(exc: BaseException) -> bool:
     """A CutoverError the CLI prints without a traceback: no chained cause to show."""
@@ -417,19 +405,8 @@ def test_private_gitconfig_holds_the_key_the_cli_reads(
 
 
 @dataclass
-class Emulator:
-    proc: subprocess.Popen[bytes]
-    port: int
-    backup_port: int
-    state_path: Path
-    log_path: Path
+class Emulator(Running):
     db: AppDatabase = field(repr=False)
-
-    def state(self) -> dict[str, Any]:
-        return load_state(self.state_path)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def reset(self) -> None:
         save_state(self.state_path, make_state(self.db))
@@ -458,42 +435,19 @@ def emulator(
 ) -> Iterator[Emulator]:
     """The emulator as a real subprocess for this module; each test resets its state."""
     db = make_database(pg_source, "heroku")
-    with pgcluster.connect(pg_source, db.dbname, db.owner, db.password) as conn:
-        conn.execute("CREATE TABLE widgets (id int PRIMARY KEY, label text)")
-        conn.execute("INSERT INTO widgets VALUES (1, 'one'), (2, 'two')")
+    db.execute(*WIDGETS_SQL)
     folder = tmp_path_factory.mktemp("heroku-emulator")
     state_path, log_path, pid_file = folder / "state.json", folder / "emu.log", folder / "pid"
     save_state(state_path, make_state(db))
-    port, backup_port = procs.free_port(), procs.free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "cutover.sandbox.heroku_api",
-                "--state", str(state_path),
-                "--port", str(port),
-                "--backup-port", str(backup_port),
-                "--tls-cert", str(tls_files.cert_file),
-                "--tls-key", str(tls_files.key_file),
-                "--pid-file", str(pid_file),
-            ],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )
-    running = Emulator(proc, port, backup_port, state_path, log_path, db)
+    started = spawn_emulator(
+        state_path, tls_files.cert_file, tls_files.key_file, log_path, pid_file
+    )
     try:
-        deadline = time.monotonic() + 20
-        while not pid_file.exists():
-            assert proc.poll() is None, f"emulator died:\n{running.log()}"
-            assert time.monotonic() < deadline, f"emulator did not start:\n{running.log()}"
-            time.sleep(0.05)
-        yield running
+        yield Emulator(
+            started.proc, started.port, started.backup_port, state_path, log_path, pid_file, db
+        )
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_emulator(started)
 
 
 @dataclass
@@ -553,13 +507,13 @@ def hk(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_version(hk: Harness) -> None:
     assert hk.adapter.version() == (11, 10, 0)
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_reads(hk: Harness) -> None:
     entry = hk.emu.state()["apps"][APP]
     info = hk.adapter.app_info()
@@ -594,7 +548,7 @@ def test_reads(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_leaves_the_private_gitconfig_untouched(hk: Harness) -> None:
     """The adapter pre-seeds GIT_CONFIG_GLOBAL so the CLI's credential-helper hook only reads
     it (reference §2.6): a CLI call must not rewrite it."""
@@ -606,7 +560,7 @@ def test_cli_leaves_the_private_gitconfig_untouched(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_config_registers_secrets_and_500_html_is_not_retried(hk: Harness) -> None:
     expected = hk.emu.state()["apps"][APP]["config_vars"]
     config = hk.adapter.config()
@@ -639,7 +593,7 @@ def test_config_registers_secrets_and_500_html_is_not_retried(hk: Harness) -> No
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_injected_500_json_is_retried_and_succeeds(hk: Harness) -> None:
     hk.emu.add_fault({
         "method": "GET", "path": f"/apps/{APP}/config-vars", "status": 500,
@@ -657,7 +611,7 @@ def test_injected_500_json_is_retried_and_succeeds(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_set_maintenance_on_is_verified(hk: Harness) -> None:
     hk.adapter.set_maintenance(True)
     assert hk.emu.state()["apps"][APP]["app"]["maintenance"] is True
@@ -665,7 +619,7 @@ def test_set_maintenance_on_is_verified(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_scale_worker_to_zero_is_verified(hk: Harness) -> None:
     hk.adapter.scale("worker", 0)
     formation = {p["type"]: p["quantity"] for p in hk.emu.state()["apps"][APP]["formation"]}
@@ -677,7 +631,7 @@ def test_scale_worker_to_zero_is_verified(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_backup_capture_url_and_credentials(hk: Harness, tmp_path: Path) -> None:
     backup = hk.adapter.backup_capture("DATABASE", timeout=120)
     assert backup == "b001"
@@ -711,7 +665,7 @@ def test_backup_capture_url_and_credentials(hk: Harness, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_real_cli_parses_with_force_color_in_the_operators_environment(
         hk: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real heroku 11.10.0 with FORCE_COLOR=1 and CI set in the operator's shell: capture.js
@@ -726,7 +680,7 @@ def test_real_cli_parses_with_force_color_in_the_operators_environment(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_unknown_app_is_command_error_rc2(hk: Harness) -> None:
     adapter = HerokuAdapter(hk.runner, hk.masker, "missing", hk.work_dir)
     with pytest.raises(CommandError) as caught:
@@ -740,7 +694,7 @@ def test_unknown_app_is_command_error_rc2(hk: Harness) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_wrong_api_key_is_command_error_rc1(hk: Harness) -> None:
     runner = hk.runner_with(HEROKU_API_KEY="not-the-right-key")
     adapter = HerokuAdapter(runner, hk.masker, APP, hk.work_dir)

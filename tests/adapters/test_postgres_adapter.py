@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 from adapter_support import (
     ARGV_LOG_ENV,
-    AppDatabase,
     ListAudit,
     assert_argv_clean,
-    make_database,
     read_argv_log,
 )
+from support.databases import AppDatabase, make_database
 
 from cutover.adapters import postgres as postgres_mod
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter, fingerprint_sql
@@ -205,9 +204,7 @@ def test_restore_fingerprints_and_rerun(
     }
 
     # One changed row in the target: exactly that table differs.
-    with pgcluster.connect(pg_target, target_db.dbname, target_db.owner,
-                           target_db.password) as conn:
-        conn.execute("UPDATE users SET name = name || ' (changed)' WHERE id = 7")
+    target_db.execute("UPDATE users SET name = name || ' (changed)' WHERE id = 7")
     changed = pg.adapter.fingerprints(target)
     assert {k for k in before if changed.get(k) != before[k]} == {"public.users"}
     assert changed["public.users"][0] == before["public.users"][0]  # same count, other content

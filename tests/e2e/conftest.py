@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.paths import HEROKU_CLI
 
 from cutover.sandbox import manager
-
-REPO = Path(__file__).resolve().parents[2]
-HEROKU_CLI = REPO / "node_modules" / ".bin" / "heroku"
 
 
 @pytest.fixture(scope="module")

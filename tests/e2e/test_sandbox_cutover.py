@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.paths import REPO
 
 from cutover.adapters.dns import query_authoritative
 from cutover.sandbox import convox_fake, heroku_api, manager, pgcluster, seed
@@ -24,7 +25,6 @@ from cutover.secrets import is_public_config
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 EXTRA_VARS = {
     # Excluded by the playbook's env.exclude (NEW_RELIC_*) and by the HEROKU_ rule.
     "NEW_RELIC_LICENSE_KEY": "nrl-5f0c1d2e3a4b5c6d7e8f9a0b1c2d3e4f",

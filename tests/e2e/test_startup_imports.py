@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.paths import REPO
 
 from cutover import __version__, cli, playbook
 from cutover.engine.plan import new_state
@@ -19,7 +20,6 @@ from cutover.engine.state import StateStore, Status
 from cutover.playbook import load_playbook
 from cutover.secrets import SecretMasker
 
-REPO = Path(__file__).resolve().parents[2]
 # Libraries a command must not load unless it uses them.
 HEAVY = ("pydantic", "yaml", "httpx", "dns", "sh", "psycopg", "trustme", "rich.table",
          "rich.prompt", "tenacity")

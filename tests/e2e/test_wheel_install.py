@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.paths import REPO
 
 from cutover import __version__
 from cutover.sandbox import pgcluster
@@ -28,7 +29,6 @@ from cutover.sandbox.knot import KnotError, knotd_binary
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 # What setuptools needs to build the wheel: the project file, the readme it names, the package.
 SOURCES = ("pyproject.toml", "README.md", "cutover")
 INSTALL_TIMEOUT = 600

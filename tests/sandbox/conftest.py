@@ -14,6 +14,8 @@ not. Tests using these fixtures start real processes: mark them ``@pytest.mark.s
 - ``pg_database``: ``pg_database(cluster, prefix="app")`` creates a login role and a database it
   owns, both with unique names, and returns an :class:`AppDatabase`.
 - ``sandbox`` / ``app`` / ``deployed``: a private convox stand-in rack (see convox_support).
+- ``tls_files`` / ``start_emulator`` / ``cli`` / ``backing_db``: the Heroku API emulator as a
+  subprocess and the real heroku CLI against it (see heroku_support).
 - ``knot_server``: a fresh Knot DNS server per test for zone ``example.test`` holding
   ``www A 192.0.2.10`` (TTL 300), ``app CNAME app-1234.herokudns.example.`` (TTL 3600) and an
   apex TXT record; TSIG-signed updates allowed (``tsig_name``/``tsig_secret``).
@@ -25,13 +27,14 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from convox_support import app, deployed, sandbox
+from heroku_support import backing_db, cli, start_emulator, tls_files
+from support.databases import AppDatabase, make_database
 
-from cutover.sandbox import pgcluster, procs
+from cutover.sandbox import procs
 from cutover.sandbox.knot import KnotServer, RecordSpec
 from cutover.sandbox.pgcluster import PgCluster
 
@@ -42,28 +45,11 @@ KNOT_RECORDS: list[RecordSpec] = [
     ("@", "TXT", 300, '"v=spf1 -all"'),
 ]
 
-__all__ = ["app", "deployed", "sandbox"]  # the convox stand-in's fixtures (convox_support)
+# The convox stand-in's fixtures (convox_support) and the Heroku emulator's (heroku_support).
+__all__ = ["app", "backing_db", "cli", "deployed", "sandbox", "start_emulator", "tls_files"]
 
 PgFactory = Callable[[str], PgCluster]
 KnotFactory = Callable[..., KnotServer]
-
-
-@dataclass(frozen=True)
-class AppDatabase:
-    """A database on a test cluster and the role owning it."""
-
-    cluster: PgCluster
-    dbname: str
-    owner: str
-    password: str = field(repr=False)
-
-    def libpq_env(self) -> dict[str, str]:
-        """PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE for the owner."""
-        return self.cluster.libpq_env(self.dbname, self.owner, self.password)
-
-    def url(self) -> str:
-        """postgresql:// URL for the owner."""
-        return self.cluster.url(self.dbname, self.owner, self.password)
 
 
 @pytest.fixture
@@ -71,12 +57,7 @@ def pg_database() -> Callable[..., AppDatabase]:
     """Create a uniquely named role and database on a cluster: ``pg_database(cluster)``."""
 
     def make(cluster: PgCluster, prefix: str = "app") -> AppDatabase:
-        suffix = secrets.token_hex(4)
-        database = AppDatabase(
-            cluster, f"{prefix}_{suffix}", f"{prefix}_owner_{suffix}", secrets.token_urlsafe(12)
-        )
-        pgcluster.create_role_and_db(cluster, database.dbname, database.owner, database.password)
-        return database
+        return make_database(cluster, prefix, password=secrets.token_urlsafe(12))
 
     return make
 

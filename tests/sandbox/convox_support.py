@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support.convox_rack import convox_rack
 
 from cutover.sandbox import convox_fake as fake
 
@@ -46,13 +46,6 @@ services:
     resources:
       - database:WORKER_DB_URL
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -144,22 +137,21 @@ class Sandbox:
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     box = Sandbox(tmp_path, tmp_path / "cfg", tmp_path / "bin", tmp_path / "work")
     box.work.mkdir()
-    fake.install_shim(box.bin)
-    fake.configure_rack(
+    with convox_rack(
+        box.bin,
         box.config,
         name="sandbox",
         domain="router.sandbox.convox.test",
         postgres=fake.PostgresBackend("127.0.0.1", 5999, "app", "pw-s3cret", "appdb"),
         timings=FAST,
-    )
-    try:
-        yield box
-    finally:
-        for proc in box.children:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=10)
-        fake.stop_processes(box.config)
+    ):
+        try:
+            yield box
+        finally:
+            for proc in box.children:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate(timeout=10)
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ from convox_support import (
     POD_LINE,
     RELEASE,
     Sandbox,
-    free_port,
     release_ids,
 )
 
@@ -702,7 +701,7 @@ def test_resources_proxy_really_proxies(deployed: Sandbox, echo: EchoServer) -> 
         domain="router.sandbox.convox.test",
         postgres=fake.PostgresBackend("127.0.0.1", echo.port, "app", "pw", "appdb"),
     )
-    port = free_port()
+    port = procs.free_port()
     proc = deployed.start("resources", "proxy", "database", "-a", "demo", "--port", str(port))
     assert read_line(proc.stdout) == f"proxying localhost:{port} to 127.0.0.1:{echo.port}\n"
     wait_port(port)
@@ -740,7 +739,7 @@ def test_resources_proxy_bind_failure_hangs(deployed: Sandbox) -> None:
 
 
 def test_resources_proxy_connection_error_is_reported_and_survived(deployed: Sandbox) -> None:
-    port = free_port()
+    port = procs.free_port()
     proc = deployed.start("resources", "proxy", "database", "-a", "demo", "-p", str(port))
     read_line(proc.stdout)
     wait_port(port)
@@ -803,7 +802,7 @@ def test_faults_fire_then_are_consumed(app: Sandbox) -> None:
 
 def test_fault_hang_before_listen(deployed: Sandbox) -> None:
     fake.add_fault(deployed.config, {"command": "resources proxy", "hang_before_listen": True})
-    port = free_port()
+    port = procs.free_port()
     proc = deployed.start("resources", "proxy", "database", "-a", "demo", "-p", str(port))
     assert read_line(proc.stdout).startswith(f"proxying localhost:{port} ")
     time.sleep(0.5)
@@ -832,7 +831,7 @@ def router(sandbox: Sandbox) -> Iterator[tuple[fake.Router, ssl.SSLContext]]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
-    config = fake.Router("127.0.0.1", free_port(), str(cert), str(key))
+    config = fake.Router("127.0.0.1", procs.free_port(), str(cert), str(key))
     fake.configure_rack(
         sandbox.config, name="sandbox", domain="router.sandbox.convox.test", router=config
     )

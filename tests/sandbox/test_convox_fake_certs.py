@@ -6,13 +6,13 @@ Real Knot DNS server and real HTTPS web process: ``slow``.
 
 from __future__ import annotations
 
-import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from convox_support import Sandbox
+from support.tls import peer_dns_names
+from support.waiting import wait_for
 
 from cutover.adapters.dns import Record, Rfc2136Provider
 from cutover.sandbox import convox_fake as fake
@@ -32,13 +32,6 @@ services:
 """
 
 
-def poll(what: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def routed(app: Sandbox, knot_server: KnotServer) -> Iterator[tuple[Sandbox, int, SandboxCA]]:
     ca = SandboxCA.create(app.root / "ca")
@@ -55,15 +48,7 @@ def routed(app: Sandbox, knot_server: KnotServer) -> Iterator[tuple[Sandbox, int
 
 
 def names_served(port: int, name: str, ca: SandboxCA) -> list[str]:
-    context = ssl.create_default_context(cafile=str(ca.ca_file))
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=name) as sock,
-    ):
-        cert = sock.getpeercert()
-    assert cert is not None
-    sans = cert.get("subjectAltName", ())
-    return [str(pair[1]) for pair in sans if isinstance(pair, tuple) and pair[0] == "DNS"]
+    return peer_dns_names(port, name, ssl.create_default_context(cafile=str(ca.ca_file)))
 
 
 def test_custom_domain_gets_its_certificate_only_once_dns_points_at_the_router(
@@ -84,6 +69,6 @@ def test_custom_domain_gets_its_certificate_only_once_dns_points_at_the_router(
         state = fake.read_state(app.config)
         return bool(state["certificates"]["app.example.test"]["status"] == "issued")
 
-    poll(issued)
+    wait_for(issued)
     assert names_served(port, "app.example.test", ca) == ["app.example.test"]
     assert not fake.read_state(app.config).get("jobs")

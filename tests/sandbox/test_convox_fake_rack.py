@@ -13,10 +13,10 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from convox_support import BUILD, FAST, RELEASE, Sandbox
+from support.waiting import wait_for
 
 from cutover.sandbox import convox_fake as fake
 from cutover.sandbox import procs
@@ -27,13 +27,6 @@ VISIBLE = {**FAST, "build_created": 1.0, "build_running": 2.5, "rollout": 2.0, "
 
 def slow_rack(box: Sandbox) -> None:
     fake.configure_rack(box.config, name="sandbox", timings=VISIBLE)
-
-
-def poll(what: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def builds(box: Sandbox) -> list[dict[str, object]]:
@@ -51,7 +44,7 @@ def test_default_timings_are_realistic_and_never_zero() -> None:
 def test_a_build_is_created_then_running_then_complete_with_its_release(app: Sandbox) -> None:
     slow_rack(app)
     proc = app.start("build", "-a", "demo")
-    poll(lambda: len(builds(app)) == 1)
+    wait_for(lambda: len(builds(app)) == 1)
     seen, seen_info = set(), set()
     while proc.poll() is None:
         row = app.ok("builds", "-a", "demo").splitlines()[1]
@@ -76,11 +69,11 @@ def test_a_build_is_created_then_running_then_complete_with_its_release(app: San
 def test_a_sigkilled_cli_leaves_the_build_running_to_completion(app: Sandbox) -> None:
     slow_rack(app)
     proc = app.start("deploy", "-a", "demo")
-    poll(lambda: bool(builds(app)) and builds(app)[0]["status"] in ("created", "running"))
+    wait_for(lambda: bool(builds(app)) and builds(app)[0]["status"] in ("created", "running"))
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     assert builds(app)[0]["status"] in ("created", "running")
-    poll(lambda: builds(app)[0]["status"] == "complete")
+    wait_for(lambda: builds(app)[0]["status"] == "complete")
     build = builds(app)[0]
     table = app.ok("builds", "-a", "demo").splitlines()
     assert len(table) == 2  # one build: nothing started a second one
@@ -97,16 +90,16 @@ def test_a_sigkilled_cli_leaves_the_rollout_to_finish(deployed: Sandbox) -> None
     deployed.ok("env", "set", "X=1", "-a", "demo")
     new = str(deployed.app()["releases"][-1]["id"])  # type: ignore[index]
     proc = deployed.start("releases", "promote", new, "-a", "demo")
-    poll(lambda: deployed.app()["status"] == "updating")
+    wait_for(lambda: deployed.app()["status"] == "updating")
     assert re.search(r"^Status\s+updating$", deployed.ok("apps", "info", "demo"), re.MULTILINE)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
-    poll(lambda: deployed.app()["status"] == "running")
+    wait_for(lambda: deployed.app()["status"] == "running")
     assert deployed.app()["release"] == new
     assert all(p["status"] == "running" for p in deployed.app()["processes"])  # type: ignore[attr-defined]
     # The job goes on after the app is running (it provisions the release's resources, as
     # the rack does after the deploy returns), then ends by itself.
-    poll(lambda: not fake.read_state(deployed.config).get("jobs"))
+    wait_for(lambda: not fake.read_state(deployed.config).get("jobs"))
 
 
 def test_promote_waits_for_an_updating_app_first(deployed: Sandbox) -> None:
@@ -115,7 +108,7 @@ def test_promote_waits_for_an_updating_app_first(deployed: Sandbox) -> None:
     deployed.ok("env", "set", "Y=2", "-a", "demo")
     first, second = (str(r["id"]) for r in deployed.app()["releases"][-2:])  # type: ignore[index]
     proc = deployed.start("releases", "promote", first, "-a", "demo")
-    poll(lambda: deployed.app()["status"] == "updating")
+    wait_for(lambda: deployed.app()["status"] == "updating")
     out = deployed.ok("releases", "promote", second, "-a", "demo")
     assert out.startswith(f"Waiting for app to be ready... OK\nPromoting {second}... \n")
     assert out.endswith("OK\n")
@@ -129,13 +122,13 @@ def test_promote_waits_for_an_updating_app_first(deployed: Sandbox) -> None:
 def test_stop_processes_stops_running_jobs(app: Sandbox) -> None:
     fake.configure_rack(app.config, name="sandbox", timings={**VISIBLE, "build_running": 60.0})
     proc = app.start("build", "-a", "demo")
-    poll(lambda: bool(fake.read_state(app.config).get("jobs")))
+    wait_for(lambda: bool(fake.read_state(app.config).get("jobs")))
     job = int(fake.read_state(app.config)["jobs"][0]["pid"])
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     assert procs.pid_alive(job)
     assert job in fake.stop_processes(app.config)
-    poll(lambda: not procs.pid_alive(job))
+    wait_for(lambda: not procs.pid_alive(job))
     assert os.getpid() != job
 
 
@@ -154,7 +147,7 @@ def test_run_execs_in_a_sleeping_pod_and_a_killed_cli_leaves_the_command_running
     assert re.search(r"^web-[a-z0-9]{5}\s+web\s+running\s+\S+\s+.*sleep 3600$", listed, re.M)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
-    poll(lambda: marker.exists())
+    wait_for(lambda: marker.exists())
     assert marker.read_text() == "done\n"
     # The pod stays until its timeout: the CLI that would have stopped it is gone.
     assert re.search(r"sleep 3600$", deployed.ok("ps", "-a", "demo"), re.M)
@@ -200,7 +193,7 @@ def test_rack_jobs_do_not_inherit_the_operators_environment(app: Sandbox) -> Non
         env=app.env(OPERATOR_TOKEN="op-s3cret-token"),
     )
     app.children.append(proc)  # type: ignore[arg-type]
-    poll(lambda: bool(fake.read_state(app.config).get("jobs")))
+    wait_for(lambda: bool(fake.read_state(app.config).get("jobs")))
     job = int(fake.read_state(app.config)["jobs"][0]["pid"])
     environ = Path(f"/proc/{job}/environ").read_bytes()
     assert b"op-s3cret-token" not in environ and b"OPERATOR_TOKEN" not in environ

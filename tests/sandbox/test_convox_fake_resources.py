@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import secrets
 import socket
-import time
-from collections.abc import Callable
 
 import psycopg
 import pytest
 from convox_support import Sandbox
+from support.waiting import wait_for
 
 from cutover.sandbox import convox_fake as fake
 from cutover.sandbox import procs
@@ -37,13 +36,6 @@ services:
     resources:
       - database
 """
-
-
-def poll(what: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def admin_rack(app: Sandbox, cluster: PgCluster, start: float = 3.0) -> str:
@@ -97,7 +89,7 @@ def test_postgres_resource_is_created_empty_at_the_first_promote_and_starts_late
     info = app.ok("resources", "info", "database", "-a", "demo")
     assert [line.split()[0] for line in info.splitlines()] == ["Name", "Type", "URL"]
     assert app.app()["resources"]["database"]["version"] == "15"  # type: ignore[index]
-    poll(lambda: record(app)["status"] == "running")
+    wait_for(lambda: record(app)["status"] == "running")
     with psycopg.connect(url) as conn:
         user_tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
         assert conn.execute(user_tables).fetchone() == (0,)
@@ -117,11 +109,11 @@ def test_resources_proxy_refuses_connections_until_the_resource_is_up(
     app.ok("deploy", "-a", "demo")
     port = procs.free_port()
     proxy = app.start("resources", "proxy", "database", "-p", str(port), "-a", "demo")
-    poll(lambda: _listening(port))
+    wait_for(lambda: _listening(port))
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.settimeout(5)
         assert sock.recv(1) == b""  # closed at once: nothing behind the resource yet
-    poll(lambda: record(app)["status"] == "running")
+    wait_for(lambda: record(app)["status"] == "running")
     url = app.ok("resources", "url", "database", "-a", "demo").strip()
     local = url.replace(f":{pg_target.port}/", f":{port}/")
     with psycopg.connect(local, connect_timeout=5) as conn:
@@ -145,7 +137,7 @@ def test_rds_postgres_role_is_not_a_superuser_and_has_only_trusted_extensions(
     admin_rack(app, pg_target, start=0.5)
     app.write_manifest(MANIFEST.format(type="rds-postgres", version="15.4"))
     app.ok("deploy", "-a", "demo")
-    poll(lambda: record(app)["status"] == "running")
+    wait_for(lambda: record(app)["status"] == "running")
     url = app.ok("resources", "url", "database", "-a", "demo").strip()
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -206,7 +198,7 @@ def test_a_promoted_worker_really_runs_and_scale_zero_stops_it(
     app.write_manifest(WORKER_MANIFEST)
     app.ok("deploy", "-a", "demo")
     release = str(app.app()["release"])
-    poll(lambda: record(app)["status"] == "running")
+    wait_for(lambda: record(app)["status"] == "running")
     url = app.ok("resources", "url", "database", "-a", "demo").strip()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(QUEUE)
@@ -216,7 +208,7 @@ def test_a_promoted_worker_really_runs_and_scale_zero_stops_it(
             row = conn.execute("SELECT done_by FROM sandbox_jobs WHERE id = 1").fetchone()
             return row is not None and row[0] == release
 
-        poll(done)  # the worker consumed the job: it really runs, with the release's env
+        wait_for(done)  # the worker consumed the job: it really runs, with the release's env
         workers = [p for p in app.app()["processes"] if p["service"] == "worker"]  # type: ignore[attr-defined]
         assert len(workers) == 1 and procs.pid_alive(int(workers[0]["pid"]))
         app.ok("scale", "worker", "--count", "0", "-a", "demo")
@@ -229,4 +221,4 @@ def test_a_promoted_worker_really_runs_and_scale_zero_stops_it(
             row = conn.execute("SELECT done_at FROM sandbox_jobs WHERE id = 2").fetchone()
             return row is not None and row[0] is not None
 
-        poll(second_done)
+        wait_for(second_done)

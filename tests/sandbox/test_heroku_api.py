@@ -10,24 +10,21 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
+from heroku_support import API_KEY, CliRunner, EmulatorFactory
+from support.heroku_emulator import Running
+from support.paths import needs_heroku_cli
 
-from cutover.sandbox import pgcluster, procs
 from cutover.sandbox.heroku_api import (
     Emulator,
     EmulatorServers,
@@ -41,12 +38,8 @@ from cutover.sandbox.heroku_api import (
     save_state,
     update_state,
 )
-from cutover.sandbox.pgcluster import PgCluster
 
-REPO = Path(__file__).resolve().parents[2]
-HEROKU = REPO / "node_modules" / ".bin" / "heroku"
 APP = "myapp"
-API_KEY = "test-api-key-0123456789"
 FAKE_DB: dict[str, str | int] = {
     "host": "127.0.0.1",
     "port": 1,
@@ -56,12 +49,6 @@ FAKE_DB: dict[str, str | int] = {
 }
 DOMAIN = "www.example.test"
 DNS_TARGET = "sushi-1234.herokudns.com"
-
-needs_cli = pytest.mark.skipif(
-    not HEROKU.exists(),
-    reason=f"the pinned heroku CLI is not installed ({HEROKU} missing): run `npm ci` in {REPO}",
-)
-
 
 def make_state(db: dict[str, str | int] | None = None) -> dict[str, Any]:
     return default_state(
@@ -467,19 +454,6 @@ def test_delay_fault_wakes_on_stop(emu: Emulator) -> None:
 # Real listeners in this process (still fast): HTTP framing, TLS, logging
 
 
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """(CA file, server certificate chain, server key) for 127.0.0.1 and localhost."""
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    leaf.private_key_pem.write_to_path(str(folder / "key.pem"))
-    for index, blob in enumerate(leaf.cert_chain_pems):
-        blob.write_to_path(str(folder / "cert.pem"), append=index > 0)
-    return folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-
-
 def test_servers_in_process(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> None:
     ca_file, cert, key = tls_files
     state_path = tmp_path / "state.json"
@@ -513,115 +487,8 @@ def test_servers_in_process(tmp_path: Path, tls_files: tuple[Path, Path, Path]) 
 # The emulator as a real subprocess, and the real heroku CLI
 
 
-@dataclass
-class Running:
-    proc: subprocess.Popen[bytes]
-    port: int
-    backup_port: int
-    state_path: Path
-    log_path: Path
-    pid_file: Path
-
-    def state(self) -> dict[str, Any]:
-        return load_state(self.state_path)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-EmulatorFactory = Callable[[dict[str, Any]], Running]
-
-
-@pytest.fixture
-def start_emulator(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> Iterator[EmulatorFactory]:
-    """Start ``python -m cutover.sandbox.heroku_api`` on free ports; SIGTERM it afterwards."""
-    _, cert, key = tls_files
-    started: list[Running] = []
-
-    def start(state: dict[str, Any]) -> Running:
-        folder = tmp_path / f"emu{len(started)}"
-        folder.mkdir(mode=0o700)
-        state_path, log_path, pid_file = folder / "state.json", folder / "emu.log", folder / "pid"
-        save_state(state_path, state)
-        port, backup_port = procs.free_port(), procs.free_port()
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cutover.sandbox.heroku_api",
-                    "--state",
-                    str(state_path),
-                    "--port",
-                    str(port),
-                    "--backup-port",
-                    str(backup_port),
-                    "--tls-cert",
-                    str(cert),
-                    "--tls-key",
-                    str(key),
-                    "--pid-file",
-                    str(pid_file),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        running = Running(proc, port, backup_port, state_path, log_path, pid_file)
-        started.append(running)
-        deadline = time.monotonic() + 20
-        while not pid_file.exists():
-            assert proc.poll() is None, f"emulator died:\n{running.log()}"
-            assert time.monotonic() < deadline, f"emulator did not start:\n{running.log()}"
-            time.sleep(0.05)
-        assert pid_file.read_text().strip() == str(proc.pid)
-        return running
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            if running.proc.poll() is None:
-                running.proc.send_signal(signal.SIGTERM)
-            try:
-                code = running.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                running.proc.kill()
-                running.proc.wait()
-                raise
-            assert code == 0, running.log()
-            assert not running.pid_file.exists()
-
-
-@dataclass
-class CliResult:
-    rc: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-CliRunner = Callable[..., CliResult]
-
-_LOOPBACK_BASE = "http://127.0.0.1:"
 # oclif CLIError lines start with a space, U+203A and three spaces.
 CLI_ERROR = " \u203a   "
-
-
-def assert_isolated(env: dict[str, str]) -> None:
-    """Refuse to run the CLI unless every host it could reach is loopback."""
-    assert env["HEROKU_HOST"].startswith(_LOOPBACK_BASE)
-    assert env["HEROKU_PARTICLEBOARD_URL"].startswith(_LOOPBACK_BASE)
-    assert env["HEROKU_DATA_HOST"] == "127.0.0.1"
-    assert env["DISABLE_TELEMETRY"] == "true"
-    assert env["HEROKU_SKIP_NEW_VERSION_CHECK"] == "true"
-    assert env["HEROKU_DISABLE_AUTOUPDATE"] == "1"
-    assert env["HEROKU_API_KEY"]
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "HEROKU_APP"):
-        assert name not in env
 
 
 def home_snapshot(home: Path) -> dict[str, tuple[int, int, int]]:
@@ -629,33 +496,6 @@ def home_snapshot(home: Path) -> dict[str, tuple[int, int, int]]:
         str(p.relative_to(home)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
         for p in home.rglob("*")
     }
-
-
-@pytest.fixture
-def cli(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> CliRunner:
-    """``cli(running, *args, key=None)`` runs the real CLI in the isolated environment."""
-    ca_file = tls_files[0]
-
-    def run(running: Running, *args: str, key: str = API_KEY) -> CliResult:
-        home = tmp_path / f"home-{running.port}"
-        prepare_home(home, running.port)
-        cwd = tmp_path / "cwd"
-        cwd.mkdir(exist_ok=True)
-        env = cli_env(running.port, key, home, ca_file)
-        assert_isolated(env)
-        proc = subprocess.run(
-            [str(HEROKU), *args],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
 
 
 @pytest.fixture
@@ -682,7 +522,7 @@ def test_subprocess_sigterm_and_quiet_log(start_emulator: EmulatorFactory) -> No
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_apps_info_json(running: Running, cli: CliRunner, tmp_path: Path) -> None:
     prepare_home(tmp_path / f"home-{running.port}", running.port)
     before = home_snapshot(tmp_path / f"home-{running.port}")
@@ -700,7 +540,7 @@ def test_cli_apps_info_json(running: Running, cli: CliRunner, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_config_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "config", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -708,7 +548,7 @@ def test_cli_config_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_ps_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "ps", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -722,7 +562,7 @@ def test_cli_ps_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_ps_scale(running: Running, cli: CliRunner) -> None:
     result = cli(running, "ps:scale", "worker=0", "-a", APP)
     assert result.rc == 0, result.stderr
@@ -734,7 +574,7 @@ def test_cli_ps_scale(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_maintenance(running: Running, cli: CliRunner) -> None:
     assert cli(running, "maintenance", "-a", APP).stdout.strip() == "off"
     result = cli(running, "maintenance:on", "-a", APP)
@@ -747,7 +587,7 @@ def test_cli_maintenance(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_addons_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "addons", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -768,7 +608,7 @@ def test_cli_addons_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_domains_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "domains", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -778,7 +618,7 @@ def test_cli_domains_json(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_domains_paginated(start_emulator: EmulatorFactory, cli: CliRunner) -> None:
     state = make_state()
     paged = default_state(
@@ -802,7 +642,7 @@ def test_cli_domains_paginated(start_emulator: EmulatorFactory, cli: CliRunner) 
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_releases_json(running: Running, cli: CliRunner) -> None:
     result = cli(running, "releases", "-a", APP, "--json")
     assert result.rc == 0, result.stderr
@@ -811,26 +651,8 @@ def test_cli_releases_json(running: Running, cli: CliRunner) -> None:
     assert releases[0]["current"] is True and releases[0]["user"]["email"] == "owner@example.com"
 
 
-@pytest.fixture
-def backing_db(pg_source: PgCluster) -> dict[str, str | int]:
-    """A fresh database with one table in the shared session cluster."""
-    suffix = secrets.token_hex(4)
-    name, user, password = f"app_{suffix}", f"u_{suffix}", "pw:" + secrets.token_urlsafe(12)
-    pgcluster.create_role_and_db(pg_source, name, user, password)
-    with pgcluster.connect(pg_source, name, user, password) as conn:
-        conn.execute("CREATE TABLE widgets (id int PRIMARY KEY, label text)")
-        conn.execute("INSERT INTO widgets VALUES (1, 'one'), (2, 'two')")
-    return {
-        "host": "127.0.0.1",
-        "port": pg_source.port,
-        "dbname": name,
-        "user": user,
-        "password": password,
-    }
-
-
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_backup_capture_url_and_download(
     start_emulator: EmulatorFactory,
     cli: CliRunner,
@@ -883,7 +705,7 @@ def test_cli_backup_capture_url_and_download(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_credentials_url(running: Running, cli: CliRunner) -> None:
     result = cli(running, "pg:credentials:url", "DATABASE", "-a", APP)
     assert result.rc == 0, result.stderr
@@ -896,7 +718,7 @@ def test_cli_credentials_url(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_unknown_app(running: Running, cli: CliRunner) -> None:
     result = cli(running, "config", "-a", "missing", "--json")
     assert result.rc == 2
@@ -906,7 +728,7 @@ def test_cli_unknown_app(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_wrong_key(running: Running, cli: CliRunner) -> None:
     result = cli(running, "maintenance:off", "-a", APP, key="not-the-key")
     assert result.rc == 1
@@ -915,7 +737,7 @@ def test_cli_wrong_key(running: Running, cli: CliRunner) -> None:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_injected_500_json_and_html(running: Running, cli: CliRunner) -> None:
     with update_state(running.state_path) as state:
         state["faults"] = [

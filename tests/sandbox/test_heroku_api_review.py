@@ -4,10 +4,6 @@ Each test pins a defect found in review: the emulator's start-up handshake, capt
 outlive an emulator restart or a broken state file, and the dyno list after scaling.
 """
 
-# The fixtures shared with test_heroku_api are imported by name, so pytest finds them; their
-# parameters "redefine" the imports as far as ruff can tell.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -22,21 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
-    API_KEY,
-    APP,
-    CliRunner,
-    EmulatorFactory,
-    Running,
-    backing_db,
-    call,
-    cli,
-    start_emulator,
-    tls_files,
-)
-from test_heroku_api_states import emulator, state_with, tables_in, wait_for
+from heroku_support import API_KEY, CliRunner, EmulatorFactory
+from support.heroku_emulator import Running, spawn_emulator
+from support.waiting import wait_for
+from test_heroku_api import APP, call
+from test_heroku_api_states import emulator, state_with, tables_in
 
-from cutover.sandbox import procs
 from cutover.sandbox.heroku_api import (
     Emulator,
     Request,
@@ -49,8 +36,9 @@ from cutover.sandbox.heroku_api import (
 
 @pytest.mark.slow
 def test_pid_file_never_read_empty(tmp_path: Path, tls_files: tuple[Path, Path, Path]) -> None:
-    """Callers (tests/adapters/test_heroku_adapter.py, the ``start_emulator`` fixture) poll for
-    ``--pid-file`` to exist and then read the pid: it must appear complete, never empty."""
+    """Callers (``spawn_emulator`` in tests/support/heroku_emulator.py, the ``start_emulator``
+    fixture) poll for ``--pid-file`` to exist and then read the pid: it must appear complete,
+    never empty."""
     _, cert, key = tls_files
     state_path = tmp_path / "state.json"
     save_state(state_path, state_with())
@@ -87,21 +75,7 @@ def _spawn(state_path: Path, tls_files: tuple[Path, Path, Path], tag: str) -> Ru
     """The emulator as a subprocess on ``state_path`` (the caller stops it)."""
     _, cert, key = tls_files
     folder = state_path.parent
-    port, backup_port = procs.free_port(), procs.free_port()
-    log_path, pid_file = folder / f"{tag}.log", folder / f"{tag}.pid"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "cutover.sandbox.heroku_api", "--state", str(state_path),
-                "--port", str(port), "--backup-port", str(backup_port), "--tls-cert", str(cert),
-                "--tls-key", str(key), "--pid-file", str(pid_file),
-            ],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
-    running = Running(proc, port, backup_port, state_path, log_path, pid_file)
-    wait_for(lambda: pid_file.exists() or proc.poll() is not None, f"{tag} to start", 30)
-    assert proc.poll() is None, running.log()
-    return running
+    return spawn_emulator(state_path, cert, key, folder / f"{tag}.log", folder / f"{tag}.pid")
 
 
 @pytest.mark.slow

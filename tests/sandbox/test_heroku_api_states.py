@@ -13,37 +13,19 @@ No test asserts on elapsed time: state changes that depend on time are provoked 
 recorded transition time back, and long-running work is awaited by polling with a deadline.
 """
 
-# The fixtures shared with test_heroku_api are imported by name, so pytest finds them; their
-# parameters "redefine" the imports as far as ruff can tell.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
-import secrets
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_heroku_api import (  # noqa: F401 (fixtures are used by name)
-    API_KEY,
-    APP,
-    DNS_TARGET,
-    DOMAIN,
-    FAKE_DB,
-    CliRunner,
-    EmulatorFactory,
-    Running,
-    backing_db,
-    call,
-    cli,
-    needs_cli,
-    start_emulator,
-    tls_files,
-)
+from heroku_support import API_KEY, CliRunner, EmulatorFactory
+from support.databases import backing_database
+from support.paths import needs_heroku_cli
+from support.waiting import wait_for
+from test_heroku_api import APP, DNS_TARGET, DOMAIN, FAKE_DB, call
 
-from cutover.sandbox import pgcluster
 from cutover.sandbox.heroku_api import (
     Emulator,
     add_postgres_attachment,
@@ -218,16 +200,6 @@ def test_backup_schedule_and_scheduled_backups(tmp_path: Path) -> None:
 # Backups over time, against a real database
 
 
-def wait_for(predicate: Any, what: str, deadline: float = 90) -> Any:
-    until = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < until, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_capture_runs_in_the_background_with_progress(
     tmp_path: Path, backing_db: dict[str, str | int]
@@ -259,19 +231,10 @@ def test_capture_runs_in_the_background_with_progress(
 @pytest.fixture
 def pink_db(pg_source: PgCluster) -> dict[str, str | int]:
     """A second real database (table ``gadgets``) for the PINK attachment."""
-    suffix = secrets.token_hex(4)
-    name, user, password = f"pink_{suffix}", f"p_{suffix}", "pw:" + secrets.token_urlsafe(12)
-    pgcluster.create_role_and_db(pg_source, name, user, password)
-    with pgcluster.connect(pg_source, name, user, password) as conn:
-        conn.execute("CREATE TABLE gadgets (id int PRIMARY KEY)")
-        conn.execute("INSERT INTO gadgets VALUES (1)")
-    return {
-        "host": "127.0.0.1",
-        "port": pg_source.port,
-        "dbname": name,
-        "user": user,
-        "password": password,
-    }
+    return backing_database(
+        pg_source, "pink", "p", "CREATE TABLE gadgets (id int PRIMARY KEY)",
+        "INSERT INTO gadgets VALUES (1)",
+    )
 
 
 def tables_in(dump: Path) -> set[str]:
@@ -284,7 +247,7 @@ def tables_in(dump: Path) -> set[str]:
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_capture_targets_the_named_attachment(
     start_emulator: EmulatorFactory,
     cli: CliRunner,
@@ -317,7 +280,7 @@ def test_cli_capture_targets_the_named_attachment(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_url_without_id_returns_a_scheduled_backup_finished_in_between(
     start_emulator: EmulatorFactory, cli: CliRunner, backing_db: dict[str, str | int]
 ) -> None:
@@ -359,7 +322,7 @@ def test_cli_url_without_id_returns_a_scheduled_backup_finished_in_between(
 
 
 @pytest.mark.slow
-@needs_cli
+@needs_heroku_cli
 def test_cli_ps_shows_dynos_stopping_and_starting(
     start_emulator: EmulatorFactory, cli: CliRunner
 ) -> None:

@@ -13,17 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_for
 
 from cutover.sandbox import procs
 
 PY = sys.executable
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def _log_has(path: Path, text: str) -> Callable[[], bool]:
@@ -94,7 +88,7 @@ def test_spawn_daemon_detaches_logs_and_stops(tmp_path: Path, spawned: list[int]
         "time.sleep(60)\n"
     )
     pid = _spawn(spawned, code, log, env={"MARK": "x"}, cwd=tmp_path)
-    _wait_until(_log_has(log, "to-stderr"))
+    wait_for(_log_has(log, "to-stderr"))
     text = log.read_text(encoding="utf-8")
     assert "session-leader True" in text
     assert "stdin ''" in text
@@ -111,7 +105,7 @@ def test_log_is_appended_not_truncated(tmp_path: Path, spawned: list[int]) -> No
     log.write_text("earlier run\n", encoding="utf-8")
     log.chmod(0o644)
     pid = _spawn(spawned, "print('later run')", log)
-    _wait_until(lambda: not procs.pid_alive(pid))
+    wait_for(lambda: not procs.pid_alive(pid))
     assert log.read_text(encoding="utf-8") == "earlier run\nlater run\n"
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
@@ -125,13 +119,13 @@ def test_stop_pid_stops_the_whole_process_group(tmp_path: Path, spawned: list[in
         "child.wait()\n"
     )
     pid = _spawn(spawned, code, log)
-    _wait_until(_log_has(log, "child "))
+    wait_for(_log_has(log, "child "))
     grandchild = int(log.read_text(encoding="utf-8").split()[1])
     spawned.append(grandchild)
     assert procs.pid_alive(grandchild)
     procs.stop_pid(pid, timeout=5)
     assert not procs.pid_alive(pid)
-    _wait_until(lambda: not procs.pid_alive(grandchild), timeout=5)
+    wait_for(lambda: not procs.pid_alive(grandchild), deadline=5)
 
 
 def test_stop_pid_escalates_to_sigkill(tmp_path: Path, spawned: list[int]) -> None:
@@ -143,7 +137,7 @@ def test_stop_pid_escalates_to_sigkill(tmp_path: Path, spawned: list[int]) -> No
         "time.sleep(60)\n"
     )
     pid = _spawn(spawned, code, log)
-    _wait_until(_log_has(log, "ignoring"))
+    wait_for(_log_has(log, "ignoring"))
     started = time.monotonic()
     procs.stop_pid(pid, timeout=0.3)
     assert not procs.pid_alive(pid)
@@ -161,7 +155,7 @@ def test_pid_alive_treats_a_zombie_as_dead() -> None:
     child = subprocess.Popen([PY, "-c", "pass"])
     try:
         stat_file = Path(f"/proc/{child.pid}/stat")
-        _wait_until(lambda: stat_file.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+        wait_for(lambda: stat_file.read_text().rsplit(")", 1)[1].split()[0] == "Z")
         assert not procs.pid_alive(child.pid)
     finally:
         child.wait()
@@ -172,7 +166,7 @@ def test_stop_pid_works_on_a_process_spawn_daemon_did_not_start() -> None:
     # (setsid execs in place, so the group leader is our child and we can reap it at the end.)
     child = subprocess.Popen(["setsid", "sleep", "60"])
     try:
-        _wait_until(lambda: os.getpgid(child.pid) == child.pid)
+        wait_for(lambda: os.getpgid(child.pid) == child.pid)
         assert procs.pid_alive(child.pid)
         procs.stop_pid(child.pid, timeout=5)
         assert not procs.pid_alive(child.pid)
@@ -193,7 +187,7 @@ def test_spawn_daemon_as_another_user(tmp_path: Path, spawned: list[int]) -> Non
         user="postgres",
     )
     spawned.append(pid)
-    _wait_until(_log_has(log, "home="))
+    wait_for(_log_has(log, "home="))
     assert log.read_text(encoding="utf-8").split() == ["postgres", f"home={account.pw_dir}"]
     status = Path(f"/proc/{pid}/status").read_text()
     uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]

@@ -25,18 +25,14 @@ from typing import Any
 import psycopg
 import pytest
 import trustme
+from support.convox_rack import convox_rack
+from support.tls import peer_dns_names, write_tls_files
 
 from cutover.sandbox import convox_fake as fake
+from cutover.sandbox import procs
 from cutover.sandbox.pgcluster import PgCluster
 
 SECRET = "pw-t0p-s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -48,14 +44,10 @@ class Tls:
 
 @pytest.fixture
 def tls(tmp_path: Path) -> Tls:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
+    files = write_tls_files(tmp_path)
     context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return Tls(cert, key, context)
+    files.ca.configure_trust(context)
+    return Tls(files.cert_file, files.key_file, context)
 
 
 @dataclass
@@ -89,7 +81,7 @@ def start_app(tmp_path: Path, tls: Tls) -> Iterator[StartApp]:
 
     def start(use_tls: bool = True, **env: str) -> App:
         port_text = env.pop("PORT", "")
-        port = int(port_text) if port_text.isdigit() else free_port()
+        port = int(port_text) if port_text.isdigit() else procs.free_port()
         log = tmp_path / f"app-{len(started)}.log"
         child_env = {
             "PATH": os.environ["PATH"],
@@ -130,7 +122,7 @@ def start_app(tmp_path: Path, tls: Tls) -> Iterator[StartApp]:
 
 
 def dead_database_url() -> str:
-    return f"postgresql://app:{SECRET}@127.0.0.1:{free_port()}/appdb"
+    return f"postgresql://app:{SECRET}@127.0.0.1:{procs.free_port()}/appdb"
 
 
 def test_healthz_reports_503_without_leaking_the_password(start_app: StartApp) -> None:
@@ -229,97 +221,85 @@ def test_convox_stand_in_serves_the_app_on_its_real_database(
     """deploy -> HTTPS /healthz 200 via the injected DATABASE_URL; proxy and run reach it too."""
     config, bindir, work = tmp_path / "cfg", tmp_path / "bin", tmp_path / "work"
     work.mkdir()
-    fake.install_shim(bindir)
-    router = fake.Router("127.0.0.1", free_port(), str(tls.cert), str(tls.key))
+    router = fake.Router("127.0.0.1", procs.free_port(), str(tls.cert), str(tls.key))
     backend = fake.PostgresBackend(
         "127.0.0.1", database.cluster.port, database.owner, database.password, database.dbname
     )
-    fake.configure_rack(config, name="sandbox", router=router, postgres=backend)
-    (work / "convox.yml").write_text(
-        "resources:\n  database:\n    type: postgres\n"
-        "services:\n  web:\n    port: 3000\n    resources:\n      - database\n"
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CONVOX_", "RACK_URL"))},
-        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-        "CONVOX_CONFIG": str(config),
-    }
-
-    def convox(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["convox", *args],
-            cwd=work,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+    with convox_rack(bindir, config, name="sandbox", router=router, postgres=backend):
+        (work / "convox.yml").write_text(
+            "resources:\n  database:\n    type: postgres\n"
+            "services:\n  web:\n    port: 3000\n    resources:\n      - database\n"
         )
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CONVOX_", "RACK_URL"))},
+            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+            "CONVOX_CONFIG": str(config),
+        }
 
-    proxy = None
-    try:
-        assert convox("apps", "create", "demo").returncode == 0
-        deploy = convox("deploy", "-a", "demo", "--id")
-        assert deploy.returncode == 0, deploy.stderr
-        app = App(subprocess.Popen(["true"]), router.port, tmp_path / "none", tls.context)
-        app.proc.wait()
-        status, body = app.json("/healthz")
-        assert (status, body["database"], body["release"]) == (200, "ok", deploy.stdout)
+        def convox(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["convox", *args],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
 
-        run = convox(
-            "run", "web", "-a", "demo", "--", 'sh -c \'psql "$DATABASE_URL" -tAc "select 40 + 2"\''
-        )
-        assert (run.returncode, run.stdout.strip()) == (0, "42")
+        proxy = None
+        try:
+            assert convox("apps", "create", "demo").returncode == 0
+            deploy = convox("deploy", "-a", "demo", "--id")
+            assert deploy.returncode == 0, deploy.stderr
+            app = App(subprocess.Popen(["true"]), router.port, tmp_path / "none", tls.context)
+            app.proc.wait()
+            status, body = app.json("/healthz")
+            assert (status, body["database"], body["release"]) == (200, "ok", deploy.stdout)
 
-        port = free_port()
-        proxy = subprocess.Popen(
-            ["convox", "resources", "proxy", "database", "-a", "demo", "-p", str(port)],
-            cwd=work,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                conn = psycopg.connect(
-                    host="127.0.0.1",
-                    port=port,
-                    user=database.owner,
-                    password=database.password,
-                    dbname=database.dbname,
-                    sslmode="disable",
-                    connect_timeout=5,
-                )
-                break
-            except psycopg.OperationalError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        with conn:
-            row = conn.execute("SELECT current_user").fetchone()
-        assert row == (database.owner,)
-    finally:
-        if proxy is not None:
-            proxy.kill()
-            proxy.communicate(timeout=10)
-        fake.stop_processes(config)
+            run = convox(
+                "run", "web", "-a", "demo", "--",
+                'sh -c \'psql "$DATABASE_URL" -tAc "select 40 + 2"\'',
+            )
+            assert (run.returncode, run.stdout.strip()) == (0, "42")
+
+            port = procs.free_port()
+            proxy = subprocess.Popen(
+                ["convox", "resources", "proxy", "database", "-a", "demo", "-p", str(port)],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    conn = psycopg.connect(
+                        host="127.0.0.1",
+                        port=port,
+                        user=database.owner,
+                        password=database.password,
+                        dbname=database.dbname,
+                        sslmode="disable",
+                        connect_timeout=5,
+                    )
+                    break
+                except psycopg.OperationalError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            with conn:
+                row = conn.execute("SELECT current_user").fetchone()
+            assert row == (database.owner,)
+        finally:
+            if proxy is not None:
+                proxy.kill()
+                proxy.communicate(timeout=10)
 
 
 # --- SNI certificates (the router) and Heroku maintenance mode -------------------------------
-
-
-def _peer_names(port: int, server_name: str, context: ssl.SSLContext) -> list[str]:
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=server_name) as sock,
-    ):
-        cert = sock.getpeercert()
-    assert cert is not None
-    sans = cert.get("subjectAltName", ())
-    return [str(pair[1]) for pair in sans if isinstance(pair, tuple) and pair[0] == "DNS"]
 
 
 def test_sni_picks_the_certificate_for_the_name_once_it_exists(
@@ -338,14 +318,14 @@ def test_sni_picks_the_certificate_for_the_name_once_it_exists(
     ca.configure_trust(context)
     # No certificate for the custom name yet: the default one, which does not cover it.
     with pytest.raises(ssl.SSLCertVerificationError):
-        _peer_names(app.port, "www.example.test", context)
-    assert _peer_names(app.port, "router.sandbox.convox.test", context) == [
+        peer_dns_names(app.port, "www.example.test", context)
+    assert peer_dns_names(app.port, "router.sandbox.convox.test", context) == [
         "router.sandbox.convox.test"
     ]
     leaf = ca.issue_cert("www.example.test")
     leaf.private_key_pem.write_to_path(str(certs / "www.example.test-key.pem"))
     leaf.cert_chain_pems[0].write_to_path(str(certs / "www.example.test.pem"))
-    assert _peer_names(app.port, "www.example.test", context) == ["www.example.test"]
+    assert peer_dns_names(app.port, "www.example.test", context) == ["www.example.test"]
 
 
 def test_heroku_app_in_maintenance_answers_the_maintenance_page_with_503(

@@ -4,12 +4,12 @@ is the main process and drains on SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
+
+from support.waiting import wait_for
 
 from cutover.translate import TranslateOptions, read_sources, translate
 from cutover.translate.facts import LiveFacts
@@ -17,11 +17,9 @@ from cutover.translate.manifest import validate
 
 __all__ = [
     "SERVER",
-    "alive",
     "assert_server_is_main_process_and_drains",
     "command_of",
     "translate_files",
-    "wait_for",
 ]
 
 
@@ -55,26 +53,6 @@ signal.signal(signal.SIGTERM, stop)
 while True:
     time.sleep(0.1)
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie counts as gone (PID 1 on these machines does not reap orphans)
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ", 1)[1][0] != "Z"
-
-
-def wait_for(predicate: object, deadline: float = 20.0) -> bool:
-    assert callable(predicate)
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def assert_server_is_main_process_and_drains(command: str, cwd: Path, bin_dir: Path) -> None:

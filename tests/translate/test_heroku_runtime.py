@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 from runtime_helpers import SERVER as _SERVER
-from runtime_helpers import alive as _alive
 from runtime_helpers import (
     assert_server_is_main_process_and_drains as _assert_server_is_main_process_and_drains,
 )
 from runtime_helpers import command_of as _command
 from runtime_helpers import translate_files as _translate
-from runtime_helpers import wait_for as _wait_for
+from support.waiting import wait_for as _wait_for
 
+from cutover.sandbox.procs import pid_alive as _alive
 from cutover.translate import TranslateOptions, read_sources, translate
 from cutover.translate.facts import AddonFact, FormationFact, LiveFacts
 from cutover.translate.shell import convert_command

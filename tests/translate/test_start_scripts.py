@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from runtime_helpers import SERVER, translate_files, wait_for
+from runtime_helpers import SERVER, translate_files
+from support.waiting import wait_for
 
 from cutover.translate import TranslateOptions, read_sources, translate
 
