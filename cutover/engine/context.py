@@ -14,11 +14,11 @@ from cutover.adapters.dns_manual import ManualDnsProvider
 from cutover.adapters.heroku import HerokuAdapter
 from cutover.adapters.http import HttpClient
 from cutover.adapters.postgres import PostgresAdapter
-from cutover.engine.state import RunState
 from cutover.errors import InvalidInput
 from cutover.playbook import LoadedPlaybook
 from cutover.runner import AuditSink, Runner
 from cutover.secrets import SecretMasker
+from cutover.state import RunState
 from cutover.steps.base import Context, Reporter
 
 TSIG_SECRET_VAR = "CUTOVER_DNS_TSIG_SECRET"  # noqa: S105 - the variable's name, not a secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cutover.engine.state import PlaybookRef, RunState, Status
+from cutover.state import PlaybookRef, RunState, Status
 from cutover.errors import InvalidInput
 from cutover.playbook import LoadedPlaybook, changed_fields
 from cutover.steps import STEP_IDS, STEPS, Step

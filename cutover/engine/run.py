@@ -32,7 +32,7 @@ from cutover.engine.plan import (
     reset_from,
     validate_step,
 )
-from cutover.engine.state import RunState, StateStore, Status, now_iso
+from cutover.state import RunState, StateStore, Status, now_iso
 from cutover.errors import (
     CutoverError,
     GateWaiting,

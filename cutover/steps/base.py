@@ -20,7 +20,7 @@ from cutover.adapters.dns import DnsProvider
 from cutover.adapters.heroku import HerokuAdapter
 from cutover.adapters.http import HttpClient
 from cutover.adapters.postgres import PostgresAdapter
-from cutover.engine.state import RunState
+from cutover.state import RunState
 from cutover.playbook import LoadedPlaybook, Playbook
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
