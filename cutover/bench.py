@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             outputs = InitialSync().apply(ctx)
             elapsed = time.perf_counter() - started
-            sizes.append(int(outputs["bytes"]))
+            sizes.append(outputs.bytes)
             rss_growth.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
             return elapsed
 

@@ -26,13 +26,35 @@ import os
 import time
 
 from cutover.errors import CommandError, CutoverError
-from cutover.steps.base import Context, Outputs, cmd
+from cutover.steps.base import Context, Progress, StepOutputs, cmd
 
 BUILD_WAIT = 3600.0
 APP_SETTLE_WAIT = 1800.0
 DONE_VAR = "CUTOVER_RELEASE_COMMAND_DONE"
 RERUN_VAR = "CUTOVER_RELEASE_COMMAND_RERUN"
 _POD_ENDED = ("complete", "failed")
+
+
+class ShipProgress(Progress):
+    """Saved while shipping, each before the effect it describes (module doc)."""
+
+    marker: str | None = None
+    first_release: bool | None = None
+    built: str | None = None
+    release_command_started: str | None = None
+    release_command_done: str | None = None
+
+
+class ShipOutputs(StepOutputs):
+    """The release that went live (rollback promotes the one before it) and the build marker
+    (absent when the release was found already active)."""
+
+    release: str
+    marker: str | None = None
+
+
+def _progress(ctx: Context, step_id: str) -> ShipProgress:
+    return ShipProgress.model_validate(ctx.state.step(step_id).outputs)
 
 
 def ship_commands(ctx: Context, step_id: str) -> list[str]:
@@ -54,29 +76,29 @@ def ship_commands(ctx: Context, step_id: str) -> list[str]:
             run, promote]
 
 
-def ship(ctx: Context, step_id: str) -> Outputs:
+def ship(ctx: Context, step_id: str) -> ShipOutputs:
     """Build and promote the source, marked with this run and step (see find_marked_release)."""
     source = ctx.playbook.resolve(ctx.model.convox.source)
     manifest = ctx.model.convox.manifest
     marker = ctx.marker(step_id, create=True)
     assert marker is not None
     if ctx.model.release is None:
-        return {"release": ctx.convox.deploy(source, manifest, marker), "marker": marker}
-    first = ctx.state.step(step_id).outputs.get("first_release")
+        return ShipOutputs(release=ctx.convox.deploy(source, manifest, marker), marker=marker)
+    first = _progress(ctx, step_id).first_release
     if first is None:
         first = ctx.convox.active_release() is None
-        ctx.progress({"first_release": first})
+        ctx.save(ShipProgress(first_release=first))
     release = ctx.convox.build(source, manifest, marker)
-    ctx.progress({"built": release})
+    ctx.save(ShipProgress(built=release))
     finish_release(ctx, step_id, release)
-    return {"release": release, "marker": marker}
+    return ShipOutputs(release=release, marker=marker)
 
 
 def finish_release(ctx: Context, step_id: str, release: str) -> None:
     """Release command and promote, in the order that is right for this app (module doc)."""
     if ctx.model.release is None:
         ensure_promoted(ctx, release)
-    elif ctx.state.step(step_id).outputs.get("first_release"):
+    elif _progress(ctx, step_id).first_release:
         ensure_promoted(ctx, release)
         release_command(ctx, step_id, release)
     else:
@@ -84,7 +106,7 @@ def finish_release(ctx: Context, step_id: str, release: str) -> None:
         ensure_promoted(ctx, release)
 
 
-def find_marked_release(ctx: Context, step_id: str, marker: str) -> Outputs | None:
+def find_marked_release(ctx: Context, step_id: str, marker: str) -> ShipOutputs | None:
     """The release of the build with this run's marker, finished: a build still running is
     waited for, a release not yet promoted (or its release command not yet run) is finished."""
     build = _wait_for_marked_build(ctx, marker)
@@ -95,7 +117,7 @@ def find_marked_release(ctx: Context, step_id: str, marker: str) -> Outputs | No
         ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
                  "finishing it")
     finish_release(ctx, step_id, release)
-    return {"release": release, "marker": marker}
+    return ShipOutputs(release=release, marker=marker)
 
 
 def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
@@ -148,14 +170,14 @@ def release_command(ctx: Context, step_id: str, release: str) -> None:
     """Run the release command once for ``release``, recording its start before running it."""
     cfg = ctx.model.release
     assert cfg is not None
-    outputs = ctx.state.step(step_id).outputs
-    if outputs.get("release_command_done") == release:
+    saved = _progress(ctx, step_id)
+    if saved.release_command_done == release:
         return
-    if outputs.get("release_command_started") == release:
+    if saved.release_command_started == release:
         _started_before(ctx, release)  # returns only when the operator said how to go on
-        if outputs.get("release_command_done") == release:
+        if _progress(ctx, step_id).release_command_done == release:
             return
-    ctx.progress({"release_command_started": release})
+    ctx.save(ShipProgress(release_command_started=release))
     ctx.note(f"release command on {cfg.service} with {release} (up to {cfg.timeout}s): "
              f"{cfg.command}")
     try:
@@ -171,9 +193,9 @@ def release_command(ctx: Context, step_id: str, release: str) -> None:
             ) from None
         # The CLI returned the command's exit code (or an API error) and stopped its pod: the
         # command is not running, so a later attempt may run it again.
-        ctx.progress({"release_command_started": None})
+        ctx.save(ShipProgress(release_command_started=None))
         raise
-    ctx.progress({"release_command_done": release})
+    ctx.save(ShipProgress(release_command_done=release))
 
 
 def _started_before(ctx: Context, release: str) -> None:
@@ -187,7 +209,7 @@ def _started_before(ctx: Context, release: str) -> None:
     if os.environ.get(DONE_VAR) == release:
         ctx.note(f"{DONE_VAR}={release}: the operator checked that the release command "
                  "finished")
-        ctx.progress({"release_command_done": release})
+        ctx.save(ShipProgress(release_command_done=release))
         return
     if os.environ.get(RERUN_VAR) == release and not pods:
         ctx.note(f"{RERUN_VAR}={release}: running the release command again, as the operator "
