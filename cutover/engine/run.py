@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -50,6 +51,7 @@ from cutover.state import RunState, StateStore, Status, now_iso
 from cutover.steps import BY_ID, STEP_IDS, STEPS, Context, Step
 from cutover.steps.base import StepOutputs, dump, read_outputs
 from cutover.steps.dns import VerifySiteOutputs
+from cutover.steps.window import MaintenanceOnOutputs
 from cutover.ui import Ui
 
 
@@ -302,13 +304,25 @@ def _fail(ctx: Context, store: StateStore, audit: AuditLog, st: Any, step: Step,
     _finish(st, started, Status.FAILED, error=message)
     store.save(state=ctx.state)
     audit.event("step-failed", step=step.id, error=message, duration=round(st.duration or 0, 3))
-    hint = f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
+    hint = (_window_note(ctx, step)
+            + f"Fix the cause, then resume with: {resume_command(ctx.playbook)}")
     error_type = InvalidInput if invalid else StepFailed  # bad input keeps exit 2
     raise error_type(
         f"step {step.id} failed: {ctx.masker.mask(brief)}",
         details=ctx.masker.mask(details),
         resolution=(ctx.masker.mask(resolution) + "\n" if resolution else "") + hint,
     ) from None
+
+
+def _window_note(ctx: Context, step: Step) -> str:
+    """For a step in the window: users see the maintenance page until the run goes on."""
+    maintenance = read_outputs(ctx.state, MaintenanceOnOutputs) if step.in_window else None
+    if maintenance is None:
+        return ""
+    since = datetime.fromtimestamp(maintenance.at, UTC).isoformat(timespec="seconds")
+    return (f"Heroku has been in maintenance since {since}: users see its maintenance page "
+            "until the cutover goes on (to reopen Heroku meanwhile: heroku maintenance:off "
+            f"-a {ctx.model.heroku.app}).\n")
 
 
 def _confirm_gate(ctx: Context, step: Step, question: str, options: RunOptions,

@@ -8,7 +8,8 @@ A step declares its contract on the class (read by the engine, never listed by i
   programming error); ``fields``: the playbook fields it reads (dotted prefixes of
   ``LoadedPlaybook.flat()``). Both are fingerprinted into its state entry (engine/plan.py);
 * behaviour flags: ``gate`` (ask before apply), ``overwrites_target_data`` (refused once
-  traffic moved), ``moves_traffic`` (after it is done, no data step runs again).
+  traffic moved), ``moves_traffic`` (after it is done, no data step runs again), ``in_window``
+  (runs while users see Heroku's maintenance page).
 
 The life of a step: ``check`` looks at the world without changing it and returns the outputs
 when the effect is already there; else ``recover`` finds an effect an interrupted attempt left
@@ -142,6 +143,8 @@ class Step:
     overwrites_target_data: ClassVar[bool] = False
     # Moves production traffic to Convox: from then on no overwrites_target_data step runs.
     moves_traffic: ClassVar[bool] = False
+    # Runs in the window, while Heroku serves its maintenance page: a failure says so.
+    in_window: ClassVar[bool] = False
 
     def describe(self, ctx: Context) -> list[str]:
         """The external commands this step would run (masked), for plans and dry runs."""

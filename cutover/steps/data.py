@@ -129,6 +129,7 @@ class InitialSync(_Sync):
 class FinalSync(_Sync):
     id = "final-sync"
     title = "Final data sync (Heroku in maintenance)"
+    in_window = True
     outputs = FinalSyncOutputs
     gate = "Run the final data sync now? It replaces the Convox database with Heroku's."
 
@@ -143,6 +144,7 @@ class VerifyDataOutputs(StepOutputs):
 class VerifyData(Step):
     id = "verify-data"
     title = "Compare every table on both sides"
+    in_window = True
     outputs = VerifyDataOutputs
     fields = _DATA_FIELDS
 

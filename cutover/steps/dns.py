@@ -103,6 +103,7 @@ class SwitchDnsOutputs(StepOutputs):
 class SwitchDns(Step):
     id = "switch-dns"
     title = "Point the CNAME at the Convox router"
+    in_window = True
     outputs = SwitchDnsOutputs
     reads = (PreflightOutputs,)
     fields = _DNS_FIELDS
@@ -158,6 +159,7 @@ class VerifyDnsOutputs(StepOutputs):
 class VerifyDns(Step):
     id = "verify-dns"
     title = "Wait for DNS to answer with the router"
+    in_window = True
     outputs = VerifyDnsOutputs
     reads = (PreflightOutputs,)
     fields = _DNS_FIELDS
@@ -198,6 +200,7 @@ class VerifySiteOutputs(StepOutputs):
 class VerifySite(Step):
     id = "verify-site"
     title = "Verify the site serves from Convox"
+    in_window = True
     outputs = VerifySiteOutputs
     reads = (PreflightOutputs, MaintenanceOnOutputs)
     fields = ("dns.record", "smoke")

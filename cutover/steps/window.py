@@ -106,6 +106,7 @@ class ScaleDownOutputs(StepOutputs):
 class ScaleDown(Step):
     id = "scale-down"
     title = "Drain and stop Heroku workers"
+    in_window = True
     outputs = ScaleDownOutputs
     reads = (PreflightOutputs,)
     fields = ("heroku.app", "window.scale_down", "window.drain_seconds")

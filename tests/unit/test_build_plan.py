@@ -19,11 +19,11 @@ from cutover.engine.plan import (
     step_inputs,
     steps_with_changed_inputs,
 )
-from cutover.engine.run import refuse_resync_after_switch
+from cutover.engine.run import _window_note, refuse_resync_after_switch
 from cutover.errors import InvalidInput
 from cutover.playbook import LoadedPlaybook, Playbook
 from cutover.state import RunState, Status
-from cutover.steps import BY_ID, STEP_IDS, STEPS
+from cutover.steps import BY_ID, STEP_IDS, STEPS, Context
 
 BASE: dict[str, Any] = {
     "version": 1,
@@ -144,6 +144,21 @@ def test_the_flags_are_declared_on_the_steps() -> None:
     assert [s.id for s in STEPS if s.gate] == ["maintenance-on", "final-sync", "switch-dns"]
     assert [s.id for s in STEPS if s.overwrites_target_data] == ["initial-sync", "final-sync"]
     assert [s.id for s in STEPS if s.moves_traffic] == ["switch-dns"]
+    assert [s.id for s in STEPS if s.in_window] == STEP_IDS[STEP_IDS.index("scale-down"):]
+
+
+def test_a_failure_in_the_window_says_users_see_the_maintenance_page() -> None:
+    pb = playbook()
+    state = new_state(pb)
+    ctx = Context.__new__(Context)
+    ctx.playbook, ctx.state = pb, state
+    assert _window_note(ctx, BY_ID["final-sync"]) == ""  # maintenance not on yet
+    finish(state, pb, *STEP_IDS[: STEP_IDS.index("maintenance-on") + 1],
+           outputs={"maintenance-on": {"at": 1796022000.0}})
+    note = _window_note(ctx, BY_ID["final-sync"])
+    assert "in maintenance since 2026-11-30T07:00:00+00:00" in note
+    assert "heroku maintenance:off -a acme-shop" in note
+    assert _window_note(ctx, BY_ID["initial-sync"]) == ""  # not a window step
 
 
 def test_another_app_is_refused_not_a_change_to_accept() -> None:
