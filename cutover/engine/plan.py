@@ -13,6 +13,8 @@ from cutover.errors import InvalidInput
 from cutover.playbook import LoadedPlaybook, changed_fields
 from cutover.state import Identity, PlaybookRef, RunState, Status
 from cutover.steps import BY_ID, STEP_IDS, STEPS, Step
+from cutover.steps.base import read_outputs
+from cutover.steps.preflight import PreflightOutputs
 
 
 class Kind(StrEnum):
@@ -60,9 +62,8 @@ def check_identity(playbook: LoadedPlaybook, state: RunState) -> None:
         state.identity = wanted
         return
     if saved.convox_rack is None:  # no rack named: the one preflight pinned
-        pinned = state.steps.get("preflight")
-        rack = pinned.outputs.get("rack") if pinned else None
-        saved = saved.model_copy(update={"convox_rack": rack if isinstance(rack, str) else None})
+        pinned = read_outputs(state, PreflightOutputs)
+        saved = saved.model_copy(update={"convox_rack": pinned.rack if pinned else None})
     differences = saved.differences(wanted)
     if differences:
         raise InvalidInput(

@@ -17,7 +17,14 @@ from cutover.errors import CutoverError, InvalidInput
 from cutover.fsutil import atomic_write
 from cutover.playbook import SmokeCheck, SmokeSection
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
-from cutover.steps.ship import ShipOutputs, ShipProgress, find_marked_release, ship, ship_commands
+from cutover.steps.ship import (
+    ShipOutputs,
+    ShipProgress,
+    build_marker,
+    find_marked_release,
+    ship,
+    ship_commands,
+)
 
 if TYPE_CHECKING:
     from cutover.adapters.http import HttpClient
@@ -150,6 +157,10 @@ class CreateApp(Step):
         return CreateAppOutputs(app=ctx.model.convox.app, created=True)
 
 
+class SetEnvProgress(Progress):
+    release: str | None = None
+
+
 class SetEnvOutputs(StepOutputs):
     """Names only (values never leave memory); ``release``: the release the env change made."""
 
@@ -184,7 +195,7 @@ class SetEnv(Step):
                 f"{ctx.model.database.resource} resource while it is set",
                 resolution=f"Remove it: convox env unset DATABASE_URL -a {ctx.model.convox.app}")
         if all(current.get(k) == v for k, v in desired.items()):
-            saved = ctx.state.step(self.id).outputs.get("release")
+            saved = self.saved(ctx, SetEnvProgress).release  # an earlier attempt's
             return self._outputs(desired, excluded, saved or ctx.convox.latest_release())
         overwritten = sorted(k for k, v in desired.items() if k in current and current[k] != v)
         ctx.extras[self.id] = (desired, excluded, overwritten)
@@ -229,7 +240,7 @@ class Deploy(Step):
 
     def recover(self, ctx: Context) -> DeployOutputs | None:
         """The build this step started before an interruption: wait for it, finish it."""
-        marker = ctx.marker(self.id)
+        marker = build_marker(ctx, self.id)
         found = find_marked_release(ctx, self.id, marker) if marker else None
         return DeployOutputs(**found.model_dump(exclude_unset=True)) if found else None
 
@@ -355,7 +366,7 @@ class AddDomain(Step):
 
     def recover(self, ctx: Context) -> AddDomainOutputs | None:
         """The build this step started before an interruption: wait for it, finish it."""
-        marker = ctx.marker(self.id)
+        marker = build_marker(ctx, self.id)
         found = find_marked_release(ctx, self.id, marker) if marker else None
         if found is None:
             return None

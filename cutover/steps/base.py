@@ -19,7 +19,6 @@ the gate, ``apply`` acts. ``describe`` lists the commands a step would run, for 
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,18 +115,6 @@ class Context:
     def note(self, message: str) -> None:
         self.reporter.note(self.masker.mask(message))
 
-    def marker(self, step_id: str, *, create: bool = False) -> str | None:
-        """The build description that identifies one attempt of a deploying step on the rack.
-
-        Saved in the step's outputs before the build starts, so a crash mid-deploy finds that
-        build on resume; a step cleared by ``--from`` has none, so it builds afresh.
-        """
-        saved = self.state.step(step_id).outputs.get("marker")
-        if saved or not create:
-            return str(saved) if saved else None
-        marker = f"cutover {self.state.run_id} {step_id} {secrets.token_hex(3)}"
-        self.progress({"marker": marker})
-        return marker
 
 
 class Step:

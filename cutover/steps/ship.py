@@ -23,6 +23,7 @@ What the rack does, from the convox source (see docs/design.md, "Release command
 from __future__ import annotations
 
 import os
+import secrets
 import time
 
 from cutover.errors import CommandError, CutoverError
@@ -57,11 +58,25 @@ def _progress(ctx: Context, step_id: str) -> ShipProgress:
     return ShipProgress.model_validate(ctx.state.step(step_id).outputs)
 
 
+def build_marker(ctx: Context, step_id: str, *, create: bool = False) -> str | None:
+    """The build description that identifies one attempt of a deploying step on the rack.
+
+    Saved in the step's progress before the build starts, so a crash mid-deploy finds that
+    build on resume; a step cleared by ``--from`` has none, so it builds afresh.
+    """
+    saved = _progress(ctx, step_id).marker
+    if saved or not create:
+        return saved
+    marker = f"cutover {ctx.state.run_id} {step_id} {secrets.token_hex(3)}"
+    ctx.save(ShipProgress(marker=marker))
+    return marker
+
+
 def ship_commands(ctx: Context, step_id: str) -> list[str]:
     """What deploy and add-domain run: ``convox deploy``, or build, release command, promote."""
     source = str(ctx.playbook.resolve(ctx.model.convox.source))
     manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
+    marker = build_marker(ctx, step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
     lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
     release = ctx.model.release
     if release is None:
@@ -80,7 +95,7 @@ def ship(ctx: Context, step_id: str) -> ShipOutputs:
     """Build and promote the source, marked with this run and step (see find_marked_release)."""
     source = ctx.playbook.resolve(ctx.model.convox.source)
     manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id, create=True)
+    marker = build_marker(ctx, step_id, create=True)
     assert marker is not None
     if ctx.model.release is None:
         return ShipOutputs(release=ctx.convox.deploy(source, manifest, marker), marker=marker)

@@ -179,7 +179,9 @@ def test_a_rack_pinned_by_preflight_binds_the_run() -> None:
     raw_convox = {"app": "shop"}
     pb = playbook(convox=raw_convox)
     state = new_state(pb)
-    finish(state, pb, "preflight", outputs={"preflight": {"rack": "acme/production"}})
+    preflight = {"heroku_cli": "11.10.0", "heroku_formation": {}, "heroku_addons": [],
+                 "scheduler": False, "router": "router.test", "rack": "acme/production"}
+    finish(state, pb, "preflight", outputs={"preflight": preflight})
     check_identity(pb, state)  # no rack named: the pinned one stands
     with pytest.raises(InvalidInput, match="names other apps"):
         check_identity(playbook(convox={"app": "shop", "rack": "acme/staging"}), state)
