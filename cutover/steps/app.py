@@ -233,7 +233,8 @@ class Deploy(Step):
     id = "deploy"
     title = "Build and promote on Convox"
     outputs = DeployOutputs
-    fields = ("convox", "release")
+    reads = (CreateAppOutputs,)
+    fields = ("convox.app", "convox.rack", "convox.manifest", "convox.source", "release")
 
     def describe(self, ctx: Context) -> list[str]:
         return ship_commands(ctx, self.id)
@@ -245,7 +246,9 @@ class Deploy(Step):
         return DeployOutputs(**found.model_dump(exclude_unset=True)) if found else None
 
     def apply(self, ctx: Context) -> DeployOutputs:
-        return DeployOutputs(**ship(ctx, self.id).model_dump(exclude_unset=True))
+        created = self.read(ctx, CreateAppOutputs)
+        adopted = created is not None and created.adopted
+        return DeployOutputs(**ship(ctx, self.id, adopted=adopted).model_dump(exclude_unset=True))
 
 
 class SmokeTestOutputs(StepOutputs):
@@ -341,7 +344,8 @@ class AddDomain(Step):
     id = "add-domain"
     title = "Add the production domain and redeploy"
     outputs = AddDomainOutputs
-    fields = ("convox", "release", "dns.record", "smoke.service")
+    fields = ("convox.app", "convox.rack", "convox.manifest", "convox.source", "release",
+              "dns.record", "smoke.service")
 
     def applies(self, model: Any) -> str | None:
         return None if model.dns else "no dns section in the playbook"

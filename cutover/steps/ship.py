@@ -44,14 +44,26 @@ class ShipProgress(Progress):
     built: str | None = None
     release_command_started: str | None = None
     release_command_done: str | None = None
+    # An adopted app only: the release active before this step's build (None: there was none).
+    previous_release: str | None = None
 
 
 class ShipOutputs(StepOutputs):
-    """The release that went live (rollback promotes the one before it) and the build marker
-    (absent when the release was found already active)."""
+    """The release that went live, the build marker (absent when the release was found already
+    active) and, for an adopted app, the release that was active before (rollback promotes it
+    back; an app cutover created had none)."""
 
     release: str
     marker: str | None = None
+    previous_release: str | None = None
+
+
+def shipped(ctx: Context, step_id: str, release: str, marker: str) -> ShipOutputs:
+    saved = _progress(ctx, step_id)
+    if "previous_release" in saved.model_fields_set:
+        return ShipOutputs(release=release, marker=marker,
+                           previous_release=saved.previous_release)
+    return ShipOutputs(release=release, marker=marker)
 
 
 def _progress(ctx: Context, step_id: str) -> ShipProgress:
@@ -91,14 +103,17 @@ def ship_commands(ctx: Context, step_id: str) -> list[str]:
             run, promote]
 
 
-def ship(ctx: Context, step_id: str) -> ShipOutputs:
-    """Build and promote the source, marked with this run and step (see find_marked_release)."""
+def ship(ctx: Context, step_id: str, *, adopted: bool = False) -> ShipOutputs:
+    """Build and promote the source, marked with this run and step (see find_marked_release).
+    For an ``adopted`` app the active release is saved first (what a rollback returns to)."""
     source = ctx.playbook.resolve(ctx.model.convox.source)
     manifest = ctx.model.convox.manifest
+    if adopted and "previous_release" not in _progress(ctx, step_id).model_fields_set:
+        ctx.save(ShipProgress(previous_release=ctx.convox.active_release()))
     marker = build_marker(ctx, step_id, create=True)
     assert marker is not None
     if ctx.model.release is None:
-        return ShipOutputs(release=ctx.convox.deploy(source, manifest, marker), marker=marker)
+        return shipped(ctx, step_id, ctx.convox.deploy(source, manifest, marker), marker)
     first = _progress(ctx, step_id).first_release
     if first is None:
         first = ctx.convox.active_release() is None
@@ -106,7 +121,7 @@ def ship(ctx: Context, step_id: str) -> ShipOutputs:
     release = ctx.convox.build(source, manifest, marker)
     ctx.save(ShipProgress(built=release))
     finish_release(ctx, step_id, release)
-    return ShipOutputs(release=release, marker=marker)
+    return shipped(ctx, step_id, release, marker)
 
 
 def finish_release(ctx: Context, step_id: str, release: str) -> None:
@@ -132,7 +147,7 @@ def find_marked_release(ctx: Context, step_id: str, marker: str) -> ShipOutputs 
         ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
                  "finishing it")
     finish_release(ctx, step_id, release)
-    return ShipOutputs(release=release, marker=marker)
+    return shipped(ctx, step_id, release, marker)
 
 
 def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:

@@ -42,21 +42,28 @@ def test_a_copied_playbook_naming_other_apps_is_refused(finished: Finished,
     assert len(project.calls()) == calls_before
 
 
-def _precreate(project: Project, **env: str) -> None:
-    """An app someone else made on the rack, with its own env."""
-    for argv, stdin in ((["apps", "create", seed.CONVOX_APP], None),
-                        (["env", "set", "-a", seed.CONVOX_APP], "".join(
-                            f"{k}={v}\n" for k, v in env.items()))):
-        done = subprocess.run(["convox", *argv, "-r", seed.RACK], input=stdin,
-                              env=project.env({"FAKE_WORLD": str(project.world_path),
-                                               "FAKE_CALLS": str(project.calls_path)}),
-                              capture_output=True, text=True, timeout=30, check=False)
-        assert done.returncode == 0, done
+def _convox(project: Project, *argv: str, stdin: str | None = None) -> str:
+    done = subprocess.run(["convox", *argv, "-r", seed.RACK], input=stdin,
+                          env=project.env({"FAKE_WORLD": str(project.world_path),
+                                           "FAKE_CALLS": str(project.calls_path)}),
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done
+    return done.stdout
+
+
+def _precreate(project: Project, **env: str) -> str:
+    """An app someone else made on the rack, with its own env, promoted: its release."""
+    _convox(project, "apps", "create", seed.CONVOX_APP)
+    out = _convox(project, "env", "set", "-a", seed.CONVOX_APP,
+                  stdin="".join(f"{k}={v}\n" for k, v in env.items()))
+    release = out.rsplit("Release: ", 1)[1].split()[0]
+    _convox(project, "releases", "promote", release, "-a", seed.CONVOX_APP)
+    return release
 
 
 def test_an_existing_app_is_adopted_only_with_consent(project: Project) -> None:
     theirs = "sk_live_not_heroku_value"
-    _precreate(project, STRIPE_SECRET_KEY=theirs)
+    their_release = _precreate(project, STRIPE_SECRET_KEY=theirs)
 
     refused = project.run("run", "--yes", "--until", "set-env")
 
@@ -82,6 +89,17 @@ def test_an_existing_app_is_adopted_only_with_consent(project: Project) -> None:
 
     assert confirmed.returncode == 0, confirmed
     assert project.effect_counts()["convox env set"] == 2
+
+    # The release active before cutover's deploy is recorded for a rollback to return to.
+    active = project.world()["convox"]["apps"][seed.CONVOX_APP]["active"]
+    # pkg/cli/env.go: `env set` promotes only with --promote; this one was promoted by hand.
+    assert active == their_release
+    deployed = project.run("run", "--yes", "--until", "deploy")
+
+    assert deployed.returncode == 0, deployed
+    deploy = project.state()["steps"]["deploy"]["outputs"]
+    assert deploy["previous_release"] == active
+    assert deploy["release"] != active
 
 
 def test_a_created_app_is_recorded_as_created(finished: Finished) -> None:
