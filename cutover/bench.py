@@ -35,10 +35,10 @@ from cutover.adapters.postgres import TABLES_SQL, fingerprint_sql
 from cutover.engine.audit import NullAudit
 from cutover.engine.context import build_context
 from cutover.engine.plan import new_state
-from cutover.engine.state import StateStore
 from cutover.playbook import load_playbook
 from cutover.sandbox import convox_fake, manager, pgcluster
 from cutover.secrets import SecretMasker
+from cutover.state import StateStore
 from cutover.steps.data import InitialSync, VerifyData
 from cutover.ui import Ui
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             outputs = InitialSync().apply(ctx)
             elapsed = time.perf_counter() - started
-            sizes.append(int(outputs["bytes"]))
+            sizes.append(outputs.bytes)
             rss_growth.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
             return elapsed
 

@@ -153,8 +153,8 @@ def status(
 
         from cutover.engine import run as engine  # noqa: PLC0415
         from cutover.engine.plan import build_plan, new_state  # noqa: PLC0415
-        from cutover.engine.state import StateStore  # noqa: PLC0415
         from cutover.playbook import load_playbook  # noqa: PLC0415
+        from cutover.state import StateStore  # noqa: PLC0415
         from cutover.steps import STEP_IDS  # noqa: PLC0415
         from cutover.ui import status_table  # noqa: PLC0415
 

@@ -42,6 +42,11 @@ class ConvoxSection(_Model):
     rack: str | None = Field(default=None, description="Rack name passed as -r; default: current.")
     manifest: str = Field(default="convox.yml", description="Manifest file inside `source`.")
     source: str = Field(default=".", description="Folder to deploy, relative to the playbook.")
+    adopt: bool = Field(
+        default=False,
+        description="Deploy into an existing app cutover did not create (its env differences "
+        "are shown at a gate first); without it an existing app is refused.",
+    )
 
     @field_validator("app")
     @classmethod

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cutover.engine.state import RunState, Status
 from cutover.secrets import SecretMasker
+from cutover.state import RunState, Status
 
 
 def fmt_duration(seconds: float | None) -> str:

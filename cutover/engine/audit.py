@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cutover.engine.state import now_iso
 from cutover.fsutil import ensure_private_dir
 from cutover.secrets import SecretMasker
+from cutover.state import now_iso
 
 EVENTS_FILE = "events.jsonl"
 

@@ -16,10 +16,10 @@ from cutover.errors import InvalidInput
 
 if TYPE_CHECKING:
     from cutover.adapters.dns import DnsProvider
-    from cutover.engine.state import RunState
     from cutover.playbook import LoadedPlaybook
     from cutover.runner import AuditSink, Runner
     from cutover.secrets import SecretMasker
+    from cutover.state import RunState
     from cutover.steps.base import Context, Reporter
 
 TSIG_SECRET_VAR = "CUTOVER_DNS_TSIG_SECRET"  # noqa: S105 - the variable's name, not a secret

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cutover.engine.state import now_iso
 from cutover.errors import LockedError
 from cutover.fsutil import ensure_private_dir
+from cutover.state import now_iso
 
 LOCK_FILE = "lock"
 

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,18 +22,22 @@ from typing import Any
 from rich.prompt import Confirm
 
 from cutover.engine.audit import AuditLog
-from cutover.engine.context import build_context
 from cutover.engine.lock import RunLock
 from cutover.engine.plan import (
     Action,
     Kind,
     build_plan,
+    check_identity,
+    has_started,
     new_state,
+    plan_rerun,
     playbook_changes,
     reset_from,
+    reset_steps,
+    step_inputs,
+    steps_with_changed_inputs,
     validate_step,
 )
-from cutover.engine.state import RunState, StateStore, Status, now_iso
 from cutover.errors import (
     CutoverError,
     GateWaiting,
@@ -41,9 +46,12 @@ from cutover.errors import (
     StepFailed,
 )
 from cutover.playbook import DEFAULT_PLAYBOOK, LoadedPlaybook, load_playbook
-from cutover.runner import step_scope
 from cutover.secrets import SecretMasker
-from cutover.steps import STEP_IDS, Context, Step
+from cutover.state import RunState, StateStore, Status, now_iso
+from cutover.steps import BY_ID, STEP_IDS, STEPS, Context, Step
+from cutover.steps.base import StepOutputs, dump, read_outputs
+from cutover.steps.dns import VerifySiteOutputs
+from cutover.steps.window import MaintenanceOnOutputs
 from cutover.ui import Ui
 
 
@@ -87,27 +95,33 @@ def load_state(playbook: LoadedPlaybook, masker: SecretMasker) -> tuple[StateSto
 
 
 def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
+    from cutover.engine.context import build_context  # noqa: PLC0415 - adapters: only for a run or plan
+
     validate_step(options.until, "--until")
     validate_step(options.from_step, "--from")
     playbook = load_playbook(playbook_path)
     masker = ui.masker
     with RunLock(playbook.state_dir, "cutover run") as lock, sigterm_as_interrupt():
         store, state = load_state(playbook, masker)
+        check_identity(playbook, state)  # another app is refused before anything else
         audit = AuditLog(playbook.state_dir, masker, state.run_id)
         if lock.took_over is not None:
             audit.event("lock-taken-over", previous=lock.took_over.describe())
         changes = playbook_changes(playbook, state)
-        started_any = any(s.status != Status.PENDING for s in state.steps.values())
-        if changes and started_any and not options.accept_changes:
+        affected = steps_with_changed_inputs(playbook, state) if changes else []
+        if changes and has_started(state) and not options.accept_changes:
             raise InvalidInput(
                 f"{playbook.path} changed since this run started",
-                details="changed: " + ", ".join(changes),
+                details="changed: " + ", ".join(changes) + "\n" + _affected_text(affected),
                 resolution="Check that the change is intended, then run again with "
-                "--accept-changes (add --from STEP to redo the affected steps).",
+                "--accept-changes: it re-runs the steps named above (and the later ones that "
+                "read their outputs).",
             )
         if changes:
-            audit.event("playbook-changed", fields=changes, accepted=options.accept_changes)
+            audit.event("playbook-changed", fields=changes, accepted=options.accept_changes,
+                        steps=affected)
             ui.info("playbook changed (accepted): " + ", ".join(changes), "yellow")
+            _accept(playbook, state, affected, audit, ui)
         state.playbook.fingerprint = playbook.fingerprint()
         state.playbook.fields = playbook.flat()
         if options.from_step:
@@ -121,16 +135,42 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         return _execute(ctx, store, audit, options, ui)
 
 
+def _affected_text(affected: list[str]) -> str:
+    if not affected:
+        return ("no finished step reads the changed fields (the change applies to steps "
+                "still to run)")
+    return "finished steps whose inputs changed: " + ", ".join(affected)
+
+
+def _accept(playbook: LoadedPlaybook, state: RunState, affected: list[str], audit: AuditLog,
+            ui: Ui) -> None:
+    """--accept-changes: re-run exactly the steps whose inputs changed and the later ones
+    that read their outputs; say which are kept and why."""
+    decision = plan_rerun(affected, state)
+    for sid, why in decision.kept.items():
+        ui.info(f"not re-running {sid}: {why}", "yellow")
+        # Accepted as it is: its inputs are the new playbook's from now on.
+        state.steps[sid].inputs = step_inputs(BY_ID[sid], playbook.flat(), state)
+    if decision.rerun:
+        ui.info("re-running (inputs changed): " + ", ".join(decision.rerun), "yellow")
+    reset_steps(state, decision.rerun)
+    audit.event("rerun-changed", steps=decision.rerun, kept=decision.kept)
+
+
 def refuse_resync_after_switch(state: RunState, from_step: str) -> None:
     """Once traffic is on Convox, re-running a data sync would copy Heroku's (stale) data over
-    the live Convox database: --from a step at or before final-sync is refused then."""
-    switched = state.steps.get("switch-dns")
-    if switched is None or switched.status != Status.DONE:
+    the live Convox database: --from a step at or before a step that overwrites the Convox
+    data is refused then (the flags are declared on the steps)."""
+    moved = [s for s in STEPS if s.moves_traffic
+             and (st := state.steps.get(s.id)) is not None and st.status == Status.DONE]
+    if not moved:
         return
-    if STEP_IDS.index(from_step) <= STEP_IDS.index("final-sync"):
+    switched = state.steps[moved[0].id]
+    cleared = STEPS[STEP_IDS.index(from_step):]
+    if any(s.overwrites_target_data for s in cleared):
         raise InvalidInput(
             f"--from {from_step} would run the data sync again, but traffic moved to Convox "
-            f"at {switched.finished_at} (switch-dns is done)",
+            f"at {switched.finished_at} ({moved[0].id} is done)",
             details="A sync now would replace the live Convox database with Heroku's older "
             "copy and lose every write since the switch.",
             resolution="Re-run only later steps (e.g. --from verify-dns). To start a new "
@@ -165,7 +205,8 @@ def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptio
                 f"Continue with: {resume_command(playbook)}", "bold")
         audit.event("run-paused", until=options.until)
     else:
-        downtime = state.outputs("verify-site").get("downtime_seconds")
+        site = read_outputs(state, VerifySiteOutputs)
+        downtime = site.downtime_seconds if site else None
         ui.info(f"cutover complete in {ui.elapsed()}"
                 + (f"; measured downtime {downtime}s (maintenance on to site verified)"
                    if downtime is not None else ""), "bold green")
@@ -195,14 +236,11 @@ def _run_step(ctx: Context, store: StateStore, audit: AuditLog, options: RunOpti
         store.save(state)
 
     ctx.progress = progress
+    from cutover.runner import step_scope  # noqa: PLC0415 - sh: only when a step runs
+
     try:
         with step_scope(ctx.runner, step.id):
-            outputs = step.check(ctx)
-            found = outputs is not None
-            if outputs is None:
-                if step.gate:
-                    _confirm_gate(ctx, step, options, audit, ui)
-                outputs = step.apply(ctx)
+            outputs, found = _attempt(ctx, step, options, audit, ui)
     except GateWaiting:
         st.status = Status.PENDING
         st.attempts -= 1
@@ -229,12 +267,28 @@ def _run_step(ctx: Context, store: StateStore, audit: AuditLog, options: RunOpti
               f"the traceback is in {store.folder / 'events.jsonl'}", "")
     assert outputs is not None
     _finish(st, started, Status.DONE)
-    st.outputs.update(outputs)
+    st.outputs.update(dump(outputs))
     st.found_applied = found
+    st.inputs = step_inputs(step, ctx.playbook.flat(), state)
     store.save(state)
     audit.event("step-finish", step=step.id, duration=round(st.duration or 0, 3),
                 found_applied=found)
     ui.step_done(st.duration or 0.0, found)
+
+
+def _attempt(ctx: Context, step: Step, options: RunOptions, audit: AuditLog, ui: Ui
+             ) -> tuple[StepOutputs, bool]:
+    """The life of a step (steps/base.py): check looks; recover finishes what an interrupted
+    attempt left; else the gate, then apply. Returns the outputs and whether they were found."""
+    outputs = step.check(ctx)
+    if outputs is None:
+        outputs = step.recover(ctx)
+    if outputs is not None:
+        return outputs, True
+    question = step.gate_question(ctx)
+    if question:
+        _confirm_gate(ctx, step, question, options, audit, ui)
+    return step.apply(ctx), False
 
 
 def _finish(st: Any, started: float, status: Status, error: str | None = None) -> None:
@@ -250,7 +304,8 @@ def _fail(ctx: Context, store: StateStore, audit: AuditLog, st: Any, step: Step,
     _finish(st, started, Status.FAILED, error=message)
     store.save(state=ctx.state)
     audit.event("step-failed", step=step.id, error=message, duration=round(st.duration or 0, 3))
-    hint = f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
+    hint = (_window_note(ctx, step)
+            + f"Fix the cause, then resume with: {resume_command(ctx.playbook)}")
     error_type = InvalidInput if invalid else StepFailed  # bad input keeps exit 2
     raise error_type(
         f"step {step.id} failed: {ctx.masker.mask(brief)}",
@@ -259,9 +314,19 @@ def _fail(ctx: Context, store: StateStore, audit: AuditLog, st: Any, step: Step,
     ) from None
 
 
-def _confirm_gate(ctx: Context, step: Step, options: RunOptions, audit: AuditLog, ui: Ui
-                  ) -> None:
-    question = step.gate_text(ctx)
+def _window_note(ctx: Context, step: Step) -> str:
+    """For a step in the window: users see the maintenance page until the run goes on."""
+    maintenance = read_outputs(ctx.state, MaintenanceOnOutputs) if step.in_window else None
+    if maintenance is None:
+        return ""
+    since = datetime.fromtimestamp(maintenance.at, UTC).isoformat(timespec="seconds")
+    return (f"Heroku has been in maintenance since {since}: users see its maintenance page "
+            "until the cutover goes on (to reopen Heroku meanwhile: heroku maintenance:off "
+            f"-a {ctx.model.heroku.app}).\n")
+
+
+def _confirm_gate(ctx: Context, step: Step, question: str, options: RunOptions,
+                  audit: AuditLog, ui: Ui) -> None:
     if options.yes:
         audit.event("gate", step=step.id, question=question, answer="yes",
                     answered_by="--yes", user=_user())
@@ -296,12 +361,15 @@ def _user() -> str:
 # -- plan / dry run ------------------------------------------------------------------------------
 def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
     """Print every step, what is done, the gates and the exact commands. Runs and writes nothing."""
+    from cutover.engine.context import build_context  # noqa: PLC0415 - adapters: only for a run or plan
+
     validate_step(options.until, "--until")
     validate_step(options.from_step, "--from")
     playbook = load_playbook(playbook_path)
     masker = ui.masker
     store = StateStore(playbook.state_dir, masker)
     state = store.load() or new_state(playbook)
+    check_identity(playbook, state)  # in memory only
     if options.from_step:
         reset_from(state, options.from_step)  # in memory only
     ctx = build_context(playbook, state, masker=masker, audit=None, reporter=ui,
@@ -312,6 +380,7 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         ui.info("playbook changed since the run started: " + ", ".join(changes)
                 + ("  (run needs --accept-changes)" if not options.accept_changes else ""),
                 "yellow")
+        ui.info(_affected_text(steps_with_changed_inputs(playbook, state)), "yellow")
     actions = build_plan(playbook, state, options.until)
     for index, action in enumerate(actions, 1):
         step = action.step

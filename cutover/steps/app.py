@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from cutover.adapters.http import CertificateNotValid
 from cutover.catalog import resource_addon, resource_config_vars
 from cutover.errors import CutoverError, InvalidInput
+from cutover.fsutil import atomic_write
 from cutover.playbook import SmokeCheck, SmokeSection
-from cutover.steps.base import Context, Outputs, Step, cmd
-from cutover.steps.ship import find_marked_release, ship, ship_commands
+from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+from cutover.steps.ship import (
+    ShipOutputs,
+    ShipProgress,
+    build_marker,
+    find_marked_release,
+    ship,
+    ship_commands,
+)
+
+if TYPE_CHECKING:
+    from cutover.adapters.http import HttpClient
 
 # Variables Convox sets itself (reference §17: RACK, APP, RELEASE, BUILD*, SERVICE, PORT).
 CONVOX_MANAGED = {"RACK", "RACK_URL", "APP", "RELEASE", "BUILD", "BUILD_DESCRIPTION",
@@ -97,35 +108,85 @@ def env_plan(config: dict[str, str], addons: list[dict[str, Any]], ctx: Context
     return values, excluded
 
 
+class CreateAppProgress(Progress):
+    creating: bool | None = None  # saved just before `convox apps create`
+
+
+class CreateAppOutputs(StepOutputs):
+    """``created``: this run created the app (rollback may delete it); ``adopted``: it existed
+    and the playbook said ``convox.adopt: true``."""
+
+    step_id = "create-app"
+    app: str
+    created: bool = False
+    adopted: bool = False
+
+
 class CreateApp(Step):
     id = "create-app"
     title = "Create the Convox app"
+    outputs = CreateAppOutputs
+    fields = ("convox.app", "convox.rack", "convox.adopt")
 
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(ctx.convox.argv("apps", "info")),
-                cmd(ctx.convox.create_app_argv())]
+                cmd(ctx.convox.create_app_argv())
+                + ("   (an existing app is adopted: convox.adopt)" if ctx.model.convox.adopt
+                   else "   (an existing app is refused unless convox.adopt: true)")]
 
-    def check(self, ctx: Context) -> Outputs | None:
-        return {"app": ctx.model.convox.app} if ctx.convox.app_exists() else None
+    def check(self, ctx: Context) -> CreateAppOutputs | None:
+        if not ctx.convox.app_exists():
+            return None
+        app = ctx.model.convox.app
+        if self.remembered(ctx, CreateAppProgress).creating:
+            return CreateAppOutputs(app=app, created=True)  # created before an interruption
+        if ctx.model.convox.adopt:
+            ctx.note(f"the Convox app {app} already exists: adopting it (convox.adopt: true)")
+            return CreateAppOutputs(app=app, adopted=True)
+        rack = f" on rack {ctx.convox.rack}" if ctx.convox.rack else ""
+        raise InvalidInput(
+            f"the Convox app {app} already exists{rack} and this run did not create it",
+            details="cutover would overwrite its environment and deploy over it.",
+            resolution="If this app is meant to receive the migration, set `convox.adopt: "
+            "true` in the playbook (set-env then shows which variables it would overwrite "
+            "and asks first); otherwise name a new app in convox.app.")
 
-    def apply(self, ctx: Context) -> Outputs:
+    def apply(self, ctx: Context) -> CreateAppOutputs:
+        ctx.save(CreateAppProgress(creating=True))
         ctx.convox.create_app()
-        return {"app": ctx.model.convox.app}
+        return CreateAppOutputs(app=ctx.model.convox.app, created=True)
+
+
+class SetEnvProgress(Progress):
+    release: str | None = None
+
+
+class SetEnvOutputs(StepOutputs):
+    """Names only (values never leave memory); ``release``: the release the env change made."""
+
+    step_id = "set-env"
+    copied: list[str]
+    excluded: dict[str, str]
+    release: str | None
 
 
 class SetEnv(Step):
     id = "set-env"
     title = "Copy config vars to Convox"
+    outputs = SetEnvOutputs
+    reads = (CreateAppOutputs,)
+    fields = ("heroku.app", "convox.app", "convox.rack", "env", "database.resource")
 
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(ctx.heroku.argv("config", "--json")), cmd(ctx.heroku.argv("addons", "--json")),
                 cmd(ctx.convox.argv("env")),
+                "gate (adopted app only): the names of the variables it would overwrite",
                 cmd(ctx.convox.argv("env", "set", "--id")) + "   < KEY=VALUE lines on stdin"]
 
     def _desired(self, ctx: Context) -> tuple[dict[str, str], dict[str, str]]:
         return env_plan(ctx.heroku.config(), ctx.heroku.addons(), ctx)
 
-    def check(self, ctx: Context) -> Outputs | None:
+    def check(self, ctx: Context) -> SetEnvOutputs | None:
         desired, excluded = self._desired(ctx)
         current = ctx.convox.env()
         if "DATABASE_URL" in current and ctx.model.database:
@@ -134,13 +195,25 @@ class SetEnv(Step):
                 f"{ctx.model.database.resource} resource while it is set",
                 resolution=f"Remove it: convox env unset DATABASE_URL -a {ctx.model.convox.app}")
         if all(current.get(k) == v for k, v in desired.items()):
-            saved = ctx.state.step(self.id).outputs.get("release")
+            saved = self.saved(ctx, SetEnvProgress).release  # an earlier attempt's
             return self._outputs(desired, excluded, saved or ctx.convox.latest_release())
-        ctx.extras["set-env"] = (desired, excluded)
+        overwritten = sorted(k for k, v in desired.items() if k in current and current[k] != v)
+        ctx.extras[self.id] = (desired, excluded, overwritten)
         return None
 
-    def apply(self, ctx: Context) -> Outputs:
-        desired, excluded = ctx.extras.pop("set-env", None) or self._desired(ctx)
+    def gate_question(self, ctx: Context) -> str | None:
+        """Only for an adopted app whose env holds other values: names, never values."""
+        created = self.read(ctx, CreateAppOutputs)
+        pending = ctx.extras.get(self.id)
+        if created is None or not created.adopted or not pending or not pending[2]:
+            return None
+        names = pending[2]
+        return (f"The adopted Convox app {ctx.model.convox.app} has other values for "
+                f"{len(names)} variable(s): {', '.join(names)}. Overwrite them with Heroku's?")
+
+    def apply(self, ctx: Context) -> SetEnvOutputs:
+        pending = ctx.extras.pop(self.id, None)
+        desired, excluded = (pending[0], pending[1]) if pending else self._desired(ctx)
         ctx.note(f"setting {len(desired)} variables; leaving out {len(excluded)}: "
                  + ", ".join(sorted(excluded)))
         release = ctx.convox.env_set(desired)
@@ -148,28 +221,47 @@ class SetEnv(Step):
 
     @staticmethod
     def _outputs(desired: dict[str, str], excluded: dict[str, str], release: str | None
-                 ) -> Outputs:
-        return {"copied": sorted(desired), "excluded": excluded, "release": release}
+                 ) -> SetEnvOutputs:
+        return SetEnvOutputs(copied=sorted(desired), excluded=excluded, release=release)
+
+
+class DeployOutputs(ShipOutputs):
+    step_id = "deploy"
 
 
 class Deploy(Step):
     id = "deploy"
     title = "Build and promote on Convox"
+    outputs = DeployOutputs
+    reads = (CreateAppOutputs,)
+    fields = ("convox.app", "convox.rack", "convox.manifest", "convox.source", "release")
 
     def describe(self, ctx: Context) -> list[str]:
         return ship_commands(ctx, self.id)
 
-    def check(self, ctx: Context) -> Outputs | None:
-        marker = ctx.marker(self.id)
-        return find_marked_release(ctx, self.id, marker) if marker else None
+    def recover(self, ctx: Context) -> DeployOutputs | None:
+        """The build this step started before an interruption: wait for it, finish it."""
+        marker = build_marker(ctx, self.id)
+        found = find_marked_release(ctx, self.id, marker) if marker else None
+        return DeployOutputs(**found.model_dump(exclude_unset=True)) if found else None
 
-    def apply(self, ctx: Context) -> Outputs:
-        return ship(ctx, self.id)
+    def apply(self, ctx: Context) -> DeployOutputs:
+        created = self.read(ctx, CreateAppOutputs)
+        adopted = created is not None and created.adopted
+        return DeployOutputs(**ship(ctx, self.id, adopted=adopted).model_dump(exclude_unset=True))
+
+
+class SmokeTestOutputs(StepOutputs):
+    step_id = "smoke-test"
+    domain: str
+    checks: list[str]
 
 
 class SmokeTest(Step):
     id = "smoke-test"
     title = "Smoke-test the Convox service"
+    outputs = SmokeTestOutputs
+    fields = ("convox.app", "convox.rack", "smoke")
 
     def applies(self, model: Any) -> str | None:
         return None if model.smoke else "no smoke section in the playbook"
@@ -181,20 +273,23 @@ class SmokeTest(Step):
             f"GET https://<{smoke.service} domain>{c.path}  expect {c.status}"
             for c in smoke.checks]
 
-    def apply(self, ctx: Context) -> Outputs:
+    def apply(self, ctx: Context) -> SmokeTestOutputs:
         assert ctx.model.smoke
         domain = ctx.convox.service_domain(ctx.model.smoke.service)
-        results = run_http_checks(ctx, domain, ctx.model.smoke.checks, ctx.model.smoke.timeout)
-        return {"domain": domain, "checks": results}
+        results = run_http_checks(ctx, ctx.http, domain, ctx.model.smoke.checks,
+                                  ctx.model.smoke.timeout)
+        return SmokeTestOutputs(domain=domain, checks=results)
 
 
-def run_http_checks(ctx: Context, host: str, checks: list[SmokeCheck], timeout: float
-                    ) -> list[str]:
+def run_http_checks(ctx: Context, http: HttpClient, host: str, checks: list[SmokeCheck],
+                    timeout: float) -> list[str]:
     """GET every check's path on ``host`` until each passes or ``timeout`` runs out.
 
     Failures are retried until then, certificate failures included: for a custom domain the
     router serves a certificate covering the name only once DNS points at it and the
     certificate was issued, so verify-site meets them first. Giving up on one says so."""
+    from cutover.adapters.http import CertificateNotValid  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+
     results = []
     for check in checks:
         url = f"https://{host}{check.path}"
@@ -203,7 +298,7 @@ def run_http_checks(ctx: Context, host: str, checks: list[SmokeCheck], timeout: 
         certificate = False
         while True:
             try:
-                resp = ctx.http.get(url)
+                resp = http.get(url)
                 ok = resp.status == check.status and (check.contains is None
                                                       or check.contains in resp.text)
                 last, certificate = f"HTTP {resp.status}", False
@@ -234,9 +329,23 @@ def run_http_checks(ctx: Context, host: str, checks: list[SmokeCheck], timeout: 
     return results
 
 
+class AddDomainProgress(ShipProgress):
+    manifest_edited: bool | None = None  # saved before the deploy
+
+
+class AddDomainOutputs(ShipOutputs):
+    """``manifest_edited``: this step added the domain to convox.yml (rollback may undo it)."""
+
+    step_id = "add-domain"
+    manifest_edited: bool
+
+
 class AddDomain(Step):
     id = "add-domain"
     title = "Add the production domain and redeploy"
+    outputs = AddDomainOutputs
+    fields = ("convox.app", "convox.rack", "convox.manifest", "convox.source", "release",
+              "dns.record", "smoke.service")
 
     def applies(self, model: Any) -> str | None:
         return None if model.dns else "no dns section in the playbook"
@@ -246,7 +355,7 @@ class AddDomain(Step):
         return [f"edit {manifest_path(ctx)}: services.{web_service(ctx)}.domain += "
                 f"{ctx.model.dns.record}  (only if missing)", *ship_commands(ctx, self.id)]
 
-    def check(self, ctx: Context) -> Outputs | None:
+    def check(self, ctx: Context) -> AddDomainOutputs | None:
         assert ctx.model.dns
         active = ctx.convox.active_release()
         if active:
@@ -254,27 +363,35 @@ class AddDomain(Step):
                 deployed = yaml.safe_load(ctx.convox.release_manifest(active)) or {}
             except yaml.YAMLError:
                 deployed = {}
-            edited = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
+            edited = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
             if ctx.model.dns.record in service_domains(deployed, web_service(ctx)):
-                return {"release": active, "manifest_edited": edited}
-        marker = ctx.marker(self.id)
-        found = find_marked_release(ctx, self.id, marker) if marker else None
-        if found is not None:
-            found["manifest_edited"] = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
-        return found
+                return AddDomainOutputs(release=active, manifest_edited=edited)
+        return None
 
-    def apply(self, ctx: Context) -> Outputs:
+    def recover(self, ctx: Context) -> AddDomainOutputs | None:
+        """The build this step started before an interruption: wait for it, finish it."""
+        marker = build_marker(ctx, self.id)
+        found = find_marked_release(ctx, self.id, marker) if marker else None
+        if found is None:
+            return None
+        edited = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
+        return AddDomainOutputs(release=found.release, marker=found.marker,
+                                manifest_edited=edited)
+
+    def apply(self, ctx: Context) -> AddDomainOutputs:
         assert ctx.model.dns
         path = manifest_path(ctx)
-        saved = bool(ctx.state.step(self.id).outputs.get("manifest_edited"))
+        saved = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
         edited = add_domain_to_manifest(path, web_service(ctx), ctx.model.dns.record)
         # Saved before the deploy: a crash after the edit still says this step made it.
         edited = edited or saved
-        ctx.progress({"manifest_edited": edited})
+        ctx.save(AddDomainProgress(manifest_edited=edited))
         if edited:
             ctx.note(f"added domain {ctx.model.dns.record} to services.{web_service(ctx)} "
                      f"in {path} (commit this change)")
-        return {**ship(ctx, self.id), "manifest_edited": edited}
+        shipped = ship(ctx, self.id)
+        return AddDomainOutputs(release=shipped.release, marker=shipped.marker,
+                                manifest_edited=edited)
 
 
 def service_domains(manifest: dict[str, Any], service: str) -> list[str]:
@@ -321,7 +438,8 @@ def add_domain_to_manifest(path: Path, service: str, domain: str) -> bool:
             if domain not in service_domains(check, service):
                 raise CutoverError(f"could not add the domain to {path}; add "
                                    f"`domain: {domain}` under services.{service} by hand")
-            path.write_text(text, encoding="utf-8")
+            # Atomic like every file cutover writes, keeping the file's mode.
+            atomic_write(path, text, mode=stat.S_IMODE(path.stat().st_mode))
             return True
     raise CutoverError(f"{path}: service {service!r} not found under services:")
 

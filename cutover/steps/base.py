@@ -1,33 +1,87 @@
-"""What a step is, and the context every step receives.
+"""What a step is, its contract, and the context every step receives.
 
-Every step is check-then-apply: ``check`` looks at the world without changing it and returns the
-step's outputs when its effect is already there (a crash after the effect but before the
-checkpoint), or None; only then does ``apply`` act. ``describe`` lists the commands a step would
-run, for ``cutover plan`` and dry runs, without running anything.
+A step declares its contract on the class (read by the engine, never listed by id there):
+
+* ``outputs``: the pydantic model of what it records (JSON in the state file). Later steps read
+  it through that model (:meth:`Step.read`), never by string keys;
+* ``reads``: the outputs models of earlier steps it reads (reading an undeclared one is a
+  programming error); ``fields``: the playbook fields it reads (dotted prefixes of
+  ``LoadedPlaybook.flat()``). Both are fingerprinted into its state entry (engine/plan.py);
+* behaviour flags: ``gate`` (ask before apply), ``overwrites_target_data`` (refused once
+  traffic moved), ``moves_traffic`` (after it is done, no data step runs again), ``in_window``
+  (runs while users see Heroku's maintenance page).
+
+The life of a step: ``check`` looks at the world without changing it and returns the outputs
+when the effect is already there; else ``recover`` finds an effect an interrupted attempt left
+half-done (adopts it, waits for it, or finishes it) from the step's saved progress; else, after
+the gate, ``apply`` acts. ``describe`` lists the commands a step would run, for ``cutover plan``.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from cutover.adapters.convox import ConvoxAdapter
-from cutover.adapters.dns import DnsProvider
-from cutover.adapters.heroku import HerokuAdapter
-from cutover.adapters.http import HttpClient
-from cutover.adapters.postgres import PostgresAdapter
-from cutover.engine.state import RunState
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cutover.errors import StateError
 from cutover.playbook import LoadedPlaybook, Playbook
-from cutover.runner import Runner
-from cutover.secrets import SecretMasker
+from cutover.state import RunState, Status
+
+if TYPE_CHECKING:  # adapters are imported by whoever builds the context (start-up time)
+    from cutover.adapters.convox import ConvoxAdapter
+    from cutover.adapters.dns import DnsProvider
+    from cutover.adapters.heroku import HerokuAdapter
+    from cutover.adapters.http import HttpClient
+    from cutover.adapters.postgres import PostgresAdapter
+    from cutover.runner import Runner
+    from cutover.secrets import SecretMasker
 
 
 class Reporter(Protocol):
     def note(self, message: str) -> None: ...
+
+
+class StepOutputs(BaseModel):
+    """Base of every step's outputs model. ``step_id`` names the step that records it.
+
+    Saved with ``exclude_unset`` (a field never set is absent from the file, as before typed
+    outputs); read ignoring the step's progress keys that are not outputs."""
+
+    model_config = ConfigDict(extra="ignore")
+    step_id: ClassVar[str] = ""
+
+
+class Progress(BaseModel):
+    """What a step saves while it runs (before an effect), so a resume can recover it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+OutT = TypeVar("OutT", bound=StepOutputs)
+ProgT = TypeVar("ProgT", bound=Progress)
+
+
+def read_outputs(state: RunState, model: type[OutT]) -> OutT | None:
+    """The recorded outputs of ``model.step_id`` when that step is done, else None."""
+    st = state.steps.get(model.step_id)
+    if st is None or st.status != Status.DONE:
+        return None
+    try:
+        return model.model_validate(st.outputs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise StateError(f"the state's outputs of {model.step_id} do not match its contract: "
+                         f"{where}: {first['msg']}",
+                         resolution=f"Re-run it: cutover run --from {model.step_id}") from None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_unset=True, by_alias=True)
 
 
 @dataclass
@@ -54,44 +108,45 @@ class Context:
     def model(self) -> Playbook:
         return self.playbook.model
 
-    def outputs(self, step_id: str) -> dict[str, Any]:
-        return self.state.outputs(step_id)
+    def save(self, progress: Progress) -> None:
+        """Save the fields set in ``progress`` into the running step's entry (checkpoint)."""
+        self.progress(dump(progress))
 
     def note(self, message: str) -> None:
         self.reporter.note(self.masker.mask(message))
 
-    def marker(self, step_id: str, *, create: bool = False) -> str | None:
-        """The build description that identifies one attempt of a deploying step on the rack.
-
-        Saved in the step's outputs before the build starts, so a crash mid-deploy finds that
-        build on resume; a step cleared by ``--from`` has none, so it builds afresh.
-        """
-        saved = self.state.step(step_id).outputs.get("marker")
-        if saved or not create:
-            return str(saved) if saved else None
-        marker = f"cutover {self.state.run_id} {step_id} {secrets.token_hex(3)}"
-        self.progress({"marker": marker})
-        return marker
-
-
-Outputs = dict[str, Any]
 
 
 class Step:
-    """Base class. Subclasses set ``id``, ``title`` and optionally ``gate``."""
+    """Base class. Subclasses set ``id``, ``title``, ``outputs`` and their contract."""
 
-    id: str = ""
-    title: str = ""
-    gate: str | None = None
+    id: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    outputs: ClassVar[type[StepOutputs]] = StepOutputs
+    reads: ClassVar[tuple[type[StepOutputs], ...]] = ()
+    fields: ClassVar[tuple[str, ...]] = ()
+    gate: ClassVar[str | None] = None
+    # Re-running it replaces the Convox database with Heroku's: refused once traffic moved.
+    overwrites_target_data: ClassVar[bool] = False
+    # Moves production traffic to Convox: from then on no overwrites_target_data step runs.
+    moves_traffic: ClassVar[bool] = False
+    # Runs in the window, while Heroku serves its maintenance page: a failure says so.
+    in_window: ClassVar[bool] = False
 
     def describe(self, ctx: Context) -> list[str]:
         """The external commands this step would run (masked), for plans and dry runs."""
         return []
 
-    def check(self, ctx: Context) -> Outputs | None:
+    def check(self, ctx: Context) -> StepOutputs | None:
+        """Look (change nothing): the outputs when the effect is already in place."""
         return None
 
-    def apply(self, ctx: Context) -> Outputs:
+    def recover(self, ctx: Context) -> StepOutputs | None:
+        """After an interrupted attempt: adopt, wait for or finish the effect it left, from the
+        step's saved progress; the outputs when that completes the step, else None."""
+        return None
+
+    def apply(self, ctx: Context) -> StepOutputs:
         raise NotImplementedError
 
     def applies(self, model: Playbook) -> str | None:
@@ -100,6 +155,29 @@ class Step:
 
     def gate_text(self, ctx: Context) -> str:
         return self.gate or ""
+
+    def gate_question(self, ctx: Context) -> str | None:
+        """The question to confirm before ``apply`` (after check), None for no gate."""
+        return self.gate_text(ctx) if self.gate else None
+
+    # -- reading the contract's inputs ---------------------------------------------------
+    def read(self, ctx: Context, model: type[OutT]) -> OutT | None:
+        """An earlier step's outputs, which this step must declare in ``reads``."""
+        if model not in self.reads:
+            raise TypeError(f"step {self.id} reads {model.__name__} without declaring it")
+        return read_outputs(ctx.state, model)
+
+    def saved(self, ctx: Context, model: type[ProgT]) -> ProgT:
+        """This attempt's saved progress (cleared by ``--from``)."""
+        return model.model_validate(ctx.state.step(self.id).outputs)
+
+    def remembered(self, ctx: Context, model: type[ProgT]) -> ProgT:
+        """Saved progress, each field falling back to the first attempt's before a ``--from``
+        cleared it (the original DNS record, when maintenance went on)."""
+        merged = dict(ctx.state.history.get(self.id, {}))
+        merged.update({k: v for k, v in ctx.state.step(self.id).outputs.items()
+                       if v is not None})
+        return model.model_validate(merged)
 
 
 def cmd(argv: list[str]) -> str:

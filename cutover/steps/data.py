@@ -4,11 +4,13 @@ verify-data (row counts and content checksums of every table, both sides)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CutoverError
-from cutover.steps.base import Context, Outputs, Step, cmd
+from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+
+if TYPE_CHECKING:
+    from cutover.adapters.postgres import ConnInfo
 
 
 def _skip_without_db(model: Any) -> str | None:
@@ -28,13 +30,40 @@ def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
         f"the Convox {db.resource} resource (through convox resources proxy)", sleep=ctx.sleep)
 
 
+class SyncProgress(Progress):
+    backup: str | None = None  # the Heroku backup id, saved when the capture ends
+
+
+class SyncOutputs(StepOutputs):
+    backup: str
+    bytes: int
+    sha256: str
+    objects: int
+
+
+class InitialSyncOutputs(SyncOutputs):
+    step_id = "initial-sync"
+
+
+class FinalSyncOutputs(SyncOutputs):
+    step_id = "final-sync"
+
+
+_DATA_FIELDS = ("heroku.app", "convox.app", "convox.rack", "database")
+
+
 class _Sync(Step):
     label = "sync"
+    outputs: ClassVar[type[SyncOutputs]] = SyncOutputs
+    fields = _DATA_FIELDS
+    overwrites_target_data = True
 
     def applies(self, model: Any) -> str | None:
         return _skip_without_db(model)
 
     def describe(self, ctx: Context) -> list[str]:
+        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+
         db = ctx.model.database
         assert db
         dump = ctx.work_dir / f"{self.id}.dump"
@@ -52,7 +81,9 @@ class _Sync(Step):
             + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
         ]
 
-    def apply(self, ctx: Context) -> Outputs:
+    def apply(self, ctx: Context) -> SyncOutputs:
+        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+
         # The capture names the playbook's attachment (without one, heroku backs up
         # DATABASE_URL's database) and its id is saved before anything else: a sync interrupted
         # after the capture restores that same backup on resume (never "the newest backup",
@@ -62,13 +93,13 @@ class _Sync(Step):
         # the backup ends (oclif's non-TTY action: "Backing up X to b042..." then " done\n").
         db = ctx.model.database
         assert db
-        backup = ctx.state.step(self.id).outputs.get("backup")  # this attempt only (not --from)
+        backup = self.saved(ctx, SyncProgress).backup  # this attempt only (not --from)
         if backup:
             ctx.note(f"resuming with Heroku backup {backup}, captured by this step before "
                      "the interruption")
         else:
             backup = ctx.heroku.backup_capture(db.heroku_attachment, timeout=db.timeout)
-            ctx.progress({"backup": backup})
+            ctx.save(SyncProgress(backup=backup))
             ctx.note(f"captured Heroku backup {backup} of {db.heroku_attachment}")
         url = ctx.heroku.backup_url(str(backup))
         dump = ctx.work_dir / f"{self.id}.dump"
@@ -86,23 +117,36 @@ class _Sync(Step):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 dump.unlink()  # the data stays on Heroku; no copy lingers on this machine
-        return {"backup": backup, "bytes": size, "sha256": sha256, "objects": entries}
+        return self.outputs(backup=str(backup), bytes=size, sha256=sha256, objects=entries)
 
 
 class InitialSync(_Sync):
     id = "initial-sync"
     title = "Copy the database (first pass, Heroku still live)"
+    outputs = InitialSyncOutputs
 
 
 class FinalSync(_Sync):
     id = "final-sync"
     title = "Final data sync (Heroku in maintenance)"
+    in_window = True
+    outputs = FinalSyncOutputs
     gate = "Run the final data sync now? It replaces the Convox database with Heroku's."
+
+
+class VerifyDataOutputs(StepOutputs):
+    step_id = "verify-data"
+    tables: int
+    rows: int
+    compared: str
 
 
 class VerifyData(Step):
     id = "verify-data"
     title = "Compare every table on both sides"
+    in_window = True
+    outputs = VerifyDataOutputs
+    fields = _DATA_FIELDS
 
     def applies(self, model: Any) -> str | None:
         return _skip_without_db(model)
@@ -115,7 +159,9 @@ class VerifyData(Step):
                 cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
                 "psql: the same query through the proxy  (Convox database)"]
 
-    def apply(self, ctx: Context) -> Outputs:
+    def apply(self, ctx: Context) -> VerifyDataOutputs:
+        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+
         db = ctx.model.database
         assert db
         checksums = db.verify == "checksums"
@@ -148,4 +194,4 @@ class VerifyData(Step):
         rows = sum(src[n][0] for n in tables)
         ctx.note(f"{len(tables)} tables, {rows} rows, "
                  f"{len(src) - len(tables)} sequences: identical")
-        return {"tables": len(tables), "rows": rows, "compared": db.verify}
+        return VerifyDataOutputs(tables=len(tables), rows=rows, compared=db.verify)

@@ -7,15 +7,42 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cutover.adapters.postgres import ConnInfo
+from pydantic import BaseModel
+
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.app import load_manifest, manifest_path
-from cutover.steps.base import Context, Outputs, Step, cmd
+from cutover.steps.base import Context, Step, StepOutputs, cmd
+
+
+class Dynos(BaseModel):
+    quantity: int
+    size: str
+
+
+class PreflightOutputs(StepOutputs):
+    """What the run found before changing anything; rollback scales Heroku back to
+    ``heroku_formation``. The pg_* versions are there only with a database section."""
+
+    step_id = "preflight"
+    heroku_cli: str
+    heroku_formation: dict[str, Dynos]
+    heroku_addons: list[str]
+    scheduler: bool
+    router: str
+    rack: str | None
+    pg_dump_major: int | None = None
+    pg_restore_major: int | None = None
+    heroku_pg_major: int | None = None
+    convox_pg_major: int | None = None
 
 
 class Preflight(Step):
     id = "preflight"
     title = "Check tools, access and inputs"
+    outputs = PreflightOutputs
+    fields = ("heroku.app", "convox.app", "convox.rack", "convox.manifest", "convox.source",
+              "smoke.service", "window.scale_down", "database.heroku_attachment",
+              "database.resource", "dns.provider", "dns.server", "dns.key_name")
 
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(["heroku", "--version"]), cmd(ctx.heroku.argv("apps:info", "--json")),
@@ -34,7 +61,9 @@ class Preflight(Step):
                 "psql: the Heroku database's extensions, checked against the resource type"
                 if ctx.model.database else ""]
 
-    def apply(self, ctx: Context) -> Outputs:
+    def apply(self, ctx: Context) -> PreflightOutputs:
+        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+
         model = ctx.model
         manifest = load_manifest(manifest_path(ctx))
         services = manifest["services"]
@@ -66,15 +95,15 @@ class Preflight(Step):
                 raise InvalidInput(
                     f"window.scale_down names {process!r}, which the Heroku app does not run "
                     f"(formation: {', '.join(f.type for f in formation)})")
-        outputs: Outputs = {
-            "heroku_cli": ".".join(map(str, version)),
-            "heroku_formation": {f.type: {"quantity": f.quantity, "size": f.size}
-                                 for f in formation},
-            "heroku_addons": addon_services,
-            "scheduler": "scheduler" in addon_services,
-            "router": router,
-            "rack": ctx.convox.rack,
-        }
+        outputs = PreflightOutputs(
+            heroku_cli=".".join(map(str, version)),
+            heroku_formation={f.type: Dynos(quantity=f.quantity, size=f.size)
+                              for f in formation},
+            heroku_addons=addon_services,
+            scheduler="scheduler" in addon_services,
+            router=router,
+            rack=ctx.convox.rack,
+        )
         if model.database:
             client = ctx.postgres.client_major("pg_dump")
             restore = ctx.postgres.client_major("pg_restore")
@@ -86,16 +115,17 @@ class Preflight(Step):
                     "it cannot dump that database",
                     resolution=f"Install PostgreSQL {server} client tools "
                     f"(e.g. apt-get install postgresql-client-{server}).")
-            outputs.update({"pg_dump_major": client, "pg_restore_major": restore,
-                            "heroku_pg_major": server})
+            outputs.pg_dump_major = client
+            outputs.pg_restore_major = restore
+            outputs.heroku_pg_major = server
             ctx.note(f"pg_dump {client}, Heroku PostgreSQL {server}")
-            outputs["convox_pg_major"] = check_target_version(ctx, manifest, server)
+            outputs.convox_pg_major = check_target_version(ctx, manifest, server)
             check_target_extensions(ctx, manifest, ctx.postgres.extensions(ConnInfo.from_url(url)))
         if model.dns and model.dns.provider == "rfc2136" and ctx.dns is None:
             raise InvalidInput("dns.provider is rfc2136 but no server or TSIG key is configured",
                                resolution="Set dns.server and dns.key_name in the playbook and "
                                "CUTOVER_DNS_TSIG_SECRET in the environment.")
-        if outputs["scheduler"]:
+        if outputs.scheduler:
             ctx.note("Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
                      "at the window (the maintenance-on gate reminds you)")
         return outputs

@@ -23,10 +23,11 @@ What the rack does, from the convox source (see docs/design.md, "Release command
 from __future__ import annotations
 
 import os
+import secrets
 import time
 
 from cutover.errors import CommandError, CutoverError
-from cutover.steps.base import Context, Outputs, cmd
+from cutover.steps.base import Context, Progress, StepOutputs, cmd
 
 BUILD_WAIT = 3600.0
 APP_SETTLE_WAIT = 1800.0
@@ -35,11 +36,59 @@ RERUN_VAR = "CUTOVER_RELEASE_COMMAND_RERUN"
 _POD_ENDED = ("complete", "failed")
 
 
+class ShipProgress(Progress):
+    """Saved while shipping, each before the effect it describes (module doc)."""
+
+    marker: str | None = None
+    first_release: bool | None = None
+    built: str | None = None
+    release_command_started: str | None = None
+    release_command_done: str | None = None
+    # An adopted app only: the release active before this step's build (None: there was none).
+    previous_release: str | None = None
+
+
+class ShipOutputs(StepOutputs):
+    """The release that went live, the build marker (absent when the release was found already
+    active) and, for an adopted app, the release that was active before (rollback promotes it
+    back; an app cutover created had none)."""
+
+    release: str
+    marker: str | None = None
+    previous_release: str | None = None
+
+
+def shipped(ctx: Context, step_id: str, release: str, marker: str) -> ShipOutputs:
+    saved = _progress(ctx, step_id)
+    if "previous_release" in saved.model_fields_set:
+        return ShipOutputs(release=release, marker=marker,
+                           previous_release=saved.previous_release)
+    return ShipOutputs(release=release, marker=marker)
+
+
+def _progress(ctx: Context, step_id: str) -> ShipProgress:
+    return ShipProgress.model_validate(ctx.state.step(step_id).outputs)
+
+
+def build_marker(ctx: Context, step_id: str, *, create: bool = False) -> str | None:
+    """The build description that identifies one attempt of a deploying step on the rack.
+
+    Saved in the step's progress before the build starts, so a crash mid-deploy finds that
+    build on resume; a step cleared by ``--from`` has none, so it builds afresh.
+    """
+    saved = _progress(ctx, step_id).marker
+    if saved or not create:
+        return saved
+    marker = f"cutover {ctx.state.run_id} {step_id} {secrets.token_hex(3)}"
+    ctx.save(ShipProgress(marker=marker))
+    return marker
+
+
 def ship_commands(ctx: Context, step_id: str) -> list[str]:
     """What deploy and add-domain run: ``convox deploy``, or build, release command, promote."""
     source = str(ctx.playbook.resolve(ctx.model.convox.source))
     manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
+    marker = build_marker(ctx, step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
     lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
     release = ctx.model.release
     if release is None:
@@ -54,29 +103,32 @@ def ship_commands(ctx: Context, step_id: str) -> list[str]:
             run, promote]
 
 
-def ship(ctx: Context, step_id: str) -> Outputs:
-    """Build and promote the source, marked with this run and step (see find_marked_release)."""
+def ship(ctx: Context, step_id: str, *, adopted: bool = False) -> ShipOutputs:
+    """Build and promote the source, marked with this run and step (see find_marked_release).
+    For an ``adopted`` app the active release is saved first (what a rollback returns to)."""
     source = ctx.playbook.resolve(ctx.model.convox.source)
     manifest = ctx.model.convox.manifest
-    marker = ctx.marker(step_id, create=True)
+    if adopted and "previous_release" not in _progress(ctx, step_id).model_fields_set:
+        ctx.save(ShipProgress(previous_release=ctx.convox.active_release()))
+    marker = build_marker(ctx, step_id, create=True)
     assert marker is not None
     if ctx.model.release is None:
-        return {"release": ctx.convox.deploy(source, manifest, marker), "marker": marker}
-    first = ctx.state.step(step_id).outputs.get("first_release")
+        return shipped(ctx, step_id, ctx.convox.deploy(source, manifest, marker), marker)
+    first = _progress(ctx, step_id).first_release
     if first is None:
         first = ctx.convox.active_release() is None
-        ctx.progress({"first_release": first})
+        ctx.save(ShipProgress(first_release=first))
     release = ctx.convox.build(source, manifest, marker)
-    ctx.progress({"built": release})
+    ctx.save(ShipProgress(built=release))
     finish_release(ctx, step_id, release)
-    return {"release": release, "marker": marker}
+    return shipped(ctx, step_id, release, marker)
 
 
 def finish_release(ctx: Context, step_id: str, release: str) -> None:
     """Release command and promote, in the order that is right for this app (module doc)."""
     if ctx.model.release is None:
         ensure_promoted(ctx, release)
-    elif ctx.state.step(step_id).outputs.get("first_release"):
+    elif _progress(ctx, step_id).first_release:
         ensure_promoted(ctx, release)
         release_command(ctx, step_id, release)
     else:
@@ -84,7 +136,7 @@ def finish_release(ctx: Context, step_id: str, release: str) -> None:
         ensure_promoted(ctx, release)
 
 
-def find_marked_release(ctx: Context, step_id: str, marker: str) -> Outputs | None:
+def find_marked_release(ctx: Context, step_id: str, marker: str) -> ShipOutputs | None:
     """The release of the build with this run's marker, finished: a build still running is
     waited for, a release not yet promoted (or its release command not yet run) is finished."""
     build = _wait_for_marked_build(ctx, marker)
@@ -95,7 +147,7 @@ def find_marked_release(ctx: Context, step_id: str, marker: str) -> Outputs | No
         ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
                  "finishing it")
     finish_release(ctx, step_id, release)
-    return {"release": release, "marker": marker}
+    return shipped(ctx, step_id, release, marker)
 
 
 def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
@@ -148,14 +200,14 @@ def release_command(ctx: Context, step_id: str, release: str) -> None:
     """Run the release command once for ``release``, recording its start before running it."""
     cfg = ctx.model.release
     assert cfg is not None
-    outputs = ctx.state.step(step_id).outputs
-    if outputs.get("release_command_done") == release:
+    saved = _progress(ctx, step_id)
+    if saved.release_command_done == release:
         return
-    if outputs.get("release_command_started") == release:
+    if saved.release_command_started == release:
         _started_before(ctx, release)  # returns only when the operator said how to go on
-        if outputs.get("release_command_done") == release:
+        if _progress(ctx, step_id).release_command_done == release:
             return
-    ctx.progress({"release_command_started": release})
+    ctx.save(ShipProgress(release_command_started=release))
     ctx.note(f"release command on {cfg.service} with {release} (up to {cfg.timeout}s): "
              f"{cfg.command}")
     try:
@@ -171,9 +223,9 @@ def release_command(ctx: Context, step_id: str, release: str) -> None:
             ) from None
         # The CLI returned the command's exit code (or an API error) and stopped its pod: the
         # command is not running, so a later attempt may run it again.
-        ctx.progress({"release_command_started": None})
+        ctx.save(ShipProgress(release_command_started=None))
         raise
-    ctx.progress({"release_command_done": release})
+    ctx.save(ShipProgress(release_command_done=release))
 
 
 def _started_before(ctx: Context, release: str) -> None:
@@ -187,7 +239,7 @@ def _started_before(ctx: Context, release: str) -> None:
     if os.environ.get(DONE_VAR) == release:
         ctx.note(f"{DONE_VAR}={release}: the operator checked that the release command "
                  "finished")
-        ctx.progress({"release_command_done": release})
+        ctx.save(ShipProgress(release_command_done=release))
         return
     if os.environ.get(RERUN_VAR) == release and not pods:
         ctx.note(f"{RERUN_VAR}={release}: running the release command again, as the operator "

@@ -6,28 +6,39 @@ import time
 from datetime import UTC, datetime
 
 from cutover.errors import CutoverError
-from cutover.steps.base import Context, Outputs, Step, cmd
+from cutover.steps.app import SmokeTestOutputs
+from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+from cutover.steps.preflight import PreflightOutputs
+from cutover.steps.records import LowerTtlOutputs
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+class ConfirmWindowOutputs(StepOutputs):
+    step_id = "confirm-window"
+    window_started_at: float
+
+
 class ConfirmWindow(Step):
     id = "confirm-window"
     title = "Check the window can start"
+    outputs = ConfirmWindowOutputs
+    fields = ("window.ttl_wait_max",)
+    reads = (LowerTtlOutputs, SmokeTestOutputs)
 
     def describe(self, ctx: Context) -> list[str]:
         return ["wait until DNS caches have dropped the old TTL (lower-ttl outputs)"]
 
-    def apply(self, ctx: Context) -> Outputs:
-        lowered = ctx.outputs("lower-ttl")
-        if lowered.get("lowered_at") and lowered.get("original"):
-            ready = float(lowered["lowered_at"]) + int(lowered["original"]["ttl"])
+    def apply(self, ctx: Context) -> ConfirmWindowOutputs:
+        lowered = self.read(ctx, LowerTtlOutputs)
+        if lowered is not None:
+            ready = lowered.lowered_at + lowered.original.ttl
             remaining = ready - ctx.clock()
             if remaining > ctx.model.window.ttl_wait_max:
                 raise CutoverError(
-                    f"resolvers may cache the old TTL ({lowered['original']['ttl']}s) until "
+                    f"resolvers may cache the old TTL ({lowered.original.ttl}s) until "
                     f"{_iso(ready)}; the window should start after that",
                     resolution="Run `cutover run` again after that time "
                     "(or raise window.ttl_wait_max to wait here).")
@@ -35,20 +46,35 @@ class ConfirmWindow(Step):
                 ctx.note(f"waiting {remaining:.0f}s for caches to drop the old TTL")
                 ctx.sleep(min(remaining, 10.0))
                 remaining = ready - ctx.clock()
-        smoke = ctx.outputs("smoke-test")
+        smoke = self.read(ctx, SmokeTestOutputs)
         if smoke:
-            ctx.note(f"Convox smoke test passed on {smoke.get('domain')}")
-        return {"window_started_at": ctx.clock()}
+            ctx.note(f"Convox smoke test passed on {smoke.domain}")
+        return ConfirmWindowOutputs(window_started_at=ctx.clock())
+
+
+class MaintenanceProgress(Progress):
+    at: float | None = None  # saved before `heroku maintenance:on`
+
+
+class MaintenanceOnOutputs(StepOutputs):
+    """``at``: when maintenance went on (the window's start; rollback and downtime use it)."""
+
+    step_id = "maintenance-on"
+    at: float
 
 
 class MaintenanceOn(Step):
     id = "maintenance-on"
     title = "Put Heroku in maintenance mode"
+    outputs = MaintenanceOnOutputs
+    reads = (PreflightOutputs,)
+    fields = ("heroku.app",)
     gate = "Put the Heroku app in maintenance mode now? Users will see the maintenance page."
 
     def gate_text(self, ctx: Context) -> str:
         text = self.gate or ""
-        if ctx.outputs("preflight").get("scheduler"):
+        pre = self.read(ctx, PreflightOutputs)
+        if pre is not None and pre.scheduler:
             text = ("Heroku Scheduler is attached: disable its jobs in the dashboard first "
                     "(no CLI can do it). " + text)
         return text
@@ -56,49 +82,63 @@ class MaintenanceOn(Step):
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(ctx.heroku.argv("maintenance")), cmd(ctx.heroku.argv("maintenance:on"))]
 
-    def check(self, ctx: Context) -> Outputs | None:
+    def check(self, ctx: Context) -> MaintenanceOnOutputs | None:
         if not ctx.heroku.maintenance():
             return None
         # The window started when maintenance went on (saved before the call), not now.
-        return {"at": ctx.state.remembered(self.id, "at") or ctx.clock()}
+        return MaintenanceOnOutputs(at=self.remembered(ctx, MaintenanceProgress).at
+                                    or ctx.clock())
 
-    def apply(self, ctx: Context) -> Outputs:
+    def apply(self, ctx: Context) -> MaintenanceOnOutputs:
         at = ctx.clock()
-        ctx.progress({"at": at})
+        ctx.save(MaintenanceProgress(at=at))
         ctx.heroku.set_maintenance(True)
-        return {"at": at}
+        return MaintenanceOnOutputs(at=at)
+
+
+class ScaleDownOutputs(StepOutputs):
+    """The process types stopped and how many dynos each ran (rollback scales them back)."""
+
+    step_id = "scale-down"
+    stopped: dict[str, int]
 
 
 class ScaleDown(Step):
     id = "scale-down"
     title = "Drain and stop Heroku workers"
+    in_window = True
+    outputs = ScaleDownOutputs
+    reads = (PreflightOutputs,)
+    fields = ("heroku.app", "window.scale_down", "window.drain_seconds")
+
+    def _original(self, ctx: Context, process: str) -> int:
+        pre = self.read(ctx, PreflightOutputs)
+        dynos = pre.heroku_formation.get(process) if pre else None
+        return dynos.quantity if dynos else 0
 
     def describe(self, ctx: Context) -> list[str]:
         return [cmd(ctx.heroku.argv("ps:scale"))] + [
             cmd(ctx.heroku.argv("ps:scale", f"{p}=0")) for p in ctx.model.window.scale_down
         ] + [cmd(ctx.heroku.argv("ps", "--json")) + "   (until the dynos are gone)"]
 
-    def check(self, ctx: Context) -> Outputs | None:
+    def check(self, ctx: Context) -> ScaleDownOutputs | None:
         current = {f.type: f.quantity for f in ctx.heroku.formation()}
         if all(current.get(p, 0) == 0 for p in ctx.model.window.scale_down):
             if self._running(ctx, set(ctx.model.window.scale_down)):
                 return None  # scaled to 0 but still draining: apply waits for them
-            original = ctx.outputs("preflight").get("heroku_formation", {})
-            return {"stopped": {p: original.get(p, {}).get("quantity", 0)
-                                for p in ctx.model.window.scale_down}}
+            return ScaleDownOutputs(stopped={p: self._original(ctx, p)
+                                             for p in ctx.model.window.scale_down})
         return None
 
-    def apply(self, ctx: Context) -> Outputs:
+    def apply(self, ctx: Context) -> ScaleDownOutputs:
         current = {f.type: f.quantity for f in ctx.heroku.formation()}
-        original = ctx.outputs("preflight").get("heroku_formation", {})
         stopped = {}
         for process in ctx.model.window.scale_down:
             if current.get(process, 0) > 0:
                 ctx.note(f"scaling {process} from {current[process]} to 0 "
                          "(Heroku sends SIGTERM; workers finish their current jobs)")
                 ctx.heroku.scale(process, 0)
-            stopped[process] = current.get(process, 0) or original.get(process, {}).get(
-                "quantity", 0)
+            stopped[process] = current.get(process, 0) or self._original(ctx, process)
         deadline = time.monotonic() + ctx.model.window.drain_seconds + 30
         while True:
             running = self._running(ctx, set(stopped))
@@ -110,7 +150,7 @@ class ScaleDown(Step):
                                    resolution="Check `heroku ps`, then run `cutover run` again.")
             ctx.note(f"waiting for {', '.join(running)} to stop")
             ctx.sleep(2)
-        return {"stopped": stopped}
+        return ScaleDownOutputs(stopped=stopped)
 
     @staticmethod
     def _running(ctx: Context, types: set[str]) -> list[str]:

@@ -16,9 +16,9 @@ from support.paths import REPO
 
 from cutover import __version__, cli, playbook
 from cutover.engine.plan import new_state
-from cutover.engine.state import StateStore, Status
 from cutover.playbook import load_playbook
 from cutover.secrets import SecretMasker
+from cutover.state import StateStore, Status
 
 # Libraries a command must not load unless it uses them.
 HEAVY = ("pydantic", "yaml", "httpx", "dns", "sh", "psycopg", "trustme", "rich.table",

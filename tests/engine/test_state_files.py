@@ -8,7 +8,7 @@ import json
 import pytest
 from fakes.harness import Project
 
-from cutover.engine.state import PlaybookRef, RunState, Status
+from cutover.state import PlaybookRef, RunState, Status
 
 pytestmark = pytest.mark.slow
 

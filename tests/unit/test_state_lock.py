@@ -13,9 +13,9 @@ import pytest
 from cutover.engine.audit import AuditLog, read_events
 from cutover.engine.lock import RunLock, unlock
 from cutover.engine.plan import reset_from
-from cutover.engine.state import CheckpointError, PlaybookRef, RunState, StateStore, Status
 from cutover.errors import LockedError, StateError
 from cutover.secrets import SecretMasker
+from cutover.state import CheckpointError, PlaybookRef, RunState, StateStore, Status
 
 
 def make_state() -> RunState:

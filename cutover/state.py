@@ -7,6 +7,14 @@ Schema history (bump SCHEMA_VERSION and add a step to ``_MIGRATIONS`` for every 
   finished_at, duration, outputs, error, found_applied), ``updated_at``, and ``history``:
   the first outputs of every step a ``--from`` cleared (the original DNS record, when
   maintenance went on), which later attempts must not forget.
+* 2 (issue 9): ``identity`` (the Heroku app, Convox rack and app the run is bound to; a playbook
+  naming others is refused), and per step ``inputs``: the fingerprint of the playbook fields and
+  earlier outputs the step declares (cutover/engine/contracts.py), taken when it finished.
+  Migrated from 1: the identity from the saved playbook fields (the rack preflight pinned when
+  the playbook named none), ``inputs`` null (filled from the saved fields on the next run), and
+  the new field ``convox.adopt`` with its default (false) in the saved fields.
+
+This module sits below the engine, the steps and the ui (it imports none of them).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from cutover.errors import CutoverError, StateError
 from cutover.fsutil import atomic_write, ensure_private_dir
 from cutover.secrets import SecretMasker
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATE_FILE = "state.json"
 
 
@@ -54,6 +62,29 @@ class StepState(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     found_applied: bool = False
+    # Fingerprint of the step's declared inputs when it finished (None: not known yet).
+    inputs: str | None = None
+
+
+class Identity(BaseModel):
+    """What a run migrates: a state file is bound to these and never re-pointed elsewhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    heroku_app: str
+    convox_app: str
+    convox_rack: str | None = None
+
+    def differences(self, other: Identity) -> list[str]:
+        """``field: saved -> other`` for each field that differs; an unknown rack matches any."""
+        out = []
+        if self.heroku_app != other.heroku_app:
+            out.append(f"heroku.app: {self.heroku_app} -> {other.heroku_app}")
+        if self.convox_app != other.convox_app:
+            out.append(f"convox.app: {self.convox_app} -> {other.convox_app}")
+        if self.convox_rack and other.convox_rack and self.convox_rack != other.convox_rack:
+            out.append(f"convox.rack: {self.convox_rack} -> {other.convox_rack}")
+        return out
 
 
 class PlaybookRef(BaseModel):
@@ -71,6 +102,7 @@ class RunState(BaseModel):
     written_by: str = f"cutover {__version__}"
     run_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     playbook: PlaybookRef
+    identity: Identity | None = None
     steps: dict[str, StepState] = Field(default_factory=dict)
     updated_at: str | None = None
     history: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -92,8 +124,38 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-# Forward migrations: version N -> N+1, one function each. None yet: 1 is the first schema.
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _field(fields: dict[str, Any], key: str) -> Any:
+    try:
+        return json.loads(str(fields[key]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    playbook = _mapping(data.get("playbook"))
+    fields = _mapping(playbook.get("fields"))
+    heroku_app, convox_app = _field(fields, "heroku.app"), _field(fields, "convox.app")
+    steps = _mapping(data.get("steps"))
+    pinned = _mapping(_mapping(steps.get("preflight")).get("outputs")).get("rack")
+    rack = _field(fields, "convox.rack") or pinned
+    if isinstance(heroku_app, str) and isinstance(convox_app, str):
+        data["identity"] = {"heroku_app": heroku_app, "convox_app": convox_app,
+                            "convox_rack": rack if isinstance(rack, str) else None}
+    if fields:
+        fields.setdefault("convox.adopt", "false")  # a field added in schema 2, its default
+    for step in steps.values():
+        if isinstance(step, dict):
+            step.setdefault("inputs", None)
+    data["schema_version"] = 2
+    return data
+
+
+# Forward migrations: version N -> N+1, one function each.
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_1_to_2}
 
 
 def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
