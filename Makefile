@@ -32,6 +32,7 @@ test-fast: setup
 # mypy reads pyproject.toml: explicit package bases under tests/ (three conftest.py files).
 lint: setup
 	$(BIN)/ruff check cutover tests
+	$(BIN)/ruff format --check cutover tests
 	$(BIN)/mypy cutover tests
 
 demo: setup

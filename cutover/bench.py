@@ -60,12 +60,30 @@ def _baseline_sync(sandbox: Path, work: Path) -> float:
     owner = convox_fake.read_state(sandbox / "convox")["resource_backends"]["postgres"]
     dump = work / "baseline.dump"
     started = time.perf_counter()
-    subprocess.run(["pg_dump", "-Fc", "--no-owner", "--no-acl", "-f", str(dump)],
-                   env=pgcluster.client_env(src.libpq_env(manager.SOURCE_DB)), check=True)
-    subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-acl", "--no-owner",
-                    "--exit-on-error", "--jobs", "2", "--dbname", manager.TARGET_DB, str(dump)],
-                   env=pgcluster.client_env(dst.libpq_env(manager.TARGET_DB, owner["user"],
-                                                          owner["password"])), check=True)
+    subprocess.run(
+        ["pg_dump", "-Fc", "--no-owner", "--no-acl", "-f", str(dump)],
+        env=pgcluster.client_env(src.libpq_env(manager.SOURCE_DB)),
+        check=True,
+    )
+    subprocess.run(
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-acl",
+            "--no-owner",
+            "--exit-on-error",
+            "--jobs",
+            "2",
+            "--dbname",
+            manager.TARGET_DB,
+            str(dump),
+        ],
+        env=pgcluster.client_env(
+            dst.libpq_env(manager.TARGET_DB, owner["user"], owner["password"])
+        ),
+        check=True,
+    )
     elapsed = time.perf_counter() - started
     dump.unlink()
     return elapsed
@@ -73,16 +91,32 @@ def _baseline_sync(sandbox: Path, work: Path) -> float:
 
 def _baseline_verify(sandbox: Path) -> float:
     """The same checksum query, by psql straight on both clusters (no CLI, no proxy)."""
-    envs = [pgcluster.client_env(pgcluster.load(sandbox / "pg-heroku.json")
-                                 .libpq_env(manager.SOURCE_DB)),
-            pgcluster.client_env(pgcluster.load(sandbox / "pg-convox.json")
-                                 .libpq_env(manager.TARGET_DB))]
+    envs = [
+        pgcluster.client_env(
+            pgcluster.load(sandbox / "pg-heroku.json").libpq_env(manager.SOURCE_DB)
+        ),
+        pgcluster.client_env(
+            pgcluster.load(sandbox / "pg-convox.json").libpq_env(manager.TARGET_DB)
+        ),
+    ]
     started = time.perf_counter()
     for env in envs:
-        tables = subprocess.run(["psql", "-XAt", "-f", "-"], input=TABLES_SQL, env=env,
-                                check=True, capture_output=True, text=True).stdout.split()
-        subprocess.run(["psql", "-XAt", "-f", "-"], input=fingerprint_sql(tables, True),
-                       env=env, check=True, capture_output=True, text=True)
+        tables = subprocess.run(
+            ["psql", "-XAt", "-f", "-"],
+            input=TABLES_SQL,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        subprocess.run(
+            ["psql", "-XAt", "-f", "-"],
+            input=fingerprint_sql(tables, True),
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     return time.perf_counter() - started
 
 
@@ -102,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"starting a sandbox with {args.rows} rows per seed unit ...")
         manager.up(sandbox, rows=args.rows, say=lambda m: None)
         playbook_path = _playbook(work, sandbox)
-        prep = subprocess.run([sys.executable, "-m", "cutover", "run", "-f", str(playbook_path),
-                               "--until", "deploy"], capture_output=True, text=True, check=False)
+        prep = subprocess.run(
+            [sys.executable, "-m", "cutover", "run", "-f", str(playbook_path), "--until", "deploy"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if prep.returncode != 0:
             console.print(prep.stdout + prep.stderr)
             return 1
@@ -141,24 +179,34 @@ def main(argv: list[str] | None = None) -> int:
         results = {
             "rows_seed": args.rows,
             "dump_mb": round(dump_mb, 1),
-            "sync_seconds": {"cutover": round(statistics.median(sync_c), 2),
-                             "baseline": round(statistics.median(sync_b), 2)},
+            "sync_seconds": {
+                "cutover": round(statistics.median(sync_c), 2),
+                "baseline": round(statistics.median(sync_b), 2),
+            },
             "sync_ratio": round(statistics.median(sync_c) / statistics.median(sync_b), 2),
-            "verify_seconds": {"cutover": round(statistics.median(ver_c), 2),
-                               "baseline": round(statistics.median(ver_b), 2)},
+            "verify_seconds": {
+                "cutover": round(statistics.median(ver_c), 2),
+                "baseline": round(statistics.median(ver_b), 2),
+            },
             "verify_ratio": round(statistics.median(ver_c) / statistics.median(ver_b), 2),
             "peak_rss_growth_mb": round(growth_mb, 1),
             "memory_ratio_to_dump": round(growth_mb / dump_mb, 3) if dump_mb else None,
         }
         console.print(f"dump {dump_mb:.1f} MB, median of {args.runs} runs each:")
-        console.print(f"  sync    cutover {results['sync_seconds']['cutover']}s vs pg_dump|"
-                      f"pg_restore {results['sync_seconds']['baseline']}s  -> "
-                      f"{results['sync_ratio']}x")
-        console.print(f"  verify  cutover {results['verify_seconds']['cutover']}s vs the same "
-                      f"checksum query by psql on both clusters "
-                      f"{results['verify_seconds']['baseline']}s -> {results['verify_ratio']}x")
-        console.print(f"  memory  peak RSS +{growth_mb:.1f} MB moving a {dump_mb:.1f} MB dump "
-                      f"-> {results['memory_ratio_to_dump']}x of the dump")
+        console.print(
+            f"  sync    cutover {results['sync_seconds']['cutover']}s vs pg_dump|"
+            f"pg_restore {results['sync_seconds']['baseline']}s  -> "
+            f"{results['sync_ratio']}x"
+        )
+        console.print(
+            f"  verify  cutover {results['verify_seconds']['cutover']}s vs the same "
+            f"checksum query by psql on both clusters "
+            f"{results['verify_seconds']['baseline']}s -> {results['verify_ratio']}x"
+        )
+        console.print(
+            f"  memory  peak RSS +{growth_mb:.1f} MB moving a {dump_mb:.1f} MB dump "
+            f"-> {results['memory_ratio_to_dump']}x of the dump"
+        )
         print(json.dumps(results))
         return 0
     finally:

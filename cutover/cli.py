@@ -46,8 +46,7 @@ PlaybookOpt = Annotated[
 ]
 
 
-def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False,
-           has_state: bool = False) -> None:
+def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False, has_state: bool = False) -> None:
     """The one error boundary: known errors print brief/details/resolution on stderr, no
     traceback. ``quiet_stdout``: progress goes to stderr too (stdout carries data).
     ``has_state``: the command works on a playbook's state file, which a crash message points at
@@ -71,11 +70,14 @@ def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False,
         code = EXIT_INTERRUPTED
     except Exception as exc:  # the boundary: a bug still gets a clear message
         report = _crash_report(ui.masker.mask(traceback.format_exc()))
-        ui.error(f"unexpected error: {type(exc).__name__}: {ui.masker.mask(str(exc))}",
-                 f"this is a bug in cutover; the traceback is in {report}",
-                 "The state file is written atomically, so `cutover status` shows where the "
-                 "run stands; resume with `cutover run` once the cause is fixed."
-                 if has_state else "Please report it with that file.")
+        ui.error(
+            f"unexpected error: {type(exc).__name__}: {ui.masker.mask(str(exc))}",
+            f"this is a bug in cutover; the traceback is in {report}",
+            "The state file is written atomically, so `cutover status` shows where the "
+            "run stands; resume with `cutover run` once the cause is fixed."
+            if has_state
+            else "Please report it with that file.",
+        )
         code = EXIT_STEP_FAILED
     raise typer.Exit(code)
 
@@ -98,8 +100,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """cutover: Heroku to Convox, resumable and auditable."""
 
@@ -108,34 +114,44 @@ def _root(
 def plan(
     file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
     until: Annotated[str | None, typer.Option(help="Plan up to this step.")] = None,
-    from_step: Annotated[str | None, typer.Option("--from", help="Plan a re-run from here.")]
-    = None,
+    from_step: Annotated[
+        str | None, typer.Option("--from", help="Plan a re-run from here.")
+    ] = None,
 ) -> None:
     """Show every step, what is done, the gates and the exact commands. Runs nothing."""
     from cutover.engine import run as engine  # noqa: PLC0415 - start-up: see the module's note
 
-    _guard(lambda ui: engine.plan(file, engine.RunOptions(until=until, from_step=from_step), ui),
-           has_state=True)
+    _guard(
+        lambda ui: engine.plan(file, engine.RunOptions(until=until, from_step=from_step), ui),
+        has_state=True,
+    )
 
 
 @app.command()
 def run(
     file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
     until: Annotated[str | None, typer.Option(help="Stop after this step.")] = None,
-    from_step: Annotated[str | None, typer.Option(
-        "--from", help="Re-run this step and clear every later one.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm every gate in advance.")]
-    = False,
+    from_step: Annotated[
+        str | None, typer.Option("--from", help="Re-run this step and clear every later one.")
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm every gate in advance.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Same as `cutover plan`.")] = False,
-    accept_changes: Annotated[bool, typer.Option(
-        "--accept-changes", help="Resume although the playbook changed.")] = False,
+    accept_changes: Annotated[
+        bool, typer.Option("--accept-changes", help="Resume although the playbook changed.")
+    ] = False,
 ) -> None:
     """Run the cutover, or resume it from the first step that is not done."""
     from cutover.engine import run as engine  # noqa: PLC0415 - start-up: see the module's note
 
-    options = engine.RunOptions(until=until, from_step=from_step, yes=yes,
-                                accept_changes=accept_changes,
-                                interactive=engine.is_interactive())
+    options = engine.RunOptions(
+        until=until,
+        from_step=from_step,
+        yes=yes,
+        accept_changes=accept_changes,
+        interactive=engine.is_interactive(),
+    )
     if dry_run:
         _guard(lambda ui: engine.plan(file, options, ui), has_state=True)
     _guard(lambda ui: engine.run(file, options, ui), has_state=True)
@@ -170,11 +186,19 @@ def status(
                 "started": not fresh,
                 "run_id": None if fresh else state.run_id,
                 "steps": [
-                    {"id": a.step.id, "next": a.kind.value, "reason": a.reason,
-                     **state.steps[a.step.id].model_dump(mode="json")}
-                    if a.step.id in state.steps else
-                    {"id": a.step.id, "status": "pending", "next": a.kind.value,
-                     "reason": a.reason}
+                    {
+                        "id": a.step.id,
+                        "next": a.kind.value,
+                        "reason": a.reason,
+                        **state.steps[a.step.id].model_dump(mode="json"),
+                    }
+                    if a.step.id in state.steps
+                    else {
+                        "id": a.step.id,
+                        "status": "pending",
+                        "next": a.kind.value,
+                        "reason": a.reason,
+                    }
                     for a in actions
                 ],
             }
@@ -237,8 +261,9 @@ def format_event(event: dict[str, Any]) -> str:
         if event.get("outcome") not in ("ok", None):
             line += f" [{event.get('outcome')}]"
             if event.get("stderr_tail"):
-                line += "\n" + "\n".join("      " + ln
-                                         for ln in str(event["stderr_tail"]).splitlines())
+                line += "\n" + "\n".join(
+                    "      " + ln for ln in str(event["stderr_tail"]).splitlines()
+                )
         return line
     skip = {"ts", "kind", "step", "run", "traceback"}
     rest = ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip)
@@ -248,8 +273,9 @@ def format_event(event: dict[str, Any]) -> str:
 @app.command()
 def unlock(
     file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
-    force: Annotated[bool, typer.Option("--force", help="Clear even a live lock (unsafe).")]
-    = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Clear even a live lock (unsafe).")
+    ] = False,
 ) -> None:
     """Clear the run lock when its process is gone (or with --force)."""
 

@@ -129,8 +129,10 @@ class DnsSection(_Model):
     @model_validator(mode="after")
     def _record_in_zone(self) -> DnsSection:
         if self.record == self.zone:
-            raise ValueError(f"record {self.record} is the zone apex: a CNAME cannot live there; "
-                             "point a www-style record at the router instead")
+            raise ValueError(
+                f"record {self.record} is the zone apex: a CNAME cannot live there; "
+                "point a www-style record at the router instead"
+            )
         if not self.record.endswith("." + self.zone):
             raise ValueError(f"record {self.record} is not inside zone {self.zone}")
         return self
@@ -142,7 +144,8 @@ class WindowSection(_Model):
     )
     drain_seconds: int = Field(default=30, ge=0, description="Wait for workers to finish jobs.")
     ttl_wait_max: int = Field(
-        default=300, ge=0,
+        default=300,
+        ge=0,
         description="confirm-window waits up to this long for caches to drop the old TTL.",
     )
 

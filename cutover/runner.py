@@ -134,13 +134,25 @@ class Runner:
     ) -> Result:
         """Run ``argv`` to completion; raise CommandError unless it exits with one of ok_codes."""
         if retry is None:
-            return self._run_once(argv, env=env, input=input, timeout=timeout, cwd=cwd,
-                                  check=check, transient=None, ok_codes=ok_codes)
+            return self._run_once(
+                argv,
+                env=env,
+                input=input,
+                timeout=timeout,
+                cwd=cwd,
+                check=check,
+                transient=None,
+                ok_codes=ok_codes,
+            )
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            self._event("retry", argv=self.masker.mask_argv(argv), attempt=state.attempt_number,
-                        reason=str(exc.brief) if isinstance(exc, CommandError) else "")
+            self._event(
+                "retry",
+                argv=self.masker.mask_argv(argv),
+                attempt=state.attempt_number,
+                reason=str(exc.brief) if isinstance(exc, CommandError) else "",
+            )
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, CommandError) and e.transient),
@@ -153,8 +165,16 @@ class Runner:
         result: Result | None = None
         for attempt in retrying:
             with attempt:
-                result = self._run_once(argv, env=env, input=input, timeout=timeout, cwd=cwd,
-                                        check=check, transient=retry.transient, ok_codes=ok_codes)
+                result = self._run_once(
+                    argv,
+                    env=env,
+                    input=input,
+                    timeout=timeout,
+                    cwd=cwd,
+                    check=check,
+                    transient=retry.transient,
+                    ok_codes=ok_codes,
+                )
         assert result is not None
         return result
 
@@ -198,13 +218,21 @@ class Runner:
         result = Result(masked, code, stdout, stderr, duration)
         if timed_out:
             self._record(masked, code, proc, duration, outcome="timeout")
-            raise CommandError(masked, code, self._tail(stderr), timed_out=True,
-                               transient=False, stdout_tail=self._tail(stdout))
+            raise CommandError(
+                masked,
+                code,
+                self._tail(stderr),
+                timed_out=True,
+                transient=False,
+                stdout_tail=self._tail(stdout),
+            )
         ok = code in ok_codes
         self._record(masked, code, proc, duration, outcome="ok" if ok else "failed")
         if check and not ok:
             raise CommandError(
-                masked, code, self._tail(stderr),
+                masked,
+                code,
+                self._tail(stderr),
                 transient=bool(transient and transient(result)),
                 stdout_tail=self._tail(stdout),
             )
@@ -264,8 +292,9 @@ class Runner:
         with contextlib.suppress(Exception):
             proc.wait(timeout=self.term_grace)
 
-    def _record(self, masked: list[str], code: int | None, proc: Any, duration: float,
-                *, outcome: str) -> None:
+    def _record(
+        self, masked: list[str], code: int | None, proc: Any, duration: float, *, outcome: str
+    ) -> None:
         self._event(
             "command",
             argv=masked,
@@ -330,7 +359,8 @@ class Background:
         if self.alive():
             self.runner._stop(self.proc, first=signal.SIGTERM)
         self.runner._event(
-            "command-stop", argv=self.argv_masked,
+            "command-stop",
+            argv=self.argv_masked,
             stderr_tail=self.runner._tail(self.stderr, 10),
         )
 
@@ -350,8 +380,14 @@ def step_scope(runner: Runner, step: str) -> Iterator[None]:
         runner.step = previous
 
 
-def _spawn(exe: str, argv: list[str], env: Mapping[str, str], cwd: Path | None,
-           stdin: bytes | None, **callbacks: Any) -> Any:
+def _spawn(
+    exe: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: Path | None,
+    stdin: bytes | None,
+    **callbacks: Any,
+) -> Any:
     """Start a child through sh with every default that matters set explicitly: the whole
     (merged) environment, pipes not a TTY, a new session (so its group can be signalled),
     every exit code accepted (we judge them), output decoded leniently."""

@@ -16,7 +16,9 @@ MASK = "****"
 # Values shorter than this are too likely to occur by chance in ordinary text (``1``, ``true``).
 _MIN_LEN = 4
 # The scheme is capped so a long run of letters is not rescanned from every position.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@")
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@"
+)
 
 
 class SecretMasker:
@@ -86,14 +88,44 @@ class SecretMasker:
 
 # Config vars whose values are not secret: masking "production" or "en_US.UTF-8" everywhere
 # would make the terminal and the log unreadable. Everything else is treated as a secret.
-PUBLIC_CONFIG_NAMES = frozenset({
-    "RAILS_ENV", "RACK_ENV", "NODE_ENV", "APP_ENV", "ENVIRONMENT", "LANG", "LC_ALL", "TZ",
-    "RAILS_LOG_TO_STDOUT", "RAILS_SERVE_STATIC_FILES", "WEB_CONCURRENCY", "RAILS_MAX_THREADS",
-    "MALLOC_ARENA_MAX", "PYTHONUNBUFFERED", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL",
-    "BUNDLE_WITHOUT", "PORT",
-})
-_PUBLIC_VALUES = frozenset({"true", "false", "yes", "no", "on", "off", "enabled", "disabled",
-                            "production", "staging", "development", "test"})
+PUBLIC_CONFIG_NAMES = frozenset(
+    {
+        "RAILS_ENV",
+        "RACK_ENV",
+        "NODE_ENV",
+        "APP_ENV",
+        "ENVIRONMENT",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "RAILS_LOG_TO_STDOUT",
+        "RAILS_SERVE_STATIC_FILES",
+        "WEB_CONCURRENCY",
+        "RAILS_MAX_THREADS",
+        "MALLOC_ARENA_MAX",
+        "PYTHONUNBUFFERED",
+        "DJANGO_SETTINGS_MODULE",
+        "LOG_LEVEL",
+        "BUNDLE_WITHOUT",
+        "PORT",
+    }
+)
+_PUBLIC_VALUES = frozenset(
+    {
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "enabled",
+        "disabled",
+        "production",
+        "staging",
+        "development",
+        "test",
+    }
+)
 
 
 def is_public_config(name: str, value: str) -> bool:

@@ -143,8 +143,11 @@ def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     pinned = _mapping(_mapping(steps.get("preflight")).get("outputs")).get("rack")
     rack = _field(fields, "convox.rack") or pinned
     if isinstance(heroku_app, str) and isinstance(convox_app, str):
-        data["identity"] = {"heroku_app": heroku_app, "convox_app": convox_app,
-                            "convox_rack": rack if isinstance(rack, str) else None}
+        data["identity"] = {
+            "heroku_app": heroku_app,
+            "convox_app": convox_app,
+            "convox_rack": rack if isinstance(rack, str) else None,
+        }
     if fields:
         fields.setdefault("convox.adopt", "false")  # a field added in schema 2, its default
     for step in steps.values():
@@ -162,8 +165,10 @@ def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """Bring an older state document up to SCHEMA_VERSION; refuse a newer one."""
     version = data.get("schema_version")
     if not isinstance(version, int) or version < 1:
-        raise StateError(f"{path}: not a cutover state file (no valid schema_version)",
-                         resolution="Move it aside if it is not yours; cutover leaves it as is.")
+        raise StateError(
+            f"{path}: not a cutover state file (no valid schema_version)",
+            resolution="Move it aside if it is not yours; cutover leaves it as is.",
+        )
     if version > SCHEMA_VERSION:
         writer = data.get("written_by", "a newer cutover")
         raise StateError(

@@ -29,8 +29,9 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 class Ui:
-    def __init__(self, console: Console, masker: SecretMasker,
-                 err_console: Console | None = None) -> None:
+    def __init__(
+        self, console: Console, masker: SecretMasker, err_console: Console | None = None
+    ) -> None:
         self.console = console
         self.err_console = err_console or Console(stderr=True, highlight=False)
         self.masker = masker
@@ -38,8 +39,9 @@ class Ui:
 
     def _print(self, text: str, style: str | None = None, *, err: bool = False) -> None:
         console = self.err_console if err else self.console
-        console.print(Text(self.masker.mask(text), style=style or ""), highlight=False,
-                      soft_wrap=True)
+        console.print(
+            Text(self.masker.mask(text), style=style or ""), highlight=False, soft_wrap=True
+        )
 
     def elapsed(self) -> str:
         return fmt_duration(time.monotonic() - self.started)
@@ -76,13 +78,18 @@ class Ui:
 
 
 STATUS_STYLE = {
-    Status.DONE: "green", Status.FAILED: "red", Status.RUNNING: "yellow",
-    Status.INTERRUPTED: "yellow", Status.SKIPPED: "dim", Status.PENDING: "",
+    Status.DONE: "green",
+    Status.FAILED: "red",
+    Status.RUNNING: "yellow",
+    Status.INTERRUPTED: "yellow",
+    Status.SKIPPED: "dim",
+    Status.PENDING: "",
 }
 
 
-def status_table(state: RunState, order: list[str], masker: SecretMasker,
-                 reasons: dict[str, str] | None = None) -> Table:
+def status_table(
+    state: RunState, order: list[str], masker: SecretMasker, reasons: dict[str, str] | None = None
+) -> Table:
     table = Table(title=f"cutover run {state.run_id}", title_justify="left")
     for column in ("#", "step", "status", "tries", "duration", "notes"):
         table.add_column(column, justify="right" if column in ("#", "tries") else "left")
@@ -97,9 +104,14 @@ def status_table(state: RunState, order: list[str], masker: SecretMasker,
             note = summarize_outputs(st.outputs)
         elif reasons and sid in reasons:
             note = reasons[sid]
-        table.add_row(str(i), sid, Text(label, style=STATUS_STYLE.get(status, "")),
-                      str(st.attempts if st else 0), fmt_duration(st.duration if st else None),
-                      masker.mask(note)[:80])
+        table.add_row(
+            str(i),
+            sid,
+            Text(label, style=STATUS_STYLE.get(status, "")),
+            str(st.attempts if st else 0),
+            fmt_duration(st.duration if st else None),
+            masker.mask(note)[:80],
+        )
     return table
 
 

@@ -36,7 +36,8 @@ def _loopback_only(address: Any) -> None:
             ip = ipaddress.ip_address(host.split("%", maxsplit=1)[0])
         except ValueError:
             raise RuntimeError(
-                f"test tried to connect to {host!r}: only loopback is allowed") from None
+                f"test tried to connect to {host!r}: only loopback is allowed"
+            ) from None
         if not ip.is_loopback:
             raise RuntimeError(f"test tried to connect to {host}: only loopback is allowed")
 
@@ -72,14 +73,28 @@ GUARD_ENV = {
     "HEROKU_DISABLE_AUTOUPDATE": "1",
     "NO_PROXY": "127.0.0.1,localhost",
 }
-UNSET = ["RACK_URL", "CONVOX_HOST", "CONVOX_PASSWORD", "CONVOX_RACK", "HEROKU_APP",
-         "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "CUTOVER_DNS_TSIG_SECRET",
-         "PGHOST", "PGPASSWORD", "PGUSER", "PGDATABASE", "PGPORT", "DATABASE_URL"]
+UNSET = [
+    "RACK_URL",
+    "CONVOX_HOST",
+    "CONVOX_PASSWORD",
+    "CONVOX_RACK",
+    "HEROKU_APP",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "CUTOVER_DNS_TSIG_SECRET",
+    "PGHOST",
+    "PGPASSWORD",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPORT",
+    "DATABASE_URL",
+]
 
 
 @pytest.fixture(autouse=True)
-def _guard_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-               ) -> None:
+def _guard_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path_factory.mktemp("home")
     for key, value in GUARD_ENV.items():
         monkeypatch.setenv(key, value)
@@ -89,7 +104,6 @@ def _guard_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("CONVOX_CONFIG", str(home / "convox"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
-
 
 
 # -- real PostgreSQL clusters, shared by every test folder -------------------------------------

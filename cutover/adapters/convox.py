@@ -76,11 +76,11 @@ def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
         starts.append(pos)
         pos += len(name)
     rows = []
-    for line in lines[header_index + 1:]:
+    for line in lines[header_index + 1 :]:
         row = {}
         for i, name in enumerate(names):
             end = starts[i + 1] if i + 1 < len(starts) else None
-            row[name] = line[starts[i]:end].strip()
+            row[name] = line[starts[i] : end].strip()
         rows.append(row)
     return rows
 
@@ -150,11 +150,21 @@ class ConvoxAdapter:
             out += ["--", *after]
         return out
 
-    def _run(self, *args: str, app: bool = True, input: str | None = None,
-             timeout: float = 120, retry: bool = True, cwd: Path | None = None,
-             after: tuple[str, ...] = ()) -> Result:
+    def _run(
+        self,
+        *args: str,
+        app: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        retry: bool = True,
+        cwd: Path | None = None,
+        after: tuple[str, ...] = (),
+    ) -> Result:
         return self.runner.run(
-            self.argv(*args, app=app, after=after), input=input, timeout=timeout, cwd=cwd,
+            self.argv(*args, app=app, after=after),
+            input=input,
+            timeout=timeout,
+            cwd=cwd,
             retry=RetryPolicy(_transient) if retry else None,
         )
 
@@ -172,12 +182,14 @@ class ConvoxAdapter:
             raise ToolMissing("the convox CLI is not installed", resolution=INSTALL_HINT) from None
         match = re.search(r"^client: (\S+)", result.stdout, re.M)
         if not match:
-            raise UnexpectedOutput("convox version printed no client version",
-                                   details=result.stdout.strip()[:200])
+            raise UnexpectedOutput(
+                "convox version printed no client version", details=result.stdout.strip()[:200]
+            )
         client = match.group(1)
         if re.fullmatch(r"\d{14}", client):
-            raise ToolMissing(f"convox CLI {client} is the v2 CLI; cutover needs v3",
-                              resolution=INSTALL_HINT)
+            raise ToolMissing(
+                f"convox CLI {client} is the v2 CLI; cutover needs v3", resolution=INSTALL_HINT
+            )
         return client
 
     def current_rack(self) -> str:
@@ -233,18 +245,34 @@ class ConvoxAdapter:
         result = self._run("env", "set", "--id", input=payload, retry=False)
         return self._release_id(result)
 
-    def deploy(self, source: Path, manifest: str, description: str,
-               timeout: float = 3600) -> str:
+    def deploy(self, source: Path, manifest: str, description: str, timeout: float = 3600) -> str:
         """Build and promote ``source``; the description marks the build as this run's."""
-        result = self._run("deploy", str(source), "-m", manifest, "--id", "-d", description,
-                           timeout=timeout, retry=False)
+        result = self._run(
+            "deploy",
+            str(source),
+            "-m",
+            manifest,
+            "--id",
+            "-d",
+            description,
+            timeout=timeout,
+            retry=False,
+        )
         return self._release_id(result)
 
-    def build(self, source: Path, manifest: str, description: str,
-              timeout: float = 3600) -> str:
+    def build(self, source: Path, manifest: str, description: str, timeout: float = 3600) -> str:
         """Build without promoting; returns the new release id (``--id``)."""
-        result = self._run("build", str(source), "-m", manifest, "--id", "-d", description,
-                           timeout=timeout, retry=False)
+        result = self._run(
+            "build",
+            str(source),
+            "-m",
+            manifest,
+            "--id",
+            "-d",
+            description,
+            timeout=timeout,
+            retry=False,
+        )
         return self._release_id(result)
 
     def builds(self) -> list[dict[str, str]]:
@@ -292,14 +320,17 @@ class ConvoxAdapter:
                 if not row["DOMAIN"]:
                     break
                 return row["DOMAIN"]
-        raise CutoverError(f"convox services shows no domain for service {service!r}",
-                           resolution="Check that the service has a port in convox.yml.")
+        raise CutoverError(
+            f"convox services shows no domain for service {service!r}",
+            resolution="Check that the service has a port in convox.yml.",
+        )
 
     def scale_table(self) -> list[dict[str, str]]:
         return parse_table(self._run("scale").stdout, ["SERVICE", "DESIRED", "RUNNING"])
 
-    def processes(self, service: str | None = None, release: str | None = None
-                  ) -> list[dict[str, str]]:
+    def processes(
+        self, service: str | None = None, release: str | None = None
+    ) -> list[dict[str, str]]:
         """``convox ps [--service S] [--release R]`` (pkg/cli/ps.go, structs.ProcessListOptions):
         ID, SERVICE, STATUS, RELEASE, STARTED, COMMAND."""
         args = ["ps"]
@@ -342,8 +373,9 @@ class ConvoxAdapter:
                     )
                 # The port must accept AND the proxy must report our probe (`connect: P`):
                 # another program listening there would accept too.
-                with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", port), timeout=0.5
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5),
                 ):
                     probed = True
                 if probed and f"connect: {port}" in bg.stdout:
@@ -362,8 +394,9 @@ class ConvoxAdapter:
                     + self.masker.mask(bg.stderr.strip().splitlines()[-1])
                 )
 
-    def run_argv(self, service: str, command: str, release: str | None, timeout: int | None
-                 ) -> list[str]:
+    def run_argv(
+        self, service: str, command: str, release: str | None, timeout: int | None
+    ) -> list[str]:
         """``convox run SVC [--release R] [--timeout N] -a APP [-r RACK] -- COMMAND``
         (pkg/cli/run.go: the pod runs ``sleep N``, N defaulting to 3600, and COMMAND is exec'd
         in it)."""
@@ -374,9 +407,11 @@ class ConvoxAdapter:
             args += ["--timeout", str(timeout)]
         return self.argv(*args, after=(command,))
 
-    def run_command(self, service: str, command: str, release: str | None = None,
-                    timeout: int = 3600) -> Result:
+    def run_command(
+        self, service: str, command: str, release: str | None = None, timeout: int = 3600
+    ) -> Result:
         """Run a one-off; the CLI gets ``timeout`` plus a grace for the pod to start, since the
         rack itself ends the command after ``timeout`` seconds."""
-        return self.runner.run(self.run_argv(service, command, release, timeout),
-                               timeout=timeout + RUN_GRACE)
+        return self.runner.run(
+            self.run_argv(service, command, release, timeout), timeout=timeout + RUN_GRACE
+        )

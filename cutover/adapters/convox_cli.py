@@ -110,8 +110,20 @@ def match(argv: Sequence[str]) -> tuple[CommandSpec | None, list[str]]:
     return best, list(argv[len(best.words) :])
 
 
-_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
-             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+_GO_BOOLS = {
+    "1": True,
+    "t": True,
+    "T": True,
+    "TRUE": True,
+    "true": True,
+    "True": True,
+    "0": False,
+    "f": False,
+    "F": False,
+    "FALSE": False,
+    "false": False,
+    "False": False,
+}
 
 
 def _label(flag: FlagSpec) -> str:
@@ -121,23 +133,28 @@ def _label(flag: FlagSpec) -> str:
 def _set(flag: FlagSpec, raw: str, values: dict[str, Any]) -> None:
     if flag.kind == "bool":
         if raw not in _GO_BOOLS:
-            raise UsageError(f'ERROR: invalid argument "{raw}" for "{_label(flag)}" flag: '
-                             f'strconv.ParseBool: parsing "{raw}": invalid syntax')
+            raise UsageError(
+                f'ERROR: invalid argument "{raw}" for "{_label(flag)}" flag: '
+                f'strconv.ParseBool: parsing "{raw}": invalid syntax'
+            )
         values[flag.name] = _GO_BOOLS[raw]
     elif flag.kind == "int":
         try:
             values[flag.name] = int(raw, 10)
         except ValueError:
-            raise UsageError(f'ERROR: invalid argument "{raw}" for "{_label(flag)}" flag: '
-                             f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
+            raise UsageError(
+                f'ERROR: invalid argument "{raw}" for "{_label(flag)}" flag: '
+                f'strconv.Atoi: parsing "{raw}": invalid syntax'
+            ) from None
     elif flag.kind == "stringSlice":
         values.setdefault(flag.name, []).append(raw)
     else:
         values[flag.name] = raw
 
 
-def _long(arg: str, rest: Sequence[str], i: int, by_long: Mapping[str, FlagSpec],
-          values: dict[str, Any]) -> int:
+def _long(
+    arg: str, rest: Sequence[str], i: int, by_long: Mapping[str, FlagSpec], values: dict[str, Any]
+) -> int:
     name, eq, raw = arg[2:].partition("=")
     flag = by_long.get(name)
     if flag is None:
@@ -156,8 +173,9 @@ def _long(arg: str, rest: Sequence[str], i: int, by_long: Mapping[str, FlagSpec]
     return i
 
 
-def _shorts(arg: str, rest: Sequence[str], i: int, by_short: Mapping[str, FlagSpec],
-            values: dict[str, Any]) -> int:
+def _shorts(
+    arg: str, rest: Sequence[str], i: int, by_short: Mapping[str, FlagSpec], values: dict[str, Any]
+) -> int:
     shorts = arg[1:]
     for j, char in enumerate(shorts):
         flag = by_short.get(char)

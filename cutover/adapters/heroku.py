@@ -116,7 +116,8 @@ class HerokuAdapter:
             env = self.runner.environment()
             host = env.get("HEROKU_HOST") or "heroku.com"
             git_host = env.get("HEROKU_GIT_HOST") or (
-                urlsplit(host).netloc if host.startswith("http") else f"git.{host}")
+                urlsplit(host).netloc if host.startswith("http") else f"git.{host}"
+            )
             gitconfig.write_text(
                 f'[credential "https://{git_host}"]\n\thelper = !heroku git:credentials\n',
                 encoding="utf-8",
@@ -141,8 +142,10 @@ class HerokuAdapter:
             raise ToolMissing("the heroku CLI is not installed", resolution=INSTALL_HINT) from None
         match = _VERSION.search(result.stdout)
         if not match:
-            raise ToolMissing(f"cannot read the heroku CLI version from {result.stdout!r}",
-                              resolution=INSTALL_HINT)
+            raise ToolMissing(
+                f"cannot read the heroku CLI version from {result.stdout!r}",
+                resolution=INSTALL_HINT,
+            )
         found = (int(match[1]), int(match[2]), int(match[3]))
         if found < MIN_VERSION:
             raise ToolMissing(
@@ -208,8 +211,9 @@ class HerokuAdapter:
     def backup_url(self, backup_id: str) -> str:
         """The URL of ``backup_id`` (never "the newest backup": a scheduled one could win)."""
         if not _BACKUP_ID.match(backup_id):
-            raise CutoverError(f"refusing to ask for the URL of backup {backup_id!r}: not a "
-                               "backup id like b042")
+            raise CutoverError(
+                f"refusing to ask for the URL of backup {backup_id!r}: not a backup id like b042"
+            )
         result = self._run("pg:backups:url", backup_id)
         url = next((ln.strip() for ln in result.stdout.splitlines() if ln.strip()), "")
         # The public URL is a bearer credential for the whole database: mask it everywhere.
@@ -248,5 +252,6 @@ class HerokuAdapter:
                 f"heroku pg:backups:capture {attachment} did not say which backup it made",
                 details="expected a line 'Backing up <database> to b<number>...' on stderr",
                 resolution=f"Look for the backup with `heroku pg:backups -a {self.app}`, then "
-                "run `cutover run` again (a new capture is made).")
+                "run `cutover run` again (a new capture is made).",
+            )
         return match.group(1)

@@ -36,14 +36,21 @@ class CertificateNotValid(CutoverError):
 
 
 class HttpClient:
-    def __init__(self, masker: SecretMasker, *, resolve: Mapping[str, str] | None = None,
-                 ca_file: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        masker: SecretMasker,
+        *,
+        resolve: Mapping[str, str] | None = None,
+        ca_file: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self.masker = masker
         self.resolve = dict(resolve or {})
         self.ca_file = ca_file
         # httpx 0.28 deprecates verify=<path>: pass an SSL context built from the CA file.
         self.verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=ca_file) if ca_file else True)
+            ssl.create_default_context(cafile=ca_file) if ca_file else True
+        )
         self.timeout = timeout
 
     def _target(self, url: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -59,15 +66,17 @@ class HttpClient:
         return connect, {"Host": host_header}, {"sni_hostname": host}
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(verify=self.verify, timeout=self.timeout, follow_redirects=False,
-                            trust_env=False)
+        return httpx.Client(
+            verify=self.verify, timeout=self.timeout, follow_redirects=False, trust_env=False
+        )
 
     def get(self, url: str) -> Response:
         connect, headers, extensions = self._target(url)
         try:
             with self._client() as client:
-                request = client.build_request("GET", connect, headers=headers,
-                                               extensions=extensions)
+                request = client.build_request(
+                    "GET", connect, headers=headers, extensions=extensions
+                )
                 resp = client.send(request)
                 return Response(url, resp.status_code, resp.text[:65536])
         except httpx.HTTPError as exc:
@@ -88,8 +97,9 @@ class HttpClient:
         size = 0
         try:
             with self._client() as client:
-                request = client.build_request("GET", connect, headers=headers,
-                                               extensions=extensions)
+                request = client.build_request(
+                    "GET", connect, headers=headers, extensions=extensions
+                )
                 resp = client.send(request, stream=True)
                 try:
                     if resp.status_code != 200:

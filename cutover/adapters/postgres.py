@@ -50,9 +50,15 @@ class ConnInfo:
         return ConnInfo(host, port, self.user, self.dbname, self.password, self.sslmode)
 
     def env(self) -> dict[str, str]:
-        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user,
-               "PGDATABASE": self.dbname, "PGPASSWORD": self.password,
-               "PGCONNECT_TIMEOUT": "15", "PGAPPNAME": "cutover"}
+        env = {
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGDATABASE": self.dbname,
+            "PGPASSWORD": self.password,
+            "PGCONNECT_TIMEOUT": "15",
+            "PGAPPNAME": "cutover",
+        }
         if self.sslmode:
             env["PGSSLMODE"] = self.sslmode
         return env
@@ -80,8 +86,10 @@ WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
 
 # Session settings that make row text identical on both servers whatever their defaults, so
 # checksums compare data, not configuration.
-STABLE_TEXT = ("-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres "
-               "-c extra_float_digits=3 -c bytea_output=hex")
+STABLE_TEXT = (
+    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres "
+    "-c extra_float_digits=3 -c bytea_output=hex"
+)
 
 
 def fingerprint_sql(tables: list[str], checksums: bool) -> str:
@@ -89,7 +97,8 @@ def fingerprint_sql(tables: list[str], checksums: bool) -> str:
     for table in tables:
         digest = (
             "coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '')"
-            if checksums else "''"
+            if checksums
+            else "''"
         )
         literal = table.replace("'", "''")
         # Table names come from pg_tables through quote_ident: no user input reaches the SQL.
@@ -117,12 +126,15 @@ class PostgresAdapter:
         self.masker.add(conn.password)
         result = self.runner.run(
             ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t", "-f", "-"],
-            env={**conn.env(), "PGOPTIONS": STABLE_TEXT}, input=sql, timeout=timeout,
+            env={**conn.env(), "PGOPTIONS": STABLE_TEXT},
+            input=sql,
+            timeout=timeout,
         )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 
-    def wait_accepting(self, conn: ConnInfo, timeout: float, what: str,
-                       sleep: Callable[[float], None] = time.sleep) -> int:
+    def wait_accepting(
+        self, conn: ConnInfo, timeout: float, what: str, sleep: Callable[[float], None] = time.sleep
+    ) -> int:
         """Poll ``SHOW server_version_num`` until the server answers; return its major.
 
         A Convox postgres resource is created empty at the app's first promote and its pod takes
@@ -140,7 +152,8 @@ class PostgresAdapter:
                     f"{what} did not accept a connection within {timeout:g}s",
                     details="last error: " + self.masker.mask(last[0] if last else "(none)"),
                     resolution="Check the resource with `convox resources` and "
-                    "`convox ps` (its pod may still be starting), then run `cutover run` again.")
+                    "`convox ps` (its pod may still be starting), then run `cutover run` again.",
+                )
             sleep(2.0)
 
     def extensions(self, conn: ConnInfo) -> list[str]:
@@ -164,15 +177,27 @@ class PostgresAdapter:
         return len(entries)
 
     def restore_argv(self, dump: Path, conn: ConnInfo, jobs: int) -> list[str]:
-        return ["pg_restore", "--clean", "--if-exists", "--no-acl", "--no-owner",
-                "--exit-on-error", "--jobs", str(jobs), "--dbname", conn.dbname, str(dump)]
+        return [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-acl",
+            "--no-owner",
+            "--exit-on-error",
+            "--jobs",
+            str(jobs),
+            "--dbname",
+            conn.dbname,
+            str(dump),
+        ]
 
     def restore(self, dump: Path, conn: ConnInfo, jobs: int, timeout: float) -> None:
         self.masker.add(conn.password)
         self.runner.run(self.restore_argv(dump, conn, jobs), env=conn.env(), timeout=timeout)
 
-    def fingerprints(self, conn: ConnInfo, checksums: bool = True,
-                     timeout: float = 1800) -> dict[str, tuple[int, str]]:
+    def fingerprints(
+        self, conn: ConnInfo, checksums: bool = True, timeout: float = 1800
+    ) -> dict[str, tuple[int, str]]:
         tables = [row[0] for row in self.psql(conn, TABLES_SQL)]
         rows = self.psql(conn, fingerprint_sql(tables, checksums), timeout=timeout)
         out: dict[str, tuple[int, str]] = {}

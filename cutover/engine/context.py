@@ -57,8 +57,13 @@ def load_sandbox(folder: Path) -> SandboxEnv:
     )
 
 
-def make_runner(playbook: LoadedPlaybook, masker: SecretMasker, audit: AuditSink | None,
-                *, sandbox_optional: bool = False) -> tuple[Runner, SandboxEnv | None]:
+def make_runner(
+    playbook: LoadedPlaybook,
+    masker: SecretMasker,
+    audit: AuditSink | None,
+    *,
+    sandbox_optional: bool = False,
+) -> tuple[Runner, SandboxEnv | None]:
     from cutover.runner import Runner  # noqa: PLC0415 - start-up: see the module's note
 
     sandbox = None
@@ -76,8 +81,9 @@ def make_runner(playbook: LoadedPlaybook, masker: SecretMasker, audit: AuditSink
     return runner, sandbox
 
 
-def make_dns(playbook: LoadedPlaybook, masker: SecretMasker, sandbox: SandboxEnv | None
-             ) -> DnsProvider | None:
+def make_dns(
+    playbook: LoadedPlaybook, masker: SecretMasker, sandbox: SandboxEnv | None
+) -> DnsProvider | None:
     dns = playbook.model.dns
     if dns is None:
         return None
@@ -94,8 +100,9 @@ def make_dns(playbook: LoadedPlaybook, masker: SecretMasker, sandbox: SandboxEnv
         return None
     masker.add(secret)
     host, port = split_server(server)
-    return Rfc2136Provider(server=host, port=port, zone=dns.zone, key_name=key_name,
-                           key_secret=secret)
+    return Rfc2136Provider(
+        server=host, port=port, zone=dns.zone, key_name=key_name, key_secret=secret
+    )
 
 
 def split_server(server: str) -> tuple[str, int]:
@@ -107,9 +114,15 @@ def split_server(server: str) -> tuple[str, int]:
     return host, int(port) if port else 53
 
 
-def build_context(playbook: LoadedPlaybook, state: RunState, *, masker: SecretMasker,
-                  audit: AuditSink | None, reporter: Reporter,
-                  sandbox_optional: bool = False) -> Context:
+def build_context(
+    playbook: LoadedPlaybook,
+    state: RunState,
+    *,
+    masker: SecretMasker,
+    audit: AuditSink | None,
+    reporter: Reporter,
+    sandbox_optional: bool = False,
+) -> Context:
     # Start-up: see the module's note.
     from cutover.adapters.convox import ConvoxAdapter  # noqa: PLC0415
     from cutover.adapters.heroku import HerokuAdapter  # noqa: PLC0415
@@ -127,11 +140,18 @@ def build_context(playbook: LoadedPlaybook, state: RunState, *, masker: SecretMa
         masker=masker,
         heroku=HerokuAdapter(runner, masker, model.heroku.app, work_dir),
         # Without convox.rack, preflight pins the rack that was current when the run began.
-        convox=ConvoxAdapter(runner, masker, model.convox.app,
-                             model.convox.rack or state.outputs("preflight").get("rack")),
+        convox=ConvoxAdapter(
+            runner,
+            masker,
+            model.convox.app,
+            model.convox.rack or state.outputs("preflight").get("rack"),
+        ),
         postgres=PostgresAdapter(runner, masker),
-        http=HttpClient(masker, resolve=sandbox.resolve if sandbox else None,
-                        ca_file=sandbox.ca_file if sandbox else None),
+        http=HttpClient(
+            masker,
+            resolve=sandbox.resolve if sandbox else None,
+            ca_file=sandbox.ca_file if sandbox else None,
+        ),
         dns=make_dns(playbook, masker, sandbox),
         reporter=reporter,
         work_dir=work_dir,

@@ -33,8 +33,9 @@ class Holder:
     command: str
 
     def describe(self) -> str:
-        return (f"pid {self.pid} on {self.host} (user {self.user}, since {self.since}): "
-                f"{self.command}")
+        return (
+            f"pid {self.pid} on {self.host} (user {self.user}, since {self.since}): {self.command}"
+        )
 
 
 def _me(command: str) -> Holder:
@@ -52,8 +53,13 @@ def _read_holder(fd: int) -> Holder | None:
         raw += chunk
     try:
         data: dict[str, Any] = json.loads(raw.decode() or "null") or {}
-        return Holder(int(data["pid"]), str(data["host"]), str(data["user"]),
-                      str(data["since"]), str(data.get("command", "")))
+        return Holder(
+            int(data["pid"]),
+            str(data["host"]),
+            str(data["user"]),
+            str(data["since"]),
+            str(data.get("command", "")),
+        )
     except (ValueError, KeyError, TypeError):
         return None
 

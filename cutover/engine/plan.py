@@ -18,11 +18,11 @@ from cutover.steps.preflight import PreflightOutputs
 
 
 class Kind(StrEnum):
-    RUN = "run"          # pending: check, then apply
-    RESUME = "resume"    # was running/failed/interrupted: check again, then apply
-    DONE = "done"        # finished in an earlier run
-    SKIP = "skip"        # does not apply to this playbook
-    LATER = "later"      # after --until
+    RUN = "run"  # pending: check, then apply
+    RESUME = "resume"  # was running/failed/interrupted: check again, then apply
+    DONE = "done"  # finished in an earlier run
+    SKIP = "skip"  # does not apply to this playbook
+    LATER = "later"  # after --until
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,19 @@ class Action:
 
 
 def new_state(playbook: LoadedPlaybook) -> RunState:
-    return RunState(playbook=PlaybookRef(path=str(playbook.path),
-                                         fingerprint=playbook.fingerprint(),
-                                         fields=playbook.flat()),
-                    identity=identity_of(playbook))
+    return RunState(
+        playbook=PlaybookRef(
+            path=str(playbook.path), fingerprint=playbook.fingerprint(), fields=playbook.flat()
+        ),
+        identity=identity_of(playbook),
+    )
 
 
 def identity_of(playbook: LoadedPlaybook) -> Identity:
     model = playbook.model
-    return Identity(heroku_app=model.heroku.app, convox_app=model.convox.app,
-                    convox_rack=model.convox.rack)
+    return Identity(
+        heroku_app=model.heroku.app, convox_app=model.convox.app, convox_rack=model.convox.rack
+    )
 
 
 def has_started(state: RunState) -> bool:
@@ -72,13 +75,13 @@ def check_identity(playbook: LoadedPlaybook, state: RunState) -> None:
             details="\n".join("  " + d for d in differences),
             resolution="A state folder belongs to one migration. For another app, use a "
             "playbook in a folder of its own (or move .cutover aside to start over); "
-            "--accept-changes does not re-point a run. Nothing was changed.")
+            "--accept-changes does not re-point a run. Nothing was changed.",
+        )
 
 
 # -- per-step input fingerprints -----------------------------------------------------------------
 def _declared(prefixes: tuple[str, ...], flat: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in flat.items()
-            if any(k == p or k.startswith(p + ".") for p in prefixes)}
+    return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in prefixes)}
 
 
 def step_inputs(step: Step, flat: dict[str, str], state: RunState) -> str:
@@ -88,8 +91,9 @@ def step_inputs(step: Step, flat: dict[str, str], state: RunState) -> str:
     for model in step.reads:
         st = state.steps.get(model.step_id)
         reads[model.step_id] = st.outputs if st is not None and st.status == Status.DONE else {}
-    blob = json.dumps({"fields": _declared(step.fields, flat), "reads": reads},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"fields": _declared(step.fields, flat), "reads": reads}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -106,17 +110,21 @@ def steps_with_changed_inputs(playbook: LoadedPlaybook, state: RunState) -> list
     """Done steps whose declared inputs differ now from when they finished."""
     fill_missing_inputs(state)
     flat = playbook.flat()
-    return [step.id for step in STEPS
-            if (st := state.steps.get(step.id)) is not None and st.status == Status.DONE
-            and st.inputs != step_inputs(step, flat, state)]
+    return [
+        step.id
+        for step in STEPS
+        if (st := state.steps.get(step.id)) is not None
+        and st.status == Status.DONE
+        and st.inputs != step_inputs(step, flat, state)
+    ]
 
 
 @dataclass
 class Rerun:
     """What ``--accept-changes`` does about the changed steps."""
 
-    rerun: list[str] = field(default_factory=list)        # in step order
-    kept: dict[str, str] = field(default_factory=dict)    # step id -> why it is not re-run
+    rerun: list[str] = field(default_factory=list)  # in step order
+    kept: dict[str, str] = field(default_factory=dict)  # step id -> why it is not re-run
 
 
 def plan_rerun(changed: list[str], state: RunState) -> Rerun:
@@ -128,17 +136,26 @@ def plan_rerun(changed: list[str], state: RunState) -> Rerun:
             st = state.steps.get(step.id)
             if st is not None and st.status == Status.DONE:
                 todo.add(step.id)
-    moved = next((s for s in STEPS if s.moves_traffic
-                  and (st := state.steps.get(s.id)) is not None and st.status == Status.DONE),
-                 None)
+    moved = next(
+        (
+            s
+            for s in STEPS
+            if s.moves_traffic
+            and (st := state.steps.get(s.id)) is not None
+            and st.status == Status.DONE
+        ),
+        None,
+    )
     out = Rerun()
     for sid in STEP_IDS:
         if sid not in todo:
             continue
         if moved is not None and BY_ID[sid].overwrites_target_data:
-            out.kept[sid] = (f"traffic moved to Convox at {state.steps[moved.id].finished_at} "
-                             f"({moved.id} is done): a sync now would replace the live Convox "
-                             "database with Heroku's older copy")
+            out.kept[sid] = (
+                f"traffic moved to Convox at {state.steps[moved.id].finished_at} "
+                f"({moved.id} is done): a sync now would replace the live Convox "
+                "database with Heroku's older copy"
+            )
         else:
             out.rerun.append(sid)
     return out
@@ -154,8 +171,9 @@ def reset_steps(state: RunState, step_ids: list[str]) -> None:
 
 def validate_step(name: str | None, option: str) -> None:
     if name is not None and name not in STEP_IDS:
-        raise InvalidInput(f"{option} {name}: no such step",
-                           details="steps: " + ", ".join(STEP_IDS))
+        raise InvalidInput(
+            f"{option} {name}: no such step", details="steps: " + ", ".join(STEP_IDS)
+        )
 
 
 def playbook_changes(playbook: LoadedPlaybook, state: RunState) -> list[str]:
@@ -167,7 +185,7 @@ def playbook_changes(playbook: LoadedPlaybook, state: RunState) -> list[str]:
 def reset_from(state: RunState, step_id: str) -> list[str]:
     """Clear ``step_id`` and every later step; return the ids that had been started."""
     cleared = []
-    for sid in STEP_IDS[STEP_IDS.index(step_id):]:
+    for sid in STEP_IDS[STEP_IDS.index(step_id) :]:
         if sid in state.steps and state.steps[sid].status != Status.PENDING:
             cleared.append(sid)
         old = state.steps.pop(sid, None)
@@ -176,8 +194,7 @@ def reset_from(state: RunState, step_id: str) -> list[str]:
     return cleared
 
 
-def build_plan(playbook: LoadedPlaybook, state: RunState, until: str | None = None
-               ) -> list[Action]:
+def build_plan(playbook: LoadedPlaybook, state: RunState, until: str | None = None) -> list[Action]:
     actions = []
     stop_index = STEP_IDS.index(until) if until else len(STEP_IDS) - 1
     for index, step in enumerate(STEPS):
@@ -191,9 +208,11 @@ def build_plan(playbook: LoadedPlaybook, state: RunState, until: str | None = No
         elif index > stop_index:
             actions.append(Action(step, Kind.LATER, f"after --until {until}"))
         elif st is not None and st.status in (Status.RUNNING, Status.FAILED, Status.INTERRUPTED):
-            why = {Status.RUNNING: "was running when cutover stopped",
-                   Status.FAILED: "failed last time",
-                   Status.INTERRUPTED: "was interrupted"}[st.status]
+            why = {
+                Status.RUNNING: "was running when cutover stopped",
+                Status.FAILED: "failed last time",
+                Status.INTERRUPTED: "was interrupted",
+            }[st.status]
             actions.append(Action(step, Kind.RESUME, f"{why}: check, then run again"))
         else:
             actions.append(Action(step, Kind.RUN, "pending"))

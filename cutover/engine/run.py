@@ -74,6 +74,7 @@ def resume_command(playbook: LoadedPlaybook, extra: str = "") -> str:
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP (a dropped ssh session) stop a run like Ctrl-C: the child is
     stopped in stages and the step recorded as interrupted."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
@@ -118,8 +119,9 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
                 "read their outputs).",
             )
         if changes:
-            audit.event("playbook-changed", fields=changes, accepted=options.accept_changes,
-                        steps=affected)
+            audit.event(
+                "playbook-changed", fields=changes, accepted=options.accept_changes, steps=affected
+            )
             ui.info("playbook changed (accepted): " + ", ".join(changes), "yellow")
             _accept(playbook, state, affected, audit, ui)
         state.playbook.fingerprint = playbook.fingerprint()
@@ -129,21 +131,28 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
             cleared = reset_from(state, options.from_step)
             audit.event("rerun-from", step=options.from_step, cleared=cleared)
         store.save(state)
-        audit.event("run-start", playbook=str(playbook.path), user=_user(),
-                    until=options.until, from_step=options.from_step)
+        audit.event(
+            "run-start",
+            playbook=str(playbook.path),
+            user=_user(),
+            until=options.until,
+            from_step=options.from_step,
+        )
         ctx = build_context(playbook, state, masker=masker, audit=audit, reporter=ui)
         return _execute(ctx, store, audit, options, ui)
 
 
 def _affected_text(affected: list[str]) -> str:
     if not affected:
-        return ("no finished step reads the changed fields (the change applies to steps "
-                "still to run)")
+        return (
+            "no finished step reads the changed fields (the change applies to steps still to run)"
+        )
     return "finished steps whose inputs changed: " + ", ".join(affected)
 
 
-def _accept(playbook: LoadedPlaybook, state: RunState, affected: list[str], audit: AuditLog,
-            ui: Ui) -> None:
+def _accept(
+    playbook: LoadedPlaybook, state: RunState, affected: list[str], audit: AuditLog, ui: Ui
+) -> None:
     """--accept-changes: re-run exactly the steps whose inputs changed and the later ones
     that read their outputs; say which are kept and why."""
     decision = plan_rerun(affected, state)
@@ -161,12 +170,17 @@ def refuse_resync_after_switch(state: RunState, from_step: str) -> None:
     """Once traffic is on Convox, re-running a data sync would copy Heroku's (stale) data over
     the live Convox database: --from a step at or before a step that overwrites the Convox
     data is refused then (the flags are declared on the steps)."""
-    moved = [s for s in STEPS if s.moves_traffic
-             and (st := state.steps.get(s.id)) is not None and st.status == Status.DONE]
+    moved = [
+        s
+        for s in STEPS
+        if s.moves_traffic
+        and (st := state.steps.get(s.id)) is not None
+        and st.status == Status.DONE
+    ]
     if not moved:
         return
     switched = state.steps[moved[0].id]
-    cleared = STEPS[STEP_IDS.index(from_step):]
+    cleared = STEPS[STEP_IDS.index(from_step) :]
     if any(s.overwrites_target_data for s in cleared):
         raise InvalidInput(
             f"--from {from_step} would run the data sync again, but traffic moved to Convox "
@@ -178,8 +192,7 @@ def refuse_resync_after_switch(state: RunState, from_step: str) -> None:
         )
 
 
-def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptions,
-             ui: Ui) -> int:
+def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptions, ui: Ui) -> int:
     state, playbook = ctx.state, ctx.playbook
     actions = build_plan(playbook, state, options.until)
     total = len(actions)
@@ -201,23 +214,42 @@ def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptio
     ui.summary(state, STEP_IDS)
     remaining = [a.step.id for a in build_plan(playbook, state) if a.will_run]
     if remaining:
-        ui.info(f"stopped after {options.until} as asked ({ui.elapsed()}). "
-                f"Continue with: {resume_command(playbook)}", "bold")
+        ui.info(
+            f"stopped after {options.until} as asked ({ui.elapsed()}). "
+            f"Continue with: {resume_command(playbook)}",
+            "bold",
+        )
         audit.event("run-paused", until=options.until)
     else:
         site = read_outputs(state, VerifySiteOutputs)
         downtime = site.downtime_seconds if site else None
-        ui.info(f"cutover complete in {ui.elapsed()}"
-                + (f"; measured downtime {downtime}s (maintenance on to site verified)"
-                   if downtime is not None else ""), "bold green")
-        ui.info("Next: raise the DNS TTL again once you are confident, and keep the Heroku app "
-                "(in maintenance) until you no longer need to roll back.")
+        ui.info(
+            f"cutover complete in {ui.elapsed()}"
+            + (
+                f"; measured downtime {downtime}s (maintenance on to site verified)"
+                if downtime is not None
+                else ""
+            ),
+            "bold green",
+        )
+        ui.info(
+            "Next: raise the DNS TTL again once you are confident, and keep the Heroku app "
+            "(in maintenance) until you no longer need to roll back."
+        )
         audit.event("run-complete", downtime_seconds=downtime)
     return 0
 
 
-def _run_step(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptions, ui: Ui,
-              action: Action, index: int, total: int) -> None:
+def _run_step(
+    ctx: Context,
+    store: StateStore,
+    audit: AuditLog,
+    options: RunOptions,
+    ui: Ui,
+    action: Action,
+    index: int,
+    total: int,
+) -> None:
     step, state = action.step, ctx.state
     st = state.step(step.id)
     ui.step_start(index, total, step.id, step.title, action.reason)
@@ -257,27 +289,46 @@ def _run_step(ctx: Context, store: StateStore, audit: AuditLog, options: RunOpti
             "(the step is checked again before it runs).",
         ) from None
     except CutoverError as exc:
-        _fail(ctx, store, audit, st, step, started, exc.brief, exc.details, exc.resolution,
-              invalid=isinstance(exc, InvalidInput))
+        _fail(
+            ctx,
+            store,
+            audit,
+            st,
+            step,
+            started,
+            exc.brief,
+            exc.details,
+            exc.resolution,
+            invalid=isinstance(exc, InvalidInput),
+        )
     except Exception as exc:
-        audit.event("step-crash", step=step.id,
-                    traceback=ctx.masker.mask(traceback.format_exc()))
-        _fail(ctx, store, audit, st, step, started,
-              f"unexpected error: {type(exc).__name__}: {exc}",
-              f"the traceback is in {store.folder / 'events.jsonl'}", "")
+        audit.event("step-crash", step=step.id, traceback=ctx.masker.mask(traceback.format_exc()))
+        _fail(
+            ctx,
+            store,
+            audit,
+            st,
+            step,
+            started,
+            f"unexpected error: {type(exc).__name__}: {exc}",
+            f"the traceback is in {store.folder / 'events.jsonl'}",
+            "",
+        )
     assert outputs is not None
     _finish(st, started, Status.DONE)
     st.outputs.update(dump(outputs))
     st.found_applied = found
     st.inputs = step_inputs(step, ctx.playbook.flat(), state)
     store.save(state)
-    audit.event("step-finish", step=step.id, duration=round(st.duration or 0, 3),
-                found_applied=found)
+    audit.event(
+        "step-finish", step=step.id, duration=round(st.duration or 0, 3), found_applied=found
+    )
     ui.step_done(st.duration or 0.0, found)
 
 
-def _attempt(ctx: Context, step: Step, options: RunOptions, audit: AuditLog, ui: Ui
-             ) -> tuple[StepOutputs, bool]:
+def _attempt(
+    ctx: Context, step: Step, options: RunOptions, audit: AuditLog, ui: Ui
+) -> tuple[StepOutputs, bool]:
     """The life of a step (steps/base.py): check looks; recover finishes what an interrupted
     attempt left; else the gate, then apply. Returns the outputs and whether they were found."""
     outputs = step.check(ctx)
@@ -298,14 +349,26 @@ def _finish(st: Any, started: float, status: Status, error: str | None = None) -
     st.error = error
 
 
-def _fail(ctx: Context, store: StateStore, audit: AuditLog, st: Any, step: Step, started: float,
-          brief: str, details: str, resolution: str, *, invalid: bool = False) -> None:
+def _fail(
+    ctx: Context,
+    store: StateStore,
+    audit: AuditLog,
+    st: Any,
+    step: Step,
+    started: float,
+    brief: str,
+    details: str,
+    resolution: str,
+    *,
+    invalid: bool = False,
+) -> None:
     message = ctx.masker.mask(brief + (("\n" + details) if details else ""))
     _finish(st, started, Status.FAILED, error=message)
     store.save(state=ctx.state)
     audit.event("step-failed", step=step.id, error=message, duration=round(st.duration or 0, 3))
-    hint = (_window_note(ctx, step)
-            + f"Fix the cause, then resume with: {resume_command(ctx.playbook)}")
+    hint = (
+        _window_note(ctx, step) + f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
+    )
     error_type = InvalidInput if invalid else StepFailed  # bad input keeps exit 2
     raise error_type(
         f"step {step.id} failed: {ctx.masker.mask(brief)}",
@@ -320,22 +383,32 @@ def _window_note(ctx: Context, step: Step) -> str:
     if maintenance is None:
         return ""
     since = datetime.fromtimestamp(maintenance.at, UTC).isoformat(timespec="seconds")
-    return (f"Heroku has been in maintenance since {since}: users see its maintenance page "
-            "until the cutover goes on (to reopen Heroku meanwhile: heroku maintenance:off "
-            f"-a {ctx.model.heroku.app}).\n")
+    return (
+        f"Heroku has been in maintenance since {since}: users see its maintenance page "
+        "until the cutover goes on (to reopen Heroku meanwhile: heroku maintenance:off "
+        f"-a {ctx.model.heroku.app}).\n"
+    )
 
 
-def _confirm_gate(ctx: Context, step: Step, question: str, options: RunOptions,
-                  audit: AuditLog, ui: Ui) -> None:
+def _confirm_gate(
+    ctx: Context, step: Step, question: str, options: RunOptions, audit: AuditLog, ui: Ui
+) -> None:
     if options.yes:
-        audit.event("gate", step=step.id, question=question, answer="yes",
-                    answered_by="--yes", user=_user())
+        audit.event(
+            "gate", step=step.id, question=question, answer="yes", answered_by="--yes", user=_user()
+        )
         ui.note(f"gate confirmed in advance (--yes): {question}")
         return
     if options.interactive:
         answer = Confirm.ask(ctx.masker.mask(question), console=ui.console, default=False)
-        audit.event("gate", step=step.id, question=question, answer="yes" if answer else "no",
-                    answered_by="prompt", user=_user())
+        audit.event(
+            "gate",
+            step=step.id,
+            question=question,
+            answer="yes" if answer else "no",
+            answered_by="prompt",
+            user=_user(),
+        )
         if answer:
             return
         raise GateWaiting(
@@ -372,21 +445,30 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
     check_identity(playbook, state)  # in memory only
     if options.from_step:
         reset_from(state, options.from_step)  # in memory only
-    ctx = build_context(playbook, state, masker=masker, audit=None, reporter=ui,
-                        sandbox_optional=True)
+    ctx = build_context(
+        playbook, state, masker=masker, audit=None, reporter=ui, sandbox_optional=True
+    )
     changes = playbook_changes(playbook, state) if store.exists() else []
     ui.heading(f"Plan for {playbook.path} (nothing is executed; nothing is written)")
     if changes:
-        ui.info("playbook changed since the run started: " + ", ".join(changes)
-                + ("  (run needs --accept-changes)" if not options.accept_changes else ""),
-                "yellow")
+        ui.info(
+            "playbook changed since the run started: "
+            + ", ".join(changes)
+            + ("  (run needs --accept-changes)" if not options.accept_changes else ""),
+            "yellow",
+        )
         ui.info(_affected_text(steps_with_changed_inputs(playbook, state)), "yellow")
     actions = build_plan(playbook, state, options.until)
     for index, action in enumerate(actions, 1):
         step = action.step
         gate = "  [gate]" if step.gate else ""
-        label = {Kind.RUN: "will run", Kind.RESUME: "will resume", Kind.DONE: "done",
-                 Kind.SKIP: "skip", Kind.LATER: "not in this run"}[action.kind]
+        label = {
+            Kind.RUN: "will run",
+            Kind.RESUME: "will resume",
+            Kind.DONE: "done",
+            Kind.SKIP: "skip",
+            Kind.LATER: "not in this run",
+        }[action.kind]
         ui.info(f"[{index:>2}/{len(actions)}] {step.id}: {step.title}{gate}", "bold")
         ui.info(f"        {label}: {action.reason}")
         if action.will_run:
@@ -401,5 +483,3 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
 def is_interactive() -> bool:
     """A gate can be answered when stdin is a terminal (stdout may be piped to tee)."""
     return sys.stdin.isatty()
-
-

@@ -36,12 +36,14 @@ def require_extra() -> None:
             f"the sandbox needs the optional packages of cutover's `sandbox` extra "
             f"(missing: {', '.join(missing)})",
             resolution=f"Install them with: {EXTRA_INSTALL}   "
-                       "(with pipx: pipx install --force 'cutover[sandbox]').")
+            "(with pipx: pipx install --force 'cutover[sandbox]').",
+        )
 
 
 def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> None:
-    sandbox = typer.Typer(help="A local Heroku, Convox and DNS to rehearse and test against.",
-                          no_args_is_help=True)
+    sandbox = typer.Typer(
+        help="A local Heroku, Convox and DNS to rehearse and test against.", no_args_is_help=True
+    )
 
     @sandbox.command("up")
     def up_cmd(
@@ -55,9 +57,12 @@ def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> 
             from cutover.sandbox import manager  # noqa: PLC0415 - needs the extra
 
             manager.up(folder, rows=rows, say=lambda m: ui.info(f"sandbox: {m}"))
-            ui.info(f"sandbox up in {folder.absolute()}; a playbook rehearses against it with "
-                    f"`sandbox: {folder.absolute()}` (in a cutover checkout: "
-                    "cutover run -f playbooks/sandbox.yml)", "bold")
+            ui.info(
+                f"sandbox up in {folder.absolute()}; a playbook rehearses against it with "
+                f"`sandbox: {folder.absolute()}` (in a cutover checkout: "
+                "cutover run -f playbooks/sandbox.yml)",
+                "bold",
+            )
             return 0
 
         guard(body)

@@ -71,8 +71,11 @@ def _heroku_bin() -> list[str]:
     PATH (an installed wheel: the operator's own heroku CLI)."""
     checkout = Path(cutover.__file__).resolve().parent.parent
     local = checkout / "node_modules" / ".bin"
-    return [str(local)] if (checkout / "pyproject.toml").exists() and (
-        local / "heroku").exists() else []
+    return (
+        [str(local)]
+        if (checkout / "pyproject.toml").exists() and (local / "heroku").exists()
+        else []
+    )
 
 
 def sample_app_source() -> Traversable:
@@ -96,8 +99,10 @@ def _load(folder: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, json.JSONDecodeError) as exc:
-        raise CutoverError(f"{folder / STATE}: unreadable sandbox state: {exc}",
-                           resolution="Stop what is left with `cutover sandbox down`.") from None
+        raise CutoverError(
+            f"{folder / STATE}: unreadable sandbox state: {exc}",
+            resolution="Stop what is left with `cutover sandbox down`.",
+        ) from None
     return data if isinstance(data, dict) else None
 
 
@@ -112,8 +117,13 @@ def is_up(folder: Path) -> bool:
     return all(procs.pid_alive(int(p)) for p in data.get("pids", {}).values())
 
 
-def up(folder: Path, *, rows: int = 3000, say: Any = print,
-       rack_timings: dict[str, float] | None = None) -> dict[str, Any]:
+def up(
+    folder: Path,
+    *,
+    rows: int = 3000,
+    say: Any = print,
+    rack_timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Start the sandbox (or report the running one). Returns its state document.
 
     ``rack_timings`` overrides the convox stand-in's rack timings (seconds, each > 0; see
@@ -141,8 +151,9 @@ def up(folder: Path, *, rows: int = 3000, say: Any = print,
     return data
 
 
-def _start(folder: Path, data: dict[str, Any], rows: int, say: Any,
-           rack_timings: dict[str, float]) -> None:
+def _start(
+    folder: Path, data: dict[str, Any], rows: int, say: Any, rack_timings: dict[str, float]
+) -> None:
     ports = data["ports"]
     for name in ("heroku_api", "backups", "heroku_app", "router", "dns", "pg_heroku", "pg_convox"):
         ports[name] = procs.free_port()
@@ -157,14 +168,18 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any,
     # The Convox router's default certificate: the rack's own names, not the custom domain,
     # which gets its certificate only once DNS points at the router (convox_fake/certs.py).
     router_cert, router_key = folder / "ca" / "router.pem", folder / "ca" / "router-key.pem"
-    ca.issue([ROUTER, f"web.{CONVOX_APP}.{RACK_DOMAIN}", "localhost", "127.0.0.1"],
-             router_cert, router_key)
+    ca.issue(
+        [ROUTER, f"web.{CONVOX_APP}.{RACK_DOMAIN}", "localhost", "127.0.0.1"],
+        router_cert,
+        router_key,
+    )
 
     src_password, dst_password = _start_databases(folder, data, rows, say)
     api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say)
     knot = _start_dns(folder, data, say)
-    convox_config, bin_dir = _start_convox(folder, data, router_cert, router_key, dst_password,
-                                           say, rack_timings)
+    convox_config, bin_dir = _start_convox(
+        folder, data, router_cert, router_key, dst_password, say, rack_timings
+    )
     _write_env(folder, data, api_key, home, ca, knot, convox_config, bin_dir)
     data["started_at"] = time.time()
 
@@ -172,9 +187,12 @@ def _start(folder: Path, data: dict[str, Any], rows: int, say: Any,
 def _start_databases(folder: Path, data: dict[str, Any], rows: int, say: Any) -> tuple[str, str]:
     ports, logs = data["ports"], folder / "logs"
     say(f"PostgreSQL for Heroku on 127.0.0.1:{ports['pg_heroku']} (seeding {rows} rows)")
-    src = pgcluster.init_cluster(folder / "pg" / "heroku", ports["pg_heroku"],
-                                 password=secrets.token_urlsafe(18),
-                                 traverse_root=folder)
+    src = pgcluster.init_cluster(
+        folder / "pg" / "heroku",
+        ports["pg_heroku"],
+        password=secrets.token_urlsafe(18),
+        traverse_root=folder,
+    )
     data["pids"]["pg_heroku"] = pgcluster.start(src, logs / "pg-heroku.log")
     pgcluster.save(src, folder / "pg-heroku.json")
     src_password = secrets.token_urlsafe(18)
@@ -182,9 +200,12 @@ def _start_databases(folder: Path, data: dict[str, Any], rows: int, say: Any) ->
     seed.seed(src, SOURCE_DB, user=SOURCE_USER, password=src_password, rows=rows)
 
     say(f"PostgreSQL for the Convox resource on 127.0.0.1:{ports['pg_convox']}")
-    dst = pgcluster.init_cluster(folder / "pg" / "convox", ports["pg_convox"],
-                                 password=secrets.token_urlsafe(18),
-                                 traverse_root=folder)
+    dst = pgcluster.init_cluster(
+        folder / "pg" / "convox",
+        ports["pg_convox"],
+        password=secrets.token_urlsafe(18),
+        traverse_root=folder,
+    )
     data["pids"]["pg_convox"] = pgcluster.start(dst, logs / "pg-convox.log")
     pgcluster.save(dst, folder / "pg-convox.json")
     # The Convox resource's role and database do not exist yet: the convox stand-in creates
@@ -193,16 +214,30 @@ def _start_databases(folder: Path, data: dict[str, Any], rows: int, say: Any) ->
     return src_password, dst_password
 
 
-def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca: SandboxCA,
-                  src_password: str, say: Any) -> tuple[str, Path]:
+def _start_heroku(
+    folder: Path,
+    data: dict[str, Any],
+    cert: Path,
+    key: Path,
+    ca: SandboxCA,
+    src_password: str,
+    say: Any,
+) -> tuple[str, Path]:
     ports, logs = data["ports"], folder / "logs"
     say(f"Heroku API emulator on 127.0.0.1:{ports['heroku_api']}")
     api_key = secrets.token_hex(16)
     state = heroku_api.default_state(
         HEROKU_APP,
-        db={"host": "127.0.0.1", "port": ports["pg_heroku"], "user": SOURCE_USER,
-            "password": src_password, "database": SOURCE_DB},
-        domain=RECORD, heroku_dns_target=HEROKU_DNS_TARGET, api_key=api_key,
+        db={
+            "host": "127.0.0.1",
+            "port": ports["pg_heroku"],
+            "user": SOURCE_USER,
+            "password": src_password,
+            "database": SOURCE_DB,
+        },
+        domain=RECORD,
+        heroku_dns_target=HEROKU_DNS_TARGET,
+        api_key=api_key,
         scheduled_backups=True,
     )
     # As on a real app, scheduled backups exist beside cutover's, and one finishes while
@@ -212,11 +247,25 @@ def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca:
     heroku_api.save_state(folder / "heroku" / "state.json", state)
     pid_file = folder / "heroku" / "api.pid"
     api_pid = procs.spawn_daemon(
-        [sys.executable, "-m", "cutover.sandbox.heroku_api", "--state",
-         str(folder / "heroku" / "state.json"), "--port", str(ports["heroku_api"]),
-         "--backup-port", str(ports["backups"]), "--tls-cert", str(cert), "--tls-key", str(key),
-         "--pid-file", str(pid_file)],
-        log_path=logs / "heroku-api.log")
+        [
+            sys.executable,
+            "-m",
+            "cutover.sandbox.heroku_api",
+            "--state",
+            str(folder / "heroku" / "state.json"),
+            "--port",
+            str(ports["heroku_api"]),
+            "--backup-port",
+            str(ports["backups"]),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+            "--pid-file",
+            str(pid_file),
+        ],
+        log_path=logs / "heroku-api.log",
+    )
     data["pids"]["heroku_api"] = api_pid
     procs.wait_for_port("127.0.0.1", ports["heroku_api"], 30)
     procs.wait_for_port("127.0.0.1", ports["backups"], 30)
@@ -227,18 +276,29 @@ def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca:
     config = state["apps"][HEROKU_APP]["config_vars"]
     app_env = {
         **{k: str(v) for k, v in config.items()},
-        "PORT": str(ports["heroku_app"]), "TLS_CERT": str(cert), "TLS_KEY": str(key),
-        "PLATFORM": "heroku", "APP": HEROKU_APP,
+        "PORT": str(ports["heroku_app"]),
+        "TLS_CERT": str(cert),
+        "TLS_KEY": str(key),
+        "PLATFORM": "heroku",
+        "APP": HEROKU_APP,
         # maintenance mode: the app answers Heroku's maintenance page (sampleapp.Maintenance)
         "SANDBOX_HEROKU_STATE": str(folder / "heroku" / "state.json"),
         "DATABASE_URL": heroku_api.database_url(
-            {"host": "127.0.0.1", "port": ports["pg_heroku"], "user": SOURCE_USER,
-             "password": src_password, "database": SOURCE_DB}),
+            {
+                "host": "127.0.0.1",
+                "port": ports["pg_heroku"],
+                "user": SOURCE_USER,
+                "password": src_password,
+                "database": SOURCE_DB,
+            }
+        ),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
     data["pids"]["heroku_app"] = procs.spawn_daemon(
-        [sys.executable, "-m", "cutover.sandbox.sampleapp"], env=app_env,
-        log_path=logs / "heroku-app.log")
+        [sys.executable, "-m", "cutover.sandbox.sampleapp"],
+        env=app_env,
+        log_path=logs / "heroku-app.log",
+    )
     procs.wait_for_port("127.0.0.1", ports["heroku_app"], 30)
     return api_key, home
 
@@ -246,15 +306,26 @@ def _start_heroku(folder: Path, data: dict[str, Any], cert: Path, key: Path, ca:
 def _start_dns(folder: Path, data: dict[str, Any], say: Any) -> KnotServer:
     ports = data["ports"]
     say(f"Knot DNS for {ZONE} on 127.0.0.1:{ports['dns']}")
-    knot = KnotServer.create(folder / "dns", ports["dns"], ZONE,
-                             [("www", "CNAME", ORIGINAL_TTL, HEROKU_DNS_TARGET + ".")])
+    knot = KnotServer.create(
+        folder / "dns",
+        ports["dns"],
+        ZONE,
+        [("www", "CNAME", ORIGINAL_TTL, HEROKU_DNS_TARGET + ".")],
+    )
     assert knot.pid is not None
     data["pids"]["dns"] = knot.pid
     return knot
 
 
-def _start_convox(folder: Path, data: dict[str, Any], cert: Path, key: Path, dst_password: str,
-                  say: Any, rack_timings: dict[str, float]) -> tuple[Path, Path]:
+def _start_convox(
+    folder: Path,
+    data: dict[str, Any],
+    cert: Path,
+    key: Path,
+    dst_password: str,
+    say: Any,
+    rack_timings: dict[str, float],
+) -> tuple[Path, Path]:
     ports = data["ports"]
     say(f"convox stand-in, rack {RACK} (router https://127.0.0.1:{ports['router']})")
     bin_dir = folder / "bin"
@@ -262,13 +333,27 @@ def _start_convox(folder: Path, data: dict[str, Any], cert: Path, key: Path, dst
     convox_config = procs.ensure_private_dir(folder / "convox")
     admin = pgcluster.load(folder / "pg-convox.json")
     convox_fake.configure_rack(
-        convox_config, name=RACK, domain=ROUTER,
-        router=convox_fake.Router("127.0.0.1", ports["router"], str(cert), str(key),
-                                  ca_folder=str(folder / "ca"), dns_host="127.0.0.1",
-                                  dns_port=ports["dns"]),
+        convox_config,
+        name=RACK,
+        domain=ROUTER,
+        router=convox_fake.Router(
+            "127.0.0.1",
+            ports["router"],
+            str(cert),
+            str(key),
+            ca_folder=str(folder / "ca"),
+            dns_host="127.0.0.1",
+            dns_port=ports["dns"],
+        ),
         postgres=convox_fake.PostgresBackend(
-            "127.0.0.1", ports["pg_convox"], TARGET_USER, dst_password, TARGET_DB,
-            admin_user=admin.superuser, admin_password=admin.password),
+            "127.0.0.1",
+            ports["pg_convox"],
+            TARGET_USER,
+            dst_password,
+            TARGET_DB,
+            admin_user=admin.superuser,
+            admin_password=admin.password,
+        ),
         timings=rack_timings,
     )
 
@@ -279,8 +364,16 @@ def _start_convox(folder: Path, data: dict[str, Any], cert: Path, key: Path, dst
     return convox_config, bin_dir
 
 
-def _write_env(folder: Path, data: dict[str, Any], api_key: str, home: Path, ca: SandboxCA,
-               knot: KnotServer, convox_config: Path, bin_dir: Path) -> None:
+def _write_env(
+    folder: Path,
+    data: dict[str, Any],
+    api_key: str,
+    home: Path,
+    ca: SandboxCA,
+    knot: KnotServer,
+    convox_config: Path,
+    bin_dir: Path,
+) -> None:
     ports = data["ports"]
     env = heroku_api.cli_env(ports["heroku_api"], api_key, home, ca.ca_file)
     env.pop("PATH", None)
@@ -291,14 +384,25 @@ def _write_env(folder: Path, data: dict[str, Any], api_key: str, home: Path, ca:
         HEROKU_DNS_TARGET: f"127.0.0.1:{ports['heroku_app']}",
         HEROKU_HOSTNAME: f"127.0.0.1:{ports['heroku_app']}",
     }
-    procs.write_private(folder / ENV, json.dumps({
-        "env": env,
-        "path_prefix": [str(bin_dir), *_heroku_bin()],
-        "resolve": resolve,
-        "ca_file": str(ca.ca_file),
-        "dns": {"server": "127.0.0.1", "port": ports["dns"], "key_name": knot.tsig_name,
-                "key_secret": knot.tsig_secret},
-    }, indent=2) + "\n")
+    procs.write_private(
+        folder / ENV,
+        json.dumps(
+            {
+                "env": env,
+                "path_prefix": [str(bin_dir), *_heroku_bin()],
+                "resolve": resolve,
+                "ca_file": str(ca.ca_file),
+                "dns": {
+                    "server": "127.0.0.1",
+                    "port": ports["dns"],
+                    "key_name": knot.tsig_name,
+                    "key_secret": knot.tsig_secret,
+                },
+            },
+            indent=2,
+        )
+        + "\n",
+    )
 
 
 def down(folder: Path, *, say: Any = print) -> list[str]:
@@ -336,12 +440,23 @@ def status(folder: Path) -> list[Component]:
         return []
     out = []
     ports = data.get("ports", {})
-    port_of = {"pg_heroku": "pg_heroku", "pg_convox": "pg_convox", "heroku_api": "heroku_api",
-               "heroku_app": "heroku_app", "dns": "dns"}
+    port_of = {
+        "pg_heroku": "pg_heroku",
+        "pg_convox": "pg_convox",
+        "heroku_api": "heroku_api",
+        "heroku_app": "heroku_app",
+        "dns": "dns",
+    }
     for name, pid in data.get("pids", {}).items():
         alive = procs.pid_alive(int(pid))
-        out.append(Component(name, int(pid), ports.get(port_of.get(name, name)),
-                             "running" if alive else "stopped"))
+        out.append(
+            Component(
+                name,
+                int(pid),
+                ports.get(port_of.get(name, name)),
+                "running" if alive else "stopped",
+            )
+        )
     convox_config = folder / "convox"
     if (convox_config / convox_fake.STATE_FILE).exists():
         rack_state = convox_fake.read_state(convox_config)
@@ -349,7 +464,12 @@ def status(folder: Path) -> list[Component]:
             served = rack.get("served")
             if served:
                 pid = int(served["pid"])
-                out.append(Component(f"convox web ({served.get('app')} "
-                                     f"{served.get('release')})", pid, ports.get("router"),
-                                     "running" if procs.pid_alive(pid) else "stopped"))
+                out.append(
+                    Component(
+                        f"convox web ({served.get('app')} {served.get('release')})",
+                        pid,
+                        ports.get("router"),
+                        "running" if procs.pid_alive(pid) else "stopped",
+                    )
+                )
     return out

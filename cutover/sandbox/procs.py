@@ -278,5 +278,3 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically as a 0600 file."""
     write_atomic(path, text, 0o600)
-
-

@@ -203,8 +203,9 @@ class SniCertificates:
                 known = self._contexts[name] = (mtime, context)
             return known[1]
 
-    def select(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None,
-               _: ssl.SSLContext) -> None:
+    def select(
+        self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext
+    ) -> None:
         """``sni_callback``: switch to the name's certificate when there is one."""
         try:
             chosen = self.context((name or "").lower())

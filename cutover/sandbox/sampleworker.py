@@ -63,8 +63,10 @@ def run(env: Mapping[str, str], stop: threading.Event) -> None:
     interval = float(env.get("WORKER_INTERVAL") or DEFAULT_INTERVAL)
     url = env.get("DATABASE_URL", "")
     release = env.get("RELEASE", "")
-    _log(f"started app={env.get('APP', '')} release={release} "
-         f"platform={env.get('PLATFORM', '')} queue={table}")
+    _log(
+        f"started app={env.get('APP', '')} release={release} "
+        f"platform={env.get('PLATFORM', '')} queue={table}"
+    )
     if not url:
         _log("no DATABASE_URL: idle")
     last_error = ""

@@ -30,8 +30,17 @@ if TYPE_CHECKING:
     from cutover.adapters.http import HttpClient
 
 # Variables Convox sets itself (reference §17: RACK, APP, RELEASE, BUILD*, SERVICE, PORT).
-CONVOX_MANAGED = {"RACK", "RACK_URL", "APP", "RELEASE", "BUILD", "BUILD_DESCRIPTION",
-                  "BUILD_GIT_SHA", "SERVICE", "PORT"}
+CONVOX_MANAGED = {
+    "RACK",
+    "RACK_URL",
+    "APP",
+    "RELEASE",
+    "BUILD",
+    "BUILD_DESCRIPTION",
+    "BUILD_GIT_SHA",
+    "SERVICE",
+    "PORT",
+}
 
 
 def manifest_path(ctx: Context) -> Path:
@@ -42,9 +51,11 @@ def load_manifest(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InvalidInput(f"{path}: manifest not found",
-                           resolution="Write it with `cutover translate -o convox.yml`, or fix "
-                           "convox.manifest/convox.source in the playbook.") from None
+        raise InvalidInput(
+            f"{path}: manifest not found",
+            resolution="Write it with `cutover translate -o convox.yml`, or fix "
+            "convox.manifest/convox.source in the playbook.",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -72,8 +83,9 @@ def smoke_checks(ctx: Context) -> tuple[list[SmokeCheck], int]:
     return list(smoke.checks), smoke.timeout
 
 
-def env_plan(config: dict[str, str], addons: list[dict[str, Any]], ctx: Context
-             ) -> tuple[dict[str, str], dict[str, str]]:
+def env_plan(
+    config: dict[str, str], addons: list[dict[str, Any]], ctx: Context
+) -> tuple[dict[str, str], dict[str, str]]:
     """(values to set, excluded name -> reason). Values stay in memory only.
 
     The config vars of every add-on that a Convox resource replaces (the one add-on table,
@@ -129,10 +141,15 @@ class CreateApp(Step):
     fields = ("convox.app", "convox.rack", "convox.adopt")
 
     def describe(self, ctx: Context) -> list[str]:
-        return [cmd(ctx.convox.argv("apps", "info")),
-                cmd(ctx.convox.create_app_argv())
-                + ("   (an existing app is adopted: convox.adopt)" if ctx.model.convox.adopt
-                   else "   (an existing app is refused unless convox.adopt: true)")]
+        return [
+            cmd(ctx.convox.argv("apps", "info")),
+            cmd(ctx.convox.create_app_argv())
+            + (
+                "   (an existing app is adopted: convox.adopt)"
+                if ctx.model.convox.adopt
+                else "   (an existing app is refused unless convox.adopt: true)"
+            ),
+        ]
 
     def check(self, ctx: Context) -> CreateAppOutputs | None:
         if not ctx.convox.app_exists():
@@ -149,7 +166,8 @@ class CreateApp(Step):
             details="cutover would overwrite its environment and deploy over it.",
             resolution="If this app is meant to receive the migration, set `convox.adopt: "
             "true` in the playbook (set-env then shows which variables it would overwrite "
-            "and asks first); otherwise name a new app in convox.app.")
+            "and asks first); otherwise name a new app in convox.app.",
+        )
 
     def apply(self, ctx: Context) -> CreateAppOutputs:
         ctx.save(CreateAppProgress(creating=True))
@@ -178,10 +196,13 @@ class SetEnv(Step):
     fields = ("heroku.app", "convox.app", "convox.rack", "env", "database.resource")
 
     def describe(self, ctx: Context) -> list[str]:
-        return [cmd(ctx.heroku.argv("config", "--json")), cmd(ctx.heroku.argv("addons", "--json")),
-                cmd(ctx.convox.argv("env")),
-                "gate (adopted app only): the names of the variables it would overwrite",
-                cmd(ctx.convox.argv("env", "set", "--id")) + "   < KEY=VALUE lines on stdin"]
+        return [
+            cmd(ctx.heroku.argv("config", "--json")),
+            cmd(ctx.heroku.argv("addons", "--json")),
+            cmd(ctx.convox.argv("env")),
+            "gate (adopted app only): the names of the variables it would overwrite",
+            cmd(ctx.convox.argv("env", "set", "--id")) + "   < KEY=VALUE lines on stdin",
+        ]
 
     def _desired(self, ctx: Context) -> tuple[dict[str, str], dict[str, str]]:
         return env_plan(ctx.heroku.config(), ctx.heroku.addons(), ctx)
@@ -193,7 +214,8 @@ class SetEnv(Step):
             raise CutoverError(
                 "the Convox app env holds DATABASE_URL: the rack will not create the "
                 f"{ctx.model.database.resource} resource while it is set",
-                resolution=f"Remove it: convox env unset DATABASE_URL -a {ctx.model.convox.app}")
+                resolution=f"Remove it: convox env unset DATABASE_URL -a {ctx.model.convox.app}",
+            )
         if all(current.get(k) == v for k, v in desired.items()):
             saved = self.saved(ctx, SetEnvProgress).release  # an earlier attempt's
             return self._outputs(desired, excluded, saved or ctx.convox.latest_release())
@@ -208,20 +230,25 @@ class SetEnv(Step):
         if created is None or not created.adopted or not pending or not pending[2]:
             return None
         names = pending[2]
-        return (f"The adopted Convox app {ctx.model.convox.app} has other values for "
-                f"{len(names)} variable(s): {', '.join(names)}. Overwrite them with Heroku's?")
+        return (
+            f"The adopted Convox app {ctx.model.convox.app} has other values for "
+            f"{len(names)} variable(s): {', '.join(names)}. Overwrite them with Heroku's?"
+        )
 
     def apply(self, ctx: Context) -> SetEnvOutputs:
         pending = ctx.extras.pop(self.id, None)
         desired, excluded = (pending[0], pending[1]) if pending else self._desired(ctx)
-        ctx.note(f"setting {len(desired)} variables; leaving out {len(excluded)}: "
-                 + ", ".join(sorted(excluded)))
+        ctx.note(
+            f"setting {len(desired)} variables; leaving out {len(excluded)}: "
+            + ", ".join(sorted(excluded))
+        )
         release = ctx.convox.env_set(desired)
         return self._outputs(desired, excluded, release)
 
     @staticmethod
-    def _outputs(desired: dict[str, str], excluded: dict[str, str], release: str | None
-                 ) -> SetEnvOutputs:
+    def _outputs(
+        desired: dict[str, str], excluded: dict[str, str], release: str | None
+    ) -> SetEnvOutputs:
         return SetEnvOutputs(copied=sorted(desired), excluded=excluded, release=release)
 
 
@@ -270,19 +297,21 @@ class SmokeTest(Step):
         smoke = ctx.model.smoke
         assert smoke
         return [cmd(ctx.convox.argv("services"))] + [
-            f"GET https://<{smoke.service} domain>{c.path}  expect {c.status}"
-            for c in smoke.checks]
+            f"GET https://<{smoke.service} domain>{c.path}  expect {c.status}" for c in smoke.checks
+        ]
 
     def apply(self, ctx: Context) -> SmokeTestOutputs:
         assert ctx.model.smoke
         domain = ctx.convox.service_domain(ctx.model.smoke.service)
-        results = run_http_checks(ctx, ctx.http, domain, ctx.model.smoke.checks,
-                                  ctx.model.smoke.timeout)
+        results = run_http_checks(
+            ctx, ctx.http, domain, ctx.model.smoke.checks, ctx.model.smoke.timeout
+        )
         return SmokeTestOutputs(domain=domain, checks=results)
 
 
-def run_http_checks(ctx: Context, http: HttpClient, host: str, checks: list[SmokeCheck],
-                    timeout: float) -> list[str]:
+def run_http_checks(
+    ctx: Context, http: HttpClient, host: str, checks: list[SmokeCheck], timeout: float
+) -> list[str]:
     """GET every check's path on ``host`` until each passes or ``timeout`` runs out.
 
     Failures are retried until then, certificate failures included: for a custom domain the
@@ -299,8 +328,9 @@ def run_http_checks(ctx: Context, http: HttpClient, host: str, checks: list[Smok
         while True:
             try:
                 resp = http.get(url)
-                ok = resp.status == check.status and (check.contains is None
-                                                      or check.contains in resp.text)
+                ok = resp.status == check.status and (
+                    check.contains is None or check.contains in resp.text
+                )
                 last, certificate = f"HTTP {resp.status}", False
                 if ok:
                     break
@@ -318,11 +348,13 @@ def run_http_checks(ctx: Context, http: HttpClient, host: str, checks: list[Smok
                         details=last,
                         resolution="The router gets a certificate for a custom domain only "
                         "once DNS points at it; check `convox certs` and the record, wait a few "
-                        "minutes, then run `cutover run` again.")
+                        "minutes, then run `cutover run` again.",
+                    )
                 raise CutoverError(
                     f"smoke check failed: GET {url}: {last} (expected {check.status})",
                     resolution="Look at `convox logs -a APP` and `convox ps -a APP`; "
-                    "fix and run again.")
+                    "fix and run again.",
+                )
             ctx.sleep(min(3.0, max(0.2, timeout / 30)))
         ctx.note(f"GET {url}: {last}")
         results.append(f"{check.path}: {last}")
@@ -344,16 +376,26 @@ class AddDomain(Step):
     id = "add-domain"
     title = "Add the production domain and redeploy"
     outputs = AddDomainOutputs
-    fields = ("convox.app", "convox.rack", "convox.manifest", "convox.source", "release",
-              "dns.record", "smoke.service")
+    fields = (
+        "convox.app",
+        "convox.rack",
+        "convox.manifest",
+        "convox.source",
+        "release",
+        "dns.record",
+        "smoke.service",
+    )
 
     def applies(self, model: Any) -> str | None:
         return None if model.dns else "no dns section in the playbook"
 
     def describe(self, ctx: Context) -> list[str]:
         assert ctx.model.dns
-        return [f"edit {manifest_path(ctx)}: services.{web_service(ctx)}.domain += "
-                f"{ctx.model.dns.record}  (only if missing)", *ship_commands(ctx, self.id)]
+        return [
+            f"edit {manifest_path(ctx)}: services.{web_service(ctx)}.domain += "
+            f"{ctx.model.dns.record}  (only if missing)",
+            *ship_commands(ctx, self.id),
+        ]
 
     def check(self, ctx: Context) -> AddDomainOutputs | None:
         assert ctx.model.dns
@@ -375,8 +417,7 @@ class AddDomain(Step):
         if found is None:
             return None
         edited = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
-        return AddDomainOutputs(release=found.release, marker=found.marker,
-                                manifest_edited=edited)
+        return AddDomainOutputs(release=found.release, marker=found.marker, manifest_edited=edited)
 
     def apply(self, ctx: Context) -> AddDomainOutputs:
         assert ctx.model.dns
@@ -387,11 +428,14 @@ class AddDomain(Step):
         edited = edited or saved
         ctx.save(AddDomainProgress(manifest_edited=edited))
         if edited:
-            ctx.note(f"added domain {ctx.model.dns.record} to services.{web_service(ctx)} "
-                     f"in {path} (commit this change)")
+            ctx.note(
+                f"added domain {ctx.model.dns.record} to services.{web_service(ctx)} "
+                f"in {path} (commit this change)"
+            )
         shipped = ship(ctx, self.id)
-        return AddDomainOutputs(release=shipped.release, marker=shipped.marker,
-                                manifest_edited=edited)
+        return AddDomainOutputs(
+            release=shipped.release, marker=shipped.marker, manifest_edited=edited
+        )
 
 
 def service_domains(manifest: dict[str, Any], service: str) -> list[str]:
@@ -420,7 +464,7 @@ def add_domain_to_manifest(path: Path, service: str, domain: str) -> bool:
         match = re.match(rf"^(\s+){re.escape(service)}:\s*(#.*)?$", line)
         if in_services and match:
             indent = match.group(1)
-            child = _child_indent(lines[i + 1:], indent) or indent * 2
+            child = _child_indent(lines[i + 1 :], indent) or indent * 2
             existing = service_domains(manifest, service)
             replaced = False
             for j in range(i + 1, len(lines)):
@@ -436,8 +480,10 @@ def add_domain_to_manifest(path: Path, service: str, domain: str) -> bool:
             text = "".join(lines)
             check = yaml.safe_load(text)
             if domain not in service_domains(check, service):
-                raise CutoverError(f"could not add the domain to {path}; add "
-                                   f"`domain: {domain}` under services.{service} by hand")
+                raise CutoverError(
+                    f"could not add the domain to {path}; add "
+                    f"`domain: {domain}` under services.{service} by hand"
+                )
             # Atomic like every file cutover writes, keeping the file's mode.
             atomic_write(path, text, mode=stat.S_IMODE(path.stat().st_mode))
             return True

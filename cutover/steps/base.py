@@ -75,9 +75,11 @@ def read_outputs(state: RunState, model: type[OutT]) -> OutT | None:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise StateError(f"the state's outputs of {model.step_id} do not match its contract: "
-                         f"{where}: {first['msg']}",
-                         resolution=f"Re-run it: cutover run --from {model.step_id}") from None
+        raise StateError(
+            f"the state's outputs of {model.step_id} do not match its contract: "
+            f"{where}: {first['msg']}",
+            resolution=f"Re-run it: cutover run --from {model.step_id}",
+        ) from None
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -114,7 +116,6 @@ class Context:
 
     def note(self, message: str) -> None:
         self.reporter.note(self.masker.mask(message))
-
 
 
 class Step:
@@ -175,8 +176,7 @@ class Step:
         """Saved progress, each field falling back to the first attempt's before a ``--from``
         cleared it (the original DNS record, when maintenance went on)."""
         merged = dict(ctx.state.history.get(self.id, {}))
-        merged.update({k: v for k, v in ctx.state.step(self.id).outputs.items()
-                       if v is not None})
+        merged.update({k: v for k, v in ctx.state.step(self.id).outputs.items() if v is not None})
         return model.model_validate(merged)
 
 

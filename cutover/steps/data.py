@@ -26,8 +26,11 @@ def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
     db = ctx.model.database
     assert db
     ctx.postgres.wait_accepting(
-        conn, RESOURCE_START_WAIT,
-        f"the Convox {db.resource} resource (through convox resources proxy)", sleep=ctx.sleep)
+        conn,
+        RESOURCE_START_WAIT,
+        f"the Convox {db.resource} resource (through convox resources proxy)",
+        sleep=ctx.sleep,
+    )
 
 
 class SyncProgress(Progress):
@@ -76,8 +79,11 @@ class _Sync(Step):
             cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
             f"psql 'SHOW server_version_num' through the proxy until {db.resource} accepts "
             f"connections (up to {RESOURCE_START_WAIT:g}s)",
-            cmd(ctx.postgres.restore_argv(dump, ConnInfo("127.0.0.1", 0, "<user>", "<db>"),
-                                          db.restore_jobs))
+            cmd(
+                ctx.postgres.restore_argv(
+                    dump, ConnInfo("127.0.0.1", 0, "<user>", "<db>"), db.restore_jobs
+                )
+            )
             + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
         ]
 
@@ -95,8 +101,10 @@ class _Sync(Step):
         assert db
         backup = self.saved(ctx, SyncProgress).backup  # this attempt only (not --from)
         if backup:
-            ctx.note(f"resuming with Heroku backup {backup}, captured by this step before "
-                     "the interruption")
+            ctx.note(
+                f"resuming with Heroku backup {backup}, captured by this step before "
+                "the interruption"
+            )
         else:
             backup = ctx.heroku.backup_capture(db.heroku_attachment, timeout=db.timeout)
             ctx.save(SyncProgress(backup=backup))
@@ -111,8 +119,10 @@ class _Sync(Step):
             with ctx.convox.proxy(db.resource) as port:
                 conn = target.via("127.0.0.1", port)
                 wait_for_resource(ctx, conn)
-                ctx.note(f"restoring into {db.resource} through convox resources proxy "
-                         f"on 127.0.0.1:{port}")
+                ctx.note(
+                    f"restoring into {db.resource} through convox resources proxy "
+                    f"on 127.0.0.1:{port}"
+                )
                 ctx.postgres.restore(dump, conn, db.restore_jobs, timeout=db.timeout)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -154,10 +164,12 @@ class VerifyData(Step):
     def describe(self, ctx: Context) -> list[str]:
         db = ctx.model.database
         assert db
-        return [cmd(ctx.heroku.argv("pg:credentials:url", db.heroku_attachment)),
-                "psql: row count and md5 of every table and sequence  (Heroku database)",
-                cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
-                "psql: the same query through the proxy  (Convox database)"]
+        return [
+            cmd(ctx.heroku.argv("pg:credentials:url", db.heroku_attachment)),
+            "psql: row count and md5 of every table and sequence  (Heroku database)",
+            cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
+            "psql: the same query through the proxy  (Convox database)",
+        ]
 
     def apply(self, ctx: Context) -> VerifyDataOutputs:
         from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
@@ -170,8 +182,9 @@ class VerifyData(Step):
         target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
         with ctx.convox.proxy(db.resource) as port:
             wait_for_resource(ctx, target.via("127.0.0.1", port))
-            dst = ctx.postgres.fingerprints(target.via("127.0.0.1", port), checksums,
-                                            timeout=db.timeout)
+            dst = ctx.postgres.fingerprints(
+                target.via("127.0.0.1", port), checksums, timeout=db.timeout
+            )
         problems = []
         for name in sorted(set(src) | set(dst)):
             if name not in dst:
@@ -192,6 +205,7 @@ class VerifyData(Step):
             )
         tables = [n for n in src if not n.startswith("sequence:")]
         rows = sum(src[n][0] for n in tables)
-        ctx.note(f"{len(tables)} tables, {rows} rows, "
-                 f"{len(src) - len(tables)} sequences: identical")
+        ctx.note(
+            f"{len(tables)} tables, {rows} rows, {len(src) - len(tables)} sequences: identical"
+        )
         return VerifyDataOutputs(tables=len(tables), rows=rows, compared=db.verify)

@@ -56,19 +56,26 @@ class LowerTtl(Step):
     def describe(self, ctx: Context) -> list[str]:
         dns = ctx.model.dns
         assert dns
-        return [f"DNS query {dns.record} (current record and TTL)",
-                f"DNS update: {dns.record} same value, TTL {dns.ttl}  (if the TTL is higher)"]
+        return [
+            f"DNS query {dns.record} (current record and TTL)",
+            f"DNS update: {dns.record} same value, TTL {dns.ttl}  (if the TTL is higher)",
+        ]
 
     def check(self, ctx: Context) -> LowerTtlOutputs | None:
         assert ctx.model.dns
         record = current_record(ctx)
         if record is None:
-            raise CutoverError(f"{ctx.model.dns.record} has no CNAME or A record to migrate",
-                               resolution="Check dns.record and dns.zone in the playbook.")
+            raise CutoverError(
+                f"{ctx.model.dns.record} has no CNAME or A record to migrate",
+                resolution="Check dns.record and dns.zone in the playbook.",
+            )
         saved = self.remembered(ctx, LowerTtlProgress)
         if record.ttl <= ctx.model.dns.ttl:
-            return LowerTtlOutputs(original=saved.original or DnsRecord.of(record),
-                                   lowered_at=saved.lowered_at or ctx.clock(), ttl=record.ttl)
+            return LowerTtlOutputs(
+                original=saved.original or DnsRecord.of(record),
+                lowered_at=saved.lowered_at or ctx.clock(),
+                ttl=record.ttl,
+            )
         ctx.extras[self.id] = record
         return None
 
@@ -116,8 +123,10 @@ class SwitchDns(Step):
     def describe(self, ctx: Context) -> list[str]:
         dns = ctx.model.dns
         assert dns
-        return [cmd(ctx.convox.argv("rack", app=False)) + "   (router host)",
-                f"DNS update: {dns.record} CNAME <router> TTL {dns.ttl}"]
+        return [
+            cmd(ctx.convox.argv("rack", app=False)) + "   (router host)",
+            f"DNS update: {dns.record} CNAME <router> TTL {dns.ttl}",
+        ]
 
     def gate_text(self, ctx: Context) -> str:
         dns = ctx.model.dns
@@ -131,8 +140,9 @@ class SwitchDns(Step):
         router = _router(self, ctx)
         if record and record.rtype == "CNAME" and [_norm(v) for v in record.values] == [router]:
             saved = self.remembered(ctx, SwitchDnsProgress)
-            return SwitchDnsOutputs(router=router, previous=saved.previous,
-                                    at=saved.at or ctx.clock())
+            return SwitchDnsOutputs(
+                router=router, previous=saved.previous, at=saved.at or ctx.clock()
+            )
         ctx.extras[self.id] = record
         return None
 
@@ -141,12 +151,15 @@ class SwitchDns(Step):
         router = _router(self, ctx)
         record = ctx.extras.pop(self.id, None) or current_record(ctx)
         previous = self.remembered(ctx, SwitchDnsProgress).previous or (
-            DnsRecord.of(record) if record else None)
+            DnsRecord.of(record) if record else None
+        )
         ctx.save(SwitchDnsProgress(previous=previous))
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
         ctx.dns.set(_record(ctx.model.dns.record, "CNAME", ttl, [router + "."]))
-        ctx.note(f"{ctx.model.dns.record} CNAME {router} (TTL {ttl}); was "
-                 + (f"{previous.type} {', '.join(previous.values)}" if previous else "none"))
+        ctx.note(
+            f"{ctx.model.dns.record} CNAME {router} (TTL {ttl}); was "
+            + (f"{previous.type} {', '.join(previous.values)}" if previous else "none")
+        )
         return SwitchDnsOutputs(router=router, previous=previous, at=ctx.clock())
 
 
@@ -170,8 +183,10 @@ class VerifyDns(Step):
     def describe(self, ctx: Context) -> list[str]:
         dns = ctx.model.dns
         assert dns
-        return [f"DNS query {dns.record} CNAME until it is the router "
-                f"(up to {dns.propagation_timeout}s)"]
+        return [
+            f"DNS query {dns.record} CNAME until it is the router "
+            f"(up to {dns.propagation_timeout}s)"
+        ]
 
     def apply(self, ctx: Context) -> VerifyDnsOutputs:
         assert ctx.model.dns
@@ -187,7 +202,8 @@ class VerifyDns(Step):
                 raise CutoverError(
                     f"{ctx.model.dns.record} still answers {', '.join(seen) or 'nothing'} "
                     f"after {ctx.model.dns.propagation_timeout}s, expected CNAME {router}",
-                    resolution="Check the record at your DNS provider, then `cutover run`.")
+                    resolution="Check the record at your DNS provider, then `cutover run`.",
+                )
             ctx.sleep(2)
 
 
@@ -211,8 +227,9 @@ class VerifySite(Step):
     def describe(self, ctx: Context) -> list[str]:
         dns = ctx.model.dns
         assert dns
-        return [f"GET https://{dns.record}{c.path}  expect {c.status}"
-                for c in smoke_checks(ctx)[0]]
+        return [
+            f"GET https://{dns.record}{c.path}  expect {c.status}" for c in smoke_checks(ctx)[0]
+        ]
 
     def apply(self, ctx: Context) -> VerifySiteOutputs:
         assert ctx.model.dns
@@ -226,8 +243,9 @@ class VerifySite(Step):
         if target:
             from cutover.adapters.http import HttpClient  # noqa: PLC0415 - adapters load when a step runs (start-up time)
 
-            http = HttpClient(ctx.masker, resolve={**ctx.http.resolve, record: target},
-                              ca_file=ctx.http.ca_file)
+            http = HttpClient(
+                ctx.masker, resolve={**ctx.http.resolve, record: target}, ca_file=ctx.http.ca_file
+            )
         checks, timeout = smoke_checks(ctx)
         results = run_http_checks(ctx, http, record, checks, timeout)
         maintenance = self.read(ctx, MaintenanceOnOutputs)

@@ -40,26 +40,45 @@ class Preflight(Step):
     id = "preflight"
     title = "Check tools, access and inputs"
     outputs = PreflightOutputs
-    fields = ("heroku.app", "convox.app", "convox.rack", "convox.manifest", "convox.source",
-              "smoke.service", "window.scale_down", "database.heroku_attachment",
-              "database.resource", "dns.provider", "dns.server", "dns.key_name")
+    fields = (
+        "heroku.app",
+        "convox.app",
+        "convox.rack",
+        "convox.manifest",
+        "convox.source",
+        "smoke.service",
+        "window.scale_down",
+        "database.heroku_attachment",
+        "database.resource",
+        "dns.provider",
+        "dns.server",
+        "dns.key_name",
+    )
 
     def describe(self, ctx: Context) -> list[str]:
-        return [cmd(["heroku", "--version"]), cmd(ctx.heroku.argv("apps:info", "--json")),
-                cmd(ctx.heroku.argv("ps:scale")), cmd(ctx.heroku.argv("addons", "--json")),
-                cmd(ctx.convox.version_argv()),
-                cmd(["convox", "switch"]) if ctx.convox.rack is None else "",
-                cmd(ctx.convox.argv("rack", app=False)),
-                cmd(["pg_dump", "--version"]),
-                cmd(ctx.heroku.argv("pg:credentials:url",
-                                    ctx.model.database.heroku_attachment))
-                if ctx.model.database else "",
-                "psql -c 'SHOW server_version_num'  (against the Heroku database)"
-                if ctx.model.database else "",
-                f"compare it with resources.{ctx.model.database.resource}.options.version of "
-                "the manifest (postgres default 10.5)" if ctx.model.database else "",
-                "psql: the Heroku database's extensions, checked against the resource type"
-                if ctx.model.database else ""]
+        return [
+            cmd(["heroku", "--version"]),
+            cmd(ctx.heroku.argv("apps:info", "--json")),
+            cmd(ctx.heroku.argv("ps:scale")),
+            cmd(ctx.heroku.argv("addons", "--json")),
+            cmd(ctx.convox.version_argv()),
+            cmd(["convox", "switch"]) if ctx.convox.rack is None else "",
+            cmd(ctx.convox.argv("rack", app=False)),
+            cmd(["pg_dump", "--version"]),
+            cmd(ctx.heroku.argv("pg:credentials:url", ctx.model.database.heroku_attachment))
+            if ctx.model.database
+            else "",
+            "psql -c 'SHOW server_version_num'  (against the Heroku database)"
+            if ctx.model.database
+            else "",
+            f"compare it with resources.{ctx.model.database.resource}.options.version of "
+            "the manifest (postgres default 10.5)"
+            if ctx.model.database
+            else "",
+            "psql: the Heroku database's extensions, checked against the resource type"
+            if ctx.model.database
+            else "",
+        ]
 
     def apply(self, ctx: Context) -> PreflightOutputs:
         from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
@@ -70,23 +89,29 @@ class Preflight(Step):
         if model.smoke and model.smoke.service not in services:
             raise InvalidInput(
                 f"{manifest_path(ctx)}: smoke.service {model.smoke.service!r} is not a service "
-                f"of the manifest (services: {', '.join(services)})")
+                f"of the manifest (services: {', '.join(services)})"
+            )
         version = ctx.heroku.version()
         ctx.note(f"heroku CLI {'.'.join(map(str, version))}")
         info = ctx.heroku.app_info()["app"]
         formation = ctx.heroku.formation()
         addons = ctx.heroku.addons()
-        addon_services = sorted({str((a.get("addon_service") or {}).get("name", ""))
-                                 for a in addons})
-        ctx.note(f"Heroku app {info.get('name')}: "
-                 + ", ".join(f"{f.type}={f.quantity}:{f.size}" for f in formation))
+        addon_services = sorted(
+            {str((a.get("addon_service") or {}).get("name", "")) for a in addons}
+        )
+        ctx.note(
+            f"Heroku app {info.get('name')}: "
+            + ", ".join(f"{f.type}={f.quantity}:{f.size}" for f in formation)
+        )
         ctx.convox.version()
         if ctx.convox.rack is None:
             # Pin the rack for the whole run: a `convox switch` in another terminal must not
             # move the rest of the cutover to another rack.
             ctx.convox.rack = ctx.convox.current_rack()
-            ctx.note(f"no convox.rack in the playbook: using the current rack "
-                     f"{ctx.convox.rack} for the whole run")
+            ctx.note(
+                f"no convox.rack in the playbook: using the current rack "
+                f"{ctx.convox.rack} for the whole run"
+            )
         rack = ctx.convox.rack_info()
         router = rack.get("Router", "").split("\n")[0].split(" ")[0]
         ctx.note(f"Convox rack {rack.get('Name')} ({rack.get('Status', '?')}), router {router}")
@@ -94,11 +119,11 @@ class Preflight(Step):
             if process not in {f.type for f in formation}:
                 raise InvalidInput(
                     f"window.scale_down names {process!r}, which the Heroku app does not run "
-                    f"(formation: {', '.join(f.type for f in formation)})")
+                    f"(formation: {', '.join(f.type for f in formation)})"
+                )
         outputs = PreflightOutputs(
             heroku_cli=".".join(map(str, version)),
-            heroku_formation={f.type: Dynos(quantity=f.quantity, size=f.size)
-                              for f in formation},
+            heroku_formation={f.type: Dynos(quantity=f.quantity, size=f.size) for f in formation},
             heroku_addons=addon_services,
             scheduler="scheduler" in addon_services,
             router=router,
@@ -114,7 +139,8 @@ class Preflight(Step):
                     f"pg_dump {client} is older than the Heroku server ({server}); "
                     "it cannot dump that database",
                     resolution=f"Install PostgreSQL {server} client tools "
-                    f"(e.g. apt-get install postgresql-client-{server}).")
+                    f"(e.g. apt-get install postgresql-client-{server}).",
+                )
             outputs.pg_dump_major = client
             outputs.pg_restore_major = restore
             outputs.heroku_pg_major = server
@@ -122,12 +148,16 @@ class Preflight(Step):
             outputs.convox_pg_major = check_target_version(ctx, manifest, server)
             check_target_extensions(ctx, manifest, ctx.postgres.extensions(ConnInfo.from_url(url)))
         if model.dns and model.dns.provider == "rfc2136" and ctx.dns is None:
-            raise InvalidInput("dns.provider is rfc2136 but no server or TSIG key is configured",
-                               resolution="Set dns.server and dns.key_name in the playbook and "
-                               "CUTOVER_DNS_TSIG_SECRET in the environment.")
+            raise InvalidInput(
+                "dns.provider is rfc2136 but no server or TSIG key is configured",
+                resolution="Set dns.server and dns.key_name in the playbook and "
+                "CUTOVER_DNS_TSIG_SECRET in the environment.",
+            )
         if outputs.scheduler:
-            ctx.note("Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
-                     "at the window (the maintenance-on gate reminds you)")
+            ctx.note(
+                "Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
+                "at the window (the maintenance-on gate reminds you)"
+            )
         return outputs
 
 
@@ -141,13 +171,16 @@ def declared_pg_major(manifest: dict[str, Any], resource: str, path: Path) -> in
     the provider's default for its type; None when it cannot be known (rds without a version)."""
     spec = (manifest.get("resources") or {}).get(resource)
     if not isinstance(spec, dict):
-        raise InvalidInput(f"{path}: database.resource {resource!r} is not a resource of the "
-                           "manifest", resolution=f"Add resources.{resource} (type: postgres) "
-                           "or fix database.resource in the playbook.")
+        raise InvalidInput(
+            f"{path}: database.resource {resource!r} is not a resource of the manifest",
+            resolution=f"Add resources.{resource} (type: postgres) "
+            "or fix database.resource in the playbook.",
+        )
     raw = spec.get("options")
     options: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    version = str(options.get("version") or DEFAULT_RESOURCE_VERSIONS.get(
-        str(spec.get("type")), ""))
+    version = str(
+        options.get("version") or DEFAULT_RESOURCE_VERSIONS.get(str(spec.get("type")), "")
+    )
     match = re.match(r"^(\d+)", version)
     return int(match.group(1)) if match else None
 
@@ -160,17 +193,19 @@ def check_target_version(ctx: Context, manifest: dict[str, Any], server: int) ->
     path = manifest_path(ctx)
     target = declared_pg_major(manifest, db.resource, path)
     if target is None:
-        ctx.note(f"resources.{db.resource} declares no version: cannot compare it with "
-                 f"Heroku's PostgreSQL {server}")
+        ctx.note(
+            f"resources.{db.resource} declares no version: cannot compare it with "
+            f"Heroku's PostgreSQL {server}"
+        )
     elif target < server:
-        declared = ((manifest["resources"][db.resource].get("options") or {}).get("version"))
+        declared = (manifest["resources"][db.resource].get("options") or {}).get("version")
         raise CutoverError(
             f"the Convox {db.resource} resource would run PostgreSQL {target} "
-            + (f"(options.version {declared})" if declared else "(the default: no "
-               "options.version)")
+            + (f"(options.version {declared})" if declared else "(the default: no options.version)")
             + f", older than Heroku's PostgreSQL {server}: the dump could not be restored",
-            resolution=f"Set resources.{db.resource}.options.version to \"{server}\" in {path} "
-            "before the first deploy creates the resource.")
+            resolution=f'Set resources.{db.resource}.options.version to "{server}" in {path} '
+            "before the first deploy creates the resource.",
+        )
     return target
 
 
@@ -178,16 +213,57 @@ def check_target_version(ctx: Context, manifest: dict[str, Any], server: int) ->
 # (provider/k8s/template/resource/postgres.yml.tmpl: image postgres:<version>, POSTGRES_USER, so
 # its role is a superuser and can create any of them). Anything else (postgis, timescaledb,
 # vector, ...) is not in that image. rds-postgres has RDS's own allow-list: not checked here.
-POSTGRES_IMAGE_EXTENSIONS = frozenset({
-    "adminpack", "amcheck", "autoinc", "bloom", "btree_gin", "btree_gist", "citext", "cube",
-    "dblink", "dict_int", "dict_xsyn", "earthdistance", "file_fdw", "fuzzystrmatch", "hstore",
-    "insert_username", "intagg", "intarray", "isn", "lo", "ltree", "moddatetime",
-    "old_snapshot", "pageinspect", "pg_buffercache", "pg_freespacemap", "pg_prewarm",
-    "pg_stat_statements", "pg_surgery", "pg_trgm", "pg_visibility", "pg_walinspect",
-    "pgcrypto", "pgrowlocks", "pgstattuple", "plpgsql", "postgres_fdw", "refint", "seg",
-    "sslinfo", "tablefunc", "tcn", "tsm_system_rows", "tsm_system_time", "unaccent",
-    "uuid-ossp", "xml2",
-})
+POSTGRES_IMAGE_EXTENSIONS = frozenset(
+    {
+        "adminpack",
+        "amcheck",
+        "autoinc",
+        "bloom",
+        "btree_gin",
+        "btree_gist",
+        "citext",
+        "cube",
+        "dblink",
+        "dict_int",
+        "dict_xsyn",
+        "earthdistance",
+        "file_fdw",
+        "fuzzystrmatch",
+        "hstore",
+        "insert_username",
+        "intagg",
+        "intarray",
+        "isn",
+        "lo",
+        "ltree",
+        "moddatetime",
+        "old_snapshot",
+        "pageinspect",
+        "pg_buffercache",
+        "pg_freespacemap",
+        "pg_prewarm",
+        "pg_stat_statements",
+        "pg_surgery",
+        "pg_trgm",
+        "pg_visibility",
+        "pg_walinspect",
+        "pgcrypto",
+        "pgrowlocks",
+        "pgstattuple",
+        "plpgsql",
+        "postgres_fdw",
+        "refint",
+        "seg",
+        "sslinfo",
+        "tablefunc",
+        "tcn",
+        "tsm_system_rows",
+        "tsm_system_time",
+        "unaccent",
+        "uuid-ossp",
+        "xml2",
+    }
+)
 
 
 def check_target_extensions(ctx: Context, manifest: dict[str, Any], used: list[str]) -> None:
@@ -197,8 +273,10 @@ def check_target_extensions(ctx: Context, manifest: dict[str, Any], used: list[s
     assert db
     rtype = str(((manifest.get("resources") or {}).get(db.resource) or {}).get("type", ""))
     if rtype != "postgres":
-        ctx.note(f"extensions on Heroku: {', '.join(used) or 'none'} (not checked against "
-                 f"{rtype or 'the resource type'})")
+        ctx.note(
+            f"extensions on Heroku: {', '.join(used) or 'none'} (not checked against "
+            f"{rtype or 'the resource type'})"
+        )
         return
     missing = sorted(set(used) - POSTGRES_IMAGE_EXTENSIONS)
     if missing:
@@ -206,4 +284,5 @@ def check_target_extensions(ctx: Context, manifest: dict[str, Any], used: list[s
             f"the Heroku database uses {', '.join(missing)}, which the Convox {db.resource} "
             "resource (type postgres: the official postgres image) cannot provide",
             resolution=f"Use type rds-postgres for resources.{db.resource} in "
-            f"{manifest_path(ctx)} (RDS offers e.g. postgis), or drop the extension on Heroku.")
+            f"{manifest_path(ctx)} (RDS offers e.g. postgis), or drop the extension on Heroku.",
+        )

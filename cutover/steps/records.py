@@ -23,8 +23,7 @@ class DnsRecord(BaseModel):
 
     @classmethod
     def of(cls, record: Record) -> DnsRecord:
-        return cls(name=record.name, type=record.rtype, ttl=record.ttl,
-                   values=list(record.values))
+        return cls(name=record.name, type=record.rtype, ttl=record.ttl, values=list(record.values))
 
 
 class LowerTtlProgress(Progress):

@@ -61,8 +61,7 @@ class ShipOutputs(StepOutputs):
 def shipped(ctx: Context, step_id: str, release: str, marker: str) -> ShipOutputs:
     saved = _progress(ctx, step_id)
     if "previous_release" in saved.model_fields_set:
-        return ShipOutputs(release=release, marker=marker,
-                           previous_release=saved.previous_release)
+        return ShipOutputs(release=release, marker=marker, previous_release=saved.previous_release)
     return ShipOutputs(release=release, marker=marker)
 
 
@@ -92,15 +91,20 @@ def ship_commands(ctx: Context, step_id: str) -> list[str]:
     lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
     release = ctx.model.release
     if release is None:
-        return [*lines, cmd(ctx.convox.argv("deploy", source, "-m", manifest, "--id",
-                                            "-d", marker))]
+        return [
+            *lines,
+            cmd(ctx.convox.argv("deploy", source, "-m", manifest, "--id", "-d", marker)),
+        ]
     run = cmd(ctx.convox.run_argv(release.service, release.command, "<R>", release.timeout))
     promote = cmd(ctx.convox.argv("releases", "promote", "<R>"))
-    return [*lines,
-            cmd(ctx.convox.argv("build", source, "-m", manifest, "--id", "-d", marker)),
-            "order: the app's first release is promoted before its release command (the run pod "
-            "needs what the first promote creates); later releases run it before the promote",
-            run, promote]
+    return [
+        *lines,
+        cmd(ctx.convox.argv("build", source, "-m", manifest, "--id", "-d", marker)),
+        "order: the app's first release is promoted before its release command (the run pod "
+        "needs what the first promote creates); later releases run it before the promote",
+        run,
+        promote,
+    ]
 
 
 def ship(ctx: Context, step_id: str, *, adopted: bool = False) -> ShipOutputs:
@@ -144,8 +148,9 @@ def find_marked_release(ctx: Context, step_id: str, marker: str) -> ShipOutputs 
     if not build or not release:
         return None
     if ctx.convox.active_release() != release:
-        ctx.note(f"build {build['ID']} of this run finished but {release} is not active: "
-                 "finishing it")
+        ctx.note(
+            f"build {build['ID']} of this run finished but {release} is not active: finishing it"
+        )
     finish_release(ctx, step_id, release)
     return shipped(ctx, step_id, release, marker)
 
@@ -177,7 +182,8 @@ def wait_app_settled(ctx: Context, timeout: float = APP_SETTLE_WAIT) -> str:
             raise CutoverError(
                 f"the Convox app is still updating after {timeout:g}s",
                 resolution=f"Watch `convox apps info -a {ctx.convox.app}` and "
-                f"`convox logs -a {ctx.convox.app}`; run `cutover run` again once it is running.")
+                f"`convox logs -a {ctx.convox.app}`; run `cutover run` again once it is running.",
+            )
         ctx.note("the Convox app is updating (a promote in progress): waiting")
         ctx.sleep(5)
 
@@ -190,10 +196,12 @@ def ensure_promoted(ctx: Context, release: str) -> None:
     wait_app_settled(ctx)
     active = ctx.convox.active_release()
     if active != release:
-        raise CutoverError(f"promoting {release} did not make it active (active: {active}); "
-                           "the rack rolled it back",
-                           resolution=f"Look at `convox logs -a {ctx.convox.app}`, fix, and run "
-                           "`cutover run` again.")
+        raise CutoverError(
+            f"promoting {release} did not make it active (active: {active}); "
+            "the rack rolled it back",
+            resolution=f"Look at `convox logs -a {ctx.convox.app}`, fix, and run "
+            "`cutover run` again.",
+        )
 
 
 def release_command(ctx: Context, step_id: str, release: str) -> None:
@@ -208,8 +216,9 @@ def release_command(ctx: Context, step_id: str, release: str) -> None:
         if _progress(ctx, step_id).release_command_done == release:
             return
     ctx.save(ShipProgress(release_command_started=release))
-    ctx.note(f"release command on {cfg.service} with {release} (up to {cfg.timeout}s): "
-             f"{cfg.command}")
+    ctx.note(
+        f"release command on {cfg.service} with {release} (up to {cfg.timeout}s): {cfg.command}"
+    )
     try:
         ctx.convox.run_command(cfg.service, cfg.command, release=release, timeout=cfg.timeout)
     except CommandError as exc:
@@ -234,30 +243,39 @@ def _started_before(ctx: Context, release: str) -> None:
     assert cfg is not None
     app, rack = ctx.convox.app, ctx.convox.rack
     where = f"-a {app}" + (f" -r {rack}" if rack else "")
-    pods = [p for p in ctx.convox.processes(service=cfg.service, release=release)
-            if p.get("COMMAND") == f"sleep {cfg.timeout}" and p.get("STATUS") not in _POD_ENDED]
+    pods = [
+        p
+        for p in ctx.convox.processes(service=cfg.service, release=release)
+        if p.get("COMMAND") == f"sleep {cfg.timeout}" and p.get("STATUS") not in _POD_ENDED
+    ]
     if os.environ.get(DONE_VAR) == release:
-        ctx.note(f"{DONE_VAR}={release}: the operator checked that the release command "
-                 "finished")
+        ctx.note(f"{DONE_VAR}={release}: the operator checked that the release command finished")
         ctx.save(ShipProgress(release_command_done=release))
         return
     if os.environ.get(RERUN_VAR) == release and not pods:
-        ctx.note(f"{RERUN_VAR}={release}: running the release command again, as the operator "
-                 "asked")
+        ctx.note(f"{RERUN_VAR}={release}: running the release command again, as the operator asked")
         return
     ids = ", ".join(p["ID"] for p in pods)
     if pods:
-        brief = (f"the release command for {release} may still be running: process {ids} "
-                 f"({cfg.service}, `sleep {cfg.timeout}`) that `convox run` started for it is "
-                 f"{pods[0].get('STATUS')}")
-        check = (f"`convox exec {pods[0]['ID']} {where} -- ps aux` shows whether "
-                 f"`{cfg.command}` still runs in it; wait until it has ended, then stop the "
-                 f"process: `convox ps stop {pods[0]['ID']} {where}`.")
+        brief = (
+            f"the release command for {release} may still be running: process {ids} "
+            f"({cfg.service}, `sleep {cfg.timeout}`) that `convox run` started for it is "
+            f"{pods[0].get('STATUS')}"
+        )
+        check = (
+            f"`convox exec {pods[0]['ID']} {where} -- ps aux` shows whether "
+            f"`{cfg.command}` still runs in it; wait until it has ended, then stop the "
+            f"process: `convox ps stop {pods[0]['ID']} {where}`."
+        )
     else:
-        brief = (f"the release command for {release} was started by an interrupted attempt and "
-                 "cutover cannot tell whether it finished")
-        check = (f"Check its effect (e.g. the schema version the command migrates to) and "
-                 f"`convox logs {where} --no-follow --since 2h`.")
+        brief = (
+            f"the release command for {release} was started by an interrupted attempt and "
+            "cutover cannot tell whether it finished"
+        )
+        check = (
+            f"Check its effect (e.g. the schema version the command migrates to) and "
+            f"`convox logs {where} --no-follow --since 2h`."
+        )
     raise CutoverError(
         brief,
         details=f"command: {cfg.command}",

@@ -41,7 +41,8 @@ class ConfirmWindow(Step):
                     f"resolvers may cache the old TTL ({lowered.original.ttl}s) until "
                     f"{_iso(ready)}; the window should start after that",
                     resolution="Run `cutover run` again after that time "
-                    "(or raise window.ttl_wait_max to wait here).")
+                    "(or raise window.ttl_wait_max to wait here).",
+                )
             while remaining > 0:
                 ctx.note(f"waiting {remaining:.0f}s for caches to drop the old TTL")
                 ctx.sleep(min(remaining, 10.0))
@@ -75,8 +76,10 @@ class MaintenanceOn(Step):
         text = self.gate or ""
         pre = self.read(ctx, PreflightOutputs)
         if pre is not None and pre.scheduler:
-            text = ("Heroku Scheduler is attached: disable its jobs in the dashboard first "
-                    "(no CLI can do it). " + text)
+            text = (
+                "Heroku Scheduler is attached: disable its jobs in the dashboard first "
+                "(no CLI can do it). " + text
+            )
         return text
 
     def describe(self, ctx: Context) -> list[str]:
@@ -86,8 +89,7 @@ class MaintenanceOn(Step):
         if not ctx.heroku.maintenance():
             return None
         # The window started when maintenance went on (saved before the call), not now.
-        return MaintenanceOnOutputs(at=self.remembered(ctx, MaintenanceProgress).at
-                                    or ctx.clock())
+        return MaintenanceOnOutputs(at=self.remembered(ctx, MaintenanceProgress).at or ctx.clock())
 
     def apply(self, ctx: Context) -> MaintenanceOnOutputs:
         at = ctx.clock()
@@ -117,17 +119,20 @@ class ScaleDown(Step):
         return dynos.quantity if dynos else 0
 
     def describe(self, ctx: Context) -> list[str]:
-        return [cmd(ctx.heroku.argv("ps:scale"))] + [
-            cmd(ctx.heroku.argv("ps:scale", f"{p}=0")) for p in ctx.model.window.scale_down
-        ] + [cmd(ctx.heroku.argv("ps", "--json")) + "   (until the dynos are gone)"]
+        return (
+            [cmd(ctx.heroku.argv("ps:scale"))]
+            + [cmd(ctx.heroku.argv("ps:scale", f"{p}=0")) for p in ctx.model.window.scale_down]
+            + [cmd(ctx.heroku.argv("ps", "--json")) + "   (until the dynos are gone)"]
+        )
 
     def check(self, ctx: Context) -> ScaleDownOutputs | None:
         current = {f.type: f.quantity for f in ctx.heroku.formation()}
         if all(current.get(p, 0) == 0 for p in ctx.model.window.scale_down):
             if self._running(ctx, set(ctx.model.window.scale_down)):
                 return None  # scaled to 0 but still draining: apply waits for them
-            return ScaleDownOutputs(stopped={p: self._original(ctx, p)
-                                             for p in ctx.model.window.scale_down})
+            return ScaleDownOutputs(
+                stopped={p: self._original(ctx, p) for p in ctx.model.window.scale_down}
+            )
         return None
 
     def apply(self, ctx: Context) -> ScaleDownOutputs:
@@ -135,8 +140,10 @@ class ScaleDown(Step):
         stopped = {}
         for process in ctx.model.window.scale_down:
             if current.get(process, 0) > 0:
-                ctx.note(f"scaling {process} from {current[process]} to 0 "
-                         "(Heroku sends SIGTERM; workers finish their current jobs)")
+                ctx.note(
+                    f"scaling {process} from {current[process]} to 0 "
+                    "(Heroku sends SIGTERM; workers finish their current jobs)"
+                )
                 ctx.heroku.scale(process, 0)
             stopped[process] = current.get(process, 0) or self._original(ctx, process)
         deadline = time.monotonic() + ctx.model.window.drain_seconds + 30
@@ -145,9 +152,10 @@ class ScaleDown(Step):
             if not running:
                 break
             if time.monotonic() > deadline:
-                raise CutoverError(f"dynos still listed after the drain time: "
-                                   f"{', '.join(running)}",
-                                   resolution="Check `heroku ps`, then run `cutover run` again.")
+                raise CutoverError(
+                    f"dynos still listed after the drain time: {', '.join(running)}",
+                    resolution="Check `heroku ps`, then run `cutover run` again.",
+                )
             ctx.note(f"waiting for {', '.join(running)} to stop")
             ctx.sleep(2)
         return ScaleDownOutputs(stopped=stopped)
@@ -156,5 +164,8 @@ class ScaleDown(Step):
     def _running(ctx: Context, types: set[str]) -> list[str]:
         """Dynos of ``types`` still listed, in any state (starting, up, idle, down, crashed):
         after a scale to 0 Heroku stops them over a while (SIGTERM, up to 30 s, SIGKILL)."""
-        return [f"{d.get('name')} ({d.get('state')})" for d in ctx.heroku.dynos()
-                if d.get("type") in types]
+        return [
+            f"{d.get('name')} ({d.get('state')})"
+            for d in ctx.heroku.dynos()
+            if d.get("type") in types
+        ]

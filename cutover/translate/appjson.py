@@ -14,6 +14,7 @@ from cutover.translate.sourcetypes import AddonSpec, AppJson, EnvSpec, Formation
 
 __all__ = ["parse_app_json", "split_plan"]
 
+
 def _json_lines(text: str) -> dict[tuple[str | int, ...], int]:
     """Map JSON paths to 1-based line numbers, best effort (YAML composes most JSON)."""
     lines: dict[tuple[str | int, ...], int] = {}
@@ -210,4 +211,3 @@ def parse_app_json(text: str, path: str = "app.json") -> AppJson:
         stack=check.opt_text(top.get("stack"), ("stack",)),
         postdeploy=postdeploy,
     )
-

@@ -154,7 +154,6 @@ _BASH_ONLY: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     # `[ ... == ... ] && A || B` line silently takes B.
     (re.compile(r"(?:^|[\s;&|(])(?:\[|test)\s[^;&|\]]*\s==\s"), "`==` in `[ ]`/`test`"),
     (re.compile(r"<<<"), "here-strings <<<"),
-
     (re.compile(r"(?:^|[;&|]\s*)\(\("), "`(( ))` arithmetic commands"),
 )
 

@@ -70,7 +70,6 @@ def build_for(process: ProcessType) -> str | dict[str, str]:
     return {"path": folder, "manifest": path.name}
 
 
-
 def build_findings(tree: SourceTree, processes: list[ProcessType], log: FindingLog) -> None:
     if tree.heroku_yml is not None and tree.heroku_yml.processes:
         for dockerfile in sorted({p.dockerfile for p in processes if p.dockerfile}):
@@ -79,8 +78,7 @@ def build_findings(tree: SourceTree, processes: list[ProcessType], log: FindingL
                     "dockerfile-missing",
                     "warning",
                     dockerfile,
-                    f"{tree.heroku_yml.path} builds from {dockerfile}, which is not in the "
-                    "folder",
+                    f"{tree.heroku_yml.path} builds from {dockerfile}, which is not in the folder",
                     "Add it (or fix the path) before `convox build`.",
                 )
         for process in processes:
@@ -174,7 +172,7 @@ def profile_findings(tree: SourceTree, log: FindingLog) -> None:
         + (f", so what it sets is missing: {', '.join(names)}" if names else ""),
         "Move constant exports to the Dockerfile (ENV) or the app env (`convox env set`); "
         "for what must be computed at start, make each command `bash -c '. ./.profile && "
-        "exec COMMAND'` (or an entrypoint script that sources it and ends with exec \"$@\").",
+        'exec COMMAND\'` (or an entrypoint script that sources it and ends with exec "$@").',
     )
 
 
@@ -202,7 +200,6 @@ def domain_findings(facts: LiveFacts | None, log: FindingLog) -> None:
             f"At cutover add `domain: {domain.hostname}` to the web service and point the "
             "record at the rack router (cutover init writes it as the playbook's dns.record).",
         )
-
 
 
 def registry_app(tree: SourceTree, facts: LiveFacts | None) -> str | None:

@@ -62,10 +62,19 @@ def live_facts(runner: Runner, masker: SecretMasker, app: str, work: Path, ui: U
             rows = postgres.psql(conn, "SELECT extname FROM pg_extension ORDER BY 1;")
             extensions = [row[0] for row in rows if row]
         if version is None:
-            ui.info("could not read the Postgres version from the database; "
-                    "the manifest will say so", "yellow")
-    return facts_from_heroku_json(info, addons, names, domains, formation,
-                                  postgres_version=version, postgres_extensions=extensions)
+            ui.info(
+                "could not read the Postgres version from the database; the manifest will say so",
+                "yellow",
+            )
+    return facts_from_heroku_json(
+        info,
+        addons,
+        names,
+        domains,
+        formation,
+        postgres_version=version,
+        postgres_extensions=extensions,
+    )
 
 
 def playbook_timers(path: Path) -> list[TimerSpec]:
@@ -84,24 +93,39 @@ def playbook_timers(path: Path) -> list[TimerSpec]:
     return timer_specs_from_playbook(items, source=str(path))
 
 
-def _options(port: int | None, health: str | None, managed: bool, release_as: str,
-             timers: list[tuple[str, str]], jobs_service: bool,
-             playbook: Path | None = None) -> TranslateOptions:
+def _options(
+    port: int | None,
+    health: str | None,
+    managed: bool,
+    release_as: str,
+    timers: list[tuple[str, str]],
+    jobs_service: bool,
+    playbook: Path | None = None,
+) -> TranslateOptions:
     if release_as not in ("init-container", "one-off"):
         raise InvalidInput(f"--release-as {release_as}: expected init-container or one-off")
     specs: tuple[TimerSpec, ...] = tuple(parse_timer_option(a, c) for a, c in timers)
     if playbook is not None:
         specs = (*playbook_timers(playbook), *specs)
-    return TranslateOptions(port=port, health=health, managed=managed,
-                            release_as=release_as,  # type: ignore[arg-type]
-                            timers=specs, jobs_service=jobs_service)
+    return TranslateOptions(
+        port=port,
+        health=health,
+        managed=managed,
+        release_as=release_as,  # type: ignore[arg-type]
+        timers=specs,
+        jobs_service=jobs_service,
+    )
 
 
 PortOpt = Annotated[int | None, typer.Option(help="Fixed port of the web service.")]
 HealthOpt = Annotated[str | None, typer.Option(help="Health check path of the web service.")]
 ManagedOpt = Annotated[bool, typer.Option("--managed", help="rds-/elasticache- resources.")]
-ReleaseOpt = Annotated[str, typer.Option(
-    "--release-as", help="init-container (every pod start) or one-off (once per release).")]
+ReleaseOpt = Annotated[
+    str,
+    typer.Option(
+        "--release-as", help="init-container (every pod start) or one-off (once per release)."
+    ),
+]
 # --timer takes two values and repeats, which typer cannot declare: cutover's main() takes the
 # `--timer NAME='CRON' 'COMMAND'` pairs out of argv (wherever they stand) before typer parses
 # the rest; the commands read them from TIMERS.
@@ -127,8 +151,12 @@ def extract_timers(argv: list[str]) -> list[str]:
         else:
             rest.append(arg)
     return rest
-TIMER_HELP = ("\n\nA Heroku Scheduler job becomes a timer with --timer NAME='CRON' 'COMMAND' "
-              "(repeatable; cron in UTC).")
+
+
+TIMER_HELP = (
+    "\n\nA Heroku Scheduler job becomes a timer with --timer NAME='CRON' 'COMMAND' "
+    "(repeatable; cron in UTC)."
+)
 
 
 def timer_pairs(args: list[str]) -> list[tuple[str, str]]:
@@ -137,30 +165,49 @@ def timer_pairs(args: list[str]) -> list[tuple[str, str]]:
     while rest:
         arg = rest.pop(0)
         if arg != "--timer":
-            raise InvalidInput(f"unexpected argument {arg!r}",
-                               resolution="See --help; a timer is --timer NAME='CRON' 'COMMAND'.")
+            raise InvalidInput(
+                f"unexpected argument {arg!r}",
+                resolution="See --help; a timer is --timer NAME='CRON' 'COMMAND'.",
+            )
         if len(rest) < 2:
             raise InvalidInput("--timer needs two values: NAME='CRON' 'COMMAND'")
         pairs.append((rest.pop(0), rest.pop(0)))
     return pairs
-JobsOpt = Annotated[bool, typer.Option("--jobs-service",
-                                       help="Run timers on a `jobs` service at count 0.")]
-TimersFromOpt = Annotated[Path, typer.Option(
-    "--playbook", help="Read Heroku Scheduler jobs from this playbook's timers: (if it exists).")]
-SandboxOpt = Annotated[Path | None, typer.Option(
-    "--sandbox", help="Use a sandbox's environment (cutover sandbox up) for the live facts.")]
+
+
+JobsOpt = Annotated[
+    bool, typer.Option("--jobs-service", help="Run timers on a `jobs` service at count 0.")
+]
+TimersFromOpt = Annotated[
+    Path,
+    typer.Option(
+        "--playbook", help="Read Heroku Scheduler jobs from this playbook's timers: (if it exists)."
+    ),
+]
+SandboxOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sandbox", help="Use a sandbox's environment (cutover sandbox up) for the live facts."
+    ),
+]
 
 
 def register(app: typer.Typer, guard: Guard) -> None:
-    @app.command(context_settings=EXTRA, help="Translate Procfile, app.json, heroku.yml (and "
-                 "live facts) into convox.yml; findings go to stderr." + TIMER_HELP)
+    @app.command(
+        context_settings=EXTRA,
+        help="Translate Procfile, app.json, heroku.yml (and "
+        "live facts) into convox.yml; findings go to stderr." + TIMER_HELP,
+    )
     def translate(
         ctx: typer.Context,
         folder: Annotated[Path, typer.Argument(help="The app's source folder.")] = Path("."),
-        heroku_app: Annotated[str | None, typer.Option(
-            "--heroku-app", help="Also read live facts of this Heroku app.")] = None,
-        output: Annotated[Path | None, typer.Option("-o", "--output",
-                                                    help="Write convox.yml here.")] = None,
+        heroku_app: Annotated[
+            str | None,
+            typer.Option("--heroku-app", help="Also read live facts of this Heroku app."),
+        ] = None,
+        output: Annotated[
+            Path | None, typer.Option("-o", "--output", help="Write convox.yml here.")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Findings as JSON.")] = False,
         port: PortOpt = None,
         health: HealthOpt = None,
@@ -172,32 +219,53 @@ def register(app: typer.Typer, guard: Guard) -> None:
     ) -> None:
 
         def body(ui: Ui) -> int:
-            options = _options(port, health, managed, release_as, [*TIMERS, *timer_pairs(ctx.args)],
-                               jobs_service, playbook)
+            options = _options(
+                port,
+                health,
+                managed,
+                release_as,
+                [*TIMERS, *timer_pairs(ctx.args)],
+                jobs_service,
+                playbook,
+            )
             facts = None
             if heroku_app:
                 with tempfile.TemporaryDirectory(prefix="cutover-") as work:
-                    facts = live_facts(make_runner(ui.masker, sandbox), ui.masker, heroku_app,
-                                       Path(work), ui)
-            return run_translate(folder, facts=facts, options=options, output=output,
-                                 as_json=as_json, stdout=sys.stdout, stderr=sys.stderr)
+                    facts = live_facts(
+                        make_runner(ui.masker, sandbox), ui.masker, heroku_app, Path(work), ui
+                    )
+            return run_translate(
+                folder,
+                facts=facts,
+                options=options,
+                output=output,
+                as_json=as_json,
+                stdout=sys.stdout,
+                stderr=sys.stderr,
+            )
 
         guard(body, quiet_stdout=True)
 
-    @app.command(context_settings=EXTRA, help="Write convox.yml and a cutover.yml playbook "
-                 "pre-filled from the live app." + TIMER_HELP)
+    @app.command(
+        context_settings=EXTRA,
+        help="Write convox.yml and a cutover.yml playbook "
+        "pre-filled from the live app." + TIMER_HELP,
+    )
     def init(
         ctx: typer.Context,
         folder: Annotated[Path, typer.Argument(help="The app's source folder.")] = Path("."),
         heroku_app: Annotated[str, typer.Option("--heroku-app", help="The Heroku app.")] = ...,  # type: ignore[assignment]
-        convox_app: Annotated[str | None, typer.Option(
-            "--convox-app", help="Convox app name (default: the Heroku app's).")] = None,
-        rack: Annotated[str | None, typer.Option(
-            "--rack", help="Convox rack (default: `convox switch`).")] = None,
-        file: Annotated[Path, typer.Option("-f", "--file", help="Playbook to write.")]
-        = Path("cutover.yml"),
-        force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")]
-        = False,
+        convox_app: Annotated[
+            str | None,
+            typer.Option("--convox-app", help="Convox app name (default: the Heroku app's)."),
+        ] = None,
+        rack: Annotated[
+            str | None, typer.Option("--rack", help="Convox rack (default: `convox switch`).")
+        ] = None,
+        file: Annotated[Path, typer.Option("-f", "--file", help="Playbook to write.")] = Path(
+            "cutover.yml"
+        ),
+        force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
         port: PortOpt = None,
         health: HealthOpt = None,
         managed: ManagedOpt = False,
@@ -207,8 +275,9 @@ def register(app: typer.Typer, guard: Guard) -> None:
     ) -> None:
 
         def body(ui: Ui) -> int:
-            options = _options(port, health, managed, release_as, [*TIMERS, *timer_pairs(ctx.args)],
-                               jobs_service)
+            options = _options(
+                port, health, managed, release_as, [*TIMERS, *timer_pairs(ctx.args)], jobs_service
+            )
             runner = make_runner(ui.masker, sandbox)
             with tempfile.TemporaryDirectory(prefix="cutover-") as work:
                 facts = live_facts(runner, ui.masker, heroku_app, Path(work), ui)
@@ -217,8 +286,16 @@ def register(app: typer.Typer, guard: Guard) -> None:
             if current is None:
                 with contextlib.suppress(CutoverError):
                     current = ConvoxAdapter(runner, ui.masker, name, None).current_rack() or None
-            return run_init(folder, facts=facts, convox_rack=current, convox_app=name,
-                            options=options, playbook_path=file, force=force,
-                            stdout=sys.stdout, stderr=sys.stderr)
+            return run_init(
+                folder,
+                facts=facts,
+                convox_rack=current,
+                convox_app=name,
+                options=options,
+                playbook_path=file,
+                force=force,
+                stdout=sys.stdout,
+                stderr=sys.stderr,
+            )
 
         guard(body, quiet_stdout=True)

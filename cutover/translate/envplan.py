@@ -196,4 +196,3 @@ def usable_default(name: str, value: str) -> bool:
     if _SECRET_NAME.search(name.upper()):
         return False
     return bool(value) and "\n" not in value and "${" not in value and len(value) <= 200
-

@@ -89,5 +89,5 @@ def scale(
             scale["memory"] = known.memory
     return scale
 
-# -- add-ons and resources ------------------------------------------------------------------
 
+# -- add-ons and resources ------------------------------------------------------------------

@@ -18,7 +18,6 @@ from cutover.translate.sourcetypes import AddonSpec, EnvSpec, HerokuYml, Process
 __all__ = ["parse_heroku_yml"]
 
 
-
 class _YamlChecker:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -101,9 +100,7 @@ def _compose_yaml(text: str, path: str) -> yaml.Node:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = f"invalid YAML: {exc.problem or exc.context or 'cannot parse'}"
-        raise input_error(
-            path, reason, line=mark.line + 1 if mark is not None else None
-        ) from None
+        raise input_error(path, reason, line=mark.line + 1 if mark is not None else None) from None
     except yaml.YAMLError as exc:
         raise input_error(path, f"invalid YAML: {exc}") from None
     if root is None:
@@ -130,9 +127,7 @@ def _yml_setup(check: _YamlChecker, node: yaml.Node) -> tuple[list[AddonSpec], l
                     (key, check.scalar(node, f"{at}.options.{key}"))
                     for key, _, node in check.mapping(entry.get("options", _NULL), f"{at}.options")
                 )
-                addons.append(
-                    AddonSpec(service, plan, as_name, source=check.path, options=options)
-                )
+                addons.append(AddonSpec(service, plan, as_name, source=check.path, options=options))
         elif name == "config":
             for var, key, value_node in check.mapping(value, "setup.config"):
                 if not _ENV_NAME.match(var):
@@ -264,4 +259,3 @@ def parse_heroku_yml(text: str, path: str = "heroku.yml") -> HerokuYml:
         addons=addons,
         config=config,
     )
-

@@ -477,6 +477,7 @@ class _Translator:
             return True
         return bool(process.command and _SINGLETON_COMMAND.search(process.command))
 
+
 def _memory(services: dict[str, dict[str, Any]], web: str | None) -> int:
     """The web service's scale.memory (else the first service's), else Convox's 512 MB."""
     for name in [web, *services]:

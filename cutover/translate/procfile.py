@@ -59,4 +59,3 @@ def parse_procfile(
         else:
             processes.append(ProcessType(name=name, command=command, source=path, line=number))
     return processes, release
-

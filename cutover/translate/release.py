@@ -31,9 +31,7 @@ def plan_release(
 ) -> tuple[str, str] | None:
     """Apply the release command; returns (command, service) when it runs as a one-off."""
     target = names[web.name] if web is not None else next(iter(services))
-    converted = convert(
-        release.command, f"release ({target})", release.source, release.line
-    )
+    converted = convert(release.command, f"release ({target})", release.source, release.line)
     if release.image is not None and web is not None and release.image != web.name:
         log.add(
             "release-image",

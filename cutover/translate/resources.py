@@ -378,8 +378,8 @@ class ResourcePlanner:
             f"{evidence} makes the app require TLS to the database (Heroku Postgres accepts "
             "nothing else); Convox's in-cluster postgres runs without TLS",
             "Make TLS depend on an env var (e.g. require it only when DATABASE_SSLMODE=require) "
-            "or use --managed (rds-postgres serves TLS); otherwise the app fails with \"server "
-            "does not support SSL, but SSL was required\".",
+            'or use --managed (rds-postgres serves TLS); otherwise the app fails with "server '
+            'does not support SSL, but SSL was required".',
         )
 
     def redis_version(self, name: str, asked: dict[str, str], options: dict[str, str]) -> None:
@@ -471,4 +471,3 @@ def addon_subject(addon: Addon) -> str:
 def is_mapped(addon: Addon) -> bool:
     kind = addon_table().get(addon.service)
     return kind is not None and kind.resource is not None
-

@@ -129,8 +129,7 @@ def plan_timers(
             "jobs-service",
             "change",
             jobs,
-            f'a "{jobs}" service at count 0 runs the timers (the guide\'s one-off-dyno '
-            "pattern)",
+            f'a "{jobs}" service at count 0 runs the timers (the guide\'s one-off-dyno pattern)',
             "It runs no containers of its own; each timer starts one from its image.",
         )
     reverse = {v: v for v in services}

@@ -127,4 +127,3 @@ class SourceTree:
     rails_health_route: bool = False
     files: list[str] = field(default_factory=list)
     postgres_extensions: list[tuple[str, str]] = field(default_factory=list)  # (name, evidence)
-

@@ -56,8 +56,9 @@ services:
     command: bin/worker
 """
 # A backend for the failure paths and URL tests: nothing listens there, nothing connects.
-FAKE_BACKEND = PostgresBackend(host="127.0.0.1", port=9, user="app",
-                               password="backend-pw-7c1e9a", dbname="app")
+FAKE_BACKEND = PostgresBackend(
+    host="127.0.0.1", port=9, user="app", password="backend-pw-7c1e9a", dbname="app"
+)
 
 
 @dataclass
@@ -179,8 +180,14 @@ def test_env_set_passes_values_on_stdin_only(cx: Convox) -> None:
         ({"bad-key": "v"}, "cannot be set on Convox"),
         ({"OK": "fine", "LATER": "x\ny"}, "contains a newline"),
     ],
-    ids=["newline", "carriage-return", "line-over-64KiB", "multibyte-over-64KiB", "bad-name",
-         "one-bad-of-many"],
+    ids=[
+        "newline",
+        "carriage-return",
+        "line-over-64KiB",
+        "multibyte-over-64KiB",
+        "bad-name",
+        "one-bad-of-many",
+    ],
 )
 def test_env_set_refuses_unstorable_values_before_running_anything(
     cx: Convox, values: dict[str, str], message: str
@@ -247,8 +254,18 @@ def test_deploy_builds_releases_services(cx: Convox) -> None:
 
     deploy_argv = next(a for a in cx.commands() if a[1] == "deploy")
     assert deploy_argv == [
-        "convox", "deploy", str(cx.source), "-m", "convox.yml", "--id",
-        "-d", "cutover run 20240501-abc", "-a", APP, "-r", RACK,
+        "convox",
+        "deploy",
+        str(cx.source),
+        "-m",
+        "convox.yml",
+        "--id",
+        "-d",
+        "cutover run 20240501-abc",
+        "-a",
+        APP,
+        "-r",
+        RACK,
     ]
 
 
@@ -286,9 +303,13 @@ def test_services_garbage_is_unexpected_output(cx: Convox) -> None:
 
 
 def test_services_tolerates_stderr_noise(cx: Convox) -> None:
-    table = convox_fake.table(["SERVICE", "DOMAIN", "PORTS"],
-                              [["web", "web.myapp.sandbox.convox.test", "443:3000"],
-                               ["worker", "worker.myapp.sandbox.convox.test", ""]])
+    table = convox_fake.table(
+        ["SERVICE", "DOMAIN", "PORTS"],
+        [
+            ["web", "web.myapp.sandbox.convox.test", "443:3000"],
+            ["worker", "worker.myapp.sandbox.convox.test", ""],
+        ],
+    )
     cx.fault(command="services", stdout=table, stderr="ns=cli_budget at=wait elapsed=1\n", exit=0)
     assert cx.adapter.services() == [
         {"SERVICE": "web", "DOMAIN": "web.myapp.sandbox.convox.test", "PORTS": "443:3000"},
@@ -298,28 +319,43 @@ def test_services_tolerates_stderr_noise(cx: Convox) -> None:
 
 def test_transient_read_failure_is_retried(cx: Convox) -> None:
     cx.adapter.create_app()
-    cx.fault(command="services", stderr="ERROR: dial tcp 10.0.0.1:443: connect: connection "
-             "refused\n", exit=1)
+    cx.fault(
+        command="services",
+        stderr="ERROR: dial tcp 10.0.0.1:443: connect: connection refused\n",
+        exit=1,
+    )
     assert cx.adapter.services() == []
     assert [e["outcome"] for e in cx.audit.of("command")][-2:] == ["failed", "ok"]
     assert len(cx.audit.of("retry")) == 1 and len(cx.sleeps) == 1
 
 
 def test_parsers() -> None:
-    text = "ID          STATUS    BUILD       CREATED      DESCRIPTION\n" \
-           "RABCDEFGHIJ  active    BABCDEFGHIJ  1 minute ago  \n"
+    text = (
+        "ID          STATUS    BUILD       CREATED      DESCRIPTION\n"
+        "RABCDEFGHIJ  active    BABCDEFGHIJ  1 minute ago  \n"
+    )
     # A header whose cells are wider than the column titles: offsets come from the header.
     rows = parse_table(
-        convox_fake.table(["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"],
-                          [["RABCDEFGHIJ", "", "BXYZ", "2 hours ago", "env FOO"]]),
+        convox_fake.table(
+            ["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"],
+            [["RABCDEFGHIJ", "", "BXYZ", "2 hours ago", "env FOO"]],
+        ),
         ["ID", "STATUS", "BUILD"],
     )
-    assert rows == [{"ID": "RABCDEFGHIJ", "STATUS": "", "BUILD": "BXYZ",
-                     "CREATED": "2 hours ago", "DESCRIPTION": "env FOO"}]
+    assert rows == [
+        {
+            "ID": "RABCDEFGHIJ",
+            "STATUS": "",
+            "BUILD": "BXYZ",
+            "CREATED": "2 hours ago",
+            "DESCRIPTION": "env FOO",
+        }
+    ]
     with pytest.raises(UnexpectedOutput):
         parse_table(text.replace("BUILD", "BILD"), ["ID", "STATUS", "BUILD"])
     assert parse_info("Name    sandbox\nRouter  a.example\n        b.example\n") == {
-        "Name": "sandbox", "Router": "a.example\nb.example"
+        "Name": "sandbox",
+        "Router": "a.example\nb.example",
     }
 
 
@@ -434,9 +470,15 @@ class RealBackend:
 def real_backend(cx: Convox, pg_source: PgCluster) -> RealBackend:
     db = make_database(pg_source, "convox")
     convox_fake.configure_rack(
-        cx.config, name=RACK,
-        postgres=PostgresBackend(host="127.0.0.1", port=pg_source.port, user=db.owner,
-                                 password=db.password, dbname=db.dbname),
+        cx.config,
+        name=RACK,
+        postgres=PostgresBackend(
+            host="127.0.0.1",
+            port=pg_source.port,
+            user=db.owner,
+            password=db.password,
+            dbname=db.dbname,
+        ),
     )
     cx.deploy()
     return RealBackend(cx, db.password, db.owner, db.dbname)
@@ -451,8 +493,7 @@ def test_proxy_tunnels_to_the_real_database(real_backend: RealBackend) -> None:
     pg = PostgresAdapter(cx.runner, cx.masker)
     with cx.adapter.proxy("database", timeout=15) as port:
         assert port != conn.port
-        rows = pg.psql(conn.via("127.0.0.1", port),
-                       "SELECT 1, current_user, current_database();")
+        rows = pg.psql(conn.via("127.0.0.1", port), "SELECT 1, current_user, current_database();")
         assert rows == [["1", real_backend.user, real_backend.dbname]]
         pid = _proxy_pid(cx.audit)
     assert group_gone(pid), "the proxy process is still running after the with block"
@@ -477,8 +518,10 @@ def test_proxy_is_stopped_when_the_block_raises(real_backend: RealBackend) -> No
 
 @pytest.mark.parametrize(
     ("printed", "error"),
-    [("client: 20190111211123\nserver: none\n", "v2 CLI"),
-     ("convox something else\n", "no client version")],
+    [
+        ("client: 20190111211123\nserver: none\n", "v2 CLI"),
+        ("convox something else\n", "no client version"),
+    ],
 )
 def test_version_refuses_v2_and_garbage(tmp_path: Path, printed: str, error: str) -> None:
     bin_dir = tmp_path / "bin"

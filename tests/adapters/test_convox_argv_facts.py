@@ -50,12 +50,12 @@ ANSWERS: dict[tuple[str, ...], str] = {
     ("deploy",): RELEASE,
     ("build",): RELEASE,
     ("builds",): f"ID          STATUS    RELEASE      STARTED  ELAPSED  DESCRIPTION\n"
-                 f"BABCDEFGHI  complete  {RELEASE}  1m ago   1m       cutover x deploy y\n",
+    f"BABCDEFGHI  complete  {RELEASE}  1m ago   1m       cutover x deploy y\n",
     ("releases",): f"ID           STATUS  BUILD       CREATED  DESCRIPTION\n"
-                   f"{RELEASE}  active  BABCDEFGHI  1m ago   \n",
+    f"{RELEASE}  active  BABCDEFGHI  1m ago   \n",
     ("releases", "manifest"): MANIFEST,
     ("services",): "SERVICE  DOMAIN                PORTS     SCALE\n"
-                   "web      web.shop.example  443:3000  1\n",
+    "web      web.shop.example  443:3000  1\n",
     ("scale",): "SERVICE  DESIRED  RUNNING  CPU  MEMORY\nweb      1        1        256  512\n",
     ("ps",): "ID     SERVICE  STATUS   RELEASE      STARTED  COMMAND\n",
     ("resources", "url"): "postgres://app:pw@resource-database.shop.svc:5432/app\n",
@@ -113,10 +113,14 @@ CALLS: dict[str, list[Callable[[ConvoxAdapter], Any]]] = {
     "resource_url": [lambda a: a.resource_url("database")],
     "proxy_argv": [lambda a: a.runner.run(a.proxy_argv("database", 5999))],
     "proxy": [lambda a: a.runner.run(a.proxy_argv("database", 5999))],  # the same argv
-    "run_argv": [lambda a: a.runner.run(a.run_argv("web", "bin/migrate", RELEASE, 600)),
-                 lambda a: a.runner.run(a.run_argv("web", "rake db:migrate && x", None, 60))],
-    "run_command": [lambda a: a.run_command("web", "bin/migrate", release=RELEASE, timeout=600),
-                    lambda a: a.run_command("web", "bin/migrate")],
+    "run_argv": [
+        lambda a: a.runner.run(a.run_argv("web", "bin/migrate", RELEASE, 600)),
+        lambda a: a.runner.run(a.run_argv("web", "rake db:migrate && x", None, 60)),
+    ],
+    "run_command": [
+        lambda a: a.run_command("web", "bin/migrate", release=RELEASE, timeout=600),
+        lambda a: a.run_command("web", "bin/migrate"),
+    ],
 }
 
 
@@ -125,8 +129,11 @@ def _adapter(rack: str | None) -> ConvoxAdapter:
 
 
 def test_every_adapter_method_is_covered() -> None:
-    public = {name for name, _ in inspect.getmembers(ConvoxAdapter, inspect.isfunction)
-              if not name.startswith("_")}
+    public = {
+        name
+        for name, _ in inspect.getmembers(ConvoxAdapter, inspect.isfunction)
+        if not name.startswith("_")
+    }
     assert public <= set(CALLS), f"add these to CALLS: {sorted(public - set(CALLS))}"
 
 
@@ -142,7 +149,8 @@ def test_adapter_argv_is_accepted_by_the_real_cli(method: str, rack: str | None)
     for argv in argvs:
         assert argv[0] == "convox"
         assert convox_cli.refusal(argv) is None, (
-            f"{shlex.join(argv)}: the real CLI says {convox_cli.refusal(argv)}")
+            f"{shlex.join(argv)}: the real CLI says {convox_cli.refusal(argv)}"
+        )
         parsed = convox_cli.parse(argv[1:])
         assert parsed.command is not None, f"{shlex.join(argv)}: not a convox command"
 
@@ -163,8 +171,21 @@ def test_run_passes_the_timeout_and_ends_flags_before_the_command() -> None:
     adapter = _adapter("rack1")
     adapter.run_command("web", "bin/rails db:migrate --trace", release=RELEASE, timeout=900)
     argv = adapter.runner.argvs[0]  # type: ignore[attr-defined]
-    assert argv == ["convox", "run", "web", "--release", RELEASE, "--timeout", "900",
-                    "-a", APP, "-r", "rack1", "--", "bin/rails db:migrate --trace"]
+    assert argv == [
+        "convox",
+        "run",
+        "web",
+        "--release",
+        RELEASE,
+        "--timeout",
+        "900",
+        "-a",
+        APP,
+        "-r",
+        "rack1",
+        "--",
+        "bin/rails db:migrate --trace",
+    ]
     parsed = convox_cli.parse(argv[1:])
     assert parsed.flags["timeout"] == 900
     assert parsed.args == ["web", "bin/rails db:migrate --trace"]
@@ -176,9 +197,11 @@ def test_apps_create_passes_the_name_and_rack_only() -> None:
     adapter = _adapter("rack1")
     adapter.create_app()
     assert adapter.runner.argvs == [  # type: ignore[attr-defined]
-        ["convox", "apps", "create", APP, "-r", "rack1"]]
+        ["convox", "apps", "create", APP, "-r", "rack1"]
+    ]
     assert convox_cli.refusal(["convox", "apps", "create", APP, "-a", APP]) == (
-        "ERROR: unknown flag: -a")
+        "ERROR: unknown flag: -a"
+    )
 
 
 PLAYBOOK = f"""\
@@ -205,10 +228,10 @@ window:
 
 
 @pytest.mark.parametrize("rack", ["  rack: rack1", ""])
-@pytest.mark.parametrize("release", ["release:\n  command: bin/rails db:migrate\n  timeout: 900",
-                                     ""])
-def test_every_planned_convox_command_is_accepted(tmp_path: Path, rack: str,
-                                                   release: str) -> None:
+@pytest.mark.parametrize(
+    "release", ["release:\n  command: bin/rails db:migrate\n  timeout: 900", ""]
+)
+def test_every_planned_convox_command_is_accepted(tmp_path: Path, rack: str, release: str) -> None:
     """The plan (``describe``) of every step, with and without a rack and a release command:
     every convox line in it must parse as the real CLI parses it (pkg/cli, stdcli)."""
     (tmp_path / "convox.yml").write_text(MANIFEST, encoding="utf-8")
@@ -221,8 +244,9 @@ def test_every_planned_convox_command_is_accepted(tmp_path: Path, rack: str,
         def note(self, message: str) -> None:
             pass
 
-    ctx = build_context(playbook, state, masker=SecretMasker(), audit=None, reporter=Quiet(),
-                        sandbox_optional=True)
+    ctx = build_context(
+        playbook, state, masker=SecretMasker(), audit=None, reporter=Quiet(), sandbox_optional=True
+    )
     seen = 0
     for step in STEPS:
         if step.applies(playbook.model) is not None:
@@ -233,7 +257,8 @@ def test_every_planned_convox_command_is_accepted(tmp_path: Path, rack: str,
             # Placeholders a plan shows for values known only at run time.
             argv = shlex.split(line.split("   ")[0].replace("'<free port>'", "5999"))
             assert convox_cli.refusal(argv) is None, (
-                f"{step.id}: {line}: the real CLI says {convox_cli.refusal(argv)}")
+                f"{step.id}: {line}: the real CLI says {convox_cli.refusal(argv)}"
+            )
             seen += 1
     assert seen >= 10
 
@@ -243,14 +268,20 @@ def test_services_parse_by_header_with_every_optional_column() -> None:
     AUTOSCALE, COLD, BUDGET when present: columns are found by header, not by position."""
     from cutover.adapters.convox import parse_table  # noqa: PLC0415
 
-    cells = [["SERVICE", "DOMAIN", "PORTS", "NLB PORTS", "SCALE", "AUTOSCALE", "COLD"],
-             ["web", "web.shop.rack.example", "443:3000", "8443:3000/tls", "1-4", "cpu>70%", "-"],
-             ["worker", "", "", "", "1", "-", "-"]]
+    cells = [
+        ["SERVICE", "DOMAIN", "PORTS", "NLB PORTS", "SCALE", "AUTOSCALE", "COLD"],
+        ["web", "web.shop.rack.example", "443:3000", "8443:3000/tls", "1-4", "cpu>70%", "-"],
+        ["worker", "", "", "", "1", "-", "-"],
+    ]
     # stdcli's table: every column but the last padded to its widest cell, two-space gutters.
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    text = "".join("  ".join([c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)]
-                             + [row[-1]]) + "\n" for row in cells)
+    text = "".join(
+        "  ".join([c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)] + [row[-1]]) + "\n"
+        for row in cells
+    )
     rows = parse_table(text, ["SERVICE", "DOMAIN"])
     assert [(r["SERVICE"], r["DOMAIN"], r["SCALE"]) for r in rows] == [
-        ("web", "web.shop.rack.example", "1-4"), ("worker", "", "1")]
+        ("web", "web.shop.rack.example", "1-4"),
+        ("worker", "", "1"),
+    ]
     assert rows[0]["NLB PORTS"] == "8443:3000/tls" and rows[0]["PORTS"] == "443:3000"

@@ -60,10 +60,13 @@ DNS_TARGET = "sushi-1234.herokudns.com"
 HELPER = "!heroku git:credentials"
 # httpx 0.28 deprecates verify=<str>; HttpClient passes ca_file that way (see test_http_adapter).
 
+
 def _raised_cleanly(exc: BaseException) -> bool:
     """A CutoverError the CLI prints without a traceback: no chained cause to show."""
-    return isinstance(exc, CutoverError) and exc.__cause__ is None and (
-        exc.__context__ is None or exc.__suppress_context__
+    return (
+        isinstance(exc, CutoverError)
+        and exc.__cause__ is None
+        and (exc.__context__ is None or exc.__suppress_context__)
     )
 
 
@@ -129,8 +132,9 @@ GARBAGE_CASES: list[tuple[str, tuple[Any, ...], type[CutoverError], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "args", "error", "named"), GARBAGE_CASES,
-                         ids=[c[0] for c in GARBAGE_CASES])
+@pytest.mark.parametrize(
+    ("method", "args", "error", "named"), GARBAGE_CASES, ids=[c[0] for c in GARBAGE_CASES]
+)
 def test_garbage_output_is_unexpected_output(
     fake: FakeHarness, method: str, args: tuple[Any, ...], error: type[CutoverError], named: str
 ) -> None:
@@ -232,8 +236,9 @@ def test_scale_verifies_the_formation(fake: FakeHarness) -> None:
         fake.adapter.scale("worker", 0)
 
 
-@pytest.mark.parametrize(("ptype", "qty"), [("web;rm -rf /", 1), ("web", -1), ("", 1),
-                                            ("web=1 worker", 0)])
+@pytest.mark.parametrize(
+    ("ptype", "qty"), [("web;rm -rf /", 1), ("web", -1), ("", 1), ("web=1 worker", 0)]
+)
 def test_scale_refuses_bad_arguments_before_running_anything(
     fake: FakeHarness, ptype: str, qty: int
 ) -> None:
@@ -250,8 +255,7 @@ def test_backup_capture_reads_the_backup_id(fake: FakeHarness) -> None:
     assert fake.adapter.backup_capture("DATABASE", timeout=30) == "b042"
 
 
-def test_backup_capture_names_the_attachment_capture_js(fake: FakeHarness, argv_log: Path
-                                                        ) -> None:
+def test_backup_capture_names_the_attachment_capture_js(fake: FakeHarness, argv_log: Path) -> None:
     """pg/backups/capture.js takes ``[database]`` and, without it, backs up DATABASE_URL's
     database: the playbook's attachment must be passed, and the id read from the progress line
     (lib/pg/backups.js name(): ``b`` + number padded to 3 digits)."""
@@ -274,12 +278,13 @@ def test_backup_capture_without_an_id_is_an_error_not_latest(fake: FakeHarness) 
         fake.adapter.backup_capture("DATABASE", timeout=30)
 
 
-def test_backup_url_asks_for_the_captured_backup_url_js(fake: FakeHarness,
-                                                        argv_log: Path) -> None:
+def test_backup_url_asks_for_the_captured_backup_url_js(fake: FakeHarness, argv_log: Path) -> None:
     """pg/backups/url.js: without ``backup_id`` it returns the newest successful backup of the
     app (a scheduled one may be newer than ours); the adapter always passes the id."""
-    fake.fake('[ "$2" = b007 ] || exit 9\n'
-              + printing("https://storage.example/b007.dump?X-Amz-Signature=abc"))
+    fake.fake(
+        '[ "$2" = b007 ] || exit 9\n'
+        + printing("https://storage.example/b007.dump?X-Amz-Signature=abc")
+    )
     assert fake.adapter.backup_url("b007").endswith("/b007.dump?X-Amz-Signature=abc")
     assert read_argv_log(argv_log) == [["heroku", "pg:backups:url", "b007", "-a", APP]]
     with pytest.raises(CutoverError, match="not a backup id"):
@@ -304,7 +309,8 @@ exit 0
 
 @pytest.mark.parametrize("force", ["1", "", "3", "true"])
 def test_force_color_in_the_operators_environment_is_removed(
-        fake: FakeHarness, monkeypatch: pytest.MonkeyPatch, force: str) -> None:
+    fake: FakeHarness, monkeypatch: pytest.MonkeyPatch, force: str
+) -> None:
     """FORCE_COLOR=1 (or even empty: supports-color forces level 1) in the operator's shell
     would colour what the adapter parses: the child gets no FORCE_COLOR and NO_COLOR=1."""
     monkeypatch.setenv("FORCE_COLOR", force)
@@ -317,8 +323,10 @@ def test_force_color_in_the_operators_environment_is_removed(
 
 
 def test_backup_capture_strips_colour_codes_if_any_slip_through(fake: FakeHarness) -> None:
-    fake.fake("printf 'Backing up \\033[36mDATABASE\\033[39m to \\033[36mb042\\033[39m... "
-              "done\\n' >&2\nexit 0")
+    fake.fake(
+        "printf 'Backing up \\033[36mDATABASE\\033[39m to \\033[36mb042\\033[39m... "
+        "done\\n' >&2\nexit 0"
+    )
     assert fake.adapter.backup_capture("DATABASE", timeout=30) == "b042"
 
 
@@ -336,7 +344,7 @@ def test_credentials_url_parsing(fake: FakeHarness) -> None:
     fake.fake(
         printing(
             "Connection information for default credential.\nConnection info string:\n"
-            "  \"dbname=d1 host=127.0.0.1 port=1 user=u1 password=p@ss w'rd sslmode=require\"\n"
+            '  "dbname=d1 host=127.0.0.1 port=1 user=u1 password=p@ss w\'rd sslmode=require"\n'
             f"Connection URL:\n  {url}\n"
         )
     )
@@ -394,8 +402,17 @@ def test_private_gitconfig_holds_the_key_the_cli_reads(
     gitconfig = Path(str(env["GIT_CONFIG_GLOBAL"]))
     assert stat.S_IMODE(gitconfig.stat().st_mode) == 0o600
     got = subprocess.run(
-        ["git", "config", "--file", str(gitconfig), "--get", f"credential.https://{git_host}.helper"],
-        capture_output=True, text=True, check=False,
+        [
+            "git",
+            "config",
+            "--file",
+            str(gitconfig),
+            "--get",
+            f"credential.https://{git_host}.helper",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert got.stdout.strip() == HELPER, gitconfig.read_text()
 
@@ -466,8 +483,13 @@ class Harness:
 
     def runner_with(self, **base_env: str) -> Runner:
         env = {**self.runner.base_env, **base_env}
-        return Runner(self.masker, audit=self.audit, base_env=env,
-                      path_prefix=list(self.runner.path_prefix), _sleep=self.sleeps.append)
+        return Runner(
+            self.masker,
+            audit=self.audit,
+            base_env=env,
+            path_prefix=list(self.runner.path_prefix),
+            _sleep=self.sleeps.append,
+        )
 
     def collect_secrets(self) -> set[str]:
         state = self.emu.state()
@@ -491,11 +513,22 @@ def hk(
     base_env[ARGV_LOG_ENV] = str(argv_log)
     masker = SecretMasker()
     sleeps: list[float] = []
-    runner = Runner(masker, audit=audit, base_env=base_env, path_prefix=[str(HEROKU_BIN)],
-                    _sleep=sleeps.append)
+    runner = Runner(
+        masker, audit=audit, base_env=base_env, path_prefix=[str(HEROKU_BIN)], _sleep=sleeps.append
+    )
     work = tmp_path / "work"
-    harness = Harness(emulator, masker, audit, runner, HerokuAdapter(runner, masker, APP, work),
-                      argv_log, work, home, sleeps, tls_files.ca_file)
+    harness = Harness(
+        emulator,
+        masker,
+        audit,
+        runner,
+        HerokuAdapter(runner, masker, APP, work),
+        argv_log,
+        work,
+        home,
+        sleeps,
+        tls_files.ca_file,
+    )
     harness.collect_secrets()
     yield harness
     secrets_now = harness.collect_secrets()
@@ -533,7 +566,9 @@ def test_reads(hk: Harness) -> None:
     addons = hk.adapter.addons()
     assert [a["plan"]["name"] for a in addons] == [a["plan"]["name"] for a in entry["addons"]]
     assert [[att["name"] for att in a["attachments"]] for a in addons] == [
-        ["DATABASE"], ["REDIS"], ["SCHEDULER"]
+        ["DATABASE"],
+        ["REDIS"],
+        ["SCHEDULER"],
     ]
     assert all("database" not in a for a in addons)  # the backing DB facts never leave the API
     domains = {d["kind"]: d for d in hk.adapter.domains()}
@@ -573,10 +608,14 @@ def test_config_registers_secrets_and_500_html_is_not_retried(hk: Harness) -> No
     assert db_password in hk.masker  # from DATABASE_URL
 
     # Now the API answers with an HTML 500 that echoes the secret (a proxy error page, say).
-    hk.emu.add_fault({
-        "method": "GET", "path": f"/apps/{APP}/config-vars", "status": 500,
-        "body": f"<html>oops {secret} production</html>",
-    })
+    hk.emu.add_fault(
+        {
+            "method": "GET",
+            "path": f"/apps/{APP}/config-vars",
+            "status": 500,
+            "body": f"<html>oops {secret} production</html>",
+        }
+    )
     with pytest.raises(CommandError) as caught:
         hk.adapter.config()
     exc = caught.value
@@ -595,10 +634,14 @@ def test_config_registers_secrets_and_500_html_is_not_retried(hk: Harness) -> No
 @pytest.mark.slow
 @needs_heroku_cli
 def test_injected_500_json_is_retried_and_succeeds(hk: Harness) -> None:
-    hk.emu.add_fault({
-        "method": "GET", "path": f"/apps/{APP}/config-vars", "status": 500,
-        "body": {"id": "internal_server_error", "message": "Internal server error."},
-    })
+    hk.emu.add_fault(
+        {
+            "method": "GET",
+            "path": f"/apps/{APP}/config-vars",
+            "status": 500,
+            "body": {"id": "internal_server_error", "message": "Internal server error."},
+        }
+    )
     config = hk.adapter.config()
     assert config == hk.emu.state()["apps"][APP]["config_vars"]
     assert [c["outcome"] for c in hk.audit.of("command")] == ["failed", "ok"]
@@ -660,14 +703,17 @@ def test_backup_capture_url_and_credentials(hk: Harness, tmp_path: Path) -> None
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600 and len(digest) == 64
     assert PostgresAdapter(hk.runner, hk.masker).list_dump(dest) > 0
     assert [c["argv"][1] for c in hk.audit.of("command")][:3] == [
-        "pg:backups:capture", "pg:backups:url", "pg:credentials:url"
+        "pg:backups:capture",
+        "pg:backups:url",
+        "pg:credentials:url",
     ]
 
 
 @pytest.mark.slow
 @needs_heroku_cli
 def test_real_cli_parses_with_force_color_in_the_operators_environment(
-        hk: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    hk: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real heroku 11.10.0 with FORCE_COLOR=1 and CI set in the operator's shell: capture.js
     colours the backup name through ansis (color.cyan); the adapter clears FORCE_COLOR and sets
     NO_COLOR=1, so the id and every --json output still parse."""
@@ -704,4 +750,3 @@ def test_wrong_api_key_is_command_error_rc1(hk: Harness) -> None:
     assert exc.returncode == 1 and not exc.transient
     assert "The token provided to HEROKU_API_KEY is invalid." in exc.stderr_tail
     assert hk.audit.of("retry") == [] and len(hk.audit.of("command")) == 1
-

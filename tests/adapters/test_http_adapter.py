@@ -118,8 +118,9 @@ def https_server(tmp_path: Path) -> Iterator[ServerFactory]:
         leaf.configure_cert(context)
         server = _Server(context)
         servers.append(server)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         ca_file = tmp_path / f"ca{len(servers)}.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         return Https(server, int(server.server_address[1]), ca_file, server.requests)
@@ -220,8 +221,9 @@ def test_download_untrusted_by_default(https_server: ServerFactory, tmp_path: Pa
 
 def test_get_with_resolve_verifies_the_real_name(https_server: ServerFactory) -> None:
     srv = https_server(SITE)
-    client = HttpClient(SecretMasker(), resolve={SITE: f"127.0.0.1:{srv.port}"},
-                        ca_file=str(srv.ca_file))
+    client = HttpClient(
+        SecretMasker(), resolve={SITE: f"127.0.0.1:{srv.port}"}, ca_file=str(srv.ca_file)
+    )
     response = client.get(f"https://{SITE}/hello")
     assert response == Response(f"https://{SITE}/hello", 200, f"hello {SITE}")
     assert srv.server.sni == [SITE]
@@ -237,8 +239,9 @@ def test_get_with_resolve_refuses_a_certificate_for_another_name(
     https_server: ServerFactory,
 ) -> None:
     srv = https_server("other.example.test")
-    client = HttpClient(SecretMasker(), resolve={SITE: f"127.0.0.1:{srv.port}"},
-                        ca_file=str(srv.ca_file))
+    client = HttpClient(
+        SecretMasker(), resolve={SITE: f"127.0.0.1:{srv.port}"}, ca_file=str(srv.ca_file)
+    )
     with pytest.raises(CutoverError, match=f"GET https://{SITE}/hello failed") as caught:
         client.get(f"https://{SITE}/hello")
     assert "certificate" in str(caught.value).lower() or "hostname" in str(caught.value).lower()

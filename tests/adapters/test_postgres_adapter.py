@@ -69,7 +69,9 @@ def test_client_major(pg: Pg) -> None:
     assert pg.adapter.client_major("pg_restore") == expected
     assert pg.adapter.client_major("psql") == expected
     assert read_argv_log(pg.argv_log) == [
-        ["pg_dump", "--version"], ["pg_restore", "--version"], ["psql", "--version"]
+        ["pg_dump", "--version"],
+        ["pg_restore", "--version"],
+        ["psql", "--version"],
     ]
 
 
@@ -95,7 +97,9 @@ def test_client_major_unreadable_version(tmp_path: Path) -> None:
 
 
 def test_conninfo_from_url_and_env() -> None:
-    conn = ConnInfo.from_url("postgres://u%40x:p%40ss%20w%27rd@db.example:6543/name?sslmode=require")
+    conn = ConnInfo.from_url(
+        "postgres://u%40x:p%40ss%20w%27rd@db.example:6543/name?sslmode=require"
+    )
     assert (conn.host, conn.port, conn.user, conn.dbname) == ("db.example", 6543, "u@x", "name")
     assert conn.password == "p@ss w'rd" and conn.sslmode == "require"
     assert "p@ss" not in repr(conn)
@@ -119,7 +123,7 @@ def test_restore_argv_carries_no_password(tmp_path: Path) -> None:
 def test_fingerprint_sql_quotes_table_names() -> None:
     sql = fingerprint_sql(['public."it\'s"'], checksums=True)
     assert "SELECT 'public.\"it''s\"', count(*)" in sql
-    assert "FROM public.\"it's\" t" in sql
+    assert 'FROM public."it\'s" t' in sql
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +136,10 @@ def pg_dump_file(db: AppDatabase, dest: Path) -> Path:
         subprocess.run(
             ["pg_dump", "-Fc", "--no-owner", "--no-acl"],
             env=pgcluster.client_env(db.libpq_env()),
-            stdout=out, stderr=subprocess.PIPE, check=True, timeout=120,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            check=True,
+            timeout=120,
         )
     return dest
 
@@ -168,8 +175,9 @@ def test_psql_error_is_command_error_with_masked_details(pg: Pg, pg_source: PgCl
 def test_list_dump(pg: Pg, seeded: AppDatabase, tmp_path: Path) -> None:
     dump = pg_dump_file(seeded, tmp_path / "src.dump")
     entries = pg.adapter.list_dump(dump)
-    listing = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True
+    ).stdout
     assert "TABLE DATA public users" in listing
     assert entries == len([ln for ln in listing.splitlines() if ln and not ln.startswith(";")])
     assert entries > 20

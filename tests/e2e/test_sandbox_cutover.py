@@ -80,7 +80,12 @@ def cutover_run(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     env = {**os.environ, "CUTOVER_TEST_ARGV_LOG": str(argv_log), "COLUMNS": "120"}
     proc = subprocess.run(
         [sys.executable, "-m", "cutover", "run", "-f", str(playbook), "--yes"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     return {"proc": proc, "playbook": playbook, "work": work, "argv_log": argv_log}
 
@@ -88,8 +93,15 @@ def cutover_run(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 def convox(sandbox: Path, *args: str) -> str:
     shim = sandbox / "bin" / "convox"
     env = {**os.environ, "CONVOX_CONFIG": str(sandbox / "convox")}
-    result = subprocess.run([str(shim), *args], env=env, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=60, check=True)
+    result = subprocess.run(
+        [str(shim), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=True,
+    )
     return result.stdout
 
 
@@ -104,15 +116,17 @@ def test_run_succeeds(cutover_run: dict[str, Any]) -> None:
 
 
 def test_convox_app_has_the_copied_env(sandbox: Path, cutover_run: dict[str, Any]) -> None:
-    env = dict(line.split("=", 1) for line in convox(sandbox, "env", "-a", "myapp").splitlines()
-               if "=" in line)
+    env = dict(
+        line.split("=", 1)
+        for line in convox(sandbox, "env", "-a", "myapp").splitlines()
+        if "=" in line
+    )
     heroku = heroku_api.load_state(sandbox / "heroku" / "state.json")
     config = heroku["apps"][manager.HEROKU_APP]["config_vars"]
     for key in ("SECRET_KEY_BASE", "STRIPE_API_KEY", "RAILS_ENV", "LANG"):
         assert env[key] == config[key]
     assert env["RAILS_LOG_TO_STDOUT"] == "enabled"
-    for key in ("DATABASE_URL", "REDIS_URL", "NEW_RELIC_LICENSE_KEY",
-                "HEROKU_POSTGRESQL_ONYX_URL"):
+    for key in ("DATABASE_URL", "REDIS_URL", "NEW_RELIC_LICENSE_KEY", "HEROKU_POSTGRESQL_ONYX_URL"):
         assert key not in env
 
 
@@ -136,8 +150,9 @@ def test_every_table_matches(sandbox: Path, cutover_run: dict[str, Any]) -> None
     assert src == dst
 
 
-def test_heroku_is_in_maintenance_with_workers_stopped(sandbox: Path,
-                                                      cutover_run: dict[str, Any]) -> None:
+def test_heroku_is_in_maintenance_with_workers_stopped(
+    sandbox: Path, cutover_run: dict[str, Any]
+) -> None:
     app = heroku_api.load_state(sandbox / "heroku" / "state.json")["apps"][manager.HEROKU_APP]
     assert app["app"]["maintenance"] is True
     quantities = {f["type"]: int(f["quantity"]) for f in app["formation"]}
@@ -182,15 +197,20 @@ def test_state_files_are_private(cutover_run: dict[str, Any]) -> None:
 def test_second_run_is_a_no_op(cutover_run: dict[str, Any]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "cutover", "run", "-f", str(cutover_run["playbook"]), "--yes"],
-        cwd=cutover_run["work"], capture_output=True, text=True, timeout=120, check=False,
+        cwd=cutover_run["work"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[ 1/16]" not in proc.stdout  # nothing ran again
     assert "cutover complete" in proc.stdout
 
 
-def test_sync_restored_its_own_backup_not_the_newest(sandbox: Path,
-                                                     cutover_run: dict[str, Any]) -> None:
+def test_sync_restored_its_own_backup_not_the_newest(
+    sandbox: Path, cutover_run: dict[str, Any]
+) -> None:
     """A scheduled backup finished while initial-sync's capture ran (the sandbox injects one,
     as on a real app): `pg:backups:url` without an id would have handed out that one
     (pg/backups/url.js), so cutover must ask for the id it captured."""
@@ -201,17 +221,24 @@ def test_sync_restored_its_own_backup_not_the_newest(sandbox: Path,
     transfers = app["transfers"]
     initial = state["steps"]["initial-sync"]["outputs"]["backup"]
     captured = next(t for t in transfers if f"b{int(t['num']):03d}" == initial)
-    in_between = [t for t in transfers if t.get("schedule") and t.get("succeeded")
-                  and t["created_at"] > captured["created_at"]]
+    in_between = [
+        t
+        for t in transfers
+        if t.get("schedule") and t.get("succeeded") and t["created_at"] > captured["created_at"]
+    ]
     assert in_between, "the sandbox should have finished a scheduled backup during the capture"
-    logged = [json.loads(line) for line in
-              cutover_run["argv_log"].read_text().splitlines() if line.strip()]
+    logged = [
+        json.loads(line)
+        for line in cutover_run["argv_log"].read_text().splitlines()
+        if line.strip()
+    ]
     urls = [argv for argv in logged if "pg:backups:url" in argv]
     assert urls and all(any(re.fullmatch(r"b\d{3,}", a) for a in argv) for argv in urls), urls
 
 
-def test_heroku_answers_with_the_maintenance_page(sandbox: Path,
-                                                 cutover_run: dict[str, Any]) -> None:
+def test_heroku_answers_with_the_maintenance_page(
+    sandbox: Path, cutover_run: dict[str, Any]
+) -> None:
     """Heroku's router answers every request of an app in maintenance with its maintenance
     page and 503 (Dev Center, "Maintenance Mode"), so a smoke check cannot pass against it."""
     import ssl  # noqa: PLC0415 - only this test speaks HTTP
@@ -222,8 +249,10 @@ def test_heroku_answers_with_the_maintenance_page(sandbox: Path,
     host, port = env["resolve"][manager.HEROKU_HOSTNAME].split(":")
     trust = ssl.create_default_context(cafile=env["ca_file"])
     with httpx.Client(verify=trust) as client:
-        response = client.get(f"https://{host}:{port}/healthz",
-                              headers={"Host": manager.HEROKU_HOSTNAME},
-                              extensions={"sni_hostname": manager.HEROKU_HOSTNAME})
+        response = client.get(
+            f"https://{host}:{port}/healthz",
+            headers={"Host": manager.HEROKU_HOSTNAME},
+            extensions={"sni_hostname": manager.HEROKU_HOSTNAME},
+        )
     assert response.status_code == 503
     assert "maintenance" in response.text.lower()

@@ -25,8 +25,11 @@ def _crash(ui: Ui) -> int:
 
 @pytest.mark.parametrize("has_state", [True, False])
 def test_crash_message_names_the_state_file_only_with_one(
-        has_state: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    has_state: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(typer.Exit) as exited:
         cli._guard(_crash, has_state=has_state)
@@ -59,15 +62,29 @@ main()
 """
 
 
-@pytest.mark.parametrize(("argv", "has_state"), [
-    (["plan"], True), (["run", "--yes"], True), (["status"], True), (["log"], True),
-    (["unlock"], True), (["translate", "."], False),
-])
+@pytest.mark.parametrize(
+    ("argv", "has_state"),
+    [
+        (["plan"], True),
+        (["run", "--yes"], True),
+        (["status"], True),
+        (["log"], True),
+        (["unlock"], True),
+        (["translate", "."], False),
+    ],
+)
 def test_each_command_crash_names_the_state_file_only_with_one(
-        argv: list[str], has_state: bool, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", PLANT, *argv], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    argv: list[str], has_state: bool, tmp_path: Path
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", PLANT, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "unexpected error: RuntimeError: planted" in proc.stderr
     assert (STATE_HINT in proc.stderr) is has_state
@@ -79,15 +96,19 @@ def test_a_sandbox_command_crash_does_not_mention_a_state_file(tmp_path: Path) -
     """A real crash in `cutover sandbox status`: a sandbox.json whose pid is not a number."""
     box = tmp_path / "box"
     box.mkdir()
-    (box / "sandbox.json").write_text(json.dumps({"pids": {"dns": "not-a-pid"}}),
-                                      encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "cutover", "sandbox", "status", "--dir",
-                           str(box)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, check=False, env={**os.environ, "TMPDIR": str(tmp_path)})
+    (box / "sandbox.json").write_text(json.dumps({"pids": {"dns": "not-a-pid"}}), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cutover", "sandbox", "status", "--dir", str(box)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "unexpected error: ValueError" in proc.stderr
     assert "this is a bug in cutover" in proc.stderr
     assert STATE_HINT not in proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.glob("cutover-crash-*.txt"))
-

@@ -21,19 +21,44 @@ from cutover.secrets import SecretMasker
 from cutover.state import StateStore, Status
 
 # Libraries a command must not load unless it uses them.
-HEAVY = ("pydantic", "yaml", "httpx", "dns", "sh", "psycopg", "trustme", "rich.table",
-         "rich.prompt", "tenacity")
+HEAVY = (
+    "pydantic",
+    "yaml",
+    "httpx",
+    "dns",
+    "sh",
+    "psycopg",
+    "trustme",
+    "rich.table",
+    "rich.prompt",
+    "tenacity",
+)
 # cutover's own heavy layers.
-LAYERS = ("cutover.playbook", "cutover.engine", "cutover.steps", "cutover.adapters",
-          "cutover.runner", "cutover.translate", "cutover.sandbox", "cutover.catalog")
+LAYERS = (
+    "cutover.playbook",
+    "cutover.engine",
+    "cutover.steps",
+    "cutover.adapters",
+    "cutover.runner",
+    "cutover.translate",
+    "cutover.sandbox",
+    "cutover.catalog",
+)
 
 
-def import_tree(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str],
-                                                       dict[str, list[str]]]:
+def import_tree(
+    argv: list[str], cwd: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, list[str]]]:
     """Run ``python -X importtime -m cutover ARGV``; map each imported module to the chain of
     modules that imported it (outermost first)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "cutover", *argv],
-                          cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cutover", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     return proc, parse_import_tree(proc.stderr)
 
 
@@ -70,8 +95,9 @@ def test_version_imports_no_library_and_no_layer(tmp_path: Path) -> None:
 @pytest.fixture
 def playbook_with_state(tmp_path: Path) -> Path:
     path = tmp_path / "cutover.yml"
-    path.write_text((REPO / "playbooks" / "example.yml").read_text(encoding="utf-8"),
-                    encoding="utf-8")
+    path.write_text(
+        (REPO / "playbooks" / "example.yml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     loaded = load_playbook(path)
     state = new_state(loaded)
     state.step("preflight").status = Status.DONE
@@ -80,7 +106,8 @@ def playbook_with_state(tmp_path: Path) -> Path:
 
 
 def test_status_loads_neither_the_annexes_nor_the_adapters_from_cli_or_context(
-        playbook_with_state: Path, tmp_path: Path) -> None:
+    playbook_with_state: Path, tmp_path: Path
+) -> None:
     proc, chains = import_tree(["status", "-f", str(playbook_with_state)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "preflight" in proc.stdout
@@ -122,7 +149,12 @@ def test_the_import_tree_parser_nests_children_under_their_importer(tmp_path: Pa
     imports cutover.errors (its only cutover import at the top)."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import cutover.engine.context"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0
     chains = parse_import_tree(proc.stderr)
     assert chains["cutover.engine.context"] == []  # its packages finish first, at level 0

@@ -46,21 +46,26 @@ def test_core_packages_never_import_the_sandbox() -> None:
             checked += 1
             package = ".".join(("cutover", *path.relative_to(PACKAGE).parent.parts))
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            offenders += [f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
-                          for line, module in _imported_modules(tree, package)
-                          if _is_sandbox(module)]
+            offenders += [
+                f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
+                for line, module in _imported_modules(tree, package)
+                if _is_sandbox(module)
+            ]
     assert checked > 10  # the walk really saw the packages
     assert offenders == []
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    ("import cutover.sandbox.manager", "cutover.sandbox.manager"),
-    ("from cutover import sandbox", "cutover.sandbox"),
-    ("from ..sandbox import procs", "cutover.sandbox"),
-    ("from .. import sandbox", "cutover.sandbox"),
-    ("def f():\n    from cutover.sandbox.knot import KnotServer", "cutover.sandbox.knot"),
-    ("if TYPE_CHECKING:\n    import cutover.sandbox", "cutover.sandbox"),
-])
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import cutover.sandbox.manager", "cutover.sandbox.manager"),
+        ("from cutover import sandbox", "cutover.sandbox"),
+        ("from ..sandbox import procs", "cutover.sandbox"),
+        ("from .. import sandbox", "cutover.sandbox"),
+        ("def f():\n    from cutover.sandbox.knot import KnotServer", "cutover.sandbox.knot"),
+        ("if TYPE_CHECKING:\n    import cutover.sandbox", "cutover.sandbox"),
+    ],
+)
 def test_the_import_walk_sees_every_form_of_import(source: str, expected: str) -> None:
     """The check above is only as good as its walk: each form, as if in cutover/engine/."""
     found = [module for _, module in _imported_modules(ast.parse(source), "cutover.engine")]
@@ -69,11 +74,23 @@ def test_the_import_walk_sees_every_form_of_import(source: str, expected: str) -
 
 
 def test_the_import_walk_lets_the_rest_through() -> None:
-    found = [module for _, module in _imported_modules(
-        ast.parse("from cutover.engine.state import RunState\nimport sandboxlib\n"
-                  "from .lock import RunLock"), "cutover.engine")]
-    assert found == ["cutover.engine.state", "cutover.engine.state.RunState", "sandboxlib",
-                     "cutover.engine.lock", "cutover.engine.lock.RunLock"]
+    found = [
+        module
+        for _, module in _imported_modules(
+            ast.parse(
+                "from cutover.engine.state import RunState\nimport sandboxlib\n"
+                "from .lock import RunLock"
+            ),
+            "cutover.engine",
+        )
+    ]
+    assert found == [
+        "cutover.engine.state",
+        "cutover.engine.state.RunState",
+        "sandboxlib",
+        "cutover.engine.lock",
+        "cutover.engine.lock.RunLock",
+    ]
     assert not any(_is_sandbox(m) for m in found)
 
 
@@ -88,8 +105,14 @@ def test_sandbox_without_its_extra_says_what_to_install(command: str, tmp_path: 
         "from cutover.cli import main\n"
         "main()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "missing: psycopg, trustme" in proc.stderr
     assert "Install them with: pip install 'cutover[sandbox]'" in proc.stderr

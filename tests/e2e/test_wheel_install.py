@@ -35,15 +35,18 @@ INSTALL_TIMEOUT = 600
 SANDBOX_TIMEOUT = 300
 
 
-def _run(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def _run(
+    argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _ok(proc: subprocess.CompletedProcess[str]) -> str:
     assert proc.returncode == 0, (
-        f"{proc.args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        f"{proc.args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    )
     return proc.stdout
 
 
@@ -62,26 +65,51 @@ def installed() -> Iterator[tuple[Path, Path, dict[str, str]]]:
         src.mkdir()
         for name in SOURCES:
             if (REPO / name).is_dir():
-                shutil.copytree(REPO / name, src / name,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+                shutil.copytree(
+                    REPO / name,
+                    src / name,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+                )
             else:
                 shutil.copy2(REPO / name, src / name)
         # The child's PATH: the system's tools, not the dev venv (whose cutover is editable).
         dev_bin = str(Path(sys.executable).parent)
-        path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
-                               if p and p != dev_bin)
+        path = os.pathsep.join(
+            p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != dev_bin
+        )
         env: dict[str, str] = {**os.environ, "PATH": path}
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)
-        _ok(_run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                  "--quiet", "-w", str(base / "dist"), str(src)], cwd=base, env=env,
-                 timeout=INSTALL_TIMEOUT))
+        _ok(
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--no-deps",
+                    "--quiet",
+                    "-w",
+                    str(base / "dist"),
+                    str(src),
+                ],
+                cwd=base,
+                env=env,
+                timeout=INSTALL_TIMEOUT,
+            )
+        )
         wheels = list((base / "dist").glob("cutover-*.whl"))
         assert len(wheels) == 1, wheels
         venv = base / "venv"
         _ok(_run([sys.executable, "-m", "venv", str(venv)], cwd=base, env=env))
-        _ok(_run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheels[0])], cwd=base,
-                 env=env, timeout=INSTALL_TIMEOUT))
+        _ok(
+            _run(
+                [str(venv / "bin" / "pip"), "install", "--quiet", str(wheels[0])],
+                cwd=base,
+                env=env,
+                timeout=INSTALL_TIMEOUT,
+            )
+        )
         work = base / "elsewhere"
         work.mkdir()
         env["CUTOVER_TEST_WHEEL"] = str(wheels[0])
@@ -91,12 +119,20 @@ def installed() -> Iterator[tuple[Path, Path, dict[str, str]]]:
 
 
 def test_wheel_runs_from_its_venv_not_the_source_tree(
-        installed: tuple[Path, Path, dict[str, str]]) -> None:
+    installed: tuple[Path, Path, dict[str, str]],
+) -> None:
     venv, work, env = installed
-    assert _ok(_run([str(venv / "bin" / "cutover"), "--version"], cwd=work, env=env)) \
+    assert (
+        _ok(_run([str(venv / "bin" / "cutover"), "--version"], cwd=work, env=env))
         == f"cutover {__version__}\n"
-    where = _ok(_run([str(venv / "bin" / "python"), "-c",
-                      "import cutover; print(cutover.__file__)"], cwd=work, env=env)).strip()
+    )
+    where = _ok(
+        _run(
+            [str(venv / "bin" / "python"), "-c", "import cutover; print(cutover.__file__)"],
+            cwd=work,
+            env=env,
+        )
+    ).strip()
     assert Path(where).is_relative_to(venv), where
     assert not Path(where).is_relative_to(REPO)
     # The package data the sandbox reads (pyproject.toml's package-data), inside the venv.
@@ -108,7 +144,8 @@ def test_wheel_runs_from_its_venv_not_the_source_tree(
 
 
 def test_wheel_sandbox_without_extra_names_what_to_install_then_works_with_it(
-        installed: tuple[Path, Path, dict[str, str]]) -> None:
+    installed: tuple[Path, Path, dict[str, str]],
+) -> None:
     venv, work, env = installed
     cutover = str(venv / "bin" / "cutover")
     # Its own temp folder, as tests/e2e/conftest.py does: PostgreSQL runs as the postgres user,
@@ -124,12 +161,28 @@ def test_wheel_sandbox_without_extra_names_what_to_install_then_works_with_it(
     assert not folder.exists()
     folder.mkdir(mode=0o700)
 
-    _ok(_run([str(venv / "bin" / "pip"), "install", "--quiet",
-              f"{env['CUTOVER_TEST_WHEEL']}[sandbox]"], cwd=work, env=env,
-             timeout=INSTALL_TIMEOUT))
+    _ok(
+        _run(
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "--quiet",
+                f"{env['CUTOVER_TEST_WHEEL']}[sandbox]",
+            ],
+            cwd=work,
+            env=env,
+            timeout=INSTALL_TIMEOUT,
+        )
+    )
     try:
-        out = _ok(_run([cutover, "sandbox", "up", "--dir", str(folder), "--rows", "50"],
-                       cwd=work, env=env, timeout=SANDBOX_TIMEOUT))
+        out = _ok(
+            _run(
+                [cutover, "sandbox", "up", "--dir", str(folder), "--rows", "50"],
+                cwd=work,
+                env=env,
+                timeout=SANDBOX_TIMEOUT,
+            )
+        )
         assert f"sandbox up in {folder}" in out.replace("\n", "")
         # The sample app came from the package data, not from a source tree.
         assert (folder / "app" / "convox.yml").read_text(encoding="utf-8") == (
@@ -145,8 +198,12 @@ def test_wheel_sandbox_without_extra_names_what_to_install_then_works_with_it(
             assert component in status.stdout
         assert "stopped" not in status.stdout
     finally:
-        down = _run([cutover, "sandbox", "down", "--dir", str(folder)], cwd=work, env=env,
-                    timeout=SANDBOX_TIMEOUT)
+        down = _run(
+            [cutover, "sandbox", "down", "--dir", str(folder)],
+            cwd=work,
+            env=env,
+            timeout=SANDBOX_TIMEOUT,
+        )
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped: " in down.stdout
     assert "heroku_api" in down.stdout

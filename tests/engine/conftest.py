@@ -57,8 +57,7 @@ def _knotd() -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, fake_bin: Path, certs: Certificates, _knotd: None
-            ) -> Iterator[Project]:
+def project(tmp_path: Path, fake_bin: Path, certs: Certificates, _knotd: None) -> Iterator[Project]:
     with open_project(tmp_path, fake_bin, certs) as proj:
         yield proj
 
@@ -66,8 +65,9 @@ def project(tmp_path: Path, fake_bin: Path, certs: Certificates, _knotd: None
 class ScenarioPool:
     """Runs the expensive scenarios in one background thread, each in a project of its own."""
 
-    def __init__(self, factory: pytest.TempPathFactory, fake_bin: Path,
-                 certs: Certificates) -> None:
+    def __init__(
+        self, factory: pytest.TempPathFactory, fake_bin: Path, certs: Certificates
+    ) -> None:
         self._factory, self._fake_bin, self._certs = factory, fake_bin, certs
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenario")
         self._stack = contextlib.ExitStack()
@@ -77,7 +77,8 @@ class ScenarioPool:
     def new_project(self, name: str) -> Project:
         with self._lock:
             return self._stack.enter_context(
-                open_project(self._factory.mktemp(name), self._fake_bin, self._certs))
+                open_project(self._factory.mktemp(name), self._fake_bin, self._certs)
+            )
 
     def start(self, name: str) -> None:
         # One worker runs scenarios in submission order: a dependency submitted first is done
@@ -101,7 +102,8 @@ SCENARIOS: dict[str, Callable[[ScenarioPool], Any]] = {
     "finished": lambda pool: chains.finished_run(pool.new_project("finished")),
     "effect_chain": lambda pool: chains.effect_chain(pool.new_project("effects")),
     "boundary_chain": lambda pool: chains.boundary_chain(
-        pool.new_project("boundaries"), list(pool.result("finished").first_call)),
+        pool.new_project("boundaries"), list(pool.result("finished").first_call)
+    ),
 }
 
 
@@ -109,8 +111,9 @@ DEPENDS = {"boundary_chain": ("finished",)}
 
 
 @pytest.fixture(scope="session")
-def scenarios(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path, certs: Certificates,
-              _knotd: None) -> Iterator[ScenarioPool]:
+def scenarios(
+    tmp_path_factory: pytest.TempPathFactory, fake_bin: Path, certs: Certificates, _knotd: None
+) -> Iterator[ScenarioPool]:
     pool = ScenarioPool(tmp_path_factory, fake_bin, certs)
     try:
         yield pool
@@ -121,8 +124,12 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path, certs: C
 @pytest.fixture(scope="session", autouse=True)
 def _start_scenarios_early(request: pytest.FixtureRequest) -> None:
     """Start the scenarios the collected tests need, in the order they are needed."""
-    needed = {name for item in request.session.items
-              for name in getattr(item, "fixturenames", ()) if name in SCENARIOS}
+    needed = {
+        name
+        for item in request.session.items
+        for name in getattr(item, "fixturenames", ())
+        if name in SCENARIOS
+    }
     if not needed or _knot_missing():
         return
     pool: ScenarioPool = request.getfixturevalue("scenarios")

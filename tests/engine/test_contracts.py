@@ -14,9 +14,9 @@ from fakes.harness import STEP_IDS, Finished, Project
 pytestmark = pytest.mark.slow
 
 
-def test_a_copied_playbook_naming_other_apps_is_refused(finished: Finished,
-                                                        tmp_path_factory: pytest.TempPathFactory
-                                                        ) -> None:
+def test_a_copied_playbook_naming_other_apps_is_refused(
+    finished: Finished, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Copy a finished run's folder, change the app names, --accept-changes: refused (exit 2),
     nothing run, the state untouched (it used to report "cutover complete in 0.0s")."""
     project = finished.project
@@ -24,8 +24,11 @@ def test_a_copied_playbook_naming_other_apps_is_refused(finished: Finished,
     shutil.copytree(project.root, copy, ignore=shutil.ignore_patterns("world", "*.sock"))
     playbook = copy / "cutover.yml"
     text = playbook.read_text()
-    playbook.write_text(text.replace(f"app: {seed.HEROKU_APP}", "app: other-shop")
-                        .replace(f"app: {seed.CONVOX_APP}\n", "app: other\n"))
+    playbook.write_text(
+        text.replace(f"app: {seed.HEROKU_APP}", "app: other-shop").replace(
+            f"app: {seed.CONVOX_APP}\n", "app: other\n"
+        )
+    )
     state_before = (copy / ".cutover" / "state.json").read_bytes()
     calls_before = len(project.calls())
 
@@ -43,10 +46,17 @@ def test_a_copied_playbook_naming_other_apps_is_refused(finished: Finished,
 
 
 def _convox(project: Project, *argv: str, stdin: str | None = None) -> str:
-    done = subprocess.run(["convox", *argv, "-r", seed.RACK], input=stdin,
-                          env=project.env({"FAKE_WORLD": str(project.world_path),
-                                           "FAKE_CALLS": str(project.calls_path)}),
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        ["convox", *argv, "-r", seed.RACK],
+        input=stdin,
+        env=project.env(
+            {"FAKE_WORLD": str(project.world_path), "FAKE_CALLS": str(project.calls_path)}
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done
     return done.stdout
 
@@ -54,8 +64,14 @@ def _convox(project: Project, *argv: str, stdin: str | None = None) -> str:
 def _precreate(project: Project, **env: str) -> str:
     """An app someone else made on the rack, with its own env, promoted: its release."""
     _convox(project, "apps", "create", seed.CONVOX_APP)
-    out = _convox(project, "env", "set", "-a", seed.CONVOX_APP,
-                  stdin="".join(f"{k}={v}\n" for k, v in env.items()))
+    out = _convox(
+        project,
+        "env",
+        "set",
+        "-a",
+        seed.CONVOX_APP,
+        stdin="".join(f"{k}={v}\n" for k, v in env.items()),
+    )
     release = out.rsplit("Release: ", 1)[1].split()[0]
     _convox(project, "releases", "promote", release, "-a", seed.CONVOX_APP)
     return release
@@ -73,8 +89,11 @@ def test_an_existing_app_is_adopted_only_with_consent(project: Project) -> None:
     assert "Traceback" not in refused.output
     assert project.effect_counts().get("convox env set", 0) == 1  # ours above only
 
-    project.playbook.write_text(project.playbook.read_text().replace(
-        f"  rack: {seed.RACK}\n", f"  rack: {seed.RACK}\n  adopt: true\n", 1))
+    project.playbook.write_text(
+        project.playbook.read_text().replace(
+            f"  rack: {seed.RACK}\n", f"  rack: {seed.RACK}\n  adopt: true\n", 1
+        )
+    )
     waiting = project.run("run", "--accept-changes", "--until", "set-env")
 
     assert waiting.returncode == 3, waiting
@@ -110,8 +129,9 @@ def test_a_created_app_is_recorded_as_created(finished: Finished) -> None:
 
 def test_a_changed_field_reruns_exactly_the_steps_that_read_it(project: Project) -> None:
     assert project.run("run", "--yes", "--until", "smoke-test").returncode == 0
-    project.playbook.write_text(project.playbook.read_text().replace(
-        "  timeout: 20\n", "  timeout: 30\n"))
+    project.playbook.write_text(
+        project.playbook.read_text().replace("  timeout: 20\n", "  timeout: 30\n")
+    )
 
     refused = project.run("run", "--yes", "--until", "smoke-test")
 
@@ -125,4 +145,5 @@ def test_a_changed_field_reruns_exactly_the_steps_that_read_it(project: Project)
     started = [e["step"] for e in project.events() if e["kind"] == "step-start"]
     assert started == [*STEP_IDS[: STEP_IDS.index("smoke-test") + 1], "smoke-test"]
     assert [e["steps"] for e in project.events() if e["kind"] == "rerun-changed"] == [
-        ["smoke-test"]]
+        ["smoke-test"]
+    ]

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_transient_heroku_error_is_retried(project: Project) -> None:
-    result = project.run("run", "--yes", "--until", "set-env",
-                         env={"FAKE_FAIL": "heroku config:once"})
+    result = project.run(
+        "run", "--yes", "--until", "set-env", env={"FAKE_FAIL": "heroku config:once"}
+    )
 
     assert result.returncode == 0, result
     (retry,) = [e for e in project.events() if e["kind"] == "retry"]
@@ -24,15 +25,19 @@ def test_a_transient_heroku_error_is_retried(project: Project) -> None:
     assert "exit code 2" in retry["reason"]
     config_calls = [argv for argv in project.argvs() if argv[:2] == ["heroku", "config"]]
     assert len(config_calls) == 2
-    outcomes = [e["outcome"] for e in project.events()
-                if e["kind"] == "command" and e["argv"][:2] == ["heroku", "config"]]
+    outcomes = [
+        e["outcome"]
+        for e in project.events()
+        if e["kind"] == "command" and e["argv"][:2] == ["heroku", "config"]
+    ]
     assert outcomes == ["failed", "ok"]
     assert project.state()["steps"]["set-env"]["status"] == "done"
 
 
 def test_a_permanent_failure_stops_with_the_command_and_how_to_resume(project: Project) -> None:
-    failed = project.run("run", "--yes", "--until", "deploy",
-                         env={"FAKE_FAIL": "convox deploy:always"})
+    failed = project.run(
+        "run", "--yes", "--until", "deploy", env={"FAKE_FAIL": "convox deploy:always"}
+    )
 
     assert failed.returncode == 1, failed
     out = failed.output
@@ -55,7 +60,8 @@ def test_a_permanent_failure_stops_with_the_command_and_how_to_resume(project: P
 
     assert resumed.returncode == 0, resumed
     assert "deploy: Build and promote on Convox  (failed last time: check, then run again)" in (
-        resumed.stdout)
+        resumed.stdout
+    )
     deploy = project.state()["steps"]["deploy"]
     assert deploy["status"] == "done"
     assert deploy["attempts"] == 2
@@ -64,10 +70,12 @@ def test_a_permanent_failure_stops_with_the_command_and_how_to_resume(project: P
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupt_stops_the_hung_command_and_the_run_resumes(project: Project,
-                                                                  sig: signal.Signals) -> None:
-    proc = project.start("run", "--yes", "--until", "create-app",
-                         env={"FAKE_FAIL": "convox apps create:hang"})
+def test_an_interrupt_stops_the_hung_command_and_the_run_resumes(
+    project: Project, sig: signal.Signals
+) -> None:
+    proc = project.start(
+        "run", "--yes", "--until", "create-app", env={"FAKE_FAIL": "convox apps create:hang"}
+    )
     deadline = time.monotonic() + 60
     while not project.world().get("processes"):
         assert proc.poll() is None, project.finish(proc)
@@ -85,8 +93,9 @@ def test_an_interrupt_stops_the_hung_command_and_the_run_resumes(project: Projec
     assert not _running(hung["pid"]), "the hung convox is still running"
     create = project.state()["steps"]["create-app"]
     assert create["status"] == "interrupted"
-    kinds = [(e["kind"], e.get("outcome")) for e in project.events()
-             if e.get("step") == "create-app"]
+    kinds = [
+        (e["kind"], e.get("outcome")) for e in project.events() if e.get("step") == "create-app"
+    ]
     assert ("command", "interrupted") in kinds
     assert ("step-interrupted", None) in kinds
 
@@ -112,12 +121,21 @@ def _running(pid: int) -> bool:
 
 
 def test_exhausted_retries_fail_with_the_resume_command_for_this_playbook(
-        project: Project, tmp_path: Path) -> None:
+    project: Project, tmp_path: Path
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
-    failed = project.run("run", "-f", str(project.playbook), "--yes", "--until", "preflight",
-                         env={"FAKE_FAIL": "heroku apps:info:always"}, cwd=elsewhere)
+    failed = project.run(
+        "run",
+        "-f",
+        str(project.playbook),
+        "--yes",
+        "--until",
+        "preflight",
+        env={"FAKE_FAIL": "heroku apps:info:always"},
+        cwd=elsewhere,
+    )
 
     assert failed.returncode == 1, failed
     assert "step preflight failed" in failed.output
@@ -129,12 +147,14 @@ def test_exhausted_retries_fail_with_the_resume_command_for_this_playbook(
 
 
 def test_a_failed_restore_stops_the_proxy_and_removes_the_dump(project: Project) -> None:
-    failed = project.run("run", "--yes", "--until", "initial-sync",
-                         env={"FAKE_FAIL": "pg_restore --clean:always"})
+    failed = project.run(
+        "run", "--yes", "--until", "initial-sync", env={"FAKE_FAIL": "pg_restore --clean:always"}
+    )
 
     assert failed.returncode == 1, failed
     assert "step initial-sync failed: command failed with exit code 1: pg_restore --clean" in (
-        failed.output)
+        failed.output
+    )
     assert "canceling statement due to statement timeout" in failed.output
     (proxy,) = [p for p in project.world()["processes"] if p["kind"] == "proxy"]
     assert not _running(proxy["pid"]), "the convox resources proxy was left running"

@@ -38,14 +38,26 @@ class World:
         (folder / "convox.yml").write_text(MANIFEST)
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"PATH": str(self.bin_dir), "FAKE_WORLD": str(self.path),
-                "FAKE_CALLS": str(self.calls), **extra}
+        return {
+            "PATH": str(self.bin_dir),
+            "FAKE_WORLD": str(self.path),
+            "FAKE_CALLS": str(self.calls),
+            **extra,
+        }
 
-    def run(self, *argv: str, stdin: str | None = None, **env: str
-            ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.bin_dir / argv[0]), *argv[1:]], input=stdin, text=True,
-                              capture_output=True, env=self.env(**env), cwd=self.folder,
-                              timeout=30, check=False)
+    def run(
+        self, *argv: str, stdin: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / argv[0]), *argv[1:]],
+            input=stdin,
+            text=True,
+            capture_output=True,
+            env=self.env(**env),
+            cwd=self.folder,
+            timeout=30,
+            check=False,
+        )
 
     def data(self) -> dict[str, Any]:
         return read_world(self.path)
@@ -56,10 +68,24 @@ class World:
     def deployed(self) -> None:
         """The Convox app created, its env set and deployed (so it has a database resource)."""
         assert self.run("convox", "apps", "create", "shop").returncode == 0
-        assert self.run("convox", "env", "set", "--id", "-a", "shop",
-                        stdin="SECRET_KEY_BASE=x\n").returncode == 0
-        done = self.run("convox", "deploy", str(self.folder), "-m", "convox.yml", "--id", "-d",
-                        "first", "-a", "shop")
+        assert (
+            self.run(
+                "convox", "env", "set", "--id", "-a", "shop", stdin="SECRET_KEY_BASE=x\n"
+            ).returncode
+            == 0
+        )
+        done = self.run(
+            "convox",
+            "deploy",
+            str(self.folder),
+            "-m",
+            "convox.yml",
+            "--id",
+            "-d",
+            "first",
+            "-a",
+            "shop",
+        )
         assert done.returncode == 0, done.stderr
 
 
@@ -82,7 +108,8 @@ def test_heroku_version_and_formation(world: World) -> None:
     assert scaled.stdout == ""
     assert scaled.stderr == "Scaling dynos... done, now running worker at 0:standard-2X\n"
     assert world.run("heroku", "ps:scale", "-a", "acme-shop").stdout == (
-        "web=2:standard-1X worker=0:standard-2X\n")
+        "web=2:standard-1X worker=0:standard-2X\n"
+    )
     dynos = json.loads(world.run("heroku", "ps", "--json", "-a", "acme-shop").stdout)
     assert [d["name"] for d in dynos] == ["web.1", "web.2"]
 
@@ -91,13 +118,17 @@ def test_heroku_maintenance_and_errors(world: World) -> None:
     assert world.run("heroku", "maintenance", "-a", "acme-shop").stdout == "off\n"
     on = world.run("heroku", "maintenance:on", "-a", "acme-shop")
     assert (on.returncode, on.stdout, on.stderr) == (
-        0, "", "Enabling maintenance mode for acme-shop... done\n")
+        0,
+        "",
+        "Enabling maintenance mode for acme-shop... done\n",
+    )
     assert world.run("heroku", "maintenance", "-a", "acme-shop").stdout == "on\n"
 
     missing = world.run("heroku", "config", "--json", "-a", "nope")
     assert (missing.returncode, missing.stdout) == (2, "")
-    assert missing.stderr == (f"{ERR}: Couldn't find that app.\n \u203a\n"
-                              " \u203a   Error ID: not_found\n")
+    assert missing.stderr == (
+        f"{ERR}: Couldn't find that app.\n \u203a\n \u203a   Error ID: not_found\n"
+    )
     unknown = world.run("heroku", "notacommand", "-a", "acme-shop")
     assert unknown.returncode == 127
     assert "is not a heroku command" in unknown.stderr
@@ -109,8 +140,9 @@ def test_heroku_fails_once_with_a_500(world: World) -> None:
     second = world.run(*argv, FAKE_FAIL="heroku config:once")
 
     assert first.returncode == 2
-    assert first.stderr == (f"{ERR}: Internal server error.\n \u203a\n"
-                            " \u203a   Error ID: internal_server_error\n")
+    assert first.stderr == (
+        f"{ERR}: Internal server error.\n \u203a\n \u203a   Error ID: internal_server_error\n"
+    )
     assert second.returncode == 0
     assert json.loads(second.stdout)["SECRET_KEY_BASE"] == world.secrets.secret_key_base
     assert second.stdout.startswith('{\n  "')  # the CLI prints 2-space-indented JSON
@@ -123,9 +155,14 @@ def test_the_heroku_adapter_reads_the_fake(world: World, tmp_path: Path) -> None
     assert heroku.version() == (11, 10, 0)
     assert heroku.app_info()["app"]["name"] == "acme-shop"
     assert [(f.type, f.quantity, f.size) for f in heroku.formation()] == [
-        ("web", 2, "standard-1X"), ("worker", 1, "standard-2X")]
+        ("web", 2, "standard-1X"),
+        ("worker", 1, "standard-2X"),
+    ]
     assert {a["addon_service"]["name"] for a in heroku.addons()} == {
-        "heroku-postgresql", "heroku-redis", "papertrail"}
+        "heroku-postgresql",
+        "heroku-redis",
+        "papertrail",
+    }
     assert heroku.maintenance() is False
     url = heroku.credentials_url("DATABASE")
     assert ConnInfo.from_url(url).password == world.secrets.heroku_db_password
@@ -153,17 +190,24 @@ def test_convox_env_set_reads_stdin_and_prints_only_the_release_id(world: World)
 def test_convox_errors_look_real(world: World) -> None:
     missing = world.run("convox", "apps", "info", "-a", "shop")
     assert (missing.returncode, missing.stdout, missing.stderr) == (
-        1, "", "ERROR: app not found: shop\n")
+        1,
+        "",
+        "ERROR: app not found: shop\n",
+    )
     world.run("convox", "apps", "create", "shop")
     again = world.run("convox", "apps", "create", "shop")
     assert (again.returncode, again.stdout, again.stderr) == (
-        1, "Creating shop... ", "ERROR: app already exists: shop\n")
+        1,
+        "Creating shop... ",
+        "ERROR: app already exists: shop\n",
+    )
     rack = world.run("convox", "rack", "-r", "other/rack")
     assert (rack.returncode, rack.stderr) == (1, "ERROR: could not find rack: other/rack\n")
     help_text = world.run("convox", "domains")
     assert help_text.returncode == 0 and "convox deploy" in help_text.stdout
-    failing = world.run("convox", "deploy", ".", "--id", "-a", "shop",
-                        FAKE_FAIL="convox deploy:always")
+    failing = world.run(
+        "convox", "deploy", ".", "--id", "-a", "shop", FAKE_FAIL="convox deploy:always"
+    )
     assert (failing.returncode, failing.stdout) == (1, "")
     assert failing.stderr.endswith("ERROR: err1\n")
 
@@ -173,7 +217,10 @@ def test_convox_refuses_what_the_real_cli_refuses_from_the_facts_file(world: Wor
     stdcli validate.go): the same ``ERROR:`` line and exit 1 as the real CLI, nothing done."""
     created = world.run("convox", "apps", "create", "shop", "-a", "shop")
     assert (created.returncode, created.stdout, created.stderr) == (
-        1, "", "ERROR: unknown flag: -a\n")
+        1,
+        "",
+        "ERROR: unknown flag: -a\n",
+    )
     long_flag = world.run("convox", "apps", "create", "shop", "--app", "shop")
     assert (long_flag.returncode, long_flag.stderr) == (1, "ERROR: unknown flag: --app\n")
     extra = world.run("convox", "apps", "create", "shop", "other")
@@ -198,7 +245,10 @@ def test_the_convox_adapter_reads_the_fake(world: World) -> None:
     assert convox.active_release() == release
     (build,) = convox.builds()
     assert (build["STATUS"], build["RELEASE"], build["DESCRIPTION"]) == (
-        "complete", release, "cutover r1 deploy")
+        "complete",
+        release,
+        "cutover r1 deploy",
+    )
     assert "services:" in convox.release_manifest(release)
     assert convox.service_domain("web") == f"web.shop.{seed.RACK_DOMAIN}"
     assert convox.router() == seed.ROUTER
@@ -220,15 +270,29 @@ def test_the_proxy_really_listens_until_it_is_killed(world: World) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proxy = subprocess.Popen([str(world.bin_dir / "convox"), "resources", "proxy", "database",
-                              "--port", str(port), "-a", "shop"], env=world.env(), text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL)
+    proxy = subprocess.Popen(
+        [
+            str(world.bin_dir / "convox"),
+            "resources",
+            "proxy",
+            "database",
+            "--port",
+            str(port),
+            "-a",
+            "shop",
+        ],
+        env=world.env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         assert proxy.stdout is not None
         banner = proxy.stdout.readline()
-        assert banner == (f"proxying localhost:{port} to resource-database.shop.svc.cluster.local"
-                          ":5432\n")
+        assert banner == (
+            f"proxying localhost:{port} to resource-database.shop.svc.cluster.local:5432\n"
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -252,8 +316,10 @@ def test_psql_answers_for_the_database_the_environment_selects(world: World) -> 
 
     assert pg.server_major(source) == 15
     rows = pg.fingerprints(source)
-    assert rows['public."AuditLog"'] == (77, seed.source_data()["tables"]['public."AuditLog"'][
-        "md5"])
+    assert rows['public."AuditLog"'] == (
+        77,
+        seed.source_data()["tables"]['public."AuditLog"']["md5"],
+    )
     assert rows["sequence:public.users_id_seq"] == (0, "1200")
     assert pg.fingerprints(source, checksums=False)["public.users"] == (1200, "")
 
@@ -279,12 +345,23 @@ def test_hooks_can_live_in_the_world_and_fire_at_their_nth_match(world: World) -
 
 
 def test_a_kill_hook_never_kills_a_parent_that_is_not_cutover(world: World) -> None:
-    relay = ("import subprocess, sys; "
-             "sys.exit(subprocess.call(sys.argv[1:]))")
-    result = subprocess.run([sys.executable, "-c", relay, str(world.bin_dir / "heroku"),
-                             "maintenance", "-a", "acme-shop"], capture_output=True, text=True,
-                            env=world.env(FAKE_KILL_PARENT="heroku maintenance:before"),
-                            timeout=30, check=False)
+    relay = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            relay,
+            str(world.bin_dir / "heroku"),
+            "maintenance",
+            "-a",
+            "acme-shop",
+        ],
+        capture_output=True,
+        text=True,
+        env=world.env(FAKE_KILL_PARENT="heroku maintenance:before"),
+        timeout=30,
+        check=False,
+    )
     assert result.returncode != 0
     assert "refusing to kill parent" in result.stderr
     assert world.data().get("kills") is None

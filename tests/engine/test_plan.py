@@ -12,8 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def assert_lists_every_step_in_order(output: str) -> None:
@@ -28,8 +29,9 @@ def assert_no_secret(project: Project, output: str) -> None:
 
 
 @pytest.mark.parametrize("args", [("plan",), ("run", "--dry-run", "--yes")])
-def test_a_fresh_plan_runs_nothing_and_writes_nothing(project: Project,
-                                                      args: tuple[str, ...]) -> None:
+def test_a_fresh_plan_runs_nothing_and_writes_nothing(
+    project: Project, args: tuple[str, ...]
+) -> None:
     before = snapshot(project.root)
 
     result = project.run(*args)
@@ -44,14 +46,16 @@ def test_a_fresh_plan_runs_nothing_and_writes_nothing(project: Project,
     gate_lines = [line for line in out.splitlines() if line.rstrip().endswith("[gate]")]
     assert [line.split("] ", 1)[1].split(":")[0] for line in gate_lines] == GATED_STEPS
     assert out.count("        gate: ") == len(GATED_STEPS)
-    for command in ("$ heroku apps:info --json -a acme-shop",
-                    "$ convox apps create shop -r acme/production",
-                    "$ convox env set --id -a shop -r acme/production   < KEY=VALUE lines on stdin",
-                    "$ heroku maintenance:on -a acme-shop",
-                    "$ heroku ps:scale worker=0 -a acme-shop",
-                    "$ pg_restore --clean --if-exists --no-acl --no-owner --exit-on-error --jobs 2",
-                    "PGPASSWORD=****",
-                    "DNS update: www.example.test CNAME <router> TTL 1"):
+    for command in (
+        "$ heroku apps:info --json -a acme-shop",
+        "$ convox apps create shop -r acme/production",
+        "$ convox env set --id -a shop -r acme/production   < KEY=VALUE lines on stdin",
+        "$ heroku maintenance:on -a acme-shop",
+        "$ heroku ps:scale worker=0 -a acme-shop",
+        "$ pg_restore --clean --if-exists --no-acl --no-owner --exit-on-error --jobs 2",
+        "PGPASSWORD=****",
+        "DNS update: www.example.test CNAME <router> TTL 1",
+    ):
         assert command in out, command
     assert_no_secret(project, result.output)
 
@@ -61,9 +65,12 @@ def test_plan_of_a_started_run_leaves_every_file_untouched(project: Project) -> 
     assert started.returncode == 0, started
     before, calls = snapshot(project.root), len(project.calls())
 
-    results = [project.run("plan"), project.run("run", "--dry-run", "--yes"),
-               project.run("plan", "--from", "create-app"),
-               project.run("plan", "--until", "deploy")]
+    results = [
+        project.run("plan"),
+        project.run("run", "--dry-run", "--yes"),
+        project.run("plan", "--from", "create-app"),
+        project.run("plan", "--until", "deploy"),
+    ]
 
     for result in results:
         assert result.returncode == 0, result

@@ -24,7 +24,7 @@ def test_the_current_rack_is_pinned_for_the_whole_run(project: Project) -> None:
     assert second.returncode == 0, second.stdout + second.stderr
     convox_calls = [argv[1:] for argv in project.argvs() if argv[0].endswith("convox")]
     assert convox_calls.count(["switch"]) == 1
-    after_switch = convox_calls[convox_calls.index(["switch"]) + 1:]
+    after_switch = convox_calls[convox_calls.index(["switch"]) + 1 :]
     assert len(after_switch) >= 4
     for argv in after_switch:
         if argv != ["version"]:

@@ -16,8 +16,11 @@ def test_sync_restores_its_own_backup_of_the_named_attachment(project: Project) 
     """pg/backups/capture.js backs up the ``[database]`` argument (default DATABASE_URL's);
     pg/backups/url.js without an id returns the newest successful backup of the app. A scheduled
     backup (``a002``, older data) finishing right after ours must not be what is restored."""
-    project.playbook.write_text(project.playbook.read_text().replace(
-        "heroku_attachment: DATABASE", f"heroku_attachment: {seed.DB_ADDON}"))
+    project.playbook.write_text(
+        project.playbook.read_text().replace(
+            "heroku_attachment: DATABASE", f"heroku_attachment: {seed.DB_ADDON}"
+        )
+    )
     with update_world(project.world_path) as world:
         world["heroku"]["scheduled_backup"] = {"tables": {}, "sequences": {}}
 
@@ -28,19 +31,24 @@ def test_sync_restores_its_own_backup_of_the_named_attachment(project: Project) 
     assert captures and all(a[2] == seed.DB_ADDON for a in captures)
     urls = [a[1:] for a in project.argvs() if a[:2] == ["heroku", "pg:backups:url"]]
     state = project.state()["steps"]
-    assert [u[1] for u in urls] == [state["initial-sync"]["outputs"]["backup"],
-                                    state["final-sync"]["outputs"]["backup"]]
+    assert [u[1] for u in urls] == [
+        state["initial-sync"]["outputs"]["backup"],
+        state["final-sync"]["outputs"]["backup"],
+    ]
     world = project.world()
-    assert world["convox"]["apps"]["shop"]["resources"]["database"]["data"] == (
-        world["heroku"]["database"]["data"])
+    assert (
+        world["convox"]["apps"]["shop"]["resources"]["database"]["data"]
+        == (world["heroku"]["database"]["data"])
+    )
 
 
 def test_force_color_in_the_operators_environment(project: Project) -> None:
     """FORCE_COLOR=1 in the operator's shell makes the heroku CLI colour what cutover parses
     (ansis, node_modules/ansis/index.cjs; the fake colours the same way): the child gets no
     FORCE_COLOR and NO_COLOR=1, so the run still parses every output."""
-    result = project.run("run", "--yes", "--until", "initial-sync",
-                         env={"FORCE_COLOR": "1", "CI": "true"})
+    result = project.run(
+        "run", "--yes", "--until", "initial-sync", env={"FORCE_COLOR": "1", "CI": "true"}
+    )
 
     assert result.returncode == 0, result
     assert project.state()["steps"]["initial-sync"]["outputs"]["backup"] == "b001"
@@ -63,8 +71,12 @@ def test_release_command_order_first_and_later_releases(project: Project) -> Non
     steps = project.state()["steps"]
     first, later = steps["deploy"]["outputs"]["release"], steps["add-domain"]["outputs"]["release"]
     order = [e for e in project.effects() if e.startswith(("convox run", "convox releases"))]
-    assert order == ["convox releases promote", "convox run web bin/rails db:migrate",
-                     "convox run web bin/rails db:migrate", "convox releases promote"]
+    assert order == [
+        "convox releases promote",
+        "convox run web bin/rails db:migrate",
+        "convox run web bin/rails db:migrate",
+        "convox releases promote",
+    ]
     runs = project.world()["convox"]["apps"]["shop"]["runs"]
     assert [r["release"] for r in runs] == [first, later]
     run_argvs = [a for a in project.argvs() if a[:2] == ["convox", "run"]]
@@ -78,8 +90,9 @@ def test_a_release_command_pod_left_running_stops_the_resume(project: Project) -
     project.playbook.write_text(project.playbook.read_text() + RELEASE_COMMAND)
     with update_world(project.world_path) as world:
         world["convox"]["run_pod_lingers"] = True
-    killed = project.run("run", "--yes", "--until", "deploy",
-                         env={"FAKE_KILL_PARENT": "convox run:after"})
+    killed = project.run(
+        "run", "--yes", "--until", "deploy", env={"FAKE_KILL_PARENT": "convox run:after"}
+    )
     assert killed.returncode != 0
     app = project.world()["convox"]["apps"]["shop"]
     release, (pod,) = app["active"], app["processes"]
@@ -90,11 +103,11 @@ def test_a_release_command_pod_left_running_stops_the_resume(project: Project) -
         assert f"may still be running: process {pod['id']}" in stopped.output
         assert f"convox exec {pod['id']} -a shop -r {seed.RACK} -- ps aux" in stopped.output
     ps_calls = [a for a in project.argvs() if a[:2] == ["convox", "ps"]]
-    assert ps_calls and all(["--service", "web", "--release", release] == a[2:6]
-                            for a in ps_calls)
+    assert ps_calls and all(["--service", "web", "--release", release] == a[2:6] for a in ps_calls)
 
-    done = project.run("run", "--yes", "--until", "deploy",
-                       env={"CUTOVER_RELEASE_COMMAND_DONE": release})
+    done = project.run(
+        "run", "--yes", "--until", "deploy", env={"CUTOVER_RELEASE_COMMAND_DONE": release}
+    )
     assert done.returncode == 0, done
     assert project.effect_counts()["convox run web bin/rails db:migrate"] == 1
 
@@ -123,8 +136,9 @@ def test_preflight_refuses_a_resource_older_than_heroku(project: Project) -> Non
     """provider/k8s/template/resource/postgres.yml.tmpl runs ``postgres:<options.version>``,
     10.5 when absent: a dump of Heroku's PostgreSQL 15 cannot be restored there. Preflight says
     so before anything is created or copied."""
-    project.manifest.write_text(project.manifest.read_text().replace(
-        '    options:\n      version: "15"\n', ""))
+    project.manifest.write_text(
+        project.manifest.read_text().replace('    options:\n      version: "15"\n', "")
+    )
 
     result = project.run("run", "--yes")
 
@@ -147,8 +161,10 @@ def test_sync_waits_for_the_new_resource_to_accept_connections(project: Project)
 
     assert result.returncode == 0, result
     world = project.world()
-    assert world["convox"]["apps"]["shop"]["resources"]["database"]["data"] == (
-        world["heroku"]["database"]["data"])
+    assert (
+        world["convox"]["apps"]["shop"]["resources"]["database"]["data"]
+        == (world["heroku"]["database"]["data"])
+    )
     assert project.effect_counts()["pg_restore"] == 1
 
 
@@ -167,8 +183,11 @@ def test_verify_site_retries_until_the_certificate_is_issued(project: Project) -
 def test_verify_site_says_the_certificate_was_not_valid_yet(project: Project) -> None:
     """Given up on: the error says the certificate was not valid for the name yet, not just
     that a GET failed."""
-    project.playbook.write_text(project.playbook.read_text().replace(
-        "smoke:\n  service: web\n  timeout: 20", "smoke:\n  service: web\n  timeout: 3"))
+    project.playbook.write_text(
+        project.playbook.read_text().replace(
+            "smoke:\n  service: web\n  timeout: 20", "smoke:\n  service: web\n  timeout: 3"
+        )
+    )
     with update_world(project.world_path) as world:
         world["convox"]["certificate_delay"] = 600
 
@@ -221,8 +240,12 @@ def test_preflight_refuses_an_extension_the_resource_type_lacks(project: Project
     """provider/k8s/template/resource/postgres.yml.tmpl runs the official postgres image:
     contrib extensions (pg_trgm, citext, ...) can be created, PostGIS cannot."""
     with update_world(project.world_path) as world:
-        world["heroku"]["database"]["data"]["extensions"] = ["citext", "pg_trgm", "plpgsql",
-                                                             "postgis"]
+        world["heroku"]["database"]["data"]["extensions"] = [
+            "citext",
+            "pg_trgm",
+            "plpgsql",
+            "postgis",
+        ]
 
     result = project.run("run", "--yes")
 

@@ -27,8 +27,12 @@ def test_no_secret_reaches_state_log_terminal_or_argv(finished: Finished) -> Non
     }
     secrets = project.secret_values()
     assert len(secrets) >= 12  # the fixed ones, the TSIG secret and two backup URL tokens
-    leaks = [f"{name} in {where}" for name, value in secrets.items()
-             for where, text in places.items() if value in text]
+    leaks = [
+        f"{name} in {where}"
+        for name, value in secrets.items()
+        for where, text in places.items()
+        if value in text
+    ]
     assert leaks == []
 
 
@@ -46,17 +50,22 @@ def test_secrets_reach_the_tools_only_through_env_and_stdin(finished: Finished) 
     assert "PAPERTRAIL_API_TOKEN" not in env_set["stdin"]
     assert not any("=" in arg for arg in env_set["argv"][3:])
     # Every command without input saw a closed stdin (a hanging `env set` is the hazard).
-    open_stdin = [c["argv"][:4] for c in calls if c["stdin_state"] == "open"
-                  and c["argv"][:3] != ["convox", "resources", "proxy"]]
+    open_stdin = [
+        c["argv"][:4]
+        for c in calls
+        if c["stdin_state"] == "open" and c["argv"][:3] != ["convox", "resources", "proxy"]
+    ]
     assert open_stdin == []
 
 
 def test_state_folder_is_private(finished: Finished) -> None:
     folder = finished.project.state_dir
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    wrong = [f"{p.relative_to(folder)} {oct(stat.S_IMODE(p.stat().st_mode))}"
-             for p in sorted(folder.rglob("*"))
-             if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)]
+    wrong = [
+        f"{p.relative_to(folder)} {oct(stat.S_IMODE(p.stat().st_mode))}"
+        for p in sorted(folder.rglob("*"))
+        if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)
+    ]
     assert wrong == []
     # The lock file stays, emptied: deleting it while locked would let two runs lock.
     assert (folder / "lock").read_bytes() == b""
@@ -99,7 +108,8 @@ def test_log_prints_readable_lines(finished: Finished) -> None:
     lines = result.stdout.splitlines()
     events = finished.project.events()
     assert len([ln for ln in lines if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", ln)]) == len(
-        events)
+        events
+    )
     assert not [ln for ln in lines if ln.lstrip().startswith("{")]
     text = result.stdout
     assert re.search(r"run-start\s+playbook=", text)
@@ -120,7 +130,12 @@ def test_log_filters_by_step_and_prints_json(finished: Finished) -> None:
 
 
 def test_python_dash_m_cutover_starts() -> None:
-    result = subprocess.run([sys.executable, "-m", "cutover", "--version"], capture_output=True,
-                            text=True, check=False, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "cutover", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("cutover ")

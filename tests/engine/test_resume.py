@@ -19,8 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 def state_differences(expected: dict[str, object], got: dict[str, object]) -> list[str]:
-    return [f"{step}: expected {expected.get(step)}, got {got.get(step)}"
-            for step in STEP_IDS if expected.get(step) != got.get(step)]
+    return [
+        f"{step}: expected {expected.get(step)}, got {got.get(step)}"
+        for step in STEP_IDS
+        if expected.get(step) != got.get(step)
+    ]
 
 
 def killed_steps(project: Project) -> list[str]:
@@ -28,8 +31,9 @@ def killed_steps(project: Project) -> list[str]:
 
 
 # -- kill -9 before the first command of every step ---------------------------------------------
-def test_boundary_kills_hit_every_step_that_runs_commands(boundary_chain: Chain,
-                                                          finished: Finished) -> None:
+def test_boundary_kills_hit_every_step_that_runs_commands(
+    boundary_chain: Chain, finished: Finished
+) -> None:
     steps = list(finished.first_call)
     assert steps[:3] == ["preflight", "create-app", "set-env"]
     assert len(boundary_chain.results) == len(steps) + 1
@@ -37,10 +41,12 @@ def test_boundary_kills_hit_every_step_that_runs_commands(boundary_chain: Chain,
     assert {k["moment"] for k in boundary_chain.project.world()["kills"]} == {"before"}
 
 
-def test_each_boundary_crash_is_visible_and_resumed(boundary_chain: Chain,
-                                                    finished: Finished) -> None:
-    for step, snapshot, resumed in zip(finished.first_call, boundary_chain.snapshots,
-                                       boundary_chain.results[1:], strict=True):
+def test_each_boundary_crash_is_visible_and_resumed(
+    boundary_chain: Chain, finished: Finished
+) -> None:
+    for step, snapshot, resumed in zip(
+        finished.first_call, boundary_chain.snapshots, boundary_chain.results[1:], strict=True
+    ):
         # Checkpointed as running before its first command; every earlier step done; the next
         # run says it resumes that step.
         statuses = {sid: st["status"] for sid, st in snapshot["steps"].items()}
@@ -51,8 +57,9 @@ def test_each_boundary_crash_is_visible_and_resumed(boundary_chain: Chain,
         assert "(was running when cutover stopped: check, then run again)" in resumed.stdout
 
 
-def test_boundary_kills_end_in_the_uninterrupted_state(boundary_chain: Chain,
-                                                       finished: Finished) -> None:
+def test_boundary_kills_end_in_the_uninterrupted_state(
+    boundary_chain: Chain, finished: Finished
+) -> None:
     got = normalized_state(boundary_chain.project.state())
     assert state_differences(finished.state, got) == []
 
@@ -65,8 +72,14 @@ def test_boundary_kills_apply_no_effect_twice(boundary_chain: Chain, finished: F
 def test_effect_kills_hit_every_effect(effect_chain: Chain) -> None:
     project = effect_chain.project
     assert len(effect_chain.results) == len(EFFECT_HOOKS) + 2 + 1  # + 2 DNS kills + the last
-    assert killed_steps(project) == ["create-app", "set-env", "deploy", "add-domain",
-                                     "maintenance-on", "scale-down"]
+    assert killed_steps(project) == [
+        "create-app",
+        "set-env",
+        "deploy",
+        "add-domain",
+        "maintenance-on",
+        "scale-down",
+    ]
     assert len(project.tap.updates) == 2
     record = project.dns_record()
     assert record is not None and record.values == [ROUTER + "."] and record.ttl == LOWERED_TTL
@@ -79,12 +92,20 @@ def test_effect_kills_apply_no_effect_twice(effect_chain: Chain, finished: Finis
 def test_every_interrupted_step_is_found_already_applied(effect_chain: Chain) -> None:
     steps = effect_chain.project.state()["steps"]
     assert sorted(sid for sid, st in steps.items() if st["found_applied"]) == [
-        "add-domain", "create-app", "deploy", "lower-ttl", "maintenance-on", "scale-down",
-        "set-env", "switch-dns"]
+        "add-domain",
+        "create-app",
+        "deploy",
+        "lower-ttl",
+        "maintenance-on",
+        "scale-down",
+        "set-env",
+        "switch-dns",
+    ]
 
 
-def test_effect_kills_end_in_the_uninterrupted_state(effect_chain: Chain,
-                                                     finished: Finished) -> None:
+def test_effect_kills_end_in_the_uninterrupted_state(
+    effect_chain: Chain, finished: Finished
+) -> None:
     """A step found already applied must record the same outputs as one that applied itself
     (the release set-env created, whether add-domain edited the manifest, ...)."""
     problems = state_differences(finished.state, normalized_state(effect_chain.project.state()))
@@ -99,7 +120,8 @@ def test_maintenance_found_on_keeps_the_real_start_of_the_window(effect_chain: C
     recorded = project.state()["steps"]["maintenance-on"]["outputs"]["at"]
     assert recorded == pytest.approx(went_on, abs=1.0), (
         f"maintenance-on recorded the window start {recorded - went_on:.1f}s after maintenance "
-        "actually went on")
+        "actually went on"
+    )
 
 
 # -- single interruptions -----------------------------------------------------------------------
@@ -110,13 +132,15 @@ def test_kill_9_between_build_release_command_and_promote(project: Project) -> N
     whose end was never seen, is not run again on its own (pkg/cli/run.go: it may still run on
     the rack): cutover stops and says what to check, and goes on once the operator says it
     finished (CUTOVER_RELEASE_COMMAND_DONE=R)."""
-    project.playbook.write_text(project.playbook.read_text()
-                                + "release:\n  command: bin/rails db:migrate\n  service: web\n")
+    project.playbook.write_text(
+        project.playbook.read_text() + "release:\n  command: bin/rails db:migrate\n  service: web\n"
+    )
     hooks = "convox build:after;convox releases promote:after;convox run:after"
     results = []
     for _ in range(3):
-        results.append(project.run("run", "--yes", "--until", "deploy",
-                                   env={"FAKE_KILL_PARENT": hooks}))
+        results.append(
+            project.run("run", "--yes", "--until", "deploy", env={"FAKE_KILL_PARENT": hooks})
+        )
     assert [r.returncode for r in results] == [-signal.SIGKILL] * 3, results[-1]
     stopped = project.run("run", "--yes", "--until", "deploy")
     assert stopped.returncode == 1, stopped
@@ -126,8 +150,9 @@ def test_kill_9_between_build_release_command_and_promote(project: Project) -> N
     assert f"CUTOVER_RELEASE_COMMAND_DONE={release} cutover run" in stopped.output
     assert f"CUTOVER_RELEASE_COMMAND_RERUN={release} cutover run" in stopped.output
 
-    done = project.run("run", "--yes", "--until", "deploy",
-                       env={"CUTOVER_RELEASE_COMMAND_DONE": release})
+    done = project.run(
+        "run", "--yes", "--until", "deploy", env={"CUTOVER_RELEASE_COMMAND_DONE": release}
+    )
 
     assert done.returncode == 0, done
     effects = project.effect_counts()
@@ -143,8 +168,9 @@ def test_kill_9_between_build_release_command_and_promote(project: Project) -> N
     assert deploy["outputs"]["release_command_done"] == app["active"]
 
 
-def test_kill_9_in_the_middle_of_a_sync_reruns_the_sync(project: Project,
-                                                         finished: Finished) -> None:
+def test_kill_9_in_the_middle_of_a_sync_reruns_the_sync(
+    project: Project, finished: Finished
+) -> None:
     """A sync interrupted after its restore runs again with the backup it captured (its id was
     saved before the download; pg/backups/url.js gives that backup's URL, not the newest one):
     no second capture, the restore is repeated, and the dump the killed run left behind is
@@ -169,4 +195,3 @@ def test_kill_9_in_the_middle_of_a_sync_reruns_the_sync(project: Project,
     target = world["convox"]["apps"]["shop"]["resources"]["database"]["data"]
     assert target == world["heroku"]["database"]["data"]
     assert not [p.name for p in work.iterdir() if p.suffix in (".dump", ".part")]
-

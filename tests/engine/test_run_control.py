@@ -20,13 +20,20 @@ pytestmark = pytest.mark.slow
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def run_in_terminal(project: Project, args: list[str], answers: list[str],
-                    timeout: float = 90) -> tuple[int, str]:
+def run_in_terminal(
+    project: Project, args: list[str], answers: list[str], timeout: float = 90
+) -> tuple[int, str]:
     """Run cutover with a pseudo-terminal as stdin/stdout; answer each ``[y/n]`` prompt."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([*cutover_command(), *args], cwd=project.root,
-                            env=project.env({"TERM": "dumb"}), stdin=slave, stdout=slave,
-                            stderr=slave, start_new_session=True)
+    proc = subprocess.Popen(
+        [*cutover_command(), *args],
+        cwd=project.root,
+        env=project.env({"TERM": "dumb"}),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
     os.close(slave)
     raw = b""
     answered = 0
@@ -71,7 +78,8 @@ def test_gates_stop_without_a_terminal_and_record_who_answered(project: Project)
     assert steps["maintenance-on"]["attempts"] == 0
     assert not project.world()["heroku"]["maintenance"]
     assert [e["step"] for e in project.events() if e["kind"] == "gate-waiting"] == [
-        "maintenance-on"]
+        "maintenance-on"
+    ]
 
     # In a terminal the operator is asked; "no" changes nothing.
     code, screen = run_in_terminal(project, ["run"], answers=["n"])
@@ -89,7 +97,8 @@ def test_gates_stop_without_a_terminal_and_record_who_answered(project: Project)
     gates = [e for e in project.events() if e["kind"] == "gate"]
     assert [(g["step"], g["answer"], g["answered_by"]) for g in gates] == [
         ("maintenance-on", "no", "prompt"),
-        *((step, "yes", "--yes") for step in GATED_STEPS)]
+        *((step, "yes", "--yes") for step in GATED_STEPS),
+    ]
     assert {g["user"] for g in gates} == {getpass.getuser()}
     assert all(g["question"] for g in gates)
 
@@ -154,7 +163,8 @@ def test_a_changed_playbook_is_detected_on_resume(project: Project) -> None:
     assert project.run("run", "--yes", "--until", "create-app").returncode == 0
     text = project.playbook.read_text()
     changed = text.replace("  timeout: 20\n", "  timeout: 30\n").replace(
-        "  drain_seconds: 0\n", "  drain_seconds: 5\n")
+        "  drain_seconds: 0\n", "  drain_seconds: 5\n"
+    )
     assert changed != text
     project.playbook.write_text(changed)
     state_before = project.state_path.read_bytes()
@@ -171,7 +181,8 @@ def test_a_changed_playbook_is_detected_on_resume(project: Project) -> None:
     assert len(project.calls()) == calls_before
     plan = project.run("plan")
     assert "playbook changed since the run started: smoke.timeout, window.drain_seconds" in (
-        plan.stdout)
+        plan.stdout
+    )
 
     accepted = project.run("run", "--yes", "--accept-changes", "--until", "set-env")
 

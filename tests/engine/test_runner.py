@@ -151,15 +151,22 @@ print("finished without an interrupt", flush=True)
 """
 
 
-@pytest.mark.parametrize("ignored", [(), ("SIGINT",), ("SIGINT", "SIGTERM")],
-                         ids=["dies-on-sigint", "ignores-sigint", "ignores-sigint-and-sigterm"])
-def test_ctrl_c_stops_the_child_in_stages_and_exits_130(tmp_path: Path,
-                                                        ignored: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "ignored",
+    [(), ("SIGINT",), ("SIGINT", "SIGTERM")],
+    ids=["dies-on-sigint", "ignores-sigint", "ignores-sigint-and-sigterm"],
+)
+def test_ctrl_c_stops_the_child_in_stages_and_exits_130(
+    tmp_path: Path, ignored: tuple[str, ...]
+) -> None:
     pid_file = tmp_path / "pids"
     audit_dir = tmp_path / "audit"
-    driver = subprocess.Popen([PY, "-c", DRIVER, str(audit_dir),
-                               *sleeper(pid_file, ignore=ignored)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [PY, "-c", DRIVER, str(audit_dir), *sleeper(pid_file, ignore=ignored)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         child, grandchild = pids(pid_file)
         driver.send_signal(signal.SIGINT)
@@ -178,8 +185,9 @@ def test_ctrl_c_stops_the_child_in_stages_and_exits_130(tmp_path: Path,
 
 
 # -- retries -----------------------------------------------------------------------------------
-HEROKU_500 = (" \u203a   Error: Internal server error.\n \u203a\n"
-              " \u203a   Error ID: internal_server_error\n")
+HEROKU_500 = (
+    " \u203a   Error: Internal server error.\n \u203a\n \u203a   Error ID: internal_server_error\n"
+)
 HEROKU_404 = " \u203a   Error: Couldn't find that app.\n \u203a\n \u203a   Error ID: not_found\n"
 
 
@@ -187,29 +195,37 @@ def result(stderr: str, code: int = 2) -> Result:
     return Result(["x"], code, "", stderr, 0.1)
 
 
-@pytest.mark.parametrize(("stderr", "transient"), [
-    (HEROKU_500, True),
-    (HEROKU_500.replace("internal_server_error", "service_unavailable"), True),
-    (HEROKU_500.replace("internal_server_error", "rate_limit"), True),
-    (HEROKU_404, False),
-    ("    Error: The token provided to HEROKU_API_KEY is invalid.\n", False),
-])
-def test_heroku_classifies_only_api_server_errors_as_transient(stderr: str,
-                                                               transient: bool) -> None:
+@pytest.mark.parametrize(
+    ("stderr", "transient"),
+    [
+        (HEROKU_500, True),
+        (HEROKU_500.replace("internal_server_error", "service_unavailable"), True),
+        (HEROKU_500.replace("internal_server_error", "rate_limit"), True),
+        (HEROKU_404, False),
+        ("    Error: The token provided to HEROKU_API_KEY is invalid.\n", False),
+    ],
+)
+def test_heroku_classifies_only_api_server_errors_as_transient(
+    stderr: str, transient: bool
+) -> None:
     assert heroku_adapter._transient(result(stderr)) is transient
 
 
-@pytest.mark.parametrize(("stderr", "transient"), [
-    ("ERROR: dial tcp 10.0.0.1:443: connect: connection refused\n", True),
-    ("ERROR: read: connection reset by peer\n", True),
-    ("ERROR: response status 503\n", True),
-    ("ERROR: unexpected EOF\n", True),
-    ("ERROR: err1\n", False),
-    ("ERROR: app not found: shop\n", False),
-    ("ERROR: rollback\n", False),
-])
+@pytest.mark.parametrize(
+    ("stderr", "transient"),
+    [
+        ("ERROR: dial tcp 10.0.0.1:443: connect: connection refused\n", True),
+        ("ERROR: read: connection reset by peer\n", True),
+        ("ERROR: response status 503\n", True),
+        ("ERROR: unexpected EOF\n", True),
+        ("ERROR: err1\n", False),
+        ("ERROR: app not found: shop\n", False),
+        ("ERROR: rollback\n", False),
+    ],
+)
 def test_convox_classifies_network_errors_as_transient_but_not_rollbacks(
-        stderr: str, transient: bool) -> None:
+    stderr: str, transient: bool
+) -> None:
     assert convox_adapter._transient(result(stderr, 1)) is transient
 
 
@@ -280,8 +296,10 @@ def test_secrets_are_masked_in_argv_stderr_errors_and_audit(tmp_path: Path) -> N
     masker.add(url)
     audit = AuditLog(tmp_path / "state", masker, "run1")
     runner = Runner(masker, audit)
-    code = (f"import sys; sys.stderr.write('connecting to {url} failed, password {secret}\\n'); "
-            "raise SystemExit(3)")
+    code = (
+        f"import sys; sys.stderr.write('connecting to {url} failed, password {secret}\\n'); "
+        "raise SystemExit(3)"
+    )
 
     with pytest.raises(CommandError) as caught:
         runner.run([PY, "-c", code, "--password", secret])
@@ -293,8 +311,9 @@ def test_secrets_are_masked_in_argv_stderr_errors_and_audit(tmp_path: Path) -> N
     assert exc.stderr_tail == "connecting to **** failed, password ****"
     log = (tmp_path / "state" / "events.jsonl").read_text()
     assert secret not in log
-    (event,) = [e for e in read_events(tmp_path / "state" / "events.jsonl")
-                if e["kind"] == "command"]
+    (event,) = [
+        e for e in read_events(tmp_path / "state" / "events.jsonl") if e["kind"] == "command"
+    ]
     assert event["outcome"] == "failed" and event["exit_code"] == 3
     assert "****" in event["stderr_tail"]
 
@@ -310,7 +329,9 @@ def test_an_unregistered_url_password_is_masked_too() -> None:
     masker = SecretMasker()
     assert masker.mask("redis://h:pw-123456@host:6379") == "redis://h:****@host:6379"
     assert masker.mask_argv(["psql", "postgresql://u:p%40ss@h/d"]) == [
-        "psql", "postgresql://u:****@h/d"]
+        "psql",
+        "postgresql://u:****@h/d",
+    ]
 
 
 # -- background children -----------------------------------------------------------------------
@@ -335,8 +356,7 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> None:
 
 
 @pytest.mark.parametrize("ignored", [(), ("SIGTERM",)], ids=["plain", "ignores-sigterm"])
-def test_background_start_collects_output_and_stop_ends_the_child(
-        ignored: tuple[str, ...]) -> None:
+def test_background_start_collects_output_and_stop_ends_the_child(ignored: tuple[str, ...]) -> None:
     events = Events()
     runner = Runner(SecretMasker(), events, term_grace=0.5)
 
@@ -365,8 +385,10 @@ def test_background_child_gets_a_closed_stdin() -> None:
 
 def test_run_gives_the_child_a_closed_stdin_unless_there_is_input() -> None:
     runner = Runner(SecretMasker())
-    code = ("import os, select; r, _, _ = select.select([0], [], [], 0.5); "
-            "print(('eof' if not os.read(0, 64) else 'data') if r else 'open')")
+    code = (
+        "import os, select; r, _, _ = select.select([0], [], [], 0.5); "
+        "print(('eof' if not os.read(0, 64) else 'data') if r else 'open')"
+    )
     assert runner.run([PY, "-c", code]).stdout.strip() == "eof"
     echo = "import sys; print(sys.stdin.read().upper())"
     assert runner.run([PY, "-c", echo], input="a=1\n").stdout.strip() == "A=1"
@@ -374,23 +396,29 @@ def test_run_gives_the_child_a_closed_stdin_unless_there_is_input() -> None:
 
 def test_runner_environment_layers_parent_base_and_call(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAYER", "parent")
-    runner = Runner(SecretMasker(), base_env={"LAYER": "base", "BASE_ONLY": "1"},
-                    path_prefix=["/opt/fake-bin"])
-    code = ("import json, os; "
-            "print(json.dumps({k: os.environ.get(k) for k in ('LAYER', 'BASE_ONLY', 'PATH')}))")
+    runner = Runner(
+        SecretMasker(), base_env={"LAYER": "base", "BASE_ONLY": "1"}, path_prefix=["/opt/fake-bin"]
+    )
+    code = (
+        "import json, os; "
+        "print(json.dumps({k: os.environ.get(k) for k in ('LAYER', 'BASE_ONLY', 'PATH')}))"
+    )
     env = json.loads(runner.run([PY, "-c", code], env={"LAYER": "call"}).stdout)
     assert env["LAYER"] == "call"
     assert env["BASE_ONLY"] == "1"
     assert env["PATH"].split(os.pathsep)[0] == "/opt/fake-bin"
 
 
-def test_an_env_value_of_none_removes_the_variable(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_env_value_of_none_removes_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The heroku adapter removes FORCE_COLOR: an empty value would still force colour
     (node_modules/supports-color/index.js: FORCE_COLOR of length 0 is level 1)."""
     monkeypatch.setenv("FORCE_COLOR", "1")
     runner = Runner(SecretMasker(), base_env={"KEEP": "1"})
-    result = runner.run([sys.executable, "-c",
-                         "import os; print('FORCE_COLOR' in os.environ, os.environ['KEEP'])"],
-                        env={"FORCE_COLOR": None}, timeout=30)
+    result = runner.run(
+        [sys.executable, "-c", "import os; print('FORCE_COLOR' in os.environ, os.environ['KEEP'])"],
+        env={"FORCE_COLOR": None},
+        timeout=30,
+    )
     assert result.stdout.split() == ["False", "1"]

@@ -14,8 +14,11 @@ pytestmark = pytest.mark.slow
 
 
 def valid_state_text(project: Project) -> str:
-    state = RunState(playbook=PlaybookRef(path=str(project.playbook), fingerprint="0" * 64,
-                                          fields={"heroku.app": '"acme-shop"'}))
+    state = RunState(
+        playbook=PlaybookRef(
+            path=str(project.playbook), fingerprint="0" * 64, fields={"heroku.app": '"acme-shop"'}
+        )
+    )
     state.step("preflight").status = Status.DONE
     state.step("create-app").status = Status.RUNNING
     return state.model_dump_json(indent=2) + "\n"
@@ -54,8 +57,9 @@ def write_state(project: Project, content: bytes) -> None:
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
-def test_run_refuses_an_unusable_state_file_and_leaves_it_untouched(project: Project,
-                                                                    kind: str) -> None:
+def test_run_refuses_an_unusable_state_file_and_leaves_it_untouched(
+    project: Project, kind: str
+) -> None:
     content = bad_state(project, kind)
     write_state(project, content)
 
@@ -69,13 +73,17 @@ def test_run_refuses_an_unusable_state_file_and_leaves_it_untouched(project: Pro
     assert project.calls() == []
 
 
-@pytest.mark.parametrize(("kind", "command"), [
-    ("truncated", ("status",)),
-    ("newer-schema", ("status", "--json")),
-    ("garbage-bytes", ("plan",)),
-])
-def test_other_commands_refuse_it_too(project: Project, kind: str,
-                                      command: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("kind", "command"),
+    [
+        ("truncated", ("status",)),
+        ("newer-schema", ("status", "--json")),
+        ("garbage-bytes", ("plan",)),
+    ],
+)
+def test_other_commands_refuse_it_too(
+    project: Project, kind: str, command: tuple[str, ...]
+) -> None:
     content = bad_state(project, kind)
     write_state(project, content)
 

@@ -30,12 +30,12 @@ from fakes.harness import (
 
 # Interruption points right after an effect, before the step's checkpoint (DNS: see below).
 EFFECT_HOOKS = [
-    "convox apps create:after",          # create-app
-    "convox env set:after",              # set-env
-    "convox deploy:after",               # deploy
-    "convox deploy@2:after",             # add-domain
-    "heroku maintenance:on:after",       # maintenance-on
-    "heroku ps:scale worker=0:after",    # scale-down
+    "convox apps create:after",  # create-app
+    "convox env set:after",  # set-env
+    "convox deploy:after",  # deploy
+    "convox deploy@2:after",  # add-domain
+    "heroku maintenance:on:after",  # maintenance-on
+    "heroku ps:scale worker=0:after",  # scale-down
 ]
 # How long the effect chain waits before resuming after the maintenance:on kill, so a resumed
 # run that takes "now" as the start of the window is caught.
@@ -49,9 +49,13 @@ class Chain:
     snapshots: list[dict[str, Any]] = field(default_factory=list)  # the state after each kill
 
 
-def run_chain(project: Project, env: dict[str, str], max_runs: int,
-              on_start: Callable[[Popen[str]], None] | None = None,
-              after_kill: Callable[[Chain], None] | None = None) -> Chain:
+def run_chain(
+    project: Project,
+    env: dict[str, str],
+    max_runs: int,
+    on_start: Callable[[Popen[str]], None] | None = None,
+    after_kill: Callable[[Chain], None] | None = None,
+) -> Chain:
     """``cutover run --yes`` again and again while it dies of SIGKILL; the last must succeed."""
     chain = Chain(project)
     for _ in range(max_runs):
@@ -74,8 +78,13 @@ def finished_run(project: Project) -> Finished:
     result = project.run("run", "--yes")
     if result.returncode != 0:
         raise AssertionError(f"the uninterrupted run failed:\n{result}")
-    return Finished(project, result, normalized_state(project.state()), project.effect_counts(),
-                    first_call_of_each_step(project))
+    return Finished(
+        project,
+        result,
+        normalized_state(project.state()),
+        project.effect_counts(),
+        first_call_of_each_step(project),
+    )
 
 
 def boundary_chain(project: Project, steps: list[str]) -> Chain:
@@ -97,5 +106,10 @@ def effect_chain(project: Project) -> Chain:
             time.sleep(PAUSE_AFTER_MAINTENANCE)
 
     project.tap.on_update = kill_after_dns_update
-    return run_chain(project, {"FAKE_KILL_PARENT": ";".join(EFFECT_HOOKS)}, max_runs=12,
-                     on_start=running.append, after_kill=pause_after_maintenance)
+    return run_chain(
+        project,
+        {"FAKE_KILL_PARENT": ";".join(EFFECT_HOOKS)},
+        max_runs=12,
+        on_start=running.append,
+        after_kill=pause_after_maintenance,
+    )

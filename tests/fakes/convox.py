@@ -47,10 +47,27 @@ from fakes.world import (
 CLIENT_VERSION = "3.21.3"
 # The commands this fake implements; their flags and argument counts are the real CLI's
 # (cutover/adapters/convox_cli.json, read from the convox source).
-COMMANDS = [("apps", "create"), ("apps", "info"), ("apps",), ("env", "set"), ("env",),
-            ("deploy",), ("build",), ("run",), ("builds",), ("releases", "manifest"),
-            ("releases", "promote"), ("releases",), ("services",), ("resources", "url"),
-            ("resources", "proxy"), ("rack",), ("version",), ("switch",), ("ps",)]
+COMMANDS = [
+    ("apps", "create"),
+    ("apps", "info"),
+    ("apps",),
+    ("env", "set"),
+    ("env",),
+    ("deploy",),
+    ("build",),
+    ("run",),
+    ("builds",),
+    ("releases", "manifest"),
+    ("releases", "promote"),
+    ("releases",),
+    ("services",),
+    ("resources", "url"),
+    ("resources", "proxy"),
+    ("rack",),
+    ("version",),
+    ("switch",),
+    ("ps",),
+]
 
 
 def reads_stdin(args: list[str]) -> bool:
@@ -72,16 +89,18 @@ def failure_prefix(args: list[str]) -> str:
     """
     words = command_of(args)
     try:
-        positional, opts = _parse(args[len(words):], words)
+        positional, opts = _parse(args[len(words) :], words)
     except Fail:
         return ""  # refused before it contacts the rack: nothing printed before the error
     if words in (("deploy",), ("build",)):
         app = read_world()["convox"]["apps"].get(app_name([], opts)) or {}
         latest = latest_release(app) if app else None
         secret = env_dict(latest["env"]).get("SECRET_KEY_BASE", "") if latest else ""
-        return ("Packaging source... OK\nUploading source... OK\nStarting build... OK\n"
-                f"Building: {positional[0] if positional else '.'}\n"
-                f"Step 1/3 : ARG SECRET_KEY_BASE={secret}\nStep 2/3 : RUN bundle install\n")
+        return (
+            "Packaging source... OK\nUploading source... OK\nStarting build... OK\n"
+            f"Building: {positional[0] if positional else '.'}\n"
+            f"Step 1/3 : ARG SECRET_KEY_BASE={secret}\nStep 2/3 : RUN bundle install\n"
+        )
     if words == ("apps", "create"):
         return f"Creating {positional[0] if positional else opts.get('app', '')}... "
     if words == ("releases", "promote"):
@@ -111,11 +130,13 @@ def main(args: list[str], stdin: str | None = None) -> int:
     words = command_of(args)
     if not words:
         # Unknown command: the global help on stdout, exit 0.
-        sys.stdout.write("convox: command-line interface for Convox racks\n\n"
-                         "  convox apps       list apps\n  convox deploy     deploy an app\n")
+        sys.stdout.write(
+            "convox: command-line interface for Convox racks\n\n"
+            "  convox apps       list apps\n  convox deploy     deploy an app\n"
+        )
         return 0
     try:
-        positional, opts = _parse(args[len(words):], words)
+        positional, opts = _parse(args[len(words) :], words)
         streams = Streams(bool(opts.get("id")))
         world = read_world()
         rack = world["convox"]["rack"]
@@ -142,9 +163,18 @@ def switch(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str |
 
 def rack(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     c = read_world()["convox"]
-    sys.stdout.write(info([("Name", c["rack"]), ("Provider", "aws"), ("Region", "us-east-1"),
-                           ("Router", f"router.{c['rack_domain']}"), ("Status", "running"),
-                           ("Version", c["version"])]))
+    sys.stdout.write(
+        info(
+            [
+                ("Name", c["rack"]),
+                ("Provider", "aws"),
+                ("Region", "us-east-1"),
+                ("Router", f"router.{c['rack_domain']}"),
+                ("Status", "running"),
+                ("Version", c["version"]),
+            ]
+        )
+    )
     return 0
 
 
@@ -163,8 +193,15 @@ def apps_create(positional: list[str], opts: dict[str, Any], s: Streams, stdin: 
         if name in apps:
             raise Fail(f"app already exists: {name}")
         note_effect(world, "convox apps create")
-        apps[name] = {"status": "running", "generation": "3", "releases": [], "builds": [],
-                      "active": None, "resources": {}, "created": time.time()}
+        apps[name] = {
+            "status": "running",
+            "generation": "3",
+            "releases": [],
+            "builds": [],
+            "active": None,
+            "resources": {},
+            "created": time.time(),
+        }
     s.out("OK\n")
     return 0
 
@@ -174,9 +211,18 @@ def apps_info(positional: list[str], opts: dict[str, Any], s: Streams, stdin: st
         name = app_name(positional, opts)
         app = get_app(world, name)
         world["convox"].setdefault("status_seen", []).append(app_status(app))
-    sys.stdout.write(info([("Name", name), ("Status", app_status(app)), ("Generation", "3"),
-                           ("Locked", "false"), ("Release", app.get("active") or ""),
-                           ("Router", f"router.{world['convox']['rack_domain']}")]))
+    sys.stdout.write(
+        info(
+            [
+                ("Name", name),
+                ("Status", app_status(app)),
+                ("Generation", "3"),
+                ("Locked", "false"),
+                ("Release", app.get("active") or ""),
+                ("Router", f"router.{world['convox']['rack_domain']}"),
+            ]
+        )
+    )
     return 0
 
 
@@ -205,12 +251,24 @@ def env_set(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str 
             current[key] = value
         added = sorted(k for k in current if k not in before)
         changed = sorted(k for k in current if k in before and before[k] != current[k])
-        description = " ".join(filter(None, [
-            "env", f"add:{','.join(added)}" if added else "",
-            f"change:{','.join(changed)}" if changed else ""]))
+        description = " ".join(
+            filter(
+                None,
+                [
+                    "env",
+                    f"add:{','.join(added)}" if added else "",
+                    f"change:{','.join(changed)}" if changed else "",
+                ],
+            )
+        )
         note_effect(world, "convox env set")
-        release = new_release(world, app, env=current,
-                               build=latest["build"] if latest else "", description=description)
+        release = new_release(
+            world,
+            app,
+            env=current,
+            build=latest["build"] if latest else "",
+            description=description,
+        )
     s.out(f"OK\nRelease: {release}\n")
     s.release_id(release)
     return 0
@@ -243,15 +301,24 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
         env_now = env_dict(latest["env"]) if latest else {}
         manifest = load_yaml(text) or {}
         build = fake_id("B", next_number(world, "build"))
-        s.out(f"Building: {source}\nStep 1/3 : FROM ruby:3.3-slim\nStep 2/3 : COPY . /app\n"
-              f"Step 3/3 : CMD [\"bundle\", \"exec\", \"puma\"]\nRunning: docker push {build}\n")
+        s.out(
+            f"Building: {source}\nStep 1/3 : FROM ruby:3.3-slim\nStep 2/3 : COPY . /app\n"
+            f'Step 3/3 : CMD ["bundle", "exec", "puma"]\nRunning: docker push {build}\n'
+        )
         missing = sorted(_required_env(manifest) - set(env_now))
         release = ""
         wait = 0.0
         if missing:
-            app["builds"].append({"id": build, "status": "failed", "release": "",
-                                  "description": opts.get("description", ""), "manifest": text,
-                                  "started": time.time()})
+            app["builds"].append(
+                {
+                    "id": build,
+                    "status": "failed",
+                    "release": "",
+                    "description": opts.get("description", ""),
+                    "manifest": text,
+                    "started": time.time(),
+                }
+            )
             s.out(f"validation errors:\nrequired env: {', '.join(missing)}\n")
         else:
             note_effect(world, "convox deploy" if promote else "convox build")
@@ -260,9 +327,17 @@ def _build(positional: list[str], opts: dict[str, Any], s: Streams, *, promote: 
             # even when this CLI is killed meanwhile (pkg/cli/build.go only follows its logs).
             wait = float(world["convox"].get("build_seconds", 0))
             app["releases"][-1]["pending_build"] = build
-            app["builds"].append({"id": build, "status": "complete", "release": release,
-                                  "description": opts.get("description", ""), "manifest": text,
-                                  "started": time.time(), "ready_at": time.time() + wait})
+            app["builds"].append(
+                {
+                    "id": build,
+                    "status": "complete",
+                    "release": release,
+                    "description": opts.get("description", ""),
+                    "manifest": text,
+                    "started": time.time(),
+                    "ready_at": time.time() + wait,
+                }
+            )
     if not release:
         raise Fail("build failed")
     time.sleep(wait)
@@ -287,8 +362,9 @@ def _promote(name: str, release: str) -> None:
     time.sleep(wait)
 
 
-def _create_resources(world: dict[str, Any], name: str, app: dict[str, Any],
-                      manifest: dict[str, Any]) -> None:
+def _create_resources(
+    world: dict[str, Any], name: str, app: dict[str, Any], manifest: dict[str, Any]
+) -> None:
     """The promote creates the manifest's resources (provider/k8s/template/resource/*.tmpl):
     an EMPTY postgres of ``options.version`` (default 10.5, postgres.yml.tmpl), whose server
     refuses connections for the world's ``resource_start_seconds`` while its pod starts."""
@@ -298,10 +374,12 @@ def _create_resources(world: dict[str, Any], name: str, app: dict[str, Any],
             password = world["convox"]["resource_password"]
             version = str(((res or {}).get("options") or {}).get("version") or "10.5")
             app["resources"][res_name] = {
-                "type": "postgres", "version": version,
+                "type": "postgres",
+                "version": version,
                 "url": f"postgres://app:{password}@resource-{res_name}.{name}"
-                       f".svc.cluster.local:5432/app?sslmode=disable",
-                "password": password, "data": {"tables": {}, "sequences": {}},
+                f".svc.cluster.local:5432/app?sslmode=disable",
+                "password": password,
+                "data": {"tables": {}, "sequences": {}},
                 "ready_at": time.time() + start,
             }
 
@@ -315,8 +393,11 @@ def deploy(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str |
 
 def build(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     release = _build(positional, opts, s, promote=False)
-    build_id = next(b["id"] for b in get_app(read_world(), app_name([], opts))["builds"]
-                    if b["release"] == release)
+    build_id = next(
+        b["id"]
+        for b in get_app(read_world(), app_name([], opts))["builds"]
+        if b["release"] == release
+    )
     s.out(f"Build:   {build_id}\nRelease: {release}\n")
     s.release_id(release)
     return 0
@@ -340,17 +421,26 @@ def run(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | No
         if not any(r["id"] == release for r in visible_releases(app)):
             raise Fail(f"release not found: {release}")
         if not app.get("active"):
-            raise Fail(f'pods "{name}-{service}-run" is forbidden: error looking up service '
-                       f'account {world["convox"]["rack"]}-{name}/{service}: serviceaccount '
-                       f'"{service}" not found')
+            raise Fail(
+                f'pods "{name}-{service}-run" is forbidden: error looking up service '
+                f"account {world['convox']['rack']}-{name}/{service}: serviceaccount "
+                f'"{service}" not found'
+            )
         note_effect(world, f"convox run {service} {command}")
-        app.setdefault("runs", []).append({"service": service, "release": release,
-                                           "command": command, "t": time.time()})
+        app.setdefault("runs", []).append(
+            {"service": service, "release": release, "command": command, "t": time.time()}
+        )
         pod = fake_id("P", next_number(world, "process")).lower()
-        app.setdefault("processes", []).append({
-            "id": f"{service}-{pod}", "service": service, "release": release,
-            "command": f"sleep {timeout}", "started": time.time(),
-            "lingers": bool(world["convox"].get("run_pod_lingers"))})
+        app.setdefault("processes", []).append(
+            {
+                "id": f"{service}-{pod}",
+                "service": service,
+                "release": release,
+                "command": f"sleep {timeout}",
+                "started": time.time(),
+                "lingers": bool(world["convox"].get("run_pod_lingers")),
+            }
+        )
     # The world's run_exit_code: the command's own exit status, which the CLI exits with
     # (stdcli.Exit(code)) after stopping the pod.
     code = int(read_world()["convox"].get("run_exit_code") or 0)
@@ -365,34 +455,52 @@ def ps(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | Non
     """``convox ps [--service S] [--release R]`` (pkg/cli/ps.go): ID, SERVICE, STATUS, RELEASE,
     STARTED, COMMAND; run pods show their ``sleep N``."""
     app = get_app(read_world(), app_name([], opts))
-    rows = [[p["id"], p["service"], "running", p["release"], ago(p["started"]), p["command"]]
-            for p in app.get("processes", [])
-            if opts.get("service") in (None, p["service"])
-            and opts.get("release") in (None, p["release"])]
+    rows = [
+        [p["id"], p["service"], "running", p["release"], ago(p["started"]), p["command"]]
+        for p in app.get("processes", [])
+        if opts.get("service") in (None, p["service"])
+        and opts.get("release") in (None, p["release"])
+    ]
     sys.stdout.write(table(["ID", "SERVICE", "STATUS", "RELEASE", "STARTED", "COMMAND"], rows))
     return 0
 
 
 def builds(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     app = get_app(read_world(), app_name([], opts))
-    rows = [[b["id"], b["status"] if build_ready(b) else "running",
-             b["release"] if build_ready(b) else "", ago(b["started"]), "2m0s",
-             b["description"]] for b in reversed(app["builds"])]
-    sys.stdout.write(table(["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"],
-                           rows))
+    rows = [
+        [
+            b["id"],
+            b["status"] if build_ready(b) else "running",
+            b["release"] if build_ready(b) else "",
+            ago(b["started"]),
+            "2m0s",
+            b["description"],
+        ]
+        for b in reversed(app["builds"])
+    ]
+    sys.stdout.write(table(["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"], rows))
     return 0
 
 
 def releases(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
     app = get_app(read_world(), app_name([], opts))
-    rows = [[r["id"], "active" if r["id"] == app.get("active") else "", r["build"],
-             ago(r["created"]), r["description"]] for r in reversed(visible_releases(app))]
+    rows = [
+        [
+            r["id"],
+            "active" if r["id"] == app.get("active") else "",
+            r["build"],
+            ago(r["created"]),
+            r["description"],
+        ]
+        for r in reversed(visible_releases(app))
+    ]
     sys.stdout.write(table(["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"], rows))
     return 0
 
 
-def releases_manifest(positional: list[str], opts: dict[str, Any], s: Streams,
-                      stdin: str | None) -> int:
+def releases_manifest(
+    positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None
+) -> int:
     if len(positional) != 1:
         raise Fail("1 arg required")
     app = get_app(read_world(), app_name([], opts))
@@ -406,8 +514,9 @@ def releases_manifest(positional: list[str], opts: dict[str, Any], s: Streams,
     return 0
 
 
-def releases_promote(positional: list[str], opts: dict[str, Any], s: Streams,
-                     stdin: str | None) -> int:
+def releases_promote(
+    positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None
+) -> int:
     name = app_name([], opts)
     with update_world() as world:
         app = world["convox"]["apps"].get(name)
@@ -434,8 +543,14 @@ def services(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str
     for svc, spec in (manifest.get("services") or {}).items():
         port = (spec or {}).get("port")
         count = ((spec or {}).get("scale") or {}).get("count", 1)
-        rows.append([svc, f"{svc}.{name}.{world['convox']['rack_domain']}",
-                     f"443:{port}" if port else "", str(count)])
+        rows.append(
+            [
+                svc,
+                f"{svc}.{name}.{world['convox']['rack_domain']}",
+                f"443:{port}" if port else "",
+                str(count),
+            ]
+        )
     # pkg/cli/services.go: SCALE whenever a service has min/max, which v3 racks always set.
     sys.stdout.write(table(["SERVICE", "DOMAIN", "PORTS", "SCALE"], rows))
     # Best-effort budget lookup of newer CLIs against older racks: noise on stderr, still rc 0.
@@ -451,8 +566,9 @@ def _resource(world: dict[str, Any], app_name: str, resource: str) -> dict[str, 
     return dict(found)
 
 
-def resources_url(positional: list[str], opts: dict[str, Any], s: Streams,
-                  stdin: str | None) -> int:
+def resources_url(
+    positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None
+) -> int:
     if len(positional) != 1:
         raise Fail("1 arg required")
     res = _resource(read_world(), app_name([], opts), positional[0])
@@ -460,8 +576,9 @@ def resources_url(positional: list[str], opts: dict[str, Any], s: Streams,
     return 0
 
 
-def resources_proxy(positional: list[str], opts: dict[str, Any], s: Streams,
-                    stdin: str | None) -> int:
+def resources_proxy(
+    positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None
+) -> int:
     import socket  # noqa: PLC0415 - only the proxy needs these
     import threading  # noqa: PLC0415
     from urllib.parse import urlsplit  # noqa: PLC0415
@@ -474,8 +591,11 @@ def resources_proxy(positional: list[str], opts: dict[str, Any], s: Streams,
     port = int(opts.get("port") or remote.port or 5432)
     register_process("proxy", "convox", sys.argv[1:])
     with update_world() as world:
-        world["convox"]["proxies"][str(port)] = {"app": name, "resource": positional[0],
-                                                 "pid": os.getpid()}
+        world["convox"]["proxies"][str(port)] = {
+            "app": name,
+            "resource": positional[0],
+            "pid": os.getpid(),
+        }
     sys.stdout.write(f"proxying localhost:{port} to {remote.hostname}:{remote.port or 5432}\n")
     sys.stdout.flush()
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -81,8 +81,9 @@ def build_ready(build: dict[str, Any]) -> bool:
 def visible_releases(app: dict[str, Any]) -> list[dict[str, Any]]:
     """A build's release exists once the build has completed (env releases at once)."""
     ready = {b["id"] for b in app["builds"] if b["status"] == "complete" and build_ready(b)}
-    return [r for r in app["releases"] if r.get("pending_build") is None
-            or r["pending_build"] in ready]
+    return [
+        r for r in app["releases"] if r.get("pending_build") is None or r["pending_build"] in ready
+    ]
 
 
 def latest_release(app: dict[str, Any]) -> dict[str, Any] | None:
@@ -120,9 +121,17 @@ def active_manifest(app: dict[str, Any]) -> dict[str, Any]:
     return dict(load_yaml(build["manifest"]) or {})
 
 
-def new_release(world: dict[str, Any], app: dict[str, Any], *, env: dict[str, str], build: str,
-                 description: str) -> str:
+def new_release(
+    world: dict[str, Any], app: dict[str, Any], *, env: dict[str, str], build: str, description: str
+) -> str:
     release = fake_id("R", next_number(world, "release"))
-    app["releases"].append({"id": release, "build": build, "env": env_text(env),
-                            "created": time.time(), "description": description})
+    app["releases"].append(
+        {
+            "id": release,
+            "build": build,
+            "env": env_text(env),
+            "created": time.time(),
+            "description": description,
+        }
+    )
     return release

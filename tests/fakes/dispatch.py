@@ -24,17 +24,22 @@ def _fail(tool: str, args: list[str]) -> int:
         return heroku.internal_server_error()
     if tool == "convox":
         from fakes import convox  # noqa: PLC0415
+
         progress = sys.stderr if "--id" in args else sys.stdout
         progress.write(convox.failure_prefix(args))
         progress.flush()
         sys.stderr.write("ERROR: err1\n")
         return 1
     if tool == "psql":
-        sys.stderr.write("psql: error: server closed the connection unexpectedly\n\tThis probably "
-                         "means the server terminated abnormally\n")
+        sys.stderr.write(
+            "psql: error: server closed the connection unexpectedly\n\tThis probably "
+            "means the server terminated abnormally\n"
+        )
         return 2
-    sys.stderr.write(f"{tool}: error: could not execute query: ERROR:  canceling statement due "
-                     "to statement timeout\n")
+    sys.stderr.write(
+        f"{tool}: error: could not execute query: ERROR:  canceling statement due "
+        "to statement timeout\n"
+    )
     return 1
 
 
@@ -43,11 +48,14 @@ def _tool_main(tool: str) -> tuple[Callable[[list[str], str | None], int], bool]
     # Imported lazily: a fake pays only for its own module (each call is a new process).
     if tool == "heroku":
         from fakes import heroku  # noqa: PLC0415
+
         return (lambda a, _stdin: heroku.main(a)), heroku.reads_stdin(args)
     if tool == "convox":
         from fakes import convox  # noqa: PLC0415
+
         return convox.main, convox.reads_stdin(args)
     from fakes import postgres  # noqa: PLC0415
+
     if tool == "psql":
         return postgres.psql, postgres.reads_stdin(tool, args)
     if tool == "pg_restore":

@@ -51,9 +51,24 @@ LOOPBACK_ONLY = {
 }
 
 # Steps in order, as the engine defines them; tests check the CLI shows exactly these.
-STEP_IDS = ["preflight", "create-app", "set-env", "deploy", "smoke-test", "initial-sync",
-            "lower-ttl", "add-domain", "confirm-window", "maintenance-on", "scale-down",
-            "final-sync", "verify-data", "switch-dns", "verify-dns", "verify-site"]
+STEP_IDS = [
+    "preflight",
+    "create-app",
+    "set-env",
+    "deploy",
+    "smoke-test",
+    "initial-sync",
+    "lower-ttl",
+    "add-domain",
+    "confirm-window",
+    "maintenance-on",
+    "scale-down",
+    "final-sync",
+    "verify-data",
+    "switch-dns",
+    "verify-dns",
+    "verify-site",
+]
 GATED_STEPS = ["maintenance-on", "final-sync", "switch-dns"]
 # Output keys that differ between compared runs by design: clock times, and the per-attempt
 # nonce in a deploy's build marker.
@@ -138,8 +153,10 @@ class Result:
         return self.stdout + self.stderr
 
     def __str__(self) -> str:
-        return (f"cutover {' '.join(self.args)} -> {self.returncode}\n--- stdout\n{self.stdout}"
-                f"--- stderr\n{self.stderr}")
+        return (
+            f"cutover {' '.join(self.args)} -> {self.returncode}\n--- stdout\n{self.stdout}"
+            f"--- stderr\n{self.stderr}"
+        )
 
 
 @dataclass
@@ -161,8 +178,9 @@ class Certificates:
         ca.cert_pem.write_to_path(str(folder / "ca.pem"))
         leaf.private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
         router.private_key_and_cert_chain_pem.write_to_path(str(folder / "router.pem"))
-        return cls(folder / "ca.pem", folder / "server.pem", folder / "server.pem",
-                   folder / "router.pem")
+        return cls(
+            folder / "ca.pem", folder / "server.pem", folder / "server.pem", folder / "router.pem"
+        )
 
 
 @dataclass
@@ -227,19 +245,34 @@ class Project:
         env.update(extra or {})
         return env
 
-    def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120,
-            cwd: Path | None = None) -> Result:
+    def run(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        cwd: Path | None = None,
+    ) -> Result:
         proc = subprocess.run(
-            [*cutover_command(), *args], cwd=cwd or self.root, env=self.env(env), text=True,
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
+            [*cutover_command(), *args],
+            cwd=cwd or self.root,
+            env=self.env(env),
+            text=True,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
         return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
-    def start(self, *args: str, env: Mapping[str, str] | None = None
-              ) -> subprocess.Popen[str]:
+    def start(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [*cutover_command(), *args], cwd=self.root, env=self.env(env), text=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [*cutover_command(), *args],
+            cwd=self.root,
+            env=self.env(env),
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
         self.started.append(proc)
@@ -248,7 +281,7 @@ class Project:
     @staticmethod
     def finish(proc: subprocess.Popen[str], timeout: float = 120) -> Result:
         stdout, stderr = proc.communicate(timeout=timeout)
-        args = tuple(proc.args[len(cutover_command()):])  # type: ignore[index]
+        args = tuple(proc.args[len(cutover_command()) :])  # type: ignore[index]
         return Result(args, proc.returncode, stdout, stderr)
 
     # -- reading the world ----------------------------------------------------------------------
@@ -321,17 +354,18 @@ class Finished:
 
     project: Project
     result: Result
-    state: dict[str, Any]              # normalized_state() of the final state
-    effects: dict[str, int]            # effect -> how often it was applied
-    first_call: dict[str, int]         # step id -> index of its first command in FAKE_CALLS
+    state: dict[str, Any]  # normalized_state() of the final state
+    effects: dict[str, int]  # effect -> how often it was applied
+    first_call: dict[str, int]  # step id -> index of its first command in FAKE_CALLS
 
 
 def normalized_state(state: dict[str, Any]) -> dict[str, Any]:
     """Statuses and outputs of every step, without clock times and found-applied markers."""
     out = {}
     for step_id, step in state["steps"].items():
-        outputs = {k: v for k, v in step.get("outputs", {}).items()
-                   if k not in TIME_KEYS and k != "found"}
+        outputs = {
+            k: v for k, v in step.get("outputs", {}).items() if k not in TIME_KEYS and k != "found"
+        }
         out[step_id] = {"status": step["status"], "outputs": outputs}
     return out
 
@@ -352,8 +386,12 @@ def open_project(base: Path, bin_dir: Path, certs: Certificates) -> Iterator[Pro
     try:
         for attempt in range(3):
             try:
-                knot = KnotServer.create(knot_dir / f"k{attempt}", procs.free_port(), ZONE,
-                                         [("www", "CNAME", ORIGINAL_TTL, HEROKU_TARGET + ".")])
+                knot = KnotServer.create(
+                    knot_dir / f"k{attempt}",
+                    procs.free_port(),
+                    ZONE,
+                    [("www", "CNAME", ORIGINAL_TTL, HEROKU_TARGET + ".")],
+                )
                 break
             except Exception:
                 if attempt == 2:
@@ -361,8 +399,9 @@ def open_project(base: Path, bin_dir: Path, certs: Certificates) -> Iterator[Pro
         assert knot is not None
         tap = DnsTap(knot.port).start()
         world_path = root / "world" / "world.json"
-        https = HttpsServer(world_path, certs.cert_file, certs.key_file,
-                            certs.router_cert_file).start()
+        https = HttpsServer(
+            world_path, certs.cert_file, certs.key_file, certs.router_cert_file
+        ).start()
         write_world(world_path, seed.new_world(secrets, https.port))
         (root / "cutover.yml").write_text(PLAYBOOK, encoding="utf-8")
         (root / "convox.yml").write_text(MANIFEST, encoding="utf-8")
@@ -375,17 +414,31 @@ def open_project(base: Path, bin_dir: Path, certs: Certificates) -> Iterator[Pro
                 "HEROKU_API_KEY": secrets.heroku_api_key,
             },
             "path_prefix": [str(bin_dir)],
-            "resolve": {SERVICE_DOMAIN: f"127.0.0.1:{https.port}",
-                        seed.ROUTER: f"127.0.0.1:{https.port}"},
+            "resolve": {
+                SERVICE_DOMAIN: f"127.0.0.1:{https.port}",
+                seed.ROUTER: f"127.0.0.1:{https.port}",
+            },
             "ca_file": str(certs.ca_file),
-            "dns": {"server": "127.0.0.1", "port": tap.port, "key_name": knot.tsig_name,
-                    "key_secret": knot.tsig_secret},
+            "dns": {
+                "server": "127.0.0.1",
+                "port": tap.port,
+                "key_name": knot.tsig_name,
+                "key_secret": knot.tsig_secret,
+            },
         }
         env_file = root / "sandbox" / "env.json"
         env_file.write_text(json.dumps(sandbox_env, indent=2), encoding="utf-8")
         env_file.chmod(0o600)
-        project = Project(root=root, bin_dir=bin_dir, basics_dir=root / "basics",
-                          secrets=secrets, knot=knot, tap=tap, https=https, certs=certs)
+        project = Project(
+            root=root,
+            bin_dir=bin_dir,
+            basics_dir=root / "basics",
+            secrets=secrets,
+            knot=knot,
+            tap=tap,
+            https=https,
+            certs=certs,
+        )
         yield project
     finally:
         if project is not None:

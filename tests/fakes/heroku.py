@@ -85,13 +85,21 @@ def _dynos(h: dict[str, Any]) -> list[dict[str, Any]]:
     dynos = []
     for f in h["formation"]:
         for n in range(1, int(f["quantity"]) + 1):
-            dynos.append({
-                "app": {"id": h["app_id"], "name": h["app"]}, "attach_url": None,
-                "command": f["command"], "created_at": "2024-05-01T12:00:00Z",
-                "id": f"dyno-{f['type']}-{n}", "name": f"{f['type']}.{n}",
-                "release": {"id": "rrrr", "version": 42}, "size": f["size"], "state": "up",
-                "type": f["type"], "updated_at": "2024-05-01T12:00:00Z",
-            })
+            dynos.append(
+                {
+                    "app": {"id": h["app_id"], "name": h["app"]},
+                    "attach_url": None,
+                    "command": f["command"],
+                    "created_at": "2024-05-01T12:00:00Z",
+                    "id": f"dyno-{f['type']}-{n}",
+                    "name": f"{f['type']}.{n}",
+                    "release": {"id": "rrrr", "version": 42},
+                    "size": f["size"],
+                    "state": "up",
+                    "type": f["type"],
+                    "updated_at": "2024-05-01T12:00:00Z",
+                }
+            )
     now = time.time()
     for gone in h.get("stopping", []):
         if gone["until"] > now:  # scaled away but still shutting down (SIGTERM, then SIGKILL)
@@ -115,13 +123,17 @@ def main(args: list[str]) -> int:
     command, rest = args[0], args[1:]
     app, flags, positional = _parse(rest)
     if app is None:
-        _err(" \u203a   Error: The following error occurred:\n"
-             " \u203a     Missing required flag app\n \u203a   See more help with --help\n")
+        _err(
+            " \u203a   Error: The following error occurred:\n"
+            " \u203a     Missing required flag app\n \u203a   See more help with --help\n"
+        )
         return 2
     handler = COMMANDS.get(command)
     if handler is None:
-        _err(f" \u203a   Warning: {command} is not a heroku command.\n"
-             " \u203a   Error: Run heroku help for a list of available commands.\n")
+        _err(
+            f" \u203a   Warning: {command} is not a heroku command.\n"
+            " \u203a   Error: Run heroku help for a list of available commands.\n"
+        )
         return 127
     world = read_world()
     if app != world["heroku"]["app"]:
@@ -132,16 +144,32 @@ def main(args: list[str]) -> int:
 def apps_info(flags: set[str], positional: list[str]) -> int:
     h = read_world()["heroku"]
     app = {
-        "acm": False, "archived_at": None, "build_stack": {"name": "heroku-24"},
-        "create_status": "complete", "git_url": f"https://git.heroku.com/{h['app']}.git",
-        "id": h["app_id"], "internal_routing": None, "maintenance": h["maintenance"],
-        "name": h["app"], "owner": {"email": "owner@example.test", "id": "11111111-2222"},
-        "region": {"name": "us"}, "repo_size": 1048576, "slug_size": 52428800, "space": None,
-        "stack": {"name": "heroku-24"}, "web_url": f"https://{h['app']}-abc123.herokuapp.com/",
+        "acm": False,
+        "archived_at": None,
+        "build_stack": {"name": "heroku-24"},
+        "create_status": "complete",
+        "git_url": f"https://git.heroku.com/{h['app']}.git",
+        "id": h["app_id"],
+        "internal_routing": None,
+        "maintenance": h["maintenance"],
+        "name": h["app"],
+        "owner": {"email": "owner@example.test", "id": "11111111-2222"},
+        "region": {"name": "us"},
+        "repo_size": 1048576,
+        "slug_size": 52428800,
+        "space": None,
+        "stack": {"name": "heroku-24"},
+        "web_url": f"https://{h['app']}-abc123.herokuapp.com/",
     }
-    _json({"addons": h["addons"], "app": app,
-           "collaborators": [{"role": "owner", "user": {"email": "owner@example.test"}}],
-           "dynos": _dynos(h), "pipeline_coupling": None})
+    _json(
+        {
+            "addons": h["addons"],
+            "app": app,
+            "collaborators": [{"role": "owner", "user": {"email": "owner@example.test"}}],
+            "dynos": _dynos(h),
+            "pipeline_coupling": None,
+        }
+    )
     return 0
 
 
@@ -187,8 +215,10 @@ def ps_scale(flags: set[str], positional: list[str]) -> int:
             formation[kind]["quantity"] = quantity
             after = {d["name"] for d in _dynos(world["heroku"])}
             world["heroku"].setdefault("stopping", []).extend(
-                {"dyno": d, "until": time.time() + stop} for d in before
-                if d["name"] not in after and d["type"] == kind and stop)
+                {"dyno": d, "until": time.time() + stop}
+                for d in before
+                if d["name"] not in after and d["type"] == kind and stop
+            )
             note_effect(world, f"heroku ps:scale {kind}={quantity}")
             if size:
                 formation[kind]["size"] = size
@@ -203,13 +233,21 @@ def addons(flags: set[str], positional: list[str]) -> int:
     for addon in h["addons"]:
         item = dict(addon)
         item["plan"] = {**addon["plan"], "price": addon["billed_price"]}
-        item["attachments"] = [{
-            "addon": {"id": addon["id"], "name": addon["name"], "app": addon["app"],
-                      "plan": addon["plan"]},
-            "app": addon["app"], "config_vars": addon["config_vars"],
-            "id": f"att-{addon['id'][:8]}", "name": addon["config_vars"][0].removesuffix("_URL"),
-            "namespace": None,
-        }]
+        item["attachments"] = [
+            {
+                "addon": {
+                    "id": addon["id"],
+                    "name": addon["name"],
+                    "app": addon["app"],
+                    "plan": addon["plan"],
+                },
+                "app": addon["app"],
+                "config_vars": addon["config_vars"],
+                "id": f"att-{addon['id'][:8]}",
+                "name": addon["config_vars"][0].removesuffix("_URL"),
+                "namespace": None,
+            }
+        ]
         out.append(item)
     _json(out)
     return 0
@@ -259,25 +297,41 @@ def backups_capture(flags: set[str], positional: list[str]) -> int:
         number = next_number(world, "backup")
         note_effect(world, "heroku pg:backups:capture")
         name = f"b{number:03d}"
-        h["backups"].append({
-            "num": number, "name": name, "token": os.urandom(16).hex(),
-            "data": json.loads(json.dumps(db["data"])), "created_at": time.time(),
-            "maintenance": h["maintenance"], "attachment": attachment or "DATABASE",
-        })
+        h["backups"].append(
+            {
+                "num": number,
+                "name": name,
+                "token": os.urandom(16).hex(),
+                "data": json.loads(json.dumps(db["data"])),
+                "created_at": time.time(),
+                "maintenance": h["maintenance"],
+                "attachment": attachment or "DATABASE",
+            }
+        )
         if h.get("scheduled_backup"):
             scheduled = next_number(world, "backup")
-            h["backups"].append({
-                "num": scheduled, "name": f"a{scheduled:03d}", "token": os.urandom(16).hex(),
-                "data": h["scheduled_backup"], "created_at": time.time() + 1,
-                "maintenance": False, "attachment": "DATABASE",
-            })
-    _out("\nUse Ctrl-C at any time to stop monitoring progress; the backup will continue "
-         "running.\nUse heroku pg:backups:info to check progress.\nStop a running backup with "
-         "heroku pg:backups:cancel.\n\n")
+            h["backups"].append(
+                {
+                    "num": scheduled,
+                    "name": f"a{scheduled:03d}",
+                    "token": os.urandom(16).hex(),
+                    "data": h["scheduled_backup"],
+                    "created_at": time.time() + 1,
+                    "maintenance": False,
+                    "attachment": "DATABASE",
+                }
+            )
+    _out(
+        "\nUse Ctrl-C at any time to stop monitoring progress; the backup will continue "
+        "running.\nUse heroku pg:backups:info to check progress.\nStop a running backup with "
+        "heroku pg:backups:cancel.\n\n"
+    )
     from_name = attachment if attachment and attachment != db["addon"] else "DATABASE"
     # capture.js: color.datastore(from_name) and color.cyan(name), through ansis.
-    _err(f"Starting backup of {_cyan(db['addon'])}... done\nBacking up {_cyan(from_name)} to "
-         f"{_cyan(name)}... done\n")
+    _err(
+        f"Starting backup of {_cyan(db['addon'])}... done\nBacking up {_cyan(from_name)} to "
+        f"{_cyan(name)}... done\n"
+    )
     return 0
 
 
@@ -295,14 +349,18 @@ def backups_url(flags: set[str], positional: list[str]) -> int:
         if chosen is None:
             return api_error("Couldn't find that transfer.", "not_found")
     elif not backups:
-        _err(f" \u203a   Error: No backups on {world['heroku']['app']}. Capture one with "
-             "heroku pg:backups:capture\n")
+        _err(
+            f" \u203a   Error: No backups on {world['heroku']['app']}. Capture one with "
+            "heroku pg:backups:capture\n"
+        )
         return 1
     else:
         chosen = max(backups, key=lambda b: b["created_at"])
     port = world["storage"]["port"]
-    _out(f"https://127.0.0.1:{port}/backup.dump?X-Amz-Expires=3600"
-         f"&X-Amz-Signature={chosen['token']}\n\n")
+    _out(
+        f"https://127.0.0.1:{port}/backup.dump?X-Amz-Expires=3600"
+        f"&X-Amz-Signature={chosen['token']}\n\n"
+    )
     return 0
 
 
@@ -312,11 +370,15 @@ def credentials_url(flags: set[str], positional: list[str]) -> int:
     db = read_world()["heroku"]["database"]
     if positional[:1] not in (["DATABASE"], ["DATABASE_URL"], [db["addon"]]):
         return api_error("Couldn't find that addon.", "not_found")
-    url = (f"postgres://{db['user']}:{quote(db['password'], safe='')}@{db['host']}:{db['port']}"
-           f"/{db['dbname']}")
-    _out("Connection information for default credential.\nConnection info string:\n"
-         f"  \"dbname={db['dbname']} host={db['host']} port={db['port']} user={db['user']} "
-         f"password={db['password']} sslmode=require\"\nConnection URL:\n  {url}\n\n")
+    url = (
+        f"postgres://{db['user']}:{quote(db['password'], safe='')}@{db['host']}:{db['port']}"
+        f"/{db['dbname']}"
+    )
+    _out(
+        "Connection information for default credential.\nConnection info string:\n"
+        f'  "dbname={db["dbname"]} host={db["host"]} port={db["port"]} user={db["user"]} '
+        f'password={db["password"]} sslmode=require"\nConnection URL:\n  {url}\n\n'
+    )
     return 0
 
 

@@ -34,12 +34,13 @@ class ConnectionFailed(Exception):
 
 
 def reads_stdin(tool: str, args: list[str]) -> bool:
-    return tool == "psql" and "-f" in args and args[args.index("-f") + 1:][:1] == ["-"]
+    return tool == "psql" and "-f" in args and args[args.index("-f") + 1 :][:1] == ["-"]
 
 
 def dump_bytes(dbname: str, data: dict[str, Any]) -> bytes:
-    return DUMP_MAGIC + b"\n" + json.dumps({"dbname": dbname, "data": data},
-                                           sort_keys=True).encode()
+    return (
+        DUMP_MAGIC + b"\n" + json.dumps({"dbname": dbname, "data": data}, sort_keys=True).encode()
+    )
 
 
 def parse_dump(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -51,7 +52,7 @@ def parse_dump(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not raw.startswith(DUMP_MAGIC + b"\n"):
         return None
     try:
-        return dict(json.loads(raw[len(DUMP_MAGIC) + 1:]))
+        return dict(json.loads(raw[len(DUMP_MAGIC) + 1 :]))
     except ValueError:
         return None
 
@@ -70,8 +71,10 @@ def connect(world: dict[str, Any], dbname: str | None = None) -> tuple[str, str,
     dbname = dbname or os.environ.get("PGDATABASE") or user
     heroku = world["heroku"]["database"]
     if host == heroku["host"] and port == str(heroku["port"]):
-        target, expected = ("heroku", "", ""), (heroku["user"], heroku["password"],
-                                                 heroku["dbname"])
+        target, expected = (
+            ("heroku", "", ""),
+            (heroku["user"], heroku["password"], heroku["dbname"]),
+        )
     else:
         import socket  # noqa: PLC0415 - only connections through a proxy need it
 
@@ -84,23 +87,28 @@ def connect(world: dict[str, Any], dbname: str | None = None) -> tuple[str, str,
         if proxy is None:
             raise ConnectionFailed(
                 f"{_describe(host, port)}: Connection refused\n\tIs the server running on that "
-                "host and accepting TCP/IP connections?")
+                "host and accepting TCP/IP connections?"
+            )
         resource = world["convox"]["apps"][proxy["app"]]["resources"][proxy["resource"]]
         if time.time() < resource.get("ready_at", 0):
             # The proxy accepts, its upstream (the resource's pod, still starting) does not.
-            raise ConnectionFailed(f"{_describe(host, port)}: server closed the connection "
-                                   "unexpectedly\n\tThis probably means the server terminated "
-                                   "abnormally\n\tbefore or while processing the request.")
+            raise ConnectionFailed(
+                f"{_describe(host, port)}: server closed the connection "
+                "unexpectedly\n\tThis probably means the server terminated "
+                "abnormally\n\tbefore or while processing the request."
+            )
         target = ("convox", proxy["app"], proxy["resource"])
         expected = ("app", resource["password"], "app")
     if password is None:
         raise ConnectionFailed(f"{_describe(host, port)}: fe_sendauth: no password supplied")
     if (user, password) != expected[:2]:
         raise ConnectionFailed(
-            f'{_describe(host, port)}: FATAL:  password authentication failed for user "{user}"')
+            f'{_describe(host, port)}: FATAL:  password authentication failed for user "{user}"'
+        )
     if dbname != expected[2]:
-        raise ConnectionFailed(f'{_describe(host, port)}: FATAL:  database "{dbname}" does not '
-                               "exist")
+        raise ConnectionFailed(
+            f'{_describe(host, port)}: FATAL:  database "{dbname}" does not exist'
+        )
     return target
 
 
@@ -161,15 +169,18 @@ def pg_restore(args: list[str]) -> int:
             sys.stderr.write(f"pg_restore: error: {exc}\n")
             return 1
         if target[0] == "heroku":
-            sys.stderr.write("pg_restore: error: the fake refuses to restore into the Heroku "
-                             "database\n")
+            sys.stderr.write(
+                "pg_restore: error: the fake refuses to restore into the Heroku database\n"
+            )
             return 1
         resource = world["convox"]["apps"][target[1]]["resources"][target[2]]
         existing = set(resource["data"]["tables"]) & set(dump["data"]["tables"])
         if existing and "--clean" not in flags:
             name = sorted(existing)[0].split(".", 1)[1]
-            sys.stderr.write(f"pg_restore: error: could not execute query: ERROR:  relation "
-                             f"\"{name}\" already exists\n")
+            sys.stderr.write(
+                f"pg_restore: error: could not execute query: ERROR:  relation "
+                f'"{name}" already exists\n'
+            )
             return 1
         resource["data"] = json.loads(json.dumps(dump["data"]))
         note_effect(world, "pg_restore")
@@ -178,11 +189,21 @@ def pg_restore(args: list[str]) -> int:
 
 def _toc(dump: dict[str, Any]) -> str:
     data = dump["data"]
-    lines = [";", "; Archive created at 2024-05-01 12:00:00 UTC", f";     dbname: {dump['dbname']}",
-             f";     TOC Entries: {2 * len(data['tables']) + len(data['sequences'])}",
-             ";     Compression: gzip", ";     Dump Version: 1.15-0", ";     Format: CUSTOM",
-             ";     Dumped from database version: 15.4", ";     Dumped by pg_dump version: 15.4",
-             ";", ";", "; Selected TOC Entries:", ";"]
+    lines = [
+        ";",
+        "; Archive created at 2024-05-01 12:00:00 UTC",
+        f";     dbname: {dump['dbname']}",
+        f";     TOC Entries: {2 * len(data['tables']) + len(data['sequences'])}",
+        ";     Compression: gzip",
+        ";     Dump Version: 1.15-0",
+        ";     Format: CUSTOM",
+        ";     Dumped from database version: 15.4",
+        ";     Dumped by pg_dump version: 15.4",
+        ";",
+        ";",
+        "; Selected TOC Entries:",
+        ";",
+    ]
     oid = 16386
     for name in sorted(data["tables"]):
         schema, table = name.split(".", 1)
@@ -249,8 +270,9 @@ def _fingerprints(sql: str, data: dict[str, Any]) -> list[list[str]]:
             digest = data["tables"][table]["md5"] if "md5(" in match[2] else ""
             rows.append([name, str(data["tables"][table]["rows"]), digest])
         elif "pg_catalog.pg_sequences" in part:
-            rows.extend([f"sequence:{name}", "0", value]
-                        for name, value in data["sequences"].items())
+            rows.extend(
+                [f"sequence:{name}", "0", value] for name, value in data["sequences"].items()
+            )
         else:
             raise LookupError(part[:60])
     return sorted(rows)

@@ -46,8 +46,10 @@ class Secrets:
 
     @property
     def heroku_database_url(self) -> str:
-        return (f"postgres://{self.heroku_db_user}:{quote(self.heroku_db_password, safe='')}"
-                f"@{DB_HOST}:{DB_PORT}/{self.heroku_db_name}")
+        return (
+            f"postgres://{self.heroku_db_user}:{quote(self.heroku_db_password, safe='')}"
+            f"@{DB_HOST}:{DB_PORT}/{self.heroku_db_name}"
+        )
 
     @property
     def redis_url(self) -> str:
@@ -72,8 +74,12 @@ def table(rows: int, version: str = "v1", name: str = "") -> dict[str, Any]:
 
 def source_data() -> dict[str, Any]:
     """The Heroku database: tables (quote_ident-ed names) and sequence positions."""
-    names = {"public.users": 1200, "public.orders": 5321, 'public."AuditLog"': 77,
-             "public.schema_migrations": 42}
+    names = {
+        "public.users": 1200,
+        "public.orders": 5321,
+        'public."AuditLog"': 77,
+        "public.schema_migrations": 42,
+    }
     return {
         "tables": {name: table(rows, name=name) for name, rows in names.items()},
         "sequences": {"public.users_id_seq": "1200", "public.orders_id_seq": "5321"},
@@ -99,21 +105,36 @@ def new_world(values: Secrets, storage_port: int) -> dict[str, Any]:
     }
     app_ref = {"id": "01234567-89ab-cdef-0123-456789abcdef", "name": HEROKU_APP}
     addons = [
-        {"addon_service": {"id": "s-pg", "name": "heroku-postgresql"},
-         "config_vars": ["DATABASE_URL"], "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
-         "name": DB_ADDON, "app": app_ref, "state": "provisioned",
-         "plan": {"id": "p-pg", "name": "heroku-postgresql:standard-0"},
-         "billed_price": {"cents": 5000, "contract": False, "unit": "month"}},
-        {"addon_service": {"id": "s-redis", "name": "heroku-redis"},
-         "config_vars": ["REDIS_URL"], "id": "bbbbbbbb-bbbb-cccc-dddd-eeeeeeeeeeee",
-         "name": "redis-shaped-67890", "app": app_ref, "state": "provisioned",
-         "plan": {"id": "p-redis", "name": "heroku-redis:premium-0"},
-         "billed_price": {"cents": 1500, "contract": False, "unit": "month"}},
-        {"addon_service": {"id": "s-pt", "name": "papertrail"},
-         "config_vars": ["PAPERTRAIL_API_TOKEN"], "id": "cccccccc-bbbb-cccc-dddd-eeeeeeeeeeee",
-         "name": "papertrail-round-11111", "app": app_ref, "state": "provisioned",
-         "plan": {"id": "p-pt", "name": "papertrail:choklad"},
-         "billed_price": {"cents": 0, "contract": False, "unit": "month"}},
+        {
+            "addon_service": {"id": "s-pg", "name": "heroku-postgresql"},
+            "config_vars": ["DATABASE_URL"],
+            "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+            "name": DB_ADDON,
+            "app": app_ref,
+            "state": "provisioned",
+            "plan": {"id": "p-pg", "name": "heroku-postgresql:standard-0"},
+            "billed_price": {"cents": 5000, "contract": False, "unit": "month"},
+        },
+        {
+            "addon_service": {"id": "s-redis", "name": "heroku-redis"},
+            "config_vars": ["REDIS_URL"],
+            "id": "bbbbbbbb-bbbb-cccc-dddd-eeeeeeeeeeee",
+            "name": "redis-shaped-67890",
+            "app": app_ref,
+            "state": "provisioned",
+            "plan": {"id": "p-redis", "name": "heroku-redis:premium-0"},
+            "billed_price": {"cents": 1500, "contract": False, "unit": "month"},
+        },
+        {
+            "addon_service": {"id": "s-pt", "name": "papertrail"},
+            "config_vars": ["PAPERTRAIL_API_TOKEN"],
+            "id": "cccccccc-bbbb-cccc-dddd-eeeeeeeeeeee",
+            "name": "papertrail-round-11111",
+            "app": app_ref,
+            "state": "provisioned",
+            "plan": {"id": "p-pt", "name": "papertrail:choklad"},
+            "billed_price": {"cents": 0, "contract": False, "unit": "month"},
+        },
     ]
     return {
         "heroku": {
@@ -122,17 +143,29 @@ def new_world(values: Secrets, storage_port: int) -> dict[str, Any]:
             "maintenance": False,
             "maintenance_on_at": None,
             "formation": [
-                {"type": "web", "quantity": 2, "size": "standard-1X",
-                 "command": "bundle exec puma -C config/puma.rb"},
-                {"type": "worker", "quantity": 1, "size": "standard-2X",
-                 "command": "bundle exec sidekiq"},
+                {
+                    "type": "web",
+                    "quantity": 2,
+                    "size": "standard-1X",
+                    "command": "bundle exec puma -C config/puma.rb",
+                },
+                {
+                    "type": "worker",
+                    "quantity": 1,
+                    "size": "standard-2X",
+                    "command": "bundle exec sidekiq",
+                },
             ],
             "config": config,
             "addons": addons,
             "database": {
-                "addon": DB_ADDON, "host": DB_HOST, "port": DB_PORT,
-                "user": values.heroku_db_user, "password": values.heroku_db_password,
-                "dbname": values.heroku_db_name, "data": source_data(),
+                "addon": DB_ADDON,
+                "host": DB_HOST,
+                "port": DB_PORT,
+                "user": values.heroku_db_user,
+                "password": values.heroku_db_password,
+                "dbname": values.heroku_db_name,
+                "data": source_data(),
             },
             "backups": [],
         },

@@ -142,13 +142,15 @@ class HttpsServer:
 
             context.sni_callback = pick  # type: ignore[assignment]
         # The handshake happens in the request's thread, so a slow client blocks nobody.
-        server.socket = context.wrap_socket(server.socket, server_side=True,
-                                            do_handshake_on_connect=False)
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
         server.world_path = self.world_path
         server.requests = []
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -256,8 +258,11 @@ class DnsTap:
             thread.start()
 
     def _relay_tcp(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError, ConnectionError), conn, socket.create_connection(
-                ("127.0.0.1", self.upstream_port), timeout=5) as up:
+        with (
+            contextlib.suppress(OSError, ConnectionError),
+            conn,
+            socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5) as up,
+        ):
             conn.settimeout(5)
             while True:
                 size = struct.unpack("!H", _recv_exact(conn, 2))[0]

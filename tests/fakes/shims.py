@@ -32,7 +32,15 @@ def install(bin_dir: Path, tools: tuple[str, ...] = TOOLS) -> Path:
     for tool in tools:
         path = bin_dir / tool
         site = str(Path(yaml.__file__).resolve().parent.parent)
-        path.write_text(_SHIM.format(python=sys.executable, tool=tool, tests=str(TESTS_DIR),
-                                     site=site, root=str(REPO_DIR)), encoding="utf-8")
+        path.write_text(
+            _SHIM.format(
+                python=sys.executable,
+                tool=tool,
+                tests=str(TESTS_DIR),
+                site=site,
+                root=str(REPO_DIR),
+            ),
+            encoding="utf-8",
+        )
         path.chmod(0o755)
     return bin_dir

@@ -54,8 +54,15 @@ FAIL_VAR = "FAKE_FAIL"
 KILL_VAR = "FAKE_KILL_PARENT"
 
 # Environment variables whose presence (never value) is recorded with each call.
-RECORDED_ENV_PREFIXES = ("PG", "HEROKU_", "CONVOX_", "RACK_URL", "GIT_CONFIG_GLOBAL",
-                         "DATABASE_URL", "CUTOVER_")
+RECORDED_ENV_PREFIXES = (
+    "PG",
+    "HEROKU_",
+    "CONVOX_",
+    "RACK_URL",
+    "GIT_CONFIG_GLOBAL",
+    "DATABASE_URL",
+    "CUTOVER_",
+)
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -183,7 +190,7 @@ def read_calls(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 # -- hooks -------------------------------------------------------------------------------------
 class Hook(NamedTuple):
     text: str
-    tool: str | None      # None for "#K" and "step:ID"
+    tool: str | None  # None for "#K" and "step:ID"
     words: tuple[str, ...]
     call_index: int | None
     step: str | None
@@ -239,8 +246,10 @@ def active_hooks(world: dict[str, Any]) -> tuple[list[Hook], list[Hook]]:
     configured = world.get("hooks") or {}
     fail_text = ";".join(filter(None, [os.environ.get(FAIL_VAR), configured.get("fail")]))
     kill_text = ";".join(filter(None, [os.environ.get(KILL_VAR), configured.get("kill_parent")]))
-    return (parse_hooks(fail_text, ("once", "always", "hang")),
-            parse_hooks(kill_text, ("before", "after")))
+    return (
+        parse_hooks(fail_text, ("once", "always", "hang")),
+        parse_hooks(kill_text, ("before", "after")),
+    )
 
 
 def fired_hooks(tool: str, args: list[str], index: int) -> tuple[str | None, str | None]:
@@ -281,8 +290,15 @@ def kill_parent(tool: str, args: list[str], moment: str, index: int) -> None:
     ppid = parent_is_cutover()
     with update_world() as world:
         world.setdefault("kills", []).append(
-            {"pid": ppid, "argv": [tool, *args], "moment": moment, "call": index,
-             "step": running_step(), "t": time.time()})
+            {
+                "pid": ppid,
+                "argv": [tool, *args],
+                "moment": moment,
+                "call": index,
+                "step": running_step(),
+                "t": time.time(),
+            }
+        )
     os.kill(ppid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -304,7 +320,8 @@ def register_process(kind: str, tool: str, args: list[str]) -> None:
     """Note a long-running fake (proxy, hang) so a test's teardown can stop any left over."""
     with update_world() as world:
         world.setdefault("processes", []).append(
-            {"pid": os.getpid(), "kind": kind, "argv": [tool, *args], "t": time.time()})
+            {"pid": os.getpid(), "kind": kind, "argv": [tool, *args], "t": time.time()}
+        )
 
 
 def exit_when_orphaned(poll: float = 0.1) -> None:

@@ -24,8 +24,14 @@ BUILD = r"B[A-Z]{10}"
 AGO = r"(?:now|1 second ago|\d+ seconds ago)"
 POD_LINE = re.compile(r"^  (\S+)\s+(\S+)\s+(pending|running)$")
 # Short (never zero) rack timings: builds and rollouts still pass through their states.
-FAST = {"build_created": 0.1, "build_running": 0.3, "rollout": 0.2, "poll": 0.1,
-        "resource_start": 0.5, "certificate": 0.3}
+FAST = {
+    "build_created": 0.1,
+    "build_running": 0.3,
+    "rollout": 0.2,
+    "poll": 0.1,
+    "resource_start": 0.5,
+    "certificate": 0.3,
+}
 NO_RACK = (
     "ERROR: no current rack, use `convox racks` to list and `convox switch <name>` to select\n"
 )

@@ -39,9 +39,18 @@ def routed(app: Sandbox, knot_server: KnotServer) -> Iterator[tuple[Sandbox, int
     ca.issue([ROUTER, "localhost", "127.0.0.1"], cert, key)
     port = procs.free_port()
     fake.configure_rack(
-        app.config, name="sandbox", domain=ROUTER,
-        router=fake.Router("127.0.0.1", port, str(cert), str(key), ca_folder=str(ca.folder),
-                           dns_host="127.0.0.1", dns_port=knot_server.port),
+        app.config,
+        name="sandbox",
+        domain=ROUTER,
+        router=fake.Router(
+            "127.0.0.1",
+            port,
+            str(cert),
+            str(key),
+            ca_folder=str(ca.folder),
+            dns_host="127.0.0.1",
+            dns_port=knot_server.port,
+        ),
     )
     yield app, port, ca
     fake.stop_processes(app.config)
@@ -62,8 +71,13 @@ def test_custom_domain_gets_its_certificate_only_once_dns_points_at_the_router(
     with pytest.raises(ssl.SSLCertVerificationError):
         names_served(port, "app.example.test", ca)
     assert names_served(port, ROUTER, ca) == [ROUTER, "localhost"]
-    Rfc2136Provider("127.0.0.1", knot_server.port, knot_server.zone, knot_server.tsig_name,
-                    knot_server.tsig_secret).set(Record("app", "CNAME", 60, [ROUTER + "."]))
+    Rfc2136Provider(
+        "127.0.0.1",
+        knot_server.port,
+        knot_server.zone,
+        knot_server.tsig_name,
+        knot_server.tsig_secret,
+    ).set(Record("app", "CNAME", 60, [ROUTER + "."]))
 
     def issued() -> bool:
         state = fake.read_state(app.config)

@@ -188,8 +188,11 @@ def test_run_of_a_release_whose_resource_does_not_exist_yet_times_out(deployed: 
 def test_rack_jobs_do_not_inherit_the_operators_environment(app: Sandbox) -> None:
     fake.configure_rack(app.config, name="sandbox", timings={**VISIBLE, "build_running": 60.0})
     proc = subprocess.Popen(
-        ["convox", "build", "-a", "demo"], cwd=app.work, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["convox", "build", "-a", "demo"],
+        cwd=app.work,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env=app.env(OPERATOR_TOKEN="op-s3cret-token"),
     )
     app.children.append(proc)  # type: ignore[arg-type]

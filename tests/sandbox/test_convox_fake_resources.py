@@ -45,8 +45,13 @@ def admin_rack(app: Sandbox, cluster: PgCluster, start: float = 3.0) -> str:
         app.config,
         name="sandbox",
         postgres=fake.PostgresBackend(
-            "127.0.0.1", cluster.port, name, "unused", name,
-            admin_user=cluster.superuser, admin_password=cluster.password,
+            "127.0.0.1",
+            cluster.port,
+            name,
+            "unused",
+            name,
+            admin_user=cluster.superuser,
+            admin_password=cluster.password,
         ),
         timings={"resource_start": start},
     )
@@ -154,8 +159,9 @@ def test_a_version_the_sandbox_cannot_run_is_refused_at_the_promote(
     app: Sandbox, pg_target: PgCluster
 ) -> None:
     admin_rack(app, pg_target)
-    app.write_manifest(MANIFEST.replace('    options:\n      version: "{version}"\n', "")
-                       .format(type="postgres"))
+    app.write_manifest(
+        MANIFEST.replace('    options:\n      version: "{version}"\n', "").format(type="postgres")
+    )
     app.ok("build", "-a", "demo")
     result = app.run("releases", "promote", "-a", "demo")
     assert result.returncode == 1

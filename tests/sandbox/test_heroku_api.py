@@ -50,6 +50,7 @@ FAKE_DB: dict[str, str | int] = {
 DOMAIN = "www.example.test"
 DNS_TARGET = "sushi-1234.herokudns.com"
 
+
 def make_state(db: dict[str, str | int] | None = None) -> dict[str, Any]:
     return default_state(
         APP, db=db or FAKE_DB, domain=DOMAIN, heroku_dns_target=DNS_TARGET, api_key=API_KEY

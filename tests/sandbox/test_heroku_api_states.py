@@ -232,7 +232,10 @@ def test_capture_runs_in_the_background_with_progress(
 def pink_db(pg_source: PgCluster) -> dict[str, str | int]:
     """A second real database (table ``gadgets``) for the PINK attachment."""
     return backing_database(
-        pg_source, "pink", "p", "CREATE TABLE gadgets (id int PRIMARY KEY)",
+        pg_source,
+        "pink",
+        "p",
+        "CREATE TABLE gadgets (id int PRIMARY KEY)",
         "INSERT INTO gadgets VALUES (1)",
     )
 

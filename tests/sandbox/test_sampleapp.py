@@ -259,7 +259,11 @@ def test_convox_stand_in_serves_the_app_on_its_real_database(
             assert (status, body["database"], body["release"]) == (200, "ok", deploy.stdout)
 
             run = convox(
-                "run", "web", "-a", "demo", "--",
+                "run",
+                "web",
+                "-a",
+                "demo",
+                "--",
                 'sh -c \'psql "$DATABASE_URL" -tAc "select 40 + 2"\'',
             )
             assert (run.returncode, run.stdout.strip()) == (0, "42")
@@ -312,8 +316,7 @@ def test_sni_picks_the_certificate_for_the_name_once_it_exists(
     default.private_key_pem.write_to_path(str(default_key))
     certs = tmp_path / "router-certs"
     certs.mkdir()
-    app = start_app(TLS_CERT=str(default_cert), TLS_KEY=str(default_key),
-                    TLS_CERT_DIR=str(certs))
+    app = start_app(TLS_CERT=str(default_cert), TLS_KEY=str(default_key), TLS_CERT_DIR=str(certs))
     context = ssl.create_default_context()
     ca.configure_trust(context)
     # No certificate for the custom name yet: the default one, which does not cover it.

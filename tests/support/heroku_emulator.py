@@ -55,8 +55,7 @@ def spawn_emulator(
         )  # fmt: skip
     running = Running(proc, port, backup_port, state_path, log_path, pid_file)
     try:
-        wait_for(lambda: pid_file.exists() or proc.poll() is not None, "the emulator to start",
-                 30)
+        wait_for(lambda: pid_file.exists() or proc.poll() is not None, "the emulator to start", 30)
         assert proc.poll() is None, f"emulator died:\n{running.log()}"
     except BaseException:
         stop_emulator(running)

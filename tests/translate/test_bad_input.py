@@ -294,8 +294,13 @@ def test_json_error_lists_convox_validation_messages(
     _write(tmp_path, {"Procfile": "web: bin/web\n"})
     out, err = io.StringIO(), io.StringIO()
     code = run_translate(
-        tmp_path, facts=None, options=TranslateOptions(), output=None, as_json=True,
-        stdout=out, stderr=err,
+        tmp_path,
+        facts=None,
+        options=TranslateOptions(),
+        output=None,
+        as_json=True,
+        stdout=out,
+        stderr=err,
     )
     assert code == 2 and out.getvalue() == ""
     error = json.loads(err.getvalue())["error"]

@@ -184,8 +184,10 @@ def test_init_playbook_elsewhere_gets_relative_paths(app: Path, tmp_path: Path) 
     assert convox["manifest"] == "convox.yml"
     # and the playbook that init wrote is one cutover accepts
     loaded = load_playbook(ops / "cutover.yml")
-    assert loaded.resolve(loaded.model.convox.source) / loaded.model.convox.manifest == (
-        app / "convox.yml").resolve()
+    assert (
+        loaded.resolve(loaded.model.convox.source) / loaded.model.convox.manifest
+        == (app / "convox.yml").resolve()
+    )
 
 
 def test_init_invalid_input_writes_nothing(tmp_path: Path) -> None:
@@ -221,8 +223,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
 @pytest.mark.parametrize("release_as", ["init-container", "one-off"])
-def test_every_init_playbook_is_accepted_by_cutover(name: str, release_as: str,
-                                                    tmp_path: Path) -> None:
+def test_every_init_playbook_is_accepted_by_cutover(
+    name: str, release_as: str, tmp_path: Path
+) -> None:
     source = tmp_path / name
     shutil.copytree(FIXTURES / name, source)
     for stale in source.glob("expected*"):
@@ -231,9 +234,17 @@ def test_every_init_playbook_is_accepted_by_cutover(name: str, release_as: str,
     facts_file = source / "facts.json"
     facts = load_facts_file(facts_file) if facts_file.exists() else LiveFacts(app=name)
     out, err = io.StringIO(), io.StringIO()
-    code = run_init(source, facts=facts, convox_rack="acme/prod", convox_app="myapp",
-                    options=TranslateOptions(release_as=release_as),  # type: ignore[arg-type]
-                    playbook_path=tmp_path / "cutover.yml", force=False, stdout=out, stderr=err)
+    code = run_init(
+        source,
+        facts=facts,
+        convox_rack="acme/prod",
+        convox_app="myapp",
+        options=TranslateOptions(release_as=release_as),  # type: ignore[arg-type]
+        playbook_path=tmp_path / "cutover.yml",
+        force=False,
+        stdout=out,
+        stderr=err,
+    )
     assert code == 0, err.getvalue()
     loaded = load_playbook(tmp_path / "cutover.yml")
     assert loaded.model.convox.app == "myapp"

@@ -38,8 +38,12 @@ def playbook(**sections: Any) -> LoadedPlaybook:
     return LoadedPlaybook(Path("/nowhere/cutover.yml"), Playbook.model_validate(raw), raw)
 
 
-def finish(state: RunState, pb: LoadedPlaybook, *step_ids: str,
-           outputs: dict[str, dict[str, Any]] | None = None) -> None:
+def finish(
+    state: RunState,
+    pb: LoadedPlaybook,
+    *step_ids: str,
+    outputs: dict[str, dict[str, Any]] | None = None,
+) -> None:
     """Mark steps done as the runner does: outputs, then the inputs fingerprint."""
     for sid in step_ids:
         st = state.step(sid)
@@ -64,8 +68,17 @@ def test_sections_left_out_skip_their_steps() -> None:
     pb = playbook(database=None, smoke=None, dns=None)
     got = kinds(build_plan(pb, new_state(pb)))
     skipped = {sid for sid, kind in got.items() if kind == Kind.SKIP}
-    assert skipped == {"smoke-test", "initial-sync", "lower-ttl", "add-domain", "final-sync",
-                       "verify-data", "switch-dns", "verify-dns", "verify-site"}
+    assert skipped == {
+        "smoke-test",
+        "initial-sync",
+        "lower-ttl",
+        "add-domain",
+        "final-sync",
+        "verify-data",
+        "switch-dns",
+        "verify-dns",
+        "verify-site",
+    }
 
 
 def test_done_steps_stay_done_and_interrupted_ones_resume() -> None:
@@ -91,8 +104,7 @@ def test_only_the_steps_reading_a_changed_field_are_named() -> None:
     pb = playbook()
     state = new_state(pb)
     finish(state, pb, *STEP_IDS[:5])  # up to smoke-test
-    changed = playbook(smoke={"service": "web", "timeout": 30},
-                       window={"drain_seconds": 5})
+    changed = playbook(smoke={"service": "web", "timeout": 30}, window={"drain_seconds": 5})
     # smoke.timeout is read by smoke-test only; window.drain_seconds by scale-down (not run).
     assert steps_with_changed_inputs(changed, state) == ["smoke-test"]
     assert steps_with_changed_inputs(pb, state) == []
@@ -144,7 +156,7 @@ def test_the_flags_are_declared_on_the_steps() -> None:
     assert [s.id for s in STEPS if s.gate] == ["maintenance-on", "final-sync", "switch-dns"]
     assert [s.id for s in STEPS if s.overwrites_target_data] == ["initial-sync", "final-sync"]
     assert [s.id for s in STEPS if s.moves_traffic] == ["switch-dns"]
-    assert [s.id for s in STEPS if s.in_window] == STEP_IDS[STEP_IDS.index("scale-down"):]
+    assert [s.id for s in STEPS if s.in_window] == STEP_IDS[STEP_IDS.index("scale-down") :]
 
 
 def test_a_failure_in_the_window_says_users_see_the_maintenance_page() -> None:
@@ -153,8 +165,12 @@ def test_a_failure_in_the_window_says_users_see_the_maintenance_page() -> None:
     ctx = Context.__new__(Context)
     ctx.playbook, ctx.state = pb, state
     assert _window_note(ctx, BY_ID["final-sync"]) == ""  # maintenance not on yet
-    finish(state, pb, *STEP_IDS[: STEP_IDS.index("maintenance-on") + 1],
-           outputs={"maintenance-on": {"at": 1796022000.0}})
+    finish(
+        state,
+        pb,
+        *STEP_IDS[: STEP_IDS.index("maintenance-on") + 1],
+        outputs={"maintenance-on": {"at": 1796022000.0}},
+    )
     note = _window_note(ctx, BY_ID["final-sync"])
     assert "in maintenance since 2026-11-30T07:00:00+00:00" in note
     assert "heroku maintenance:off -a acme-shop" in note
@@ -165,8 +181,9 @@ def test_another_app_is_refused_not_a_change_to_accept() -> None:
     pb = playbook()
     state = new_state(pb)
     finish(state, pb, *STEP_IDS)
-    other = playbook(heroku={"app": "other-shop"},
-                     convox={"app": "other", "rack": "acme/production"})
+    other = playbook(
+        heroku={"app": "other-shop"}, convox={"app": "other", "rack": "acme/production"}
+    )
     with pytest.raises(InvalidInput) as refused:
         check_identity(other, state)
     assert "names other apps" in refused.value.brief
@@ -179,8 +196,14 @@ def test_a_rack_pinned_by_preflight_binds_the_run() -> None:
     raw_convox = {"app": "shop"}
     pb = playbook(convox=raw_convox)
     state = new_state(pb)
-    preflight = {"heroku_cli": "11.10.0", "heroku_formation": {}, "heroku_addons": [],
-                 "scheduler": False, "router": "router.test", "rack": "acme/production"}
+    preflight = {
+        "heroku_cli": "11.10.0",
+        "heroku_formation": {},
+        "heroku_addons": [],
+        "scheduler": False,
+        "router": "router.test",
+        "rack": "acme/production",
+    }
     finish(state, pb, "preflight", outputs={"preflight": preflight})
     check_identity(pb, state)  # no rack named: the pinned one stands
     with pytest.raises(InvalidInput, match="names other apps"):

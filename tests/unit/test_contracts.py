@@ -40,21 +40,36 @@ def v1_state(pb: LoadedPlaybook) -> dict[str, Any]:
     """A state file as cutover 0.1 wrote it (schema 1): no identity, no inputs, and the
     playbook fields without convox.adopt."""
     fields = {k: v for k, v in pb.flat().items() if k != "convox.adopt"}
-    done = {"status": "done", "attempts": 1, "started_at": "2026-11-29T10:00:00+00:00",
-            "finished_at": "2026-11-29T10:00:05+00:00", "duration": 5.0, "error": None,
-            "found_applied": False}
+    done = {
+        "status": "done",
+        "attempts": 1,
+        "started_at": "2026-11-29T10:00:00+00:00",
+        "finished_at": "2026-11-29T10:00:05+00:00",
+        "duration": 5.0,
+        "error": None,
+        "found_applied": False,
+    }
     return {
-        "schema_version": 1, "written_by": "cutover 0.1.0", "run_id": "0123456789ab",
+        "schema_version": 1,
+        "written_by": "cutover 0.1.0",
+        "run_id": "0123456789ab",
         "playbook": {"path": str(pb.path), "fingerprint": "f" * 64, "fields": fields},
         "steps": {
-            "preflight": {**done, "outputs": {"rack": "acme/production", "router": "r.test",
-                                              "heroku_cli": "11.10.0", "heroku_addons": [],
-                                              "heroku_formation": {"web": {"quantity": 2,
-                                                                           "size": "std-1x"}},
-                                              "scheduler": False}},
+            "preflight": {
+                **done,
+                "outputs": {
+                    "rack": "acme/production",
+                    "router": "r.test",
+                    "heroku_cli": "11.10.0",
+                    "heroku_addons": [],
+                    "heroku_formation": {"web": {"quantity": 2, "size": "std-1x"}},
+                    "scheduler": False,
+                },
+            },
             "create-app": {**done, "outputs": {"app": "shop"}},
         },
-        "updated_at": None, "history": {},
+        "updated_at": None,
+        "history": {},
     }
 
 
@@ -68,8 +83,11 @@ def test_a_schema_1_file_is_migrated_forward(tmp_path: Path) -> None:
 
     assert state is not None and state.schema_version == SCHEMA_VERSION == 2
     assert state.identity is not None
-    assert (state.identity.heroku_app, state.identity.convox_app,
-            state.identity.convox_rack) == ("acme-shop", "shop", "acme/production")
+    assert (state.identity.heroku_app, state.identity.convox_app, state.identity.convox_rack) == (
+        "acme-shop",
+        "shop",
+        "acme/production",
+    )
     assert state.playbook.fields["convox.adopt"] == "false"
     assert {st.inputs for st in state.steps.values()} == {None}
     # The same playbook is no change at all, and its done steps get fingerprints.
@@ -84,19 +102,31 @@ def test_a_schema_1_file_is_migrated_forward(tmp_path: Path) -> None:
 def test_outputs_keep_their_json_shape(tmp_path: Path) -> None:
     record = DnsRecord(name="www.example.test", type="CNAME", ttl=3600, values=["a.test."])
     lowered = LowerTtlOutputs(original=record, lowered_at=1.5, ttl=60)
-    assert dump(lowered) == {"original": {"name": "www.example.test", "type": "CNAME",
-                                          "ttl": 3600, "values": ["a.test."]},
-                             "lowered_at": 1.5, "ttl": 60}
+    assert dump(lowered) == {
+        "original": {
+            "name": "www.example.test",
+            "type": "CNAME",
+            "ttl": 3600,
+            "values": ["a.test."],
+        },
+        "lowered_at": 1.5,
+        "ttl": 60,
+    }
     # Fields never set are left out, as the dict outputs of schema 1 did.
-    assert dump(PreflightOutputs(heroku_cli="11", heroku_formation={}, heroku_addons=[],
-                                 scheduler=False, router="r", rack=None)).keys() == {
-        "heroku_cli", "heroku_formation", "heroku_addons", "scheduler", "router", "rack"}
+    assert dump(
+        PreflightOutputs(
+            heroku_cli="11",
+            heroku_formation={},
+            heroku_addons=[],
+            scheduler=False,
+            router="r",
+            rack=None,
+        )
+    ).keys() == {"heroku_cli", "heroku_formation", "heroku_addons", "scheduler", "router", "rack"}
 
 
-def _state_with(step_id: str, outputs: dict[str, Any], status: Status = Status.DONE
-                ) -> RunState:
-    state = RunState.model_validate({"playbook": {"path": "x", "fingerprint": "0",
-                                                  "fields": {}}})
+def _state_with(step_id: str, outputs: dict[str, Any], status: Status = Status.DONE) -> RunState:
+    state = RunState.model_validate({"playbook": {"path": "x", "fingerprint": "0", "fields": {}}})
     state.step(step_id).status = status
     state.step(step_id).outputs = outputs
     return state
@@ -130,11 +160,18 @@ def test_outputs_that_break_the_contract_name_the_step() -> None:
 
 def test_progress_is_remembered_across_a_from() -> None:
     state = _state_with("switch-dns", {})
-    state.history["switch-dns"] = {"previous": {"name": "www.example.test", "type": "CNAME",
-                                                "ttl": 3600, "values": ["old.test."]},
-                                   "at": 5.0}
+    state.history["switch-dns"] = {
+        "previous": {
+            "name": "www.example.test",
+            "type": "CNAME",
+            "ttl": 3600,
+            "values": ["old.test."],
+        },
+        "at": 5.0,
+    }
     saved = SwitchDns().remembered(_context(state), SwitchDnsProgress)
     assert saved.previous is not None and saved.previous.values == ["old.test."]
     assert saved.at == 5.0
     assert SwitchDnsOutputs(router="r", previous=saved.previous, at=1.0).previous == (
-        saved.previous)
+        saved.previous
+    )

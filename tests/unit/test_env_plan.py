@@ -27,10 +27,15 @@ def test_a_third_party_redis_url_is_not_copied_over_the_convox_resource() -> Non
 
 
 def test_every_postgres_attachment_and_database_url_are_excluded() -> None:
-    config = {"DATABASE_URL": "postgres://a", "HEROKU_POSTGRESQL_PINK_URL": "postgres://b",
-              "SENDGRID_API_KEY": "SG.x"}
-    addons = [_addon("heroku-postgresql", "DATABASE_URL", "HEROKU_POSTGRESQL_PINK_URL"),
-              _addon("sendgrid", "SENDGRID_API_KEY")]
+    config = {
+        "DATABASE_URL": "postgres://a",
+        "HEROKU_POSTGRESQL_PINK_URL": "postgres://b",
+        "SENDGRID_API_KEY": "SG.x",
+    }
+    addons = [
+        _addon("heroku-postgresql", "DATABASE_URL", "HEROKU_POSTGRESQL_PINK_URL"),
+        _addon("sendgrid", "SENDGRID_API_KEY"),
+    ]
     values, excluded = env_plan(config, addons, _ctx())
     assert values == {"SENDGRID_API_KEY": "SG.x"}  # an add-on Convox has no resource for
     assert set(excluded) == {"DATABASE_URL", "HEROKU_POSTGRESQL_PINK_URL"}
@@ -38,7 +43,10 @@ def test_every_postgres_attachment_and_database_url_are_excluded() -> None:
 
 def test_playbook_override_wins_over_an_exclusion() -> None:
     config = {"REDISCLOUD_URL": "redis://old"}
-    values, excluded = env_plan(config, [_addon("rediscloud", "REDISCLOUD_URL")],
-                                _ctx(override={"REDISCLOUD_URL": "redis://kept"}))
+    values, excluded = env_plan(
+        config,
+        [_addon("rediscloud", "REDISCLOUD_URL")],
+        _ctx(override={"REDISCLOUD_URL": "redis://kept"}),
+    )
     assert values == {"REDISCLOUD_URL": "redis://kept"}
     assert excluded == {}

@@ -17,24 +17,28 @@ def imported_by(*modules: str) -> list[str]:
         + "".join(f"import {m}\n" for m in modules)
         + "print(json.dumps(sorted(sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     loaded: list[str] = json.loads(done.stdout)
     return loaded
 
 
 def heavy(loaded: list[str]) -> list[str]:
-    return [m for m in loaded
-            if m.split(".")[0] in HEAVY or m.startswith(("cutover.adapters", "cutover.runner"))]
+    return [
+        m
+        for m in loaded
+        if m.split(".")[0] in HEAVY or m.startswith(("cutover.adapters", "cutover.runner"))
+    ]
 
 
 def test_engine_plan_run_and_steps_load_no_adapter() -> None:
-    loaded = imported_by("cutover.engine.run", "cutover.engine.plan", "cutover.steps",
-                         "cutover.ui")
+    loaded = imported_by("cutover.engine.run", "cutover.engine.plan", "cutover.steps", "cutover.ui")
     assert heavy(loaded) == []
 
 
 def test_the_state_imports_nothing_above_it() -> None:
     loaded = imported_by("cutover.state")
-    assert [m for m in loaded if m.startswith(("cutover.engine", "cutover.steps",
-                                               "cutover.ui"))] == []
+    assert [
+        m for m in loaded if m.startswith(("cutover.engine", "cutover.steps", "cutover.ui"))
+    ] == []

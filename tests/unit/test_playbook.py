@@ -41,17 +41,23 @@ def test_defaults(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         (MINIMAL + "bogus: 1\n", "bogus: unknown field"),
-        (MINIMAL + "smoke: {checks: [{path: healthz}]}\n",
-         "smoke.checks.0.path: Value error, must start with /"),
+        (
+            MINIMAL + "smoke: {checks: [{path: healthz}]}\n",
+            "smoke.checks.0.path: Value error, must start with /",
+        ),
         ("heroku: {app: myapp}\n", "convox: required field is missing"),
         ("heroku: {app: myapp}\nconvox: {app: My_App}\n", "convox.app: Value error, must match"),
         (MINIMAL + "dns: {zone: example.com}\n", "dns.record: required field is missing"),
         (MINIMAL + "database: {restore_jobs: 0}\n", "database.restore_jobs:"),
         (MINIMAL + "dns: {zone: example.com, record: example.com}\n", "is the zone apex"),
-        (MINIMAL + "dns: {zone: example.com, record: www.other.org}\n",
-         "is not inside zone example.com"),
-        (MINIMAL + "dns: {zone: a.com, record: w.a.com, server: '127.0.0.1:abc'}\n",
-         "dns.server: Value error, must be host, host:port or [ipv6]:port"),
+        (
+            MINIMAL + "dns: {zone: example.com, record: www.other.org}\n",
+            "is not inside zone example.com",
+        ),
+        (
+            MINIMAL + "dns: {zone: a.com, record: w.a.com, server: '127.0.0.1:abc'}\n",
+            "dns.server: Value error, must be host, host:port or [ipv6]:port",
+        ),
     ],
 )
 def test_invalid_fields_are_named(tmp_path: Path, text: str, expected: str) -> None:
@@ -89,11 +95,16 @@ def test_changed_fields_lists_dotted_paths(tmp_path: Path) -> None:
 
 
 def test_dns_server_forms(tmp_path: Path) -> None:
-    for server, expected in [("ns1.example.com", ("ns1.example.com", 53)),
-                             ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-                             ("[::1]:5353", ("::1", 5353))]:
-        loaded = load_playbook(write(tmp_path, MINIMAL + f"dns: {{zone: a.com, record: w.a.com, "
-                                                         f"server: '{server}'}}\n"))
+    for server, expected in [
+        ("ns1.example.com", ("ns1.example.com", 53)),
+        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+        ("[::1]:5353", ("::1", 5353)),
+    ]:
+        loaded = load_playbook(
+            write(
+                tmp_path, MINIMAL + f"dns: {{zone: a.com, record: w.a.com, server: '{server}'}}\n"
+            )
+        )
         assert loaded.model.dns is not None and loaded.model.dns.server is not None
         assert split_server(loaded.model.dns.server) == expected
 

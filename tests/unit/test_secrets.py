@@ -15,7 +15,9 @@ def test_masks_registered_values_and_url_passwords() -> None:
 
 
 def test_unregistered_url_passwords_are_masked_too() -> None:
-    assert SecretMasker().mask("redis://h:topsecret@127.0.0.1:1/0") == "redis://h:****@127.0.0.1:1/0"
+    assert (
+        SecretMasker().mask("redis://h:topsecret@127.0.0.1:1/0") == "redis://h:****@127.0.0.1:1/0"
+    )
 
 
 def test_short_values_are_not_masked_everywhere() -> None:

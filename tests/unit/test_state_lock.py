@@ -50,14 +50,17 @@ def test_secret_in_outputs_is_masked_on_disk(tmp_path: Path) -> None:
         (b"", "empty"),
         (b'{"schema_version": 1, "playbook": {"pa', "corrupt"),
         (b"\x00\xff\xfegarbage", "cannot read state"),
-        (json.dumps({"schema_version": 99, "written_by": "cutover 9.0"}).encode(),
-         "schema version 99 was written by cutover 9.0"),
+        (
+            json.dumps({"schema_version": 99, "written_by": "cutover 9.0"}).encode(),
+            "schema version 99 was written by cutover 9.0",
+        ),
         (b"[1, 2]", "not a JSON object"),
         (json.dumps({"schema_version": 1, "playbook": 3}).encode(), "does not match schema"),
     ],
 )
-def test_bad_state_files_are_refused_and_untouched(tmp_path: Path, content: bytes,
-                                                   message: str) -> None:
+def test_bad_state_files_are_refused_and_untouched(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     store = StateStore(tmp_path)
     store.path.write_bytes(content)
     with pytest.raises(StateError) as info:
@@ -95,8 +98,9 @@ time.sleep(60)
 
 
 def test_lock_names_holder_and_survives_kill_9(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(LockedError) as info:
@@ -120,8 +124,9 @@ def test_lock_names_holder_and_survives_kill_9(tmp_path: Path) -> None:
 
 
 def test_unlock_clears_a_dead_holders_lock(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     holder.kill()
     holder.wait()
@@ -165,7 +170,6 @@ def test_audit_lines_stay_valid_json(tmp_path: Path) -> None:
 
 
 def test_from_keeps_the_first_outputs_of_cleared_steps() -> None:
-
 
     state = make_state()
     state.step("switch-dns").status = Status.DONE

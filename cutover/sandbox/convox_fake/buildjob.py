@@ -92,7 +92,9 @@ def run(store: Store, rack_name: str, app_name: str, build_id: str) -> None:
         if not failed:
             latest = latest_release(app)
             release = create_release(
-                app, latest["env"] if latest else "", build=build_id,
+                app,
+                latest["env"] if latest else "",
+                build=build_id,
                 description=str(build.get("description", "")),
             )
             build.update(status="complete", release=release["id"])
@@ -126,5 +128,3 @@ def build_output(
     for image in dict.fromkeys(s.image for s in manifest.services if s.image):
         lines.append(f"Running: docker pull {image}\n")
     return "".join(lines), text, False
-
-

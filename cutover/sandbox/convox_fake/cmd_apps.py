@@ -32,6 +32,7 @@ from cutover.sandbox.convox_fake.store import VERSION, write_current
 
 STDIN_LINE_LIMIT = 64 * 1024  # bufio.Scanner's MaxScanTokenSize
 
+
 def cmd_version(ctx: Ctx) -> None:
     ctx.out.write(f"client: {VERSION}\n")
     with ctx.store.locked() as state:
@@ -243,4 +244,3 @@ def cmd_env_unset(ctx: Ctx) -> None:
         waits.promote(ctx, app_name, release_id)
     if ctx.flag("id"):
         ctx.out.print_id(release_id)
-

@@ -204,4 +204,3 @@ def cmd_releases_promote(ctx: Ctx) -> None:
             raise CliError("no releases to promote")
         release_id = latest["id"]
     waits.promote(ctx, app_name, release_id, force=ctx.flag("force"))
-

@@ -145,4 +145,3 @@ def cmd_resources_proxy(ctx: Ctx) -> None:
         threading.Thread(
             target=_tunnel, args=(client, host, remote, ctx.out, ready), daemon=True
         ).start()
-

@@ -94,8 +94,9 @@ def cmd_run(ctx: Ctx) -> None:
     timeout = ctx.number("timeout") or DEFAULT_TIMEOUT
     if timeout <= 0:
         timeout = DEFAULT_TIMEOUT
-    pod = pods.start(ctx.store, rack_name, app_name, service_name, release_id, [], env, cwd,
-                     sleep=timeout)
+    pod = pods.start(
+        ctx.store, rack_name, app_name, service_name, release_id, [], env, cwd, sleep=timeout
+    )
     try:
         if not startable:
             time.sleep(wait_limit)  # pending: CreateContainerConfigError, never running
@@ -107,15 +108,15 @@ def cmd_run(ctx: Ctx) -> None:
     raise ExitCode(code)
 
 
-def _exec(ctx: Ctx, pod: str, argv: list[str], env: dict[str, str], cwd: Path,
-          timeout: int) -> int:
+def _exec(ctx: Ctx, pod: str, argv: list[str], env: dict[str, str], cwd: Path, timeout: int) -> int:
     """``ProcessExec``: run ``argv`` in the pod's process group, relay its merged output."""
     log = pods.exec_log(ctx.store, pod)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     ctx.out.stdout.flush()
     try:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=fd, stderr=fd,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=fd, stderr=fd, start_new_session=True
+        )
     except OSError as exc:
         reason = (
             "executable file not found in $PATH"

@@ -187,8 +187,16 @@ def scale_service(ctx: Ctx) -> None:
         removed = pods[counts[name] :]
         app["processes"] = [p for p in app["processes"] if p not in removed] + new
         plan = _scale_web_plan(ctx, state, rack_name, rack, app, manifest, name, counts)
-        start_workers(ctx.store, ctx.environ, state, rack_name, app,
-                      find_release(app, app["release"]), manifest, new)
+        start_workers(
+            ctx.store,
+            ctx.environ,
+            state,
+            rack_name,
+            app,
+            find_release(app, app["release"]),
+            manifest,
+            new,
+        )
         router = state.get("router") if isinstance(state.get("router"), dict) else None
     ctx.out.write("\n")
     for pod in new:
@@ -206,4 +214,3 @@ def scale_service(ctx: Ctx) -> None:
     for pod in new:
         ctx.out.write(pod_line(pod, "running"))
     ctx.out.ok()
-

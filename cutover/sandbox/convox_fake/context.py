@@ -56,8 +56,9 @@ class Ctx:
 
     def rack(self, state: Json) -> tuple[str, Json]:
         return select_rack(
-            state, flag=self.string("rack"), environ=self.environ, cwd=self.cwd,
+            state,
+            flag=self.string("rack"),
+            environ=self.environ,
+            cwd=self.cwd,
             folder=self.store.folder,
         )
-
-

@@ -21,8 +21,6 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 NAME_RULE = "must contain only lowercase alphanumeric and dashes"
 
 
-
-
 class ManifestError(Exception):
     """``manifest.Load`` failed."""
 
@@ -358,4 +356,3 @@ def active_manifest(app: Json) -> tuple[Json, Manifest | None, dict[str, str]]:
     release = find_release(app, app["release"])
     env = env_load(release["env"])
     return release, release_manifest(app, release, env), env
-

@@ -34,8 +34,6 @@ def new_build_id() -> str:
     return "B" + _random_letters(10)
 
 
-
-
 def _strip_userinfo(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -178,7 +176,6 @@ def create_release(
     }
     app["releases"].append(release)
     return release
-
 
 
 def rack_by_name(state: Json, name: str) -> Json:

@@ -151,9 +151,7 @@ def duration(start: str, end: str) -> str:
     return f"{secs}s"
 
 
-
 def new_pod_id(service: str) -> str:
     suffix = "".join(random.choice(POD_ALPHABET) for _ in range(5))
     template = "".join(random.choice(POD_ALPHABET) for _ in range(10))
     return f"{service}-{template}-{suffix}"
-

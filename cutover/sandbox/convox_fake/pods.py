@@ -23,27 +23,49 @@ def _pod_id(service: str) -> str:
     return f"{service}-" + "".join(random.choice(POD_ALPHABET) for _ in range(5))
 
 
-def start(store: Store, rack: str, app: str, service: str, release: str, argv: list[str],
-          env: Mapping[str, str], cwd: Path, *, sleep: int = 0) -> str:
+def start(
+    store: Store,
+    rack: str,
+    app: str,
+    service: str,
+    release: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    *,
+    sleep: int = 0,
+) -> str:
     """Start a pod (detached, own session) running ``argv``, or with ``sleep`` a pod whose
     command is ``sleep <sleep>`` and which, when that ends, kills the commands exec'd in it
     (their pids, appended to its groups file by :func:`record_exec`). Return its id."""
     pod = _pod_id(service)
     groups = log_dir(store.folder) / f"exec-groups-{pod}"
     if sleep:
-        argv = ["sh", "-c", f'sleep {int(sleep)}; for g in $(cat "$0" 2>/dev/null); do '
-                'kill -KILL -- "-$g"; done', str(groups)]
+        argv = [
+            "sh",
+            "-c",
+            f'sleep {int(sleep)}; for g in $(cat "$0" 2>/dev/null); do kill -KILL -- "-$g"; done',
+            str(groups),
+        ]
     try:
-        pid = procs.spawn_daemon(argv, log_path=log_dir(store.folder) / f"pod-{pod}.log",
-                                 env=dict(env), cwd=cwd)
+        pid = procs.spawn_daemon(
+            argv, log_path=log_dir(store.folder) / f"pod-{pod}.log", env=dict(env), cwd=cwd
+        )
     except OSError as exc:
         raise CliError(f"exec: {exc.strerror}") from None
     with store.locked() as state:
-        get_app(rack_by_name(state, rack), app).setdefault("runs", []).append({
-            "id": pod, "service": service, "release": release, "status": "running",
-            "started": now_iso(), "command": f"sleep {sleep}" if sleep else " ".join(argv),
-            "pid": pid, "groups": str(groups),
-        })
+        get_app(rack_by_name(state, rack), app).setdefault("runs", []).append(
+            {
+                "id": pod,
+                "service": service,
+                "release": release,
+                "status": "running",
+                "started": now_iso(),
+                "command": f"sleep {sleep}" if sleep else " ".join(argv),
+                "pid": pid,
+                "groups": str(groups),
+            }
+        )
     return pod
 
 

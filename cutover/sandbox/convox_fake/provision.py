@@ -74,9 +74,14 @@ def _connect(backend: Json, dbname: str = "postgres") -> Any:
     import psycopg  # noqa: PLC0415 - only a rack with an admin backend needs it
 
     return psycopg.connect(
-        host=str(backend.get("host", "127.0.0.1")), port=int(backend["port"]),
-        user=str(backend["admin_user"]), password=str(backend.get("admin_password", "")),
-        dbname=dbname, sslmode="disable", connect_timeout=10, autocommit=True,
+        host=str(backend.get("host", "127.0.0.1")),
+        port=int(backend["port"]),
+        user=str(backend["admin_user"]),
+        password=str(backend.get("admin_password", "")),
+        dbname=dbname,
+        sslmode="disable",
+        connect_timeout=10,
+        autocommit=True,
     )
 
 
@@ -117,17 +122,26 @@ def plan(state: Json, app: Json, manifest: Manifest | None, env: dict[str, str])
         if is_overlay(resource, env) or resource.name in made:
             continue
         version = declared_version(resource)
-        record: Json = {"type": resource.type, "version": version, "created": now_iso(),
-                        "status": "running"}
+        record: Json = {
+            "type": resource.type,
+            "version": version,
+            "created": now_iso(),
+            "status": "running",
+        }
         if backend is not None and resource_family(resource.type) == "postgres":
             _check_supported(backend, resource, version)
             user, dbname, password = _names(backend, str(app["name"]), resource.name)
             host, port = str(backend.get("host", "127.0.0.1")), int(backend["port"])
             record.update(
-                status="pending", ready_at=time.time() + timing(state, "resource_start"),
-                user=user, password=password, dbname=dbname, host=host, port=port,
+                status="pending",
+                ready_at=time.time() + timing(state, "resource_start"),
+                user=user,
+                password=password,
+                dbname=dbname,
+                host=host,
+                port=port,
                 url=f"postgres://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
-                    f"{quote(dbname, safe='')}?sslmode=disable",
+                f"{quote(dbname, safe='')}?sslmode=disable",
             )
             pending.append(resource.name)
         made[resource.name] = record
@@ -192,7 +206,8 @@ def _create(backend: Json, record: Json) -> None:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
         conn.execute(
             sql.SQL("{} {} LOGIN " + attributes + " PASSWORD {}").format(
-                sql.SQL("ALTER ROLE" if exists else "CREATE ROLE"), sql.Identifier(user),
+                sql.SQL("ALTER ROLE" if exists else "CREATE ROLE"),
+                sql.Identifier(user),
                 sql.Literal(verifier),
             )
         )

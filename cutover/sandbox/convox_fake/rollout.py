@@ -53,8 +53,9 @@ def release_promote(store: Store, rack_name: str, app_name: str, release_id: str
         pods = [p for s in services for p in make_pods(release_id, s, counts[s.name])]
         app.update(release=release_id, status="updating", processes=pods)
         # the release's templates create a service account per service (provider/k8s)
-        app["service_accounts"] = sorted({*app.get("service_accounts", []),
-                                          *(s.name for s in services)})
+        app["service_accounts"] = sorted(
+            {*app.get("service_accounts", []), *(s.name for s in services)}
+        )
         app["rollout"] = {"release": release_id, "previous": previous, "started": now_iso()}
         jobs.spawn(store, state, "rollout", rack_name, app_name, release_id)
     return pods
@@ -91,8 +92,7 @@ def run(store: Store, rack_name: str, app_name: str, release_id: str) -> None:
         rack = rack_by_name(state, rack_name)
         app = get_app(rack, app_name)
         release = find_release(app, release_id)
-        start_workers(store, os.environ, state, rack_name, app, release, manifest,
-                      app["processes"])
+        start_workers(store, os.environ, state, rack_name, app, release, manifest, app["processes"])
         for pod in app["processes"]:
             pod["status"] = "running"
         if pid is not None and plan.service:

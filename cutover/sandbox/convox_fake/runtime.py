@@ -72,7 +72,6 @@ def service_env(
     return env
 
 
-
 # --- the served web process -------------------------------------------------------------------
 
 
@@ -287,7 +286,9 @@ def start_workers(
         env = service_env(state, rack_name, app, release, manifest, service, environ)
         pod["pid"] = procs.spawn_daemon(
             [sys.executable, "-m", SAMPLEWORKER_MODULE],
-            log_path=folder / f"{app['name']}-{pod['id']}.log", env=env, cwd=cwd,
+            log_path=folder / f"{app['name']}-{pod['id']}.log",
+            env=env,
+            cwd=cwd,
         )
 
 
@@ -302,7 +303,6 @@ def stop_workers(pods: list[Json]) -> list[int]:
     return stopped
 
 
-
 def stop_processes(config_dir: Path) -> list[int]:
     """Stop the rack-side jobs and every process the stand-in started; return their pids."""
     with Store(config_dir).locked() as state:
@@ -310,12 +310,12 @@ def stop_processes(config_dir: Path) -> list[int]:
         for rack in state["racks"]:
             for app in (rack.get("apps") or {}).values():
                 stopped += stop_workers(app.get("processes") or [])
-                stopped += stop_workers((app.get("rollout") or {}).get("previous", {})
-                                        .get("processes") or [])
+                stopped += stop_workers(
+                    (app.get("rollout") or {}).get("previous", {}).get("processes") or []
+                )
     with Store(config_dir).locked() as state:
         for rack in state["racks"]:
             served = rack.pop("served", None)
             if served and _stop_web(served):
                 stopped.append(int(served["pid"]))
     return stopped
-

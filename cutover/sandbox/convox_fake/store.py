@@ -248,7 +248,6 @@ def write_current(config_dir: Path, name: str) -> None:
     procs.write_private(config_dir / "current", json.dumps({"name": name, "type": "terraform"}))
 
 
-
 def timing(state: Json, key: str) -> float:
     """A rack timing in seconds: the state's override, else :data:`DEFAULT_TIMINGS`."""
     value = (state.get("timings") or {}).get(key)
