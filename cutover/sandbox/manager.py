@@ -141,11 +141,19 @@ def up(
     data: dict[str, Any] = {"folder": str(folder), "pids": {}, "ports": {}}
     try:
         _start(folder, data, rows, say, rack_timings or {})
-    except BaseException:
+    except BaseException as exc:
         _save(folder, data)
         say("sandbox up failed: stopping what was started")
         with contextlib.suppress(Exception):
             down(folder, say=say)
+        if isinstance(exc, pgcluster.PgClusterError):
+            # An environment problem with its own clear text (e.g. the postgres system user
+            # cannot reach the folder), not a bug in cutover.
+            raise CutoverError(
+                f"sandbox up: {exc}",
+                resolution="Choose a --dir that the postgres system user can reach (e.g. "
+                "under the project or /tmp), then run `cutover sandbox up` again.",
+            ) from None
         raise
     _save(folder, data)
     return data
