@@ -247,23 +247,19 @@ class ConvoxAdapter:
 
     def deploy(self, source: Path, manifest: str, description: str, timeout: float = 3600) -> str:
         """Build and promote ``source``; the description marks the build as this run's."""
-        result = self._run(
-            "deploy",
-            str(source),
-            "-m",
-            manifest,
-            "--id",
-            "-d",
-            description,
-            timeout=timeout,
-            retry=False,
-        )
-        return self._release_id(result)
+        return self._ship("deploy", source, manifest, description, timeout)
 
     def build(self, source: Path, manifest: str, description: str, timeout: float = 3600) -> str:
         """Build without promoting; returns the new release id (``--id``)."""
+        return self._ship("build", source, manifest, description, timeout)
+
+    def _ship(
+        self, verb: str, source: Path, manifest: str, description: str, timeout: float
+    ) -> str:
+        """``convox build|deploy DIR -m MANIFEST --id -d DESCRIPTION`` (pkg/cli/builds.go,
+        deploy.go: the same BuildCreateOptions); returns the release id ``--id`` prints."""
         result = self._run(
-            "build",
+            verb,
             str(source),
             "-m",
             manifest,
