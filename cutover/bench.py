@@ -39,7 +39,8 @@ from cutover.playbook import load_playbook
 from cutover.sandbox import convox_fake, manager, pgcluster
 from cutover.secrets import SecretMasker
 from cutover.state import StateStore
-from cutover.steps.data import InitialSync, VerifyData
+from cutover.steps.data import InitialSync
+from cutover.steps.verify import VerifyData
 from cutover.ui import Ui
 
 REPO = Path(__file__).resolve().parent.parent

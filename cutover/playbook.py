@@ -74,9 +74,39 @@ class EnvSection(_Model):
 class DatabaseSection(_Model):
     resource: str = Field(default="database", description="Convox resource to restore into.")
     heroku_attachment: str = Field(default="DATABASE", description="Heroku attachment name.")
-    restore_jobs: int = Field(default=2, ge=1, le=32, description="pg_restore --jobs.")
+    method: Literal["backup", "direct", "in-rack"] = Field(
+        default="backup",
+        description="How the data moves: 'backup' (the guide: capture a Heroku backup, download "
+        "it, pg_restore through the proxy), 'direct' (pg_dump from Heroku over TLS straight into "
+        "the resource, in parallel), 'in-rack' (the dump and restore run in the rack as a "
+        "one-off, so the data never leaves the cloud).",
+    )
+    final_sync: Literal["full", "changed-tables"] = Field(
+        default="full",
+        description="'full' copies everything again in the window; 'changed-tables' copies only "
+        "the tables that changed since the initial sync (and every sequence).",
+    )
+    restore_jobs: int = Field(
+        default=2, ge=1, le=32, description="Parallel jobs for the restore and table copies."
+    )
     verify: Literal["counts", "checksums"] = Field(
         default="checksums", description="How verify-data compares the databases."
+    )
+    verify_counts_only_above_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tables larger than this (MB, on Heroku) are compared by row count only.",
+    )
+    skip_extensions: list[str] = Field(
+        default_factory=lambda: ["pg_stat_statements"],
+        description="Extensions not created on the target when its role may not create them "
+        "(each skip is reported as a finding); any other extension the target cannot create "
+        "stops the data preflight, before the window.",
+    )
+    in_rack_service: str = Field(
+        default="pgclient",
+        description="in-rack: the convox.yml service run as the one-off (its image must carry "
+        "pg_dump and pg_restore of the server's major, e.g. postgres:16; scale count 0).",
     )
     timeout: int = Field(default=3600, ge=10, description="Seconds allowed for dump or restore.")
 
