@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from cutover.errors import CutoverError
 from cutover.steps.app import run_http_checks, smoke_checks
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+from cutover.steps.data import mark_target_live
 from cutover.steps.preflight import PreflightOutputs
 from cutover.steps.records import DnsRecord, LowerTtlOutputs, LowerTtlProgress
 from cutover.steps.window import MaintenanceOnOutputs
@@ -154,6 +155,7 @@ class SwitchDns(Step):
             DnsRecord.of(record) if record else None
         )
         ctx.save(SwitchDnsProgress(previous=previous))
+        mark_target_live(ctx)  # the guard in the world: no sync overwrites a live database
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
         ctx.dns.set(_record(ctx.model.dns.record, "CNAME", ttl, [router + "."]))
         ctx.note(

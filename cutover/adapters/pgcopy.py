@@ -1,0 +1,371 @@
+"""The ``direct`` copy: Heroku's database straight into the (staging) Convox database, in parallel,
+snapshot-consistent, with no data on this machine's disk.
+
+1. One psql session on the source holds ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+   SELECT pg_export_snapshot();`` open for the whole copy (PostgreSQL docs, "Snapshot
+   Synchronization Functions"); every other reader imports that snapshot.
+2. ``pg_dump --schema-only -Fc --snapshot=<id>`` to a 0600 file in a 0700 folder (schema only),
+   ``pg_restore --list`` filtered (extensions the target may not create are left out), then
+   ``pg_restore --section=pre-data --use-list`` into the target: tables without indexes,
+   constraints or triggers (pg_dump puts those in post-data).
+3. Per table, largest first, ``jobs`` at once: ``psql -c 'COPY t TO STDOUT'`` in the snapshot,
+   piped by the kernel into ``psql -c 'COPY t FROM STDIN'`` (Runner.pipe: no Python in the data
+   path).
+4. Large objects in the same snapshot (``pg_dump -Fc --data-only --snapshot`` with every table's
+   data excluded, streamed into ``pg_restore --data-only``), sequences (``setval`` from
+   pg_sequences read in the snapshot).
+5. ``pg_restore --section=post-data --jobs N``: indexes, constraints, triggers in parallel.
+
+Always ``--no-owner --no-acl`` (a Heroku role's grants mean nothing on Convox).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.errors import CutoverError, UnexpectedOutput
+from cutover.runner import Runner
+from cutover.secrets import SecretMasker
+
+_SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+# pg_restore --list lines (pg_backup_archiver.c PrintTOCSummary):
+#   "<dumpId>; <tableoid> <oid> <desc> <namespace> <tag> <owner>"
+_TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (\S+)")
+_TOC_EXT_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - EXTENSION (\S+)")
+# The consumer's session: no wait for the WAL flush on each COPY's commit (USERSET, so any role).
+COPY_IN_OPTIONS = "-c synchronous_commit=off"
+
+TABLES_SQL = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       pg_catalog.pg_relation_size(c.oid)
+         + coalesce(pg_catalog.pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                    AND d.deptype = 'e')
+ORDER BY 2 DESC, 1;
+"""
+SEQUENCES_SQL = """
+SELECT format('SELECT pg_catalog.setval(%L, %s, true);',
+              quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename), s.last_value)
+FROM pg_catalog.pg_sequences s
+WHERE s.last_value IS NOT NULL
+  AND s.schemaname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                    AND d.objid = (quote_ident(s.schemaname) || '.'
+                                   || quote_ident(s.sequencename))::regclass
+                    AND d.deptype = 'e');
+"""
+LARGE_OBJECTS_SQL = "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata;"
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    tables_done: int
+    tables_total: int
+    bytes_done: int  # on-disk size of the tables copied so far (heap + TOAST, at the snapshot)
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    tables: int
+    bytes: int
+    seconds: float
+    skipped_extensions: tuple[str, ...] = field(default=())
+
+
+# -- extensions the target may not create -----------------------------------------------------
+def extensions_to_skip(
+    pg: PostgresAdapter, source: ConnInfo, target: ConnInfo, skip: Sequence[str]
+) -> list[str]:
+    """Those of ``skip`` installed on the source that the target's role cannot create: not
+    available there, or neither superuser nor a trusted extension (PostgreSQL 13+ lets a
+    database owner create trusted ones)."""
+    if not skip:
+        return []
+    installed = set(pg.extensions(source))
+    wanted = [name for name in skip if name in installed]
+    if not wanted:
+        return []
+    rows = pg.psql(
+        target,
+        "SELECT 'super', rolsuper::text FROM pg_catalog.pg_roles WHERE rolname = current_user\n"
+        "UNION ALL SELECT name, bool_or(trusted)::text "
+        "FROM pg_catalog.pg_available_extension_versions GROUP BY name;",
+    )
+    facts = {row[0]: row[1] == "true" for row in rows if len(row) == 2}
+    superuser = facts.pop("super", False)
+    return [n for n in wanted if n not in facts or not (superuser or facts[n])]
+
+
+def filter_list(listing: str, skip: Sequence[str]) -> str:
+    """A ``pg_restore --list`` without the extensions in ``skip`` (and their comments)."""
+    keep = []
+    for line in listing.splitlines():
+        match = _TOC_EXTENSION.match(line) or _TOC_EXT_COMMENT.match(line)
+        if match and match.group(1) in skip:
+            keep.append(";" + line)  # a comment line: pg_restore -L skips it
+            continue
+        keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+def private_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))  # 0700 (tempfile.mkdtemp)
+
+
+def private_file(path: Path, text: str = "") -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def restore_list(runner: Runner, dump: Path, skip: Sequence[str], timeout: float) -> Path:
+    """``pg_restore --list`` of ``dump`` filtered by ``skip``, written 0600 beside it."""
+    listing = runner.run(["pg_restore", "--list", str(dump)], timeout=timeout).stdout
+    return private_file(dump.with_suffix(".list"), filter_list(listing, skip))
+
+
+def restore_argv(dump: Path, listfile: Path, dbname: str, jobs: int, *extra: str) -> list[str]:
+    return [
+        "pg_restore",
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        *extra,
+        "--jobs",
+        str(max(1, jobs)),
+        "--use-list",
+        str(listfile),
+        "--dbname",
+        dbname,
+        str(dump),
+    ]
+
+
+# -- the direct copy --------------------------------------------------------------------------
+def _psql(*commands: str) -> list[str]:
+    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    for command in commands:
+        argv += ["-c", command]
+    return argv
+
+
+def _in_snapshot(snapshot: str, *commands: str) -> list[str]:
+    return _psql(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        f"SET TRANSACTION SNAPSHOT '{snapshot}'",
+        *commands,
+        "COMMIT",
+    )
+
+
+def _snapshot_rows(
+    pg: PostgresAdapter, source: ConnInfo, snapshot: str, sql: str
+) -> list[list[str]]:
+    """Rows of ``sql`` read in the exported snapshot (psql's command tags left out)."""
+    rows = pg.psql(
+        source,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+        f"SET TRANSACTION SNAPSHOT '{snapshot}';\n{sql}\nCOMMIT;",
+    )
+    return [row for row in rows if row not in (["BEGIN"], ["SET"], ["COMMIT"])]
+
+
+def copy_database(
+    runner: Runner,
+    masker: SecretMasker,
+    source: ConnInfo,
+    target: ConnInfo,
+    *,
+    jobs: int,
+    skip_extensions: Sequence[str],
+    timeout: float,
+    progress: Callable[[CopyProgress], None] | None,
+) -> CopyResult:
+    """Copy ``source`` into the empty database ``target`` (see the module docstring)."""
+    started = time.monotonic()
+    masker.add(source.password)
+    masker.add(target.password)
+    pg = PostgresAdapter(runner, masker)
+    skipped = extensions_to_skip(pg, source, target, skip_extensions)
+    folder = private_dir("cutover-direct-")
+    try:
+        with runner.session(
+            ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"], env=source.env()
+        ) as holder:
+            holder.write(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+                "SELECT pg_catalog.pg_export_snapshot();\n"
+            )
+            snapshot = holder.readline(timeout=120).strip()
+            if not _SNAPSHOT.match(snapshot):
+                raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
+            schema = private_file(folder / "schema.dump")
+            runner.run(
+                ["pg_dump", "--schema-only", "-Fc", f"--snapshot={snapshot}", "-f", str(schema)],
+                env=source.env(),
+                timeout=timeout,
+            )
+            listfile = restore_list(runner, schema, skipped, timeout)
+            runner.run(
+                restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
+                env=target.env(),
+                timeout=timeout,
+            )
+            tables = [
+                (row[0], int(row[1]))
+                for row in _snapshot_rows(pg, source, snapshot, TABLES_SQL)
+                if len(row) == 2
+            ]
+            _copy_tables(runner, source, target, snapshot, tables, jobs, timeout, progress)
+            _copy_large_objects(runner, pg, source, target, snapshot, timeout)
+            setvals = [r[0] for r in _snapshot_rows(pg, source, snapshot, SEQUENCES_SQL) if r]
+            if setvals:
+                pg.psql(target, "\n".join(setvals), timeout=timeout)
+            holder.close("COMMIT;\n")
+        runner.run(
+            restore_argv(schema, listfile, target.dbname, jobs, "--section=post-data"),
+            env=target.env(),
+            timeout=timeout,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return CopyResult(
+        tables=len(tables),
+        bytes=sum(size for _, size in tables),
+        seconds=time.monotonic() - started,
+        skipped_extensions=tuple(skipped),
+    )
+
+
+def _copy_tables(
+    runner: Runner,
+    source: ConnInfo,
+    target: ConnInfo,
+    snapshot: str,
+    tables: list[tuple[str, int]],
+    jobs: int,
+    timeout: float,
+    progress: Callable[[CopyProgress], None] | None,
+) -> None:
+    """COPY each table source -> target, ``jobs`` pipes at once, largest first. The first
+    failure stops the others (the target is a staging database: it is dropped, never used)."""
+    abort = threading.Event()
+    target_env: dict[str, str | None] = {**target.env(), "PGOPTIONS": COPY_IN_OPTIONS}
+    deadline = time.monotonic() + timeout
+
+    def one(table: str) -> None:
+        runner.pipe(
+            _in_snapshot(snapshot, f"COPY {table} TO STDOUT"),
+            _psql(f"COPY {table} FROM STDIN"),
+            producer_env=dict(source.env()),
+            consumer_env=target_env,
+            timeout=max(1.0, deadline - time.monotonic()),
+            abort=abort,
+        )
+
+    done, bytes_done = 0, 0
+    sizes = dict(tables)
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="copy") as pool:
+        pending: dict[Future[None], str] = {pool.submit(one, t): t for t, _ in tables}
+        try:
+            while pending:
+                finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    table = pending.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        raise error
+                    done, bytes_done = done + 1, bytes_done + sizes[table]
+                    if progress is not None:
+                        progress(CopyProgress(done, len(tables), bytes_done))
+        except BaseException:
+            abort.set()
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _copy_large_objects(
+    runner: Runner,
+    pg: PostgresAdapter,
+    source: ConnInfo,
+    target: ConnInfo,
+    snapshot: str,
+    timeout: float,
+) -> None:
+    """Large objects (metadata and data) in the snapshot, streamed: pg_dump --data-only dumps
+    them (-b is the default without --schema/--table, pg_dump docs) and pg_restore --data-only
+    restores "BLOB" entries as data (pg_backup_archiver.c _tocEntryRequired)."""
+    count = _snapshot_rows(pg, source, snapshot, LARGE_OBJECTS_SQL)
+    if not count or count[0][0] == "0":
+        return
+    runner.pipe(
+        [
+            "pg_dump",
+            "-Fc",
+            "--data-only",
+            "-b",  # --blobs (spelled --large-objects from PostgreSQL 16)
+            "--exclude-table-data=*.*",
+            f"--snapshot={snapshot}",
+        ],
+        [
+            "pg_restore",
+            "--data-only",
+            "--no-owner",
+            "--no-acl",
+            "--exit-on-error",
+            "--dbname",
+            target.dbname,
+        ],
+        producer_env=dict(source.env()),
+        consumer_env=dict(target.env()),
+        timeout=timeout,
+    )
+
+
+# -- the backup method's restore into staging -------------------------------------------------
+def restore_dump(
+    runner: Runner,
+    masker: SecretMasker,
+    dump: Path,
+    target: ConnInfo,
+    *,
+    jobs: int,
+    skipped: Sequence[str],
+    timeout: float,
+) -> int:
+    """Restore a downloaded custom-format dump into the empty database ``target`` without the
+    ``skipped`` extensions; return the number of entries restored."""
+    masker.add(target.password)
+    listfile = restore_list(runner, dump, skipped, timeout)
+    entries = [
+        ln for ln in listfile.read_text(encoding="utf-8").splitlines() if ln and ln[0] != ";"
+    ]
+    if not entries:
+        raise CutoverError(f"the dump {dump.name} holds no objects")
+    try:
+        runner.run(
+            restore_argv(dump, listfile, target.dbname, jobs), env=target.env(), timeout=timeout
+        )
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            listfile.unlink()
+    return len(entries)
