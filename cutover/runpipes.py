@@ -98,6 +98,27 @@ def _read(fh: IO[bytes]) -> str:
     return fh.read().decode("utf-8", errors="replace")
 
 
+def _watch(
+    p1: subprocess.Popen[bytes],
+    p2: subprocess.Popen[bytes],
+    deadline: float,
+    abort: threading.Event | None,
+) -> str:
+    """Wait for both children; "" when both ended, else why they must be stopped."""
+    pause = 0.005  # short copies end in milliseconds: back off up to POLL
+    while p1.poll() is None or p2.poll() is None:
+        if time.monotonic() > deadline:
+            return "timeout"
+        if abort is not None and abort.is_set():
+            return "aborted"
+        if p1.poll() not in (None, 0) or p2.poll() not in (None, 0):
+            return "failed"  # one side failed: do not wait for the other
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p2.wait(timeout=pause)
+        pause = min(POLL, pause * 2)
+    return ""
+
+
 def run_pipe(
     runner: Runner,
     producer: Sequence[str],
@@ -134,20 +155,10 @@ def run_pipe(
             os.close(read_fd)
             os.close(write_fd)
         procs = [p1, p2]
-        outcome = ""
         try:
-            deadline = started + timeout
-            while any(p.poll() is None for p in procs):
-                if time.monotonic() > deadline:
-                    outcome = "timeout"
-                elif abort is not None and abort.is_set():
-                    outcome = "aborted"
-                elif p1.poll() not in (None, 0) or p2.poll() not in (None, 0):
-                    outcome = "failed"  # one side failed: do not wait for the other
-                if outcome:
-                    stop_children(procs, runner.term_grace, signal.SIGTERM)
-                    break
-                time.sleep(POLL)
+            outcome = _watch(p1, p2, started + timeout, abort)
+            if outcome:
+                stop_children(procs, runner.term_grace, signal.SIGTERM)
         except KeyboardInterrupt:
             stop_children(procs, runner.term_grace, signal.SIGINT)
             runner._event("command", argv=masked, outcome="interrupted")

@@ -49,7 +49,12 @@ COPY_IN_OPTIONS = "-c synchronous_commit=off"
 TABLES_SQL = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_catalog.pg_relation_size(c.oid)
-         + coalesce(pg_catalog.pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0)
+         + coalesce(pg_catalog.pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0),
+       pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+       coalesce((SELECT string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum)
+                 FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attgenerated = ''), '')
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -59,6 +64,53 @@ WHERE c.relkind = 'r'
                     AND d.deptype = 'e')
 ORDER BY 2 DESC, 1;
 """
+# A table larger than this is copied as up to ``jobs`` parts at once, each a range of its pages
+# (``WHERE ctid >= '(a,0)' AND ctid < '(b,0)'``: a TID range scan, PostgreSQL 14+), so one large
+# table does not leave the other jobs idle.
+SPLIT_MIN_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Part:
+    """One COPY: a whole table, or a range of its pages."""
+
+    table: str
+    columns: str  # quoted, comma-separated; generated columns left out (COPY skips them too)
+    where: str  # "" for the whole table
+    size: int  # bytes this part accounts for (progress)
+
+    def copy_out(self) -> str:
+        if not self.where:
+            return f"COPY {self.table} TO STDOUT"
+        # Identifiers come from quote_ident in the source's catalog, the range from integers.
+        return f"COPY (SELECT {self.columns} FROM {self.table} WHERE {self.where}) TO STDOUT"  # noqa: S608
+
+    def copy_in(self) -> str:
+        cols = f" ({self.columns})" if self.where and self.columns else ""
+        return f"COPY {self.table}{cols} FROM STDIN"
+
+
+def plan_parts(rows: list[list[str]], jobs: int) -> list[Part]:
+    """Parts to copy, largest first: tables above SPLIT_MIN_BYTES split by page ranges."""
+    parts: list[Part] = []
+    for row in rows:
+        if len(row) != 4:
+            continue
+        table, size, pages, columns = row[0], int(row[1]), int(row[2]), row[3]
+        count = min(jobs, size // SPLIT_MIN_BYTES, pages) if columns else 1
+        if count < 2:
+            parts.append(Part(table, columns, "", size))
+            continue
+        step = pages // count
+        for i in range(count):
+            low = f"ctid >= '({i * step},0)'::tid"
+            # The last range is open-ended: it takes whatever lies beyond the size read above.
+            high = "" if i == count - 1 else f" AND ctid < '({(i + 1) * step},0)'::tid"
+            parts.append(Part(table, columns, low + high, size // count))
+    parts.sort(key=lambda p: p.size, reverse=True)
+    return parts
+
+
 SEQUENCES_SQL = """
 SELECT format('SELECT pg_catalog.setval(%L, %s, true);',
               quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename), s.last_value)
@@ -229,12 +281,10 @@ def copy_database(
                 env=target.env(),
                 timeout=timeout,
             )
-            tables = [
-                (row[0], int(row[1]))
-                for row in _snapshot_rows(pg, source, snapshot, TABLES_SQL)
-                if len(row) == 2
-            ]
-            _copy_tables(runner, source, target, snapshot, tables, jobs, timeout, progress)
+            rows = _snapshot_rows(pg, source, snapshot, TABLES_SQL)
+            tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
+            parts = plan_parts(rows, max(1, jobs))
+            _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
             _copy_large_objects(runner, pg, source, target, snapshot, timeout)
             setvals = [r[0] for r in _snapshot_rows(pg, source, snapshot, SEQUENCES_SQL) if r]
             if setvals:
@@ -249,53 +299,57 @@ def copy_database(
         shutil.rmtree(folder, ignore_errors=True)
     return CopyResult(
         tables=len(tables),
-        bytes=sum(size for _, size in tables),
+        bytes=sum(tables.values()),
         seconds=time.monotonic() - started,
         skipped_extensions=tuple(skipped),
     )
 
 
-def _copy_tables(
+def _copy_parts(
     runner: Runner,
     source: ConnInfo,
     target: ConnInfo,
     snapshot: str,
-    tables: list[tuple[str, int]],
+    parts: list[Part],
     jobs: int,
     timeout: float,
     progress: Callable[[CopyProgress], None] | None,
 ) -> None:
-    """COPY each table source -> target, ``jobs`` pipes at once, largest first. The first
+    """COPY each part source -> target, ``jobs`` pipes at once, largest first. The first
     failure stops the others (the target is a staging database: it is dropped, never used)."""
     abort = threading.Event()
     target_env: dict[str, str | None] = {**target.env(), "PGOPTIONS": COPY_IN_OPTIONS}
     deadline = time.monotonic() + timeout
 
-    def one(table: str) -> None:
+    def one(part: Part) -> None:
         runner.pipe(
-            _in_snapshot(snapshot, f"COPY {table} TO STDOUT"),
-            _psql(f"COPY {table} FROM STDIN"),
+            _in_snapshot(snapshot, part.copy_out()),
+            _psql(part.copy_in()),
             producer_env=dict(source.env()),
             consumer_env=target_env,
             timeout=max(1.0, deadline - time.monotonic()),
             abort=abort,
         )
 
+    left = {p.table: 0 for p in parts}
+    for p in parts:
+        left[p.table] += 1
     done, bytes_done = 0, 0
-    sizes = dict(tables)
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="copy") as pool:
-        pending: dict[Future[None], str] = {pool.submit(one, t): t for t, _ in tables}
+        pending: dict[Future[None], Part] = {pool.submit(one, p): p for p in parts}
         try:
             while pending:
                 finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    table = pending.pop(future)
+                    part = pending.pop(future)
                     error = future.exception()
                     if error is not None:
                         raise error
-                    done, bytes_done = done + 1, bytes_done + sizes[table]
+                    left[part.table] -= 1
+                    done += 0 if left[part.table] else 1
+                    bytes_done += part.size
                     if progress is not None:
-                        progress(CopyProgress(done, len(tables), bytes_done))
+                        progress(CopyProgress(done, len(left), bytes_done))
         except BaseException:
             abort.set()
             for future in pending:
