@@ -177,7 +177,9 @@ def run_pipe(
         stderr_tail=runner._tail(stderr, 10),
     )
     if not ok:
-        code = codes[1] if codes[0] == 0 else codes[0]
+        # The side that failed first: a producer killed by a signal (SIGPIPE, or ours once the
+        # consumer failed) is the consequence, not the cause.
+        code = codes[1] if codes[0] == 0 or (codes[0] < 0 and codes[1] != 0) else codes[0]
         raise CommandError(
             masked,
             code,
@@ -256,8 +258,10 @@ class Session:
             )
             return code
         finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
             self._err.close()
 
     def __enter__(self) -> Session:

@@ -192,12 +192,13 @@ def read_marker(pg: PostgresAdapter, conn: ConnInfo) -> tuple[bool, Marker | Non
     """(database exists, its cutover marker or None, the raw comment)."""
     rows = pg.psql(
         maintenance(conn),
-        "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_database'), '') "  # noqa: S608
+        # Prefixed: psql prints an empty comment as an empty line, which reads as no row.
+        "SELECT 'comment:' || coalesce(pg_catalog.shobj_description(oid, 'pg_database'), '') "  # noqa: S608
         f"FROM pg_catalog.pg_database WHERE datname = {literal(conn.dbname)};",
     )
     if not rows:
         return False, None, ""
-    comment = rows[0][0] if rows[0] else ""
+    comment = "\t".join(rows[0]).removeprefix("comment:")
     match = _MARKER.match(comment)
     if not match:
         return True, None, comment
