@@ -349,8 +349,9 @@ def enable_ssl(
 ) -> None:
     """Serve TLS with ``cert_file``/``key_file`` (copied into the data directory, the key 0600
     and owned by the server's account, as postgres insists: be-secure-openssl.c). ``require``
-    rejects every connection without TLS (pg_hba.conf ``hostnossl ... reject``, matched first).
-    Takes effect at the next start."""
+    rejects every connection without TLS but the superuser's (pg_hba.conf is read top-down: a
+    ``hostnossl`` line for the superuser, then ``hostnossl all all all reject``). Takes effect at
+    the next start."""
     account = _server_account()
     for source, name, mode in ((cert_file, "server.crt", 0o644), (key_file, "server.key", 0o600)):
         target = cluster.datadir / name
@@ -362,7 +363,11 @@ def enable_ssl(
         conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
     if require:
         hba = cluster.datadir / "pg_hba.conf"
-        hba.write_text("hostnossl all all all reject\n" + hba.read_text(encoding="utf-8"))
+        first = (
+            f"hostnossl all {cluster.superuser} 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all all reject\n"
+        )
+        hba.write_text(first + hba.read_text(encoding="utf-8"))
 
 
 def _read_postmaster_pid(cluster: PgCluster) -> list[str]:
