@@ -127,7 +127,14 @@ class SwitchDns(Step):
         return [
             cmd(ctx.convox.argv("rack", app=False)) + "   (router host)",
             f"DNS update: {dns.record} CNAME <router> TTL {dns.ttl}",
-        ]
+        ] + (
+            [
+                "psql (through convox resources proxy): COMMENT ON DATABASE <db> IS "
+                "'cutover:live <time>'   (before the DNS update)"
+            ]
+            if ctx.model.database
+            else []
+        )
 
     def gate_text(self, ctx: Context) -> str:
         dns = ctx.model.dns
