@@ -90,14 +90,14 @@ class Part:
         return f"COPY {self.table}{cols} FROM STDIN"
 
 
-def plan_parts(rows: list[list[str]], jobs: int) -> list[Part]:
-    """Parts to copy, largest first: tables above SPLIT_MIN_BYTES split by page ranges."""
+def plan_parts(rows: list[list[str]], jobs: int, split_min: int = SPLIT_MIN_BYTES) -> list[Part]:
+    """Parts to copy, largest first: tables above ``split_min`` bytes split by page ranges."""
     parts: list[Part] = []
     for row in rows:
         if len(row) != 4:
             continue
         table, size, pages, columns = row[0], int(row[1]), int(row[2]), row[3]
-        count = min(jobs, size // SPLIT_MIN_BYTES, pages) if columns else 1
+        count = min(jobs, size // max(1, split_min), pages) if columns else 1
         if count < 2:
             parts.append(Part(table, columns, "", size))
             continue
@@ -250,6 +250,7 @@ def copy_database(
     skip_extensions: Sequence[str],
     timeout: float,
     progress: Callable[[CopyProgress], None] | None,
+    split_min_bytes: int = SPLIT_MIN_BYTES,
 ) -> CopyResult:
     """Copy ``source`` into the empty database ``target`` (see the module docstring)."""
     started = time.monotonic()
@@ -283,7 +284,7 @@ def copy_database(
             )
             rows = _snapshot_rows(pg, source, snapshot, TABLES_SQL)
             tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
-            parts = plan_parts(rows, max(1, jobs))
+            parts = plan_parts(rows, max(1, jobs), split_min_bytes)
             _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
             _copy_large_objects(runner, pg, source, target, snapshot, timeout)
             setvals = [r[0] for r in _snapshot_rows(pg, source, snapshot, SEQUENCES_SQL) if r]

@@ -218,3 +218,39 @@ def test_a_killed_copy_leaves_the_target_untouched(
             progress=kill_the_target_sessions,
         )
     assert query(target, "SELECT id FROM precious") == [(42,)]
+
+
+@pytest.mark.slow
+def test_a_table_split_into_page_ranges_arrives_whole(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    source, target = make_database(pg_source, "split"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE wide (id int PRIMARY KEY, label text, twice int GENERATED ALWAYS AS "
+        "(id * 2) STORED)",
+        "INSERT INTO wide (id, label) SELECT g, repeat('x', g % 300) FROM generate_series(1, "
+        "20000) g",
+        "ALTER TABLE wide DROP COLUMN label",  # a dropped column: not in the column list
+        "ALTER TABLE wide ADD COLUMN note text DEFAULT 'n'",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    audit_before = len(runner.audit.events) if isinstance(runner.audit, ListAudit) else 0
+    result = copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=3,
+        skip_extensions=[],
+        timeout=300,
+        progress=None,
+        split_min_bytes=8192 * 4,
+    )
+    assert result.tables == 1
+    assert isinstance(runner.audit, ListAudit)
+    pipes = [e for e in runner.audit.events[audit_before:] if "|" in e[1].get("argv", [])]
+    assert len(pipes) == 3  # three page ranges of one table
+    content = "SELECT count(*), sum(id), sum(twice), string_agg(DISTINCT note, ',') FROM wide"
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    assert query(copied, content) == query(source, content) == [(20000, 200010000, 400020000, "n")]
