@@ -108,6 +108,7 @@ def test_a_sync_after_the_state_was_moved_aside_is_refused(
         "initial-sync",
     )
     assert again.returncode == 1, again.stdout + again.stderr
-    assert "refusing to sync" in again.stdout and "is live" in again.stdout
-    assert "--force-data" in again.stdout
+    said = again.stdout + again.stderr
+    assert "refusing to sync: the Convox database" in said and "is live" in said
+    assert "--force-data" in said
     assert seed.table_fingerprints(target, manager.TARGET_DB) == before
