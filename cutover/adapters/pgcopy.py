@@ -36,6 +36,7 @@ from pathlib import Path
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CutoverError, UnexpectedOutput
 from cutover.runner import Runner
+from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
 _SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
@@ -143,15 +144,19 @@ class CopyResult:
 
 # -- extensions the target may not create -----------------------------------------------------
 def extensions_to_skip(
-    pg: PostgresAdapter, source: ConnInfo, target: ConnInfo, skip: Sequence[str]
+    pg: PostgresAdapter,
+    source: ConnInfo,
+    target: ConnInfo,
+    skip: Sequence[str],
+    installed: Sequence[str] | None = None,
 ) -> list[str]:
     """Those of ``skip`` installed on the source that the target's role cannot create: not
     available there, or neither superuser nor a trusted extension (PostgreSQL 13+ lets a
     database owner create trusted ones)."""
     if not skip:
         return []
-    installed = set(pg.extensions(source))
-    wanted = [name for name in skip if name in installed]
+    present = set(pg.extensions(source) if installed is None else installed)
+    wanted = [name for name in skip if name in present]
     if not wanted:
         return []
     rows = pg.psql(
@@ -228,16 +233,16 @@ def _in_snapshot(snapshot: str, *commands: str) -> list[str]:
     )
 
 
-def _snapshot_rows(
-    pg: PostgresAdapter, source: ConnInfo, snapshot: str, sql: str
-) -> list[list[str]]:
-    """Rows of ``sql`` read in the exported snapshot (psql's command tags left out)."""
-    rows = pg.psql(
-        source,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
-        f"SET TRANSACTION SNAPSHOT '{snapshot}';\n{sql}\nCOMMIT;",
-    )
-    return [row for row in rows if row not in (["BEGIN"], ["SET"], ["COMMIT"])]
+END_MARK = "--cutover-end--"
+
+
+def _ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
+    """Rows of ``sql`` read by the snapshot-holding session itself (so: in the snapshot)."""
+    holder.write(f"{sql}\n\\echo {END_MARK}\n")
+    rows = []
+    while (line := holder.readline(timeout)) != END_MARK:
+        rows.append(line.split("\t"))
+    return rows
 
 
 def copy_database(
@@ -257,19 +262,17 @@ def copy_database(
     masker.add(source.password)
     masker.add(target.password)
     pg = PostgresAdapter(runner, masker)
-    skipped = extensions_to_skip(pg, source, target, skip_extensions)
     folder = private_dir("cutover-direct-")
     try:
         with runner.session(
-            ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"], env=source.env()
+            ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
         ) as holder:
-            holder.write(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
-                "SELECT pg_catalog.pg_export_snapshot();\n"
-            )
-            snapshot = holder.readline(timeout=120).strip()
+            holder.write("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n")
+            snapshot = _ask(holder, "SELECT pg_catalog.pg_export_snapshot();")[0][0]
             if not _SNAPSHOT.match(snapshot):
                 raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
+            installed = [r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")]
+            skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
             schema = private_file(folder / "schema.dump")
             runner.run(
                 ["pg_dump", "--schema-only", "-Fc", f"--snapshot={snapshot}", "-f", str(schema)],
@@ -282,12 +285,13 @@ def copy_database(
                 env=target.env(),
                 timeout=timeout,
             )
-            rows = _snapshot_rows(pg, source, snapshot, TABLES_SQL)
+            rows = _ask(holder, TABLES_SQL)
             tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
             parts = plan_parts(rows, max(1, jobs), split_min_bytes)
             _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
-            _copy_large_objects(runner, pg, source, target, snapshot, timeout)
-            setvals = [r[0] for r in _snapshot_rows(pg, source, snapshot, SEQUENCES_SQL) if r]
+            if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
+                _copy_large_objects(runner, source, target, snapshot, timeout)
+            setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
             if setvals:
                 pg.psql(target, "\n".join(setvals), timeout=timeout)
             holder.close("COMMIT;\n")
@@ -359,19 +363,11 @@ def _copy_parts(
 
 
 def _copy_large_objects(
-    runner: Runner,
-    pg: PostgresAdapter,
-    source: ConnInfo,
-    target: ConnInfo,
-    snapshot: str,
-    timeout: float,
+    runner: Runner, source: ConnInfo, target: ConnInfo, snapshot: str, timeout: float
 ) -> None:
     """Large objects (metadata and data) in the snapshot, streamed: pg_dump --data-only dumps
     them (-b is the default without --schema/--table, pg_dump docs) and pg_restore --data-only
     restores "BLOB" entries as data (pg_backup_archiver.c _tocEntryRequired)."""
-    count = _snapshot_rows(pg, source, snapshot, LARGE_OBJECTS_SQL)
-    if not count or count[0][0] == "0":
-        return
     runner.pipe(
         [
             "pg_dump",
