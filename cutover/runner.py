@@ -43,7 +43,7 @@ from tenacity import (
 )
 
 from cutover.errors import CommandError, Interrupted, ToolMissing
-from cutover.runpipes import PipeResult, Session, run_pipe
+from cutover.runpipes import Background, PipeResult, Session, run_pipe
 from cutover.secrets import SecretMasker
 
 TAIL_LINES = 20
@@ -388,56 +388,6 @@ class Runner:
         if target:
             with open(target, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(argv) + "\n")
-
-
-class Background:
-    """A child started with :meth:`Runner.start`. Output is collected as it arrives."""
-
-    def __init__(self, argv_masked: list[str], runner: Runner) -> None:
-        self.argv_masked = argv_masked
-        self.runner = runner
-        self.proc: Any = None
-        self._lock = threading.Lock()
-        self._stdout: list[str] = []
-        self._stderr: list[str] = []
-
-    def on_stdout(self, line: str) -> None:
-        with self._lock:
-            self._stdout.append(line)
-
-    def on_stderr(self, line: str) -> None:
-        with self._lock:
-            self._stderr.append(line)
-
-    @property
-    def stdout(self) -> str:
-        with self._lock:
-            return "".join(self._stdout)
-
-    @property
-    def stderr(self) -> str:
-        with self._lock:
-            return "".join(self._stderr)
-
-    def alive(self) -> bool:
-        return bool(self.proc is not None and self.proc.process.is_alive()[0])
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.alive():
-            self.runner._stop(self.proc, first=signal.SIGTERM)
-        self.runner._event(
-            "command-stop",
-            argv=self.argv_masked,
-            stderr_tail=self.runner._tail(self.stderr, 10),
-        )
-
-    def __enter__(self) -> Background:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@
   STDOUT`` from Heroku straight into ``COPY ... FROM STDIN`` on Convox). Both children are in
   their own process groups, get SIGTERM when cutover dies, share one timeout, and are stopped in
   stages on a timeout, an abort (another copy failed) or Ctrl-C.
+* :class:`Background`: a long-running child (``convox resources proxy``) whose output is
+  collected as it arrives, stopped in stages.
 * :class:`Session`: a child kept open with a stdin pipe, fed line by line (the psql session that
   holds the exported snapshot for the whole copy).
 
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from cutover.errors import CommandError, Interrupted
 
@@ -271,3 +273,53 @@ class Session:
         if self.proc.poll() is None:
             stop_children([self.proc], self.runner.term_grace, signal.SIGTERM)
         self.close()
+
+
+class Background:
+    """A child started with :meth:`Runner.start`. Output is collected as it arrives."""
+
+    def __init__(self, argv_masked: list[str], runner: Runner) -> None:
+        self.argv_masked = argv_masked
+        self.runner = runner
+        self.proc: Any = None
+        self._lock = threading.Lock()
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+
+    def on_stdout(self, line: str) -> None:
+        with self._lock:
+            self._stdout.append(line)
+
+    def on_stderr(self, line: str) -> None:
+        with self._lock:
+            self._stderr.append(line)
+
+    @property
+    def stdout(self) -> str:
+        with self._lock:
+            return "".join(self._stdout)
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return "".join(self._stderr)
+
+    def alive(self) -> bool:
+        return bool(self.proc is not None and self.proc.process.is_alive()[0])
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.alive():
+            self.runner._stop(self.proc, first=signal.SIGTERM)
+        self.runner._event(
+            "command-stop",
+            argv=self.argv_masked,
+            stderr_tail=self.runner._tail(self.stderr, 10),
+        )
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
