@@ -21,6 +21,8 @@ ALTER DATABASE, ALTER ROLE).
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -221,9 +223,25 @@ def mark(pg: PostgresAdapter, conn: ConnInfo, dbname: str, text: str) -> None:
     pg.psql(maintenance(conn), f"COMMENT ON DATABASE {ident(dbname)} IS {literal(text)};")
 
 
+def settled_write_count(
+    pg: PostgresAdapter, conn: ConnInfo, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """The write counter once two reads agree: a backend reports its counters when it exits,
+    which can be just after its client (the copy's psql or pg_restore) has gone (PostgreSQL 15
+    pgstat_report_stat at backend shutdown). Bounded: at most 10 reads."""
+    last = write_count(pg, conn)
+    for _ in range(9):
+        sleep(0.3)
+        now = write_count(pg, conn)
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def mark_synced(pg: PostgresAdapter, conn: ConnInfo) -> str:
     """Write ``cutover:synced <time> writes=<N>`` on ``conn.dbname`` (N read from it now)."""
-    text = f"{MARKER_SYNCED} {now_iso()} writes={write_count(pg, conn)}"
+    text = f"{MARKER_SYNCED} {now_iso()} writes={settled_write_count(pg, conn)}"
     mark(pg, conn, conn.dbname, text)
     return text
 

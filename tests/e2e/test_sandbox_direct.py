@@ -112,3 +112,19 @@ def test_a_sync_after_the_state_was_moved_aside_is_refused(
     assert "refusing to sync: the Convox database" in said and "is live" in said
     assert "--force-data" in said
     assert seed.table_fingerprints(target, manager.TARGET_DB) == before
+    # --force-data: the gate (confirmed by --yes) names the override, and the sync goes ahead.
+    forced = _cutover(
+        work,
+        direct_run["argv_log"],
+        "run",
+        "-f",
+        str(direct_run["playbook"]),
+        "--yes",
+        "--force-data",
+        "--until",
+        "initial-sync",
+    )
+    said = forced.stdout + forced.stderr
+    assert forced.returncode == 0, said
+    assert "gate confirmed in advance (--yes): --force-data:" in said
+    assert "--force-data: syncing although the Convox database" in said
