@@ -132,6 +132,7 @@ class CopyProgress:
     tables_done: int
     tables_total: int
     bytes_done: int  # on-disk size of the tables copied so far (heap + TOAST, at the snapshot)
+    bytes_total: int = 0  # on-disk size of all of them
 
 
 @dataclass(frozen=True)
@@ -339,7 +340,7 @@ def _copy_parts(
     left = {p.table: 0 for p in parts}
     for p in parts:
         left[p.table] += 1
-    done, bytes_done = 0, 0
+    done, bytes_done, bytes_total = 0, 0, sum(p.size for p in parts)
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="copy") as pool:
         pending: dict[Future[None], Part] = {pool.submit(one, p): p for p in parts}
         try:
@@ -354,7 +355,7 @@ def _copy_parts(
                     done += 0 if left[part.table] else 1
                     bytes_done += part.size
                     if progress is not None:
-                        progress(CopyProgress(done, len(left), bytes_done))
+                        progress(CopyProgress(done, len(left), bytes_done, bytes_total))
         except BaseException:
             abort.set()
             for future in pending:

@@ -212,6 +212,9 @@ class _Sync(Step):
             forced = pgstaging.guard(pg, conn, force=bool(ctx.extras.get("force_data")))
             if forced:
                 ctx.note(f"--force-data: syncing although {forced}")
+            in_place = self._in_place(ctx, source, conn)
+            if in_place is not None:
+                return in_place
             staging = pgstaging.create_staging(pg, conn)
             try:
                 ctx.note(
@@ -232,6 +235,11 @@ class _Sync(Step):
             pgstaging.swap(pg, conn, timeout=db.timeout)
             ctx.note(f"swapped the new copy in as {conn.dbname} ({marker})")
         return self.outputs(**{**out, "marker": marker})
+
+    def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
+        """A sync that is not a full copy into staging (final-sync's changed-tables), run after
+        the guard; None for a full sync."""
+        return None
 
     def _fill(self, ctx: Context, source: ConnInfo, staging: ConnInfo) -> dict[str, Any]:
         db = ctx.model.database
@@ -331,13 +339,14 @@ class FinalSync(_Sync):
     outputs = FinalSyncOutputs
     gate = "Run the final data sync now? It replaces the Convox database with Heroku's."
 
-    def apply(self, ctx: Context) -> SyncOutputs:
+    def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
         db = ctx.model.database
         assert db
-        if db.final_sync == "changed-tables":
-            # Call point for changed-tables (cutover/adapters/pgchanges.py, pgtables.py).
-            raise CutoverError(
-                "database.final_sync changed-tables is not wired yet in this build",
-                resolution="Use database.final_sync full.",
-            )
-        return super().apply(ctx)
+        if db.final_sync != "changed-tables":
+            return None
+        # Call point for changed-tables (cutover/adapters/pgchanges.py, pgtables.py): the
+        # guard has passed; copy the changed tables into ``conn`` and write the marker.
+        raise CutoverError(
+            "database.final_sync changed-tables is not wired yet in this build",
+            resolution="Use database.final_sync full.",
+        )

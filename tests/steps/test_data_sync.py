@@ -43,6 +43,7 @@ database:
   method: {method}
   restore_jobs: 2
   timeout: 300
+  final_sync: {final_sync}
 """
 
 
@@ -111,9 +112,11 @@ class World:
         self.argv_log = tmp / "argv.jsonl"
         self.heroku = Heroku(source, tmp)
 
-    def context(self, method: str, *, force: bool = False) -> tuple[Context, Notes]:
+    def context(
+        self, method: str, *, force: bool = False, final_sync: str = "full"
+    ) -> tuple[Context, Notes]:
         path = self.tmp / f"cutover-{method}.yml"
-        path.write_text(PLAYBOOK.format(method=method), encoding="utf-8")
+        path.write_text(PLAYBOOK.format(method=method, final_sync=final_sync), encoding="utf-8")
         playbook = load_playbook(path)
         masker = SecretMasker()
         runner = Runner(masker, base_env={ARGV_LOG_VAR: str(self.argv_log)})
@@ -266,6 +269,13 @@ def test_in_rack_is_refused_clearly_until_wired(world: World, tmp_path: Path) ->
     ctx, _ = world.context("in-rack")
     with pytest.raises(CutoverError, match="in-rack is not wired yet"):
         InitialSync().apply(ctx)
+
+
+def test_changed_tables_is_refused_clearly_until_wired(world: World) -> None:
+    ctx, _ = world.context("direct", final_sync="changed-tables")
+    with pytest.raises(CutoverError, match="changed-tables is not wired yet"):
+        FinalSync().apply(ctx)
+    assert world.databases() == [world.target.dbname]  # refused before any staging copy
 
 
 def test_plan_lists_the_direct_commands(world: World) -> None:
