@@ -141,6 +141,14 @@ def run(
     accept_changes: Annotated[
         bool, typer.Option("--accept-changes", help="Resume although the playbook changed.")
     ] = False,
+    force_data: Annotated[
+        bool,
+        typer.Option(
+            "--force-data",
+            help="Sync even into a Convox database that is live, has taken writes since the "
+            "last sync or holds tables cutover did not put there (asks at a gate).",
+        ),
+    ] = False,
 ) -> None:
     """Run the cutover, or resume it from the first step that is not done."""
     from cutover.engine import run as engine  # noqa: PLC0415 - start-up: see the module's note
@@ -151,6 +159,7 @@ def run(
         yes=yes,
         accept_changes=accept_changes,
         interactive=engine.is_interactive(),
+        force_data=force_data,
     )
     if dry_run:
         _guard(lambda ui: engine.plan(file, options, ui), has_state=True)

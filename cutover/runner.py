@@ -43,6 +43,7 @@ from tenacity import (
 )
 
 from cutover.errors import CommandError, Interrupted, ToolMissing
+from cutover.runpipes import Background, PipeResult, Session, run_pipe
 from cutover.secrets import SecretMasker
 
 TAIL_LINES = 20
@@ -96,6 +97,56 @@ class Runner:
     # The current step, added to every command event so the log reads as a story.
     step: str | None = None
     _sleep: Callable[[float], None] = time.sleep
+    # Wall seconds during which at least one child of this runner ran to completion (run, pipe;
+    # not the background helpers: a proxy or a snapshot session idles while others work). For the
+    # benchmark: cutover's own time is the step's time minus this.
+    child_seconds: float = 0.0
+    _active: int = 0
+    _active_since: float = 0.0
+    _active_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextlib.contextmanager
+    def child_running(self) -> Iterator[None]:
+        """Count a child as running for :attr:`child_seconds` while the block runs."""
+        with self._active_lock:
+            if self._active == 0:
+                self._active_since = time.monotonic()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._active -= 1
+                if self._active == 0:
+                    self.child_seconds += time.monotonic() - self._active_since
+
+    # -- two children joined by an OS pipe; a child fed through stdin -------------------------
+    def pipe(
+        self,
+        producer: Sequence[str],
+        consumer: Sequence[str],
+        *,
+        producer_env: Mapping[str, str | None] | None = None,
+        consumer_env: Mapping[str, str | None] | None = None,
+        timeout: float | None = None,
+        abort: threading.Event | None = None,
+    ) -> PipeResult:
+        """``producer | consumer`` through the kernel (see cutover/runpipes.py)."""
+        return run_pipe(
+            self,
+            producer,
+            consumer,
+            producer_env=dict(producer_env or {}),
+            consumer_env=dict(consumer_env or {}),
+            timeout=self.default_timeout if timeout is None else timeout,
+            abort=abort,
+        )
+
+    def session(
+        self, argv: Sequence[str], *, env: Mapping[str, str | None] | None = None
+    ) -> Session:
+        """A child kept open with a stdin pipe; the caller closes it (use ``with``)."""
+        return Session(self, argv, dict(env or {}))
 
     # -- environment -------------------------------------------------------------------------
     def environment(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
@@ -196,6 +247,24 @@ class Runner:
         merged = self.environment(env)
         exe = self._resolve(argv[0], merged)
         self._log_argv(argv, merged)
+        with self.child_running():
+            return self._wait_once(
+                argv, masked, exe, merged, input, limit, cwd, check, transient, ok_codes
+            )
+
+    def _wait_once(
+        self,
+        argv: list[str],
+        masked: list[str],
+        exe: str,
+        merged: dict[str, str],
+        input: str | None,
+        limit: float,
+        cwd: Path | None,
+        check: bool,
+        transient: Classifier | None,
+        ok_codes: Sequence[int],
+    ) -> Result:
         started = time.monotonic()
         proc = _spawn(exe, argv, merged, cwd, input.encode() if input is not None else None)
         timed_out = False
@@ -319,56 +388,6 @@ class Runner:
         if target:
             with open(target, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(argv) + "\n")
-
-
-class Background:
-    """A child started with :meth:`Runner.start`. Output is collected as it arrives."""
-
-    def __init__(self, argv_masked: list[str], runner: Runner) -> None:
-        self.argv_masked = argv_masked
-        self.runner = runner
-        self.proc: Any = None
-        self._lock = threading.Lock()
-        self._stdout: list[str] = []
-        self._stderr: list[str] = []
-
-    def on_stdout(self, line: str) -> None:
-        with self._lock:
-            self._stdout.append(line)
-
-    def on_stderr(self, line: str) -> None:
-        with self._lock:
-            self._stderr.append(line)
-
-    @property
-    def stdout(self) -> str:
-        with self._lock:
-            return "".join(self._stdout)
-
-    @property
-    def stderr(self) -> str:
-        with self._lock:
-            return "".join(self._stderr)
-
-    def alive(self) -> bool:
-        return bool(self.proc is not None and self.proc.process.is_alive()[0])
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.alive():
-            self.runner._stop(self.proc, first=signal.SIGTERM)
-        self.runner._event(
-            "command-stop",
-            argv=self.argv_masked,
-            stderr_tail=self.runner._tail(self.stderr, 10),
-        )
-
-    def __enter__(self) -> Background:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

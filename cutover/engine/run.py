@@ -62,6 +62,9 @@ class RunOptions:
     yes: bool = False
     accept_changes: bool = False
     interactive: bool = False
+    # Sync into a Convox database the guard would refuse (live, written since the last sync,
+    # holding foreign tables), after a gate (steps/data.py; the guard: adapters/pgstaging.py).
+    force_data: bool = False
 
 
 def resume_command(playbook: LoadedPlaybook, extra: str = "") -> str:
@@ -139,6 +142,7 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
             from_step=options.from_step,
         )
         ctx = build_context(playbook, state, masker=masker, audit=audit, reporter=ui)
+        ctx.extras["force_data"] = options.force_data
         return _execute(ctx, store, audit, options, ui)
 
 

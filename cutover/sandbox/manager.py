@@ -182,7 +182,7 @@ def _start(
         router_key,
     )
 
-    src_password, dst_password = _start_databases(folder, data, rows, say)
+    src_password, dst_password = _start_databases(folder, data, rows, say, cert, key)
     api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say)
     knot = _start_dns(folder, data, say)
     convox_config, bin_dir = _start_convox(
@@ -192,7 +192,9 @@ def _start(
     data["started_at"] = time.time()
 
 
-def _start_databases(folder: Path, data: dict[str, Any], rows: int, say: Any) -> tuple[str, str]:
+def _start_databases(
+    folder: Path, data: dict[str, Any], rows: int, say: Any, cert: Path, key: Path
+) -> tuple[str, str]:
     ports, logs = data["ports"], folder / "logs"
     say(f"PostgreSQL for Heroku on 127.0.0.1:{ports['pg_heroku']} (seeding {rows} rows)")
     src = pgcluster.init_cluster(
@@ -201,6 +203,9 @@ def _start_databases(folder: Path, data: dict[str, Any], rows: int, say: Any) ->
         password=secrets.token_urlsafe(18),
         traverse_root=folder,
     )
+    # Heroku Postgres takes TLS connections (cutover asks for sslmode=require): so does the
+    # sandbox's, with the sandbox CA's certificate for 127.0.0.1 (issue 10, decision 4).
+    pgcluster.enable_ssl(src, cert, key)
     data["pids"]["pg_heroku"] = pgcluster.start(src, logs / "pg-heroku.log")
     pgcluster.save(src, folder / "pg-heroku.json")
     src_password = secrets.token_urlsafe(18)

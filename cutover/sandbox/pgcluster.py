@@ -46,6 +46,7 @@ __all__ = [
     "client_env",
     "connect",
     "create_role_and_db",
+    "enable_ssl",
     "init_cluster",
     "is_running",
     "load",
@@ -341,6 +342,32 @@ def init_cluster(
     with (datadir / "postgresql.conf").open("a", encoding="utf-8") as conf:
         conf.write(_SETTINGS.format(port=int(port)))
     return PgCluster(datadir=datadir, port=port, superuser=superuser, password=password)
+
+
+def enable_ssl(
+    cluster: PgCluster, cert_file: Path, key_file: Path, *, require: bool = False
+) -> None:
+    """Serve TLS with ``cert_file``/``key_file`` (copied into the data directory, the key 0600
+    and owned by the server's account, as postgres insists: be-secure-openssl.c). ``require``
+    rejects every connection without TLS but the superuser's (pg_hba.conf is read top-down: a
+    ``hostnossl`` line for the superuser, then ``hostnossl all all all reject``). Takes effect at
+    the next start."""
+    account = _server_account()
+    for source, name, mode in ((cert_file, "server.crt", 0o644), (key_file, "server.key", 0o600)):
+        target = cluster.datadir / name
+        target.write_bytes(Path(source).read_bytes())
+        target.chmod(mode)
+        if account is not None:
+            os.chown(target, account.pw_uid, account.pw_gid)
+    with (cluster.datadir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+        conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+    if require:
+        hba = cluster.datadir / "pg_hba.conf"
+        first = (
+            f"hostnossl all {cluster.superuser} 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all all reject\n"
+        )
+        hba.write_text(first + hba.read_text(encoding="utf-8"))
 
 
 def _read_postmaster_pid(cluster: PgCluster) -> list[str]:

@@ -1,14 +1,29 @@
-"""Data steps: initial-sync and final-sync (capture, download, restore through a proxy).
-verify-data lives in cutover/steps/verify.py."""
+"""Data steps: initial-sync and final-sync. verify-data lives in cutover/steps/verify.py.
+
+Every full sync, whatever ``database.method``, is never worse for the Convox database
+(issue 10, decisions 1-3; cutover/adapters/pgstaging.py):
+
+1. through ``convox resources proxy``: finish a swap an interrupted run left half-done, then the
+   guard (the marker in the database's COMMENT: refuse a live database, one with writes since
+   the last sync, one holding tables cutover did not put there; ``--force-data`` overrides after a
+   gate);
+2. ``<db>__cutover_next`` created fresh; the data goes there: ``backup`` (capture, download,
+   pg_restore), ``direct`` (cutover/adapters/pgcopy.py) or ``in-rack`` (cutover/steps/inrack.py);
+3. the source's database and role settings applied to it, the ``cutover:synced`` marker written;
+4. the swap. A failure before it leaves ``<db>`` as it was; the step stays resumable.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from cutover.errors import CutoverError
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 
 if TYPE_CHECKING:
+    from cutover.adapters.pgcopy import CopyProgress
     from cutover.adapters.postgres import ConnInfo
 
 
@@ -19,6 +34,12 @@ def _skip_without_db(model: Any) -> str | None:
 # How long a Convox postgres resource may take to accept connections after the promote that
 # created it (its pod pulls postgres:<version> and initialises an empty cluster).
 RESOURCE_START_WAIT = 600.0
+# At most one progress note per this many seconds (the lead rewires _progress to ctx.progress).
+PROGRESS_EVERY = 5.0
+FORCE_QUESTION = (
+    "--force-data: sync into the Convox database even if it is live, has taken writes since the "
+    "last sync, or holds tables cutover did not put there? Its data is replaced by Heroku's."
+)
 
 
 def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
@@ -32,15 +53,60 @@ def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
     )
 
 
+def heroku_source(ctx: Context) -> ConnInfo:
+    """Heroku's database (``pg:credentials:url``), over TLS unless the URL says otherwise."""
+    from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs
+
+    db = ctx.model.database
+    assert db
+    source = ConnInfo.from_url(ctx.heroku.credentials_url(db.heroku_attachment))
+    ctx.masker.add(source.password)
+    if source.sslmode is None:
+        source = ConnInfo(
+            source.host, source.port, source.user, source.dbname, source.password, "require"
+        )
+    return source
+
+
+def mark_target_live(ctx: Context) -> None:
+    """Write ``cutover:live <time>`` on the Convox database (switch-dns, before DNS changes)."""
+    from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
+    from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
+
+    db = ctx.model.database
+    if db is None:
+        return
+    target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
+    ctx.masker.add(target.password)
+    with ctx.convox.proxy(db.resource) as port:
+        conn = target.via("127.0.0.1", port)
+        ctx.note(
+            f"marked {conn.dbname} on {db.resource} live: {pgstaging.mark_live(ctx.postgres, conn)}"
+        )
+
+
+def _progress(ctx: Context, p: CopyProgress) -> None:
+    """A note at most every PROGRESS_EVERY seconds, and at the end."""
+    now = ctx.clock()
+    last = float(ctx.extras.get("copy_progress_noted", 0.0))
+    if p.tables_done < p.tables_total and now - last < PROGRESS_EVERY:
+        return
+    ctx.extras["copy_progress_noted"] = now
+    ctx.note(f"copied {p.tables_done}/{p.tables_total} tables, {p.bytes_done} bytes")
+
+
 class SyncProgress(Progress):
     backup: str | None = None  # the Heroku backup id, saved when the capture ends
 
 
 class SyncOutputs(StepOutputs):
-    backup: str
+    method: str = "backup"
+    backup: str | None = None  # backup method: the Heroku backup restored
+    sha256: str | None = None  # backup method: of the downloaded dump
     bytes: int
-    sha256: str
-    objects: int
+    objects: int  # dump entries (backup) or tables (direct)
+    seconds: float | None = None
+    marker: str | None = None  # the cutover:synced comment written on the database
 
 
 class InitialSyncOutputs(SyncOutputs):
@@ -63,41 +129,164 @@ class _Sync(Step):
     def applies(self, model: Any) -> str | None:
         return _skip_without_db(model)
 
+    def gate_question(self, ctx: Context) -> str | None:
+        base = super().gate_question(ctx)
+        if ctx.extras.get("force_data"):
+            return FORCE_QUESTION + (f" {base}" if base else "")
+        return base
+
     def describe(self, ctx: Context) -> list[str]:
-        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+        from cutover.adapters.pgcopy import restore_argv  # noqa: PLC0415 - adapters load when a step runs
 
         db = ctx.model.database
         assert db
         dump = ctx.work_dir / f"{self.id}.dump"
-        return [
-            cmd(ctx.heroku.argv("pg:backups:capture", db.heroku_attachment)),
-            cmd(ctx.heroku.argv("pg:backups:url", "<backup id>")),
-            f"GET <backup url>  -> {dump} (0600; HTTP status and size checked)",
-            cmd(["pg_restore", "--list", str(dump)]),
+        staging = "<db>__cutover_next"
+        lines = [
+            cmd(ctx.heroku.argv("pg:credentials:url", db.heroku_attachment))
+            + "   (PGSSLMODE=require unless the URL says otherwise)",
             cmd(ctx.convox.argv("resources", "url", db.resource)),
             cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
             f"psql 'SHOW server_version_num' through the proxy until {db.resource} accepts "
             f"connections (up to {RESOURCE_START_WAIT:g}s)",
-            cmd(
-                ctx.postgres.restore_argv(
-                    dump, ConnInfo("127.0.0.1", 0, "<user>", "<db>"), db.restore_jobs
-                )
-            )
-            + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
+            "psql (postgres database): finish an interrupted swap; the guard reads <db>'s "
+            "COMMENT marker (live / writes since the last sync / foreign tables -> refuse)",
+            f"psql (postgres database): DROP DATABASE IF EXISTS {staging}; CREATE DATABASE "
+            f"{staging} TEMPLATE template0",
         ]
+        if db.method == "backup":
+            lines += [
+                cmd(ctx.heroku.argv("pg:backups:capture", db.heroku_attachment)),
+                cmd(ctx.heroku.argv("pg:backups:url", "<backup id>")),
+                f"GET <backup url>  -> {dump} (0600; HTTP status and size checked)",
+                cmd(["pg_restore", "--list", str(dump)])
+                + f"   (filtered: {', '.join(db.skip_extensions) or 'nothing'} left out when "
+                "the target role cannot create it)",
+                cmd(restore_argv(dump, dump.with_suffix(".list"), staging, db.restore_jobs))
+                + "   (PGHOST=127.0.0.1 PGPORT=<proxy port> PGPASSWORD=****)",
+            ]
+        elif db.method == "direct":
+            lines += [
+                "psql (Heroku): BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT "
+                "pg_export_snapshot()  (held open for the whole copy)",
+                "pg_dump --schema-only -Fc --snapshot=<id> -f <0600 file>; pg_restore "
+                f"--section=pre-data --no-owner --no-acl --use-list <filtered> into {staging}",
+                f"per table, largest first, {db.restore_jobs} at once: psql -c 'COPY t TO "
+                "STDOUT' (Heroku, in the snapshot) | psql -c 'COPY t FROM STDIN' (Convox)",
+                "pg_dump -Fc --data-only -b --snapshot=<id> | pg_restore --data-only (large "
+                "objects); setval for every sequence",
+                f"pg_restore --section=post-data --jobs {db.restore_jobs} (indexes, constraints, "
+                "triggers)",
+            ]
+        else:
+            lines.append(f"convox run {db.in_rack_service}: dump and restore inside the rack")
+        lines += [
+            f"psql: ALTER DATABASE {staging} SET / ALTER ROLE CURRENT_USER IN DATABASE "
+            f"{staging} SET (Heroku's database and role settings)",
+            f"psql: COMMENT ON DATABASE {staging} IS 'cutover:synced <time> writes=<N>'",
+            f"psql (postgres database): swap {staging} in as <db>, drop <db>__cutover_prev",
+        ]
+        return lines
 
     def apply(self, ctx: Context) -> SyncOutputs:
-        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+        from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
+        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
 
+        db = ctx.model.database
+        assert db
+        if db.method == "in-rack":
+            raise CutoverError(
+                "database.method in-rack is not wired yet in this build",
+                resolution="Use database.method backup or direct.",
+            )
+        source = heroku_source(ctx)
+        target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
+        ctx.masker.add(target.password)
+        pg = ctx.postgres
+        with ctx.convox.proxy(db.resource) as port:
+            conn = target.via("127.0.0.1", port)
+            wait_for_resource(ctx, conn)
+            recovered = pgstaging.recover_swap(pg, conn)
+            if recovered:
+                ctx.note(recovered)
+            forced = pgstaging.guard(pg, conn, force=bool(ctx.extras.get("force_data")))
+            if forced:
+                ctx.note(f"--force-data: syncing although {forced}")
+            in_place = self._in_place(ctx, source, conn)
+            if in_place is not None:
+                return in_place
+            staging = pgstaging.create_staging(pg, conn)
+            try:
+                ctx.note(
+                    f"copying ({db.method}) into {staging.dbname} on {db.resource} through "
+                    f"convox resources proxy on 127.0.0.1:{port}; {conn.dbname} is untouched "
+                    "until the swap"
+                )
+                out = self._fill(ctx, source, staging)
+                for refused in pgstaging.apply_settings(
+                    pg, conn, staging.dbname, pgstaging.read_settings(pg, source)
+                ):
+                    ctx.note(f"finding: the target refused a setting: {refused}")
+                marker = pgstaging.mark_synced(pg, staging)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    pgstaging.drop_staging(pg, conn)
+                raise
+            pgstaging.swap(pg, conn, timeout=db.timeout)
+            ctx.note(f"swapped the new copy in as {conn.dbname} ({marker})")
+        return self.outputs(**{**out, "marker": marker})
+
+    def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
+        """A sync that is not a full copy into staging (final-sync's changed-tables), run after
+        the guard; None for a full sync."""
+        return None
+
+    def _fill(self, ctx: Context, source: ConnInfo, staging: ConnInfo) -> dict[str, Any]:
+        db = ctx.model.database
+        assert db
+        if db.method == "direct":
+            from cutover.adapters.pgcopy import copy_database  # noqa: PLC0415
+
+            result = copy_database(
+                ctx.runner,
+                ctx.masker,
+                source,
+                staging,
+                jobs=db.restore_jobs,
+                skip_extensions=db.skip_extensions,
+                timeout=db.timeout,
+                progress=lambda p: _progress(ctx, p),
+            )
+            self._note_skipped(ctx, result.skipped_extensions)
+            return {
+                "method": "direct",
+                "bytes": result.bytes,
+                "objects": result.tables,
+                "seconds": round(result.seconds, 3),
+            }
+        return self._from_backup(ctx, source, staging)
+
+    def _note_skipped(self, ctx: Context, skipped: tuple[str, ...] | list[str]) -> None:
+        for name in skipped:
+            ctx.note(
+                f"finding: extension {name} left out: the Convox role may not create it "
+                "(database.skip_extensions); ask the resource's admin to create it if the app "
+                "needs it"
+            )
+
+    def _from_backup(self, ctx: Context, source: ConnInfo, staging: ConnInfo) -> dict[str, Any]:
         # The capture names the playbook's attachment (without one, heroku backs up
         # DATABASE_URL's database) and its id is saved before anything else: a sync interrupted
         # after the capture restores that same backup on resume (never "the newest backup",
-        # which a scheduled backup can be); pg_restore --clean --if-exists makes a second
-        # restore over the first one safe. Interrupted during the capture, it captures afresh:
-        # the id cannot be saved sooner, since the CLI completes the line naming it only when
-        # the backup ends (oclif's non-TTY action: "Backing up X to b042..." then " done\n").
+        # which a scheduled backup can be); the staging database is created fresh each time.
+        # Interrupted during the capture, it captures afresh: the id cannot be saved sooner,
+        # since the CLI completes the line naming it only when the backup ends (oclif's non-TTY
+        # action: "Backing up X to b042..." then " done\n").
+        from cutover.adapters.pgcopy import extensions_to_skip, restore_dump  # noqa: PLC0415
+
         db = ctx.model.database
         assert db
+        started = time.monotonic()
         backup = self.saved(ctx, SyncProgress).backup  # this attempt only (not --from)
         if backup:
             ctx.note(
@@ -112,21 +301,29 @@ class _Sync(Step):
         dump = ctx.work_dir / f"{self.id}.dump"
         size, sha256 = ctx.http.download(url, dump)
         try:
-            entries = ctx.postgres.list_dump(dump)
-            ctx.note(f"downloaded {size} bytes, {entries} objects in the dump")
-            target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
-            with ctx.convox.proxy(db.resource) as port:
-                conn = target.via("127.0.0.1", port)
-                wait_for_resource(ctx, conn)
-                ctx.note(
-                    f"restoring into {db.resource} through convox resources proxy "
-                    f"on 127.0.0.1:{port}"
-                )
-                ctx.postgres.restore(dump, conn, db.restore_jobs, timeout=db.timeout)
+            skipped = extensions_to_skip(ctx.postgres, source, staging, db.skip_extensions)
+            self._note_skipped(ctx, skipped)
+            entries = restore_dump(
+                ctx.runner,
+                ctx.masker,
+                dump,
+                staging,
+                jobs=db.restore_jobs,
+                skipped=skipped,
+                timeout=db.timeout,
+            )
+            ctx.note(f"downloaded {size} bytes, restored {entries} objects")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 dump.unlink()  # the data stays on Heroku; no copy lingers on this machine
-        return self.outputs(backup=str(backup), bytes=size, sha256=sha256, objects=entries)
+        return {
+            "method": "backup",
+            "backup": str(backup),
+            "bytes": size,
+            "sha256": sha256,
+            "objects": entries,
+            "seconds": round(time.monotonic() - started, 3),
+        }
 
 
 class InitialSync(_Sync):
@@ -141,3 +338,15 @@ class FinalSync(_Sync):
     in_window = True
     outputs = FinalSyncOutputs
     gate = "Run the final data sync now? It replaces the Convox database with Heroku's."
+
+    def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
+        db = ctx.model.database
+        assert db
+        if db.final_sync != "changed-tables":
+            return None
+        # Call point for changed-tables (cutover/adapters/pgchanges.py, pgtables.py): the
+        # guard has passed; copy the changed tables into ``conn`` and write the marker.
+        raise CutoverError(
+            "database.final_sync changed-tables is not wired yet in this build",
+            resolution="Use database.final_sync full.",
+        )

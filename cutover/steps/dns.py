@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from cutover.errors import CutoverError
 from cutover.steps.app import run_http_checks, smoke_checks
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+from cutover.steps.data import mark_target_live
 from cutover.steps.preflight import PreflightOutputs
 from cutover.steps.records import DnsRecord, LowerTtlOutputs, LowerTtlProgress
 from cutover.steps.window import MaintenanceOnOutputs
@@ -126,7 +127,14 @@ class SwitchDns(Step):
         return [
             cmd(ctx.convox.argv("rack", app=False)) + "   (router host)",
             f"DNS update: {dns.record} CNAME <router> TTL {dns.ttl}",
-        ]
+        ] + (
+            [
+                "psql (through convox resources proxy): COMMENT ON DATABASE <db> IS "
+                "'cutover:live <time>'   (before the DNS update)"
+            ]
+            if ctx.model.database
+            else []
+        )
 
     def gate_text(self, ctx: Context) -> str:
         dns = ctx.model.dns
@@ -154,6 +162,7 @@ class SwitchDns(Step):
             DnsRecord.of(record) if record else None
         )
         ctx.save(SwitchDnsProgress(previous=previous))
+        mark_target_live(ctx)  # the guard in the world: no sync overwrites a live database
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
         ctx.dns.set(_record(ctx.model.dns.record, "CNAME", ttl, [router + "."]))
         ctx.note(

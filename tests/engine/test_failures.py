@@ -148,11 +148,11 @@ def test_exhausted_retries_fail_with_the_resume_command_for_this_playbook(
 
 def test_a_failed_restore_stops_the_proxy_and_removes_the_dump(project: Project) -> None:
     failed = project.run(
-        "run", "--yes", "--until", "initial-sync", env={"FAKE_FAIL": "pg_restore --clean:always"}
+        "run", "--yes", "--until", "initial-sync", env={"FAKE_FAIL": "pg_restore --no-owner:always"}
     )
 
     assert failed.returncode == 1, failed
-    assert "step initial-sync failed: command failed with exit code 1: pg_restore --clean" in (
+    assert "step initial-sync failed: command failed with exit code 1: pg_restore --no-owner" in (
         failed.output
     )
     assert "canceling statement due to statement timeout" in failed.output

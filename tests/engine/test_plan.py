@@ -52,7 +52,7 @@ def test_a_fresh_plan_runs_nothing_and_writes_nothing(
         "$ convox env set --id -a shop -r acme/production   < KEY=VALUE lines on stdin",
         "$ heroku maintenance:on -a acme-shop",
         "$ heroku ps:scale worker=0 -a acme-shop",
-        "$ pg_restore --clean --if-exists --no-acl --no-owner --exit-on-error --jobs 2",
+        "$ pg_restore --no-owner --no-acl --exit-on-error --jobs 2 --use-list",
         "PGPASSWORD=****",
         "DNS update: www.example.test CNAME <router> TTL 1",
     ):

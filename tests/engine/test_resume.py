@@ -175,7 +175,7 @@ def test_kill_9_in_the_middle_of_a_sync_reruns_the_sync(
     saved before the download; pg/backups/url.js gives that backup's URL, not the newest one):
     no second capture, the restore is repeated, and the dump the killed run left behind is
     removed."""
-    env = {"FAKE_KILL_PARENT": "pg_restore --clean:after"}
+    env = {"FAKE_KILL_PARENT": "pg_restore --no-owner:after"}
     first = project.run("run", "--yes", "--until", "initial-sync", env=env)
     assert first.returncode == -signal.SIGKILL, first
     work = project.state_dir / "work"

@@ -105,6 +105,8 @@ def connect(world: dict[str, Any], dbname: str | None = None) -> tuple[str, str,
         raise ConnectionFailed(
             f'{_describe(host, port)}: FATAL:  password authentication failed for user "{user}"'
         )
+    if target[0] == "convox" and dbname in _server_databases(world, target):
+        return target
     if dbname != expected[2]:
         raise ConnectionFailed(
             f'{_describe(host, port)}: FATAL:  database "{dbname}" does not exist'
@@ -116,7 +118,65 @@ def _data(world: dict[str, Any], target: tuple[str, str, str]) -> dict[str, Any]
     kind, app, resource = target
     if kind == "heroku":
         return dict(world["heroku"]["database"]["data"])
-    return dict(world["convox"]["apps"][app]["resources"][resource]["data"])
+    res = world["convox"]["apps"][app]["resources"][resource]
+    if os.environ.get("PGDATABASE", "").endswith(STAGING_SUFFIX):
+        return dict(res.get("staging") or {"tables": {}, "sequences": {}})
+    return dict(res["data"])
+
+
+# -- the Convox server's databases (cutover/adapters/pgstaging.py: staging, swap, marker) -------
+# The app's database is "app" (its comment and write counter kept beside its data); "postgres" is
+# the maintenance database; "app__cutover_next" exists while a sync fills it.
+STAGING_SUFFIX = "__cutover_next"
+
+
+def _resource(world: dict[str, Any], target: tuple[str, str, str]) -> dict[str, Any]:
+    return dict(world["convox"]["apps"][target[1]]["resources"][target[2]])
+
+
+def _server_databases(world: dict[str, Any], target: tuple[str, str, str]) -> list[str]:
+    names = ["postgres", "app"]
+    if "staging" in _resource(world, target):
+        names.append("app" + STAGING_SUFFIX)
+    return names
+
+
+def _writes(data: dict[str, Any]) -> int:
+    """n_tup_ins + n_tup_upd + n_tup_del: the rows a restore inserted, plus later writes."""
+    return sum(int(t["rows"]) for t in data["tables"].values()) + int(data.get("writes", 0))
+
+
+def _server_sql(world: dict[str, Any], target: tuple[str, str, str], sql: str) -> list[list[str]]:
+    """The catalog queries and commands cutover runs on the Convox server (pgstaging.py)."""
+    res = world["convox"]["apps"][target[1]]["resources"][target[2]]
+    staging = "app" + STAGING_SUFFIX
+    if "pg_catalog.pg_database" in sql and "datallowconn" in sql:
+        return [[name, "t"] for name in _server_databases(world, target) if name != "postgres"]
+    if "shobj_description" in sql:
+        return [["comment:" + str(res.get("comment", ""))]]
+    if "pg_encoding_to_char" in sql:
+        return [["UTF8", "C.UTF-8", "C.UTF-8"]]
+    if "n_tup_ins" in sql:
+        return [[str(_writes(_data(world, target)))]]
+    if "relkind IN" in sql:
+        return [[str(len(_data(world, target)["tables"]))]]
+    with update_world() as changed:
+        res = changed["convox"]["apps"][target[1]]["resources"][target[2]]
+        if "CREATE DATABASE" in sql:
+            res["staging"] = {"tables": {}, "sequences": {}}
+        elif "RENAME TO" in sql:
+            res["data"], res["comment"] = res.pop("staging"), res.pop("staging_comment", "")
+            note_effect(changed, "swap")
+        elif "DROP DATABASE" in sql:
+            res.pop("staging", None)
+        elif "COMMENT ON DATABASE" in sql:
+            match = re.search(r'COMMENT ON DATABASE "([^"]+)" IS \'(.*)\';', sql)
+            if not match:
+                raise LookupError(sql[:60])
+            res["staging_comment" if match[1] == staging else "comment"] = match[2]
+        else:
+            raise LookupError(sql[:60])
+    return []
 
 
 # -- pg_dump -----------------------------------------------------------------------------------
@@ -139,7 +199,7 @@ def pg_restore(args: list[str]) -> int:
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg in ("--jobs", "-j", "--dbname", "-d", "--file", "-f"):
+        if arg in ("--jobs", "-j", "--dbname", "-d", "--file", "-f", "--use-list", "-L"):
             opts[arg.lstrip("-")[:1] if len(arg) == 2 else arg.lstrip("-")] = args[i + 1]
             i += 2
             continue
@@ -174,7 +234,8 @@ def pg_restore(args: list[str]) -> int:
             )
             return 1
         resource = world["convox"]["apps"][target[1]]["resources"][target[2]]
-        existing = set(resource["data"]["tables"]) & set(dump["data"]["tables"])
+        key = "staging" if dbname.endswith(STAGING_SUFFIX) else "data"
+        existing = set(resource[key]["tables"]) & set(dump["data"]["tables"])
         if existing and "--clean" not in flags:
             name = sorted(existing)[0].split(".", 1)[1]
             sys.stderr.write(
@@ -182,7 +243,7 @@ def pg_restore(args: list[str]) -> int:
                 f'"{name}" already exists\n'
             )
             return 1
-        resource["data"] = json.loads(json.dumps(dump["data"]))
+        resource[key] = json.loads(json.dumps(dump["data"]))
         note_effect(world, "pg_restore")
     return 0
 
@@ -233,7 +294,21 @@ def psql(args: list[str], sql: str | None) -> int:
         return 2
     sql = sql or ""
     data = _data(world, target)
-    if "server_version_num" in sql:
+    server_sql = target[0] == "convox" and (
+        "pg_catalog.pg_database" in sql
+        or " DATABASE " in sql
+        or "n_tup_ins" in sql
+        or "relkind IN" in sql
+    )
+    if server_sql:
+        try:
+            rows = _server_sql(world, target, sql)
+        except LookupError:
+            sys.stderr.write("psql:<stdin>:1: ERROR:  the fake psql does not know this query\n")
+            return 3
+    elif "pg_db_role_setting" in sql:
+        rows = []  # no database or role settings on the fake Heroku database
+    elif "server_version_num" in sql:
         rows = [[SERVER_VERSION_NUM]]
     elif "UNION ALL" in sql or "count(*)" in sql:
         try:

@@ -1,0 +1,423 @@
+"""The ``direct`` copy: Heroku's database straight into the (staging) Convox database, in parallel,
+snapshot-consistent, with no data on this machine's disk.
+
+1. One psql session on the source holds ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+   SELECT pg_export_snapshot();`` open for the whole copy (PostgreSQL docs, "Snapshot
+   Synchronization Functions"); every other reader imports that snapshot.
+2. ``pg_dump --schema-only -Fc --snapshot=<id>`` to a 0600 file in a 0700 folder (schema only),
+   ``pg_restore --list`` filtered (extensions the target may not create are left out), then
+   ``pg_restore --section=pre-data --use-list`` into the target: tables without indexes,
+   constraints or triggers (pg_dump puts those in post-data).
+3. Per table, largest first, ``jobs`` at once: ``psql -c 'COPY t TO STDOUT'`` in the snapshot,
+   piped by the kernel into ``psql -c 'COPY t FROM STDIN'`` (Runner.pipe: no Python in the data
+   path).
+4. Large objects in the same snapshot (``pg_dump -Fc --data-only --snapshot`` with every table's
+   data excluded, streamed into ``pg_restore --data-only``), sequences (``setval`` from
+   pg_sequences read in the snapshot).
+5. ``pg_restore --section=post-data --jobs N``: indexes, constraints, triggers in parallel.
+
+Always ``--no-owner --no-acl`` (a Heroku role's grants mean nothing on Convox).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.errors import CutoverError, UnexpectedOutput
+from cutover.runner import Runner
+from cutover.runpipes import Session
+from cutover.secrets import SecretMasker
+
+_SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+# pg_restore --list lines (pg_backup_archiver.c PrintTOCSummary):
+#   "<dumpId>; <tableoid> <oid> <desc> <namespace> <tag> <owner>"
+_TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (\S+)")
+_TOC_EXT_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - EXTENSION (\S+)")
+# The consumer's session: no wait for the WAL flush on each COPY's commit (USERSET, so any role).
+COPY_IN_OPTIONS = "-c synchronous_commit=off"
+
+TABLES_SQL = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       pg_catalog.pg_relation_size(c.oid)
+         + coalesce(pg_catalog.pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0),
+       pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+       coalesce((SELECT string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum)
+                 FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attgenerated = ''), '')
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                    AND d.deptype = 'e')
+ORDER BY 2 DESC, 1;
+"""
+# A table larger than this is copied as up to ``jobs`` parts at once, each a range of its pages
+# (``WHERE ctid >= '(a,0)' AND ctid < '(b,0)'``: a TID range scan, PostgreSQL 14+), so one large
+# table does not leave the other jobs idle.
+SPLIT_MIN_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Part:
+    """One COPY: a whole table, or a range of its pages."""
+
+    table: str
+    columns: str  # quoted, comma-separated; generated columns left out (COPY skips them too)
+    where: str  # "" for the whole table
+    size: int  # bytes this part accounts for (progress)
+
+    def copy_out(self) -> str:
+        if not self.where:
+            return f"COPY {self.table} TO STDOUT"
+        # Identifiers come from quote_ident in the source's catalog, the range from integers.
+        return f"COPY (SELECT {self.columns} FROM {self.table} WHERE {self.where}) TO STDOUT"  # noqa: S608
+
+    def copy_in(self) -> str:
+        cols = f" ({self.columns})" if self.where and self.columns else ""
+        return f"COPY {self.table}{cols} FROM STDIN"
+
+
+def plan_parts(rows: list[list[str]], jobs: int, split_min: int = SPLIT_MIN_BYTES) -> list[Part]:
+    """Parts to copy, largest first: tables above ``split_min`` bytes split by page ranges."""
+    parts: list[Part] = []
+    for row in rows:
+        if len(row) != 4:
+            continue
+        table, size, pages, columns = row[0], int(row[1]), int(row[2]), row[3]
+        count = min(jobs, size // max(1, split_min), pages) if columns else 1
+        if count < 2:
+            parts.append(Part(table, columns, "", size))
+            continue
+        step = pages // count
+        for i in range(count):
+            low = f"ctid >= '({i * step},0)'::tid"
+            # The last range is open-ended: it takes whatever lies beyond the size read above.
+            high = "" if i == count - 1 else f" AND ctid < '({(i + 1) * step},0)'::tid"
+            parts.append(Part(table, columns, low + high, size // count))
+    parts.sort(key=lambda p: p.size, reverse=True)
+    return parts
+
+
+SEQUENCES_SQL = """
+SELECT format('SELECT pg_catalog.setval(%L, %s, true);',
+              quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename), s.last_value)
+FROM pg_catalog.pg_sequences s
+WHERE s.last_value IS NOT NULL
+  AND s.schemaname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                    AND d.objid = (quote_ident(s.schemaname) || '.'
+                                   || quote_ident(s.sequencename))::regclass
+                    AND d.deptype = 'e');
+"""
+LARGE_OBJECTS_SQL = "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata;"
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    tables_done: int
+    tables_total: int
+    bytes_done: int  # on-disk size of the tables copied so far (heap + TOAST, at the snapshot)
+    bytes_total: int = 0  # on-disk size of all of them
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    tables: int
+    bytes: int
+    seconds: float
+    skipped_extensions: tuple[str, ...] = field(default=())
+
+
+# -- extensions the target may not create -----------------------------------------------------
+def extensions_to_skip(
+    pg: PostgresAdapter,
+    source: ConnInfo,
+    target: ConnInfo,
+    skip: Sequence[str],
+    installed: Sequence[str] | None = None,
+) -> list[str]:
+    """Those of ``skip`` installed on the source that the target's role cannot create: not
+    available there, or neither superuser nor a trusted extension (PostgreSQL 13+ lets a
+    database owner create trusted ones)."""
+    if not skip:
+        return []
+    present = set(pg.extensions(source) if installed is None else installed)
+    wanted = [name for name in skip if name in present]
+    if not wanted:
+        return []
+    rows = pg.psql(
+        target,
+        "SELECT 'super', rolsuper::text FROM pg_catalog.pg_roles WHERE rolname = current_user\n"
+        "UNION ALL SELECT name, bool_or(trusted)::text "
+        "FROM pg_catalog.pg_available_extension_versions GROUP BY name;",
+    )
+    facts = {row[0]: row[1] == "true" for row in rows if len(row) == 2}
+    superuser = facts.pop("super", False)
+    return [n for n in wanted if n not in facts or not (superuser or facts[n])]
+
+
+def filter_list(listing: str, skip: Sequence[str]) -> str:
+    """A ``pg_restore --list`` without the extensions in ``skip`` (and their comments)."""
+    keep = []
+    for line in listing.splitlines():
+        match = _TOC_EXTENSION.match(line) or _TOC_EXT_COMMENT.match(line)
+        if match and match.group(1) in skip:
+            keep.append(";" + line)  # a comment line: pg_restore -L skips it
+            continue
+        keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+def private_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))  # 0700 (tempfile.mkdtemp)
+
+
+def private_file(path: Path, text: str = "") -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def restore_list(runner: Runner, dump: Path, skip: Sequence[str], timeout: float) -> Path:
+    """``pg_restore --list`` of ``dump`` filtered by ``skip``, written 0600 beside it."""
+    listing = runner.run(["pg_restore", "--list", str(dump)], timeout=timeout).stdout
+    return private_file(dump.with_suffix(".list"), filter_list(listing, skip))
+
+
+def restore_argv(dump: Path, listfile: Path, dbname: str, jobs: int, *extra: str) -> list[str]:
+    return [
+        "pg_restore",
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        *extra,
+        "--jobs",
+        str(max(1, jobs)),
+        "--use-list",
+        str(listfile),
+        "--dbname",
+        dbname,
+        str(dump),
+    ]
+
+
+# -- the direct copy --------------------------------------------------------------------------
+def _psql(*commands: str) -> list[str]:
+    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    for command in commands:
+        argv += ["-c", command]
+    return argv
+
+
+def _in_snapshot(snapshot: str, *commands: str) -> list[str]:
+    return _psql(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        f"SET TRANSACTION SNAPSHOT '{snapshot}'",
+        *commands,
+        "COMMIT",
+    )
+
+
+END_MARK = "--cutover-end--"
+
+
+def _ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
+    """Rows of ``sql`` read by the snapshot-holding session itself (so: in the snapshot)."""
+    holder.write(f"{sql}\n\\echo {END_MARK}\n")
+    rows = []
+    while (line := holder.readline(timeout)) != END_MARK:
+        rows.append(line.split("\t"))
+    return rows
+
+
+def copy_database(
+    runner: Runner,
+    masker: SecretMasker,
+    source: ConnInfo,
+    target: ConnInfo,
+    *,
+    jobs: int,
+    skip_extensions: Sequence[str],
+    timeout: float,
+    progress: Callable[[CopyProgress], None] | None,
+    split_min_bytes: int = SPLIT_MIN_BYTES,
+) -> CopyResult:
+    """Copy ``source`` into the empty database ``target`` (see the module docstring)."""
+    started = time.monotonic()
+    masker.add(source.password)
+    masker.add(target.password)
+    pg = PostgresAdapter(runner, masker)
+    folder = private_dir("cutover-direct-")
+    try:
+        with runner.session(
+            ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
+        ) as holder:
+            holder.write("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n")
+            snapshot = _ask(holder, "SELECT pg_catalog.pg_export_snapshot();")[0][0]
+            if not _SNAPSHOT.match(snapshot):
+                raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
+            installed = [r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")]
+            skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
+            schema = private_file(folder / "schema.dump")
+            runner.run(
+                ["pg_dump", "--schema-only", "-Fc", f"--snapshot={snapshot}", "-f", str(schema)],
+                env=source.env(),
+                timeout=timeout,
+            )
+            listfile = restore_list(runner, schema, skipped, timeout)
+            runner.run(
+                restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
+                env=target.env(),
+                timeout=timeout,
+            )
+            rows = _ask(holder, TABLES_SQL)
+            tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
+            parts = plan_parts(rows, max(1, jobs), split_min_bytes)
+            _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
+            if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
+                _copy_large_objects(runner, source, target, snapshot, timeout)
+            setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
+            if setvals:
+                pg.psql(target, "\n".join(setvals), timeout=timeout)
+            holder.close("COMMIT;\n")
+        runner.run(
+            restore_argv(schema, listfile, target.dbname, jobs, "--section=post-data"),
+            env=target.env(),
+            timeout=timeout,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return CopyResult(
+        tables=len(tables),
+        bytes=sum(tables.values()),
+        seconds=time.monotonic() - started,
+        skipped_extensions=tuple(skipped),
+    )
+
+
+def _copy_parts(
+    runner: Runner,
+    source: ConnInfo,
+    target: ConnInfo,
+    snapshot: str,
+    parts: list[Part],
+    jobs: int,
+    timeout: float,
+    progress: Callable[[CopyProgress], None] | None,
+) -> None:
+    """COPY each part source -> target, ``jobs`` pipes at once, largest first. The first
+    failure stops the others (the target is a staging database: it is dropped, never used)."""
+    abort = threading.Event()
+    target_env: dict[str, str | None] = {**target.env(), "PGOPTIONS": COPY_IN_OPTIONS}
+    deadline = time.monotonic() + timeout
+
+    def one(part: Part) -> None:
+        runner.pipe(
+            _in_snapshot(snapshot, part.copy_out()),
+            _psql(part.copy_in()),
+            producer_env=dict(source.env()),
+            consumer_env=target_env,
+            timeout=max(1.0, deadline - time.monotonic()),
+            abort=abort,
+        )
+
+    left = {p.table: 0 for p in parts}
+    for p in parts:
+        left[p.table] += 1
+    done, bytes_done, bytes_total = 0, 0, sum(p.size for p in parts)
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="copy") as pool:
+        pending: dict[Future[None], Part] = {pool.submit(one, p): p for p in parts}
+        try:
+            while pending:
+                finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    part = pending.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        raise error
+                    left[part.table] -= 1
+                    done += 0 if left[part.table] else 1
+                    bytes_done += part.size
+                    if progress is not None:
+                        progress(CopyProgress(done, len(left), bytes_done, bytes_total))
+        except BaseException:
+            abort.set()
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _copy_large_objects(
+    runner: Runner, source: ConnInfo, target: ConnInfo, snapshot: str, timeout: float
+) -> None:
+    """Large objects (metadata and data) in the snapshot, streamed: pg_dump --data-only dumps
+    them (-b is the default without --schema/--table, pg_dump docs) and pg_restore --data-only
+    restores "BLOB" entries as data (pg_backup_archiver.c _tocEntryRequired)."""
+    runner.pipe(
+        [
+            "pg_dump",
+            "-Fc",
+            "--data-only",
+            "-b",  # --blobs (spelled --large-objects from PostgreSQL 16)
+            "--exclude-table-data=*.*",
+            f"--snapshot={snapshot}",
+        ],
+        [
+            "pg_restore",
+            "--data-only",
+            "--no-owner",
+            "--no-acl",
+            "--exit-on-error",
+            "--dbname",
+            target.dbname,
+        ],
+        producer_env=dict(source.env()),
+        consumer_env=dict(target.env()),
+        timeout=timeout,
+    )
+
+
+# -- the backup method's restore into staging -------------------------------------------------
+def restore_dump(
+    runner: Runner,
+    masker: SecretMasker,
+    dump: Path,
+    target: ConnInfo,
+    *,
+    jobs: int,
+    skipped: Sequence[str],
+    timeout: float,
+) -> int:
+    """Restore a downloaded custom-format dump into the empty database ``target`` without the
+    ``skipped`` extensions; return the number of entries restored."""
+    masker.add(target.password)
+    listfile = restore_list(runner, dump, skipped, timeout)
+    entries = [
+        ln for ln in listfile.read_text(encoding="utf-8").splitlines() if ln and ln[0] != ";"
+    ]
+    if not entries:
+        raise CutoverError(f"the dump {dump.name} holds no objects")
+    try:
+        runner.run(
+            restore_argv(dump, listfile, target.dbname, jobs), env=target.env(), timeout=timeout
+        )
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            listfile.unlink()
+    return len(entries)

@@ -1,0 +1,381 @@
+"""The target side of a full sync that never leaves the Convox database worse (issue 10).
+
+* Staging and swap: every full sync restores into ``<db>__cutover_next`` (created fresh), then
+  swaps it in from a session on the ``postgres`` maintenance database: no connections to
+  ``<db>``, its other sessions terminated, ``<db>`` renamed to ``<db>__cutover_prev``, the staging
+  database renamed to ``<db>``, then the previous copy dropped. A failure before the swap leaves
+  ``<db>`` untouched; :func:`recover_swap` finishes a swap that was interrupted half-way.
+* The guard marker in the database COMMENT (``cutover:synced <time> writes=<N>`` after each sync,
+  ``cutover:live <time>`` from switch-dns): :func:`guard` refuses a sync into a live database, one
+  that has taken writes since the last sync, or one holding tables cutover did not put there.
+* Settings carried (pg_db_role_setting): the source database's settings and the source role's
+  (in that database and global) applied to the target as ``ALTER DATABASE ... SET`` and
+  ``ALTER ROLE CURRENT_USER IN DATABASE ... SET`` (Heroku tells users to put ``heroku_ext`` on
+  the role's search_path; without it the app's triggers stop finding uuid_generate_v4()).
+
+Comments on databases live in pg_shdescription and settings in pg_db_role_setting, both keyed by
+the database's oid, so the rename carries them with the database (PostgreSQL docs: COMMENT,
+ALTER DATABASE, ALTER ROLE).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.errors import CommandError, CutoverError
+
+NEXT_SUFFIX = "__cutover_next"
+PREV_SUFFIX = "__cutover_prev"
+NAMEDATALEN = 63  # PostgreSQL truncates identifiers to 63 bytes
+MARKER_SYNCED = "cutover:synced"
+MARKER_LIVE = "cutover:live"
+_MARKER = re.compile(r"^cutover:(synced|live) (\S+)(?: writes=(\d+))?")
+# GUCs whose value is a list (guc.c GUC_LIST_QUOTE): each element is quoted on its own, as
+# pg_dump's makeAlterConfigCommand does; any other value is one literal.
+_LIST_GUCS = {
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+}
+
+USER_TABLES_SQL = """
+SELECT count(*) FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                    AND d.deptype = 'e');
+"""
+WRITES_SQL = (
+    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint "
+    "FROM pg_catalog.pg_stat_user_tables;"
+)
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def names(dbname: str) -> tuple[str, str]:
+    """(staging, previous) database names for ``dbname``."""
+    if len((dbname + NEXT_SUFFIX).encode()) > NAMEDATALEN:
+        raise CutoverError(
+            f"the database name {dbname!r} is too long for a staging copy beside it "
+            f"({dbname}{NEXT_SUFFIX} exceeds PostgreSQL's {NAMEDATALEN} bytes)",
+            resolution="Use a Convox resource whose database name is at most 48 bytes.",
+        )
+    return dbname + NEXT_SUFFIX, dbname + PREV_SUFFIX
+
+
+def maintenance(conn: ConnInfo) -> ConnInfo:
+    return replace(conn, dbname="postgres")
+
+
+# -- staging, swap, recovery ------------------------------------------------------------------
+def _databases(pg: PostgresAdapter, conn: ConnInfo) -> dict[str, bool]:
+    """{name: allows connections} of ``conn.dbname`` and its staging/previous databases."""
+    wanted = [conn.dbname, *names(conn.dbname)]
+    in_list = ", ".join(literal(n) for n in wanted)
+    rows = pg.psql(
+        maintenance(conn),
+        "SELECT datname, datallowconn FROM pg_catalog.pg_database "  # noqa: S608
+        f"WHERE datname IN ({in_list});",
+    )
+    return {row[0]: row[1] == "t" for row in rows if len(row) == 2}
+
+
+def recover_swap(pg: PostgresAdapter, conn: ConnInfo) -> str | None:
+    """Finish or undo a swap an interrupted run left half-done; say what was done (or None).
+
+    The swap starts only after the staging copy is complete and marked, so a staging database
+    beside a missing ``<db>`` is a finished copy: it is put in place."""
+    db = conn.dbname
+    nxt, prev = names(db)
+    have = _databases(pg, conn)
+    sql: list[str] = []
+    did = None
+    if db not in have and prev in have:
+        source = nxt if nxt in have else prev
+        sql.append(f"ALTER DATABASE {ident(source)} RENAME TO {ident(db)};")
+        sql.append(f"ALTER DATABASE {ident(db)} WITH ALLOW_CONNECTIONS true;")
+        did = f"finished an interrupted swap: {source} is now {db}"
+        have = {db: True, **({prev: False} if source == nxt else {})}
+    elif db in have and not have[db]:
+        sql.append(f"ALTER DATABASE {ident(db)} WITH ALLOW_CONNECTIONS true;")
+        did = f"allowed connections to {db} again (an interrupted swap had closed it)"
+    if prev in have:
+        sql.append(f"DROP DATABASE IF EXISTS {ident(prev)} WITH (FORCE);")
+        did = did or f"dropped {prev}, left by an interrupted swap"
+    if sql:
+        pg.psql(maintenance(conn), "\n".join(sql))
+    return did
+
+
+def create_staging(pg: PostgresAdapter, conn: ConnInfo) -> ConnInfo:
+    """Drop any leftover staging database and create it fresh (owned by the connecting role,
+    from template0 with ``<db>``'s encoding and locale when it exists); its connection info."""
+    db = conn.dbname
+    nxt, _ = names(db)
+    rows = pg.psql(
+        maintenance(conn),
+        "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype "  # noqa: S608
+        f"FROM pg_catalog.pg_database WHERE datname = {literal(db)};",
+    )
+    options = " TEMPLATE template0"
+    if rows and len(rows[0]) == 3:
+        enc, collate, ctype = rows[0]
+        options += (
+            f" ENCODING {literal(enc)} LC_COLLATE {literal(collate)} LC_CTYPE {literal(ctype)}"
+        )
+    pg.psql(
+        maintenance(conn),
+        f"DROP DATABASE IF EXISTS {ident(nxt)} WITH (FORCE);\n"
+        f"CREATE DATABASE {ident(nxt)}{options};",
+    )
+    return replace(conn, dbname=nxt)
+
+
+def drop_staging(pg: PostgresAdapter, conn: ConnInfo) -> None:
+    nxt, _ = names(conn.dbname)
+    pg.psql(maintenance(conn), f"DROP DATABASE IF EXISTS {ident(nxt)} WITH (FORCE);")
+
+
+def swap(pg: PostgresAdapter, conn: ConnInfo, timeout: float = 120) -> None:
+    """Put the staging database in place of ``<db>`` and drop the previous copy."""
+    db = conn.dbname
+    nxt, prev = names(db)
+    exists = db in _databases(pg, conn)
+    sql = []
+    if exists:
+        # pg_terminate_backend is asynchronous: wait (bounded) until the sessions are gone,
+        # else the rename fails with "database is being accessed by other users".
+        sql += [
+            f"ALTER DATABASE {ident(db)} WITH ALLOW_CONNECTIONS false;",
+            "SELECT count(pg_catalog.pg_terminate_backend(pid)) "  # noqa: S608
+            "FROM pg_catalog.pg_stat_activity "
+            f"WHERE datname = {literal(db)} AND pid <> pg_catalog.pg_backend_pid();",
+            "DO $$ BEGIN FOR i IN 1..300 LOOP EXIT WHEN NOT EXISTS (SELECT 1 FROM "  # noqa: S608
+            f"pg_catalog.pg_stat_activity WHERE datname = {literal(db)} AND pid <> "
+            "pg_catalog.pg_backend_pid()); PERFORM pg_catalog.pg_sleep(0.1); END LOOP; END $$;",
+            f"ALTER DATABASE {ident(db)} RENAME TO {ident(prev)};",
+        ]
+    sql.append(f"ALTER DATABASE {ident(nxt)} RENAME TO {ident(db)};")
+    if exists:
+        sql.append(f"DROP DATABASE {ident(prev)} WITH (FORCE);")
+    pg.psql(maintenance(conn), "\n".join(sql), timeout=timeout)
+
+
+# -- the guard marker -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Marker:
+    kind: str  # "synced" or "live"
+    at: str
+    writes: int | None
+
+
+def read_marker(pg: PostgresAdapter, conn: ConnInfo) -> tuple[bool, Marker | None, str]:
+    """(database exists, its cutover marker or None, the raw comment)."""
+    rows = pg.psql(
+        maintenance(conn),
+        # Prefixed: psql prints an empty comment as an empty line, which reads as no row.
+        "SELECT 'comment:' || coalesce(pg_catalog.shobj_description(oid, 'pg_database'), '') "  # noqa: S608
+        f"FROM pg_catalog.pg_database WHERE datname = {literal(conn.dbname)};",
+    )
+    if not rows:
+        return False, None, ""
+    comment = "\t".join(rows[0]).removeprefix("comment:")
+    match = _MARKER.match(comment)
+    if not match:
+        return True, None, comment
+    writes = int(match.group(3)) if match.group(3) else None
+    return True, Marker(match.group(1), match.group(2), writes), comment
+
+
+def write_count(pg: PostgresAdapter, conn: ConnInfo) -> int:
+    """Rows inserted, updated and deleted in ``conn.dbname`` per its statistics."""
+    rows = pg.psql(conn, WRITES_SQL)
+    return int(rows[0][0]) if rows and rows[0] else 0
+
+
+def user_tables(pg: PostgresAdapter, conn: ConnInfo) -> int:
+    rows = pg.psql(conn, USER_TABLES_SQL)
+    return int(rows[0][0]) if rows and rows[0] else 0
+
+
+def mark(pg: PostgresAdapter, conn: ConnInfo, dbname: str, text: str) -> None:
+    pg.psql(maintenance(conn), f"COMMENT ON DATABASE {ident(dbname)} IS {literal(text)};")
+
+
+def settled_write_count(
+    pg: PostgresAdapter, conn: ConnInfo, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """The write counter once two reads agree: a backend reports its counters when it exits,
+    which can be just after its client (the copy's psql or pg_restore) has gone (PostgreSQL 15
+    pgstat_report_stat at backend shutdown). Bounded: at most 10 reads."""
+    last = write_count(pg, conn)
+    for _ in range(9):
+        sleep(0.3)
+        now = write_count(pg, conn)
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def mark_synced(pg: PostgresAdapter, conn: ConnInfo) -> str:
+    """Write ``cutover:synced <time> writes=<N>`` on ``conn.dbname`` (N read from it now)."""
+    text = f"{MARKER_SYNCED} {now_iso()} writes={settled_write_count(pg, conn)}"
+    mark(pg, conn, conn.dbname, text)
+    return text
+
+
+def mark_live(pg: PostgresAdapter, conn: ConnInfo) -> str:
+    text = f"{MARKER_LIVE} {now_iso()}"
+    mark(pg, conn, conn.dbname, text)
+    return text
+
+
+def guard(pg: PostgresAdapter, conn: ConnInfo, *, force: bool) -> str | None:
+    """Refuse (CutoverError) a sync into ``conn.dbname`` when it is live, has taken writes since
+    the last sync, or holds tables cutover did not put there; with ``force``, return what would
+    have been refused (for a finding) instead. None when the sync may go ahead."""
+    exists, marker, comment = read_marker(pg, conn)
+    if not exists:
+        return None
+    db = conn.dbname
+    reason = None
+    if marker is not None and marker.kind == "live":
+        reason = f"the Convox database {db} is live (marker '{comment}')"
+    elif marker is not None:
+        now = write_count(pg, conn)
+        if marker.writes is not None and now > marker.writes:
+            reason = (
+                f"the Convox database {db} has taken writes since the last sync "
+                f"({now} row writes now, {marker.writes} when cutover synced it at {marker.at})"
+            )
+    else:
+        tables = user_tables(pg, conn)
+        if tables:
+            reason = (
+                f"the Convox database {db} holds {tables} table(s) that cutover did not put "
+                "there (no cutover marker in its comment)"
+            )
+    if reason is None:
+        return None
+    if force:
+        return reason
+    raise CutoverError(
+        f"refusing to sync: {reason}",
+        details="A sync replaces the whole database; cutover records on the database itself "
+        "when it synced it and when it went live, whatever the state file says.",
+        resolution="If its data may really be replaced by Heroku's, run again with "
+        "`cutover run --force-data` (asks at a gate).",
+    )
+
+
+# -- settings ---------------------------------------------------------------------------------
+SETTINGS_SQL = """
+SELECT CASE WHEN s.setrole = 0 THEN 'database' ELSE 'role' END,
+       CASE WHEN s.setdatabase = 0 THEN 0 ELSE 1 END, unnest(s.setconfig)
+FROM pg_catalog.pg_db_role_setting s
+WHERE (s.setdatabase = (SELECT oid FROM pg_catalog.pg_database
+                        WHERE datname = pg_catalog.current_database())
+       AND s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)))
+   OR (s.setdatabase = 0
+       AND s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
+ORDER BY 1, 2;
+"""
+
+
+@dataclass(frozen=True)
+class Setting:
+    scope: str  # "database" or "role"
+    name: str
+    value: str
+
+
+def read_settings(pg: PostgresAdapter, conn: ConnInfo) -> list[Setting]:
+    """The database's settings and the connecting role's (in it, then global, where in-database
+    wins), as pg_db_role_setting holds them (``name=value``)."""
+    merged: dict[tuple[str, str], str] = {}
+    for row in pg.psql(conn, SETTINGS_SQL):
+        if len(row) != 3 or "=" not in row[2]:
+            continue
+        name, _, value = row[2].partition("=")
+        key = (row[0], name)
+        if row[1] == "1" or key not in merged:  # in-database rows come last and win
+            merged[key] = value
+    return [Setting(scope, name, value) for (scope, name), value in merged.items()]
+
+
+def _split_list(value: str) -> list[str]:
+    """Split a GUC list (``"$user", public, heroku_ext``) like guc.c's SplitIdentifierString."""
+    out, cur, quoted, i = [], "", False, 0
+    while i < len(value):
+        ch = value[i]
+        if quoted:
+            if ch == '"' and value[i + 1 : i + 2] == '"':
+                cur += '"'
+                i += 1
+            elif ch == '"':
+                quoted = False
+            else:
+                cur += ch
+        elif ch == '"':
+            quoted = True
+        elif ch == ",":
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    out.append(cur.strip())
+    return [item for item in out if item]
+
+
+def setting_value_sql(name: str, value: str) -> str:
+    if name.lower() in _LIST_GUCS:
+        items = _split_list(value)
+        return ", ".join(literal(item) for item in items) if items else "''"
+    return literal(value)
+
+
+def apply_settings(
+    pg: PostgresAdapter, conn: ConnInfo, dbname: str, settings: list[Setting]
+) -> list[str]:
+    """Apply ``settings`` to ``dbname`` from the maintenance database, one statement each;
+    return the ones the target refused (e.g. superuser-only settings), as findings."""
+    refused = []
+    for s in settings:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", s.name):
+            refused.append(f"{s.name}: not a setting name")
+            continue
+        who = (
+            f"DATABASE {ident(dbname)}"
+            if s.scope == "database"
+            else f"ROLE CURRENT_USER IN DATABASE {ident(dbname)}"
+        )
+        sql = f"ALTER {who} SET {s.name} = {setting_value_sql(s.name, s.value)};"
+        try:
+            pg.psql(maintenance(conn), sql)
+        except CommandError as exc:
+            why = exc.stderr_tail.strip().splitlines()[-1:] or [exc.brief]
+            refused.append(f"{s.scope} setting {s.name}={s.value}: {why[0]}")
+    return refused

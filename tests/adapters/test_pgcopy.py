@@ -1,0 +1,256 @@
+"""cutover.adapters.pgcopy and pgstaging against real PostgreSQL (and their pure helpers).
+
+The TLS test runs the direct copy from a cluster that serves TLS and rejects every connection
+without it (pg_hba ``hostnossl ... reject``), and reads pg_stat_ssl for the copy's own sessions
+while it runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean
+from support.databases import AppDatabase, make_database
+from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
+from support.tls import TlsFiles
+
+from cutover.adapters import pgstaging
+from cutover.adapters.pgcopy import CopyProgress, copy_database, filter_list, plan_parts
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.errors import CommandError, CutoverError
+from cutover.runner import Runner
+from cutover.sandbox import pgcluster, procs
+from cutover.sandbox.pgcluster import PgCluster
+from cutover.secrets import SecretMasker
+
+# -- pure helpers ------------------------------------------------------------------------------
+LISTING = """;
+; Archive created at 2026-11-30 09:00:00 UTC
+3; 3079 16385 EXTENSION - pg_stat_statements
+4; 0 0 COMMENT - EXTENSION pg_stat_statements
+5; 3079 16386 EXTENSION - uuid-ossp
+6; 0 0 COMMENT - EXTENSION uuid-ossp
+7; 1259 16400 TABLE public books owner
+"""
+
+
+def test_filter_list_comments_out_only_the_skipped_extensions() -> None:
+    out = filter_list(LISTING, ["pg_stat_statements"]).splitlines()
+    assert ";3; 3079 16385 EXTENSION - pg_stat_statements" in out
+    assert ";4; 0 0 COMMENT - EXTENSION pg_stat_statements" in out
+    assert "5; 3079 16386 EXTENSION - uuid-ossp" in out
+    assert "7; 1259 16400 TABLE public books owner" in out
+
+
+def test_list_settings_are_quoted_element_by_element() -> None:
+    # pg_db_role_setting keeps search_path as '"$user", public, heroku_ext' (guc.c list syntax).
+    value = pgstaging.setting_value_sql("search_path", '"$user", public, heroku_ext')
+    assert value == "'$user', 'public', 'heroku_ext'"
+    assert pgstaging.setting_value_sql("lock_timeout", "7s") == "'7s'"
+    assert pgstaging.setting_value_sql("search_path", '"a""b", c') == "'a\"b', 'c'"
+
+
+def test_large_tables_are_split_into_page_ranges() -> None:
+    big = str(100 * 1024 * 1024)
+    parts = plan_parts([["public.big", big, "12800", "a,b"], ["public.small", "8192", "1", "x"]], 3)
+    assert [p.table for p in parts] == ["public.big"] * 3 + ["public.small"]
+    assert parts[0].copy_out().startswith("COPY (SELECT a,b FROM public.big WHERE ctid >= '(0,0)'")
+    assert parts[2].where == "ctid >= '(8532,0)'::tid"  # the last range is open-ended
+    assert parts[0].copy_in() == "COPY public.big (a,b) FROM STDIN"
+    assert parts[3].copy_out() == "COPY public.small TO STDOUT"
+
+
+def test_staging_names_refuse_a_name_too_long_for_postgres() -> None:
+    assert pgstaging.names("app") == ("app__cutover_next", "app__cutover_prev")
+    with pytest.raises(CutoverError, match="too long"):
+        pgstaging.names("x" * 50)
+
+
+# -- real clusters -----------------------------------------------------------------------------
+def _conn(db: AppDatabase, sslmode: str = "disable") -> ConnInfo:
+    info = ConnInfo.from_url(db.url())
+    return ConnInfo(info.host, info.port, info.user, info.dbname, info.password, sslmode)
+
+
+@pytest.fixture
+def runner(audit: ListAudit, argv_log: Path) -> Runner:
+    return Runner(SecretMasker(), audit=audit, base_env={ARGV_LOG_ENV: str(argv_log)})
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(sandbox_base: Path, tls_files: TlsFiles) -> Iterator[PgCluster]:
+    """A cluster that takes TLS connections only but its superuser's (like Heroku's, which
+    cutover reaches with sslmode=require)."""
+    cluster = pgcluster.init_cluster(
+        sandbox_base / "pg" / f"tls-{secrets.token_hex(3)}",
+        procs.free_port(),
+        password=secrets.token_urlsafe(16),
+        traverse_root=sandbox_base,
+    )
+    pgcluster.enable_ssl(cluster, tls_files.cert_file, tls_files.key_file, require=True)
+    pgcluster.start(cluster, sandbox_base / f"{cluster.datadir.name}.log")
+    yield cluster
+    pgcluster.stop(cluster)
+
+
+@pytest.mark.slow
+def test_direct_copy_from_a_tls_only_server_uses_tls(
+    tls_cluster: PgCluster, pg_target: PgCluster, runner: Runner, argv_log: Path
+) -> None:
+    source = make_database(tls_cluster, "tlsdb")
+    with pytest.raises(pgcluster.PgClusterError):  # no TLS, no connection (hostnossl reject)
+        source.execute("SELECT 1")
+    target = rds_target(pg_target)
+    pg = PostgresAdapter(runner, runner.masker)
+    # The source's role sets up its data over TLS (psql with sslmode=require).
+    pg.psql(
+        _conn(source, "require"),
+        "CREATE TABLE t (id int PRIMARY KEY, b bytea);"
+        "INSERT INTO t SELECT g, decode(md5(g::text), 'hex') FROM generate_series(1, 5000) g;"
+        "CREATE TABLE u (id int);",
+    )
+    seen: list[list[list[str]]] = []
+    admin = ConnInfo(
+        "127.0.0.1",
+        tls_cluster.port,
+        tls_cluster.superuser,
+        "postgres",
+        tls_cluster.password,
+        "require",
+    )
+
+    def progress(p: CopyProgress) -> None:
+        # The snapshot-holding session is open for the whole copy: it must be a TLS session.
+        seen.append(
+            pg.psql(
+                admin,
+                "SELECT s.ssl::text, a.application_name FROM pg_stat_ssl s "
+                f"JOIN pg_stat_activity a USING (pid) WHERE a.usename = '{source.owner}';",
+            )
+        )
+
+    staging = pgstaging.create_staging(pg, _conn(target))
+    result = copy_database(
+        runner,
+        runner.masker,
+        _conn(source, "require"),
+        staging,
+        jobs=2,
+        skip_extensions=[],
+        timeout=300,
+        progress=progress,
+    )
+    assert result.tables == 2
+    assert seen and all(rows for rows in seen)
+    assert {row[0] for rows in seen for row in rows} == {"true"}
+    copied = query(
+        AppDatabase(pg_target, staging.dbname, target.owner, target.password),
+        "SELECT count(*), md5(string_agg(b::text, ',' ORDER BY id)) FROM t",
+    )
+    assert copied[0][0] == 5000
+    assert_argv_clean(argv_log, [source.password, target.password])
+
+
+@pytest.mark.slow
+def test_copy_into_staging_then_swap_and_recover_an_interrupted_swap(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner, argv_log: Path
+) -> None:
+    source, target = heroku_shaped(pg_source), rds_target(pg_target)
+    pg = PostgresAdapter(runner, runner.masker)
+    conn = _conn(target)
+    assert pgstaging.guard(pg, conn, force=False) is None  # empty: nothing to protect
+    staging = pgstaging.create_staging(pg, conn)
+    result = copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=2,
+        skip_extensions=["pg_stat_statements"],
+        timeout=300,
+        progress=None,
+    )
+    assert result.skipped_extensions == ("pg_stat_statements",)
+    settings = pgstaging.read_settings(pg, _conn(source))
+    assert pgstaging.Setting("role", "search_path", '"$user", public, heroku_ext') in settings
+    assert pgstaging.apply_settings(pg, conn, staging.dbname, settings) == []
+    marker = pgstaging.mark_synced(pg, staging)
+    # An interruption between the two renames: <db> gone, both others there.
+    nxt, prev = pgstaging.names(target.dbname)
+    pg.psql(pgstaging.maintenance(conn), f'ALTER DATABASE "{target.dbname}" RENAME TO "{prev}";')
+    done = pgstaging.recover_swap(pg, conn)
+    assert done == f"finished an interrupted swap: {nxt} is now {target.dbname}"
+    assert pgstaging.read_marker(pg, conn)[2] == marker
+    assert_works_like(source, target)
+    assert pgstaging.recover_swap(pg, conn) is None
+    assert_argv_clean(argv_log, [source.password, target.password])
+
+
+@pytest.mark.slow
+def test_a_killed_copy_leaves_the_target_untouched(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    source, target = heroku_shaped(pg_source), rds_target(pg_target)
+    target.execute("CREATE TABLE precious (id int)", "INSERT INTO precious VALUES (42)")
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+
+    def kill_the_target_sessions(p: CopyProgress) -> None:
+        with pgcluster.connect(pg_target) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (staging.dbname,),
+            )
+            admin.execute(f'DROP DATABASE "{staging.dbname}" WITH (FORCE)')
+
+    with pytest.raises(CommandError):
+        copy_database(
+            runner,
+            runner.masker,
+            _conn(source),
+            staging,
+            jobs=1,
+            skip_extensions=[],
+            timeout=300,
+            progress=kill_the_target_sessions,
+        )
+    assert query(target, "SELECT id FROM precious") == [(42,)]
+
+
+@pytest.mark.slow
+def test_a_table_split_into_page_ranges_arrives_whole(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    source, target = make_database(pg_source, "split"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE wide (id int PRIMARY KEY, label text, twice int GENERATED ALWAYS AS "
+        "(id * 2) STORED)",
+        "INSERT INTO wide (id, label) SELECT g, repeat('x', g % 300) FROM generate_series(1, "
+        "20000) g",
+        "ALTER TABLE wide DROP COLUMN label",  # a dropped column: not in the column list
+        "ALTER TABLE wide ADD COLUMN note text DEFAULT 'n'",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    audit_before = len(runner.audit.events) if isinstance(runner.audit, ListAudit) else 0
+    result = copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=3,
+        skip_extensions=[],
+        timeout=300,
+        progress=None,
+        split_min_bytes=8192 * 4,
+    )
+    assert result.tables == 1
+    assert isinstance(runner.audit, ListAudit)
+    pipes = [e for e in runner.audit.events[audit_before:] if "|" in e[1].get("argv", [])]
+    assert len(pipes) == 3  # three page ranges of one table
+    content = "SELECT count(*), sum(id), sum(twice), string_agg(DISTINCT note, ',') FROM wide"
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    assert query(copied, content) == query(source, content) == [(20000, 200010000, 400020000, "n")]
