@@ -245,8 +245,10 @@ class Runner:
         *,
         env: Mapping[str, str | None] | None = None,
         cwd: Path | None = None,
+        input: str | None = None,
     ) -> Background:
-        """Start ``argv`` in the background; the caller must ``stop()`` it (use ``with``)."""
+        """Start ``argv`` in the background; the caller must ``stop()`` it (use ``with``).
+        ``input`` is written to its stdin, which is then closed (closed at once without it)."""
         argv = [str(a) for a in argv]
         masked = self.masker.mask_argv(argv)
         merged = self.environment(env)
@@ -254,7 +256,8 @@ class Runner:
         self._log_argv(argv, merged)
         bg = Background(masked, self)
         # b"" closes stdin: with output callbacks, _in=None would leave a pipe open.
-        proc = _spawn(exe, argv, merged, cwd, b"", _out=bg.on_stdout, _err=bg.on_stderr)
+        stdin = input.encode() if input is not None else b""
+        proc = _spawn(exe, argv, merged, cwd, stdin, _out=bg.on_stdout, _err=bg.on_stderr)
         bg.proc = proc
         self._event("command-start", argv=masked, pid=proc.pid)
         return bg
@@ -352,6 +355,13 @@ class Background:
 
     def alive(self) -> bool:
         return bool(self.proc is not None and self.proc.process.is_alive()[0])
+
+    def exit_code(self) -> int | None:
+        """The child's exit code once it has ended (output complete), None while it runs."""
+        if self.proc is None or self.alive():
+            return None
+        _join(self.proc)
+        return _exit_code(self.proc)
 
     def stop(self) -> None:
         if self.proc is None:
