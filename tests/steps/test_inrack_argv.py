@@ -1,0 +1,65 @@
+"""The in-rack copy's command line, as the real convox CLI and rack take it apart.
+
+pkg/cli/run.go ``Run``: ``command := strings.Join(c.Args[1:], " ")``; provider/k8s/process.go
+``ProcessExec``: ``shellquote.Split(command)`` and the exec of that argv (no shell). The flags
+come from cutover/adapters/convox_cli.json (pkg/cli/run.go's registered flags).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from cutover.adapters import convox_cli
+from cutover.adapters.convox import ConvoxAdapter
+from cutover.runner import Runner
+from cutover.secrets import SecretMasker
+from cutover.steps.inrack_script import MARKER, build_script, run_command, stdin_payload
+
+
+def test_the_run_argv_parses_and_the_rack_execs_sh_with_the_whole_script() -> None:
+    script = build_script("DATABASE", "appdb__cutover_next", ["pg_stat_statements"])
+    adapter = ConvoxAdapter(Runner(SecretMasker()), SecretMasker(), "demo", "acme/prod")
+    argv = adapter.run_argv("pgclient", run_command(script), None, 3600)
+    parsed = convox_cli.parse(argv[1:])
+    assert parsed.command is not None and parsed.command.name == "run"
+    assert parsed.flags["timeout"] == 3600 and parsed.flags["app"] == "demo"
+    assert parsed.flags["rack"] == "acme/prod"
+    service, *words = parsed.args
+    assert service == "pgclient"
+    # Join with spaces (run.go), split like a POSIX shell (shellquote), exec without a shell.
+    assert shlex.split(" ".join(words)) == ["sh", "-c", script]
+
+
+def test_the_script_names_the_resource_variables_and_the_target_only() -> None:
+    script = build_script("MAIN_DB", "main__cutover_next", ["pg_stat_statements", "pg_buffercache"])
+    assert '"$MAIN_DB_HOST"' in script and '"${MAIN_DB_PASS:-}"' in script
+    assert "TARGET_DB=main__cutover_next" in script
+    assert 'SKIP="pg_stat_statements pg_buffercache"' in script
+    assert "pg_dump -Fc --no-owner --no-acl" in script
+    assert "pg_restore --verbose --no-owner --no-acl --exit-on-error --use-list" in script
+    assert f'echo "{MARKER} $*"' in script
+
+
+@pytest.mark.parametrize(
+    ("prefix", "target", "skip"),
+    [
+        ("database", "x", []),
+        ("DATABASE", "x'; drop", []),
+        ("DATABASE", "x", ["pg$(id)"]),
+        ("DATABASE", "x y", []),
+    ],
+)
+def test_names_that_would_need_quoting_are_refused(
+    prefix: str, target: str, skip: list[str]
+) -> None:
+    with pytest.raises(ValueError):
+        build_script(prefix, target, skip)
+
+
+def test_the_connection_goes_on_stdin_one_field_a_line() -> None:
+    payload = stdin_payload("h.example", 5432, "u", "p@ss:w/rd", "d", "require")
+    assert payload == "h.example\n5432\nu\np@ss:w/rd\nd\nrequire\n"
+    with pytest.raises(ValueError):
+        stdin_payload("h", 5432, "u", "two\nlines", "d", "require")
