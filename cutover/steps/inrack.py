@@ -71,27 +71,34 @@ def env_prefix(resource: str) -> str:
 
 
 def client_service(ctx: Context) -> ClientService:
-    """Read the in-rack service from the active release's manifest and check it can copy:
-    it exists, links the database resource by name (so the pod gets ``<NAME>_HOST`` and the
-    rest, not one aliased variable), and its image is ``postgres:<major>`` (or postgis)."""
-    import yaml  # noqa: PLC0415 - only the in-rack method reads manifests
-
-    db = ctx.model.database
-    assert db
-    name = db.in_rack_service
+    """The in-rack service as the app's active release declares it (:func:`parse_client`)."""
     release = ctx.convox.active_release()
     if not release:
         raise CutoverError(
             f"in-rack copy: the Convox app {ctx.convox.app} has no active release yet",
             resolution="Run the deploy steps first (cutover run), then the data steps.",
         )
+    return parse_client(
+        ctx, ctx.convox.release_manifest(release), f"convox.yml of release {release}"
+    )
+
+
+def parse_client(ctx: Context, manifest_text: str, where: str) -> ClientService:
+    """Check the in-rack service in a convox.yml (``where`` names it in messages): it exists,
+    links the database resource by name (so the pod gets ``<NAME>_HOST`` and the rest, not one
+    aliased variable), and its image is ``postgres:<major>`` (or postgis). A preflight can
+    pass the local convox.yml, before anything is deployed."""
+    import yaml  # noqa: PLC0415 - only the in-rack method reads manifests
+
+    db = ctx.model.database
+    assert db
+    name = db.in_rack_service
     try:
-        manifest = yaml.safe_load(ctx.convox.release_manifest(release)) or {}
+        manifest = yaml.safe_load(manifest_text) or {}
     except yaml.YAMLError as exc:
-        raise CutoverError(f"convox releases manifest {release} is not YAML: {exc}") from None
+        raise CutoverError(f"the {where} is not YAML: {exc}") from None
     services = manifest.get("services") if isinstance(manifest, dict) else None
     service = services.get(name) if isinstance(services, dict) else None
-    where = f"convox.yml of release {release}"
     fix = (
         f"Declare it in convox.yml (cutover translate writes it):\n  {name}:\n"
         f"    image: postgres:<Heroku's major>\n    resources:\n      - {db.resource}\n"
@@ -121,11 +128,13 @@ def client_service(ctx: Context) -> ClientService:
     return ClientService(name, image, int(match.group("major")), env_prefix(db.resource))
 
 
-def check_client(ctx: Context, source_major: int) -> ClientService:
-    """:func:`client_service`, and its major must be at least Heroku's: pg_dump refuses to dump
-    a server of a newer major ("aborting because of server version mismatch"), and pg_restore
-    reads only archives of its own or older versions."""
-    service = client_service(ctx)
+def check_client(
+    ctx: Context, source_major: int, service: ClientService | None = None
+) -> ClientService:
+    """``service`` (default: :func:`client_service`), whose major must be at least Heroku's:
+    pg_dump refuses to dump a server of a newer major ("aborting because of server version
+    mismatch"), and pg_restore reads only archives of its own or older versions."""
+    service = service or client_service(ctx)
     if service.major < source_major:
         raise CutoverError(
             f"services.{service.name}.image is {service.image}: PostgreSQL {service.major} "

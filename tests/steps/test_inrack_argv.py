@@ -13,8 +13,11 @@ import pytest
 
 from cutover.adapters import convox_cli
 from cutover.adapters.convox import ConvoxAdapter
+from cutover.errors import CutoverError
+from cutover.playbook import Playbook
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
+from cutover.steps.inrack import parse_client
 from cutover.steps.inrack_script import MARKER, build_script, run_command, stdin_payload
 
 
@@ -63,3 +66,53 @@ def test_the_connection_goes_on_stdin_one_field_a_line() -> None:
     assert payload == "h.example\n5432\nu\np@ss:w/rd\nd\nrequire\n"
     with pytest.raises(ValueError):
         stdin_payload("h", 5432, "u", "two\nlines", "d", "require")
+
+
+class _Ctx:
+    """What :func:`parse_client` reads of a Context: the playbook's database section."""
+
+    def __init__(self) -> None:
+        self.model = Playbook.model_validate(
+            {"version": 1, "heroku": {"app": "h"}, "convox": {"app": "demo"}, "database": {}}
+        )
+
+
+def _manifest(service: str) -> str:
+    return f"resources:\n  database:\n    type: postgres\nservices:\n  pgclient:\n{service}"
+
+
+@pytest.mark.parametrize(
+    ("service", "major"),
+    [
+        ("    image: postgres:16\n    resources: [database]\n", 16),
+        ("    image: postgres:15.6-bookworm\n    resources: [database]\n", 15),
+        ("    image: docker.io/library/postgres:14-alpine\n    resources: [database]\n", 14),
+        ("    image: postgis/postgis:16-3.4\n    resources: [database]\n", 16),
+    ],
+)
+def test_parse_client_reads_the_image_major(service: str, major: int) -> None:
+    client = parse_client(_Ctx(), _manifest(service), "convox.yml")  # type: ignore[arg-type]
+    assert (client.name, client.major, client.env_prefix) == ("pgclient", major, "DATABASE")
+
+
+@pytest.mark.parametrize(
+    ("service", "message"),
+    [
+        ("    image: redis:7\n    resources: [database]\n", "needs a PostgreSQL image"),
+        ("    image: postgres\n    resources: [database]\n", "with its major pinned"),
+        ("    build: .\n    resources: [database]\n", "is 'not set'"),
+        ("    image: postgres:16\n    resources: [database:PG_URL]\n", "does not link"),
+        ("    image: postgres:16\n", "(it has: none)"),
+    ],
+)
+def test_parse_client_refuses_what_cannot_copy(service: str, message: str) -> None:
+    with pytest.raises(CutoverError) as caught:
+        parse_client(_Ctx(), _manifest(service), "convox.yml")  # type: ignore[arg-type]
+    assert message in caught.value.brief
+    assert "image: postgres:<Heroku's major>" in caught.value.resolution
+
+
+def test_parse_client_refuses_a_manifest_without_the_service() -> None:
+    with pytest.raises(CutoverError) as caught:
+        parse_client(_Ctx(), "services:\n  web:\n    build: .\n", "convox.yml")  # type: ignore[arg-type]
+    assert caught.value.brief == "database.in_rack_service: no service 'pgclient' in the convox.yml"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +71,34 @@ def test_pg_client_takes_another_name_when_a_process_type_is_called_pgclient() -
     )
     assert result.manifest["services"]["pgclient-2"]["image"] == "postgres:15"
     assert result.manifest["services"]["pgclient"].get("image") is None
+
+
+def test_translate_cli_takes_pg_client(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "rails-sidekiq"
+    app = tmp_path / "app"
+    shutil.copytree(fixture, app)
+    out = tmp_path / "convox.yml"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cutover",
+            "translate",
+            str(app),
+            "--pg-client",
+            "--json",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    codes = {f["code"] for f in json.loads(proc.stderr)["findings"]}
+    services = yaml.safe_load(out.read_text())["services"]
+    # Without --heroku-app the version comes from app.json, if it names one.
+    assert codes & {"pg-client-service", "pg-client-version-unknown"}
+    assert ("pgclient" in services) == ("pg-client-service" in codes)
