@@ -65,7 +65,7 @@ database:
   method: in-rack
   resource: database
   in_rack_service: pgclient
-  timeout: 120
+  timeout: {timeout}
 """
 
 SOURCE_SQL = (
@@ -192,9 +192,11 @@ def heroku_db(pg_source: PgCluster) -> AppDatabase:
     return db
 
 
-def context(rack: Rack, tmp_path: Path, notes: Notes, argv_log: Path) -> Context:
+def context(
+    rack: Rack, tmp_path: Path, notes: Notes, argv_log: Path, timeout: int = 120
+) -> Context:
     playbook_path = tmp_path / "cutover.yml"
-    playbook_path.write_text(PLAYBOOK, encoding="utf-8")
+    playbook_path.write_text(PLAYBOOK.format(timeout=timeout), encoding="utf-8")
     masker = SecretMasker()
     runner = Runner(
         masker,
@@ -329,3 +331,28 @@ def test_a_copy_left_running_by_a_killed_cli_is_found_before_a_new_one(
         sync_in_rack(ctx, source_url(heroku_db), "whatever", [])
     assert "an earlier in-rack copy may still be running in pod pgclient-" in str(caught.value)
     assert "convox ps stop pgclient-" in caught.value.resolution
+
+
+def test_a_copy_killed_with_its_pod_is_reported_and_a_second_attempt_redoes_it(
+    rack: Rack, heroku_db: AppDatabase, tmp_path: Path
+) -> None:
+    # Another session holds a lock pg_dump waits for (it takes ACCESS SHARE on every table), so
+    # the copy is still running when the pod's `sleep <database.timeout>` ends (pkg/cli/run.go):
+    # the rack kills it with its pod and the CLI exits 137.
+    notes = Notes()
+    ctx = context(rack, tmp_path, notes, tmp_path / "argv.jsonl", timeout=10)
+    staging = rack.staging(f"{rack.resource}__cutover_next")
+    with psycopg.connect(heroku_db.url()) as blocker:
+        blocker.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(CutoverError) as caught:
+            sync_in_rack(ctx, source_url(heroku_db), staging, ["pg_stat_statements"])
+        blocker.rollback()
+    assert "the in-rack copy was killed (exit 137)" in caught.value.brief
+    assert "Raise database.timeout" in caught.value.resolution
+    # The CLI stopped its pod when the command ended: nothing is left running.
+    assert "pgclient-" not in rack.convox("ps", "-a", "demo")
+    staging = rack.staging(staging)  # what FinalSync does on the next attempt
+    result = sync_in_rack(ctx, source_url(heroku_db), staging, ["pg_stat_statements"])
+    assert result.objects > 10
+    target_url = rack.resource_url().replace(f"/{rack.resource}?", f"/{staging}?")
+    assert snapshot(target_url)["accounts"] == snapshot(heroku_db.url())["accounts"]
