@@ -114,9 +114,12 @@ wait "$LISTER"
 kill "$DRAIN" 2>/dev/null
 wait "$COUNTER"
 rc() { if [ -s "$T/$1.rc" ]; then cat "$T/$1.rc"; else echo 1; fi; }
-code=$(rc dump); [ "$code" = 0 ] || { say "failed dump $code"; exit "$code"; }
+# A restore that stops early makes tee, then pg_dump, die of SIGPIPE (141): blame the restore.
+dump=$(rc dump); restore=$(rc restore)
+if [ "$dump" != 0 ] && [ "$dump" != 141 ]; then say "failed dump $dump"; exit "$dump"; fi
 [ -e "$T/list.rc" ] && { say "failed list 1"; exit 1; }
-code=$(rc restore); [ "$code" = 0 ] || { say "failed restore $code"; exit "$code"; }
+[ "$restore" = 0 ] || { say "failed restore $restore"; exit "$restore"; }
+[ "$dump" = 0 ] || { say "failed dump $dump"; exit "$dump"; }
 OBJECTS=$(grep -c -v -e '^;' -e '^$' "$T/list.txt")
 say "done bytes=$(tr -dc 0-9 < "$T/bytes") objects=$OBJECTS seconds=$(( $(date +%s) - STARTED ))"
 """
