@@ -191,12 +191,22 @@ def sync_in_rack(
     # Heroku requires TLS: require it unless the URL says otherwise (data design, decision 4).
     sslmode = source.sslmode or "require"
     source = dataclasses.replace(source, sslmode=sslmode)
+    # What the script cannot carry is refused before anything connects or runs.
+    try:
+        payload = stdin_payload(
+            source.host, source.port, source.user, source.password, source.dbname, sslmode
+        )
+        build_script(env_prefix(db.resource), target_dbname, list(skip_extensions))
+    except ValueError as exc:
+        raise CutoverError(
+            f"in-rack copy: {exc}",
+            resolution="The in-rack copy reads the Heroku connection one field a line and "
+            "takes plain database and extension names; use database.method: direct for "
+            "this database.",
+        ) from None
     service = check_client(ctx, ctx.postgres.server_major(source))
     refuse_leftovers(ctx, service.name)
     script = build_script(service.env_prefix, target_dbname, list(skip_extensions))
-    payload = stdin_payload(
-        source.host, source.port, source.user, source.password, source.dbname, sslmode
-    )
     ctx.note(
         f"in-rack copy: convox run {service.name} ({service.image}) dumps Heroku and restores "
         f"into {target_dbname} on {db.resource}, inside the rack (up to {db.timeout}s)"

@@ -151,5 +151,8 @@ def stdin_payload(host: str, port: int, user: str, password: str, dbname: str, s
     """The six lines the script reads first (see the module docstring)."""
     fields = [host, str(port), user, password, dbname, sslmode]
     if any("\n" in f or "\r" in f for f in fields):
-        raise ValueError("a connection field holds a line break")
+        raise ValueError(
+            "the Heroku database URL holds a line break in a field (host, user, password or "
+            "database name)"
+        )
     return "".join(f + "\n" for f in fields)

@@ -17,7 +17,7 @@ from cutover.errors import CutoverError
 from cutover.playbook import Playbook
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
-from cutover.steps.inrack import parse_client
+from cutover.steps.inrack import parse_client, sync_in_rack
 from cutover.steps.inrack_script import MARKER, build_script, run_command, stdin_payload
 
 
@@ -116,3 +116,41 @@ def test_parse_client_refuses_a_manifest_without_the_service() -> None:
     with pytest.raises(CutoverError) as caught:
         parse_client(_Ctx(), "services:\n  web:\n    build: .\n", "convox.yml")  # type: ignore[arg-type]
     assert caught.value.brief == "database.in_rack_service: no service 'pgclient' in the convox.yml"
+
+
+class _Untouchable:
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"{name} used before the input was checked")
+
+
+class _SyncCtx(_Ctx):
+    """Enough of a Context for sync_in_rack to check its input; anything else fails the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.masker = SecretMasker()
+        self.postgres = _Untouchable()
+        self.convox = _Untouchable()
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "skip", "message"),
+    [
+        ("postgres://u:two%0Alines@h:5432/d", "d__cutover_next", [], "line break"),
+        ("postgres://u:p%0D@h:5432/d", "d__cutover_next", [], "line break"),
+        ("postgres://u:pw@h:5432/d", "d b", [], "'d b'"),
+        ("postgres://u:pw@h:5432/d", "d__cutover_next", ["pg$(id)"], "'pg$(id)'"),
+    ],
+)
+def test_input_the_script_cannot_carry_is_refused_before_anything_runs(
+    url: str, target: str, skip: list[str], message: str
+) -> None:
+    ctx = _SyncCtx()
+    with pytest.raises(CutoverError) as caught:
+        sync_in_rack(ctx, url, target, skip)  # type: ignore[arg-type]
+    assert message in caught.value.brief
+    assert "two\nlines" not in str(caught.value) and not ctx.notes
