@@ -353,6 +353,13 @@ class Background:
         with self._lock:
             return "".join(self._stderr)
 
+    def read_stdout(self, start: int) -> tuple[str, int]:
+        """The output that arrived after the first ``start`` chunks, and the chunk count to
+        pass next time: a watcher reads each chunk once, however long the output."""
+        with self._lock:
+            chunks = self._stdout[start:]
+        return "".join(chunks), start + len(chunks)
+
     def alive(self) -> bool:
         return bool(self.proc is not None and self.proc.process.is_alive()[0])
 

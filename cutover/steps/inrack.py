@@ -229,6 +229,7 @@ def sync_in_rack(
 class _Watch:
     total: int | None = None
     entries: int = 0
+    large_objects: int = 0  # their TOC entries, counted in the rack (the script's `entries`)
     done: dict[str, int] | None = None
     failed: str | None = None
     lines: list[str] = dataclasses.field(default_factory=list)
@@ -238,25 +239,29 @@ def _watch(ctx: Context, bg: Background, deadline: float) -> tuple[int | None, _
     """Follow the CLI's output until it exits or the deadline passes; return its exit code
     (None when cutover stopped it) and what the output said."""
     watch = _Watch()
-    seen = 0
+    chunks, partial = 0, ""
     next_note = time.monotonic() + NOTE_EVERY
     try:
         while True:
-            code = bg.exit_code()
-            text = bg.stdout
-            complete = code is not None
-            end = len(text) if complete else text.rfind("\n") + 1
-            for line in text[seen:end].splitlines():
+            code = bg.exit_code()  # first: once it has ended, all its output is there
+            text, chunks = bg.read_stdout(chunks)
+            partial += text
+            if code is None:  # keep an unfinished last line for the next round
+                head, _, partial = partial.rpartition("\n")
+                lines = head.splitlines()
+            else:
+                lines, partial = partial.splitlines(), ""
+            for line in lines:
                 _line(ctx, watch, line)
-            seen = max(seen, end)
-            if complete:
+            if code is not None:
                 return code, watch
             now = time.monotonic()
             if now > deadline:
                 bg.stop()
                 return None, watch
             if now >= next_note and watch.total is not None:
-                ctx.note(f"in-rack copy: {min(watch.entries, watch.total)}/{watch.total} objects")
+                done = min(watch.entries + watch.large_objects, watch.total)
+                ctx.note(f"in-rack copy: {done}/{watch.total} objects")
                 next_note = now + NOTE_EVERY
             time.sleep(_POLL)
     except KeyboardInterrupt:
@@ -275,6 +280,8 @@ def _line(ctx: Context, watch: _Watch, line: str) -> None:
         if event == "objects" and rest.isdigit():
             watch.total = int(rest)
             ctx.note(f"in-rack copy: {rest} objects to restore")
+        elif event == "entries" and rest.isdigit():
+            watch.large_objects = int(rest)
         elif event == "skip-extension":
             ctx.note(
                 f"finding: extension {rest} left out of the restore: the Convox role cannot "

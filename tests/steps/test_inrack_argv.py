@@ -17,6 +17,7 @@ from cutover.errors import CutoverError
 from cutover.playbook import Playbook
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
+from cutover.steps import inrack
 from cutover.steps.inrack import parse_client, sync_in_rack
 from cutover.steps.inrack_script import MARKER, build_script, run_command, stdin_payload
 
@@ -154,3 +155,43 @@ def test_input_the_script_cannot_carry_is_refused_before_anything_runs(
         sync_in_rack(ctx, url, target, skip)  # type: ignore[arg-type]
     assert message in caught.value.brief
     assert "two\nlines" not in str(caught.value) and not ctx.notes
+
+
+class _FakeRun:
+    """A Background whose output arrives in chunks over several polls, lines split across
+    chunks; it counts what the watcher reads."""
+
+    def __init__(self, chunks: list[str], code: int) -> None:
+        self.chunks, self.code, self.polls, self.read = chunks, code, 0, 0
+        self.stderr = ""
+
+    def exit_code(self) -> int | None:
+        self.polls += 1
+        return self.code if self.polls > len(self.chunks) else None
+
+    def read_stdout(self, start: int) -> tuple[str, int]:
+        arrived = self.chunks[start : self.polls]
+        self.read += sum(map(len, arrived))
+        return "".join(arrived), start + len(arrived)
+
+    def stop(self) -> None:
+        raise AssertionError("stopped a run that ended")
+
+
+def test_the_watcher_reads_each_chunk_once_and_rejoins_split_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inrack, "_POLL", 0)
+    body = "".join(f'pg_restore: creating TABLE "public.t{i}"\n' for i in range(3000))
+    text = (
+        f"{MARKER} start\n{MARKER} objects 4000\n{body}{MARKER} entries 1000\n"
+        f"{MARKER} done bytes=123 objects=4000 seconds=2"  # the last line has no newline
+    )
+    chunks = [text[i : i + 977] for i in range(0, len(text), 977)]
+    run = _FakeRun(chunks, 0)
+    ctx = _SyncCtx()
+    code, watch = inrack._watch(ctx, run, float("inf"))  # type: ignore[arg-type]
+    assert code == 0 and run.read == len(text)
+    assert (watch.total, watch.entries, watch.large_objects) == (4000, 3000, 1000)
+    assert watch.done == {"bytes": 123, "objects": 4000}
+    assert ctx.notes == ["in-rack copy: 4000 objects to restore"]

@@ -45,7 +45,14 @@ if [ -n "${RESTORE_FAIL:-}" ]; then
   exit 1
 fi
 cat > /dev/null
-echo 'pg_restore: creating TABLE "public.t"'
+echo 'pg_restore: creating TABLE "public.t"' >&2
+i=0
+while [ "$i" -lt "${LO_COUNT:-0}" ]; do
+  i=$((i + 1))
+  echo "pg_restore: creating BLOB \"$i\"" >&2
+  echo "pg_restore: restoring large object with OID $i" >&2
+done
+[ "${LO_COUNT:-0}" = 0 ] || echo "pg_restore: restored $LO_COUNT large objects" >&2
 """
 
 PSQL = r"""#!/bin/sh
@@ -177,3 +184,18 @@ def test_missing_input_lines_end_the_script_at_once(tmp_path: Path) -> None:
     assert result.returncode == 64
     assert f"{MARKER} failed input 64" in result.stdout
     assert not (tmp_path / "argv").exists()
+
+
+def test_large_objects_are_counted_in_the_rack_not_one_line_each(tmp_path: Path) -> None:
+    # pg_restore --verbose prints two lines per large object (pg_backup_archiver.c: "creating
+    # BLOB" for its TOC entry, "restoring large object with OID"): millions of them would flood
+    # cutover's memory. The script sends a running count of those TOC entries instead.
+    payload = stdin_payload("h", 5432, "u", "pw", "d", "require")
+    result = run_script(tmp_path, payload, LO_COUNT="25000")
+    assert result.returncode == 0, result.stdout[-2000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) < 60, lines[:10]
+    assert 'pg_restore: creating TABLE "public.t"' in lines
+    assert "pg_restore: restored 25000 large objects" in lines
+    counts = [int(ln.split()[-1]) for ln in lines if ln.startswith(f"{MARKER} entries ")]
+    assert counts and counts == sorted(counts) and counts[-1] == 25000
