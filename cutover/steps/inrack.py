@@ -31,6 +31,7 @@ from cutover.errors import CutoverError, Interrupted
 from cutover.steps.inrack_script import MARKER, build_script, run_command, stdin_payload
 
 if TYPE_CHECKING:
+    from cutover.adapters.postgres import ConnInfo
     from cutover.runner import Background
     from cutover.steps.base import Context
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 # the same grace the convox adapter gives `run_command`.
 RUN_GRACE = 300
 NOTE_EVERY = 10.0  # seconds between progress notes
+LEFTOVER_WAIT = 40.0  # a stopped pod's 30 s grace period, and some
+LEFTOVER_POLL = 2.0
 _POLL = 0.2
 # The major in a PostgreSQL image reference: postgres:16, postgres:16.4-bookworm,
 # docker.io/library/postgres:15-alpine, postgis/postgis:16-3.4.
@@ -158,7 +161,14 @@ def leftover_pods(ctx: Context, service: str) -> list[str]:
 
 
 def refuse_leftovers(ctx: Context, service: str) -> None:
+    """Refuse while an earlier copy's pod runs. A pod its CLI stopped is deleted with the
+    default grace period (provider/k8s/process.go ``ProcessStop``: ``Pods.Delete`` without
+    options, 30 s) and is listed, still running, until it is gone: wait that out first."""
     pods = leftover_pods(ctx, service)
+    until = time.monotonic() + LEFTOVER_WAIT
+    while pods and time.monotonic() < until:
+        time.sleep(LEFTOVER_POLL)
+        pods = leftover_pods(ctx, service)
     if pods:
         app = ctx.convox.app
         rack = f" -r {ctx.convox.rack}" if ctx.convox.rack else ""
@@ -173,6 +183,30 @@ def refuse_leftovers(ctx: Context, service: str) -> None:
         )
 
 
+def prepare_in_rack(ctx: Context, source_url: str) -> ClientService:
+    """What FinalSync checks before it (re)creates the staging database: the in-rack service
+    is declared with a PostgreSQL image new enough for Heroku's server, and no earlier copy's
+    pod is still running (one killed with its CLI may still be restoring into the staging
+    database about to be dropped). :func:`sync_in_rack` checks it again."""
+    return _prepare(ctx, _source(ctx, source_url))
+
+
+def _source(ctx: Context, source_url: str) -> ConnInfo:
+    from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs
+
+    ctx.masker.add(source_url)
+    source = ConnInfo.from_url(source_url)
+    ctx.masker.add(source.password)
+    # Heroku requires TLS: require it unless the URL says otherwise (data design, decision 4).
+    return dataclasses.replace(source, sslmode=source.sslmode or "require")
+
+
+def _prepare(ctx: Context, source: ConnInfo) -> ClientService:
+    service = check_client(ctx, ctx.postgres.server_major(source))
+    refuse_leftovers(ctx, service.name)
+    return service
+
+
 def sync_in_rack(
     ctx: Context, source_url: str, target_dbname: str, skip_extensions: Sequence[str]
 ) -> InRackResult:
@@ -181,16 +215,10 @@ def sync_in_rack(
     owned by the resource's role); a failure leaves only that database half-filled, so a
     second attempt redoes it from scratch. Extensions in ``skip_extensions`` that the target
     role cannot create are left out (each one noted)."""
-    from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs
-
     db = ctx.model.database
     assert db
-    ctx.masker.add(source_url)
-    source = ConnInfo.from_url(source_url)
-    ctx.masker.add(source.password)
-    # Heroku requires TLS: require it unless the URL says otherwise (data design, decision 4).
+    source = _source(ctx, source_url)
     sslmode = source.sslmode or "require"
-    source = dataclasses.replace(source, sslmode=sslmode)
     # What the script cannot carry is refused before anything connects or runs.
     try:
         payload = stdin_payload(
@@ -204,8 +232,7 @@ def sync_in_rack(
             "takes plain database and extension names; use database.method: direct for "
             "this database.",
         ) from None
-    service = check_client(ctx, ctx.postgres.server_major(source))
-    refuse_leftovers(ctx, service.name)
+    service = _prepare(ctx, source)
     script = build_script(service.env_prefix, target_dbname, list(skip_extensions))
     ctx.note(
         f"in-rack copy: convox run {service.name} ({service.image}) dumps Heroku and restores "

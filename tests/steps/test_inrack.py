@@ -29,8 +29,9 @@ from cutover.runner import ARGV_LOG_VAR, Runner
 from cutover.sandbox import convox_fake as fake
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
+from cutover.steps import inrack
 from cutover.steps.base import Context
-from cutover.steps.inrack import sync_in_rack
+from cutover.steps.inrack import prepare_in_rack, sync_in_rack
 
 pytestmark = pytest.mark.slow
 
@@ -311,12 +312,20 @@ def test_an_image_older_than_herokus_major_is_refused_before_anything_runs(
     assert not any('"run"' in line for line in argv_log.read_text().splitlines())
 
 
-def test_a_copy_left_running_by_a_killed_cli_is_found_before_a_new_one(
-    rack: Rack, heroku_db: AppDatabase, tmp_path: Path
-) -> None:
+def kill_a_run(rack: Rack, *run_flags: str) -> None:
+    """A `convox run pgclient` whose CLI is killed: its pod lives on until its sleep ends."""
     env = {"PATH": f"{rack.bin}:/usr/bin:/bin", "CONVOX_CONFIG": str(rack.config)}
     cli = subprocess.Popen(
-        ["convox", "run", "pgclient", "-a", "demo", "--", "sh -c 'echo started; sleep 60'"],
+        [
+            "convox",
+            "run",
+            "pgclient",
+            *run_flags,
+            "-a",
+            "demo",
+            "--",
+            "sh -c 'echo started; sleep 60'",
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,
@@ -326,11 +335,37 @@ def test_a_copy_left_running_by_a_killed_cli_is_found_before_a_new_one(
     assert cli.stdout is not None and cli.stdout.readline() == "started\n"
     cli.send_signal(signal.SIGKILL)
     cli.communicate(timeout=10)
+
+
+def test_a_copy_left_running_by_a_killed_cli_is_found_before_a_new_one(
+    rack: Rack, heroku_db: AppDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inrack, "LEFTOVER_WAIT", 1.0)
+    monkeypatch.setattr(inrack, "LEFTOVER_POLL", 0.2)
+    kill_a_run(rack)
     ctx = context(rack, tmp_path, Notes(), tmp_path / "argv.jsonl")
     with pytest.raises(CutoverError) as caught:
-        sync_in_rack(ctx, source_url(heroku_db), "whatever", [])
+        prepare_in_rack(ctx, source_url(heroku_db))
     assert "an earlier in-rack copy may still be running in pod pgclient-" in str(caught.value)
     assert "convox ps stop pgclient-" in caught.value.resolution
+    with pytest.raises(CutoverError) as again:
+        sync_in_rack(ctx, source_url(heroku_db), "whatever", [])
+    assert again.value.brief == caught.value.brief
+
+
+def test_a_pod_that_goes_away_within_the_grace_period_is_waited_for(
+    rack: Rack, heroku_db: AppDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pod being deleted (ProcessStop: 30 s grace) is still listed for a while; here the
+    # killed CLI's pod ends with its 3 s sleep, and the next copy waits for that, not refuses.
+    monkeypatch.setattr(inrack, "LEFTOVER_WAIT", 90.0)
+    monkeypatch.setattr(inrack, "LEFTOVER_POLL", 0.2)
+    kill_a_run(rack, "--timeout", "3")
+    ctx = context(rack, tmp_path, Notes(), tmp_path / "argv.jsonl")
+    assert "pgclient-" in rack.convox("ps", "-a", "demo")
+    staging = rack.staging(f"{rack.resource}__cutover_next")
+    result = sync_in_rack(ctx, source_url(heroku_db), staging, ["pg_stat_statements"])
+    assert result.objects > 10
 
 
 def test_a_copy_killed_with_its_pod_is_reported_and_a_second_attempt_redoes_it(
