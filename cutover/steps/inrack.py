@@ -103,7 +103,7 @@ def parse_client(ctx: Context, manifest_text: str, where: str) -> ClientService:
     services = manifest.get("services") if isinstance(manifest, dict) else None
     service = services.get(name) if isinstance(services, dict) else None
     fix = (
-        f"Declare it in convox.yml (cutover translate writes it):\n  {name}:\n"
+        f"Declare it in convox.yml (`cutover translate --pg-client` writes it):\n  {name}:\n"
         f"    image: postgres:<Heroku's major>\n    resources:\n      - {db.resource}\n"
         "    scale:\n      count: 0"
     )

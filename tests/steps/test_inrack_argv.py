@@ -117,6 +117,7 @@ def test_parse_client_refuses_a_manifest_without_the_service() -> None:
     with pytest.raises(CutoverError) as caught:
         parse_client(_Ctx(), "services:\n  web:\n    build: .\n", "convox.yml")  # type: ignore[arg-type]
     assert caught.value.brief == "database.in_rack_service: no service 'pgclient' in the convox.yml"
+    assert "`cutover translate --pg-client` writes it" in caught.value.resolution
 
 
 class _Untouchable:
