@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from convox_support import Sandbox
+from support.waiting import wait_for
 
 from cutover.sandbox.convox_fake.cmd_run import PG_BIN
+from cutover.sandbox.procs import pid_alive
 
 MANIFEST = """\
 resources:
@@ -77,3 +79,27 @@ def test_a_postgres_image_this_machine_cannot_run_is_refused_by_name(app: Sandbo
         "ERROR: the sandbox runs image postgres:99 with this machine's PostgreSQL 99 client "
         f"tools, and {PG_BIN.format(major=99)} has none: install them or use another major\n"
     )
+
+
+def test_ps_stop_ends_a_pod_left_by_a_killed_cli_and_the_command_in_it(
+    deployed: Sandbox,
+) -> None:
+    # A CLI killed mid-run never runs its deferred ProcessStop (pkg/cli/run.go): the pod and
+    # its command live on. `convox ps stop POD` (pkg/cli/ps.go PsStop) deletes the pod
+    # (provider/k8s/process.go ProcessStop), which takes the exec'd command with it.
+    cli = deployed.start("run", "web", "-a", "demo", "--", "sh -c 'echo $$; sleep 600'")
+    assert cli.stdout is not None
+    pid = int(cli.stdout.readline())  # relayed: the stand-in has recorded the exec
+    cli.kill()
+    cli.communicate(timeout=10)
+    pod = next(
+        line.split()[0]
+        for line in deployed.ok("ps", "-a", "demo").splitlines()
+        if line.startswith("web-") and "sleep 3600" in line
+    )
+    assert pid_alive(pid)
+    assert deployed.ok("ps", "stop", pod, "-a", "demo") == f"Stopping {pod}... OK\n"
+    wait_for(lambda: not pid_alive(pid), "the exec'd command to end with its pod", deadline=30)
+    assert pod not in deployed.ok("ps", "-a", "demo")
+    gone = deployed.run("ps", "stop", pod, "-a", "demo")
+    assert (gone.returncode, gone.stderr) == (1, f'ERROR: pods "{pod}" not found\n')

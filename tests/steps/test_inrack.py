@@ -351,6 +351,12 @@ def test_a_copy_left_running_by_a_killed_cli_is_found_before_a_new_one(
     with pytest.raises(CutoverError) as again:
         sync_in_rack(ctx, source_url(heroku_db), "whatever", [])
     assert again.value.brief == caught.value.brief
+    # Following the advice word for word clears the way: the next copy runs.
+    advice = caught.value.resolution.removeprefix("Stop it: ").split(". Then")[0]
+    assert advice.startswith("convox ps stop pgclient-") and advice.endswith(" -a demo")
+    assert rack.convox(*advice.split()[1:]).endswith("OK\n")
+    staging = rack.staging(f"{rack.resource}__cutover_next")
+    assert sync_in_rack(ctx, source_url(heroku_db), staging, ["pg_stat_statements"]).objects > 10
 
 
 def test_a_pod_that_goes_away_within_the_grace_period_is_waited_for(

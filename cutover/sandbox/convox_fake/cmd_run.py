@@ -151,6 +151,19 @@ def cmd_run(ctx: Ctx) -> None:
     raise ExitCode(code)
 
 
+def cmd_ps_stop(ctx: Ctx) -> None:
+    """``convox ps stop POD`` (pkg/cli/ps.go ``PsStop``: ``Stopping POD... OK``; the rack
+    deletes the pod: provider/k8s/process.go ``ProcessStop``). The stand-in stops one-off pods
+    (``convox run``); the error for any other id is the k8s one for a pod that is not there."""
+    pod = ctx.arg(0)
+    with ctx.store.locked() as state:
+        rack_name, _ = ctx.rack(state)
+    ctx.out.startf(f"Stopping {pod}")
+    if not pods.stop(ctx.store, rack_name, ctx.app_name(), pod):
+        raise CliError(f'pods "{pod}" not found')
+    ctx.out.ok()
+
+
 def _exec(ctx: Ctx, pod: str, argv: list[str], env: dict[str, str], cwd: Path, timeout: int) -> int:
     """``ProcessExec``: run ``argv`` in the pod's process group, relay its merged output."""
     log = pods.exec_log(ctx.store, pod)
