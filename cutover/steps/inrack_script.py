@@ -24,9 +24,12 @@ commented out the entries of skipped extensions; the order is kept, so a non-see
 restores. The third branch counts the bytes. Each pipeline stage's exit code goes to a file
 (POSIX sh has no pipefail).
 
-Output: pg_restore's ``--verbose`` lines (one per TOC entry) and lines starting with
-``cutover-inrack:`` (:data:`MARKER`): ``start``, ``skip-extension NAME``, ``objects N``,
-``failed STAGE CODE`` and, last, ``done bytes=B objects=N seconds=S``.
+Output, all on stdout (``exec 2>&1``: provider/k8s/process.go streams with ``Tty`` true
+whenever stdin is forwarded, and client-go then opens no stderr stream, remotecommand/v2.go;
+stdout is what surely comes back): pg_restore's ``--verbose`` lines (one per TOC entry, large
+objects counted instead) and lines starting with ``cutover-inrack:`` (:data:`MARKER`):
+``start``, ``skip-extension NAME``, ``objects N``, ``entries N`` (large objects' TOC entries
+restored so far), ``failed STAGE CODE`` and, last, ``done bytes=B objects=N seconds=S``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ MARKER = "cutover-inrack:"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _ENV_PREFIX = re.compile(r"[A-Z_][A-Z0-9_]*")
 
-_TEMPLATE = r"""set -u
+_TEMPLATE = r"""exec 2>&1
+set -u
 umask 077
 say() { echo "__MARKER__ $*"; }
 IFS= read -r SRC_HOST && IFS= read -r SRC_PORT && IFS= read -r SRC_USER &&

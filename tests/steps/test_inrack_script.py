@@ -21,6 +21,7 @@ printf '%s\n' "$0" "$@" >> "$LOGDIR/argv"
 for v in PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE; do
   eval "printf '%s' \"\${$v-<unset>}\"" > "$LOGDIR/dump.$v"
 done
+[ -z "${DUMP_ERROR:-}" ] || { echo "pg_dump: error: $DUMP_ERROR" >&2; exit 1; }
 head -c "${DUMP_BYTES:-1000}" /dev/zero || exit $?  # 141 when the reader is gone
 exit "${DUMP_EXIT:-0}"
 """
@@ -199,3 +200,14 @@ def test_large_objects_are_counted_in_the_rack_not_one_line_each(tmp_path: Path)
     assert "pg_restore: restored 25000 large objects" in lines
     counts = [int(ln.split()[-1]) for ln in lines if ln.startswith(f"{MARKER} entries ")]
     assert counts and counts == sorted(counts) and counts[-1] == 25000
+
+
+def test_everything_the_script_and_its_tools_print_comes_back_on_stdout(tmp_path: Path) -> None:
+    # provider/k8s/process.go ProcessExec streams with Tty true whenever stdin is forwarded,
+    # and client-go then opens no stderr stream (remotecommand/v2.go: `p.Stderr != nil &&
+    # !p.Tty`): only stdout is sure to come back from the rack, so the script sends all there.
+    payload = stdin_payload("h", 5432, "u", "pw", "d", "require")
+    result = run_script(tmp_path, payload, DUMP_ERROR="connection to server failed")
+    assert result.stderr == ""
+    assert "pg_dump: error: connection to server failed" in result.stdout
+    assert f"{MARKER} failed dump 1" in result.stdout

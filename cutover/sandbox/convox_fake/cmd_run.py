@@ -24,7 +24,10 @@ command's stdin. At 9e02452 the rack copies the client's input with ``go io.Copy
 never closes ``inw`` (provider/k8s/process.go), so the command never sees end of input: ``cat``
 waits until the pod's timeout. The stand-in keeps its end of the pipe open until the command
 ends, the same. (One difference: a killed stand-in CLI closes the pipe, so the command then
-sees end of input.)
+sees end of input.) The stand-in relays the command's stderr merged with its stdout; the real
+rack may drop it: ``ProcessExec`` streams with ``Tty`` true whenever stdin is on, and client-go
+then opens no stderr stream (vendor/k8s.io/client-go/tools/remotecommand/v2.go) while the exec
+asked for no TTY. What must come back belongs on stdout (the in-rack script does ``exec 2>&1``).
 
 Image: a service whose ``image:`` is ``postgres:<major>`` (or ``postgis``) is built ``FROM``
 that image (pkg/build/docker.go, buildkit.go) and its pods run it (provider/k8s/process.go:
