@@ -50,6 +50,8 @@ say() { echo "__MARKER__ $*"; }
 IFS= read -r SRC_HOST && IFS= read -r SRC_PORT && IFS= read -r SRC_USER &&
   IFS= read -r SRC_PASS && IFS= read -r SRC_DB && IFS= read -r SRC_SSL ||
   { say "failed input 64"; exit 64; }
+# The pod has the app's env too: no libpq variable of the app's may steer the copy.
+for v in $(env | sed -n 's/^\(PG[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 TARGET_DB=__TARGET_DB__
 SKIP="__SKIP__"
 if [ -z "${__P___HOST:-}" ] || [ -z "${__P___USER:-}" ]; then

@@ -18,7 +18,7 @@ from cutover.steps.inrack_script import MARKER, build_script, stdin_payload
 
 PG_DUMP = r"""#!/bin/sh
 printf '%s\n' "$0" "$@" >> "$LOGDIR/argv"
-for v in PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE; do
+for v in PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE PGOPTIONS PGSSLROOTCERT; do
   eval "printf '%s' \"\${$v-<unset>}\"" > "$LOGDIR/dump.$v"
 done
 [ -z "${DUMP_ERROR:-}" ] || { echo "pg_dump: error: $DUMP_ERROR" >&2; exit 1; }
@@ -37,7 +37,7 @@ head -c 100 > /dev/null   # the archive's header and TOC
 case " $* " in
   *" -l "*) printf '%s\n' "$TOC" > "$out"; exit 0 ;;
 esac
-for v in PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE; do
+for v in PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE PGOPTIONS PGSSLROOTCERT; do
   eval "printf '%s' \"\${$v-<unset>}\"" > "$LOGDIR/restore.$v"
 done
 cat "$list" > "$LOGDIR/use-list"
@@ -211,3 +211,21 @@ def test_everything_the_script_and_its_tools_print_comes_back_on_stdout(tmp_path
     assert result.stderr == ""
     assert "pg_dump: error: connection to server failed" in result.stdout
     assert f"{MARKER} failed dump 1" in result.stdout
+
+
+def test_the_apps_own_libpq_variables_do_not_reach_the_copy(tmp_path: Path) -> None:
+    # The pod gets the app's whole env (provider/k8s/process.go: the release's environment):
+    # an app's PGOPTIONS statement_timeout or PGSSLROOTCERT must not steer pg_dump/pg_restore.
+    payload = stdin_payload("h", 5432, "u", "pw", "d", "require")
+    result = run_script(
+        tmp_path,
+        payload,
+        PGOPTIONS="-c statement_timeout=5000",
+        PGSSLROOTCERT="/app/certs/none.crt",
+        PGSSLMODE="disable",
+    )
+    assert result.returncode == 0, result.stdout
+    for tool in ("dump", "restore"):
+        assert (tmp_path / f"{tool}.PGOPTIONS").read_text() == "<unset>"
+        assert (tmp_path / f"{tool}.PGSSLROOTCERT").read_text() == "<unset>"
+    assert (tmp_path / "dump.PGSSLMODE").read_text() == "require"
