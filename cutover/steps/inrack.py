@@ -42,6 +42,9 @@ NOTE_EVERY = 10.0  # seconds between progress notes
 LEFTOVER_WAIT = 40.0  # a stopped pod's 30 s grace period, and some
 LEFTOVER_POLL = 2.0
 _POLL = 0.2
+# Pod states that run nothing (provider/k8s/process.go processFromPod: Succeeded -> complete,
+# Failed -> failed, CrashLoopBackOff -> crashed); controller_pod.go deletes the first two 5 s on.
+_ENDED = ("complete", "failed", "crashed")
 # The major in a PostgreSQL image reference: postgres:16, postgres:16.4-bookworm,
 # docker.io/library/postgres:15-alpine, postgis/postgis:16-3.4.
 _IMAGE = re.compile(r"(?:^|/)(?:postgres|postgis)(?::(?P<major>\d+)(?:[.\-][^/]*)?)?$")
@@ -156,7 +159,7 @@ def leftover_pods(ctx: Context, service: str) -> list[str]:
     return [
         row["ID"]
         for row in rows
-        if row.get("COMMAND", "").startswith("sleep ") and row.get("STATUS") != "crashed"
+        if row.get("COMMAND", "").startswith("sleep ") and row.get("STATUS") not in _ENDED
     ]
 
 

@@ -196,3 +196,37 @@ def test_the_watcher_reads_each_chunk_once_and_rejoins_split_lines(
     assert (watch.total, watch.entries, watch.large_objects) == (4000, 3000, 1000)
     assert watch.done == {"bytes": 123, "objects": 4000}
     assert ctx.notes == ["in-rack copy: 4000 objects to restore"]
+
+
+class _Processes:
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.rows = rows
+
+    def processes(self, service: str) -> list[dict[str, str]]:
+        return [r for r in self.rows if r["SERVICE"] == service]
+
+
+def test_only_running_one_off_pods_of_the_service_count_as_an_earlier_copy() -> None:
+    # provider/k8s/process.go processFromPod: phase Succeeded -> complete, Failed -> failed;
+    # controller_pod.go deletes those 5 s later. A pod whose sleep has ended copies nothing.
+    rows = [
+        {
+            "ID": "pgclient-aaaaa",
+            "SERVICE": "pgclient",
+            "STATUS": "running",
+            "COMMAND": "sleep 3600",
+        },
+        {"ID": "pgclient-bbbbb", "SERVICE": "pgclient", "STATUS": "pending", "COMMAND": "sleep 60"},
+        {
+            "ID": "pgclient-ccccc",
+            "SERVICE": "pgclient",
+            "STATUS": "complete",
+            "COMMAND": "sleep 10",
+        },
+        {"ID": "pgclient-ddddd", "SERVICE": "pgclient", "STATUS": "failed", "COMMAND": "sleep 10"},
+        {"ID": "pgclient-eeeee", "SERVICE": "pgclient", "STATUS": "crashed", "COMMAND": "sleep 10"},
+        {"ID": "web-fffff", "SERVICE": "web", "STATUS": "running", "COMMAND": "sleep 3600"},
+    ]
+    ctx = _SyncCtx()
+    ctx.convox = _Processes(rows)  # type: ignore[assignment]
+    assert inrack.leftover_pods(ctx, "pgclient") == ["pgclient-aaaaa", "pgclient-bbbbb"]  # type: ignore[arg-type]
