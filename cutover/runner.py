@@ -314,8 +314,10 @@ class Runner:
         *,
         env: Mapping[str, str | None] | None = None,
         cwd: Path | None = None,
+        input: str | None = None,
     ) -> Background:
-        """Start ``argv`` in the background; the caller must ``stop()`` it (use ``with``)."""
+        """Start ``argv`` in the background; the caller must ``stop()`` it (use ``with``).
+        ``input`` is written to its stdin, which is then closed (closed at once without it)."""
         argv = [str(a) for a in argv]
         masked = self.masker.mask_argv(argv)
         merged = self.environment(env)
@@ -323,7 +325,8 @@ class Runner:
         self._log_argv(argv, merged)
         bg = Background(masked, self)
         # b"" closes stdin: with output callbacks, _in=None would leave a pipe open.
-        proc = _spawn(exe, argv, merged, cwd, b"", _out=bg.on_stdout, _err=bg.on_stderr)
+        stdin = input.encode() if input is not None else b""
+        proc = _spawn(exe, argv, merged, cwd, stdin, _out=bg.on_stdout, _err=bg.on_stderr)
         bg.proc = proc
         self._event("command-start", argv=masked, pid=proc.pid)
         return bg

@@ -304,8 +304,24 @@ class Background:
         with self._lock:
             return "".join(self._stderr)
 
+    def read_stdout(self, start: int) -> tuple[str, int]:
+        """The output that arrived after the first ``start`` chunks, and the chunk count to
+        pass next time: a watcher reads each chunk once, however long the output."""
+        with self._lock:
+            chunks = self._stdout[start:]
+        return "".join(chunks), start + len(chunks)
+
     def alive(self) -> bool:
         return bool(self.proc is not None and self.proc.process.is_alive()[0])
+
+    def exit_code(self) -> int | None:
+        """The child's exit code once it has ended (output complete), None while it runs."""
+        from cutover.runner import _exit_code, _join  # noqa: PLC0415 - runner imports this module
+
+        if self.proc is None or self.alive():
+            return None
+        _join(self.proc)
+        return _exit_code(self.proc)
 
     def stop(self) -> None:
         if self.proc is None:

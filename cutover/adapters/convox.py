@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
-from cutover.runner import Result, RetryPolicy, Runner
+from cutover.runner import Background, Result, RetryPolicy, Runner
 from cutover.secrets import SecretMasker, register_config
 
 MAX_ENV_LINE = 64 * 1024 - 1
@@ -411,3 +411,13 @@ class ConvoxAdapter:
         return self.runner.run(
             self.run_argv(service, command, release, timeout), timeout=timeout + RUN_GRACE
         )
+
+    def start_run(self, service: str, command: str, stdin: str, timeout: int) -> Background:
+        """Start ``convox run SVC --timeout N -a APP [-r RACK] -- COMMAND`` in the background
+        with ``stdin`` as its input (secrets go there, never in argv). Not a terminal, so the
+        CLI execs with Tty false and forwards stdin; the command's stdout and stderr come back
+        merged on stdout and the CLI exits with the command's code (pkg/cli/run.go ``Run``,
+        provider/k8s/process.go ``ProcessExec``). At 9e02452 the rack copies stdin into the
+        exec stream without ever closing it, so the command never sees end of input: it must
+        read exactly what it needs. The caller watches it and must ``stop()`` it."""
+        return self.runner.start(self.run_argv(service, command, None, timeout), input=stdin)

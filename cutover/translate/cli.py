@@ -101,6 +101,7 @@ def _options(
     timers: list[tuple[str, str]],
     jobs_service: bool,
     playbook: Path | None = None,
+    pg_client: bool = False,
 ) -> TranslateOptions:
     if release_as not in ("init-container", "one-off"):
         raise InvalidInput(f"--release-as {release_as}: expected init-container or one-off")
@@ -114,6 +115,7 @@ def _options(
         release_as=release_as,  # type: ignore[arg-type]
         timers=specs,
         jobs_service=jobs_service,
+        pg_client=pg_client,
     )
 
 
@@ -178,6 +180,14 @@ def timer_pairs(args: list[str]) -> list[tuple[str, str]]:
 JobsOpt = Annotated[
     bool, typer.Option("--jobs-service", help="Run timers on a `jobs` service at count 0.")
 ]
+PgClientOpt = Annotated[
+    bool,
+    typer.Option(
+        "--pg-client",
+        help="Add a `pgclient` service (postgres:<Heroku's major>, count 0) for "
+        "database.method: in-rack.",
+    ),
+]
 TimersFromOpt = Annotated[
     Path,
     typer.Option(
@@ -214,6 +224,7 @@ def register(app: typer.Typer, guard: Guard) -> None:
         managed: ManagedOpt = False,
         release_as: ReleaseOpt = "init-container",
         jobs_service: JobsOpt = False,
+        pg_client: PgClientOpt = False,
         playbook: TimersFromOpt = Path("cutover.yml"),
         sandbox: SandboxOpt = None,
     ) -> None:
@@ -227,6 +238,7 @@ def register(app: typer.Typer, guard: Guard) -> None:
                 [*TIMERS, *timer_pairs(ctx.args)],
                 jobs_service,
                 playbook,
+                pg_client,
             )
             facts = None
             if heroku_app:
@@ -271,12 +283,19 @@ def register(app: typer.Typer, guard: Guard) -> None:
         managed: ManagedOpt = False,
         release_as: ReleaseOpt = "init-container",
         jobs_service: JobsOpt = False,
+        pg_client: PgClientOpt = False,
         sandbox: SandboxOpt = None,
     ) -> None:
 
         def body(ui: Ui) -> int:
             options = _options(
-                port, health, managed, release_as, [*TIMERS, *timer_pairs(ctx.args)], jobs_service
+                port,
+                health,
+                managed,
+                release_as,
+                [*TIMERS, *timer_pairs(ctx.args)],
+                jobs_service,
+                pg_client=pg_client,
             )
             runner = make_runner(ui.masker, sandbox)
             with tempfile.TemporaryDirectory(prefix="cutover-") as work:

@@ -51,6 +51,7 @@ from cutover.translate.model import (
     convox_name,
     input_error,
 )
+from cutover.translate.pgclient import plan_pg_client
 from cutover.translate.release import plan_release
 from cutover.translate.resources import ResourcePlanner, is_mapped
 from cutover.translate.runtime import runtime_findings
@@ -336,6 +337,12 @@ class _Translator:
             self.command_defaults,
         )
 
+        database = next((r for r in resources if r.kind == "postgres"), None)
+        if self.options.pg_client:
+            plan_pg_client(
+                services, database.name if database else None, resource_specs, self.findings
+            )
+
         manifest: dict[str, Any] = {}
         if env:
             manifest["environment"] = env
@@ -345,7 +352,6 @@ class _Translator:
         if timers:
             manifest["timers"] = timers
 
-        database = next((r for r in resources if r.kind == "postgres"), None)
         live_names = set(self.facts.config_var_names) if self.facts else set()
         return Translation(
             manifest=manifest,

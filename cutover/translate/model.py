@@ -120,6 +120,7 @@ class TranslateOptions:
     release_as: ReleaseAs = "init-container"
     timers: tuple[TimerSpec, ...] = ()
     jobs_service: bool = False  # add a `jobs` service at count 0 and point timers at it
+    pg_client: bool = False  # add a `pgclient` service (postgres:<major>, count 0) for in-rack
 
 
 @dataclass

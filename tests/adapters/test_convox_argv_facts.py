@@ -121,6 +121,10 @@ CALLS: dict[str, list[Callable[[ConvoxAdapter], Any]]] = {
         lambda a: a.run_command("web", "bin/migrate", release=RELEASE, timeout=600),
         lambda a: a.run_command("web", "bin/migrate"),
     ],
+    # The in-rack copy (cutover/steps/inrack.py): the runner records the argv when started.
+    "start_run": [
+        lambda a: a.start_run("pgclient", "sh -c 'read -r x'", "secret\n", 3600).__enter__()
+    ],
 }
 
 

@@ -17,14 +17,35 @@ pod stays pending and the CLI fails with ``timeout`` after the rack timing ``pro
 The stand-in's pod is a detached ``sleep <timeout>`` shell that kills the commands exec'd in it
 when it ends; an exec'd command runs in its own session, so it keeps running when the CLI is
 killed, and dies with the pod at its timeout. Its output goes to a log file the CLI follows.
+
+Stdin (``ProcessExec`` gets the stdcli context as its ReadWriter: ``Stdin: true``, and ``Tty``
+false when the CLI's stdin is not a terminal): the CLI's stdin is copied into a pipe that is the
+command's stdin. At 9e02452 the rack copies the client's input with ``go io.Copy(inw, rw)`` and
+never closes ``inw`` (provider/k8s/process.go), so the command never sees end of input: ``cat``
+waits until the pod's timeout. The stand-in keeps its end of the pipe open until the command
+ends, the same. (One difference: a killed stand-in CLI closes the pipe, so the command then
+sees end of input.) The stand-in relays the command's stderr merged with its stdout; the real
+rack may drop it: ``ProcessExec`` streams with ``Tty`` true whenever stdin is on, and client-go
+then opens no stderr stream (vendor/k8s.io/client-go/tools/remotecommand/v2.go) while the exec
+asked for no TTY. What must come back belongs on stdout (the in-rack script does ``exec 2>&1``).
+
+Image: a service whose ``image:`` is ``postgres:<major>`` (or ``postgis``) is built ``FROM``
+that image (pkg/build/docker.go, buildkit.go) and its pods run it (provider/k8s/process.go:
+``<repo>:<service>.<build>``). The stand-in runs this machine's PostgreSQL client tools of that
+major instead (``/usr/lib/postgresql/<major>/bin`` first on PATH) and refuses the run, naming
+the folder, when that major is not installed here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import shlex
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +59,29 @@ from cutover.sandbox.convox_fake.runtime import service_env
 from cutover.sandbox.convox_fake.store import Json, timing
 
 DEFAULT_TIMEOUT = 3600  # pkg/cli/run.go
+PG_BIN = "/usr/lib/postgresql/{major}/bin"  # Debian's layout, as in the postgres image
+_PG_IMAGE = re.compile(r"(?:^|/)(?:postgres|postgis)(?::(?P<major>\d+)(?:[.\-][^/]*)?)?$")
+
+
+def image_env(service: Service, env: dict[str, str]) -> dict[str, str]:
+    """The pod's env for a service built ``FROM postgres:<major>``: that major's client tools
+    first on PATH. Raise CliError when this machine has none of that major."""
+    match = _PG_IMAGE.search(service.image) if service.image else None
+    if not match:
+        return env
+    major = match.group("major")
+    if not major:
+        raise CliError(
+            f"the sandbox runs image {service.image} with this machine's PostgreSQL client "
+            "tools and needs the major in its tag (postgres:<major>)"
+        )
+    folder = PG_BIN.format(major=major)
+    if not Path(folder, "pg_dump").is_file():
+        raise CliError(
+            f"the sandbox runs image {service.image} with this machine's PostgreSQL {major} "
+            f"client tools, and {folder} has none: install them or use another major"
+        )
+    return {**env, "PATH": os.pathsep.join([folder, env.get("PATH", os.defpath)])}
 
 
 def _pod_can_start(
@@ -75,7 +119,9 @@ def cmd_run(ctx: Ctx) -> None:
         if service is None or manifest is None:
             raise CliError(f"no such service: {service_name}")
         startable = _pod_can_start(rack_name, app, manifest, service, app_values)
-        env = service_env(state, rack_name, app, release, manifest, service, ctx.environ)
+        env = image_env(
+            service, service_env(state, rack_name, app, release, manifest, service, ctx.environ)
+        )
         build_dir = Path(find_build(app, release["build"]).get("dir", ""))
         wait_limit, poll = timing(state, "process_wait"), timing(state, "poll")
     cwd = build_dir if str(build_dir) not in ("", ".") and build_dir.is_dir() else ctx.cwd
@@ -108,16 +154,31 @@ def cmd_run(ctx: Ctx) -> None:
     raise ExitCode(code)
 
 
+def cmd_ps_stop(ctx: Ctx) -> None:
+    """``convox ps stop POD`` (pkg/cli/ps.go ``PsStop``: ``Stopping POD... OK``; the rack
+    deletes the pod: provider/k8s/process.go ``ProcessStop``). The stand-in stops one-off pods
+    (``convox run``); the error for any other id is the k8s one for a pod that is not there."""
+    pod = ctx.arg(0)
+    with ctx.store.locked() as state:
+        rack_name, _ = ctx.rack(state)
+    ctx.out.startf(f"Stopping {pod}")
+    if not pods.stop(ctx.store, rack_name, ctx.app_name(), pod):
+        raise CliError(f'pods "{pod}" not found')
+    ctx.out.ok()
+
+
 def _exec(ctx: Ctx, pod: str, argv: list[str], env: dict[str, str], cwd: Path, timeout: int) -> int:
     """``ProcessExec``: run ``argv`` in the pod's process group, relay its merged output."""
     log = pods.exec_log(ctx.store, pod)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     ctx.out.stdout.flush()
+    stdin_read, stdin_write = os.pipe()
     try:
         proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=fd, stderr=fd, start_new_session=True
+            argv, env=env, cwd=cwd, stdin=stdin_read, stdout=fd, stderr=fd, start_new_session=True
         )
     except OSError as exc:
+        os.close(stdin_write)
         reason = (
             "executable file not found in $PATH"
             if exc.errno == errno.ENOENT
@@ -130,6 +191,8 @@ def _exec(ctx: Ctx, pod: str, argv: list[str], env: dict[str, str], cwd: Path, t
         return 126
     finally:
         os.close(fd)
+        os.close(stdin_read)
+    threading.Thread(target=_forward_stdin, args=(stdin_write,), daemon=True).start()
     pods.record_exec(ctx.store, pod, proc.pid)  # the pod's end kills it (pods.sleeper)
     deadline = time.monotonic() + timeout + 5
     with open(log, "rb") as stream:
@@ -143,8 +206,19 @@ def _exec(ctx: Ctx, pod: str, argv: list[str], env: dict[str, str], cwd: Path, t
             if time.monotonic() > deadline:
                 proc.kill()
             time.sleep(0.05)
+    # stdin_write stays open until this CLI process exits (right after): the rack never closes
+    # it while the command runs, and closing it under the forwarding thread could let a later
+    # open reuse the descriptor.
     code = proc.returncode
     return code if code >= 0 else 128 - code
+
+
+def _forward_stdin(pipe: int) -> None:
+    """Copy the CLI's stdin into the command's until end of input, then leave the pipe open
+    (provider/k8s/process.go: ``go io.Copy(inw, rw)``; ``inw`` is never closed)."""
+    with contextlib.suppress(OSError, ValueError):
+        while chunk := os.read(sys.stdin.fileno(), 65536):
+            os.write(pipe, chunk)
 
 
 def _relay(ctx: Ctx, chunk: bytes) -> None:

@@ -46,6 +46,7 @@ HANDLERS: dict[str, tuple[Handler, str]] = {
     "env set": (cmd_apps.cmd_env_set, "set env var(s)"),
     "env unset": (cmd_apps.cmd_env_unset, "unset env var(s)"),
     "ps": (cmd_services.cmd_ps, "list app processes"),
+    "ps stop": (cmd_run.cmd_ps_stop, "stop a process"),
     "rack": (cmd_apps.cmd_rack, "get information about the rack"),
     "racks": (cmd_apps.cmd_racks, "list available racks"),
     "releases": (cmd_builds.cmd_releases, "list releases for an app"),

@@ -8,7 +8,10 @@ the app); :func:`stop` is ``ProcessStop``; :func:`stop_all` ends them with the s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -98,15 +101,28 @@ def alive(record: Json) -> bool:
     return procs.pid_alive(int(record.get("pid") or 0))
 
 
-def stop(store: Store, rack: str, app: str, pod: str) -> None:
-    """``ProcessStop``: end the pod's process group and forget it."""
+def stop(store: Store, rack: str, app: str, pod: str) -> bool:
+    """``ProcessStop`` (provider/k8s/process.go: the pod is deleted): end the pod's process
+    group and every command exec'd in it (a deleted pod's containers take all their processes
+    with them), and forget it. False if there is no such pod."""
     with store.locked() as state:
         runs = get_app(rack_by_name(state, rack), app).get("runs") or []
         record = next((r for r in runs if r["id"] == pod), None)
         if record is not None:
             runs.remove(record)
-    if record is not None and alive(record):
+    if record is None:
+        return False
+    if alive(record):
         procs.stop_pid(int(record["pid"]), timeout=5.0)
+    try:
+        groups = Path(str(record.get("groups") or "")).read_text(encoding="utf-8").split()
+    except OSError:
+        groups = []
+    for group in groups:  # what the pod's sleeper does when its sleep ends
+        if group.isdigit():
+            with contextlib.suppress(OSError):
+                os.killpg(int(group), signal.SIGKILL)
+    return True
 
 
 def stop_all(state: Json) -> list[int]:
