@@ -45,13 +45,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CutoverError):
+        detail = next((line.strip() for line in exc.details.splitlines() if line.strip()), "")
+        return f"{exc.brief}: {detail}" if detail else exc.brief
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _result(
+    masker: SecretMasker, error: str | None, wall: float = 0.0, clock: ExternalClock | None = None
+) -> dict[str, Any]:
+    external = clock.seconds() if clock else 0.0
+    return {
+        "ok": error is None,
+        "seconds": wall,
+        "external_seconds": external,
+        "own_seconds": own_seconds(wall, external),
+        "children": clock.children if clock else 0,
+        "rss_mb": peak_rss_mb(),
+        "error": masker.mask(" ".join(error.split()))[:400] if error else None,
+    }
+
+
 def run_step(playbook_path: Path, step_id: str) -> dict[str, Any]:
     masker = SecretMasker()
-    playbook = load_playbook(playbook_path)
-    store = StateStore(playbook.state_dir, masker)
-    state = store.load() or new_state(playbook)
-    ui = Ui(Console(stderr=True, highlight=False), masker)
-    ctx = build_context(playbook, state, masker=masker, audit=NullAudit(), reporter=ui)
+    try:
+        playbook = load_playbook(playbook_path)
+        store = StateStore(playbook.state_dir, masker)
+        state = store.load() or new_state(playbook)
+        ui = Ui(Console(stderr=True, highlight=False), masker)
+        ctx = build_context(playbook, state, masker=masker, audit=NullAudit(), reporter=ui)
+    except CutoverError as exc:
+        return _result(masker, f"before the step: {_reason(exc)}")
     step = BY_ID[step_id]
     # A fresh attempt, as `cutover run --from STEP` makes one: the step and the later ones are
     # cleared (their outputs kept in the history). Without it a re-run "resumes" with the
@@ -70,28 +95,16 @@ def run_step(playbook_path: Path, step_id: str) -> dict[str, Any]:
     try:
         with step_scope(ctx.runner, step.id):
             outputs = step.apply(ctx)
-    except CutoverError as exc:
-        detail = next((line.strip() for line in exc.details.splitlines() if line.strip()), "")
-        error = f"{exc.brief}: {detail}" if detail else exc.brief
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # the bench reports any failure and carries on
+        error = _reason(exc)
     else:
         st.status = Status.DONE
         st.finished_at = now_iso()
         st.outputs.update(dump(outputs))
         store.save(state)
     wall = time.monotonic() - started
-    external = clock.seconds()
     restore()
-    return {
-        "ok": error is None,
-        "seconds": wall,
-        "external_seconds": external,
-        "own_seconds": own_seconds(wall, external),
-        "children": clock.children,
-        "rss_mb": peak_rss_mb(),
-        "error": masker.mask(" ".join(error.split()))[:400] if error else None,
-    }
+    return _result(masker, error, wall, clock)
 
 
 def main(argv: list[str] | None = None) -> int:
