@@ -16,6 +16,7 @@ are in /usr/bin/pgcopydb of Debian's pgcopydb 0.10-1).
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -143,9 +144,12 @@ def streamed(source: Endpoint, target: Endpoint) -> float:
     dump.stdout.close()
     dump_err = dump.communicate()[1]
     elapsed = time.perf_counter() - started
-    # pg_restore first: when it stops, pg_dump dies of SIGPIPE, which says nothing.
+    dumped = subprocess.CompletedProcess(dump.args, dump.returncode, b"", dump_err)
+    if dump.returncode != -signal.SIGPIPE:
+        _check("pg_dump", dumped)  # its own failure: the cause of pg_restore's
+    # pg_restore next: when it stops first, pg_dump dies of SIGPIPE, which says nothing.
     _check("pg_restore", restore)
-    _check("pg_dump", subprocess.CompletedProcess(dump.args, dump.returncode, b"", dump_err))
+    _check("pg_dump", dumped)
     return elapsed
 
 

@@ -105,9 +105,8 @@ def load_reference(source: Endpoint, ref: reference.Reference) -> float:
 class Bench:
     """The figures, and running one of them once."""
 
-    def __init__(self, work: Path, console: Console) -> None:
+    def __init__(self, work: Path) -> None:
         self.work = work
-        self.console = console
         self.figures: dict[str, Figure] = {}
         self.rss: list[float] = []
         self.own: list[float] = []
@@ -225,7 +224,7 @@ def _bench(
     )
     target = target_endpoint(sandbox)
     jobs = 2  # playbooks/sandbox.yml: database.restore_jobs
-    bench = Bench(work, console)
+    bench = Bench(work)
     b = bench.figure
     b(report.GUIDE, "(a) pg_dump -Fc to a file, then pg_restore --clean --if-exists")
     b(report.final_name("backup"), "(d) cutover final-sync, method backup")

@@ -201,3 +201,10 @@ def test_pgcopydb_gets_the_passwords_in_its_environment_never_in_argv(
     assert "--table-jobs 3" in argv
     assert "pw-source-secret" in seen["env"]["PGCOPYDB_SOURCE_PGURI"]
     assert "pw-target-secret" in seen["env"]["PGCOPYDB_TARGET_PGURI"]
+
+
+def test_a_failing_pg_dump_is_named_before_pg_restore(pg_target: PgCluster) -> None:
+    target = baselines.fresh_database(_admin(pg_target), f"bench_{secrets.token_hex(4)}")
+    nowhere = _admin(pg_target).other(f"bench_absent_{secrets.token_hex(4)}")
+    with pytest.raises(baselines.BaselineError, match="pg_dump exited 1"):
+        baselines.streamed(nowhere, target)
