@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         return _bench(args, ref, sandbox, work, console, started)
+    except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
+        # Before the rounds (sandbox, reference data): nothing to measure without them.
+        console.print(f"bench: failed: {exc}")
+        return 1
     finally:
         manager.down(sandbox, say=lambda m: None)
         shutil.rmtree(sandbox, ignore_errors=True)

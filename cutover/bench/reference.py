@@ -78,7 +78,7 @@ def pgbench_argv(bindir: Path, ref: Reference) -> list[str]:
 
 def events_sql(ref: Reference) -> str:
     """``bench_events``: ``events_rows`` rows, primary key and one more index (built after the
-    load, as a restore does)."""
+    load, as a restore does). ``g`` is a bigint: ``g * 7919`` passes 2^31 above 271,000 rows."""
     # Only integers from Reference reach the SQL: no outside text.
     return f"""
 DROP TABLE IF EXISTS bench_events;
@@ -95,7 +95,7 @@ SELECT g,
        timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
        (ARRAY['view', 'click', 'buy', 'refund'])[1 + g % 4],
        md5(g::text)
-FROM generate_series(1, {ref.events_rows}) AS g;
+FROM generate_series(1::bigint, {ref.events_rows}) AS g;
 ALTER TABLE bench_events ADD PRIMARY KEY (id);
 CREATE INDEX bench_events_created_at ON bench_events (created_at);
 ANALYZE bench_events;

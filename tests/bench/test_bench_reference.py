@@ -208,3 +208,14 @@ def test_a_failing_pg_dump_is_named_before_pg_restore(pg_target: PgCluster) -> N
     nowhere = _admin(pg_target).other(f"bench_absent_{secrets.token_hex(4)}")
     with pytest.raises(baselines.BaselineError, match="pg_dump exited 1"):
         baselines.streamed(nowhere, target)
+
+
+def test_the_events_table_loads_past_the_32_bit_products(pg_source: PgCluster) -> None:
+    """Scale 6: 300,000 rows, where ``g * 7919`` passes 2^31 (the scale-40 load failed so)."""
+    db = make_database(pg_source, "bench_big")
+    endpoint = Endpoint(pg_source, db.dbname, db.owner, db.password)
+    baselines.run_sql(endpoint, reference.events_sql(reference.Reference(scale=6)))
+    count = baselines.run_sql(endpoint, "SELECT count(*), max(account_id) FROM bench_events")
+    rows, top = count.split()
+    assert rows == "300000"
+    assert 0 < int(top) <= 600_000
