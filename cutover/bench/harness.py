@@ -289,8 +289,13 @@ def _changed_round(
     except BaselineError as exc:
         figure.fail(f"its baseline (initial-sync) failed: {exc}")
         return None
-    baselines.run_sql(source, reference.workload_sql(ref, round_no))
-    changed, total = (int(v) for v in baselines.run_sql(source, reference.SHARE_SQL).split())
+    try:
+        baselines.run_sql(source, reference.workload_sql(ref, round_no))
+        measured = baselines.run_sql(source, reference.SHARE_SQL).split()
+    except (BaselineError, subprocess.SubprocessError) as exc:
+        figure.fail(f"the workload failed: {exc}")
+        return None
+    changed, total = (int(v) for v in measured)
     share = reference.changed_share(changed, total)
     if share > reference.MAX_CHANGED_SHARE:
         figure.fail(f"the workload touched {share:.1%} of the data, above 15%")
