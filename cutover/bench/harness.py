@@ -109,7 +109,7 @@ class Bench:
         self.work = work
         self.figures: dict[str, Figure] = {}
         self.rss: list[float] = []
-        self.own: list[float] = []
+        self.own: list[tuple[float, str]] = []  # (own seconds, the step it was measured in)
 
     def figure(self, name: str, note: str) -> Figure:
         self.figures[name] = Figure(name, note=note)
@@ -150,7 +150,7 @@ class Bench:
             tail = " / ".join(proc.stderr.strip().splitlines()[-3:])
             raise BaselineError(f"{step} child exited {proc.returncode}: {tail}") from None
         self.rss.append(float(result["rss_mb"]))
-        self.own.append(float(result["own_seconds"]))
+        self.own.append((float(result["own_seconds"]), f"{step} ({playbook.stem})"))
         if not result["ok"]:
             raise BaselineError(str(result["error"]))
         return float(result["seconds"])
@@ -324,7 +324,8 @@ def _print(
         figures,
         report.ratios(figures, args.changed_method),
         peak_rss_mb=max(bench.rss) if bench.rss else None,
-        own_seconds_max=max(bench.own) if bench.own else None,
+        own_seconds_max=max(bench.own)[0] if bench.own else None,
+        own_where=max(bench.own)[1] if bench.own else "",
         extra=extra,
     ):
         print(line)

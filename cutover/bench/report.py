@@ -141,10 +141,13 @@ def ratios(figures: dict[str, Figure], changed_method: str) -> list[Ratio]:
     return out
 
 
-def verdict(value: float | None, target: float) -> str:
+def verdict(value: float | None, target: float, *, under: bool = False) -> str:
+    """``target <= T: met`` (or ``target < T`` when the issue says "under")."""
+    sign = "<" if under else "<="
     if value is None:
-        return f"target <= {target:g}"
-    return f"target <= {target:g}: {'met' if value <= target else 'MISSED'}"
+        return f"target {sign} {target:g}"
+    ok = value < target if under else value <= target
+    return f"target {sign} {target:g}: {'met' if ok else 'MISSED'}"
 
 
 def lines(
@@ -153,6 +156,7 @@ def lines(
     *,
     peak_rss_mb: float | None,
     own_seconds_max: float | None,
+    own_where: str = "",
     extra: Sequence[str] = (),
 ) -> list[str]:
     """``bench: NAME SECONDS`` / ``bench: NAME failed: <reason>`` per figure, then the
@@ -172,14 +176,15 @@ def lines(
     else:
         out.append(
             f"bench: cutover-peak-rss-mb {peak_rss_mb:.0f} "
-            f"({verdict(peak_rss_mb, TARGET_RSS_MB).replace('<=', '<')})"
+            f"({verdict(peak_rss_mb, TARGET_RSS_MB, under=True)})"
         )
     if own_seconds_max is None:
         out.append("bench: cutover-own-seconds-max failed: no cutover figure ran")
     else:
         out.append(
             f"bench: cutover-own-seconds-max {own_seconds_max:.2f} "
-            f"({verdict(own_seconds_max, TARGET_OWN_SECONDS).replace('<=', '<')})"
+            f"({verdict(own_seconds_max, TARGET_OWN_SECONDS, under=True)}"
+            f"{'; in ' + own_where if own_where else ''})"
         )
     out.extend(extra)
     for ratio in computed:
