@@ -47,7 +47,10 @@ demo-down: setup
 	$(BIN)/cutover sandbox down
 	rm -rf playbooks/.cutover
 
+# Issue 10's benchmark: BENCH_SCALE=N sizes the reference data (default 40, about 1 GB;
+# BENCH_SCALE=2 takes a few minutes). Needs pgcopydb (scripts/bench-deps.sh installs it).
 bench: setup
+	@scripts/bench-deps.sh
 	$(BIN)/python -m cutover.bench
 
 clean:

@@ -1,0 +1,100 @@
+"""Cutover's own time in a step: wall time minus the time during which at least one external
+command ran (issue 10's target: under 2 s per step, whatever the database's size).
+
+Every child cutover starts goes through ``cutover.runner._spawn`` (runner.py: "every default that
+matters set explicitly"), which hands the child to ``sh`` with ``_bg=True``. :func:`install`
+wraps that one function in the bench's child process: it marks the child's start and adds an
+``sh`` ``_done`` callback, which sh calls when it sees the process end
+(sh 2.x ``OProc._process_just_ended``: ``done_callback(success, exit_code)``, bound with the
+command first by ``RunningCommand.__init__``). Overlapping children (a parallel copy) are
+counted once: the clock adds up the union of their lifetimes.
+
+One kind of child is not counted: ``convox resources proxy`` (``Runner.start``), which lives
+for the whole step to forward the bytes of the commands that do the work; counting it would
+make any time cutover spends on its own while the tunnel is open look external.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Now = Callable[[], float]
+
+
+class ExternalClock:
+    """The union of the intervals during which at least one counted child was alive."""
+
+    def __init__(self, now: Now = time.monotonic) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+        self._active = 0
+        self._since = 0.0
+        self._total = 0.0
+        self.children = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._since = self._now()
+            self._active += 1
+            self.children += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                return  # a child that ended twice (sh reports once; be safe)
+            self._active -= 1
+            if self._active == 0:
+                self._total += self._now() - self._since
+
+    def seconds(self) -> float:
+        """External seconds so far (a child still running counts up to now)."""
+        with self._lock:
+            running = self._now() - self._since if self._active else 0.0
+            return self._total + running
+
+
+def own_seconds(wall: float, external: float) -> float:
+    """Cutover's own time: wall minus external, never below zero (clock granularity)."""
+    return max(0.0, wall - external)
+
+
+def is_helper(argv: Sequence[str]) -> bool:
+    """``convox [--rack R ...] resources proxy ...``: the tunnel, not work (see the module)."""
+    words = [str(a) for a in argv[1:] if not str(a).startswith("-")]
+    return any(words[i : i + 2] == ["resources", "proxy"] for i in range(len(words)))
+
+
+def install(clock: ExternalClock) -> Callable[[], None]:
+    """Wrap ``cutover.runner._spawn`` so that every counted child ticks ``clock``. Returns a
+    function that puts the original back."""
+    import cutover.runner as runner_module  # noqa: PLC0415 - sh loads only in the bench child
+
+    original = runner_module._spawn
+
+    def spawn(exe: str, argv: list[str], *args: Any, **callbacks: Any) -> Any:
+        if is_helper(argv):
+            return original(exe, argv, *args, **callbacks)
+        chained = callbacks.pop("_done", None)
+
+        def done(cmd: Any, success: bool, exit_code: int) -> None:
+            clock.leave()
+            if chained is not None:
+                chained(cmd, success, exit_code)
+
+        clock.enter()
+        try:
+            return original(exe, argv, *args, _done=done, **callbacks)
+        except BaseException:
+            clock.leave()  # never started: no _done will come
+            raise
+
+    runner_module._spawn = spawn
+
+    def restore() -> None:
+        runner_module._spawn = original
+
+    return restore

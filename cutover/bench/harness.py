@@ -1,0 +1,336 @@
+"""``make bench`` (``python -m cutover.bench``): cutover's data path against the plain tools, in
+one go on the same machine (issue 10, "Benchmark").
+
+1. ``cutover sandbox up`` with a small seed (``--rows``), then the reference data
+   (cutover/bench/reference.py, sized by ``BENCH_SCALE``) loaded into the sandbox's "Heroku
+   Postgres" as the source role;
+2. ``cutover run --until initial-sync`` prepares the Convox app and its database (not timed);
+3. ``--runs`` rounds (default 3), each figure once per round, interleaved so every figure sees
+   the same machine: (a) guide-file, (d) final-backup, (b) pg_dump|pg_restore, (d)
+   final-direct, (c) pgcopydb-clone, (d) final-in-rack, (f) verify-data and verify-psql, then
+   (e): initial-sync (not timed: the changed-tables baseline), the workload on Heroku, and the
+   timed final-sync with ``final_sync: changed-tables``;
+4. medians, ratios with their targets (cutover/bench/report.py), a rich table, and one line
+   per figure.
+
+Every cutover figure runs ``Step().apply(ctx)`` in a child Python process
+(cutover/bench/child.py), with a playbook that differs only in ``database.method`` and
+``database.final_sync``. A figure that fails is printed as ``bench: NAME failed: <reason>``
+and is not run again; the others carry on. Numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL, fingerprint_sql
+from cutover.bench import baselines, reference, report
+from cutover.bench.baselines import BaselineError, Endpoint
+from cutover.bench.report import Figure
+from cutover.errors import CutoverError
+from cutover.sandbox import convox_fake, heroku_api, manager, pgcluster
+
+REPO = Path(__file__).resolve().parent.parent.parent
+# The convox stand-in's rack delays that only the (untimed) preparation meets: building and
+# rolling out the app, the resource's start-up, the certificate (convox_fake/store.py
+# DEFAULT_TIMINGS: 1 + 4 + 3 + 8 + 2 s). The CLI's poll interval and `convox run`'s wait stay as
+# the stand-in models them: a figure may meet those.
+SETUP_TIMINGS = {
+    "build_created": 0.1,
+    "build_running": 0.1,
+    "rollout": 0.1,
+    "resource_start": 0.1,
+    "certificate": 0.1,
+}
+
+
+def write_playbook(folder: Path, sandbox: Path, method: str, final_sync: str) -> Path:
+    """The sandbox playbook (playbooks/sandbox.yml) pointed at ``sandbox``, with the method and
+    final-sync mode set. Every variant lives in ``folder``: one state folder for all."""
+    data = yaml.safe_load((REPO / "playbooks" / "sandbox.yml").read_text(encoding="utf-8"))
+    data["sandbox"] = str(sandbox)
+    data["convox"]["source"] = str(sandbox / "app")
+    data["database"]["method"] = method
+    data["database"]["final_sync"] = final_sync
+    path = folder / f"cutover-{method}-{final_sync}.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def source_endpoint(sandbox: Path) -> Endpoint:
+    """The "Heroku Postgres" database and its (non-superuser) role, from the emulator's state."""
+    state = heroku_api.load_state(sandbox / "heroku" / "state.json")
+    for addon in state["apps"][manager.HEROKU_APP].get("addons", []):
+        db = addon.get("database")
+        if isinstance(db, dict):
+            cluster = pgcluster.load(sandbox / "pg-heroku.json")
+            return Endpoint(cluster, str(db["database"]), str(db["user"]), str(db["password"]))
+    raise CutoverError("the sandbox's Heroku app has no backing database")
+
+
+def target_endpoint(sandbox: Path) -> Endpoint:
+    """The Convox resource's database and role (created by the stand-in at the first promote)."""
+    backend = convox_fake.read_state(sandbox / "convox")["resource_backends"]["postgres"]
+    cluster = pgcluster.load(sandbox / "pg-convox.json")
+    return Endpoint(cluster, str(backend["dbname"]), str(backend["user"]), str(backend["password"]))
+
+
+def load_reference(source: Endpoint, ref: reference.Reference) -> float:
+    """Load the reference data as the source role; returns the database's size in MB."""
+    proc = subprocess.run(
+        reference.pgbench_argv(pgcluster.pg_bindir(), ref),
+        env=source.env(),
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BaselineError(f"pgbench -i: {proc.stderr.decode(errors='replace')[-300:]}")
+    baselines.run_sql(source, reference.events_sql(ref))
+    size = baselines.run_sql(source, "SELECT pg_database_size(current_database())")
+    return int(size.strip()) / 1e6
+
+
+class Bench:
+    """The figures, and running one of them once."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.figures: dict[str, Figure] = {}
+        self.rss: list[float] = []
+        self.own: list[tuple[float, str]] = []  # (own seconds, the step it was measured in)
+
+    def figure(self, name: str, note: str) -> Figure:
+        self.figures[name] = Figure(name, note=note)
+        return self.figures[name]
+
+    def measure(self, name: str, run: Callable[[], float]) -> None:
+        figure = self.figures[name]
+        if figure.error is not None:
+            return  # failed once: not run again
+        try:
+            figure.add(run())
+        except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
+            figure.fail(str(exc))
+
+    def cutover(self, playbook: Path, step: str) -> float:
+        """One cutover step in a child process; its seconds, or BaselineError with the reason."""
+        result_file = self.work / "child-result.json"
+        result_file.unlink(missing_ok=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cutover.bench.child",
+                "--playbook",
+                str(playbook),
+                "--step",
+                step,
+                "--result",
+                str(result_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        try:
+            result: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            tail = " / ".join(proc.stderr.strip().splitlines()[-3:])
+            raise BaselineError(f"{step} child exited {proc.returncode}: {tail}") from None
+        self.rss.append(float(result["rss_mb"]))
+        self.own.append((float(result["own_seconds"]), f"{step} ({playbook.stem})"))
+        if not result["ok"]:
+            raise BaselineError(str(result["error"]))
+        return float(result["seconds"])
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cutover.bench",
+        description="Issue 10's benchmark (BENCH_SCALE=N sizes the reference data; 40 ~ 1 GB).",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="rounds (medians; at least 3)")
+    parser.add_argument("--rows", type=int, default=1000, help="the sandbox's own seed rows")
+    parser.add_argument(
+        "--changed-method",
+        choices=report.METHODS,
+        default="direct",
+        help="the method of figure (e), final-sync with changed-tables",
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.rows < 1:
+        parser.error("--runs and --rows must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    console = Console(width=160) if not sys.stdout.isatty() else Console()
+    try:
+        ref = reference.scale_from_env()
+    except CutoverError as exc:
+        console.print(f"bench: {exc.brief}")
+        return 2
+    sandbox = Path(tempfile.mkdtemp(prefix="cutover-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="cutover-bench-run-"))
+    started = time.monotonic()
+    try:
+        return _bench(args, ref, sandbox, work, console, started)
+    except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
+        # Before the rounds (sandbox, reference data): nothing to measure without them.
+        console.print(f"bench: failed: {exc}")
+        return 1
+    finally:
+        manager.down(sandbox, say=lambda m: None)
+        shutil.rmtree(sandbox, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench(
+    args: argparse.Namespace,
+    ref: reference.Reference,
+    sandbox: Path,
+    work: Path,
+    console: Console,
+    started: float,
+) -> int:
+    console.print(f"bench: sandbox up ({args.rows} seed rows), reference scale {ref.scale} ...")
+    manager.up(sandbox, rows=args.rows, say=lambda m: None, rack_timings=SETUP_TIMINGS)
+    source = source_endpoint(sandbox)
+    size_mb = load_reference(source, ref)
+    console.print(f"bench: reference data loaded ({size_mb:.0f} MB); preparing the Convox app ...")
+    playbooks = {m: write_playbook(work, sandbox, m, "full") for m in report.METHODS}
+    changed_playbook = write_playbook(work, sandbox, args.changed_method, "changed-tables")
+    prep_started = time.monotonic()
+    prep = subprocess.run(
+        [sys.executable, "-m", "cutover", "run", "-f", str(playbooks["backup"]),
+         "--until", "initial-sync", "--yes"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if prep.returncode != 0:
+        console.print(prep.stdout[-2000:] + prep.stderr[-2000:])
+        console.print("bench: failed: cutover run --until initial-sync did not finish")
+        return 1
+    console.print(
+        f"bench: Convox app ready and first sync done in {time.monotonic() - prep_started:.0f} s"
+    )
+    target = target_endpoint(sandbox)
+    jobs = 2  # playbooks/sandbox.yml: database.restore_jobs
+    bench = Bench(work)
+    b = bench.figure
+    b(report.GUIDE, "(a) pg_dump -Fc to a file, then pg_restore --clean --if-exists")
+    b(report.final_name("backup"), "(d) cutover final-sync, method backup")
+    b(report.STREAMED, "(b) pg_dump -Fc | pg_restore, streamed")
+    b(report.final_name("direct"), "(d) cutover final-sync, method direct")
+    b(report.PGCOPYDB, f"(c) pgcopydb clone, {jobs} table and index jobs")
+    b(report.final_name("in-rack"), "(d) cutover final-sync, method in-rack")
+    b(report.VERIFY, "(f) cutover verify-data")
+    b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")
+    b(report.FINAL_CHANGED, f"(e) final-sync changed-tables ({args.changed_method})")
+    share: float | None = None
+
+    def fresh() -> Endpoint:
+        return baselines.fresh_database(target)
+
+    for round_no in range(1, args.runs + 1):
+        console.print(f"bench: round {round_no} of {args.runs} ...")
+        bench.measure(report.GUIDE, lambda: baselines.guide_path(source, fresh(), work))
+        bench.measure(
+            report.final_name("backup"), lambda: bench.cutover(playbooks["backup"], "final-sync")
+        )
+        bench.measure(report.STREAMED, lambda: baselines.streamed(source, fresh()))
+        bench.measure(
+            report.final_name("direct"), lambda: bench.cutover(playbooks["direct"], "final-sync")
+        )
+        bench.measure(
+            report.PGCOPYDB, lambda: baselines.pgcopydb_clone(source, fresh(), work, jobs)
+        )
+        bench.measure(
+            report.final_name("in-rack"),
+            lambda: bench.cutover(playbooks["in-rack"], "final-sync"),
+        )
+        bench.measure(report.VERIFY, lambda: bench.cutover(playbooks["backup"], "verify-data"))
+        bench.measure(
+            report.VERIFY_PSQL,
+            lambda: baselines.psql_verify(
+                source, target, tables_sql=TABLES_SQL,
+                fingerprint=lambda tables: fingerprint_sql(tables, True),
+                pgoptions=STABLE_TEXT,
+            ),
+        )  # fmt: skip
+        share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
+    _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
+    return 0
+
+
+def _changed_round(
+    bench: Bench, source: Endpoint, ref: reference.Reference, round_no: int, playbook: Path
+) -> float | None:
+    """(e): a full sync as the changed-tables baseline (not timed), the workload on Heroku,
+    then the timed final-sync with changed-tables. Returns the share of data the workload
+    touched."""
+    figure = bench.figures[report.FINAL_CHANGED]
+    if figure.error is not None:
+        return None
+    try:
+        bench.cutover(playbook, "initial-sync")
+    except BaselineError as exc:
+        figure.fail(f"its baseline (initial-sync) failed: {exc}")
+        return None
+    try:
+        baselines.run_sql(source, reference.workload_sql(ref, round_no))
+        measured = baselines.run_sql(source, reference.SHARE_SQL).split()
+    except (BaselineError, subprocess.SubprocessError) as exc:
+        figure.fail(f"the workload failed: {exc}")
+        return None
+    changed, total = (int(v) for v in measured)
+    share = reference.changed_share(changed, total)
+    if share > reference.MAX_CHANGED_SHARE:
+        figure.fail(f"the workload touched {share:.1%} of the data, above 15%")
+        return share
+    bench.measure(report.FINAL_CHANGED, lambda: bench.cutover(playbook, "final-sync"))
+    return share
+
+
+def _print(
+    bench: Bench,
+    args: argparse.Namespace,
+    ref: reference.Reference,
+    size_mb: float,
+    share: float | None,
+    console: Console,
+    elapsed: float,
+) -> None:
+    figures = bench.figures
+    title = (
+        f"BENCH_SCALE={ref.scale}: reference {size_mb:.0f} MB, medians of {args.runs} "
+        f"interleaved runs"
+    )
+    console.print(report.table(figures, title))
+    extra = [f"bench: reference-mb {size_mb:.0f}", f"bench: total-seconds {elapsed:.0f}"]
+    for line in report.lines(
+        figures,
+        report.ratios(figures, args.changed_method),
+        peak_rss_mb=max(bench.rss) if bench.rss else None,
+        own_seconds_max=max(bench.own)[0] if bench.own else None,
+        own_where=max(bench.own)[1] if bench.own else "",
+        extra=extra,
+    ):
+        print(line)
+    if share is not None:  # the workload of (e), measured on Heroku after it ran
+        print(
+            f"ratio: changed-data-share {share:.3f} "
+            f"({report.verdict(share, reference.MAX_CHANGED_SHARE)})"
+        )

@@ -1,0 +1,224 @@
+"""The benchmark's figures, ratios and targets (issue 10, "Benchmark"), and how they print.
+
+Pure: no clock, no process. Every figure is a list of seconds (one per run) or the reason it
+failed; medians are taken over the runs; a ratio whose inputs failed is reported as failed with
+the reason, never as a number.
+
+Targets (issue 10): final-full at most 1.0 x the fastest of (b) streamed and (c) pgcopydb;
+final-changed at most 0.25 x final-full; verify-data at most 1.0 x the psql baseline; cutover's
+own memory under 150 MB; cutover's own time (outside external commands) under 2 s per step.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+GUIDE = "guide-file"  # (a) pg_dump -Fc to a file, then pg_restore
+STREAMED = "pg_dump|pg_restore"  # (b)
+PGCOPYDB = "pgcopydb-clone"  # (c)
+METHODS = ("backup", "direct", "in-rack")
+FINAL_CHANGED = "final-changed"  # (e)
+VERIFY = "verify-data"  # (f) cutover
+VERIFY_PSQL = "verify-psql"  # (f) baseline
+FINAL_FULL = "final-full"
+
+TARGET_FULL = 1.0
+TARGET_CHANGED = 0.25
+TARGET_VERIFY = 1.0
+TARGET_RSS_MB = 150.0
+TARGET_OWN_SECONDS = 2.0
+
+
+def final_name(method: str) -> str:
+    return f"final-{method}"
+
+
+@dataclass
+class Figure:
+    """One measured thing: seconds per run, or why it failed (the first failure wins)."""
+
+    name: str
+    runs: list[float] = field(default_factory=list)
+    error: str | None = None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.runs)
+
+    def add(self, seconds: float) -> None:
+        self.runs.append(seconds)
+
+    def fail(self, reason: str) -> None:
+        if self.error is None:
+            self.error = " ".join(reason.split()) or "failed"
+
+    def median(self) -> float | None:
+        return statistics.median(self.runs) if self.ok else None
+
+    def why(self) -> str:
+        return self.error or "not measured"
+
+
+@dataclass(frozen=True)
+class Ratio:
+    name: str
+    value: float | None
+    target: float
+    detail: str  # the figures it compares, or why it could not be computed
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.value is None else self.value <= self.target
+
+
+def _fastest(figures: Iterable[Figure]) -> Figure | None:
+    ok = [f for f in figures if f.ok]
+    return min(ok, key=lambda f: f.median() or 0.0) if ok else None
+
+
+def _failed(figures: Sequence[Figure]) -> str:
+    return "; ".join(f"{f.name} failed: {f.why()}" for f in figures)
+
+
+def _ratio(name: str, num: Figure | None, den: Figure | None, target: float, why: str) -> Ratio:
+    if num is None or den is None:
+        return Ratio(name, None, target, why)
+    top, bottom = num.median(), den.median()
+    if top is None or bottom is None or bottom <= 0:
+        return Ratio(name, None, target, why or "a zero denominator")
+    return Ratio(name, top / bottom, target, f"{num.name} / {den.name}")
+
+
+def fastest_full(figures: dict[str, Figure]) -> Figure | None:
+    """Cutover's fastest full final sync among the methods that worked."""
+    return _fastest(figures[final_name(m)] for m in METHODS if final_name(m) in figures)
+
+
+def ratios(figures: dict[str, Figure], changed_method: str) -> list[Ratio]:
+    finals = [figures[final_name(m)] for m in METHODS if final_name(m) in figures]
+    baselines = [figures[n] for n in (STREAMED, PGCOPYDB) if n in figures]
+    full = fastest_full(figures)
+    baseline = _fastest(baselines)
+    out = [
+        _ratio(
+            "final-full/fastest-baseline",
+            full,
+            baseline,
+            TARGET_FULL,
+            _failed([f for f in [*finals, *baselines] if not f.ok]),
+        )
+    ]
+    changed = figures.get(FINAL_CHANGED)
+    # The changed-tables sync against a full sync by the same method; the fastest method's when
+    # that one failed.
+    same = figures.get(final_name(changed_method))
+    den = same if same is not None and same.ok else full
+    out.append(
+        _ratio(
+            "final-changed/final-full",
+            changed if changed is not None and changed.ok else None,
+            den,
+            TARGET_CHANGED,
+            _failed([f for f in (changed, den) if f is not None and not f.ok])
+            or "no full final sync worked",
+        )
+    )
+    verify, psql = figures.get(VERIFY), figures.get(VERIFY_PSQL)
+    out.append(
+        _ratio(
+            "verify/psql-baseline",
+            verify if verify is not None and verify.ok else None,
+            psql if psql is not None and psql.ok else None,
+            TARGET_VERIFY,
+            _failed([f for f in (verify, psql) if f is not None and not f.ok]),
+        )
+    )
+    return out
+
+
+def verdict(value: float | None, target: float, *, under: bool = False) -> str:
+    """``target <= T: met`` (or ``target < T`` when the issue says "under")."""
+    sign = "<" if under else "<="
+    if value is None:
+        return f"target {sign} {target:g}"
+    ok = value < target if under else value <= target
+    return f"target {sign} {target:g}: {'met' if ok else 'MISSED'}"
+
+
+def lines(
+    figures: dict[str, Figure],
+    computed: list[Ratio],
+    *,
+    peak_rss_mb: float | None,
+    own_seconds_max: float | None,
+    own_where: str = "",
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """``bench: NAME SECONDS`` / ``bench: NAME failed: <reason>`` per figure, then the
+    ``ratio: NAME VALUE (target ...)`` lines; the value is always the third word."""
+    out = []
+    for figure in figures.values():
+        median = figure.median()
+        if median is None:
+            out.append(f"bench: {figure.name} failed: {figure.why()}")
+        else:
+            out.append(f"bench: {figure.name} {median:.2f}")
+    full = fastest_full(figures)
+    if full is not None and full.median() is not None:
+        out.append(f"bench: {FINAL_FULL} {full.median():.2f}")
+    if peak_rss_mb is None:
+        out.append("bench: cutover-peak-rss-mb failed: no cutover figure ran")
+    else:
+        out.append(
+            f"bench: cutover-peak-rss-mb {peak_rss_mb:.0f} "
+            f"({verdict(peak_rss_mb, TARGET_RSS_MB, under=True)})"
+        )
+    if own_seconds_max is None:
+        out.append("bench: cutover-own-seconds-max failed: no cutover figure ran")
+    else:
+        out.append(
+            f"bench: cutover-own-seconds-max {own_seconds_max:.2f} "
+            f"({verdict(own_seconds_max, TARGET_OWN_SECONDS, under=True)}"
+            f"{'; in ' + own_where if own_where else ''})"
+        )
+    out.extend(extra)
+    for ratio in computed:
+        if ratio.value is None:
+            out.append(
+                f"ratio: {ratio.name} failed: {ratio.detail} ({verdict(None, ratio.target)})"
+            )
+        else:
+            out.append(
+                f"ratio: {ratio.name} {ratio.value:.2f} ({verdict(ratio.value, ratio.target)}; "
+                f"{ratio.detail})"
+            )
+    return out
+
+
+def table(figures: dict[str, Figure], title: str) -> Table:
+    """The rich table: every figure's runs, median, and what it is."""
+    grid = Table(title=title)
+    grid.add_column("figure")
+    grid.add_column("runs (s)")
+    grid.add_column("median (s)", justify="right")
+    grid.add_column("what")
+    for figure in figures.values():
+        runs = ", ".join(f"{r:.2f}" for r in figure.runs)
+        median = figure.median()
+        grid.add_row(
+            figure.name,
+            runs or "-",
+            f"{median:.2f}" if median is not None else _short(f"failed: {figure.why()}"),
+            figure.note,
+        )
+    return grid
+
+
+def _short(text: str, limit: int = 70) -> str:
+    """The table keeps one line per figure; the full reason is on the figure's own line."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
