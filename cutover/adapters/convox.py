@@ -33,7 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
-from cutover.runner import Background, Result, RetryPolicy, Runner
+from cutover.runner import Result, RetryPolicy, Runner
+from cutover.runpipes import Background
 from cutover.secrets import SecretMasker, register_config
 
 MAX_ENV_LINE = 64 * 1024 - 1

@@ -32,7 +32,7 @@ from cutover.steps.inrack_script import MARKER, build_script, run_command, stdin
 
 if TYPE_CHECKING:
     from cutover.adapters.postgres import ConnInfo
-    from cutover.runner import Background
+    from cutover.runpipes import Background
     from cutover.steps.base import Context
 
 # Seconds the CLI may take beyond `run --timeout` (pod scheduling, image pull, exec set-up);

@@ -225,7 +225,7 @@ def context(
 
 def snapshot(url: str) -> dict[str, Any]:
     with psycopg.connect(url) as conn:
-        return {name: conn.execute(sql).fetchone() for name, sql in CHECKS.items()}  # type: ignore[misc]
+        return {name: conn.execute(sql).fetchone() for name, sql in CHECKS.items()}
 
 
 def source_url(db: AppDatabase) -> str:

@@ -66,7 +66,7 @@ def rds_target(cluster: pgcluster.PgCluster) -> AppDatabase:
 
 def query(db: AppDatabase, statement: str) -> list[tuple[Any, ...]]:
     with pgcluster.connect(db.cluster, db.dbname, db.owner, db.password) as conn:
-        return list(conn.execute(statement).fetchall())  # type: ignore[arg-type]
+        return list(conn.execute(statement).fetchall())
 
 
 CONTENT = (
