@@ -34,8 +34,6 @@ def _skip_without_db(model: Any) -> str | None:
 # How long a Convox postgres resource may take to accept connections after the promote that
 # created it (its pod pulls postgres:<version> and initialises an empty cluster).
 RESOURCE_START_WAIT = 600.0
-# At most one progress note per this many seconds (the lead rewires _progress to ctx.progress).
-PROGRESS_EVERY = 5.0
 FORCE_QUESTION = (
     "--force-data: sync into the Convox database even if it is live, has taken writes since the "
     "last sync, or holds tables cutover did not put there? Its data is replaced by Heroku's."
@@ -53,13 +51,17 @@ def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
     )
 
 
-def heroku_source(ctx: Context) -> ConnInfo:
-    """Heroku's database (``pg:credentials:url``), over TLS unless the URL says otherwise."""
+def heroku_source(ctx: Context, url: str | None = None) -> ConnInfo:
+    """Heroku's database (``pg:credentials:url``, or ``url`` already read), over TLS unless the
+    URL says otherwise."""
     from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs
 
     db = ctx.model.database
     assert db
-    source = ConnInfo.from_url(ctx.heroku.credentials_url(db.heroku_attachment))
+    if url is None:
+        url = ctx.heroku.credentials_url(db.heroku_attachment)
+    ctx.masker.add(url)
+    source = ConnInfo.from_url(url)
     ctx.masker.add(source.password)
     if source.sslmode is None:
         source = ConnInfo(
@@ -86,13 +88,15 @@ def mark_target_live(ctx: Context) -> None:
 
 
 def _progress(ctx: Context, p: CopyProgress) -> None:
-    """A note at most every PROGRESS_EVERY seconds, and at the end."""
-    now = ctx.clock()
-    last = float(ctx.extras.get("copy_progress_noted", 0.0))
-    if p.tables_done < p.tables_total and now - last < PROGRESS_EVERY:
-        return
-    ctx.extras["copy_progress_noted"] = now
-    ctx.note(f"copied {p.tables_done}/{p.tables_total} tables, {p.bytes_done} bytes")
+    """Tables done of total and bytes, drawn and recorded by ``ctx.progress`` (rate, elapsed and
+    ETA; ``status --json`` shows them)."""
+    ctx.progress(
+        p.tables_done,
+        p.tables_total,
+        unit="tables",
+        bytes_done=p.bytes_done,
+        bytes_total=p.bytes_total or None,
+    )
 
 
 class SyncProgress(Progress):
@@ -179,7 +183,9 @@ class _Sync(Step):
                 "triggers)",
             ]
         else:
-            lines.append(f"convox run {db.in_rack_service}: dump and restore inside the rack")
+            from cutover.steps import inrack  # noqa: PLC0415 - loads the convox adapter's types
+
+            lines += inrack.describe(ctx, staging)
         lines += [
             f"psql: ALTER DATABASE {staging} SET / ALTER ROLE CURRENT_USER IN DATABASE "
             f"{staging} SET (Heroku's database and role settings)",
@@ -194,12 +200,8 @@ class _Sync(Step):
 
         db = ctx.model.database
         assert db
-        if db.method == "in-rack":
-            raise CutoverError(
-                "database.method in-rack is not wired yet in this build",
-                resolution="Use database.method backup or direct.",
-            )
-        source = heroku_source(ctx)
+        source_url = ctx.heroku.credentials_url(db.heroku_attachment)
+        source = heroku_source(ctx, source_url)
         target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
         ctx.masker.add(target.password)
         pg = ctx.postgres
@@ -215,6 +217,12 @@ class _Sync(Step):
             in_place = self._in_place(ctx, source, conn)
             if in_place is not None:
                 return in_place
+            if db.method == "in-rack":
+                from cutover.steps.inrack import prepare_in_rack  # noqa: PLC0415
+
+                # Before the staging database is recreated: a copy whose CLI was killed may
+                # still be restoring into it from its pod.
+                prepare_in_rack(ctx, source_url)
             staging = pgstaging.create_staging(pg, conn)
             try:
                 ctx.note(
@@ -222,7 +230,7 @@ class _Sync(Step):
                     f"convox resources proxy on 127.0.0.1:{port}; {conn.dbname} is untouched "
                     "until the swap"
                 )
-                out = self._fill(ctx, source, staging)
+                out = self._fill(ctx, source_url, source, staging)
                 for refused in pgstaging.apply_settings(
                     pg, conn, staging.dbname, pgstaging.read_settings(pg, source)
                 ):
@@ -241,9 +249,21 @@ class _Sync(Step):
         the guard; None for a full sync."""
         return None
 
-    def _fill(self, ctx: Context, source: ConnInfo, staging: ConnInfo) -> dict[str, Any]:
+    def _fill(
+        self, ctx: Context, source_url: str, source: ConnInfo, staging: ConnInfo
+    ) -> dict[str, Any]:
         db = ctx.model.database
         assert db
+        if db.method == "in-rack":
+            from cutover.steps.inrack import sync_in_rack  # noqa: PLC0415
+
+            moved = sync_in_rack(ctx, source_url, staging.dbname, db.skip_extensions)
+            return {
+                "method": "in-rack",
+                "bytes": moved.bytes,
+                "objects": moved.objects,
+                "seconds": round(moved.seconds, 3),
+            }
         if db.method == "direct":
             from cutover.adapters.pgcopy import copy_database  # noqa: PLC0415
 
