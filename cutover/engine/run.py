@@ -267,7 +267,7 @@ def _run_step(
         st.outputs.update(outputs)
         store.save(state)
 
-    ctx.progress = progress
+    ctx.checkpoint = progress
     from cutover.runner import step_scope  # noqa: PLC0415 - sh: only when a step runs
 
     try:
