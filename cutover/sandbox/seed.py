@@ -198,7 +198,7 @@ FROM generate_series({first_accounts}, {accounts}::bigint) AS i;
 
 INSERT INTO products (sku, title, description, price, metadata, created_at, updated_at)
 SELECT
-    'SKU-' || lpad(i::text, 6, '0'),
+    'SKU-' || lpad(i::text, greatest(6, length(i::text)), '0'),
     (ARRAY['Kaffeebecher', 'Crème brûlée set', 'Łódź map', '抹茶 tea', 'Smørrebrød board',
            'Café au lait bowl', 'Ελιά oil'])[1 + i % 7] || ' ' || i,
     CASE WHEN i % 4 = 0 THEN NULL ELSE 'Description of product ' || i || ' (naïve café)' END,
@@ -212,7 +212,7 @@ FROM generate_series({first_products}, {products}::bigint) AS i;
 INSERT INTO orders (account_id, reference, status, notes, placed_at, created_at, updated_at)
 SELECT
     1 + (i * 13) % {accounts},
-    'R' || lpad(i::text, 9, '0'),
+    'R' || lpad(i::text, greatest(9, length(i::text)), '0'),
     (ARRAY['pending', 'paid', 'shipped', 'cancelled'])[1 + i % 4],
     CASE WHEN i % 3 = 0 THEN NULL
          ELSE (ARRAY['Bitte klingeln', 'Laisser à la réception', '置き配', 'Leave at door 📦',
@@ -231,18 +231,6 @@ FROM generate_series({first_orders}, {orders}::bigint) AS o(i)
 CROSS JOIN generate_series(1, {items_per_order}::bigint) AS k
 JOIN products p ON p.id = 1 + (o.i * 3 + k * 11) % {products};
 
-INSERT INTO events (id, kind, payload, created_at)
-SELECT md5('event ' || i)::uuid,
-       (ARRAY['signup', 'login', 'checkout', 'refund'])[1 + i % 4],
-       CASE WHEN i % 9 = 0 THEN NULL ELSE decode(md5(i::text) || md5((i * 31)::text), 'hex') END,
-       timestamp '2024-03-01 00:00:00' + i * interval '3 minutes'
-FROM generate_series({first_events}, {events}::bigint) AS i;
-
-INSERT INTO attachments (name, content)
-SELECT 'attachment-' || i || '.txt',
-       lo_from_bytea(0, convert_to(repeat('Attachment ' || i || ' ☃ ', 50 * i), 'UTF8'))
-FROM generate_series(1, 3) AS i;
-
 UPDATE orders o SET total_cents = s.cents
 FROM (SELECT order_id, (sum(quantity * unit_price) * 100)::bigint AS cents
       FROM order_items GROUP BY order_id) s
@@ -252,13 +240,15 @@ ANALYZE;
 """
 
 
-def seed_script(rows: int = 3000, *, tail: int | None = None) -> str:
+def seed_script(rows: int = 3000, *, tail: int | None = None, heroku_shaped: bool = True) -> str:
     """The SQL that :func:`seed` runs as the app's role (schema and data) for ``rows`` users.
 
-    Every series counts in bigint (``i * 7919`` overflowed integer above 271,180 rows).
+    Every series counts in bigint (``i * 7919`` overflowed integer above 271,180 rows) and
+    numbered keys widen past their padding (``lpad`` cuts: SKUs repeated above 20 M rows).
     ``tail``: generate only the last ``tail`` values of each series, the ones that reach the
     largest numbers (tests check the types at any size without seeding millions of rows; those
-    rows reference ids that do not exist, so the script then needs foreign keys off)."""
+    rows reference ids that do not exist, so the script then needs foreign keys off).
+    ``heroku_shaped=False``: the plain Rails schema only (no heroku_ext objects)."""
     if rows < 1:
         raise ValueError("rows must be at least 1")
     # Products stay well above 22 so an order's items always name distinct products.
@@ -270,8 +260,25 @@ def seed_script(rows: int = 3000, *, tail: int | None = None) -> str:
         "events": max(10, rows // 10),
     }
     firsts = {f"first_{k}": 1 if tail is None else max(1, v - tail + 1) for k, v in sizes.items()}
-    return _SCHEMA + _HEROKU_SHAPED + _DATA.format(items_per_order=2, **sizes, **firsts)
+    data = (_DATA + _HEROKU_DATA if heroku_shaped else _DATA).format(
+        items_per_order=2, **sizes, **firsts
+    )
+    return _SCHEMA + (_HEROKU_SHAPED if heroku_shaped else "") + data
 
+
+_HEROKU_DATA = """
+INSERT INTO events (id, kind, payload, created_at)
+SELECT md5('event ' || i)::uuid,
+       (ARRAY['signup', 'login', 'checkout', 'refund'])[1 + i % 4],
+       CASE WHEN i % 9 = 0 THEN NULL ELSE decode(md5(i::text) || md5((i * 31)::text), 'hex') END,
+       timestamp '2024-03-01 00:00:00' + i * interval '3 minutes'
+FROM generate_series({first_events}, {events}::bigint) AS i;
+
+INSERT INTO attachments (name, content)
+SELECT 'attachment-' || i || '.txt',
+       lo_from_bytea(0, convert_to(repeat('Attachment ' || i || ' ☃ ', 50 * i), 'UTF8'))
+FROM generate_series(1, 3) AS i;
+"""
 
 # What Heroku's admin does in every database (the app's role may not): the ``heroku_ext``
 # schema holding the extensions Heroku installs there, and pg_stat_statements (not a trusted
@@ -331,7 +338,15 @@ def admin_script(user: str) -> str:
     return _ADMIN + f'ALTER ROLE {role} SET search_path = "$user", public, heroku_ext;\n'
 
 
-def seed(cluster: PgCluster, dbname: str, *, user: str, password: str, rows: int = 3000) -> None:
+def seed(
+    cluster: PgCluster,
+    dbname: str,
+    *,
+    user: str,
+    password: str,
+    rows: int = 3000,
+    heroku_shaped: bool = True,
+) -> None:
     """Create the sample schema and data in ``dbname`` (expected empty), Heroku-shaped.
 
     First, through the cluster's admin connection, what Heroku's admin does (:func:`admin_script`:
@@ -339,9 +354,15 @@ def seed(cluster: PgCluster, dbname: str, *, user: str, password: str, rows: int
     ``user`` (not a superuser), in one transaction of a new session (so the search_path applies),
     the app's schema and data: ``rows`` users, as many accounts, twice as many orders, four
     times as many order items, ``rows / 10`` events, three large objects.
+    ``heroku_shaped=False``: only the plain Rails schema and its data, no admin part.
     """
-    run_psql(cluster.libpq_env(dbname), admin_script(user), single_transaction=True)
-    run_psql(cluster.libpq_env(dbname, user, password), seed_script(rows), single_transaction=True)
+    if heroku_shaped:
+        run_psql(cluster.libpq_env(dbname), admin_script(user), single_transaction=True)
+    run_psql(
+        cluster.libpq_env(dbname, user, password),
+        seed_script(rows, heroku_shaped=heroku_shaped),
+        single_transaction=True,
+    )
 
 
 def _literal(text: str) -> str:
