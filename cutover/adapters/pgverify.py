@@ -182,7 +182,8 @@ class Verifier:
     def compare(self, source: Side, target: Side, progress: Progress | None = None) -> Outcome:
         started = time.monotonic()
         out = Outcome(compared="checksums" if self.checksums else "counts")
-        with ThreadPoolExecutor(max_workers=2 * self.jobs + 2) as pool:
+        pool = ThreadPoolExecutor(max_workers=2 * self.jobs + 2, thread_name_prefix="verify")
+        try:
             dumps = [
                 pool.submit(
                     pgschema.schema_dump, self.runner, self.masker, s.conn.env(), self.timeout
@@ -195,6 +196,12 @@ class Verifier:
             src_schema, dst_schema = (
                 pgschema.split_objects(f.result(), self.skip_extensions) for f in dumps
             )
+        except BaseException:
+            # A failure or Ctrl-C: start no further session; those running end on their own
+            # (each within the Runner's timeout), the error goes up at once.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         out.problems += pgschema.compare_objects(src_schema, dst_schema)
         out.schema_objects = len(src_schema)
         self._sequences(src, dst, out)

@@ -17,6 +17,7 @@ from support.databases import AppDatabase, make_database
 
 from cutover.adapters.pgverify import Outcome, Side, Verifier
 from cutover.adapters.postgres import ConnInfo
+from cutover.errors import CommandError
 from cutover.runner import Runner
 from cutover.sandbox import pgcluster, seed
 from cutover.sandbox.pgcluster import PgCluster
@@ -247,3 +248,22 @@ def test_a_missing_table_and_a_split_over_many_sessions(pair: Pair) -> None:
         "sequence public.audit_entries_id_seq: missing on Convox",
     ]
     assert out.tables == 10
+
+
+def test_a_side_that_cannot_be_read_fails_with_the_command_error(pair: Pair) -> None:
+    """A psql child failing (here: a wrong password) stops the comparison with the Runner's
+    CommandError (masked), while the other side's sessions are not waited for."""
+    masker = SecretMasker()
+    wrong = ConnInfo(
+        "127.0.0.1",
+        pair.convox.cluster.port,
+        pair.convox.owner,
+        pair.convox.dbname,
+        "nope-" + secrets.token_hex(6),
+    )
+    with pytest.raises(CommandError) as caught:
+        Verifier(Runner(masker), masker).compare(
+            Side("Heroku", _conn(pair.heroku)), Side("Convox", wrong)
+        )
+    assert "password authentication failed" in caught.value.stderr_tail
+    assert wrong.password not in str(caught.value)
