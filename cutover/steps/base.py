@@ -52,8 +52,10 @@ class ProgressReporter(Protocol):
     def progress(self, record: dict[str, Any]) -> None: ...
 
 
-# How often Context.progress writes the numbers into the state file (for `status --json`).
+# How often Context.progress writes the numbers into the state file (for `status --json`), and
+# under which key of the running step's outputs (the engine drops it when the step is done).
 PROGRESS_SAVE_EVERY = 1.0
+PROGRESS_KEY = "progress"
 
 
 class StepOutputs(BaseModel):
@@ -164,7 +166,8 @@ class Context:
         """Report how far a long step is: drawn by the reporter (a rich progress line on a
         terminal, a plain line at most every 5 s otherwise) and saved into the running step's
         ``outputs.progress`` (at most every second, and at the end) for ``cutover status
-        --json``. Rate, elapsed and ETA are computed here from the first call of the step."""
+        --json``; the engine drops it when the step is done. Rate, elapsed and ETA are
+        computed here from the first call of the step."""
         now = time.monotonic()
         step = self.runner.step
         run_step, started, saved = self._progress_run
@@ -176,7 +179,7 @@ class Context:
             timespec="seconds"
         )
         if done >= total or now - saved >= PROGRESS_SAVE_EVERY:
-            self.checkpoint({"progress": record})
+            self.checkpoint({PROGRESS_KEY: record})
             saved = now
         self._progress_run = (run_step, started, saved)
         draw = getattr(self.reporter, "progress", None)

@@ -34,7 +34,6 @@ class VerifyDataOutputs(StepOutputs):
     settings: int = 0
     counted_only: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    seconds: float = 0.0
     mismatches: list[str] = Field(default_factory=list)  # empty when done; a failure saves them
 
 
@@ -147,6 +146,5 @@ class VerifyData(Step):
             settings=outcome.settings,
             counted_only=outcome.counted_only,
             notes=outcome.notes,
-            seconds=outcome.seconds,
             mismatches=[],
         )
