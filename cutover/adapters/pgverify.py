@@ -87,7 +87,9 @@ WHERE c.relkind = 'S' AND __USER_RELATION__
 def table_checksum_sql(table: str, checksum: bool) -> str:
     """Row count and content checksum of one table (a name quoted by quote_ident): the query
     the benchmark runs with psql on both sides as verify-data's baseline."""
-    digest = "coalesce(sum(('x' || md5(t::text))::bit(64)::bigint::numeric), 0)::text"
+    # (t.*), not t: a bare ``t`` means a column of that name when the table has one, and only
+    # that column would be summed; ``t.*`` names the row (transformColumnRef, parse_expr.c).
+    digest = "coalesce(sum(('x' || md5((t.*)::text))::bit(64)::bigint::numeric), 0)::text"
     literal = table.replace("'", "''")
     # Table names come from pg_class through quote_ident: no user input reaches the SQL.
     value = digest if checksum else "''"

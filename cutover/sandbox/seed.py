@@ -379,8 +379,8 @@ SET lc_monetary = 'C';
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT format(
     'SELECT json_build_array(%L, %L, count(*), '
-    'md5(coalesce(string_agg(md5(x::text), %L ORDER BY %s), %L)))::text FROM %I.%I AS x',
-    n.nspname, c.relname, '', coalesce(pk.cols, 'x::text COLLATE "C"'), '',
+    'md5(coalesce(string_agg(md5((x.*)::text), %L ORDER BY %s), %L)))::text FROM %I.%I AS x',
+    n.nspname, c.relname, '', coalesce(pk.cols, '(x.*)::text COLLATE "C"'), '',
     n.nspname, c.relname)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -8,7 +8,7 @@ pass."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -267,3 +267,123 @@ def test_a_side_that_cannot_be_read_fails_with_the_command_error(pair: Pair) -> 
         )
     assert "password authentication failed" in caught.value.stderr_tail
     assert wrong.password not in str(caught.value)
+
+
+# -- a hostile review's cases ------------------------------------------------------------------
+
+
+def test_null_against_an_empty_string_is_named(pair: Pair) -> None:
+    """users.locale is NULL for every sixth user (seed.py): '' is another value."""
+    pair.convox.execute("UPDATE users SET locale = '' WHERE id = 6")
+    assert pair.compare().problems == ["table public.users: content differs (150 rows)"]
+
+
+def test_one_changed_bytea_byte_is_named(pair: Pair) -> None:
+    pair.convox.execute(
+        "UPDATE events SET payload = set_byte(payload, 5, get_byte(payload, 5) # 1) "
+        "WHERE id = md5('event 1')::uuid"
+    )
+    assert pair.compare().problems == ["table public.events: content differs (15 rows)"]
+
+
+def test_two_rows_swapping_a_value_are_named(pair: Pair) -> None:
+    pair.convox.execute(
+        "UPDATE users u SET name = o.name FROM users o "
+        "WHERE (u.id, o.id) IN ((1, 2), (2, 1))"
+    )
+    assert pair.compare().problems == ["table public.users: content differs (150 rows)"]
+
+
+def test_the_same_rows_in_another_physical_order_and_other_session_defaults_pass(
+    pair: Pair,
+) -> None:
+    """Rewritten rows move on disk; the Convox database's own output defaults (time zone, date
+    and interval styles, float digits, bytea format) change no checksum: only the settings
+    themselves are named."""
+    pair.convox.execute("UPDATE users SET name = name WHERE id % 2 = 0")
+    pair.admin(
+        f"ALTER DATABASE {pair.convox.dbname} SET TimeZone = 'Asia/Tokyo'",
+        f"ALTER DATABASE {pair.convox.dbname} SET DateStyle = 'SQL, DMY'",
+        f"ALTER DATABASE {pair.convox.dbname} SET IntervalStyle = 'sql_standard'",
+        f"ALTER DATABASE {pair.convox.dbname} SET extra_float_digits = 0",
+        f"ALTER DATABASE {pair.convox.dbname} SET bytea_output = 'escape'",
+    )
+    assert pair.compare().problems == [
+        "setting DateStyle: (not set) on Heroku vs 'SQL, DMY' on Convox",
+        "setting IntervalStyle: (not set) on Heroku vs 'sql_standard' on Convox",
+        "setting TimeZone: (not set) on Heroku vs 'Asia/Tokyo' on Convox",
+        "setting bytea_output: (not set) on Heroku vs 'escape' on Convox",
+        "setting extra_float_digits: (not set) on Heroku vs '0' on Convox",
+    ]
+
+
+def test_schema_changes_are_named_object_by_object(pair: Pair) -> None:
+    pair.convox.execute(
+        "ALTER TABLE order_items DROP CONSTRAINT fk_rails_order_items_product_id",
+        "ALTER TABLE accounts ALTER COLUMN plan SET DEFAULT 'hobby'",
+        "DROP TRIGGER events_set_id ON events",
+        "CREATE OR REPLACE VIEW product_title_matches AS "
+        "SELECT id, title, similarity(title, 'Kaffee') AS score FROM products",
+        "ALTER SEQUENCE orders_id_seq INCREMENT BY 2",
+        "CREATE OR REPLACE FUNCTION events_set_id() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN\n    NEW.id := uuid_generate_v4();\n    RETURN NEW;\nEND\n$$",
+    )
+    problems = pair.compare().problems
+    assert [p.split(": definition differs")[0] for p in problems] == [
+        "schema: FK CONSTRAINT public.order_items fk_rails_order_items_product_id: missing on Convox",
+        "schema: FUNCTION public.events_set_id()",
+        "schema: SEQUENCE public.orders_id_seq",
+        "schema: TABLE public.accounts",
+        "schema: TRIGGER public.events events_set_id: missing on Convox",
+        "schema: VIEW public.product_title_matches",
+    ]
+
+
+def test_a_role_setting_and_a_large_object_under_another_oid_are_named(pair: Pair) -> None:
+    oid = pair.lo_oids()[2]
+    pair.convox.execute(
+        f"SELECT lo_from_bytea(0, lo_get({oid}))", f"SELECT lo_unlink({oid})"
+    )
+    pair.admin(f"ALTER ROLE {pair.convox.owner} SET work_mem = '64MB'")
+    problems = pair.compare().problems
+    assert problems[0] == f"large object {oid}: missing on Convox"
+    assert problems[1].startswith("large object ") and problems[1].endswith(": only on Convox")
+    assert problems[2:] == ["setting work_mem: (not set) on Heroku vs '64MB' on Convox"]
+
+
+@pytest.fixture
+def bare(pg_source: PgCluster) -> Callable[[Sequence[str], Sequence[str]], Pair]:
+    """Two fresh databases (no seed) built by two lists of statements."""
+
+    def make(heroku: Sequence[str], convox: Sequence[str]) -> Pair:
+        pair = Pair(make_database(pg_source, "vh"), make_database(pg_source, "vc"))
+        pair.heroku.execute(*heroku)
+        pair.convox.execute(*convox)
+        return pair
+
+    return make
+
+
+def test_duplicate_rows_and_a_column_named_like_the_row_alias_are_compared(
+    bare: Callable[[Sequence[str], Sequence[str]], Pair],
+) -> None:
+    """No primary key, duplicates: {a, a, b} is not {a, b, b}. A column named t (the alias
+    the checksum query gives the table) must not stand in for the whole row."""
+    table = "CREATE TABLE d (t int, v text)"
+    pair = bare(
+        [table, "INSERT INTO d VALUES (1, 'a'), (1, 'a'), (1, 'b')"],
+        [table, "INSERT INTO d VALUES (1, 'a'), (1, 'b'), (1, 'b')"],
+    )
+    assert pair.compare().problems == ["table public.d: content differs (3 rows)"]
+
+
+def test_swapped_columns_are_named(bare: Callable[[Sequence[str], Sequence[str]], Pair]) -> None:
+    pair = bare(
+        ["CREATE TABLE s (a int, b int)", "INSERT INTO s VALUES (1, 2)"],
+        ["CREATE TABLE s (b int, a int)", "INSERT INTO s VALUES (1, 2)"],
+    )
+    problems = pair.compare().problems
+    assert problems == [
+        "schema: TABLE public.s: definition differs (Heroku: 'a integer,', Convox: 'b integer,')"
+    ]
+
