@@ -7,8 +7,8 @@ src/bin/pg_dump/pg_backup_archiver.c, PostgreSQL 15: ``"-- %sName: %s; Type: %s;
 Owner: %s"``, where the prefix is empty for definitions and "Data for " for data). The text
 up to the next header is that object's definition. Normalising drops what differs between two
 servers holding the same schema: comment lines (the headers themselves, the dump's banner with
-its server version), the ``SET`` lines and ``set_config`` calls pg_dump opens with, and blank
-lines. Extensions are left to the extension comparison (it knows versions and skip_extensions),
+its server version), the ``SET`` lines and ``set_config`` calls pg_dump writes (its own
+settings only), and blank lines. Extensions are left to the extension comparison (it knows versions and skip_extensions),
 and the database's own COMMENT (where cutover keeps its marker) is never compared.
 """
 
@@ -21,7 +21,20 @@ from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 
 _HEADER = re.compile(r"^-- (?:Data for )?Name: (.*); Type: ([^;]*); Schema: ([^;]*);")
-_DROP = re.compile(r"^(SET |SELECT pg_catalog\.set_config\(|--|\\)")
+# pg_dump's own session lines, and only those: a function body's ``SET n = n + 1;`` line (an
+# UPDATE) is the app's. The names are the ones pg_dump sets (setup_connection and
+# _doSetFixedOutputState in pg_backup_archiver.c; default_tablespace and
+# default_table_access_method before an object, emitted only when they change, so their place
+# depends on the objects around); ``\\restrict``/``\\unrestrict`` open and close newer dumps.
+_PG_DUMP_SETTINGS = (
+    "statement_timeout|lock_timeout|idle_in_transaction_session_timeout|transaction_timeout"
+    "|client_encoding|standard_conforming_strings|check_function_bodies|xmloption"
+    "|client_min_messages|row_security|default_tablespace|default_table_access_method"
+    "|default_with_oids"
+)
+_DROP = re.compile(
+    rf"^(SET (?:{_PG_DUMP_SETTINGS}) = .*;$|SELECT pg_catalog\.set_config\(|--|\\(?:un)?restrict )"
+)
 
 
 def dump_argv() -> list[str]:

@@ -387,3 +387,20 @@ def test_swapped_columns_are_named(bare: Callable[[Sequence[str], Sequence[str]]
         "schema: TABLE public.s: definition differs (Heroku: 'a integer,', Convox: 'b integer,')"
     ]
 
+
+def test_a_function_body_line_starting_with_set_is_compared(
+    bare: Callable[[Sequence[str], Sequence[str]], Pair],
+) -> None:
+    """pg_dump's own SET lines are dropped; a body's ``SET x = ...`` line (an UPDATE) is not."""
+    def body(step: int) -> str:
+        return (
+            "CREATE FUNCTION bump() RETURNS void LANGUAGE sql AS $$\n"
+            f"UPDATE c\nSET n = n + {step};\n$$"
+        )
+
+    table = "CREATE TABLE c (n int)"
+    pair = bare([table, body(1)], [table, body(2)])
+    assert pair.compare().problems == [
+        "schema: FUNCTION public.bump(): definition differs "
+        "(Heroku: 'SET n = n + 1;', Convox: 'SET n = n + 2;')"
+    ]
