@@ -332,12 +332,18 @@ class Verifier:
             a, b = src.settings.get(name), dst.settings.get(name)
             if a != b:
                 out.problems.append(
-                    f"setting {name}: {_setting(a)} on Heroku vs {_setting(b)} on Convox"
+                    f"setting {name}: {_setting(name, a)} on Heroku vs "
+                    f"{_setting(name, b)} on Convox"
                 )
 
 
-def _setting(value: str | None) -> str:
-    return "(not set)" if value is None else repr(value)
+def _setting(name: str, value: str | None) -> str:
+    """A setting's value for a mismatch line (it goes to the output, the state and the audit
+    log). Custom settings (a dotted name: ``ALTER DATABASE ... SET "app.jwt_secret" = ...``, a
+    common place for an app's secret) show only whether they are set, never their value."""
+    if value is None:
+        return "(not set)"
+    return "(set, value not shown)" if "." in name else repr(value)
 
 
 def _groups(tables: list[str], sizes: dict[str, int], jobs: int) -> list[list[str]]:

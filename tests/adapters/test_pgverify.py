@@ -404,3 +404,13 @@ def test_a_function_body_line_starting_with_set_is_compared(
         "schema: FUNCTION public.bump(): definition differs "
         "(Heroku: 'SET n = n + 1;', Convox: 'SET n = n + 2;')"
     ]
+
+
+def test_a_custom_setting_is_named_without_its_value(pair: Pair) -> None:
+    """``app.jwt_secret``-style settings often hold a secret: the mismatch (printed, saved in the
+    state and the audit log) names the setting, never the value."""
+    pair.admin(f"ALTER DATABASE {pair.convox.dbname} SET app.jwt_secret = 'hunter2-s3cret'")
+    problems = pair.compare().problems
+    assert problems == [
+        "setting app.jwt_secret: (not set) on Heroku vs (set, value not shown) on Convox"
+    ]
