@@ -13,6 +13,7 @@ Compared, each mismatch naming its object:
 * extensions and their schemas (a version difference is a note; an extension in
   ``skip_extensions`` missing on Convox is a note);
 * schema definitions, object by object (adapters/pgschema.py);
+* the database's encoding (a failure) and locale (a note);
 * role and database settings (``pg_db_role_setting``): what a session of the connected role in
   this database gets, i.e. the database's settings, overridden by the role's global ones,
   overridden by the role's in this database (the order PostgreSQL applies them in:
@@ -73,6 +74,11 @@ WHERE (s.setdatabase = (SELECT oid FROM pg_catalog.pg_database
    OR (s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
        AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
                                  WHERE datname = current_database())));
+SELECT 'database', k, v, ''
+FROM pg_catalog.pg_database d,
+     LATERAL (VALUES ('encoding', pg_catalog.pg_encoding_to_char(d.encoding)),
+                     ('LC_COLLATE', d.datcollate), ('LC_CTYPE', d.datctype)) AS p(k, v)
+WHERE d.datname = current_database();
 SELECT 'large object', m.oid::text, md5(pg_catalog.lo_get(m.oid)), ''
 FROM pg_catalog.pg_largeobject_metadata m;
 SELECT format('SELECT %L, %L, last_value::text, is_called::text FROM %s',
@@ -109,6 +115,7 @@ class Catalog:
     extensions: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> schema, ver
     settings: dict[str, str] = field(default_factory=dict)  # effective name -> value
     large_objects: dict[str, str] = field(default_factory=dict)  # oid -> md5
+    database: dict[str, str] = field(default_factory=dict)  # encoding, LC_COLLATE, LC_CTYPE
 
 
 def parse_catalog(rows: list[list[str]]) -> Catalog:
@@ -128,6 +135,8 @@ def parse_catalog(rows: list[list[str]]) -> Catalog:
             scoped.append((name, a))
         elif kind == "large object":
             cat.large_objects[name] = a
+        elif kind == "database":
+            cat.database[name] = a
         else:
             raise UnexpectedOutput(f"unexpected catalog row from psql: {row!r}")
     for _scope, cfg in sorted(scoped):  # database, then role, then role in database
@@ -214,6 +223,7 @@ class Verifier:
         self._large_objects(src, dst, out)
         self._extensions(src, dst, out)
         self._settings(src, dst, out)
+        self._database(src, dst, out)
         out.seconds = round(time.monotonic() - started, 3)
         return out
 
@@ -335,6 +345,21 @@ class Verifier:
                     f"setting {name}: {_setting(name, a)} on Heroku vs "
                     f"{_setting(name, b)} on Convox"
                 )
+
+
+    def _database(self, src: Catalog, dst: Catalog, out: Outcome) -> None:
+        """The database's encoding (another one changes what text it can hold: a failure) and
+        locale (Convox's resource decides it: a note, since the same rows then sort, and
+        compare under ``<``, differently in the app's queries)."""
+        for name in sorted(set(src.database) & set(dst.database)):
+            a, b = src.database[name], dst.database[name]
+            if a == b:
+                continue
+            line = f"database {name}: {a!r} on Heroku vs {b!r} on Convox"
+            if name == "encoding":
+                out.problems.append(line)
+            else:
+                out.notes.append(line + " (text sorts and compares differently)")
 
 
 def _setting(name: str, value: str | None) -> str:

@@ -414,3 +414,24 @@ def test_a_custom_setting_is_named_without_its_value(pair: Pair) -> None:
     assert problems == [
         "setting app.jwt_secret: (not set) on Heroku vs (set, value not shown) on Convox"
     ]
+
+
+def test_another_encoding_fails_and_another_locale_is_a_note(pg_source: PgCluster) -> None:
+    """The test clusters are UTF8, C.UTF-8 (pgcluster.py initdb)."""
+    heroku = make_database(pg_source, "vh")
+    convox = make_database(pg_source, "vc")
+    with pgcluster.connect(pg_source) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(convox.dbname)))
+        conn.execute(
+            sql.SQL(
+                "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'SQL_ASCII' LOCALE 'C'"
+            ).format(sql.Identifier(convox.dbname), sql.Identifier(convox.owner))
+        )
+    out = Pair(heroku, convox).compare()
+    assert out.problems == ["database encoding: 'UTF8' on Heroku vs 'SQL_ASCII' on Convox"]
+    assert out.notes == [
+        "database LC_COLLATE: 'C.UTF-8' on Heroku vs 'C' on Convox "
+        "(text sorts and compares differently)",
+        "database LC_CTYPE: 'C.UTF-8' on Heroku vs 'C' on Convox "
+        "(text sorts and compares differently)",
+    ]
