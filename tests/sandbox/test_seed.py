@@ -3,6 +3,10 @@ non-superuser app role, and any size seeds (the integer overflow above 271,180 r
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 from support.databases import make_database
@@ -81,3 +85,18 @@ def test_any_size_seeds_without_integer_overflow(pg_source: PgCluster, rows: int
             "SELECT count(*) FROM accounts WHERE balance_cents IS NOT NULL"
         ).fetchone()
         assert balance == (20,)
+
+
+def test_sandbox_up_refuses_rows_below_one_before_starting_anything(tmp_path: Path) -> None:
+    """seed_script raises ValueError below 1 row, which the CLI reported as a bug in cutover
+    after starting the clusters: the option itself refuses it (a usage error, exit 2)."""
+    folder = tmp_path / "sb"
+    result = subprocess.run(
+        [sys.executable, "-m", "cutover", "sandbox", "up", "--dir", str(folder), "--rows", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result
+    assert "Invalid value for '--rows'" in result.stderr and "bug in cutover" not in result.stderr
+    assert not folder.exists()
