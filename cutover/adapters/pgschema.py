@@ -8,8 +8,9 @@ Owner: %s"``, where the prefix is empty for definitions and "Data for " for data
 up to the next header is that object's definition. Normalising drops what differs between two
 servers holding the same schema: comment lines (the headers themselves, the dump's banner with
 its server version), the ``SET`` lines and ``set_config`` calls pg_dump writes (its own
-settings only), and blank lines. Extensions are left to the extension comparison (it knows versions and skip_extensions),
-and the database's own COMMENT (where cutover keeps its marker) is never compared.
+settings only), and blank lines. Extensions are left to the extension comparison (it knows
+versions and skip_extensions), and the database's own COMMENT (where cutover keeps its marker)
+is never compared.
 """
 
 from __future__ import annotations

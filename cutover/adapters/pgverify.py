@@ -346,7 +346,6 @@ class Verifier:
                     f"{_setting(name, b)} on Convox"
                 )
 
-
     def _database(self, src: Catalog, dst: Catalog, out: Outcome) -> None:
         """The database's encoding (another one changes what text it can hold: a failure) and
         locale (Convox's resource decides it: a note, since the same rows then sort, and

@@ -288,8 +288,7 @@ def test_one_changed_bytea_byte_is_named(pair: Pair) -> None:
 
 def test_two_rows_swapping_a_value_are_named(pair: Pair) -> None:
     pair.convox.execute(
-        "UPDATE users u SET name = o.name FROM users o "
-        "WHERE (u.id, o.id) IN ((1, 2), (2, 1))"
+        "UPDATE users u SET name = o.name FROM users o WHERE (u.id, o.id) IN ((1, 2), (2, 1))"
     )
     assert pair.compare().problems == ["table public.users: content differs (150 rows)"]
 
@@ -330,7 +329,8 @@ def test_schema_changes_are_named_object_by_object(pair: Pair) -> None:
     )
     problems = pair.compare().problems
     assert [p.split(": definition differs")[0] for p in problems] == [
-        "schema: FK CONSTRAINT public.order_items fk_rails_order_items_product_id: missing on Convox",
+        "schema: FK CONSTRAINT public.order_items fk_rails_order_items_product_id: "
+        "missing on Convox",
         "schema: FUNCTION public.events_set_id()",
         "schema: SEQUENCE public.orders_id_seq",
         "schema: TABLE public.accounts",
@@ -341,9 +341,7 @@ def test_schema_changes_are_named_object_by_object(pair: Pair) -> None:
 
 def test_a_role_setting_and_a_large_object_under_another_oid_are_named(pair: Pair) -> None:
     oid = pair.lo_oids()[2]
-    pair.convox.execute(
-        f"SELECT lo_from_bytea(0, lo_get({oid}))", f"SELECT lo_unlink({oid})"
-    )
+    pair.convox.execute(f"SELECT lo_from_bytea(0, lo_get({oid}))", f"SELECT lo_unlink({oid})")
     pair.admin(f"ALTER ROLE {pair.convox.owner} SET work_mem = '64MB'")
     problems = pair.compare().problems
     assert problems[0] == f"large object {oid}: missing on Convox"
@@ -392,6 +390,7 @@ def test_a_function_body_line_starting_with_set_is_compared(
     bare: Callable[[Sequence[str], Sequence[str]], Pair],
 ) -> None:
     """pg_dump's own SET lines are dropped; a body's ``SET x = ...`` line (an UPDATE) is not."""
+
     def body(step: int) -> str:
         return (
             "CREATE FUNCTION bump() RETURNS void LANGUAGE sql AS $$\n"
