@@ -30,16 +30,18 @@ the sorted row md5s) took 36.5 s on both sides at once.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cutover.adapters import pgschema
 from cutover.adapters.postgres import STABLE_TEXT
-from cutover.errors import UnexpectedOutput
+from cutover.errors import CutoverError, UnexpectedOutput
 
 if TYPE_CHECKING:
     from cutover.adapters.postgres import ConnInfo
@@ -47,6 +49,11 @@ if TYPE_CHECKING:
     from cutover.secrets import SecretMasker
 
 MB = 1024 * 1024
+CANCEL_TIMEOUT = 20.0  # seconds for the psql that cancels a failed comparison's sessions
+T = TypeVar("T")
+CANCEL_SQL = """SELECT count(pg_catalog.pg_cancel_backend(pid)) FROM pg_catalog.pg_stat_activity
+WHERE application_name = '__APP__' AND pid <> pg_catalog.pg_backend_pid();
+"""
 PSQL = ["psql", "-X", "--no-password", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t", "-f", "-"]
 
 _USER_RELATION = """
@@ -183,15 +190,34 @@ class Verifier:
     checksums: bool = True
     counts_only_above_mb: int | None = None
     skip_extensions: Sequence[str] = ()
+    _app: str = field(default_factory=lambda: "cutover-verify-" + secrets.token_hex(6))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- one psql child -----------------------------------------------------------------------
-    def _psql(self, conn: ConnInfo, sql: str) -> list[list[str]]:
+    def _env(self, conn: ConnInfo) -> dict[str, str]:
+        """libpq settings of every session of this comparison: one application_name, so a
+        failure can cancel the sessions still running (:meth:`_cancel`)."""
         self.masker.add(conn.password)
+        return {**conn.env(), "PGAPPNAME": self._app}
+
+    def _psql(self, conn: ConnInfo, sql: str, timeout: float | None = None) -> list[list[str]]:
         result = self.runner.run(
-            PSQL, env={**conn.env(), "PGOPTIONS": STABLE_TEXT}, input=sql, timeout=self.timeout
+            PSQL,
+            env={**self._env(conn), "PGOPTIONS": STABLE_TEXT},
+            input=sql,
+            timeout=self.timeout if timeout is None else timeout,
         )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
+
+    def _cancel(self, sides: Sequence[Side]) -> None:
+        """Cancel this comparison's sessions still running on each side (its own role may:
+        pg_cancel_backend), so their psql and pg_dump children end now and the process does
+        not wait for them at exit (a pool's threads are joined then). Best effort: a side
+        that cannot be reached has nothing running either."""
+        sql = CANCEL_SQL.replace("__APP__", self._app)  # our own hex token: nothing to quote
+        for side in sides:
+            with contextlib.suppress(CutoverError):
+                self._psql(side.conn, sql, timeout=CANCEL_TIMEOUT)
 
     # -- the whole comparison -----------------------------------------------------------------
     def compare(self, source: Side, target: Side, progress: Progress | None = None) -> Outcome:
@@ -201,20 +227,21 @@ class Verifier:
         try:
             dumps = [
                 pool.submit(
-                    pgschema.schema_dump, self.runner, self.masker, s.conn.env(), self.timeout
+                    pgschema.schema_dump, self.runner, self.masker, self._env(s.conn), self.timeout
                 )
                 for s in (source, target)
             ]
             cats = [pool.submit(self._psql, s.conn, CATALOG_SQL) for s in (source, target)]
-            src, dst = (parse_catalog(f.result()) for f in cats)
+            src, dst = (parse_catalog(rows) for rows in _results(cats, *dumps))
             self._tables(pool, source, target, src, dst, out, progress)
             src_schema, dst_schema = (
-                pgschema.split_objects(f.result(), self.skip_extensions) for f in dumps
+                pgschema.split_objects(text, self.skip_extensions) for text in _results(dumps)
             )
         except BaseException:
-            # A failure or Ctrl-C: start no further session; those running end on their own
-            # (each within the Runner's timeout), the error goes up at once.
+            # A failure or Ctrl-C: start no further session, cancel those running (else the
+            # process would wait for them at exit), the error goes up at once.
             pool.shutdown(wait=False, cancel_futures=True)
+            self._cancel((source, target))
             raise
         pool.shutdown(wait=True)
         out.problems += pgschema.compare_objects(src_schema, dst_schema)
@@ -277,8 +304,7 @@ class Verifier:
         futures: list[Future[None]] = []
         for index in range(len(groups)):  # largest first, both sides interleaved
             futures += [pool.submit(one, source, index), pool.submit(one, target, index)]
-        for future in futures:
-            future.result()
+        _results(futures)
         for index, group in enumerate(groups):
             a, b = results[source.label, index], results[target.label, index]
             for name in group:
@@ -368,6 +394,19 @@ def _setting(name: str, value: str | None) -> str:
     if value is None:
         return "(not set)"
     return "(set, value not shown)" if "." in name else repr(value)
+
+
+def _results(futures: Sequence[Future[T]], *watched: Future[Any]) -> list[T]:
+    """The results of ``futures`` in order; the first failure among them and ``watched`` is
+    raised as soon as it happens (not once the futures listed before it have finished)."""
+    while True:
+        for future in (*futures, *watched):
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                future.result()
+        running = [f for f in (*futures, *watched) if not f.done()]
+        if all(f.done() for f in futures):
+            return [f.result() for f in futures]
+        wait(running, return_when=FIRST_COMPLETED)
 
 
 def _groups(tables: list[str], sizes: dict[str, int], jobs: int) -> list[list[str]]:

@@ -8,6 +8,8 @@ pass."""
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -434,3 +436,54 @@ def test_another_encoding_fails_and_another_locale_is_a_note(pg_source: PgCluste
         "database LC_CTYPE: 'C.UTF-8' on Heroku vs 'C' on Convox "
         "(text sorts and compares differently)",
     ]
+
+
+def test_a_failing_side_cancels_the_other_sides_sessions_at_once(pair: Pair) -> None:
+    """Heroku's sessions wait on a lock the test holds; Convox cannot log in. The comparison
+    raises without waiting for Heroku's catalog (the failure is seen whichever side it is on),
+    and cancels Heroku's waiting sessions: otherwise they would run on, and the process would
+    wait for their threads at exit. Generous deadlines only (polling), no timed assertion."""
+    masker = SecretMasker()
+    wrong = ConnInfo(
+        "127.0.0.1",
+        pair.convox.cluster.port,
+        pair.convox.owner,
+        pair.convox.dbname,
+        "nope-" + secrets.token_hex(6),
+    )
+    verifier = Verifier(Runner(masker), masker, timeout=600)
+    raised: list[BaseException] = []
+    with pgcluster.connect(pair.heroku.cluster, pair.heroku.dbname) as locker:
+        locker.autocommit = False
+        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        worker = threading.Thread(
+            target=lambda: _catch(
+                raised,
+                lambda: verifier.compare(Side("Heroku", _conn(pair.heroku)), Side("Convox", wrong)),
+            )
+        )
+        worker.start()
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "compare waited for the blocked side"
+        assert [type(e) for e in raised] == [CommandError]
+        deadline = time.monotonic() + 60
+        while _sessions(pair.heroku, verifier) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _sessions(pair.heroku, verifier) == 0
+        locker.rollback()
+
+
+def _catch(into: list[BaseException], fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # handed to the test thread
+        into.append(exc)
+
+
+def _sessions(db: AppDatabase, verifier: Verifier) -> int:
+    with pgcluster.connect(db.cluster, db.dbname) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (verifier._app,),
+        ).fetchone()
+    return int(row[0]) if row else 0
