@@ -90,13 +90,16 @@ def summary(outcome: Outcome) -> str:
     )
 
 
-def mismatch_error(outcome: Outcome, resolution: str) -> CutoverError:
+def mismatch_error(
+    outcome: Outcome, resolution: str, *, kept: str = "the state file"
+) -> CutoverError:
+    """The mismatches, the first SHOWN of them listed; ``kept`` says where all of them are."""
     problems = outcome.problems
     more = len(problems) - SHOWN
     return CutoverError(
         f"the Convox database differs from Heroku's in {len(problems)} place(s)",
         details="\n".join("  " + p for p in problems[:SHOWN])
-        + (f"\n  ... and {more} more (all in the state file)" if more > 0 else "")
+        + (f"\n  ... and {more} more (all in {kept})" if more > 0 else "")
         + "\ncompared: "
         + summary(outcome),
         resolution=resolution,

@@ -58,3 +58,19 @@ def test_verify_takes_the_run_lock(project: Project) -> None:
     assert locked.returncode == 4, locked
     assert "another cutover holds the lock" in locked.stderr
     assert "Traceback" not in locked.output
+
+
+def test_a_long_mismatch_list_says_where_all_of_it_is() -> None:
+    """verify-data keeps every mismatch in the state; ``cutover verify --data`` writes no state,
+    only the audit event: the cut-off list must point there, not at the state file."""
+    from cutover.adapters.pgverify import Outcome  # noqa: PLC0415
+    from cutover.steps.verify import SHOWN, mismatch_error  # noqa: PLC0415
+
+    outcome = Outcome(
+        "checksums", problems=[f"table public.t{i}: missing on Convox" for i in range(SHOWN + 3)]
+    )
+    step = mismatch_error(outcome, "fix it")
+    assert "... and 3 more (all in the state file)" in step.details
+    on_demand = mismatch_error(outcome, "fix it", kept="the audit log: cutover log")
+    assert "... and 3 more (all in the audit log: cutover log)" in on_demand.details
+    assert on_demand.details.count("missing on Convox") == SHOWN
