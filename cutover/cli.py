@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # tests/e2e/test_startup_imports.py checks that the two agree.
 DEFAULT_PLAYBOOK = "cutover.yml"
 # Commands with a playbook whose state folder a crash report can point at.
-STATE_COMMANDS = ("plan", "run", "status", "log", "unlock")
+STATE_COMMANDS = ("plan", "run", "status", "log", "unlock", "verify")
 CORE_COMMANDS = STATE_COMMANDS
 TRANSLATE_COMMANDS = ("translate", "init")
 SANDBOX_COMMANDS = ("sandbox",)
@@ -223,6 +223,19 @@ def status(
         return 0
 
     _guard(body, has_state=True)
+
+
+@app.command()
+def verify(
+    file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
+    data: Annotated[
+        bool, typer.Option("--data", help="Compare the Convox database with Heroku's.")
+    ] = False,
+) -> None:
+    """Check the migration on demand (takes the run lock; changes nothing). Exit 1 on a mismatch."""
+    from cutover.engine.verify_command import verify as run_verify  # noqa: PLC0415 - start-up
+
+    _guard(lambda ui: run_verify(file, ui, data=data), has_state=True)
 
 
 @app.command()

@@ -6,7 +6,7 @@ Every line goes through the secret masker. Colour only on a terminal (rich decid
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +14,9 @@ from rich.text import Text
 
 from cutover.secrets import SecretMasker
 from cutover.state import RunState, Status
+
+if TYPE_CHECKING:  # rich.progress loads when a step first draws progress (start-up time)
+    from rich.progress import Progress, TaskID
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -28,6 +31,34 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+PLAIN_PROGRESS_EVERY = 5.0
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def progress_text(record: dict[str, Any]) -> str:
+    """``12/40 tables, 1.2 GB of 3.4 GB, 45.0 MB/s, elapsed 20.0s, ETA 48.0s``."""
+    parts = [f"{record['done']}/{record['total']} {record['unit']}"]
+    if record.get("bytes_total"):
+        parts.append(f"{fmt_bytes(record['bytes_done'])} of {fmt_bytes(record['bytes_total'])}")
+    elif record.get("bytes_done"):
+        parts.append(fmt_bytes(record["bytes_done"]))
+    if record.get("bytes_done"):
+        parts.append(f"{fmt_bytes(record['bytes_rate'])}/s")
+    else:
+        parts.append(f"{record['rate']:.1f} {record['unit']}/s")
+    parts.append(f"elapsed {fmt_duration(record['elapsed'])}")
+    if record.get("eta") is not None and record["done"] < record["total"]:
+        parts.append(f"ETA {fmt_duration(record['eta'])}")
+    return ", ".join(parts)
+
+
 class Ui:
     def __init__(
         self, console: Console, masker: SecretMasker, err_console: Console | None = None
@@ -36,6 +67,8 @@ class Ui:
         self.err_console = err_console or Console(stderr=True, highlight=False)
         self.masker = masker
         self.started = time.monotonic()
+        self._bar: tuple[Progress, TaskID] | None = None
+        self._plain_at = 0.0
 
     def _print(self, text: str, style: str | None = None, *, err: bool = False) -> None:
         console = self.err_console if err else self.console
@@ -50,6 +83,7 @@ class Ui:
         self._print(text, "bold")
 
     def step_start(self, index: int, total: int, step_id: str, title: str, why: str) -> None:
+        self._end_progress()
         extra = f"  ({why})" if why and why != "pending" else ""
         self._print(f"[{index:>2}/{total}] {step_id}: {title}{extra}   +{self.elapsed()}", "bold")
 
@@ -57,6 +91,7 @@ class Ui:
         self._print(f"        {message}", "dim")
 
     def step_done(self, duration: float, found: bool) -> None:
+        self._end_progress()
         how = "found already applied" if found else "done"
         self._print(f"        {how} in {fmt_duration(duration)}", "green")
 
@@ -64,11 +99,39 @@ class Ui:
         self._print(f"[{index:>2}/{total}] {step_id}: {reason}", "dim")
 
     def error(self, brief: str, details: str = "", resolution: str = "") -> None:
+        self._end_progress()
         self._print(f"error: {brief}", "bold red", err=True)
         if details:
             self._print(details, err=True)
         if resolution:
             self._print(resolution, "yellow", err=True)
+
+    def progress(self, record: dict[str, Any]) -> None:
+        """Context.progress's numbers: a live rich line on a terminal; otherwise a plain line
+        at most every PLAIN_PROGRESS_EVERY seconds, and the last one."""
+        line = progress_text(record)
+        finished = record["done"] >= record["total"]
+        if self.console.is_terminal:
+            if self._bar is None:
+                from rich.progress import Progress  # noqa: PLC0415 - start-up: see above
+
+                bar = Progress(console=self.console, transient=False)
+                self._bar = (bar, bar.add_task(line, total=record["total"] or 1))
+                bar.start()
+            bar, task = self._bar
+            bar.update(task, completed=record["done"], description="        " + line)
+            if finished:
+                self._end_progress()
+            return
+        now = time.monotonic()
+        if finished or now - self._plain_at >= PLAIN_PROGRESS_EVERY:
+            self._plain_at = now
+            self._print(f"        {line}", "dim")
+
+    def _end_progress(self) -> None:
+        if self._bar is not None:
+            self._bar[0].stop()
+            self._bar = None
 
     def info(self, text: str, style: str | None = None) -> None:
         self._print(text, style)

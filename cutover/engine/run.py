@@ -49,7 +49,7 @@ from cutover.playbook import DEFAULT_PLAYBOOK, LoadedPlaybook, load_playbook
 from cutover.secrets import SecretMasker
 from cutover.state import RunState, StateStore, Status, now_iso
 from cutover.steps import BY_ID, STEP_IDS, STEPS, Context, Step
-from cutover.steps.base import StepOutputs, dump, read_outputs
+from cutover.steps.base import PROGRESS_KEY, StepOutputs, dump, read_outputs
 from cutover.steps.dns import VerifySiteOutputs
 from cutover.steps.window import MaintenanceOnOutputs
 from cutover.ui import Ui
@@ -271,7 +271,7 @@ def _run_step(
         st.outputs.update(outputs)
         store.save(state)
 
-    ctx.progress = progress
+    ctx.checkpoint = progress
     from cutover.runner import step_scope  # noqa: PLC0415 - sh: only when a step runs
 
     try:
@@ -320,6 +320,7 @@ def _run_step(
         )
     assert outputs is not None
     _finish(st, started, Status.DONE)
+    st.outputs.pop(PROGRESS_KEY, None)  # Context.progress: for the running step only
     st.outputs.update(dump(outputs))
     st.found_applied = found
     st.inputs = step_inputs(step, ctx.playbook.flat(), state)

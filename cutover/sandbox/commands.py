@@ -48,7 +48,7 @@ def register(app: typer.Typer, guard: Callable[[Callable[[Ui], int]], None]) -> 
     @sandbox.command("up")
     def up_cmd(
         folder: DirOpt = Path(".sandbox"),
-        rows: Annotated[int, typer.Option(help="Rows to seed (scales every table).")] = 3000,
+        rows: Annotated[int, typer.Option(min=1, help="Rows to seed (scales every table).")] = 3000,
     ) -> None:
         """Start the sandbox (a no-op when it is already up)."""
 

@@ -2,7 +2,11 @@
 
 :func:`seed` builds a small Rails-like schema (users, accounts, products, orders, order_items,
 schema_migrations, ar_internal_metadata) with foreign keys, bigserial ids, the ``citext``
-extension, unique, partial and multi-column indexes, a view, NULLs and non-ASCII text.
+extension, unique, partial and multi-column indexes, a view, NULLs and non-ASCII text; and what
+Heroku databases carry: ``uuid-ossp``, ``pg_trgm`` and ``pg_stat_statements`` in the
+``heroku_ext`` schema (created by the admin), ``heroku_ext`` on the role's search_path, a trigger
+calling ``uuid_generate_v4()``, ``similarity()`` in a view and a trigram index, bytea, large
+objects and an empty table.
 Everything is computed in SQL from ``generate_series``, so the same ``rows`` gives the same
 content every time.
 
@@ -23,6 +27,7 @@ from cutover.sandbox.pgcluster import PgCluster, client_env
 __all__ = [
     "PSQL_SCRIPT_ARGV",
     "SeedError",
+    "admin_script",
     "fingerprint_script",
     "parse_fingerprints",
     "run_psql",
@@ -176,7 +181,7 @@ SELECT
          ELSE timestamptz '2024-01-01 00:00:00+00' + i * interval '17 minutes 3 seconds' END,
     timestamp '2020-01-01 00:00:00' + i * interval '37 minutes 11.123456 seconds',
     timestamp '2023-01-01 00:00:00' + i * interval '5 minutes'
-FROM generate_series(1, {users}) AS i;
+FROM generate_series({first_users}, {users}::bigint) AS i;
 
 INSERT INTO accounts (user_id, name, plan, balance_cents, currency, closed_at,
                       created_at, updated_at)
@@ -189,11 +194,11 @@ SELECT
     CASE WHEN i % 11 = 0 THEN timestamptz '2024-06-01 12:00:00+00' + i * interval '1 hour' END,
     timestamp '2020-02-01 00:00:00' + i * interval '41 minutes',
     timestamp '2023-02-01 00:00:00' + i * interval '3 minutes'
-FROM generate_series(1, {accounts}) AS i;
+FROM generate_series({first_accounts}, {accounts}::bigint) AS i;
 
 INSERT INTO products (sku, title, description, price, metadata, created_at, updated_at)
 SELECT
-    'SKU-' || lpad(i::text, 6, '0'),
+    'SKU-' || lpad(i::text, greatest(6, length(i::text)), '0'),
     (ARRAY['Kaffeebecher', 'Crème brûlée set', 'Łódź map', '抹茶 tea', 'Smørrebrød board',
            'Café au lait bowl', 'Ελιά oil'])[1 + i % 7] || ' ' || i,
     CASE WHEN i % 4 = 0 THEN NULL ELSE 'Description of product ' || i || ' (naïve café)' END,
@@ -202,12 +207,12 @@ SELECT
                        'weight_g', (i * 31) % 2000, 'tags', jsonb_build_array('t' || i % 5)),
     timestamp '2019-06-01 00:00:00' + i * interval '1 day',
     timestamp '2023-06-01 00:00:00' + i * interval '1 hour'
-FROM generate_series(1, {products}) AS i;
+FROM generate_series({first_products}, {products}::bigint) AS i;
 
 INSERT INTO orders (account_id, reference, status, notes, placed_at, created_at, updated_at)
 SELECT
     1 + (i * 13) % {accounts},
-    'R' || lpad(i::text, 9, '0'),
+    'R' || lpad(i::text, greatest(9, length(i::text)), '0'),
     (ARRAY['pending', 'paid', 'shipped', 'cancelled'])[1 + i % 4],
     CASE WHEN i % 3 = 0 THEN NULL
          ELSE (ARRAY['Bitte klingeln', 'Laisser à la réception', '置き配', 'Leave at door 📦',
@@ -216,14 +221,14 @@ SELECT
          ELSE timestamptz '2024-01-01 00:00:00+00' + i * interval '7 minutes' END,
     timestamp '2021-01-01 00:00:00' + i * interval '13 minutes',
     timestamp '2024-01-01 00:00:00' + i * interval '13 minutes'
-FROM generate_series(1, {orders}) AS i;
+FROM generate_series({first_orders}, {orders}::bigint) AS i;
 
 INSERT INTO order_items (order_id, product_id, quantity, unit_price, created_at, updated_at)
 SELECT o.i, p.id, 1 + (o.i + k) % 5, p.price,
        timestamp '2021-01-01 00:00:00' + o.i * interval '13 minutes',
        timestamp '2021-01-01 00:00:00' + o.i * interval '13 minutes'
-FROM generate_series(1, {orders}) AS o(i)
-CROSS JOIN generate_series(1, {items_per_order}) AS k
+FROM generate_series({first_orders}, {orders}::bigint) AS o(i)
+CROSS JOIN generate_series(1, {items_per_order}::bigint) AS k
 JOIN products p ON p.id = 1 + (o.i * 3 + k * 11) % {products};
 
 UPDATE orders o SET total_cents = s.cents
@@ -235,8 +240,15 @@ ANALYZE;
 """
 
 
-def seed_script(rows: int = 3000) -> str:
-    """The SQL that :func:`seed` runs (schema and data) for ``rows`` users."""
+def seed_script(rows: int = 3000, *, tail: int | None = None, heroku_shaped: bool = True) -> str:
+    """The SQL that :func:`seed` runs as the app's role (schema and data) for ``rows`` users.
+
+    Every series counts in bigint (``i * 7919`` overflowed integer above 271,180 rows) and
+    numbered keys widen past their padding (``lpad`` cuts: SKUs repeated above 20 M rows).
+    ``tail``: generate only the last ``tail`` values of each series, the ones that reach the
+    largest numbers (tests check the types at any size without seeding millions of rows; those
+    rows reference ids that do not exist, so the script then needs foreign keys off).
+    ``heroku_shaped=False``: the plain Rails schema only (no heroku_ext objects)."""
     if rows < 1:
         raise ValueError("rows must be at least 1")
     # Products stay well above 22 so an order's items always name distinct products.
@@ -245,18 +257,112 @@ def seed_script(rows: int = 3000) -> str:
         "accounts": rows,
         "products": max(50, rows // 20),
         "orders": 2 * rows,
-        "items_per_order": 2,
+        "events": max(10, rows // 10),
     }
-    return _SCHEMA + _DATA.format(**sizes)
+    firsts = {f"first_{k}": 1 if tail is None else max(1, v - tail + 1) for k, v in sizes.items()}
+    data = (_DATA + _HEROKU_DATA if heroku_shaped else _DATA).format(
+        items_per_order=2, **sizes, **firsts
+    )
+    return _SCHEMA + (_HEROKU_SHAPED if heroku_shaped else "") + data
 
 
-def seed(cluster: PgCluster, dbname: str, *, user: str, password: str, rows: int = 3000) -> None:
-    """Create the sample schema and data in ``dbname`` (expected empty) as ``user``.
+_HEROKU_DATA = """
+INSERT INTO events (id, kind, payload, created_at)
+SELECT md5('event ' || i)::uuid,
+       (ARRAY['signup', 'login', 'checkout', 'refund'])[1 + i % 4],
+       CASE WHEN i % 9 = 0 THEN NULL ELSE decode(md5(i::text) || md5((i * 31)::text), 'hex') END,
+       timestamp '2024-03-01 00:00:00' + i * interval '3 minutes'
+FROM generate_series({first_events}, {events}::bigint) AS i;
 
-    ``rows`` users, as many accounts, twice as many orders and four times as many order items.
-    One transaction: on error nothing is left behind.
+INSERT INTO attachments (name, content)
+SELECT 'attachment-' || i || '.txt',
+       lo_from_bytea(0, convert_to(repeat('Attachment ' || i || ' ☃ ', 50 * i), 'UTF8'))
+FROM generate_series(1, 3) AS i;
+"""
+
+# What Heroku's admin does in every database (the app's role may not): the ``heroku_ext``
+# schema holding the extensions Heroku installs there, and pg_stat_statements (not a trusted
+# extension: only a superuser creates it).
+_ADMIN = """
+CREATE SCHEMA IF NOT EXISTS heroku_ext;
+GRANT USAGE ON SCHEMA heroku_ext TO PUBLIC;
+CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA heroku_ext;
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA heroku_ext;
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA heroku_ext;
+"""
+
+# What the app (as its own role) builds on Heroku's extensions, with heroku_ext on its
+# search_path as Heroku tells users to set it: a trigger calling uuid_generate_v4() unqualified
+# (resolved at run time through search_path), similarity() in a view and a trigram index, bytea,
+# large objects, an empty table.
+_HEROKU_SHAPED = """
+CREATE TABLE events (
+    id uuid PRIMARY KEY,
+    kind text NOT NULL,
+    payload bytea,
+    created_at timestamp(6) NOT NULL DEFAULT localtimestamp
+);
+CREATE FUNCTION events_set_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id IS NULL THEN
+        NEW.id := uuid_generate_v4();
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER events_set_id BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION events_set_id();
+
+CREATE INDEX index_products_on_title_trgm ON products USING gin (title gin_trgm_ops);
+CREATE VIEW product_title_matches AS
+SELECT id, title, similarity(title, 'Kaffeebecher') AS score FROM products;
+
+CREATE TABLE attachments (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    content oid NOT NULL
+);
+
+CREATE TABLE audit_entries (
+    id bigserial PRIMARY KEY,
+    message text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def admin_script(user: str) -> str:
+    """What Heroku's admin does in the app's database (:data:`_ADMIN`), and the app role's
+    search_path with heroku_ext on it (``ALTER ROLE ... SET``, the role's own default)."""
+    role = '"' + user.replace('"', '""') + '"'
+    return _ADMIN + f'ALTER ROLE {role} SET search_path = "$user", public, heroku_ext;\n'
+
+
+def seed(
+    cluster: PgCluster,
+    dbname: str,
+    *,
+    user: str,
+    password: str,
+    rows: int = 3000,
+    heroku_shaped: bool = True,
+) -> None:
+    """Create the sample schema and data in ``dbname`` (expected empty), Heroku-shaped.
+
+    First, through the cluster's admin connection, what Heroku's admin does (:func:`admin_script`:
+    heroku_ext with uuid-ossp, pg_trgm and pg_stat_statements, the role's search_path); then, as
+    ``user`` (not a superuser), in one transaction of a new session (so the search_path applies),
+    the app's schema and data: ``rows`` users, as many accounts, twice as many orders, four
+    times as many order items, ``rows / 10`` events, three large objects.
+    ``heroku_shaped=False``: only the plain Rails schema and its data, no admin part.
     """
-    run_psql(cluster.libpq_env(dbname, user, password), seed_script(rows), single_transaction=True)
+    if heroku_shaped:
+        run_psql(cluster.libpq_env(dbname), admin_script(user), single_transaction=True)
+    run_psql(
+        cluster.libpq_env(dbname, user, password),
+        seed_script(rows, heroku_shaped=heroku_shaped),
+        single_transaction=True,
+    )
 
 
 def _literal(text: str) -> str:
@@ -273,8 +379,8 @@ SET lc_monetary = 'C';
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT format(
     'SELECT json_build_array(%L, %L, count(*), '
-    'md5(coalesce(string_agg(md5(x::text), %L ORDER BY %s), %L)))::text FROM %I.%I AS x',
-    n.nspname, c.relname, '', coalesce(pk.cols, 'x::text COLLATE "C"'), '',
+    'md5(coalesce(string_agg(md5((x.*)::text), %L ORDER BY %s), %L)))::text FROM %I.%I AS x',
+    n.nspname, c.relname, '', coalesce(pk.cols, '(x.*)::text COLLATE "C"'), '',
     n.nspname, c.relname)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace

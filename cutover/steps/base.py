@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -43,6 +44,18 @@ if TYPE_CHECKING:  # adapters are imported by whoever builds the context (start-
 
 class Reporter(Protocol):
     def note(self, message: str) -> None: ...
+
+
+class ProgressReporter(Protocol):
+    """A reporter that can also draw progress (cutover.ui.Ui); others get nothing drawn."""
+
+    def progress(self, record: dict[str, Any]) -> None: ...
+
+
+# How often Context.progress writes the numbers into the state file (for `status --json`), and
+# under which key of the running step's outputs (the engine drops it when the step is done).
+PROGRESS_SAVE_EVERY = 1.0
+PROGRESS_KEY = "progress"
 
 
 class StepOutputs(BaseModel):
@@ -82,6 +95,31 @@ def read_outputs(state: RunState, model: type[OutT]) -> OutT | None:
         ) from None
 
 
+def progress_record(
+    done: int, total: int, unit: str, bytes_done: int, bytes_total: int | None, elapsed: float
+) -> dict[str, Any]:
+    """The numbers of one progress report (JSON-able): rate per second of ``unit`` and of bytes,
+    and the ETA from bytes when their total is known, else from ``unit``."""
+    rate = done / elapsed
+    byte_rate = bytes_done / elapsed
+    eta: float | None = None
+    if bytes_total and byte_rate > 0:
+        eta = max(bytes_total - bytes_done, 0) / byte_rate
+    elif rate > 0:
+        eta = max(total - done, 0) / rate
+    return {
+        "done": done,
+        "total": total,
+        "unit": unit,
+        "bytes_done": bytes_done,
+        "bytes_total": bytes_total,
+        "elapsed": round(elapsed, 1),
+        "rate": round(rate, 2),
+        "bytes_rate": round(byte_rate),
+        "eta": None if eta is None else round(eta, 1),
+    }
+
+
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_unset=True, by_alias=True)
 
@@ -100,11 +138,13 @@ class Context:
     reporter: Reporter
     work_dir: Path
     # Saves partial outputs of the running step (e.g. the original DNS record before changing
-    # it), so a crash right after the change still knows what to restore.
-    progress: Callable[[dict[str, Any]], None] = lambda outputs: None
+    # it), so a crash right after the change still knows what to restore (set by the engine).
+    checkpoint: Callable[[dict[str, Any]], None] = lambda outputs: None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     extras: dict[str, Any] = field(default_factory=dict)
+    # Context.progress: (the running step, when its first progress call came, last state save)
+    _progress_run: tuple[str | None, float, float] = field(default=(None, 0.0, 0.0), repr=False)
 
     @property
     def model(self) -> Playbook:
@@ -112,7 +152,39 @@ class Context:
 
     def save(self, progress: Progress) -> None:
         """Save the fields set in ``progress`` into the running step's entry (checkpoint)."""
-        self.progress(dump(progress))
+        self.checkpoint(dump(progress))
+
+    def progress(
+        self,
+        done: int,
+        total: int,
+        *,
+        unit: str = "tables",
+        bytes_done: int = 0,
+        bytes_total: int | None = None,
+    ) -> None:
+        """Report how far a long step is: drawn by the reporter (a rich progress line on a
+        terminal, a plain line at most every 5 s otherwise) and saved into the running step's
+        ``outputs.progress`` (at most every second, and at the end) for ``cutover status
+        --json``; the engine drops it when the step is done. Rate, elapsed and ETA are
+        computed here from the first call of the step."""
+        now = time.monotonic()
+        step = self.runner.step
+        run_step, started, saved = self._progress_run
+        if step != run_step or done == 0:
+            run_step, started, saved = step, now, 0.0
+        elapsed = max(now - started, 1e-6)
+        record = progress_record(done, total, unit, bytes_done, bytes_total, elapsed)
+        record["updated_at"] = datetime.fromtimestamp(self.clock(), UTC).isoformat(
+            timespec="seconds"
+        )
+        if done >= total or now - saved >= PROGRESS_SAVE_EVERY:
+            self.checkpoint({PROGRESS_KEY: record})
+            saved = now
+        self._progress_run = (run_step, started, saved)
+        draw = getattr(self.reporter, "progress", None)
+        if callable(draw):
+            draw(record)
 
     def note(self, message: str) -> None:
         self.reporter.note(self.masker.mask(message))
