@@ -3,18 +3,27 @@ catalog queries against real PostgreSQL 15 clusters with a NOSUPERUSER target ro
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.databases import make_database
 
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.engine.plan import new_state
+from cutover.errors import CutoverError
+from cutover.playbook import LoadedPlaybook, Playbook
 from cutover.runner import Runner
 from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
+from cutover.steps.base import Context
 from cutover.steps.datacheck import (
     GIB,
+    CheckData,
     Resource,
     SourceFacts,
     TargetFacts,
@@ -173,3 +182,92 @@ def test_real_nosuperuser_target_stops_on_pg_stat_statements(
     ]
     skipped = assess(src, dst, ["pg_stat_statements"], RESOURCE)
     assert skipped.stops == [] and skipped.skipped_extensions == ["pg_stat_statements"]
+
+
+# --------------------------------------------------------------------------------------------
+# The step itself (slow): real catalogs, the Heroku and Convox CLIs replaced by what they would
+# give the step (a URL; a local port where `convox resources proxy` would listen).
+
+
+@dataclass
+class Notes:
+    lines: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        self.lines.append(message)
+
+
+@dataclass
+class UrlOnly:
+    """What the step asks the CLIs for: ``pg:credentials:url`` and ``resources url``/``proxy``."""
+
+    url: str
+    port: int = 0
+
+    def credentials_url(self, attachment: str) -> str:
+        assert attachment == "DATABASE"
+        return self.url
+
+    def resource_url(self, name: str) -> str:
+        assert name == "database"
+        return self.url
+
+    @contextlib.contextmanager
+    def proxy(self, resource: str) -> Iterator[int]:
+        yield self.port
+
+
+def step_context(tmp_path: Path, heroku_url: str, convox_url: str, skip: list[str]) -> Context:
+    (tmp_path / "convox.yml").write_text(
+        "resources:\n  database:\n    type: rds-postgres\n    options:\n      storage: 40\n"
+        "services:\n  web:\n    build: .\n    resources: [database]\n",
+        encoding="utf-8",
+    )
+    raw: dict[str, Any] = {
+        "version": 1,
+        "heroku": {"app": "acme-shop"},
+        "convox": {"app": "shop", "rack": "acme/production"},
+        "database": {"skip_extensions": skip},
+    }
+    pb = LoadedPlaybook(tmp_path / "cutover.yml", Playbook.model_validate(raw), raw)
+    masker = SecretMasker()
+    target = ConnInfo.from_url(convox_url)
+    ctx = Context.__new__(Context)
+    ctx.playbook, ctx.state, ctx.masker = pb, new_state(pb), masker
+    ctx.postgres = PostgresAdapter(Runner(masker), masker)
+    ctx.heroku = UrlOnly(heroku_url)  # type: ignore[assignment]
+    ctx.convox = UrlOnly(convox_url, target.port)  # type: ignore[assignment]
+    ctx.reporter = Notes()
+    ctx.sleep = lambda _s: None
+    return ctx
+
+
+@pytest.mark.slow
+def test_step_stops_before_copying_or_records_the_skip_as_a_finding(
+    pg_source: PgCluster, pg_target: PgCluster, tmp_path: Path
+) -> None:
+    heroku = make_database(pg_source, "dcstep")
+    convox = make_database(pg_target, "dcstepdst")  # NOSUPERUSER, like rds-postgres's role
+    with pgcluster.connect(pg_source, heroku.dbname) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    step = CheckData()
+
+    ctx = step_context(tmp_path, heroku.url(), convox.url(), skip=[])
+    with pytest.raises(CutoverError) as caught:
+        step.apply(ctx)
+    err = caught.value
+    assert "cannot take Heroku's database (1 problem(s)); nothing was copied" in err.brief
+    assert "extension pg_stat_statements needs a superuser" in err.details
+    assert "database.skip_extensions" in err.details
+    notes = ctx.reporter.lines  # type: ignore[attr-defined]
+    assert any(n.startswith("extensions on Heroku: pg_stat_statements, plpgsql") for n in notes)
+    assert any("final sync duration: unknown until initial-sync" in n for n in notes)
+
+    ctx = step_context(tmp_path, heroku.url(), convox.url(), skip=["pg_stat_statements"])
+    out = step.apply(ctx)
+    assert out.skipped_extensions == ["pg_stat_statements"]
+    assert out.capacity_bytes == 40 * GIB and out.free_bytes is not None
+    assert out.heroku_pg_major == out.convox_pg_major == 15
+    assert out.estimate_seconds is None
+    assert any("left out of the copy (skip_extensions)" in f for f in out.findings)
+    assert any("space: database has 40 GiB" in n for n in ctx.reporter.lines)  # type: ignore[attr-defined]
