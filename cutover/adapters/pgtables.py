@@ -2,16 +2,16 @@
 every sequence's position: the changed-tables final sync (cutover/adapters/pgchanges.py says
 which tables).
 
-One table is one transaction on the target (psql ``--single-transaction``: BEGIN before the
-first ``-c``, COMMIT after the last, ROLLBACK on the first error with ON_ERROR_STOP; psql(1)):
+One table is one transaction on the target, committed only when the source's COPY ended well
+(:func:`pipeline_argv`):
 
 1. ``LOCK TABLE`` the table and every table an FK links it to, in one sorted order (so parallel
    jobs wait for each other instead of deadlocking);
 2. drop the FKs pointing at it or from it, its primary-key/unique/exclusion constraints and its
    other indexes; disable its enabled user triggers (they must not rewrite copied rows);
-3. ``TRUNCATE ONLY`` and ``\\copy ... FROM pstdin``: the rows come from ``COPY ... TO STDOUT``
-   on Heroku, piped at the OS level (two psql processes, one bash pipeline under the Runner; no
-   row passes through Python);
+3. ``TRUNCATE ONLY`` and ``COPY ... FROM STDIN``: the rows come from ``COPY ... TO STDOUT`` on
+   Heroku, piped at the OS level (two psql processes, one bash pipeline under the Runner; no row
+   passes through Python);
 4. rebuild the constraints and indexes (one sort each, faster than maintaining them row by row),
    re-add the FKs ``NOT VALID`` (no scan of tables that may not be copied yet), restore the
    triggers, index comments, CLUSTER and REPLICA IDENTITY markers.
@@ -215,27 +215,46 @@ def _rebuild(doc: dict[str, Any], fks: list[dict[str, Any]]) -> list[str]:
 
 
 def pipeline_argv(plan: TablePlan, source: ConnInfo, target: ConnInfo) -> list[str]:
-    """``bash -c`` running ``psql <source> -c 'COPY ... TO STDOUT' | psql <target> -1 ...``.
+    """``bash -c``: ``{ BEFORE; psql <source> -c 'COPY ... TO STDOUT' && AFTER+COMMIT; } |
+    psql <target> -f -``.
+
+    The target psql reads one script: BEGIN, the drops, TRUNCATE and ``COPY ... FROM STDIN``,
+    whose rows follow inline (psql reads COPY data from the script's own stream up to ``\\.``;
+    psql(1), COPY), then the rebuilds and COMMIT. ``\\.``, the rebuilds and COMMIT are written
+    only once the source psql has exited 0: a source failing at any point (before its first row
+    or in the middle) leaves the target's transaction without a COMMIT, rolled back when the
+    session ends. (With ``\\copy ... FROM pstdin`` the end of a cut stream would look like the
+    end of the data, and the table would be committed short.) A failure on the target stops its
+    psql (ON_ERROR_STOP), which rolls back too.
 
     Values reach the two psqls through the child's environment (CUTOVER_SRC_*/CUTOVER_DST_*,
     see :func:`pipeline_env`); argv holds the variables' names and the SQL (catalog names)."""
-    columns = ", ".join(plan.columns)
-    copy_out = f"COPY {plan.name} ({columns}) TO STDOUT" if plan.columns else ""
+    columns = f" ({', '.join(plan.columns)})" if plan.columns else ""
     src = " ".join(f'{k}="$CUTOVER_SRC_{k}"' for k in _conn_env(source))
     dst = " ".join(f'{k}="$CUTOVER_DST_{k}"' for k in _conn_env(target))
+    psql = " ".join(PSQL)
     script = (
         "set -o pipefail; unset " + " ".join(_LIBPQ_VARS) + "; "
-        f'{src} {" ".join(PSQL)} -c "$1" | {dst} {" ".join(PSQL)} -1 "${{@:2}}"'
+        f'{{ printf \'%s\\n\' "$2" && {src} {psql} -c "$1" && printf \'\\\\.\\n%s\\n\' "$3"; }} '
+        f"| {dst} {psql} -f -"
     )
-    target_cmds = [f"LOCK TABLE {', '.join(plan.locks)} IN ACCESS EXCLUSIVE MODE", *plan.before]
-    target_cmds.append(f"TRUNCATE ONLY {plan.name}")
-    if plan.columns:
-        target_cmds.append(f"\\copy {plan.name} ({columns}) FROM pstdin")
-    target_cmds.extend(plan.after)
-    argv = ["bash", "-c", script, "cutover-copy", copy_out or "SELECT 1"]
-    for statement in target_cmds:
-        argv += ["-c", statement]
-    return argv
+    before = [
+        "BEGIN",
+        f"LOCK TABLE {', '.join(plan.locks)} IN ACCESS EXCLUSIVE MODE",
+        *plan.before,
+        f"TRUNCATE ONLY {plan.name}",
+        f"COPY {plan.name}{columns} FROM STDIN",
+    ]
+    after = [*plan.after, "COMMIT"]
+    return [
+        "bash",
+        "-c",
+        script,
+        "cutover-copy",
+        f"COPY {plan.name}{columns} TO STDOUT",
+        "".join(f"{statement};\n" for statement in before).rstrip("\n"),
+        "".join(f"{statement};\n" for statement in after).rstrip("\n"),
+    ]
 
 
 def _conn_env(conn: ConnInfo) -> dict[str, str]:

@@ -9,6 +9,8 @@ copy_tables copies exactly those. Untouched tables keep their file node and row 
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +209,68 @@ def test_a_table_failing_halfway_is_left_as_it_was(world: World) -> None:
 
 
 @pytest.mark.slow
+def test_a_source_failing_before_any_row_leaves_the_target_table_as_it_was(world: World) -> None:
+    """A source COPY that fails at once must not commit an emptied table on the target."""
+    quiet = world.identity("quiet")
+    world.heroku.execute("ALTER TABLE quiet RENAME TO quiet_gone")
+    with pytest.raises(CutoverError) as caught:
+        world.copy(["public.quiet"])
+    assert 'relation "public.quiet" does not exist' in caught.value.details
+    assert world.identity("quiet") == quiet
+    assert world.sql(world.target, "SELECT count(*) FROM quiet") == [["20"]]
+
+
+@pytest.mark.slow
+def test_a_source_cut_in_the_middle_of_its_rows_leaves_the_target_table_as_it_was(
+    world: World,
+) -> None:
+    """The source's session ends while rows are streaming: nothing is committed on the target.
+
+    A CHECK that sleeps per row (kept during the copy: only indexes and FKs are dropped) makes
+    the target slow, and 40 MB of rows outgrow the pipe and socket buffers, so the source is still
+    sending when its backend is terminated."""
+    world.heroku.execute(
+        "CREATE TABLE big (id int PRIMARY KEY, pad text)",
+        "INSERT INTO big SELECT g, repeat('x', 2000) FROM generate_series(1, 20000) g",
+    )
+    world.convox.execute(
+        "CREATE TABLE big (id int PRIMARY KEY, pad text)",
+        "INSERT INTO big VALUES (1, 'old')",
+        "CREATE FUNCTION slow_ok(int) RETURNS boolean LANGUAGE sql "
+        "AS 'SELECT pg_sleep(0.001) IS NOT NULL'",
+        "ALTER TABLE big ADD CONSTRAINT big_slow CHECK (slow_ok(id))",
+    )
+    big = world.identity("big")
+    outcome: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            world.copy(["public.big"])
+            outcome["error"] = None
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    terminated = False
+    deadline = time.monotonic() + 60
+    while not terminated and time.monotonic() < deadline and thread.is_alive():
+        with pgcluster.connect(world.heroku.cluster) as conn:
+            row = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND query LIKE 'COPY public.big%%'",
+                (world.heroku.dbname,),
+            ).fetchone()
+        terminated = bool(row and row[0])
+        time.sleep(0.05)
+    thread.join(120)
+    assert terminated, "the source COPY was never seen running"
+    assert isinstance(outcome.get("error"), CutoverError), outcome
+    assert world.identity("big") == big
+    assert world.sql(world.target, "SELECT id, pad FROM big") == [["1", "old"]]
+
+
+@pytest.mark.slow
 def test_interrupted_copy_resumes_and_validates_left_fks(world: World) -> None:
     """FKs re-added NOT VALID by an interrupted run are validated by the next one."""
     world.convox.execute(
@@ -231,19 +295,21 @@ def test_pipeline_argv_names_variables_never_values() -> None:
     argv = pipeline_argv(plan, source, target)
     joined = "\x00".join(argv)
     assert "s3cret" not in joined
-    assert argv[:2] == ["bash", "-c"] and "set -o pipefail" in argv[2]
+    assert argv[:2] == ["bash", "-c"] and argv[2].startswith("set -o pipefail; unset PGHOST")
     assert 'PGPASSWORD="$CUTOVER_SRC_PGPASSWORD"' in argv[2]
     assert 'PGSSLMODE="$CUTOVER_SRC_PGSSLMODE"' in argv[2]
     assert "CUTOVER_DST_PGSSLMODE" not in argv[2]  # the target's URL sets no sslmode
+    # COMMIT reaches the target only after the source psql exited 0 (`&&`).
+    assert '-c "$1" && printf \'\\\\.\\n%s\\n\' "$3"; } | ' in argv[2]
     assert argv[4] == 'COPY public.t ("Id", v) TO STDOUT'
-    statements = argv[6::2]
-    assert statements == [
-        "LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE",
-        "DROP INDEX public.i",
-        "TRUNCATE ONLY public.t",
-        '\\copy public.t ("Id", v) FROM pstdin',
-        "X",
+    assert argv[5].splitlines() == [
+        "BEGIN;",
+        "LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE;",
+        "DROP INDEX public.i;",
+        "TRUNCATE ONLY public.t;",
+        'COPY public.t ("Id", v) FROM STDIN;',
     ]
+    assert argv[6].splitlines() == ["X;", "COMMIT;"]
     env = pipeline_env(source, target)
     assert env["CUTOVER_SRC_PGPASSWORD"] == "s3cret-src"
     assert env["CUTOVER_DST_PGPASSWORD"] == "s3cret-dst"
