@@ -20,7 +20,10 @@ from cutover.runner import Runner
 from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
+from cutover.state import Status
+from cutover.steps import datacheck
 from cutover.steps.base import Context
+from cutover.steps.data import InitialSyncOutputs
 from cutover.steps.datacheck import (
     GIB,
     CheckData,
@@ -28,6 +31,7 @@ from cutover.steps.datacheck import (
     SourceFacts,
     TargetFacts,
     assess,
+    estimate,
     source_facts,
     target_facts,
 )
@@ -271,3 +275,27 @@ def test_step_stops_before_copying_or_records_the_skip_as_a_finding(
     assert out.estimate_seconds is None
     assert any("left out of the copy (skip_extensions)" in f for f in out.findings)
     assert any("space: database has 40 GiB" in n for n in ctx.reporter.lines)  # type: ignore[attr-defined]
+
+
+def test_estimate_uses_the_initial_syncs_measured_seconds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Once initial-sync records its measured ``seconds`` (the copy helper's outputs), a later
+    check-data (--from) states the final sync's estimate from it; before, it says unknown."""
+
+    class Measured(InitialSyncOutputs):
+        seconds: float
+
+    ctx = step_context(tmp_path, "postgres://h/x", "postgres://h/y", skip=[])
+    assert estimate(ctx, 10 * 1024**2) == (
+        None,
+        "final sync duration: unknown until initial-sync has run and measured it "
+        "(run `cutover run --from check-data` after it for an estimate)",
+    )
+    st = ctx.state.step("initial-sync")
+    st.status = Status.DONE
+    st.outputs = {"backup": "b001", "bytes": 1, "sha256": "x", "objects": 3, "seconds": 42.4}
+    monkeypatch.setattr(datacheck, "InitialSyncOutputs", Measured)
+    seconds, text = estimate(ctx, 10 * 1024**2)
+    assert seconds == 42.4
+    assert text == "final sync: about 42s (the initial sync of 10 MB took that)"
