@@ -23,10 +23,18 @@ database as a whole, ``everything`` is set (the final sync must then be a full o
 * everything for a changed partition, inheritance child or materialized view (refreshed: new
   file node): the per-table copy handles plain tables only.
 
+* everything, when the ``after`` snapshot saw another session that may still hold counters it
+  has not flushed (active, idle in a transaction, or idle for less than SETTLED_AFTER), or
+  track_counts was off: the counters cannot be trusted to be complete.
+
 Statistics counters count rolled-back writes too (more copying, never less). PostgreSQL 15 keeps
 them in shared memory, flushed by each session at the latest when it exits or has been idle for
 PGSTAT_IDLE_INTERVAL (10 s; src/backend/utils/activity/pgstat.c): :func:`take_quiet_stats`
-waits until no other session is connected to the database (bounded) before reading them.
+waits until every other session has exited or been idle that long (bounded) before reading them,
+and a snapshot that still saw one means everything. Writes are counted when their transaction
+ends, so a transaction open at ``before`` is counted by ``after`` once it ends. HOT updates are
+in n_tup_upd; COPY FROM in n_tup_ins; a TRUNCATE, even followed by the same number of inserts,
+gives a new file node. Sequences are not tracked: the final sync copies every one.
 """
 
 from __future__ import annotations
@@ -46,6 +54,12 @@ if TYPE_CHECKING:
 # src/backend/utils/activity/pgstat.c (PostgreSQL 15): a session with pending statistics flushes
 # them within this many seconds of going idle, and always when it exits.
 PGSTAT_IDLE_INTERVAL = 10.0
+
+# A session idle this long has flushed its counters: going idle arms a timeout of at most
+# PGSTAT_IDLE_INTERVAL after which pgstat_report_stat(force=true) runs (src/backend/tcop/postgres.c,
+# IDLE_STATS_UPDATE_TIMEOUT; src/backend/utils/activity/pgstat.c). A busy session may keep them
+# pending up to PGSTAT_MAX_INTERVAL (60 s) or until its current statement ends.
+SETTLED_AFTER = PGSTAT_IDLE_INTERVAL + 1.0
 
 # One query, one JSON document (psql -At prints it on one line: JSON escapes every newline).
 STATS_SQL = r"""
@@ -132,6 +146,12 @@ SELECT json_build_object(
   'other_sessions', (SELECT count(*) FROM pg_catalog.pg_stat_activity
                      WHERE datname = current_database() AND pid <> pg_catalog.pg_backend_pid()
                        AND backend_type = 'client backend'),
+  'unsettled_sessions', (SELECT count(*) FROM pg_catalog.pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_catalog.pg_backend_pid()
+        AND backend_type NOT IN ('autovacuum worker', 'parallel worker')
+        AND (state IS DISTINCT FROM 'idle'
+             OR state_change > now() - make_interval(secs => {settle}))),
+  'track_counts', current_setting('track_counts'),
   'ddl', (SELECT hash FROM ddl),
   'tables', coalesce((SELECT json_object_agg(rel.name, json_build_object(
       'kind', rel.relkind, 'part', rel.part,
@@ -175,6 +195,11 @@ class StatsSnapshot(BaseModel):
     server_started: str
     stats_reset: str | None = None
     other_sessions: int = 0
+    # Other sessions on the database that may hold counters not yet in the shared statistics:
+    # active, idle in a transaction, or idle for less than SETTLED_AFTER (state NULL, as a role
+    # without pg_read_all_stats sees other roles' sessions, counts too).
+    unsettled_sessions: int = 0
+    track_counts: str = "on"
     ddl: str
     tables: dict[str, TableStats]
     large_objects: dict[str, str] = Field(default_factory=dict)
@@ -205,7 +230,8 @@ class ChangeSet(BaseModel):
 
 def take_stats(postgres: PostgresAdapter, conn: ConnInfo, timeout: float = 300) -> StatsSnapshot:
     """Read the statistics, file nodes and definition hashes of ``conn``'s database."""
-    rows = postgres.psql(conn, STATS_SQL, timeout=timeout)
+    sql = STATS_SQL.replace("{settle}", f"{SETTLED_AFTER:g}")
+    rows = postgres.psql(conn, sql, timeout=timeout)
     try:
         return StatsSnapshot.model_validate(json.loads(rows[0][0]))
     except (IndexError, ValueError) as exc:
@@ -216,32 +242,48 @@ def take_quiet_stats(
     postgres: PostgresAdapter,
     conn: ConnInfo,
     *,
-    wait: float = PGSTAT_IDLE_INTERVAL + 2,
+    wait: float = SETTLED_AFTER + 2,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> StatsSnapshot:
-    """:func:`take_stats` once no other session is connected to the database (a session's
-    counters are in the shared statistics once it has exited), waiting at most ``wait``
-    seconds: by then an idle session has flushed its counters too (PGSTAT_IDLE_INTERVAL)."""
+    """:func:`take_stats` once no other session may hold unflushed counters (each has exited
+    or been idle for SETTLED_AFTER), waiting at most ``wait`` seconds. A snapshot taken while
+    one still may is marked (``unsettled_sessions``): :func:`changed_tables` then copies
+    everything."""
     deadline = clock() + wait
     while True:
         snapshot = take_stats(postgres, conn)
-        if snapshot.other_sessions == 0 or clock() >= deadline:
+        if snapshot.unsettled_sessions == 0 or clock() >= deadline:
             return snapshot
         sleep(1.0)
 
 
-def changed_tables(before: StatsSnapshot, after: StatsSnapshot) -> ChangeSet:
-    """The tables to copy in full (with why), or ``everything`` (with why); see the module."""
-    whole: list[str] = []
+def _untrusted_counters(before: StatsSnapshot, after: StatsSnapshot) -> list[str]:
+    """Why the two snapshots' counters cannot be compared at all (everything is copied)."""
+    why: list[str] = []
     if before.database != after.database:
-        whole.append(
+        why.append(
             f"the snapshots are of different databases ({before.database}, {after.database})"
         )
     if before.stats_reset != after.stats_reset:
-        whole.append(f"the database's statistics were reset ({after.stats_reset})")
+        why.append(f"the database's statistics were reset ({after.stats_reset})")
     if before.server_started != after.server_started:
-        whole.append(f"the server restarted ({after.server_started}): statistics may be lost")
+        why.append(f"the server restarted ({after.server_started}): statistics may be lost")
+    if after.unsettled_sessions:
+        why.append(
+            f"{after.unsettled_sessions} other session(s) on {after.database} were active or "
+            f"idle for less than {SETTLED_AFTER:g}s when the statistics were read: their "
+            "latest writes may not be counted yet (stop every client of the database first)"
+        )
+    for snapshot, when in ((before, "before the initial sync"), (after, "in the window")):
+        if snapshot.track_counts != "on":
+            why.append(f"track_counts was {snapshot.track_counts} {when}: no counters")
+    return why
+
+
+def changed_tables(before: StatsSnapshot, after: StatsSnapshot) -> ChangeSet:
+    """The tables to copy in full (with why), or ``everything`` (with why); see the module."""
+    whole = _untrusted_counters(before, after)
     if before.large_objects != after.large_objects:
         whole.append("large objects changed")
     added = sorted(set(after.tables) - set(before.tables))

@@ -102,6 +102,8 @@ def test_each_counter_and_the_file_node_mark_only_that_table() -> None:
         (snap({**BEFORE.tables, "public.a": table(part=True, ins=12)}), "partition"),
         (snap({**BEFORE.tables, "public.a": table(kind="m", filenode=7)}), "materialized view"),
         (BEFORE.model_copy(update={"database": "other"}), "different databases"),
+        (BEFORE.model_copy(update={"unsettled_sessions": 1}), "may not be counted yet"),
+        (BEFORE.model_copy(update={"track_counts": "off"}), "track_counts was off"),
     ],
 )
 def test_what_makes_everything_copied(after: StatsSnapshot, reason: str) -> None:
@@ -240,3 +242,42 @@ def test_take_stats_sees_other_sessions(heroku: Heroku) -> None:
         assert take_stats(heroku.adapter, heroku.conn).other_sessions == 1
     # Closed: the quiet snapshot waits for the backend to leave (its counters flushed).
     assert heroku.stats().other_sessions == 0
+
+
+@pytest.mark.slow
+def test_real_unflushed_writes_of_a_connected_session_mean_everything(heroku: Heroku) -> None:
+    """A session that wrote and stays connected may hold its counters for up to
+    PGSTAT_IDLE_INTERVAL (pgstat.c: at most one flush per PGSTAT_MIN_INTERVAL, 1 s; the rest
+    when the idle timeout fires): the second write below is typically not in the shared
+    statistics yet. Reading them then must not say "quiet unchanged"."""
+    before = heroku.stats()
+    with pgcluster.connect(
+        heroku.db.cluster, heroku.db.dbname, heroku.db.owner, heroku.db.password
+    ) as app:
+        app.execute("UPDATE parents SET name = 'first' WHERE id = 3")
+        app.execute("UPDATE quiet SET v = 'pending' WHERE id = 1")
+        after = take_quiet_stats(heroku.adapter, heroku.conn, wait=0)
+        assert after.unsettled_sessions == 1
+        got = changed_tables(before, after)
+        assert got.everything, got
+        assert any("may not be counted yet" in r for r in got.reasons), got.reasons
+    # Once the session has gone, its counters are flushed and the write is seen.
+    got = changed_tables(before, heroku.stats())
+    assert "public.quiet" in got.tables, got
+
+
+@pytest.mark.slow
+def test_real_quiet_stats_wait_for_an_idle_session_to_settle(heroku: Heroku) -> None:
+    """An idle session's counters are flushed within PGSTAT_IDLE_INTERVAL: the quiet snapshot
+    waits for it instead of giving up on changed-tables."""
+    before = heroku.stats()
+    with pgcluster.connect(
+        heroku.db.cluster, heroku.db.dbname, heroku.db.owner, heroku.db.password
+    ) as app:
+        app.execute("UPDATE parents SET name = 'first' WHERE id = 3")
+        app.execute("UPDATE quiet SET v = 'pending' WHERE id = 1")
+        after = heroku.stats()
+        assert after.other_sessions == 1 and after.unsettled_sessions == 0
+    got = changed_tables(before, after)
+    assert not got.everything, got.reasons
+    assert set(got.tables) == {"public.parents", "public.quiet"}
