@@ -14,7 +14,9 @@ One table is one transaction on the target, committed only when the source's COP
    passes through Python);
 4. rebuild the constraints and indexes (one sort each, faster than maintaining them row by row),
    re-add the FKs ``NOT VALID`` (no scan of tables that may not be copied yet), restore the
-   triggers, index comments, CLUSTER and REPLICA IDENTITY markers.
+   triggers, index comments, CLUSTER and REPLICA IDENTITY markers (and FORCE ROW LEVEL
+   SECURITY, lifted for the COPY: both sessions run with row_security=off, so a table its
+   policies would filter fails instead of being copied short).
 
 A failure anywhere rolls that table's transaction back: the table is as it was. After every
 table, each FK that is validated on Heroku but not on the target is validated (``VALIDATE
@@ -108,6 +110,7 @@ SELECT json_build_object(
       JOIN pg_catalog.pg_class oc ON oc.oid = co.confrelid
       JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace
       WHERE co.contype = 'f' AND (co.conrelid = t.oid OR co.confrelid = t.oid)),
+  'force_rls', (SELECT c.relforcerowsecurity FROM pg_catalog.pg_class c WHERE c.oid = t.oid),
   'triggers', (SELECT coalesce(json_agg(json_build_object(
         'name', quote_ident(tg.tgname), 'always', tg.tgenabled = 'A') ORDER BY tg.tgname), '[]')
       FROM pg_catalog.pg_trigger tg
@@ -179,6 +182,9 @@ def plan_table(doc: dict[str, Any]) -> TablePlan:
     before += [f"ALTER TABLE {name} DROP CONSTRAINT {co['name']}" for co in doc["constraints"]]
     before += [f"DROP INDEX {ix['name']}" for ix in doc["indexes"] if ix["def"]]
     before += [f"ALTER TABLE {name} DISABLE TRIGGER {tg['name']}" for tg in doc["triggers"]]
+    if doc.get("force_rls"):
+        # COPY FROM refuses a table whose policies apply to the role (its owner, forced).
+        before.append(f"ALTER TABLE {name} NO FORCE ROW LEVEL SECURITY")
     linked = {name} | {fk["table"] for fk in fks} | {fk["other"] for fk in fks}
     return TablePlan(name, list(doc["columns"]), sorted(linked), before, _rebuild(doc, fks))
 
@@ -211,6 +217,8 @@ def _rebuild(doc: dict[str, Any], fks: list[dict[str, Any]]) -> list[str]:
     for tg in doc["triggers"]:
         mode = "ENABLE ALWAYS" if tg["always"] else "ENABLE"
         after.append(f"ALTER TABLE {name} {mode} TRIGGER {tg['name']}")
+    if doc.get("force_rls"):
+        after.append(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY")
     return after
 
 
@@ -257,8 +265,19 @@ def pipeline_argv(plan: TablePlan, source: ConnInfo, target: ConnInfo) -> list[s
     ]
 
 
+# row_security=off: a query that row-level security policies would filter fails instead (as in
+# pg_dump and pg_restore, which set it): ``COPY table TO`` of a table whose policies apply to the
+# role (FORCE ROW LEVEL SECURITY, or a role that is not the owner) would otherwise return only
+# the rows the policies show, and a short table would be committed on the target.
+ROW_SECURITY_OFF = " -c row_security=off"
+
+
 def _conn_env(conn: ConnInfo) -> dict[str, str]:
-    return {**conn.env(), "PGOPTIONS": STABLE_TEXT, "PGCLIENTENCODING": "UTF8"}
+    return {
+        **conn.env(),
+        "PGOPTIONS": STABLE_TEXT + ROW_SECURITY_OFF,
+        "PGCLIENTENCODING": "UTF8",
+    }
 
 
 def pipeline_env(source: ConnInfo, target: ConnInfo) -> dict[str, str]:

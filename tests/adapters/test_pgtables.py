@@ -286,6 +286,74 @@ def test_interrupted_copy_resumes_and_validates_left_fks(world: World) -> None:
     assert rows == [["t"]]
 
 
+@pytest.mark.slow
+def test_odd_names_identity_columns_and_another_schema(world: World) -> None:
+    """Quotes, spaces and capitals in schema, table and column names (quote_ident end to end,
+    "$1" in bash); a GENERATED ALWAYS identity column takes COPY's values; its sequence too."""
+    ddl = (
+        'CREATE SCHEMA "Odd Schema"',
+        'CREATE TABLE "Odd Schema"."We""ird T" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,'
+        ' "Val ue" text)',
+        """INSERT INTO "Odd Schema"."We""ird T" ("Val ue") VALUES ('a'), ('b''s')""",
+    )
+    world.heroku.execute(*ddl)
+    world.convox.execute(*ddl)
+    world.heroku.execute(
+        """DELETE FROM "Odd Schema"."We""ird T" WHERE id = 1""",
+        """INSERT INTO "Odd Schema"."We""ird T" ("Val ue") SELECT 'n' || g
+           FROM generate_series(1, 5) g""",
+    )
+    result = world.copy(['"Odd Schema"."We""ird T"'])
+    src, dst = fingerprints(world)
+    assert src == dst
+    assert dst['"Odd Schema"."We""ird T"'][0] == 6
+    assert result.tables == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_row_level_security_on_heroku_never_filters_rows_silently(world: World) -> None:
+    """With FORCE ROW LEVEL SECURITY even the owner's ``COPY table TO`` returns only the rows
+    its policies show (COPY docs: "the relevant SELECT policies will apply"): the copy would
+    commit a short table. row_security=off makes it fail instead (like pg_dump, which sets it),
+    and the target table stays as it was."""
+    world.heroku.execute(
+        "ALTER TABLE quiet ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE quiet FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY evens ON quiet USING (id % 2 = 0)",
+        "UPDATE quiet SET v = 'changed'",
+    )
+    quiet = world.identity("quiet")
+    with pytest.raises(CutoverError) as caught:
+        world.copy(["public.quiet"])
+    assert "row-level security" in caught.value.details
+    assert world.identity("quiet") == quiet
+    assert world.sql(world.target, "SELECT count(*) FROM quiet") == [["20"]]
+
+
+@pytest.mark.slow
+def test_forced_row_level_security_on_the_target_is_lifted_for_the_copy_only(
+    world: World,
+) -> None:
+    """COPY FROM refuses a table whose policies apply to the role (FORCE, owner): the copy lifts
+    FORCE inside its transaction and puts it back."""
+    world.convox.execute(
+        "ALTER TABLE quiet ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE quiet FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY evens ON quiet USING (id % 2 = 0)",
+    )
+    world.heroku.execute("UPDATE quiet SET v = 'changed' WHERE id = 3")
+    world.copy(["public.quiet"])
+    rows = world.sql(
+        world.target,
+        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'quiet'",
+    )
+    assert rows == [["t", "t"]]
+    # The owner sees the policy's rows only now; a superuser (RLS bypassed) sees all 20.
+    with pgcluster.connect(world.convox.cluster, world.convox.dbname) as conn:
+        row = conn.execute("SELECT count(*), max(v) FILTER (WHERE id = 3) FROM quiet").fetchone()
+    assert row == (20, "changed")
+
+
 def test_pipeline_argv_names_variables_never_values() -> None:
     source = ConnInfo(
         "db.heroku.example", 5432, "u1", "d1", password="s3cret-src", sslmode="require"
