@@ -6,6 +6,7 @@ from __future__ import annotations
 from cutover.steps.app import AddDomain, CreateApp, Deploy, SetEnv, SmokeTest
 from cutover.steps.base import Context, Step
 from cutover.steps.data import FinalSync, InitialSync
+from cutover.steps.datacheck import CheckData
 from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns, VerifySite
 from cutover.steps.preflight import Preflight
 from cutover.steps.verify import VerifyData
@@ -17,6 +18,7 @@ STEPS: list[Step] = [
     SetEnv(),
     Deploy(),
     SmokeTest(),
+    CheckData(),
     InitialSync(),
     LowerTtl(),
     AddDomain(),

@@ -112,7 +112,7 @@ def test_run_succeeds(cutover_run: dict[str, Any]) -> None:
     assert "measured downtime" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     state = json.loads((cutover_run["work"] / ".cutover" / "state.json").read_text())
-    assert [s["status"] for s in state["steps"].values()] == ["done"] * 16
+    assert [s["status"] for s in state["steps"].values()] == ["done"] * 17  # check-data too
 
 
 def test_convox_app_has_the_copied_env(sandbox: Path, cutover_run: dict[str, Any]) -> None:
@@ -204,7 +204,7 @@ def test_second_run_is_a_no_op(cutover_run: dict[str, Any]) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[ 1/16]" not in proc.stdout  # nothing ran again
+    assert "[ 1/17]" not in proc.stdout  # nothing ran again
     assert "cutover complete" in proc.stdout
 
 

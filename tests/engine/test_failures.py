@@ -156,8 +156,9 @@ def test_a_failed_restore_stops_the_proxy_and_removes_the_dump(project: Project)
         failed.output
     )
     assert "canceling statement due to statement timeout" in failed.output
-    (proxy,) = [p for p in project.world()["processes"] if p["kind"] == "proxy"]
-    assert not _running(proxy["pid"]), "the convox resources proxy was left running"
+    proxies = [p for p in project.world()["processes"] if p["kind"] == "proxy"]
+    assert len(proxies) == 2  # check-data's (read-only), then initial-sync's
+    assert not [p for p in proxies if _running(p["pid"])], "a resources proxy was left running"
     kinds = [e["kind"] for e in project.events() if e.get("step") == "initial-sync"]
     assert "command-stop" in kinds
     work = project.state_dir / "work"

@@ -58,6 +58,7 @@ STEP_IDS = [
     "set-env",
     "deploy",
     "smoke-test",
+    "check-data",
     "initial-sync",
     "lower-ttl",
     "add-domain",

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from fakes.world import note_effect, read_world, update_world
@@ -315,13 +316,16 @@ def psql(args: list[str], sql: str | None) -> int:
         return 2
     sql = sql or ""
     data = _data(world, target)
-    server_sql = target[0] == "convox" and (
+    if "json_build_object" in sql and (
+        "pg_available_extension_versions" in sql or "pg_db_role_setting" in sql
+    ):
+        rows = [[json.dumps(_checkdata_catalog(target, data, sql))]]  # check-data's documents
+    elif target[0] == "convox" and (
         "pg_catalog.pg_database" in sql
         or " DATABASE " in sql
         or "n_tup_ins" in sql
         or "relkind IN" in sql
-    )
-    if server_sql:
+    ):
         try:
             rows = _server_sql(world, target, sql)
         except LookupError:
@@ -367,6 +371,51 @@ def _catalog(data: dict[str, Any]) -> list[list[str]]:
     ]
     rows += [["sequence", name, str(value), "t"] for name, value in data["sequences"].items()]
     return rows
+
+
+def _available() -> dict[str, dict[str, bool]]:
+    """The extensions this machine's PostgreSQL 15 packages ship (the same contrib set as the
+    official postgres image the Convox postgres resource runs), read from their control files
+    (src/backend/commands/extension.c: `trusted`, `superuser` default false, true)."""
+    out: dict[str, dict[str, bool]] = {}
+    for control in Path("/usr/share/postgresql/15/extension").glob("*.control"):
+        text = control.read_text(encoding="utf-8", errors="replace")
+        flags = dict(re.findall(r"^\s*(trusted|superuser)\s*=\s*(\w+)", text, re.M))
+        out[control.stem] = {
+            "trusted": flags.get("trusted", "false") == "true",
+            "superuser": flags.get("superuser", "true") == "true",
+        }
+    return out or {"plpgsql": {"trusted": True, "superuser": True}}
+
+
+def _checkdata_catalog(
+    target: tuple[str, str, str], data: dict[str, Any], sql: str
+) -> dict[str, Any]:
+    """check-data's documents: Heroku's (SOURCE_SQL) or the resource's (TARGET_SQL). The
+    resource's role is the image's superuser (POSTGRES_USER; see convox_fake/provision.py)."""
+    size = 8_000_000 + 100 * sum(int(t["rows"]) for t in data["tables"].values())
+    if "pg_available_extension_versions" not in sql:
+        return {
+            "version": int(SERVER_VERSION_NUM),
+            "bytes": size,
+            "schemas": ["information_schema", "pg_catalog", "public"],
+            "extensions": [
+                {"name": name, "version": "1.0", "schema": "public"}
+                for name in sorted(data.get("extensions") or ["plpgsql"])
+            ],
+            "settings": [],
+        }
+    return {
+        "version": int(SERVER_VERSION_NUM),
+        "superuser": target[0] == "convox",
+        "create_on_database": True,
+        "admin_roles": [],
+        "available": _available(),
+        "settings": {"search_path": "user"},
+        "bytes": size,
+        "used_bytes": size + 7_500_000,
+        "unreadable_databases": 0,
+    }
 
 
 def _fingerprints(sql: str, data: dict[str, Any]) -> list[list[str]]:
