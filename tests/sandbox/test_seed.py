@@ -24,7 +24,7 @@ def test_seed_is_heroku_shaped_as_the_non_superuser_role(pg_source: PgCluster) -
         assert conn.execute(
             "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
         ).fetchone() == (False,)
-        extensions = dict(
+        extensions: dict[str, str] = dict(
             conn.execute(
                 "SELECT e.extname, n.nspname FROM pg_extension e "
                 "JOIN pg_namespace n ON n.oid = e.extnamespace"

@@ -12,7 +12,6 @@ import pytest
 from fakes.harness import Project
 from rich.console import Console
 
-from cutover import ui as ui_module
 from cutover.engine.lock import RunLock
 from cutover.engine.plan import new_state
 from cutover.playbook import load_playbook
@@ -121,7 +120,7 @@ def _record(done: int, total: int = 10) -> dict[str, Any]:
 
 def test_plain_progress_line_at_most_every_five_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([0.0, 100.0, 101.0, 104.9, 105.0, 106.0, 107.0])  # Ui() reads it first
-    monkeypatch.setattr(ui_module.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr("cutover.ui.time.monotonic", lambda: next(clock))
     out = io.StringIO()
     ui = Ui(Console(file=out, force_terminal=False, width=200), SecretMasker())
     for done in (1, 2, 3, 4, 5, 10):
