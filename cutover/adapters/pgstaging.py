@@ -34,7 +34,8 @@ PREV_SUFFIX = "__cutover_prev"
 NAMEDATALEN = 63  # PostgreSQL truncates identifiers to 63 bytes
 MARKER_SYNCED = "cutover:synced"
 MARKER_LIVE = "cutover:live"
-_MARKER = re.compile(r"^cutover:(synced|live) (\S+)(?: writes=(\d+))?")
+MARKER_SYNCING = "cutover:syncing"  # a changed-tables sync writing in place, not finished
+_MARKER = re.compile(r"^cutover:(synced|live|syncing) (\S+)(?: writes=(\d+))?")
 # GUCs whose value is a list (guc.c GUC_LIST_QUOTE): each element is quoted on its own, as
 # pg_dump's makeAlterConfigCommand does; any other value is one literal.
 _LIST_GUCS = {
@@ -185,7 +186,7 @@ def swap(pg: PostgresAdapter, conn: ConnInfo, timeout: float = 120) -> None:
 # -- the guard marker -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Marker:
-    kind: str  # "synced" or "live"
+    kind: str  # "synced", "syncing" or "live"
     at: str
     writes: int | None
 
@@ -246,6 +247,15 @@ def mark_synced(pg: PostgresAdapter, conn: ConnInfo) -> str:
     return text
 
 
+def mark_syncing(pg: PostgresAdapter, conn: ConnInfo) -> str:
+    """Write ``cutover:syncing <time>`` on ``conn.dbname`` before a sync writes to it in place
+    (changed-tables): the writes that follow are cutover's own, and the guard lets the next
+    sync go ahead (it replaces them) where it would refuse writes after ``synced``."""
+    text = f"{MARKER_SYNCING} {now_iso()}"
+    mark(pg, conn, conn.dbname, text)
+    return text
+
+
 def mark_live(pg: PostgresAdapter, conn: ConnInfo) -> str:
     text = f"{MARKER_LIVE} {now_iso()}"
     mark(pg, conn, conn.dbname, text)
@@ -263,6 +273,8 @@ def guard(pg: PostgresAdapter, conn: ConnInfo, *, force: bool) -> str | None:
     reason = None
     if marker is not None and marker.kind == "live":
         reason = f"the Convox database {db} is live (marker '{comment}')"
+    elif marker is not None and marker.kind == "syncing":
+        reason = None  # cutover's own in-place sync stopped halfway: finishing it is safe
     elif marker is not None:
         now = write_count(pg, conn)
         if marker.writes is not None and now > marker.writes:

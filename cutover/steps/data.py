@@ -19,7 +19,6 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cutover.errors import CutoverError
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 
 if TYPE_CHECKING:
@@ -101,6 +100,9 @@ def _progress(ctx: Context, p: CopyProgress) -> None:
 
 class SyncProgress(Progress):
     backup: str | None = None  # the Heroku backup id, saved when the capture ends
+    # changed-tables: Heroku's statistics (pgchanges.StatsSnapshot as JSON), read before the
+    # copy started, so a resumed initial-sync keeps the earlier (more conservative) baseline
+    stats: dict[str, Any] | None = None
 
 
 class SyncOutputs(StepOutputs):
@@ -111,10 +113,14 @@ class SyncOutputs(StepOutputs):
     objects: int  # dump entries (backup) or tables (direct)
     seconds: float | None = None
     marker: str | None = None  # the cutover:synced comment written on the database
+    tables_copied: list[str] | None = None  # changed-tables: the tables replaced in place
 
 
 class InitialSyncOutputs(SyncOutputs):
     step_id = "initial-sync"
+    # changed-tables: Heroku's statistics before the copy (pgchanges.StatsSnapshot as JSON),
+    # the baseline final-sync compares against. Kept a dict: steps import no adapter at load.
+    stats: dict[str, Any] | None = None
 
 
 class FinalSyncOutputs(SyncOutputs):
@@ -223,6 +229,7 @@ class _Sync(Step):
                 # Before the staging database is recreated: a copy whose CLI was killed may
                 # still be restoring into it from its pod.
                 prepare_in_rack(ctx, source_url)
+            baseline = self._baseline(ctx, source)
             staging = pgstaging.create_staging(pg, conn)
             try:
                 ctx.note(
@@ -242,7 +249,13 @@ class _Sync(Step):
                 raise
             pgstaging.swap(pg, conn, timeout=db.timeout)
             ctx.note(f"swapped the new copy in as {conn.dbname} ({marker})")
+        if baseline is not None:
+            out["stats"] = baseline
         return self.outputs(**{**out, "marker": marker})
+
+    def _baseline(self, ctx: Context, source: ConnInfo) -> dict[str, Any] | None:
+        """changed-tables: Heroku's statistics, read before anything is copied (initial-sync)."""
+        return None
 
     def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
         """A sync that is not a full copy into staging (final-sync's changed-tables), run after
@@ -351,6 +364,22 @@ class InitialSync(_Sync):
     title = "Copy the database (first pass, Heroku still live)"
     outputs = InitialSyncOutputs
 
+    def _baseline(self, ctx: Context, source: ConnInfo) -> dict[str, Any] | None:
+        # Read before the capture or the snapshot: a write during the copy then counts as a
+        # change (copied again), never as already copied (cutover/adapters/pgchanges.py).
+        from cutover.adapters.pgchanges import take_stats  # noqa: PLC0415
+
+        db = ctx.model.database
+        assert db
+        if db.final_sync != "changed-tables":
+            return None
+        saved = self.saved(ctx, SyncProgress)
+        if saved.stats is not None:
+            return saved.stats
+        stats = take_stats(ctx.postgres, source).model_dump(mode="json", by_alias=True)
+        ctx.save(SyncProgress(stats=stats))
+        return stats
+
 
 class FinalSync(_Sync):
     id = "final-sync"
@@ -358,15 +387,70 @@ class FinalSync(_Sync):
     in_window = True
     outputs = FinalSyncOutputs
     gate = "Run the final data sync now? It replaces the Convox database with Heroku's."
+    reads = (InitialSyncOutputs,)
 
     def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
+        """changed-tables: compare Heroku's statistics with initial-sync's baseline and replace
+        only the changed tables in place (each atomically; then every sequence). None (a full
+        sync into staging) when the baseline is missing or the comparison says everything."""
+        from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
+        from cutover.adapters.pgchanges import (  # noqa: PLC0415
+            StatsSnapshot,
+            changed_tables,
+            take_quiet_stats,
+        )
+        from cutover.adapters.pgtables import copy_tables  # noqa: PLC0415
+
         db = ctx.model.database
         assert db
         if db.final_sync != "changed-tables":
             return None
-        # Call point for changed-tables (cutover/adapters/pgchanges.py, pgtables.py): the
-        # guard has passed; copy the changed tables into ``conn`` and write the marker.
-        raise CutoverError(
-            "database.final_sync changed-tables is not wired yet in this build",
-            resolution="Use database.final_sync full.",
+        initial = self.read(ctx, InitialSyncOutputs)
+        if initial is None or initial.stats is None:
+            ctx.note(
+                "changed-tables: initial-sync recorded no statistics baseline (it ran with "
+                "final_sync: full); copying everything"
+            )
+            return None
+        before = StatsSnapshot.model_validate(initial.stats)
+        after = take_quiet_stats(ctx.postgres, source, sleep=ctx.sleep)
+        changes = changed_tables(before, after)
+        ctx.note("changed-tables: " + changes.summary())
+        if changes.everything:
+            return None
+        tables = sorted(changes.tables)
+        total = changes.bytes_of(after)
+        started = time.monotonic()
+        # The in-place copy writes to the database itself: mark it as cutover's own unfinished
+        # sync first, so a resume after a failure halfway is not refused as "writes since the
+        # last sync" (the guard accepts cutover:syncing).
+        pgstaging.mark_syncing(ctx.postgres, conn)
+        result = copy_tables(
+            ctx.runner,
+            ctx.masker,
+            source,
+            conn,
+            tables,
+            jobs=db.restore_jobs,
+            timeout=db.timeout,
+            progress=lambda p: ctx.progress(
+                p.tables_done,
+                p.tables_total,
+                unit="tables",
+                bytes_done=p.bytes_done,
+                bytes_total=total or None,
+            ),
+        )
+        marker = pgstaging.mark_synced(ctx.postgres, conn)
+        ctx.note(
+            f"replaced {result.tables} changed table(s) and set {result.sequences} sequence(s) "
+            f"in {conn.dbname} ({marker})"
+        )
+        return self.outputs(
+            method=db.method,
+            bytes=result.bytes,
+            objects=result.tables,
+            seconds=round(time.monotonic() - started, 3),
+            marker=marker,
+            tables_copied=tables,
         )

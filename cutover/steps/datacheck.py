@@ -26,6 +26,7 @@ from cutover.steps.data import (
     RESOURCE_START_WAIT,
     InitialSyncOutputs,
     _skip_without_db,
+    heroku_source,
     wait_for_resource,
 )
 
@@ -330,13 +331,31 @@ class CheckData(Step):
             "estimate the final sync's duration from initial-sync's measured time (if it ran)",
         ]
 
+    def _in_rack_client(self, ctx: Context, heroku_major: int) -> list[tuple[str, str]]:
+        """database.method in-rack: the local convox.yml declares the client service with a
+        PostgreSQL image new enough for Heroku's server (cutover/steps/inrack.py)."""
+        from cutover.steps import inrack  # noqa: PLC0415 - loads the convox adapter's types
+
+        path = manifest_path(ctx)
+        try:
+            text = path.read_text(encoding="utf-8")
+            inrack.check_client(ctx, heroku_major, inrack.parse_client(ctx, text, str(path)))
+        except OSError as exc:
+            return [(f"cannot read {path}: {exc.strerror}", "Check convox.manifest and source.")]
+        except CutoverError as exc:
+            return [(exc.brief, exc.resolution or "See the message above.")]
+        db = ctx.model.database
+        assert db
+        ctx.note(f"in-rack: service {db.in_rack_service} can dump PostgreSQL {heroku_major}")
+        return []
+
     def apply(self, ctx: Context) -> CheckDataOutputs:
         from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
 
         db = ctx.model.database
         assert db
         resource = manifest_resource(ctx)
-        heroku = ConnInfo.from_url(ctx.heroku.credentials_url(db.heroku_attachment))
+        heroku = heroku_source(ctx)  # over TLS unless the URL says otherwise
         source = source_facts(ctx.postgres, heroku)
         target_conn = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
         with ctx.convox.proxy(db.resource) as port:
@@ -356,11 +375,14 @@ class CheckData(Step):
             ctx.note(finding)
         seconds, text = estimate(ctx, source.bytes)
         ctx.note(text)
-        if result.stops:
+        stops = list(result.stops)
+        if db.method == "in-rack":
+            stops += self._in_rack_client(ctx, source.version // 10000)
+        if stops:
             raise CutoverError(
                 f"the Convox {resource.name} resource cannot take Heroku's database "
-                f"({len(result.stops)} problem(s)); nothing was copied",
-                details="\n".join(f"  - {p}\n    fix: {f}" for p, f in result.stops),
+                f"({len(stops)} problem(s)); nothing was copied",
+                details="\n".join(f"  - {p}\n    fix: {f}" for p, f in stops),
                 resolution="Fix them, then run `cutover run` again (check-data runs first).",
             )
         return CheckDataOutputs(

@@ -13,7 +13,12 @@ from pydantic import Field
 
 from cutover.errors import CutoverError
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
-from cutover.steps.data import _DATA_FIELDS, _skip_without_db, wait_for_resource
+from cutover.steps.data import (
+    _DATA_FIELDS,
+    _skip_without_db,
+    heroku_source,
+    wait_for_resource,
+)
 
 if TYPE_CHECKING:
     from cutover.adapters.pgverify import Outcome
@@ -59,7 +64,7 @@ def compare(ctx: Context) -> Outcome:
         counts_only_above_mb=db.verify_counts_only_above_mb,
         skip_extensions=db.skip_extensions,
     )
-    source = ConnInfo.from_url(ctx.heroku.credentials_url(db.heroku_attachment))
+    source = heroku_source(ctx)  # over TLS unless the URL says otherwise
     target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
     with ctx.convox.proxy(db.resource) as port:
         proxied = target.via("127.0.0.1", port)

@@ -22,7 +22,8 @@ import pytest
 from support.databases import AppDatabase
 from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
 
-from cutover.adapters.postgres import PostgresAdapter
+from cutover.adapters import pgstaging
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.engine.plan import new_state
 from cutover.errors import CutoverError
 from cutover.playbook import load_playbook
@@ -30,6 +31,7 @@ from cutover.runner import ARGV_LOG_VAR, Runner
 from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
+from cutover.state import Status
 from cutover.steps.base import Context
 from cutover.steps.data import FinalSync, InitialSync, mark_target_live
 
@@ -265,17 +267,42 @@ def test_guard_refuses_tables_cutover_did_not_put_there(world: World) -> None:
     assert query(world.target, "SELECT count(*) FROM orders") == [(1,)]
 
 
-def test_in_rack_is_refused_clearly_until_wired(world: World, tmp_path: Path) -> None:
-    ctx, _ = world.context("in-rack")
-    with pytest.raises(CutoverError, match="in-rack is not wired yet"):
-        InitialSync().apply(ctx)
+def _done(ctx: Context, step_id: str, outputs: dict[str, object]) -> None:
+    """Record an earlier step's outputs as done in ``ctx``'s state (the engine would)."""
+    st = ctx.state.step(step_id)
+    st.outputs.update(outputs)
+    st.status = Status.DONE
 
 
-def test_changed_tables_is_refused_clearly_until_wired(world: World) -> None:
-    ctx, _ = world.context("direct", final_sync="changed-tables")
-    with pytest.raises(CutoverError, match="changed-tables is not wired yet"):
-        FinalSync().apply(ctx)
-    assert world.databases() == [world.target.dbname]  # refused before any staging copy
+def _filenode(db: AppDatabase, table: str) -> int:
+    return int(query(db, f"SELECT pg_relation_filenode('{table}')")[0][0])
+
+
+def test_changed_tables_replaces_only_the_changed_table_in_place(world: World) -> None:
+    first = InitialSync().apply(world.context("direct", final_sync="changed-tables")[0])
+    assert first.model_dump().get("stats")  # Heroku's statistics, read before the copy
+    books = _filenode(world.target, "books")
+    world.source.execute("INSERT INTO authors (name) VALUES ('late author')")
+    ctx, notes = world.context("direct", final_sync="changed-tables")
+    _done(ctx, "initial-sync", first.model_dump(mode="json"))
+    out = FinalSync().apply(ctx)
+    assert out.tables_copied == ["public.authors"]
+    assert _filenode(world.target, "books") == books  # untouched: not rewritten
+    assert world.databases() == [world.target.dbname]  # in place: no staging copy
+    assert world.comment().startswith("cutover:synced ")
+    assert any(line.startswith("changed-tables: ") for line in notes.lines)
+    assert_works_like(world.source, world.target)
+    world.assert_no_password_in_argv()
+
+
+def test_changed_tables_without_a_baseline_copies_everything(world: World) -> None:
+    InitialSync().apply(world.context("direct")[0])  # final_sync: full records no statistics
+    world.source.execute("INSERT INTO authors (name) VALUES ('late author')")
+    ctx, notes = world.context("direct", final_sync="changed-tables")
+    out = FinalSync().apply(ctx)
+    assert out.tables_copied is None  # a full copy into staging, swapped in
+    assert any("recorded no statistics baseline" in line for line in notes.lines)
+    assert query(world.target, "SELECT count(*) FROM authors") == [(51,)]
 
 
 def test_plan_lists_the_direct_commands(world: World) -> None:
@@ -283,3 +310,15 @@ def test_plan_lists_the_direct_commands(world: World) -> None:
     text = "\n".join(InitialSync().describe(ctx))
     assert "pg_export_snapshot" in text and "COPY t FROM STDIN" in text
     assert "__cutover_next" in text and "swap" in text
+
+
+def test_an_in_place_sync_stopped_halfway_does_not_block_the_next_sync(world: World) -> None:
+    ctx, _ = world.context("direct")
+    InitialSync().apply(ctx)
+    # changed-tables marks the database before it writes in place; a failure then leaves its
+    # own writes behind, which the guard must not take for the app's.
+    pgstaging.mark_syncing(ctx.postgres, ConnInfo.from_url(world.target.url()))
+    world.target.execute("INSERT INTO authors (name) VALUES ('half-copied')")
+    FinalSync().apply(world.context("direct")[0])
+    assert query(world.target, "SELECT count(*) FROM authors WHERE name = 'half-copied'") == [(0,)]
+    assert world.comment().startswith("cutover:synced ")
