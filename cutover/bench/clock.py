@@ -9,6 +9,9 @@ wraps that one function in the bench's child process: it marks the child's start
 command first by ``RunningCommand.__init__``). Overlapping children (a parallel copy) are
 counted once: the clock adds up the union of their lifetimes.
 
+``Runner.pipe`` starts its two children in cutover/runpipes.py with ``subprocess.Popen``:
+:func:`install` wraps that call too (``cutover.runner.run_pipe``).
+
 One kind of child is not counted: ``convox resources proxy`` (``Runner.start``), which lives
 for the whole step to forward the bytes of the commands that do the work; counting it would
 make any time cutover spends on its own while the tunnel is open look external.
@@ -92,9 +95,22 @@ def install(clock: ExternalClock) -> Callable[[], None]:
             clock.leave()  # never started: no _done will come
             raise
 
+    original_pipe = runner_module.run_pipe  # type: ignore[attr-defined]
+
+    def pipe(*args: Any, **kwargs: Any) -> Any:
+        # Runner.pipe (the direct copy's psql | psql pairs) starts its two children with
+        # subprocess.Popen in cutover/runpipes.py, not through _spawn: count the call.
+        clock.enter()
+        try:
+            return original_pipe(*args, **kwargs)
+        finally:
+            clock.leave()
+
     runner_module._spawn = spawn
+    runner_module.run_pipe = pipe  # type: ignore[attr-defined]
 
     def restore() -> None:
         runner_module._spawn = original
+        runner_module.run_pipe = original_pipe  # type: ignore[attr-defined]
 
     return restore

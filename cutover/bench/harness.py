@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL, fingerprint_sql
+from cutover.adapters.pgverify import checksum_sql
+from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL
 from cutover.bench import baselines, reference, report
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.report import Figure
@@ -266,7 +267,7 @@ def _bench(
             report.VERIFY_PSQL,
             lambda: baselines.psql_verify(
                 source, target, tables_sql=TABLES_SQL,
-                fingerprint=lambda tables: fingerprint_sql(tables, True),
+                fingerprint=lambda tables: checksum_sql(tables, lambda _t: True),
                 pgoptions=STABLE_TEXT,
             ),
         )  # fmt: skip
