@@ -176,13 +176,18 @@ def assess(
                 out.findings.append(problem + ": left out of the copy (skip_extensions)")
                 continue
             image = f"image {resource.image}" if resource.image else "the official postgres image"
+            example = (
+                f" (e.g. postgis/postgis:{smaj}-3.4)"
+                if name.startswith(("postgis", "address_standardizer"))
+                else ""
+            )
             out.stops.append(
                 (
                     problem + f"; type {resource.type} runs {image}",
                     f"Declare resources.{resource.name}.image in {resource.manifest} with an "
-                    f"image that has {name} (e.g. postgis/postgis:{smaj}-3.4 for postgis), or use "
-                    "a managed type such as rds-postgres (RDS offers postgis and most "
-                    "contrib extensions); or drop it on Heroku if the app does not use it.",
+                    f"image that has {name}{example}, or use a managed type such as "
+                    "rds-postgres (RDS offers postgis and most contrib extensions); or drop it "
+                    "on Heroku if the app does not use it.",
                 )
             )
             continue
@@ -200,9 +205,13 @@ def assess(
             out.stops.append(
                 (
                     problem,
-                    f"Have the resource's administrator create {name} on the Convox database "
-                    f"before the sync, or add {name} to database.skip_extensions if the app "
-                    "does not need it.",
+                    # Not "create it by hand on the Convox database": every full sync
+                    # restores into a fresh staging database (<db>__cutover_next).
+                    f"Give the Convox role the right to create {name}: a superuser, or on a "
+                    "managed service membership in its admin role (rds_superuser, "
+                    "azure_pg_admin, cloudsqlsuperuser); or add it to "
+                    "database.skip_extensions if the app does not need it (it is then left "
+                    "out of the copy).",
                 )
             )
     _settings(source, target, out)

@@ -82,7 +82,19 @@ def test_untrusted_extension_not_in_skip_list_stops() -> None:
     assert len(got.stops) == 1
     problem, fix = got.stops[0]
     assert "extension pg_stat_statements needs a superuser" in problem
-    assert "skip_extensions" in fix and "administrator create pg_stat_statements" in fix
+    assert "skip_extensions" in fix and "rds_superuser" in fix
+    # Not "create it on the Convox database": every full sync restores into a fresh staging
+    # database (<db>__cutover_next) where a hand-made extension would not be, and check-data
+    # would stop the same way next time: a fix that cannot work.
+    assert "create pg_stat_statements on the Convox database" not in fix
+
+
+def test_a_missing_extension_other_than_postgis_is_not_told_to_use_a_postgis_image() -> None:
+    heroku = source(extensions=[{"name": "hstore_plperl", "version": "1.0", "schema": "public"}])
+    got = assess(heroku, target(superuser=True), [], RESOURCE)
+    problem, fix = got.stops[0]
+    assert "extension hstore_plperl" in problem and "not available" in problem
+    assert "postgis/postgis" not in fix and "image that has hstore_plperl" in fix
 
 
 def test_untrusted_extension_in_skip_list_is_a_finding() -> None:
