@@ -311,3 +311,24 @@ def test_estimate_uses_the_initial_syncs_measured_seconds(
     seconds, text = estimate(ctx, 10 * 1024**2)
     assert seconds == 42.4
     assert text == "final sync: about 42s (the initial sync of 10 MB took that)"
+
+
+def test_an_unreachable_side_is_named_with_the_fix_and_no_password() -> None:
+    """A refused connection (nothing listens on port 1) reads as which database could not be
+    read and what to check, not as a bare psql command line."""
+    masker = SecretMasker()
+    adapter = PostgresAdapter(Runner(masker), masker)
+    down = ConnInfo("127.0.0.1", 1, "u", "d", "s3cret-pw", None)
+    with pytest.raises(CutoverError) as heroku:
+        source_facts(adapter, down)
+    assert heroku.value.brief.startswith(
+        "check-data cannot read Heroku's database (u@127.0.0.1:1/d)"
+    )
+    assert "Connection refused" in heroku.value.details
+    assert "pg:credentials:url" in heroku.value.resolution
+    with pytest.raises(CutoverError) as convox:
+        target_facts(adapter, down)
+    assert "cannot read the Convox database" in convox.value.brief
+    assert "convox resources" in convox.value.resolution
+    for err in (heroku.value, convox.value):
+        assert "s3cret-pw" not in str(err)
