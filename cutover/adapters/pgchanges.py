@@ -84,58 +84,61 @@ WITH rel AS (
     (SELECT string_agg(co.conname || ' ' || pg_catalog.pg_get_constraintdef(co.oid), E'\n'
                        ORDER BY co.conname)
      FROM pg_catalog.pg_constraint co WHERE co.conrelid = rel.oid),
-    (SELECT string_agg(pg_catalog.pg_get_indexdef(i.indexrelid), E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_index i WHERE i.indrelid = rel.oid),
-    (SELECT string_agg(pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text, E'\n'
-                       ORDER BY 1)
-     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel.oid AND NOT t.tgisinternal),
-    (SELECT string_agg(r.rulename || ' ' || pg_catalog.pg_get_ruledef(r.oid), E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_rewrite r WHERE r.ev_class = rel.oid),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS x
+       FROM pg_catalog.pg_index i WHERE i.indrelid = rel.oid) s),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text AS x
+       FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel.oid AND NOT t.tgisinternal) s),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT r.rulename || ' ' || pg_catalog.pg_get_ruledef(r.oid) AS x
+       FROM pg_catalog.pg_rewrite r WHERE r.ev_class = rel.oid) s),
     (SELECT concat_ws(' ', array_to_string(c.reloptions, ','), c.relpersistence,
                       c.relrowsecurity, c.relforcerowsecurity, c.relreplident)
      FROM pg_catalog.pg_class c WHERE c.oid = rel.oid))) AS def
   FROM rel
 ), ddl AS (
+  -- Each part sorted by its own text (an aggregate's ORDER BY 1 sorts by the constant 1, i.e.
+  -- not at all: the catalog's scan order, which a TRUNCATE's pg_class update changes).
   SELECT md5(concat_ws(E'\n',
     (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_catalog.pg_namespace
      WHERE nspname NOT LIKE 'pg\_%'),
-    (SELECT string_agg(concat_ws(' ', c.relnamespace::regnamespace::text, c.relname, c.relkind,
-                                 CASE WHEN c.relkind = 'v'
-                                      THEN pg_catalog.pg_get_viewdef(c.oid) END),
-                       E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-       AND n.nspname NOT LIKE 'pg\_%' AND c.relkind NOT IN ('t', 'i', 'I')),
-    (SELECT string_agg(concat_ws(' ', p.pronamespace::regnamespace::text, p.proname,
-                                 pg_catalog.pg_get_function_identity_arguments(p.oid),
-                                 p.prorettype::regtype::text, md5(p.prosrc),
-                                 array_to_string(p.proconfig, ',')),
-                       E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_proc p
-     WHERE p.pronamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema')
-       AND p.pronamespace::regnamespace::text NOT LIKE 'pg\_%'),
-    (SELECT string_agg(concat_ws(' ', t.typnamespace::regnamespace::text, t.typname, t.typtype,
-                                 (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-                                  FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid)),
-                       E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_type t
-     WHERE t.typnamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema')
-       AND t.typnamespace::regnamespace::text NOT LIKE 'pg\_%'
-       AND t.typtype IN ('e', 'd', 'r', 'm', 'b')),
-    (SELECT string_agg(concat_ws(' ', s.seqrelid::regclass::text, s.seqtypid, s.seqstart,
-                                 s.seqincrement, s.seqmax, s.seqmin, s.seqcycle),
-                       E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_sequence s),
-    (SELECT string_agg(concat_ws(' ', e.extname, e.extversion,
-                                 e.extnamespace::regnamespace::text), E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_extension e),
-    (SELECT string_agg(concat_ws(' ', s.setrole, array_to_string(s.setconfig, ',')),
-                       E'\n' ORDER BY 1)
-     FROM pg_catalog.pg_db_role_setting s
-     WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
-                                  WHERE datname = current_database()))
-       AND (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_catalog.pg_roles
-                                           WHERE rolname = current_user))))) AS hash
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT concat_ws(' ', c.relnamespace::regnamespace::text, c.relname, c.relkind,
+                        CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END) AS x
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+         AND n.nspname NOT LIKE 'pg\_%' AND c.relkind NOT IN ('t', 'i', 'I')) s),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT concat_ws(' ', p.pronamespace::regnamespace::text, p.proname,
+                        pg_catalog.pg_get_function_identity_arguments(p.oid),
+                        p.prorettype::regtype::text, md5(p.prosrc),
+                        array_to_string(p.proconfig, ',')) AS x
+       FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema')
+         AND p.pronamespace::regnamespace::text NOT LIKE 'pg\_%') s),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT concat_ws(' ', t.typnamespace::regnamespace::text, t.typname, t.typtype,
+                        (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+                         FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid)) AS x
+       FROM pg_catalog.pg_type t
+       WHERE t.typnamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema')
+         AND t.typnamespace::regnamespace::text NOT LIKE 'pg\_%'
+         AND t.typtype IN ('e', 'd', 'r', 'm', 'b')) s),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT concat_ws(' ', s.seqrelid::regclass::text, s.seqtypid, s.seqstart,
+                        s.seqincrement, s.seqmax, s.seqmin, s.seqcycle) AS x
+       FROM pg_catalog.pg_sequence s) s),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT concat_ws(' ', e.extname, e.extversion, e.extnamespace::regnamespace::text) AS x
+       FROM pg_catalog.pg_extension e) s),
+    (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+       SELECT concat_ws(' ', s.setrole, array_to_string(s.setconfig, ',')) AS x
+       FROM pg_catalog.pg_db_role_setting s
+       WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                    WHERE datname = current_database()))
+         AND (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_catalog.pg_roles
+                                             WHERE rolname = current_user))) s))) AS hash
 )
 SELECT json_build_object(
   'database', current_database(),

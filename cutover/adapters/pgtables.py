@@ -433,9 +433,13 @@ def _parallel(jobs: int, calls: Sequence[Callable[[], Any]]) -> None:
         return
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures: list[Future[Any]] = [pool.submit(c) for c in calls]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        for f in futures:
-            f.cancel()
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            # On a worker's failure or an interrupt (Ctrl-C reaches this thread): start no
+            # queued call; the executor's exit then waits for the running ones only.
+            for f in futures:
+                f.cancel()
     for f in futures:
         if not f.cancelled() and f.exception() is not None:
             raise f.exception()  # type: ignore[misc]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from cutover.errors import CutoverError, UnexpectedOutput
+from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 from cutover.steps.app import load_manifest, manifest_path
 from cutover.steps.base import Context, Step, StepOutputs, cmd, read_outputs
 from cutover.steps.data import (
@@ -177,13 +177,18 @@ def assess(
                 out.findings.append(problem + ": left out of the copy (skip_extensions)")
                 continue
             image = f"image {resource.image}" if resource.image else "the official postgres image"
+            example = (
+                f" (e.g. postgis/postgis:{smaj}-3.4)"
+                if name.startswith(("postgis", "address_standardizer"))
+                else ""
+            )
             out.stops.append(
                 (
                     problem + f"; type {resource.type} runs {image}",
                     f"Declare resources.{resource.name}.image in {resource.manifest} with an "
-                    f"image that has {name} (e.g. postgis/postgis:{smaj}-3.4 for postgis), or use "
-                    "a managed type such as rds-postgres (RDS offers postgis and most "
-                    "contrib extensions); or drop it on Heroku if the app does not use it.",
+                    f"image that has {name}{example}, or use a managed type such as "
+                    "rds-postgres (RDS offers postgis and most contrib extensions); or drop it "
+                    "on Heroku if the app does not use it.",
                 )
             )
             continue
@@ -201,9 +206,13 @@ def assess(
             out.stops.append(
                 (
                     problem,
-                    f"Have the resource's administrator create {name} on the Convox database "
-                    f"before the sync, or add {name} to database.skip_extensions if the app "
-                    "does not need it.",
+                    # Not "create it by hand on the Convox database": every full sync
+                    # restores into a fresh staging database (<db>__cutover_next).
+                    f"Give the Convox role the right to create {name}: a superuser, or on a "
+                    "managed service membership in its admin role (rds_superuser, "
+                    "azure_pg_admin, cloudsqlsuperuser); or add it to "
+                    "database.skip_extensions if the app does not need it (it is then left "
+                    "out of the copy).",
                 )
             )
     _settings(source, target, out)
@@ -416,16 +425,38 @@ def manifest_resource(ctx: Context) -> Resource:
 
 def source_facts(postgres: PostgresAdapter, conn: ConnInfo) -> SourceFacts:
     """What check-data reads on Heroku (SOURCE_SQL: read-only)."""
-    return _facts(SourceFacts, postgres, conn, SOURCE_SQL)
+    fix = (
+        "Check that the Heroku database is up (heroku pg:info) and that the credentials from "
+        "heroku pg:credentials:url connect from this machine, then run cutover again."
+    )
+    return _facts(SourceFacts, postgres, conn, SOURCE_SQL, ("Heroku's database", fix))
 
 
 def target_facts(postgres: PostgresAdapter, conn: ConnInfo) -> TargetFacts:
     """What check-data reads on the Convox database (TARGET_SQL: read-only)."""
-    return _facts(TargetFacts, postgres, conn, TARGET_SQL)
+    fix = (
+        "Check the resource (convox resources; convox resources url <name>) and that convox "
+        "resources proxy reaches it from this machine, then run cutover again."
+    )
+    return _facts(TargetFacts, postgres, conn, TARGET_SQL, ("the Convox database", fix))
 
 
-def _facts(model: type[FactsT], postgres: PostgresAdapter, conn: ConnInfo, sql: str) -> FactsT:
-    rows = postgres.psql(conn, sql)
+def _facts(
+    model: type[FactsT],
+    postgres: PostgresAdapter,
+    conn: ConnInfo,
+    sql: str,
+    side: tuple[str, str],
+) -> FactsT:
+    what, fix = side
+    try:
+        rows = postgres.psql(conn, sql)
+    except CommandError as exc:
+        raise CutoverError(
+            f"check-data cannot read {what} ({conn.describe()}); nothing was copied",
+            details=exc.details,
+            resolution=fix,
+        ) from None
     try:
         return model.model_validate(json.loads(rows[0][0]))
     except (IndexError, ValueError) as exc:  # pydantic's ValidationError is a ValueError

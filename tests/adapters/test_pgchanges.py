@@ -281,3 +281,51 @@ def test_real_quiet_stats_wait_for_an_idle_session_to_settle(heroku: Heroku) -> 
     got = changed_tables(before, after)
     assert not got.everything, got.reasons
     assert set(got.tables) == {"public.parents", "public.quiet"}
+
+
+@pytest.mark.slow
+def test_real_writes_of_every_kind_are_counted(heroku: Heroku) -> None:
+    """A rolled-back insert, a HOT update (n_tup_upd counts them, n_tup_hot_upd is a subset), a
+    COPY, a TRUNCATE refilled to the same row count, and writes into an unlogged table, a table
+    without a primary key and a table of another schema: each marks its table."""
+    heroku.db.execute(
+        "CREATE SCHEMA other",
+        "CREATE TABLE other.t (id int PRIMARY KEY, v text)",
+        "CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)",
+        "CREATE TABLE nokey (v text)",
+        "CREATE TABLE hot (id int PRIMARY KEY, v text) WITH (fillfactor = 50)",
+        "CREATE TABLE refill (id int)",
+        "CREATE TABLE rolled (id int)",
+        "CREATE TABLE copied (id int)",
+        "INSERT INTO other.t VALUES (1, 'a')",
+        "INSERT INTO scratch VALUES (1)",
+        "INSERT INTO nokey VALUES ('a')",
+        "INSERT INTO hot VALUES (1, 'a')",
+        "INSERT INTO refill SELECT generate_series(1, 3)",
+    )
+    before = heroku.stats()
+    with pgcluster.connect(
+        heroku.db.cluster, heroku.db.dbname, heroku.db.owner, heroku.db.password
+    ) as app:
+        with app.transaction(force_rollback=True):
+            app.execute("INSERT INTO rolled VALUES (1)")
+        app.execute("UPDATE hot SET v = 'b' WHERE id = 1")  # v not indexed: HOT
+        with app.cursor().copy("COPY copied FROM STDIN") as copy:
+            copy.write_row((1,))
+        app.execute("BEGIN")
+        app.execute("TRUNCATE refill")
+        app.execute("INSERT INTO refill SELECT generate_series(1, 3)")
+        app.execute("COMMIT")
+        app.execute("UPDATE other.t SET v = 'b'")
+        app.execute("INSERT INTO scratch VALUES (2)")
+        app.execute("DELETE FROM nokey")
+    after = heroku.stats()
+    got = changed_tables(before, after)
+    assert not got.everything, got.reasons
+    assert set(got.tables) == {
+        "public.rolled", "public.hot", "public.copied", "public.refill", "other.t",
+        "public.scratch", "public.nokey",
+    }  # fmt: skip
+    assert got.tables["public.refill"].startswith("new file node")
+    hot = "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'hot';"
+    assert heroku.adapter.psql(heroku.conn, hot) == [["1"]]  # it was a HOT update

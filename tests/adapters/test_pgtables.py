@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -434,3 +435,31 @@ def test_plan_table_refuses_partition_inherited_fks() -> None:
 
 def test_read_argv_log_helper_is_used() -> None:
     assert read_argv_log(Path("/nonexistent/argv.jsonl")) == []
+
+
+def test_an_interrupt_while_waiting_does_not_start_the_queued_tables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C reaches the main thread, in ``wait``; the executor's exit used to run every
+    queued table anyway (shutdown(wait=True) keeps pending futures). Only the running one may
+    finish (its transaction is atomic); none is started after the interrupt."""
+    from cutover.adapters import pgtables  # noqa: PLC0415 - patched below
+
+    started: list[int] = []
+    gate = threading.Event()
+
+    def call(i: int) -> None:
+        started.append(i)
+        gate.wait(30)
+
+    def interrupted(*_: object, **__: object) -> None:
+        deadline = time.monotonic() + 30
+        while not started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pgtables, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pgtables._parallel(1, [partial(call, i) for i in range(5)])
+    assert started == [0]

@@ -82,7 +82,19 @@ def test_untrusted_extension_not_in_skip_list_stops() -> None:
     assert len(got.stops) == 1
     problem, fix = got.stops[0]
     assert "extension pg_stat_statements needs a superuser" in problem
-    assert "skip_extensions" in fix and "administrator create pg_stat_statements" in fix
+    assert "skip_extensions" in fix and "rds_superuser" in fix
+    # Not "create it on the Convox database": every full sync restores into a fresh staging
+    # database (<db>__cutover_next) where a hand-made extension would not be, and check-data
+    # would stop the same way next time: a fix that cannot work.
+    assert "create pg_stat_statements on the Convox database" not in fix
+
+
+def test_a_missing_extension_other_than_postgis_is_not_told_to_use_a_postgis_image() -> None:
+    heroku = source(extensions=[{"name": "hstore_plperl", "version": "1.0", "schema": "public"}])
+    got = assess(heroku, target(superuser=True), [], RESOURCE)
+    problem, fix = got.stops[0]
+    assert "extension hstore_plperl" in problem and "not available" in problem
+    assert "postgis/postgis" not in fix and "image that has hstore_plperl" in fix
 
 
 def test_untrusted_extension_in_skip_list_is_a_finding() -> None:
@@ -299,3 +311,24 @@ def test_estimate_uses_the_initial_syncs_measured_seconds(
     seconds, text = estimate(ctx, 10 * 1024**2)
     assert seconds == 42.4
     assert text == "final sync: about 42s (the initial sync of 10 MB took that)"
+
+
+def test_an_unreachable_side_is_named_with_the_fix_and_no_password() -> None:
+    """A refused connection (nothing listens on port 1) reads as which database could not be
+    read and what to check, not as a bare psql command line."""
+    masker = SecretMasker()
+    adapter = PostgresAdapter(Runner(masker), masker)
+    down = ConnInfo("127.0.0.1", 1, "u", "d", "s3cret-pw", None)
+    with pytest.raises(CutoverError) as heroku:
+        source_facts(adapter, down)
+    assert heroku.value.brief.startswith(
+        "check-data cannot read Heroku's database (u@127.0.0.1:1/d)"
+    )
+    assert "Connection refused" in heroku.value.details
+    assert "pg:credentials:url" in heroku.value.resolution
+    with pytest.raises(CutoverError) as convox:
+        target_facts(adapter, down)
+    assert "cannot read the Convox database" in convox.value.brief
+    assert "convox resources" in convox.value.resolution
+    for err in (heroku.value, convox.value):
+        assert "s3cret-pw" not in str(err)
