@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 MB = 1024 * 1024
 CANCEL_TIMEOUT = 20.0  # seconds for the psql that cancels a failed comparison's sessions
 T = TypeVar("T")
+# Fixed output settings, and row_security off: a table whose policies apply to its owner (FORCE
+# ROW LEVEL SECURITY) would otherwise be counted and summed through them, per role (the roles
+# differ between the sides; a superuser skips policies), so different rows could compare equal.
+# Off, such a query fails naming the table (as pg_dump does, with the same setting) instead.
+PGOPTIONS = STABLE_TEXT + " -c row_security=off"
 CANCEL_SQL = """SELECT count(pg_catalog.pg_cancel_backend(pid)) FROM pg_catalog.pg_stat_activity
 WHERE application_name = '__APP__' AND pid <> pg_catalog.pg_backend_pid();
 """
@@ -203,7 +208,7 @@ class Verifier:
     def _psql(self, conn: ConnInfo, sql: str, timeout: float | None = None) -> list[list[str]]:
         result = self.runner.run(
             PSQL,
-            env={**self._env(conn), "PGOPTIONS": STABLE_TEXT},
+            env={**self._env(conn), "PGOPTIONS": PGOPTIONS},
             input=sql,
             timeout=self.timeout if timeout is None else timeout,
         )

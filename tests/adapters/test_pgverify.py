@@ -487,3 +487,22 @@ def _sessions(db: AppDatabase, verifier: Verifier) -> int:
             (verifier._app,),
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def test_rows_hidden_by_a_forced_row_security_policy_are_not_compared_as_equal(
+    bare: Callable[[Sequence[str], Sequence[str]], Pair],
+) -> None:
+    """A policy that hides every row from the owner (FORCE ROW LEVEL SECURITY) made both sides
+    count 0 rows and compare identical; with row_security off the read fails naming the table."""
+    rls = [
+        "CREATE TABLE secret (id int, v text)",
+        "ALTER TABLE secret ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE secret FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY nobody ON secret USING (false)",
+    ]
+    pair = bare(rls, rls)
+    with pgcluster.connect(pair.heroku.cluster, pair.heroku.dbname) as conn:
+        conn.execute("INSERT INTO secret VALUES (1, 'a')")  # as the superuser: no policy
+    with pytest.raises(CommandError) as caught:
+        pair.compare()
+    assert 'row-level security policy for table "secret"' in caught.value.stderr_tail
