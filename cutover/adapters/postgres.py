@@ -96,7 +96,7 @@ def fingerprint_sql(tables: list[str], checksums: bool) -> str:
     parts = []
     for table in tables:
         digest = (
-            "coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '')"
+            "coalesce(md5(string_agg(md5((t.*)::text), '' ORDER BY md5((t.*)::text))), '')"
             if checksums
             else "''"
         )
