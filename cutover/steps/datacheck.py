@@ -340,6 +340,22 @@ class CheckData(Step):
             "estimate the final sync's duration from initial-sync's measured time (if it ran)",
         ]
 
+    def _local_tools(self, ctx: Context, target_major: int) -> list[tuple[str, str]]:
+        """verify-data dumps the Convox database's schema with this machine's pg_dump, which
+        refuses a server of a newer major ("aborting because of server version mismatch",
+        src/bin/pg_dump/pg_dump.c): say so now, not in the window."""
+        local = ctx.postgres.client_major("pg_dump")
+        if local >= target_major:
+            return []
+        return [
+            (
+                f"this machine's pg_dump is PostgreSQL {local}; the Convox database runs "
+                f"{target_major}: verify-data could not read its schema in the window",
+                f"Install the PostgreSQL {target_major} client tools (e.g. `apt-get install "
+                f"postgresql-client-{target_major}`) and put them first on PATH.",
+            )
+        ]
+
     def _in_rack_client(self, ctx: Context, heroku_major: int) -> list[tuple[str, str]]:
         """database.method in-rack: the local convox.yml declares the client service with a
         PostgreSQL image new enough for Heroku's server (cutover/steps/inrack.py)."""
@@ -385,6 +401,7 @@ class CheckData(Step):
         seconds, text = estimate(ctx, source.bytes)
         ctx.note(text)
         stops = list(result.stops)
+        stops += self._local_tools(ctx, target.version // 10000)
         if db.method == "in-rack":
             stops += self._in_rack_client(ctx, source.version // 10000)
         if stops:

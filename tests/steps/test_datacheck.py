@@ -332,3 +332,26 @@ def test_an_unreachable_side_is_named_with_the_fix_and_no_password() -> None:
     assert "convox resources" in convox.value.resolution
     for err in (heroku.value, convox.value):
         assert "s3cret-pw" not in str(err)
+
+
+class _LocalTools:
+    def __init__(self, major: int) -> None:
+        self.major = major
+
+    def client_major(self, tool: str = "pg_dump") -> int:
+        assert tool == "pg_dump"
+        return self.major
+
+
+def test_a_local_pg_dump_older_than_the_convox_server_stops_before_the_window(
+    tmp_path: Path,
+) -> None:
+    """verify-data dumps the Convox schema with this machine's pg_dump, which refuses a newer
+    server (src/bin/pg_dump/pg_dump.c, "server version mismatch")."""
+    ctx = step_context(tmp_path, "postgres://h/x", "postgres://h/y", skip=[])
+    ctx.postgres = _LocalTools(15)  # type: ignore[assignment]
+    [(problem, fix)] = CheckData()._local_tools(ctx, 16)
+    assert "pg_dump is PostgreSQL 15; the Convox database runs 16" in problem
+    assert "postgresql-client-16" in fix
+    ctx.postgres = _LocalTools(16)  # type: ignore[assignment]
+    assert CheckData()._local_tools(ctx, 16) == []
