@@ -320,6 +320,8 @@ def psql(args: list[str], sql: str | None) -> int:
         "pg_available_extension_versions" in sql or "pg_db_role_setting" in sql
     ):
         rows = [[json.dumps(_checkdata_catalog(target, data, sql))]]  # check-data's documents
+    elif "pg_largeobject_metadata" in sql:  # verify-data's catalog script (adapters/pgverify.py)
+        rows = _catalog(data)
     elif target[0] == "convox" and (
         "pg_catalog.pg_database" in sql
         or " DATABASE " in sql
@@ -335,8 +337,6 @@ def psql(args: list[str], sql: str | None) -> int:
         rows = []  # no database or role settings on the fake Heroku database
     elif "server_version_num" in sql:
         rows = [[SERVER_VERSION_NUM]]
-    elif "pg_largeobject_metadata" in sql:  # verify-data's catalog script (adapters/pgverify.py)
-        rows = _catalog(data)
     elif sql.rstrip().endswith(" t;"):  # verify-data's per-table checksums, one query a line
         try:
             rows = [_fingerprints(line[:-1], data)[0] for line in sql.splitlines() if line]
