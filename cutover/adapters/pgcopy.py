@@ -80,14 +80,20 @@ class Part:
     where: str  # "" for the whole table
     size: int  # bytes this part accounts for (progress)
 
+    # Columns always named, on both sides: pg_dump recreates an inheritance child (or a table
+    # whose columns were added to its parent later) with another column order than the source's
+    # (pg_dump.c dumpTableData_copy names them for the same reason).
     def copy_out(self) -> str:
+        cols = f" ({self.columns})" if self.columns else ""
         if not self.where:
-            return f"COPY {self.table} TO STDOUT"
-        # Identifiers come from quote_ident in the source's catalog, the range from integers.
-        return f"COPY (SELECT {self.columns} FROM {self.table} WHERE {self.where}) TO STDOUT"  # noqa: S608
+            return f"COPY {self.table}{cols} TO STDOUT"
+        # ONLY: a SELECT from a parent reads its inheritance children too (COPY t TO does not);
+        # they are copied as tables of their own. Identifiers come from quote_ident in the
+        # source's catalog, the range from integers.
+        return f"COPY (SELECT {self.columns} FROM ONLY {self.table} WHERE {self.where}) TO STDOUT"  # noqa: S608
 
     def copy_in(self) -> str:
-        cols = f" ({self.columns})" if self.where and self.columns else ""
+        cols = f" ({self.columns})" if self.columns else ""
         return f"COPY {self.table}{cols} FROM STDIN"
 
 

@@ -57,10 +57,13 @@ def test_large_tables_are_split_into_page_ranges() -> None:
     big = str(100 * 1024 * 1024)
     parts = plan_parts([["public.big", big, "12800", "a,b"], ["public.small", "8192", "1", "x"]], 3)
     assert [p.table for p in parts] == ["public.big"] * 3 + ["public.small"]
-    assert parts[0].copy_out().startswith("COPY (SELECT a,b FROM public.big WHERE ctid >= '(0,0)'")
+    assert parts[0].copy_out().startswith(
+        "COPY (SELECT a,b FROM ONLY public.big WHERE ctid >= '(0,0)'"
+    )
     assert parts[2].where == "ctid >= '(8532,0)'::tid"  # the last range is open-ended
     assert parts[0].copy_in() == "COPY public.big (a,b) FROM STDIN"
-    assert parts[3].copy_out() == "COPY public.small TO STDOUT"
+    assert parts[3].copy_out() == "COPY public.small (x) TO STDOUT"
+    assert parts[3].copy_in() == "COPY public.small (x) FROM STDIN"
 
 
 def test_staging_names_refuse_a_name_too_long_for_postgres() -> None:
@@ -254,3 +257,116 @@ def test_a_table_split_into_page_ranges_arrives_whole(
     content = "SELECT count(*), sum(id), sum(twice), string_agg(DISTINCT note, ',') FROM wide"
     copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
     assert query(copied, content) == query(source, content) == [(20000, 200010000, 400020000, "n")]
+
+
+def _direct(runner: Runner, source: AppDatabase, staging: ConnInfo, **kw: int) -> None:
+    copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=2,
+        skip_extensions=[],
+        timeout=300,
+        progress=None,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.slow
+def test_inheritance_children_keep_their_columns_and_are_copied_once(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # pg_dump recreates a child as CREATE TABLE child (local columns) INHERITS (parent): the
+    # inherited columns come first, so a column added to the parent later sits in another place
+    # than on the source (pg_dump's own COPY names the columns for this reason, pg_dump.c
+    # dumpTableData_copy). A SELECT from a parent also reads its children (a ctid range of a
+    # split parent must say ONLY).
+    source, target = make_database(pg_source, "inherit"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE parent (id int, label text)",
+        "CREATE TABLE child (extra text) INHERITS (parent)",
+        "ALTER TABLE parent ADD COLUMN added int",
+        "INSERT INTO parent SELECT g, 'p' || g, g FROM generate_series(1, 3000) g",
+        "INSERT INTO child (id, label, extra, added) SELECT g, 'c' || g, 'x' || g, -g "
+        "FROM generate_series(1, 3000) g",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    _direct(runner, source, staging, split_min_bytes=8192 * 2)
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    for sql in (
+        "SELECT count(*), md5(string_agg(p::text, ',' ORDER BY id)) FROM ONLY parent p",
+        "SELECT count(*), md5(string_agg(concat_ws('|', id, label, extra, added), ',' "
+        "ORDER BY id)) FROM child",
+    ):
+        assert query(copied, sql) == query(source, sql)
+    assert query(copied, "SELECT count(*) FROM parent") == [(6000,)]
+
+
+@pytest.mark.slow
+def test_the_copy_does_not_depend_on_the_source_roles_settings(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # A Heroku role may carry DateStyle, extra_float_digits or timeouts (pg_db_role_setting):
+    # COPY's text follows the session's settings, and the holder idles in its transaction
+    # while the tables are copied. pg_dump sets the same ones for itself (pg_dump.c
+    # setup_connection).
+    source, target = make_database(pg_source, "roleset"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, d date, f float8, i interval)",
+        "INSERT INTO t VALUES (1, '2026-11-13', 0.1 + 0.2, '1 day 02:03:04'), "
+        "(2, '2026-01-31', 1e-300, '-3 months')",
+        "CREATE TABLE u (id int)",
+        "INSERT INTO u VALUES (1)",
+        "ALTER ROLE CURRENT_USER SET DateStyle = 'SQL, DMY'",
+        "ALTER ROLE CURRENT_USER SET IntervalStyle = 'sql_standard'",
+        "ALTER ROLE CURRENT_USER SET extra_float_digits = 0",
+        "ALTER ROLE CURRENT_USER SET idle_in_transaction_session_timeout = '300ms'",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    waited: list[int] = []
+
+    def idle(p: CopyProgress) -> None:
+        # The holder idles while a table is copied; here longer than the role allows.
+        import time  # noqa: PLC0415
+
+        time.sleep(1.0)
+        waited.append(p.tables_done)
+
+    copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=1,
+        skip_extensions=[],
+        timeout=300,
+        progress=idle,
+    )
+    assert waited
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    sql = "SELECT id, d::text, f = 0.1::float8 + 0.2::float8 OR f = 1e-300, i FROM t ORDER BY id"
+    assert query(copied, sql) == query(source, sql)
+    assert [r[2] for r in query(copied, sql)] == [True, True]
+
+
+@pytest.mark.slow
+def test_rows_hidden_by_a_forced_policy_fail_the_copy(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # FORCE ROW LEVEL SECURITY applies policies to the owner: COPY would silently leave rows
+    # out. With row_security off it fails instead, as pg_dump does (pg_dump.c: row_security).
+    source, target = make_database(pg_source, "rls"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE t (id int)",
+        "INSERT INTO t SELECT generate_series(1, 10)",
+        "ALTER TABLE t ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE t FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY few ON t USING (id < 3)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    with pytest.raises(CommandError, match="row-level security"):
+        _direct(runner, source, staging)
