@@ -44,8 +44,28 @@ _SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 #   "<dumpId>; <tableoid> <oid> <desc> <namespace> <tag> <owner>"
 _TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (\S+)")
 _TOC_EXT_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - EXTENSION (\S+)")
-# The consumer's session: no wait for the WAL flush on each COPY's commit (USERSET, so any role).
-COPY_IN_OPTIONS = "-c synchronous_commit=off"
+# Every session of the copy sets what COPY's text and a long copy depend on, whatever the
+# role's or database's own settings (pg_db_role_setting) say, as pg_dump does for itself
+# (pg_dump.c setup_connection): no statement, lock or idle-in-transaction timeout (the snapshot
+# holder idles in its transaction for the whole copy), ISO dates, postgres intervals, floats
+# exact (extra_float_digits=0 would round them), and row_security off: a FORCE ROW LEVEL
+# SECURITY policy then fails the copy instead of silently leaving rows out. All USERSET.
+SOURCE_SETTINGS = (
+    "SET statement_timeout = 0",
+    "SET lock_timeout = 0",
+    "SET idle_in_transaction_session_timeout = 0",
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET row_security = off",
+)
+# The consumer's session: the same input styles, no timeout, and no wait for the WAL flush on
+# each COPY's commit.
+COPY_IN_OPTIONS = (
+    "-c synchronous_commit=off -c statement_timeout=0 -c lock_timeout=0 -c TimeZone=UTC "
+    "-c DateStyle=ISO -c IntervalStyle=postgres"
+)
 
 TABLES_SQL = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -233,6 +253,7 @@ def _psql(*commands: str) -> list[str]:
 
 def _in_snapshot(snapshot: str, *commands: str) -> list[str]:
     return _psql(
+        *SOURCE_SETTINGS,
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
         f"SET TRANSACTION SNAPSHOT '{snapshot}'",
         *commands,
@@ -274,7 +295,10 @@ def copy_database(
         with runner.session(
             ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
         ) as holder:
-            holder.write("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n")
+            holder.write(
+                "".join(f"{sql};\n" for sql in SOURCE_SETTINGS)
+                + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+            )
             snapshot = _ask(holder, "SELECT pg_catalog.pg_export_snapshot();")[0][0]
             if not _SNAPSHOT.match(snapshot):
                 raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
