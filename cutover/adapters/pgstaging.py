@@ -159,28 +159,74 @@ def drop_staging(pg: PostgresAdapter, conn: ConnInfo) -> None:
 
 
 def swap(pg: PostgresAdapter, conn: ConnInfo, timeout: float = 120) -> None:
-    """Put the staging database in place of ``<db>`` and drop the previous copy."""
+    """Put the staging database in place of ``<db>`` and drop the previous copy. On a failure,
+    ``<db>`` is put back as it was (its old copy, open to connections) and a CutoverError says
+    what stopped the swap; the staging copy stays for the next run to recreate."""
     db = conn.dbname
     nxt, prev = names(db)
     exists = db in _databases(pg, conn)
     sql = []
     if exists:
         # pg_terminate_backend is asynchronous: wait (bounded) until the sessions are gone,
-        # else the rename fails with "database is being accessed by other users".
+        # else the rename fails with "database is being accessed by other users". Inside one
+        # statement pg_stat_activity is read once and kept (backend_status.c
+        # pgstat_read_current_status; pg_stat_clear_snapshot() discards it): without the clear,
+        # a session still ending at the first look kept the loop waiting its whole bound.
+        others = (
+            "SELECT 1 FROM pg_catalog.pg_stat_activity "  # noqa: S608
+            f"WHERE datname = {literal(db)} AND pid <> pg_catalog.pg_backend_pid()"
+        )
         sql += [
             f"ALTER DATABASE {ident(db)} WITH ALLOW_CONNECTIONS false;",
             "SELECT count(pg_catalog.pg_terminate_backend(pid)) "  # noqa: S608
             "FROM pg_catalog.pg_stat_activity "
             f"WHERE datname = {literal(db)} AND pid <> pg_catalog.pg_backend_pid();",
-            "DO $$ BEGIN FOR i IN 1..300 LOOP EXIT WHEN NOT EXISTS (SELECT 1 FROM "  # noqa: S608
-            f"pg_catalog.pg_stat_activity WHERE datname = {literal(db)} AND pid <> "
-            "pg_catalog.pg_backend_pid()); PERFORM pg_catalog.pg_sleep(0.1); END LOOP; END $$;",
+            "DO $$ BEGIN FOR i IN 1..300 LOOP PERFORM pg_catalog.pg_stat_clear_snapshot(); "
+            f"EXIT WHEN NOT EXISTS ({others}); PERFORM pg_catalog.pg_sleep(0.1); END LOOP; "
+            f"IF EXISTS ({others}) THEN RAISE EXCEPTION 'sessions on % did not end within "
+            f"30s of pg_terminate_backend', {literal(db)}; END IF; END $$;",
             f"ALTER DATABASE {ident(db)} RENAME TO {ident(prev)};",
         ]
     sql.append(f"ALTER DATABASE {ident(nxt)} RENAME TO {ident(db)};")
     if exists:
         sql.append(f"DROP DATABASE {ident(prev)} WITH (FORCE);")
-    pg.psql(maintenance(conn), "\n".join(sql), timeout=timeout)
+    try:
+        pg.psql(maintenance(conn), "\n".join(sql), timeout=timeout)
+    except CommandError as exc:
+        undone = _undo_swap(pg, conn)
+        why = [ln for ln in exc.stderr_tail.strip().splitlines() if "ERROR" in ln][-1:]
+        raise CutoverError(
+            f"could not swap the new copy in as {db}: "
+            + (why[0].split("ERROR:", 1)[-1].strip() if why else exc.brief),
+            details=undone,
+            resolution="A session cutover may not end (another role's, or a superuser's) holds "
+            f"{db}: close it (pg_stat_activity shows it), then run `cutover run` again.",
+        ) from None
+
+
+def _undo_swap(pg: PostgresAdapter, conn: ConnInfo) -> str:
+    """After a failed swap: ``<db>`` back in place (its previous copy, if the first rename was
+    done) and open to connections. Says what it found and did."""
+    db = conn.dbname
+    _, prev = names(db)
+    try:
+        have = _databases(pg, conn)
+        sql = []
+        if db not in have and prev in have:
+            sql.append(f"ALTER DATABASE {ident(prev)} RENAME TO {ident(db)};")
+            have[db] = have.pop(prev)
+        if db in have and not have[db]:
+            sql.append(f"ALTER DATABASE {ident(db)} WITH ALLOW_CONNECTIONS true;")
+        if sql:
+            pg.psql(maintenance(conn), "\n".join(sql))
+    except CommandError as exc:
+        return (
+            f"{db} may be closed to connections or renamed to {prev}: putting it back failed "
+            f"too ({exc.brief}); `cutover run` does it first thing"
+        )
+    if db in have:
+        return f"{db} is unchanged and accepts connections again"
+    return f"{db} did not exist before the swap and still does not"
 
 
 # -- the guard marker -------------------------------------------------------------------------

@@ -375,3 +375,57 @@ def test_rows_hidden_by_a_forced_policy_fail_the_copy(
     staging = pgstaging.create_staging(pg, _conn(target))
     with pytest.raises(CommandError, match="row-level security"):
         _direct(runner, source, staging)
+
+
+def _allows_connections(cluster: PgCluster, dbname: str) -> list[tuple[object, ...]]:
+    with pgcluster.connect(cluster) as admin:
+        return list(
+            admin.execute(
+                "SELECT datallowconn FROM pg_database WHERE datname = %s", (dbname,)
+            ).fetchall()
+        )
+
+
+@pytest.mark.slow
+def test_a_swap_that_cannot_close_the_database_reopens_it_untouched(
+    pg_target: PgCluster, runner: Runner
+) -> None:
+    # A session the Convox role may not terminate (a superuser's: PostgreSQL 15
+    # pg_signal_backend, "must be a superuser to terminate superuser process") stops the swap
+    # after ALLOW_CONNECTIONS false. <db> must be open again, with its data, and the error say
+    # what held it.
+    target = rds_target(pg_target)
+    target.execute("CREATE TABLE precious (id int)", "INSERT INTO precious VALUES (42)")
+    pg = PostgresAdapter(runner, runner.masker)
+    conn = _conn(target)
+    staging = pgstaging.create_staging(pg, conn)
+    pgstaging.mark_synced(pg, staging)
+    with pgcluster.connect(pg_target, target.dbname) as held:  # the superuser's session
+        held.execute("SELECT 1")
+        with pytest.raises(CutoverError) as caught:
+            pgstaging.swap(pg, conn, timeout=60)
+    message = str(caught.value)
+    assert f"could not swap the new copy in as {target.dbname}" in message
+    assert "superuser" in message
+    assert "cutover run" in message
+    assert _allows_connections(pg_target, target.dbname) == [(True,)]
+    assert query(target, "SELECT id FROM precious") == [(42,)]
+
+
+@pytest.mark.slow
+def test_a_swap_terminates_the_apps_sessions_and_puts_the_copy_in_place(
+    pg_target: PgCluster, runner: Runner
+) -> None:
+    target = rds_target(pg_target)
+    target.execute("CREATE TABLE old (id int)")
+    pg = PostgresAdapter(runner, runner.masker)
+    conn = _conn(target)
+    staging = pgstaging.create_staging(pg, conn)
+    marker = pgstaging.mark_synced(pg, staging)
+    with pgcluster.connect(pg_target, target.dbname, target.owner, target.password) as app:
+        app.execute("SELECT 1")
+        pgstaging.swap(pg, conn, timeout=60)
+    assert pgstaging.read_marker(pg, conn)[2] == marker
+    assert _allows_connections(pg_target, target.dbname) == [(True,)]
+    nxt, prev = pgstaging.names(target.dbname)
+    assert _allows_connections(pg_target, prev) == _allows_connections(pg_target, nxt) == []
