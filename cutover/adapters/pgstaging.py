@@ -328,6 +328,15 @@ def guard(pg: PostgresAdapter, conn: ConnInfo, *, force: bool) -> str | None:
                 f"the Convox database {db} has taken writes since the last sync "
                 f"({now} row writes now, {marker.writes} when cutover synced it at {marker.at})"
             )
+        elif marker.writes is not None and now < marker.writes:
+            # Counters only grow, unless reset (pg_stat_reset, a crash or failover: PostgreSQL
+            # 15 discards them in crash recovery) or tables were dropped: the writes since the
+            # sync can no longer be told.
+            reason = (
+                f"the Convox database {db}'s statistics were reset or tables dropped since the "
+                f"last sync ({now} row writes now, {marker.writes} when cutover synced it at "
+                f"{marker.at}): cutover cannot tell whether it has taken writes since"
+            )
     else:
         tables = user_tables(pg, conn)
         if tables:

@@ -57,8 +57,10 @@ def test_large_tables_are_split_into_page_ranges() -> None:
     big = str(100 * 1024 * 1024)
     parts = plan_parts([["public.big", big, "12800", "a,b"], ["public.small", "8192", "1", "x"]], 3)
     assert [p.table for p in parts] == ["public.big"] * 3 + ["public.small"]
-    assert parts[0].copy_out().startswith(
-        "COPY (SELECT a,b FROM ONLY public.big WHERE ctid >= '(0,0)'"
+    assert (
+        parts[0]
+        .copy_out()
+        .startswith("COPY (SELECT a,b FROM ONLY public.big WHERE ctid >= '(0,0)'")
     )
     assert parts[2].where == "ctid >= '(8532,0)'::tid"  # the last range is open-ended
     assert parts[0].copy_in() == "COPY public.big (a,b) FROM STDIN"
@@ -429,3 +431,24 @@ def test_a_swap_terminates_the_apps_sessions_and_puts_the_copy_in_place(
     assert _allows_connections(pg_target, target.dbname) == [(True,)]
     nxt, prev = pgstaging.names(target.dbname)
     assert _allows_connections(pg_target, prev) == _allows_connections(pg_target, nxt) == []
+
+
+@pytest.mark.slow
+def test_guard_refuses_when_statistics_were_reset_since_the_last_sync(
+    pg_target: PgCluster, runner: Runner
+) -> None:
+    # A crash, a failover or pg_stat_reset() zeroes the counters (PostgreSQL 15 discards them on
+    # crash recovery): fewer row writes than the marker's count cannot show the writes since.
+    target = rds_target(pg_target)
+    target.execute("CREATE TABLE t (id int)", "INSERT INTO t SELECT generate_series(1, 50)")
+    pg = PostgresAdapter(runner, runner.masker)
+    conn = _conn(target)
+    marker = pgstaging.mark_synced(pg, conn)
+    assert marker.endswith(" writes=50")
+    assert pgstaging.guard(pg, conn, force=False) is None
+    with pgcluster.connect(pg_target, target.dbname) as admin:
+        admin.execute("SELECT pg_stat_reset()")
+    target.execute("INSERT INTO t VALUES (51)")  # the app's write after the reset
+    with pytest.raises(CutoverError, match="statistics were reset"):
+        pgstaging.guard(pg, conn, force=False)
+    assert "statistics were reset" in str(pgstaging.guard(pg, conn, force=True))
