@@ -138,18 +138,26 @@ def plan_parts(rows: list[list[str]], jobs: int, split_min: int = SPLIT_MIN_BYTE
     return parts
 
 
-SEQUENCES_SQL = """
-SELECT format('SELECT pg_catalog.setval(%L, %s, true);',
-              quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename), s.last_value)
-FROM pg_catalog.pg_sequences s
-WHERE s.last_value IS NOT NULL
-  AND s.schemaname NOT IN ('pg_catalog', 'information_schema')
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                    AND d.objid = (quote_ident(s.schemaname) || '.'
-                                   || quote_ident(s.sequencename))::regclass
-                    AND d.deptype = 'e');
-"""
+# One setval per sequence from its own row (last_value, is_called): pg_sequences shows a NULL
+# last_value when is_called is false (ALTER SEQUENCE ... RESTART WITH, setval(s, v, false);
+# PostgreSQL 15 pg_sequence_last_value), and pg_dump's CREATE SEQUENCE carries only START. psql's
+# \gexec runs each generated SELECT (psql docs); sequences the role may not read are left out
+# (pg_sequences hides them too). Sequences are not MVCC: each is read as it is now, never behind
+# the snapshot's rows.
+SEQUENCES_SQL = r"""
+SELECT format($q$SELECT format('SELECT pg_catalog.setval(%%L, %%s, %%s);', %L, last_value, is_called::text) FROM %s$q$,
+              s.name, s.name)
+FROM (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'S'
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT LIKE 'pg_temp%'
+        AND pg_catalog.has_table_privilege(c.oid, 'SELECT')  -- (has_sequence_privilege errors on a table row)
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                          AND d.deptype = 'e')
+      ORDER BY 1) s
+\gexec"""  # noqa: E501
 LARGE_OBJECTS_SQL = "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata;"
 
 

@@ -452,3 +452,30 @@ def test_guard_refuses_when_statistics_were_reset_since_the_last_sync(
     with pytest.raises(CutoverError, match="statistics were reset"):
         pgstaging.guard(pg, conn, force=False)
     assert "statistics were reset" in str(pgstaging.guard(pg, conn, force=True))
+
+
+@pytest.mark.slow
+def test_sequences_restarted_or_never_called_arrive_at_the_same_next_value(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # ALTER SEQUENCE ... RESTART WITH and setval(s, v, false) leave is_called false, which
+    # pg_sequences shows as a NULL last_value (PostgreSQL 15 pg_sequence_last_value); pg_dump's
+    # CREATE SEQUENCE carries only the START value.
+    source, target = make_database(pg_source, "seqs"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE t (id serial PRIMARY KEY)",
+        "ALTER SEQUENCE t_id_seq RESTART WITH 1000",
+        "CREATE SEQUENCE used",
+        "SELECT setval('used', 50)",
+        "CREATE SEQUENCE \"Odd name\"",
+        "SELECT setval('\"Odd name\"', 7, false)",
+        "CREATE SEQUENCE fresh START 5",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    _direct(runner, source, staging)
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    nexts = (
+        "SELECT nextval('t_id_seq'), nextval('used'), nextval('\"Odd name\"'), nextval('fresh')"
+    )
+    assert query(copied, nexts) == [(1000, 51, 7, 5)]
