@@ -311,6 +311,13 @@ def copy_database(
             if not _SNAPSHOT.match(snapshot):
                 raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
             installed = [r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")]
+            rows = _ask(holder, TABLES_SQL)
+            tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
+            if tables:
+                # Held until the copy ends, as pg_dump does (pg_dump.c getTables): TRUNCATE is
+                # not MVCC-safe (a table truncated after the snapshot reads as empty in it), and
+                # an ALTER or DROP would change what the schema dump said; they wait instead.
+                _ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
             skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
             schema = private_file(folder / "schema.dump")
             runner.run(
@@ -324,8 +331,6 @@ def copy_database(
                 env=target.env(),
                 timeout=timeout,
             )
-            rows = _ask(holder, TABLES_SQL)
-            tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
             parts = plan_parts(rows, max(1, jobs), split_min_bytes)
             _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
             if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":

@@ -467,7 +467,7 @@ def test_sequences_restarted_or_never_called_arrive_at_the_same_next_value(
         "ALTER SEQUENCE t_id_seq RESTART WITH 1000",
         "CREATE SEQUENCE used",
         "SELECT setval('used', 50)",
-        "CREATE SEQUENCE \"Odd name\"",
+        'CREATE SEQUENCE "Odd name"',
         "SELECT setval('\"Odd name\"', 7, false)",
         "CREATE SEQUENCE fresh START 5",
     )
@@ -475,7 +475,46 @@ def test_sequences_restarted_or_never_called_arrive_at_the_same_next_value(
     staging = pgstaging.create_staging(pg, _conn(target))
     _direct(runner, source, staging)
     copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
-    nexts = (
-        "SELECT nextval('t_id_seq'), nextval('used'), nextval('\"Odd name\"'), nextval('fresh')"
-    )
+    nexts = "SELECT nextval('t_id_seq'), nextval('used'), nextval('\"Odd name\"'), nextval('fresh')"
     assert query(copied, nexts) == [(1000, 51, 7, 5)]
+
+
+@pytest.mark.slow
+def test_tables_are_locked_against_truncate_while_they_are_copied(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # TRUNCATE is not MVCC-safe (PostgreSQL docs, TRUNCATE): a table truncated after the
+    # snapshot reads as empty in it. The holder locks every table it copies ACCESS SHARE, as
+    # pg_dump does (pg_dump.c getTables), so a TRUNCATE or ALTER on Heroku waits for the copy.
+    source, target = make_database(pg_source, "locks"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE big (id int, pad text)",
+        "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g",
+        "CREATE TABLE small (id int)",
+        "INSERT INTO small SELECT generate_series(1, 10)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    refused: list[str] = []
+
+    def truncate_the_next_table(p: CopyProgress) -> None:
+        if p.tables_done != 1:
+            return
+        try:
+            source.execute("SET lock_timeout = '300ms'", "TRUNCATE small")
+        except Exception as exc:  # the lock timeout is what is expected
+            refused.append(str(exc))
+
+    copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=1,
+        skip_extensions=[],
+        timeout=300,
+        progress=truncate_the_next_table,
+    )
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    assert query(copied, "SELECT count(*) FROM small") == [(10,)]
+    assert refused and "lock timeout" in refused[0]
