@@ -386,6 +386,10 @@ def read_settings(pg: PostgresAdapter, conn: ConnInfo) -> list[Setting]:
         if len(row) != 3 or "=" not in row[2]:
             continue
         name, _, value = row[2].partition("=")
+        if "." in name:
+            # A custom setting (``app.jwt_secret``) is a common place for an app's secret: its
+            # value is masked in everything the runner records, and never shown.
+            pg.masker.add(value)
         key = (row[0], name)
         if row[1] == "1" or key not in merged:  # in-database rows come last and win
             merged[key] = value
@@ -444,5 +448,6 @@ def apply_settings(
             pg.psql(maintenance(conn), sql)
         except CommandError as exc:
             why = exc.stderr_tail.strip().splitlines()[-1:] or [exc.brief]
-            refused.append(f"{s.scope} setting {s.name}={s.value}: {why[0]}")
+            shown = f"{s.name} (value not shown)" if "." in s.name else f"{s.name}={s.value}"
+            refused.append(f"{s.scope} setting {shown}: {pg.masker.mask(why[0])}")
     return refused

@@ -518,3 +518,26 @@ def test_tables_are_locked_against_truncate_while_they_are_copied(
     copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
     assert query(copied, "SELECT count(*) FROM small") == [(10,)]
     assert refused and "lock timeout" in refused[0]
+
+
+@pytest.mark.slow
+def test_custom_setting_values_never_reach_findings_or_the_audit(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner, audit: ListAudit
+) -> None:
+    # A dotted (custom) setting is a common place for an app's secret (ALTER DATABASE ... SET
+    # "app.jwt_secret" = ...); a refused one is reported by name only, and its value is masked
+    # wherever the runner records output (PostgreSQL may echo a value in its error).
+    source, target = make_database(pg_source, "secretset"), rds_target(pg_target)
+    value = "jwt-" + secrets.token_hex(8)
+    with pgcluster.connect(pg_source) as admin:
+        admin.execute(f"ALTER DATABASE \"{source.dbname}\" SET app.jwt_secret = '{value}'")
+        admin.execute(f'ALTER DATABASE "{source.dbname}" SET log_min_duration_statement = 250')
+    pg = PostgresAdapter(runner, runner.masker)
+    settings = pgstaging.read_settings(pg, _conn(source))
+    assert pgstaging.Setting("database", "app.jwt_secret", value) in settings
+    # The Convox role may not set a superuser-only setting; make the custom one refused too.
+    broken = [*settings, pgstaging.Setting("database", "app.other", value + "'bad")]
+    refused = pgstaging.apply_settings(pg, _conn(target), target.dbname, broken)
+    assert any("log_min_duration_statement=250" in r for r in refused)
+    assert all(value not in r for r in refused), refused
+    assert value not in audit.text()
