@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
-from cutover.errors import CutoverError, UnexpectedOutput
+from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 from cutover.runner import Runner
 from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
@@ -281,6 +281,30 @@ def _ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
     return rows
 
 
+def _holder_alive(holder: Session) -> bool:
+    """Whether the snapshot holder still answers (psql learns that the server ended its idle
+    session only when it next sends a query)."""
+    if holder.proc.poll() is not None:
+        return False
+    try:
+        return _ask(holder, "SELECT 1;", timeout=30) == [["1"]]
+    except CommandError:
+        return False
+
+
+def _holder_ended(holder: Session) -> CutoverError:
+    """The error for a copy whose snapshot-holding session ended: every reader that had not yet
+    imported the snapshot fails with "invalid snapshot identifier", which says nothing of why."""
+    why = [ln.strip() for ln in holder.stderr_tail().splitlines() if ln.strip()][:2]
+    return CutoverError(
+        "the Heroku session holding the copy's snapshot ended during the copy"
+        + (f": {' '.join(why)}" if why else ""),
+        details="The copy went into the staging database only; the Convox database is unchanged.",
+        resolution="Check Heroku's database (`heroku pg:info`: maintenance, a failover, a "
+        "session killed by an admin), then run `cutover run` again.",
+    )
+
+
 def copy_database(
     runner: Runner,
     masker: SecretMasker,
@@ -310,34 +334,49 @@ def copy_database(
             snapshot = _ask(holder, "SELECT pg_catalog.pg_export_snapshot();")[0][0]
             if not _SNAPSHOT.match(snapshot):
                 raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
-            installed = [r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")]
-            rows = _ask(holder, TABLES_SQL)
-            tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
-            if tables:
-                # Held until the copy ends, as pg_dump does (pg_dump.c getTables): TRUNCATE is
-                # not MVCC-safe (a table truncated after the snapshot reads as empty in it), and
-                # an ALTER or DROP would change what the schema dump said; they wait instead.
-                _ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
-            skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
-            schema = private_file(folder / "schema.dump")
-            runner.run(
-                ["pg_dump", "--schema-only", "-Fc", f"--snapshot={snapshot}", "-f", str(schema)],
-                env=source.env(),
-                timeout=timeout,
-            )
-            listfile = restore_list(runner, schema, skipped, timeout)
-            runner.run(
-                restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
-                env=target.env(),
-                timeout=timeout,
-            )
-            parts = plan_parts(rows, max(1, jobs), split_min_bytes)
-            _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
-            if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
-                _copy_large_objects(runner, source, target, snapshot, timeout)
-            setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
-            if setvals:
-                pg.psql(target, "\n".join(setvals), timeout=timeout)
+            try:
+                installed = [
+                    r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")
+                ]
+                rows = _ask(holder, TABLES_SQL)
+                tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
+                if tables:
+                    # Held until the copy ends, as pg_dump does (pg_dump.c getTables): TRUNCATE is
+                    # not MVCC-safe (a table truncated after the snapshot reads as empty in it), and
+                    # an ALTER or DROP would change what the schema dump said; they wait instead.
+                    _ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
+                skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
+                schema = private_file(folder / "schema.dump")
+                runner.run(
+                    [
+                        "pg_dump",
+                        "--schema-only",
+                        "-Fc",
+                        f"--snapshot={snapshot}",
+                        "-f",
+                        str(schema),
+                    ],
+                    env=source.env(),
+                    timeout=timeout,
+                )
+                listfile = restore_list(runner, schema, skipped, timeout)
+                runner.run(
+                    restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
+                    env=target.env(),
+                    timeout=timeout,
+                )
+                parts = plan_parts(rows, max(1, jobs), split_min_bytes)
+                _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
+                if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
+                    _copy_large_objects(runner, source, target, snapshot, timeout)
+                setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
+                if setvals:
+                    pg.psql(target, "\n".join(setvals), timeout=timeout)
+            except CommandError as exc:
+                # (After a timeout the holder may still be answering the question before.)
+                if exc.timed_out or _holder_alive(holder):
+                    raise
+                raise _holder_ended(holder) from exc
             holder.close("COMMIT;\n")
         runner.run(
             restore_argv(schema, listfile, target.dbname, jobs, "--section=post-data"),

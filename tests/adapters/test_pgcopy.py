@@ -541,3 +541,44 @@ def test_custom_setting_values_never_reach_findings_or_the_audit(
     assert any("log_min_duration_statement=250" in r for r in refused)
     assert all(value not in r for r in refused), refused
     assert value not in audit.text()
+
+
+@pytest.mark.slow
+def test_a_snapshot_holder_that_dies_fails_the_copy_clearly(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # Heroku may end the session holding the exported snapshot (maintenance, a failover, an
+    # admin): later imports fail with "invalid snapshot identifier", which says nothing of why.
+    source, target = make_database(pg_source, "holder"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE a (id int)",
+        "INSERT INTO a SELECT generate_series(1, 5000)",
+        "CREATE TABLE b (id int)",
+        "INSERT INTO b VALUES (1)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+
+    def end_the_holder(p: CopyProgress) -> None:
+        with pgcluster.connect(pg_source) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND state = 'idle in transaction'",
+                (source.dbname,),
+            )
+
+    with pytest.raises(CutoverError) as caught:
+        copy_database(
+            runner,
+            runner.masker,
+            _conn(source),
+            staging,
+            jobs=1,
+            skip_extensions=[],
+            timeout=300,
+            progress=end_the_holder,
+        )
+    message = str(caught.value)
+    assert "the Heroku session holding the copy's snapshot ended" in message
+    assert "terminating connection" in message
+    assert "cutover run" in message
