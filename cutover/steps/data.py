@@ -146,7 +146,7 @@ class _Sync(Step):
         return base
 
     def describe(self, ctx: Context) -> list[str]:
-        from cutover.adapters.pgcopy import restore_argv  # noqa: PLC0415 - adapters load when a step runs
+        from cutover.adapters.pgrestore import restore_argv  # noqa: PLC0415 - adapters load when a step runs
 
         db = ctx.model.database
         assert db
@@ -315,7 +315,7 @@ class _Sync(Step):
         # Interrupted during the capture, it captures afresh: the id cannot be saved sooner,
         # since the CLI completes the line naming it only when the backup ends (oclif's non-TTY
         # action: "Backing up X to b042..." then " done\n").
-        from cutover.adapters.pgcopy import extensions_to_skip, restore_dump  # noqa: PLC0415
+        from cutover.adapters.pgrestore import extensions_to_skip, restore_dump  # noqa: PLC0415
 
         db = ctx.model.database
         assert db
