@@ -206,6 +206,32 @@ def _ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
     return rows
 
 
+# pg_dump's own locks wait at most this long (pg_dump --lock-wait-timeout, milliseconds): the
+# same queue behind a DDL that waits for the holder.
+LOCK_WAIT = "--lock-wait-timeout=60000"
+TABLE_LOCK_WAIT = "10s"
+# LOCK ... NOWAIT refused (lmgr.c: could not obtain lock on relation "t"), or pg_dump's lock wait
+# timed out (pg_dump.c: could not obtain lock on relation "t"; canceling ... lock timeout).
+_LOCK_REFUSED = re.compile(
+    r'could not obtain lock on relation "?([^"\n]*)"?|canceling statement due to lock timeout'
+)
+
+_LOCKING = re.compile(r"LOCK TABLE (\S+) IN ACCESS SHARE MODE")
+
+
+def _ddl_waiting(table: str) -> CutoverError:
+    return CutoverError(
+        "a schema change on Heroku is waiting for the copy's locks"
+        + (f" on {table}" if table else "")
+        + "; the copy stopped rather than wait behind it",
+        details="The copy holds ACCESS SHARE on every table it copies (as pg_dump does), so an "
+        "ALTER, TRUNCATE or DROP waits for it, and the copy cannot go on behind that. The "
+        "Convox database is unchanged.",
+        resolution="Let the migration (or whatever ran the DDL) finish, or stop it, then run "
+        "`cutover run` again.",
+    )
+
+
 def _holder_alive(holder: Session) -> bool:
     """Whether the snapshot holder still answers (psql learns that the server ended its idle
     session only when it next sends a query)."""
@@ -278,6 +304,7 @@ def copy_database(
                         "--schema-only",
                         "-Fc",
                         f"--snapshot={snapshot}",
+                        LOCK_WAIT,
                         "-f",
                         str(schema),
                     ],
@@ -298,6 +325,12 @@ def copy_database(
                 if setvals:
                     pg.psql(target, "\n".join(setvals), timeout=timeout)
             except CommandError as exc:
+                blocked = _LOCK_REFUSED.search(exc.stderr_tail)
+                if blocked:
+                    table = _LOCKING.search(" ".join(exc.argv_masked))
+                    raise _ddl_waiting(
+                        blocked.group(1) or (table.group(1) if table else "")
+                    ) from exc
                 # (After a timeout the holder may still be answering the question before.)
                 if exc.timed_out or _holder_alive(holder):
                     raise
@@ -336,7 +369,16 @@ def _copy_parts(
 
     def one(part: Part) -> None:
         runner.pipe(
-            _in_snapshot(snapshot, part.copy_out()),
+            # Bounded: an ALTER/TRUNCATE on Heroku waiting for the holder's lock queues this COPY
+            # behind it, a wait no deadlock detector sees (the holder waits on cutover). pg_dump's
+            # workers lock NOWAIT for the same reason (pg_dump.c lockTableForWorker); a short
+            # wait lets a DDL with its own lock_timeout give up first.
+            _in_snapshot(
+                snapshot,
+                f"SET LOCAL lock_timeout = '{TABLE_LOCK_WAIT}'",
+                f"LOCK TABLE {part.table} IN ACCESS SHARE MODE",
+                part.copy_out(),
+            ),
             _psql(part.copy_in()),
             producer_env=dict(source.env()),
             consumer_env=target_env,
@@ -384,6 +426,7 @@ def _copy_large_objects(
             "-b",  # --blobs (spelled --large-objects from PostgreSQL 16)
             "--exclude-table-data=*.*",
             f"--snapshot={snapshot}",
+            LOCK_WAIT,
         ],
         [
             "pg_restore",

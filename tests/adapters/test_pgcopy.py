@@ -583,3 +583,63 @@ def test_a_snapshot_holder_that_dies_fails_the_copy_clearly(
     assert "the Heroku session holding the copy's snapshot ended" in message
     assert "terminating connection" in message
     assert "cutover run" in message
+
+
+@pytest.mark.slow
+def test_a_ddl_waiting_for_the_copys_locks_fails_the_copy_instead_of_hanging_it(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # The holder keeps ACCESS SHARE on every table; an ALTER on Heroku queues behind it, and a
+    # later COPY of that table would queue behind the ALTER: a wait PostgreSQL's deadlock
+    # detector cannot see (the holder waits on cutover, not on a lock). pg_dump's workers take
+    # their locks NOWAIT for this reason (pg_backup_db.c / pg_dump.c lockTableForWorker).
+    import threading  # noqa: PLC0415
+
+    source, target = make_database(pg_source, "ddl"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE big (id int, pad text)",
+        "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g",
+        "CREATE TABLE small (id int)",
+        "INSERT INTO small SELECT generate_series(1, 10)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    errors: list[BaseException] = []
+
+    def alter() -> None:
+        try:
+            source.execute("ALTER TABLE small ADD COLUMN z int")
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    ddl = threading.Thread(target=alter)
+
+    def start_a_migration(p: CopyProgress) -> None:
+        if p.tables_done != 1:
+            return
+        ddl.start()
+        for _ in range(600):  # until the ALTER waits for the holder's lock
+            with pgcluster.connect(pg_source, source.dbname) as admin:
+                if admin.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                    ("small",),
+                ).fetchone() != (0,):
+                    return
+        raise AssertionError("the ALTER never waited")
+
+    with pytest.raises(CutoverError) as caught:
+        copy_database(
+            runner,
+            runner.masker,
+            _conn(source),
+            staging,
+            jobs=1,
+            skip_extensions=[],
+            timeout=60,
+            progress=start_a_migration,
+        )
+    ddl.join(timeout=120)
+    message = str(caught.value)
+    assert "public.small" in message
+    assert "waiting for the copy's locks" in message
+    assert errors == []  # the ALTER went ahead once the copy let go
