@@ -178,7 +178,8 @@ class _Sync(Step):
         elif db.method == "direct":
             lines += [
                 "psql (Heroku): BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT "
-                "pg_export_snapshot()  (held open for the whole copy)",
+                "pg_export_snapshot(); LOCK TABLE <every table> IN ACCESS SHARE MODE  (held "
+                "open for the whole copy: a schema change on Heroku waits for it)",
                 "pg_dump --schema-only -Fc --snapshot=<id> -f <0600 file>; pg_restore "
                 f"--section=pre-data --no-owner --no-acl --use-list <filtered> into {staging}",
                 f"per table, largest first, {db.restore_jobs} at once: psql -c 'COPY t TO "
