@@ -211,9 +211,15 @@ class Session:
         runner._event("command-start", argv=self.argv_masked, pid=self.proc.pid)
 
     def write(self, text: str) -> None:
+        """Send ``text``; CommandError (with the child's stderr) when the child has gone."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(text.encode())
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(text.encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: stdin already closed
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=self.runner.term_grace)
+            raise CommandError(self.argv_masked, self.proc.poll(), self.stderr_tail()) from None
 
     def readline(self, timeout: float) -> str:
         """The next line of stdout (without the newline); CommandError on EOF or timeout."""

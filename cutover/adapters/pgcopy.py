@@ -21,31 +21,50 @@ Always ``--no-owner --no-acl`` (a Heroku role's grants mean nothing on Convox).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from cutover.adapters.pgrestore import (
+    extensions_to_skip,
+    private_dir,
+    private_file,
+    restore_argv,
+    restore_list,
+)
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
-from cutover.errors import CutoverError, UnexpectedOutput
+from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 from cutover.runner import Runner
 from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
 _SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
-# pg_restore --list lines (pg_backup_archiver.c PrintTOCSummary):
-#   "<dumpId>; <tableoid> <oid> <desc> <namespace> <tag> <owner>"
-_TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (\S+)")
-_TOC_EXT_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - EXTENSION (\S+)")
-# The consumer's session: no wait for the WAL flush on each COPY's commit (USERSET, so any role).
-COPY_IN_OPTIONS = "-c synchronous_commit=off"
+# Every session of the copy sets what COPY's text and a long copy depend on, whatever the
+# role's or database's own settings (pg_db_role_setting) say, as pg_dump does for itself
+# (pg_dump.c setup_connection): no statement, lock or idle-in-transaction timeout (the snapshot
+# holder idles in its transaction for the whole copy), ISO dates, postgres intervals, floats
+# exact (extra_float_digits=0 would round them), and row_security off: a FORCE ROW LEVEL
+# SECURITY policy then fails the copy instead of silently leaving rows out. All USERSET.
+SOURCE_SETTINGS = (
+    "SET statement_timeout = 0",
+    "SET lock_timeout = 0",
+    "SET idle_in_transaction_session_timeout = 0",
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET row_security = off",
+)
+# The consumer's session: the same input styles, no timeout, and no wait for the WAL flush on
+# each COPY's commit.
+COPY_IN_OPTIONS = (
+    "-c synchronous_commit=off -c statement_timeout=0 -c lock_timeout=0 -c TimeZone=UTC "
+    "-c DateStyle=ISO -c IntervalStyle=postgres"
+)
 
 TABLES_SQL = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -80,14 +99,20 @@ class Part:
     where: str  # "" for the whole table
     size: int  # bytes this part accounts for (progress)
 
+    # Columns always named, on both sides: pg_dump recreates an inheritance child (or a table
+    # whose columns were added to its parent later) with another column order than the source's
+    # (pg_dump.c dumpTableData_copy names them for the same reason).
     def copy_out(self) -> str:
+        cols = f" ({self.columns})" if self.columns else ""
         if not self.where:
-            return f"COPY {self.table} TO STDOUT"
-        # Identifiers come from quote_ident in the source's catalog, the range from integers.
-        return f"COPY (SELECT {self.columns} FROM {self.table} WHERE {self.where}) TO STDOUT"  # noqa: S608
+            return f"COPY {self.table}{cols} TO STDOUT"
+        # ONLY: a SELECT from a parent reads its inheritance children too (COPY t TO does not);
+        # they are copied as tables of their own. Identifiers come from quote_ident in the
+        # source's catalog, the range from integers.
+        return f"COPY (SELECT {self.columns} FROM ONLY {self.table} WHERE {self.where}) TO STDOUT"  # noqa: S608
 
     def copy_in(self) -> str:
-        cols = f" ({self.columns})" if self.where and self.columns else ""
+        cols = f" ({self.columns})" if self.columns else ""
         return f"COPY {self.table}{cols} FROM STDIN"
 
 
@@ -112,18 +137,27 @@ def plan_parts(rows: list[list[str]], jobs: int, split_min: int = SPLIT_MIN_BYTE
     return parts
 
 
-SEQUENCES_SQL = """
-SELECT format('SELECT pg_catalog.setval(%L, %s, true);',
-              quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename), s.last_value)
-FROM pg_catalog.pg_sequences s
-WHERE s.last_value IS NOT NULL
-  AND s.schemaname NOT IN ('pg_catalog', 'information_schema')
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                    AND d.objid = (quote_ident(s.schemaname) || '.'
-                                   || quote_ident(s.sequencename))::regclass
-                    AND d.deptype = 'e');
-"""
+# One setval per sequence from its own row (last_value, is_called): pg_sequences shows a NULL
+# last_value when is_called is false (ALTER SEQUENCE ... RESTART WITH, setval(s, v, false);
+# PostgreSQL 15 pg_sequence_last_value), and pg_dump's CREATE SEQUENCE carries only START. psql's
+# \gexec runs each generated SELECT (psql docs); sequences the role may not read are left out
+# (pg_sequences hides them too). Sequences are not MVCC: each is read as it is now, never behind
+# the snapshot's rows.
+SEQUENCES_SQL = r"""
+SELECT format($q$SELECT format('SELECT pg_catalog.setval(%%L, %%s, %%s);', %L, last_value, is_called::text) FROM %s$q$,
+              s.name, s.name)
+FROM (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'S'
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT LIKE 'pg_temp%'
+        AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+        AND pg_catalog.has_table_privilege(c.oid, 'SELECT')  -- (has_sequence_privilege errors on a table row)
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                          AND d.deptype = 'e')
+      ORDER BY 1) s
+\gexec"""  # noqa: E501
 LARGE_OBJECTS_SQL = "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata;"
 
 
@@ -143,80 +177,6 @@ class CopyResult:
     skipped_extensions: tuple[str, ...] = field(default=())
 
 
-# -- extensions the target may not create -----------------------------------------------------
-def extensions_to_skip(
-    pg: PostgresAdapter,
-    source: ConnInfo,
-    target: ConnInfo,
-    skip: Sequence[str],
-    installed: Sequence[str] | None = None,
-) -> list[str]:
-    """Those of ``skip`` installed on the source that the target's role cannot create: not
-    available there, or neither superuser nor a trusted extension (PostgreSQL 13+ lets a
-    database owner create trusted ones)."""
-    if not skip:
-        return []
-    present = set(pg.extensions(source) if installed is None else installed)
-    wanted = [name for name in skip if name in present]
-    if not wanted:
-        return []
-    rows = pg.psql(
-        target,
-        "SELECT 'super', rolsuper::text FROM pg_catalog.pg_roles WHERE rolname = current_user\n"
-        "UNION ALL SELECT name, bool_or(trusted)::text "
-        "FROM pg_catalog.pg_available_extension_versions GROUP BY name;",
-    )
-    facts = {row[0]: row[1] == "true" for row in rows if len(row) == 2}
-    superuser = facts.pop("super", False)
-    return [n for n in wanted if n not in facts or not (superuser or facts[n])]
-
-
-def filter_list(listing: str, skip: Sequence[str]) -> str:
-    """A ``pg_restore --list`` without the extensions in ``skip`` (and their comments)."""
-    keep = []
-    for line in listing.splitlines():
-        match = _TOC_EXTENSION.match(line) or _TOC_EXT_COMMENT.match(line)
-        if match and match.group(1) in skip:
-            keep.append(";" + line)  # a comment line: pg_restore -L skips it
-            continue
-        keep.append(line)
-    return "\n".join(keep) + "\n"
-
-
-def private_dir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix))  # 0700 (tempfile.mkdtemp)
-
-
-def private_file(path: Path, text: str = "") -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    return path
-
-
-def restore_list(runner: Runner, dump: Path, skip: Sequence[str], timeout: float) -> Path:
-    """``pg_restore --list`` of ``dump`` filtered by ``skip``, written 0600 beside it."""
-    listing = runner.run(["pg_restore", "--list", str(dump)], timeout=timeout).stdout
-    return private_file(dump.with_suffix(".list"), filter_list(listing, skip))
-
-
-def restore_argv(dump: Path, listfile: Path, dbname: str, jobs: int, *extra: str) -> list[str]:
-    return [
-        "pg_restore",
-        "--no-owner",
-        "--no-acl",
-        "--exit-on-error",
-        *extra,
-        "--jobs",
-        str(max(1, jobs)),
-        "--use-list",
-        str(listfile),
-        "--dbname",
-        dbname,
-        str(dump),
-    ]
-
-
 # -- the direct copy --------------------------------------------------------------------------
 def _psql(*commands: str) -> list[str]:
     argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
@@ -227,6 +187,7 @@ def _psql(*commands: str) -> list[str]:
 
 def _in_snapshot(snapshot: str, *commands: str) -> list[str]:
     return _psql(
+        *SOURCE_SETTINGS,
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
         f"SET TRANSACTION SNAPSHOT '{snapshot}'",
         *commands,
@@ -244,6 +205,56 @@ def _ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
     while (line := holder.readline(timeout)) != END_MARK:
         rows.append(line.split("\t"))
     return rows
+
+
+# pg_dump's own locks wait at most this long (pg_dump --lock-wait-timeout, milliseconds): the
+# same queue behind a DDL that waits for the holder.
+LOCK_WAIT = "--lock-wait-timeout=60000"
+TABLE_LOCK_WAIT = "10s"
+# LOCK ... NOWAIT refused (lmgr.c: could not obtain lock on relation "t"), or pg_dump's lock wait
+# timed out (pg_dump.c: could not obtain lock on relation "t"; canceling ... lock timeout).
+_LOCK_REFUSED = re.compile(
+    r'could not obtain lock on relation "?([^"\n]*)"?|canceling statement due to lock timeout'
+)
+
+_LOCKING = re.compile(r"LOCK TABLE (\S+) IN ACCESS SHARE MODE")
+
+
+def _ddl_waiting(table: str) -> CutoverError:
+    return CutoverError(
+        "a schema change on Heroku is waiting for the copy's locks"
+        + (f" on {table}" if table else "")
+        + "; the copy stopped rather than wait behind it",
+        details="The copy holds ACCESS SHARE on every table it copies (as pg_dump does), so an "
+        "ALTER, TRUNCATE or DROP waits for it, and the copy cannot go on behind that. The "
+        "Convox database is unchanged.",
+        resolution="Let the migration (or whatever ran the DDL) finish, or stop it, then run "
+        "`cutover run` again.",
+    )
+
+
+def _holder_alive(holder: Session) -> bool:
+    """Whether the snapshot holder still answers (psql learns that the server ended its idle
+    session only when it next sends a query)."""
+    if holder.proc.poll() is not None:
+        return False
+    try:
+        return _ask(holder, "SELECT 1;", timeout=30) == [["1"]]
+    except CommandError:
+        return False
+
+
+def _holder_ended(holder: Session) -> CutoverError:
+    """The error for a copy whose snapshot-holding session ended: every reader that had not yet
+    imported the snapshot fails with "invalid snapshot identifier", which says nothing of why."""
+    why = [ln.strip() for ln in holder.stderr_tail().splitlines() if ln.strip()][:2]
+    return CutoverError(
+        "the Heroku session holding the copy's snapshot ended during the copy"
+        + (f": {' '.join(why)}" if why else ""),
+        details="The copy went into the staging database only; the Convox database is unchanged.",
+        resolution="Check Heroku's database (`heroku pg:info`: maintenance, a failover, a "
+        "session killed by an admin), then run `cutover run` again.",
+    )
 
 
 def copy_database(
@@ -268,33 +279,63 @@ def copy_database(
         with runner.session(
             ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
         ) as holder:
-            holder.write("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n")
+            holder.write(
+                "".join(f"{sql};\n" for sql in SOURCE_SETTINGS)
+                + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+            )
             snapshot = _ask(holder, "SELECT pg_catalog.pg_export_snapshot();")[0][0]
             if not _SNAPSHOT.match(snapshot):
                 raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
-            installed = [r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")]
-            skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
-            schema = private_file(folder / "schema.dump")
-            runner.run(
-                ["pg_dump", "--schema-only", "-Fc", f"--snapshot={snapshot}", "-f", str(schema)],
-                env=source.env(),
-                timeout=timeout,
-            )
-            listfile = restore_list(runner, schema, skipped, timeout)
-            runner.run(
-                restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
-                env=target.env(),
-                timeout=timeout,
-            )
-            rows = _ask(holder, TABLES_SQL)
-            tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
-            parts = plan_parts(rows, max(1, jobs), split_min_bytes)
-            _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
-            if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
-                _copy_large_objects(runner, source, target, snapshot, timeout)
-            setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
-            if setvals:
-                pg.psql(target, "\n".join(setvals), timeout=timeout)
+            try:
+                installed = [
+                    r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")
+                ]
+                rows = _ask(holder, TABLES_SQL)
+                tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
+                if tables:
+                    # Held until the copy ends, as pg_dump does (pg_dump.c getTables): TRUNCATE is
+                    # not MVCC-safe (a table truncated after the snapshot reads as empty in it), and
+                    # an ALTER or DROP would change what the schema dump said; they wait instead.
+                    _ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
+                skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
+                schema = private_file(folder / "schema.dump")
+                runner.run(
+                    [
+                        "pg_dump",
+                        "--schema-only",
+                        "-Fc",
+                        f"--snapshot={snapshot}",
+                        LOCK_WAIT,
+                        "-f",
+                        str(schema),
+                    ],
+                    env=source.env(),
+                    timeout=timeout,
+                )
+                listfile = restore_list(runner, schema, skipped, timeout)
+                runner.run(
+                    restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
+                    env=target.env(),
+                    timeout=timeout,
+                )
+                parts = plan_parts(rows, max(1, jobs), split_min_bytes)
+                _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
+                if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
+                    _copy_large_objects(runner, source, target, snapshot, timeout)
+                setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
+                if setvals:
+                    pg.psql(target, "\n".join(setvals), timeout=timeout)
+            except CommandError as exc:
+                blocked = _LOCK_REFUSED.search(exc.stderr_tail)
+                if blocked:
+                    table = _LOCKING.search(" ".join(exc.argv_masked))
+                    raise _ddl_waiting(
+                        blocked.group(1) or (table.group(1) if table else "")
+                    ) from exc
+                # (After a timeout the holder may still be answering the question before.)
+                if exc.timed_out or _holder_alive(holder):
+                    raise
+                raise _holder_ended(holder) from exc
             holder.close("COMMIT;\n")
         runner.run(
             restore_argv(schema, listfile, target.dbname, jobs, "--section=post-data"),
@@ -329,7 +370,16 @@ def _copy_parts(
 
     def one(part: Part) -> None:
         runner.pipe(
-            _in_snapshot(snapshot, part.copy_out()),
+            # Bounded: an ALTER/TRUNCATE on Heroku waiting for the holder's lock queues this COPY
+            # behind it, a wait no deadlock detector sees (the holder waits on cutover). pg_dump's
+            # workers lock NOWAIT for the same reason (pg_dump.c lockTableForWorker); a short
+            # wait lets a DDL with its own lock_timeout give up first.
+            _in_snapshot(
+                snapshot,
+                f"SET LOCAL lock_timeout = '{TABLE_LOCK_WAIT}'",
+                f"LOCK TABLE {part.table} IN ACCESS SHARE MODE",
+                part.copy_out(),
+            ),
             _psql(part.copy_in()),
             producer_env=dict(source.env()),
             consumer_env=target_env,
@@ -377,6 +427,7 @@ def _copy_large_objects(
             "-b",  # --blobs (spelled --large-objects from PostgreSQL 16)
             "--exclude-table-data=*.*",
             f"--snapshot={snapshot}",
+            LOCK_WAIT,
         ],
         [
             "pg_restore",
@@ -391,33 +442,3 @@ def _copy_large_objects(
         consumer_env=dict(target.env()),
         timeout=timeout,
     )
-
-
-# -- the backup method's restore into staging -------------------------------------------------
-def restore_dump(
-    runner: Runner,
-    masker: SecretMasker,
-    dump: Path,
-    target: ConnInfo,
-    *,
-    jobs: int,
-    skipped: Sequence[str],
-    timeout: float,
-) -> int:
-    """Restore a downloaded custom-format dump into the empty database ``target`` without the
-    ``skipped`` extensions; return the number of entries restored."""
-    masker.add(target.password)
-    listfile = restore_list(runner, dump, skipped, timeout)
-    entries = [
-        ln for ln in listfile.read_text(encoding="utf-8").splitlines() if ln and ln[0] != ";"
-    ]
-    if not entries:
-        raise CutoverError(f"the dump {dump.name} holds no objects")
-    try:
-        runner.run(
-            restore_argv(dump, listfile, target.dbname, jobs), env=target.env(), timeout=timeout
-        )
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            listfile.unlink()
-    return len(entries)

@@ -159,28 +159,74 @@ def drop_staging(pg: PostgresAdapter, conn: ConnInfo) -> None:
 
 
 def swap(pg: PostgresAdapter, conn: ConnInfo, timeout: float = 120) -> None:
-    """Put the staging database in place of ``<db>`` and drop the previous copy."""
+    """Put the staging database in place of ``<db>`` and drop the previous copy. On a failure,
+    ``<db>`` is put back as it was (its old copy, open to connections) and a CutoverError says
+    what stopped the swap; the staging copy stays for the next run to recreate."""
     db = conn.dbname
     nxt, prev = names(db)
     exists = db in _databases(pg, conn)
     sql = []
     if exists:
         # pg_terminate_backend is asynchronous: wait (bounded) until the sessions are gone,
-        # else the rename fails with "database is being accessed by other users".
+        # else the rename fails with "database is being accessed by other users". Inside one
+        # statement pg_stat_activity is read once and kept (backend_status.c
+        # pgstat_read_current_status; pg_stat_clear_snapshot() discards it): without the clear,
+        # a session still ending at the first look kept the loop waiting its whole bound.
+        others = (
+            "SELECT 1 FROM pg_catalog.pg_stat_activity "  # noqa: S608
+            f"WHERE datname = {literal(db)} AND pid <> pg_catalog.pg_backend_pid()"
+        )
         sql += [
             f"ALTER DATABASE {ident(db)} WITH ALLOW_CONNECTIONS false;",
             "SELECT count(pg_catalog.pg_terminate_backend(pid)) "  # noqa: S608
             "FROM pg_catalog.pg_stat_activity "
             f"WHERE datname = {literal(db)} AND pid <> pg_catalog.pg_backend_pid();",
-            "DO $$ BEGIN FOR i IN 1..300 LOOP EXIT WHEN NOT EXISTS (SELECT 1 FROM "  # noqa: S608
-            f"pg_catalog.pg_stat_activity WHERE datname = {literal(db)} AND pid <> "
-            "pg_catalog.pg_backend_pid()); PERFORM pg_catalog.pg_sleep(0.1); END LOOP; END $$;",
+            "DO $$ BEGIN FOR i IN 1..300 LOOP PERFORM pg_catalog.pg_stat_clear_snapshot(); "
+            f"EXIT WHEN NOT EXISTS ({others}); PERFORM pg_catalog.pg_sleep(0.1); END LOOP; "
+            f"IF EXISTS ({others}) THEN RAISE EXCEPTION 'sessions on % did not end within "
+            f"30s of pg_terminate_backend', {literal(db)}; END IF; END $$;",
             f"ALTER DATABASE {ident(db)} RENAME TO {ident(prev)};",
         ]
     sql.append(f"ALTER DATABASE {ident(nxt)} RENAME TO {ident(db)};")
     if exists:
         sql.append(f"DROP DATABASE {ident(prev)} WITH (FORCE);")
-    pg.psql(maintenance(conn), "\n".join(sql), timeout=timeout)
+    try:
+        pg.psql(maintenance(conn), "\n".join(sql), timeout=timeout)
+    except CommandError as exc:
+        undone = _undo_swap(pg, conn)
+        why = [ln for ln in exc.stderr_tail.strip().splitlines() if "ERROR" in ln][-1:]
+        raise CutoverError(
+            f"could not swap the new copy in as {db}: "
+            + (why[0].split("ERROR:", 1)[-1].strip() if why else exc.brief),
+            details=undone,
+            resolution="A session cutover may not end (another role's, or a superuser's) holds "
+            f"{db}: close it (pg_stat_activity shows it), then run `cutover run` again.",
+        ) from None
+
+
+def _undo_swap(pg: PostgresAdapter, conn: ConnInfo) -> str:
+    """After a failed swap: ``<db>`` back in place (its previous copy, if the first rename was
+    done) and open to connections. Says what it found and did."""
+    db = conn.dbname
+    _, prev = names(db)
+    try:
+        have = _databases(pg, conn)
+        sql = []
+        if db not in have and prev in have:
+            sql.append(f"ALTER DATABASE {ident(prev)} RENAME TO {ident(db)};")
+            have[db] = have.pop(prev)
+        if db in have and not have[db]:
+            sql.append(f"ALTER DATABASE {ident(db)} WITH ALLOW_CONNECTIONS true;")
+        if sql:
+            pg.psql(maintenance(conn), "\n".join(sql))
+    except CommandError as exc:
+        return (
+            f"{db} may be closed to connections or renamed to {prev}: putting it back failed "
+            f"too ({exc.brief}); `cutover run` does it first thing"
+        )
+    if db in have:
+        return f"{db} is unchanged and accepts connections again"
+    return f"{db} did not exist before the swap and still does not"
 
 
 # -- the guard marker -------------------------------------------------------------------------
@@ -282,6 +328,15 @@ def guard(pg: PostgresAdapter, conn: ConnInfo, *, force: bool) -> str | None:
                 f"the Convox database {db} has taken writes since the last sync "
                 f"({now} row writes now, {marker.writes} when cutover synced it at {marker.at})"
             )
+        elif marker.writes is not None and now < marker.writes:
+            # Counters only grow, unless reset (pg_stat_reset, a crash or failover: PostgreSQL
+            # 15 discards them in crash recovery) or tables were dropped: the writes since the
+            # sync can no longer be told.
+            reason = (
+                f"the Convox database {db}'s statistics were reset or tables dropped since the "
+                f"last sync ({now} row writes now, {marker.writes} when cutover synced it at "
+                f"{marker.at}): cutover cannot tell whether it has taken writes since"
+            )
     else:
         tables = user_tables(pg, conn)
         if tables:
@@ -331,6 +386,10 @@ def read_settings(pg: PostgresAdapter, conn: ConnInfo) -> list[Setting]:
         if len(row) != 3 or "=" not in row[2]:
             continue
         name, _, value = row[2].partition("=")
+        if "." in name:
+            # A custom setting (``app.jwt_secret``) is a common place for an app's secret: its
+            # value is masked in everything the runner records, and never shown.
+            pg.masker.add(value)
         key = (row[0], name)
         if row[1] == "1" or key not in merged:  # in-database rows come last and win
             merged[key] = value
@@ -389,5 +448,6 @@ def apply_settings(
             pg.psql(maintenance(conn), sql)
         except CommandError as exc:
             why = exc.stderr_tail.strip().splitlines()[-1:] or [exc.brief]
-            refused.append(f"{s.scope} setting {s.name}={s.value}: {why[0]}")
+            shown = f"{s.name} (value not shown)" if "." in s.name else f"{s.name}={s.value}"
+            refused.append(f"{s.scope} setting {shown}: {pg.masker.mask(why[0])}")
     return refused

@@ -146,7 +146,7 @@ class _Sync(Step):
         return base
 
     def describe(self, ctx: Context) -> list[str]:
-        from cutover.adapters.pgcopy import restore_argv  # noqa: PLC0415 - adapters load when a step runs
+        from cutover.adapters.pgrestore import restore_argv  # noqa: PLC0415 - adapters load when a step runs
 
         db = ctx.model.database
         assert db
@@ -178,7 +178,8 @@ class _Sync(Step):
         elif db.method == "direct":
             lines += [
                 "psql (Heroku): BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT "
-                "pg_export_snapshot()  (held open for the whole copy)",
+                "pg_export_snapshot(); LOCK TABLE <every table> IN ACCESS SHARE MODE  (held "
+                "open for the whole copy: a schema change on Heroku waits for it)",
                 "pg_dump --schema-only -Fc --snapshot=<id> -f <0600 file>; pg_restore "
                 f"--section=pre-data --no-owner --no-acl --use-list <filtered> into {staging}",
                 f"per table, largest first, {db.restore_jobs} at once: psql -c 'COPY t TO "
@@ -315,7 +316,7 @@ class _Sync(Step):
         # Interrupted during the capture, it captures afresh: the id cannot be saved sooner,
         # since the CLI completes the line naming it only when the backup ends (oclif's non-TTY
         # action: "Backing up X to b042..." then " done\n").
-        from cutover.adapters.pgcopy import extensions_to_skip, restore_dump  # noqa: PLC0415
+        from cutover.adapters.pgrestore import extensions_to_skip, restore_dump  # noqa: PLC0415
 
         db = ctx.model.database
         assert db

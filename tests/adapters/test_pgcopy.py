@@ -18,7 +18,8 @@ from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
 from support.tls import TlsFiles
 
 from cutover.adapters import pgstaging
-from cutover.adapters.pgcopy import CopyProgress, copy_database, filter_list, plan_parts
+from cutover.adapters.pgcopy import CopyProgress, copy_database, plan_parts
+from cutover.adapters.pgrestore import filter_list
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError
 from cutover.runner import Runner
@@ -57,10 +58,15 @@ def test_large_tables_are_split_into_page_ranges() -> None:
     big = str(100 * 1024 * 1024)
     parts = plan_parts([["public.big", big, "12800", "a,b"], ["public.small", "8192", "1", "x"]], 3)
     assert [p.table for p in parts] == ["public.big"] * 3 + ["public.small"]
-    assert parts[0].copy_out().startswith("COPY (SELECT a,b FROM public.big WHERE ctid >= '(0,0)'")
+    assert (
+        parts[0]
+        .copy_out()
+        .startswith("COPY (SELECT a,b FROM ONLY public.big WHERE ctid >= '(0,0)'")
+    )
     assert parts[2].where == "ctid >= '(8532,0)'::tid"  # the last range is open-ended
     assert parts[0].copy_in() == "COPY public.big (a,b) FROM STDIN"
-    assert parts[3].copy_out() == "COPY public.small TO STDOUT"
+    assert parts[3].copy_out() == "COPY public.small (x) TO STDOUT"
+    assert parts[3].copy_in() == "COPY public.small (x) FROM STDIN"
 
 
 def test_staging_names_refuse_a_name_too_long_for_postgres() -> None:
@@ -254,3 +260,386 @@ def test_a_table_split_into_page_ranges_arrives_whole(
     content = "SELECT count(*), sum(id), sum(twice), string_agg(DISTINCT note, ',') FROM wide"
     copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
     assert query(copied, content) == query(source, content) == [(20000, 200010000, 400020000, "n")]
+
+
+def _direct(runner: Runner, source: AppDatabase, staging: ConnInfo, **kw: int) -> None:
+    copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=2,
+        skip_extensions=[],
+        timeout=300,
+        progress=None,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.slow
+def test_inheritance_children_keep_their_columns_and_are_copied_once(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # pg_dump recreates a child as CREATE TABLE child (local columns) INHERITS (parent): the
+    # inherited columns come first, so a column added to the parent later sits in another place
+    # than on the source (pg_dump's own COPY names the columns for this reason, pg_dump.c
+    # dumpTableData_copy). A SELECT from a parent also reads its children (a ctid range of a
+    # split parent must say ONLY).
+    source, target = make_database(pg_source, "inherit"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE parent (id int, label text)",
+        "CREATE TABLE child (extra text) INHERITS (parent)",
+        "ALTER TABLE parent ADD COLUMN added int",
+        "INSERT INTO parent SELECT g, 'p' || g, g FROM generate_series(1, 3000) g",
+        "INSERT INTO child (id, label, extra, added) SELECT g, 'c' || g, 'x' || g, -g "
+        "FROM generate_series(1, 3000) g",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    _direct(runner, source, staging, split_min_bytes=8192 * 2)
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    for sql in (
+        "SELECT count(*), md5(string_agg(p::text, ',' ORDER BY id)) FROM ONLY parent p",
+        "SELECT count(*), md5(string_agg(concat_ws('|', id, label, extra, added), ',' "
+        "ORDER BY id)) FROM child",
+    ):
+        assert query(copied, sql) == query(source, sql)
+    assert query(copied, "SELECT count(*) FROM parent") == [(6000,)]
+
+
+@pytest.mark.slow
+def test_the_copy_does_not_depend_on_the_source_roles_settings(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # A Heroku role may carry DateStyle, extra_float_digits or timeouts (pg_db_role_setting):
+    # COPY's text follows the session's settings, and the holder idles in its transaction
+    # while the tables are copied. pg_dump sets the same ones for itself (pg_dump.c
+    # setup_connection).
+    source, target = make_database(pg_source, "roleset"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, d date, f float8, i interval)",
+        "INSERT INTO t VALUES (1, '2026-11-13', 0.1::float8 + 0.2::float8, '1 day 02:03:04'), "
+        "(2, '2026-01-31', 1e-300, '-3 months')",
+        "CREATE TABLE u (id int)",
+        "INSERT INTO u VALUES (1)",
+        "ALTER ROLE CURRENT_USER SET DateStyle = 'SQL, DMY'",
+        "ALTER ROLE CURRENT_USER SET IntervalStyle = 'sql_standard'",
+        "ALTER ROLE CURRENT_USER SET extra_float_digits = 0",
+        "ALTER ROLE CURRENT_USER SET idle_in_transaction_session_timeout = '300ms'",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    waited: list[int] = []
+
+    def idle(p: CopyProgress) -> None:
+        # The holder idles while a table is copied; here longer than the role allows.
+        import time  # noqa: PLC0415
+
+        time.sleep(1.0)
+        waited.append(p.tables_done)
+
+    copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=1,
+        skip_extensions=[],
+        timeout=300,
+        progress=idle,
+    )
+    assert waited
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    # Compared as numbers: each side prints dates and intervals in its own style.
+    sql = (
+        "SELECT id, d - date '2000-01-01', f = 0.1::float8 + 0.2::float8 OR f = 1e-300, "
+        "extract(epoch FROM i)::text FROM t ORDER BY id"
+    )
+    assert query(copied, sql) == query(source, sql)
+    assert [r[2] for r in query(copied, sql)] == [True, True]
+    assert [r[1] for r in query(copied, sql)] == [9813, 9527]
+
+
+@pytest.mark.slow
+def test_rows_hidden_by_a_forced_policy_fail_the_copy(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # FORCE ROW LEVEL SECURITY applies policies to the owner: COPY would silently leave rows
+    # out. With row_security off it fails instead, as pg_dump does (pg_dump.c: row_security).
+    source, target = make_database(pg_source, "rls"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE t (id int)",
+        "INSERT INTO t SELECT generate_series(1, 10)",
+        "ALTER TABLE t ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE t FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY few ON t USING (id < 3)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    with pytest.raises(CommandError, match="row-level security"):
+        _direct(runner, source, staging)
+
+
+def _allows_connections(cluster: PgCluster, dbname: str) -> list[tuple[object, ...]]:
+    with pgcluster.connect(cluster) as admin:
+        return list(
+            admin.execute(
+                "SELECT datallowconn FROM pg_database WHERE datname = %s", (dbname,)
+            ).fetchall()
+        )
+
+
+@pytest.mark.slow
+def test_a_swap_that_cannot_close_the_database_reopens_it_untouched(
+    pg_target: PgCluster, runner: Runner
+) -> None:
+    # A session the Convox role may not terminate (a superuser's: PostgreSQL 15
+    # pg_signal_backend, "must be a superuser to terminate superuser process") stops the swap
+    # after ALLOW_CONNECTIONS false. <db> must be open again, with its data, and the error say
+    # what held it.
+    target = rds_target(pg_target)
+    target.execute("CREATE TABLE precious (id int)", "INSERT INTO precious VALUES (42)")
+    pg = PostgresAdapter(runner, runner.masker)
+    conn = _conn(target)
+    staging = pgstaging.create_staging(pg, conn)
+    pgstaging.mark_synced(pg, staging)
+    with pgcluster.connect(pg_target, target.dbname) as held:  # the superuser's session
+        held.execute("SELECT 1")
+        with pytest.raises(CutoverError) as caught:
+            pgstaging.swap(pg, conn, timeout=60)
+    message = str(caught.value)
+    assert f"could not swap the new copy in as {target.dbname}" in message
+    assert "superuser" in message
+    assert "cutover run" in message
+    assert _allows_connections(pg_target, target.dbname) == [(True,)]
+    assert query(target, "SELECT id FROM precious") == [(42,)]
+
+
+@pytest.mark.slow
+def test_a_swap_terminates_the_apps_sessions_and_puts_the_copy_in_place(
+    pg_target: PgCluster, runner: Runner
+) -> None:
+    target = rds_target(pg_target)
+    target.execute("CREATE TABLE old (id int)")
+    pg = PostgresAdapter(runner, runner.masker)
+    conn = _conn(target)
+    staging = pgstaging.create_staging(pg, conn)
+    marker = pgstaging.mark_synced(pg, staging)
+    with pgcluster.connect(pg_target, target.dbname, target.owner, target.password) as app:
+        app.execute("SELECT 1")
+        pgstaging.swap(pg, conn, timeout=60)
+    assert pgstaging.read_marker(pg, conn)[2] == marker
+    assert _allows_connections(pg_target, target.dbname) == [(True,)]
+    nxt, prev = pgstaging.names(target.dbname)
+    assert _allows_connections(pg_target, prev) == _allows_connections(pg_target, nxt) == []
+
+
+@pytest.mark.slow
+def test_guard_refuses_when_statistics_were_reset_since_the_last_sync(
+    pg_target: PgCluster, runner: Runner
+) -> None:
+    # A crash, a failover or pg_stat_reset() zeroes the counters (PostgreSQL 15 discards them on
+    # crash recovery): fewer row writes than the marker's count cannot show the writes since.
+    target = rds_target(pg_target)
+    target.execute("CREATE TABLE t (id int)", "INSERT INTO t SELECT generate_series(1, 50)")
+    pg = PostgresAdapter(runner, runner.masker)
+    conn = _conn(target)
+    marker = pgstaging.mark_synced(pg, conn)
+    assert marker.endswith(" writes=50")
+    assert pgstaging.guard(pg, conn, force=False) is None
+    with pgcluster.connect(pg_target, target.dbname) as admin:
+        admin.execute("SELECT pg_stat_reset()")
+    target.execute("INSERT INTO t VALUES (51)")  # the app's write after the reset
+    with pytest.raises(CutoverError, match="statistics were reset"):
+        pgstaging.guard(pg, conn, force=False)
+    assert "statistics were reset" in str(pgstaging.guard(pg, conn, force=True))
+
+
+@pytest.mark.slow
+def test_sequences_restarted_or_never_called_arrive_at_the_same_next_value(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # ALTER SEQUENCE ... RESTART WITH and setval(s, v, false) leave is_called false, which
+    # pg_sequences shows as a NULL last_value (PostgreSQL 15 pg_sequence_last_value); pg_dump's
+    # CREATE SEQUENCE carries only the START value.
+    source, target = make_database(pg_source, "seqs"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE t (id serial PRIMARY KEY)",
+        "ALTER SEQUENCE t_id_seq RESTART WITH 1000",
+        "CREATE SEQUENCE used",
+        "SELECT setval('used', 50)",
+        'CREATE SEQUENCE "Odd name"',
+        "SELECT setval('\"Odd name\"', 7, false)",
+        "CREATE SEQUENCE fresh START 5",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    _direct(runner, source, staging)
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    nexts = "SELECT nextval('t_id_seq'), nextval('used'), nextval('\"Odd name\"'), nextval('fresh')"
+    assert query(copied, nexts) == [(1000, 51, 7, 5)]
+
+
+@pytest.mark.slow
+def test_tables_are_locked_against_truncate_while_they_are_copied(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # TRUNCATE is not MVCC-safe (PostgreSQL docs, TRUNCATE): a table truncated after the
+    # snapshot reads as empty in it. The holder locks every table it copies ACCESS SHARE, as
+    # pg_dump does (pg_dump.c getTables), so a TRUNCATE or ALTER on Heroku waits for the copy.
+    source, target = make_database(pg_source, "locks"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE big (id int, pad text)",
+        "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g",
+        "CREATE TABLE small (id int)",
+        "INSERT INTO small SELECT generate_series(1, 10)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    refused: list[str] = []
+
+    def truncate_the_next_table(p: CopyProgress) -> None:
+        if p.tables_done != 1:
+            return
+        try:
+            source.execute("SET lock_timeout = '300ms'", "TRUNCATE small")
+        except Exception as exc:  # the lock timeout is what is expected
+            refused.append(str(exc))
+
+    copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=1,
+        skip_extensions=[],
+        timeout=300,
+        progress=truncate_the_next_table,
+    )
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    assert query(copied, "SELECT count(*) FROM small") == [(10,)]
+    assert refused and "lock timeout" in refused[0]
+
+
+@pytest.mark.slow
+def test_custom_setting_values_never_reach_findings_or_the_audit(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner, audit: ListAudit
+) -> None:
+    # A dotted (custom) setting is a common place for an app's secret (ALTER DATABASE ... SET
+    # "app.jwt_secret" = ...); a refused one is reported by name only, and its value is masked
+    # wherever the runner records output (PostgreSQL may echo a value in its error).
+    source, target = make_database(pg_source, "secretset"), rds_target(pg_target)
+    value = "jwt-" + secrets.token_hex(8)
+    with pgcluster.connect(pg_source) as admin:
+        admin.execute(f"ALTER DATABASE \"{source.dbname}\" SET app.jwt_secret = '{value}'")
+        admin.execute(f'ALTER DATABASE "{source.dbname}" SET log_min_duration_statement = 250')
+    pg = PostgresAdapter(runner, runner.masker)
+    settings = pgstaging.read_settings(pg, _conn(source))
+    assert pgstaging.Setting("database", "app.jwt_secret", value) in settings
+    # The Convox role may not set a superuser-only setting; make the custom one refused too.
+    broken = [*settings, pgstaging.Setting("database", "app.other", value + "'bad")]
+    refused = pgstaging.apply_settings(pg, _conn(target), target.dbname, broken)
+    assert any("log_min_duration_statement=250" in r for r in refused)
+    assert all(value not in r for r in refused), refused
+    assert value not in audit.text()
+
+
+@pytest.mark.slow
+def test_a_snapshot_holder_that_dies_fails_the_copy_clearly(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # Heroku may end the session holding the exported snapshot (maintenance, a failover, an
+    # admin): later imports fail with "invalid snapshot identifier", which says nothing of why.
+    source, target = make_database(pg_source, "holder"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE a (id int)",
+        "INSERT INTO a SELECT generate_series(1, 5000)",
+        "CREATE TABLE b (id int)",
+        "INSERT INTO b VALUES (1)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+
+    def end_the_holder(p: CopyProgress) -> None:
+        with pgcluster.connect(pg_source) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND state = 'idle in transaction'",
+                (source.dbname,),
+            )
+
+    with pytest.raises(CutoverError) as caught:
+        copy_database(
+            runner,
+            runner.masker,
+            _conn(source),
+            staging,
+            jobs=1,
+            skip_extensions=[],
+            timeout=300,
+            progress=end_the_holder,
+        )
+    message = str(caught.value)
+    assert "the Heroku session holding the copy's snapshot ended" in message
+    assert "terminating connection" in message
+    assert "cutover run" in message
+
+
+@pytest.mark.slow
+def test_a_ddl_waiting_for_the_copys_locks_fails_the_copy_instead_of_hanging_it(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # The holder keeps ACCESS SHARE on every table; an ALTER on Heroku queues behind it, and a
+    # later COPY of that table would queue behind the ALTER: a wait PostgreSQL's deadlock
+    # detector cannot see (the holder waits on cutover, not on a lock). pg_dump's workers take
+    # their locks NOWAIT for this reason (pg_backup_db.c / pg_dump.c lockTableForWorker).
+    import threading  # noqa: PLC0415
+
+    source, target = make_database(pg_source, "ddl"), rds_target(pg_target)
+    source.execute(
+        "CREATE TABLE big (id int, pad text)",
+        "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g",
+        "CREATE TABLE small (id int)",
+        "INSERT INTO small SELECT generate_series(1, 10)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    errors: list[BaseException] = []
+
+    def alter() -> None:
+        try:
+            source.execute("ALTER TABLE small ADD COLUMN z int")
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    ddl = threading.Thread(target=alter)
+
+    def start_a_migration(p: CopyProgress) -> None:
+        if p.tables_done != 1:
+            return
+        ddl.start()
+        for _ in range(600):  # until the ALTER waits for the holder's lock
+            with pgcluster.connect(pg_source, source.dbname) as admin:
+                if admin.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                    ("small",),
+                ).fetchone() != (0,):
+                    return
+        raise AssertionError("the ALTER never waited")
+
+    with pytest.raises(CutoverError) as caught:
+        copy_database(
+            runner,
+            runner.masker,
+            _conn(source),
+            staging,
+            jobs=1,
+            skip_extensions=[],
+            timeout=60,
+            progress=start_a_migration,
+        )
+    ddl.join(timeout=120)
+    message = str(caught.value)
+    assert "public.small" in message
+    assert "waiting for the copy's locks" in message
+    assert errors == []  # the ALTER went ahead once the copy let go

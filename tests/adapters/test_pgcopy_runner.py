@@ -108,3 +108,17 @@ def test_child_seconds_counts_overlapping_children_once(audit: ListAudit, argv_l
     # Three overlapping children: the wall time with at least one running is below their sum.
     assert max(durations) <= runner.child_seconds + 0.01
     assert runner.child_seconds < sum(durations)
+
+
+def test_session_write_to_an_exited_child_is_a_command_error(
+    audit: ListAudit, argv_log: Path
+) -> None:
+    # Python ignores SIGPIPE: a write to a child that has gone raises BrokenPipeError, which
+    # would reach the user as a traceback.
+    runner = _runner(audit, argv_log)
+    with runner.session(["sh", "-c", "echo gone >&2; exit 3"]) as s:
+        s.proc.wait(timeout=60)
+        with pytest.raises(CommandError) as exc:
+            s.write("SELECT 1;\n" * 10000)
+    assert exc.value.returncode == 3
+    assert "gone" in exc.value.stderr_tail
