@@ -267,8 +267,9 @@ def test_step_stops_before_copying_or_records_the_skip_as_a_finding(
     with pgcluster.connect(pg_source, heroku.dbname) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     step = CheckData()
+    heroku_url = heroku.url() + "?sslmode=disable"  # the test clusters serve no TLS
 
-    ctx = step_context(tmp_path, heroku.url(), convox.url(), skip=[])
+    ctx = step_context(tmp_path, heroku_url, convox.url(), skip=[])
     with pytest.raises(CutoverError) as caught:
         step.apply(ctx)
     err = caught.value
@@ -279,7 +280,7 @@ def test_step_stops_before_copying_or_records_the_skip_as_a_finding(
     assert any(n.startswith("extensions on Heroku: pg_stat_statements, plpgsql") for n in notes)
     assert any("final sync duration: unknown until initial-sync" in n for n in notes)
 
-    ctx = step_context(tmp_path, heroku.url(), convox.url(), skip=["pg_stat_statements"])
+    ctx = step_context(tmp_path, heroku_url, convox.url(), skip=["pg_stat_statements"])
     out = step.apply(ctx)
     assert out.skipped_extensions == ["pg_stat_statements"]
     assert out.capacity_bytes == 40 * GIB and out.free_bytes is not None
