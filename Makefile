@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP) node_modules/.bin/heroku
 	@scripts/system-deps.sh
+	@scripts/bench-deps.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
