@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from cutover.steps.app import AddDomain, CreateApp, Deploy, SetEnv, SmokeTest
 from cutover.steps.base import Context, Step
+from cutover.steps.confirm import ConfirmWindow
 from cutover.steps.data import FinalSync, InitialSync
 from cutover.steps.datacheck import CheckData
 from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns, VerifySite
 from cutover.steps.preflight import Preflight
 from cutover.steps.verify import VerifyData
-from cutover.steps.window import ConfirmWindow, MaintenanceOn, ScaleDown
+from cutover.steps.window import MaintenanceOn, ScaleDown
 
 STEPS: list[Step] = [
     Preflight(),

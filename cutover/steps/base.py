@@ -229,6 +229,27 @@ class Step:
     def gate_text(self, ctx: Context) -> str:
         return self.gate or ""
 
+    # -- rollback (`cutover rollback`, engine/rollback.py) -------------------------------
+    # A step whose effect must be undone to bring Heroku back sets ``undo_title``; rollback
+    # visits such steps in reverse order, from any point after the window started (the step
+    # may be done, failed or interrupted: read what it recorded with ``remembered``, since
+    # ``read`` only returns outputs of done steps). Each undo is checkpointed like a step.
+    undo_title: ClassVar[str] = ""
+
+    def undo_needed(self, ctx: Context) -> str | None:
+        """Look (change nothing): why this step's effect must be undone, or None when there is
+        nothing to undo (the step never acted, or its effect is already gone)."""
+        return None
+
+    def undo_describe(self, ctx: Context) -> list[str]:
+        """The external commands the undo would run (masked), for ``cutover rollback --plan``."""
+        return []
+
+    def undo(self, ctx: Context) -> None:
+        """Undo the effect; idempotent; ``ctx.save`` what a resume needs before each effect.
+        Raises CutoverError when the world refuses (the rollback stops there, resumable)."""
+        raise NotImplementedError
+
     def gate_question(self, ctx: Context) -> str | None:
         """The question to confirm before ``apply`` (after check), None for no gate."""
         return self.gate_text(ctx) if self.gate else None
