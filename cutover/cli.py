@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # tests/e2e/test_startup_imports.py checks that the two agree.
 DEFAULT_PLAYBOOK = "cutover.yml"
 # Commands with a playbook whose state folder a crash report can point at.
-STATE_COMMANDS = ("plan", "run", "status", "log", "unlock", "verify")
+STATE_COMMANDS = ("plan", "run", "rollback", "status", "log", "unlock", "verify")
 CORE_COMMANDS = STATE_COMMANDS
 TRANSLATE_COMMANDS = ("translate", "init")
 SANDBOX_COMMANDS = ("sandbox",)
@@ -117,10 +117,17 @@ def plan(
     from_step: Annotated[
         str | None, typer.Option("--from", help="Plan a re-run from here.")
     ] = None,
+    for_rollback: Annotated[
+        bool, typer.Option("--rollback", help="Plan `cutover rollback` instead.")
+    ] = False,
 ) -> None:
     """Show every step, what is done, the gates and the exact commands. Runs nothing."""
     from cutover.engine import run as engine  # noqa: PLC0415 - start-up: see the module's note
 
+    if for_rollback:
+        from cutover.engine.rollback import rollback_plan  # noqa: PLC0415
+
+        _guard(lambda ui: rollback_plan(file, ui), has_state=True)
     _guard(
         lambda ui: engine.plan(file, engine.RunOptions(until=until, from_step=from_step), ui),
         has_state=True,
@@ -167,6 +174,35 @@ def run(
 
 
 @app.command()
+def rollback(
+    file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm the rollback's gate in advance.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Roll back although the Convox database has taken writes since the final "
+            "sync (they would be lost to the app), or when that cannot be told.",
+        ),
+    ] = False,
+    show_plan: Annotated[
+        bool, typer.Option("--plan", help="Show what it would undo, with the commands.")
+    ] = False,
+) -> None:
+    """Bring Heroku back from any point after the window started: DNS back, writes unfrozen,
+    workers back, maintenance off (the last effect first). Resumable like run."""
+    from cutover.engine import rollback as engine  # noqa: PLC0415 - start-up: see the note
+    from cutover.engine.run import is_interactive  # noqa: PLC0415
+
+    if show_plan:
+        _guard(lambda ui: engine.rollback_plan(file, ui), has_state=True)
+    options = engine.RollbackOptions(yes=yes, force=force, interactive=is_interactive())
+    _guard(lambda ui: engine.rollback(file, options, ui), has_state=True)
+
+
+@app.command()
 def status(
     file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -178,6 +214,7 @@ def status(
 
         from cutover.engine import run as engine  # noqa: PLC0415
         from cutover.engine.plan import build_plan, new_state  # noqa: PLC0415
+        from cutover.engine.rollback import rollback_lines  # noqa: PLC0415
         from cutover.playbook import load_playbook  # noqa: PLC0415
         from cutover.state import StateStore  # noqa: PLC0415
         from cutover.steps import STEP_IDS  # noqa: PLC0415
@@ -210,6 +247,9 @@ def status(
                     }
                     for a in actions
                 ],
+                "rollback": None
+                if state.rollback is None
+                else state.rollback.model_dump(mode="json"),
             }
             sys.stdout.write(ui.masker.mask(json.dumps(doc, indent=2)) + "\n")
             return 0
@@ -217,8 +257,13 @@ def status(
             ui.info(f"no run yet for {playbook.path}", "bold")
         reasons = {a.step.id: a.reason for a in actions if a.kind.value == "skip"}
         ui.console.print(status_table(state, STEP_IDS, ui.masker, reasons))
+        for line in rollback_lines(state):
+            ui.info(ui.masker.mask(line), "bold" if line.startswith("rollback") else None)
+        rb = state.rollback
         nxt = next((a for a in actions if a.will_run), None)
-        if nxt:
+        if rb is not None and rb.status.value not in ("done", "pending"):
+            ui.info("the rollback is unfinished: resume it with `cutover rollback`", "yellow")
+        elif nxt:
             ui.info(f"next: {nxt.step.id} ({nxt.reason}) - {engine.resume_command(playbook)}")
         return 0
 

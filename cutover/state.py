@@ -13,6 +13,11 @@ Schema history (bump SCHEMA_VERSION and add a step to ``_MIGRATIONS`` for every 
   Migrated from 1: the identity from the saved playbook fields (the rack preflight pinned when
   the playbook named none), ``inputs`` null (filled from the saved fields on the next run), and
   the new field ``convox.adopt`` with its default (false) in the saved fields.
+* 3 (issue 11): ``rollback``: the current or last ``cutover rollback`` (status, attempts,
+  started/finished times, error, ``forced``, and per undone step the same entry as a forward
+  step: status, attempts, times, duration, error, the reason it was needed, and what the undo
+  saved for a resume in ``outputs``), and ``rollbacks``: the earlier, completed ones. Migrated
+  from 2: ``rollback`` null and ``rollbacks`` empty (no rollback existed before).
 
 This module sits below the engine, the steps and the ui (it imports none of them).
 """
@@ -34,7 +39,7 @@ from cutover.errors import CutoverError, StateError
 from cutover.fsutil import atomic_write, ensure_private_dir
 from cutover.secrets import SecretMasker
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATE_FILE = "state.json"
 
 
@@ -64,6 +69,33 @@ class StepState(BaseModel):
     found_applied: bool = False
     # Fingerprint of the step's declared inputs when it finished (None: not known yet).
     inputs: str | None = None
+
+
+class UndoState(StepState):
+    """One step's undo in a rollback (``outputs``: what the undo saved for a resume)."""
+
+    reason: str | None = None  # why it was needed (undo_needed), when it was checked
+
+
+class RollbackState(BaseModel):
+    """A ``cutover rollback``: checkpointed like a run, one entry per step it visited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status = Status.PENDING
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    # --force accepted losing the Convox database's writes since the final sync (kept: a resume
+    # of a forced rollback does not ask again).
+    forced: bool = False
+    writes_check: str | None = None  # what the check before undoing found
+    steps: dict[str, UndoState] = Field(default_factory=dict)
+    reset_from: str | None = None  # the forward steps cleared when it completed, from this one
+
+    def step(self, step_id: str) -> UndoState:
+        return self.steps.setdefault(step_id, UndoState())
 
 
 class Identity(BaseModel):
@@ -106,6 +138,8 @@ class RunState(BaseModel):
     steps: dict[str, StepState] = Field(default_factory=dict)
     updated_at: str | None = None
     history: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rollback: RollbackState | None = None
+    rollbacks: list[RollbackState] = Field(default_factory=list)
 
     def step(self, step_id: str) -> StepState:
         return self.steps.setdefault(step_id, StepState())
@@ -157,8 +191,18 @@ def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _migrate_2_to_3(data: dict[str, Any]) -> dict[str, Any]:
+    data.setdefault("rollback", None)
+    data.setdefault("rollbacks", [])
+    data["schema_version"] = 3
+    return data
+
+
 # Forward migrations: version N -> N+1, one function each.
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_1_to_2}
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -371,8 +371,13 @@ def _fail(
     _finish(st, started, Status.FAILED, error=message)
     store.save(state=ctx.state)
     audit.event("step-failed", step=step.id, error=message, duration=round(st.duration or 0, 3))
-    hint = (
-        _window_note(ctx, step) + f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
+    hint = _window_note(ctx, step) + (
+        f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
+        + (
+            f"\nOr bring Heroku back with: {_rollback_command(ctx.playbook)}"
+            if _in_window(step)
+            else ""
+        )
     )
     error_type = InvalidInput if invalid else StepFailed  # bad input keeps exit 2
     raise error_type(
@@ -382,16 +387,27 @@ def _fail(
     ) from None
 
 
+def _rollback_command(playbook: LoadedPlaybook) -> str:
+    return resume_command(playbook).replace("cutover run", "cutover rollback", 1)
+
+
+def _in_window(step: Step) -> bool:
+    """maintenance-on or a step of the window: from there `cutover rollback` is the way back
+    (engine/rollback.py)."""
+    return step.in_window or step.id == "maintenance-on"
+
+
 def _window_note(ctx: Context, step: Step) -> str:
-    """For a step in the window: users see the maintenance page until the run goes on."""
-    maintenance = read_outputs(ctx.state, MaintenanceOnOutputs) if step.in_window else None
+    """For a step in the window: users see the maintenance page until the run goes on or
+    `cutover rollback` brings Heroku back."""
+    maintenance = read_outputs(ctx.state, MaintenanceOnOutputs) if _in_window(step) else None
     if maintenance is None:
         return ""
     since = datetime.fromtimestamp(maintenance.at, UTC).isoformat(timespec="seconds")
     return (
         f"Heroku has been in maintenance since {since}: users see its maintenance page "
-        "until the cutover goes on (to reopen Heroku meanwhile: heroku maintenance:off "
-        f"-a {ctx.model.heroku.app}).\n"
+        "until the cutover goes on, or until `cutover rollback` brings Heroku back (DNS, "
+        "writes, workers and maintenance undone in the safe order).\n"
     )
 
 

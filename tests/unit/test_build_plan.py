@@ -174,7 +174,7 @@ def test_a_failure_in_the_window_says_users_see_the_maintenance_page() -> None:
     )
     note = _window_note(ctx, BY_ID["final-sync"])
     assert "in maintenance since 2026-11-30T07:00:00+00:00" in note
-    assert "heroku maintenance:off -a acme-shop" in note
+    assert "until `cutover rollback` brings Heroku back" in note
     assert _window_note(ctx, BY_ID["initial-sync"]) == ""  # not a window step
 
 

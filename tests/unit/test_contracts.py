@@ -81,7 +81,7 @@ def test_a_schema_1_file_is_migrated_forward(tmp_path: Path) -> None:
 
     state = StateStore(folder).load()
 
-    assert state is not None and state.schema_version == SCHEMA_VERSION == 2
+    assert state is not None and state.schema_version == SCHEMA_VERSION == 3
     assert state.identity is not None
     assert (state.identity.heroku_app, state.identity.convox_app, state.identity.convox_rack) == (
         "acme-shop",
