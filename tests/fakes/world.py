@@ -24,7 +24,8 @@ by ``;``:
 PATTERN is a tool name followed by the argv words that must start its arguments
 (``heroku maintenance:on``, ``convox env set``, ``heroku ps:scale worker=0``, ``pg_restore
 --clean``); ``#K``: the K-th call of the world (1-based, counted in ``FAKE_CALLS``); or
-``step:ID``: any call made while step ID is ``running`` in cutover's state file (``FAKE_STATE``),
+``step:ID``: any call made while step ID (or, in a rollback, its undo) is ``running`` in cutover's
+state file (``FAKE_STATE``),
 so ``step:deploy:before`` kills cutover before the first command of the deploy step.
 
 Counts live in the world, so they carry over from a killed run to its resume: a hook fires once
@@ -211,10 +212,14 @@ def running_step() -> str | None:
     if not path:
         return None
     try:
-        steps = json.loads(_read_text(path)).get("steps", {})
+        state = json.loads(_read_text(path))
     except (OSError, ValueError):
         return None
+    steps = state.get("steps", {})
     running = [sid for sid, st in steps.items() if st.get("status") == "running"]
+    if not running:  # `cutover rollback`: the step whose undo is running (cutover/state.py)
+        undos = (state.get("rollback") or {}).get("steps", {})
+        running = [sid for sid, st in undos.items() if st.get("status") == "running"]
     return running[0] if len(running) == 1 else None
 
 
