@@ -66,6 +66,21 @@ def window_started(state: RunState) -> str | None:
     return None
 
 
+def refuse_run_during_rollback(playbook: LoadedPlaybook, state: RunState) -> None:
+    """`cutover run` while a rollback is unfinished would take the half-undone window for done
+    (switch-dns still recorded done with DNS back on Heroku) and could say "complete"."""
+    rb = state.rollback
+    if rb is None or rb.status in (Status.DONE, Status.PENDING):
+        return
+    raise InvalidInput(
+        f"a rollback of this cutover is unfinished ({rb.status.value}: {rb.error or '?'})",
+        details="Part of the window is undone while the run's state still records it done; "
+        "going forward now could report a cutover that is not in place.",
+        resolution=f"Finish it first: {rollback_command(playbook)}. When it completes, "
+        f"`{resume_command(playbook)}` does the window again.",
+    )
+
+
 def _started(state: RunState, step: Step) -> bool:
     st = state.steps.get(step.id)
     return st is not None and st.status not in (Status.PENDING, Status.SKIPPED)

@@ -108,6 +108,9 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
     with RunLock(playbook.state_dir, "cutover run") as lock, sigterm_as_interrupt():
         store, state = load_state(playbook, masker)
         check_identity(playbook, state)  # another app is refused before anything else
+        from cutover.engine.rollback import refuse_run_during_rollback  # noqa: PLC0415 - cycle
+
+        refuse_run_during_rollback(playbook, state)
         audit = AuditLog(playbook.state_dir, masker, state.run_id)
         if lock.took_over is not None:
             audit.event("lock-taken-over", previous=lock.took_over.describe())

@@ -272,6 +272,10 @@ def test_a_failed_undo_stops_and_resumes(tmp_path: Path) -> None:
     assert "resume it with `cutover rollback`" in status.output
     kinds = [e["kind"] for e in toys.events()]
     assert "rollback-step-failed" in kinds
+    forward = toys.run("run", "--yes")  # would take the half-undone window for done
+    assert forward.returncode == 2, forward
+    assert "a rollback of this cutover is unfinished (failed: freeze-writes:" in forward.output
+    assert "Finish it first: cutover rollback" in forward.output
 
     toys.set_world(undo_fails=False)
     done = toys.run("rollback", "--yes", env=env)
