@@ -374,14 +374,11 @@ def _fail(
     _finish(st, started, Status.FAILED, error=message)
     store.save(state=ctx.state)
     audit.event("step-failed", step=step.id, error=message, duration=round(st.duration or 0, 3))
-    hint = _window_note(ctx, step) + (
-        f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
-        + (
-            f"\nOr bring Heroku back with: {_rollback_command(ctx.playbook)}"
-            if _in_window(step)
-            else ""
-        )
+    back = resume_command(ctx.playbook).replace("cutover run", "cutover rollback", 1)
+    hint = (
+        _window_note(ctx, step) + f"Fix the cause, then resume with: {resume_command(ctx.playbook)}"
     )
+    hint += f"\nOr bring Heroku back with: {back}" if _in_window(step) else ""
     error_type = InvalidInput if invalid else StepFailed  # bad input keeps exit 2
     raise error_type(
         f"step {step.id} failed: {ctx.masker.mask(brief)}",
@@ -390,13 +387,8 @@ def _fail(
     ) from None
 
 
-def _rollback_command(playbook: LoadedPlaybook) -> str:
-    return resume_command(playbook).replace("cutover run", "cutover rollback", 1)
-
-
 def _in_window(step: Step) -> bool:
-    """maintenance-on or a step of the window: from there `cutover rollback` is the way back
-    (engine/rollback.py)."""
+    """From maintenance-on on, `cutover rollback` is the way back (engine/rollback.py)."""
     return step.in_window or step.id == "maintenance-on"
 
 
