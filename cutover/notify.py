@@ -166,7 +166,6 @@ class Notifier:
 
     def _failed(self, payload: dict[str, Any], reason: str) -> None:
         reason = self.masker.mask(reason)
-        self.failed += 1
         # A broken audit log is the run's to report (its next write fails); never a notice's.
         with contextlib.suppress(OSError):
             self.audit.event(
@@ -178,6 +177,7 @@ class Notifier:
                 f"notification ({payload['event']}) to the webhook in ${self.env_name} failed: "
                 f"{reason}; the run goes on (further failures only in the audit log)"
             )
+        self.failed += 1  # last: a reader of the count sees the audit and the note done
 
 
 def attach(
