@@ -466,6 +466,7 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         playbook, state, masker=masker, audit=None, reporter=ui, sandbox_optional=True
     )
     changes = playbook_changes(playbook, state) if store.exists() else []
+    predicted = estimate(playbook, state, STEPS)  # refuses an unreadable window.rehearsal
     ui.heading(f"Plan for {playbook.path} (nothing is executed; nothing is written)")
     if changes:
         ui.info(
@@ -476,7 +477,6 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         )
         ui.info(_affected_text(steps_with_changed_inputs(playbook, state)), "yellow")
     actions = build_plan(playbook, state, options.until)
-    predicted = estimate(playbook, state, STEPS)  # refuses an unreadable window.rehearsal
     for index, action in enumerate(actions, 1):
         step = action.step
         gate = "  [gate]" if step.gate else ""
@@ -490,7 +490,8 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         ui.info(f"[{index:>2}/{len(actions)}] {step.id}: {step.title}{gate}", "bold")
         ui.info(f"        {label}: {action.reason}")
         guess = predicted.of(step.id)
-        if guess is not None and action.kind != Kind.SKIP:
+        # An unknown matters in the window (its total leaves the step out), not elsewhere.
+        if guess is not None and (guess.seconds is not None or step.id in predicted.window):
             ui.info(f"        estimate: {guess.text()}")
         if action.will_run:
             if step.gate:

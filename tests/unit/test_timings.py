@@ -4,13 +4,16 @@ unknowns left out and named); confirm-window's checklist and recorded prediction
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from cutover.engine.plan import new_state
+from cutover.engine.run import RunOptions, plan
 from cutover.engine.timings import DATA_STEPS, downtime_text, estimate, window_steps
 from cutover.errors import InvalidInput
 from cutover.playbook import LoadedPlaybook, Playbook
@@ -18,6 +21,7 @@ from cutover.secrets import SecretMasker
 from cutover.state import RunState, StateStore, Status
 from cutover.steps import STEP_IDS, STEPS, Context
 from cutover.steps.confirm import ConfirmWindow, ConfirmWindowOutputs
+from cutover.ui import Ui
 
 BASE: dict[str, Any] = {
     "version": 1,
@@ -258,3 +262,15 @@ def test_confirm_window_prints_the_checklist_and_records_the_prediction(tmp_path
     assert "final-sync: Final data sync (Heroku in maintenance)  [gate]  ~20.0s" in text
     assert text.index("the window starts") < text.index("maintenance-on: ")
     assert "window estimate: 44.0 s" in text
+
+
+def test_plan_refuses_a_missing_rehearsal_before_printing_anything(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "playbooks" / "example.yml").read_text()
+    assert "\nwindow:\n" in text
+    book = tmp_path / "cutover.yml"
+    book.write_text(text.replace("\nwindow:\n", "\nwindow:\n  rehearsal: ../gone\n"))
+    out = io.StringIO()
+    with pytest.raises(InvalidInput) as caught:
+        plan(book, RunOptions(), Ui(Console(file=out), SecretMasker(), Console(file=out)))
+    assert "window.rehearsal (../gone): no state.json in" in caught.value.brief
+    assert out.getvalue() == ""
