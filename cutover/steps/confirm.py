@@ -102,4 +102,9 @@ def checklist(ctx: Context, steps: Sequence[Step], predicted: Estimate) -> list[
         when = f"  ~{found.text()}" if found is not None and step.id in window else ""
         lines.append(f"  {number:>2}. {step.id}: {step.title}{gate}{when}")
     lines.extend(predicted.total_lines())
+    if predicted.window_seconds is not None:
+        lines.append(
+            f"predicted downtime: {predicted.window_seconds:.1f}s (users see Heroku's "
+            "maintenance page from maintenance-on until verify-site)"
+        )
     return lines

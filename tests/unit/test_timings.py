@@ -262,6 +262,7 @@ def test_confirm_window_prints_the_checklist_and_records_the_prediction(tmp_path
     assert "final-sync: Final data sync (Heroku in maintenance)  [gate]  ~20.0s" in text
     assert text.index("the window starts") < text.index("maintenance-on: ")
     assert "window estimate: 44.0 s" in text
+    assert "predicted downtime: 44.0s" in text
 
 
 def test_plan_refuses_a_missing_rehearsal_before_printing_anything(tmp_path: Path) -> None:
