@@ -115,13 +115,16 @@ class Notifier:
         payload = message(record, self.app)
         if payload is None:
             return
-        with self._idle:
-            self._pending += 1
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="cutover-notify", daemon=True
-                )
-                self._thread.start()
+        try:
+            with self._idle:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._work, name="cutover-notify", daemon=True)
+                    thread.start()
+                    self._thread = thread
+                self._pending += 1
+        except RuntimeError as exc:  # no thread to be had: this message fails, the run goes on
+            self._failed(payload, f"cannot start the notifier's thread: {exc}")
+            return
         self._queue.put(payload)
 
     def flush(self, timeout: float | None = None) -> bool:
