@@ -178,6 +178,12 @@ class WindowSection(_Model):
         ge=0,
         description="confirm-window waits up to this long for caches to drop the old TTL.",
     )
+    rehearsal: str | None = Field(
+        default=None,
+        description="The .cutover folder (holding state.json) of a rehearsal: the same playbook "
+        "run against staging or the sandbox. Its measured step durations predict this run's "
+        "(data steps scaled by database size); relative to the playbook.",
+    )
 
 
 class ReleaseSection(_Model):
@@ -200,6 +206,22 @@ class TimerEntry(_Model):
     service: str | None = None
 
 
+class NotifySection(_Model):
+    """Webhook notifications (cutover/notify.py): the URL is a secret, so the playbook names
+    only the environment variable holding it."""
+
+    webhook_env: str = Field(
+        description="Environment variable holding the webhook URL (Slack-compatible JSON)."
+    )
+
+    @field_validator("webhook_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid environment variable name")
+        return value
+
+
 class Playbook(_Model):
     version: Literal[1] = 1
     heroku: HerokuSection
@@ -214,6 +236,7 @@ class Playbook(_Model):
     sandbox: str | None = Field(
         default=None, description="Sandbox folder (cutover sandbox up), relative to the playbook."
     )
+    notify: NotifySection | None = None
 
 
 class LoadedPlaybook:

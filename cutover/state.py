@@ -63,12 +63,14 @@ class StepState(BaseModel):
     attempts: int = 0
     started_at: str | None = None
     finished_at: str | None = None
-    duration: float | None = None
+    duration: float | None = None  # seconds, without the gate wait
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     found_applied: bool = False
     # Fingerprint of the step's declared inputs when it finished (None: not known yet).
     inputs: str | None = None
+    # Seconds spent waiting at the gate prompt in the last attempt (not in ``duration``).
+    gate_wait: float | None = None
 
 
 class UndoState(StepState):

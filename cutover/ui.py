@@ -153,7 +153,16 @@ STATUS_STYLE = {
 def status_table(
     state: RunState, order: list[str], masker: SecretMasker, reasons: dict[str, str] | None = None
 ) -> Table:
-    table = Table(title=f"cutover run {state.run_id}", title_justify="left")
+    # The engine's view of the window (its modules are loaded by the callers already).
+    from cutover.engine.timings import downtime_text  # noqa: PLC0415 - ui sits below the engine
+
+    window = downtime_text(state)
+    table = Table(
+        title=f"cutover run {state.run_id}",
+        title_justify="left",
+        caption=masker.mask(window) if window else None,
+        caption_justify="left",
+    )
     for column in ("#", "step", "status", "tries", "duration", "notes"):
         table.add_column(column, justify="right" if column in ("#", "tries") else "left")
     for i, sid in enumerate(order, 1):

@@ -1,11 +1,15 @@
-"""The audit log ``.cutover/events.jsonl``: append-only, one JSON object a line, secrets masked."""
+"""The audit log ``.cutover/events.jsonl``: append-only, one JSON object a line, secrets masked.
+
+Subscribers (:meth:`AuditLog.subscribe`, e.g. the webhook of cutover/notify.py) receive each
+record as written (masked), after it is on disk; a subscriber must not raise.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,8 @@ from cutover.state import now_iso
 
 EVENTS_FILE = "events.jsonl"
 
+Subscriber = Callable[[dict[str, Any]], None]
+
 
 class AuditLog:
     def __init__(self, folder: Path, masker: SecretMasker, run_id: str | None = None) -> None:
@@ -23,6 +29,11 @@ class AuditLog:
         self.masker = masker
         self.run_id = run_id
         self._lock = threading.Lock()
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber(record)`` after each event is written (outside the file lock)."""
+        self._subscribers.append(subscriber)
 
     def event(self, kind: str, **fields: Any) -> None:
         record: dict[str, Any] = {"ts": now_iso(), "kind": kind}
@@ -39,6 +50,8 @@ class AuditLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        for subscriber in list(self._subscribers):
+            subscriber(masked)
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:

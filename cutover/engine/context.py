@@ -133,6 +133,7 @@ def build_context(
     runner, sandbox = make_runner(playbook, masker, audit, sandbox_optional=sandbox_optional)
     work_dir = playbook.state_dir / "work"
     model = playbook.model
+    _notify(playbook, masker, audit, reporter)
     return Context(
         playbook=playbook,
         state=state,
@@ -156,3 +157,16 @@ def build_context(
         reporter=reporter,
         work_dir=work_dir,
     )
+
+
+def _notify(
+    playbook: LoadedPlaybook, masker: SecretMasker, audit: AuditSink | None, reporter: Reporter
+) -> None:
+    """A run's audit log (never a plan's) gets the webhook notifier the playbook asks for:
+    here, so the run and the rollback, which both build their context, notify alike."""
+    from cutover.engine.audit import AuditLog  # noqa: PLC0415 - see the module's note
+
+    if playbook.model.notify is not None and isinstance(audit, AuditLog):
+        from cutover.notify import attach  # noqa: PLC0415
+
+        attach(audit, playbook, masker, reporter)

@@ -38,6 +38,7 @@ from cutover.engine.plan import (
     steps_with_changed_inputs,
     validate_step,
 )
+from cutover.engine.timings import downtime_text, estimate
 from cutover.errors import (
     CutoverError,
     GateWaiting,
@@ -50,6 +51,7 @@ from cutover.secrets import SecretMasker
 from cutover.state import RunState, StateStore, Status, now_iso
 from cutover.steps import BY_ID, STEP_IDS, STEPS, Context, Step
 from cutover.steps.base import PROGRESS_KEY, StepOutputs, dump, read_outputs
+from cutover.steps.confirm import ConfirmWindowOutputs
 from cutover.steps.dns import VerifySiteOutputs
 from cutover.steps.window import MaintenanceOnOutputs
 from cutover.ui import Ui
@@ -230,20 +232,23 @@ def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptio
     else:
         site = read_outputs(state, VerifySiteOutputs)
         downtime = site.downtime_seconds if site else None
+        confirmed = read_outputs(state, ConfirmWindowOutputs)
+        predicted = confirmed.predicted_downtime_seconds if confirmed else None
         ui.info(
             f"cutover complete in {ui.elapsed()}"
             + (
                 f"; measured downtime {downtime}s (maintenance on to site verified)"
                 if downtime is not None
                 else ""
-            ),
+            )
+            + (f", predicted {predicted}s at confirm-window" if predicted is not None else ""),
             "bold green",
         )
         ui.info(
             "Next: raise the DNS TTL again once you are confident, and keep the Heroku app "
             "(in maintenance) until you no longer need to roll back."
         )
-        audit.event("run-complete", downtime_seconds=downtime)
+        audit.event("run-complete", downtime_seconds=downtime, predicted_downtime_seconds=predicted)
     return 0
 
 
@@ -266,6 +271,7 @@ def _run_step(
     st.finished_at = None
     st.error = None
     st.found_applied = False
+    st.gate_wait = None
     store.save(state)  # before the first side effect: a crash now is visible on resume
     audit.event("step-start", step=step.id, attempt=st.attempts, reason=action.reason)
     started = time.monotonic()
@@ -346,14 +352,18 @@ def _attempt(
         return outputs, True
     question = step.gate_question(ctx)
     if question:
-        _confirm_gate(ctx, step, question, options, audit, ui)
+        asked = time.monotonic()
+        try:
+            _confirm_gate(ctx, step, question, options, audit, ui)
+        finally:  # the prompt's wait is not the step's work (engine/timings.py)
+            ctx.state.step(step.id).gate_wait = round(time.monotonic() - asked, 3)
     return step.apply(ctx), False
 
 
 def _finish(st: Any, started: float, status: Status, error: str | None = None) -> None:
     st.status = status
     st.finished_at = now_iso()
-    st.duration = round(time.monotonic() - started, 3)
+    st.duration = round(time.monotonic() - started - (st.gate_wait or 0.0), 3)
     st.error = error
 
 
@@ -416,6 +426,8 @@ def _confirm_gate(
         ui.note(f"gate confirmed in advance (--yes): {question}")
         return
     if options.interactive:
+        # Audited before the prompt, so a webhook (cutover/notify.py) tells who is away.
+        audit.event("gate-waiting", step=step.id, question=question, prompt=True)
         answer = Confirm.ask(ctx.masker.mask(question), console=ui.console, default=False)
         audit.event(
             "gate",
@@ -465,6 +477,7 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         playbook, state, masker=masker, audit=None, reporter=ui, sandbox_optional=True
     )
     changes = playbook_changes(playbook, state) if store.exists() else []
+    predicted = estimate(playbook, state, STEPS)  # refuses an unreadable window.rehearsal
     ui.heading(f"Plan for {playbook.path} (nothing is executed; nothing is written)")
     if changes:
         ui.info(
@@ -487,12 +500,20 @@ def plan(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         }[action.kind]
         ui.info(f"[{index:>2}/{len(actions)}] {step.id}: {step.title}{gate}", "bold")
         ui.info(f"        {label}: {action.reason}")
+        guess = predicted.of(step.id)
+        # An unknown matters in the window (its total leaves the step out), not elsewhere.
+        if guess is not None and (guess.seconds is not None or step.id in predicted.window):
+            ui.info(f"        estimate: {guess.text()}")
         if action.will_run:
             if step.gate:
                 ui.info(f"        gate: {step.gate_text(ctx)}", "yellow")
             for line in step.describe(ctx):
                 if line:
                     ui.info(f"        $ {line}")
+    for line in predicted.total_lines():
+        ui.info(line, "bold")
+    if (done := downtime_text(state)) is not None:
+        ui.info(done)
     return 0
 
 

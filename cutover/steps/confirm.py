@@ -1,13 +1,22 @@
-"""confirm-window: the last look before the window starts (the TTL wait)."""
+"""confirm-window: the last look before the window starts: the TTL wait, then the checklist of
+what stops and in which order, and the predicted downtime (engine/timings.py), recorded in its
+outputs so the end of the run can show it next to the measured downtime."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from cutover.errors import CutoverError
 from cutover.steps.app import SmokeTestOutputs
 from cutover.steps.base import Context, Step, StepOutputs
 from cutover.steps.records import LowerTtlOutputs
+
+if TYPE_CHECKING:
+    from cutover.engine.timings import Estimate
 
 
 def _iso(ts: float) -> str:
@@ -17,6 +26,10 @@ def _iso(ts: float) -> str:
 class ConfirmWindowOutputs(StepOutputs):
     step_id = "confirm-window"
     window_started_at: float
+    # Seconds from maintenance-on to verify-site (None: no step of it measured), and the window's
+    # steps left out of it for want of a measurement.
+    predicted_downtime_seconds: float | None = None
+    unpredicted_steps: list[str] = Field(default_factory=list)
 
 
 class ConfirmWindow(Step):
@@ -27,9 +40,20 @@ class ConfirmWindow(Step):
     reads = (LowerTtlOutputs, SmokeTestOutputs)
 
     def describe(self, ctx: Context) -> list[str]:
-        return ["wait until DNS caches have dropped the old TTL (lower-ttl outputs)"]
+        return [
+            "wait until DNS caches have dropped the old TTL (lower-ttl outputs)",
+            "show the window's checklist (what stops, in which order) and the predicted "
+            "downtime (measured timings, window.rehearsal)",
+        ]
 
     def apply(self, ctx: Context) -> ConfirmWindowOutputs:
+        # Imported here: the engine's estimate reads the step list, which imports this module.
+        from cutover.engine.timings import estimate  # noqa: PLC0415
+        from cutover.steps import STEPS  # noqa: PLC0415
+
+        # Before the TTL wait: an unreadable rehearsal is refused now, not after minutes.
+        # Not declared in ``reads``: the estimate is advice (like check-data's), not an input.
+        predicted = estimate(ctx.playbook, ctx.state, STEPS)
         lowered = self.read(ctx, LowerTtlOutputs)
         if lowered is not None:
             ready = lowered.lowered_at + lowered.original.ttl
@@ -48,4 +72,39 @@ class ConfirmWindow(Step):
         smoke = self.read(ctx, SmokeTestOutputs)
         if smoke:
             ctx.note(f"Convox smoke test passed on {smoke.domain}")
-        return ConfirmWindowOutputs(window_started_at=ctx.clock())
+        for line in checklist(ctx, STEPS, predicted):
+            ctx.note(line)
+        return ConfirmWindowOutputs(
+            window_started_at=ctx.clock(),
+            predicted_downtime_seconds=predicted.window_seconds,
+            unpredicted_steps=predicted.unknown,
+        )
+
+
+def checklist(ctx: Context, steps: Sequence[Step], predicted: Estimate) -> list[str]:
+    """What happens next, in order: every step after this one up to verify-site (the
+    playbook's skipped ones left out), the window's marked, each with its estimate."""
+    from cutover.engine.timings import WINDOW_FIRST, WINDOW_LAST, window_steps  # noqa: PLC0415
+
+    ids = [s.id for s in steps]
+    window = {s.id for s in window_steps(steps)}
+    upcoming = steps[ids.index(ConfirmWindow.id) + 1 : ids.index(WINDOW_LAST) + 1]
+    lines = ["checklist for the window (in this order):"]
+    number = 0
+    for step in upcoming:
+        if step.applies(ctx.model) is not None:
+            continue
+        if step.id == WINDOW_FIRST:
+            lines.append("  -- the window starts: users see Heroku's maintenance page --")
+        number += 1
+        found = predicted.of(step.id)
+        gate = "  [gate]" if step.gate else ""
+        when = f"  ~{found.text()}" if found is not None and step.id in window else ""
+        lines.append(f"  {number:>2}. {step.id}: {step.title}{gate}{when}")
+    lines.extend(predicted.total_lines())
+    if predicted.window_seconds is not None:
+        lines.append(
+            f"predicted downtime: {predicted.window_seconds:.1f}s (users see Heroku's "
+            "maintenance page from maintenance-on until verify-site)"
+        )
+    return lines

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from fakes.world import (
+    configured_delay,
     exit_when_orphaned,
     fired_hooks,
     kill_parent,
@@ -83,6 +85,7 @@ def main(tool: str) -> int:
     if kill == "before":
         kill_parent(tool, args, "before", index)
         return 137
+    time.sleep(configured_delay(tool, args))
     code = run(args, stdin)
     sys.stdout.flush()
     sys.stderr.flush()

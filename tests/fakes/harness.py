@@ -74,7 +74,15 @@ STEP_IDS = [
 GATED_STEPS = ["maintenance-on", "final-sync", "switch-dns"]
 # Output keys that differ between compared runs by design: clock times, and the per-attempt
 # nonce in a deploy's build marker.
-TIME_KEYS = {"lowered_at", "at", "window_started_at", "downtime_seconds", "marker", "seconds"}
+TIME_KEYS = {
+    "lowered_at",
+    "at",
+    "window_started_at",
+    "downtime_seconds",
+    "predicted_downtime_seconds",
+    "marker",
+    "seconds",
+}
 
 PLAYBOOK = f"""\
 # cutover playbook of the engine tests (fake heroku/convox/postgres, a real Knot server)

@@ -21,6 +21,11 @@ by ``;``:
     matching call from the N-th on fails (convox: ``ERROR: err1``, rc 1); ``hang``: the call
     sleeps until it is killed (or its parent dies).
 
+``FAKE_DELAY=PATTERN=SECONDS``
+    Every matching call sleeps SECONDS before doing its work, so steps take real time (the
+    window-estimate tests; the real heroku CLI spends 1.2-2 s per call starting up: issue 11's
+    demo). Several specs are separated by ``;``; the first matching one applies.
+
 PATTERN is a tool name followed by the argv words that must start its arguments
 (``heroku maintenance:on``, ``convox env set``, ``heroku ps:scale worker=0``, ``pg_restore
 --clean``); ``#K``: the K-th call of the world (1-based, counted in ``FAKE_CALLS``); or
@@ -53,6 +58,7 @@ CALLS_VAR = "FAKE_CALLS"
 STATE_VAR = "FAKE_STATE"
 FAIL_VAR = "FAKE_FAIL"
 KILL_VAR = "FAKE_KILL_PARENT"
+DELAY_VAR = "FAKE_DELAY"
 
 # Environment variables whose presence (never value) is recorded with each call.
 RECORDED_ENV_PREFIXES = (
@@ -334,3 +340,15 @@ def exit_when_orphaned(poll: float = 0.1) -> None:
     parent = os.getppid()
     while os.getppid() == parent:
         time.sleep(poll)
+
+
+def configured_delay(tool: str, args: list[str]) -> float:
+    """Seconds this call should take (``FAKE_DELAY``), 0 when no spec matches."""
+    for raw in os.environ.get(DELAY_VAR, "").split(";"):
+        pattern, sep, seconds = raw.strip().rpartition("=")
+        if not sep:
+            continue
+        want_tool, *words = pattern.split()
+        if want_tool == tool and tuple(args[: len(words)]) == tuple(words):
+            return float(seconds)
+    return 0.0
