@@ -1,0 +1,39 @@
+"""When verify-data fails, the resume its failure suggests works (issue 11): a plain
+``cutover run`` syncs again before comparing, instead of comparing the same copy again."""
+
+from __future__ import annotations
+
+from fakes import seed
+from fakes.harness import Project
+from fakes.world import update_world
+
+
+def test_a_plain_resume_after_a_failed_verify_data_syncs_again(project: Project) -> None:
+    first = project.run("run", "--yes", "--until", "final-sync")
+    assert first.returncode == 0, first
+    # A write lands on Heroku after the final sync (a client the window did not stop).
+    with update_world(project.world_path) as world:
+        world["heroku"]["database"]["data"]["tables"]["public.orders"] = seed.table(
+            5322, name="public.orders"
+        )
+
+    failed = project.run("run", "--yes", "--until", "verify-data")
+    assert failed.returncode != 0, failed
+    assert "differs from Heroku's" in failed.output
+    assert "cutover run" in failed.output and "--from" not in failed.output
+    steps = project.state()["steps"]
+    assert steps["verify-data"]["status"] == "failed"
+    assert "final-sync" not in steps or steps["final-sync"]["status"] == "pending"
+    first_backup = project.state()["history"]["final-sync"]["backup"]
+
+    resumed = project.run("run", "--yes", "--until", "verify-data")
+    assert resumed.returncode == 0, resumed
+    steps = project.state()["steps"]
+    assert steps["final-sync"]["status"] == "done"
+    assert steps["final-sync"]["outputs"]["backup"] != first_backup  # a new capture
+    assert steps["verify-data"]["status"] == "done"
+    world = project.world()
+    assert (
+        world["convox"]["apps"][seed.CONVOX_APP]["resources"]["database"]["data"]["tables"]
+        == world["heroku"]["database"]["data"]["tables"]
+    )
