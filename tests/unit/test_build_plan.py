@@ -155,7 +155,12 @@ def test_from_a_step_that_overwrites_data_is_refused_after_the_switch() -> None:
 
 
 def test_the_flags_are_declared_on_the_steps() -> None:
-    assert [s.id for s in STEPS if s.gate] == ["maintenance-on", "final-sync", "switch-dns"]
+    assert [s.id for s in STEPS if s.gate] == [
+        "disable-scheduler",
+        "maintenance-on",
+        "final-sync",
+        "switch-dns",
+    ]
     assert [s.id for s in STEPS if s.overwrites_target_data] == ["initial-sync", "final-sync"]
     assert [s.id for s in STEPS if s.moves_traffic] == ["switch-dns"]
     assert [s.id for s in STEPS if s.in_window] == STEP_IDS[STEP_IDS.index("scale-down") :]
