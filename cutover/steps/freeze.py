@@ -72,6 +72,21 @@ def other_apps(addons: list[dict[str, Any]], app: str, attachment: str) -> list[
     return []
 
 
+PREFETCH = "freeze-writes:prefetch"
+
+
+def prefetch(ctx: Context) -> None:
+    """Before the window (disable-scheduler): read what freeze-writes needs from Heroku (the
+    credentials URL and the add-ons, at once), kept in memory for this run only (the URL is a
+    secret: never in the state), so the window does not pay for the two CLI calls."""
+    db = ctx.model.database
+    if db is None or not ctx.model.window.freeze_writes or PREFETCH in ctx.extras:
+        return
+    ctx.extras[PREFETCH] = together(
+        lambda: ctx.heroku.credentials_url(db.heroku_attachment), ctx.heroku.addons
+    )
+
+
 class FreezeWrites(Step):
     id = "freeze-writes"
     title = "Freeze writes on Heroku's database"
@@ -98,7 +113,7 @@ class FreezeWrites(Step):
             cmd(ctx.heroku.argv("pg:credentials:url", attachment))
             + " and "
             + cmd(ctx.heroku.argv("addons", "--json"))
-            + "   (at once)",
+            + "   (at once; read by disable-scheduler, before the window, when in one run)",
             "psql: record the database's default_transaction_read_only, then ALTER DATABASE "
             "... SET default_transaction_read_only = on; pg_terminate_backend() of the sessions "
             "that predate it",
@@ -120,9 +135,12 @@ class FreezeWrites(Step):
 
         db = ctx.model.database
         assert db
-        url, addons = together(
-            lambda: ctx.heroku.credentials_url(db.heroku_attachment), ctx.heroku.addons
-        )
+        fetched = ctx.extras.pop(PREFETCH, None)  # read before the window, this run
+        if fetched is None:
+            fetched = together(
+                lambda: ctx.heroku.credentials_url(db.heroku_attachment), ctx.heroku.addons
+            )
+        url, addons = fetched
         source = heroku_source(ctx, url)
         ctx.extras[f"{self.id}:source"] = source
         pg = ctx.postgres

@@ -156,7 +156,7 @@ class Preflight(Step):
         if outputs.scheduler:
             ctx.note(
                 "Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
-                "at the window (the maintenance-on gate reminds you)"
+                "at the window (the disable-scheduler gate lists them)"
             )
         return outputs
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from cutover.steps.base import Context, Step, StepOutputs
+from cutover.steps.freeze import prefetch
 from cutover.steps.preflight import PreflightOutputs
 
 
@@ -48,6 +49,8 @@ class DisableScheduler(Step):
         ] or ["gate when preflight saw a Heroku Scheduler add-on"]
 
     def check(self, ctx: Context) -> DisableSchedulerOutputs | None:
+        # The last step before the window: read now what freeze-writes needs from Heroku.
+        prefetch(ctx)
         # applies() sees only the playbook; whether the add-on is attached is preflight's fact.
         if self._jobs(ctx) or self._attached(ctx):
             return None

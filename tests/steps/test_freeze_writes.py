@@ -31,7 +31,7 @@ from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
 from cutover.steps.base import Context
-from cutover.steps.freeze import FreezeWrites
+from cutover.steps.freeze import FreezeWrites, prefetch
 
 pytestmark = pytest.mark.slow
 
@@ -205,6 +205,15 @@ def test_a_frozen_database_refuses_every_write_and_the_undo_reopens_it(
         "the writer's inserts to succeed again after the undo",
     )
     assert world.rows() > rows
+
+
+def test_what_disable_scheduler_read_before_the_window_is_not_read_again(world: World) -> None:
+    ctx, _ = world.context()
+    prefetch(ctx)  # disable-scheduler, before maintenance-on
+    assert sorted(world.heroku.calls) == ["addons --json", "pg:credentials:url DATABASE"]
+    FreezeWrites().apply(ctx)
+    assert len(world.heroku.calls) == 2  # the window made no heroku call for the freeze
+    FreezeWrites().undo(ctx)
 
 
 def test_the_undo_restores_a_previous_setting_exactly(world: World) -> None:

@@ -40,7 +40,7 @@ from cutover.secrets import SecretMasker
 from cutover.state import Status
 from cutover.steps import STEP_IDS
 from cutover.steps.base import Context
-from cutover.steps.freeze import other_apps
+from cutover.steps.freeze import PREFETCH, other_apps
 from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.window import MaintenanceOn, ScaleDown
 
@@ -313,6 +313,9 @@ def test_disable_scheduler_lists_the_timers_at_its_gate(world: World) -> None:
     ctx, _ = world.context(extra=extra)
     step = DisableScheduler()
     assert step.check(ctx) is None
+    # Before the window, it reads what freeze-writes needs (at once), kept in memory only.
+    assert sorted(world.calls()) == [["addons", "--json"], ["pg:credentials:url", "DATABASE"]]
+    assert PREFETCH in ctx.extras
     text = step.gate_text(ctx)
     assert "nightly: 0 3 * * * rake report" in text and "sweep: */10 * * * * bin/sweep" in text
     assert "no CLI" in text
