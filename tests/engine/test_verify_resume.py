@@ -37,3 +37,20 @@ def test_a_plain_resume_after_a_failed_verify_data_syncs_again(project: Project)
         world["convox"]["apps"][seed.CONVOX_APP]["resources"]["database"]["data"]["tables"]
         == world["heroku"]["database"]["data"]["tables"]
     )
+
+
+def test_the_window_reads_each_heroku_fact_once_per_step(project: Project) -> None:
+    """From maintenance-on to scale-down's end (issue 11: "scale-down reads the formation three
+    times"): maintenance is read by check and read back once; the formation once; ps --json
+    polls until the dynos are gone."""
+    before = project.run("run", "--yes", "--until", "disable-scheduler")
+    assert before.returncode == 0, before
+    seen = len(project.argvs())
+    window = project.run("run", "--yes", "--until", "scale-down")
+    assert window.returncode == 0, window
+    heroku = [a[1:] for a in project.argvs()[seen:] if a[0] == "heroku"]
+    calls = [[x for x in a if x not in ("-a", seed.HEROKU_APP)] for a in heroku]
+    assert calls[:3] == [["maintenance"], ["maintenance:on"], ["maintenance"]]
+    assert sorted(map(tuple, calls[3:5])) == [("ps", "--json"), ("ps:scale",)]
+    assert calls[5] == ["ps:scale", "worker=0"]
+    assert set(map(tuple, calls[6:])) == {("ps", "--json")}
