@@ -1,5 +1,5 @@
-"""When verify-data fails, the resume its failure suggests works (issue 11): a plain
-``cutover run`` syncs again before comparing, instead of comparing the same copy again."""
+"""Whole fake runs through the window (issue 11): when verify-data fails, the resume its failure
+suggests syncs again; each Heroku fact is read once per window step."""
 
 from __future__ import annotations
 
