@@ -1,10 +1,11 @@
 """disable-scheduler: a gate, before maintenance-on, listing the Heroku Scheduler jobs to disable.
 
-Heroku Scheduler has no CLI and no public API (Dev Center, "Heroku Scheduler": jobs are
-managed in its dashboard, ``heroku addons:open scheduler``), so cutover cannot disable the jobs
-itself: it lists them (the playbook's ``timers``, which ``cutover init``/``translate`` read from
-the Scheduler) and waits for the operator to confirm they are disabled. A job that still runs
-after the freeze fails to write (freeze-writes) instead of writing data the sync misses.
+The heroku CLI has no Scheduler command (its jobs are managed in the add-on's dashboard,
+``heroku addons:open scheduler``), so cutover cannot disable the jobs itself: it lists them
+(the playbook's ``timers``, the jobs copied from the dashboard, which ``cutover translate``
+turns into Convox timers) and waits for the operator to confirm they are disabled. A job still
+running is waited for by scale-down (its dyno has type ``scheduler``); one that starts after
+the freeze fails to write (freeze-writes) instead of writing data the sync misses.
 """
 
 from __future__ import annotations

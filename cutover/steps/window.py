@@ -29,7 +29,9 @@ from cutover.steps.preflight import PreflightOutputs
 
 T = TypeVar("T")
 U = TypeVar("U")
-ONE_OFF = "run"  # the type of a one-off dyno (ps/index.js: dynos.filter(d => d.type === 'run'))
+# Dynos outside the formation: one-off (`heroku run`; ps/index.js: d.type === 'run') and
+# Heroku Scheduler jobs (type ``scheduler``, as cutover/translate/facts.py reads them).
+ONE_OFF = ("run", "scheduler")
 
 
 def together(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
@@ -113,7 +115,7 @@ class ScaleDownOutputs(StepOutputs):
 
 def describe_dyno(dyno: dict[str, Any]) -> str:
     name, state = dyno.get("name"), dyno.get("state")
-    if dyno.get("type") == ONE_OFF:
+    if dyno.get("type") in ONE_OFF:
         return f"{name} ({state}: {dyno.get('command')})"
     return f"{name} ({state})"
 
@@ -168,7 +170,7 @@ class ScaleDown(Step):
     @staticmethod
     def _listed(dynos: list[dict[str, Any]], types: set[str]) -> list[dict[str, Any]]:
         """Dynos of ``types`` and one-off dynos still listed, in ANY state."""
-        return [d for d in dynos if d.get("type") in types or d.get("type") == ONE_OFF]
+        return [d for d in dynos if d.get("type") in types or d.get("type") in ONE_OFF]
 
     def check(self, ctx: Context) -> ScaleDownOutputs | None:
         formation, dynos = self._look(ctx)
@@ -197,7 +199,7 @@ class ScaleDown(Step):
         # A resume keeps the first reading: by now the formation may already be at 0.
         recorded = saved.formation if saved.formation is not None else formation
         stopped = saved.stopped or {t: recorded.get(t, 0) for t in types}
-        one_offs = [d for d in dynos if d.get("type") == ONE_OFF]
+        one_offs = [d for d in dynos if d.get("type") in ONE_OFF]
         to_stop = [
             str(d["name"])
             for d in one_offs

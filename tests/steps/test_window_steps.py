@@ -257,6 +257,12 @@ def test_scale_down_honours_an_explicit_list_and_undo_scales_back_in_one_call(
 
 def test_scale_down_stops_named_one_off_dynos_and_waits_for_the_others(world: World) -> None:
     seed_one_offs(world, run_7="rake jobs:work", run_8="bash")
+    with update_state(world.emu.state_path) as state:  # a Scheduler job running meanwhile
+        state["apps"][APP]["one_off_dynos"]["scheduler.9"] = {
+            "command": "bin/report",
+            "type": "scheduler",
+            "stopped_at": time.time(),  # it ends by itself, after STOP_SECONDS
+        }
     ctx, notes = world.context(window="  stop_one_off: ['rake *']")
     step = ScaleDown()
     assert step.check(ctx) is None  # one-off dynos still run
@@ -276,7 +282,8 @@ def test_scale_down_stops_named_one_off_dynos_and_waits_for_the_others(world: Wo
     stops = [c for c in world.calls() if c[0] == "ps:stop"]
     assert stops == [["ps:stop", "--dyno-name", "run.7"]]
     assert any("run.8 (up: bash)" in line and "waited for" in line for line in notes.lines)
-    assert not [d for d in _dynos(world) if d["type"] == "run"]
+    assert any("scheduler.9" in line and "waited for" in line for line in notes.lines)
+    assert not [d for d in _dynos(world) if d["type"] in ("run", "scheduler")]
 
 
 def test_scale_down_timeout_names_the_dynos_still_listed_and_undo_uses_the_progress(

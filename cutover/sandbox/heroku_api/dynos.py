@@ -18,7 +18,8 @@ Heroku), and a started dyno keeps its record (phase ``up``) once it is up.
 One-off dynos (``heroku run``) are listed after the formation's, with ``type`` ``run`` and name
 ``run.N`` (commands/ps/index.js prints ``d.type === 'run'`` dynos as "one-off processes"). They
 are kept in ``apps.<name>.one_off_dynos`` (name -> command, size, ``stamp`` created_at, and
-``stopped_at`` epoch once stopped); tests seed them there. ``heroku ps:stop --dyno-name NAME``
+``stopped_at`` epoch once stopped; ``type`` ``scheduler`` for a Scheduler job's dyno, as
+``scheduler.N``); tests seed them there. ``heroku ps:stop --dyno-name NAME``
 posts ``/apps/<app>/dynos/<name>/actions/stop`` (commands/ps/stop.js): a one-off dyno then stops
 like a scaled-away dyno (``up`` for half of ``timings.dyno_stop_seconds``, ``down``, gone); a
 dyno of the formation is restarted by the platform (Heroku Dev Center, "heroku ps:stop":
@@ -190,7 +191,7 @@ def _one_offs(
             if elapsed >= stop_for / 2:
                 dyno_state, changed = "down", _epoch_iso(float(stopped_at) + stop_for / 2)
         facts = {
-            "type": "run",
+            "type": item.get("type", "run"),  # "scheduler" for a Scheduler job's dyno
             "size": item.get("size", "Standard-1X"),
             "command": item.get("command"),
         }
