@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
@@ -36,6 +35,8 @@ ONE_OFF = ("run", "scheduler")
 
 def together(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
     """Run two independent calls at once (each heroku CLI call costs 1-2 s of start-up)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only when a step runs
+
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="window") as pool:
         a, b = pool.submit(first), pool.submit(second)
         return a.result(), b.result()
@@ -236,6 +237,8 @@ class ScaleDown(Step):
         if to_zero:
             calls.append(partial(ctx.heroku.scale_many, to_zero))
         if calls:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
             with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="scale") as pool:
                 for future in [pool.submit(c) for c in calls]:
                     future.result()
