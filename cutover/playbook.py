@@ -169,14 +169,37 @@ class DnsSection(_Model):
 
 
 class WindowSection(_Model):
-    scale_down: list[str] = Field(
-        default_factory=lambda: ["worker"], description="Heroku process types stopped."
+    scale_down: list[str] | None = Field(
+        default=None,
+        description="Heroku process types stopped in the window; default: every process type "
+        "of the formation but web (read in scale-down).",
     )
     drain_seconds: int = Field(default=30, ge=0, description="Wait for workers to finish jobs.")
     ttl_wait_max: int = Field(
         default=300,
         ge=0,
         description="confirm-window waits up to this long for caches to drop the old TTL.",
+    )
+    stop_one_off: list[str] = Field(
+        default_factory=list,
+        description="One-off dynos scale-down stops (`heroku ps:stop --dyno-name`): shell-style "
+        "patterns matched against the dyno's name (run.1234) or its command; other running "
+        "one-off dynos are listed and waited for.",
+    )
+    freeze_writes: bool = Field(
+        default=True,
+        description="freeze-writes: make Heroku's database read-only for every client but "
+        "cutover (default_transaction_read_only on the database) before the final sync.",
+    )
+    freeze_quiet_seconds: int = Field(
+        default=5,
+        ge=0,
+        description="freeze-writes waits until the database statistics stood still this long.",
+    )
+    freeze_timeout: int = Field(
+        default=120,
+        ge=1,
+        description="freeze-writes fails when the statistics do not stand still within this.",
     )
     rehearsal: str | None = Field(
         default=None,

@@ -23,6 +23,15 @@ Facts it relies on (see the reference in shared/reference/heroku-cli.md):
 * JSON outputs are used wherever they exist; action commands report on stderr only, so
   success is the exit code, and effects are verified by reading the state back.
 * Exit 2 is an API error (`` ›   Error ID: <id>``), 1 a network/auth/client failure.
+* ``ps:scale a=N b=M`` takes any number of changes in one call (commands/ps/scale.js:
+  ``strict = false``, one ``PATCH /apps/<app>/formation`` with every update) and reports on
+  stderr ``Scaling dynos... done, now running a at N:Size, b at M:Size`` (``ux.action.stop``).
+* ``ps:stop --dyno-name NAME`` stops one dyno (commands/ps/stop.js: ``POST
+  /apps/<app>/dynos/<name>/actions/stop``); the positional ``DYNO`` is deprecated (it warns).
+* ``addons --json -a APP`` lists the app's add-ons, each with ``attachments`` from the global
+  ``GET /addon-attachments`` (commands/addons/index.js ``addonGetter``): the other apps
+  attached to an add-on are there. ``addons:info`` has no ``--json`` in 11.10.0
+  (commands/addons/info.js flags: app, remote).
 """
 
 from __future__ import annotations
@@ -58,6 +67,11 @@ CLI_ENV_REMOVE = ("FORCE_COLOR",)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _BACKUP_NAME = re.compile(r"^Backing up .+ to (b\d{3,})\b", re.M)
 _BACKUP_ID = re.compile(r"^[abcr]\d+$")
+_PROCESS_TYPE = re.compile(r"^[A-Za-z0-9_-]+$")  # scale.js parses ^([\w-]+)([=+-]\d+)
+_DYNO_NAME = re.compile(r"^[A-Za-z0-9_-]+\.\d+$")
+# commands/ps/scale.js: ux.action.stop(`done, now running ${type} at ${quantity}:${size}, ...`)
+_NOW_RUNNING = re.compile(r"now running (.+)$", re.M)
+_RUNNING_ITEM = re.compile(r"^(?P<type>[\w-]+) at (?P<qty>\d+)(?::\S+)?$")
 
 
 def _transient(result: Result) -> bool:
@@ -241,6 +255,44 @@ class HerokuAdapter:
                 f"heroku formation shows {process_type}={now.get(process_type)} after scaling "
                 f"to {quantity}"
             )
+
+    def scale_many(self, quantities: dict[str, int]) -> dict[str, int]:
+        """Scale every type in ``quantities`` in ONE ``ps:scale a=N b=M`` call; verified from the
+        quantities the CLI reports back (the PATCH's answer), so the formation is not read
+        again. Returns the reported quantities."""
+        for process_type, quantity in quantities.items():
+            if not _PROCESS_TYPE.match(process_type) or quantity < 0:
+                raise CutoverError(f"refusing to scale {process_type!r} to {quantity}: invalid")
+        if not quantities:
+            return {}
+        changes = [f"{t}={q}" for t, q in sorted(quantities.items())]
+        result = self._run("ps:scale", *changes, retry=False)
+        text = _ANSI.sub("", result.stderr + "\n" + result.stdout)
+        reported: dict[str, int] = {}
+        for match in _NOW_RUNNING.finditer(text):
+            for item in match.group(1).split(", "):
+                got = _RUNNING_ITEM.match(item.strip())
+                if got:
+                    reported[got["type"]] = int(got["qty"])
+        if not reported:  # an older or different output: read the formation back instead
+            reported = {f.type: f.quantity for f in self.formation()}
+        wrong = [
+            f"{t}={reported.get(t)} (asked {q})"
+            for t, q in sorted(quantities.items())
+            if reported.get(t) != q
+        ]
+        if wrong:
+            raise CutoverError(
+                f"heroku reports {', '.join(wrong)} after `heroku ps:scale {' '.join(changes)}`"
+            )
+        return reported
+
+    def stop_dyno(self, name: str) -> None:
+        """``heroku ps:stop --dyno-name NAME`` (commands/ps/stop.js); the dyno then stops like a
+        scaled-away one (SIGTERM, up to 30 s, SIGKILL): callers wait for it in ``ps --json``."""
+        if not _DYNO_NAME.match(name):
+            raise CutoverError(f"refusing to stop dyno {name!r}: not a dyno name like run.1234")
+        self._run("ps:stop", "--dyno-name", name, retry=False)
 
     def backup_capture(self, attachment: str, timeout: float) -> str:
         """Capture a backup of ``attachment``'s database; return its id (``b042``)."""

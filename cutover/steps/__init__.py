@@ -9,7 +9,9 @@ from cutover.steps.confirm import ConfirmWindow
 from cutover.steps.data import FinalSync, InitialSync
 from cutover.steps.datacheck import CheckData
 from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns, VerifySite
+from cutover.steps.freeze import FreezeWrites
 from cutover.steps.preflight import Preflight
+from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.verify import VerifyData
 from cutover.steps.window import MaintenanceOn, ScaleDown
 
@@ -24,8 +26,10 @@ STEPS: list[Step] = [
     LowerTtl(),
     AddDomain(),
     ConfirmWindow(),
+    DisableScheduler(),
     MaintenanceOn(),
     ScaleDown(),
+    FreezeWrites(),
     FinalSync(),
     VerifyData(),
     SwitchDns(),

@@ -115,7 +115,7 @@ class Preflight(Step):
         rack = ctx.convox.rack_info()
         router = rack.get("Router", "").split("\n")[0].split(" ")[0]
         ctx.note(f"Convox rack {rack.get('Name')} ({rack.get('Status', '?')}), router {router}")
-        for process in model.window.scale_down:
+        for process in model.window.scale_down or []:
             if process not in {f.type for f in formation}:
                 raise InvalidInput(
                     f"window.scale_down names {process!r}, which the Heroku app does not run "
@@ -156,7 +156,7 @@ class Preflight(Step):
         if outputs.scheduler:
             ctx.note(
                 "Heroku Scheduler is attached: its jobs must be disabled in the dashboard "
-                "at the window (the maintenance-on gate reminds you)"
+                "at the window (the disable-scheduler gate lists them)"
             )
         return outputs
 

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from cutover.errors import CutoverError
+from cutover.state import Status
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.data import (
     _DATA_FIELDS,
+    FinalSyncOutputs,
     _skip_without_db,
     heroku_source,
     wait_for_resource,
@@ -111,6 +113,21 @@ def mismatch_error(
     )
 
 
+def sync_again(ctx: Context) -> bool:
+    """After a mismatch, clear final-sync (its first outputs stay in the state's history, as
+    ``--from`` keeps them), so the plain resume the failure suggests copies the data again
+    before comparing: comparing the same copy again would fail the same way. The engine saves
+    the state with the failure. True when final-sync was cleared."""
+    st = ctx.state.steps.get(FinalSyncOutputs.step_id)
+    if st is None or st.status != Status.DONE:
+        return False
+    cleared = ctx.state.steps.pop(FinalSyncOutputs.step_id)
+    if cleared.outputs:
+        ctx.state.history.setdefault(FinalSyncOutputs.step_id, dict(cleared.outputs))
+    ctx.note("final-sync cleared: the resume copies Heroku's data again, then compares")
+    return True
+
+
 class VerifyData(Step):
     id = "verify-data"
     title = "Compare everything the app depends on, on both sides"
@@ -141,7 +158,13 @@ class VerifyData(Step):
             ctx.note(note)
         if outcome.problems:
             ctx.save(VerifyProgress(mismatches=outcome.problems))
-            raise mismatch_error(outcome, "Run the final sync again: cutover run --from final-sync")
+            resync = sync_again(ctx)
+            raise mismatch_error(
+                outcome,
+                "The resume syncs again: `cutover run` runs final-sync, then verify-data"
+                if resync
+                else "Run the final sync again: cutover run --from final-sync",
+            )
         ctx.note(summary(outcome) + ": identical")
         return VerifyDataOutputs(
             tables=outcome.tables,

@@ -236,6 +236,34 @@ def test_scale_verifies_the_formation(fake: FakeHarness) -> None:
         fake.adapter.scale("worker", 0)
 
 
+def test_scale_many_is_one_call_verified_from_what_the_cli_reports(fake: FakeHarness) -> None:
+    # commands/ps/scale.js: ux.action.stop(`done, now running ${type} at ${qty}:${size}, ...`)
+    fake.fake(
+        "printf 'Scaling dynos... done, now running clock at 0:Basic, worker at 0:Basic\\n' >&2"
+    )
+    assert fake.adapter.scale_many({"worker": 0, "clock": 0}) == {"clock": 0, "worker": 0}
+    assert [a[1:-2] for a in read_argv_log(fake.argv_log)] == [["ps:scale", "clock=0", "worker=0"]]
+
+
+def test_scale_many_refuses_what_the_cli_reports_otherwise(fake: FakeHarness) -> None:
+    fake.fake("printf 'Scaling dynos... done, now running worker at 1:Basic\\n' >&2")
+    with pytest.raises(CutoverError, match=r"worker=1 \(asked 0\)"):
+        fake.adapter.scale_many({"worker": 0})
+
+
+def test_scale_many_without_a_report_reads_the_formation_back(fake: FakeHarness) -> None:
+    fake.fake('[ "$#" = 3 ] && echo "web=2:Basic worker=0:Basic"\nexit 0')
+    assert fake.adapter.scale_many({"worker": 0})["worker"] == 0
+    assert [a[1] for a in read_argv_log(fake.argv_log)] == ["ps:scale", "ps:scale"]
+
+
+def test_stop_dyno_uses_the_dyno_name_flag_and_refuses_other_names(fake: FakeHarness) -> None:
+    fake.adapter.stop_dyno("run.1234")  # commands/ps/stop.js: --dyno-name (DYNO is deprecated)
+    assert read_argv_log(fake.argv_log)[0][1:] == ["ps:stop", "--dyno-name", "run.1234", "-a", APP]
+    with pytest.raises(CutoverError, match="refusing to stop"):
+        fake.adapter.stop_dyno("run.1; rm -rf /")
+
+
 @pytest.mark.parametrize(
     ("ptype", "qty"), [("web;rm -rf /", 1), ("web", -1), ("", 1), ("web=1 worker", 0)]
 )

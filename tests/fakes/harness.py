@@ -63,8 +63,10 @@ STEP_IDS = [
     "lower-ttl",
     "add-domain",
     "confirm-window",
+    "disable-scheduler",
     "maintenance-on",
     "scale-down",
+    "freeze-writes",
     "final-sync",
     "verify-data",
     "switch-dns",
@@ -119,6 +121,9 @@ window:
   scale_down: [worker]
   drain_seconds: 0
   ttl_wait_max: 60
+  # The fake psql knows no ALTER DATABASE: freeze-writes is shown with real PostgreSQL in
+  # tests/steps/test_freeze_writes.py.
+  freeze_writes: false
 sandbox: sandbox
 """
 

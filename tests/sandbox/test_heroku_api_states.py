@@ -121,6 +121,35 @@ def test_scaled_down_dynos_go_up_then_down_then_away(tmp_path: Path) -> None:
     assert dyno_states(emu) == {"web.1": "up", "web.2": "up"}
 
 
+def test_one_off_dynos_are_listed_as_run_and_stop_like_scaled_away_dynos(tmp_path: Path) -> None:
+    """ps/index.js lists ``type === 'run'`` dynos as one-off processes; ps/stop.js posts
+    ``/apps/<app>/dynos/<name>/actions/stop`` (Platform API "Dyno Stop": 202)."""
+    state = state_with(dyno_stop_seconds=60)
+    state["apps"][APP]["one_off_dynos"] = {"run.4711": {"command": "bash", "size": "Basic"}}
+    emu = emulator(tmp_path, state)
+    _, dynos, _ = call(emu, "GET", f"/apps/{APP}/dynos")
+    one_off = next(d for d in dynos if d["name"] == "run.4711")
+    assert (one_off["type"], one_off["state"], one_off["command"]) == ("run", "up", "bash")
+    status, body, _ = call(emu, "POST", f"/apps/{APP}/dynos/run.4711/actions/stop")
+    assert (status, body) == (202, {})
+    assert dyno_states(emu)["run.4711"] == "up"  # SIGTERM: it finishes its work first
+    with update_state(emu.state_path) as changed:
+        changed["apps"][APP]["one_off_dynos"]["run.4711"]["stopped_at"] -= 40
+    assert dyno_states(emu)["run.4711"] == "down"
+    with update_state(emu.state_path) as changed:
+        changed["apps"][APP]["one_off_dynos"]["run.4711"]["stopped_at"] -= 21
+    assert "run.4711" not in dyno_states(emu)
+
+
+def test_stopping_a_formation_dyno_restarts_it_and_an_unknown_one_is_404(tmp_path: Path) -> None:
+    emu = emulator(tmp_path, state_with(dyno_stop_seconds=60))
+    status, _, _ = call(emu, "POST", f"/apps/{APP}/dynos/worker.1/actions/stop")
+    assert status == 202
+    assert dyno_states(emu)["worker.1"] == "up"  # the platform restarts a scaled process's dyno
+    status, body, _ = call(emu, "POST", f"/apps/{APP}/dynos/run.9/actions/stop")
+    assert (status, body["id"]) == (404, "not_found")
+
+
 def test_scaled_up_dynos_start_first(tmp_path: Path) -> None:
     emu = emulator(tmp_path, state_with(dyno_start_seconds=60, dyno_stop_seconds=60))
     scale(emu, "web", "3")

@@ -74,6 +74,7 @@ def test_sections_left_out_skip_their_steps() -> None:
         "initial-sync",
         "lower-ttl",
         "add-domain",
+        "freeze-writes",
         "final-sync",
         "verify-data",
         "switch-dns",
@@ -154,7 +155,12 @@ def test_from_a_step_that_overwrites_data_is_refused_after_the_switch() -> None:
 
 
 def test_the_flags_are_declared_on_the_steps() -> None:
-    assert [s.id for s in STEPS if s.gate] == ["maintenance-on", "final-sync", "switch-dns"]
+    assert [s.id for s in STEPS if s.gate] == [
+        "disable-scheduler",
+        "maintenance-on",
+        "final-sync",
+        "switch-dns",
+    ]
     assert [s.id for s in STEPS if s.overwrites_target_data] == ["initial-sync", "final-sync"]
     assert [s.id for s in STEPS if s.moves_traffic] == ["switch-dns"]
     assert [s.id for s in STEPS if s.in_window] == STEP_IDS[STEP_IDS.index("scale-down") :]

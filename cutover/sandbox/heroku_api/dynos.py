@@ -14,6 +14,16 @@ epoch seconds ``at``). A dyno's ``updated_at`` is when its state last changed (P
 reference, "Dyno"): scaling a process type leaves the dynos it keeps alone, so a dyno without a
 transition has been ``up`` since the current release (each release restarts the dynos on
 Heroku), and a started dyno keeps its record (phase ``up``) once it is up.
+
+One-off dynos (``heroku run``) are listed after the formation's, with ``type`` ``run`` and name
+``run.N`` (commands/ps/index.js prints ``d.type === 'run'`` dynos as "one-off processes"). They
+are kept in ``apps.<name>.one_off_dynos`` (name -> command, size, ``stamp`` created_at, and
+``stopped_at`` epoch once stopped; ``type`` ``scheduler`` for a Scheduler job's dyno, as
+``scheduler.N``); tests seed them there. ``heroku ps:stop --dyno-name NAME``
+posts ``/apps/<app>/dynos/<name>/actions/stop`` (commands/ps/stop.js): a one-off dyno then stops
+like a scaled-away dyno (``up`` for half of ``timings.dyno_stop_seconds``, ``down``, gone); a
+dyno of the formation is restarted by the platform (Heroku Dev Center, "heroku ps:stop":
+stopped dynos that belong to a scaled process type are restarted), so its listing stays.
 """
 
 from __future__ import annotations
@@ -159,4 +169,47 @@ def list_dynos(state: JSONDict, entry: JSONDict) -> list[JSONDict]:
             name = f"{proc['type']}.{index}"
             created = item.get("created") or item.get("stamp")
             result.append(_dyno(app, release, name, item, dyno_state, changed, created))
+    result.extend(_one_offs(entry, release, moment, stop_for))
     return result
+
+
+def _one_offs(
+    entry: JSONDict, release: JSONDict | None, moment: float, stop_for: float
+) -> list[JSONDict]:
+    """The one-off dynos (type ``run``): ``up`` until stopped, then like a scaled-away dyno."""
+    app = entry["app"]
+    result: list[JSONDict] = []
+    one_offs: dict[str, JSONDict] = entry.get("one_off_dynos") or {}
+    for name, item in sorted(one_offs.items(), key=lambda kv: _number(kv[0])):
+        stamp = str(item.get("stamp") or app.get("created_at"))
+        dyno_state, changed = "up", stamp
+        stopped_at = item.get("stopped_at")
+        if stopped_at is not None:
+            elapsed = moment - float(stopped_at)
+            if elapsed >= stop_for:
+                continue
+            if elapsed >= stop_for / 2:
+                dyno_state, changed = "down", _epoch_iso(float(stopped_at) + stop_for / 2)
+        facts = {
+            "type": item.get("type", "run"),  # "scheduler" for a Scheduler job's dyno
+            "size": item.get("size", "Standard-1X"),
+            "command": item.get("command"),
+        }
+        result.append(_dyno(app, release, name, facts, dyno_state, changed, stamp))
+    return result
+
+
+def _number(name: str) -> int:
+    tail = name.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def stop_dyno(state: JSONDict, entry: JSONDict, name: str) -> bool:
+    """``POST /apps/<app>/dynos/<name>/actions/stop``: False when no such dyno is listed."""
+    one_offs: dict[str, JSONDict] = entry.get("one_off_dynos") or {}
+    if name in one_offs:
+        if one_offs[name].get("stopped_at") is None:
+            one_offs[name]["stopped_at"] = time.time()
+        return True
+    listed = {d["name"] for d in list_dynos(state, entry)}
+    return name in listed  # a formation dyno: restarted by the platform, listed as before

@@ -105,6 +105,17 @@ def _list_dynos(emu: Emulator, request: Request, match: re.Match[str]) -> Respon
     return Response.json(200, dynos.list_dynos(state, entry))
 
 
+@route("POST", rf"/apps/{APP}/dynos/(?P<dyno>[^/]+)/actions/stop")
+def _stop_dyno(emu: Emulator, request: Request, match: re.Match[str]) -> Response:
+    """``heroku ps:stop --dyno-name NAME`` (commands/ps/stop.js); Platform API "Dyno Stop"
+    answers 202 with an empty object."""
+    with emu.edit() as state:
+        _, entry = find_app(state, match["app"])
+        if not dynos.stop_dyno(state, entry, match["dyno"]):
+            raise ApiError(404, "not_found", "Couldn't find that dyno.")
+    return Response.json(202, {})
+
+
 @route("GET", rf"/apps/{APP}/collaborators")
 def _list_collaborators(emu: Emulator, request: Request, match: re.Match[str]) -> Response:
     _, entry = emu.app(match["app"])
