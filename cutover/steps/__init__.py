@@ -12,6 +12,7 @@ from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns, VerifySite
 from cutover.steps.preflight import Preflight
 from cutover.steps.verify import VerifyData
 from cutover.steps.window import MaintenanceOn, ScaleDown
+from cutover.steps.workers import StartWorkers
 
 STEPS: list[Step] = [
     Preflight(),
@@ -31,6 +32,7 @@ STEPS: list[Step] = [
     SwitchDns(),
     VerifyDns(),
     VerifySite(),
+    StartWorkers(),
 ]
 STEP_IDS = [s.id for s in STEPS]
 BY_ID = {s.id: s for s in STEPS}
