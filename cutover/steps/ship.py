@@ -1,5 +1,10 @@
 """Shipping the source to Convox (deploy and add-domain): build, release command, promote.
 
+Both build the *staged* manifest (steps/holding.py: every service but the web one at
+``scale.count: 0``, no timers), and after the promote read ``convox scale`` back and scale to
+0 a held service the rack still runs (:func:`hold_services`): nothing runs on Convox beside
+Heroku's workers until start-workers (steps/workers.py).
+
 What the rack does, from the convox source (see docs/design.md, "Release command order"):
 
 * builds and promotes run on the rack; a killed ``convox build``/``deploy``/``releases promote``

@@ -24,7 +24,11 @@ Like a real rack (and unlike the first versions of this stand-in):
   running; before an app's first promote the pod is refused;
 * resources exist only from the first promote that declares them, are created empty, and
   accept connections only some seconds after the deploy returns;
-* workers (every service the router does not serve) run as real processes;
+* workers (every service the router does not serve) run as real processes; a promote gives
+  each service ``CoalesceInt(runtime count, scale.count.min)`` processes (a runtime 0 does not
+  survive a promote, ``scale.count: 0`` in the manifest does: provider/k8s/release.go), and
+  ``scale`` shows the manifest's MIN/MAX and COLD for a service at 0 by its manifest
+  (provider/k8s/service.go ``ServiceList``);
 * a custom domain has a valid certificate only once its name resolves to the router.
 
 Rack timings (seconds, :data:`.store.DEFAULT_TIMINGS`, set with ``configure_rack(timings=)`` or
@@ -55,6 +59,10 @@ Deliberate differences from a real rack:
   (a real pod would show CreateContainerConfigError meanwhile).
 * Certificates come from the sandbox CA once the sandbox DNS server answers the name's CNAME
   with the router host (no HTTP challenge is made); ``convox certs`` is not emulated.
+* Timers are parsed, validated and kept in the release's manifest (``releases manifest``
+  shows them, which is how cutover reads them back), but no CronJob fires them: the real rack
+  runs the timer's command in a pod of its service on schedule
+  (provider/k8s/template/app/timer.yml.tmpl).
 * Commands cutover does not use are refused with ``the convox stand-in does not emulate``.
 """
 
