@@ -249,3 +249,54 @@ def test_start_workers_plan_names_the_counts_once_preflight_recorded_them(world:
         line.startswith("convox build ") and "-m convox.cutover.yml" in line for line in lines
     )
     assert "convox scale -a demo -r sandbox   (read back: DESIRED and RUNNING)" in lines
+
+
+def test_an_interrupted_start_workers_finishes_its_own_build(world: World) -> None:
+    """Killed after its build started (the marker saved first: steps/ship.py build_marker): a
+    resume waits for that build, promotes it and verifies, never building twice."""
+    world.run("deploy")
+    step = BY_ID["start-workers"]
+    world.ctx.runner.step = "start-workers"
+    st = world.ctx.state.step("start-workers")
+    st.status = Status.RUNNING
+    st.outputs.update({"targets": {"worker": 3, "worker-low": 0, "pgclient": 0}})
+    marker = f"cutover {world.ctx.state.run_id} start-workers abc123"
+    st.outputs["marker"] = marker
+    world.convox.scale("worker", 3)
+    data = yaml.safe_load(MANIFEST)
+    live = staged_manifest(data, "web", "convox.yml", release_to={"worker": 3, "worker-low": 0})
+    (world.root / "convox.cutover.yml").write_text(yaml.safe_dump(live), encoding="utf-8")
+    built = world.convox.build(world.root, "convox.cutover.yml", marker)
+    builds_before = len(world.convox.builds())
+
+    out = step.recover(world.ctx)
+
+    assert out is not None and out.release == built  # type: ignore[attr-defined]
+    assert world.convox.active_release() == built
+    assert len(world.convox.builds()) == builds_before
+    assert world.active_timers() == ["cleanup"]
+    assert world.running()["worker"] == 3
+
+
+def test_undo_after_a_failed_start_workers_stops_what_it_started(world: World) -> None:
+    """Rollback runs after failures too: undo reads the targets saved before the first scale."""
+    world.run("deploy")
+    step = BY_ID["start-workers"]
+    world.ctx.state.step("start-workers").status = Status.FAILED
+    world.ctx.state.step("start-workers").outputs["targets"] = {"worker": 2}
+    assert step.undo_needed(world.ctx) is None  # nothing runs yet: nothing to undo
+    world.convox.scale("worker", 2)
+    assert step.undo_needed(world.ctx) == "the Convox service(s) worker run beside Heroku's"
+    assert step.undo_describe(world.ctx)[0] == "convox scale worker --count 0 -a demo -r sandbox"
+    step.undo(world.ctx)
+    assert world.desired()["worker"] == 0
+    assert step.undo_needed(world.ctx) is None
+
+
+def test_deploy_plan_shows_the_staged_manifest(world: World) -> None:
+    lines = BY_ID["deploy"].describe(world.ctx)
+    assert lines[0] == (
+        "write convox.cutover.yml from convox.yml: held at scale.count 0 until start-workers: "
+        "worker, worker-low, pgclient; timers left out: cleanup"
+    )
+    assert any("-m convox.cutover.yml" in line for line in lines)
