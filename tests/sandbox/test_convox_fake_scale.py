@@ -9,9 +9,14 @@ count, scale.count.min)``, pkg/common/coalesce.go: the first non-zero), provider
 
 from __future__ import annotations
 
+import time
+
 import yaml
 from convox_support import MANIFEST, Sandbox, release_ids
+from support.waiting import wait_for
 
+from cutover.sandbox import convox_fake as fake
+from cutover.sandbox.convox_fake import timers
 from cutover.steps.holding import staged_manifest
 
 HELD = MANIFEST.replace(
@@ -80,3 +85,38 @@ def test_the_staged_manifest_deploys_with_the_worker_held_and_no_timers(app: San
     deployed = yaml.safe_load(app.ok("releases", "manifest", release, "-a", "demo"))
     assert list(deployed["timers"]) == ["cleanup"]
     assert "worker   1        1" in app.ok("scale", "-a", "demo")
+
+
+def test_cron_schedules_match_like_cron() -> None:
+    at = time.strptime("2026-11-29 03:00", "%Y-%m-%d %H:%M")  # a Sunday
+    assert timers.matches("0 3 * * *", at)
+    assert not timers.matches("1 3 * * *", at)
+    assert timers.matches("*/15 1-5 * 11 0", at)
+    assert timers.matches("0 3 * * 7", at)  # 7 is Sunday too
+    assert timers.matches("0,30 3 29 * *", at)
+    assert not timers.matches("0 3 * * 1-5", at)
+    assert not timers.matches("0 3 * *", at)
+
+
+def test_timers_fire_for_the_active_release_only(app: Sandbox) -> None:
+    """template/app/timer.yml.tmpl: a CronJob per timer of the promoted release; a release
+    without the timer prunes it (the stand-in's timers job of that release ends)."""
+    fake.configure_rack(app.config, name="sandbox", timings={"timer_minute": 0.3})
+    out = app.root / "fired.txt"
+    with_timer = MANIFEST + (
+        f"timers:\n  tick:\n    schedule: '* * * * *'\n    service: worker\n"
+        f"    command: sh -c 'echo $RELEASE $TIMER >> {out}'\n"
+    )
+    app.write_manifest(with_timer)
+    app.ok("deploy", "-a", "demo")
+    release = release_ids(app)[-1]
+    wait_for(lambda: out.exists() and f"{release} tick" in out.read_text(), "the timer fired")
+    app.write_manifest(HELD)  # no timers
+    app.ok("deploy", "-a", "demo")
+
+    def no_timers_job() -> bool:
+        return not [
+            j for j in fake.read_state(app.config).get("jobs") or [] if j["kind"] == "timers"
+        ]
+
+    wait_for(no_timers_job, "the timers job of the old release ended")

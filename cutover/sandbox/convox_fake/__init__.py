@@ -13,7 +13,8 @@ Modules, one per concern: :mod:`.dispatch` (command line, refusals, command tabl
 timings), :mod:`.model` (racks, apps, releases, builds, env), :mod:`.manifest` (``convox.yml``),
 :mod:`.resources` and :mod:`.provision` (resource URLs; creation at the first promote),
 :mod:`.runtime` (web and worker processes, pods), :mod:`.pods` (``convox run`` pods),
-:mod:`.jobs` (rack-side work: :mod:`.buildjob`, :mod:`.rollout`, :mod:`.certs`),
+:mod:`.jobs` (rack-side work: :mod:`.buildjob`, :mod:`.rollout`, :mod:`.certs`,
+:mod:`.timers`),
 :mod:`.waits` (what the CLI waits for), :mod:`.faults`, and the ``cmd_*`` modules.
 
 Like a real rack (and unlike the first versions of this stand-in):
@@ -34,7 +35,7 @@ Like a real rack (and unlike the first versions of this stand-in):
 Rack timings (seconds, :data:`.store.DEFAULT_TIMINGS`, set with ``configure_rack(timings=)`` or
 ``manager.up(rack_timings=)``): ``build_created`` 1, ``build_running`` 4, ``rollout`` 3,
 ``resource_start`` 8, ``poll`` 1 (the CLI's poll interval), ``process_wait`` 300,
-``certificate`` 2. None may be zero.
+``certificate`` 2, ``timer_minute`` 60. None may be zero.
 
 Deliberate differences from a real rack:
 
@@ -59,10 +60,9 @@ Deliberate differences from a real rack:
   (a real pod would show CreateContainerConfigError meanwhile).
 * Certificates come from the sandbox CA once the sandbox DNS server answers the name's CNAME
   with the router host (no HTTP challenge is made); ``convox certs`` is not emulated.
-* Timers are parsed, validated and kept in the release's manifest (``releases manifest``
-  shows them, which is how cutover reads them back), but no CronJob fires them: the real rack
-  runs the timer's command in a pod of its service on schedule
-  (provider/k8s/template/app/timer.yml.tmpl).
+* Timers (:mod:`.timers`) fire the command on this machine, in the build's source folder
+  with the service's env (not in a pod of the service's image), and ``ps`` does not list
+  their runs; a cron minute is the rack timing ``timer_minute`` (60 s).
 * Commands cutover does not use are refused with ``the convox stand-in does not emulate``.
 """
 

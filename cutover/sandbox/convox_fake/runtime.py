@@ -309,6 +309,8 @@ def stop_workers(pods: list[Json]) -> list[int]:
 
 def stop_processes(config_dir: Path) -> list[int]:
     """Stop the rack-side jobs and every process the stand-in started; return their pids."""
+    from cutover.sandbox.convox_fake import timers  # noqa: PLC0415 - timers imports this module
+
     with Store(config_dir).locked() as state:
         stopped = jobs.stop_jobs(state) + pods.stop_all(state)
         for rack in state["racks"]:
@@ -317,6 +319,7 @@ def stop_processes(config_dir: Path) -> list[int]:
                 stopped += stop_workers(
                     (app.get("rollout") or {}).get("previous", {}).get("processes") or []
                 )
+                stopped += timers.stop_runs(app)
     with Store(config_dir).locked() as state:
         for rack in state["racks"]:
             served = rack.pop("served", None)
