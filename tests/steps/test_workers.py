@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 import yaml
 from support.convox_rack import convox_rack
+from support.waiting import wait_for
 
 from cutover.adapters.convox import ConvoxAdapter
 from cutover.engine.plan import new_state
 from cutover.errors import InvalidInput
 from cutover.playbook import load_playbook
 from cutover.runner import Runner
+from cutover.sandbox import convox_fake
 from cutover.secrets import SecretMasker
 from cutover.state import Status
 from cutover.steps import BY_ID, STEP_IDS
@@ -300,3 +302,29 @@ def test_deploy_plan_shows_the_staged_manifest(world: World) -> None:
         "worker, worker-low, pgclient; timers left out: cleanup"
     )
     assert any("-m convox.cutover.yml" in line for line in lines)
+
+
+def test_timers_fire_on_convox_only_after_start_workers(world: World) -> None:
+    """The stand-in fires the active release's timers (cutover/sandbox/convox_fake/timers.py):
+    after deploy there is no timers job at all; after start-workers the timer runs."""
+    config = Path(world.ctx.runner.base_env["CONVOX_CONFIG"])
+    convox_fake.configure_rack(config, name="sandbox", timings={"timer_minute": 0.3})
+    out = world.root / "fired.txt"
+    manifest = MANIFEST.replace(
+        '    schedule: "0 3 * * *"\n    service: worker\n    command: bin/cleanup\n',
+        f"    schedule: '* * * * *'\n    service: worker\n"
+        f"    command: sh -c 'echo $TIMER >> {out}'\n",
+    )
+    assert manifest != MANIFEST
+    (world.root / "convox.yml").write_text(manifest, encoding="utf-8")
+
+    def timer_jobs() -> list[object]:
+        jobs = convox_fake.read_state(config).get("jobs") or []
+        return [j for j in jobs if j["kind"] == "timers"]
+
+    world.run("deploy")
+    assert timer_jobs() == []  # held: no CronJob, nothing can fire
+    world.run("start-workers")
+    wait_for(lambda: out.exists() and "cleanup" in out.read_text(), "the timer fired")
+    BY_ID["start-workers"].undo(world.ctx)
+    wait_for(lambda: timer_jobs() == [], "the timers pruned by the held release")
