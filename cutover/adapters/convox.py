@@ -323,7 +323,18 @@ class ConvoxAdapter:
         )
 
     def scale_table(self) -> list[dict[str, str]]:
+        """``convox scale`` read mode (pkg/cli/scale.go): SERVICE, DESIRED (the deployment's
+        replicas), RUNNING (its processes), CPU, MEMORY, GPU, MIN, MAX, STATUS."""
         return parse_table(self._run("scale").stdout, ["SERVICE", "DESIRED", "RUNNING"])
+
+    def scale_argv(self, service: str, count: int) -> list[str]:
+        """``convox scale SERVICE --count N -a APP [-r RACK]`` (pkg/cli/scale.go: imperative
+        mode needs exactly one service; the rack sets the deployment's replicas,
+        provider/k8s/service.go ``ServiceUpdate``; the CLI waits for the app to be running)."""
+        return self.argv("scale", service, "--count", str(count))
+
+    def scale(self, service: str, count: int, timeout: float = 2400) -> None:
+        self.runner.run(self.scale_argv(service, count), timeout=timeout)
 
     def processes(
         self, service: str | None = None, release: str | None = None

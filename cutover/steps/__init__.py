@@ -14,6 +14,7 @@ from cutover.steps.preflight import Preflight
 from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.verify import VerifyData
 from cutover.steps.window import MaintenanceOn, ScaleDown
+from cutover.steps.workers import StartWorkers
 
 STEPS: list[Step] = [
     Preflight(),
@@ -35,6 +36,7 @@ STEPS: list[Step] = [
     SwitchDns(),
     VerifyDns(),
     VerifySite(),
+    StartWorkers(),
 ]
 STEP_IDS = [s.id for s in STEPS]
 BY_ID = {s.id: s for s in STEPS}

@@ -17,11 +17,21 @@ from cutover.errors import CutoverError, InvalidInput
 from cutover.fsutil import atomic_write
 from cutover.playbook import SmokeCheck, SmokeSection
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+from cutover.steps.holding import staged_name
+from cutover.steps.manifests import (
+    held_services,
+    load_manifest,
+    manifest_path,
+    stage_held,
+    staging_line,
+    web_service,
+)
 from cutover.steps.ship import (
     ShipOutputs,
     ShipProgress,
     build_marker,
     find_marked_release,
+    hold_services,
     ship,
     ship_commands,
 )
@@ -41,40 +51,6 @@ CONVOX_MANAGED = {
     "SERVICE",
     "PORT",
 }
-
-
-def manifest_path(ctx: Context) -> Path:
-    return ctx.playbook.resolve(ctx.model.convox.source) / ctx.model.convox.manifest
-
-
-def load_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(
-            f"{path}: manifest not found",
-            resolution="Write it with `cutover translate -o convox.yml`, or fix "
-            "convox.manifest/convox.source in the playbook.",
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise InvalidInput(f"{path}{where}: invalid YAML in the manifest") from None
-    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-        raise InvalidInput(f"{path}: the manifest has no services: mapping")
-    return data
-
-
-def web_service(ctx: Context) -> str:
-    """The service that takes the production domain: smoke.service, else the first service
-    of the manifest with a port."""
-    if ctx.model.smoke:
-        return ctx.model.smoke.service
-    services = load_manifest(manifest_path(ctx))["services"]
-    for name, svc in services.items():
-        if isinstance(svc, dict) and svc.get("port"):
-            return str(name)
-    raise InvalidInput(f"{manifest_path(ctx)}: no service has a port to take the domain")
 
 
 def smoke_checks(ctx: Context) -> tuple[list[SmokeCheck], int]:
@@ -264,18 +240,28 @@ class Deploy(Step):
     fields = ("convox.app", "convox.rack", "convox.manifest", "convox.source", "release")
 
     def describe(self, ctx: Context) -> list[str]:
-        return ship_commands(ctx, self.id)
+        return [
+            staging_line(ctx),
+            *ship_commands(ctx, self.id, staged_name(ctx.model.convox.manifest)),
+            cmd(ctx.convox.argv("scale"))
+            + "   (read back: every held service wants 0; one that does not is scaled to 0)",
+        ]
 
     def recover(self, ctx: Context) -> DeployOutputs | None:
         """The build this step started before an interruption: wait for it, finish it."""
         marker = build_marker(ctx, self.id)
         found = find_marked_release(ctx, self.id, marker) if marker else None
-        return DeployOutputs(**found.model_dump(exclude_unset=True)) if found else None
+        if found is None:
+            return None
+        hold_services(ctx, held_services(ctx))
+        return DeployOutputs(**found.model_dump(exclude_unset=True))
 
     def apply(self, ctx: Context) -> DeployOutputs:
         created = self.read(ctx, CreateAppOutputs)
         adopted = created is not None and created.adopted
-        return DeployOutputs(**ship(ctx, self.id, adopted=adopted).model_dump(exclude_unset=True))
+        shipped = ship(ctx, self.id, stage_held(ctx), adopted=adopted)
+        hold_services(ctx, held_services(ctx))
+        return DeployOutputs(**shipped.model_dump(exclude_unset=True))
 
 
 class SmokeTestOutputs(StepOutputs):
@@ -394,7 +380,9 @@ class AddDomain(Step):
         return [
             f"edit {manifest_path(ctx)}: services.{web_service(ctx)}.domain += "
             f"{ctx.model.dns.record}  (only if missing)",
-            *ship_commands(ctx, self.id),
+            staging_line(ctx),
+            *ship_commands(ctx, self.id, staged_name(ctx.model.convox.manifest)),
+            cmd(ctx.convox.argv("scale")) + "   (read back: every held service wants 0)",
         ]
 
     def check(self, ctx: Context) -> AddDomainOutputs | None:
@@ -417,6 +405,7 @@ class AddDomain(Step):
         if found is None:
             return None
         edited = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
+        hold_services(ctx, held_services(ctx))
         return AddDomainOutputs(release=found.release, marker=found.marker, manifest_edited=edited)
 
     def apply(self, ctx: Context) -> AddDomainOutputs:
@@ -432,7 +421,8 @@ class AddDomain(Step):
                 f"added domain {ctx.model.dns.record} to services.{web_service(ctx)} "
                 f"in {path} (commit this change)"
             )
-        shipped = ship(ctx, self.id)
+        shipped = ship(ctx, self.id, stage_held(ctx))
+        hold_services(ctx, held_services(ctx))
         return AddDomainOutputs(
             release=shipped.release, marker=shipped.marker, manifest_edited=edited
         )

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
-from cutover.steps.app import load_manifest, manifest_path
 from cutover.steps.base import Context, Step, StepOutputs, cmd, read_outputs
 from cutover.steps.data import (
     _DATA_FIELDS,
@@ -29,6 +28,7 @@ from cutover.steps.data import (
     heroku_source,
     wait_for_resource,
 )
+from cutover.steps.manifests import load_manifest, manifest_path
 
 if TYPE_CHECKING:
     from cutover.adapters.postgres import ConnInfo, PostgresAdapter

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from cutover.errors import CutoverError, InvalidInput
-from cutover.steps.app import load_manifest, manifest_path
 from cutover.steps.base import Context, Step, StepOutputs, cmd
+from cutover.steps.manifests import load_manifest, manifest_path
 
 
 class Dynos(BaseModel):

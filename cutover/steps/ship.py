@@ -1,5 +1,10 @@
 """Shipping the source to Convox (deploy and add-domain): build, release command, promote.
 
+Both build the *staged* manifest (steps/holding.py: every service but the web one at
+``scale.count: 0``, no timers), and after the promote read ``convox scale`` back and scale to
+0 a held service the rack still runs (:func:`hold_services`): nothing runs on Convox beside
+Heroku's workers until start-workers (steps/workers.py).
+
 What the rack does, from the convox source (see docs/design.md, "Release command order"):
 
 * builds and promotes run on the rack; a killed ``convox build``/``deploy``/``releases promote``
@@ -83,10 +88,10 @@ def build_marker(ctx: Context, step_id: str, *, create: bool = False) -> str | N
     return marker
 
 
-def ship_commands(ctx: Context, step_id: str) -> list[str]:
-    """What deploy and add-domain run: ``convox deploy``, or build, release command, promote."""
+def ship_commands(ctx: Context, step_id: str, manifest: str) -> list[str]:
+    """What deploy and add-domain run: ``convox deploy``, or build, release command, promote,
+    of ``manifest`` (the staged one: steps/holding.py)."""
     source = str(ctx.playbook.resolve(ctx.model.convox.source))
-    manifest = ctx.model.convox.manifest
     marker = build_marker(ctx, step_id) or f"cutover {ctx.state.run_id} {step_id} <nonce>"
     lines = [cmd(ctx.convox.argv("builds")), cmd(ctx.convox.argv("releases"))]
     release = ctx.model.release
@@ -107,11 +112,11 @@ def ship_commands(ctx: Context, step_id: str) -> list[str]:
     ]
 
 
-def ship(ctx: Context, step_id: str, *, adopted: bool = False) -> ShipOutputs:
-    """Build and promote the source, marked with this run and step (see find_marked_release).
-    For an ``adopted`` app the active release is saved first (what a rollback returns to)."""
+def ship(ctx: Context, step_id: str, manifest: str, *, adopted: bool = False) -> ShipOutputs:
+    """Build and promote the source with ``manifest`` (relative to the source), marked with
+    this run and step (see find_marked_release). For an ``adopted`` app the active release is
+    saved first (what a rollback returns to)."""
     source = ctx.playbook.resolve(ctx.model.convox.source)
-    manifest = ctx.model.convox.manifest
     if adopted and "previous_release" not in _progress(ctx, step_id).model_fields_set:
         ctx.save(ShipProgress(previous_release=ctx.convox.active_release()))
     marker = build_marker(ctx, step_id, create=True)
@@ -143,7 +148,7 @@ def finish_release(ctx: Context, step_id: str, release: str) -> None:
 def find_marked_release(ctx: Context, step_id: str, marker: str) -> ShipOutputs | None:
     """The release of the build with this run's marker, finished: a build still running is
     waited for, a release not yet promoted (or its release command not yet run) is finished."""
-    build = _wait_for_marked_build(ctx, marker)
+    build = wait_for_marked_build(ctx, marker)
     release = build.get("RELEASE", "") if build else ""
     if not build or not release:
         return None
@@ -155,7 +160,7 @@ def find_marked_release(ctx: Context, step_id: str, marker: str) -> ShipOutputs 
     return shipped(ctx, step_id, release, marker)
 
 
-def _wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
+def wait_for_marked_build(ctx: Context, marker: str) -> dict[str, str] | None:
     """The complete build carrying ``marker``; a build still running (its deploy died with
     cutover) is waited for rather than started a second time. None: no usable build."""
     deadline = time.monotonic() + BUILD_WAIT
@@ -283,3 +288,39 @@ def _started_before(ctx: Context, release: str) -> None:
         f"`{DONE_VAR}={release} cutover run`; to run it again (it must be idempotent): "
         f"`{RERUN_VAR}={release} cutover run`.",
     )
+
+
+def scale_counts(ctx: Context) -> dict[str, tuple[int, int]]:
+    """``convox scale`` read back: service -> (DESIRED, RUNNING)."""
+    counts = {}
+    for row in ctx.convox.scale_table():
+        try:
+            counts[row["SERVICE"]] = (int(row["DESIRED"]), int(row["RUNNING"] or 0))
+        except ValueError:
+            continue
+    return counts
+
+
+def hold_services(ctx: Context, held: list[str]) -> None:
+    """After a promote of the staged manifest: read the scale back and scale to 0 any held
+    service the rack still runs (the promote keeps a non-zero runtime count:
+    provider/k8s/release.go, see steps/holding.py), then check they all want 0."""
+    if not held:
+        return
+    counts = scale_counts(ctx)
+    for service in held:
+        if counts.get(service, (0, 0))[0] != 0:
+            ctx.note(
+                f"the Convox service {service} wants {counts[service][0]} process(es) (a runtime "
+                "count the promote kept): scaling it to 0 until the switch"
+            )
+            ctx.convox.scale(service, 0)
+    after = scale_counts(ctx)
+    still = sorted(s for s in held if after.get(s, (0, 0))[0] != 0)
+    if still:
+        raise CutoverError(
+            f"the Convox service(s) {', '.join(still)} still want processes after scaling them "
+            "to 0: they would run beside Heroku's",
+            resolution=f"Look at `convox scale -a {ctx.convox.app}`, fix, and run `cutover run` "
+            "again.",
+        )

@@ -37,6 +37,13 @@ services:
   web:
     build: .
     port: 3000
+  worker:
+    build: .
+timers:
+  cleanup:
+    schedule: "0 3 * * *"
+    service: worker
+    command: bin/cleanup
 """
 
 # What the real commands print (pkg/cli/*.go: Info blocks, tables, ``--id`` release ids).
@@ -109,6 +116,8 @@ CALLS: dict[str, list[Callable[[ConvoxAdapter], Any]]] = {
     "services": [lambda a: a.services()],
     "service_domain": [lambda a: a.service_domain("web")],
     "scale_table": [lambda a: a.scale_table()],
+    "scale_argv": [lambda a: a.runner.run(a.scale_argv("worker", 0))],
+    "scale": [lambda a: a.scale("worker", 2)],
     "processes": [lambda a: a.processes(), lambda a: a.processes(service="web", release=RELEASE)],
     "resource_url": [lambda a: a.resource_url("database")],
     "proxy_argv": [lambda a: a.runner.run(a.proxy_argv("database", 5999))],

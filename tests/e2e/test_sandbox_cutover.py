@@ -257,3 +257,50 @@ def test_heroku_answers_with_the_maintenance_page(
         )
     assert response.status_code == 503
     assert "maintenance" in response.text.lower()
+
+
+def test_convox_workers_start_only_after_herokus_stopped_then_do_jobs(
+    sandbox: Path, cutover_run: dict[str, Any]
+) -> None:
+    """Nothing runs twice (issue 11): every Convox build before the switch used the staged
+    manifest (worker at scale.count 0), no Convox service was scaled up before Heroku's worker
+    was scaled to 0, start-workers scaled the worker to Heroku's recorded formation, and the
+    Convox worker then really works off a queue in the Convox database."""
+    import psycopg  # noqa: PLC0415 - only this test connects
+    from support.waiting import wait_for  # noqa: PLC0415
+
+    logged = [
+        json.loads(line)
+        for line in cutover_run["argv_log"].read_text().splitlines()
+        if line.strip()
+    ]
+    builds = [a for a in logged if a[:2] in (["convox", "deploy"], ["convox", "build"])]
+    assert builds and all("convox.cutover.yml" in a for a in builds), builds
+    heroku_stop = next(i for i, a in enumerate(logged) if "ps:scale" in a and "worker=0" in a)
+    ups = [
+        i
+        for i, a in enumerate(logged)
+        if a[:2] == ["convox", "scale"] and "--count" in a and a[a.index("--count") + 1] != "0"
+    ]
+    assert ups and min(ups) > heroku_stop, (ups, heroku_stop)
+    state = json.loads((cutover_run["work"] / ".cutover" / "state.json").read_text())
+    recorded = state["steps"]["preflight"]["outputs"]["heroku_formation"]["worker"]["quantity"]
+    assert recorded > 0
+    assert state["steps"]["start-workers"]["outputs"]["scaled"]["worker"] == recorded
+    rows = convox(sandbox, "scale", "worker", "-a", "myapp").splitlines()
+    assert rows[1].split()[:3] == ["worker", str(recorded), str(recorded)]
+
+    target = pgcluster.load(sandbox / "pg-convox.json")
+    with psycopg.connect(target.url(manager.TARGET_DB), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE sandbox_jobs (id serial PRIMARY KEY, done_at timestamptz, done_by text)"
+        )
+        conn.execute("GRANT ALL ON TABLE sandbox_jobs TO PUBLIC")
+        conn.execute("INSERT INTO sandbox_jobs DEFAULT VALUES")
+        release = state["steps"]["add-domain"]["outputs"]["release"]
+
+        def done_by_convox() -> bool:
+            row = conn.execute("SELECT done_by FROM sandbox_jobs WHERE id = 1").fetchone()
+            return row is not None and row[0] == release
+
+        wait_for(done_by_convox, "the Convox worker doing the job", deadline=180)

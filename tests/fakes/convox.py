@@ -67,6 +67,7 @@ COMMANDS = [
     ("version",),
     ("switch",),
     ("ps",),
+    ("scale",),
 ]
 
 
@@ -359,7 +360,64 @@ def _promote(name: str, release: str) -> None:
         build = build_of(app, entry["build"])
         manifest = (load_yaml(build["manifest"]) or {}) if build else {}
         _create_resources(world, name, app, manifest)
+        _scale_on_promote(app, manifest)
     time.sleep(wait)
+
+
+def _manifest_min(spec: Any) -> int:
+    """A service's ``scale.count`` minimum (pkg/manifest/yaml.go ServiceScaleCount; no scale
+    keys: 1, manifest.go ApplyDefaults)."""
+    scale = (spec or {}).get("scale")
+    if scale is None:
+        return 1
+    count = scale.get("count", 1) if isinstance(scale, dict) else scale
+    if isinstance(count, dict):
+        return int(count.get("min", 0))
+    return int(str(count).split("-")[0])
+
+
+def _scale_on_promote(app: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """provider/k8s/release.go releaseTemplateServices: replicas = CoalesceInt(runtime count,
+    scale.count.min): a runtime 0 falls back to the manifest; services no longer declared go."""
+    current = app.get("scale") or {}
+    app["scale"] = {
+        str(svc): int(current.get(str(svc)) or 0) or _manifest_min(spec)
+        for svc, spec in (manifest.get("services") or {}).items()
+    }
+
+
+def scale(positional: list[str], opts: dict[str, Any], s: Streams, stdin: str | None) -> int:
+    """``convox scale`` (pkg/cli/scale.go): read mode prints SERVICE DESIRED RUNNING CPU MEMORY
+    GPU MIN MAX STATUS; ``scale S --count N`` sets the deployment's replicas
+    (provider/k8s/service.go ServiceUpdate) and waits for the app like a promote."""
+    name = app_name([], opts)
+    if opts.get("count") is None:
+        app = get_app(read_world(), name)
+        manifest = active_manifest(app)
+        rows = []
+        for svc, spec in sorted((manifest.get("services") or {}).items()):
+            count = int((app.get("scale") or {}).get(str(svc), 0))
+            low = _manifest_min(spec)
+            status = "COLD (~2-5m first req)" if low == 0 and count == 0 else ""
+            rows.append(
+                [str(svc), str(count), str(count), "250", "512", "-", str(low), str(low), status]
+            )
+        headers = ["SERVICE", "DESIRED", "RUNNING", "CPU", "MEMORY", "GPU", "MIN", "MAX", "STATUS"]
+        sys.stdout.write(table(headers, rows))
+        return 0
+    if len(positional) != 1:
+        raise Fail("service name required")
+    service = positional[0]
+    with update_world() as world:
+        app = world["convox"]["apps"].get(name)
+        if app is None:
+            raise Fail(f"app not found: {name}")
+        if service not in (app.get("scale") or {}):
+            raise Fail(f'deployments.apps "{service}" not found')
+        app["scale"][service] = int(opts["count"])
+        note_effect(world, f"convox scale {service} --count {int(opts['count'])}")
+    s.out(f"Scaling {service}... \nOK\n")
+    return 0
 
 
 def _create_resources(
@@ -650,4 +708,5 @@ HANDLERS = {
     ("resources", "url"): resources_url,
     ("resources", "proxy"): resources_proxy,
     ("ps",): ps,
+    ("scale",): scale,
 }

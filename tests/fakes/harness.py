@@ -72,6 +72,7 @@ STEP_IDS = [
     "switch-dns",
     "verify-dns",
     "verify-site",
+    "start-workers",
 ]
 GATED_STEPS = ["maintenance-on", "final-sync", "switch-dns"]
 # Output keys that differ between compared runs by design: clock times, and the per-attempt

@@ -546,8 +546,8 @@ def test_ps_and_scale(deployed: Sandbox) -> None:
     )
     assert deployed.ok("scale", "-a", "demo") == (
         "SERVICE  DESIRED  RUNNING  CPU  MEMORY  GPU  MIN  MAX  STATUS\n"
-        "web      1        1        250  512     -    -    -    \n"
-        "worker   1        1        250  512     -    -    -    \n"
+        "web      1        1        250  512     -    1    1    \n"
+        "worker   1        1        250  512     -    1    1    \n"
     )
     out = deployed.ok("scale", "worker", "--count", "3", "--memory", "1024", "-a", "demo")
     lines = out.split("\n")
@@ -557,7 +557,7 @@ def test_ps_and_scale(deployed: Sandbox) -> None:
     assert lines[5:] == ["OK", ""]
     assert deployed.ok("scale", "worker", "-a", "demo") == (
         "SERVICE  DESIRED  RUNNING  CPU  MEMORY  GPU  MIN  MAX  STATUS\n"
-        "worker   3        3        250  1024    -    -    -    \n"
+        "worker   3        3        250  1024    -    1    1    \n"
     )
     assert len(deployed.ok("ps", "-a", "demo", "-s", "worker").splitlines()) == 4
     result = deployed.run("scale", "web", "-a", "demo")

@@ -13,7 +13,8 @@ Modules, one per concern: :mod:`.dispatch` (command line, refusals, command tabl
 timings), :mod:`.model` (racks, apps, releases, builds, env), :mod:`.manifest` (``convox.yml``),
 :mod:`.resources` and :mod:`.provision` (resource URLs; creation at the first promote),
 :mod:`.runtime` (web and worker processes, pods), :mod:`.pods` (``convox run`` pods),
-:mod:`.jobs` (rack-side work: :mod:`.buildjob`, :mod:`.rollout`, :mod:`.certs`),
+:mod:`.jobs` (rack-side work: :mod:`.buildjob`, :mod:`.rollout`, :mod:`.certs`,
+:mod:`.timers`),
 :mod:`.waits` (what the CLI waits for), :mod:`.faults`, and the ``cmd_*`` modules.
 
 Like a real rack (and unlike the first versions of this stand-in):
@@ -24,13 +25,17 @@ Like a real rack (and unlike the first versions of this stand-in):
   running; before an app's first promote the pod is refused;
 * resources exist only from the first promote that declares them, are created empty, and
   accept connections only some seconds after the deploy returns;
-* workers (every service the router does not serve) run as real processes;
+* workers (every service the router does not serve) run as real processes; a promote gives
+  each service ``CoalesceInt(runtime count, scale.count.min)`` processes (a runtime 0 does not
+  survive a promote, ``scale.count: 0`` in the manifest does: provider/k8s/release.go), and
+  ``scale`` shows the manifest's MIN/MAX and COLD for a service at 0 by its manifest
+  (provider/k8s/service.go ``ServiceList``);
 * a custom domain has a valid certificate only once its name resolves to the router.
 
 Rack timings (seconds, :data:`.store.DEFAULT_TIMINGS`, set with ``configure_rack(timings=)`` or
 ``manager.up(rack_timings=)``): ``build_created`` 1, ``build_running`` 4, ``rollout`` 3,
 ``resource_start`` 8, ``poll`` 1 (the CLI's poll interval), ``process_wait`` 300,
-``certificate`` 2. None may be zero.
+``certificate`` 2, ``timer_minute`` 60. None may be zero.
 
 Deliberate differences from a real rack:
 
@@ -55,6 +60,9 @@ Deliberate differences from a real rack:
   (a real pod would show CreateContainerConfigError meanwhile).
 * Certificates come from the sandbox CA once the sandbox DNS server answers the name's CNAME
   with the router host (no HTTP challenge is made); ``convox certs`` is not emulated.
+* Timers (:mod:`.timers`) fire the command on this machine, in the build's source folder
+  with the service's env (not in a pod of the service's image), and ``ps`` does not list
+  their runs; a cron minute is the rack timing ``timer_minute`` (60 s).
 * Commands cutover does not use are refused with ``the convox stand-in does not emulate``.
 """
 

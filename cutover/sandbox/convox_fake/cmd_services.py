@@ -109,17 +109,22 @@ def cmd_scale(ctx: Ctx) -> None:
     rows = []
     for s in services:
         current = scale.get(s.name, {})
+        desired = int(current.get("count", s.count))
+        # provider/k8s/service.go ServiceList: Min/Max from the manifest's scale.count, and
+        # ColdStart when both the manifest's min and the replicas are 0 (pkg/cli/scale.go
+        # prints it in STATUS).
+        cold = "COLD (~2-5m first req)" if s.count == 0 and desired == 0 else ""
         rows.append(
             [
                 s.name,
-                str(current.get("count", s.count)),
+                str(desired),
                 str(running.get(s.name, 0)),
                 str(current.get("cpu", s.cpu)),
                 str(current.get("memory", s.memory)),
                 "-",
-                "-",
-                "-",
-                "",
+                str(s.count),
+                str(s.count_max),
+                cold,
             ]
         )
     headers = ["SERVICE", "DESIRED", "RUNNING", "CPU", "MEMORY", "GPU", "MIN", "MAX", "STATUS"]

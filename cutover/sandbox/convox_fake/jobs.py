@@ -62,7 +62,7 @@ def stop_jobs(state: Json) -> list[int]:
 
 
 def main(argv: list[str]) -> int:
-    from cutover.sandbox.convox_fake import buildjob, certs, rollout  # noqa: PLC0415
+    from cutover.sandbox.convox_fake import buildjob, certs, rollout, timers  # noqa: PLC0415
 
     kind, folder, rack, app, ident = argv
     store = Store(Path(folder))
@@ -72,6 +72,8 @@ def main(argv: list[str]) -> int:
         rollout.run(store, rack, app, ident)
     elif kind == "certs":
         certs.run(store, rack, ident)
+    elif kind == "timers":
+        timers.run(store, rack, app, ident)
     else:
         print(f"unknown job kind {kind!r}", file=sys.stderr)
         return 2

@@ -100,6 +100,8 @@ def run(store: Store, rack_name: str, app_name: str, release_id: str) -> None:
         app["status"] = "running"
         app.pop("rollout", None)
         certs.ensure(store, state, rack_name, app_name, manifest)
+        if manifest is not None and manifest.timers:  # the release's CronJobs (timers.py)
+            jobs.spawn(store, state, "timers", rack_name, app_name, release_id)
     provision.materialize(store, rack_name, app_name, release_id)
     with store.locked() as state:
         jobs.finished(state, "rollout", release_id)
@@ -126,6 +128,8 @@ def _roll_back(
             counts = {name: int(s.get("count", 0)) for name, s in app["scale"].items()}
             plan = plan_web(store, os.environ, state, rack_name, rack, app, old, manifest, counts)
             plan.stop = None
+            if manifest is not None and manifest.timers:  # its CronJobs are back
+                jobs.spawn(store, state, "timers", rack_name, app_name, previous["release"])
     try:
         pid = apply_web(store, router, plan)
     except CliError:

@@ -195,7 +195,11 @@ def pod_line(pod: Json, status: str) -> str:
 
 
 def desired_counts(app: Json, manifest: Manifest | None) -> dict[str, int]:
-    """Runtime scale persists across deploys; new services start at the manifest count (§11)."""
+    """The replicas a promote gives each service: ``CoalesceInt(runtime count,
+    scale.count.min)`` (provider/k8s/release.go ``releaseTemplateServices``,
+    pkg/common/coalesce.go): a non-zero runtime count persists across promotes, a runtime 0 (or
+    a new service) takes the manifest's count, so only ``scale.count: 0`` keeps a service at
+    zero through a promote."""
     if manifest is None:
         return {}
     scale: Json = app.setdefault("scale", {})
@@ -203,7 +207,7 @@ def desired_counts(app: Json, manifest: Manifest | None) -> dict[str, int]:
     for service in manifest.services:
         current = scale.get(service.name) or {}
         count = current.get("count")
-        counts[service.name] = int(count) if isinstance(count, int) else service.count
+        counts[service.name] = int(count) if isinstance(count, int) and count else service.count
         scale[service.name] = {
             "count": counts[service.name],
             "cpu": int(current.get("cpu") or service.cpu),
@@ -305,6 +309,8 @@ def stop_workers(pods: list[Json]) -> list[int]:
 
 def stop_processes(config_dir: Path) -> list[int]:
     """Stop the rack-side jobs and every process the stand-in started; return their pids."""
+    from cutover.sandbox.convox_fake import timers  # noqa: PLC0415 - timers imports this module
+
     with Store(config_dir).locked() as state:
         stopped = jobs.stop_jobs(state) + pods.stop_all(state)
         for rack in state["racks"]:
@@ -313,6 +319,7 @@ def stop_processes(config_dir: Path) -> list[int]:
                 stopped += stop_workers(
                     (app.get("rollout") or {}).get("previous", {}).get("processes") or []
                 )
+                stopped += timers.stop_runs(app)
     with Store(config_dir).locked() as state:
         for rack in state["racks"]:
             served = rack.pop("served", None)

@@ -72,6 +72,8 @@ DEFAULT_TIMINGS: dict[str, float] = {
     "process_wait": 300.0,
     # a custom domain's certificate is issued this long after its name resolves to the router
     "certificate": 2.0,
+    # the length of a cron minute for the timers' schedules (tests shorten it)
+    "timer_minute": 60.0,
 }
 
 
