@@ -313,6 +313,26 @@ def _start_heroku(
         log_path=logs / "heroku-app.log",
     )
     procs.wait_for_port("127.0.0.1", ports["heroku_app"], 30)
+    # The worker dynos as real processes (sampleworker), following the emulator's formation:
+    # they keep writing to the Heroku database until scale-down stops them.
+    say("the Heroku worker dynos (sample worker), following the formation")
+    worker_env = {k: v for k, v in app_env.items() if k not in ("PORT", "TLS_CERT", "TLS_KEY")}
+    worker_env["WORKER_INTERVAL"] = "1"
+    data["pids"]["heroku_dynos"] = procs.spawn_daemon(
+        [
+            sys.executable,
+            "-m",
+            "cutover.sandbox.herokudynos",
+            "--state",
+            str(folder / "heroku" / "state.json"),
+            "--app",
+            HEROKU_APP,
+            "--log-dir",
+            str(logs),
+        ],
+        env=worker_env,
+        log_path=logs / "heroku-dynos.log",
+    )
     return api_key, home
 
 

@@ -28,8 +28,11 @@ Run as ``python -m cutover.sandbox.sampleapp``; configured only by environment v
 
 Routes: ``GET /healthz`` (JSON; 200 after a real ``SELECT 1``, 503 when the database check
 fails), ``GET /`` (a small HTML page naming the platform), ``GET /api/orders/count`` (JSON count
-of the ``orders`` table). Request lines are logged to stderr. The database URL, and so its
-password, is never printed or returned: a failure is reported by exception class only.
+of the ``orders`` table), ``POST /api/orders?reference=R`` (a write through the app: one order
+for the first account, 201 with its id; 503 with ``"database": "read-only"`` when the database
+refuses writes, SQLSTATE 25006, as a frozen Heroku database does during a cutover).
+Request lines are logged to stderr. The database URL, and so its password, is never printed
+or returned: a failure is reported by exception class only.
 SIGTERM and SIGINT stop the server cleanly (exit 0).
 """
 
@@ -44,6 +47,8 @@ import socket
 import ssl
 import sys
 import threading
+import urllib.parse
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -123,6 +128,32 @@ def check_database(url: str) -> None:
             raise DatabaseUnavailable(type(exc).__name__) from None
     if row is None or row[0] != 1:
         raise DatabaseUnavailable("SELECT 1 returned an unexpected result")
+
+
+class ReadOnly(DatabaseUnavailable):
+    """The database refused the write (SQLSTATE 25006, read_only_sql_transaction)."""
+
+
+def place_order(url: str, reference: str) -> int:
+    """Insert one order (the seed's Rails-like ``orders`` row, for the first account) and
+    return its id. Raises ReadOnly when the database refuses writes, DatabaseUnavailable on any
+    other failure."""
+    import psycopg  # noqa: PLC0415
+
+    with _connect(url) as conn:
+        try:
+            row = conn.execute(
+                "INSERT INTO orders (account_id, reference, created_at, updated_at) "
+                "SELECT min(id), %s, now(), now() FROM accounts RETURNING id",
+                (reference,),
+            ).fetchone()
+        except psycopg.errors.ReadOnlySqlTransaction:
+            raise ReadOnly("read-only") from None
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+    if row is None or row[0] is None:
+        raise DatabaseUnavailable("the insert returned no id")
+    return int(row[0])
 
 
 def count_orders(url: str) -> int | None:
@@ -257,6 +288,36 @@ class Handler(BaseHTTPRequestHandler):
             self._orders_count()
         else:
             self._json(404, {"error": "not found", "path": path})
+
+    def do_POST(self) -> None:
+        path, _, query = self.path.partition("?")
+        server = self.server
+        assert isinstance(server, SampleServer)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(min(length, 65536))
+        if server.maintenance.on(self.settings.app):
+            self._send(503, MAINTENANCE_PAGE, "text/html; charset=utf-8")
+        elif path == "/api/orders":
+            self._place_order(urllib.parse.parse_qs(query).get("reference", [""])[0])
+        else:
+            self._json(404, {"error": "not found", "path": path})
+
+    def _place_order(self, reference: str) -> None:
+        payload: dict[str, object] = dict(self._identity())
+        reference = reference or f"web-{uuid.uuid4().hex[:16]}"
+        try:
+            order = place_order(self.settings.database_url, reference)
+        except ReadOnly:
+            payload.update(database="read-only", error="the database refuses writes")
+            self._json(503, payload)
+            return
+        except DatabaseUnavailable as exc:
+            payload.update(database="error", error=str(exc))
+            self._json(503, payload)
+            return
+        payload.update(id=order, reference=reference)
+        self._json(201, payload)
 
     def _identity(self) -> dict[str, str]:
         s = self.settings

@@ -214,6 +214,50 @@ def test_healthz_and_orders_with_a_real_database(start_app: StartApp, database: 
     assert database.password not in app.log.read_text()
 
 
+def post(app: App, path: str) -> tuple[int, dict[str, object]]:
+    scheme = "https" if app.context else "http"
+    request = urllib.request.Request(f"{scheme}://127.0.0.1:{app.port}{path}", method="POST")
+    try:
+        with urllib.request.urlopen(request, context=app.context, timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.slow
+def test_orders_written_through_the_app_and_refused_by_a_read_only_database(
+    start_app: StartApp, database: Any
+) -> None:
+    app = start_app(DATABASE_URL=database.url())
+    with psycopg.connect(database.url(), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS orders, accounts")
+        conn.execute("CREATE TABLE accounts (id bigserial PRIMARY KEY)")
+        conn.execute("INSERT INTO accounts DEFAULT VALUES")
+        conn.execute(
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, account_id bigint NOT NULL, "
+            "reference varchar NOT NULL UNIQUE, created_at timestamp NOT NULL, "
+            "updated_at timestamp NOT NULL)"
+        )
+    status, body = post(app, "/api/orders?reference=r-1")
+    assert (status, body["reference"]) == (201, "r-1")
+    status, body = post(app, "/api/orders")
+    assert status == 201 and str(body["reference"]).startswith("web-")
+    with psycopg.connect(database.url(), autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {database.dbname} SET default_transaction_read_only = on")
+    try:
+        status, body = post(app, "/api/orders?reference=r-2")
+        assert (status, body["database"]) == (503, "read-only")
+    finally:
+        with psycopg.connect(database.url(), autocommit=True) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(f"ALTER DATABASE {database.dbname} RESET default_transaction_read_only")
+    status, body = app.json("/api/orders/count")
+    assert (status, body["count"]) == (200, 2)
+    status, body = post(app, "/api/nothing")
+    assert status == 404
+    assert database.password not in app.log.read_text()
+
+
 @pytest.mark.slow
 def test_convox_stand_in_serves_the_app_on_its_real_database(
     tmp_path: Path, tls: Tls, database: Any
