@@ -16,8 +16,12 @@ Schema history (bump SCHEMA_VERSION and add a step to ``_MIGRATIONS`` for every 
 * 3 (issue 11): ``rollback``: the current or last ``cutover rollback`` (status, attempts,
   started/finished times, error, ``forced``, and per undone step the same entry as a forward
   step: status, attempts, times, duration, error, the reason it was needed, and what the undo
-  saved for a resume in ``outputs``), and ``rollbacks``: the earlier, completed ones. Migrated
-  from 2: ``rollback`` null and ``rollbacks`` empty (no rollback existed before).
+  saved for a resume in ``outputs``), and ``rollbacks``: the earlier, completed ones; per step
+  ``gate_wait`` (seconds spent at its gate prompt, kept out of ``duration``). Migrated from 2:
+  ``rollback`` null, ``rollbacks`` empty (no rollback existed before), and the playbook fields
+  added by issue 11 with their defaults in the saved fields (``window.freeze_writes``...,
+  ``window.rehearsal``, ``notify``). ``window.scale_down`` now defaults to every non-web type:
+  a run that left it unset shows it as changed (its steps' inputs), which it is.
 
 This module sits below the engine, the steps and the ui (it imports none of them).
 """
@@ -193,7 +197,23 @@ def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# Playbook fields added in schema 3 (issue 11), with their defaults' saved form, so a run
+# started before them does not report its unchanged playbook as changed.
+_FIELDS_ADDED_IN_3 = {
+    "window.stop_one_off": "[]",
+    "window.freeze_writes": "true",
+    "window.freeze_quiet_seconds": "5",
+    "window.freeze_timeout": "120",
+    "window.rehearsal": "null",
+    "notify": "null",
+}
+
+
 def _migrate_2_to_3(data: dict[str, Any]) -> dict[str, Any]:
+    fields = _mapping(_mapping(data.get("playbook")).get("fields"))
+    if fields:
+        for key, value in _FIELDS_ADDED_IN_3.items():
+            fields.setdefault(key, value)
     data.setdefault("rollback", None)
     data.setdefault("rollbacks", [])
     data["schema_version"] = 3

@@ -73,3 +73,37 @@ def test_an_unknown_rollback_field_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(StateError, match=r"rollback\.surprise"):
         StateStore(tmp_path).load()
+
+
+def test_fields_added_in_schema_3_get_their_defaults_so_an_unchanged_playbook_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    """A run started at schema 2 saved the playbook's flat fields of its time; the fields issue
+    11 added must read as their defaults, or every such run would say its playbook changed."""
+    from cutover.playbook import load_playbook  # noqa: PLC0415
+
+    playbook_file = tmp_path / "cutover.yml"
+    playbook_file.write_text(
+        "version: 1\nheroku: {app: acme-shop}\nconvox: {app: shop, rack: r}\n"
+        "database: {resource: database}\nwindow: {scale_down: [worker]}\n"
+    )
+    now = load_playbook(playbook_file).flat()
+    added = {
+        "window.stop_one_off",
+        "window.freeze_writes",
+        "window.freeze_quiet_seconds",
+        "window.freeze_timeout",
+        "window.rehearsal",
+        "notify",
+    }
+    data = schema_2_file()
+    data["playbook"] = {
+        "path": str(playbook_file),
+        "fingerprint": "f" * 64,
+        "fields": {k: v for k, v in now.items() if k not in added},
+    }
+    (tmp_path / "state.json").write_text(json.dumps(data))
+
+    state = StateStore(tmp_path).load()
+
+    assert state is not None and state.playbook.fields == now
