@@ -17,7 +17,9 @@ Schema history (bump SCHEMA_VERSION and add a step to ``_MIGRATIONS`` for every 
   started/finished times, error, ``forced``, and per undone step the same entry as a forward
   step: status, attempts, times, duration, error, the reason it was needed, and what the undo
   saved for a resume in ``outputs``), and ``rollbacks``: the earlier, completed ones; per step
-  ``gate_wait`` (seconds spent at its gate prompt, kept out of ``duration``). Migrated from 2:
+  ``gate_wait`` (seconds spent at its gate prompt, kept out of ``duration``); ``timings``: the
+  last measured duration of each step that acted, kept when the step is cleared (the estimate
+  of the next attempt). Migrated from 2: ``timings`` empty,
   ``rollback`` null, ``rollbacks`` empty (no rollback existed before), and the playbook fields
   added by issue 11 with their defaults in the saved fields (``window.freeze_writes``...,
   ``window.rehearsal``, ``notify``). ``window.scale_down`` now defaults to every non-web type:
@@ -146,6 +148,9 @@ class RunState(BaseModel):
     history: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rollback: RollbackState | None = None
     rollbacks: list[RollbackState] = Field(default_factory=list)
+    # The last measured duration (seconds) of each step that acted (not found applied), kept
+    # when a rollback or --from clears the step: the next attempt's estimate (engine/timings.py).
+    timings: dict[str, float] = Field(default_factory=dict)
 
     def step(self, step_id: str) -> StepState:
         return self.steps.setdefault(step_id, StepState())
@@ -215,6 +220,7 @@ def _migrate_2_to_3(data: dict[str, Any]) -> dict[str, Any]:
         for key, value in _FIELDS_ADDED_IN_3.items():
             fields.setdefault(key, value)
     data.setdefault("rollback", None)
+    data.setdefault("timings", {})
     data.setdefault("rollbacks", [])
     data["schema_version"] = 3
     return data

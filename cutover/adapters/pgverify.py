@@ -34,7 +34,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -195,6 +195,9 @@ class Verifier:
     checksums: bool = True
     counts_only_above_mb: int | None = None
     skip_extensions: Sequence[str] = ()
+    # Heroku settings that are cutover's own during the window, with the app's value (None: not
+    # set): freeze-writes' default_transaction_read_only (steps/freeze.py settings_before_freeze).
+    source_settings: Mapping[str, str | None] = field(default_factory=dict)
     _app: str = field(default_factory=lambda: "cutover-verify-" + secrets.token_hex(6))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -368,6 +371,11 @@ class Verifier:
                 out.notes.append(f"extension {name}: version {a[1]} on Heroku, {b[1]} on Convox")
 
     def _settings(self, src: Catalog, dst: Catalog, out: Outcome) -> None:
+        for name, value in self.source_settings.items():
+            if value is None:
+                src.settings.pop(name, None)
+            else:
+                src.settings[name] = value
         out.settings = len(src.settings)
         for name in sorted(set(src.settings) | set(dst.settings)):
             a, b = src.settings.get(name), dst.settings.get(name)

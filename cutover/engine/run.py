@@ -332,6 +332,8 @@ def _run_step(
     st.outputs.pop(PROGRESS_KEY, None)  # Context.progress: for the running step only
     st.outputs.update(dump(outputs))
     st.found_applied = found
+    if not found and st.duration is not None:
+        state.timings[step.id] = st.duration  # outlives a rollback or --from (engine/timings.py)
     st.inputs = step_inputs(step, ctx.playbook.flat(), state)
     store.save(state)
     audit.event(

@@ -6,12 +6,14 @@ of these sources that has a measurement:
 
 1. this run: the step's own duration when it is done (``StepState.duration``, which leaves out
    the time spent waiting at a gate prompt: engine/run.py records that as ``gate_wait``);
-2. the rehearsal named by ``window.rehearsal`` (the ``.cutover`` folder of the same playbook run
+2. this run's earlier attempt of the step, cleared since by a rollback or ``--from``
+   (``RunState.timings``: the same database and hardware);
+3. the rehearsal named by ``window.rehearsal`` (the ``.cutover`` folder of the same playbook run
    against staging or the sandbox): its duration of the step; the data steps
    (:data:`DATA_STEPS`) are scaled by this database's size over the rehearsal's (check-data's
    ``heroku_bytes``, ``pg_database_size`` when check-data ran); a step the rehearsal found
    already applied measured only its check, so it is no measurement;
-3. final-sync only: this run's initial-sync, the same copy of the same database (scaled the same
+4. final-sync only: this run's initial-sync, the same copy of the same database (scaled the same
    way, by size; with ``changed-tables`` it is an upper bound);
 
 else the step is "unknown": left out of the total, and the total says so. Steps the playbook
@@ -165,6 +167,9 @@ def estimate_step(
     own = _measured(state, step_id)
     if own is not None:
         return StepEstimate(step_id, own, "measured in this run")
+    earlier = state.timings.get(step_id)
+    if earlier is not None:
+        return StepEstimate(step_id, earlier, "an earlier attempt of this run")
     size = _size(state)
     if rehearsal is not None:
         st = rehearsal.steps.get(step_id)

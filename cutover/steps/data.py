@@ -23,6 +23,7 @@ from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 
 if TYPE_CHECKING:
     from cutover.adapters.pgcopy import CopyProgress
+    from cutover.adapters.pgstaging import Setting
     from cutover.adapters.postgres import ConnInfo
 
 
@@ -48,6 +49,25 @@ def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
         f"the Convox {db.resource} resource (through convox resources proxy)",
         sleep=ctx.sleep,
     )
+
+
+def app_settings(ctx: Context, settings: list[Setting]) -> list[Setting]:
+    """Heroku's database settings as the app set them: while freeze-writes holds the database
+    read-only, its ``default_transaction_read_only`` is cutover's and is replaced by the value
+    from before the freeze (left out when there was none), so the copy accepts writes."""
+    from cutover.adapters.pgstaging import Setting  # noqa: PLC0415
+    from cutover.steps.freeze import settings_before_freeze  # noqa: PLC0415 - freeze imports data
+
+    before = settings_before_freeze(ctx.state)
+    out = []
+    for s in settings:
+        if s.scope == "database" and s.name in before:
+            value = before[s.name]
+            if value is not None:
+                out.append(Setting(s.scope, s.name, value))
+        else:
+            out.append(s)
+    return out
 
 
 def heroku_source(ctx: Context, url: str | None = None) -> ConnInfo:
@@ -239,9 +259,8 @@ class _Sync(Step):
                     "until the swap"
                 )
                 out = self._fill(ctx, source_url, source, staging)
-                for refused in pgstaging.apply_settings(
-                    pg, conn, staging.dbname, pgstaging.read_settings(pg, source)
-                ):
+                settings = app_settings(ctx, pgstaging.read_settings(pg, source))
+                for refused in pgstaging.apply_settings(pg, conn, staging.dbname, settings):
                     ctx.note(f"finding: the target refused a setting: {refused}")
                 marker = pgstaging.mark_synced(pg, staging)
             except BaseException:

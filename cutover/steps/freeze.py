@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import Field
 
 from cutover.errors import CutoverError
+from cutover.state import RunState, Status
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.data import _skip_without_db, heroku_source
 from cutover.steps.window import together
@@ -85,6 +86,28 @@ def prefetch(ctx: Context) -> None:
     ctx.extras[PREFETCH] = together(
         lambda: ctx.heroku.credentials_url(db.heroku_attachment), ctx.heroku.addons
     )
+
+
+# The database setting freeze-writes changes on Heroku (cutover/adapters/pgfreeze.py PARAMETER).
+FROZEN_SETTING = "default_transaction_read_only"
+
+
+def settings_before_freeze(state: RunState) -> dict[str, str | None]:
+    """Heroku database settings that are cutover's own while the freeze holds, with the app's
+    value from before it (None: the database had none): ``{FROZEN_SETTING: previous}`` once
+    freeze-writes may have changed it (done, or its progress says the previous value was
+    recorded before the ALTER DATABASE), else ``{}``.
+
+    A sync carries Heroku's database settings to Convox (steps/data.py) and verify-data compares
+    them (adapters/pgverify.py): both must see the app's value, or the Convox database would
+    refuse every write after the switch."""
+    st = state.steps.get(FreezeWrites.id)
+    if st is None or st.status in (Status.PENDING, Status.SKIPPED):
+        return {}
+    if st.status != Status.DONE and not st.outputs.get("recorded"):
+        return {}
+    previous = st.outputs.get("previous")
+    return {FROZEN_SETTING: None if previous is None else str(previous)}
 
 
 class FreezeWrites(Step):

@@ -21,6 +21,7 @@ from cutover.steps.data import (
     heroku_source,
     wait_for_resource,
 )
+from cutover.steps.freeze import settings_before_freeze
 
 if TYPE_CHECKING:
     from cutover.adapters.pgverify import Outcome
@@ -65,6 +66,7 @@ def compare(ctx: Context) -> Outcome:
         checksums=db.verify == "checksums",
         counts_only_above_mb=db.verify_counts_only_above_mb,
         skip_extensions=db.skip_extensions,
+        source_settings=settings_before_freeze(ctx.state),
     )
     source = heroku_source(ctx)  # over TLS unless the URL says otherwise
     target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))

@@ -70,6 +70,7 @@ def write_rehearsal(folder: Path, pb: LoadedPlaybook, state: RunState) -> Path:
 REHEARSED = {
     "maintenance-on": 2.0,
     "scale-down": 4.0,
+    "freeze-writes": 5.0,
     "final-sync": 10.0,
     "verify-data": 6.0,
     "switch-dns": 1.0,
@@ -101,10 +102,10 @@ def test_a_rehearsal_predicts_each_step_and_scales_the_data_steps_by_database_si
     assert seconds["maintenance-on"] == 2.0 and seconds["scale-down"] == 4.0
     assert seconds["final-sync"] == 30.0 and seconds["verify-data"] == 18.0
     assert "x3.00 (database size)" in got.of("final-sync").source  # type: ignore[union-attr]
-    assert got.window_seconds == 2 + 4 + 30 + 18 + 1 + 3 + 2
+    assert got.window_seconds == 2 + 4 + 5 + 30 + 18 + 1 + 3 + 2
     assert got.unknown == []
     line = got.total_lines()[0]
-    assert re.fullmatch(r"window estimate: 60\.0 s \(maintenance-on to verify-site\)", line)
+    assert re.fullmatch(r"window estimate: 65\.0 s \(maintenance-on to verify-site\)", line)
 
 
 def test_this_runs_measurements_come_before_the_rehearsal(tmp_path: Path) -> None:
@@ -189,8 +190,14 @@ def test_steps_the_playbook_skips_are_not_in_the_window(tmp_path: Path) -> None:
         raw,
     )
     got = estimate(pb, done(new_state(pb), {}, size=1), STEPS)
-    assert got.window == ["maintenance-on", "scale-down", "final-sync", "verify-data"]
-    assert got.window_seconds == 2 + 4 + 10 + 6
+    assert got.window == [
+        "maintenance-on",
+        "scale-down",
+        "freeze-writes",
+        "final-sync",
+        "verify-data",
+    ]
+    assert got.window_seconds == 2 + 4 + 5 + 10 + 6
 
 
 def test_a_missing_rehearsal_is_refused_naming_the_field(tmp_path: Path) -> None:
@@ -252,7 +259,7 @@ def test_confirm_window_prints_the_checklist_and_records_the_prediction(tmp_path
     outputs = ConfirmWindow().apply(ctx)
 
     assert isinstance(outputs, ConfirmWindowOutputs)
-    assert outputs.predicted_downtime_seconds == 2 + 4 + 20 + 12 + 1 + 3 + 2
+    assert outputs.predicted_downtime_seconds == 2 + 4 + 5 + 20 + 12 + 1 + 3 + 2
     assert outputs.unpredicted_steps == []
     text = "\n".join(notes.lines)
     after = STEP_IDS[STEP_IDS.index("confirm-window") + 1 : STEP_IDS.index("verify-site") + 1]
@@ -261,8 +268,8 @@ def test_confirm_window_prints_the_checklist_and_records_the_prediction(tmp_path
     assert "maintenance-on: Put Heroku in maintenance mode  [gate]  ~2.0s (rehearsal)" in text
     assert "final-sync: Final data sync (Heroku in maintenance)  [gate]  ~20.0s" in text
     assert text.index("the window starts") < text.index("maintenance-on: ")
-    assert "window estimate: 44.0 s" in text
-    assert "predicted downtime: 44.0s" in text
+    assert "window estimate: 49.0 s" in text
+    assert "predicted downtime: 49.0s" in text
 
 
 def test_plan_refuses_a_missing_rehearsal_before_printing_anything(tmp_path: Path) -> None:
@@ -275,3 +282,26 @@ def test_plan_refuses_a_missing_rehearsal_before_printing_anything(tmp_path: Pat
         plan(book, RunOptions(), Ui(Console(file=out), SecretMasker(), Console(file=out)))
     assert "window.rehearsal (../gone): no state.json in" in caught.value.brief
     assert out.getvalue() == ""
+
+
+def test_an_attempt_cleared_by_a_rollback_predicts_the_next_before_a_rehearsal(
+    tmp_path: Path,
+) -> None:
+    """After `cutover rollback` the window's steps are cleared, but their last measured durations
+    stay in the state (RunState.timings): the same database and hardware beat a rehearsal."""
+    rehearsal = done(new_state(playbook(tmp_path)), {sid: 100.0 for sid in REHEARSED})
+    folder = write_rehearsal(tmp_path, playbook(tmp_path), rehearsal)
+    pb = playbook(tmp_path, window={"rehearsal": str(folder)})
+    state = new_state(pb)
+    state.timings = dict(REHEARSED)  # the rolled-back window's steps are pending again
+    est = estimate(pb, state, STEPS)
+    for sid, seconds in REHEARSED.items():
+        got = est.of(sid)
+        assert got is not None and (got.seconds, got.source) == (
+            seconds,
+            "an earlier attempt of this run",
+        )
+    # A step never measured here still comes from the rehearsal.
+    state.timings.pop("freeze-writes")
+    rehearsed = estimate(pb, state, STEPS).of("freeze-writes")
+    assert rehearsed is not None and (rehearsed.seconds, rehearsed.source) == (100.0, "rehearsal")
