@@ -47,11 +47,19 @@ def work_unit(nodeid: str) -> str:
     return _UNIT_OF_FILE.get(path, path)
 
 
+def _heavy(item: pytest.Item) -> bool:
+    """A slow test, or one using engine's ``project`` (a whole cutover with the recording fakes,
+    10-30 s, though tests/engine/test_real_cli_behaviour.py's are not marked slow)."""
+    return item.get_closest_marker("slow") is not None or "project" in getattr(
+        item, "fixturenames", ()
+    )
+
+
 def _weight(unit: list[pytest.Item]) -> tuple[bool, int]:
     """Sort key, heaviest first: the end-to-end files (each brings a whole sandbox up and runs a
-    cutover in it: minutes), then the units with the most slow tests."""
+    cutover in it: minutes), then the units with the most heavy tests."""
     e2e = unit[0].nodeid.startswith("tests/e2e/")
-    return (not e2e, -sum(1 for item in unit if item.get_closest_marker("slow")))
+    return (not e2e, -sum(1 for item in unit if _heavy(item)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
