@@ -24,8 +24,13 @@ node_modules/.bin/heroku: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch node_modules/.bin/heroku
 
+# The whole suite on parallel workers (pytest-xdist). Each test file is one unit of work, the
+# heaviest first (tests/conftest.py); most tests wait on subprocesses and servers, so four
+# workers pay even on two cores. TEST_WORKERS=0 runs it in this process, one test at a time.
+TEST_WORKERS ?= 4
+
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(BIN)/pytest -m 'not slow'

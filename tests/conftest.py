@@ -19,9 +19,85 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 from cutover.sandbox import pgcluster, procs
 from cutover.sandbox.pgcluster import PgCluster
+
+# -- parallel runs (pytest-xdist; `make test` passes -n 4 --dist loadfile) ----------------------
+# Each test file is one unit of work for a worker, so module-scoped fixtures (a sandbox, a rack)
+# start once per file, as in a serial run. The engine files that read the expensive scenarios of
+# tests/engine/conftest.py (session-scoped there) form one unit, so only one worker builds them.
+# (Not `--dist loadgroup` with xdist_group marks: xdist 3.8 renames the nodeids for it by setting
+# Item._nodeid, which pytest 9.2 no longer reads, so every test became a unit of its own.)
+SHARED_UNITS = {
+    "engine-scenarios": (
+        "tests/engine/test_contracts.py",
+        "tests/engine/test_plan.py",
+        "tests/engine/test_reporting.py",
+        "tests/engine/test_resume.py",
+    ),
+}
+_UNIT_OF_FILE = {path: unit for unit, paths in SHARED_UNITS.items() for path in paths}
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, or the shared unit that file is part of."""
+    path = nodeid.split("::", 1)[0]
+    return _UNIT_OF_FILE.get(path, path)
+
+
+def _heavy(item: pytest.Item) -> bool:
+    """A slow test, or one using engine's ``project`` (a whole cutover with the recording fakes,
+    10-30 s, though tests/engine/test_real_cli_behaviour.py's are not marked slow)."""
+    return item.get_closest_marker("slow") is not None or "project" in getattr(
+        item, "fixturenames", ()
+    )
+
+
+def _weight(unit: list[pytest.Item]) -> tuple[bool, int]:
+    """Sort key, heaviest first: the end-to-end files (each brings a whole sandbox up and runs a
+    cutover in it: minutes), then the units with the most heavy tests."""
+    e2e = unit[0].nodeid.startswith("tests/e2e/")
+    return (not e2e, -sum(1 for item in unit if _heavy(item)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a parallel worker: the units of work in one piece each, the heaviest first.
+
+    xdist hands the units out in collection order (make test passes --no-loadscope-reorder, which
+    would order them by test count): starting the longest units first keeps one long file from
+    running alone at the end. Order inside a unit is kept. A serial run keeps pytest's order.
+    """
+    if not hasattr(config, "workerinput"):
+        return
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(work_unit(item.nodeid), []).append(item)
+    items[:] = [item for unit in sorted(units.values(), key=_weight) for item in unit]
+
+
+class _UnitScheduling(LoadFileScheduling):  # type: ignore[misc]  # xdist: untyped here
+    """``--dist loadfile`` with :func:`work_unit` as the unit."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return work_unit(nodeid)
+
+
+class _WorkUnits:
+    """Registered when xdist is loaded (the hook exists only then)."""
+
+    @pytest.hookimpl
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getvalue("dist") != "loadfile":
+            return None
+        return _UnitScheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_WorkUnits(), "cutover-work-units")
+
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

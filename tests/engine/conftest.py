@@ -110,12 +110,32 @@ SCENARIOS: dict[str, Callable[[ScenarioPool], Any]] = {
 DEPENDS = {"boundary_chain": ("finished",)}
 
 
+def _needed(session: pytest.Session) -> list[str]:
+    """The scenarios the collected tests use, in the order they are needed."""
+    needed = {
+        name
+        for item in session.items
+        for name in getattr(item, "fixturenames", ())
+        if name in SCENARIOS
+    }
+    return [name for name in ("finished", "effect_chain", "boundary_chain") if name in needed]
+
+
 @pytest.fixture(scope="session")
 def scenarios(
-    tmp_path_factory: pytest.TempPathFactory, fake_bin: Path, certs: Certificates, _knotd: None
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_bin: Path,
+    certs: Certificates,
+    _knotd: None,
 ) -> Iterator[ScenarioPool]:
     pool = ScenarioPool(tmp_path_factory, fake_bin, certs)
     try:
+        # Start every scenario the collected tests need, in the order they are needed. In a
+        # parallel run this fixture is first used by the one worker that runs the
+        # "engine-scenarios" unit of work (tests/conftest.py), so only that worker builds them.
+        for name in _needed(request.session):
+            pool.start(name)
         yield pool
     finally:
         pool.close()
@@ -123,19 +143,16 @@ def scenarios(
 
 @pytest.fixture(scope="session", autouse=True)
 def _start_scenarios_early(request: pytest.FixtureRequest) -> None:
-    """Start the scenarios the collected tests need, in the order they are needed."""
-    needed = {
-        name
-        for item in request.session.items
-        for name in getattr(item, "fixturenames", ())
-        if name in SCENARIOS
-    }
-    if not needed or _knot_missing():
+    """In a serial run, start the scenarios at once, to overlap with the other tests.
+
+    A parallel worker gets every test collected, not the ones it will run: there the scenarios
+    start when a test first needs them (on the one worker running "engine-scenarios").
+    """
+    if hasattr(request.config, "workerinput"):
         return
-    pool: ScenarioPool = request.getfixturevalue("scenarios")
-    for name in ("finished", "effect_chain", "boundary_chain"):
-        if name in needed:
-            pool.start(name)
+    if not _needed(request.session) or _knot_missing():
+        return
+    request.getfixturevalue("scenarios")
 
 
 @pytest.fixture

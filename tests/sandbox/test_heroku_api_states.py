@@ -358,7 +358,10 @@ def test_cli_url_without_id_returns_a_scheduled_backup_finished_in_between(
 def test_cli_ps_shows_dynos_stopping_and_starting(
     start_emulator: EmulatorFactory, cli: CliRunner
 ) -> None:
-    running = start_emulator(state_with(dyno_start_seconds=60, dyno_stop_seconds=60))
+    # Windows far longer than the real time the CLI calls take (node starts slowly on a busy
+    # machine: with 60 s windows, two calls taking over 20 s crossed a phase): each call below
+    # has 200 s of real time before the phase it checks ends; the clock is moved, not waited.
+    running = start_emulator(state_with(dyno_start_seconds=600, dyno_stop_seconds=600))
 
     def ps() -> dict[str, str]:
         result = cli(running, "ps", "-a", APP, "--json")
@@ -367,7 +370,7 @@ def test_cli_ps_shows_dynos_stopping_and_starting(
 
     assert cli(running, "ps:scale", "worker=0", "web=3", "-a", APP).rc == 0
     assert ps() == {"web.1": "up", "web.2": "up", "web.3": "starting", "worker.1": "up"}
-    age_transitions(running.state_path, 40)
+    age_transitions(running.state_path, 400)  # stopping: "up" for 300 s, then "down"
     assert ps() == {"web.1": "up", "web.2": "up", "web.3": "starting", "worker.1": "down"}
-    age_transitions(running.state_path, 21)
+    age_transitions(running.state_path, 201)
     assert ps() == {"web.1": "up", "web.2": "up", "web.3": "up"}
