@@ -11,8 +11,9 @@ re-run with the same command, which skips the undos done and checks the others a
 Before anything is undone while traffic is on Convox (the switch's undo is needed), the Convox
 database's writes since the final sync are counted (adapters/pglive.py): they would be lost, so
 the rollback refuses unless ``--force``. Moving traffic back is a gate too (``--yes`` or the
-prompt). When it completes, the forward steps from the first undone one on are cleared (their
-outputs kept in the history, as ``--from`` does) so ``cutover run`` does the window again.
+prompt). When it completes, the forward steps from the window's first started one on are
+cleared (their outputs kept in the history, as ``--from`` does) so ``cutover run`` does the
+window again.
 """
 
 from __future__ import annotations
@@ -356,7 +357,10 @@ def _failed(
 def _complete(ctx: Context, store: StateStore, audit: AuditLog, ui: Ui, rb: RollbackState) -> int:
     state = ctx.state
     undone = [s.id for s in STEPS if (u := rb.steps.get(s.id)) and u.status == Status.DONE]
-    first = undone[0] if undone else window_started(state)
+    # From the window's start, not the first undo done: an undo found not needed (maintenance
+    # turned off by hand) still means Heroku served traffic and took writes since, so the
+    # window (maintenance-on, the final sync, ...) must run again in full.
+    first = window_started(state) or (undone[0] if undone else None)
     cleared = reset_from(state, first) if first else []
     rb.reset_from = first
     rb.status = Status.DONE

@@ -346,3 +346,23 @@ def test_kill_9_at_each_undo_resumes_to_the_same_end(tmp_path: Path, moment: str
     assert sorted(state["steps"]) == sorted(expected_state["steps"]) == ["prep"]
     assert rb["reset_from"] == ref["reset_from"] == "maintenance-on"
     assert sorted(state["history"]) == sorted(expected_state["history"])
+
+
+def test_rollback_resets_the_whole_window_when_maintenance_was_turned_off_by_hand(
+    tmp_path: Path,
+) -> None:
+    """The operator ran `heroku maintenance:off` before `cutover rollback`: maintenance-on's
+    undo finds nothing to do, yet Heroku took traffic (and writes) since. The reset must still
+    start at maintenance-on, or the next `cutover run` would resume at scale-down with Heroku
+    serving users and maintenance-on recorded done (engine/rollback.py _complete)."""
+    toys = complete_run(tmp_path)
+    toys.set_world(maintenance=False)  # by hand, outside cutover
+
+    done = toys.run("rollback", "--yes")
+
+    assert done.returncode == 0, done
+    state = toys.state()
+    assert state["rollback"]["steps"]["maintenance-on"]["status"] == "skipped"
+    assert state["rollback"]["reset_from"] == "maintenance-on"
+    assert "maintenance-on" not in state["steps"]
+    assert "does the window again from maintenance-on" in done.output
