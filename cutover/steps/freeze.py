@@ -247,6 +247,17 @@ class FreezeWrites(Step):
             return None  # never changed anything
         now = pgfreeze.database_setting(ctx.postgres, self._source(ctx))
         if now == saved.previous:
+            # An earlier attempt of this undo that stopped (kill -9) between its ALTER DATABASE
+            # and the pg_terminate_backend after it left the sessions opened during the freeze
+            # read-only: the setting alone does not say the undo is done; undo again (both
+            # statements are idempotent).
+            rb = ctx.state.rollback
+            us = rb.steps.get(self.id) if rb is not None else None
+            if us is not None and us.status in (Status.RUNNING, Status.INTERRUPTED, Status.FAILED):
+                return (
+                    "an earlier attempt of this undo stopped after restoring the default: "
+                    "sessions opened read-only during the freeze may still be open"
+                )
             return None
         return (
             f"Heroku's database defaults to default_transaction_read_only = {now} "

@@ -30,6 +30,7 @@ from cutover.runner import ARGV_LOG_VAR, Runner
 from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
+from cutover.state import RollbackState, Status
 from cutover.steps.base import Context
 from cutover.steps.freeze import FreezeWrites, prefetch
 
@@ -261,3 +262,42 @@ def test_freeze_writes_is_skipped_when_the_playbook_turns_it_off(tmp_path: Path)
         encoding="utf-8",
     )
     assert FreezeWrites().applies(load_playbook(path).model) == "window.freeze_writes is false"
+
+
+def test_an_undo_killed_after_its_alter_still_ends_the_read_only_sessions(
+    world: World, writer: Writer
+) -> None:
+    """kill -9 between the undo's ALTER DATABASE and the pg_terminate_backend that follows (two
+    statements of one psql script, each committed on its own): the default is back, but the
+    sessions the app's pool opened during the freeze started read-only and stay so. The resumed
+    rollback (its undo recorded running) must not take the setting alone for "undone"."""
+    ctx, _ = world.context()
+    step = FreezeWrites()
+    step.apply(ctx)
+    frozen_at = time.monotonic()
+    wait_for(
+        lambda: len([t for t, _ in writer.refused if t > frozen_at]) >= 3,
+        "the writer to reconnect read-only and be refused",
+    )
+    ctx.state.rollback = RollbackState()
+    ctx.state.rollback.step(step.id).status = Status.RUNNING  # saved before the undo's effect
+    source = ConnInfo.from_url(world.db.url() + "?sslmode=disable")
+    ctx.postgres.psql(
+        source,
+        f"SET {pgfreeze.PARAMETER} = off; "  # the undo's own session writes (pgfreeze)
+        f'ALTER DATABASE "{world.db.dbname}" RESET {pgfreeze.PARAMETER};',
+    )
+    assert world.setting() is None
+    killed_at = time.monotonic()
+    wait_for(
+        lambda: len([t for t, _ in writer.refused if t > killed_at]) >= 3,
+        "the writer's read-only session to keep refusing after the ALTER alone",
+    )
+
+    assert step.undo_needed(ctx) is not None
+    step.undo(ctx)
+    undone_at = time.monotonic()
+    wait_for(
+        lambda: len([t for t in writer.ok if t > undone_at]) >= 3,
+        "the writer's inserts to succeed again after the resumed undo",
+    )
