@@ -74,7 +74,7 @@ def test_rollback_points_dns_back_and_unmarks_the_live_database(project: Project
     assert "has taken 0 row write(s) since the final sync" in done.output
     state = project.state()
     assert state["rollback"]["steps"]["switch-dns"]["status"] == "done"
-    assert state["rollback"]["reset_from"] == "switch-dns"
+    assert state["rollback"]["reset_from"] == "maintenance-on"  # every window undo is real now
     assert not set(WINDOW_AGAIN) & set(state["steps"])
     assert state["history"]["switch-dns"]["previous"]["values"] == [HEROKU_TARGET + "."]
     events = [e["kind"] for e in project.events()]
