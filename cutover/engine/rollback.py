@@ -87,6 +87,12 @@ def _started(state: RunState, step: Step) -> bool:
     return st is not None and st.status not in (Status.PENDING, Status.SKIPPED)
 
 
+def _ran(state: RunState, step: Step) -> bool:
+    """Started, or cleared by a ``--from`` after it ran (its outputs in the history): what
+    _visit undoes, so what the writes check must look at."""
+    return _started(state, step) or step.id in state.history
+
+
 def _moves_traffic_pending(rb: RollbackState) -> list[Step]:
     return [
         s
@@ -159,7 +165,7 @@ def _check_writes(
     from cutover.steps.dns import convox_writes_since_sync  # noqa: PLC0415 - adapters
 
     pending = _moves_traffic_pending(rb)
-    moved = [s for s in pending if _started(ctx.state, s) and s.undo_needed(ctx)]
+    moved = [s for s in pending if _ran(ctx.state, s) and s.undo_needed(ctx)]
     if not moved:
         return
     writes, found = convox_writes_since_sync(ctx)
@@ -199,8 +205,8 @@ def _gate(
     audit: AuditLog,
     ui: Ui,
 ) -> None:
-    steps = ", ".join(s.id for s in todo if _started(ctx.state, s)) or "nothing left"
-    traffic = any(s.moves_traffic for s in todo if _started(ctx.state, s))
+    steps = ", ".join(s.id for s in todo if _ran(ctx.state, s)) or "nothing left"
+    traffic = any(s.moves_traffic for s in todo if _ran(ctx.state, s))
     question = f"Roll back the cutover now (undo: {steps})?" + (
         " Traffic goes back to Heroku." if traffic else ""
     )
@@ -247,7 +253,7 @@ def _visit(
     if us is not None and us.status in (Status.DONE, Status.SKIPPED):
         ui.step_skipped(index, total, step.id, f"already {_word(us)} ({us.finished_at})")
         return
-    if not _started(state, step) and step.id not in state.history:
+    if not _ran(state, step):
         ui.step_skipped(index, total, step.id, "never ran: nothing to undo")
         return
     us = rb.step(step.id)
@@ -417,7 +423,7 @@ def rollback_plan(playbook_path: Path, ui: Ui) -> int:
         if us is not None and us.status in (Status.DONE, Status.SKIPPED):
             ui.info(f"        {_word(us)} ({us.finished_at})")
             continue
-        if not _started(state, step) and step.id not in state.history:
+        if not _ran(state, step):
             ui.info("        nothing to undo: never ran")
             continue
         try:

@@ -366,3 +366,27 @@ def test_rollback_resets_the_whole_window_when_maintenance_was_turned_off_by_han
     assert state["rollback"]["reset_from"] == "maintenance-on"
     assert "maintenance-on" not in state["steps"]
     assert "does the window again from maintenance-on" in done.output
+
+
+def test_the_writes_check_runs_when_a_from_cleared_the_switch_while_traffic_is_on_convox(
+    tmp_path: Path,
+) -> None:
+    """`cutover run --from final-sync` after the switch clears switch-dns (its outputs go to
+    the history) while DNS still points at Convox: the rollback undoes the switch (from the
+    history), so it must count the Convox database's writes first, as it does for a switch
+    recorded done (engine/rollback.py _check_writes and _visit agree on "ran")."""
+    toys = complete_run(tmp_path)
+    path = tmp_path / "project" / ".cutover" / "state.json"
+    state = json.loads(path.read_text())
+    for sid in ["final-sync", "verify", "switch-dns", "start-workers"]:
+        old = state["steps"].pop(sid, None)  # as reset_from does (the toys' outputs are empty)
+        state.setdefault("history", {}).setdefault(sid, (old or {}).get("outputs") or {"ran": 1})
+    path.write_text(json.dumps(state))
+    assert "switch-dns" in toys.state()["history"] and toys.facts()["dns"] == "convox"
+
+    done = toys.run("rollback", "--yes")
+
+    assert done.returncode == 0, done
+    assert toys.facts()["dns"] == "heroku"
+    kinds = [e["kind"] for e in toys.events() if e["kind"].startswith("rollback")]
+    assert kinds[0] == "rollback-writes-check"
