@@ -296,10 +296,13 @@ def _run_step(
         _finish(st, started, Status.INTERRUPTED, error="interrupted by the operator")
         store.save(state)
         audit.event("step-interrupted", step=step.id, duration=round(st.duration or 0, 3))
+        back = resume_command(ctx.playbook).replace("cutover run", "cutover rollback", 1)
         raise Interrupted(
             f"interrupted during {step.id}",
             resolution=f"Resume with: {resume_command(ctx.playbook)} "
-            "(the step is checked again before it runs).",
+            "(the step is checked again before it runs)."
+            # In the window, the way back too (issue 11: every failure names it).
+            + (f"\nOr bring Heroku back with: {back}" if _in_window(step) else ""),
         ) from None
     except CutoverError as exc:
         _fail(

@@ -390,3 +390,22 @@ def test_the_writes_check_runs_when_a_from_cleared_the_switch_while_traffic_is_o
     assert toys.facts()["dns"] == "heroku"
     kinds = [e["kind"] for e in toys.events() if e["kind"].startswith("rollback")]
     assert kinds[0] == "rollback-writes-check"
+
+
+def test_an_interruption_in_the_window_names_rollback_as_the_way_back(tmp_path: Path) -> None:
+    """Issue 11: every failure message in the window names `cutover rollback`, an interrupted
+    step's too (Heroku is in maintenance with its workers at 0 until one or the other)."""
+    toys = Toys(tmp_path / "project")
+    toys.set_world(verify_hangs=True)
+    proc = toys.start("run", "--yes")
+    deadline = time.monotonic() + 60
+    while not toys.world().get("hanging"):
+        assert proc.poll() is None and time.monotonic() < deadline, "verify never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode != 0
+    assert "interrupted during verify" in out + err
+    assert "Resume with: cutover run" in out + err
+    assert "bring Heroku back with: cutover rollback" in out + err

@@ -12,7 +12,8 @@ formation it stopped), freeze-writes, final-sync (no undo), switch-dns (moves tr
 
 Environment: ``TOY_KILL=step:before|after;...`` SIGKILLs this process before or after the
 effect of that step's undo (each spec fires once: counts live in the world); ``TOY_HANG=step``
-makes that undo wait until the world's ``release`` is true; ``TOY_FAIL_UNDO=step`` makes that
+makes that undo wait until the world's ``release`` is true (the world's ``verify_hangs``, the
+forward verify); ``TOY_FAIL_UNDO=step`` makes that
 undo fail (CutoverError) while the world's ``undo_fails`` is true.
 """
 
@@ -203,6 +204,11 @@ class Verify(Toy):
     def apply(self, ctx: Context) -> StepOutputs:
         if look().get("verify_fails"):
             raise CutoverError("toy verify failed")
+        if look().get("verify_hangs"):  # until the world's ``release`` (or a signal)
+            with world() as data:
+                data["hanging"] = True
+            while not look().get("release"):
+                time.sleep(0.05)
         return Done()
 
 
