@@ -16,7 +16,8 @@ database as a whole, ``everything`` is set (the final sync must then be a full o
   the server restarted (``pg_postmaster_start_time()``: a crash discards the statistics);
 * everything, when a table's definition changed (columns, defaults, constraints, indexes,
   triggers) or any other DDL did (schemas, functions, types, views, sequences' definitions,
-  extensions, the database's and role's settings), or a table was added or dropped: a per-table
+  extensions, the database's and role's settings but freeze-writes' default_transaction_read_only),
+  or a table was added or dropped: a per-table
   copy keeps the target's definitions, only a full sync carries DDL;
 * everything, when large objects changed (``pg_largeobject`` / ``pg_largeobject_metadata``
   counters and file nodes): they are not tables a role can COPY into;
@@ -133,7 +134,11 @@ WITH rel AS (
        SELECT concat_ws(' ', e.extname, e.extversion, e.extnamespace::regnamespace::text) AS x
        FROM pg_catalog.pg_extension e) s),
     (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
-       SELECT concat_ws(' ', s.setrole, array_to_string(s.setconfig, ',')) AS x
+       -- default_transaction_read_only is left out: freeze-writes sets it on Heroku between
+       -- initial-sync and final-sync (steps/freeze.py), and a sync never carries the freeze's.
+       SELECT concat_ws(' ', s.setrole, array_to_string(ARRAY(
+                SELECT c FROM unnest(s.setconfig) AS c
+                WHERE c NOT LIKE 'default\_transaction\_read\_only=%'), ',')) AS x
        FROM pg_catalog.pg_db_role_setting s
        WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
                                     WHERE datname = current_database()))

@@ -95,6 +95,7 @@ def test_every_interrupted_step_is_found_already_applied(effect_chain: Chain) ->
         "add-domain",
         "create-app",
         "deploy",
+        "disable-scheduler",  # no Scheduler add-on and no timers: nothing to disable
         "lower-ttl",
         "maintenance-on",
         "scale-down",

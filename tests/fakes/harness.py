@@ -74,7 +74,10 @@ STEP_IDS = [
     "verify-site",
     "start-workers",
 ]
-GATED_STEPS = ["maintenance-on", "final-sync", "switch-dns"]
+# Skipped by the engine tests' playbook: the fake psql knows no ALTER DATABASE (freeze-writes is
+# tested on real PostgreSQL: tests/steps/test_freeze_writes.py, tests/e2e/test_sandbox_window.py).
+SKIPPED_IN_FAKES = ["freeze-writes"]
+GATED_STEPS = ["disable-scheduler", "maintenance-on", "final-sync", "switch-dns"]
 # Output keys that differ between compared runs by design: clock times, and the per-attempt
 # nonce in a deploy's build marker.
 TIME_KEYS = {
