@@ -37,7 +37,7 @@ from rich.console import Console
 
 from cutover.adapters.pgverify import checksum_sql
 from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL
-from cutover.bench import baselines, reference, report
+from cutover.bench import baselines, reference, report, window
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.report import Figure
 from cutover.errors import CutoverError
@@ -273,6 +273,13 @@ def _bench(
         )  # fmt: skip
         share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
+    # Last, once: the window changes the world (maintenance, DNS), so it ends the bench.
+    console.print("bench: the rest of the cutover, for the window's fixed cost ...")
+    try:
+        for line in window.measure_window(playbooks["backup"]).lines():
+            print(line)
+    except (window.WindowError, OSError, ValueError) as exc:
+        print(f"bench: window failed: {exc}")
     return 0
 
 

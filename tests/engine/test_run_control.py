@@ -12,7 +12,14 @@ import subprocess
 import time
 
 import pytest
-from fakes.harness import GATED_STEPS, LOWERED_TTL, SKIPPED_IN_FAKES, STEP_IDS, Project, cutover_command
+from fakes.harness import (
+    GATED_STEPS,
+    LOWERED_TTL,
+    SKIPPED_IN_FAKES,
+    STEP_IDS,
+    Project,
+    cutover_command,
+)
 from fakes.seed import ROUTER
 
 pytestmark = pytest.mark.slow
