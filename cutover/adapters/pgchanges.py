@@ -134,16 +134,19 @@ WITH rel AS (
        SELECT concat_ws(' ', e.extname, e.extversion, e.extnamespace::regnamespace::text) AS x
        FROM pg_catalog.pg_extension e) s),
     (SELECT string_agg(x, E'\n' ORDER BY x) FROM (
-       -- default_transaction_read_only is left out: freeze-writes sets it on Heroku between
-       -- initial-sync and final-sync (steps/freeze.py), and a sync never carries the freeze's.
-       SELECT concat_ws(' ', s.setrole, array_to_string(ARRAY(
-                SELECT c FROM unnest(s.setconfig) AS c
-                WHERE c NOT LIKE 'default\_transaction\_read\_only=%'), ',')) AS x
-       FROM pg_catalog.pg_db_role_setting s
-       WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
-                                    WHERE datname = current_database()))
-         AND (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_catalog.pg_roles
-                                             WHERE rolname = current_user))) s))) AS hash
+       -- default_transaction_read_only is left out (and a row holding nothing else): freeze-
+       -- writes sets it on Heroku between initial-sync and final-sync (steps/freeze.py), and a
+       -- sync never carries the freeze's value.
+       SELECT concat_ws(' ', r.setrole, r.cfg) AS x FROM (
+         SELECT s.setrole, array_to_string(ARRAY(
+                  SELECT c FROM unnest(s.setconfig) AS c
+                  WHERE c NOT LIKE 'default\_transaction\_read\_only=%'), ',') AS cfg
+         FROM pg_catalog.pg_db_role_setting s
+         WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                      WHERE datname = current_database()))
+           AND (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_catalog.pg_roles
+                                               WHERE rolname = current_user))) r
+       WHERE r.cfg <> '') s))) AS hash
 )
 SELECT json_build_object(
   'database', current_database(),

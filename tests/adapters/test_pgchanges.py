@@ -329,3 +329,25 @@ def test_real_writes_of_every_kind_are_counted(heroku: Heroku) -> None:
     assert got.tables["public.refill"].startswith("new file node")
     hot = "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'hot';"
     assert heroku.adapter.psql(heroku.conn, hot) == [["1"]]  # it was a HOT update
+
+
+@pytest.mark.slow
+def test_real_freeze_of_the_database_is_no_schema_change(heroku: Heroku) -> None:
+    """freeze-writes sets default_transaction_read_only on Heroku's database between
+    initial-sync and final-sync (steps/freeze.py): that alone must not force a full sync."""
+    before = heroku.stats()
+    with pgcluster.connect(heroku.db.cluster, heroku.db.dbname) as conn:
+        conn.execute(f'ALTER DATABASE "{heroku.db.dbname}" SET default_transaction_read_only = on')
+    try:
+        got = changed_tables(before, heroku.stats())
+        assert not got.everything, got.reasons
+        assert got.tables == {}
+        # Any other database setting is still a change that needs a full sync.
+        with pgcluster.connect(heroku.db.cluster, heroku.db.dbname) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(f"ALTER DATABASE \"{heroku.db.dbname}\" SET work_mem = '8MB'")
+        assert changed_tables(before, heroku.stats()).everything
+    finally:
+        with pgcluster.connect(heroku.db.cluster, heroku.db.dbname) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(f'ALTER DATABASE "{heroku.db.dbname}" RESET ALL')
