@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cutover.engine.plan as plan_module
 import cutover.engine.rollback as rollback_module
@@ -102,7 +102,7 @@ class Formation(Progress):
 
 
 class Toy(Step):
-    outputs = Done
+    outputs: ClassVar[type[StepOutputs]] = Done
 
     def apply(self, ctx: Context) -> StepOutputs:
         return Done()

@@ -68,14 +68,14 @@ def test_the_prompt_wait_is_recorded_apart_from_the_duration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(engine.time, "monotonic", clock)
+    monkeypatch.setattr("cutover.engine.run.time.monotonic", clock)
     ctx, store, audit, ui = setup(tmp_path)
 
     def operator_answers_after_a_coffee(*args: Any, **kwargs: Any) -> bool:
         clock.now += 240.0
         return True
 
-    monkeypatch.setattr(engine.Confirm, "ask", operator_answers_after_a_coffee)
+    monkeypatch.setattr("cutover.engine.run.Confirm.ask", operator_answers_after_a_coffee)
     step = Gated(clock, work=3.5)
     options = engine.RunOptions(interactive=True)
 
@@ -96,14 +96,14 @@ def test_a_refused_gate_leaves_the_step_pending_with_its_wait_noted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(engine.time, "monotonic", clock)
+    monkeypatch.setattr("cutover.engine.run.time.monotonic", clock)
     ctx, store, audit, ui = setup(tmp_path)
 
     def operator_says_no(*args: Any, **kwargs: Any) -> bool:
         clock.now += 30.0
         return False
 
-    monkeypatch.setattr(engine.Confirm, "ask", operator_says_no)
+    monkeypatch.setattr("cutover.engine.run.Confirm.ask", operator_says_no)
     action = Action(Gated(clock, work=1.0), Kind.RUN, "pending")
 
     with pytest.raises(GateWaiting):

@@ -42,12 +42,13 @@ class Recorder(BaseHTTPRequestHandler):
 
 
 def serve(status: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    handler = type("Handler", (Recorder,), {"status": status, "received": []})
+    received: list[dict[str, Any]] = []
+    handler = type("Handler", (Recorder,), {"status": status, "received": received})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}", handler.received
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}", received
     finally:
         server.shutdown()
         server.server_close()
