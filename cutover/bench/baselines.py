@@ -181,6 +181,10 @@ def pgcopydb_clone(source: Endpoint, target: Endpoint, work: Path, jobs: int) ->
             env=env,
             capture_output=True,
             check=False,
+            # Its own process group: when one of its sub-processes fails, pgcopydb signals its
+            # whole group (kill(0, SIGTERM), seen with strace), which took the bench down with
+            # it ("round 1 of 3", exit 143) instead of failing this figure.
+            start_new_session=True,
         )
         elapsed = time.perf_counter() - started
         _check("pgcopydb clone", proc)
