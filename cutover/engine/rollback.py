@@ -24,13 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.prompt import Confirm
-
 from cutover.engine.audit import AuditLog
 from cutover.engine.lock import RunLock
 from cutover.engine.plan import check_identity, reset_from
-from cutover.engine.run import _user, load_state, resume_command, sigterm_as_interrupt
-from cutover.errors import CutoverError, GateWaiting, Interrupted, InvalidInput, StepFailed
+from cutover.engine.run import (
+    _user,
+    confirm_gate,
+    load_state,
+    resume_command,
+    sigterm_as_interrupt,
+)
+from cutover.errors import CutoverError, Interrupted, InvalidInput, StepFailed
 from cutover.playbook import LoadedPlaybook, load_playbook
 from cutover.state import RollbackState, RunState, StateStore, Status, UndoState, now_iso
 from cutover.steps import STEPS, Context, Step
@@ -210,31 +214,17 @@ def _gate(
     question = f"Roll back the cutover now (undo: {steps})?" + (
         " Traffic goes back to Heroku." if traffic else ""
     )
-    if options.yes:
-        audit.event("gate", step="rollback", question=question, answer="yes", answered_by="--yes")
-        ui.note(f"gate confirmed in advance (--yes): {question}")
-        return
-    if options.interactive:
-        answer = Confirm.ask(ctx.masker.mask(question), console=ui.console, default=False)
-        audit.event(
-            "gate",
-            step="rollback",
-            question=question,
-            answer="yes" if answer else "no",
-            answered_by="prompt",
-            user=_user(),
-        )
-        if answer:
-            return
-        raise GateWaiting(
-            f"not confirmed: {question}",
-            resolution=f"Nothing was undone. When ready: {rollback_command(ctx.playbook)}",
-        )
-    audit.event("gate-waiting", step="rollback", question=question)
-    raise GateWaiting(
-        f"waiting at the gate before the rollback: {question}",
-        resolution="Run it in a terminal to answer the prompt, or confirm in advance with: "
-        f"{rollback_command(ctx.playbook, ' --yes')}",
+    confirm_gate(
+        ctx,
+        "rollback",
+        question,
+        yes=options.yes,
+        interactive=options.interactive,
+        audit=audit,
+        ui=ui,
+        declined=f"Nothing was undone. When ready: {rollback_command(ctx.playbook)}",
+        waiting="waiting at the gate before the rollback",
+        confirm_command=rollback_command(ctx.playbook, " --yes"),
     )
 
 

@@ -424,19 +424,49 @@ def _window_note(ctx: Context, step: Step) -> str:
 def _confirm_gate(
     ctx: Context, step: Step, question: str, options: RunOptions, audit: AuditLog, ui: Ui
 ) -> None:
-    if options.yes:
+    confirm_gate(
+        ctx,
+        step.id,
+        question,
+        yes=options.yes,
+        interactive=options.interactive,
+        audit=audit,
+        ui=ui,
+        declined=f"Nothing was changed by {step.id}. When ready: {resume_command(ctx.playbook)}",
+        waiting=f"waiting at the gate before {step.id}",
+        confirm_command=resume_command(ctx.playbook, " --yes"),
+    )
+
+
+def confirm_gate(
+    ctx: Context,
+    gate: str,
+    question: str,
+    *,
+    yes: bool,
+    interactive: bool,
+    audit: AuditLog,
+    ui: Ui,
+    declined: str,
+    waiting: str,
+    confirm_command: str,
+) -> None:
+    """One gate (a step's or the rollback's, named ``gate`` in the audit): confirmed by --yes,
+    asked at a prompt, or GateWaiting (exit 3) with ``declined`` / ``waiting`` and the command
+    that confirms it in advance. Every answer is audited with who gave it."""
+    if yes:
         audit.event(
-            "gate", step=step.id, question=question, answer="yes", answered_by="--yes", user=_user()
+            "gate", step=gate, question=question, answer="yes", answered_by="--yes", user=_user()
         )
         ui.note(f"gate confirmed in advance (--yes): {question}")
         return
-    if options.interactive:
+    if interactive:
         # Audited before the prompt, so a webhook (cutover/notify.py) tells who is away.
-        audit.event("gate-waiting", step=step.id, question=question, prompt=True)
+        audit.event("gate-waiting", step=gate, question=question, prompt=True)
         answer = Confirm.ask(ctx.masker.mask(question), console=ui.console, default=False)
         audit.event(
             "gate",
-            step=step.id,
+            step=gate,
             question=question,
             answer="yes" if answer else "no",
             answered_by="prompt",
@@ -444,16 +474,12 @@ def _confirm_gate(
         )
         if answer:
             return
-        raise GateWaiting(
-            f"not confirmed: {question}",
-            resolution=f"Nothing was changed by {step.id}. When ready: "
-            f"{resume_command(ctx.playbook)}",
-        )
-    audit.event("gate-waiting", step=step.id, question=question)
+        raise GateWaiting(f"not confirmed: {question}", resolution=declined)
+    audit.event("gate-waiting", step=gate, question=question)
     raise GateWaiting(
-        f"waiting at the gate before {step.id}: {question}",
+        f"{waiting}: {question}",
         resolution="Run it in a terminal to answer the prompt, or confirm in advance with: "
-        f"{resume_command(ctx.playbook, ' --yes')}",
+        + confirm_command,
     )
 
 
