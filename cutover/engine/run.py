@@ -52,7 +52,7 @@ from cutover.state import RunState, StateStore, Status, now_iso
 from cutover.steps import BY_ID, STEP_IDS, STEPS, Context, Step
 from cutover.steps.base import PROGRESS_KEY, StepOutputs, dump, read_outputs
 from cutover.steps.confirm import ConfirmWindowOutputs
-from cutover.steps.dns import VerifySiteOutputs
+from cutover.steps.site import VerifySiteOutputs
 from cutover.steps.window import MaintenanceOnOutputs
 from cutover.ui import Ui
 

@@ -33,7 +33,7 @@ from cutover.state import STATE_FILE, RunState, StateStore, Status
 from cutover.steps.base import Step, read_outputs
 from cutover.steps.confirm import ConfirmWindowOutputs
 from cutover.steps.datacheck import CheckDataOutputs
-from cutover.steps.dns import VerifySiteOutputs
+from cutover.steps.site import VerifySiteOutputs
 
 WINDOW_FIRST = "maintenance-on"
 WINDOW_LAST = "verify-site"

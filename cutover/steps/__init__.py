@@ -8,10 +8,11 @@ from cutover.steps.base import Context, Step
 from cutover.steps.confirm import ConfirmWindow
 from cutover.steps.data import FinalSync, InitialSync
 from cutover.steps.datacheck import CheckData
-from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns, VerifySite
+from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns
 from cutover.steps.freeze import FreezeWrites
 from cutover.steps.preflight import Preflight
 from cutover.steps.scheduler import DisableScheduler
+from cutover.steps.site import VerifySite
 from cutover.steps.verify import VerifyData
 from cutover.steps.window import MaintenanceOn, ScaleDown
 from cutover.steps.workers import StartWorkers

@@ -18,11 +18,10 @@ from cutover.steps.dns import (
     SwitchDns,
     SwitchDnsOutputs,
     SwitchDnsProgress,
-    VerifySite,
-    VerifySiteOutputs,
 )
 from cutover.steps.preflight import PreflightOutputs
 from cutover.steps.records import DnsRecord, LowerTtlOutputs
+from cutover.steps.site import VerifySite, VerifySiteOutputs
 from cutover.steps.window import MaintenanceOnOutputs
 
 RAW: dict[str, Any] = {
