@@ -123,13 +123,14 @@ def plan(
 ) -> None:
     """Show every step, what is done, the gates and the exact commands. Runs nothing."""
     from cutover.engine import run as engine  # noqa: PLC0415 - start-up: see the module's note
+    from cutover.engine.plan_command import plan  # noqa: PLC0415
 
     if for_rollback:
         from cutover.engine.rollback import rollback_plan  # noqa: PLC0415
 
         _guard(lambda ui: rollback_plan(file, ui), has_state=True)
     _guard(
-        lambda ui: engine.plan(file, engine.RunOptions(until=until, from_step=from_step), ui),
+        lambda ui: plan(file, engine.RunOptions(until=until, from_step=from_step), ui),
         has_state=True,
     )
 
@@ -169,7 +170,9 @@ def run(
         force_data=force_data,
     )
     if dry_run:
-        _guard(lambda ui: engine.plan(file, options, ui), has_state=True)
+        from cutover.engine.plan_command import plan  # noqa: PLC0415
+
+        _guard(lambda ui: plan(file, options, ui), has_state=True)
     _guard(lambda ui: engine.run(file, options, ui), has_state=True)
 
 

@@ -217,3 +217,12 @@ def build_plan(playbook: LoadedPlaybook, state: RunState, until: str | None = No
         else:
             actions.append(Action(step, Kind.RUN, "pending"))
     return actions
+
+
+def affected_text(affected: list[str]) -> str:
+    """One line naming the finished steps whose inputs a playbook change touched."""
+    if not affected:
+        return (
+            "no finished step reads the changed fields (the change applies to steps still to run)"
+        )
+    return "finished steps whose inputs changed: " + ", ".join(affected)

@@ -52,8 +52,8 @@ PLANT = """
 import sys
 def boom(*args, **kwargs):
     raise RuntimeError("planted")
-import cutover.engine.run, cutover.playbook, cutover.translate.cli
-cutover.engine.run.plan = cutover.engine.run.run = boom
+import cutover.engine.plan_command, cutover.engine.run, cutover.playbook, cutover.translate.cli
+cutover.engine.plan_command.plan = cutover.engine.run.run = boom
 cutover.playbook.load_playbook = boom
 cutover.translate.cli.run_translate = boom
 sys.argv = ["cutover", *sys.argv[1:]]

@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 
 from cutover.engine.plan import new_state
-from cutover.engine.run import RunOptions, plan
+from cutover.engine.plan_command import plan
+from cutover.engine.run import RunOptions
 from cutover.engine.timings import DATA_STEPS, downtime_text, estimate, window_steps
 from cutover.errors import InvalidInput
 from cutover.playbook import LoadedPlaybook, Playbook
