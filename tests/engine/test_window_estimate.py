@@ -12,17 +12,15 @@ webhook on 127.0.0.1, whose URL must appear nowhere.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from fakes import seed
 from fakes.harness import PLAYBOOK, Certificates, Project, open_project
+from support.webhook import Received, webhook_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -30,31 +28,10 @@ DELAYS = {"FAKE_DELAY": "heroku=0.4;pg_restore=1.0;pg_dump=0.3"}
 TOKEN = "T0KEN-4a1e9c2b7d3f5e60"
 
 
-class Recorder(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Handler", (Recorder,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+def webhook() -> Iterator[tuple[str, Received]]:
+    with webhook_receiver(TOKEN, status=204) as served:
+        yield served
 
 
 @pytest.fixture
@@ -103,10 +80,11 @@ def test_plan_eta_after_a_rehearsal_is_within_20_percent_of_the_rerun_window(
     assert f"downtime {measured:.1f}s measured" in status.stdout, status
 
     # Notifications: the window's start and the end, in order; the URL is nowhere.
-    events = [(m["event"], m["step"]) for m in received]
+    messages = [r["body"] for r in received]
+    events = [(m["event"], m["step"]) for m in messages]
     assert events == [("step-start", "maintenance-on"), ("run-complete", None)], received
-    assert {m["app"] for m in received} == {seed.HEROKU_APP}
-    assert "downtime" in received[-1]["text"] and "predicted" in received[-1]["text"]
+    assert {m["app"] for m in messages} == {seed.HEROKU_APP}
+    assert "downtime" in messages[-1]["text"] and "predicted" in messages[-1]["text"]
     places = {
         "state": rerun.state_path.read_text(),
         "events": rerun.events_path.read_text(),

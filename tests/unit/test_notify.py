@@ -5,16 +5,14 @@ the URL (a secret) is in no event, note or error."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.webhook import Received, webhook_receiver
 
 from cutover.engine.audit import AuditLog, read_events
 from cutover.notify import NOTIFY_TIMEOUT, Notifier, attach, message
@@ -24,44 +22,16 @@ from cutover.secrets import SecretMasker
 TOKEN = "T0KEN-b7f3c9d1e5a24f68"  # the secret part of the webhook URL
 
 
-class Recorder(BaseHTTPRequestHandler):
-    status = 200
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length))
-        type(self).received.append(
-            {"path": self.path, "body": body, "type": self.headers["Content-Type"]}
-        )
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-def serve(status: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Handler", (Recorder,), {"status": status, "received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, Received]]:
+    with webhook_receiver(TOKEN) as served:
+        yield served
 
 
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    yield from serve(200)
-
-
-@pytest.fixture
-def refusing() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    yield from serve(500)
+def refusing() -> Iterator[tuple[str, Received]]:
+    with webhook_receiver(TOKEN, status=500) as served:
+        yield served
 
 
 @pytest.fixture
