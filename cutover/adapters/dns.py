@@ -53,10 +53,27 @@ class Record:
     rtype: str
     ttl: int
     values: list[str]
+    #: Cloudflare's proxy ("orange cloud") flag; None for providers without such a thing.
+    proxied: bool | None = None
+    #: A provider alias or flattened record standing in for a CNAME at the zone apex.
+    alias: bool = False
 
 
 class DnsProvider(Protocol):
     """What cutover needs from a DNS provider."""
+
+    #: True when :meth:`set` returns only once the provider reports the change on all its
+    #: authoritative servers (route53's GetChange ``INSYNC``).
+    synced_by_provider: bool
+
+    def nameservers(self) -> list[str]:
+        """Host names of the zone's authoritative servers, as the provider knows them."""
+        ...
+
+    def apex(self) -> str | None:
+        """How a CNAME-like record at the zone apex is written: "alias", "flattening" or None
+        (impossible with this provider)."""
+        ...
 
     def get(self, name: str, rtype: str) -> Record | None:
         """Return the record set at ``name`` of type ``rtype``, or None if there is none."""
@@ -148,6 +165,25 @@ class Rfc2136Provider:
     key_secret: str = field(repr=False)
     algorithm: str = "hmac-sha256"
     timeout: float = 5.0
+
+    #: An RFC 2136 server answers an update once it has applied it itself; its secondaries
+    #: follow by NOTIFY and zone transfer, so propagation must be checked by querying them.
+    synced_by_provider = False
+
+    def apex(self) -> str | None:
+        """RFC 2136 writes plain records: no CNAME (nor alias) can live at the apex."""
+        return None
+
+    def nameservers(self) -> list[str]:
+        """The zone's NS set as served by the primary (host names, no trailing dot)."""
+        record = query_authoritative(
+            self.server, self.port, _display(self.origin), "NS", timeout=self.timeout
+        )
+        if record is None:
+            raise DnsError(
+                f"{self.server}:{self.port} serves no NS records for zone {_display(self.origin)}"
+            )
+        return [value.rstrip(".") for value in record.values]
 
     @property
     def origin(self) -> dns.name.Name:
