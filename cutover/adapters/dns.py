@@ -165,6 +165,10 @@ class Rfc2136Provider:
     key_secret: str = field(repr=False)
     algorithm: str = "hmac-sha256"
     timeout: float = 5.0
+    #: What the sandbox (env.json "dns") says to check: its authoritative servers (host:port)
+    #: and its recursive resolvers; the playbook's dns.nameservers/resolvers come first.
+    sandbox_nameservers: list[str] = field(default_factory=list)
+    sandbox_resolvers: list[str] | None = None
 
     #: An RFC 2136 server answers an update once it has applied it itself; its secondaries
     #: follow by NOTIFY and zone transfer, so propagation must be checked by querying them.
