@@ -164,8 +164,8 @@ def _start(
     folder: Path, data: dict[str, Any], rows: int, say: Any, rack_timings: dict[str, float]
 ) -> None:
     ports = data["ports"]
-    names = "heroku_api backups heroku_app router dns dns2 resolver pg_heroku pg_convox"
-    for name in names.split():
+    port_names = "heroku_api backups heroku_app router dns dns2 resolver pg_heroku pg_convox"
+    for name in port_names.split():
         ports[name] = procs.free_port()
     procs.ensure_private_dir(folder / "logs")
 

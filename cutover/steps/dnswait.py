@@ -120,3 +120,56 @@ def _seen(answer: Answer | None) -> str:
         return "no record"
     record = answer.record
     return f"{record.rtype} {', '.join(record.values)} TTL {record.ttl}"
+
+
+def check_now(ctx: Context, router: str | None) -> tuple[list[str], list[str]]:
+    """``cutover verify --dns``: ask every authoritative server and resolver once (no waiting).
+    Wanted: the router (after switch-dns, ``router`` given), else what the primary serves.
+    Returns (one line per server, the problems)."""
+    from cutover.adapters.dnscheck import ask_record, parse_server  # noqa: PLC0415
+    from cutover.steps.dns import current_record, points_at  # noqa: PLC0415 - import cycle
+
+    assert ctx.model.dns
+    name = ctx.model.dns.record
+    primary = current_record(ctx)
+    if router is not None:
+        wanted = f"CNAME {router}"
+
+        def good(record: Record | None) -> bool:
+            return points_at(record, router)
+    else:
+        wanted = _seen_record(primary)
+
+        def good(record: Record | None) -> bool:
+            return _seen_record(record) == wanted
+
+    lines = [f"{name}: wanted {wanted}"]
+    problems: list[str] = []
+    servers = nameservers(ctx) or []
+    resolvers = [parse_server(item) for item in resolver_list(ctx)]
+    for kind, group, recursive in (
+        ("name server", servers, False),
+        ("resolver", resolvers, True),
+    ):
+        for answer in ask_record(group, name, recursive=recursive):
+            seen = _seen(answer)
+            # A resolver's cached TTL counts down: compare its value, not its TTL.
+            ok = answer.error is None and (
+                good(answer.record)
+                if not recursive or router is not None
+                else _values(answer.record) == _values(primary)
+            )
+            lines.append(f"  {'ok ' if ok else 'LAG'} {kind} {answer.server}: {seen}")
+            if not ok:
+                problems.append(f"{kind} {answer.server} serves {seen}")
+    return lines, problems
+
+
+def _seen_record(record: Record | None) -> str:
+    if record is None:
+        return "no record"
+    return f"{record.rtype} {', '.join(record.values)} TTL {record.ttl}"
+
+
+def _values(record: Record | None) -> tuple[str, list[str]] | None:
+    return None if record is None else (record.rtype, sorted(record.values))
