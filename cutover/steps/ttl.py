@@ -11,7 +11,7 @@ from cutover.errors import CutoverError
 from cutover.state import Status
 from cutover.steps import dnswait
 from cutover.steps.base import Context, Step, StepOutputs
-from cutover.steps.dns import _record, _skip_without_dns, current_record
+from cutover.steps.dns import _record, _skip_without_dns, current_record, refuse_apex
 from cutover.steps.records import DnsRecord, LowerTtlOutputs, LowerTtlProgress
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class LowerTtl(Step):
 
     def _current(self, ctx: Context) -> Record:
         assert ctx.model.dns
+        refuse_apex(ctx)  # a day ahead, not first at the flip
         record = current_record(ctx)
         if record is None:
             raise CutoverError(
