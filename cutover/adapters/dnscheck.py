@@ -25,7 +25,6 @@ import dns.resolver
 from cutover.adapters.dns import DnsError, DnsProvider, Record, query_authoritative
 
 __all__ = [
-    "DEFAULT_RESOLVERS",
     "Answer",
     "Server",
     "ask_authoritative",
@@ -34,9 +33,6 @@ __all__ = [
     "authoritative_servers",
     "parse_server",
 ]
-
-# Public resolvers verify-dns asks when the playbook names none (Cloudflare, Google, Quad9).
-DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8", "9.9.9.9")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from cutover.adapters.dnscheck import Answer, Server
 
 POLL_SECONDS = 1.0
+# Public resolvers verify-dns asks when the playbook names none (Cloudflare, Google, Quad9).
+DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8", "9.9.9.9")
 ROLLBACK_HINT = (
     "Users may see a broken site: `cutover rollback` points the record back at Heroku and ends "
     "the maintenance window."
@@ -31,8 +33,6 @@ def nameserver_overrides(ctx: Context) -> list[str]:
 
 def resolver_list(ctx: Context) -> list[str]:
     """``dns.resolvers`` of the playbook; unset: the sandbox's, else the public defaults."""
-    from cutover.adapters.dnscheck import DEFAULT_RESOLVERS  # noqa: PLC0415 - see the module's note
-
     assert ctx.model.dns
     if ctx.model.dns.resolvers is not None:
         return list(ctx.model.dns.resolvers)

@@ -17,6 +17,7 @@ from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 from cutover.steps.base import Context
 from cutover.steps.dns import SwitchDns, _router_record, apex_problem
+from cutover.steps.dnswait import nameserver_overrides, resolver_list
 from cutover.steps.ttl import LowerTtl
 
 
@@ -100,3 +101,18 @@ def test_an_alias_provider_gets_an_alias_record_at_the_apex(tmp_path: Path) -> N
     below = _context(tmp_path, Provider(None), "www.example.test")
     assert apex_problem(below) is None
     assert _router_record(below, 60, "router.convox.test").alias is False
+
+
+def test_resolvers_default_to_the_documented_public_ones_and_the_sandbox_overrides(
+    tmp_path: Path,
+) -> None:
+    ctx = _context(tmp_path, Provider(None), "www.example.test")
+    assert resolver_list(ctx) == ["1.1.1.1", "8.8.8.8", "9.9.9.9"]
+    provider = Provider(None)
+    provider.sandbox_resolvers = ["127.0.0.1:5353"]  # type: ignore[attr-defined]
+    provider.sandbox_nameservers = ["127.0.0.1:5300"]  # type: ignore[attr-defined]
+    boxed = _context(tmp_path, provider, "www.example.test")
+    assert resolver_list(boxed) == ["127.0.0.1:5353"]
+    assert nameserver_overrides(boxed) == ["127.0.0.1:5300"]
+    with pytest.raises(ValueError, match="must be host, host:port"):
+        DnsSection(zone="example.test", record="www.example.test", resolvers=["a b"])
