@@ -279,11 +279,17 @@ def verify(
     data: Annotated[
         bool, typer.Option("--data", help="Compare the Convox database with Heroku's.")
     ] = False,
+    dns: Annotated[
+        bool,
+        typer.Option(
+            "--dns", help="Ask every authoritative name server and resolver for the record."
+        ),
+    ] = False,
 ) -> None:
     """Check the migration on demand (takes the run lock; changes nothing). Exit 1 on a mismatch."""
     from cutover.engine.verify_command import verify as run_verify  # noqa: PLC0415 - start-up
 
-    _guard(lambda ui: run_verify(file, ui, data=data), has_state=True)
+    _guard(lambda ui: run_verify(file, ui, data=data, dns=dns), has_state=True)
 
 
 @app.command()

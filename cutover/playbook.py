@@ -138,6 +138,32 @@ class DnsSection(_Model):
     server: str | None = Field(default=None, description="rfc2136: host[:port] of the primary.")
     key_name: str | None = Field(default=None, description="rfc2136: TSIG key name.")
     propagation_timeout: int = Field(default=300, ge=1)
+    nameservers: list[str] = Field(
+        default_factory=list,
+        description="host:port of every authoritative server to check (lower-ttl, verify-dns); "
+        "default: the zone's NS set as the provider reports it, on port 53.",
+    )
+    resolvers: list[str] | None = Field(
+        default=None,
+        description="Recursive resolvers (host[:port]) verify-dns asks after the authoritative "
+        "servers; default 1.1.1.1, 8.8.8.8, 9.9.9.9 (the sandbox's own resolver in the "
+        "sandbox); [] checks none.",
+    )
+    soak_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="restore-ttl sets the original TTL back this long after verify-site.",
+    )
+
+    @field_validator("nameservers", "resolvers")
+    @classmethod
+    def _servers(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for item in value:
+            if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?", item.strip()):
+                raise ValueError(f"{item!r} must be host, host:port or [ipv6]:port")
+        return [item.strip() for item in value]
 
     @field_validator("zone", "record")
     @classmethod
@@ -178,7 +204,7 @@ class WindowSection(_Model):
     ttl_wait_max: int = Field(
         default=300,
         ge=0,
-        description="confirm-window waits up to this long for caches to drop the old TTL.",
+        description="wait-ttl waits up to this long for caches to drop the old TTL.",
     )
     stop_one_off: list[str] = Field(
         default_factory=list,

@@ -53,10 +53,27 @@ class Record:
     rtype: str
     ttl: int
     values: list[str]
+    #: Cloudflare's proxy ("orange cloud") flag; None for providers without such a thing.
+    proxied: bool | None = None
+    #: A provider alias or flattened record standing in for a CNAME at the zone apex.
+    alias: bool = False
 
 
 class DnsProvider(Protocol):
     """What cutover needs from a DNS provider."""
+
+    #: True when :meth:`set` returns only once the provider reports the change on all its
+    #: authoritative servers (route53's GetChange ``INSYNC``).
+    synced_by_provider: bool
+
+    def nameservers(self) -> list[str]:
+        """Host names of the zone's authoritative servers, as the provider knows them."""
+        ...
+
+    def apex(self) -> str | None:
+        """How a CNAME-like record at the zone apex is written: "alias", "flattening" or None
+        (impossible with this provider)."""
+        ...
 
     def get(self, name: str, rtype: str) -> Record | None:
         """Return the record set at ``name`` of type ``rtype``, or None if there is none."""
@@ -148,6 +165,29 @@ class Rfc2136Provider:
     key_secret: str = field(repr=False)
     algorithm: str = "hmac-sha256"
     timeout: float = 5.0
+    #: What the sandbox (env.json "dns") says to check: its authoritative servers (host:port)
+    #: and its recursive resolvers; the playbook's dns.nameservers/resolvers come first.
+    sandbox_nameservers: list[str] = field(default_factory=list)
+    sandbox_resolvers: list[str] | None = None
+
+    #: An RFC 2136 server answers an update once it has applied it itself; its secondaries
+    #: follow by NOTIFY and zone transfer, so propagation must be checked by querying them.
+    synced_by_provider = False
+
+    def apex(self) -> str | None:
+        """RFC 2136 writes plain records: no CNAME (nor alias) can live at the apex."""
+        return None
+
+    def nameservers(self) -> list[str]:
+        """The zone's NS set as served by the primary (host names, no trailing dot)."""
+        record = query_authoritative(
+            self.server, self.port, _display(self.origin), "NS", timeout=self.timeout
+        )
+        if record is None:
+            raise DnsError(
+                f"{self.server}:{self.port} serves no NS records for zone {_display(self.origin)}"
+            )
+        return [value.rstrip(".") for value in record.values]
 
     @property
     def origin(self) -> dns.name.Name:
@@ -245,6 +285,44 @@ class Rfc2136Provider:
             f"(zone {_display(self.origin)}, TSIG key {self.key_name})"
         )
 
+    def _authority(self) -> str | None:
+        """None when the server answers the zone's SOA authoritatively, else what it does."""
+        origin = _display(self.origin)
+        try:
+            soa = query_authoritative(self.server, self.port, origin, "SOA", timeout=self.timeout)
+        except DnsError as exc:
+            return str(exc)
+        return None if soa is not None else f"it serves no SOA record for {origin}"
+
+    def _diagnose(self, rcode: dns.rcode.Rcode) -> str:
+        """Why the server refused a correctly signed update: what it said, and what a SOA query
+        (AA flag) shows about whether it is authoritative for the zone at all."""
+        origin = _display(self.origin)
+        if rcode == dns.rcode.NOTZONE:
+            return f"the name is not inside zone {origin} as the server knows it"
+        if rcode == dns.rcode.SERVFAIL:
+            return "the server failed to apply it; see the server's log"
+        if rcode not in (dns.rcode.REFUSED, dns.rcode.NOTAUTH):
+            return "see the server's log"
+        problem = self._authority()
+        if problem is not None:
+            return (
+                f"the server is not authoritative for zone {origin} ({problem}): point "
+                "dns.server at the zone's primary"
+            )
+        if rcode == dns.rcode.NOTAUTH:
+            return f"the server did not accept key {self.key_name!r} for zone {origin}"
+        # The answer was signed with our key (dnspython checked it), so the key is known and the
+        # server is authoritative: knotd 3.2.6 answers exactly this while the zone is frozen
+        # (`knotc zone-freeze`, tests/adapters/test_dns_errors.py). BIND answers REFUSED for an
+        # update-policy that denies the key, which cutover cannot tell apart from here.
+        return (
+            f"the server is authoritative for {origin} and accepted key {self.key_name!r}, but "
+            "takes no updates for the zone now: the zone is frozen (Knot: `knotc zone-status "
+            f"{origin}` shows it; `knotc zone-thaw {origin}`), it is a secondary, or its "
+            "update policy denies this name"
+        )
+
     def set(self, record: Record) -> None:
         """Replace the record set with one TSIG-signed update over TCP, then read it back.
 
@@ -258,9 +336,13 @@ class Rfc2136Provider:
         try:
             response = dns.query.tcp(message, self.server, port=self.port, timeout=self.timeout)
         except dns.tsig.PeerBadKey:
+            # Knot answers NOTAUTH with TSIG error BADKEY both for a key it does not know and
+            # for a key its ACL does not allow to update this zone (knotd 3.2: ACL check before
+            # the update is queued; seen with a second key outside the update ACL).
             raise DnsError(
-                f"DNS update of {name} refused by {where}: the server does not know TSIG key "
-                f"{self.key_name!r} (BADKEY); check the key name and algorithm {self.algorithm}"
+                f"DNS update of {name} refused by {where}: NOTAUTH with TSIG error BADKEY: the "
+                f"server does not know key {self.key_name!r} (algorithm {self.algorithm}) or its "
+                f"ACL does not allow that key to update zone {_display(self.origin)}"
             ) from None
         except dns.tsig.PeerBadSignature:
             raise DnsError(
@@ -276,17 +358,28 @@ class Rfc2136Provider:
             raise DnsError(
                 f"DNS update of {name}: no answer from {where} within {self.timeout:g}s"
             ) from None
+        except dns.exception.FormError as exc:
+            if "requires a TSIG" not in str(exc):
+                raise DnsError(f"DNS update of {name} to {where} failed: {exc}") from None
+            # An unsigned answer to a signed update: the server rejected it before looking at
+            # the key, as knotd does (NOTAUTH, unsigned) for a zone it does not serve.
+            problem = self._authority()
+            raise DnsError(
+                f"DNS update of {name} refused by {where} with an unsigned answer: "
+                + (
+                    f"the server is not authoritative for zone {_display(self.origin)} "
+                    f"({problem}); point dns.server at the zone's primary"
+                    if problem
+                    else "see the server's log"
+                )
+            ) from None
         except (OSError, dns.exception.DNSException) as exc:
             raise DnsError(f"DNS update of {name} to {where} failed: {exc}") from None
         rcode = response.rcode()
         if rcode != dns.rcode.NOERROR:
-            hint = {
-                dns.rcode.NOTAUTH: "the server did not accept the TSIG key for this zone",
-                dns.rcode.REFUSED: "the server's ACL does not allow updates with this key",
-                dns.rcode.NOTZONE: "the name is not in the zone",
-            }.get(rcode, "see the server's log")
             raise DnsError(
-                f"DNS update of {name} refused by {where}: {dns.rcode.to_text(rcode)} ({hint})"
+                f"DNS update of {name} refused by {where}: {dns.rcode.to_text(rcode)} "
+                f"({self._diagnose(rcode)})"
             )
         current = self.get(record.name, record.rtype)
         wanted = sorted(rdata.to_text() for rdata in self._rdatas(record))

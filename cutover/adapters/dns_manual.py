@@ -12,10 +12,25 @@ from cutover.errors import CutoverError
 
 
 class ManualDnsProvider:
+    #: The operator makes the change; nothing reports when every server has it.
+    synced_by_provider = False
+
     def __init__(self, zone: str, *, servers: list[str] | None = None, port: int = 53) -> None:
         self.zone = zone
         self.port = port
         self._servers = servers  # None: found through the zone's NS records
+
+    def apex(self) -> str | None:
+        """cutover cannot know whether the operator's provider has an alias: say it has not."""
+        return None
+
+    def nameservers(self) -> list[str]:
+        """Host names of the zone's NS set, through the system resolver."""
+        try:
+            answer = dns.resolver.Resolver().resolve(self.zone, "NS")
+        except dns.exception.DNSException as exc:
+            raise DnsError(f"cannot find the name servers of {self.zone}: {exc}") from None
+        return sorted(ns.to_text().rstrip(".") for ns in answer)
 
     def _nameservers(self) -> list[str]:
         """Addresses of the zone's NS hosts, looked up once through the system resolver."""

@@ -100,8 +100,15 @@ def make_dns(
         return None
     masker.add(secret)
     host, port = split_server(server)
+    resolvers = box.get("resolvers")
     return Rfc2136Provider(
-        server=host, port=port, zone=dns.zone, key_name=key_name, key_secret=secret
+        server=host,
+        port=port,
+        zone=dns.zone,
+        key_name=key_name,
+        key_secret=secret,
+        sandbox_nameservers=[str(s) for s in box.get("nameservers") or []],
+        sandbox_resolvers=[str(s) for s in resolvers] if resolvers is not None else None,
     )
 
 

@@ -2,6 +2,14 @@
 
 The server accepts RFC 2136 updates signed with one TSIG key (hmac-sha256). Updates stay in the
 journal (``zonefile-sync: -1``), so the zone file keeps what was written at creation.
+
+A second server can serve the zone as a secondary (:meth:`KnotServer.create_secondary`): it
+transfers the zone from the primary (AXFR, then IXFR from the journal) when the primary sends
+NOTIFY after an update, and on its SOA refresh timer otherwise. Tests make it lag with
+``knotc zone-freeze`` on the secondary (Knot's reference: "zone-freeze: trigger a zone freeze.
+All running events will be finished and all new and pending (planned) zone-changing events
+(load, refresh, update, flush, and DNSSEC signing) will be held up until the zone is thawed"),
+then ``zone-thaw`` (and ``zone-refresh``) to let it catch up; see :meth:`KnotServer.control`.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +63,35 @@ def _check_token(what: str, value: str) -> None:
         raise KnotError(f"invalid {what} {value!r}: no quotes, newlines or surrounding spaces")
 
 
-def _config(folder: Path, port: int, zone: str, tsig_name: str, tsig_secret: str) -> str:
+def _remotes(ports: Sequence[int], prefix: str) -> str:
+    return "".join(
+        f"  - id: {prefix}{n}\n    address: 127.0.0.1@{port}\n" for n, port in enumerate(ports)
+    )
+
+
+def _config(
+    folder: Path,
+    port: int,
+    zone: str,
+    tsig_name: str,
+    tsig_secret: str,
+    *,
+    notify_ports: Sequence[int] = (),
+    primary_port: int | None = None,
+) -> str:
+    """knotd.conf for a primary (updates by TSIG key, NOTIFY to ``notify_ports``, transfers to
+    loopback) or, with ``primary_port``, a secondary of that primary (Knot 3.2's reference:
+    ``remote``/``master``/``notify`` zone options, ``acl`` actions ``transfer`` and ``notify``)."""
+    remotes = _remotes(notify_ports, "secondary") + (
+        _remotes([primary_port], "primary") if primary_port is not None else ""
+    )
+    if primary_port is not None:
+        zone_extra = "    master: primary0\n    acl: [sandbox-update, loopback-notify]\n"
+    else:
+        notify = ", ".join(f"secondary{n}" for n in range(len(notify_ports)))
+        zone_extra = (f"    notify: [{notify}]\n" if notify_ports else "") + (
+            "    acl: [sandbox-update, loopback-transfer]\n"
+        )
     return f"""# Written by cutover's sandbox; regenerated on every create.
 server:
     rundir: "{folder / "run"}"
@@ -79,7 +116,13 @@ acl:
   - id: sandbox-update
     key: {tsig_name}
     action: update
-
+  - id: loopback-transfer
+    address: 127.0.0.1
+    action: transfer
+  - id: loopback-notify
+    address: 127.0.0.1
+    action: notify
+{"remote:" + chr(10) + remotes if remotes else ""}
 template:
   - id: default
     storage: "{folder / "zones"}"
@@ -89,8 +132,7 @@ template:
 zone:
   - domain: {zone}.
     file: {zone}.zone
-    acl: sandbox-update
-"""
+{zone_extra}"""
 
 
 def _zone_file(zone: str, records: Sequence[RecordSpec]) -> str:
@@ -124,6 +166,10 @@ class KnotServer:
     tsig_name: str
     tsig_secret: str = field(repr=False)
     pid: int | None = None
+    #: Set on a secondary: the primary's port on 127.0.0.1 it transfers the zone from.
+    primary_port: int | None = None
+    #: Set on a primary: the secondaries' ports it sends NOTIFY to after a change.
+    notify_ports: list[int] = field(default_factory=list)
 
     @property
     def state_file(self) -> Path:
@@ -143,11 +189,69 @@ class KnotServer:
         zone: str,
         records: Sequence[RecordSpec],
         tsig_name: str = "cutover-sandbox",
+        *,
+        notify_ports: Sequence[int] = (),
     ) -> KnotServer:
-        """Write config and zone into ``folder`` (0700), start knotd, wait for it, save state."""
+        """Write config and zone into ``folder`` (0700), start knotd, wait for it, save state.
+
+        ``notify_ports``: secondaries (see :meth:`create_secondary`) on 127.0.0.1 to NOTIFY.
+        """
         zone = zone.rstrip(".").lower()
         _check_token("zone", zone)
         _check_token("TSIG key name", tsig_name)
+        folder = cls._prepare(folder)
+        secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+        server = cls(
+            folder=folder,
+            port=port,
+            zone=zone,
+            tsig_name=tsig_name,
+            tsig_secret=secret,
+            notify_ports=list(notify_ports),
+        )
+        procs.write_private(
+            folder / CONF_FILE,
+            _config(folder, port, zone, tsig_name, secret, notify_ports=notify_ports),
+        )
+        procs.write_private(folder / "zones" / f"{zone}.zone", _zone_file(zone, records))
+        server.start()
+        return server
+
+    @classmethod
+    def create_secondary(cls, folder: Path, port: int, primary: KnotServer) -> KnotServer:
+        """A secondary of ``primary`` (which must list ``port`` in its ``notify_ports``): it
+        starts empty and is ready once the first zone transfer served it the SOA."""
+        if port not in primary.notify_ports:
+            raise KnotError(
+                f"primary on port {primary.port} does not NOTIFY port {port}: create it with "
+                f"notify_ports=[{port}]"
+            )
+        folder = cls._prepare(folder)
+        server = cls(
+            folder=folder,
+            port=port,
+            zone=primary.zone,
+            tsig_name=primary.tsig_name,
+            tsig_secret=primary.tsig_secret,
+            primary_port=primary.port,
+        )
+        procs.write_private(
+            folder / CONF_FILE,
+            _config(
+                folder,
+                port,
+                primary.zone,
+                primary.tsig_name,
+                primary.tsig_secret,
+                primary_port=primary.port,
+            ),
+        )
+        server.start()
+        return server
+
+    @classmethod
+    def _prepare(cls, folder: Path) -> Path:
+        """Check the folder can hold a server (socket path, no server of it running); make it."""
         control_socket = folder.absolute() / "run" / "knot.sock"
         if len(str(control_socket).encode()) > MAX_SOCKET_PATH:
             raise KnotError(
@@ -167,12 +271,37 @@ class KnotServer:
             # The database folder must exist before knotd starts: otherwise zone loading works
             # but every dynamic update fails with SERVFAIL ("DDNS, processing failed (not exists)").
             procs.ensure_private_dir(folder / sub)
-        secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-        server = cls(folder=folder, port=port, zone=zone, tsig_name=tsig_name, tsig_secret=secret)
-        procs.write_private(folder / CONF_FILE, _config(folder, port, zone, tsig_name, secret))
-        procs.write_private(folder / "zones" / f"{zone}.zone", _zone_file(zone, records))
-        server.start()
-        return server
+        return folder
+
+    @property
+    def control_socket(self) -> Path:
+        """knotd's control socket (``server.rundir``/knot.sock, Knot's default name)."""
+        return self.folder / "run" / "knot.sock"
+
+    def control(self, *args: str, timeout: float = 20.0) -> str:
+        """Run ``knotc -s <socket> ARGS`` (e.g. ``zone-freeze example.test``); its output.
+
+        Raises :class:`KnotError` with knotc's message when it fails (knotc exits non-zero).
+        """
+        knotc = shutil.which("knotc") or shutil.which("knotc", path="/usr/sbin:/usr/local/sbin")
+        if knotc is None:
+            raise KnotError("knotc not found on PATH or in /usr/sbin: install the package knot")
+        try:
+            done = subprocess.run(
+                [knotc, "-s", str(self.control_socket), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise KnotError(f"knotc {' '.join(args)} did not finish within {timeout:g}s") from None
+        if done.returncode != 0:
+            raise KnotError(
+                f"knotc {' '.join(args)} failed (exit {done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()}"
+            )
+        return done.stdout
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start knotd with the written config and wait until it answers a SOA query."""
@@ -246,6 +375,8 @@ class KnotServer:
             "tsig_name": self.tsig_name,
             "tsig_secret": self.tsig_secret,
             "pid": self.pid,
+            "primary_port": self.primary_port,
+            "notify_ports": self.notify_ports,
         }
         procs.write_private(target, json.dumps(data, indent=2) + "\n")
         return target
@@ -264,4 +395,6 @@ class KnotServer:
             tsig_name=str(data["tsig_name"]),
             tsig_secret=str(data["tsig_secret"]),
             pid=int(pid) if pid is not None else None,
+            primary_port=data.get("primary_port"),
+            notify_ports=[int(p) for p in data.get("notify_ports") or []],
         )

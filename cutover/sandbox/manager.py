@@ -8,7 +8,8 @@ What ``up`` starts, all on 127.0.0.1 and recorded in ``<sandbox>/sandbox.json`` 
 * the Heroku API emulator (Platform + Data API) that the real heroku CLI talks to, and its
   HTTPS backup download server;
 * the sample app serving the "Heroku" app over HTTPS;
-* a Knot DNS server for the zone ``example.test`` accepting TSIG-signed RFC 2136 updates;
+* the zone ``example.test`` on two Knot DNS servers (a primary accepting TSIG-signed RFC 2136
+  updates, a secondary it NOTIFYs) and a caching resolver (unbound) for it (sandbox/dnsbox.py);
 * the convox stand-in (``<sandbox>/bin/convox``) with its rack state in ``<sandbox>/convox``;
   it starts the sample app as the Convox app when a release is promoted.
 
@@ -33,7 +34,7 @@ from typing import Any
 
 import cutover
 from cutover.errors import CutoverError
-from cutover.sandbox import convox_fake, heroku_api, pgcluster, procs, seed
+from cutover.sandbox import convox_fake, dnsbox, heroku_api, pgcluster, procs, seed
 from cutover.sandbox.knot import KnotServer
 from cutover.sandbox.tls import SandboxCA
 
@@ -163,7 +164,8 @@ def _start(
     folder: Path, data: dict[str, Any], rows: int, say: Any, rack_timings: dict[str, float]
 ) -> None:
     ports = data["ports"]
-    for name in ("heroku_api", "backups", "heroku_app", "router", "dns", "pg_heroku", "pg_convox"):
+    port_names = "heroku_api backups heroku_app router dns dns2 resolver pg_heroku pg_convox"
+    for name in port_names.split():
         ports[name] = procs.free_port()
     procs.ensure_private_dir(folder / "logs")
 
@@ -337,17 +339,8 @@ def _start_heroku(
 
 
 def _start_dns(folder: Path, data: dict[str, Any], say: Any) -> KnotServer:
-    ports = data["ports"]
-    say(f"Knot DNS for {ZONE} on 127.0.0.1:{ports['dns']}")
-    knot = KnotServer.create(
-        folder / "dns",
-        ports["dns"],
-        ZONE,
-        [("www", "CNAME", ORIGINAL_TTL, HEROKU_DNS_TARGET + ".")],
-    )
-    assert knot.pid is not None
-    data["pids"]["dns"] = knot.pid
-    return knot
+    records = [("www", "CNAME", ORIGINAL_TTL, HEROKU_DNS_TARGET + ".")]
+    return dnsbox.start(folder, data["ports"], data["pids"], ZONE, records, say)
 
 
 def _start_convox(
@@ -430,6 +423,7 @@ def _write_env(
                     "port": ports["dns"],
                     "key_name": knot.tsig_name,
                     "key_secret": knot.tsig_secret,
+                    **dnsbox.check_servers(ports),
                 },
             },
             indent=2,
@@ -479,6 +473,8 @@ def status(folder: Path) -> list[Component]:
         "heroku_api": "heroku_api",
         "heroku_app": "heroku_app",
         "dns": "dns",
+        "dns2": "dns2",
+        "resolver": "resolver",
     }
     for name, pid in data.get("pids", {}).items():
         alive = procs.pid_alive(int(pid))

@@ -8,11 +8,12 @@ from cutover.steps.base import Context, Step
 from cutover.steps.confirm import ConfirmWindow
 from cutover.steps.data import FinalSync, InitialSync
 from cutover.steps.datacheck import CheckData
-from cutover.steps.dns import LowerTtl, SwitchDns, VerifyDns
+from cutover.steps.dns import SwitchDns, VerifyDns
 from cutover.steps.freeze import FreezeWrites
 from cutover.steps.preflight import Preflight
 from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.site import VerifySite
+from cutover.steps.ttl import LowerTtl, RestoreTtl, WaitTtl
 from cutover.steps.verify import VerifyData
 from cutover.steps.window import MaintenanceOn, ScaleDown
 from cutover.steps.workers import StartWorkers
@@ -27,6 +28,7 @@ STEPS: list[Step] = [
     InitialSync(),
     LowerTtl(),
     AddDomain(),
+    WaitTtl(),
     ConfirmWindow(),
     DisableScheduler(),
     MaintenanceOn(),
@@ -38,6 +40,7 @@ STEPS: list[Step] = [
     VerifyDns(),
     VerifySite(),
     StartWorkers(),
+    RestoreTtl(),
 ]
 STEP_IDS = [s.id for s in STEPS]
 BY_ID = {s.id: s for s in STEPS}

@@ -1,26 +1,20 @@
-"""confirm-window: the last look before the window starts: the TTL wait, then the checklist of
-what stops and in which order, and the predicted downtime (engine/timings.py), recorded in its
-outputs so the end of the run can show it next to the measured downtime."""
+"""confirm-window: the last look before the window starts (wait-ttl, just before it, waited for
+caches to drop the old TTL): the checklist of what stops and in which order, and the predicted
+downtime (engine/timings.py), recorded in its outputs so the end of the run can show it next to
+the measured downtime."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from cutover.errors import CutoverError
 from cutover.steps.app import SmokeTestOutputs
 from cutover.steps.base import Context, Step, StepOutputs
-from cutover.steps.records import LowerTtlOutputs
 
 if TYPE_CHECKING:
     from cutover.engine.timings import Estimate
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 class ConfirmWindowOutputs(StepOutputs):
@@ -36,12 +30,10 @@ class ConfirmWindow(Step):
     id = "confirm-window"
     title = "Check the window can start"
     outputs = ConfirmWindowOutputs
-    fields = ("window.ttl_wait_max",)
-    reads = (LowerTtlOutputs, SmokeTestOutputs)
+    reads = (SmokeTestOutputs,)
 
     def describe(self, ctx: Context) -> list[str]:
         return [
-            "wait until DNS caches have dropped the old TTL (lower-ttl outputs)",
             "show the window's checklist (what stops, in which order) and the predicted "
             "downtime (measured timings, window.rehearsal)",
         ]
@@ -51,24 +43,8 @@ class ConfirmWindow(Step):
         from cutover.engine.timings import estimate  # noqa: PLC0415
         from cutover.steps import STEPS  # noqa: PLC0415
 
-        # Before the TTL wait: an unreadable rehearsal is refused now, not after minutes.
         # Not declared in ``reads``: the estimate is advice (like check-data's), not an input.
         predicted = estimate(ctx.playbook, ctx.state, STEPS)
-        lowered = self.read(ctx, LowerTtlOutputs)
-        if lowered is not None:
-            ready = lowered.lowered_at + lowered.original.ttl
-            remaining = ready - ctx.clock()
-            if remaining > ctx.model.window.ttl_wait_max:
-                raise CutoverError(
-                    f"resolvers may cache the old TTL ({lowered.original.ttl}s) until "
-                    f"{_iso(ready)}; the window should start after that",
-                    resolution="Run `cutover run` again after that time "
-                    "(or raise window.ttl_wait_max to wait here).",
-                )
-            while remaining > 0:
-                ctx.note(f"waiting {remaining:.0f}s for caches to drop the old TTL")
-                ctx.sleep(min(remaining, 10.0))
-                remaining = ready - ctx.clock()
         smoke = self.read(ctx, SmokeTestOutputs)
         if smoke:
             ctx.note(f"Convox smoke test passed on {smoke.domain}")

@@ -1,4 +1,5 @@
-"""DNS steps: lower-ttl (a day ahead), switch-dns, verify-dns (verify-site: steps/site.py)."""
+"""DNS steps: switch-dns and verify-dns (lower-ttl, wait-ttl, restore-ttl: steps/ttl.py;
+verify-site: steps/site.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from cutover.errors import CutoverError
 from cutover.state import Status
+from cutover.steps import dnswait
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.preflight import PreflightOutputs
-from cutover.steps.records import DnsRecord, LowerTtlOutputs, LowerTtlProgress
+from cutover.steps.records import DnsRecord
 
 if TYPE_CHECKING:
     from cutover.adapters.dns import Record
@@ -34,6 +38,44 @@ def current_record(ctx: Context) -> Record | None:
     return ctx.dns.get(name, "CNAME") or ctx.dns.get(name, "A") or ctx.dns.get(name, "AAAA")
 
 
+def at_apex(ctx: Context) -> bool:
+    assert ctx.model.dns
+    return _norm(ctx.model.dns.record) == _norm(ctx.model.dns.zone)
+
+
+def apex_problem(ctx: Context) -> str | None:
+    """Why the record cannot be pointed at the router (it is the zone apex and the provider
+    has no alias or flattening there), or None. Asked before the window (lower-ttl) and again
+    at switch-dns, never first at the flip."""
+    if not at_apex(ctx) or ctx.dns is None or ctx.dns.apex() is not None:
+        return None
+    assert ctx.model.dns
+    return (
+        f"{ctx.model.dns.record} is the zone apex, where DNS allows no CNAME, and the "
+        f"{ctx.model.dns.provider} provider has no alias or CNAME flattening to stand in for one"
+    )
+
+
+def refuse_apex(ctx: Context) -> None:
+    problem = apex_problem(ctx)
+    if problem is not None:
+        raise CutoverError(
+            problem,
+            resolution="Move the site to a name below the apex (www.<zone>) and redirect the "
+            "apex there, or use a provider with apex aliases (dns.provider: route53, alias A "
+            "record; cloudflare, CNAME flattening).",
+        )
+
+
+def points_at(record: Record | None, router: str) -> bool:
+    """The record sends traffic to the router: a CNAME to it, or a provider's apex alias."""
+    return (
+        record is not None
+        and (record.rtype == "CNAME" or record.alias)
+        and [_norm(v) for v in record.values] == [router]
+    )
+
+
 def _router(step: Step, ctx: Context) -> str:
     pre = step.read(ctx, PreflightOutputs)
     router = (pre.router if pre else "") or ctx.convox.router()
@@ -44,6 +86,14 @@ def _record(name: str, rtype: str, ttl: int, values: list[str]) -> Record:
     from cutover.adapters.dns import Record  # noqa: PLC0415 - adapters load when a step runs (start-up time)
 
     return Record(name, rtype, ttl, values)
+
+
+def _router_record(ctx: Context, ttl: int, router: str) -> Record:
+    """CNAME to the router; at the apex a CNAME the provider writes as its alias/flattening."""
+    assert ctx.model.dns
+    record = _record(ctx.model.dns.record, "CNAME", ttl, [router + "."])
+    record.alias = at_apex(ctx)
+    return record
 
 
 @contextmanager
@@ -99,55 +149,6 @@ def _show(record: Record | DnsRecord | None) -> str:
     return f"{rtype} {', '.join(record.values)} TTL {record.ttl}"
 
 
-class LowerTtl(Step):
-    id = "lower-ttl"
-    title = "Lower the DNS TTL (a day ahead)"
-    outputs = LowerTtlOutputs
-    fields = _DNS_FIELDS
-
-    def applies(self, model: Any) -> str | None:
-        return _skip_without_dns(model)
-
-    def describe(self, ctx: Context) -> list[str]:
-        dns = ctx.model.dns
-        assert dns
-        return [
-            f"DNS query {dns.record} (current record and TTL)",
-            f"DNS update: {dns.record} same value, TTL {dns.ttl}  (if the TTL is higher)",
-        ]
-
-    def check(self, ctx: Context) -> LowerTtlOutputs | None:
-        assert ctx.model.dns
-        record = current_record(ctx)
-        if record is None:
-            raise CutoverError(
-                f"{ctx.model.dns.record} has no CNAME or A record to migrate",
-                resolution="Check dns.record and dns.zone in the playbook.",
-            )
-        saved = self.remembered(ctx, LowerTtlProgress)
-        if record.ttl <= ctx.model.dns.ttl:
-            return LowerTtlOutputs(
-                original=saved.original or DnsRecord.of(record),
-                lowered_at=saved.lowered_at or ctx.clock(),
-                ttl=record.ttl,
-            )
-        ctx.extras[self.id] = record
-        return None
-
-    def apply(self, ctx: Context) -> LowerTtlOutputs:
-        assert ctx.model.dns and ctx.dns
-        record: Record | None = ctx.extras.pop(self.id, None) or current_record(ctx)
-        if record is None:
-            raise CutoverError(f"{ctx.model.dns.record} has no record to lower")
-        original = self.remembered(ctx, LowerTtlProgress).original or DnsRecord.of(record)
-        lowered_at = ctx.clock()
-        # Saved before the change: a crash right after it still knows the original TTL.
-        ctx.save(LowerTtlProgress(original=original, lowered_at=lowered_at))
-        ctx.dns.set(_record(record.name, record.rtype, ctx.model.dns.ttl, list(record.values)))
-        ctx.note(f"{record.name} {record.rtype} TTL {record.ttl} -> {ctx.model.dns.ttl}")
-        return LowerTtlOutputs(original=original, lowered_at=lowered_at, ttl=ctx.model.dns.ttl)
-
-
 class SwitchDnsProgress(Progress):
     previous: DnsRecord | None = None  # saved before the change
     at: float | None = None
@@ -198,9 +199,10 @@ class SwitchDns(Step):
 
     def check(self, ctx: Context) -> SwitchDnsOutputs | None:
         assert ctx.model.dns
+        refuse_apex(ctx)
         record = current_record(ctx)
         router = _router(self, ctx)
-        if record and record.rtype == "CNAME" and [_norm(v) for v in record.values] == [router]:
+        if points_at(record, router):
             saved = self.remembered(ctx, SwitchDnsProgress)
             return SwitchDnsOutputs(
                 router=router, previous=saved.previous, at=saved.at or ctx.clock()
@@ -209,6 +211,10 @@ class SwitchDns(Step):
         return None
 
     def apply(self, ctx: Context) -> SwitchDnsOutputs:
+        with rollback_hint():
+            return self._switch(ctx)
+
+    def _switch(self, ctx: Context) -> SwitchDnsOutputs:
         assert ctx.model.dns and ctx.dns
         router = _router(self, ctx)
         record = ctx.extras.pop(self.id, None) or current_record(ctx)
@@ -218,7 +224,7 @@ class SwitchDns(Step):
         ctx.save(SwitchDnsProgress(previous=previous))
         mark_live(ctx)  # the guard in the world: no sync overwrites a live database
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
-        ctx.dns.set(_record(ctx.model.dns.record, "CNAME", ttl, [router + "."]))
+        ctx.dns.set(_router_record(ctx, ttl, router))
         ctx.note(
             f"{ctx.model.dns.record} CNAME {router} (TTL {ttl}); was "
             + (f"{previous.type} {', '.join(previous.values)}" if previous else "none")
@@ -245,11 +251,7 @@ class SwitchDns(Step):
         if ctx.dns is not None:
             record = current_record(ctx)
             if previous is None:
-                if (
-                    record is not None
-                    and record.rtype == "CNAME"
-                    and [_norm(v) for v in record.values] == [_router(self, ctx)]
-                ):
+                if points_at(record, _router(self, ctx)):
                     reasons.append(f"{ctx.model.dns.record} points at the Convox router")
             elif not _same(record, previous):
                 reasons.append(
@@ -336,9 +338,13 @@ class SwitchDns(Step):
 
 
 class VerifyDnsOutputs(StepOutputs):
+    """``servers``/``resolvers``: when each answered the router (server text -> clock time)."""
+
     step_id = "verify-dns"
     answer: str
     ttl: int
+    servers: dict[str, float] = Field(default_factory=dict)
+    resolvers: dict[str, float] = Field(default_factory=dict)
 
 
 class VerifyDns(Step):
@@ -355,25 +361,95 @@ class VerifyDns(Step):
     def describe(self, ctx: Context) -> list[str]:
         dns = ctx.model.dns
         assert dns
+        resolvers = dnswait.resolver_list(ctx)
         return [
-            f"DNS query {dns.record} CNAME until it is the router "
-            f"(up to {dns.propagation_timeout}s)"
+            f"DNS query {dns.record} on every authoritative name server until each answers the "
+            f"router (up to {dns.propagation_timeout}s)",
+            (
+                f"DNS query {dns.record} through the resolvers {', '.join(resolvers)} until "
+                f"each answers the router (cached answers expire; up to "
+                f"{dns.propagation_timeout}s)"
+            )
+            if resolvers
+            else "no recursive resolver to ask (dns.resolvers: [])",
         ]
 
     def apply(self, ctx: Context) -> VerifyDnsOutputs:
-        assert ctx.model.dns
+        with rollback_hint():
+            return self._verify(ctx)
+
+    def _verify(self, ctx: Context) -> VerifyDnsOutputs:
+        from cutover.adapters.dnscheck import parse_server  # noqa: PLC0415 - adapters at run time
+
+        dns = ctx.model.dns
+        assert dns
         router = _router(self, ctx)
-        deadline = time.monotonic() + ctx.model.dns.propagation_timeout
-        while True:
-            record = current_record(ctx)
-            seen = [_norm(v) for v in record.values] if record else []
-            if record and record.rtype == "CNAME" and seen == [router]:
-                ctx.note(f"{ctx.model.dns.record} answers CNAME {router}")
-                return VerifyDnsOutputs(answer=router, ttl=record.ttl)
-            if time.monotonic() > deadline:
-                raise CutoverError(
-                    f"{ctx.model.dns.record} still answers {', '.join(seen) or 'nothing'} "
-                    f"after {ctx.model.dns.propagation_timeout}s, expected CNAME {router}",
-                    resolution="Check the record at your DNS provider, then `cutover run`.",
-                )
-            ctx.sleep(2)
+        timeout = float(dns.propagation_timeout)
+        servers = dnswait.nameservers(ctx)
+
+        def routed(record: Record | None) -> bool:
+            return points_at(record, router)
+
+        authoritative = (
+            {}
+            if servers is None
+            else dnswait.wait_for(
+                ctx,
+                servers,
+                routed,
+                recursive=False,
+                what=f"CNAME {router}",
+                timeout=timeout,
+                resolution="Check those servers' zone transfers from the primary. "
+                + dnswait.ROLLBACK_HINT,
+            )
+        )
+        record = current_record(ctx)
+        resolvers = [parse_server(item) for item in dnswait.resolver_list(ctx)]
+        apex_values = sorted(_norm(v) for v in record.values) if record and at_apex(ctx) else None
+
+        def resolved(found: Record | None) -> bool:
+            if apex_values is not None and found is not None and found.rtype != "CNAME":
+                # An apex alias reaches resolvers as the addresses the provider serves for it.
+                return sorted(_norm(v) for v in found.values) == apex_values
+            return routed(found)
+
+        recursive = (
+            dnswait.wait_for(
+                ctx,
+                resolvers,
+                resolved,
+                recursive=True,
+                what=f"CNAME {router}",
+                timeout=timeout,
+                resolution="Those resolvers still cache the old record (its TTL) or cannot "
+                "reach the zone; wait and run `cutover run` again. " + dnswait.ROLLBACK_HINT,
+            )
+            if resolvers
+            else {}
+        )
+        ctx.note(
+            f"{dns.record} answers CNAME {router} on {len(authoritative)} name server(s) and "
+            f"{len(recursive)} resolver(s)"
+        )
+        return VerifyDnsOutputs(
+            answer=router,
+            ttl=record.ttl if record else dns.ttl,
+            servers=authoritative,
+            resolvers=recursive,
+        )
+
+
+@contextmanager
+def rollback_hint() -> Iterator[None]:
+    """A DNS failure inside the window: its resolution names `cutover rollback`."""
+    try:
+        yield
+    except CutoverError as exc:
+        if "cutover rollback" in exc.resolution:
+            raise
+        raise CutoverError(
+            exc.brief,
+            details=exc.details,
+            resolution=(exc.resolution + " " if exc.resolution else "") + dnswait.ROLLBACK_HINT,
+        ) from None

@@ -1,11 +1,11 @@
-"""DNS records as the state keeps them, and lower-ttl's contract (read by confirm-window in
-steps/window.py and by rollback, so it lives below both)."""
+"""DNS records as the state keeps them, and lower-ttl's contract (read by wait-ttl, restore-ttl
+and by rollback, so it lives below them)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cutover.steps.base import Progress, StepOutputs
 
@@ -29,12 +29,23 @@ class DnsRecord(BaseModel):
 class LowerTtlProgress(Progress):
     original: DnsRecord | None = None  # saved before the change
     lowered_at: float | None = None
+    verified: dict[str, float] | None = None  # name server -> when it served the lowered TTL
 
 
 class LowerTtlOutputs(StepOutputs):
-    """The record before cutover touched it (what a rollback restores, TTL included)."""
+    """The record before cutover touched it (what a rollback restores, TTL included); when the
+    lowered TTL was set, and when every authoritative name server served it (``verified``: per
+    server; ``verified_at``: the last of them, from which wait-ttl counts the old TTL; None in
+    states written before issue 12, where ``lowered_at`` stands in)."""
 
     step_id = "lower-ttl"
     original: DnsRecord
     lowered_at: float
     ttl: int
+    verified_at: float | None = None
+    verified: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def caches_clear_at(self) -> float:
+        """When no resolver can still hold the record with its original TTL."""
+        return (self.verified_at or self.lowered_at) + self.original.ttl

@@ -163,10 +163,14 @@ def test_heroku_is_in_maintenance_with_workers_stopped(
 
 def test_dns_points_at_the_router(sandbox: Path, cutover_run: dict[str, Any]) -> None:
     env = json.loads((sandbox / "env.json").read_text())
-    record = query_authoritative("127.0.0.1", env["dns"]["port"], manager.RECORD, "CNAME")
-    assert record is not None
-    assert [v.rstrip(".") for v in record.values] == [manager.ROUTER]
-    assert record.ttl == 5
+    for server in env["dns"]["nameservers"]:  # the primary and its secondary
+        host, _, port = server.partition(":")
+        record = query_authoritative(host, int(port), manager.RECORD, "CNAME")
+        assert record is not None
+        assert [v.rstrip(".") for v in record.values] == [manager.ROUTER]
+        assert record.ttl == manager.ORIGINAL_TTL  # restore-ttl, after the soak
+    state = json.loads((cutover_run["work"] / ".cutover" / "state.json").read_text())
+    assert state["steps"]["restore-ttl"]["status"] == "done"
 
 
 def test_no_secret_leaks(sandbox: Path, cutover_run: dict[str, Any]) -> None:

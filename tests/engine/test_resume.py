@@ -12,7 +12,7 @@ import signal
 
 import pytest
 from fakes.chains import EFFECT_HOOKS, Chain
-from fakes.harness import LOWERED_TTL, STEP_IDS, Finished, Project, normalized_state
+from fakes.harness import ORIGINAL_TTL, STEP_IDS, Finished, Project, normalized_state
 from fakes.seed import ROUTER
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_boundary_kills_apply_no_effect_twice(boundary_chain: Chain, finished: F
 # -- kill -9 right after each effect ----------------------------------------------------------
 def test_effect_kills_hit_every_effect(effect_chain: Chain) -> None:
     project = effect_chain.project
-    assert len(effect_chain.results) == len(EFFECT_HOOKS) + 2 + 1  # + 2 DNS kills + the last
+    assert len(effect_chain.results) == len(EFFECT_HOOKS) + 3 + 1  # + 3 DNS kills + the last
     assert killed_steps(project) == [
         "create-app",
         "set-env",
@@ -80,9 +80,9 @@ def test_effect_kills_hit_every_effect(effect_chain: Chain) -> None:
         "maintenance-on",
         "scale-down",
     ]
-    assert len(project.tap.updates) == 2
+    assert len(project.tap.updates) == 3  # lower-ttl, switch-dns, restore-ttl
     record = project.dns_record()
-    assert record is not None and record.values == [ROUTER + "."] and record.ttl == LOWERED_TTL
+    assert record is not None and record.values == [ROUTER + "."] and record.ttl == ORIGINAL_TTL
 
 
 def test_effect_kills_apply_no_effect_twice(effect_chain: Chain, finished: Finished) -> None:
@@ -98,6 +98,7 @@ def test_every_interrupted_step_is_found_already_applied(effect_chain: Chain) ->
         "disable-scheduler",  # no Scheduler add-on and no timers: nothing to disable
         "lower-ttl",
         "maintenance-on",
+        "restore-ttl",  # killed right after its DNS update
         "scale-down",
         "set-env",
         "switch-dns",

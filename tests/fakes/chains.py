@@ -98,7 +98,8 @@ def effect_chain(project: Project) -> Chain:
     running: list[Popen[str]] = []
 
     def kill_after_dns_update(number: int) -> None:
-        # Knot applied the update (lower-ttl, then switch-dns); cutover has not seen the answer.
+        # Knot applied the update (lower-ttl, switch-dns, restore-ttl); cutover has not seen
+        # the answer.
         os.kill(running[-1].pid, signal.SIGKILL)
 
     def pause_after_maintenance(chain: Chain) -> None:

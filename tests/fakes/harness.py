@@ -34,7 +34,7 @@ ZONE = "example.test"
 RECORD = f"www.{ZONE}"
 HEROKU_TARGET = "myapp.herokudns.test"
 # The record's TTL before lower-ttl, and the playbook's lowered TTL: lower-ttl really updates the
-# record, and confirm-window waits at most ORIGINAL_TTL seconds for caches.
+# record, and wait-ttl waits at most ORIGINAL_TTL seconds for caches.
 ORIGINAL_TTL = 2
 LOWERED_TTL = 1
 SERVICE_DOMAIN = f"web.{seed.CONVOX_APP}.{seed.RACK_DOMAIN}"
@@ -62,6 +62,7 @@ STEP_IDS = [
     "initial-sync",
     "lower-ttl",
     "add-domain",
+    "wait-ttl",
     "confirm-window",
     "disable-scheduler",
     "maintenance-on",
@@ -73,6 +74,7 @@ STEP_IDS = [
     "verify-dns",
     "verify-site",
     "start-workers",
+    "restore-ttl",
 ]
 # Skipped by the engine tests' playbook: the fake psql knows no ALTER DATABASE (freeze-writes is
 # tested on real PostgreSQL: tests/steps/test_freeze_writes.py, tests/e2e/test_sandbox_window.py).
@@ -88,6 +90,13 @@ TIME_KEYS = {
     "predicted_downtime_seconds",
     "marker",
     "seconds",
+    # DNS checks: clock times per server (keyed by the tap's port, which differs per project).
+    "verified",
+    "verified_at",
+    "caches_clear_at",
+    "restored_at",
+    "servers",
+    "resolvers",
 }
 
 PLAYBOOK = f"""\
@@ -121,6 +130,7 @@ dns:
   record: {RECORD}
   ttl: {LOWERED_TTL}
   propagation_timeout: 20
+  soak_seconds: 0  # restore-ttl right after verify-site
 window:
   scale_down: [worker]
   drain_seconds: 0
@@ -443,6 +453,10 @@ def open_project(base: Path, bin_dir: Path, certs: Certificates) -> Iterator[Pro
                 "port": tap.port,
                 "key_name": knot.tsig_name,
                 "key_secret": knot.tsig_secret,
+                # lower-ttl/verify-dns/restore-ttl check the one name server (through the tap);
+                # no recursive resolver (tests/steps/test_dns_*.py use unbound).
+                "nameservers": [f"127.0.0.1:{tap.port}"],
+                "resolvers": [],
             },
         }
         env_file = root / "sandbox" / "env.json"

@@ -74,12 +74,14 @@ def test_sections_left_out_skip_their_steps() -> None:
         "initial-sync",
         "lower-ttl",
         "add-domain",
+        "wait-ttl",
         "freeze-writes",
         "final-sync",
         "verify-data",
         "switch-dns",
         "verify-dns",
         "verify-site",
+        "restore-ttl",
     }
 
 
@@ -127,7 +129,7 @@ def test_accepting_reruns_the_changed_steps_and_their_readers_only() -> None:
     state = new_state(pb)
     finish(state, pb, *STEP_IDS[: STEP_IDS.index("confirm-window") + 1])
     decision = plan_rerun(["lower-ttl"], state)
-    assert decision.rerun == ["lower-ttl", "confirm-window"]  # confirm-window reads lower-ttl
+    assert decision.rerun == ["lower-ttl", "wait-ttl"]  # wait-ttl reads lower-ttl
     assert decision.kept == {}
     reset_steps(state, decision.rerun)
     got = kinds(build_plan(pb, state))
