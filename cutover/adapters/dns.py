@@ -53,6 +53,10 @@ class Record:
     rtype: str
     ttl: int
     values: list[str]
+    # Cloudflare's orange cloud (None where a provider has no such thing).
+    proxied: bool | None = None
+    # A provider alias/flattened record standing in for a CNAME at the zone apex.
+    alias: bool = False
 
 
 class DnsProvider(Protocol):
