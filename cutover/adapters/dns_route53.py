@@ -323,7 +323,7 @@ class Route53Provider:
 
     def _read_back(self, full: str, rtype: str, record: Record, alias: bool) -> None:
         current = self.get(full, rtype)
-        wanted = sorted(_norm(v) for v in record.values)
+        wanted = sorted(_norm(v).removeprefix("dualstack.") for v in record.values)
         seen = sorted(_norm(v) for v in current.values) if current else []
         ok = current is not None and seen == wanted and (alias or current.ttl == record.ttl)
         if not ok:
@@ -362,6 +362,11 @@ class Route53Provider:
                 }
         for lb in self._pages("elb", "LoadBalancerDescriptions"):
             if _norm(lb.get("DNSName", "")) == name:
+                if not lb.get("CanonicalHostedZoneNameID"):
+                    raise DnsError(
+                        f"classic load balancer {name} came without its "
+                        "CanonicalHostedZoneNameID: cannot write the alias record"
+                    )
                 return {
                     "HostedZoneId": lb["CanonicalHostedZoneNameID"],
                     "DNSName": lb["DNSName"],

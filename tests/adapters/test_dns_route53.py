@@ -230,6 +230,8 @@ def _stubbed(provider: Route53Provider, statuses: list[str]) -> Stubber:
             },
         )
     info = {"Id": "/change/C0FFEE", "SubmittedAt": "2026-11-30T12:00:00Z"}
+    if not statuses:
+        return stub
     stub.add_response(
         "change_resource_record_sets",
         {"ChangeInfo": {**info, "Status": statuses[0]}},
@@ -306,3 +308,20 @@ def test_an_aws_refusal_is_quoted_without_the_secret(aws: str) -> None:
         Route53Provider(ZONE, zone_id="ZNOTTHERE").get("www", "CNAME")
     assert "NoSuchHostedZone" in str(err.value)
     assert SECRET_KEY not in str(err.value) and SECRET_KEY not in repr(err.value.__dict__)
+
+
+def test_a_refused_change_batch_is_quoted_from_route53s_answer(aws: str) -> None:
+    provider = Route53Provider(ZONE, zone_id="Z1", sleep=lambda s: None)
+    stub = _stubbed(provider, [])
+    stub.add_client_error(
+        "change_resource_record_sets",
+        service_error_code="InvalidChangeBatch",
+        service_message="[RRSet with DNS name www.shop.test. is not permitted in zone shop.test.]",
+        http_status_code=400,
+    )
+    with stub, pytest.raises(DnsError) as err:
+        provider.set(Record("www", "CNAME", 60, ["router.example."]))
+    assert str(err.value) == (
+        "Route 53 ChangeResourceRecordSets www.shop.test CNAME refused: InvalidChangeBatch: "
+        "[RRSet with DNS name www.shop.test. is not permitted in zone shop.test.]"
+    )

@@ -174,6 +174,7 @@ def www_in_route53(zone_id: str) -> dict[str, Any]:
 
 def test_route53_lower_ttl_then_switch(aws: str, tmp_path: Path) -> None:
     run = start(tmp_path, "route53", f"www.{ZONE}")
+    assert run.ctx.masker.mask(f"key {AWS_SECRET}") == f"key {MASK}"  # make_dns registered it
     run.step(LowerTtl())
     assert www_in_route53(aws)["TTL"] == 60
     lowered = run.ctx.state.steps["lower-ttl"]
