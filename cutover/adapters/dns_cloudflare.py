@@ -247,7 +247,11 @@ class CloudflareProvider:
         full, rtype = self.fqdn(record.name), record.rtype.upper()
         if record.proxied is not None or self.proxied is not None:
             wish = record.proxied if record.proxied is not None else self.proxied
-            proxy = "proxied" if wish else "DNS only (not proxied)"
+            proxy = (
+                "proxied (resolvers get Cloudflare's addresses, not this value; TTL automatic)"
+                if wish
+                else "DNS only (not proxied)"
+            )
         else:
             proxy = "proxied as it is now"
         ttl = "automatic" if record.ttl == 1 else f"{record.ttl}s"

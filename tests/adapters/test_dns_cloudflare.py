@@ -88,6 +88,9 @@ def test_the_playbook_can_turn_the_proxy_off_at_the_switch(api: CloudflareApi) -
     dns = provider(api, proxied=False)
     change = Record(f"shop.{ZONE}", "CNAME", 60, ["router.rack.example."])
     assert "DNS only (not proxied)" in dns.describe_set(change)
+    assert "resolvers get Cloudflare's addresses" in provider(api, proxied=True).describe_set(
+        change
+    )
     dns.set(change)
     (now,) = api.find(f"shop.{ZONE}")
     assert (now["proxied"], now["ttl"]) == (False, 60)
