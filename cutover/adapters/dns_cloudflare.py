@@ -8,7 +8,8 @@ Routes and shapes (developers.cloudflare.com/api/):
 * envelope ``{success, errors: [{code, message}], messages, result, result_info}``
   (resources/dns/subresources/settings/index.md, records/methods/list);
 * ``GET /zones?name=`` and ``GET /zones/{zone_id}`` (resources/zones/methods/list): a zone's
-  ``id``, ``name``, ``name_servers``;
+  ``id``, ``name``, ``name_servers``; List Zones takes ``per_page`` 5 to 50 (operationId
+  zones-get in cloudflare/api-schemas openapi.yaml), List DNS Records 100 by default;
 * ``GET /zones/{zone_id}/dns_records?type=&name.exact=`` (records/methods/list), ``POST``
   (operations/dns-records-for-a-zone-create-dns-record), ``PUT`` (overwrite) and ``DELETE
   .../dns_records/{dns_record_id}``; a record's ``type, name, content, ttl, proxied``;
@@ -44,6 +45,7 @@ TOKEN_ENV = "CLOUDFLARE_API_TOKEN"  # noqa: S105 - the variable's default name, 
 AUTO_TTL = 300  # what TTL 1 ("automatic") serves, proxied records included
 _PROXIABLE = ("A", "AAAA", "CNAME")
 _CLASH = {"CNAME": ("A", "AAAA"), "A": ("CNAME",), "AAAA": ("CNAME",)}
+_ZONES_PER_PAGE = 50  # List Zones' maximum (zones-get: per_page minimum 5, maximum 50)
 _AUTH_CODES = {10000}  # "Authentication error" (community.cloudflare.com/t/627742)
 
 
@@ -139,11 +141,13 @@ class CloudflareProvider:
             )
         return answer
 
-    def _pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _pages(
+        self, path: str, params: dict[str, Any], per_page: int = 100
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         page = 1
         while True:
-            answer = self._api("GET", path, params={**params, "page": page, "per_page": 100})
+            answer = self._api("GET", path, params={**params, "page": page, "per_page": per_page})
             found += [r for r in answer.get("result") or [] if isinstance(r, dict)]
             info = answer.get("result_info") or {}
             if page >= int(info.get("total_pages") or 1):
@@ -163,7 +167,7 @@ class CloudflareProvider:
             else:
                 zones = [
                     z
-                    for z in self._pages("/zones", {"name": self.zone})
+                    for z in self._pages("/zones", {"name": self.zone}, per_page=_ZONES_PER_PAGE)
                     if _norm(str(z.get("name", ""))) == self.zone
                 ]
                 if not zones:

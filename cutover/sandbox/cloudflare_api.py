@@ -7,8 +7,10 @@ memory. Every route and shape is the API reference's (developers.cloudflare.com/
   (resources/dns/subresources/settings/index.md: "Returns - errors: array of { code, message,
   documentation_url, source } ... success"); lists add ``result_info {page, per_page, count,
   total_count, total_pages}`` (resources/dns/subresources/records/methods/list);
-* ``GET /zones?name=`` (resources/zones/methods/list: "name: A domain name", equal by default)
-  and ``GET /zones/{zone_id}``, a zone carrying ``id, name, status, name_servers``;
+* ``GET /zones?name=`` (resources/zones/methods/list: "name: A domain name", equal by default;
+  ``per_page`` "minimum: 5, maximum: 50", operationId zones-get in cloudflare/api-schemas
+  openapi.yaml, refused outside that range here) and ``GET /zones/{zone_id}``, a zone carrying
+  ``id, name, status, name_servers``;
 * ``GET /zones/{zone_id}/dns_records`` filtered by ``type`` and ``name.exact``
   (records/methods/list: "name: optional object { contains, endswith, exact, startswith }");
 * ``POST /zones/{zone_id}/dns_records`` (operations/dns-records-for-a-zone-create-dns-record:
@@ -43,6 +45,7 @@ AUTH_ERROR = {"code": 10000, "message": "Authentication error"}
 NO_ROUTE = {"code": 7003, "message": "No route for the URI"}  # the reference's example
 # The stand-in's own codes (the reference documents the envelope, not these values).
 VALIDATION = 1004
+ZONES_PER_PAGE = (5, 50)  # List Zones: per_page minimum 5, maximum 50 (zones-get)
 
 
 def _now() -> str:
@@ -152,6 +155,10 @@ class CloudflareApi:
             if authorization != f"Bearer {self.token}":
                 return 403, _fail(AUTH_ERROR)
             if path == ["zones"] and method == "GET":
+                if not ZONES_PER_PAGE[0] <= int(query.get("per_page", "20")) <= ZONES_PER_PAGE[1]:
+                    return 400, _fail(
+                        {"code": VALIDATION, "message": "per_page must be between 5 and 50"}
+                    )
                 zones = [
                     z for z in self.zones.values() if z["name"] == query.get("name", z["name"])
                 ]

@@ -198,3 +198,18 @@ def test_the_stand_in_refuses_a_bad_token_and_a_cname_beside_an_a_record(
     ).json()
     assert listed["result_info"]["total_count"] == 2 and listed["result_info"]["total_pages"] == 2
     assert len(listed["result"]) == 1
+
+
+# --- review (issue 12): what Cloudflare's reference says the adapter must respect ------------
+
+
+def test_zones_are_asked_for_within_the_documented_page_size(api: CloudflareApi) -> None:
+    """List Zones (operationId zones-get, cloudflare/api-schemas openapi.yaml): per_page
+    minimum 5, maximum 50; the adapter asked for 100."""
+    refused = httpx.get(
+        f"{api.url}/zones",
+        params={"name": ZONE, "per_page": 100},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert refused.status_code == 400 and refused.json()["success"] is False
+    assert provider(api).nameservers() == ["kim.ns.cloudflare.com", "lee.ns.cloudflare.com"]
