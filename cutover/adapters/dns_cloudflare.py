@@ -288,23 +288,51 @@ class CloudflareProvider:
         ttl = 1 if proxied else record.ttl
         zone_id = self.zone_info()["id"]
         base = f"/zones/{zone_id}/dns_records"
-        for old in clash:
+        kept, reused, surplus, added = self._pair(rtype, same, record.values)
+        for old in clash + surplus:
             self._api("DELETE", f"{base}/{old['id']}")
-        for old in same[len(record.values) :]:
-            self._api("DELETE", f"{base}/{old['id']}")
-        for index, value in enumerate(record.values):
-            body = {
-                "type": rtype,
-                "name": full,
-                "content": value.rstrip(".") if rtype == "CNAME" else value,
-                "ttl": ttl,
-                "proxied": proxied,
-            }
-            if index < len(same):
-                self._api("PUT", f"{base}/{same[index]['id']}", body=body)
-            else:
-                self._api("POST", base, body=body)
+        for old, value in kept + reused:
+            self._api(
+                "PUT", f"{base}/{old['id']}", body=self._body(rtype, full, value, ttl, proxied)
+            )
+        for value in added:
+            self._api("POST", base, body=self._body(rtype, full, value, ttl, proxied))
         self._read_back(full, rtype, record, proxied, ttl)
+
+    @staticmethod
+    def _body(rtype: str, full: str, value: str, ttl: int, proxied: bool) -> dict[str, Any]:
+        content = value.rstrip(".") if rtype == "CNAME" else value
+        return {"type": rtype, "name": full, "content": content, "ttl": ttl, "proxied": proxied}
+
+    @staticmethod
+    def _pair(
+        rtype: str, same: list[dict[str, Any]], values: list[str]
+    ) -> tuple[
+        list[tuple[dict[str, Any], str]],
+        list[tuple[dict[str, Any], str]],
+        list[dict[str, Any]],
+        list[str],
+    ]:
+        """Existing records matched to the wanted values: those already holding a value keep
+        it (Cloudflare refuses a record identical to another, 81058, so no record may be
+        overwritten with a value another one still holds), the others are reused for the new
+        values, then deleted (surplus) or supplemented (added)."""
+
+        def key(content: str) -> str:
+            return _norm(content) if rtype in _PROXIABLE else content
+
+        free = list(same)
+        kept: list[tuple[dict[str, Any], str]] = []
+        missing: list[str] = []
+        for value in values:
+            match = next((r for r in free if key(str(r.get("content", ""))) == key(value)), None)
+            if match is None:
+                missing.append(value)
+            else:
+                free.remove(match)
+                kept.append((match, value))
+        reused = list(zip(free, missing, strict=False))
+        return kept, reused, free[len(missing) :], missing[len(free) :]
 
     def _read_back(self, full: str, rtype: str, record: Record, proxied: bool, ttl: int) -> None:
         current = self.get(full, rtype)

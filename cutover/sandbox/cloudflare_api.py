@@ -22,7 +22,10 @@ memory. Every route and shape is the API reference's (developers.cloudflare.com/
   automatic (dns/proxy-status/proxied-records: "all proxied records have a time to live (TTL)
   of Auto");
 * a bad token: ``{"success": false, "errors": [{"code": 10000, "message": "Authentication
-  error"}]}`` (as Cloudflare answers it: community.cloudflare.com/t/627742), HTTP 403.
+  error"}]}`` (as Cloudflare answers it: community.cloudflare.com/t/627742), HTTP 403;
+* a second record of the same type, name and content: ``{"code": 81058, "message": "An
+  identical record already exists."}``, HTTP 400 (Cloudflare's answer as API clients quote
+  and handle it; the reference lists no error codes), on a create and on an overwrite.
 
 Error codes the reference does not list are marked as the stand-in's own.
 """
@@ -42,6 +45,7 @@ __all__ = ["CloudflareApi"]
 
 PROXIABLE = ("A", "AAAA", "CNAME")
 AUTH_ERROR = {"code": 10000, "message": "Authentication error"}
+IDENTICAL = {"code": 81058, "message": "An identical record already exists."}
 NO_ROUTE = {"code": 7003, "message": "No route for the URI"}  # the reference's example
 # The stand-in's own codes (the reference documents the envelope, not these values).
 VALIDATION = 1004
@@ -189,7 +193,7 @@ class CloudflareApi:
             found = [r for r in found if r["name"] == query["name.exact"].lower().rstrip(".")]
         return sorted(found, key=lambda r: (r["name"], r["type"], r["content"]))
 
-    def _create(
+    def _create(  # noqa: PLR0911 - one return per documented refusal
         self, zone_id: str, body: Any, replace: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         zone = self.zones[zone_id]
@@ -217,6 +221,9 @@ class CloudflareApi:
                     "message": "A/AAAA records cannot exist on the same name as CNAME records",
                 }
             )
+        content = str(body["content"]).rstrip(".") if rtype == "CNAME" else body["content"]
+        if any(r["type"] == rtype and r["content"] == content for r in others):
+            return 400, _fail(IDENTICAL)
         record_id = replace or secrets.token_hex(16)
         created = self.records[replace]["created_on"] if replace else _now()
         self.records[record_id] = {
@@ -225,7 +232,7 @@ class CloudflareApi:
             "zone_name": zone["name"],
             "name": name,
             "type": rtype,
-            "content": str(body["content"]).rstrip(".") if rtype == "CNAME" else body["content"],
+            "content": content,
             "proxiable": rtype in PROXIABLE,
             "proxied": proxied,
             "ttl": 1 if proxied else ttl,

@@ -213,3 +213,26 @@ def test_zones_are_asked_for_within_the_documented_page_size(api: CloudflareApi)
     )
     assert refused.status_code == 400 and refused.json()["success"] is False
     assert provider(api).nameservers() == ["kim.ns.cloudflare.com", "lee.ns.cloudflare.com"]
+
+
+def test_a_value_already_there_keeps_its_record_instead_of_being_written_over_its_twin(
+    api: CloudflareApi,
+) -> None:
+    """Cloudflare refuses a second record with the same type, name and content (81058, "An
+    identical record already exists."): overwriting 192.0.2.7 with 192.0.2.8 while 192.0.2.8
+    still exists is refused, so records are matched to the wanted values by content first."""
+    before = {r["content"]: r["id"] for r in api.find(f"api.{ZONE}")}
+    zone_id = next(iter(api.zones))
+    twin = httpx.post(
+        f"{api.url}/zones/{zone_id}/dns_records",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"type": "A", "name": f"api.{ZONE}", "content": "192.0.2.7", "ttl": 1},
+    )
+    assert twin.status_code == 400
+    assert twin.json()["errors"] == [
+        {"code": 81058, "message": "An identical record already exists."}
+    ]
+    provider(api).set(Record(f"api.{ZONE}", "A", 60, ["192.0.2.8", "192.0.2.7"]))
+    after = {r["content"]: (r["id"], r["ttl"]) for r in api.find(f"api.{ZONE}")}
+    assert after == {"192.0.2.7": (before["192.0.2.7"], 60), "192.0.2.8": (before["192.0.2.8"], 60)}
+    assert [m for m, _, _ in api.requests if m in ("POST", "DELETE")] == ["POST"]  # the twin
