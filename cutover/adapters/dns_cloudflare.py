@@ -22,6 +22,7 @@ Routes and shapes (developers.cloudflare.com/api/):
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +48,7 @@ _PROXIABLE = ("A", "AAAA", "CNAME")
 _CLASH = {"CNAME": ("A", "AAAA"), "A": ("CNAME",), "AAAA": ("CNAME",)}
 _ZONES_PER_PAGE = 50  # List Zones' maximum (zones-get: per_page minimum 5, maximum 50)
 _AUTH_CODES = {10000}  # "Authentication error" (community.cloudflare.com/t/627742)
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a header value carried as is
 
 
 def api_url(environ: dict[str, str]) -> str:
@@ -82,7 +84,8 @@ class CloudflareProvider:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.zone = _norm(zone)
-        self._token = token
+        # A pasted line's newline or spaces around it are no part of a token.
+        self._token = token.strip() if token else token
         self.token_env = token_env
         self.zone_id = zone_id
         self.proxied = proxied  # the playbook's dns.cloudflare.proxied (None: keep as is)
@@ -103,6 +106,15 @@ class CloudflareProvider:
                 resolution=f"Export {self.token_env} with an API token allowed Zone:Read and "
                 "DNS:Edit on the zone.",
             )
+        if not _TOKEN_CHARS.fullmatch(self._token):
+            # httpx/h11 would quote an illegal header value in their exception text
+            # ("Illegal header value b'Bearer ...'"); a non-ASCII one raised UnicodeEncodeError.
+            raise DnsError(
+                f"Cloudflare: the value of {self.token_env} holds spaces, control or non-ASCII "
+                "characters, which no API token has (not shown)",
+                resolution=f"Copy the token again from Cloudflare's dashboard into "
+                f"{self.token_env}.",
+            )
         what = f"{method} {path}"
         try:
             response = self._http.request(
@@ -113,7 +125,8 @@ class CloudflareProvider:
                 headers={"Authorization": f"Bearer {self._token}"},
             )
         except httpx.HTTPError as exc:
-            raise DnsError(f"Cloudflare API {what} failed: {type(exc).__name__}: {exc}") from None
+            text = str(exc).replace(self._token, "***")
+            raise DnsError(f"Cloudflare API {what} failed: {type(exc).__name__}: {text}") from None
         try:
             answer = response.json()
         except ValueError:

@@ -236,3 +236,24 @@ def test_a_value_already_there_keeps_its_record_instead_of_being_written_over_it
     after = {r["content"]: (r["id"], r["ttl"]) for r in api.find(f"api.{ZONE}")}
     assert after == {"192.0.2.7": (before["192.0.2.7"], 60), "192.0.2.8": (before["192.0.2.8"], 60)}
     assert [m for m, _, _ in api.requests if m in ("POST", "DELETE")] == ["POST"]  # the twin
+
+
+@pytest.mark.parametrize("bad", ["cf-bad\r\ntoken-Zx81kq0Wb3uT7", "cf-bäd-token-Zx81kq0Wb3uT7"])
+def test_a_token_with_control_or_non_ascii_characters_is_refused_without_showing_it(
+    api: CloudflareApi, bad: str
+) -> None:
+    """httpx/h11 quote an illegal header value in their exception ("Illegal header value
+    b'Bearer ...'"), and a non-ASCII one raised a bare UnicodeEncodeError."""
+    with pytest.raises(DnsError) as err:
+        provider(api, bad, token_env="CF_TOKEN").get("www", "CNAME")
+    text = str(err.value) + (err.value.resolution or "") + repr(err.value)
+    assert "CF_TOKEN" in text
+    assert "cf-b" not in text and "Zx81" not in text
+    assert api.requests == []
+
+
+def test_a_token_pasted_with_a_trailing_newline_still_works(api: CloudflareApi) -> None:
+    assert provider(api, TOKEN + "\n").nameservers() == [
+        "kim.ns.cloudflare.com",
+        "lee.ns.cloudflare.com",
+    ]
