@@ -23,6 +23,8 @@ request and response shape below is the Route 53 API reference's (2013-04-01):
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import time
 from collections.abc import Callable
@@ -35,6 +37,7 @@ __all__ = ["ALIAS_TTL", "Route53Provider"]
 # Route 53 FAQ (DNS failover): ELB alias records have a fixed TTL of 60 seconds; an alias
 # record carries no TTL of its own (API_ResourceRecordSet.html, "TTL": not for alias records).
 ALIAS_TTL = 60
+_MIN_SECRET = 8  # shorter values are not scrubbed out of error texts (they would garble them)
 _ADDRESS_TYPES = ("A", "AAAA")
 # Regions as they appear in ELB DNS names: name-1.us-east-1.elb.amazonaws.com (classic/ALB)
 # and name-1.elb.us-east-1.amazonaws.com (NLB).
@@ -122,7 +125,29 @@ class Route53Provider:
                 + (f" ({hint})" if hint else "")
             ) from None
         except BotoCoreError as exc:
-            raise DnsError(f"Route 53 {what} failed: {exc}") from None
+            raise DnsError(f"Route 53 {what} failed: {self._scrub(str(exc))}") from None
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the secret key or session token in any form: botocore's HTTP client
+        refuses an illegal header value by quoting it (``Invalid header value b'...\\n'``), so
+        a session token with a stray newline would be shown, escaped past the masker's copy."""
+        from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+
+        values = {os.environ.get(v) for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+        with contextlib.suppress(BotoCoreError):  # an error path: scrub what is known
+            creds = self._session.get_credentials() if self._session is not None else None
+            if creds is not None:
+                frozen = creds.get_frozen_credentials()
+                values |= {frozen.secret_key, frozen.token}
+        forms = {
+            form
+            for value in values
+            if value and len(value.strip()) >= _MIN_SECRET
+            for form in (value, value.strip(), repr(value.encode())[2:-1], repr(value)[1:-1])
+        }
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+        return text
 
     # -- the hosted zone --------------------------------------------------------------------
     def hosted_zone(self) -> dict[str, Any]:

@@ -325,3 +325,21 @@ def test_a_refused_change_batch_is_quoted_from_route53s_answer(aws: str) -> None
         "Route 53 ChangeResourceRecordSets www.shop.test CNAME refused: InvalidChangeBatch: "
         "[RRSet with DNS name www.shop.test. is not permitted in zone shop.test.]"
     )
+
+
+# --- review (issue 12) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["sess-token-Qw7Er9Ty1Ui3\n", "sess-token\r\nQw7Er9Ty1Ui3"])
+def test_a_session_token_with_stray_characters_never_reaches_the_error(
+    aws: str, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    """botocore's HTTP client refuses an illegal header value by quoting it ("Invalid header
+    value b'<X-Amz-Security-Token>\\n'"), and the BotoCoreError text went into the DnsError."""
+    make_zone()
+    monkeypatch.setenv("AWS_SESSION_TOKEN", token)
+    with pytest.raises(DnsError) as err:
+        Route53Provider(ZONE).nameservers()
+    text = str(err.value) + repr(err.value.__dict__)
+    assert "Route 53 ListHostedZonesByName" in text
+    assert "Qw7Er9Ty1Ui3" not in text and SECRET_KEY not in text
