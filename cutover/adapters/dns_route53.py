@@ -272,7 +272,7 @@ class Route53Provider:
         if self._is_alias(record):
             what = (
                 f"UPSERT {full} A alias to load balancer {', '.join(record.values)} "
-                f"(fixed TTL {ALIAS_TTL}s), replacing a CNAME there"
+                f"(fixed TTL {ALIAS_TTL}s) standing in for a CNAME, deleting AAAA records there"
             )
         else:
             rtype = record.rtype.upper()
@@ -311,6 +311,10 @@ class Route53Provider:
                 "ResourceRecords": [{"Value": v} for v in record.values],
             }
         conflicts = {"CNAME": _ADDRESS_TYPES, "A": ("CNAME",), "AAAA": ("CNAME",)}.get(rtype, ())
+        if "AliasTarget" in rrset:
+            # It stands in for a CNAME, which replaces every address record at the name: an
+            # AAAA left there would keep sending IPv6 clients to the old host.
+            conflicts = ("CNAME", "AAAA")
         changes: list[dict[str, Any]] = []
         for other in conflicts:
             existing = self._raw(full, other)

@@ -343,3 +343,20 @@ def test_a_session_token_with_stray_characters_never_reaches_the_error(
     text = str(err.value) + repr(err.value.__dict__)
     assert "Route 53 ListHostedZonesByName" in text
     assert "Qw7Er9Ty1Ui3" not in text and SECRET_KEY not in text
+
+
+def test_the_apex_alias_replaces_the_ipv6_addresses_too(aws: str) -> None:
+    """The alias A stands in for a CNAME, which replaces every address record at the name: an
+    old AAAA left at the apex kept sending IPv6 clients to the old host after the switch."""
+    zone_id = make_zone()
+    lb = load_balancer()
+    put(zone_id, ZONE, "A", 300, "192.0.2.1")
+    put(zone_id, ZONE, "AAAA", 300, "2001:db8::1")
+    provider = Route53Provider(ZONE)
+    wanted = Record(ZONE, "CNAME", 60, [lb["DNSName"] + "."], alias=True)
+    assert "deleting AAAA records there" in provider.describe_set(wanted)
+    provider.set(wanted)
+    kinds = sorted(s["Type"] for s in raw_sets(zone_id, ZONE) if s["Type"] not in ("NS", "SOA"))
+    assert kinds == ["A"]
+    assert provider.get("@", "AAAA") is None
+    assert provider.get("@", "A") == Record(ZONE, "A", ALIAS_TTL, [lb["DNSName"] + "."], alias=True)
