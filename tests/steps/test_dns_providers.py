@@ -134,7 +134,7 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture
 def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    httpx.post(f"{moto_url}/moto-api/reset").raise_for_status()
+    httpx.post(f"{moto_url}/moto-api/reset", timeout=120).raise_for_status()
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
