@@ -140,11 +140,25 @@ class Route53Section(_Model):
         default=None, description="Where the router's load balancer is (apex alias records)."
     )
 
-    @field_validator("zone_id", "region")
+    @field_validator("zone_id")
     @classmethod
-    def _plain(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9/_-]+", value.strip()):
-            raise ValueError("must be a Route 53 id or an AWS region name")
+    def _zone_id(cls, value: str | None) -> str | None:
+        """A hosted zone id, bare or as the API's ``/hostedzone/<id>`` (API_HostedZone.html)."""
+        if value is None:
+            return None
+        found = re.fullmatch(r"(?:/hostedzone/)?([A-Z0-9]{1,32})", value.strip())
+        if not found:
+            raise ValueError(
+                "must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ "
+                "(or /hostedzone/Z0123456789ABCDEFGHIJ)"
+            )
+        return found.group(1)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z]{2}(?:-[a-z]+)+-\d+", value.strip()):
+            raise ValueError("must be an AWS region name such as eu-west-1")
         return value.strip() if value else None
 
 

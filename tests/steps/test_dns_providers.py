@@ -271,6 +271,12 @@ def test_cloudflare_wrong_token_fails_the_step_with_the_apis_reason(
         ("route53", "  cloudflare: {token_env: X}", "dns.cloudflare is set but dns.provider is"),
         ("cloudflare", "  cloudflare: {token_env: 'not a name'}", "environment variable name"),
         ("cloudflare", "  cloudflare: {zone_id: zone-1}", "Cloudflare zone id"),
+        # review: an id that names no zone was taken as "no id" (found by name instead), and
+        # each field's message named the other's kind
+        ("route53", "  route53: {zone_id: /hostedzone/}", r"zone_id: .*hosted zone id"),
+        ("route53", "  route53: {zone_id: z-1}", r"zone_id: .*such as Z0"),
+        ("route53", "  route53: {region: '-'}", r"region: .*AWS region name such as"),
+        ("route53", "  route53: {region: 'Z0123'}", r"region: .*AWS region name such as"),
     ],
 )
 def test_the_playbook_refuses_what_the_provider_cannot_do(
