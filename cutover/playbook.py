@@ -130,14 +130,80 @@ class SmokeSection(_Model):
     timeout: int = Field(default=180, ge=1, description="Seconds to keep retrying a fresh deploy.")
 
 
+class Route53Section(_Model):
+    """``dns.route53``: credentials come the standard AWS way, never from here."""
+
+    zone_id: str | None = Field(
+        default=None, description="The hosted zone's id when more than one has the zone's name."
+    )
+    region: str | None = Field(
+        default=None, description="Where the router's load balancer is (apex alias records)."
+    )
+
+    @field_validator("zone_id")
+    @classmethod
+    def _zone_id(cls, value: str | None) -> str | None:
+        """A hosted zone id, bare or as the API's ``/hostedzone/<id>`` (API_HostedZone.html)."""
+        if value is None:
+            return None
+        found = re.fullmatch(r"(?:/hostedzone/)?([A-Z0-9]{1,32})", value.strip())
+        if not found:
+            raise ValueError(
+                "must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ "
+                "(or /hostedzone/Z0123456789ABCDEFGHIJ)"
+            )
+        return found.group(1)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z]{2}(?:-[a-z]+)+-\d+", value.strip()):
+            raise ValueError("must be an AWS region name such as eu-west-1")
+        return value.strip() if value else None
+
+
+class CloudflareSection(_Model):
+    """``dns.cloudflare``: the API token is read from the environment variable named here."""
+
+    token_env: str = Field(
+        default="CLOUDFLARE_API_TOKEN",
+        description="Environment variable holding the API token (Zone:Read, DNS:Edit).",
+    )
+    zone_id: str | None = Field(default=None, description="The zone's id (else found by name).")
+    proxied: bool | None = Field(
+        default=None,
+        description="Proxy the switched record through Cloudflare (default: keep as it is).",
+    )
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError("must be an environment variable name")
+        return value
+
+    @field_validator("zone_id")
+    @classmethod
+    def _zone_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{1,32}", value):
+            raise ValueError("must be a Cloudflare zone id (hexadecimal)")
+        return value
+
+
+# Providers that can put a CNAME-like record at the zone apex (DnsProvider.apex()).
+APEX_CAPABLE = {"route53": "a Route 53 alias record", "cloudflare": "Cloudflare's CNAME flattening"}
+
+
 class DnsSection(_Model):
-    provider: Literal["rfc2136", "manual"] = "manual"
+    provider: Literal["rfc2136", "manual", "route53", "cloudflare"] = "manual"
     zone: str
     record: str
     ttl: int = Field(default=60, ge=1, le=86400, description="Lowered TTL, set a day ahead.")
     server: str | None = Field(default=None, description="rfc2136: host[:port] of the primary.")
     key_name: str | None = Field(default=None, description="rfc2136: TSIG key name.")
     propagation_timeout: int = Field(default=300, ge=1)
+    route53: Route53Section | None = None
+    cloudflare: CloudflareSection | None = None
     nameservers: list[str] = Field(
         default_factory=list,
         description="host:port of every authoritative server to check (lower-ttl, verify-dns); "
@@ -184,11 +250,18 @@ class DnsSection(_Model):
 
     @model_validator(mode="after")
     def _record_in_zone(self) -> DnsSection:
-        if self.record == self.zone:
+        for sub in ("route53", "cloudflare"):
+            if getattr(self, sub) is not None and self.provider != sub:
+                raise ValueError(f"dns.{sub} is set but dns.provider is {self.provider}")
+        if self.record == self.zone and self.provider not in APEX_CAPABLE:
             raise ValueError(
-                f"record {self.record} is the zone apex: a CNAME cannot live there; "
-                "point a www-style record at the router instead"
+                f"record {self.record} is the zone apex: a CNAME cannot live there and "
+                f"provider {self.provider} has no alias or flattening; point a www-style "
+                "record at the router instead, or use provider route53 (alias record) or "
+                "cloudflare (CNAME flattening)"
             )
+        if self.record == self.zone:
+            return self
         if not self.record.endswith("." + self.zone):
             raise ValueError(f"record {self.record} is not inside zone {self.zone}")
         return self

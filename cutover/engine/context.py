@@ -92,6 +92,8 @@ def make_dns(
 
     if dns.provider == "manual":
         return ManualDnsProvider(dns.zone)
+    if dns.provider in ("route53", "cloudflare"):
+        return _cloud_dns(playbook, masker)
     box = sandbox.dns if sandbox else {}
     server = dns.server or (f"{box['server']}:{box['port']}" if box.get("server") else None)
     key_name = dns.key_name or box.get("key_name")
@@ -109,6 +111,38 @@ def make_dns(
         key_secret=secret,
         sandbox_nameservers=[str(s) for s in box.get("nameservers") or []],
         sandbox_resolvers=[str(s) for s in resolvers] if resolvers is not None else None,
+    )
+
+
+def _cloud_dns(playbook: LoadedPlaybook, masker: SecretMasker) -> DnsProvider:
+    """route53: boto3 finds the credentials (environment, profile, role); cloudflare: the
+    token from the variable dns.cloudflare.token_env names. Either way they reach the masker."""
+    dns = playbook.model.dns
+    assert dns is not None
+    if dns.provider == "route53":
+        from cutover.adapters.dns_route53 import Route53Provider  # noqa: PLC0415 - start-up
+
+        masker.add_all(os.environ.get(v) for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
+        r53 = dns.route53
+        return Route53Provider(
+            dns.zone,
+            zone_id=r53.zone_id if r53 else None,
+            region=r53.region if r53 else None,
+            timeout=dns.propagation_timeout,
+        )
+    from cutover.adapters.dns_cloudflare import CloudflareProvider, api_url  # noqa: PLC0415
+    from cutover.playbook import CloudflareSection  # noqa: PLC0415
+
+    cf = dns.cloudflare or CloudflareSection()
+    token = os.environ.get(cf.token_env)
+    masker.add(token)
+    return CloudflareProvider(
+        dns.zone,
+        token,
+        token_env=cf.token_env,
+        zone_id=cf.zone_id,
+        proxied=cf.proxied,
+        base_url=api_url(dict(os.environ)),
     )
 
 
