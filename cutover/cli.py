@@ -276,11 +276,17 @@ def verify(
     data: Annotated[
         bool, typer.Option("--data", help="Compare the Convox database with Heroku's.")
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls", help="Check the certificate the router serves for the production name."
+        ),
+    ] = False,
 ) -> None:
     """Check the migration on demand (takes the run lock; changes nothing). Exit 1 on a mismatch."""
     from cutover.engine.verify_command import verify as run_verify  # noqa: PLC0415 - start-up
 
-    _guard(lambda ui: run_verify(file, ui, data=data), has_state=True)
+    _guard(lambda ui: run_verify(file, ui, data=data, tls=tls), has_state=True)
 
 
 @app.command()

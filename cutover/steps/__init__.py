@@ -13,6 +13,7 @@ from cutover.steps.freeze import FreezeWrites
 from cutover.steps.preflight import Preflight
 from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.site import VerifySite
+from cutover.steps.tls import TlsReady
 from cutover.steps.verify import VerifyData
 from cutover.steps.window import MaintenanceOn, ScaleDown
 from cutover.steps.workers import StartWorkers
@@ -27,6 +28,7 @@ STEPS: list[Step] = [
     InitialSync(),
     LowerTtl(),
     AddDomain(),
+    TlsReady(),
     ConfirmWindow(),
     DisableScheduler(),
     MaintenanceOn(),

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from fakes import convox_certs
 from fakes.convox_store import (
     Fail,
     Streams,
@@ -68,6 +69,8 @@ COMMANDS = [
     ("switch",),
     ("ps",),
     ("scale",),
+    ("certs", "import"),
+    ("certs",),
 ]
 
 
@@ -709,4 +712,6 @@ HANDLERS = {
     ("resources", "proxy"): resources_proxy,
     ("ps",): ps,
     ("scale",): scale,
+    ("certs", "import"): convox_certs.certs_import,
+    ("certs",): convox_certs.certs_list,
 }

@@ -62,6 +62,7 @@ STEP_IDS = [
     "initial-sync",
     "lower-ttl",
     "add-domain",
+    "tls-ready",
     "confirm-window",
     "disable-scheduler",
     "maintenance-on",
@@ -88,6 +89,8 @@ TIME_KEYS = {
     "predicted_downtime_seconds",
     "marker",
     "seconds",
+    "certificate_gap_seconds",
+    "expires",
 }
 
 PLAYBOOK = f"""\
