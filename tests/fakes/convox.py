@@ -70,7 +70,10 @@ COMMANDS = [
     ("ps",),
     ("scale",),
     ("certs", "import"),
+    ("certs", "generate"),
     ("certs",),
+    ("letsencrypt", "dns", "route53", "add"),
+    ("letsencrypt", "dns", "route53", "list"),
 ]
 
 
@@ -713,5 +716,8 @@ HANDLERS = {
     ("ps",): ps,
     ("scale",): scale,
     ("certs", "import"): convox_certs.certs_import,
+    ("certs", "generate"): convox_certs.certs_generate,
     ("certs",): convox_certs.certs_list,
+    ("letsencrypt", "dns", "route53", "add"): convox_certs.route53_add,
+    ("letsencrypt", "dns", "route53", "list"): convox_certs.route53_list,
 }

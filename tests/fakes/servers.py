@@ -133,8 +133,9 @@ class HttpsServer:
                 custom = spec.get("domain") or []
                 names = custom if isinstance(custom, list) else str(custom).split(",")
                 ident = (spec.get("certificate") or {}).get("id")
-                if ident and name in [str(n).strip() for n in names]:
-                    folder = self.world_path.parent / "certs"
+                folder = self.world_path.parent / "certs"
+                issued = (folder / f"{ident}.pem").exists()  # a DNS-01 one may still be pending
+                if ident and issued and name in [str(n).strip() for n in names]:
                     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                     context.load_cert_chain(
                         str(folder / f"{ident}.pem"), str(folder / f"{ident}-key.pem")

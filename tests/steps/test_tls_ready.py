@@ -168,3 +168,30 @@ def test_http01_announces_the_gap_and_records_the_consent(project: Project) -> N
     assert outputs["consent"] == "gate"
     assert outputs["checks"] == ["/healthz: HTTP 200"]
     assert f"visitors of https://{RECORD} get a certificate error" in result.output
+
+
+def test_dns01_gets_the_certificate_before_the_flip(project: Project) -> None:
+    """tls.mode dns01: the Route53 solver is added, the certificate generated and waited for
+    (``certs --generated`` shows it Not Ready first), named in convox.yml, and served by the
+    router before switch-dns: no gap."""
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay_dns01"] = 2
+    project.playbook.write_text(
+        project.playbook.read_text()
+        + "tls:\n  mode: dns01\n  role: arn:aws:iam::1:role/dns\n  issue_timeout: 60\n"
+        f"  ca_file: {project.world_path.parent / 'certs' / 'letsencrypt-ca.pem'}\n"
+    )
+
+    result = project.run("run", "--yes", "--until", "tls-ready")
+
+    assert result.returncode == 0, result
+    steps = project.state()["steps"]
+    ident = steps["add-domain"]["outputs"]["certificate"]
+    assert ident.startswith("cert-")
+    assert steps["tls-ready"]["outputs"]["names"] == [RECORD]
+    assert steps["tls-ready"]["outputs"]["gap_expected"] is False
+    world = project.world()
+    assert [s["dns-zones"] for s in world["convox"]["solvers"]] == [["example.test"]]
+    effects = [e["effect"] for e in world["effects"]]
+    assert effects.count("convox certs generate") == 1
+    assert f"id: {ident}" in (project.root / "convox.yml").read_text()
