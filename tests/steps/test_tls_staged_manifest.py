@@ -56,9 +56,7 @@ def test_the_staged_manifest_keeps_comments_and_holds_like_holding_py(tmp_path: 
     ):
         assert kept in text
     assert "timers:" not in text
-    assert yaml.safe_load(text) == staged_manifest(
-        yaml.safe_load(MANIFEST), "web", str(original)
-    )
+    assert yaml.safe_load(text) == staged_manifest(yaml.safe_load(MANIFEST), "web", str(original))
     assert yaml.safe_load(text)["services"]["worker"]["scale"] == {"count": 0, "memory": 1024}
     assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640
     assert original.read_text() == MANIFEST  # the operator's file is not touched
