@@ -195,3 +195,23 @@ def test_dns01_gets_the_certificate_before_the_flip(project: Project) -> None:
     effects = [e["effect"] for e in world["effects"]]
     assert effects.count("convox certs generate") == 1
     assert f"id: {ident}" in (project.root / "convox.yml").read_text()
+
+
+def test_verify_tls_on_demand_names_the_gap_and_exits_1(project: Project) -> None:
+    """``cutover verify --tls`` before the certificate exists (http01, before the flip): exit 1,
+    the finding says what the router serves instead; the audit log records the on-demand check
+    and the state records no step."""
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay"] = 600
+    assert project.run("run", "--yes", "--until", "add-domain").returncode == 0
+    before = project.state()["steps"].get("tls-ready", {}).get("status")
+
+    result = project.run("verify", "--tls")
+
+    assert result.returncode == 1, result
+    text = " ".join(result.output.split())
+    assert f"the certificate check for {RECORD} found" in text
+    assert f"the router has no certificate for {RECORD} yet" in text
+    assert project.state()["steps"].get("tls-ready", {}).get("status") == before
+    events = [e for e in project.events() if e.get("kind") == "tls-ready"]
+    assert events and events[-1]["on_demand"] is True and events[-1]["ok"] is False
