@@ -285,11 +285,17 @@ def verify(
             "--dns", help="Ask every authoritative name server and resolver for the record."
         ),
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls", help="Check the certificate the router serves for the production name."
+        ),
+    ] = False,
 ) -> None:
     """Check the migration on demand (takes the run lock; changes nothing). Exit 1 on a mismatch."""
     from cutover.engine.verify_command import verify as run_verify  # noqa: PLC0415 - start-up
 
-    _guard(lambda ui: run_verify(file, ui, data=data, dns=dns), has_state=True)
+    _guard(lambda ui: run_verify(file, ui, data=data, dns=dns, tls=tls), has_state=True)
 
 
 @app.command()

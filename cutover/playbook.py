@@ -267,6 +267,77 @@ class DnsSection(_Model):
         return self
 
 
+class TlsMarker(_Model):
+    """How verify-site and tls-ready tell a response came from Convox: a header (name and
+    value) the Convox side sets, or text its body carries."""
+
+    header: str | None = Field(default=None, description="Response header name, e.g. X-Platform.")
+    value: str | None = Field(default=None, description="The header's value on Convox.")
+    body: str | None = Field(default=None, description="Text the Convox response body holds.")
+
+    @model_validator(mode="after")
+    def _one(self) -> TlsMarker:
+        if not self.header and not self.body:
+            raise ValueError("set header (with value) or body")
+        if self.header and not self.value:
+            raise ValueError("header needs a value")
+        return self
+
+
+class TlsSection(_Model):
+    """The production name's certificate (issue 12; steps add-domain, tls-ready, verify-site).
+
+    ``import``: the operator's certificate (``cert``, optional ``chain``; the key from
+    ``key_file`` or the environment variable ``key_env``, never argv or state) is imported with
+    ``convox certs import`` and named in the staged convox.yml (``certificate: {id: ...}``).
+    ``dns01``: ``convox letsencrypt dns route53 add`` then ``convox certs generate DOMAIN
+    --issuer letsencrypt``, issued before the flip. ``http01`` (Convox's default): the name
+    serves a certificate error after the flip until Let's Encrypt issues it; tls-ready asks for
+    consent at its gate unless ``accept_gap: true``, and verify-site measures the gap."""
+
+    mode: Literal["http01", "import", "dns01"] = "http01"
+    cert: str | None = Field(default=None, description="import: certificate PEM file.")
+    chain: str | None = Field(default=None, description="import: intermediate chain PEM file.")
+    key_file: str | None = Field(default=None, description="import: private key PEM file.")
+    key_env: str | None = Field(
+        default=None, description="import: environment variable holding the private key PEM."
+    )
+    solver_id: int = Field(default=1, ge=1, description="dns01: the route53 solver id.")
+    dns_zones: list[str] = Field(default_factory=list, description="dns01: zones it solves.")
+    hosted_zone_id: str | None = None
+    role: str | None = Field(default=None, description="dns01: AWS role ARN (required by convox).")
+    region: str | None = None
+    issue_timeout: int = Field(default=600, ge=1, description="dns01: seconds to wait for issue.")
+    min_days: int = Field(default=14, ge=0, description="Fail when it expires within this.")
+    ca_file: str | None = Field(
+        default=None, description="Extra trusted CA (PEM), relative to the playbook."
+    )
+    accept_gap: bool = Field(
+        default=False,
+        description="http01: consent, given in advance, to the certificate error between the "
+        "flip and issuance (otherwise tls-ready asks at its gate).",
+    )
+    marker: TlsMarker | None = None
+
+    @field_validator("key_env")
+    @classmethod
+    def _key_env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> TlsSection:
+        if self.mode == "import":
+            if not self.cert:
+                raise ValueError("mode import needs cert (the certificate file)")
+            if bool(self.key_file) == bool(self.key_env):
+                raise ValueError("mode import needs exactly one of key_file and key_env")
+        if self.mode == "dns01" and not self.role:
+            raise ValueError("mode dns01 needs role (convox: route53 access role is required)")
+        return self
+
+
 class WindowSection(_Model):
     scale_down: list[str] | None = Field(
         default=None,
@@ -359,6 +430,7 @@ class Playbook(_Model):
         default=None, description="Sandbox folder (cutover sandbox up), relative to the playbook."
     )
     notify: NotifySection | None = None
+    tls: TlsSection = Field(default_factory=TlsSection)
 
 
 class LoadedPlaybook:

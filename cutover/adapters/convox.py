@@ -433,3 +433,70 @@ class ConvoxAdapter:
         exec stream without ever closing it, so the command never sees end of input: it must
         read exactly what it needs. The caller watches it and must ``stop()`` it."""
         return self.runner.start(self.run_argv(service, command, None, timeout), input=stdin)
+
+    # -- certificates (pkg/cli/certs.go; rack-level commands: no -a) -------------------------
+    # ``certs [--generated]`` prints ``ID  DOMAIN  EXPIRES  Status`` (Status "Ready" unless the
+    # rack says otherwise; --generated adds cert-manager certificates still "Not Ready":
+    # provider/k8s/certificate.go generatedCertificateList). ``certs import <pub> <key>
+    # [--chain F] --id`` and ``certs generate <domain> --issuer letsencrypt --id`` print only
+    # the certificate id on stdout with ``--id``. The key travels as a file path in argv: the
+    # CLI reads the file (os.ReadFile), so the key itself is never on a command line.
+    def certs_argv(self, *, generated: bool = False) -> list[str]:
+        return self.argv("certs", *(["--generated"] if generated else []), app=False)
+
+    def certificates(self, *, generated: bool = False) -> list[dict[str, str]]:
+        result = self.runner.run(self.certs_argv(generated=generated), timeout=120)
+        return parse_table(result.stdout, ["ID", "DOMAIN", "EXPIRES", "Status"])
+
+    def certs_import_argv(self, pub: str, key: str, chain: str | None) -> list[str]:
+        extra = ["--chain", chain] if chain else []
+        return self.argv("certs", "import", pub, key, *extra, "--id", app=False)
+
+    def certs_import(self, pub: Path, key: Path, chain: Path | None) -> str:
+        argv = self.certs_import_argv(str(pub), str(key), str(chain) if chain else None)
+        return self._certificate_id(self.runner.run(argv, timeout=300))
+
+    def certs_generate_argv(self, domain: str) -> list[str]:
+        return self.argv("certs", "generate", domain, "--issuer", "letsencrypt", "--id", app=False)
+
+    def certs_generate(self, domain: str) -> str:
+        return self._certificate_id(self.runner.run(self.certs_generate_argv(domain), timeout=300))
+
+    def _certificate_id(self, result: Result) -> str:
+        ident = result.stdout.strip()
+        if not re.fullmatch(r"cert-[a-z0-9-]+", ident):
+            raise UnexpectedOutput(
+                "convox printed no certificate id", details=result.stdout.strip()[:200]
+            )
+        return ident
+
+    def route53_solvers(self) -> list[dict[str, str]]:
+        """``letsencrypt dns route53 list``: ID, DNS-ZONES, HOSTED-ZONE-ID, REGION, ROLE."""
+        argv = self.argv("letsencrypt", "dns", "route53", "list", app=False)
+        return parse_table(self.runner.run(argv, timeout=120).stdout, ["ID", "DNS-ZONES"])
+
+    def route53_add_argv(
+        self,
+        solver_id: int,
+        zones: list[str],
+        role: str,
+        hosted_zone_id: str | None = None,
+        region: str | None = None,
+    ) -> list[str]:
+        args = ["--id", str(solver_id), "--dns-zones", ",".join(zones), "--role", role]
+        if hosted_zone_id:
+            args += ["--hosted-zone-id", hosted_zone_id]
+        if region:
+            args += ["--region", region]
+        return self.argv("letsencrypt", "dns", "route53", "add", *args, app=False)
+
+    def route53_add(
+        self,
+        solver_id: int,
+        zones: list[str],
+        role: str,
+        hosted_zone_id: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        argv = self.route53_add_argv(solver_id, zones, role, hosted_zone_id, region)
+        self.runner.run(argv, timeout=300)

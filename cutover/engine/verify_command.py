@@ -4,6 +4,11 @@ It takes the run lock (a run and a verify never read and write the databases at 
 the state's identity like a run, draws progress, and changes no step's entry in the state: the
 result is printed and written to the audit log (``cutover log``). Exit 0 when both databases
 match, 1 with the list of mismatches otherwise. Issue 12 adds ``--dns`` and ``--tls``.
+
+``--tls`` runs tls-ready's checks (steps/tls.py): the certificate the router serves for the
+production name (covers it, trusted, not expiring within tls.min_days) and the smoke paths with
+that Host and tls.marker. Exit 0 when all hold, 1 with each finding otherwise (under http01
+before the flip, the missing certificate is the expected gap and is reported as such).
 """
 
 from __future__ import annotations
@@ -14,25 +19,28 @@ from cutover.engine.audit import AuditLog
 from cutover.engine.lock import RunLock
 from cutover.engine.plan import check_identity
 from cutover.engine.run import load_state
-from cutover.errors import InvalidInput
+from cutover.errors import CutoverError, InvalidInput
 from cutover.playbook import load_playbook
 from cutover.ui import Ui
 
 
-def verify(playbook_path: Path, ui: Ui, *, data: bool, dns: bool = False) -> int:
+def verify(playbook_path: Path, ui: Ui, *, data: bool, dns: bool = False, tls: bool = False) -> int:
     from cutover.engine.context import build_context  # noqa: PLC0415 - adapters: only when it runs
     from cutover.runner import step_scope  # noqa: PLC0415
     from cutover.steps.verify import compare, mismatch_error, summary  # noqa: PLC0415
 
-    if not data and not dns:
+    if not data and not dns and not tls:
         raise InvalidInput(
             "cutover verify: nothing to verify",
-            resolution="Name what: cutover verify --data and/or --dns",
+            resolution="Name what: cutover verify --data, --dns and/or --tls",
         )
+    code = 0
     if dns:
         verify_dns(playbook_path, ui)
+    if tls:
+        code = verify_tls(playbook_path, ui)
     if not data:
-        return 0
+        return code
     playbook = load_playbook(playbook_path)
     if playbook.model.database is None:
         raise InvalidInput(f"{playbook.path}: no database section, so no data to verify")
@@ -104,3 +112,57 @@ def verify_dns(playbook_path: Path, ui: Ui) -> None:
             + ("; `cutover rollback` points the record back at Heroku." if router else "."),
         )
     ui.info("every name server and resolver serves the expected record", "green")
+
+
+def verify_tls(playbook_path: Path, ui: Ui) -> int:
+    from cutover.engine.context import build_context  # noqa: PLC0415 - adapters: only when it runs
+    from cutover.runner import step_scope  # noqa: PLC0415
+    from cutover.steps.base import read_outputs  # noqa: PLC0415
+    from cutover.steps.preflight import PreflightOutputs  # noqa: PLC0415
+    from cutover.steps.tls import check_certificate, check_paths, gap_warning  # noqa: PLC0415
+
+    playbook = load_playbook(playbook_path)
+    dns = playbook.model.dns
+    if dns is None:
+        raise InvalidInput(f"{playbook.path}: no dns section, so no production name to check")
+    with RunLock(playbook.state_dir, "cutover verify --tls"):
+        _store, state = load_state(playbook, ui.masker)
+        check_identity(playbook, state)  # in memory only: nothing is written to the state
+        audit = AuditLog(playbook.state_dir, ui.masker, state.run_id)
+        ctx = build_context(playbook, state, masker=ui.masker, audit=audit, reporter=ui)
+        ui.heading(f"tls-ready on demand for {playbook.path}")
+        with step_scope(ctx.runner, "tls-ready"):
+            pre = read_outputs(state, PreflightOutputs)
+            router = str((pre.router if pre else "") or ctx.convox.router()).rstrip(".").lower()
+            check = check_certificate(ctx, router)
+            problems = list(check.problems)
+            gap = playbook.model.tls.mode == "http01" and check.gap
+            if gap:
+                problems.insert(0, gap_warning(dns.record, check))
+            paths: list[str] = []
+            if not problems or gap:
+                try:
+                    paths = check_paths(ctx, check.address, verify=not gap)
+                except CutoverError as exc:
+                    problems.append(exc.brief)
+        audit.event(
+            "tls-ready",
+            on_demand=True,
+            ok=not problems,
+            names=check.cert.names,
+            issuer=check.cert.issuer,
+            expires=check.cert.not_after.isoformat(),
+            problems=problems,
+        )
+    ui.note(f"{dns.record}: {check.cert.summary()}")
+    for line in paths:
+        ui.note(f"GET https://{dns.record}{line}")
+    if problems:
+        raise CutoverError(
+            f"the certificate check for {dns.record} found {len(problems)} problem(s)",
+            details="\n".join(problems),
+            resolution="See tls.mode in README's playbook reference; after fixing: "
+            "cutover verify --tls",
+        )
+    ui.info(f"{dns.record}: certificate and smoke paths OK", "green")
+    return 0

@@ -20,7 +20,8 @@ Run as ``python -m cutover.sandbox.sampleapp``; configured only by environment v
 ``DATABASE_URL``
     PostgreSQL URL checked by ``/healthz`` and read by ``/api/orders/count``.
 ``PLATFORM``
-    ``heroku`` or ``convox``: reported by every page, so a test can tell which side answered.
+    ``heroku`` or ``convox``: reported by every page and in the ``X-Platform`` response header,
+    so a test (and verify-site's ``tls.marker``) can tell which side answered.
 ``APP``
     The application name (reported).
 ``RELEASE`` (Convox) or ``HEROKU_RELEASE_VERSION`` (Heroku dyno metadata)
@@ -263,6 +264,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Platform", self.settings.platform)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

@@ -13,6 +13,7 @@ from cutover.steps.freeze import FreezeWrites
 from cutover.steps.preflight import Preflight
 from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.site import VerifySite
+from cutover.steps.tls import TlsReady
 from cutover.steps.ttl import LowerTtl, RestoreTtl, WaitTtl
 from cutover.steps.verify import VerifyData
 from cutover.steps.window import MaintenanceOn, ScaleDown
@@ -28,6 +29,7 @@ STEPS: list[Step] = [
     InitialSync(),
     LowerTtl(),
     AddDomain(),
+    TlsReady(),
     WaitTtl(),
     ConfirmWindow(),
     DisableScheduler(),

@@ -349,13 +349,18 @@ def run_http_checks(
 
 class AddDomainProgress(ShipProgress):
     manifest_edited: bool | None = None  # saved before the deploy
+    certificate: str | None = None  # tls.mode import/dns01: the id obtained, saved at once
+    certificate_source: str | None = None  # what it was obtained from (steps/tls.py)
 
 
 class AddDomainOutputs(ShipOutputs):
-    """``manifest_edited``: this step added the domain to convox.yml (rollback may undo it)."""
+    """``manifest_edited``: this step added the domain to convox.yml (rollback may undo it);
+    ``certificate``: the certificate the web service names (tls.mode import or dns01)."""
 
     step_id = "add-domain"
     manifest_edited: bool
+    certificate: str | None = None
+    certificate_source: str | None = None
 
 
 class AddDomain(Step):
@@ -370,14 +375,27 @@ class AddDomain(Step):
         "release",
         "dns.record",
         "smoke.service",
+        "tls.mode",
+        "tls.cert",
+        "tls.chain",
+        "tls.key_file",
+        "tls.key_env",
+        "tls.solver_id",
+        "tls.dns_zones",
+        "tls.hosted_zone_id",
+        "tls.role",
+        "tls.region",
     )
 
     def applies(self, model: Any) -> str | None:
         return None if model.dns else "no dns section in the playbook"
 
     def describe(self, ctx: Context) -> list[str]:
+        from cutover.steps.tls import obtain_describe  # noqa: PLC0415 - steps.tls imports this module
+
         assert ctx.model.dns
         return [
+            *obtain_describe(ctx),
             f"edit {manifest_path(ctx)}: services.{web_service(ctx)}.domain += "
             f"{ctx.model.dns.record}  (only if missing)",
             staging_line(ctx),
@@ -394,9 +412,38 @@ class AddDomain(Step):
             except yaml.YAMLError:
                 deployed = {}
             edited = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
-            if ctx.model.dns.record in service_domains(deployed, web_service(ctx)):
-                return AddDomainOutputs(release=active, manifest_edited=edited)
+            web = web_service(ctx)
+            if ctx.model.dns.record in service_domains(deployed, web):
+                certificate = self._deployed_certificate(ctx, deployed, web)
+                if ctx.model.tls.mode == "http01" or certificate:
+                    return AddDomainOutputs(
+                        release=active,
+                        manifest_edited=edited,
+                        certificate=certificate,
+                        certificate_source=self.remembered(
+                            ctx, AddDomainProgress
+                        ).certificate_source,
+                    )
         return None
+
+    def _deployed_certificate(self, ctx: Context, deployed: dict[str, Any], web: str) -> str | None:
+        """import/dns01: the certificate the deployed web service names, when the rack has it
+        issued (``convox certs --generated``); None otherwise."""
+        from cutover.steps.tls import certificate_source  # noqa: PLC0415 - steps.tls imports this
+
+        if ctx.model.tls.mode == "http01":
+            return None
+        remembered = self.remembered(ctx, AddDomainProgress)
+        if remembered.certificate_source != certificate_source(ctx):
+            return None  # another certificate file (or none recorded): obtain it again
+        svc = (deployed.get("services") or {}).get(web) or {}
+        cert = svc.get("certificate") if isinstance(svc, dict) else None
+        ident = str(cert.get("id") or "") if isinstance(cert, dict) else ""
+        if not ident:
+            return None
+        rows = ctx.convox.certificates(generated=True)
+        ready = any(r["ID"] == ident and r["Status"] != "Not Ready" for r in rows)
+        return ident if ready else None
 
     def recover(self, ctx: Context) -> AddDomainOutputs | None:
         """The build this step started before an interruption: wait for it, finish it."""
@@ -409,10 +456,25 @@ class AddDomain(Step):
         return AddDomainOutputs(release=found.release, marker=found.marker, manifest_edited=edited)
 
     def apply(self, ctx: Context) -> AddDomainOutputs:
+        from cutover.steps.tls import (  # noqa: PLC0415 - steps.tls imports this module
+            obtain_certificate,
+            set_certificate_in_manifest,
+        )
+
         assert ctx.model.dns
         path = manifest_path(ctx)
-        saved = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
+        progress = self.saved(ctx, AddDomainProgress)
+        saved = bool(progress.manifest_edited)
+        remembered = self.remembered(ctx, AddDomainProgress)
+        certificate, source = obtain_certificate(
+            ctx, remembered.certificate, remembered.certificate_source
+        )
+        if certificate:
+            ctx.save(AddDomainProgress(certificate=certificate, certificate_source=source))
         edited = add_domain_to_manifest(path, web_service(ctx), ctx.model.dns.record)
+        if certificate and set_certificate_in_manifest(path, web_service(ctx), certificate):
+            ctx.note(f"services.{web_service(ctx)} in {path} now names certificate {certificate}")
+            edited = True
         # Saved before the deploy: a crash after the edit still says this step made it.
         edited = edited or saved
         ctx.save(AddDomainProgress(manifest_edited=edited))
@@ -424,7 +486,11 @@ class AddDomain(Step):
         shipped = ship(ctx, self.id, stage_held(ctx))
         hold_services(ctx, held_services(ctx))
         return AddDomainOutputs(
-            release=shipped.release, marker=shipped.marker, manifest_edited=edited
+            release=shipped.release,
+            marker=shipped.marker,
+            manifest_edited=edited,
+            certificate=certificate,
+            certificate_source=source,
         )
 
 

@@ -66,6 +66,13 @@ ANSWERS: dict[tuple[str, ...], str] = {
     ("scale",): "SERVICE  DESIRED  RUNNING  CPU  MEMORY\nweb      1        1        256  512\n",
     ("ps",): "ID     SERVICE  STATUS   RELEASE      STARTED  COMMAND\n",
     ("resources", "url"): "postgres://app:pw@resource-database.shop.svc:5432/app\n",
+    # pkg/cli/certs.go: the table, and the id alone on stdout with --id.
+    ("certs",): "ID          DOMAIN            EXPIRES          Status\n"
+    "cert-abcde  www.example.test  2 months from now  Ready\n",
+    ("certs", "import"): "cert-abcde",
+    ("certs", "generate"): "cert-0123456789abcdef0123456789abcdef01234567",
+    ("letsencrypt", "dns"): "ID  DNS-ZONES     HOSTED-ZONE-ID  REGION  ROLE\n"
+    "1   example.test                          arn:aws:iam::1:role/dns\n",
 }
 
 
@@ -130,6 +137,18 @@ CALLS: dict[str, list[Callable[[ConvoxAdapter], Any]]] = {
         lambda a: a.run_command("web", "bin/migrate", release=RELEASE, timeout=600),
         lambda a: a.run_command("web", "bin/migrate"),
     ],
+    # Certificates (steps/tls.py): rack-level, no -a.
+    "certs_argv": [lambda a: a.runner.run(a.certs_argv(generated=True))],
+    "certificates": [lambda a: a.certificates(), lambda a: a.certificates(generated=True)],
+    "certs_import_argv": [lambda a: a.runner.run(a.certs_import_argv("p.pem", "k.pem", "c.pem"))],
+    "certs_import": [lambda a: a.certs_import(Path("p.pem"), Path("k.pem"), None)],
+    "certs_generate_argv": [lambda a: a.runner.run(a.certs_generate_argv("www.example.test"))],
+    "certs_generate": [lambda a: a.certs_generate("www.example.test")],
+    "route53_solvers": [lambda a: a.route53_solvers()],
+    "route53_add_argv": [
+        lambda a: a.runner.run(a.route53_add_argv(1, ["example.test"], "arn", "Z1", "us-east-1"))
+    ],
+    "route53_add": [lambda a: a.route53_add(1, ["example.test", "example.org"], "arn")],
     # The in-rack copy (cutover/steps/inrack.py): the runner records the argv when started.
     "start_run": [
         lambda a: a.start_run("pgclient", "sh -c 'read -r x'", "secret\n", 3600).__enter__()

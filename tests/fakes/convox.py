@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from fakes import convox_certs
 from fakes.convox_store import (
     Fail,
     Streams,
@@ -68,6 +69,11 @@ COMMANDS = [
     ("switch",),
     ("ps",),
     ("scale",),
+    ("certs", "import"),
+    ("certs", "generate"),
+    ("certs",),
+    ("letsencrypt", "dns", "route53", "add"),
+    ("letsencrypt", "dns", "route53", "list"),
 ]
 
 
@@ -709,4 +715,9 @@ HANDLERS = {
     ("resources", "proxy"): resources_proxy,
     ("ps",): ps,
     ("scale",): scale,
+    ("certs", "import"): convox_certs.certs_import,
+    ("certs", "generate"): convox_certs.certs_generate,
+    ("certs",): convox_certs.certs_list,
+    ("letsencrypt", "dns", "route53", "add"): convox_certs.route53_add,
+    ("letsencrypt", "dns", "route53", "list"): convox_certs.route53_list,
 }

@@ -62,6 +62,7 @@ STEP_IDS = [
     "initial-sync",
     "lower-ttl",
     "add-domain",
+    "tls-ready",
     "wait-ttl",
     "confirm-window",
     "disable-scheduler",
@@ -97,6 +98,8 @@ TIME_KEYS = {
     "restored_at",
     "servers",
     "resolvers",
+    "certificate_gap_seconds",
+    "expires",
 }
 
 PLAYBOOK = f"""\

@@ -118,6 +118,31 @@ class HttpsServer:
         first = self._first_asked.setdefault(name, time.monotonic())
         return time.monotonic() < first + delay
 
+    def _named_certificate(self, name: str) -> ssl.SSLContext | None:
+        """The certificate an active release's service names for ``name`` (``certificate:
+        {id}`` in its manifest, imported with the fake ``convox certs import``)."""
+        world = read_world(self.world_path)
+        for app in world["convox"]["apps"].values():
+            release = next((r for r in app["releases"] if r["id"] == app.get("active")), None)
+            build = next(
+                (b for b in app["builds"] if release and b["id"] == release["build"]), None
+            )
+            manifest = (yaml.safe_load(build["manifest"]) if build else None) or {}
+            for spec in (manifest.get("services") or {}).values():
+                spec = spec or {}
+                custom = spec.get("domain") or []
+                names = custom if isinstance(custom, list) else str(custom).split(",")
+                ident = (spec.get("certificate") or {}).get("id")
+                folder = self.world_path.parent / "certs"
+                issued = (folder / f"{ident}.pem").exists()  # a DNS-01 one may still be pending
+                if ident and issued and name in [str(n).strip() for n in names]:
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    context.load_cert_chain(
+                        str(folder / f"{ident}.pem"), str(folder / f"{ident}-key.pem")
+                    )
+                    return context
+        return None
+
     @property
     def port(self) -> int:
         assert self._server is not None
@@ -137,7 +162,10 @@ class HttpsServer:
             default.load_cert_chain(str(self.router_cert_file))
 
             def pick(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
-                if name and self._certificate_pending(name):
+                named = self._named_certificate(name) if name else None
+                if named is not None:
+                    sock.context = named
+                elif name and self._certificate_pending(name):
                     sock.context = default
 
             context.sni_callback = pick  # type: ignore[assignment]

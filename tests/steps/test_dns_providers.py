@@ -32,7 +32,8 @@ from cutover.sandbox.cloudflare_api import CloudflareApi
 from cutover.secrets import MASK, SecretMasker
 from cutover.state import StateStore, Status
 from cutover.steps.base import Context
-from cutover.steps.dns import LowerTtl, SwitchDns
+from cutover.steps.dns import SwitchDns
+from cutover.steps.ttl import LowerTtl
 from cutover.ui import Ui
 
 ZONE = "shop.test"

@@ -74,6 +74,7 @@ def test_sections_left_out_skip_their_steps() -> None:
         "initial-sync",
         "lower-ttl",
         "add-domain",
+        "tls-ready",
         "wait-ttl",
         "freeze-writes",
         "final-sync",

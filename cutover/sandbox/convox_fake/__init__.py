@@ -59,7 +59,9 @@ Deliberate differences from a real rack:
 * A missing resource config map makes ``run`` wait ``process_wait`` and fail with ``timeout``
   (a real pod would show CreateContainerConfigError meanwhile).
 * Certificates come from the sandbox CA once the sandbox DNS server answers the name's CNAME
-  with the router host (no HTTP challenge is made); ``convox certs`` is not emulated.
+  with the router host (no HTTP challenge is made). ``certs``, ``certs import``, ``certs
+  generate`` and ``letsencrypt dns route53 add/list`` are emulated (:mod:`.cmd_certs`); a
+  DNS-01 issuance makes no DNS change, it only needs a Route53 solver listing the zone.
 * Timers (:mod:`.timers`) fire the command on this machine, in the build's source folder
   with the service's env (not in a pod of the service's image), and ``ps`` does not list
   their runs; a cron minute is the rack timing ``timer_minute`` (60 s).

@@ -72,6 +72,8 @@ def main(argv: list[str]) -> int:
         rollout.run(store, rack, app, ident)
     elif kind == "certs":
         certs.run(store, rack, ident)
+    elif kind == "dns01":
+        certs.run_letsencrypt(store, rack, ident)
     elif kind == "timers":
         timers.run(store, rack, app, ident)
     else:

@@ -44,6 +44,10 @@ class Service:
     deployment_min: int = 50
     deployment_max: int = 200
     domains: list[str] = field(default_factory=list)
+    # ``certificate: {id, duration}`` (pkg/manifest/service.go Certificate): the router serves
+    # that certificate for the service's domains instead of asking cert-manager (HTTP-01) for
+    # one (provider/k8s/template/app/ingress.yml.tmpl secretName).
+    certificate_id: str = ""
 
 
 @dataclass
@@ -223,6 +227,9 @@ def load_manifest(text: str, env: Mapping[str, str]) -> Manifest:
             service.build_path = _scalar(build) or "."
         service.environment = _env_list(body.get("environment"))
         service.domains = _domains(body.get("domain"))
+        certificate = body.get("certificate")
+        if isinstance(certificate, dict):
+            service.certificate_id = _scalar(certificate.get("id"))
         service.resources = [_scalar(r) for r in body.get("resources") or []]
         _parse_scale(service, body.get("scale"))
         service.internal = body.get("internal") is True
