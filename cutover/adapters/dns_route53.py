@@ -67,6 +67,7 @@ class Route53Provider:
         *,
         zone_id: str | None = None,
         region: str | None = None,
+        rack: str | None = None,
         timeout: float = 300.0,
         poll: float = 2.0,
         session: Any = None,
@@ -75,6 +76,7 @@ class Route53Provider:
         self.zone = _norm(zone)
         self.zone_id = zone_id.rsplit("/", 1)[-1] if zone_id else None
         self.region = region
+        self.rack = rack.rsplit("/", 1)[-1] if rack else None  # convox.rack, "org/name" too
         self.timeout = timeout
         self.poll = poll
         self.sleep = sleep
@@ -331,6 +333,8 @@ class Route53Provider:
         )
         info = answer["ChangeInfo"]
         self._wait_insync(str(info["Id"]), str(info["Status"]), full)
+        if "AliasTarget" in rrset:  # read back what the alias points at, the LB's own name
+            record = Record(full, "A", ALIAS_TTL, [rrset["AliasTarget"]["DNSName"]], alias=True)
         self._read_back(full, rtype, record, "AliasTarget" in rrset)
 
     def _wait_insync(self, change_id: str, status: str, name: str) -> None:
@@ -382,13 +386,25 @@ class Route53Provider:
         if self.region is None and not self._session.region_name:
             found = _REGION_IN_NAME.search(name + ".")
             self.region = found.group(1) if found else None
-        for lb in self._pages("elbv2", "LoadBalancers"):
+        v2 = self._pages("elbv2", "LoadBalancers")
+        for lb in v2:
             if _norm(lb.get("DNSName", "")) == name:
                 return {
                     "HostedZoneId": lb["CanonicalHostedZoneId"],
                     "DNSName": lb["DNSName"],
                     "EvaluateTargetHealth": False,
                 }
+        # `convox rack` shows Router router.<DOMAIN> (provider/k8s/system.go SystemGet), DOMAIN
+        # being an alias.convox.com name for the router's NLB (terraform/router/aws/outputs.tf
+        # "endpoint"), not the NLB's own DNS name; the NLB is named router-<rack>
+        # (terraform/router/aws/main.tf, aws-load-balancer-name) - convox at 9e02452.
+        named = [lb for lb in v2 if self.rack and lb.get("LoadBalancerName") == self._router_lb]
+        if len(named) == 1:
+            return {
+                "HostedZoneId": named[0]["CanonicalHostedZoneId"],
+                "DNSName": named[0]["DNSName"],
+                "EvaluateTargetHealth": False,
+            }
         for lb in self._pages("elb", "LoadBalancerDescriptions"):
             if _norm(lb.get("DNSName", "")) == name:
                 if not lb.get("CanonicalHostedZoneNameID"):
@@ -402,10 +418,20 @@ class Route53Provider:
                     "EvaluateTargetHealth": False,
                 }
         region = self.region or (self._session.region_name if self._session else None)
+        rack = (
+            f", nor is there one load balancer named {self._router_lb} (the rack's router)"
+            if self.rack
+            else ""
+        )
         raise DnsError(
             f"the zone apex {self.zone} can only point at the router through a Route 53 alias "
             f"record, and {name} is not the DNS name of a load balancer in this AWS account "
-            f"(region {region or 'unknown'})",
-            resolution="Set dns.route53.region to the rack's region, or migrate a www-style "
+            f"(region {region or 'unknown'}){rack}",
+            resolution="Set dns.route53.region to the rack's region and convox.rack to the "
+            "rack's name (its router's load balancer is router-<rack>), or migrate a www-style "
             "name (dns.record) with a CNAME and redirect the apex to it.",
         )
+
+    @property
+    def _router_lb(self) -> str:
+        return f"router-{self.rack}"

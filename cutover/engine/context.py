@@ -128,6 +128,7 @@ def _cloud_dns(playbook: LoadedPlaybook, masker: SecretMasker) -> DnsProvider:
             dns.zone,
             zone_id=r53.zone_id if r53 else None,
             region=r53.region if r53 else None,
+            rack=playbook.model.convox.rack,
             timeout=dns.propagation_timeout,
         )
     from cutover.adapters.dns_cloudflare import CloudflareProvider, api_url  # noqa: PLC0415

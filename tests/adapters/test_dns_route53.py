@@ -360,3 +360,21 @@ def test_the_apex_alias_replaces_the_ipv6_addresses_too(aws: str) -> None:
     assert kinds == ["A"]
     assert provider.get("@", "AAAA") is None
     assert provider.get("@", "A") == Record(ZONE, "A", ALIAS_TTL, [lb["DNSName"] + "."], alias=True)
+
+
+def test_a_convox_router_name_finds_the_racks_load_balancer_by_its_name(aws: str) -> None:
+    """On AWS `convox rack` shows Router router.<DOMAIN> (provider/k8s/system.go SystemGet),
+    DOMAIN being an alias.convox.com name for the router NLB (terraform/router/aws outputs.tf
+    "endpoint"), never the load balancer's own DNS name; the NLB is named router-<rack>
+    (terraform/router/aws/main.tf, aws-load-balancer-name) - convox at 9e02452."""
+    zone_id = make_zone()
+    load_balancer("other-lb")
+    lb = load_balancer("router-prod")
+    router = "router.0a1b2c3d4e5f.convox.cloud."
+    Route53Provider(ZONE, rack="acme/prod").set(Record(ZONE, "CNAME", 60, [router], alias=True))
+    (alias,) = [s for s in raw_sets(zone_id, ZONE) if s["Type"] == "A"]
+    assert alias["AliasTarget"]["DNSName"].rstrip(".") == lb["DNSName"]
+    assert alias["AliasTarget"]["HostedZoneId"] == lb["CanonicalHostedZoneId"]
+    with pytest.raises(DnsError, match="router-staging") as err:  # another rack: no guess
+        Route53Provider(ZONE, rack="staging").set(Record(ZONE, "CNAME", 60, [router], alias=True))
+    assert "convox.rack" in (err.value.resolution or "")
