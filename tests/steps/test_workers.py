@@ -163,7 +163,8 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 def test_start_workers_is_the_last_step() -> None:
-    assert STEP_IDS[-2:] == ["verify-site", "start-workers"]
+    # ... of the cutover proper: only restore-ttl (issue 12) follows, after the soak.
+    assert STEP_IDS[-3:] == ["verify-site", "start-workers", "restore-ttl"]
 
 
 def test_staged_manifest_holds_every_service_but_web_and_leaves_timers_out() -> None:
