@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cutover import __version__
-from cutover.errors import EXIT_INTERRUPTED, EXIT_STEP_FAILED, CutoverError
+from cutover.errors import EXIT_INTERRUPTED, EXIT_STEP_FAILED, CutoverError, NotYet
 
 if TYPE_CHECKING:
     from cutover.ui import Ui
@@ -62,6 +62,11 @@ def _guard(fn: Callable[[Ui], int], *, quiet_stdout: bool = False, has_state: bo
     ui = Ui(err if quiet_stdout else Console(highlight=False), SecretMasker(), err)
     try:
         code = fn(ui)
+    except NotYet as exc:  # nothing failed: a step runs later (exit 5)
+        ui.info(f"not yet: {exc.brief}", "yellow")
+        if exc.resolution:
+            ui.info(exc.resolution)
+        code = exc.exit_code
     except CutoverError as exc:
         ui.error(exc.brief, exc.details, exc.resolution)
         code = exc.exit_code

@@ -9,6 +9,7 @@ EXIT_STEP_FAILED = 1
 EXIT_INVALID = 2
 EXIT_GATE = 3
 EXIT_LOCKED = 4
+EXIT_NOT_YET = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -52,6 +53,13 @@ class GateWaiting(CutoverError):
     """A gate needs an operator's confirmation and none can be asked for (exit 3)."""
 
     exit_code = EXIT_GATE
+
+
+class NotYet(CutoverError):
+    """A step can only run later (a TTL to wait out, a soak): nothing failed, the step stays
+    pending, and the message says when to run again (exit 5)."""
+
+    exit_code = EXIT_NOT_YET
 
 
 class Interrupted(CutoverError):

@@ -44,6 +44,7 @@ from cutover.errors import (
     GateWaiting,
     Interrupted,
     InvalidInput,
+    NotYet,
     StepFailed,
 )
 from cutover.playbook import DEFAULT_PLAYBOOK, LoadedPlaybook, load_playbook
@@ -278,10 +279,8 @@ def _run_step(
     try:
         with step_scope(ctx.runner, step.id):
             outputs, found = _attempt(ctx, step, options, audit, ui)
-    except GateWaiting:
-        st.status = Status.PENDING
-        st.attempts -= 1
-        st.started_at = None
+    except (GateWaiting, NotYet) as exc:
+        _not_started(st, step.id, exc, audit)
         store.save(state)
         raise
     except (KeyboardInterrupt, Interrupted):
@@ -335,6 +334,16 @@ def _run_step(
         "step-finish", step=step.id, duration=round(st.duration or 0, 3), found_applied=found
     )
     ui.step_done(st.duration or 0.0, found)
+
+
+def _not_started(st: Any, step_id: str, exc: CutoverError, audit: AuditLog) -> None:
+    """A gate nobody could answer or a step that can only run later: it stays pending, as if
+    it had not been started (no attempt counted)."""
+    if isinstance(exc, NotYet):
+        audit.event("step-not-yet", step=step_id, error=exc.brief)
+    st.status = Status.PENDING
+    st.attempts -= 1
+    st.started_at = None
 
 
 def _attempt(

@@ -15,13 +15,13 @@ from cutover.state import Status
 from cutover.steps import dnswait
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.preflight import PreflightOutputs
-from cutover.steps.records import DnsRecord
+from cutover.steps.records import DNS_RECORD_FIELDS, DnsRecord
 
 if TYPE_CHECKING:
     from cutover.adapters.dns import Record
     from cutover.adapters.postgres import ConnInfo
 
-_DNS_FIELDS = ("dns",)
+_DNS_FIELDS = DNS_RECORD_FIELDS
 
 
 def _norm(name: str) -> str:
@@ -353,7 +353,7 @@ class VerifyDns(Step):
     in_window = True
     outputs = VerifyDnsOutputs
     reads = (PreflightOutputs,)
-    fields = _DNS_FIELDS
+    fields = (*_DNS_FIELDS, "dns.resolvers", "dns.propagation_timeout")
 
     def applies(self, model: Any) -> str | None:
         return _skip_without_dns(model)

@@ -13,6 +13,23 @@ if TYPE_CHECKING:
     from cutover.adapters.dns import Record
 
 
+# The playbook fields that decide which record is written where (a change re-runs the steps
+# that read them). Not the whole dns section: changing dns.soak_seconds or dns.resolvers
+# after the switch must not re-run lower-ttl, which would save the router record as the
+# "original" that rollback restores.
+DNS_RECORD_FIELDS = (
+    "dns.provider",
+    "dns.zone",
+    "dns.record",
+    "dns.ttl",
+    "dns.server",
+    "dns.key_name",
+    "dns.nameservers",
+    "dns.route53",
+    "dns.cloudflare",
+)
+
+
 class DnsRecord(BaseModel):
     """A record as it was (saved as JSON: name, type, ttl, values); rollback restores it."""
 

@@ -7,17 +7,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, NotYet
 from cutover.state import Status
 from cutover.steps import dnswait
 from cutover.steps.base import Context, Step, StepOutputs
 from cutover.steps.dns import _record, _skip_without_dns, current_record, refuse_apex
-from cutover.steps.records import DnsRecord, LowerTtlOutputs, LowerTtlProgress
+from cutover.steps.records import (
+    DNS_RECORD_FIELDS,
+    DnsRecord,
+    LowerTtlOutputs,
+    LowerTtlProgress,
+)
 
 if TYPE_CHECKING:
     from cutover.adapters.dns import Record
 
-_DNS_FIELDS = ("dns",)
+_DNS_FIELDS = DNS_RECORD_FIELDS
 
 
 def _iso(ts: float) -> str:
@@ -141,7 +146,7 @@ class WaitTtl(Step):
     title = "Wait until resolvers dropped the old TTL"
     outputs = WaitTtlOutputs
     reads = (LowerTtlOutputs,)
-    fields = ("dns", "window.ttl_wait_max")
+    fields = ("dns.record", "window.ttl_wait_max")
 
     def applies(self, model: Any) -> str | None:
         return _skip_without_dns(model)
@@ -162,16 +167,12 @@ class WaitTtl(Step):
             )
         return lowered.caches_clear_at
 
-    def check(self, ctx: Context) -> WaitTtlOutputs | None:
-        ready = self._ready(ctx)
-        return WaitTtlOutputs(caches_clear_at=ready) if ready <= ctx.clock() else None
-
     def apply(self, ctx: Context) -> WaitTtlOutputs:
         ready = self._ready(ctx)
         remaining = ready - ctx.clock()
         limit = ctx.model.window.ttl_wait_max
         if remaining > limit:
-            raise CutoverError(
+            raise NotYet(
                 f"resolvers may cache the old TTL until {_iso(ready)}: {_left(remaining)} left, "
                 f"more than window.ttl_wait_max ({limit}s)",
                 resolution=f"Run `cutover run` again after {_iso(ready)} "
@@ -195,7 +196,7 @@ class RestoreTtl(Step):
     title = "Restore the original DNS TTL after the soak"
     outputs = RestoreTtlOutputs
     reads = (LowerTtlOutputs,)
-    fields = ("dns", "window.ttl_wait_max")
+    fields = ("dns.record", "dns.soak_seconds", "dns.propagation_timeout", "window.ttl_wait_max")
 
     def applies(self, model: Any) -> str | None:
         return _skip_without_dns(model)
@@ -240,7 +241,7 @@ class RestoreTtl(Step):
         ready = self._soaked_at(ctx)
         remaining = ready - ctx.clock()
         if remaining > ctx.model.window.ttl_wait_max:
-            raise CutoverError(
+            raise NotYet(
                 f"the cutover is verified; the original TTL ({ttl}s) goes back after the soak "
                 f"(dns.soak_seconds), at {_iso(ready)}: {_left(remaining)} left",
                 resolution=f"Run `cutover run` again after {_iso(ready)}: only restore-ttl "

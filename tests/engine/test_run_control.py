@@ -218,3 +218,44 @@ def test_from_a_sync_is_refused_once_traffic_is_on_convox(project: Project) -> N
     # Later steps may still be re-run.
     again = project.run("run", "--yes", "--from", "verify-dns")
     assert again.returncode == 0, again
+
+
+def test_a_soak_still_to_come_ends_the_run_with_exit_5_and_restore_ttl_pending(
+    project: Project,
+) -> None:
+    """The cutover is verified but dns.soak_seconds has not passed: nothing failed, so the run
+    says when to come back (exit 5, "not yet"), restore-ttl stays pending and a later run does
+    only that step."""
+    text = project.playbook.read_text(encoding="utf-8")
+    assert "soak_seconds: 0" in text
+    project.playbook.write_text(text.replace("soak_seconds: 0", "soak_seconds: 3600"))
+
+    first = project.run("run", "--yes")
+
+    assert first.returncode == 5, first
+    assert "not yet:" in first.stdout + first.stderr
+    assert "Run `cutover run` again after" in first.stdout + first.stderr
+    assert "failed" not in (first.stdout + first.stderr).lower()
+    steps = project.state()["steps"]
+    assert steps["verify-site"]["status"] == "done"
+    assert steps["restore-ttl"]["status"] == "pending" and steps["restore-ttl"]["attempts"] == 0
+    assert [e["step"] for e in project.events() if e["kind"] == "step-not-yet"] == ["restore-ttl"]
+    record = project.dns_record()
+    assert record is not None and record.ttl == LOWERED_TTL  # still low during the soak
+
+    # The soak has passed (here: the playbook says so, accepted as a changed input).
+    project.playbook.write_text(text)
+    rest = project.run("run", "--yes", "--accept-changes")
+
+    assert rest.returncode == 0, rest
+    steps = project.state()["steps"]
+    assert steps["restore-ttl"]["status"] == "done"
+    # dns.soak_seconds is read by restore-ttl alone: the switch and lower-ttl (whose saved
+    # record is what a rollback restores) are not run again.
+    assert {sid: steps[sid]["attempts"] for sid in ("lower-ttl", "switch-dns")} == {
+        "lower-ttl": 1,
+        "switch-dns": 1,
+    }
+    record = project.dns_record()
+    assert record is not None and record.values == [ROUTER + "."]
+    assert record.ttl != LOWERED_TTL

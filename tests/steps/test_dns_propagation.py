@@ -16,7 +16,7 @@ import pytest
 from cutover.adapters.dns import Record, Rfc2136Provider, query_authoritative
 from cutover.adapters.dnscheck import Server, ask_recursive
 from cutover.engine.plan import new_state
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, NotYet
 from cutover.playbook import load_playbook
 from cutover.runner import Runner
 from cutover.sandbox import procs
@@ -213,8 +213,9 @@ def test_wait_ttl_refuses_at_once_with_the_time_left(zone: Zone) -> None:
     step = WaitTtl()
     assert step.check(ctx) is None
     started = time.monotonic()
-    with pytest.raises(CutoverError) as err:
+    with pytest.raises(NotYet) as err:  # not a failure: exit 5, the step stays pending
         step.apply(ctx)
+    assert err.value.exit_code == 5
     assert time.monotonic() - started < 30  # refused, not waited
     assert "left, more than window.ttl_wait_max (60s)" in err.value.brief
     assert "23h58m" in err.value.brief
@@ -230,7 +231,12 @@ def test_wait_ttl_waits_out_a_short_remainder_and_is_free_once_passed(zone: Zone
     assert out.caches_clear_at == pytest.approx(now + 2)
     assert time.time() >= now + 2
     assert any("left until caches drop the old TTL" in line for line in notes.lines)
-    assert WaitTtl().check(ctx) is not None  # a day later (here: now) it costs nothing
+    # A day later (here: now) it costs nothing: it returns at once, with nothing to find
+    # applied (a wait has no effect; check() would make "found applied" depend on timing).
+    assert WaitTtl().check(ctx) is None
+    before = len(notes.lines)
+    assert WaitTtl().apply(ctx).caches_clear_at == pytest.approx(now + 2)
+    assert not any("left until caches" in line for line in notes.lines[before:])
 
 
 def test_verify_dns_waits_for_the_secondary_and_the_resolver_cache(zone: Zone) -> None:
@@ -289,5 +295,5 @@ def test_restore_ttl_refuses_before_the_soak_has_passed(zone: Zone) -> None:
     now = time.time()
     _record(None, ctx, LowerTtlOutputs(original=original, lowered_at=now, ttl=1, verified_at=now))
     _site_done(ctx, "2999-01-01T00:00:00+00:00")
-    with pytest.raises(CutoverError, match="goes back after the soak"):
+    with pytest.raises(NotYet, match="goes back after the soak"):
         RestoreTtl().apply(ctx)
