@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -294,6 +294,23 @@ class TlsSection(_Model):
     --issuer letsencrypt``, issued before the flip. ``http01`` (Convox's default): the name
     serves a certificate error after the flip until Let's Encrypt issues it; tls-ready asks for
     consent at its gate unless ``accept_gap: true``, and verify-site measures the gap."""
+
+    # The fields add-domain obtains the certificate from (its inputs: steps/app.py).
+    OBTAIN_FIELDS: ClassVar[tuple[str, ...]] = tuple(
+        f"tls.{name}"
+        for name in (
+            "mode",
+            "cert",
+            "chain",
+            "key_file",
+            "key_env",
+            "solver_id",
+            "dns_zones",
+            "hosted_zone_id",
+            "role",
+            "region",
+        )
+    )
 
     mode: Literal["http01", "import", "dns01"] = "http01"
     cert: str | None = Field(default=None, description="import: certificate PEM file.")

@@ -15,7 +15,7 @@ import yaml
 from cutover.catalog import resource_addon, resource_config_vars
 from cutover.errors import CutoverError, InvalidInput
 from cutover.fsutil import atomic_write
-from cutover.playbook import SmokeCheck, SmokeSection
+from cutover.playbook import SmokeCheck, SmokeSection, TlsSection
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.holding import staged_name
 from cutover.steps.manifests import (
@@ -375,16 +375,7 @@ class AddDomain(Step):
         "release",
         "dns.record",
         "smoke.service",
-        "tls.mode",
-        "tls.cert",
-        "tls.chain",
-        "tls.key_file",
-        "tls.key_env",
-        "tls.solver_id",
-        "tls.dns_zones",
-        "tls.hosted_zone_id",
-        "tls.role",
-        "tls.region",
+        *TlsSection.OBTAIN_FIELDS,
     )
 
     def applies(self, model: Any) -> str | None:
@@ -414,36 +405,18 @@ class AddDomain(Step):
             edited = bool(self.saved(ctx, AddDomainProgress).manifest_edited)
             web = web_service(ctx)
             if ctx.model.dns.record in service_domains(deployed, web):
-                certificate = self._deployed_certificate(ctx, deployed, web)
+                from cutover.steps.tls import deployed_certificate  # noqa: PLC0415 - a cycle
+
+                source = self.remembered(ctx, AddDomainProgress).certificate_source
+                certificate = deployed_certificate(ctx, deployed, web, source)
                 if ctx.model.tls.mode == "http01" or certificate:
                     return AddDomainOutputs(
                         release=active,
                         manifest_edited=edited,
                         certificate=certificate,
-                        certificate_source=self.remembered(
-                            ctx, AddDomainProgress
-                        ).certificate_source,
+                        certificate_source=source,
                     )
         return None
-
-    def _deployed_certificate(self, ctx: Context, deployed: dict[str, Any], web: str) -> str | None:
-        """import/dns01: the certificate the deployed web service names, when the rack has it
-        issued (``convox certs --generated``); None otherwise."""
-        from cutover.steps.tls import certificate_source  # noqa: PLC0415 - steps.tls imports this
-
-        if ctx.model.tls.mode == "http01":
-            return None
-        remembered = self.remembered(ctx, AddDomainProgress)
-        if remembered.certificate_source != certificate_source(ctx):
-            return None  # another certificate file (or none recorded): obtain it again
-        svc = (deployed.get("services") or {}).get(web) or {}
-        cert = svc.get("certificate") if isinstance(svc, dict) else None
-        ident = str(cert.get("id") or "") if isinstance(cert, dict) else ""
-        if not ident:
-            return None
-        rows = ctx.convox.certificates(generated=True)
-        ready = any(r["ID"] == ident and r["Status"] != "Not Ready" for r in rows)
-        return ident if ready else None
 
     def recover(self, ctx: Context) -> AddDomainOutputs | None:
         """The build this step started before an interruption: wait for it, finish it."""

@@ -387,6 +387,23 @@ def obtain_certificate(
     return ident, source
 
 
+def deployed_certificate(
+    ctx: Context, deployed: dict[str, Any], web: str, source: str | None
+) -> str | None:
+    """add-domain's check (import/dns01): the certificate the deployed web service names, when
+    it was obtained from today's source (``source``, recorded) and the rack has it issued
+    (``convox certs --generated``); None otherwise."""
+    if ctx.model.tls.mode == "http01" or source != certificate_source(ctx):
+        return None  # another certificate file (or none recorded): obtain it again
+    svc = (deployed.get("services") or {}).get(web) or {}
+    cert = svc.get("certificate") if isinstance(svc, dict) else None
+    ident = str(cert.get("id") or "") if isinstance(cert, dict) else ""
+    if not ident:
+        return None
+    rows = ctx.convox.certificates(generated=True)
+    return ident if any(r["ID"] == ident and r["Status"] != NOT_READY for r in rows) else None
+
+
 def obtain_describe(ctx: Context) -> list[str]:
     assert ctx.model.dns
     tls, name = ctx.model.tls, ctx.model.dns.record

@@ -66,7 +66,9 @@ def test_unknown_command_prints_global_help_and_succeeds(sandbox: Sandbox) -> No
         assert result.returncode == 0
         assert result.stderr == ""
         lines = result.stdout.splitlines()
-        assert "convox apps create        create an app" in lines
+        # Padded to the longest emulated command (stdcli pads to the longest registered one).
+        width = max(len(line.split("  ")[0]) for line in lines)
+        assert f"{'convox apps create':<{width}}  create an app" in lines
         assert lines == sorted(lines)
 
 
