@@ -3,12 +3,13 @@ them, never rename them (state files and --from/--until refer to them)."""
 
 from __future__ import annotations
 
-from cutover.steps.app import AddDomain, CreateApp, Deploy, SetEnv, SmokeTest
+from cutover.steps.app import CreateApp, Deploy, SetEnv, SmokeTest
 from cutover.steps.base import Context, Step
 from cutover.steps.confirm import ConfirmWindow
 from cutover.steps.data import FinalSync, InitialSync
 from cutover.steps.datacheck import CheckData
 from cutover.steps.dns import SwitchDns, VerifyDns
+from cutover.steps.domain import AddDomain
 from cutover.steps.freeze import FreezeWrites
 from cutover.steps.preflight import Preflight
 from cutover.steps.scheduler import DisableScheduler

@@ -31,8 +31,9 @@ from typing import Any
 import yaml
 
 from cutover.errors import CutoverError
-from cutover.steps.app import AddDomainOutputs, DeployOutputs
+from cutover.steps.app import DeployOutputs
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+from cutover.steps.domain import AddDomainOutputs
 from cutover.steps.holding import manifest_count, staged_name, timer_names, write_staged
 from cutover.steps.manifests import held_services, load_manifest, manifest_path, web_service
 from cutover.steps.preflight import PreflightOutputs
