@@ -34,8 +34,14 @@ from cutover.errors import CutoverError
 from cutover.steps.app import DeployOutputs
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.domain import AddDomainOutputs
-from cutover.steps.holding import manifest_count, staged_name, timer_names, write_staged
-from cutover.steps.manifests import held_services, load_manifest, manifest_path, web_service
+from cutover.steps.holding import manifest_count, staged_name, timer_names
+from cutover.steps.manifests import (
+    held_services,
+    load_manifest,
+    manifest_path,
+    web_service,
+    write_staged_keeping_comments,
+)
 from cutover.steps.preflight import PreflightOutputs
 from cutover.steps.ship import build_marker, ensure_promoted, scale_counts, wait_for_marked_build
 
@@ -164,9 +170,9 @@ class StartWorkers(Step):
             marker = build_marker(ctx, self.id, create=True)
             assert marker is not None
             source = ctx.playbook.resolve(ctx.model.convox.source)
-            data = load_manifest(manifest_path(ctx))
-            staged = write_staged(
-                source, ctx.model.convox.manifest, data, web_service(ctx), release_to=targets
+            # The operator's comments kept, as add-domain keeps them (issue 12).
+            staged = write_staged_keeping_comments(
+                source, ctx.model.convox.manifest, web_service(ctx), release_to=targets
             )
             ctx.note(f"releasing the timers {', '.join(timers)}: building {staged}")
             release = ctx.convox.build(source, staged, marker)

@@ -75,3 +75,22 @@ def test_naming_the_certificate_edits_the_text_only_where_needed(tmp_path: Path)
     assert set_certificate_in_manifest(original, "web", "cert-fghij") is True
     second = original.read_text()
     assert second == first.replace("cert-abcde", "cert-fghij")
+
+
+def test_start_workers_release_keeps_comments_and_brings_the_timers_back(tmp_path: Path) -> None:
+    """start-workers' staged file (release_to: the Heroku formation) keeps the operator's
+    comments as add-domain's does, with the held services scaled back and the timers in."""
+    original = tmp_path / "convox.yml"
+    original.write_text(MANIFEST)
+
+    name = write_staged_keeping_comments(tmp_path, "convox.yml", "web", release_to={"worker": 2})
+
+    text = (tmp_path / name).read_text()
+    assert "# Production manifest: owned by the platform team.\n" in text
+    assert '    command: "bundle exec sidekiq"   # quoted on purpose\n' in text
+    released = staged_manifest(
+        yaml.safe_load(MANIFEST), "web", str(original), release_to={"worker": 2}
+    )
+    assert yaml.safe_load(text) == released
+    assert yaml.safe_load(text)["services"]["worker"]["scale"]["count"] == 2
+    assert ("timers" in yaml.safe_load(MANIFEST)) == ("timers:" in text)
