@@ -18,7 +18,8 @@ from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
 from support.tls import TlsFiles
 
 from cutover.adapters import pgstaging
-from cutover.adapters.pgcopy import CopyProgress, copy_database, plan_parts, plan_work
+from cutover.adapters.pgcopy import CopyProgress, copy_database
+from cutover.adapters.pgparts import plan_parts, plan_work
 from cutover.adapters.pgrestore import filter_list
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError
