@@ -266,8 +266,12 @@ class _Sync(Step):
                     f"convox resources proxy on 127.0.0.1:{port}; {conn.dbname} is untouched "
                     "until the swap"
                 )
+                # Heroku's settings are read while the copy runs (one psql start less after it).
+                reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heroku-settings")
+                source_settings = reader.submit(pgstaging.read_settings, pg, source)
+                reader.shutdown(wait=False)
                 out = self._fill(ctx, source_url, source, staging)
-                settings = app_settings(ctx, pgstaging.read_settings(pg, source))
+                settings = app_settings(ctx, source_settings.result())
                 for refused in pgstaging.apply_settings(pg, conn, staging.dbname, settings):
                     ctx.note(f"finding: the target refused a setting: {refused}")
                 marker = pgstaging.mark_synced(pg, staging)
