@@ -28,7 +28,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from cutover.adapters.pgindexes import INDEXES_SQL, IndexBuilds, split_post_data
 from cutover.adapters.pgparts import (
     BUNDLE_MAX_BYTES,
     COPY_IN_OPTIONS,
@@ -204,6 +206,8 @@ def copy_database(
     masker.add(target.password)
     pg = PostgresAdapter(runner, masker)
     folder = private_dir("cutover-direct-")
+    post_env: dict[str, str | None] = {**target.env(), "PGOPTIONS": POST_DATA_OPTIONS}
+    builds: IndexBuilds | None = None
     try:
         with runner.session(
             ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
@@ -227,25 +231,8 @@ def copy_database(
                     # an ALTER or DROP would change what the schema dump said; they wait instead.
                     _ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
                 skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
-                schema = private_file(folder / "schema.dump")
-                runner.run(
-                    [
-                        "pg_dump",
-                        "--schema-only",
-                        "-Fc",
-                        f"--snapshot={snapshot}",
-                        LOCK_WAIT,
-                        "-f",
-                        str(schema),
-                    ],
-                    env=source.env(),
-                    timeout=timeout,
-                )
-                listfile = restore_list(runner, schema, skipped, timeout)
-                runner.run(
-                    restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
-                    env=target.env(),
-                    timeout=timeout,
+                schema, listfile = _schema(
+                    runner, source, target, snapshot, skipped, timeout, folder
                 )
                 parts = plan_parts(rows, max(1, jobs), split_min_bytes)
                 # Large objects (when there are any) travel beside the tables' copies, not after
@@ -258,7 +245,21 @@ def copy_database(
                         )
                     )
                 work = plan_work(parts, max(1, jobs), bundle_max_bytes)
-                _copy_parts(runner, source, target, snapshot, work, jobs, timeout, progress, extra)
+                builds = IndexBuilds(
+                    runner,
+                    split_post_data(
+                        listfile.read_text(encoding="utf-8"), _ask(holder, INDEXES_SQL)
+                    ),
+                    schema,
+                    target.dbname,
+                    jobs=jobs,
+                    env=post_env,
+                    timeout=timeout,
+                )
+                _copy_parts(
+                    runner, source, target, snapshot, work, jobs, timeout, progress, extra,
+                    builds.tables_done,
+                )  # fmt: skip
                 setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
                 if setvals:
                     pg.psql(target, "\n".join(setvals), timeout=timeout)
@@ -274,12 +275,16 @@ def copy_database(
                     raise
                 raise _holder_ended(holder) from exc
             holder.close("COMMIT;\n")
+        builds.wait()
+        rest = private_file(folder / "post.list", builds.post.rest())
         runner.run(
-            restore_argv(schema, listfile, target.dbname, jobs, "--section=post-data"),
-            env={**target.env(), "PGOPTIONS": POST_DATA_OPTIONS},
+            restore_argv(schema, rest, target.dbname, jobs, "--section=post-data"),
+            env=post_env,
             timeout=timeout,
         )
     finally:
+        if builds is not None:
+            builds.close()
         shutil.rmtree(folder, ignore_errors=True)
     return CopyResult(
         tables=len(tables),
@@ -287,6 +292,39 @@ def copy_database(
         seconds=time.monotonic() - started,
         skipped_extensions=tuple(skipped),
     )
+
+
+def _schema(
+    runner: Runner,
+    source: ConnInfo,
+    target: ConnInfo,
+    snapshot: str,
+    skipped: Sequence[str],
+    timeout: float,
+    folder: Path,
+) -> tuple[Path, Path]:
+    """The schema dump in the snapshot, its filtered list, and its pre-data restored."""
+    schema = private_file(folder / "schema.dump")
+    runner.run(
+        [
+            "pg_dump",
+            "--schema-only",
+            "-Fc",
+            f"--snapshot={snapshot}",
+            LOCK_WAIT,
+            "-f",
+            str(schema),
+        ],
+        env=source.env(),
+        timeout=timeout,
+    )
+    listfile = restore_list(runner, schema, skipped, timeout)
+    runner.run(
+        restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
+        env=target.env(),
+        timeout=timeout,
+    )
+    return schema, listfile
 
 
 def _copy_parts(
@@ -299,6 +337,7 @@ def _copy_parts(
     timeout: float,
     progress: Callable[[CopyProgress], None] | None,
     extra: Sequence[Callable[[threading.Event], None]] = (),
+    tables_done: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Run each pipe of ``work`` (a part, or a bundle of small tables) source -> target, ``jobs``
     at once, largest first, and the ``extra`` tasks beside them (each given the abort event).
@@ -337,10 +376,15 @@ def _copy_parts(
                         raise error
                     if not parts:
                         continue
+                    finished_tables = []
                     for part in parts:
                         left[part.table] -= 1
-                        done += 0 if left[part.table] else 1
+                        if not left[part.table]:
+                            finished_tables.append(part.table)
                         bytes_done += part.size
+                    done += len(finished_tables)
+                    if tables_done is not None and finished_tables:
+                        tables_done(finished_tables)
                     if progress is not None:
                         progress(CopyProgress(done, len(left), bytes_done, bytes_total))
         except BaseException:

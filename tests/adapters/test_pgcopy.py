@@ -19,6 +19,7 @@ from support.tls import TlsFiles
 
 from cutover.adapters import pgstaging
 from cutover.adapters.pgcopy import CopyProgress, copy_database
+from cutover.adapters.pgindexes import split_post_data
 from cutover.adapters.pgparts import plan_parts, plan_work
 from cutover.adapters.pgrestore import filter_list
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
@@ -90,6 +91,38 @@ def test_small_tables_share_at_most_jobs_pipes_and_large_ones_and_ranges_get_the
     assert plan_work(two, 4) == [two]  # two small tables: one bundle, however many jobs
     assert plan_work(plan_parts(rows[2:3], 2), 2) == [plan_parts(rows[2:3], 2)]  # one: alone
     assert all(len(w) == 1 for w in plan_work(plan_parts(rows, 2), 2, bundle_max=0))
+
+
+POST_LISTING = """;
+; Archive created at 2026-11-30 09:00:00 UTC
+201; 2606 16420 CONSTRAINT public books books_pkey owner
+202; 1259 16425 INDEX public books_title owner
+203; 1259 16430 INDEX public authors_name owner
+204; 2606 16440 FK CONSTRAINT public books books_author_fkey owner
+205; 2620 16450 TRIGGER public books touch owner
+206; 0 0 COMMENT - INDEX books_title
+"""
+
+
+def test_index_entries_are_handed_out_per_table_by_catalog_id_and_the_rest_stays() -> None:
+    # (table, oid) as INDEXES_SQL reads them: the key's constraint, a plain index per table;
+    # 16499 is an index the listing does not hold (e.g. a skipped extension's table).
+    rows = [
+        ["public.books", "16420"],
+        ["public.books", "16425"],
+        ["public.authors", "16430"],
+        ["public.other", "16499"],
+    ]
+    post = split_post_data(POST_LISTING, rows)
+    books = post.take(["public.books"])
+    assert [ln.split()[0] for ln in books] == ["201;", "202;"]
+    assert post.take(["public.books", "public.other"]) == []  # each handed out once
+    rest = post.rest().splitlines()
+    assert ";201; 2606 16420 CONSTRAINT public books books_pkey owner" in rest
+    assert ";202; 1259 16425 INDEX public books_title owner" in rest
+    # not handed out yet, foreign keys, triggers and comments: all in the final pass
+    for kept in ("203;", "204;", "205;", "206;"):
+        assert any(ln.startswith(kept) for ln in rest), kept
 
 
 def test_staging_names_refuse_a_name_too_long_for_postgres() -> None:
@@ -317,6 +350,9 @@ def test_small_tables_bundled_in_one_pipe_arrive_exactly(
         "CREATE SCHEMA other",
         "CREATE TABLE other.t (id int)",
         "INSERT INTO other.t SELECT generate_series(1, 7)",
+        "CREATE UNIQUE INDEX other_t_id ON other.t (id) WHERE id > 0",
+        "CREATE TABLE child (id int REFERENCES plain, n int)",  # a foreign key: the final pass
+        "INSERT INTO child VALUES (1, 1)",
     )
     pg = PostgresAdapter(runner, runner.masker)
     staging = pgstaging.create_staging(pg, _conn(target))
@@ -324,13 +360,24 @@ def test_small_tables_bundled_in_one_pipe_arrive_exactly(
     _direct(runner, source, staging)
     assert isinstance(runner.audit, ListAudit)
     pipes = [e for e in runner.audit.events[before:] if "|" in e[1].get("argv", [])]
-    assert len(pipes) == 2  # four tables, jobs=2: two bundles
+    assert len(pipes) == 2  # five tables, jobs=2: two bundles
+    # each bundle's indexes built when it ended (its own list), then the final post-data pass
+    restores = [
+        " ".join(e[1]["argv"])
+        for e in runner.audit.events[before:]
+        if e[1].get("argv", [""])[0] == "pg_restore" and "--section=post-data" in e[1]["argv"]
+    ]
+    assert sum("/index-" in r for r in restores) == 2
+    assert sum("/post.list" in r for r in restores) == 1
     copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
     for sql in (
         'SELECT n, "Col ""x""" FROM "Odd \'name""s" ORDER BY n',
         "SELECT count(*), md5(string_agg(b::text, ',' ORDER BY id)) FROM plain",
         "SELECT count(*) FROM empty_one",
         "SELECT sum(id) FROM other.t",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname <> 'pg_catalog' ORDER BY 1",
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE connamespace <> 'pg_catalog'::regnamespace ORDER BY 1",
     ):
         assert query(copied, sql) == query(source, sql), sql
     assert query(copied, 'SELECT "Col ""x""" FROM "Odd \'name""s" WHERE n = 1') == [("\\.",)]
