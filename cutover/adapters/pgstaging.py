@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
-from cutover.errors import CommandError, CutoverError, UnexpectedOutput
+from cutover.errors import CommandError, CutoverError
 
 NEXT_SUFFIX = "__cutover_next"
 PREV_SUFFIX = "__cutover_prev"
@@ -286,40 +286,10 @@ def settled_write_count(
     return last
 
 
-# settled_write_count and mark in one session of the database itself (it was 3-4 psql starts
-# and 0.6-1.2 s of a final sync's fixed cost). Within a transaction the statistics are read once
-# and kept (stats_fetch_consistency = cache, PostgreSQL 15): each read clears that snapshot.
-_SETTLED_MARK_SQL = """DO $cutover$
-DECLARE
-  last bigint;
-  now bigint;
-BEGIN
-  PERFORM pg_catalog.pg_stat_clear_snapshot();
-  SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint INTO last
-    FROM pg_catalog.pg_stat_user_tables;
-  FOR i IN 1..9 LOOP
-    PERFORM pg_catalog.pg_sleep(0.3);
-    PERFORM pg_catalog.pg_stat_clear_snapshot();
-    SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint INTO now
-      FROM pg_catalog.pg_stat_user_tables;
-    EXIT WHEN now = last;
-    last := now;
-  END LOOP;
-  EXECUTE pg_catalog.format('COMMENT ON DATABASE %I IS %L', pg_catalog.current_database(),
-                            {prefix} || ' writes=' || last);
-END $cutover$;
-SELECT 'comment:' || pg_catalog.shobj_description(oid, 'pg_database')
-  FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database();"""
-
-
 def mark_synced(pg: PostgresAdapter, conn: ConnInfo) -> str:
-    """Write ``cutover:synced <time> writes=<N>`` on ``conn.dbname``, N its write counter once
-    two reads 0.3 s apart agree (as :func:`settled_write_count`), in one session of it."""
-    prefix = literal(f"{MARKER_SYNCED} {now_iso()}")
-    rows = pg.psql(conn, _SETTLED_MARK_SQL.replace("{prefix}", prefix))
-    text = "\t".join(rows[-1]).removeprefix("comment:") if rows else ""
-    if not text.startswith(MARKER_SYNCED):
-        raise UnexpectedOutput(f"the synced marker on {conn.dbname} reads back as {text[:60]!r}")
+    """Write ``cutover:synced <time> writes=<N>`` on ``conn.dbname`` (N read from it now)."""
+    text = f"{MARKER_SYNCED} {now_iso()} writes={settled_write_count(pg, conn)}"
+    mark(pg, conn, conn.dbname, text)
     return text
 
 
