@@ -8,13 +8,18 @@ snapshot-consistent, with no data on this machine's disk.
    ``pg_restore --list`` filtered (extensions the target may not create are left out), then
    ``pg_restore --section=pre-data --use-list`` into the target: tables without indexes,
    constraints or triggers (pg_dump puts those in post-data).
-3. Per table, largest first, ``jobs`` at once: ``psql -c 'COPY t TO STDOUT'`` in the snapshot,
-   piped by the kernel into ``psql -c 'COPY t FROM STDIN'`` (Runner.pipe: no Python in the data
-   path).
-4. Large objects in the same snapshot (``pg_dump -Fc --data-only --snapshot`` with every table's
-   data excluded, streamed into ``pg_restore --data-only``), sequences (``setval`` from
-   pg_sequences read in the snapshot).
-5. ``pg_restore --section=post-data --jobs N``: indexes, constraints, triggers in parallel.
+3. Per table (or page range of a large one), largest first, ``jobs`` at once: ``psql -c 'COPY t
+   TO STDOUT'`` in the snapshot, piped by the kernel into ``psql -c 'COPY t FROM STDIN'``
+   (Runner.pipe: no Python in the data path); tables under 8 MB share at most ``jobs`` pipes
+   (bundles, cutover/adapters/pgparts.py). Large objects travel beside them when there are any
+   (``pg_dump -Fc --data-only -b --snapshot`` with every table's data excluded, streamed into
+   ``pg_restore --data-only``).
+4. As soon as a table's last part is in, its indexes and keys are built beside the other copies
+   (cutover/adapters/pgindexes.py); sequences get ``setval`` from pg_sequences read in the
+   snapshot.
+5. ``pg_restore --section=post-data --jobs N`` for the rest (foreign keys, triggers, ...).
+   Index builds run with ``maintenance_work_mem=128MB`` and ``synchronous_commit=off``
+   (:data:`POST_DATA_OPTIONS`).
 
 Always ``--no-owner --no-acl`` (a Heroku role's grants mean nothing on Convox).
 """
