@@ -8,13 +8,18 @@ snapshot-consistent, with no data on this machine's disk.
    ``pg_restore --list`` filtered (extensions the target may not create are left out), then
    ``pg_restore --section=pre-data --use-list`` into the target: tables without indexes,
    constraints or triggers (pg_dump puts those in post-data).
-3. Per table, largest first, ``jobs`` at once: ``psql -c 'COPY t TO STDOUT'`` in the snapshot,
-   piped by the kernel into ``psql -c 'COPY t FROM STDIN'`` (Runner.pipe: no Python in the data
-   path).
-4. Large objects in the same snapshot (``pg_dump -Fc --data-only --snapshot`` with every table's
-   data excluded, streamed into ``pg_restore --data-only``), sequences (``setval`` from
-   pg_sequences read in the snapshot).
-5. ``pg_restore --section=post-data --jobs N``: indexes, constraints, triggers in parallel.
+3. Per table (or page range of a large one), largest first, ``jobs`` at once: ``psql -c 'COPY t
+   TO STDOUT'`` in the snapshot, piped by the kernel into ``psql -c 'COPY t FROM STDIN'``
+   (Runner.pipe: no Python in the data path); tables under 8 MB share at most ``jobs`` pipes
+   (bundles, cutover/adapters/pgparts.py). Large objects travel beside them when there are any
+   (``pg_dump -Fc --data-only -b --snapshot`` with every table's data excluded, streamed into
+   ``pg_restore --data-only``).
+4. As soon as a table's last part is in, its indexes and keys are built beside the other copies
+   (cutover/adapters/pgindexes.py); sequences get ``setval`` from pg_sequences read in the
+   snapshot.
+5. ``pg_restore --section=post-data --jobs N`` for the rest (foreign keys, triggers, ...).
+   Index builds run with ``maintenance_work_mem=128MB`` and ``synchronous_commit=off``
+   (:data:`POST_DATA_OPTIONS`).
 
 Always ``--no-owner --no-acl`` (a Heroku role's grants mean nothing on Convox).
 """
@@ -28,7 +33,20 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from cutover.adapters.pgindexes import INDEXES_SQL, IndexBuilds, split_post_data
+from cutover.adapters.pgparts import (
+    BUNDLE_MAX_BYTES,
+    COPY_IN_OPTIONS,
+    SOURCE_SETTINGS,
+    SPLIT_MIN_BYTES,
+    Part,
+    consumer,
+    plan_parts,
+    plan_work,
+    producer,
+)
 from cutover.adapters.pgrestore import (
     extensions_to_skip,
     private_dir,
@@ -43,28 +61,14 @@ from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
 _SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
-# Every session of the copy sets what COPY's text and a long copy depend on, whatever the
-# role's or database's own settings (pg_db_role_setting) say, as pg_dump does for itself
-# (pg_dump.c setup_connection): no statement, lock or idle-in-transaction timeout (the snapshot
-# holder idles in its transaction for the whole copy), ISO dates, postgres intervals, floats
-# exact (extra_float_digits=0 would round them), and row_security off: a FORCE ROW LEVEL
-# SECURITY policy then fails the copy instead of silently leaving rows out. All USERSET.
-SOURCE_SETTINGS = (
-    "SET statement_timeout = 0",
-    "SET lock_timeout = 0",
-    "SET idle_in_transaction_session_timeout = 0",
-    "SET TimeZone = 'UTC'",
-    "SET DateStyle = 'ISO'",
-    "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 3",
-    "SET row_security = off",
-)
-# The consumer's session: the same input styles, no timeout, and no wait for the WAL flush on
-# each COPY's commit.
-COPY_IN_OPTIONS = (
-    "-c synchronous_commit=off -c statement_timeout=0 -c lock_timeout=0 -c TimeZone=UTC "
-    "-c DateStyle=ISO -c IntervalStyle=postgres"
-)
+
+# The post-data pass (indexes, constraints) builds into the staging database, which is swapped in
+# only after success: a larger sort memory per session, and no WAL flush wait per commit. Both
+# are user-settable per session (PostgreSQL docs, "Resource Consumption" and "Write Ahead Log":
+# context "user"; a managed server such as RDS takes them in PGOPTIONS like any client's), and
+# pg_restore runs ``--jobs`` such sessions at once: 128 MB each stays well inside a small
+# resource's memory.
+POST_DATA_OPTIONS = "-c maintenance_work_mem=128MB -c synchronous_commit=off"
 
 TABLES_SQL = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -84,58 +88,6 @@ WHERE c.relkind = 'r'
                     AND d.deptype = 'e')
 ORDER BY 2 DESC, 1;
 """
-# A table larger than this is copied as up to ``jobs`` parts at once, each a range of its pages
-# (``WHERE ctid >= '(a,0)' AND ctid < '(b,0)'``: a TID range scan, PostgreSQL 14+), so one large
-# table does not leave the other jobs idle.
-SPLIT_MIN_BYTES = 32 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Part:
-    """One COPY: a whole table, or a range of its pages."""
-
-    table: str
-    columns: str  # quoted, comma-separated; generated columns left out (COPY skips them too)
-    where: str  # "" for the whole table
-    size: int  # bytes this part accounts for (progress)
-
-    # Columns always named, on both sides: pg_dump recreates an inheritance child (or a table
-    # whose columns were added to its parent later) with another column order than the source's
-    # (pg_dump.c dumpTableData_copy names them for the same reason).
-    def copy_out(self) -> str:
-        cols = f" ({self.columns})" if self.columns else ""
-        if not self.where:
-            return f"COPY {self.table}{cols} TO STDOUT"
-        # ONLY: a SELECT from a parent reads its inheritance children too (COPY t TO does not);
-        # they are copied as tables of their own. Identifiers come from quote_ident in the
-        # source's catalog, the range from integers.
-        return f"COPY (SELECT {self.columns} FROM ONLY {self.table} WHERE {self.where}) TO STDOUT"  # noqa: S608
-
-    def copy_in(self) -> str:
-        cols = f" ({self.columns})" if self.columns else ""
-        return f"COPY {self.table}{cols} FROM STDIN"
-
-
-def plan_parts(rows: list[list[str]], jobs: int, split_min: int = SPLIT_MIN_BYTES) -> list[Part]:
-    """Parts to copy, largest first: tables above ``split_min`` bytes split by page ranges."""
-    parts: list[Part] = []
-    for row in rows:
-        if len(row) != 4:
-            continue
-        table, size, pages, columns = row[0], int(row[1]), int(row[2]), row[3]
-        count = min(jobs, size // max(1, split_min), pages) if columns else 1
-        if count < 2:
-            parts.append(Part(table, columns, "", size))
-            continue
-        step = pages // count
-        for i in range(count):
-            low = f"ctid >= '({i * step},0)'::tid"
-            # The last range is open-ended: it takes whatever lies beyond the size read above.
-            high = "" if i == count - 1 else f" AND ctid < '({(i + 1) * step},0)'::tid"
-            parts.append(Part(table, columns, low + high, size // count))
-    parts.sort(key=lambda p: p.size, reverse=True)
-    return parts
-
 
 # One setval per sequence from its own row (last_value, is_called): pg_sequences shows a NULL
 # last_value when is_called is false (ALTER SEQUENCE ... RESTART WITH, setval(s, v, false);
@@ -178,22 +130,6 @@ class CopyResult:
 
 
 # -- the direct copy --------------------------------------------------------------------------
-def _psql(*commands: str) -> list[str]:
-    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
-    for command in commands:
-        argv += ["-c", command]
-    return argv
-
-
-def _in_snapshot(snapshot: str, *commands: str) -> list[str]:
-    return _psql(
-        *SOURCE_SETTINGS,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-        f"SET TRANSACTION SNAPSHOT '{snapshot}'",
-        *commands,
-        "COMMIT",
-    )
-
 
 END_MARK = "--cutover-end--"
 
@@ -210,14 +146,13 @@ def _ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
 # pg_dump's own locks wait at most this long (pg_dump --lock-wait-timeout, milliseconds): the
 # same queue behind a DDL that waits for the holder.
 LOCK_WAIT = "--lock-wait-timeout=60000"
-TABLE_LOCK_WAIT = "10s"
 # LOCK ... NOWAIT refused (lmgr.c: could not obtain lock on relation "t"), or pg_dump's lock wait
 # timed out (pg_dump.c: could not obtain lock on relation "t"; canceling ... lock timeout).
 _LOCK_REFUSED = re.compile(
     r'could not obtain lock on relation "?([^"\n]*)"?|canceling statement due to lock timeout'
 )
 
-_LOCKING = re.compile(r"LOCK TABLE (\S+) IN ACCESS SHARE MODE")
+_LOCKING = re.compile(r"LOCK TABLE (.+?) IN ACCESS SHARE MODE")
 
 
 def _ddl_waiting(table: str) -> CutoverError:
@@ -268,6 +203,7 @@ def copy_database(
     timeout: float,
     progress: Callable[[CopyProgress], None] | None,
     split_min_bytes: int = SPLIT_MIN_BYTES,
+    bundle_max_bytes: int = BUNDLE_MAX_BYTES,
 ) -> CopyResult:
     """Copy ``source`` into the empty database ``target`` (see the module docstring)."""
     started = time.monotonic()
@@ -275,6 +211,8 @@ def copy_database(
     masker.add(target.password)
     pg = PostgresAdapter(runner, masker)
     folder = private_dir("cutover-direct-")
+    post_env: dict[str, str | None] = {**target.env(), "PGOPTIONS": POST_DATA_OPTIONS}
+    builds: IndexBuilds | None = None
     try:
         with runner.session(
             ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
@@ -298,30 +236,35 @@ def copy_database(
                     # an ALTER or DROP would change what the schema dump said; they wait instead.
                     _ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
                 skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
-                schema = private_file(folder / "schema.dump")
-                runner.run(
-                    [
-                        "pg_dump",
-                        "--schema-only",
-                        "-Fc",
-                        f"--snapshot={snapshot}",
-                        LOCK_WAIT,
-                        "-f",
-                        str(schema),
-                    ],
-                    env=source.env(),
-                    timeout=timeout,
-                )
-                listfile = restore_list(runner, schema, skipped, timeout)
-                runner.run(
-                    restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
-                    env=target.env(),
-                    timeout=timeout,
+                schema, listfile = _schema(
+                    runner, source, target, snapshot, skipped, timeout, folder
                 )
                 parts = plan_parts(rows, max(1, jobs), split_min_bytes)
-                _copy_parts(runner, source, target, snapshot, parts, jobs, timeout, progress)
+                # Large objects (when there are any) travel beside the tables' copies, not after
+                # them: they are read in the same snapshot and touch no table.
+                extra: list[Callable[[threading.Event], None]] = []
                 if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
-                    _copy_large_objects(runner, source, target, snapshot, timeout)
+                    extra.append(
+                        lambda abort: _copy_large_objects(
+                            runner, source, target, snapshot, timeout, abort
+                        )
+                    )
+                work = plan_work(parts, max(1, jobs), bundle_max_bytes)
+                builds = IndexBuilds(
+                    runner,
+                    split_post_data(
+                        listfile.read_text(encoding="utf-8"), _ask(holder, INDEXES_SQL)
+                    ),
+                    schema,
+                    target.dbname,
+                    jobs=jobs,
+                    env=post_env,
+                    timeout=timeout,
+                )
+                _copy_parts(
+                    runner, source, target, snapshot, work, jobs, timeout, progress, extra,
+                    builds.tables_done,
+                )  # fmt: skip
                 setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
                 if setvals:
                     pg.psql(target, "\n".join(setvals), timeout=timeout)
@@ -337,12 +280,16 @@ def copy_database(
                     raise
                 raise _holder_ended(holder) from exc
             holder.close("COMMIT;\n")
+        builds.wait()
+        rest = private_file(folder / "post.list", builds.post.rest())
         runner.run(
-            restore_argv(schema, listfile, target.dbname, jobs, "--section=post-data"),
-            env=target.env(),
+            restore_argv(schema, rest, target.dbname, jobs, "--section=post-data"),
+            env=post_env,
             timeout=timeout,
         )
     finally:
+        if builds is not None:
+            builds.close()
         shutil.rmtree(folder, ignore_errors=True)
     return CopyResult(
         tables=len(tables),
@@ -352,58 +299,97 @@ def copy_database(
     )
 
 
+def _schema(
+    runner: Runner,
+    source: ConnInfo,
+    target: ConnInfo,
+    snapshot: str,
+    skipped: Sequence[str],
+    timeout: float,
+    folder: Path,
+) -> tuple[Path, Path]:
+    """The schema dump in the snapshot, its filtered list, and its pre-data restored."""
+    schema = private_file(folder / "schema.dump")
+    runner.run(
+        [
+            "pg_dump",
+            "--schema-only",
+            "-Fc",
+            f"--snapshot={snapshot}",
+            LOCK_WAIT,
+            "-f",
+            str(schema),
+        ],
+        env=source.env(),
+        timeout=timeout,
+    )
+    listfile = restore_list(runner, schema, skipped, timeout)
+    runner.run(
+        restore_argv(schema, listfile, target.dbname, 1, "--section=pre-data"),
+        env=target.env(),
+        timeout=timeout,
+    )
+    return schema, listfile
+
+
 def _copy_parts(
     runner: Runner,
     source: ConnInfo,
     target: ConnInfo,
     snapshot: str,
-    parts: list[Part],
+    work: list[list[Part]],
     jobs: int,
     timeout: float,
     progress: Callable[[CopyProgress], None] | None,
+    extra: Sequence[Callable[[threading.Event], None]] = (),
+    tables_done: Callable[[list[str]], None] | None = None,
 ) -> None:
-    """COPY each part source -> target, ``jobs`` pipes at once, largest first. The first
-    failure stops the others (the target is a staging database: it is dropped, never used)."""
+    """Run each pipe of ``work`` (a part, or a bundle of small tables) source -> target, ``jobs``
+    at once, largest first, and the ``extra`` tasks beside them (each given the abort event).
+    The first failure stops the others (the target is a staging database: it is dropped, never
+    used)."""
     abort = threading.Event()
     target_env: dict[str, str | None] = {**target.env(), "PGOPTIONS": COPY_IN_OPTIONS}
     deadline = time.monotonic() + timeout
 
-    def one(part: Part) -> None:
+    def one(parts: list[Part]) -> None:
         runner.pipe(
-            # Bounded: an ALTER/TRUNCATE on Heroku waiting for the holder's lock queues this COPY
-            # behind it, a wait no deadlock detector sees (the holder waits on cutover). pg_dump's
-            # workers lock NOWAIT for the same reason (pg_dump.c lockTableForWorker); a short
-            # wait lets a DDL with its own lock_timeout give up first.
-            _in_snapshot(
-                snapshot,
-                f"SET LOCAL lock_timeout = '{TABLE_LOCK_WAIT}'",
-                f"LOCK TABLE {part.table} IN ACCESS SHARE MODE",
-                part.copy_out(),
-            ),
-            _psql(part.copy_in()),
+            producer(snapshot, parts),
+            consumer(parts),
             producer_env=dict(source.env()),
             consumer_env=target_env,
             timeout=max(1.0, deadline - time.monotonic()),
             abort=abort,
         )
 
-    left = {p.table: 0 for p in parts}
-    for p in parts:
-        left[p.table] += 1
-    done, bytes_done, bytes_total = 0, 0, sum(p.size for p in parts)
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="copy") as pool:
-        pending: dict[Future[None], Part] = {pool.submit(one, p): p for p in parts}
+    left: dict[str, int] = {}
+    for p in (p for parts in work for p in parts):
+        left[p.table] = left.get(p.table, 0) + 1
+    done, bytes_done = 0, 0
+    bytes_total = sum(p.size for parts in work for p in parts)
+    workers = max(1, jobs) + len(extra)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
+        pending: dict[Future[None], list[Part]] = {pool.submit(task, abort): [] for task in extra}
+        pending.update({pool.submit(one, parts): parts for parts in work})
         try:
             while pending:
                 finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    part = pending.pop(future)
+                    parts = pending.pop(future)
                     error = future.exception()
                     if error is not None:
                         raise error
-                    left[part.table] -= 1
-                    done += 0 if left[part.table] else 1
-                    bytes_done += part.size
+                    if not parts:
+                        continue
+                    finished_tables = []
+                    for part in parts:
+                        left[part.table] -= 1
+                        if not left[part.table]:
+                            finished_tables.append(part.table)
+                        bytes_done += part.size
+                    done += len(finished_tables)
+                    if tables_done is not None and finished_tables:
+                        tables_done(finished_tables)
                     if progress is not None:
                         progress(CopyProgress(done, len(left), bytes_done, bytes_total))
         except BaseException:
@@ -414,7 +400,12 @@ def _copy_parts(
 
 
 def _copy_large_objects(
-    runner: Runner, source: ConnInfo, target: ConnInfo, snapshot: str, timeout: float
+    runner: Runner,
+    source: ConnInfo,
+    target: ConnInfo,
+    snapshot: str,
+    timeout: float,
+    abort: threading.Event | None = None,
 ) -> None:
     """Large objects (metadata and data) in the snapshot, streamed: pg_dump --data-only dumps
     them (-b is the default without --schema/--table, pg_dump docs) and pg_restore --data-only
@@ -441,4 +432,5 @@ def _copy_large_objects(
         producer_env=dict(source.env()),
         consumer_env=dict(target.env()),
         timeout=timeout,
+        abort=abort,
     )

@@ -153,14 +153,29 @@ def streamed(source: Endpoint, target: Endpoint) -> float:
     return elapsed
 
 
+# pgcopydb 0.10 reads each index's definition with pg_get_indexdef() in its source session and
+# replays it on the target (its --verbose log: "CREATE INDEX index_products_on_title_trgm ON
+# public.products USING gin (title gin_trgm_ops)"). pg_get_indexdef qualifies a name only when
+# the session's search_path does not find it: the Heroku-shaped source's role has heroku_ext on
+# its search_path (as Heroku tells its users to set it), so the opclass came out bare and the
+# target, whose search_path lacks heroku_ext, refused it ('operator class "gin_trgm_ops" does not
+# exist for access method "gin"': the index process exits 12, the clone process 6, pgcopydb 12).
+# A user runs it the way pg_dump runs itself (pg_dump.c setup_connection: search_path empty):
+# with only pg_catalog on the search_path of both sessions, every definition comes out
+# schema-qualified (measured: "USING gin (title heroku_ext.gin_trgm_ops)", clone exit 0).
+PGCOPYDB_OPTIONS = "-c search_path=pg_catalog"
+
+
 def pgcopydb_clone(source: Endpoint, target: Endpoint, work: Path, jobs: int) -> float:
     """(c) ``pgcopydb clone --no-owner --no-acl`` with ``jobs`` table and index jobs (the same
-    parallelism cutover's restore gets); URIs (with passwords) in the environment only."""
+    parallelism cutover's restore gets); URIs (with passwords) in the environment only, and
+    :data:`PGCOPYDB_OPTIONS` (why: above)."""
     folder = Path(tempfile.mkdtemp(prefix="pgcopydb-", dir=work))
     env = pgcluster.client_env(
         {
             "PGCOPYDB_SOURCE_PGURI": source.url(),
             "PGCOPYDB_TARGET_PGURI": target.url(),
+            "PGOPTIONS": PGCOPYDB_OPTIONS,
         }
     )
     try:

@@ -6,7 +6,8 @@ state from the playbook's state folder), runs the step's ``apply`` (no gate: the
 operator), records the outputs in the state as the engine does on success (engine/run.py:
 status done, outputs merged; each run a fresh attempt, as after ``--from``), and writes one
 JSON document to FILE:
-``{"ok", "seconds", "external_seconds", "own_seconds", "children", "rss_mb", "error"}``.
+``{"ok", "seconds", "external_seconds", "own_seconds", "children", "tools", "rss_mb", "error"}``
+(``tools``: seconds per external program, cutover/bench/clock.py).
 
 ``rss_mb`` is this process's own peak resident size (``getrusage(RUSAGE_SELF).ru_maxrss``,
 kilobytes on Linux): the cutover process, not pg_dump or pg_restore, whose usage the kernel
@@ -62,6 +63,7 @@ def _result(
         "external_seconds": external,
         "own_seconds": own_seconds(wall, external),
         "children": clock.children if clock else 0,
+        "tools": dict(clock.by_tool) if clock else {},
         "rss_mb": peak_rss_mb(),
         "error": masker.mask(" ".join(error.split()))[:400] if error else None,
     }

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 Now = Callable[[], float]
@@ -37,6 +38,14 @@ class ExternalClock:
         self._since = 0.0
         self._total = 0.0
         self.children = 0
+        # Seconds per program (each child's own lifetime, overlaps not merged): the bench
+        # reports the heroku CLI's share of a figure (its node start is a fixed cost cutover
+        # pays in every step that asks Heroku anything).
+        self.by_tool: dict[str, float] = {}
+
+    def add_tool(self, tool: str, seconds: float) -> None:
+        with self._lock:
+            self.by_tool[tool] = self.by_tool.get(tool, 0.0) + seconds
 
     def enter(self) -> None:
         with self._lock:
@@ -82,9 +91,11 @@ def install(clock: ExternalClock) -> Callable[[], None]:
         if is_helper(argv):
             return original(exe, argv, *args, **callbacks)
         chained = callbacks.pop("_done", None)
+        tool, began = Path(str(exe)).name, clock._now()
 
         def done(cmd: Any, success: bool, exit_code: int) -> None:
             clock.leave()
+            clock.add_tool(tool, clock._now() - began)
             if chained is not None:
                 chained(cmd, success, exit_code)
 

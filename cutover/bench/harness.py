@@ -109,8 +109,10 @@ class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.figures: dict[str, Figure] = {}
+        self.current = ""  # the figure being measured
         self.rss: list[float] = []
         self.own: list[tuple[float, str]] = []  # (own seconds, the step it was measured in)
+        self.heroku: dict[str, list[float]] = {}  # figure -> the heroku CLI's seconds per run
 
     def figure(self, name: str, note: str) -> Figure:
         self.figures[name] = Figure(name, note=note)
@@ -120,10 +122,13 @@ class Bench:
         figure = self.figures[name]
         if figure.error is not None:
             return  # failed once: not run again
+        self.current = name
         try:
             figure.add(run())
         except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
             figure.fail(str(exc))
+        finally:
+            self.current = ""
 
     def cutover(self, playbook: Path, step: str) -> float:
         """One cutover step in a child process; its seconds, or BaselineError with the reason."""
@@ -152,6 +157,9 @@ class Bench:
             raise BaselineError(f"{step} child exited {proc.returncode}: {tail}") from None
         self.rss.append(float(result["rss_mb"]))
         self.own.append((float(result["own_seconds"]), f"{step} ({playbook.stem})"))
+        if self.current:  # not a figure's untimed preparation
+            heroku = float(result.get("tools", {}).get("heroku", 0.0))
+            self.heroku.setdefault(self.current, []).append(heroku)
         if not result["ok"]:
             raise BaselineError(str(result["error"]))
         return float(result["seconds"])
@@ -328,6 +336,7 @@ def _print(
     )
     console.print(report.table(figures, title))
     extra = [f"bench: reference-mb {size_mb:.0f}", f"bench: total-seconds {elapsed:.0f}"]
+    extra += report.heroku_lines(figures, bench.heroku)
     for line in report.lines(
         figures,
         report.ratios(figures, args.changed_method),

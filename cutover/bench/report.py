@@ -222,3 +222,27 @@ def table(figures: dict[str, Figure], title: str) -> Table:
 def _short(text: str, limit: int = 70) -> str:
     """The table keeps one line per figure; the full reason is on the figure's own line."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def heroku_lines(figures: dict[str, Figure], heroku: dict[str, list[float]]) -> list[str]:
+    """Per cutover figure that ran the heroku CLI: its median seconds inside the figure
+    (information, no target: the baselines never start it, cutover must, e.g. for
+    ``pg:credentials:url``), and the full-sync ratio without it, to tell that fixed cost from
+    cutover's data path."""
+    out = []
+    for name, runs in heroku.items():
+        figure = figures.get(name)
+        if figure is None or not figure.ok or not any(runs):
+            continue
+        out.append(f"bench: {name}-heroku-cli {statistics.median(runs):.2f} (inside {name})")
+    full = fastest_full(figures)
+    baseline = _fastest([figures[n] for n in (STREAMED, PGCOPYDB) if n in figures])
+    runs = heroku.get(full.name, []) if full is not None else []
+    if full is not None and baseline is not None and runs and any(runs):
+        less = [max(0.0, total - cli) for total, cli in zip(full.runs, runs, strict=False)]
+        value = statistics.median(less) / (baseline.median() or 1.0)
+        out.append(
+            f"bench: {FINAL_FULL}-without-heroku-cli/fastest-baseline {value:.2f} "
+            f"(information: {full.name} less its heroku CLI seconds / {baseline.name})"
+        )
+    return out

@@ -18,7 +18,9 @@ from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
 from support.tls import TlsFiles
 
 from cutover.adapters import pgstaging
-from cutover.adapters.pgcopy import CopyProgress, copy_database, plan_parts
+from cutover.adapters.pgcopy import CopyProgress, copy_database
+from cutover.adapters.pgindexes import split_post_data
+from cutover.adapters.pgparts import plan_parts, plan_work
 from cutover.adapters.pgrestore import filter_list
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError
@@ -67,6 +69,60 @@ def test_large_tables_are_split_into_page_ranges() -> None:
     assert parts[0].copy_in() == "COPY public.big (a,b) FROM STDIN"
     assert parts[3].copy_out() == "COPY public.small (x) TO STDOUT"
     assert parts[3].copy_in() == "COPY public.small (x) FROM STDIN"
+
+
+def test_small_tables_share_at_most_jobs_pipes_and_large_ones_and_ranges_get_their_own() -> None:
+    mb = 1024 * 1024
+    rows = [["public.big", str(100 * mb), "12800", "a"], ["public.mid", str(9 * mb), "1152", "a"]]
+    rows += [[f"public.s{i}", str((i + 1) * 8192), "1", "a"] for i in range(5)]
+    work = plan_work(plan_parts(rows, 2), 2)
+    # the two ranges of big, mid (above the bundle size), then two bundles balanced by size
+    assert [[p.table for p in w] for w in work[:3]] == [
+        ["public.big"],
+        ["public.big"],
+        ["public.mid"],
+    ]
+    bundles = work[3:]
+    assert len(bundles) == 2
+    assert sorted(p.table for b in bundles for p in b) == [f"public.s{i}" for i in range(5)]
+    sizes = [sum(p.size for p in b) for b in bundles]
+    assert max(sizes) - min(sizes) <= 8192 * 2
+    two = plan_parts(rows[2:4], 4)
+    assert plan_work(two, 4) == [two]  # two small tables: one bundle, however many jobs
+    assert plan_work(plan_parts(rows[2:3], 2), 2) == [plan_parts(rows[2:3], 2)]  # one: alone
+    assert all(len(w) == 1 for w in plan_work(plan_parts(rows, 2), 2, bundle_max=0))
+
+
+POST_LISTING = """;
+; Archive created at 2026-11-30 09:00:00 UTC
+201; 2606 16420 CONSTRAINT public books books_pkey owner
+202; 1259 16425 INDEX public books_title owner
+203; 1259 16430 INDEX public authors_name owner
+204; 2606 16440 FK CONSTRAINT public books books_author_fkey owner
+205; 2620 16450 TRIGGER public books touch owner
+206; 0 0 COMMENT - INDEX books_title
+"""
+
+
+def test_index_entries_are_handed_out_per_table_by_catalog_id_and_the_rest_stays() -> None:
+    # (table, oid) as INDEXES_SQL reads them: the key's constraint, a plain index per table;
+    # 16499 is an index the listing does not hold (e.g. a skipped extension's table).
+    rows = [
+        ["public.books", "16420"],
+        ["public.books", "16425"],
+        ["public.authors", "16430"],
+        ["public.other", "16499"],
+    ]
+    post = split_post_data(POST_LISTING, rows)
+    books = post.take(["public.books"])
+    assert [ln.split()[0] for ln in books] == ["201;", "202;"]
+    assert post.take(["public.books", "public.other"]) == []  # each handed out once
+    rest = post.rest().splitlines()
+    assert ";201; 2606 16420 CONSTRAINT public books books_pkey owner" in rest
+    assert ";202; 1259 16425 INDEX public books_title owner" in rest
+    # not handed out yet, foreign keys, triggers and comments: all in the final pass
+    for kept in ("203;", "204;", "205;", "206;"):
+        assert any(ln.startswith(kept) for ln in rest), kept
 
 
 def test_staging_names_refuse_a_name_too_long_for_postgres() -> None:
@@ -274,6 +330,57 @@ def _direct(runner: Runner, source: AppDatabase, staging: ConnInfo, **kw: int) -
         progress=None,
         **kw,  # type: ignore[arg-type]
     )
+
+
+@pytest.mark.slow
+def test_small_tables_bundled_in_one_pipe_arrive_exactly(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    # A bundle is a psql script (COPY ... FROM STDIN; rows; \.) fed to one consumer: names that
+    # need quoting, values that look like the end-of-data line or hold quotes, backslashes,
+    # tabs and newlines, NULLs and an empty table must all arrive as they were.
+    source, target = make_database(pg_source, "bundle"), rds_target(pg_target)
+    source.execute(
+        'CREATE TABLE "Odd \'name""s" ("Col ""x""" text, n int)',
+        "INSERT INTO \"Odd 'name\"\"s\" VALUES (E'\\\\.', 1), (E'a\\tb\\nc\\\\', 2), "
+        "(NULL, 3), ('it''s', 4), ('\\.', 5)",
+        "CREATE TABLE plain (id int PRIMARY KEY, b bytea)",
+        "INSERT INTO plain SELECT g, decode(md5(g::text), 'hex') FROM generate_series(1, 500) g",
+        "CREATE TABLE empty_one (id int)",
+        "CREATE SCHEMA other",
+        "CREATE TABLE other.t (id int)",
+        "INSERT INTO other.t SELECT generate_series(1, 7)",
+        "CREATE UNIQUE INDEX other_t_id ON other.t (id) WHERE id > 0",
+        "CREATE TABLE child (id int REFERENCES plain, n int)",  # a foreign key: the final pass
+        "INSERT INTO child VALUES (1, 1)",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    before = len(runner.audit.events) if isinstance(runner.audit, ListAudit) else 0
+    _direct(runner, source, staging)
+    assert isinstance(runner.audit, ListAudit)
+    pipes = [e for e in runner.audit.events[before:] if "|" in e[1].get("argv", [])]
+    assert len(pipes) == 2  # five tables, jobs=2: two bundles
+    # each bundle's indexes built when it ended (its own list), then the final post-data pass
+    restores = [
+        " ".join(e[1]["argv"])
+        for e in runner.audit.events[before:]
+        if e[1].get("argv", [""])[0] == "pg_restore" and "--section=post-data" in e[1]["argv"]
+    ]
+    assert sum("/index-" in r for r in restores) == 2
+    assert sum("/post.list" in r for r in restores) == 1
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    for sql in (
+        'SELECT n, "Col ""x""" FROM "Odd \'name""s" ORDER BY n',
+        "SELECT count(*), md5(string_agg(b::text, ',' ORDER BY id)) FROM plain",
+        "SELECT count(*) FROM empty_one",
+        "SELECT sum(id) FROM other.t",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname <> 'pg_catalog' ORDER BY 1",
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE connamespace <> 'pg_catalog'::regnamespace ORDER BY 1",
+    ):
+        assert query(copied, sql) == query(source, sql), sql
+    assert query(copied, 'SELECT "Col ""x""" FROM "Odd \'name""s" WHERE n = 1') == [("\\.",)]
 
 
 @pytest.mark.slow
@@ -515,6 +622,7 @@ def test_tables_are_locked_against_truncate_while_they_are_copied(
         skip_extensions=[],
         timeout=300,
         progress=truncate_the_next_table,
+        bundle_max_bytes=100_000,  # big (~480 kB) on its own pipe, then small
     )
     copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
     assert query(copied, "SELECT count(*) FROM small") == [(10,)]
@@ -601,6 +709,7 @@ def test_a_ddl_waiting_for_the_copys_locks_fails_the_copy_instead_of_hanging_it(
         "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g",
         "CREATE TABLE small (id int)",
         "INSERT INTO small SELECT generate_series(1, 10)",
+        "CREATE TABLE small2 (id int)",  # small and small2 share one pipe (a bundle)
     )
     pg = PostgresAdapter(runner, runner.masker)
     staging = pgstaging.create_staging(pg, _conn(target))
@@ -637,6 +746,7 @@ def test_a_ddl_waiting_for_the_copys_locks_fails_the_copy_instead_of_hanging_it(
             skip_extensions=[],
             timeout=60,
             progress=start_a_migration,
+            bundle_max_bytes=100_000,  # big (~480 kB) on its own pipe, then the bundle
         )
     ddl.join(timeout=120)
     message = str(caught.value)

@@ -4,6 +4,7 @@ by wrapping the one function that starts every child (cutover.runner._spawn)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import cutover.runner as runner_module
 from cutover.bench.clock import ExternalClock, install, is_helper, own_seconds
@@ -70,6 +71,9 @@ def test_install_counts_real_children_of_the_runner_and_restores_spawn() -> None
         restore()
     assert runner_module._spawn is original
     assert clock.children == 2
+    # seconds per program: both children were this Python, the first slept 0.2 s
+    assert list(clock.by_tool) == [Path(sys.executable).name]
+    assert clock.by_tool[Path(sys.executable).name] >= 0.2
     # Both children ended: nothing is running, the total no longer grows.
     first = clock.seconds()
     assert first > 0

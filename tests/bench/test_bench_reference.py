@@ -163,6 +163,35 @@ def test_pgcopydb_clone_copies_the_reference(
     _copies(loaded, target)
 
 
+@pytest.mark.skipif(shutil.which("pgcopydb") is None, reason="pgcopydb not installed")
+def test_pgcopydb_clones_an_index_whose_opclass_lives_on_the_roles_search_path(
+    pg_source: PgCluster, pg_target: PgCluster, tmp_path: Path
+) -> None:
+    """Heroku's shape: pg_trgm in heroku_ext, heroku_ext on the role's search_path, a trigram
+    index. Without search_path=pg_catalog pgcopydb 0.10 replayed "gin (title gin_trgm_ops)"
+    unqualified on the target and exited 12 (the bench's figure (c) failed so)."""
+    db = make_database(pg_source, "bench_ext")
+    source = Endpoint(pg_source, db.dbname, db.owner, db.password)
+    baselines.run_sql(
+        source,
+        "CREATE SCHEMA heroku_ext; CREATE EXTENSION pg_trgm SCHEMA heroku_ext;\n"
+        f'ALTER ROLE "{db.owner}" SET search_path = "$user", public, heroku_ext;\n'
+        "CREATE TABLE products (id int PRIMARY KEY, title text);\n"
+        "INSERT INTO products SELECT g, 'title ' || g FROM generate_series(1, 50) g;",
+    )
+    # A new session: the role's search_path now finds the opclass unqualified.
+    baselines.run_sql(
+        source, "CREATE INDEX products_title_trgm ON products USING gin (title gin_trgm_ops)"
+    )
+    target = baselines.fresh_database(_admin(pg_target), f"bench_{secrets.token_hex(4)}")
+    assert baselines.pgcopydb_clone(source, target, tmp_path, jobs=2) > 0
+    indexdef = baselines.run_sql(
+        target, "SELECT indexdef FROM pg_indexes WHERE indexname = 'products_title_trgm'"
+    )
+    assert "heroku_ext.gin_trgm_ops" in indexdef
+    assert baselines.run_sql(target, "SELECT count(*) FROM products").strip() == "50"
+
+
 def test_endpoint_env_drops_inherited_pg_variables(
     pg_source: PgCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -186,7 +215,8 @@ def test_pgcopydb_gets_the_passwords_in_its_environment_never_in_argv(
     script = (
         "import json, os, sys\n"
         "env = {k: v for k, v in os.environ.items() if k.startswith('PGCOPYDB_')}\n"
-        "open(sys.argv[0] + '.json', 'w').write(json.dumps({'argv': sys.argv, 'env': env}))\n"
+        "seen = {'argv': sys.argv, 'env': env, 'pgoptions': os.environ.get('PGOPTIONS')}\n"
+        "open(sys.argv[0] + '.json', 'w').write(json.dumps(seen))\n"
     )
     fake.write_text(f"#!{sys.executable}\n{script}", encoding="utf-8")
     fake.chmod(0o755)
@@ -199,6 +229,7 @@ def test_pgcopydb_gets_the_passwords_in_its_environment_never_in_argv(
     assert "secret" not in argv
     assert "--source" not in argv
     assert "--table-jobs 3" in argv
+    assert seen["pgoptions"] == "-c search_path=pg_catalog"
     assert "pw-source-secret" in seen["env"]["PGCOPYDB_SOURCE_PGURI"]
     assert "pw-target-secret" in seen["env"]["PGCOPYDB_TARGET_PGURI"]
 

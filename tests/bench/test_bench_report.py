@@ -154,3 +154,16 @@ def test_the_table_shows_runs_medians_and_failures() -> None:
     assert "1.00, 3.00, 2.00" in text
     assert "2.00" in text
     assert "failed: no such method" in text
+
+
+def test_the_heroku_cli_share_is_reported_and_taken_out_of_the_full_ratio_as_information() -> None:
+    figures = _named(
+        streamed=[10.0, 12.0, 11.0], pgcopydb=[8.0, 9.0, 10.0], final_direct=[20.0, 19.0, 18.0]
+    )
+    heroku = {"final-direct": [5.0, 4.0, 6.0], report.VERIFY: [0.0]}
+    out = report.heroku_lines(figures, heroku)
+    assert out[0] == "bench: final-direct-heroku-cli 5.00 (inside final-direct)"
+    # (20-5, 19-4, 18-6) -> median 15 over pgcopydb's median 9
+    assert out[1].startswith("bench: final-full-without-heroku-cli/fastest-baseline 1.67 ")
+    assert len(out) == 2  # verify-data never ran the heroku CLI (and did not run here)
+    assert report.heroku_lines(figures, {}) == []
