@@ -29,6 +29,7 @@ from cutover.playbook import load_playbook
 from cutover.runner import Runner
 from cutover.sandbox import procs
 from cutover.sandbox.cloudflare_api import CloudflareApi
+from cutover.sandbox.cloudflare_dns import CloudflareNameserver
 from cutover.secrets import MASK, SecretMasker
 from cutover.state import StateStore, Status
 from cutover.steps.base import Context
@@ -210,11 +211,25 @@ def cloudflare(monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudflareApi]:
         yield api
 
 
+@pytest.fixture
+def cf_nameserver(cloudflare: CloudflareApi) -> Iterator[CloudflareNameserver]:
+    """Cloudflare's name servers answering from the API's records (the steps ask them)."""
+    with CloudflareNameserver(cloudflare, flatten_to={ROUTER: (["192.0.2.80"], 60)}) as ns:
+        yield ns
+
+
+def cf_extra(ns: CloudflareNameserver) -> str:
+    return (
+        "  cloudflare: {token_env: SHOP_CF_TOKEN}\n"
+        f"  nameservers: ['127.0.0.1:{ns.port}']\n  resolvers: []"
+    )
+
+
 @pytest.mark.parametrize("record", [f"www.{ZONE}", ZONE])
 def test_cloudflare_lower_ttl_then_switch(
-    cloudflare: CloudflareApi, tmp_path: Path, record: str
+    cloudflare: CloudflareApi, cf_nameserver: CloudflareNameserver, tmp_path: Path, record: str
 ) -> None:
-    run = start(tmp_path, "cloudflare", record, "  cloudflare: {token_env: SHOP_CF_TOKEN}")
+    run = start(tmp_path, "cloudflare", record, cf_extra(cf_nameserver))
     run.step(LowerTtl())
     assert [r["ttl"] for r in cloudflare.find(record)] == [60]
     run.step(SwitchDns())

@@ -62,8 +62,11 @@ def assert_server_is_main_process_and_drains(command: str, cwd: Path, bin_dir: P
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PIDFILE": str(pidfile)}
     main = subprocess.Popen(shlex.split(command), env=env, cwd=cwd)
     try:
-        assert wait_for(pidfile.exists)
-        server = int(pidfile.read_text())
+        # The file exists before the pid is in it (created, then written): wait for the pid.
+        def written() -> str | None:
+            return pidfile.read_text().strip() or None if pidfile.exists() else None
+
+        server = int(wait_for(written, "the server's pid in its pidfile"))
         assert server == main.pid  # exec: the server IS the container's main process
         main.send_signal(signal.SIGTERM)
         assert main.wait(timeout=20) == 0
