@@ -215,3 +215,20 @@ def test_verify_tls_on_demand_names_the_gap_and_exits_1(project: Project) -> Non
     assert project.state()["steps"].get("tls-ready", {}).get("status") == before
     events = [e for e in project.events() if e.get("kind") == "tls-ready"]
     assert events and events[-1]["on_demand"] is True and events[-1]["ok"] is False
+
+
+def test_verify_site_trusts_the_ca_file_tls_ready_trusted(project: Project) -> None:
+    """tls.ca_file is trusted by tls-ready before the flip; verify-site, after it, must trust
+    the same roots: else a certificate tls-ready accepted fails the cutover inside the window."""
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay_dns01"] = 1
+    project.playbook.write_text(
+        project.playbook.read_text()
+        + "tls:\n  mode: dns01\n  role: arn:aws:iam::1:role/dns\n  issue_timeout: 60\n"
+        f"  ca_file: {project.world_path.parent / 'certs' / 'letsencrypt-ca.pem'}\n"
+    )
+
+    result = project.run("run", "--yes", "--until", "verify-site")
+
+    assert result.returncode == 0, result.output[-1500:]
+    assert project.state()["steps"]["verify-site"]["status"] == "done"
