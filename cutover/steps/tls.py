@@ -31,6 +31,7 @@ import contextlib
 import os
 import re
 import shutil
+import ssl
 import stat
 import tempfile
 import time
@@ -61,7 +62,15 @@ def ca_files(ctx: Context) -> list[str]:
     """Roots trusted besides the system store: ``tls.ca_file`` and the sandbox CA."""
     files = []
     if ctx.model.tls.ca_file:
-        files.append(str(ctx.playbook.resolve(ctx.model.tls.ca_file)))
+        path = ctx.playbook.resolve(ctx.model.tls.ca_file)
+        try:  # a file that is not there or holds no certificate: the field, not the certificate
+            ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidInput(
+                f"{ctx.playbook.path}: tls.ca_file: {path} is not a readable PEM CA file "
+                f"({getattr(exc, 'strerror', None) or exc})"
+            ) from None
+        files.append(str(path))
     if ctx.http.ca_file:
         files.append(ctx.http.ca_file)
     return files

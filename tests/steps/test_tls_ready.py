@@ -232,3 +232,19 @@ def test_verify_site_trusts_the_ca_file_tls_ready_trusted(project: Project) -> N
 
     assert result.returncode == 0, result.output[-1500:]
     assert project.state()["steps"]["verify-site"]["status"] == "done"
+
+
+def test_a_missing_tls_ca_file_is_named_not_blamed_on_the_certificate(project: Project) -> None:
+    """tls.ca_file that is not there (a typo, another checkout): exit 2 naming the field, not
+    'does not chain to a trusted root' about a certificate that may be fine, and no traceback."""
+    missing = project.root / "no-such-ca.pem"
+    project.playbook.write_text(project.playbook.read_text() + f"tls:\n  ca_file: {missing}\n")
+    assert project.run("run", "--yes", "--until", "add-domain").returncode == 0
+
+    result = project.run("verify", "--tls")
+
+    assert result.returncode == 2, result
+    text = " ".join(result.output.split())
+    assert "tls.ca_file" in text and str(missing) in text
+    assert "trusted root" not in text
+    assert "Traceback" not in result.output
