@@ -449,14 +449,15 @@ def set_certificate_in_manifest(path: Path, service: str, ident: str) -> bool:
     if current(text) == ident:
         return False
     lines = text.splitlines(keepends=True)
-    start = next(
-        (
-            i
-            for i, ln in enumerate(lines)
-            if re.match(rf"^(\s+){re.escape(service)}:\s*(#.*)?$", ln)
-        ),
-        None,
-    )
+    # Only under the top-level services: (another section may hold a key spelled the same).
+    section = next((i for i, ln in enumerate(lines) if re.match(r"^services:\s*(#.*)?$", ln)), None)
+    start = None
+    for i in range(len(lines) if section is None else section + 1, len(lines)):
+        if re.match(r"^\S", lines[i]) and not lines[i].startswith("#"):
+            break  # the next top-level section
+        if re.match(rf"^(\s+){re.escape(service)}:\s*(#.*)?$", lines[i]):
+            start = i
+            break
     if start is None:
         raise CutoverError(f"{path}: service {service!r} not found under services:")
     parent = len(lines[start]) - len(lines[start].lstrip())
