@@ -285,7 +285,15 @@ def key_path(ctx: Context) -> Iterator[Path]:
     for line in value.splitlines():  # the base64 body lines, should any be echoed
         if len(line) >= 16 and "-----" not in line:
             ctx.masker.add(line)
-    folder = Path(tempfile.mkdtemp(prefix="cutover-key-"))  # mkdtemp: 0700
+    # Named after the project: a folder an earlier run left (kill -9 skips the removal below)
+    # is this project's and is removed now, under the run lock, before the new one is made.
+    import hashlib  # noqa: PLC0415
+
+    project = hashlib.sha256(str(ctx.playbook.state_dir).encode()).hexdigest()[:12]
+    prefix = f"cutover-key-{project}-"
+    for left in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        shutil.rmtree(left, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))  # mkdtemp: 0700
     try:
         path = folder / "key.pem"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
