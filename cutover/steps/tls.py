@@ -28,6 +28,7 @@ pkg/manifest/service.go) before its deploy:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -287,8 +288,6 @@ def key_path(ctx: Context) -> Iterator[Path]:
             ctx.masker.add(line)
     # Named after the project: a folder an earlier run left (kill -9 skips the removal below)
     # is this project's and is removed now, under the run lock, before the new one is made.
-    import hashlib  # noqa: PLC0415
-
     project = hashlib.sha256(str(ctx.playbook.state_dir).encode()).hexdigest()[:12]
     prefix = f"cutover-key-{project}-"
     for left in Path(tempfile.gettempdir()).glob(prefix + "*"):
@@ -341,8 +340,6 @@ def generate_certificate(ctx: Context) -> str:
             resolution="Pick a free tls.solver_id, or update it: convox letsencrypt dns "
             f"route53 update --id {tls.solver_id} --dns-zones {','.join(zones)} --role ...",
         )
-    import hashlib  # noqa: PLC0415
-
     # The rack names it cert-<sha1 of the domains joined by "-"> (provider/k8s/certificate.go).
     ident = "cert-" + hashlib.sha1(name.encode()).hexdigest()  # noqa: S324 - convox's id, not security
     rows = {row["ID"]: row for row in ctx.convox.certificates(generated=True)}
@@ -368,8 +365,6 @@ def generate_certificate(ctx: Context) -> str:
 def certificate_source(ctx: Context) -> str | None:
     """What the certificate is made from, to tell a re-run whether the one obtained earlier
     still fits: the sha256 of the certificate and chain files (import), or the name (dns01)."""
-    import hashlib  # noqa: PLC0415
-
     tls = ctx.model.tls
     if tls.mode == "import":
         digest = hashlib.sha256()

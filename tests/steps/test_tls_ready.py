@@ -248,3 +248,19 @@ def test_a_missing_tls_ca_file_is_named_not_blamed_on_the_certificate(project: P
     assert "tls.ca_file" in text and str(missing) in text
     assert "trusted root" not in text
     assert "Traceback" not in result.output
+
+
+def test_verify_tls_after_the_flip_names_cutover_rollback(project: Project) -> None:
+    """After maintenance-on, a failing ``cutover verify --tls`` (http01: the certificate is
+    not issued yet after switch-dns) says what to do for the mode and names `cutover
+    rollback`, as every failure in the window does."""
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay"] = 600
+    assert project.run("run", "--yes", "--until", "switch-dns").returncode == 0
+
+    result = project.run("verify", "--tls")
+
+    assert result.returncode == 1, result
+    text = " ".join(result.output.split())
+    assert "Or bring Heroku back with: cutover rollback" in text
+    assert "tls.mode import or dns01" in text  # mode_resolution, not a README section
