@@ -343,8 +343,22 @@ class TlsSection(_Model):
             raise ValueError(f"{value!r} is not a valid environment variable name")
         return value
 
+    # The fields only one mode reads: set under another mode, they would be silently ignored
+    # (tls.cert without mode import gives http01 and its certificate gap).
+    MODE_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "import": ("cert", "chain", "key_file", "key_env"),
+        "dns01": ("solver_id", "dns_zones", "hosted_zone_id", "role", "region", "issue_timeout"),
+    }
+
     @model_validator(mode="after")
     def _mode_fields(self) -> TlsSection:
+        for mode, names in self.MODE_FIELDS.items():
+            stray = [n for n in names if n in self.model_fields_set and mode != self.mode]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} only apply to mode {mode}, and mode is {self.mode}: "
+                    f"set mode: {mode} or remove them"
+                )
         if self.mode == "import":
             if not self.cert:
                 raise ValueError("mode import needs cert (the certificate file)")

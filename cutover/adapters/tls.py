@@ -104,12 +104,13 @@ def _handshake(context: ssl.SSLContext, address: str, sni: str, timeout: float) 
     return der
 
 
-def trust_context(ca_files: list[str]) -> ssl.SSLContext:
-    """The system store, plus ``ca_files``; the name is checked separately (RFC 6125 above)."""
+def trust_context(ca_files: list[str], *, check_hostname: bool = False) -> ssl.SSLContext:
+    """The system store, plus ``ca_files``; the name is checked separately (RFC 6125 above)
+    unless ``check_hostname`` (an HTTPS client's context)."""
     context = ssl.create_default_context()
     for ca_file in ca_files:
         context.load_verify_locations(cafile=ca_file)
-    context.check_hostname = False
+    context.check_hostname = check_hostname
     context.verify_mode = ssl.CERT_REQUIRED
     return context
 

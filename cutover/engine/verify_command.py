@@ -117,9 +117,15 @@ def verify_dns(playbook_path: Path, ui: Ui) -> None:
 def verify_tls(playbook_path: Path, ui: Ui) -> int:
     from cutover.engine.context import build_context  # noqa: PLC0415 - adapters: only when it runs
     from cutover.runner import step_scope  # noqa: PLC0415
+    from cutover.state import Status  # noqa: PLC0415
     from cutover.steps.base import read_outputs  # noqa: PLC0415
     from cutover.steps.preflight import PreflightOutputs  # noqa: PLC0415
-    from cutover.steps.tls import check_certificate, check_paths, gap_warning  # noqa: PLC0415
+    from cutover.steps.tls import (  # noqa: PLC0415
+        check_certificate,
+        check_paths,
+        gap_warning,
+        mode_resolution,
+    )
 
     playbook = load_playbook(playbook_path)
     dns = playbook.model.dns
@@ -133,6 +139,8 @@ def verify_tls(playbook_path: Path, ui: Ui) -> int:
         ui.heading(f"tls-ready on demand for {playbook.path}")
         with step_scope(ctx.runner, "tls-ready"):
             pre = read_outputs(state, PreflightOutputs)
+            maintenance = state.steps.get("maintenance-on")
+            in_window = maintenance is not None and maintenance.status == Status.DONE
             router = str((pre.router if pre else "") or ctx.convox.router()).rstrip(".").lower()
             check = check_certificate(ctx, router)
             problems = list(check.problems)
@@ -161,8 +169,8 @@ def verify_tls(playbook_path: Path, ui: Ui) -> int:
         raise CutoverError(
             f"the certificate check for {dns.record} found {len(problems)} problem(s)",
             details="\n".join(problems),
-            resolution="See tls.mode in README's playbook reference; after fixing: "
-            "cutover verify --tls",
+            resolution=mode_resolution(playbook.model.tls)
+            + (". Or bring Heroku back with: cutover rollback" if in_window else ""),
         )
     ui.info(f"{dns.record}: certificate and smoke paths OK", "green")
     return 0

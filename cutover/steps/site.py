@@ -16,7 +16,7 @@ from cutover.steps.app import run_http_checks, smoke_checks
 from cutover.steps.base import Context, Step, StepOutputs
 from cutover.steps.dns import SwitchDnsOutputs, _router, _skip_without_dns
 from cutover.steps.preflight import PreflightOutputs
-from cutover.steps.tls import check_certificate, check_paths
+from cutover.steps.tls import ca_files, check_certificate, check_paths
 from cutover.steps.window import MaintenanceOnOutputs
 
 
@@ -98,12 +98,18 @@ class VerifySite(Step):
         # client of its own: the shared one is left as it is.
         target = ctx.http.resolve.get(router)
         http = ctx.http
-        if target:
+        if target or ctx.model.tls.ca_file:
             from cutover.adapters.http import HttpClient  # noqa: PLC0415 - adapters load when a step runs (start-up time)
+            from cutover.adapters.tls import trust_context  # noqa: PLC0415
 
             http = HttpClient(
-                ctx.masker, resolve={**ctx.http.resolve, record: target}, ca_file=ctx.http.ca_file
+                ctx.masker,
+                resolve={**ctx.http.resolve, **({record: target} if target else {})},
+                ca_file=ctx.http.ca_file,
             )
+            # The roots tls-ready trusted (system store, tls.ca_file, the sandbox CA): with
+            # fewer, a certificate tls-ready accepted before the flip would fail here, after it.
+            http.verify = trust_context(ca_files(ctx), check_hostname=True)
         gap = self._certificate_gap(ctx, router) if ctx.model.tls.mode == "http01" else None
         checks, timeout = smoke_checks(ctx)
         results = run_http_checks(ctx, http, record, checks, timeout)

@@ -28,9 +28,11 @@ pkg/manifest/service.go) before its deploy:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
+import ssl
 import stat
 import tempfile
 import time
@@ -61,7 +63,15 @@ def ca_files(ctx: Context) -> list[str]:
     """Roots trusted besides the system store: ``tls.ca_file`` and the sandbox CA."""
     files = []
     if ctx.model.tls.ca_file:
-        files.append(str(ctx.playbook.resolve(ctx.model.tls.ca_file)))
+        path = ctx.playbook.resolve(ctx.model.tls.ca_file)
+        try:  # a file that is not there or holds no certificate: the field, not the certificate
+            ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidInput(
+                f"{ctx.playbook.path}: tls.ca_file: {path} is not a readable PEM CA file "
+                f"({getattr(exc, 'strerror', None) or exc})"
+            ) from None
+        files.append(str(path))
     if ctx.http.ca_file:
         files.append(ctx.http.ca_file)
     return files
@@ -276,7 +286,13 @@ def key_path(ctx: Context) -> Iterator[Path]:
     for line in value.splitlines():  # the base64 body lines, should any be echoed
         if len(line) >= 16 and "-----" not in line:
             ctx.masker.add(line)
-    folder = Path(tempfile.mkdtemp(prefix="cutover-key-"))  # mkdtemp: 0700
+    # Named after the project: a folder an earlier run left (kill -9 skips the removal below)
+    # is this project's and is removed now, under the run lock, before the new one is made.
+    project = hashlib.sha256(str(ctx.playbook.state_dir).encode()).hexdigest()[:12]
+    prefix = f"cutover-key-{project}-"
+    for left in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        shutil.rmtree(left, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))  # mkdtemp: 0700
     try:
         path = folder / "key.pem"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -324,8 +340,6 @@ def generate_certificate(ctx: Context) -> str:
             resolution="Pick a free tls.solver_id, or update it: convox letsencrypt dns "
             f"route53 update --id {tls.solver_id} --dns-zones {','.join(zones)} --role ...",
         )
-    import hashlib  # noqa: PLC0415
-
     # The rack names it cert-<sha1 of the domains joined by "-"> (provider/k8s/certificate.go).
     ident = "cert-" + hashlib.sha1(name.encode()).hexdigest()  # noqa: S324 - convox's id, not security
     rows = {row["ID"]: row for row in ctx.convox.certificates(generated=True)}
@@ -351,8 +365,6 @@ def generate_certificate(ctx: Context) -> str:
 def certificate_source(ctx: Context) -> str | None:
     """What the certificate is made from, to tell a re-run whether the one obtained earlier
     still fits: the sha256 of the certificate and chain files (import), or the name (dns01)."""
-    import hashlib  # noqa: PLC0415
-
     tls = ctx.model.tls
     if tls.mode == "import":
         digest = hashlib.sha256()
@@ -440,14 +452,15 @@ def set_certificate_in_manifest(path: Path, service: str, ident: str) -> bool:
     if current(text) == ident:
         return False
     lines = text.splitlines(keepends=True)
-    start = next(
-        (
-            i
-            for i, ln in enumerate(lines)
-            if re.match(rf"^(\s+){re.escape(service)}:\s*(#.*)?$", ln)
-        ),
-        None,
-    )
+    # Only under the top-level services: (another section may hold a key spelled the same).
+    section = next((i for i, ln in enumerate(lines) if re.match(r"^services:\s*(#.*)?$", ln)), None)
+    start = None
+    for i in range(len(lines) if section is None else section + 1, len(lines)):
+        if re.match(r"^\S", lines[i]) and not lines[i].startswith("#"):
+            break  # the next top-level section
+        if re.match(rf"^(\s+){re.escape(service)}:\s*(#.*)?$", lines[i]):
+            start = i
+            break
     if start is None:
         raise CutoverError(f"{path}: service {service!r} not found under services:")
     parent = len(lines[start]) - len(lines[start].lstrip())

@@ -215,3 +215,52 @@ def test_verify_tls_on_demand_names_the_gap_and_exits_1(project: Project) -> Non
     assert project.state()["steps"].get("tls-ready", {}).get("status") == before
     events = [e for e in project.events() if e.get("kind") == "tls-ready"]
     assert events and events[-1]["on_demand"] is True and events[-1]["ok"] is False
+
+
+def test_verify_site_trusts_the_ca_file_tls_ready_trusted(project: Project) -> None:
+    """tls.ca_file is trusted by tls-ready before the flip; verify-site, after it, must trust
+    the same roots: else a certificate tls-ready accepted fails the cutover inside the window."""
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay_dns01"] = 1
+    project.playbook.write_text(
+        project.playbook.read_text()
+        + "tls:\n  mode: dns01\n  role: arn:aws:iam::1:role/dns\n  issue_timeout: 60\n"
+        f"  ca_file: {project.world_path.parent / 'certs' / 'letsencrypt-ca.pem'}\n"
+    )
+
+    result = project.run("run", "--yes", "--until", "verify-site")
+
+    assert result.returncode == 0, result.output[-1500:]
+    assert project.state()["steps"]["verify-site"]["status"] == "done"
+
+
+def test_a_missing_tls_ca_file_is_named_not_blamed_on_the_certificate(project: Project) -> None:
+    """tls.ca_file that is not there (a typo, another checkout): exit 2 naming the field, not
+    'does not chain to a trusted root' about a certificate that may be fine, and no traceback."""
+    missing = project.root / "no-such-ca.pem"
+    project.playbook.write_text(project.playbook.read_text() + f"tls:\n  ca_file: {missing}\n")
+    assert project.run("run", "--yes", "--until", "add-domain").returncode == 0
+
+    result = project.run("verify", "--tls")
+
+    assert result.returncode == 2, result
+    text = " ".join(result.output.split())
+    assert "tls.ca_file" in text and str(missing) in text
+    assert "trusted root" not in text
+    assert "Traceback" not in result.output
+
+
+def test_verify_tls_after_the_flip_names_cutover_rollback(project: Project) -> None:
+    """After maintenance-on, a failing ``cutover verify --tls`` (http01: the certificate is
+    not issued yet after switch-dns) says what to do for the mode and names `cutover
+    rollback`, as every failure in the window does."""
+    with update_world(project.world_path) as world:
+        world["convox"]["certificate_delay"] = 600
+    assert project.run("run", "--yes", "--until", "switch-dns").returncode == 0
+
+    result = project.run("verify", "--tls")
+
+    assert result.returncode == 1, result
+    text = " ".join(result.output.split())
+    assert "Or bring Heroku back with: cutover rollback" in text
+    assert "tls.mode import or dns01" in text  # mode_resolution, not a README section

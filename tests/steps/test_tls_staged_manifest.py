@@ -94,3 +94,21 @@ def test_start_workers_release_keeps_comments_and_brings_the_timers_back(tmp_pat
     assert yaml.safe_load(text) == released
     assert yaml.safe_load(text)["services"]["worker"]["scale"]["count"] == 2
     assert ("timers" in yaml.safe_load(MANIFEST)) == ("timers:" in text)
+
+
+def test_the_certificate_goes_under_services_not_a_balancer_of_the_same_name(
+    tmp_path: Path,
+) -> None:
+    """A top-level section before services: may hold a key spelled like the web service (a
+    custom balancer ``web``, pkg/manifest/manifest.go Balancers): the certificate belongs to
+    services.web, as add_domain_to_manifest already looks only under services:."""
+    manifest = tmp_path / "convox.yml"
+    manifest.write_text(
+        "balancers:\n  web:\n    service: web\n    ports:\n      443: 3000\n" + MANIFEST
+    )
+
+    assert set_certificate_in_manifest(manifest, "web", "cert-abcde") is True
+
+    data = yaml.safe_load(manifest.read_text())
+    assert data["services"]["web"]["certificate"] == {"id": "cert-abcde"}
+    assert "certificate" not in data["balancers"]["web"]
