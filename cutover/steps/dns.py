@@ -139,7 +139,29 @@ def _same(record: Record | None, wanted: DnsRecord) -> bool:
         and record.rtype == wanted.type.upper()
         and record.ttl == wanted.ttl
         and sorted(_norm(v) for v in record.values) == sorted(_norm(v) for v in wanted.values)
+        and (wanted.proxied is None or bool(record.proxied) == wanted.proxied)
     )
+
+
+def _replaced_too(ctx: Context, previous: DnsRecord | None) -> list[DnsRecord]:
+    """The address records beside ``previous`` that the router's CNAME (or apex alias or
+    flattening) deletes: the AAAA next to an apex A record (adapters/dns_route53.py and
+    dns_cloudflare.py set). Rollback puts them back too."""
+    assert ctx.model.dns and ctx.dns
+    found = []
+    for rtype in ("A", "AAAA"):
+        if previous is not None and previous.type.upper() == rtype:
+            continue
+        record = ctx.dns.get(ctx.model.dns.record, rtype)
+        if record is not None:
+            found.append(DnsRecord.of(record))
+    return found
+
+
+def _as_record(wanted: DnsRecord) -> Record:
+    record = _record(wanted.name, wanted.type, wanted.ttl, list(wanted.values))
+    record.proxied = wanted.proxied  # Cloudflare's proxy as it was, not the playbook's wish
+    return record
 
 
 def _show(record: Record | DnsRecord | None) -> str:
@@ -151,6 +173,7 @@ def _show(record: Record | DnsRecord | None) -> str:
 
 class SwitchDnsProgress(Progress):
     previous: DnsRecord | None = None  # saved before the change
+    also: list[DnsRecord] = Field(default_factory=list)  # address records it deletes
     at: float | None = None
 
 
@@ -160,6 +183,7 @@ class SwitchDnsOutputs(StepOutputs):
     step_id = "switch-dns"
     router: str
     previous: DnsRecord | None
+    also: list[DnsRecord] = Field(default_factory=list)
     at: float
 
 
@@ -205,7 +229,7 @@ class SwitchDns(Step):
         if points_at(record, router):
             saved = self.remembered(ctx, SwitchDnsProgress)
             return SwitchDnsOutputs(
-                router=router, previous=saved.previous, at=saved.at or ctx.clock()
+                router=router, previous=saved.previous, also=saved.also, at=saved.at or ctx.clock()
             )
         ctx.extras[self.id] = record
         return None
@@ -218,10 +242,10 @@ class SwitchDns(Step):
         assert ctx.model.dns and ctx.dns
         router = _router(self, ctx)
         record = ctx.extras.pop(self.id, None) or current_record(ctx)
-        previous = self.remembered(ctx, SwitchDnsProgress).previous or (
-            DnsRecord.of(record) if record else None
-        )
-        ctx.save(SwitchDnsProgress(previous=previous))
+        saved = self.remembered(ctx, SwitchDnsProgress)
+        previous = saved.previous or (DnsRecord.of(record) if record else None)
+        also = saved.also if saved.previous else _replaced_too(ctx, previous)
+        ctx.save(SwitchDnsProgress(previous=previous, also=also))
         mark_live(ctx)  # the guard in the world: no sync overwrites a live database
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
         ctx.dns.set(_router_record(ctx, ttl, router))
@@ -229,13 +253,16 @@ class SwitchDns(Step):
             f"{ctx.model.dns.record} CNAME {router} (TTL {ttl}); was "
             + (f"{previous.type} {', '.join(previous.values)}" if previous else "none")
         )
-        return SwitchDnsOutputs(router=router, previous=previous, at=ctx.clock())
+        return SwitchDnsOutputs(router=router, previous=previous, also=also, at=ctx.clock())
 
     # -- rollback: the record back to what this step replaced, the database no longer live ----
     undo_title = "Point the DNS record back at Heroku"
 
     def _previous(self, ctx: Context) -> DnsRecord | None:
         return self.remembered(ctx, SwitchDnsProgress).previous
+
+    def _also(self, ctx: Context) -> list[DnsRecord]:
+        return self.remembered(ctx, SwitchDnsProgress).also
 
     def _started(self, ctx: Context) -> bool:
         st = ctx.state.steps.get(self.id)
@@ -258,6 +285,9 @@ class SwitchDns(Step):
                     f"{ctx.model.dns.record} answers {_show(record)}, not the recorded "
                     f"{_show(previous)}"
                 )
+            for other in self._also(ctx):
+                if not _same(ctx.dns.get(ctx.model.dns.record, other.type), other):
+                    reasons.append(f"{ctx.model.dns.record} lacks its {_show(other)}")
         if ctx.model.database is not None:
             with convox_database(ctx) as conn:
                 live, comment = pglive.read_live(ctx.postgres, conn)
@@ -273,6 +303,10 @@ class SwitchDns(Step):
             f"DNS update: {dns.record} {_show(previous)}  (the record switch-dns replaced)"
             if previous
             else f"DNS: {dns.record} had no record before switch-dns (remove it by hand)",
+            *(
+                f"DNS update: {dns.record} {_show(other)}  (deleted beside it)"
+                for other in self._also(ctx)
+            ),
             f"DNS query {dns.record} until it answers that (up to {dns.propagation_timeout}s)",
         ]
         if ctx.model.database:
@@ -290,22 +324,31 @@ class SwitchDns(Step):
         previous = self._previous(ctx)
         if ctx.dns is not None and not _same(current_record(ctx), self._need(ctx, previous)):
             assert previous is not None
-            try:
-                ctx.dns.set(_record(dns.record, previous.type, previous.ttl, previous.values))
-            except CutoverError as exc:
-                raise CutoverError(
-                    f"cannot point {dns.record} back: {exc.brief}",
-                    details=exc.details,
-                    resolution="Fix the cause (or set the record by hand), then run "
-                    "`cutover rollback` again: it finds the record restored and goes on.",
-                ) from None
+            self._put_back(ctx, previous)
             self._read_back(ctx, previous)
             ctx.note(f"{dns.record} is {_show(previous)} again")
+        for other in self._also(ctx) if ctx.dns is not None else []:
+            assert ctx.dns is not None
+            if not _same(ctx.dns.get(dns.record, other.type), other):
+                self._put_back(ctx, other)
+                ctx.note(f"{dns.record} has its {_show(other)} again")
         if ctx.model.database is not None:
             with convox_database(ctx) as conn:
                 text = pglive.unmark_live(ctx.postgres, conn)
             if text:
                 ctx.note(f"the Convox database is no longer marked live: {text}")
+
+    def _put_back(self, ctx: Context, wanted: DnsRecord) -> None:
+        assert ctx.model.dns and ctx.dns
+        try:
+            ctx.dns.set(_as_record(wanted.model_copy(update={"name": ctx.model.dns.record})))
+        except CutoverError as exc:
+            raise CutoverError(
+                f"cannot point {ctx.model.dns.record} back: {exc.brief}",
+                details=exc.details,
+                resolution="Fix the cause (or set the record by hand), then run "
+                "`cutover rollback` again: it finds the record restored and goes on.",
+            ) from None
 
     def _need(self, ctx: Context, previous: DnsRecord | None) -> DnsRecord:
         if previous is None:

@@ -1,0 +1,53 @@
+"""Rolling switch-dns back restores everything the switch replaced at the name, against the
+Cloudflare stand-in (sandbox/cloudflare_api.py): the record's proxy flag (a proxied Heroku
+record comes back proxied even when the playbook switched the router record unproxied), and
+the AAAA records a CNAME (Cloudflare's flattened apex CNAME; route53's apex alias likewise,
+adapters/dns_route53.py set) deletes beside the A record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cutover.sandbox.cloudflare_api import CloudflareApi
+from cutover.steps.dns import SwitchDns
+from steps.test_dns_providers import ZONE, cloudflare, start
+
+__all__ = ["cloudflare"]  # the fixture, used by name
+
+EXTRA = "  cloudflare: {token_env: SHOP_CF_TOKEN, proxied: false}"
+
+
+def test_rollback_gives_a_proxied_record_its_proxy_back(
+    cloudflare: CloudflareApi, tmp_path: Path
+) -> None:
+    zone_id = next(iter(cloudflare.zones))
+    cloudflare.add_record(zone_id, f"shop.{ZONE}", "CNAME", "shop-42.herokudns.example", 1, True)
+    run = start(tmp_path, "cloudflare", f"shop.{ZONE}", EXTRA)
+    run.step(SwitchDns())
+    (now,) = cloudflare.find(f"shop.{ZONE}")
+    assert now["proxied"] is False  # the playbook's wish for the router record
+    assert SwitchDns().undo_needed(run.ctx) is not None
+    SwitchDns().undo(run.ctx)
+    (back,) = cloudflare.find(f"shop.{ZONE}")
+    assert (back["type"], back["content"], back["proxied"]) == (
+        "CNAME",
+        "shop-42.herokudns.example",
+        True,
+    )
+    assert SwitchDns().undo_needed(run.ctx) is None
+
+
+def test_rollback_at_the_apex_restores_the_ipv6_addresses_too(
+    cloudflare: CloudflareApi, tmp_path: Path
+) -> None:
+    zone_id = next(iter(cloudflare.zones))
+    cloudflare.add_record(zone_id, ZONE, "AAAA", "2001:db8::1", 300)
+    run = start(tmp_path, "cloudflare", ZONE, EXTRA)
+    run.step(SwitchDns())
+    assert [r["type"] for r in cloudflare.find(ZONE)] == ["CNAME"]  # A and AAAA gone
+    reason = SwitchDns().undo_needed(run.ctx)
+    assert reason is not None
+    SwitchDns().undo(run.ctx)
+    back = sorted((r["type"], r["content"]) for r in cloudflare.find(ZONE))
+    assert back == [("A", "192.0.2.1"), ("AAAA", "2001:db8::1")]
+    assert SwitchDns().undo_needed(run.ctx) is None
