@@ -73,6 +73,17 @@ class LowerTtl(Step):
     def check(self, ctx: Context) -> LowerTtlOutputs | None:
         assert ctx.model.dns
         record = self._current(ctx)
+        if record.proxied:  # nothing to lower (apply says why): done once apply noted it
+            done = self.remembered(ctx, LowerTtlProgress)
+            if done.original is None or done.lowered_at is None or not done.verified:
+                return None
+            return LowerTtlOutputs(
+                original=done.original,
+                lowered_at=done.lowered_at,
+                ttl=record.ttl,
+                verified=done.verified,
+                verified_at=max(done.verified.values()),
+            )
         if record.ttl > ctx.model.dns.ttl:
             ctx.extras[self.id] = record
             return None
@@ -104,6 +115,8 @@ class LowerTtl(Step):
         saved = self.remembered(ctx, LowerTtlProgress)
         original = saved.original or DnsRecord.of(record)
         lowered_at = saved.lowered_at or ctx.clock()
+        if record.proxied:
+            return self._proxied(ctx, record, original, lowered_at)
         if record.ttl > dns.ttl:
             lowered_at = ctx.clock()
             # Saved before the change: a crash right after it still knows the original TTL.
@@ -133,6 +146,26 @@ class LowerTtl(Step):
             ttl=dns.ttl,
             verified=verified,
             verified_at=verified_at,
+        )
+
+    def _proxied(
+        self, ctx: Context, record: Record, original: DnsRecord, lowered_at: float
+    ) -> LowerTtlOutputs:
+        """Cloudflare proxies the name: resolvers get Cloudflare's own addresses with an
+        automatic TTL (adapters/dns_cloudflare.py AUTO_TTL) that cannot be lowered, and the
+        name servers never serve the record itself, so nothing is set and nothing awaited;
+        wait-ttl still waits out that automatic TTL."""
+        now = ctx.clock()
+        ctx.note(
+            f"{record.name} is proxied by Cloudflare: its TTL stays automatic ({record.ttl}s) "
+            "and resolvers get Cloudflare's addresses, not the record; nothing to lower"
+        )
+        return LowerTtlOutputs(
+            original=original,
+            lowered_at=lowered_at,
+            ttl=record.ttl,
+            verified={"cloudflare proxy": now},
+            verified_at=now,
         )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cutover.sandbox.cloudflare_api import CloudflareApi
 from cutover.steps.dns import SwitchDns
+from cutover.steps.ttl import LowerTtl
 from steps.test_dns_providers import ZONE, cloudflare, start
 
 __all__ = ["cloudflare"]  # the fixture, used by name
@@ -51,3 +52,23 @@ def test_rollback_at_the_apex_restores_the_ipv6_addresses_too(
     back = sorted((r["type"], r["content"]) for r in cloudflare.find(ZONE))
     assert back == [("A", "192.0.2.1"), ("AAAA", "2001:db8::1")]
     assert SwitchDns().undo_needed(run.ctx) is None
+
+
+def test_lower_ttl_on_a_proxied_record_claims_no_lowered_ttl_and_waits_for_none(
+    cloudflare: CloudflareApi, tmp_path: Path
+) -> None:
+    """Cloudflare serves a proxied name as its own addresses with an automatic TTL (300 s,
+    dns/proxy-status/proxied-records): the TTL cannot be lowered, nor would any name server
+    ever serve 60 s for it, so lower-ttl says so instead of claiming 300 -> 60 and waiting."""
+    zone_id = next(iter(cloudflare.zones))
+    cloudflare.add_record(zone_id, f"shop.{ZONE}", "CNAME", "shop-42.herokudns.example", 1, True)
+    run = start(tmp_path, "cloudflare", f"shop.{ZONE}", EXTRA)
+    run.step(LowerTtl())
+    (now,) = cloudflare.find(f"shop.{ZONE}")
+    assert (now["ttl"], now["proxied"]) == (1, True)
+    out = run.output.getvalue()
+    assert "-> 60" not in out
+    assert "proxied" in out and "automatic" in out
+    lowered = run.ctx.state.steps["lower-ttl"].outputs
+    assert lowered["original"]["proxied"] is True and lowered["ttl"] == 300
+    assert LowerTtl().check(run.ctx) is not None
