@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from cutover.errors import InvalidInput
 from cutover.sandbox.cloudflare_api import CloudflareApi
 from cutover.steps.dns import SwitchDns
+from cutover.steps.preflight import Preflight
 from cutover.steps.ttl import LowerTtl
 from steps.test_dns_providers import ZONE, cloudflare, start
 
@@ -72,3 +76,14 @@ def test_lower_ttl_on_a_proxied_record_claims_no_lowered_ttl_and_waits_for_none(
     lowered = run.ctx.state.steps["lower-ttl"].outputs
     assert lowered["original"]["proxied"] is True and lowered["ttl"] == 300
     assert LowerTtl().check(run.ctx) is not None
+
+
+def test_preflight_refuses_a_cloudflare_playbook_whose_token_variable_is_unset(
+    cloudflare: CloudflareApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by preflight, not first at switch-dns inside the window."""
+    monkeypatch.delenv("SHOP_CF_TOKEN")
+    run = start(tmp_path, "cloudflare", f"www.{ZONE}", EXTRA)
+    with pytest.raises(InvalidInput) as err:
+        Preflight().apply(run.ctx)
+    assert "SHOP_CF_TOKEN" in err.value.brief and "dns.cloudflare.token_env" in err.value.brief
