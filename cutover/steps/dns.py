@@ -19,6 +19,7 @@ from cutover.steps.records import DNS_RECORD_FIELDS, DnsRecord
 
 if TYPE_CHECKING:
     from cutover.adapters.dns import Record
+    from cutover.adapters.dnscheck import Server
     from cutover.adapters.postgres import ConnInfo
 
 _DNS_FIELDS = DNS_RECORD_FIELDS
@@ -428,10 +429,24 @@ class VerifyDns(Step):
         assert dns
         router = _router(self, ctx)
         timeout = float(dns.propagation_timeout)
+        record = current_record(ctx)
+        if record is not None and record.proxied:
+            ctx.note(
+                f"{dns.record} is proxied by Cloudflare: name servers and resolvers answer "
+                "Cloudflare's own addresses, before the switch as after it; the provider's "
+                "read-back at switch-dns is the proof"
+            )
+            return VerifyDnsOutputs(answer=router, ttl=record.ttl)
         servers = dnswait.nameservers(ctx)
+        resolvers = [parse_server(item) for item in dnswait.resolver_list(ctx)]
+        # An apex alias (route53) or flattened CNAME (cloudflare) is served as the addresses
+        # the router's name has: those answer for it.
+        addresses = _router_addresses(router, resolvers) if at_apex(ctx) else set()
 
-        def routed(record: Record | None) -> bool:
-            return points_at(record, router)
+        def routed(found: Record | None) -> bool:
+            if addresses and found is not None and found.rtype in ("A", "AAAA"):
+                return bool(addresses & {_norm(v) for v in found.values})
+            return points_at(found, router)
 
         authoritative = (
             {}
@@ -447,21 +462,11 @@ class VerifyDns(Step):
                 + dnswait.ROLLBACK_HINT,
             )
         )
-        record = current_record(ctx)
-        resolvers = [parse_server(item) for item in dnswait.resolver_list(ctx)]
-        apex_values = sorted(_norm(v) for v in record.values) if record and at_apex(ctx) else None
-
-        def resolved(found: Record | None) -> bool:
-            if apex_values is not None and found is not None and found.rtype != "CNAME":
-                # An apex alias reaches resolvers as the addresses the provider serves for it.
-                return sorted(_norm(v) for v in found.values) == apex_values
-            return routed(found)
-
         recursive = (
             dnswait.wait_for(
                 ctx,
                 resolvers,
-                resolved,
+                routed,
                 recursive=True,
                 what=f"CNAME {router}",
                 timeout=timeout,
@@ -481,6 +486,13 @@ class VerifyDns(Step):
             servers=authoritative,
             resolvers=recursive,
         )
+
+
+def _router_addresses(router: str, resolvers: list[Server]) -> set[str]:
+    """The router name's A/AAAA addresses, asked of the resolvers (else the system's)."""
+    from cutover.adapters.dnscheck import addresses_of  # noqa: PLC0415 - adapters at run time
+
+    return {_norm(v) for v in addresses_of(router, resolvers)}
 
 
 @contextmanager

@@ -12,7 +12,8 @@ import pytest
 
 from cutover.errors import InvalidInput
 from cutover.sandbox.cloudflare_api import CloudflareApi
-from cutover.steps.dns import SwitchDns
+from cutover.state import Status
+from cutover.steps.dns import SwitchDns, VerifyDns
 from cutover.steps.preflight import Preflight
 from cutover.steps.ttl import LowerTtl
 from steps.test_dns_providers import ZONE, cloudflare, start
@@ -87,3 +88,17 @@ def test_preflight_refuses_a_cloudflare_playbook_whose_token_variable_is_unset(
     with pytest.raises(InvalidInput) as err:
         Preflight().apply(run.ctx)
     assert "SHOP_CF_TOKEN" in err.value.brief and "dns.cloudflare.token_env" in err.value.brief
+
+
+def test_verify_dns_of_a_proxied_record_takes_the_providers_read_back(
+    cloudflare: CloudflareApi, tmp_path: Path
+) -> None:
+    """Name servers and resolvers answer a proxied name with Cloudflare's own addresses, never
+    the router's CNAME: waiting for it would fail verify-dns inside the window every time."""
+    zone_id = next(iter(cloudflare.zones))
+    cloudflare.add_record(zone_id, f"shop.{ZONE}", "CNAME", "shop-42.herokudns.example", 1, True)
+    run = start(tmp_path, "cloudflare", f"shop.{ZONE}", "  cloudflare: {token_env: SHOP_CF_TOKEN}")
+    run.step(SwitchDns())
+    run.step(VerifyDns())
+    assert run.ctx.state.steps["verify-dns"].status == Status.DONE
+    assert "proxied by Cloudflare" in run.output.getvalue()
