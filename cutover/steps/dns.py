@@ -77,6 +77,17 @@ def points_at(record: Record | None, router: str) -> bool:
     )
 
 
+def switched(ctx: Context, record: Record | None, router: str) -> bool:
+    """``points_at``, or an apex alias naming the router's load balancer (route53 shows the
+    alias by the load balancer's own DNS name, not the router name `convox rack` gives)."""
+    if points_at(record, router):
+        return True
+    alias_name = getattr(ctx.dns, "alias_name", None)
+    if record is None or not record.alias or alias_name is None:
+        return False
+    return [_norm(v) for v in record.values] == [_norm(str(alias_name(router)))]
+
+
 def _router(step: Step, ctx: Context) -> str:
     pre = step.read(ctx, PreflightOutputs)
     router = (pre.router if pre else "") or ctx.convox.router()
@@ -227,7 +238,7 @@ class SwitchDns(Step):
         refuse_apex(ctx)
         record = current_record(ctx)
         router = _router(self, ctx)
-        if points_at(record, router):
+        if switched(ctx, record, router):
             saved = self.remembered(ctx, SwitchDnsProgress)
             return SwitchDnsOutputs(
                 router=router, previous=saved.previous, also=saved.also, at=saved.at or ctx.clock()
@@ -279,7 +290,7 @@ class SwitchDns(Step):
         if ctx.dns is not None:
             record = current_record(ctx)
             if previous is None:
-                if points_at(record, _router(self, ctx)):
+                if switched(ctx, record, _router(self, ctx)):
                     reasons.append(f"{ctx.model.dns.record} points at the Convox router")
             elif not _same(record, previous):
                 reasons.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import pytest
 
 from cutover.errors import InvalidInput
@@ -16,9 +17,9 @@ from cutover.state import Status
 from cutover.steps.dns import SwitchDns, VerifyDns
 from cutover.steps.preflight import Preflight
 from cutover.steps.ttl import LowerTtl
-from steps.test_dns_providers import ZONE, cloudflare, start
+from steps.test_dns_providers import ZONE, aws, cloudflare, moto_url, start
 
-__all__ = ["cloudflare"]  # the fixture, used by name
+__all__ = ["aws", "cloudflare", "moto_url"]  # fixtures, used by name
 
 EXTRA = "  cloudflare: {token_env: SHOP_CF_TOKEN, proxied: false}"
 
@@ -102,3 +103,39 @@ def test_verify_dns_of_a_proxied_record_takes_the_providers_read_back(
     run.step(VerifyDns())
     assert run.ctx.state.steps["verify-dns"].status == Status.DONE
     assert "proxied by Cloudflare" in run.output.getvalue()
+
+
+def test_switch_dns_finds_its_route53_apex_alias_done(aws: str, tmp_path: Path) -> None:
+    """Route 53 shows the apex alias by its load balancer's DNS name (router-<rack>,
+    terraform/router/aws/main.tf at convox 9e02452), never the router name `convox rack`
+    gives: the check must still see the switch as done (a resume, or `cutover run` again)."""
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"eu-west-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, z in enumerate("ab")
+    ]
+    boto3.client("elbv2").create_load_balancer(Name="router-test", Subnets=subnets, Type="network")
+    boto3.client("route53").change_resource_record_sets(
+        HostedZoneId=aws,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {
+                        "Name": f"{ZONE}.",
+                        "Type": "A",
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": "192.0.2.1"}],
+                    },
+                }
+            ]
+        },
+    )
+    run = start(tmp_path, "route53", ZONE, "  route53: {region: eu-west-1}")
+    run.step(SwitchDns())
+    record = run.ctx.dns.get(ZONE, "A") if run.ctx.dns else None
+    assert record is not None and record.alias
+    assert SwitchDns().check(run.ctx) is not None
