@@ -4,7 +4,7 @@ verify-site: steps/site.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -450,14 +450,7 @@ class VerifyDns(Step):
             return VerifyDnsOutputs(answer=router, ttl=record.ttl)
         servers = dnswait.nameservers(ctx)
         resolvers = [parse_server(item) for item in dnswait.resolver_list(ctx)]
-        # An apex alias (route53) or flattened CNAME (cloudflare) is served as the addresses
-        # the router's name has: those answer for it.
-        addresses = _router_addresses(router, resolvers) if at_apex(ctx) else set()
-
-        def routed(found: Record | None) -> bool:
-            if addresses and found is not None and found.rtype in ("A", "AAAA"):
-                return bool(addresses & {_norm(v) for v in found.values})
-            return points_at(found, router)
+        routed = answers_router(ctx, router, resolvers)
 
         authoritative = (
             {}
@@ -499,11 +492,22 @@ class VerifyDns(Step):
         )
 
 
-def _router_addresses(router: str, resolvers: list[Server]) -> set[str]:
-    """The router name's A/AAAA addresses, asked of the resolvers (else the system's)."""
+def answers_router(
+    ctx: Context, router: str, resolvers: list[Server]
+) -> Callable[[Record | None], bool]:
+    """Whether a DNS answer for dns.record sends users to the router: a CNAME to it, or at
+    the apex, where an alias (route53) or flattened CNAME (cloudflare) is served as the
+    addresses the router's name has (asked of the resolvers, else the system's), those."""
     from cutover.adapters.dnscheck import addresses_of  # noqa: PLC0415 - adapters at run time
 
-    return {_norm(v) for v in addresses_of(router, resolvers)}
+    addresses = {_norm(v) for v in addresses_of(router, resolvers)} if at_apex(ctx) else set()
+
+    def routed(found: Record | None) -> bool:
+        if addresses and found is not None and found.rtype in ("A", "AAAA"):
+            return bool(addresses & {_norm(v) for v in found.values})
+        return points_at(found, router)
+
+    return routed
 
 
 @contextmanager

@@ -10,6 +10,7 @@ is never what a DNS query returns."""
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from cutover.sandbox.unbound import UnboundServer
 from cutover.secrets import SecretMasker
 from cutover.steps.base import Context
 from cutover.steps.dns import VerifyDns
+from cutover.steps.dnswait import check_now
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +136,23 @@ def test_verify_dns_at_the_apex_accepts_the_routers_addresses_and_not_herokus(
     outputs = VerifyDns().apply(ctx)
     assert list(outputs.servers) == [f"127.0.0.1:{knot.port}"]
     assert list(outputs.resolvers) == [f"127.0.0.1:{resolver.port}"]
+
+
+def test_cutover_verify_dns_at_the_apex_counts_the_routers_addresses(
+    tmp_path: Path, servers: tuple[KnotServer, UnboundServer]
+) -> None:
+    knot, resolver = servers
+    provider = Flattening(knot)
+    before = _context(tmp_path, provider, knot, resolver)
+    lines, problems = check_now(before, ROUTER)
+    assert lines[0] == f"{ZONE}: wanted CNAME {ROUTER}"
+    assert len(problems) == 2 and all(HEROKU_IP in p for p in problems)
+    Rfc2136Provider("127.0.0.1", knot.port, ZONE, knot.tsig_name, knot.tsig_secret).set(
+        Record(ZONE, "A", 2, [ROUTER_IP])
+    )
+    provider.flattened = True
+    ctx = _context(tmp_path, provider, knot, resolver)
+    deadline = time.monotonic() + 30  # the resolver's cached answer (TTL 2) expires
+    while (problems := check_now(ctx, ROUTER)[1]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert problems == []
