@@ -36,6 +36,12 @@ def _left(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _fixed_ttl(record: Record) -> bool:
+    """A route53 alias (an A record naming a load balancer): it has no TTL of its own
+    (API_ResourceRecordSet.html) and must not be rewritten as a plain record."""
+    return record.alias and record.rtype != "CNAME"
+
+
 def _lowered(ttl: int) -> Any:
     return lambda record: record is not None and record.ttl <= ttl
 
@@ -252,8 +258,8 @@ class RestoreTtl(Step):
     def check(self, ctx: Context) -> RestoreTtlOutputs | None:
         ttl = self._target(ctx)
         record = current_record(ctx)
-        if record is not None and record.ttl == ttl:
-            return RestoreTtlOutputs(ttl=ttl, restored_at=ctx.clock())
+        if record is not None and (record.ttl == ttl or _fixed_ttl(record)):
+            return RestoreTtlOutputs(ttl=record.ttl, restored_at=ctx.clock())
         return None
 
     def _soaked_at(self, ctx: Context) -> float:
@@ -291,6 +297,12 @@ class RestoreTtl(Step):
                 resolution="Check the record at your DNS provider; `cutover rollback` points "
                 "it back at Heroku.",
             )
+        if _fixed_ttl(record):
+            ctx.note(
+                f"{record.name} is a provider alias whose TTL the provider fixes "
+                f"({record.ttl}s): no TTL to restore"
+            )
+            return RestoreTtlOutputs(ttl=record.ttl, restored_at=ctx.clock())
         if record.ttl != ttl:
             ctx.dns.set(_record(record.name, record.rtype, ttl, list(record.values)))
             ctx.note(f"{record.name} {record.rtype} TTL {record.ttl} -> {ttl}")

@@ -13,10 +13,12 @@ import pytest
 
 from cutover.errors import InvalidInput
 from cutover.sandbox.cloudflare_api import CloudflareApi
-from cutover.state import Status
+from cutover.state import Status, StepState
+from cutover.steps.base import dump
 from cutover.steps.dns import SwitchDns, VerifyDns
 from cutover.steps.preflight import Preflight
-from cutover.steps.ttl import LowerTtl
+from cutover.steps.records import DnsRecord, LowerTtlOutputs
+from cutover.steps.ttl import LowerTtl, RestoreTtl
 from steps.test_dns_providers import ZONE, aws, cloudflare, moto_url, start
 
 __all__ = ["aws", "cloudflare", "moto_url"]  # fixtures, used by name
@@ -139,3 +141,20 @@ def test_switch_dns_finds_its_route53_apex_alias_done(aws: str, tmp_path: Path) 
     record = run.ctx.dns.get(ZONE, "A") if run.ctx.dns else None
     assert record is not None and record.alias
     assert SwitchDns().check(run.ctx) is not None
+
+
+def test_restore_ttl_leaves_a_route53_apex_alias_alone(aws: str, tmp_path: Path) -> None:
+    """An alias record has no TTL of its own (API_ResourceRecordSet.html): restore-ttl must
+    not rewrite it as a plain A record holding the load balancer's name."""
+    test_switch_dns_finds_its_route53_apex_alias_done(aws, tmp_path)
+    run = start(tmp_path, "route53", ZONE, "  route53: {region: eu-west-1}")
+    original = DnsRecord(name=ZONE, type="A", ttl=300, values=["192.0.2.1"])
+    lowered = LowerTtlOutputs(original=original, lowered_at=0.0, ttl=60)
+    run.ctx.state.steps["lower-ttl"] = StepState(status=Status.DONE, outputs=dump(lowered))
+    run.ctx.state.steps["verify-site"] = StepState(
+        status=Status.DONE, finished_at="2026-01-01T00:00:00+00:00"
+    )
+    assert RestoreTtl().check(run.ctx) is not None
+    RestoreTtl().apply(run.ctx)
+    record = run.ctx.dns.get(ZONE, "A") if run.ctx.dns else None
+    assert record is not None and record.alias
