@@ -432,6 +432,11 @@ class Route53Provider:
             "name (dns.record) with a CNAME and redirect the apex to it.",
         )
 
+    def alias_name(self, target: str) -> str:
+        """The name an alias record to ``target`` (the router) holds: its load balancer's
+        DNS name, as :meth:`get` shows the alias (so a step can tell it is done)."""
+        return _norm(self._alias_target(target)["DNSName"]).removeprefix("dualstack.") + "."
+
     @property
     def _router_lb(self) -> str:
         return f"router-{self.rack}"

@@ -27,6 +27,7 @@ from cutover.adapters.dns import DnsError, DnsProvider, Record, query_authoritat
 __all__ = [
     "Answer",
     "Server",
+    "addresses_of",
     "ask_authoritative",
     "ask_record",
     "ask_recursive",
@@ -77,6 +78,28 @@ def _addresses(host: str) -> list[str]:
             found += [rdata.to_text() for rdata in resolver.resolve(host, rtype)]
         except dns.exception.DNSException:
             continue
+    return found
+
+
+def addresses_of(host: str, resolvers: Sequence[Server]) -> list[str]:
+    """``host``'s A and AAAA addresses as the resolvers give them (all of them, CNAMEs
+    followed by each resolver), else as the system resolver does when none is given."""
+    if not resolvers:
+        return _addresses(host)
+    qname = dns.name.from_text(host.rstrip(".") + ".")
+    found: list[str] = []
+    for server in resolvers:
+        for rtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            try:
+                response, _ = dns.query.udp_with_fallback(
+                    dns.message.make_query(qname, rtype), server.host, port=server.port, timeout=3.0
+                )
+            except (OSError, dns.exception.DNSException):
+                continue  # that resolver lags or is down: verify-dns names it
+            # The answer section holds the CNAME chain, then the addresses at its end.
+            found += [
+                r.to_text() for rrset in response.answer if rrset.rdtype == rtype for r in rrset
+            ]
     return found
 
 

@@ -4,7 +4,7 @@ verify-site: steps/site.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from cutover.steps.records import DNS_RECORD_FIELDS, DnsRecord
 
 if TYPE_CHECKING:
     from cutover.adapters.dns import Record
+    from cutover.adapters.dnscheck import Server
     from cutover.adapters.postgres import ConnInfo
 
 _DNS_FIELDS = DNS_RECORD_FIELDS
@@ -74,6 +75,17 @@ def points_at(record: Record | None, router: str) -> bool:
         and (record.rtype == "CNAME" or record.alias)
         and [_norm(v) for v in record.values] == [router]
     )
+
+
+def switched(ctx: Context, record: Record | None, router: str) -> bool:
+    """``points_at``, or an apex alias naming the router's load balancer (route53 shows the
+    alias by the load balancer's own DNS name, not the router name `convox rack` gives)."""
+    if points_at(record, router):
+        return True
+    alias_name = getattr(ctx.dns, "alias_name", None)
+    if record is None or not record.alias or alias_name is None:
+        return False
+    return [_norm(v) for v in record.values] == [_norm(str(alias_name(router)))]
 
 
 def _router(step: Step, ctx: Context) -> str:
@@ -139,7 +151,29 @@ def _same(record: Record | None, wanted: DnsRecord) -> bool:
         and record.rtype == wanted.type.upper()
         and record.ttl == wanted.ttl
         and sorted(_norm(v) for v in record.values) == sorted(_norm(v) for v in wanted.values)
+        and (wanted.proxied is None or bool(record.proxied) == wanted.proxied)
     )
+
+
+def _replaced_too(ctx: Context, previous: DnsRecord | None) -> list[DnsRecord]:
+    """The address records beside ``previous`` that the router's CNAME (or apex alias or
+    flattening) deletes: the AAAA next to an apex A record (adapters/dns_route53.py and
+    dns_cloudflare.py set). Rollback puts them back too."""
+    assert ctx.model.dns and ctx.dns
+    found = []
+    for rtype in ("A", "AAAA"):
+        if previous is not None and previous.type.upper() == rtype:
+            continue
+        record = ctx.dns.get(ctx.model.dns.record, rtype)
+        if record is not None:
+            found.append(DnsRecord.of(record))
+    return found
+
+
+def _as_record(wanted: DnsRecord) -> Record:
+    record = _record(wanted.name, wanted.type, wanted.ttl, list(wanted.values))
+    record.proxied = wanted.proxied  # Cloudflare's proxy as it was, not the playbook's wish
+    return record
 
 
 def _show(record: Record | DnsRecord | None) -> str:
@@ -151,6 +185,7 @@ def _show(record: Record | DnsRecord | None) -> str:
 
 class SwitchDnsProgress(Progress):
     previous: DnsRecord | None = None  # saved before the change
+    also: list[DnsRecord] = Field(default_factory=list)  # address records it deletes
     at: float | None = None
 
 
@@ -160,6 +195,7 @@ class SwitchDnsOutputs(StepOutputs):
     step_id = "switch-dns"
     router: str
     previous: DnsRecord | None
+    also: list[DnsRecord] = Field(default_factory=list)
     at: float
 
 
@@ -202,10 +238,10 @@ class SwitchDns(Step):
         refuse_apex(ctx)
         record = current_record(ctx)
         router = _router(self, ctx)
-        if points_at(record, router):
+        if switched(ctx, record, router):
             saved = self.remembered(ctx, SwitchDnsProgress)
             return SwitchDnsOutputs(
-                router=router, previous=saved.previous, at=saved.at or ctx.clock()
+                router=router, previous=saved.previous, also=saved.also, at=saved.at or ctx.clock()
             )
         ctx.extras[self.id] = record
         return None
@@ -218,10 +254,10 @@ class SwitchDns(Step):
         assert ctx.model.dns and ctx.dns
         router = _router(self, ctx)
         record = ctx.extras.pop(self.id, None) or current_record(ctx)
-        previous = self.remembered(ctx, SwitchDnsProgress).previous or (
-            DnsRecord.of(record) if record else None
-        )
-        ctx.save(SwitchDnsProgress(previous=previous))
+        saved = self.remembered(ctx, SwitchDnsProgress)
+        previous = saved.previous or (DnsRecord.of(record) if record else None)
+        also = saved.also if saved.previous else _replaced_too(ctx, previous)
+        ctx.save(SwitchDnsProgress(previous=previous, also=also))
         mark_live(ctx)  # the guard in the world: no sync overwrites a live database
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
         ctx.dns.set(_router_record(ctx, ttl, router))
@@ -229,13 +265,16 @@ class SwitchDns(Step):
             f"{ctx.model.dns.record} CNAME {router} (TTL {ttl}); was "
             + (f"{previous.type} {', '.join(previous.values)}" if previous else "none")
         )
-        return SwitchDnsOutputs(router=router, previous=previous, at=ctx.clock())
+        return SwitchDnsOutputs(router=router, previous=previous, also=also, at=ctx.clock())
 
     # -- rollback: the record back to what this step replaced, the database no longer live ----
     undo_title = "Point the DNS record back at Heroku"
 
     def _previous(self, ctx: Context) -> DnsRecord | None:
         return self.remembered(ctx, SwitchDnsProgress).previous
+
+    def _also(self, ctx: Context) -> list[DnsRecord]:
+        return self.remembered(ctx, SwitchDnsProgress).also
 
     def _started(self, ctx: Context) -> bool:
         st = ctx.state.steps.get(self.id)
@@ -251,13 +290,16 @@ class SwitchDns(Step):
         if ctx.dns is not None:
             record = current_record(ctx)
             if previous is None:
-                if points_at(record, _router(self, ctx)):
+                if switched(ctx, record, _router(self, ctx)):
                     reasons.append(f"{ctx.model.dns.record} points at the Convox router")
             elif not _same(record, previous):
                 reasons.append(
                     f"{ctx.model.dns.record} answers {_show(record)}, not the recorded "
                     f"{_show(previous)}"
                 )
+            for other in self._also(ctx):
+                if not _same(ctx.dns.get(ctx.model.dns.record, other.type), other):
+                    reasons.append(f"{ctx.model.dns.record} lacks its {_show(other)}")
         if ctx.model.database is not None:
             with convox_database(ctx) as conn:
                 live, comment = pglive.read_live(ctx.postgres, conn)
@@ -273,6 +315,10 @@ class SwitchDns(Step):
             f"DNS update: {dns.record} {_show(previous)}  (the record switch-dns replaced)"
             if previous
             else f"DNS: {dns.record} had no record before switch-dns (remove it by hand)",
+            *(
+                f"DNS update: {dns.record} {_show(other)}  (deleted beside it)"
+                for other in self._also(ctx)
+            ),
             f"DNS query {dns.record} until it answers that (up to {dns.propagation_timeout}s)",
         ]
         if ctx.model.database:
@@ -290,22 +336,31 @@ class SwitchDns(Step):
         previous = self._previous(ctx)
         if ctx.dns is not None and not _same(current_record(ctx), self._need(ctx, previous)):
             assert previous is not None
-            try:
-                ctx.dns.set(_record(dns.record, previous.type, previous.ttl, previous.values))
-            except CutoverError as exc:
-                raise CutoverError(
-                    f"cannot point {dns.record} back: {exc.brief}",
-                    details=exc.details,
-                    resolution="Fix the cause (or set the record by hand), then run "
-                    "`cutover rollback` again: it finds the record restored and goes on.",
-                ) from None
+            self._put_back(ctx, previous)
             self._read_back(ctx, previous)
             ctx.note(f"{dns.record} is {_show(previous)} again")
+        for other in self._also(ctx) if ctx.dns is not None else []:
+            assert ctx.dns is not None
+            if not _same(ctx.dns.get(dns.record, other.type), other):
+                self._put_back(ctx, other)
+                ctx.note(f"{dns.record} has its {_show(other)} again")
         if ctx.model.database is not None:
             with convox_database(ctx) as conn:
                 text = pglive.unmark_live(ctx.postgres, conn)
             if text:
                 ctx.note(f"the Convox database is no longer marked live: {text}")
+
+    def _put_back(self, ctx: Context, wanted: DnsRecord) -> None:
+        assert ctx.model.dns and ctx.dns
+        try:
+            ctx.dns.set(_as_record(wanted.model_copy(update={"name": ctx.model.dns.record})))
+        except CutoverError as exc:
+            raise CutoverError(
+                f"cannot point {ctx.model.dns.record} back: {exc.brief}",
+                details=exc.details,
+                resolution="Fix the cause (or set the record by hand), then run "
+                "`cutover rollback` again: it finds the record restored and goes on.",
+            ) from None
 
     def _need(self, ctx: Context, previous: DnsRecord | None) -> DnsRecord:
         if previous is None:
@@ -385,10 +440,17 @@ class VerifyDns(Step):
         assert dns
         router = _router(self, ctx)
         timeout = float(dns.propagation_timeout)
+        record = current_record(ctx)
+        if record is not None and record.proxied:
+            ctx.note(
+                f"{dns.record} is proxied by Cloudflare: name servers and resolvers answer "
+                "Cloudflare's own addresses, before the switch as after it; the provider's "
+                "read-back at switch-dns is the proof"
+            )
+            return VerifyDnsOutputs(answer=router, ttl=record.ttl)
         servers = dnswait.nameservers(ctx)
-
-        def routed(record: Record | None) -> bool:
-            return points_at(record, router)
+        resolvers = [parse_server(item) for item in dnswait.resolver_list(ctx)]
+        routed = answers_router(ctx, router, resolvers)
 
         authoritative = (
             {}
@@ -404,21 +466,11 @@ class VerifyDns(Step):
                 + dnswait.ROLLBACK_HINT,
             )
         )
-        record = current_record(ctx)
-        resolvers = [parse_server(item) for item in dnswait.resolver_list(ctx)]
-        apex_values = sorted(_norm(v) for v in record.values) if record and at_apex(ctx) else None
-
-        def resolved(found: Record | None) -> bool:
-            if apex_values is not None and found is not None and found.rtype != "CNAME":
-                # An apex alias reaches resolvers as the addresses the provider serves for it.
-                return sorted(_norm(v) for v in found.values) == apex_values
-            return routed(found)
-
         recursive = (
             dnswait.wait_for(
                 ctx,
                 resolvers,
-                resolved,
+                routed,
                 recursive=True,
                 what=f"CNAME {router}",
                 timeout=timeout,
@@ -438,6 +490,24 @@ class VerifyDns(Step):
             servers=authoritative,
             resolvers=recursive,
         )
+
+
+def answers_router(
+    ctx: Context, router: str, resolvers: list[Server]
+) -> Callable[[Record | None], bool]:
+    """Whether a DNS answer for dns.record sends users to the router: a CNAME to it, or at
+    the apex, where an alias (route53) or flattened CNAME (cloudflare) is served as the
+    addresses the router's name has (asked of the resolvers, else the system's), those."""
+    from cutover.adapters.dnscheck import addresses_of  # noqa: PLC0415 - adapters at run time
+
+    addresses = {_norm(v) for v in addresses_of(router, resolvers)} if at_apex(ctx) else set()
+
+    def routed(found: Record | None) -> bool:
+        if addresses and found is not None and found.rtype in ("A", "AAAA"):
+            return bool(addresses & {_norm(v) for v in found.values})
+        return points_at(found, router)
+
+    return routed
 
 
 @contextmanager

@@ -127,16 +127,20 @@ def check_now(ctx: Context, router: str | None) -> tuple[list[str], list[str]]:
     Wanted: the router (after switch-dns, ``router`` given), else what the primary serves.
     Returns (one line per server, the problems)."""
     from cutover.adapters.dnscheck import ask_record, parse_server  # noqa: PLC0415
-    from cutover.steps.dns import current_record, points_at  # noqa: PLC0415 - import cycle
+    from cutover.steps.dns import answers_router, current_record  # noqa: PLC0415 - cycle
 
     assert ctx.model.dns
     name = ctx.model.dns.record
     primary = current_record(ctx)
+    resolvers = [parse_server(item) for item in resolver_list(ctx)]
+    if router is not None and primary is not None and primary.proxied:
+        return [
+            f"{name}: proxied by Cloudflare: name servers and resolvers answer Cloudflare's "
+            f"addresses; the provider holds {_seen_record(primary)}"
+        ], []
     if router is not None:
         wanted = f"CNAME {router}"
-
-        def good(record: Record | None) -> bool:
-            return points_at(record, router)
+        good = answers_router(ctx, router, resolvers)
     else:
         wanted = _seen_record(primary)
 
@@ -146,7 +150,6 @@ def check_now(ctx: Context, router: str | None) -> tuple[list[str], list[str]]:
     lines = [f"{name}: wanted {wanted}"]
     problems: list[str] = []
     servers = nameservers(ctx) or []
-    resolvers = [parse_server(item) for item in resolver_list(ctx)]
     for kind, group, recursive in (
         ("name server", servers, False),
         ("resolver", resolvers, True),

@@ -3,6 +3,7 @@ Convox database resource can take Heroku's data (its PostgreSQL version and exte
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,17 @@ class Preflight(Step):
         from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415 - adapters load when a step runs (start-up time)
 
         model = ctx.model
+        if model.dns and model.dns.provider == "cloudflare":
+            token_env = model.dns.cloudflare.token_env if model.dns.cloudflare else None
+            token_env = token_env or "CLOUDFLARE_API_TOKEN"
+            if not os.environ.get(token_env):
+                # Found now, not first by switch-dns inside the window.
+                raise InvalidInput(
+                    f"dns.provider is cloudflare but {token_env} (dns.cloudflare.token_env) "
+                    "is not set in the environment",
+                    resolution=f"Export {token_env} with an API token allowed Zone:Read and "
+                    "DNS:Edit on the zone.",
+                )
         manifest = load_manifest(manifest_path(ctx))
         services = manifest["services"]
         if model.smoke and model.smoke.service not in services:

@@ -3,9 +3,9 @@ and by rollback, so it lives below them)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from cutover.steps.base import Progress, StepOutputs
 
@@ -31,16 +31,31 @@ DNS_RECORD_FIELDS = (
 
 
 class DnsRecord(BaseModel):
-    """A record as it was (saved as JSON: name, type, ttl, values); rollback restores it."""
+    """A record as it was (saved as JSON: name, type, ttl, values, and Cloudflare's
+    ``proxied`` flag where the provider has one); rollback restores it."""
 
     name: str
     type: str
     ttl: int
     values: list[str]
+    proxied: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unknown_proxy(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("proxied") is None:
+            data.pop("proxied", None)  # providers without a proxy: the record as before
+        return data
 
     @classmethod
     def of(cls, record: Record) -> DnsRecord:
-        return cls(name=record.name, type=record.rtype, ttl=record.ttl, values=list(record.values))
+        return cls(
+            name=record.name,
+            type=record.rtype,
+            ttl=record.ttl,
+            values=list(record.values),
+            proxied=record.proxied,
+        )
 
 
 class LowerTtlProgress(Progress):

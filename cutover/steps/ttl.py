@@ -36,6 +36,12 @@ def _left(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _fixed_ttl(record: Record) -> bool:
+    """A route53 alias (an A record naming a load balancer): it has no TTL of its own
+    (API_ResourceRecordSet.html) and must not be rewritten as a plain record."""
+    return record.alias and record.rtype != "CNAME"
+
+
 def _lowered(ttl: int) -> Any:
     return lambda record: record is not None and record.ttl <= ttl
 
@@ -73,6 +79,17 @@ class LowerTtl(Step):
     def check(self, ctx: Context) -> LowerTtlOutputs | None:
         assert ctx.model.dns
         record = self._current(ctx)
+        if record.proxied:  # nothing to lower (apply says why): done once apply noted it
+            done = self.remembered(ctx, LowerTtlProgress)
+            if done.original is None or done.lowered_at is None or not done.verified:
+                return None
+            return LowerTtlOutputs(
+                original=done.original,
+                lowered_at=done.lowered_at,
+                ttl=record.ttl,
+                verified=done.verified,
+                verified_at=max(done.verified.values()),
+            )
         if record.ttl > ctx.model.dns.ttl:
             ctx.extras[self.id] = record
             return None
@@ -104,6 +121,8 @@ class LowerTtl(Step):
         saved = self.remembered(ctx, LowerTtlProgress)
         original = saved.original or DnsRecord.of(record)
         lowered_at = saved.lowered_at or ctx.clock()
+        if record.proxied:
+            return self._proxied(ctx, record, original, lowered_at)
         if record.ttl > dns.ttl:
             lowered_at = ctx.clock()
             # Saved before the change: a crash right after it still knows the original TTL.
@@ -133,6 +152,26 @@ class LowerTtl(Step):
             ttl=dns.ttl,
             verified=verified,
             verified_at=verified_at,
+        )
+
+    def _proxied(
+        self, ctx: Context, record: Record, original: DnsRecord, lowered_at: float
+    ) -> LowerTtlOutputs:
+        """Cloudflare proxies the name: resolvers get Cloudflare's own addresses with an
+        automatic TTL (adapters/dns_cloudflare.py AUTO_TTL) that cannot be lowered, and the
+        name servers never serve the record itself, so nothing is set and nothing awaited;
+        wait-ttl still waits out that automatic TTL."""
+        now = ctx.clock()
+        ctx.note(
+            f"{record.name} is proxied by Cloudflare: its TTL stays automatic ({record.ttl}s) "
+            "and resolvers get Cloudflare's addresses, not the record; nothing to lower"
+        )
+        return LowerTtlOutputs(
+            original=original,
+            lowered_at=lowered_at,
+            ttl=record.ttl,
+            verified={"cloudflare proxy": now},
+            verified_at=now,
         )
 
 
@@ -219,8 +258,8 @@ class RestoreTtl(Step):
     def check(self, ctx: Context) -> RestoreTtlOutputs | None:
         ttl = self._target(ctx)
         record = current_record(ctx)
-        if record is not None and record.ttl == ttl:
-            return RestoreTtlOutputs(ttl=ttl, restored_at=ctx.clock())
+        if record is not None and (record.ttl == ttl or _fixed_ttl(record)):
+            return RestoreTtlOutputs(ttl=record.ttl, restored_at=ctx.clock())
         return None
 
     def _soaked_at(self, ctx: Context) -> float:
@@ -258,6 +297,12 @@ class RestoreTtl(Step):
                 resolution="Check the record at your DNS provider; `cutover rollback` points "
                 "it back at Heroku.",
             )
+        if _fixed_ttl(record):
+            ctx.note(
+                f"{record.name} is a provider alias whose TTL the provider fixes "
+                f"({record.ttl}s): no TTL to restore"
+            )
+            return RestoreTtlOutputs(ttl=record.ttl, restored_at=ctx.clock())
         if record.ttl != ttl:
             ctx.dns.set(_record(record.name, record.rtype, ttl, list(record.values)))
             ctx.note(f"{record.name} {record.rtype} TTL {record.ttl} -> {ttl}")
