@@ -20,19 +20,11 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-
-from cutover.sandbox import procs
+from cutover.sandbox import dnsready, procs
 
 __all__ = ["KnotError", "KnotServer", "knotd_binary"]
 
@@ -323,38 +315,20 @@ class KnotServer:
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.pid is not None
-        deadline = time.monotonic() + timeout
-        query = dns.message.make_query(f"{self.zone}.", dns.rdatatype.SOA)
-        last = "no answer yet"
-        while True:
-            if not procs.pid_alive(self.pid):
-                tail = procs.log_tail(self.log_path)
-                raise KnotError(f"knotd exited during start; end of {self.log_path}:\n{tail}")
-            try:
-                response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
-            except (dns.exception.DNSException, OSError) as exc:
-                last = str(exc) or type(exc).__name__
-            else:
-                if response.rcode() == dns.rcode.NOERROR and response.answer:
-                    return
-                last = f"rcode {dns.rcode.to_text(response.rcode())}"
-            if time.monotonic() >= deadline:
-                raise KnotError(
-                    f"knotd on 127.0.0.1:{self.port} did not serve {self.zone} SOA within "
-                    f"{timeout:.0f}s ({last}); see {self.log_path}"
-                )
-            time.sleep(0.05)
+        dnsready.wait_answering(
+            self.pid,
+            self.port,
+            self.zone,
+            program="knotd",
+            log_path=self.log_path,
+            timeout=timeout,
+            interval=0.05,
+            error=KnotError,
+        )
 
     def is_running(self) -> bool:
         """Return True if the recorded pid is alive and is knotd with this folder's config."""
-        if self.pid is None or not procs.pid_alive(self.pid):
-            return False
-        try:
-            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return True  # no /proc: trust the pid
-        # A recycled pid must never be mistaken for our server (and then killed).
-        return str(self.folder / CONF_FILE).encode() in argv
+        return dnsready.runs_config(self.pid, self.folder / CONF_FILE)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop knotd (no error if it is not running) and record that in the state file."""
