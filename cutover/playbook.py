@@ -81,10 +81,19 @@ class DatabaseSection(_Model):
         "the resource, in parallel), 'in-rack' (the dump and restore run in the rack as a "
         "one-off, so the data never leaves the cloud).",
     )
-    final_sync: Literal["full", "changed-tables"] = Field(
+    final_sync: Literal["full", "changed-tables", "changed-rows"] = Field(
         default="full",
         description="'full' copies everything again in the window; 'changed-tables' copies only "
-        "the tables that changed since the initial sync (and every sequence).",
+        "the tables that changed since the initial sync (and every sequence); 'changed-rows' "
+        "installs change capture on Heroku before the initial sync (step capture-changes: a "
+        "schema _cutover and triggers logging each changed row's key) and applies only the "
+        "logged rows in the window (and any time before it with `cutover catch-up`).",
+    )
+    catchup_batch_keys: int = Field(
+        default=50_000,
+        ge=1,
+        description="changed-rows: keys fetched from Heroku and written to Convox per batch "
+        "(one transaction on the Convox database each).",
     )
     restore_jobs: int = Field(
         default=2, ge=1, le=32, description="Parallel jobs for the restore and table copies."
