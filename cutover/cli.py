@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 # tests/e2e/test_startup_imports.py checks that the two agree.
 DEFAULT_PLAYBOOK = "cutover.yml"
 # Commands with a playbook whose state folder a crash report can point at.
-STATE_COMMANDS = ("plan", "run", "rollback", "status", "log", "unlock", "verify")
+STATE_COMMANDS = (
+    "plan", "run", "rollback", "status", "log", "unlock", "verify", "catch-up", "cleanup",
+)  # fmt: skip
 CORE_COMMANDS = STATE_COMMANDS
 TRANSLATE_COMMANDS = ("translate", "init")
 SANDBOX_COMMANDS = ("sandbox",)
@@ -301,6 +303,39 @@ def verify(
     from cutover.engine.verify_command import verify as run_verify  # noqa: PLC0415 - start-up
 
     _guard(lambda ui: run_verify(file, ui, data=data, dns=dns, tls=tls), has_state=True)
+
+
+@app.command("catch-up")
+def catch_up(
+    file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show how many changes Convox is behind.")
+    ] = False,
+) -> None:
+    """changed-rows: apply Heroku's logged changes to the Convox database before the window
+    (repeatable; takes the run lock). Shows the changes behind before and after, and the rate."""
+    from cutover.engine.catchup import catch_up as run_catch_up  # noqa: PLC0415 - start-up
+
+    _guard(lambda ui: run_catch_up(file, ui, dry_run=dry_run), has_state=True)
+
+
+@app.command()
+def cleanup(
+    file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm the gate in advance.")] = False,
+) -> None:
+    """Remove cutover's change capture (schema _cutover and its triggers) from Heroku, verified
+    by reading the catalog back. Exit 0 when there is nothing to remove."""
+    from cutover.engine.cleanup import cleanup as run_cleanup  # noqa: PLC0415 - start-up
+    from cutover.engine.run import is_interactive  # noqa: PLC0415
+
+    _guard(
+        lambda ui: run_cleanup(file, ui, dry_run=dry_run, yes=yes, interactive=is_interactive()),
+        has_state=True,
+    )
 
 
 @app.command()

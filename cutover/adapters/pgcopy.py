@@ -81,7 +81,7 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
                    AND a.attgenerated = ''), '')
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_cutover')  -- (changed-rows' log)
   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
@@ -101,7 +101,7 @@ SELECT format($q$SELECT format('SELECT pg_catalog.setval(%%L, %%s, %%s);', %L, l
 FROM (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind = 'S'
-        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_cutover')
         AND n.nspname NOT LIKE 'pg_temp%'
         AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
         AND pg_catalog.has_table_privilege(c.oid, 'SELECT')  -- (has_sequence_privilege errors on a table row)

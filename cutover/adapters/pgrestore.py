@@ -53,9 +53,16 @@ def extensions_to_skip(
 
 
 def filter_list(listing: str, skip: Sequence[str]) -> str:
-    """A ``pg_restore --list`` without the extensions in ``skip`` (and their comments)."""
+    """A ``pg_restore --list`` without the extensions in ``skip`` (and their comments), and
+    without cutover's own change capture on Heroku (schema ``_cutover``, its objects and the
+    ``cutover_capture*`` triggers, issue 13): the Convox copy never carries them."""
+    from cutover.adapters.pgcapture import is_capture_toc_line  # noqa: PLC0415 - no cycle at load
+
     keep = []
     for line in listing.splitlines():
+        if is_capture_toc_line(line):
+            keep.append(";" + line)
+            continue
         match = _TOC_EXTENSION.match(line) or _TOC_EXT_COMMENT.match(line)
         if match and match.group(1) in skip:
             keep.append(";" + line)  # a comment line: pg_restore -L skips it

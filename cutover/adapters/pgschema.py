@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from cutover.adapters.pgcapture import is_capture_schema_header
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 
@@ -52,8 +53,9 @@ def split_objects(text: str, skip_extensions: Iterable[str] = ()) -> dict[str, s
     """``{"TYPE schema.name": normalised definition}`` for every object in a plain schema dump.
 
     Skipped: EXTENSION entries and comments on extensions, large objects (both compared
-    elsewhere), every object
-    whose header names one of ``skip_extensions``, and the database's COMMENT.
+    elsewhere), every object whose header names one of ``skip_extensions``, the database's
+    COMMENT, and cutover's change capture on Heroku (schema ``_cutover``, its objects and the
+    ``cutover_capture*`` triggers: never copied, issue 13).
     """
     skipped = set(skip_extensions)
     objects: dict[str, list[str]] = {}
@@ -63,7 +65,7 @@ def split_objects(text: str, skip_extensions: Iterable[str] = ()) -> dict[str, s
         if header:
             name, kind, schema = header.group(1), header.group(2), header.group(3)
             key = f"{kind} {name}" if schema == "-" else f"{kind} {schema}.{name}"
-            if _ignored(kind, name, skipped):
+            if _ignored(kind, name, skipped) or is_capture_schema_header(name, kind, schema):
                 current = None
                 continue
             current = objects.setdefault(key, [])

@@ -61,8 +61,10 @@ WHERE application_name = '__APP__' AND pid <> pg_catalog.pg_backend_pid();
 """
 PSQL = ["psql", "-X", "--no-password", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t", "-f", "-"]
 
+# '_cutover': the change capture's own schema on Heroku (issue 13, adapters/pgcapture.py), never
+# copied to Convox, so never compared.
 _USER_RELATION = """
-    n.nspname NOT IN ('pg_catalog', 'information_schema')
+    n.nspname NOT IN ('pg_catalog', 'information_schema', '_cutover')
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from cutover.steps.app import CreateApp, Deploy, SetEnv, SmokeTest
 from cutover.steps.base import Context, Step
+from cutover.steps.capture import CaptureChanges
 from cutover.steps.confirm import ConfirmWindow
 from cutover.steps.data import FinalSync, InitialSync
 from cutover.steps.datacheck import CheckData
@@ -27,6 +28,7 @@ STEPS: list[Step] = [
     Deploy(),
     SmokeTest(),
     CheckData(),
+    CaptureChanges(),
     InitialSync(),
     LowerTtl(),
     AddDomain(),

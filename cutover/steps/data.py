@@ -135,6 +135,8 @@ class SyncOutputs(StepOutputs):
     seconds: float | None = None
     marker: str | None = None  # the cutover:synced comment written on the database
     tables_copied: list[str] | None = None  # changed-tables: the tables replaced in place
+    # changed-rows (steps/datarows.py): the capture position the copy or the apply reached
+    position: str | None = None
 
 
 class InitialSyncOutputs(SyncOutputs):
@@ -142,10 +144,16 @@ class InitialSyncOutputs(SyncOutputs):
     # changed-tables: Heroku's statistics before the copy (pgchanges.StatsSnapshot as JSON),
     # the baseline final-sync compares against. Kept a dict: steps import no adapter at load.
     stats: dict[str, Any] | None = None
+    capture_position: str | None = None  # changed-rows: read before the copy started
 
 
 class FinalSyncOutputs(SyncOutputs):
     step_id = "final-sync"
+    # changed-rows: log entries applied, rows written and deleted, tables copied whole
+    entries: int | None = None
+    upserted: int | None = None
+    deleted: int | None = None
+    whole: list[str] | None = None
 
 
 _DATA_FIELDS = ("heroku.app", "convox.app", "convox.rack", "database")
@@ -225,6 +233,7 @@ class _Sync(Step):
     def apply(self, ctx: Context) -> SyncOutputs:
         from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
         from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
+        from cutover.steps import datarows  # noqa: PLC0415
 
         db = ctx.model.database
         assert db
@@ -259,6 +268,7 @@ class _Sync(Step):
                 # still be restoring into it from its pod.
                 prepare_in_rack(ctx, source_url)
             baseline = self._baseline(ctx, source)
+            position = self._capture_position(ctx, source)  # changed-rows: before the copy
             staging = pgstaging.create_staging(pg, conn)
             try:
                 ctx.note(
@@ -274,7 +284,7 @@ class _Sync(Step):
                 settings = app_settings(ctx, source_settings.result())
                 for refused in pgstaging.apply_settings(pg, conn, staging.dbname, settings):
                     ctx.note(f"finding: the target refused a setting: {refused}")
-                marker = pgstaging.mark_synced(pg, staging)
+                marker = datarows.mark_synced(pg, staging, position)
             except BaseException:
                 with contextlib.suppress(Exception):
                     pgstaging.drop_staging(pg, conn)
@@ -283,10 +293,16 @@ class _Sync(Step):
             ctx.note(f"swapped the new copy in as {conn.dbname} ({marker})")
         if baseline is not None:
             out["stats"] = baseline
+        if position is not None:
+            out["capture_position"] = position
         return self.outputs(**{**out, "marker": marker})
 
     def _baseline(self, ctx: Context, source: ConnInfo) -> dict[str, Any] | None:
         """changed-tables: Heroku's statistics, read before anything is copied (initial-sync)."""
+        return None
+
+    def _capture_position(self, ctx: Context, source: ConnInfo) -> str | None:
+        """changed-rows: the capture position, read before anything is copied (initial-sync)."""
         return None
 
     def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
@@ -412,6 +428,11 @@ class InitialSync(_Sync):
         ctx.save(SyncProgress(stats=stats))
         return stats
 
+    def _capture_position(self, ctx: Context, source: ConnInfo) -> str | None:
+        from cutover.steps.datarows import initial_position  # noqa: PLC0415
+
+        return initial_position(ctx, source)
+
 
 class FinalSync(_Sync):
     id = "final-sync"
@@ -435,6 +456,12 @@ class FinalSync(_Sync):
 
         db = ctx.model.database
         assert db
+        if db.final_sync == "changed-rows":
+            from cutover.steps.datarows import final_sync  # noqa: PLC0415
+
+            initial = self.read(ctx, InitialSyncOutputs)
+            done = final_sync(ctx, source, conn, initial.capture_position if initial else None)
+            return None if done is None else self.outputs(**done)
         if db.final_sync != "changed-tables":
             return None
         initial = self.read(ctx, InitialSyncOutputs)

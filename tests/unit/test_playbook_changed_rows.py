@@ -31,7 +31,9 @@ def test_changed_rows_is_accepted_with_the_default_batch(tmp_path: Path) -> None
 
 
 def test_the_batch_size_can_be_set(tmp_path: Path) -> None:
-    db = load_playbook(write(tmp_path, "changed-rows", "  catchup_batch_keys: 500\n")).model.database
+    db = load_playbook(
+        write(tmp_path, "changed-rows", "  catchup_batch_keys: 500\n")
+    ).model.database
     assert db is not None and db.catchup_batch_keys == 500
 
 

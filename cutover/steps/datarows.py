@@ -1,0 +1,162 @@
+"""The data steps' side of ``database.final_sync: changed-rows`` (issue 13; the capture itself is
+cutover/steps/capture.py, its objects cutover/adapters/pgcapture.py, the apply pgapply.py).
+
+initial-sync: refuses without the capture (installed by capture-changes), installs it again
+when Heroku's schema changed since (a refresh: new tables captured, fingerprints renewed, since
+the copy that follows carries the new schema), and reads the capture position BEFORE the copy
+starts. Applying is idempotent (a key's row is copied as of a later snapshot, or deleted), so a
+position at or before the copy's snapshot is safe: changes already in the copy are applied again
+by the first round. The position is written on the copy itself (its marker ``capture=<S>``) and in
+initial-sync's outputs.
+
+final-sync: applies the log since the target's recorded position (else initial-sync's), with
+``final=True`` (keyless tables copied whole, every sequence set); it falls back to a full sync,
+saying why, when the capture is missing or incomplete, a table is not capturable, Heroku's schema
+changed since the capture was installed, or no position is known.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from cutover.errors import CutoverError
+
+if TYPE_CHECKING:
+    from cutover.adapters.pgapply import ApplyProgress
+    from cutover.adapters.pgcapture import CapturePlan
+    from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+    from cutover.steps.base import Context
+
+CHANGED_ROWS = "changed-rows"
+FALLBACK = "changed-rows: the final sync copies everything"
+
+
+def wanted(ctx: Context) -> bool:
+    db = ctx.model.database
+    return db is not None and db.final_sync == CHANGED_ROWS
+
+
+def initial_position(ctx: Context, source: ConnInfo) -> str | None:
+    """changed-rows: the capture position read before the copy (None for other final syncs).
+    Refuses (CutoverError) when the capture is not installed on Heroku."""
+    from cutover.adapters import pgcapture  # noqa: PLC0415 - adapters load when a step runs
+
+    if not wanted(ctx):
+        return None
+    pg = ctx.postgres
+    status = pgcapture.status(pg, source)
+    if not status.installed or status.missing_triggers:
+        what = (
+            "is not installed"
+            if not status.installed
+            else "lacks triggers on " + ", ".join(status.missing_triggers)
+        )
+        raise CutoverError(
+            f"database.final_sync is changed-rows but the change capture on Heroku {what}: "
+            "a copy taken now could miss the changes made while it runs",
+            resolution="Install it first: cutover run --until capture-changes (or set "
+            "database.final_sync: full).",
+        )
+    changes = pgcapture.schema_changes(pg, source)
+    if changes:
+        ctx.note(
+            "changed-rows: Heroku's schema changed since the capture was installed ("
+            + "; ".join(changes)
+            + "); installing it again before this copy, which carries the new schema"
+        )
+        pgcapture.install(pg, source, pgcapture.inspect(pg, source))
+    position = pgcapture.position(pg, source)
+    ctx.note(f"changed-rows: capture position {position}, read before the copy starts")
+    return position
+
+
+def mark_synced(pg: PostgresAdapter, conn: ConnInfo, position: str | None) -> str:
+    """The ``cutover:synced`` marker, with `` capture=<position>`` when there is one."""
+    from cutover.adapters import pgstaging  # noqa: PLC0415
+
+    if position is None:
+        return pgstaging.mark_synced(pg, conn)
+    return pgstaging.mark_synced(pg, conn, extra=f" capture={position}")
+
+
+def fallback_reason(
+    ctx: Context, source: ConnInfo, conn: ConnInfo, initial_position: str | None
+) -> tuple[str | None, CapturePlan | None, str | None]:
+    """(why a changed-rows sync cannot be trusted, or None; the plan; the position since)."""
+    from cutover.adapters import pgapply, pgcapture  # noqa: PLC0415
+
+    pg = ctx.postgres
+    status = pgcapture.status(pg, source)
+    if not status.installed:
+        return "the change capture is not installed on Heroku", None, None
+    if status.missing_triggers:
+        return "capture triggers are missing on " + ", ".join(status.missing_triggers), None, None
+    plan = pgcapture.inspect(pg, source)
+    if plan.unsupported:
+        return "tables the capture cannot cover: " + "; ".join(plan.unsupported), None, None
+    changes = pgcapture.schema_changes(pg, source)
+    if changes:
+        return "Heroku's schema changed since the capture: " + "; ".join(changes), None, None
+    since = pgapply.applied_position(pg, conn) or initial_position
+    if since is None:
+        return (
+            "no capture position is recorded (initial-sync ran before final_sync was changed-rows)",
+            None,
+            None,
+        )
+    return None, plan, since
+
+
+def final_sync(
+    ctx: Context, source: ConnInfo, conn: ConnInfo, initial_position: str | None
+) -> dict[str, Any] | None:
+    """The window's changed-rows sync in place on ``conn``: the outputs' fields, or None (with a
+    note saying why) for a full sync."""
+    from cutover.adapters import pgapply, pgstaging  # noqa: PLC0415
+
+    db = ctx.model.database
+    assert db
+    why, plan, since = fallback_reason(ctx, source, conn, initial_position)
+    if why is not None or plan is None or since is None:
+        ctx.note(f"{FALLBACK}: {why}")
+        return None
+    started = time.monotonic()
+    result = pgapply.apply_changes(
+        ctx.runner,
+        ctx.masker,
+        ctx.postgres,
+        source,
+        conn,
+        since,
+        plan=plan,
+        final=True,
+        jobs=db.restore_jobs,
+        timeout=db.timeout,
+        batch_keys=db.catchup_batch_keys,
+        progress=lambda p: report(ctx, p),
+    )
+    _exists, _marker, comment = pgstaging.read_marker(ctx.postgres, conn)
+    ctx.note(
+        f"changed-rows: applied {result.entries} logged change(s) since {since} through "
+        f"{result.position}: {result.upserted} row(s) written, {result.deleted} deleted, "
+        f"{len(result.whole)} table(s) copied whole, {result.sequences} sequence(s) set"
+    )
+    return {
+        "method": CHANGED_ROWS,
+        "bytes": 0,
+        "objects": len(result.tables) + len(result.whole),
+        "seconds": round(time.monotonic() - started, 3),
+        "marker": comment or None,
+        "tables_copied": sorted({*result.tables, *result.whole}),
+        "entries": result.entries,
+        "upserted": result.upserted,
+        "deleted": result.deleted,
+        "whole": list(result.whole),
+        "position": result.position,
+    }
+
+
+def report(ctx: Context, p: ApplyProgress) -> None:
+    """Keys applied of the round's total (rate and ETA from ``ctx.progress``)."""
+    ctx.progress(p.keys_done, p.keys_total, unit="keys")
