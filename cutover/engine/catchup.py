@@ -130,21 +130,22 @@ def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
 
 
 def catch_up(playbook_path: Path, ui: Ui, *, dry_run: bool = False) -> int:
-    from cutover.adapters import pgapply, pgcapture, pgstaging  # noqa: PLC0415
-    from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
-    from cutover.engine.context import build_context  # noqa: PLC0415 - adapters: only when it runs
-    from cutover.runner import step_scope  # noqa: PLC0415
-    from cutover.steps.data import heroku_source, wait_for_resource  # noqa: PLC0415
-
     playbook = load_playbook(playbook_path)
     with RunLock(playbook.state_dir, CATCHUP_LOCK):
         _store, state = load_state(playbook, ui.masker)
         check_identity(playbook, state)  # in memory only: nothing is written to the state
         initial_position = refuse_outside(playbook, state)
+        # Adapters load only once the command may act (start-up time).
+        from cutover.adapters import pgapply, pgcapture, pgstaging  # noqa: PLC0415
+        from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
+        from cutover.engine import context  # noqa: PLC0415
+        from cutover.runner import step_scope  # noqa: PLC0415
+        from cutover.steps.data import heroku_source, wait_for_resource  # noqa: PLC0415
+
         db = playbook.model.database
         assert db
         audit = AuditLog(playbook.state_dir, ui.masker, state.run_id)
-        ctx = build_context(playbook, state, masker=ui.masker, audit=audit, reporter=ui)
+        ctx = context.build_context(playbook, state, masker=ui.masker, audit=audit, reporter=ui)
         ui.heading(
             f"catch-up for {playbook.path}" + (" (dry run: nothing written)" if dry_run else "")
         )

@@ -27,7 +27,7 @@ CLEANUP_LOCK = "cutover cleanup"
 
 def cleanup(playbook_path: Path, ui: Ui, *, dry_run: bool, yes: bool, interactive: bool) -> int:
     from cutover.adapters import pgcapture  # noqa: PLC0415 - adapters: only when it runs
-    from cutover.engine.context import build_context  # noqa: PLC0415
+    from cutover.engine import context  # noqa: PLC0415
     from cutover.runner import step_scope  # noqa: PLC0415
     from cutover.steps.data import heroku_source  # noqa: PLC0415
 
@@ -39,7 +39,7 @@ def cleanup(playbook_path: Path, ui: Ui, *, dry_run: bool, yes: bool, interactiv
         _store, state = load_state(playbook, ui.masker)
         check_identity(playbook, state)  # in memory only: nothing is written to the state
         audit = AuditLog(playbook.state_dir, ui.masker, state.run_id)
-        ctx = build_context(playbook, state, masker=ui.masker, audit=audit, reporter=ui)
+        ctx = context.build_context(playbook, state, masker=ui.masker, audit=audit, reporter=ui)
         ui.heading(
             f"cleanup of Heroku's {db.heroku_attachment} for {playbook.path}"
             + (" (dry run: nothing is changed)" if dry_run else "")

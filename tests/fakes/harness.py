@@ -59,6 +59,7 @@ STEP_IDS = [
     "deploy",
     "smoke-test",
     "check-data",
+    "capture-changes",
     "initial-sync",
     "lower-ttl",
     "add-domain",

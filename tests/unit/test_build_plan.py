@@ -61,7 +61,10 @@ def test_a_fresh_state_runs_every_step_that_applies() -> None:
     pb = playbook()
     got = kinds(build_plan(pb, new_state(pb)))
     assert list(got) == STEP_IDS
-    assert {sid for sid, kind in got.items() if kind == Kind.RUN} == set(STEP_IDS)
+    # capture-changes applies only with database.final_sync: changed-rows (issue 13)
+    assert {sid for sid, kind in got.items() if kind == Kind.RUN} == set(STEP_IDS) - {
+        "capture-changes"
+    }
 
 
 def test_sections_left_out_skip_their_steps() -> None:
@@ -71,6 +74,7 @@ def test_sections_left_out_skip_their_steps() -> None:
     assert skipped == {
         "smoke-test",
         "check-data",
+        "capture-changes",
         "initial-sync",
         "lower-ttl",
         "add-domain",
@@ -159,6 +163,7 @@ def test_from_a_step_that_overwrites_data_is_refused_after_the_switch() -> None:
 
 def test_the_flags_are_declared_on_the_steps() -> None:
     assert [s.id for s in STEPS if s.gate] == [
+        "capture-changes",
         "disable-scheduler",
         "maintenance-on",
         "final-sync",
