@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from cutover.steps import datarows
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 
 if TYPE_CHECKING:
@@ -222,6 +223,7 @@ class _Sync(Step):
             from cutover.steps import inrack  # noqa: PLC0415 - loads the convox adapter's types
 
             lines += inrack.describe(ctx, staging)
+        lines += datarows.describe(ctx, self.id)
         lines += [
             f"psql: ALTER DATABASE {staging} SET / ALTER ROLE CURRENT_USER IN DATABASE "
             f"{staging} SET (Heroku's database and role settings)",
@@ -233,7 +235,6 @@ class _Sync(Step):
     def apply(self, ctx: Context) -> SyncOutputs:
         from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
         from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
-        from cutover.steps import datarows  # noqa: PLC0415
 
         db = ctx.model.database
         assert db
@@ -429,9 +430,7 @@ class InitialSync(_Sync):
         return stats
 
     def _capture_position(self, ctx: Context, source: ConnInfo) -> str | None:
-        from cutover.steps.datarows import initial_position  # noqa: PLC0415
-
-        return initial_position(ctx, source)
+        return datarows.initial_position(ctx, source)
 
 
 class FinalSync(_Sync):
@@ -457,10 +456,9 @@ class FinalSync(_Sync):
         db = ctx.model.database
         assert db
         if db.final_sync == "changed-rows":
-            from cutover.steps.datarows import final_sync  # noqa: PLC0415
-
             initial = self.read(ctx, InitialSyncOutputs)
-            done = final_sync(ctx, source, conn, initial.capture_position if initial else None)
+            position = initial.capture_position if initial else None
+            done = datarows.final_sync(ctx, source, conn, position)
             return None if done is None else self.outputs(**done)
         if db.final_sync != "changed-tables":
             return None

@@ -308,6 +308,11 @@ def estimate(ctx: Context, heroku_bytes: int) -> tuple[float | None, str]:
     text = f"final sync: about {seconds:.0f}s (the initial sync of {_mb(heroku_bytes)} took that)"
     if mode == "changed-tables":
         text += "; changed-tables copies only the changed tables: less, by their share of the data"
+    elif mode == "changed-rows":
+        text += (
+            "; changed-rows applies only the rows changed since the last `cutover catch-up` "
+            "(an upper bound; a schema change on Heroku makes it a full copy)"
+        )
     return float(seconds), text
 
 

@@ -37,6 +37,27 @@ def wanted(ctx: Context) -> bool:
     return db is not None and db.final_sync == CHANGED_ROWS
 
 
+def describe(ctx: Context, step_id: str) -> list[str]:
+    """The changed-rows lines of the data steps' plans (none for other final syncs)."""
+    if not wanted(ctx):
+        return []
+    if step_id == "initial-sync":
+        return [
+            "changed-rows, before the copy: psql (Heroku) the capture's status (refused without "
+            "it: cutover run --until capture-changes), its schema fingerprints (installed "
+            "again after a change), then SELECT pg_current_snapshot() (the capture position); "
+            "the copy leaves out schema _cutover and the cutover_capture* triggers",
+        ]
+    return [
+        "changed-rows, after the guard and instead of the copy below: the capture's status, "
+        "tables and schema fingerprints on Heroku (any doubt: the full copy below, with a note "
+        "why); the position from the Convox marker's capture=<S> (else initial-sync's); per "
+        "table with logged changes, keys in order in batches: psql COPY (Heroku, one exported "
+        "snapshot) | psql (Convox: one transaction per batch, delete the keys, insert the rows); "
+        "keyless and truncated tables copied whole; every sequence set; marker capture=<S>",
+    ]
+
+
 def initial_position(ctx: Context, source: ConnInfo) -> str | None:
     """changed-rows: the capture position read before the copy (None for other final syncs).
     Refuses (CutoverError) when the capture is not installed on Heroku."""
