@@ -52,7 +52,7 @@ def capture_source(ctx: Context) -> ConnInfo:
     if source is None:
         source = heroku_source(ctx)
         ctx.extras[_SOURCE_KEY] = source
-    return source  # type: ignore[no-any-return]
+    return source
 
 
 def plan_lines(plan: CapturePlan) -> list[str]:
@@ -125,7 +125,7 @@ class CaptureChanges(Step):
         if plan is None:
             plan = pgcapture.inspect(ctx.postgres, capture_source(ctx))
             ctx.extras[_PLAN_KEY] = plan
-        return plan  # type: ignore[no-any-return]
+        return plan
 
     def gate_text(self, ctx: Context) -> str:
         db = ctx.model.database

@@ -98,7 +98,11 @@ def mark_synced(pg: PostgresAdapter, conn: ConnInfo, position: str | None) -> st
 
     if position is None:
         return pgstaging.mark_synced(pg, conn)
-    return pgstaging.mark_synced(pg, conn, extra=f" capture={position}")
+    # The same words as pgstaging.mark_synced, then the position pgapply.applied_position reads.
+    writes = pgstaging.settled_write_count(pg, conn)
+    text = f"{pgstaging.MARKER_SYNCED} {pgstaging.now_iso()} writes={writes} capture={position}"
+    pgstaging.mark(pg, conn, conn.dbname, text)
+    return text
 
 
 def fallback_reason(
