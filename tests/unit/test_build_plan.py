@@ -106,7 +106,8 @@ def test_done_steps_stay_done_and_interrupted_ones_resume() -> None:
 def test_until_leaves_the_later_steps_for_another_run() -> None:
     pb = playbook()
     got = kinds(build_plan(pb, new_state(pb), until="deploy"))
-    assert [sid for sid, kind in got.items() if kind == Kind.LATER] == STEP_IDS[4:]
+    later = [sid for sid in STEP_IDS[4:] if sid != "capture-changes"]  # skipped: final_sync full
+    assert [sid for sid, kind in got.items() if kind == Kind.LATER] == later
 
 
 def test_only_the_steps_reading_a_changed_field_are_named() -> None:
