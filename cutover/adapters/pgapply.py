@@ -265,6 +265,46 @@ def _batches(
     return [Batch(table, lo, hi, n) for lo, hi, n in zip(lows, highs, sizes, strict=True)]
 
 
+@dataclass(frozen=True)
+class _Survey:
+    """What the holder read in the round's snapshot."""
+
+    snapshot: str  # pg_export_snapshot() id
+    position: str  # pg_current_snapshot(): the round's position
+    counts: dict[int, tuple[int, int]]  # relid -> (log rows, distinct keys) after since
+    truncated: dict[int, int]  # relid -> TRUNCATEs after since
+
+
+def _survey(holder: Session, plan: CapturePlan, since: str) -> _Survey:
+    try:
+        holder.write(
+            "".join(f"{sql};\n" for sql in SOURCE_SETTINGS)
+            + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+        )
+        snapshot, position = ask(
+            holder, "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_current_snapshot();"
+        )[0]
+        rows = ask(holder, counts_sql([*plan.tables], since), 3600) if plan.tables else []
+        truncated = ask(holder, truncates_sql(since))
+    except CommandError as exc:
+        lines = [ln.strip() for ln in exc.stderr_tail.splitlines() if "ERROR:" in ln]
+        raise CutoverError(
+            "could not read the change log on Heroku's database: "
+            + (lines[0] if lines else exc.brief),
+            details="Nothing was written to the Convox database.",
+            resolution="Check the capture with `cutover status` (re-install it with `cutover "
+            "run --until capture-changes` if it is missing), then run the same command again.",
+        ) from exc
+    if not SNAPSHOT_ID.match(snapshot):
+        raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
+    return _Survey(
+        snapshot,
+        check_position(position),
+        {int(r[0]): (int(r[1]), int(r[2])) for r in rows},
+        {int(r[0]): int(r[1]) for r in truncated},
+    )
+
+
 def apply_changes(
     runner: Runner,
     masker: SecretMasker,
@@ -289,36 +329,30 @@ def apply_changes(
     with runner.session(
         ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
     ) as holder:
-        holder.write(
-            "".join(f"{sql};\n" for sql in SOURCE_SETTINGS)
-            + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
-        )
-        snapshot, position = ask(
-            holder, "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_current_snapshot();"
-        )[0]
-        if not SNAPSHOT_ID.match(snapshot):
-            raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
-        check_position(position)
-        rows = ask(holder, counts_sql([*plan.tables], since)) if plan.tables else []
-        counts = {int(r[0]): (int(r[1]), int(r[2])) for r in rows}
-        truncated = {int(r[0]): int(r[1]) for r in ask(holder, truncates_sql(since))}
+        seen = _survey(holder, plan, since)
         whole = sorted(
-            {by_relid[r].name for r in truncated if r in by_relid}
+            {by_relid[r].name for r in seen.truncated if r in by_relid}
             | (set(plan.keyless) if final else set())
         )
-        keyed = [t for t in plan.tables if counts.get(t.relid, (0, 0))[0] and t.name not in whole]
+        keyed = [
+            t for t in plan.tables if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
+        ]
         docs = _target_docs(pg, target, keyed)
         replica = may_replicate(pg, target)
         if not replica:
             _refuse_fks(docs, target)
-        work = [_batches(holder, t, counts[t.relid][1], since, max(1, batch_keys)) for t in keyed]
+        work = [
+            _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
+        ]
+        # From here on the target changes: until the round ends, its marker says from where a
+        # new round must start.
         pgstaging.mark(
             pg, target, target.dbname, f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} "
             f"capture={since}",
         )  # fmt: skip
         state = _Round(
-            runner, masker, pg, source, target, since, snapshot, replica, timeout, docs,
-            progress, sum(counts[t.relid][1] for t in keyed), len(keyed),
+            runner, masker, pg, source, target, since, seen.snapshot, replica, timeout, docs,
+            progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed),
         )  # fmt: skip
         state.report()
         _parallel(jobs, [partial(state.table, batches) for batches in work])
@@ -330,11 +364,11 @@ def apply_changes(
         ).sequences
     elif final:
         sequences = TableCopier(runner, masker, source, target).copy_sequences(timeout)
-    pgstaging.mark_synced(pg, target, extra=f" capture={position}")
+    pgstaging.mark_synced(pg, target, extra=f" capture={seen.position}")
     return ApplyResult(
         since=since,
-        position=position,
-        entries=sum(c[0] for c in counts.values()) + sum(truncated.values()),
+        position=seen.position,
+        entries=sum(c[0] for c in seen.counts.values()) + sum(seen.truncated.values()),
         upserted=state.upserted,
         deleted=state.deleted,
         tables=tuple(t.name for t in keyed),

@@ -343,3 +343,16 @@ def test_without_replication_role_foreign_keys_are_refused_before_any_write(
     assert "may not set session_replication_role" in caught.value.brief
     assert "public.children: children_parent_id_fkey" in caught.value.details
     assert pgstaging.read_marker(world.pg, world.target) == before
+
+
+@pytest.mark.slow
+def test_a_missing_capture_or_a_bad_position_is_refused_before_any_write(world: World) -> None:
+    before = pgstaging.read_marker(world.pg, world.target)
+    with pytest.raises(CutoverError, match="not a capture position"):
+        world.apply("yesterday")
+    pgcapture.uninstall(world.pg, world.source)
+    with pytest.raises(CutoverError) as caught:
+        world.apply(world.since)
+    assert caught.value.brief.startswith("could not read the change log on Heroku's database")
+    assert "_cutover" in caught.value.brief
+    assert pgstaging.read_marker(world.pg, world.target) == before
