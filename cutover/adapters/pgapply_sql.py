@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cutover.adapters.pgcapture import CaptureTable, text_array
+from cutover.adapters.pgcapture_sql import after
 
 PRESENT = '"cutover present"'  # the flag column of a batch (a name no app column will have)
 BATCH = "cutover_batch"  # the batch's temporary table on the target
@@ -46,16 +47,6 @@ PARAMETER_SQL = "SELECT has_parameter_privilege('session_replication_role', 'SET
 
 # ALTER TABLE ... ENABLE [ALWAYS|REPLICA] TRIGGER by pg_trigger.tgenabled.
 _ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
-
-
-def after(since: str, column: str = "cutover_xid") -> str:
-    """Log rows written by transactions not visible in ``since`` (the index on the xid serves
-    the first half: every xid below the snapshot's xmin is visible in it)."""
-    snap = f"'{since}'::pg_catalog.pg_snapshot"
-    return (
-        f"{column} >= pg_catalog.pg_snapshot_xmin({snap}) "
-        f"AND NOT pg_catalog.pg_visible_in_snapshot({column}, {snap})"
-    )
 
 
 def counts_sql(tables: list[CaptureTable], since: str) -> str:

@@ -55,6 +55,7 @@ from cutover.adapters.pgcapture_sql import (
     TRIGGER_PREFIX,
     UNINSTALL_SQL,
 )
+from cutover.adapters.pgcapture_sql import after as after_position
 from cutover.adapters.postgres import STABLE_TEXT, ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 
@@ -384,13 +385,9 @@ def pending(pg: PostgresAdapter, conn: ConnInfo, since: str) -> Pending:
     """Log entries committed after ``since`` (what the next apply would consume)."""
     check_position(since)
     captured = status(pg, conn).tables
-    after = (
-        f"cutover_xid >= pg_catalog.pg_snapshot_xmin('{since}'::pg_catalog.pg_snapshot) AND NOT "
-        f"pg_catalog.pg_visible_in_snapshot(cutover_xid, '{since}'::pg_catalog.pg_snapshot)"
-    )
+    after = after_position(since)
     parts = [
-        f"SELECT 'k', {literal(t.name)}, count(*) FROM {t.log} WHERE {after}"
-        for t in captured
+        f"SELECT 'k', {literal(t.name)}, count(*) FROM {t.log} WHERE {after}" for t in captured
     ]
     parts.append(
         "SELECT 't', r.name, count(*) FROM _cutover.truncates x "

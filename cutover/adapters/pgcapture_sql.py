@@ -16,6 +16,18 @@ CAPTURE_SCHEMA = "_cutover"
 TRIGGER_PREFIX = "cutover_capture"
 EVENTS = ("ins", "upd", "del", "trunc")
 
+
+def after(since: str, column: str = "cutover_xid") -> str:
+    """Log rows written by transactions not visible in the position ``since`` (checked by the
+    caller). Every xid below a snapshot's xmin is visible in it: the first half lets the index
+    on the xid skip the rows already applied."""
+    snap = f"'{since}'::pg_catalog.pg_snapshot"
+    return (
+        f"{column} >= pg_catalog.pg_snapshot_xmin({snap}) "
+        f"AND NOT pg_catalog.pg_visible_in_snapshot({column}, {snap})"
+    )
+
+
 # The tables a capture can see: plain and partitioned tables of user schemas, not cutover's own,
 # not an extension's (pg_dump leaves those to the extension too).
 USER_TABLES = r"""

@@ -86,14 +86,16 @@ class World:
             progress=self.progress.append,
         )  # fmt: skip
 
-    def rows(self, conn: ConnInfo, table: str) -> list[tuple[object, ...]]:
+    def rows(
+        self, conn: ConnInfo, table: str, order: str | None = None
+    ) -> list[tuple[object, ...]]:
         with pgcluster.connect(
             self.heroku.cluster if conn is self.source else self.convox.cluster,
             conn.dbname,
             conn.user,
             conn.password,
         ) as c:
-            return c.execute(f"SELECT * FROM {table} ORDER BY {TABLES[table]}").fetchall()
+            return c.execute(f"SELECT * FROM {table} ORDER BY {order or TABLES[table]}").fetchall()
 
     def assert_equal(self, *tables: str) -> None:
         for table in tables or tuple(TABLES):
@@ -356,3 +358,29 @@ def test_a_missing_capture_or_a_bad_position_is_refused_before_any_write(world: 
     assert caught.value.brief.startswith("could not read the change log on Heroku's database")
     assert "_cutover" in caught.value.brief
     assert pgstaging.read_marker(world.pg, world.target) == before
+
+
+ODD_KEYS = (
+    'CREATE TABLE "Odd Keys" (t text, at timestamptz, n numeric, v text, PRIMARY KEY (t, at, n))',
+    "INSERT INTO \"Odd Keys\" SELECT chr(65 + g % 5) || E'\\t\\n''\"' || g, "
+    "'2024-01-01 00:00:00.123456+00'::timestamptz + g * interval '1 hour', g / 3.0, 'v' "
+    "FROM generate_series(1, 40) g",
+)
+
+
+@pytest.mark.slow
+def test_batches_split_at_keys_holding_tabs_newlines_quotes_and_fractions(
+    world_factory: Callable[..., World],
+) -> None:
+    world = world_factory(schema=ODD_KEYS)
+    world.heroku.execute(
+        "UPDATE \"Odd Keys\" SET v = 'changed' WHERE n > 2",
+        "UPDATE \"Odd Keys\" SET t = t || 'é' WHERE n < 1",  # key update
+        'DELETE FROM "Odd Keys" WHERE n BETWEEN 5 AND 6',
+        "INSERT INTO \"Odd Keys\" VALUES (E'new\\nline', now(), 0.1, 'n')",
+    )
+    result = world.apply(world.since, batch_keys=4)
+    table, order = '"Odd Keys"', "t, at, n"
+    assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
+    assert result.upserted > 4 and result.deleted > 0
+    assert len(world.progress) > 5  # one report per batch
