@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean
+from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean, read_argv_log
 from support.databases import AppDatabase, make_database
 
 from cutover.adapters import pgapply, pgcapture, pgstaging
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
+from cutover.adapters.pgapply_sql import Batch, batch_target_scripts, key_value
 from cutover.adapters.pgcapture import CapturePlan
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CutoverError
@@ -77,6 +78,7 @@ class World:
     pg: PostgresAdapter
     plan: CapturePlan
     since: str
+    argv_log: Path
     progress: list[ApplyProgress] = field(default_factory=list)
 
     def apply(self, since: str, *, final: bool = False, batch_keys: int = 50_000) -> ApplyResult:
@@ -143,7 +145,7 @@ def make_world(
     since = pgcapture.position(pg, source)  # read BEFORE the copy, as initial-sync does
     initial_sync(heroku, convox)
     target = ConnInfo.from_url(pg_target.url(convox.dbname) if superuser else convox.url())
-    return World(heroku, convox, source, target, runner, masker, pg, plan, since)
+    return World(heroku, convox, source, target, runner, masker, pg, plan, since, argv_log)
 
 
 @pytest.fixture
@@ -211,6 +213,13 @@ def test_every_kind_of_write_arrives_and_triggers_do_not_fire(world: World) -> N
     assert first.deleted > 0 and first.upserted > 0 and first.entries > first.upserted
     assert world.progress[-1].keys_done == world.progress[-1].keys_total > 0
     assert world.progress[-1].tables_done == world.progress[-1].tables_total == 3
+    # Each batch is one bash pipeline between two psqls; passwords only by variable name.
+    pipelines = [a for a in read_argv_log(world.argv_log) if a[3:4] == ["cutover-apply"]]
+    assert len(pipelines) == 3
+    for argv in pipelines:
+        assert 'PGPASSWORD="$CUTOVER_SRC_PGPASSWORD"' in argv[2]
+        assert 'PGPASSWORD="$CUTOVER_DST_PGPASSWORD"' in argv[2]
+        assert "SET LOCAL session_replication_role = replica;" in argv[5]
     # The position is on the target itself.
     assert pgapply.applied_position(world.pg, world.target) == first.position
     _, marker, comment = pgstaging.read_marker(world.pg, world.target)
@@ -384,3 +393,31 @@ def test_batches_split_at_keys_holding_tabs_newlines_quotes_and_fractions(
     assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
     assert result.upserted > 4 and result.deleted > 0
     assert len(world.progress) > 5  # one report per batch
+
+
+def test_batch_scripts_disable_the_triggers_that_would_fire() -> None:
+    table = pgcapture.CaptureTable("public.t", 1, ("id",), "primary key")
+    triggers = [
+        {"name": "origin", "mode": "O"},
+        {"name": "always", "mode": "A"},
+        {"name": "replica", "mode": "R"},
+    ]
+    before, after = batch_target_scripts(table, ["id", "v"], triggers, replica=True)
+    assert "ALTER TABLE public.t DISABLE TRIGGER always;" in before
+    assert "ALTER TABLE public.t DISABLE TRIGGER replica;" in before
+    assert "DISABLE TRIGGER origin" not in before  # replica mode: ORIGIN triggers do not fire
+    assert "ALTER TABLE public.t ENABLE ALWAYS TRIGGER always;" in after
+    assert "ALTER TABLE public.t ENABLE REPLICA TRIGGER replica;" in after
+    before, after = batch_target_scripts(table, ["id", "v"], triggers, replica=False)
+    assert "session_replication_role" not in before
+    assert "DISABLE TRIGGER origin;" in before and "DISABLE TRIGGER replica" not in before
+    assert before.endswith("COPY cutover_batch FROM STDIN;")
+    assert after.index("DELETE FROM public.t") < after.index("INSERT INTO public.t")
+    assert "OVERRIDING SYSTEM VALUE" in after and after.count("COMMIT;") == 1
+
+
+def test_key_values_are_hex_only() -> None:
+    assert key_value("61", "text") == "convert_from(decode('61', 'hex'), 'UTF8')::text"
+    with pytest.raises(ValueError, match="not a hex key"):
+        key_value("61'); DROP TABLE t; --", "text")
+    assert Batch(pgcapture.CaptureTable("public.t", 1, ("id",), "pk"), None, None, 0).keys == 0
