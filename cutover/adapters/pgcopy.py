@@ -252,9 +252,7 @@ def copy_database(
                 work = plan_work(parts, max(1, jobs), bundle_max_bytes)
                 builds = IndexBuilds(
                     runner,
-                    split_post_data(
-                        listfile.read_text(encoding="utf-8"), ask(holder, INDEXES_SQL)
-                    ),
+                    split_post_data(listfile.read_text(encoding="utf-8"), ask(holder, INDEXES_SQL)),
                     schema,
                     target.dbname,
                     jobs=jobs,

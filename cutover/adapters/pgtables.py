@@ -269,8 +269,8 @@ def pipe_script(source: ConnInfo, target: ConnInfo, source_args: str) -> str:
     psql = " ".join(PSQL)
     return (
         "set -o pipefail; unset " + " ".join(_LIBPQ_VARS) + "; "
-        f'{{ printf \'%s\\n\' "$2" && {src} {psql} {source_args} '
-        f'&& printf \'\\\\.\\n%s\\n\' "$3"; }} '
+        f"{{ printf '%s\\n' \"$2\" && {src} {psql} {source_args} "
+        f"&& printf '\\\\.\\n%s\\n' \"$3\"; }} "
         f"| {dst} {psql} -f -"
     )
 

@@ -12,7 +12,8 @@ initial-sync's outputs.
 final-sync: applies the log since the target's recorded position (else initial-sync's), with
 ``final=True`` (keyless tables copied whole, every sequence set); it falls back to a full sync,
 saying why, when the capture is missing or incomplete, a table is not capturable, Heroku's schema
-changed since the capture was installed, or no position is known.
+changed since the capture was installed, no position is known, or the apply fails (e.g. the
+Convox role may not set session_replication_role while foreign keys link changed tables).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, Interrupted
 
 if TYPE_CHECKING:
     from cutover.adapters.pgapply import ApplyProgress
@@ -147,20 +148,29 @@ def final_sync(
         ctx.note(f"{FALLBACK}: {why}")
         return None
     started = time.monotonic()
-    result = pgapply.apply_changes(
-        ctx.runner,
-        ctx.masker,
-        ctx.postgres,
-        source,
-        conn,
-        since,
-        plan=plan,
-        final=True,
-        jobs=db.restore_jobs,
-        timeout=db.timeout,
-        batch_keys=db.catchup_batch_keys,
-        progress=lambda p: report(ctx, p),
-    )
+    try:
+        result = pgapply.apply_changes(
+            ctx.runner,
+            ctx.masker,
+            ctx.postgres,
+            source,
+            conn,
+            since,
+            plan=plan,
+            final=True,
+            jobs=db.restore_jobs,
+            timeout=db.timeout,
+            batch_keys=db.catchup_batch_keys,
+            progress=lambda p: report(ctx, p),
+        )
+    except Interrupted:
+        raise
+    except CutoverError as exc:
+        # In the window a full copy is always right: it goes into staging and is swapped in,
+        # whatever part of the apply committed (its marker says cutover:syncing, which the
+        # guard lets through).
+        ctx.note(f"{FALLBACK}: applying the changed rows failed: {exc.brief}")
+        return None
     _exists, _marker, comment = pgstaging.read_marker(ctx.postgres, conn)
     ctx.note(
         f"changed-rows: applied {result.entries} logged change(s) since {since} through "

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from steps.test_changed_rows import may_replicate
 from steps.test_data_sync import PLAYBOOK, Convox, Heroku, Http, Notes, World
 from support.herokudb import heroku_shaped, query, rds_target
 
@@ -127,6 +128,7 @@ def setup(
     tmp_path: Path, pg_source: PgCluster, pg_target: PgCluster, monkeypatch: pytest.MonkeyPatch
 ) -> Setup:
     world = World(tmp_path, heroku_shaped(pg_source), rds_target(pg_target))
+    may_replicate(world)
     return Setup(tmp_path, world, monkeypatch)
 
 

@@ -48,6 +48,13 @@ def world(tmp_path: Path, pg_source: PgCluster, pg_target: PgCluster) -> World:
     return w
 
 
+def may_replicate(world: World) -> None:
+    """What the Convox resource's own (superuser) role may do, granted to the RDS-like role
+    (PostgreSQL 15 GRANT SET ON PARAMETER): the apply sets session_replication_role."""
+    with pgcluster.connect(world.target.cluster) as conn:
+        conn.execute(f'GRANT SET ON PARAMETER session_replication_role TO "{world.target.owner}"')
+
+
 def _ctx(world: World, method: str = "direct") -> tuple[Context, list[str]]:
     ctx, notes = world.context(method, final_sync=ROWS)
     return ctx, notes.lines
@@ -240,6 +247,7 @@ def _workload(world: World) -> None:
 
 
 def test_final_sync_applies_only_the_changed_rows_and_verify_data_passes(world: World) -> None:
+    may_replicate(world)
     ctx, first = _synced(world)
     books_node = query(world.target, "SELECT pg_relation_filenode('books')")
     _workload(world)
@@ -284,3 +292,18 @@ def test_without_the_capture_the_final_sync_is_full_and_says_why(world: World) -
     assert out.method == "direct"
     assert any("the change capture is not installed" in line for line in notes)
     assert query(world.target, "SELECT count(*) FROM books") == [(390,)]
+
+
+def test_an_apply_the_target_refuses_makes_the_final_sync_full(world: World) -> None:
+    """Without session_replication_role the apply refuses tables linked by foreign keys
+    (adapters/pgapply.py): in the window a full copy follows, with the reason in a note."""
+    ctx, first = _synced(world)
+    world.source.execute("UPDATE books SET title = 'late' WHERE id < 5")
+    final, notes = _final_ctx(world, ctx, first)
+    out = FinalSync().apply(final)
+    assert out.method == "direct"
+    assert any(
+        "applying the changed rows failed" in line and "session_replication_role" in line
+        for line in notes
+    )
+    assert query(world.target, "SELECT count(*) FROM books WHERE title = 'late'") == [(4,)]
