@@ -115,7 +115,13 @@ def fallback_reason(
     pg = ctx.postgres
     status = pgcapture.status(pg, source)
     if not status.installed:
-        return "the change capture is not installed on Heroku", None, None
+        return (
+            "the change capture is not installed on Heroku (cutover cleanup or rollback "
+            "removes it; before the window, `cutover run --from capture-changes` installs it "
+            "and copies again)",
+            None,
+            None,
+        )
     if status.missing_triggers:
         return "capture triggers are missing on " + ", ".join(status.missing_triggers), None, None
     plan = pgcapture.inspect(pg, source)

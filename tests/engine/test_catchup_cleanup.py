@@ -215,6 +215,26 @@ def test_cleanup_lists_removes_reads_back_and_then_has_nothing_to_do(setup: Setu
     setup.assert_no_password(listed.text(), done.text(), clean.text())
 
 
+@pytest.mark.slow
+def test_rollback_removes_the_capture(setup: Setup) -> None:
+    """``cutover rollback`` once the window started (verify-data failed): capture-changes'
+    undo drops the capture on Heroku; the other undos never ran, so nothing else is touched."""
+    from cutover.engine.rollback import RollbackOptions, rollback  # noqa: PLC0415
+
+    state = setup.synced()
+    state.step("verify-data").status = Status.FAILED
+    StateStore(setup.playbook.state_dir).save(state)
+    out = Out()
+    assert rollback(setup.path, RollbackOptions(yes=True), out.ui) == 0
+    assert _objects(setup) == []
+    assert "capture-changes undone" in out.text()
+    kinds = [(e["kind"], e.get("step")) for e in setup.events()]
+    assert ("rollback-step-finish", "capture-changes") in kinds
+    complete = [e for e in setup.events() if e["kind"] == "rollback-complete"]
+    assert complete and complete[-1]["undone"] == ["capture-changes"]
+    setup.assert_no_password(out.text())
+
+
 def _objects(setup: Setup) -> list[tuple[Any, ...]]:
     return query(
         setup.world.source,
