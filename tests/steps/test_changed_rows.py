@@ -122,6 +122,12 @@ def test_capture_plan_lists_the_sql(world: World) -> None:
     assert "_cutover" in text and "cutover_capture" in text
     assert "CREATE TRIGGER" in text.upper()
     assert world.source.password not in text
+    assert "public.authors" not in text  # the plan connects to nothing: an example table
+    step = CaptureChanges()
+    step.gate_question(ctx)  # reads Heroku's tables (read-only) ...
+    real = "\n".join(step.describe(ctx))  # ... and the SQL then names them
+    assert "ON public.authors" in real and "ON public.tags" in real
+    assert "ON public.events" not in real  # keyless: no trigger
     assert _capture_objects(world, "source") == []
 
 
