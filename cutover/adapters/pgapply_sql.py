@@ -106,6 +106,12 @@ class Batch:
     keys: int  # distinct keys in it (for progress)
 
 
+def carried(table: CaptureTable, columns: list[str]) -> list[str]:
+    """The batch's columns: the written ones, then any key column they lack (a stored
+    generated column may be in a key: it is matched on, never written)."""
+    return [*columns, *(k for k in table.key if k not in columns)]
+
+
 def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
     """``COPY (present flag, the table's columns) TO STDOUT`` for the batch's keys: the row as
     of the snapshot, or NULLs and the flag false when the source has no row with that key."""
@@ -117,7 +123,7 @@ def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
         where.append(f"({logged}) > ({', '.join(batch.low)})")
     if batch.high is not None:
         where.append(f"({logged}) <= ({', '.join(batch.high)})")
-    cols = ", ".join(c if c in table.key else f"t.{c}" for c in columns)
+    cols = ", ".join(c if c in table.key else f"t.{c}" for c in carried(table, columns))
     return (
         f"COPY (SELECT t.{table.key[0]} IS NOT NULL, {cols} FROM ("
         f"SELECT DISTINCT {keys} FROM {table.log} l WHERE {' AND '.join(where)}) k "
@@ -144,7 +150,8 @@ def batch_target_scripts(
         *(["SET LOCAL session_replication_role = replica"] if replica else []),
         *(f"ALTER TABLE {table.name} DISABLE TRIGGER {t['name']}" for t in off),
         f"CREATE TEMPORARY TABLE {BATCH} ON COMMIT DROP AS "
-        f"SELECT true AS {PRESENT}, {cols} FROM {table.name} WITH NO DATA",
+        f"SELECT true AS {PRESENT}, {', '.join(carried(table, columns))} FROM {table.name} "
+        "WITH NO DATA",
         f"COPY {BATCH} FROM STDIN",
     ]
     after_rows = [
