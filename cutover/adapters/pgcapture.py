@@ -25,6 +25,12 @@ unique index on NOT NULL columns (not partial, no expression). Keyless tables ar
 whole in the window); partitioned and inheritance tables are listed as unsupported (the final
 sync is then a full one).
 
+Limits: the log is never pruned (it grows with the writes until ``cutover cleanup``); the
+triggers are SECURITY INVOKER, so the schema, the sequence and each log are open to INSERT by
+PUBLIC (any role that writes a table must be able to log it; a spurious entry only makes a key
+be applied again); a session with session_replication_role = replica on Heroku (superuser only,
+which Heroku grants nobody) would write without firing them.
+
 Install and uninstall each run in ONE transaction ``BEGIN READ WRITE`` (freeze-writes may have
 set default_transaction_read_only) with ``lock_timeout = 5s``: CREATE TRIGGER takes SHARE ROW
 EXCLUSIVE on each table, and cutover must not queue the app behind it for long.
