@@ -23,9 +23,10 @@ On the target, a batch runs with ``session_replication_role = replica`` when its
 it (a superuser, as the Convox postgres resource's role is, or a role granted SET on it): no
 trigger fires, foreign keys' included, so batches of related tables may land in any order. A
 role that may not set it gets the fallback: its user triggers are disabled by name inside the
-batch's transaction, and foreign keys would stay in force, so the round refuses (clearly, before
-any write) a table that a foreign key touches: the order of deletes and inserts across tables
-that this would need is not attempted.
+batch's transaction, and the foreign keys touching the table are dropped there and re-added NOT
+VALID (the table owner may; no check and no cascade fires), their tables locked first in one
+sorted order; the final round validates them (VALIDATE CONSTRAINT, as pgtables does). Foreign
+keys inherited from a partitioned table cannot be dropped alone: the fallback refuses those.
 
 Passwords reach the psqls only through their environment (pgtables.pipeline_env); argv holds
 variable names and SQL built from catalog names.
@@ -140,7 +141,7 @@ class _Round:
     def argv(self, batch: Batch) -> list[str]:
         doc = self.docs[batch.table.name]
         before, after = batch_target_scripts(
-            batch.table, doc["columns"], doc["triggers"], self.replica
+            batch.table, doc["columns"], doc["triggers"], self.replica, doc["fks"]
         )
         source = [
             *SOURCE_SETTINGS,
@@ -231,15 +232,20 @@ def may_replicate(pg: PostgresAdapter, target: ConnInfo) -> bool:
     return int(version) >= 150000 and query(pg, target, PARAMETER_SQL) == [["t"]]
 
 
-def _refuse_fks(docs: dict[str, dict[str, Any]], target: ConnInfo) -> None:
-    linked = {name: doc["fks"] for name, doc in docs.items() if doc["fks"]}
-    if linked:
+def _refuse_inherited_fks(docs: dict[str, dict[str, Any]], target: ConnInfo) -> None:
+    inherited = sorted(
+        f"{fk['table']}: {fk['name']}"
+        for doc in docs.values()
+        for fk in doc["fks"]
+        if fk["inherited"]
+    )
+    if inherited:
         raise CutoverError(
             f"the Convox database's role {target.user} may not set session_replication_role, "
-            "and foreign keys touch tables with changes to apply",
-            details="Without it, applying changed rows table by table could break or cascade "
-            "through these foreign keys, so cutover does not try:\n"
-            + "\n".join(f"  {name}: {', '.join(fks)}" for name, fks in sorted(linked.items())),
+            "and foreign keys inherited from partitioned tables touch tables with changes",
+            details="Without it, a batch drops the foreign keys touching its table for its "
+            "transaction; an inherited one cannot be dropped on its own:\n"
+            + "\n".join(f"  {line}" for line in dict.fromkeys(inherited)),
             resolution="Connect to the Convox database with a superuser role (the Convox "
             "postgres resource's own role is one), or GRANT SET ON PARAMETER "
             "session_replication_role TO that role (PostgreSQL 15+), or set "
@@ -340,7 +346,7 @@ def apply_changes(
         docs = _target_docs(pg, target, keyed)
         replica = may_replicate(pg, target)
         if not replica:
-            _refuse_fks(docs, target)
+            _refuse_inherited_fks(docs, target)
         work = [
             _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
         ]
@@ -357,6 +363,10 @@ def apply_changes(
         state.report()
         _parallel(jobs, [partial(state.table, batches) for batches in work])
         holder.close("COMMIT;\n")
+    if final and not replica:
+        # The fallback re-added foreign keys NOT VALID (this round or an earlier one); the
+        # target now equals the source: check them.
+        TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
     sequences = 0
     if whole:
         sequences = copy_tables(

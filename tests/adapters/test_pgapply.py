@@ -345,17 +345,24 @@ def test_without_replication_role_user_triggers_are_disabled_in_the_transaction(
 
 
 @pytest.mark.slow
-def test_without_replication_role_foreign_keys_are_refused_before_any_write(
+def test_without_replication_role_foreign_keys_are_lifted_per_batch_and_validated_at_the_end(
     world_factory: Callable[..., World],
 ) -> None:
     world = world_factory(superuser=False)
-    before = pgstaging.read_marker(world.pg, world.target)
-    world.heroku.execute("UPDATE children SET note = 'x' WHERE id = 1")
-    with pytest.raises(CutoverError) as caught:
-        world.apply(world.since)
-    assert "may not set session_replication_role" in caught.value.brief
-    assert "public.children: children_parent_id_fkey" in caught.value.details
-    assert pgstaging.read_marker(world.pg, world.target) == before
+    assert not pgapply.may_replicate(world.pg, world.target)
+    writes(world)  # a cascading key update and a cascading delete among them
+    first = world.apply(world.since, batch_keys=4)
+    world.assert_equal("parents", "children", "pairs", "items")
+    fks = "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f';"
+    world.heroku.execute("DELETE FROM parents WHERE id = 6")  # cascades on Heroku only
+    world.apply(first.position, final=True)
+    world.assert_equal()
+    assert pgcapture.query(world.pg, world.target, fks) == [["children_parent_id_fkey", "t"]]
+    # ON UPDATE/DELETE CASCADE is back as it was.
+    definition = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f';"
+    assert pgcapture.query(world.pg, world.target, definition) == pgcapture.query(
+        world.pg, world.source, definition
+    )
 
 
 @pytest.mark.slow
@@ -416,6 +423,19 @@ def test_batch_scripts_disable_the_triggers_that_would_fire() -> None:
     assert before.endswith("COPY cutover_batch FROM STDIN;")
     assert after.index("DELETE FROM public.t") < after.index("INSERT INTO public.t")
     assert "OVERRIDING SYSTEM VALUE" in after and after.count("COMMIT;") == 1
+    fk = {
+        "table": "public.c", "other": "public.t", "name": "c_t_fkey",
+        "def": "FOREIGN KEY (t_id) REFERENCES t(id)", "inherited": False, "comment": None,
+    }  # fmt: skip
+    before, after = batch_target_scripts(table, ["id"], [], replica=False, fks=[fk])
+    assert "LOCK TABLE public.c, public.t IN ACCESS EXCLUSIVE MODE;" in before
+    assert "ALTER TABLE public.c DROP CONSTRAINT c_t_fkey;" in before
+    assert (
+        "ALTER TABLE public.c ADD CONSTRAINT c_t_fkey FOREIGN KEY (t_id) REFERENCES t(id) "
+        "NOT VALID;" in after
+    )
+    before, after = batch_target_scripts(table, ["id"], [], replica=True, fks=[fk])
+    assert "c_t_fkey" not in before + after  # replica mode: foreign keys do not fire
 
 
 def test_key_values_are_hex_only() -> None:
