@@ -145,6 +145,7 @@ def make_world(
     since = pgcapture.position(pg, source)  # read BEFORE the copy, as initial-sync does
     initial_sync(heroku, convox)
     target = ConnInfo.from_url(pg_target.url(convox.dbname) if superuser else convox.url())
+    assert pgcapture.leftovers(pg, target) == []  # nothing of the capture reached Convox
     return World(heroku, convox, source, target, runner, masker, pg, plan, since, argv_log)
 
 
