@@ -82,9 +82,10 @@ from cutover.secrets import SecretMasker
 _CAPTURE = re.compile(r" capture=(\S+)")
 _BATCH_DONE = re.compile(r"^cutover-batch (\d+) (\d+)$", re.MULTILINE)
 # A batch can meet a unique (or exclusion) constraint held by a row of the same table whose own
-# key is in a later batch (two rows swapped a unique value): the whole table in one transaction
-# then lands the source's state at once.
-_CONFLICT = re.compile(r"violates (unique|exclusion) constraint")
+# key is in another batch (two rows swapped a unique value), or two batches of a table running
+# at once can wait for each other on such a value (deadlock detected, one is cancelled): after
+# the others, the whole table's keys in one transaction land the source's state at once.
+_CONFLICT = re.compile(r"violates (unique|exclusion) constraint|deadlock detected")
 
 
 @dataclass(frozen=True)
@@ -163,34 +164,55 @@ class _Round:
             raise UnexpectedOutput(f"{batch.table.name}: the batch's psql printed no counts")
         return int(match.group(1)), int(match.group(2))
 
-    def table(self, batches: list[Batch]) -> None:
-        name = batches[0].table.name
-        counted = 0
-        try:
-            for batch in batches:
+    def run_all(self, work: list[list[Batch]], jobs: int) -> None:
+        """Every batch, up to ``jobs`` at once (batches of one table too: their keys differ);
+        then each table whose batch met a conflict, whole, in one transaction."""
+        left = {batches[0].table.name: len(batches) for batches in work}
+        split = {name for name, n in left.items() if n > 1}
+        conflicted: dict[str, int] = {}  # table -> keys of its batches that met a conflict
+
+        def one(batch: Batch) -> None:
+            name = batch.table.name
+            try:
+                up, gone = self.run_batch(batch)
+            except CommandError as exc:
+                if name not in split or not _CONFLICT.search(exc.stderr_tail):
+                    raise self.failure(name, exc) from exc
+                with self.lock:
+                    conflicted[name] = conflicted.get(name, 0) + batch.keys
+                return
+            self.count(up, gone, batch.keys)
+            self.batch_done(left, name, conflicted)
+
+        _parallel(jobs, [partial(one, b) for batches in work for b in batches])
+        for batches in work:
+            name = batches[0].table.name
+            if name in conflicted:
                 try:
-                    up, gone = self.run_batch(batch)
+                    up, gone = self.run_batch(Batch(batches[0].table, None, None, 0))
                 except CommandError as exc:
-                    if len(batches) == 1 or not _CONFLICT.search(exc.stderr_tail):
-                        raise
-                    up, gone = self.run_batch(Batch(batch.table, None, None, 0))
-                    self.count(up, gone, sum(b.keys for b in batches) - counted)
-                    break
-                self.count(up, gone, batch.keys)
-                counted += batch.keys
-        except CommandError as exc:
-            lines = exc.stderr_tail.strip().splitlines()
-            errors = [ln.strip() for ln in lines if "ERROR:" in ln] or lines[-1:] or [exc.brief]
-            raise CutoverError(
-                f"{name}: applying its changes failed: {self.masker.mask(errors[0])}",
-                details="The failed batch rolled back; the batches before it are applied, and "
-                "the position stays where the round started, so running it again re-applies "
-                "them harmlessly.",
-                resolution="Fix the cause, then run the same command again.",
-            ) from exc
+                    raise self.failure(name, exc) from exc
+                self.count(up, gone, conflicted.pop(name))
+                self.batch_done(left, name, conflicted, whole=True)
+
+    def batch_done(
+        self, left: dict[str, int], name: str, conflicted: dict[str, int], whole: bool = False
+    ) -> None:
         with self.lock:
-            self.tables_done += 1
-            self.report()
+            left[name] = 0 if whole else left[name] - 1
+            if left[name] == 0 and name not in conflicted:
+                self.tables_done += 1
+                self.report()
+
+    def failure(self, name: str, exc: CommandError) -> CutoverError:
+        lines = exc.stderr_tail.strip().splitlines()
+        errors = [ln.strip() for ln in lines if "ERROR:" in ln] or lines[-1:] or [exc.brief]
+        return CutoverError(
+            f"{name}: applying its changes failed: {self.masker.mask(errors[0])}",
+            details="The failed batch rolled back; the batches applied are harmless to apply "
+            "again, and the position stays where the round started.",
+            resolution="Fix the cause, then run the same command again.",
+        )
 
     def count(self, up: int, gone: int, keys: int) -> None:
         with self.lock:
@@ -265,6 +287,8 @@ def _batches(
         tuple(key_value(h, t) for h, t in zip(row, types, strict=True))
         for row in ask(holder, boundaries_sql(table, since, batch_keys), timeout=3600)
     ]
+    if ends and keys == batch_keys * len(ends):
+        ends.pop()  # the last full batch is open-ended: no empty batch after it
     lows: list[tuple[str, ...] | None] = [None, *ends]
     highs: list[tuple[str, ...] | None] = [*ends, None]
     sizes = [batch_keys] * len(ends) + [keys - batch_keys * len(ends)]
@@ -361,7 +385,7 @@ def apply_changes(
             progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed),
         )  # fmt: skip
         state.report()
-        _parallel(jobs, [partial(state.table, batches) for batches in work])
+        state.run_all(work, jobs)
         holder.close("COMMIT;\n")
     if final and not replica:
         # The fallback re-added foreign keys NOT VALID (this round or an earlier one); the

@@ -81,10 +81,12 @@ class World:
     argv_log: Path
     progress: list[ApplyProgress] = field(default_factory=list)
 
-    def apply(self, since: str, *, final: bool = False, batch_keys: int = 50_000) -> ApplyResult:
+    def apply(
+        self, since: str, *, final: bool = False, batch_keys: int = 50_000, jobs: int = 2
+    ) -> ApplyResult:
         return apply_changes(
             self.runner, self.masker, self.pg, self.source, self.target, since,
-            plan=self.plan, final=final, jobs=2, timeout=300, batch_keys=batch_keys,
+            plan=self.plan, final=final, jobs=jobs, timeout=300, batch_keys=batch_keys,
             progress=self.progress.append,
         )  # fmt: skip
 
@@ -283,8 +285,14 @@ def test_unique_values_swapped_across_batches_land(world: World) -> None:
         "UPDATE items SET email = 'e1@x' WHERE id = 30",
         "UPDATE items SET email = 'e30@x' WHERE id = 1",
     )
-    world.apply(world.since, batch_keys=1)
+    result = world.apply(world.since, batch_keys=1, jobs=1)
     world.assert_equal("items")
+    # Both one-key batches met the other row's value; the table then went in one transaction.
+    pipelines = [a for a in read_argv_log(world.argv_log) if a[3:4] == ["cutover-apply"]]
+    assert len(pipelines) == 3
+    assert "l.id) > (" not in pipelines[-1][-4] and "l.id) <= (" not in pipelines[-1][-4]
+    assert result.upserted == 2 and world.progress[-1].keys_done == 2
+    assert world.progress[-1].tables_done == 1
 
 
 def _apply_in_child(world: World, since: str) -> None:
