@@ -148,6 +148,9 @@ def test_install_is_idempotent_as_a_non_superuser_under_read_only_default(world:
 @pytest.mark.slow
 def test_pending_counts_committed_writes_after_a_position(world: World) -> None:
     plan = pgcapture.inspect(world.pg, world.conn)
+    since = pgcapture.position(world.pg, world.conn)
+    with pytest.raises(CutoverError, match="change capture is not installed"):
+        pgcapture.pending(world.pg, world.conn, since)
     pgcapture.install(world.pg, world.conn, plan)
     since = pgcapture.position(world.pg, world.conn)
     assert pgcapture.pending(world.pg, world.conn, since).entries == 0
