@@ -4,9 +4,12 @@ one round of ``cutover catch-up`` or of the changed-rows final sync.
 Why it is correct, in short. A round opens a snapshot-holding session on Heroku (the holder of
 cutover/adapters/pgcopy.py): S, its snapshot, is the round's position. For every captured table,
 the keys logged by transactions that are NOT visible in ``since`` but ARE visible in S (the
-holder reads the log in S) are copied in key order, in batches: each batch reads, in the
-exported snapshot S, the source's row of each key (or its absence) and, in ONE transaction on
-the target, deletes those keys and inserts the rows present. After the round, for every key the
+holder reads the log in S) are copied in batches, each a range of keys in key order (``jobs``
+batches at once, of one table or several): each batch reads, in the exported snapshot S, the
+source's row of each key (or its absence) and, in ONE transaction on the target, deletes those
+keys and inserts the rows present. (A batch whose rows meet a unique value still held by a row
+of another batch, or two batches that deadlock over one, give way: that table's keys are then
+applied whole in one transaction, after the others.) After the round, for every key the
 target holds the source's row as of S; keys not logged after ``since`` were already equal. A
 transaction that took its log entry early but commits after S is not visible in S, so the next
 round (``since`` = S) applies it: positions follow commit order. Applying a key again is
