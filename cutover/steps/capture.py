@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from cutover.errors import CutoverError
 from cutover.steps.base import Context, Step, StepOutputs, cmd
 from cutover.steps.data import _DATA_FIELDS, heroku_source
 
@@ -95,27 +94,32 @@ class CaptureChanges(Step):
         return None
 
     def describe(self, ctx: Context) -> list[str]:
+        """The commands, and the install's SQL: for the tables inspected at the gate when this
+        process asked it, else (``cutover plan`` connects to nothing) for one example table."""
         from cutover.adapters import pgcapture  # noqa: PLC0415 - adapters load when a step runs
 
         db = ctx.model.database
         assert db
+        plan = ctx.extras.get(_PLAN_KEY)
         lines = [
             cmd(ctx.heroku.argv("pg:credentials:url", db.heroku_attachment)),
             "psql (Heroku, read-only): plain tables and their keys (primary key, else a unique "
             "index on NOT NULL columns); keyless and partitioned/inheritance tables listed",
-            "psql (Heroku, one transaction, BEGIN READ WRITE; SET LOCAL lock_timeout = '5s'):",
         ]
-        try:
-            plan: CapturePlan | None = self._plan(ctx)
-        except CutoverError:  # Heroku not reachable: the statements' shape only
-            plan = None
         if plan is None:
+            plan = pgcapture.CapturePlan(
+                tables=(pgcapture.CaptureTable('public."<table>"', 0, ("id",), "primary key"),),
+                keyless=(),
+                unsupported=(),
+            )
             lines.append(
-                f"  CREATE SCHEMA {pgcapture.CAPTURE_SCHEMA}; per keyed table a log table, "
-                f"four functions and triggers {pgcapture.TRIGGER_PREFIX}_ins/_upd/_del/_trunc"
+                'psql (Heroku, one transaction), shown for one table public."<table>" keyed '
+                "by id (each captured table gets the same, named by its oid instead of 0):"
             )
         else:
-            lines += [f"  {stmt}" for stmt in pgcapture.install_statements(plan)]
+            lines.append("psql (Heroku, one transaction):")
+        for stmt in pgcapture.install_statements(plan):
+            lines += [f"  {line}" for line in stmt.splitlines()]
         return lines
 
     def _plan(self, ctx: Context) -> CapturePlan:
@@ -128,6 +132,18 @@ class CaptureChanges(Step):
         return plan
 
     def gate_text(self, ctx: Context) -> str:
+        """The gate as ``cutover plan`` shows it (no connection); ``gate_question`` names the
+        tables, read from Heroku when the step is about to apply."""
+        db = ctx.model.database
+        assert db
+        return (
+            f"Install change capture on Heroku's {db.heroku_attachment}: a schema _cutover, a "
+            "log table and 4 triggers on each table with a key; every write to them also logs "
+            "the row's key, so writes cost more (make bench: trigger-write-overhead). `cutover "
+            "cleanup` or `cutover rollback` removes it all."
+        )
+
+    def gate_question(self, ctx: Context) -> str | None:
         db = ctx.model.database
         assert db
         plan = self._plan(ctx)

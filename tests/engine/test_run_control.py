@@ -79,7 +79,9 @@ def test_gates_stop_without_a_terminal_and_record_who_answered(project: Project)
     assert "waiting at the gate before maintenance-on" in waiting.output
     assert "cutover run --yes" in waiting.output
     steps = project.state()["steps"]
-    before_gate = STEP_IDS[: STEP_IDS.index("maintenance-on")]
+    before_gate = [
+        s for s in STEP_IDS[: STEP_IDS.index("maintenance-on")] if s not in SKIPPED_IN_FAKES
+    ]
     assert {sid: steps[sid]["status"] for sid in before_gate} == dict.fromkeys(before_gate, "done")
     assert steps["maintenance-on"]["status"] == "pending"
     assert steps["maintenance-on"]["attempts"] == 0
@@ -118,7 +120,7 @@ def test_until_stops_after_the_step_and_a_later_run_finishes(project: Project) -
     assert "stopped after lower-ttl as asked" in paused.stdout
     assert "Continue with: cutover run" in paused.stdout
     steps = project.state()["steps"]
-    upto = STEP_IDS[: STEP_IDS.index("lower-ttl") + 1]
+    upto = [s for s in STEP_IDS[: STEP_IDS.index("lower-ttl") + 1] if s not in SKIPPED_IN_FAKES]
     assert [sid for sid in STEP_IDS if steps.get(sid, {}).get("status") == "done"] == upto
     record = project.dns_record()
     assert record is not None and record.ttl == LOWERED_TTL

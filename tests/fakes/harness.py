@@ -80,7 +80,7 @@ STEP_IDS = [
 ]
 # Skipped by the engine tests' playbook: the fake psql knows no ALTER DATABASE (freeze-writes is
 # tested on real PostgreSQL: tests/steps/test_freeze_writes.py, tests/e2e/test_sandbox_window.py).
-SKIPPED_IN_FAKES = ["freeze-writes"]
+SKIPPED_IN_FAKES = ["capture-changes", "freeze-writes"]  # (final_sync: full)
 GATED_STEPS = ["disable-scheduler", "maintenance-on", "final-sync", "switch-dns"]
 # Output keys that differ between compared runs by design: clock times, and the per-attempt
 # nonce in a deploy's build marker.
