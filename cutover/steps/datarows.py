@@ -94,16 +94,11 @@ def initial_position(ctx: Context, source: ConnInfo) -> str | None:
 
 
 def mark_synced(pg: PostgresAdapter, conn: ConnInfo, position: str | None) -> str:
-    """The ``cutover:synced`` marker, with `` capture=<position>`` when there is one."""
+    """The ``cutover:synced`` marker, with `` capture=<position>`` (what
+    pgapply.applied_position reads) when there is one."""
     from cutover.adapters import pgstaging  # noqa: PLC0415
 
-    if position is None:
-        return pgstaging.mark_synced(pg, conn)
-    # The same words as pgstaging.mark_synced, then the position pgapply.applied_position reads.
-    writes = pgstaging.settled_write_count(pg, conn)
-    text = f"{pgstaging.MARKER_SYNCED} {pgstaging.now_iso()} writes={writes} capture={position}"
-    pgstaging.mark(pg, conn, conn.dbname, text)
-    return text
+    return pgstaging.mark_synced(pg, conn, f" capture={position}" if position else "")
 
 
 def fallback_reason(
