@@ -200,9 +200,19 @@ def _function(table: CaptureTable, event: str) -> str:
     return (
         f"CREATE OR REPLACE FUNCTION {CAPTURE_SCHEMA}.capture_{table.relid}_{event}() "
         "RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER "
-        "SET search_path = pg_catalog, pg_temp AS $cutover$\n"
-        f"BEGIN\n  {body}\n  RETURN NULL;\nEND\n$cutover$"
+        "SET search_path = pg_catalog, pg_temp AS "
+        + dollar_quoted(f"BEGIN\n  {body}\n  RETURN NULL;\nEND")
     )
+
+
+def dollar_quoted(body: str) -> str:
+    """``body`` between dollar quotes whose tag it does not hold: a quoted identifier may hold
+    ``$cutover$`` (identifiers may contain ``$``), which would end a fixed tag's string early."""
+    tag, n = "$cutover$", 0
+    while tag in body:
+        n += 1
+        tag = f"$cutover{n}$"
+    return f"{tag}\n{body}\n{tag}"
 
 
 _TRIGGER_EVENT = {
@@ -216,7 +226,7 @@ _TRIGGER_EVENT = {
 def _triggers(table: CaptureTable) -> str:
     """One DO block: create each missing trigger, enable each disabled one (no lock taken on a
     table whose four triggers are in place)."""
-    lines = ["DO $cutover$", "BEGIN"]
+    lines = ["BEGIN"]
     for event in EVENTS:
         trigger = f"{TRIGGER_PREFIX}_{event}"
         where = f"g.tgrelid = {table.relid}::oid AND g.tgname = '{trigger}'"
@@ -230,7 +240,7 @@ def _triggers(table: CaptureTable) -> str:
             f"    ALTER TABLE {table.name} ENABLE TRIGGER {trigger};",
             "  END IF;",
         ]
-    return "\n".join([*lines, "END", "$cutover$"])
+    return "DO " + dollar_quoted("\n".join([*lines, "END"]))
 
 
 def table_statements(table: CaptureTable) -> list[str]:
@@ -239,21 +249,24 @@ def table_statements(table: CaptureTable) -> list[str]:
     keys = ", ".join(table.key)
     index = f"log_{table.relid}_xid"
     return [
-        "DO $cutover$\nBEGIN\n"
-        # A log whose key columns no longer match (the key changed) is rebuilt empty: the
-        # install that changes it comes before a new initial sync's position.
-        "  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = "
-        f"{table.relid}::oid AND t.key <> {text_array(table.key)} AND t.key <> '{{}}') THEN\n"
-        f"    DROP TABLE IF EXISTS {table.log};\n  END IF;\n"
-        f"  IF pg_catalog.to_regclass('{table.log}') IS NULL THEN\n"
-        # Same column names, types and collations as the table's key (joined without casts).
-        f"    CREATE TABLE {table.log} AS SELECT {keys} FROM {table.name} WITH NO DATA;\n"
-        f"    ALTER TABLE {table.log} "
-        "ADD COLUMN cutover_seq bigint NOT NULL DEFAULT nextval('_cutover.seq'), "
-        "ADD COLUMN cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id();\n"
-        f"    CREATE INDEX {index} ON {table.log} (cutover_xid);\n"
-        f"    GRANT INSERT ON {table.log} TO PUBLIC;\n"
-        "  END IF;\nEND\n$cutover$",
+        "DO "
+        + dollar_quoted(
+            "BEGIN\n"
+            # A log whose key columns no longer match (the key changed) is rebuilt empty: the
+            # install that changes it comes before a new initial sync's position.
+            "  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = "
+            f"{table.relid}::oid AND t.key <> {text_array(table.key)} AND t.key <> '{{}}') THEN\n"
+            f"    DROP TABLE IF EXISTS {table.log};\n  END IF;\n"
+            f"  IF pg_catalog.to_regclass('{table.log}') IS NULL THEN\n"
+            # Same column names, types and collations as the table's key (joined without casts).
+            f"    CREATE TABLE {table.log} AS SELECT {keys} FROM {table.name} WITH NO DATA;\n"
+            f"    ALTER TABLE {table.log} "
+            "ADD COLUMN cutover_seq bigint NOT NULL DEFAULT nextval('_cutover.seq'), "
+            "ADD COLUMN cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id();\n"
+            f"    CREATE INDEX {index} ON {table.log} (cutover_xid);\n"
+            f"    GRANT INSERT ON {table.log} TO PUBLIC;\n"
+            "  END IF;\nEND"
+        ),
         *(_function(table, event) for event in EVENTS),
         _triggers(table),
     ]
