@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from test_pgapply import World, world_factory  # noqa: F401  (fixture)
+from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
 
 from cutover.adapters import pgcapture
+from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
 
 # A name holding the install's dollar-quote tag: inside a DO $cutover$ ... $cutover$ block it
 # ended the block early (the table name came from the catalog, but the quoting did not hold).
@@ -35,3 +36,82 @@ def test_names_holding_the_dollar_quote_tag_are_captured_and_applied(
     assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
     assert pgcapture.uninstall(world.pg, world.source)
     assert pgcapture.leftovers(world.pg, world.source) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("superuser", [True, False])
+def test_a_catch_up_copying_a_truncated_child_whole_survives_writes_after_its_snapshot(
+    world_factory: Callable[..., World],  # noqa: F811
+    superuser: bool,
+) -> None:
+    """The keyed batches read in the round's snapshot S, the whole copy of a truncated table
+    reads later; while the app writes (a catch-up), a child copied whole can reference a
+    parent born after S. Checking the foreign keys then failed the round, every time the app
+    wrote in that gap; a catch-up leaves them NOT VALID and the final round validates them."""
+    world = world_factory(superuser=superuser, schema=SCHEMA)
+    world.heroku.execute(
+        "UPDATE parents SET name = name || '-u' WHERE id < 5",
+        "TRUNCATE children",
+        "INSERT INTO children (parent_id, note) VALUES (1, 'a'), (2, 'b')",
+    )
+    wrote: list[bool] = []
+
+    def after_keyed(progress: ApplyProgress) -> None:
+        # The last report of the keyed batches: the round's snapshot is taken, the whole
+        # copies not started. The app writes a parent and a child of it.
+        world.progress.append(progress)
+        if progress.tables_done == progress.tables_total and not wrote:
+            wrote.append(True)
+            world.heroku.execute(
+                "INSERT INTO parents (id, name) VALUES (500, 'born after S')",
+                "INSERT INTO children (parent_id, note) VALUES (500, 'child of it')",
+            )
+
+    first = pgapply_round(world, world.since, final=False, progress=after_keyed)
+    assert wrote and first.whole == ("public.children",)
+    last = pgapply_round(world, first.position, final=True)
+    world.assert_equal()
+    assert set(last.tables) == {"public.parents", "public.children"}  # written after S
+    fks = "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f';"
+    assert pgcapture.query(world.pg, world.target, fks) == [["children_parent_id_fkey", "t"]]
+
+
+def pgapply_round(
+    world: World,
+    since: str,
+    *,
+    final: bool,
+    progress: Callable[[ApplyProgress], None] | None = None,
+) -> ApplyResult:
+    return apply_changes(
+        world.runner, world.masker, world.pg, world.source, world.target, since,
+        plan=world.plan, final=final, jobs=2, timeout=300,
+        progress=progress or world.progress.append,
+    )  # fmt: skip
+
+
+# A unique key on a nullable column is no capture key: "codes" is keyless, copied whole.
+KEYLESS_PARENT = (
+    "CREATE TABLE codes (code text UNIQUE, label text)",
+    "CREATE TABLE uses (id int PRIMARY KEY, code text REFERENCES codes (code))",
+    "INSERT INTO codes VALUES ('a', 'A')",
+    "INSERT INTO uses VALUES (1, 'a')",
+)
+
+
+@pytest.mark.slow
+def test_the_fallback_final_round_checks_foreign_keys_after_the_whole_copies(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """Without session_replication_role, a batch re-adds its table's foreign keys NOT VALID;
+    the final round checked them before copying the keyless tables whole, so a row referencing
+    a new row of a keyless table failed the final sync."""
+    world = world_factory(superuser=False, schema=KEYLESS_PARENT)
+    assert world.plan.keyless == ("public.codes",)
+    world.heroku.execute("INSERT INTO codes VALUES ('b', 'B')", "INSERT INTO uses VALUES (2, 'b')")
+    last = pgapply_round(world, world.since, final=True)
+    assert last.tables == ("public.uses",) and last.whole == ("public.codes",)
+    for table, order in (("codes", "code"), ("uses", "id")):
+        assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
+    fks = "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f';"
+    assert pgcapture.query(world.pg, world.target, fks) == [["uses_code_fkey", "t"]]
