@@ -128,8 +128,9 @@ FROM _cutover.tables t ORDER BY t.name;
 
 INSTALLED_SQL = "SELECT to_regclass('_cutover.tables') IS NOT NULL;\n"
 
-# The captured tables as recorded, with the triggers each still has enabled (a trigger disabled
-# by ALTER TABLE ... DISABLE TRIGGER records nothing: it counts as missing).
+# The captured tables as recorded, with the triggers each still has firing for the app: enabled
+# (O) or ALWAYS (A). One disabled (D) or ENABLE REPLICA (R: fires only in replica sessions)
+# records nothing: it counts as missing.
 STATUS_SQL = r"""
 SET search_path = pg_catalog;
 SELECT json_build_object(
@@ -137,7 +138,7 @@ SELECT json_build_object(
   'triggers', (SELECT coalesce(json_agg(g.tgname ORDER BY g.tgname), '[]')
                FROM pg_catalog.pg_trigger g
                WHERE g.tgrelid = t.relid AND g.tgname LIKE 'cutover\_capture%'
-                 AND g.tgenabled <> 'D'))
+                 AND g.tgenabled IN ('O', 'A')))
 FROM _cutover.tables t LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid
 WHERE t.key <> '{}'
 ORDER BY t.name;

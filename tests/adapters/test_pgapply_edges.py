@@ -170,3 +170,32 @@ def test_schema_changes_see_inheritance_and_collations(
     assert pgcapture.schema_changes(world.pg, world.source) == []
     world.heroku.execute(ddl)
     assert pgcapture.schema_changes(world.pg, world.source) != []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "ALTER TABLE base DISABLE TRIGGER cutover_capture_upd",
+        "ALTER TABLE base DISABLE TRIGGER ALL",
+        # Fires only in sessions with session_replication_role = replica: never for the app.
+        "ALTER TABLE base ENABLE REPLICA TRIGGER cutover_capture_ins",
+        "DROP TRIGGER cutover_capture_del ON base",
+    ],
+)
+def test_a_capture_trigger_dropped_or_silenced_is_a_schema_change(
+    world_factory: Callable[..., World],  # noqa: F811
+    ddl: str,
+) -> None:
+    """Writes made while a capture trigger does not fire are in no log: unless it is said, the
+    changed-rows final sync would leave them out. The fingerprint skips cutover's triggers, so
+    schema_changes (what catch-up and the final sync consult) said nothing."""
+    world = world_factory(schema=HIERARCHY)
+    world.heroku.execute(ddl)
+    assert pgcapture.status(world.pg, world.source).missing_triggers == ("public.base",)
+    changes = pgcapture.schema_changes(world.pg, world.source)
+    assert changes == ["public.base: a capture trigger is missing or does not fire"]
+    # A refresh (initial-sync re-installs before reading a new position) puts it back.
+    pgcapture.install(world.pg, world.source, world.plan)
+    assert pgcapture.status(world.pg, world.source).missing_triggers == ()
+    assert pgcapture.schema_changes(world.pg, world.source) == []
