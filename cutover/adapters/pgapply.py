@@ -390,17 +390,21 @@ def apply_changes(
         state.report()
         state.run_all(work, jobs)
         holder.close("COMMIT;\n")
-    if final and not replica:
-        # The fallback re-added foreign keys NOT VALID (this round or an earlier one); the
-        # target now equals the source: check them.
-        TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
     sequences = 0
     if whole:
+        # Read after S while the app may still write (a catch-up): its rows can reference rows
+        # the keyed batches (as of S) do not have yet, so a catch-up leaves the foreign keys it
+        # lifted NOT VALID, for the final round to check.
         sequences = copy_tables(
-            runner, masker, source, target, whole, jobs=jobs, timeout=timeout
+            runner, masker, source, target, whole, jobs=jobs, timeout=timeout, validate=final
         ).sequences
     elif final:
         sequences = TableCopier(runner, masker, source, target).copy_sequences(timeout)
+    if final:
+        # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of
+        # this round or an earlier one), checked once every table is in: the target now equals
+        # the source (a check before the whole copies could meet their stale rows).
+        TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
     pgstaging.mark_synced(pg, target, extra=f" capture={seen.position}")
     return ApplyResult(
         since=since,

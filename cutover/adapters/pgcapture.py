@@ -200,9 +200,19 @@ def _function(table: CaptureTable, event: str) -> str:
     return (
         f"CREATE OR REPLACE FUNCTION {CAPTURE_SCHEMA}.capture_{table.relid}_{event}() "
         "RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER "
-        "SET search_path = pg_catalog, pg_temp AS $cutover$\n"
-        f"BEGIN\n  {body}\n  RETURN NULL;\nEND\n$cutover$"
+        "SET search_path = pg_catalog, pg_temp AS "
+        + dollar_quoted(f"BEGIN\n  {body}\n  RETURN NULL;\nEND")
     )
+
+
+def dollar_quoted(body: str) -> str:
+    """``body`` between dollar quotes whose tag it does not hold: a quoted identifier may hold
+    ``$cutover$`` (identifiers may contain ``$``), which would end a fixed tag's string early."""
+    tag, n = "$cutover$", 0
+    while tag in body:
+        n += 1
+        tag = f"$cutover{n}$"
+    return f"{tag}\n{body}\n{tag}"
 
 
 _TRIGGER_EVENT = {
@@ -214,9 +224,9 @@ _TRIGGER_EVENT = {
 
 
 def _triggers(table: CaptureTable) -> str:
-    """One DO block: create each missing trigger, enable each disabled one (no lock taken on a
-    table whose four triggers are in place)."""
-    lines = ["DO $cutover$", "BEGIN"]
+    """One DO block: create each missing trigger, enable each one that does not fire for the
+    app (disabled, or ENABLE REPLICA); no lock is taken on a table whose four triggers fire."""
+    lines = ["BEGIN"]
     for event in EVENTS:
         trigger = f"{TRIGGER_PREFIX}_{event}"
         where = f"g.tgrelid = {table.relid}::oid AND g.tgname = '{trigger}'"
@@ -226,11 +236,11 @@ def _triggers(table: CaptureTable) -> str:
             f"      FOR EACH STATEMENT EXECUTE FUNCTION "
             f"{CAPTURE_SCHEMA}.capture_{table.relid}_{event}();",
             f"  ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE {where} "
-            "AND g.tgenabled = 'D') THEN",
+            "AND g.tgenabled NOT IN ('O', 'A')) THEN",
             f"    ALTER TABLE {table.name} ENABLE TRIGGER {trigger};",
             "  END IF;",
         ]
-    return "\n".join([*lines, "END", "$cutover$"])
+    return "DO " + dollar_quoted("\n".join([*lines, "END"]))
 
 
 def table_statements(table: CaptureTable) -> list[str]:
@@ -239,21 +249,24 @@ def table_statements(table: CaptureTable) -> list[str]:
     keys = ", ".join(table.key)
     index = f"log_{table.relid}_xid"
     return [
-        "DO $cutover$\nBEGIN\n"
-        # A log whose key columns no longer match (the key changed) is rebuilt empty: the
-        # install that changes it comes before a new initial sync's position.
-        "  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = "
-        f"{table.relid}::oid AND t.key <> {text_array(table.key)} AND t.key <> '{{}}') THEN\n"
-        f"    DROP TABLE IF EXISTS {table.log};\n  END IF;\n"
-        f"  IF pg_catalog.to_regclass('{table.log}') IS NULL THEN\n"
-        # Same column names, types and collations as the table's key (joined without casts).
-        f"    CREATE TABLE {table.log} AS SELECT {keys} FROM {table.name} WITH NO DATA;\n"
-        f"    ALTER TABLE {table.log} "
-        "ADD COLUMN cutover_seq bigint NOT NULL DEFAULT nextval('_cutover.seq'), "
-        "ADD COLUMN cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id();\n"
-        f"    CREATE INDEX {index} ON {table.log} (cutover_xid);\n"
-        f"    GRANT INSERT ON {table.log} TO PUBLIC;\n"
-        "  END IF;\nEND\n$cutover$",
+        "DO "
+        + dollar_quoted(
+            "BEGIN\n"
+            # A log whose key columns no longer match (the key changed) is rebuilt empty: the
+            # install that changes it comes before a new initial sync's position.
+            "  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = "
+            f"{table.relid}::oid AND t.key <> {text_array(table.key)} AND t.key <> '{{}}') THEN\n"
+            f"    DROP TABLE IF EXISTS {table.log};\n  END IF;\n"
+            f"  IF pg_catalog.to_regclass('{table.log}') IS NULL THEN\n"
+            # Same column names, types and collations as the table's key (joined without casts).
+            f"    CREATE TABLE {table.log} AS SELECT {keys} FROM {table.name} WITH NO DATA;\n"
+            f"    ALTER TABLE {table.log} "
+            "ADD COLUMN cutover_seq bigint NOT NULL DEFAULT nextval('_cutover.seq'), "
+            "ADD COLUMN cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id();\n"
+            f"    CREATE INDEX {index} ON {table.log} (cutover_xid);\n"
+            f"    GRANT INSERT ON {table.log} TO PUBLIC;\n"
+            "  END IF;\nEND"
+        ),
         *(_function(table, event) for event in EVENTS),
         _triggers(table),
     ]
@@ -373,7 +386,8 @@ def position(pg: PostgresAdapter, conn: ConnInfo) -> str:
 
 
 def schema_changes(pg: PostgresAdapter, conn: ConnInfo) -> list[str]:
-    """What changed in the tables' definitions since the install; empty = safe."""
+    """What changed in the tables' definitions since the install, and captured tables whose
+    capture triggers no longer all fire; empty = safe."""
     if not installed(pg, conn):
         return ["the change capture is not installed"]
     recorded = {int(r[0]): (r[1], r[2]) for r in query(pg, conn, RECORDED_SQL)}
@@ -385,6 +399,12 @@ def schema_changes(pg: PostgresAdapter, conn: ConnInfo) -> list[str]:
         elif recorded[relid][1] != md5:
             lines.append(f"{name}: definition changed since the capture was installed")
     lines += [f"{name}: dropped" for relid, (name, _) in recorded.items() if relid not in now]
+    # Writes made while a capture trigger does not fire are in no log (the fingerprint leaves
+    # cutover's triggers out: this is where a dropped or disabled one shows).
+    lines += [
+        f"{name}: a capture trigger is missing or does not fire"
+        for name in status(pg, conn).missing_triggers
+    ]
     return lines
 
 

@@ -78,8 +78,9 @@ SELECT json_build_object(
 )
 
 # (relid, name, md5 of the definition) of every user table: columns (name, type, NOT NULL,
-# default, generated, identity), constraints, indexes, triggers but cutover's, rules, relkind
-# and name. A definition change makes the logged keys (or a whole-table copy's columns) wrong.
+# default, generated, identity, collation), constraints, indexes, triggers but cutover's, rules,
+# relkind, name, and its place in an inheritance tree or a partitioning. A definition change
+# makes the logged keys (or a whole-table copy's columns) wrong.
 FINGERPRINT_SELECT = (
     r"""
 SELECT c.oid AS relid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name,
@@ -87,7 +88,8 @@ SELECT c.oid AS relid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) A
     (SELECT string_agg(concat_ws(' ', quote_ident(a.attname),
                                  format_type(a.atttypid, a.atttypmod), a.attnotnull::text,
                                  coalesce(pg_get_expr(ad.adbin, ad.adrelid), '-'),
-                                 a.attgenerated::text, a.attidentity::text), ',' ORDER BY a.attnum)
+                                 a.attgenerated::text, a.attidentity::text,
+                                 a.attcollation::regcollation::text), ',' ORDER BY a.attnum)
      FROM pg_catalog.pg_attribute a
      LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -100,7 +102,14 @@ SELECT c.oid AS relid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) A
      WHERE t.tgrelid = c.oid AND NOT t.tgisinternal
        AND t.tgname NOT LIKE 'cutover\_capture%'),
     (SELECT string_agg(pg_get_ruledef(r.oid), ',' ORDER BY 1)
-     FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid))) AS def_md5
+     FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid),
+    -- A table that joins an inheritance tree or becomes a partition is written through its
+    -- parent too, which fires the parent's statement triggers, not its own.
+    'partition ' || c.relispartition::text,
+    (SELECT 'parents ' || string_agg(i.inhparent::regclass::text, ',' ORDER BY i.inhseqno)
+     FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid),
+    (SELECT 'children ' || string_agg(i.inhrelid::regclass::text, ',' ORDER BY 1)
+     FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid))) AS def_md5
 """
     + USER_TABLES
 )
@@ -119,8 +128,9 @@ FROM _cutover.tables t ORDER BY t.name;
 
 INSTALLED_SQL = "SELECT to_regclass('_cutover.tables') IS NOT NULL;\n"
 
-# The captured tables as recorded, with the triggers each still has enabled (a trigger disabled
-# by ALTER TABLE ... DISABLE TRIGGER records nothing: it counts as missing).
+# The captured tables as recorded, with the triggers each still has firing for the app: enabled
+# (O) or ALWAYS (A). One disabled (D) or ENABLE REPLICA (R: fires only in replica sessions)
+# records nothing: it counts as missing.
 STATUS_SQL = r"""
 SET search_path = pg_catalog;
 SELECT json_build_object(
@@ -128,7 +138,7 @@ SELECT json_build_object(
   'triggers', (SELECT coalesce(json_agg(g.tgname ORDER BY g.tgname), '[]')
                FROM pg_catalog.pg_trigger g
                WHERE g.tgrelid = t.relid AND g.tgname LIKE 'cutover\_capture%'
-                 AND g.tgenabled <> 'D'))
+                 AND g.tgenabled IN ('O', 'A')))
 FROM _cutover.tables t LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid
 WHERE t.key <> '{}'
 ORDER BY t.name;

@@ -385,11 +385,13 @@ def copy_tables(
     jobs: int,
     timeout: float,
     progress: Callable[[CopyProgress], None] | None = None,
+    validate: bool = True,
 ) -> CopyResult:
     """Replace each of ``tables`` (quoted ``schema.table`` names, as pgchanges gives them) on
     ``target`` with ``source``'s rows, up to ``jobs`` at a time; then validate the FKs left NOT
-    VALID and copy every sequence. Raises CutoverError naming the tables that failed (each of
-    them left as it was; the others are copied)."""
+    VALID (unless not ``validate``: the caller does it later) and copy every sequence. Raises
+    CutoverError naming the tables that failed (each of them left as it was; the others are
+    copied)."""
     started = time.monotonic()
     copier = TableCopier(runner, masker, source, target)
     plans = copier.plans(list(tables)) if tables else []
@@ -426,7 +428,8 @@ def copy_tables(
             details="\n".join(f"  {t}: {masker.mask(why)}" for t, why in sorted(failed.items())),
             resolution="Fix the cause and run the final sync again: cutover run --from final-sync",
         )
-    copier.validate_fks(jobs, timeout)
+    if validate:
+        copier.validate_fks(jobs, timeout)
     sequences = copier.copy_sequences(timeout)
     return CopyResult(
         tables=len(done),
