@@ -10,6 +10,8 @@ from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
 
 from cutover.adapters import pgcapture
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
+from cutover.errors import CutoverError
+from cutover.sandbox import pgcluster
 
 # A name holding the install's dollar-quote tag: inside a DO $cutover$ ... $cutover$ block it
 # ended the block early (the table name came from the catalog, but the quoting did not hold).
@@ -199,3 +201,53 @@ def test_a_capture_trigger_dropped_or_silenced_is_a_schema_change(
     pgcapture.install(world.pg, world.source, world.plan)
     assert pgcapture.status(world.pg, world.source).missing_triggers == ()
     assert pgcapture.schema_changes(world.pg, world.source) == []
+
+
+@pytest.mark.slow
+def test_uninstall_beside_a_writer_holding_a_lock_fails_whole_then_goes_through(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    world = world_factory(schema=HIERARCHY)
+    before = pgcapture.leftovers(world.pg, world.source)
+    with pgcluster.connect(
+        world.heroku.cluster, world.heroku.dbname, world.heroku.owner, world.heroku.password,
+        autocommit=False,
+    ) as app:  # fmt: skip
+        app.execute("UPDATE extra SET v = 'busy'")  # holds ROW EXCLUSIVE until it ends
+        with pytest.raises(CutoverError) as caught:
+            pgcapture.uninstall(world.pg, world.source)
+        assert "stayed locked by another session for 5s" in caught.value.brief
+        assert pgcapture.leftovers(world.pg, world.source) == before  # one transaction
+        app.commit()  # its write was logged: the capture was whole all along
+    assert pgcapture.uninstall(world.pg, world.source) == before
+    assert pgcapture.leftovers(world.pg, world.source) == []
+
+
+# Heroku installs extensions in their own schema (heroku_ext), which sessions need not have in
+# their search_path: citext's operators are then out of sight and "=" / ">" fall back to text's
+# (case-sensitive), while DISTINCT, ORDER BY and the unique index use citext's. In either
+# schema, a key updated to another case is logged twice, and DISTINCT keeps either spelling.
+def citext_schema(schema: str) -> tuple[str, ...]:
+    return (
+        *([f"CREATE SCHEMA {schema}"] if schema != "public" else []),
+        f"CREATE EXTENSION citext SCHEMA {schema}",
+        f"CREATE TABLE people (email {schema}.citext PRIMARY KEY, v int)",
+        "INSERT INTO people SELECT 'User' || g || '@X', g FROM generate_series(1, 20) g",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schema", ["heroku_ext", "public"])
+def test_citext_keys_updated_to_another_case_arrive_spelled_as_on_the_source(
+    world_factory: Callable[..., World],  # noqa: F811
+    schema: str,
+) -> None:
+    world = world_factory(schema=citext_schema(schema))
+    world.heroku.execute(
+        "UPDATE people SET email = upper(email::text) WHERE v <= 5",  # same key, new case
+        "UPDATE people SET v = -v WHERE v > 15",
+        "DELETE FROM people WHERE v = 10",
+    )
+    world.apply(world.since, batch_keys=3)
+    table, order = "people", "email::text"
+    assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
