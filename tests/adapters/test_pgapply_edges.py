@@ -251,3 +251,27 @@ def test_citext_keys_updated_to_another_case_arrive_spelled_as_on_the_source(
     world.apply(world.since, batch_keys=3)
     table, order = "people", "email::text"
     assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
+
+
+@pytest.mark.slow
+def test_a_key_column_named_like_the_logs_own_columns_is_copied_whole_not_refused(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """A key column cutover_seq/cutover_xid collided with the log's own columns (and cutover_n
+    with the batch boundaries' row number): the whole install failed. Such a table is copied
+    whole in the window instead."""
+    world = world_factory(
+        schema=(
+            "CREATE TABLE odd (cutover_seq int PRIMARY KEY, v text)",
+            "CREATE TABLE odder (cutover_n int, cutover_xid int, PRIMARY KEY (cutover_n))",
+            "CREATE TABLE plain (id int PRIMARY KEY)",
+            "INSERT INTO odd VALUES (1, 'a')",
+        )
+    )
+    assert world.plan.keyless == ("public.odd", "public.odder")
+    assert [t.name for t in world.plan.tables] == ["public.plain"]
+    world.heroku.execute("INSERT INTO odd VALUES (2, 'b')", "INSERT INTO plain VALUES (1)")
+    last = pgapply_round(world, world.since, final=True)
+    assert last.whole == ("public.odd", "public.odder") and last.tables == ("public.plain",)
+    for table, order in (("odd", "cutover_seq"), ("plain", "id")):
+        assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
