@@ -56,8 +56,10 @@ from cutover.adapters.pgapply_sql import (
     batch_target_scripts,
     boundaries_sql,
     counts_sql,
+    key_schemas_sql,
     key_types_sql,
     key_value,
+    search_path_sql,
     truncates_sql,
 )
 from cutover.adapters.pgcapture import (
@@ -134,6 +136,7 @@ class _Round:
     progress: Callable[[ApplyProgress], None] | None
     keys_total: int
     tables_total: int
+    key_schemas: tuple[str, ...]
     keys_done: int = 0
     tables_done: int = 0
     upserted: int = 0
@@ -145,10 +148,13 @@ class _Round:
     def argv(self, batch: Batch) -> list[str]:
         doc = self.docs[batch.table.name]
         before, after = batch_target_scripts(
-            batch.table, doc["columns"], doc["triggers"], self.replica, doc["fks"]
-        )
+            batch.table, doc["columns"], doc["triggers"], self.replica, doc["fks"],
+            self.key_schemas,
+        )  # fmt: skip
+        path = search_path_sql(self.key_schemas, local=False)
         source = [
             *SOURCE_SETTINGS,
+            *([path] if path else []),
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
             f"SET TRANSACTION SNAPSHOT '{self.snapshot}'",
             batch_source_sql(batch, doc["columns"], self.since),
@@ -377,6 +383,7 @@ def apply_changes(
         work = [
             _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
         ]
+        schemas = tuple(r[0] for r in ask(holder, key_schemas_sql(keyed))) if keyed else ()
         # From here on the target changes: until the round ends, its marker says from where a
         # new round must start.
         pgstaging.mark(
@@ -385,7 +392,7 @@ def apply_changes(
         )  # fmt: skip
         state = _Round(
             runner, masker, pg, source, target, since, seen.snapshot, replica, timeout, docs,
-            progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed),
+            progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed), schemas,
         )  # fmt: skip
         state.report()
         state.run_all(work, jobs)

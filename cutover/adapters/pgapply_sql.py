@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cutover.adapters.pgcapture import CaptureTable, text_array
+from cutover.adapters.pgcapture import CaptureTable, dollar_quoted, text_array
 from cutover.adapters.pgcapture_sql import after
 
 PRESENT = '"cutover present"'  # the flag column of a batch (a name no app column will have)
@@ -59,6 +59,38 @@ PARAMETER_SQL = "SELECT has_parameter_privilege('session_replication_role', 'SET
 
 # ALTER TABLE ... ENABLE [ALWAYS|REPLICA] TRIGGER by pg_trigger.tgenabled.
 _ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+def key_schemas_sql(tables: Sequence[CaptureTable]) -> str:
+    """The schemas (quoted) of the key columns' types, of a domain's base type and of an
+    array's element type, but pg_catalog: an extension's type (citext in Heroku's heroku_ext)
+    has its operators there, and a session whose search_path lacks that schema resolves "=" and
+    ">" to text's (case-sensitive) while DISTINCT, ORDER BY and the unique index use the type's
+    own; keys then go unmatched."""
+    logs = "ARRAY[" + ", ".join(f"'{t.log}'::regclass" for t in tables) + "]::oid[]"
+    return (
+        "SELECT DISTINCT quote_ident(n.nspname) FROM pg_catalog.pg_attribute a "
+        "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+        "LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype "
+        "LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem "
+        "JOIN pg_catalog.pg_namespace n "
+        "ON n.oid IN (t.typnamespace, b.typnamespace, e.typnamespace) "
+        f"WHERE a.attrelid = ANY ({logs}) AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND a.attname NOT IN ('cutover_seq', 'cutover_xid') "
+        "AND n.nspname <> 'pg_catalog' ORDER BY 1;"
+    )
+
+
+def search_path_sql(schemas: Sequence[str], local: bool) -> str:
+    """A statement (printing nothing: a DO block) that appends ``schemas`` to the session's
+    search_path (for the transaction only when ``local``); empty when there are none."""
+    if not schemas:
+        return ""
+    path = _literal(", " + ", ".join(schemas))
+    return "DO " + dollar_quoted(
+        "BEGIN PERFORM pg_catalog.set_config('search_path', "
+        f"pg_catalog.current_setting('search_path') || {path}, {str(local).lower()}); END"
+    )
 
 
 def counts_sql(tables: list[CaptureTable], since: str) -> str:
@@ -135,7 +167,11 @@ def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
         where.append(f"({logged}) > ({', '.join(batch.low)})")
     if batch.high is not None:
         where.append(f"({logged}) <= ({', '.join(batch.high)})")
-    cols = ", ".join(c if c in table.key else f"t.{c}" for c in carried(table, columns))
+    # A key column holds the source row's value when there is one: the log's may be another
+    # value equal to it (citext 'a' / 'A', numeric 1.0 / 1.00), and DISTINCT keeps either.
+    cols = ", ".join(
+        f"coalesce(t.{c}, k.{c})" if c in table.key else f"t.{c}" for c in carried(table, columns)
+    )
     return (
         f"COPY (SELECT t.{table.key[0]} IS NOT NULL, {cols} FROM ("
         f"SELECT DISTINCT {keys} FROM {table.log} l WHERE {' AND '.join(where)}) k "
@@ -167,6 +203,7 @@ def batch_target_scripts(
     triggers: list[dict[str, str]],
     replica: bool,
     fks: Sequence[dict[str, Any]] = (),
+    key_schemas: Sequence[str] = (),
 ) -> tuple[str, str]:
     """The target's script before its COPY's rows, and after them (up to COMMIT).
 
@@ -178,7 +215,7 @@ def batch_target_scripts(
     dropped for the transaction and re-added NOT VALID (no check, no cascade: the round's other
     batches bring the related rows; the caller validates them after the round). Their tables
     are locked first, in one sorted order, so batches of related tables wait for each other
-    instead of deadlocking."""
+    instead of deadlocking. ``key_schemas``: see :func:`key_schemas_sql`."""
     fire = ("A", "R") if replica else ("O", "A")
     off = [t for t in triggers if t["mode"] in fire]
     cols = ", ".join(columns)
@@ -187,8 +224,10 @@ def batch_target_scripts(
         fks = ()
     drop_fks, add_fks = _fk_statements(fks)
     linked = sorted({table.name} | {f["table"] for f in fks} | {f["other"] for f in fks})
+    path = search_path_sql(key_schemas, local=True)
     before = [
         "BEGIN",
+        *([path] if path else []),
         *(["SET LOCAL session_replication_role = replica"] if replica else []),
         *([f"LOCK TABLE {', '.join(linked)} IN ACCESS EXCLUSIVE MODE"] if fks else []),
         *drop_fks,

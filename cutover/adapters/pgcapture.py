@@ -160,6 +160,11 @@ def check_position(since: str) -> str:
 
 
 # -- inspect ----------------------------------------------------------------------------------
+# Key column names the capture cannot carry: the log's own columns, and the row number of the
+# batch boundaries (cutover/adapters/pgapply_sql.py). Such a table is copied whole instead.
+_RESERVED_KEYS = {"cutover_seq", "cutover_xid", "cutover_n"}
+
+
 def plan_from_docs(docs: list[dict[str, Any]]) -> CapturePlan:
     tables: list[CaptureTable] = []
     keyless: list[str] = []
@@ -172,7 +177,7 @@ def plan_from_docs(docs: list[dict[str, Any]]) -> CapturePlan:
             unsupported.append(f"{name}: partition of a partitioned table")
         elif doc["inherits"]:
             unsupported.append(f"{name}: in an inheritance tree")
-        elif doc["key"] is None:
+        elif doc["key"] is None or set(doc["key"]["columns"]) & _RESERVED_KEYS:
             keyless.append(name)
         else:
             key = doc["key"]

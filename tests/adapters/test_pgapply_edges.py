@@ -10,6 +10,8 @@ from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
 
 from cutover.adapters import pgcapture
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
+from cutover.errors import CutoverError
+from cutover.sandbox import pgcluster
 
 # A name holding the install's dollar-quote tag: inside a DO $cutover$ ... $cutover$ block it
 # ended the block early (the table name came from the catalog, but the quoting did not hold).
@@ -199,3 +201,77 @@ def test_a_capture_trigger_dropped_or_silenced_is_a_schema_change(
     pgcapture.install(world.pg, world.source, world.plan)
     assert pgcapture.status(world.pg, world.source).missing_triggers == ()
     assert pgcapture.schema_changes(world.pg, world.source) == []
+
+
+@pytest.mark.slow
+def test_uninstall_beside_a_writer_holding_a_lock_fails_whole_then_goes_through(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    world = world_factory(schema=HIERARCHY)
+    before = pgcapture.leftovers(world.pg, world.source)
+    with pgcluster.connect(
+        world.heroku.cluster, world.heroku.dbname, world.heroku.owner, world.heroku.password,
+        autocommit=False,
+    ) as app:  # fmt: skip
+        app.execute("UPDATE extra SET v = 'busy'")  # holds ROW EXCLUSIVE until it ends
+        with pytest.raises(CutoverError) as caught:
+            pgcapture.uninstall(world.pg, world.source)
+        assert "stayed locked by another session for 5s" in caught.value.brief
+        assert pgcapture.leftovers(world.pg, world.source) == before  # one transaction
+        app.commit()  # its write was logged: the capture was whole all along
+    assert pgcapture.uninstall(world.pg, world.source) == before
+    assert pgcapture.leftovers(world.pg, world.source) == []
+
+
+# Heroku installs extensions in their own schema (heroku_ext), which sessions need not have in
+# their search_path: citext's operators are then out of sight and "=" / ">" fall back to text's
+# (case-sensitive), while DISTINCT, ORDER BY and the unique index use citext's. In either
+# schema, a key updated to another case is logged twice, and DISTINCT keeps either spelling.
+def citext_schema(schema: str) -> tuple[str, ...]:
+    return (
+        *([f"CREATE SCHEMA {schema}"] if schema != "public" else []),
+        f"CREATE EXTENSION citext SCHEMA {schema}",
+        f"CREATE TABLE people (email {schema}.citext PRIMARY KEY, v int)",
+        "INSERT INTO people SELECT 'User' || g || '@X', g FROM generate_series(1, 20) g",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schema", ["heroku_ext", "public"])
+def test_citext_keys_updated_to_another_case_arrive_spelled_as_on_the_source(
+    world_factory: Callable[..., World],  # noqa: F811
+    schema: str,
+) -> None:
+    world = world_factory(schema=citext_schema(schema))
+    world.heroku.execute(
+        "UPDATE people SET email = upper(email::text) WHERE v <= 5",  # same key, new case
+        "UPDATE people SET v = -v WHERE v > 15",
+        "DELETE FROM people WHERE v = 10",
+    )
+    world.apply(world.since, batch_keys=3)
+    table, order = "people", "email::text"
+    assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
+
+
+@pytest.mark.slow
+def test_a_key_column_named_like_the_logs_own_columns_is_copied_whole_not_refused(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """A key column cutover_seq/cutover_xid collided with the log's own columns (and cutover_n
+    with the batch boundaries' row number): the whole install failed. Such a table is copied
+    whole in the window instead."""
+    world = world_factory(
+        schema=(
+            "CREATE TABLE odd (cutover_seq int PRIMARY KEY, v text)",
+            "CREATE TABLE odder (cutover_n int, cutover_xid int, PRIMARY KEY (cutover_n))",
+            "CREATE TABLE plain (id int PRIMARY KEY)",
+            "INSERT INTO odd VALUES (1, 'a')",
+        )
+    )
+    assert world.plan.keyless == ("public.odd", "public.odder")
+    assert [t.name for t in world.plan.tables] == ["public.plain"]
+    world.heroku.execute("INSERT INTO odd VALUES (2, 'b')", "INSERT INTO plain VALUES (1)")
+    last = pgapply_round(world, world.since, final=True)
+    assert last.whole == ("public.odd", "public.odder") and last.tables == ("public.plain",)
+    for table, order in (("odd", "cutover_seq"), ("plain", "id")):
+        assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
