@@ -65,8 +65,8 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
         raise InvalidInput(
             f"{playbook.path}: database.final_sync is {db.final_sync}; catch-up applies the "
             "change log of final_sync: changed-rows",
-            resolution="Set database.final_sync: changed-rows, then cutover run --until "
-            "capture-changes and --until initial-sync.",
+            resolution="Set database.final_sync: changed-rows, then "
+            f"{resume_command(playbook, ' --until capture-changes')} and --until initial-sync.",
         )
     started = window_started(state)
     if started is not None:
@@ -79,14 +79,14 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
     if initial is None:
         raise NotYet(
             "initial-sync is not done: there is no copy on Convox to catch up",
-            resolution=f"{resume_command(playbook, '--until initial-sync')}",
+            resolution=resume_command(playbook, " --until initial-sync"),
         )
     if not initial.capture_position:
         raise CutoverError(
             "initial-sync recorded no capture position (it ran before final_sync was "
             "changed-rows): the copy's place in the change log is unknown",
-            resolution="Copy again with the capture in place: cutover run --from initial-sync "
-            "--until initial-sync",
+            resolution="Copy again with the capture in place: "
+            + resume_command(playbook, " --from initial-sync --until initial-sync"),
         )
     return initial.capture_position
 
@@ -100,14 +100,16 @@ def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
     if not status.installed:
         raise CutoverError(
             "the change capture is not installed on Heroku",
-            resolution="Install it: cutover run --from capture-changes --until capture-changes, "
-            "then copy again: cutover run --from initial-sync --until initial-sync",
+            resolution="Install it: "
+            + resume_command(ctx.playbook, " --from capture-changes --until capture-changes")
+            + ", then copy again: "
+            + resume_command(ctx.playbook, " --from initial-sync --until initial-sync"),
         )
     if status.missing_triggers:
         raise CutoverError(
             "capture triggers are missing on Heroku: " + ", ".join(status.missing_triggers),
-            resolution="Install them again and copy again: cutover run --from capture-changes "
-            "--until initial-sync",
+            resolution="Install them again and copy again: "
+            + resume_command(ctx.playbook, " --from capture-changes --until initial-sync"),
         )
     changes = pgcapture.schema_changes(pg, source)
     if changes:
@@ -116,7 +118,7 @@ def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
             "sync will be full (it copies everything) and catching up would not shorten it",
             details="\n".join(changes),
             resolution="To get a short window back, copy again (the capture is refreshed "
-            "first): cutover run --from initial-sync --until initial-sync",
+            "first): " + resume_command(ctx.playbook, " --from initial-sync --until initial-sync"),
         )
     plan = pgcapture.inspect(pg, source)
     if plan.unsupported:

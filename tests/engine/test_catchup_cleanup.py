@@ -184,7 +184,7 @@ def test_a_schema_change_is_refused_saying_the_final_sync_will_be_full(setup: Se
         catch_up(setup.path, Out().ui)
     assert "the final sync will be full" in refused.value.brief
     assert "books" in refused.value.details
-    assert "cutover run --from initial-sync" in refused.value.resolution
+    assert f"cutover run -f {setup.path} --from initial-sync" in refused.value.resolution
 
 
 @pytest.mark.slow
@@ -281,7 +281,9 @@ def test_catch_up_before_initial_sync_is_refused(tmp_path: Path) -> None:
     result = _cutover(tmp_path, "catch-up")
     assert result.returncode == NotYet.exit_code, result
     assert "initial-sync is not done" in result.stdout + result.stderr
-    assert "--until initial-sync" in result.stdout + result.stderr
+    # the whole command, with the playbook it was given (once: "cutover run-f ...--until")
+    flat = " ".join((result.stdout + result.stderr).split())
+    assert f"cutover run -f {tmp_path / 'cutover.yml'} --until initial-sync" in flat
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -306,6 +308,9 @@ def test_catch_up_needs_changed_rows(tmp_path: Path) -> None:
     result = _cutover(tmp_path, "catch-up")
     assert result.returncode == 2, result
     assert "database.final_sync is full" in result.stderr
+    # the resolution names the playbook the command was given
+    flat = " ".join(result.stderr.split())
+    assert f"cutover run -f {tmp_path / 'cutover.yml'} --until capture-changes" in flat
 
 
 def test_a_second_catch_up_holding_the_lock_is_refused(tmp_path: Path) -> None:
