@@ -57,6 +57,7 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
     from cutover.engine.rollback import window_started  # noqa: PLC0415 - rollback imports run
     from cutover.steps.base import read_outputs  # noqa: PLC0415
     from cutover.steps.data import InitialSyncOutputs  # noqa: PLC0415
+    from cutover.steps.datarows import installed_after_copy  # noqa: PLC0415
 
     db = playbook.model.database
     if db is None:
@@ -85,6 +86,13 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
         raise CutoverError(
             "initial-sync recorded no capture position (it ran before final_sync was "
             "changed-rows): the copy's place in the change log is unknown",
+            resolution="Copy again with the capture in place: "
+            + resume_command(playbook, " --from initial-sync --until initial-sync"),
+        )
+    stale = installed_after_copy(state)
+    if stale is not None:
+        raise CutoverError(
+            f"{stale}, so the copy's capture position cannot be trusted",
             resolution="Copy again with the capture in place: "
             + resume_command(playbook, " --from initial-sync --until initial-sync"),
         )

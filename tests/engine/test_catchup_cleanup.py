@@ -303,6 +303,29 @@ def test_catch_up_after_the_window_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 1 and "window has started" in result.stderr, result
 
 
+def test_catch_up_after_the_capture_was_installed_again_is_refused(tmp_path: Path) -> None:
+    """capture-changes ran again after initial-sync's copy (after a cleanup or a rollback):
+    writes made while the capture was absent are in no log, so the copy must be taken again."""
+    _playbook(tmp_path)
+    _state(tmp_path, {"capture-changes": {"tables": []}, "initial-sync": INITIAL})
+    playbook = load_playbook(tmp_path / "cutover.yml")
+    store = StateStore(playbook.state_dir)
+    state = store.load()
+    assert state is not None
+    state.step("initial-sync").started_at = "2026-01-01T10:00:00+00:00"
+    state.step("capture-changes").finished_at = "2026-01-01T11:00:00+00:00"
+    store.save(state)
+    result = _cutover(tmp_path, "catch-up")
+    assert result.returncode == 1, result
+    flat = " ".join(result.stderr.split())
+    assert "installed again" in flat
+    assert (
+        f"cutover run -f {tmp_path / 'cutover.yml'} --from initial-sync --until initial-sync"
+        in flat
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_catch_up_needs_changed_rows(tmp_path: Path) -> None:
     _playbook(tmp_path, "full")
     result = _cutover(tmp_path, "catch-up")
