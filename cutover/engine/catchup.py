@@ -26,13 +26,13 @@ from cutover.engine.plan import check_identity
 from cutover.engine.run import load_state, resume_command
 from cutover.errors import CutoverError, InvalidInput, NotYet
 from cutover.playbook import LoadedPlaybook, load_playbook
+from cutover.state import RunState, Status
 from cutover.ui import Ui
 
 if TYPE_CHECKING:
     from cutover.adapters.pgapply import ApplyProgress
     from cutover.adapters.pgcapture import CapturePlan, Pending
     from cutover.adapters.postgres import ConnInfo
-    from cutover.state import RunState
     from cutover.steps.base import Context
 
 CATCHUP_LOCK = "cutover catch-up"
@@ -68,6 +68,13 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
             "change log of final_sync: changed-rows",
             resolution="Set database.final_sync: changed-rows, then "
             f"{resume_command(playbook, ' --until capture-changes')} and --until initial-sync.",
+        )
+    if state.step("final-sync").status == Status.DONE:
+        raise CutoverError(
+            "the final sync is done: the Convox database took the rest of the change log in "
+            "the window, so there is nothing to catch up",
+            resolution="When you no longer need to roll back, remove the change capture from "
+            "Heroku: cutover cleanup" + resume_command(playbook).removeprefix("cutover run"),
         )
     started = window_started(state)
     if started is not None:
