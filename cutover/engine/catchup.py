@@ -26,13 +26,13 @@ from cutover.engine.plan import check_identity
 from cutover.engine.run import load_state, resume_command
 from cutover.errors import CutoverError, InvalidInput, NotYet
 from cutover.playbook import LoadedPlaybook, load_playbook
+from cutover.state import RunState, Status
 from cutover.ui import Ui
 
 if TYPE_CHECKING:
     from cutover.adapters.pgapply import ApplyProgress
     from cutover.adapters.pgcapture import CapturePlan, Pending
     from cutover.adapters.postgres import ConnInfo
-    from cutover.state import RunState
     from cutover.steps.base import Context
 
 CATCHUP_LOCK = "cutover catch-up"
@@ -57,6 +57,7 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
     from cutover.engine.rollback import window_started  # noqa: PLC0415 - rollback imports run
     from cutover.steps.base import read_outputs  # noqa: PLC0415
     from cutover.steps.data import InitialSyncOutputs  # noqa: PLC0415
+    from cutover.steps.datarows import installed_after_copy  # noqa: PLC0415
 
     db = playbook.model.database
     if db is None:
@@ -65,8 +66,15 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
         raise InvalidInput(
             f"{playbook.path}: database.final_sync is {db.final_sync}; catch-up applies the "
             "change log of final_sync: changed-rows",
-            resolution="Set database.final_sync: changed-rows, then cutover run --until "
-            "capture-changes and --until initial-sync.",
+            resolution="Set database.final_sync: changed-rows, then "
+            f"{resume_command(playbook, ' --until capture-changes')} and --until initial-sync.",
+        )
+    if state.step("final-sync").status == Status.DONE:
+        raise CutoverError(
+            "the final sync is done: the Convox database took the rest of the change log in "
+            "the window, so there is nothing to catch up",
+            resolution="When you no longer need to roll back, remove the change capture from "
+            "Heroku: cutover cleanup" + resume_command(playbook).removeprefix("cutover run"),
         )
     started = window_started(state)
     if started is not None:
@@ -79,14 +87,21 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
     if initial is None:
         raise NotYet(
             "initial-sync is not done: there is no copy on Convox to catch up",
-            resolution=f"{resume_command(playbook, '--until initial-sync')}",
+            resolution=resume_command(playbook, " --until initial-sync"),
         )
     if not initial.capture_position:
         raise CutoverError(
             "initial-sync recorded no capture position (it ran before final_sync was "
             "changed-rows): the copy's place in the change log is unknown",
-            resolution="Copy again with the capture in place: cutover run --from initial-sync "
-            "--until initial-sync",
+            resolution="Copy again with the capture in place: "
+            + resume_command(playbook, " --from initial-sync --until initial-sync"),
+        )
+    stale = installed_after_copy(state)
+    if stale is not None:
+        raise CutoverError(
+            f"{stale}, so the copy's capture position cannot be trusted",
+            resolution="Copy again with the capture in place: "
+            + resume_command(playbook, " --from initial-sync --until initial-sync"),
         )
     return initial.capture_position
 
@@ -100,14 +115,16 @@ def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
     if not status.installed:
         raise CutoverError(
             "the change capture is not installed on Heroku",
-            resolution="Install it: cutover run --from capture-changes --until capture-changes, "
-            "then copy again: cutover run --from initial-sync --until initial-sync",
+            resolution="Install it: "
+            + resume_command(ctx.playbook, " --from capture-changes --until capture-changes")
+            + ", then copy again: "
+            + resume_command(ctx.playbook, " --from initial-sync --until initial-sync"),
         )
     if status.missing_triggers:
         raise CutoverError(
             "capture triggers are missing on Heroku: " + ", ".join(status.missing_triggers),
-            resolution="Install them again and copy again: cutover run --from capture-changes "
-            "--until initial-sync",
+            resolution="Install them again and copy again: "
+            + resume_command(ctx.playbook, " --from capture-changes --until initial-sync"),
         )
     changes = pgcapture.schema_changes(pg, source)
     if changes:
@@ -116,7 +133,7 @@ def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
             "sync will be full (it copies everything) and catching up would not shorten it",
             details="\n".join(changes),
             resolution="To get a short window back, copy again (the capture is refreshed "
-            "first): cutover run --from initial-sync --until initial-sync",
+            "first): " + resume_command(ctx.playbook, " --from initial-sync --until initial-sync"),
         )
     plan = pgcapture.inspect(pg, source)
     if plan.unsupported:

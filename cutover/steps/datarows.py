@@ -19,6 +19,7 @@ Convox role may not set session_replication_role while foreign keys link changed
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cutover.errors import CutoverError, Interrupted
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from cutover.adapters.pgapply import ApplyProgress
     from cutover.adapters.pgcapture import CapturePlan
     from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+    from cutover.state import RunState
     from cutover.steps.base import Context
 
 CHANGED_ROWS = "changed-rows"
@@ -57,6 +59,25 @@ def describe(ctx: Context, step_id: str) -> list[str]:
         "snapshot) | psql (Convox: one transaction per batch, delete the keys, insert the rows); "
         "keyless and truncated tables copied whole; every sequence set; marker capture=<S>",
     ]
+
+
+def installed_after_copy(state: RunState) -> str | None:
+    """Why initial-sync's copy (and any position recorded on it) predates the capture, or None.
+
+    capture-changes finished after initial-sync started: the capture was installed again (after
+    ``cutover cleanup`` or a rollback removed it, with ``--from capture-changes``) without a new
+    copy, so writes made while it was absent are in no log and "the changes since the copy's
+    position" would miss them. Normal runs finish capture-changes before initial-sync starts.
+    """
+    capture, initial = state.step("capture-changes"), state.step("initial-sync")
+    if not capture.finished_at or not initial.started_at:
+        return None
+    if datetime.fromisoformat(capture.finished_at) <= datetime.fromisoformat(initial.started_at):
+        return None
+    return (
+        f"the change capture was installed again ({capture.finished_at}) after initial-sync's "
+        f"copy started ({initial.started_at}): writes made while it was absent are in no log"
+    )
 
 
 def initial_position(ctx: Context, source: ConnInfo) -> str | None:
@@ -144,7 +165,10 @@ def final_sync(
 
     db = ctx.model.database
     assert db
-    why, plan, since = fallback_reason(ctx, source, conn, initial_position)
+    why = installed_after_copy(ctx.state)
+    plan = since = None
+    if why is None:
+        why, plan, since = fallback_reason(ctx, source, conn, initial_position)
     if why is not None or plan is None or since is None:
         ctx.note(f"{FALLBACK}: {why}")
         return None

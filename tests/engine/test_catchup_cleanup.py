@@ -184,7 +184,7 @@ def test_a_schema_change_is_refused_saying_the_final_sync_will_be_full(setup: Se
         catch_up(setup.path, Out().ui)
     assert "the final sync will be full" in refused.value.brief
     assert "books" in refused.value.details
-    assert "cutover run --from initial-sync" in refused.value.resolution
+    assert f"cutover run -f {setup.path} --from initial-sync" in refused.value.resolution
 
 
 @pytest.mark.slow
@@ -281,7 +281,9 @@ def test_catch_up_before_initial_sync_is_refused(tmp_path: Path) -> None:
     result = _cutover(tmp_path, "catch-up")
     assert result.returncode == NotYet.exit_code, result
     assert "initial-sync is not done" in result.stdout + result.stderr
-    assert "--until initial-sync" in result.stdout + result.stderr
+    # the whole command, with the playbook it was given (once: "cutover run-f ...--until")
+    flat = " ".join((result.stdout + result.stderr).split())
+    assert f"cutover run -f {tmp_path / 'cutover.yml'} --until initial-sync" in flat
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -298,7 +300,34 @@ def test_catch_up_after_the_window_is_refused(tmp_path: Path) -> None:
     _playbook(tmp_path)
     _state(tmp_path, {"initial-sync": INITIAL, "maintenance-on": {}, "final-sync": INITIAL})
     result = _cutover(tmp_path, "catch-up")
-    assert result.returncode == 1 and "window has started" in result.stderr, result
+    assert result.returncode == 1, result
+    flat = " ".join(result.stderr.split())
+    # not "Continue the window: cutover run" (after a complete cutover that does nothing)
+    assert "the final sync is done" in flat and "Continue the window" not in flat
+    assert "cutover cleanup" in flat
+
+
+def test_catch_up_after_the_capture_was_installed_again_is_refused(tmp_path: Path) -> None:
+    """capture-changes ran again after initial-sync's copy (after a cleanup or a rollback):
+    writes made while the capture was absent are in no log, so the copy must be taken again."""
+    _playbook(tmp_path)
+    _state(tmp_path, {"capture-changes": {"tables": []}, "initial-sync": INITIAL})
+    playbook = load_playbook(tmp_path / "cutover.yml")
+    store = StateStore(playbook.state_dir)
+    state = store.load()
+    assert state is not None
+    state.step("initial-sync").started_at = "2026-01-01T10:00:00+00:00"
+    state.step("capture-changes").finished_at = "2026-01-01T11:00:00+00:00"
+    store.save(state)
+    result = _cutover(tmp_path, "catch-up")
+    assert result.returncode == 1, result
+    flat = " ".join(result.stderr.split())
+    assert "installed again" in flat
+    assert (
+        f"cutover run -f {tmp_path / 'cutover.yml'} --from initial-sync --until initial-sync"
+        in flat
+    )
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_catch_up_needs_changed_rows(tmp_path: Path) -> None:
@@ -306,6 +335,9 @@ def test_catch_up_needs_changed_rows(tmp_path: Path) -> None:
     result = _cutover(tmp_path, "catch-up")
     assert result.returncode == 2, result
     assert "database.final_sync is full" in result.stderr
+    # the resolution names the playbook the command was given
+    flat = " ".join(result.stderr.split())
+    assert f"cutover run -f {tmp_path / 'cutover.yml'} --until capture-changes" in flat
 
 
 def test_a_second_catch_up_holding_the_lock_is_refused(tmp_path: Path) -> None:

@@ -325,3 +325,25 @@ def test_an_apply_the_target_refuses_makes_the_final_sync_full(world: World) -> 
     assert any("applying the changed rows failed" in line for line in notes)
     assert query(world.target, "SELECT count(*) FROM books WHERE title = 'late'") == [(4,)]
     assert compare(final).problems == []  # the full copy carries Heroku's schema, not the CHECK
+
+
+def test_a_capture_installed_again_after_the_copy_makes_the_final_sync_full(world: World) -> None:
+    """cleanup (or rollback) removed the capture, Heroku took writes no log saw, then
+    ``cutover run --from capture-changes --until capture-changes`` installed it again without a
+    new copy: the copy's position predates the log, so applying "the changes since" would miss
+    those writes. The state says so (capture-changes finished after initial-sync started)."""
+    ctx, first = _synced(world)
+    pgcapture.uninstall(ctx.postgres, _source(world))
+    world.source.execute("DELETE FROM books WHERE id > 390")  # logged nowhere
+    again, _ = _installed(world)
+    final, notes = _final_ctx(world, again, first)
+    final.state.step("initial-sync").started_at = "2026-01-01T10:00:00+00:00"
+    final.state.step("capture-changes").finished_at = "2026-01-01T11:00:00+00:00"
+    out = FinalSync().apply(final)
+    assert out.method == "direct"  # the full copy
+    assert any(
+        line.startswith("changed-rows: the final sync copies everything")
+        and "installed again" in line
+        for line in notes
+    ), notes
+    assert query(world.target, "SELECT count(*) FROM books") == [(390,)]
