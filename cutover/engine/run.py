@@ -241,6 +241,13 @@ def _execute(ctx: Context, store: StateStore, audit: AuditLog, options: RunOptio
             "Next: raise the DNS TTL again once you are confident, and keep the Heroku app "
             "(in maintenance) until you no longer need to roll back."
         )
+        if state.step("capture-changes").status == Status.DONE:
+            cleanup = resume_command(playbook).replace("cutover run", "cutover cleanup", 1)
+            ui.info(
+                "capture-changes installed a change capture on Heroku's database (schema "
+                "_cutover and its triggers); unless cleanup or a rollback removed it, it still "
+                f"logs every write: {cleanup} removes it (and says when nothing is left)"
+            )
         audit.event("run-complete", downtime_seconds=downtime, predicted_downtime_seconds=predicted)
     return 0
 

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cutover.steps import datarows
+from cutover.steps import datarows, datatables
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 
 if TYPE_CHECKING:
@@ -439,75 +439,31 @@ class FinalSync(_Sync):
     in_window = True
     outputs = FinalSyncOutputs
     gate = "Run the final data sync now? It replaces the Convox database with Heroku's."
+
+    def gate_text(self, ctx: Context) -> str:
+        db = ctx.model.database
+        if db is not None and db.final_sync != "full":
+            return (
+                f"Run the final data sync now ({db.final_sync}: the changes since the last sync "
+                "are applied to the Convox database in place; a full copy replaces it if they "
+                "cannot be trusted)?"
+            )
+        return super().gate_text(ctx)
+
     reads = (InitialSyncOutputs,)
 
     def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
         """changed-tables: compare Heroku's statistics with initial-sync's baseline and replace
         only the changed tables in place (each atomically; then every sequence). None (a full
         sync into staging) when the baseline is missing or the comparison says everything."""
-        from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
-        from cutover.adapters.pgchanges import (  # noqa: PLC0415
-            StatsSnapshot,
-            changed_tables,
-            take_quiet_stats,
-        )
-        from cutover.adapters.pgtables import copy_tables  # noqa: PLC0415
-
         db = ctx.model.database
         assert db
+        initial = self.read(ctx, InitialSyncOutputs)
         if db.final_sync == "changed-rows":
-            initial = self.read(ctx, InitialSyncOutputs)
             position = initial.capture_position if initial else None
             done = datarows.final_sync(ctx, source, conn, position)
-            return None if done is None else self.outputs(**done)
-        if db.final_sync != "changed-tables":
+        elif db.final_sync == "changed-tables":
+            done = datatables.final_sync(ctx, source, conn, initial.stats if initial else None)
+        else:
             return None
-        initial = self.read(ctx, InitialSyncOutputs)
-        if initial is None or initial.stats is None:
-            ctx.note(
-                "changed-tables: initial-sync recorded no statistics baseline (it ran with "
-                "final_sync: full); copying everything"
-            )
-            return None
-        before = StatsSnapshot.model_validate(initial.stats)
-        after = take_quiet_stats(ctx.postgres, source, sleep=ctx.sleep)
-        changes = changed_tables(before, after)
-        ctx.note("changed-tables: " + changes.summary())
-        if changes.everything:
-            return None
-        tables = sorted(changes.tables)
-        total = changes.bytes_of(after)
-        started = time.monotonic()
-        # The in-place copy writes to the database itself: mark it as cutover's own unfinished
-        # sync first, so a resume after a failure halfway is not refused as "writes since the
-        # last sync" (the guard accepts cutover:syncing).
-        pgstaging.mark_syncing(ctx.postgres, conn)
-        result = copy_tables(
-            ctx.runner,
-            ctx.masker,
-            source,
-            conn,
-            tables,
-            jobs=db.restore_jobs,
-            timeout=db.timeout,
-            progress=lambda p: ctx.progress(
-                p.tables_done,
-                p.tables_total,
-                unit="tables",
-                bytes_done=p.bytes_done,
-                bytes_total=total or None,
-            ),
-        )
-        marker = pgstaging.mark_synced(ctx.postgres, conn)
-        ctx.note(
-            f"replaced {result.tables} changed table(s) and set {result.sequences} sequence(s) "
-            f"in {conn.dbname} ({marker})"
-        )
-        return self.outputs(
-            method=db.method,
-            bytes=result.bytes,
-            objects=result.tables,
-            seconds=round(time.monotonic() - started, 3),
-            marker=marker,
-            tables_copied=tables,
-        )
+        return None if done is None else self.outputs(**done)
