@@ -1,0 +1,262 @@
+"""Issue 13's figures (``database.final_sync: changed-rows``), measured by ``make bench`` next to
+issue 10's.
+
+One round (:func:`rows_round`) on a source database holding the reference data:
+
+1. (only when ``plain``) the write workload (cutover/bench/workload.py, pgbench, a fixed number of
+   transactions) on the source WITHOUT capture triggers: timed (``workload-plain``);
+2. an initial copy of the source into a fresh database on the Convox cluster
+   (``pg_dump | pg_restore``, baselines.streamed; not timed);
+3. the capture installed on the source (adapters/pgcapture.py ``inspect`` + ``install``) and its
+   position read (``position``): the initial sync's position, after the copy (nothing else
+   writes to the bench's source, so no change falls between the copy and the capture);
+4. the same workload WITH the triggers: timed (``workload-captured``); it changes about 5% of the
+   rows, spread over every reference table including the
+   largest: updates, inserts, deletes and a primary-key update;
+5. ``apply_changes(final=True)`` from the position (adapters/pgapply.py): the rest of the log,
+   as final-sync applies it in the window: timed (``final-rows``);
+6. the capture removed (``uninstall``): the other figures must see a source without it;
+7. verify-data's comparison (adapters/pgverify.py ``Verifier.compare``) of the source and the
+   copy: timed (``verify-rows``); any problem it finds is the round's failure (the post-apply
+   databases must be equal).
+
+The workload: cutover/bench/workload.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cutover.adapters import pgapply, pgcapture
+from cutover.adapters.pgverify import Side, Verifier
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.bench import baselines, report
+from cutover.bench.baselines import BaselineError, Endpoint
+from cutover.bench.reference import Reference
+from cutover.bench.report import Figure
+from cutover.bench.workload import ROW_COUNT_SQL, run_workload
+from cutover.errors import CutoverError
+from cutover.runner import Runner
+from cutover.sandbox import pgcluster
+from cutover.secrets import SecretMasker
+
+APPLY_TIMEOUT = 3600.0
+ROWS_DB = "bench_rows"
+HALF_ROWS_DB = "bench_rows_half"
+HALF_DB = "bench_half"  # the half-size reference, on the source cluster
+
+
+def conninfo(endpoint: Endpoint) -> ConnInfo:
+    """cutover's view of a bench database (loopback, no TLS: as the baselines)."""
+    cluster = endpoint.cluster
+    return ConnInfo(
+        pgcluster.HOST, cluster.port, endpoint.user, endpoint.dbname, endpoint.password, "disable"
+    )
+
+
+@dataclass
+class RowsRun:
+    """One round's figures (seconds) and what the final apply did."""
+
+    target: Endpoint  # the copy, equal to the source after the apply (verify-rows said so)
+    plain: float | None  # the workload without triggers (None: not measured this round)
+    captured: float  # the same workload with the capture triggers
+    apply: float  # apply_changes(final=True)
+    verify: float  # verify-data's comparison after the apply
+    rows: int  # the source's rows before the workload
+    written: int  # rows the final apply wrote on the target (upserted + deleted)
+    whole: tuple[str, ...] = ()  # tables the final apply copied whole
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def share(self) -> float:
+        return self.written / self.rows if self.rows else 0.0
+
+
+class Tools:
+    """The runner, masker and psql adapter the adapters take (one per bench)."""
+
+    def __init__(self) -> None:
+        self.masker = SecretMasker()
+        self.runner = Runner(self.masker)
+        self.pg = PostgresAdapter(self.runner, self.masker)
+
+    def conn(self, endpoint: Endpoint) -> ConnInfo:
+        self.masker.add(endpoint.password)
+        return conninfo(endpoint)
+
+
+def rows_round(
+    tools: Tools,
+    source: Endpoint,
+    target_admin: Endpoint,
+    ref: Reference,
+    work: Path,
+    *,
+    jobs: int,
+    plain: bool,
+    dbname: str = ROWS_DB,
+) -> RowsRun:
+    """One round (the module docstring's steps 1-7). Raises BaselineError (or CutoverError from
+    an adapter) naming what failed; the capture never stays installed on ``source``."""
+    plain_seconds = run_workload(source, ref, work) if plain else None
+    target = baselines.fresh_database(target_admin, dbname)
+    baselines.streamed(source, target)
+    rows = int(baselines.run_sql(source, ROW_COUNT_SQL).strip() or 0)
+    src, dst = tools.conn(source), tools.conn(target)
+    try:
+        plan = pgcapture.install(tools.pg, src, pgcapture.inspect(tools.pg, src))
+        since = pgcapture.position(tools.pg, src)
+        captured = run_workload(source, ref, work)
+        started = time.perf_counter()
+        result = pgapply.apply_changes(
+            tools.runner, tools.masker, tools.pg, src, dst, since,
+            plan=plan, final=True, jobs=jobs, timeout=APPLY_TIMEOUT,
+        )  # fmt: skip
+        applied = time.perf_counter() - started
+    finally:
+        left = _uninstall(tools, src)
+    if left:
+        raise BaselineError(f"the capture could not be removed from the source: {left}")
+    verifier = Verifier(tools.runner, tools.masker, jobs=jobs, timeout=APPLY_TIMEOUT)
+    started = time.perf_counter()
+    outcome = verifier.compare(Side("Heroku", src), Side("Convox", dst))
+    verified = time.perf_counter() - started
+    if outcome.problems:
+        raise BaselineError(
+            f"verify-data after the final apply found {len(outcome.problems)} problem(s): "
+            + "; ".join(outcome.problems[:3])
+        )
+    notes = [f"{name}: not captured ({why})" for name, why in _split(plan.unsupported)]
+    return RowsRun(
+        target=target,
+        plain=plain_seconds,
+        captured=captured,
+        apply=applied,
+        verify=verified,
+        rows=rows,
+        written=result.upserted + result.deleted,
+        whole=result.whole,
+        notes=notes,
+    )
+
+
+def _uninstall(tools: Tools, src: ConnInfo) -> str:
+    """Remove the capture; what went wrong ("" when it is gone)."""
+    try:
+        pgcapture.uninstall(tools.pg, src)
+    except CutoverError as exc:
+        return exc.brief
+    return ""
+
+
+def _split(unsupported: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(item.partition(": ")[0], item.partition(": ")[2]) for item in unsupported]
+
+
+def half_database(source: Endpoint) -> Endpoint:
+    """An empty database :data:`HALF_DB` on the source's cluster, owned by the source's role
+    (made by the cluster's superuser, as the sandbox made the "Heroku" one)."""
+    cluster = source.cluster
+    admin = Endpoint(cluster, "postgres", cluster.superuser, cluster.password)
+    baselines.run_sql(admin, f'DROP DATABASE IF EXISTS "{HALF_DB}" WITH (FORCE)')
+    owner = source.user.replace('"', '""')
+    baselines.run_sql(admin, f'CREATE DATABASE "{HALF_DB}" OWNER "{owner}"')
+    return source.other(HALF_DB)
+
+
+FIGURES = {
+    report.WORKLOAD_PLAIN: "(13) the write workload (pgbench), no capture triggers",
+    report.WORKLOAD_CAPTURED: "(13) the same workload with the capture triggers",
+    report.FINAL_ROWS: "(13) apply_changes(final=True) after the workload (~5% of rows)",
+    report.VERIFY_ROWS: "(13) verify-data's comparison after it",
+    report.FINAL_ROWS_HALF: "(13) final-rows on the half-size reference",
+    report.VERIFY_ROWS_HALF: "(13) verify-rows on the half-size reference",
+    report.PGCOPYDB_HALF: "(c) pgcopydb clone of the half-size reference",
+}
+
+
+@dataclass
+class Sizes:
+    """The two sources: the reference (the sandbox's Heroku database) and the half-size one."""
+
+    source: Endpoint
+    half: Endpoint | None
+    ref: Reference
+    half_ref: Reference | None
+    why: str = "one size only (BENCH_SCALE < 2)"  # when there is no half-size reference
+
+
+def measure(
+    figures: dict[str, Figure],
+    tools: Tools,
+    sizes: Sizes,
+    target_admin: Endpoint,
+    work: Path,
+    jobs: int,
+) -> RowsRun | None:
+    """One round of issue 13's figures into ``figures`` (the keys of :data:`FIGURES`): a
+    failure fails the figures it stops (printed as ``bench: NAME failed: <reason>``) and they
+    are not run again. Returns the reference round's run (for the changed share)."""
+    names = (report.WORKLOAD_PLAIN, report.WORKLOAD_CAPTURED, report.FINAL_ROWS, report.VERIFY_ROWS)
+    run: RowsRun | None = None
+    if figures[report.FINAL_ROWS].error is None:
+        try:
+            run = rows_round(tools, sizes.source, target_admin, sizes.ref, work, jobs=jobs,
+                             plain=True)  # fmt: skip
+        except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
+            for name in names:
+                figures[name].fail(str(exc))
+        else:
+            for name, seconds in zip(names, (run.plain, run.captured, run.apply, run.verify),
+                                     strict=True):  # fmt: skip
+                figures[name].add(seconds or 0.0)
+    if sizes.half is None or sizes.half_ref is None:
+        for name in (report.FINAL_ROWS_HALF, report.VERIFY_ROWS_HALF, report.PGCOPYDB_HALF):
+            figures[name].fail(sizes.why)
+        return run
+    half_source, half_ref = sizes.half, sizes.half_ref
+    if figures[report.FINAL_ROWS_HALF].error is None:
+        try:
+            small = rows_round(tools, half_source, target_admin, half_ref, work, jobs=jobs,
+                               plain=False, dbname=HALF_ROWS_DB)  # fmt: skip
+        except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
+            figures[report.FINAL_ROWS_HALF].fail(str(exc))
+            figures[report.VERIFY_ROWS_HALF].fail(str(exc))
+        else:
+            figures[report.FINAL_ROWS_HALF].add(small.apply)
+            figures[report.VERIFY_ROWS_HALF].add(small.verify)
+    copydb = figures[report.PGCOPYDB_HALF]
+    if copydb.error is None:
+        try:
+            target = baselines.fresh_database(target_admin, HALF_ROWS_DB)
+            copydb.add(baselines.pgcopydb_clone(half_source, target, work, jobs))
+        except (BaselineError, subprocess.SubprocessError, OSError) as exc:
+            copydb.fail(str(exc))
+    return run
+
+
+def share_line(run: RowsRun | None) -> str:
+    """``bench: rows-changed-share V (...)``: the rows the final apply wrote / the source's."""
+    if run is None:
+        return "bench: rows-changed-share failed: no round of final-rows worked"
+    whole = ", ".join(run.whole) or "none"
+    notes = "; ".join(run.notes)
+    return (
+        f"bench: rows-changed-share {run.share:.3f} ({run.written} of {run.rows} rows written "
+        f"by the final apply; copied whole: {whole}{'; ' + notes if notes else ''})"
+    )
+
+
+def lines(
+    figures: dict[str, Figure], size_mb: float, half_mb: float | None, run: RowsRun | None
+) -> list[str]:
+    """Issue 13's lines after issue 10's: the window's data part, the changed share, the
+    ratios (``ratio: NAME VALUE (...)``, the value the third word as issue 10's)."""
+    out = report.rows_window_lines(figures, size_mb, half_mb)
+    out.append(share_line(run))
+    out.extend(report.ratio_line(ratio) for ratio in report.rows_ratios(figures))
+    return out
