@@ -285,8 +285,10 @@ def _bench(
                 pgoptions=STABLE_TEXT,
             ),
         )  # fmt: skip
-        share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
+        # Before (e): (e) ends with a final-sync after the last change on Heroku, which the
+        # window (below) relies on (its verify-data compares Heroku with that sync).
         rows_run = rows.measure(bench.figures, tools, sizes, target, work, jobs) or rows_run
+        share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
     for line in rows.lines(bench.figures, size_mb, half_mb, rows_run):
         print(line)
@@ -308,14 +310,16 @@ def _rows_setup(
     load."""
     for name, note in rows.FIGURES.items():
         bench.figure(name, note)
+    # pgbench_history as (e)'s workload leaves it, in every round (the rows round runs before
+    # (e)): pgbench -i leaves it empty, and the final apply copies it whole (no key).
+    baselines.run_sql(source, reference.workload_sql(ref, 0))
     half_ref = workload.half(ref)
     if half_ref is None:
         return rows.Sizes(source, None, ref, None), None
     try:
         half = rows.half_database(source)
         half_mb = load_reference(half, half_ref)
-        # pgbench_history as (e)'s workload leaves it in the reference before every rows round
-        baselines.run_sql(half, reference.workload_sql(half_ref, 1))
+        baselines.run_sql(half, reference.workload_sql(half_ref, 0))  # history, as above
     except (BaselineError, subprocess.SubprocessError) as exc:
         why = f"the half-size reference failed to load: {exc}"
         console.print(f"bench: {why}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,13 +60,9 @@ def conninfo(endpoint: Endpoint) -> ConnInfo:
 
 @dataclass
 class RowsRun:
-    """One round's figures (seconds) and what the final apply did."""
+    """What one round's final apply did (its seconds went to the figures)."""
 
     target: Endpoint  # the copy, equal to the source after the apply (verify-rows said so)
-    plain: float | None  # the workload without triggers (None: not measured this round)
-    captured: float  # the same workload with the capture triggers
-    apply: float  # apply_changes(final=True)
-    verify: float  # verify-data's comparison after the apply
     rows: int  # the source's rows before the workload
     written: int  # rows the final apply wrote on the target (upserted + deleted)
     whole: tuple[str, ...] = ()  # tables the final apply copied whole
@@ -74,6 +71,12 @@ class RowsRun:
     @property
     def share(self) -> float:
         return self.written / self.rows if self.rows else 0.0
+
+
+# A round's phases, each recorded (seconds) as soon as it is measured and, for the final apply,
+# once verify-data found the copy equal to the source.
+PHASES = ("plain", "captured", "apply", "verify")
+Record = Callable[[str, float], None]
 
 
 class Tools:
@@ -98,11 +101,14 @@ def rows_round(
     *,
     jobs: int,
     plain: bool,
+    record: Record,
     dbname: str = ROWS_DB,
 ) -> RowsRun:
-    """One round (the module docstring's steps 1-7). Raises BaselineError (or CutoverError from
-    an adapter) naming what failed; the capture never stays installed on ``source``."""
-    plain_seconds = run_workload(source, ref, work) if plain else None
+    """One round (the module docstring's steps 1-7), each phase's seconds given to ``record``.
+    Raises BaselineError (or CutoverError from an adapter) naming what failed; the capture never
+    stays installed on ``source``."""
+    if plain:
+        record("plain", run_workload(source, ref, work))
     target = baselines.fresh_database(target_admin, dbname)
     baselines.streamed(source, target)
     rows = int(baselines.run_sql(source, ROW_COUNT_SQL).strip() or 0)
@@ -110,7 +116,7 @@ def rows_round(
     try:
         plan = pgcapture.install(tools.pg, src, pgcapture.inspect(tools.pg, src))
         since = pgcapture.position(tools.pg, src)
-        captured = run_workload(source, ref, work)
+        record("captured", run_workload(source, ref, work))
         started = time.perf_counter()
         result = pgapply.apply_changes(
             tools.runner, tools.masker, tools.pg, src, dst, since,
@@ -130,18 +136,11 @@ def rows_round(
             f"verify-data after the final apply found {len(outcome.problems)} problem(s): "
             + "; ".join(outcome.problems[:3])
         )
+    record("apply", applied)
+    record("verify", verified)
     notes = [f"{name}: not captured ({why})" for name, why in _split(plan.unsupported)]
-    return RowsRun(
-        target=target,
-        plain=plain_seconds,
-        captured=captured,
-        apply=applied,
-        verify=verified,
-        rows=rows,
-        written=result.upserted + result.deleted,
-        whole=result.whole,
-        notes=notes,
-    )
+    written = result.upserted + result.deleted
+    return RowsRun(target, rows, written, result.whole, notes)
 
 
 def _uninstall(tools: Tools, src: ConnInfo) -> str:
@@ -190,6 +189,36 @@ class Sizes:
     why: str = "one size only (BENCH_SCALE < 2)"  # when there is no half-size reference
 
 
+REFERENCE_NAMES = {
+    "plain": report.WORKLOAD_PLAIN,
+    "captured": report.WORKLOAD_CAPTURED,
+    "apply": report.FINAL_ROWS,
+    "verify": report.VERIFY_ROWS,
+}
+HALF_NAMES = {"apply": report.FINAL_ROWS_HALF, "verify": report.VERIFY_ROWS_HALF}
+
+
+def _recorded(
+    figures: dict[str, Figure], names: dict[str, str], call: Callable[[Record], RowsRun]
+) -> RowsRun | None:
+    """``call`` with a recorder into the figures ``names`` gives for its phases; a failure fails
+    the figures not yet recorded."""
+    done: set[str] = set()
+
+    def record(phase: str, seconds: float) -> None:
+        if phase in names:
+            figures[names[phase]].add(seconds)
+            done.add(phase)
+
+    try:
+        return call(record)
+    except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
+        for phase, name in names.items():
+            if phase not in done:
+                figures[name].fail(str(exc))
+        return None
+
+
 def measure(
     figures: dict[str, Figure],
     tools: Tools,
@@ -201,34 +230,30 @@ def measure(
     """One round of issue 13's figures into ``figures`` (the keys of :data:`FIGURES`): a
     failure fails the figures it stops (printed as ``bench: NAME failed: <reason>``) and they
     are not run again. Returns the reference round's run (for the changed share)."""
-    names = (report.WORKLOAD_PLAIN, report.WORKLOAD_CAPTURED, report.FINAL_ROWS, report.VERIFY_ROWS)
     run: RowsRun | None = None
     if figures[report.FINAL_ROWS].error is None:
-        try:
-            run = rows_round(tools, sizes.source, target_admin, sizes.ref, work, jobs=jobs,
-                             plain=True)  # fmt: skip
-        except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
-            for name in names:
-                figures[name].fail(str(exc))
-        else:
-            for name, seconds in zip(names, (run.plain, run.captured, run.apply, run.verify),
-                                     strict=True):  # fmt: skip
-                figures[name].add(seconds or 0.0)
+        run = _recorded(
+            figures,
+            REFERENCE_NAMES,
+            lambda record: rows_round(
+                tools, sizes.source, target_admin, sizes.ref, work,
+                jobs=jobs, plain=True, record=record,
+            ),
+        )  # fmt: skip
     if sizes.half is None or sizes.half_ref is None:
         for name in (report.FINAL_ROWS_HALF, report.VERIFY_ROWS_HALF, report.PGCOPYDB_HALF):
             figures[name].fail(sizes.why)
         return run
     half_source, half_ref = sizes.half, sizes.half_ref
     if figures[report.FINAL_ROWS_HALF].error is None:
-        try:
-            small = rows_round(tools, half_source, target_admin, half_ref, work, jobs=jobs,
-                               plain=False, dbname=HALF_ROWS_DB)  # fmt: skip
-        except (BaselineError, CutoverError, subprocess.SubprocessError, OSError) as exc:
-            figures[report.FINAL_ROWS_HALF].fail(str(exc))
-            figures[report.VERIFY_ROWS_HALF].fail(str(exc))
-        else:
-            figures[report.FINAL_ROWS_HALF].add(small.apply)
-            figures[report.VERIFY_ROWS_HALF].add(small.verify)
+        _recorded(
+            figures,
+            HALF_NAMES,
+            lambda record: rows_round(
+                tools, half_source, target_admin, half_ref, work,
+                jobs=jobs, plain=False, record=record, dbname=HALF_ROWS_DB,
+            ),
+        )  # fmt: skip
     copydb = figures[report.PGCOPYDB_HALF]
     if copydb.error is None:
         try:

@@ -15,6 +15,7 @@ from support.databases import make_database
 from cutover.bench import baselines, reference, report, rows, workload
 from cutover.bench.baselines import Endpoint
 from cutover.bench.report import Figure
+from cutover.errors import CutoverError
 from cutover.sandbox.pgcluster import PgCluster
 
 SMALL = reference.Reference(scale=2)
@@ -172,17 +173,43 @@ def test_a_failing_round_fails_its_figures_and_removes_the_capture(
     """The workload fails after the capture is installed (its table is gone): the round raises
     naming pgbench, and the source keeps no capture object."""
     baselines.run_sql(small, "DROP TABLE bench_events")
+    seen: list[str] = []
     with pytest.raises(baselines.BaselineError, match="pgbench"):
         rows.rows_round(
             rows.Tools(), small, _admin(pg_target), SMALL, tmp_path, jobs=2, plain=False,
-            dbname=_name(),
+            record=lambda phase, _seconds: seen.append(phase), dbname=_name(),
         )  # fmt: skip
+    assert seen == []
     assert baselines.run_sql(small, LEFT_SQL).split() == ["0", "0"]
     figures = {name: Figure(name) for name in rows.FIGURES}
     sizes = rows.Sizes(small, None, SMALL, None)
     assert rows.measure(figures, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None
     assert "pgbench" in figures[report.FINAL_ROWS].why()
+    assert "pgbench" in figures[report.WORKLOAD_PLAIN].why()
     assert figures[report.FINAL_ROWS_HALF].why() == "one size only (BENCH_SCALE < 2)"
+
+
+def test_a_failed_apply_keeps_the_workload_figures_and_removes_the_capture(
+    small: Endpoint, pg_target: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgapply raises CutoverError naming the table (contract, "Errors"): here patched to do so,
+    since a real apply cannot be made to fail between the copy and its end from outside."""
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise CutoverError("public.bench_events: the batch failed")
+
+    monkeypatch.setattr(rows.pgapply, "apply_changes", failing)
+    figures = {name: Figure(name) for name in rows.FIGURES}
+    sizes = rows.Sizes(small, None, SMALL, None)
+    assert rows.measure(figures, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None
+    assert figures[report.WORKLOAD_PLAIN].ok
+    assert figures[report.WORKLOAD_CAPTURED].ok
+    assert figures[report.FINAL_ROWS].why() == "public.bench_events: the batch failed"
+    assert not figures[report.VERIFY_ROWS].ok
+    assert baselines.run_sql(small, LEFT_SQL).split() == ["0", "0"]
+    line = report.ratio_line(report.rows_ratios(figures)[1])
+    assert line.startswith("ratio: trigger-write-overhead ")
+    assert float(line.split()[2]) > 0
 
 
 def _name() -> str:
