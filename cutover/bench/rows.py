@@ -3,8 +3,9 @@ issue 10's.
 
 One round (:func:`rows_round`) on a source database holding the reference data:
 
-1. (only when ``plain``) the write workload (cutover/bench/workload.py, pgbench, a fixed number of
-   transactions) on the source WITHOUT capture triggers: timed (``workload-plain``);
+1. (``plain`` "first") the write workload (cutover/bench/workload.py, pgbench, a fixed number
+   of transactions) on the source WITHOUT capture triggers: timed (``workload-plain``); the
+   rounds alternate it with "last", after step 7;
 2. an initial copy of the source into a fresh database on the Convox cluster
    (``pg_dump | pg_restore``, baselines.streamed; not timed);
 3. the capture installed on the source (adapters/pgcapture.py ``inspect`` + ``install``) and its
@@ -100,14 +101,16 @@ def rows_round(
     work: Path,
     *,
     jobs: int,
-    plain: bool,
+    plain: str,
     record: Record,
     dbname: str = ROWS_DB,
 ) -> RowsRun:
     """One round (the module docstring's steps 1-7), each phase's seconds given to ``record``.
+    ``plain``: when the workload runs without triggers: "first", "last" (after verify-data: the
+    rounds alternate, so that neither run always meets the warmer or colder machine) or "no".
     Raises BaselineError (or CutoverError from an adapter) naming what failed; the capture never
     stays installed on ``source``."""
-    if plain:
+    if plain == "first":
         record("plain", run_workload(source, ref, work))
     target = baselines.fresh_database(target_admin, dbname)
     baselines.streamed(source, target)
@@ -138,6 +141,8 @@ def rows_round(
         )
     record("apply", applied)
     record("verify", verified)
+    if plain == "last":
+        record("plain", run_workload(source, ref, work))
     notes = [f"{name}: not captured ({why})" for name, why in _split(plan.unsupported)]
     written = result.upserted + result.deleted
     return RowsRun(target, rows, written, result.whole, notes)
@@ -231,13 +236,14 @@ def measure(
     failure fails the figures it stops (printed as ``bench: NAME failed: <reason>``) and they
     are not run again. Returns the reference round's run (for the changed share)."""
     run: RowsRun | None = None
+    plain = "first" if len(figures[report.WORKLOAD_PLAIN].runs) % 2 == 0 else "last"
     if figures[report.FINAL_ROWS].error is None:
         run = _recorded(
             figures,
             REFERENCE_NAMES,
             lambda record: rows_round(
                 tools, sizes.source, target_admin, sizes.ref, work,
-                jobs=jobs, plain=True, record=record,
+                jobs=jobs, plain=plain, record=record,
             ),
         )  # fmt: skip
     if sizes.half is None or sizes.half_ref is None:
@@ -251,7 +257,7 @@ def measure(
             HALF_NAMES,
             lambda record: rows_round(
                 tools, half_source, target_admin, half_ref, work,
-                jobs=jobs, plain=False, record=record, dbname=HALF_ROWS_DB,
+                jobs=jobs, plain="no", record=record, dbname=HALF_ROWS_DB,
             ),
         )  # fmt: skip
     copydb = figures[report.PGCOPYDB_HALF]

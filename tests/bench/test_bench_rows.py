@@ -166,6 +166,15 @@ def test_a_tiny_rows_round_prints_its_lines_and_leaves_the_copy_equal_to_the_sou
     if shutil.which("pgcopydb"):
         assert float(values["pgcopydb-clone-per-gb"]) != 0
 
+    # The next round runs the plain workload last (after verify-data), not first.
+    again = rows.measure(
+        figures, rows.Tools(), rows.Sizes(small, None, SMALL, None), _admin(pg_target), work, 2
+    )
+    assert again is not None
+    assert len(figures[report.WORKLOAD_PLAIN].runs) == 2
+    assert len(figures[report.FINAL_ROWS].runs) == 2
+    assert _digests(again.target) != _digests(small)  # the plain run came after the comparison
+
 
 def test_a_failing_round_fails_its_figures_and_removes_the_capture(
     small: Endpoint, pg_target: PgCluster, tmp_path: Path
@@ -176,7 +185,7 @@ def test_a_failing_round_fails_its_figures_and_removes_the_capture(
     seen: list[str] = []
     with pytest.raises(baselines.BaselineError, match="pgbench"):
         rows.rows_round(
-            rows.Tools(), small, _admin(pg_target), SMALL, tmp_path, jobs=2, plain=False,
+            rows.Tools(), small, _admin(pg_target), SMALL, tmp_path, jobs=2, plain="no",
             record=lambda phase, _seconds: seen.append(phase), dbname=_name(),
         )  # fmt: skip
     assert seen == []
