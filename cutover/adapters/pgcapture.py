@@ -55,6 +55,7 @@ from cutover.adapters.pgcapture_sql import (
     TRIGGER_PREFIX,
     UNINSTALL_SQL,
 )
+from cutover.adapters.pgcapture_sql import after as after_position
 from cutover.adapters.postgres import STABLE_TEXT, ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 
@@ -226,22 +227,26 @@ def _triggers(table: CaptureTable) -> str:
 
 
 def table_statements(table: CaptureTable) -> list[str]:
-    """The log, functions and triggers of one table (idempotent)."""
+    """The log, functions and triggers of one table (idempotent). A log in place is left alone:
+    altering it would wait for every writer of the table (its trigger writes the log)."""
     keys = ", ".join(table.key)
     index = f"log_{table.relid}_xid"
     return [
+        "DO $cutover$\nBEGIN\n"
         # A log whose key columns no longer match (the key changed) is rebuilt empty: the
         # install that changes it comes before a new initial sync's position.
-        "DO $cutover$\nBEGIN\n  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = "
+        "  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = "
         f"{table.relid}::oid AND t.key <> {text_array(table.key)} AND t.key <> '{{}}') THEN\n"
-        f"    DROP TABLE IF EXISTS {table.log};\n  END IF;\nEND\n$cutover$",
+        f"    DROP TABLE IF EXISTS {table.log};\n  END IF;\n"
+        f"  IF pg_catalog.to_regclass('{table.log}') IS NULL THEN\n"
         # Same column names, types and collations as the table's key (joined without casts).
-        f"CREATE TABLE IF NOT EXISTS {table.log} AS SELECT {keys} FROM {table.name} WITH NO DATA",
-        f"ALTER TABLE {table.log} "
-        "ADD COLUMN IF NOT EXISTS cutover_seq bigint NOT NULL DEFAULT nextval('_cutover.seq'), "
-        "ADD COLUMN IF NOT EXISTS cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id()",
-        f"CREATE INDEX IF NOT EXISTS {index} ON {table.log} (cutover_xid)",
-        f"GRANT INSERT ON {table.log} TO PUBLIC",
+        f"    CREATE TABLE {table.log} AS SELECT {keys} FROM {table.name} WITH NO DATA;\n"
+        f"    ALTER TABLE {table.log} "
+        "ADD COLUMN cutover_seq bigint NOT NULL DEFAULT nextval('_cutover.seq'), "
+        "ADD COLUMN cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id();\n"
+        f"    CREATE INDEX {index} ON {table.log} (cutover_xid);\n"
+        f"    GRANT INSERT ON {table.log} TO PUBLIC;\n"
+        "  END IF;\nEND\n$cutover$",
         *(_function(table, event) for event in EVENTS),
         _triggers(table),
     ]
@@ -380,13 +385,9 @@ def pending(pg: PostgresAdapter, conn: ConnInfo, since: str) -> Pending:
     """Log entries committed after ``since`` (what the next apply would consume)."""
     check_position(since)
     captured = status(pg, conn).tables
-    after = (
-        f"cutover_xid >= pg_catalog.pg_snapshot_xmin('{since}'::pg_catalog.pg_snapshot) AND NOT "
-        f"pg_catalog.pg_visible_in_snapshot(cutover_xid, '{since}'::pg_catalog.pg_snapshot)"
-    )
+    after = after_position(since)
     parts = [
-        f"SELECT 'k', {literal(t.name)}, count(*) FROM {t.log} WHERE {after}"
-        for t in captured
+        f"SELECT 'k', {literal(t.name)}, count(*) FROM {t.log} WHERE {after}" for t in captured
     ]
     parts.append(
         "SELECT 't', r.name, count(*) FROM _cutover.truncates x "

@@ -16,6 +16,18 @@ CAPTURE_SCHEMA = "_cutover"
 TRIGGER_PREFIX = "cutover_capture"
 EVENTS = ("ins", "upd", "del", "trunc")
 
+
+def after(since: str, column: str = "cutover_xid") -> str:
+    """Log rows written by transactions not visible in the position ``since`` (checked by the
+    caller). Every xid below a snapshot's xmin is visible in it: the first half lets the index
+    on the xid skip the rows already applied."""
+    snap = f"'{since}'::pg_catalog.pg_snapshot"
+    return (
+        f"{column} >= pg_catalog.pg_snapshot_xmin({snap}) "
+        f"AND NOT pg_catalog.pg_visible_in_snapshot({column}, {snap})"
+    )
+
+
 # The tables a capture can see: plain and partitioned tables of user schemas, not cutover's own,
 # not an extension's (pg_dump leaves those to the extension too).
 USER_TABLES = r"""
@@ -166,15 +178,23 @@ INSTALL_HEAD = (
     "key text[] NOT NULL, log text NOT NULL, def_md5 text NOT NULL, "
     "installed_at timestamptz NOT NULL DEFAULT now())",
     "CREATE SEQUENCE IF NOT EXISTS _cutover.seq",
-    "CREATE TABLE IF NOT EXISTS _cutover.truncates (cutover_seq bigint NOT NULL "
-    "DEFAULT nextval('_cutover.seq'), cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
-    "relid oid NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS truncates_xid ON _cutover.truncates (cutover_xid)",
+    # Only when missing: the app's TRUNCATEs write this table, and a refresh must not wait for
+    # them (CREATE INDEX locks its table before it looks for the name).
+    """DO $cutover$
+BEGIN
+  IF pg_catalog.to_regclass('_cutover.truncates') IS NULL THEN
+    CREATE TABLE _cutover.truncates (cutover_seq bigint NOT NULL
+      DEFAULT nextval('_cutover.seq'), cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+      relid oid NOT NULL);
+    CREATE INDEX truncates_xid ON _cutover.truncates (cutover_xid);
+    GRANT INSERT ON _cutover.truncates TO PUBLIC;
+  END IF;
+END
+$cutover$""",
     # The triggers run as whoever writes (SECURITY INVOKER): any role that may write a captured
     # table must be able to log it. Logging a key more is harmless (applying is idempotent).
     "GRANT USAGE ON SCHEMA _cutover TO PUBLIC",
     "GRANT USAGE ON SEQUENCE _cutover.seq TO PUBLIC",
-    "GRANT INSERT ON _cutover.truncates TO PUBLIC",
 )
 
 # Drop what belongs to tables no longer captured (dropped, or without a key any more): their log,

@@ -60,7 +60,7 @@ from cutover.runner import Runner
 from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
-_SNAPSHOT = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 # The post-data pass (indexes, constraints) builds into the staging database, which is swapped in
 # only after success: a larger sort memory per session, and no WAL flush wait per commit. Both
@@ -134,7 +134,7 @@ class CopyResult:
 END_MARK = "--cutover-end--"
 
 
-def _ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
+def ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
     """Rows of ``sql`` read by the snapshot-holding session itself (so: in the snapshot)."""
     holder.write(f"{sql}\n\\echo {END_MARK}\n")
     rows = []
@@ -174,7 +174,7 @@ def _holder_alive(holder: Session) -> bool:
     if holder.proc.poll() is not None:
         return False
     try:
-        return _ask(holder, "SELECT 1;", timeout=30) == [["1"]]
+        return ask(holder, "SELECT 1;", timeout=30) == [["1"]]
     except CommandError:
         return False
 
@@ -221,20 +221,20 @@ def copy_database(
                 "".join(f"{sql};\n" for sql in SOURCE_SETTINGS)
                 + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
             )
-            snapshot = _ask(holder, "SELECT pg_catalog.pg_export_snapshot();")[0][0]
-            if not _SNAPSHOT.match(snapshot):
+            snapshot = ask(holder, "SELECT pg_catalog.pg_export_snapshot();")[0][0]
+            if not SNAPSHOT_ID.match(snapshot):
                 raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
             try:
                 installed = [
-                    r[0] for r in _ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")
+                    r[0] for r in ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")
                 ]
-                rows = _ask(holder, TABLES_SQL)
+                rows = ask(holder, TABLES_SQL)
                 tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
                 if tables:
                     # Held until the copy ends, as pg_dump does (pg_dump.c getTables): TRUNCATE is
                     # not MVCC-safe (a table truncated after the snapshot reads as empty in it), and
                     # an ALTER or DROP would change what the schema dump said; they wait instead.
-                    _ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
+                    ask(holder, f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE;")
                 skipped = extensions_to_skip(pg, source, target, skip_extensions, installed)
                 schema, listfile = _schema(
                     runner, source, target, snapshot, skipped, timeout, folder
@@ -243,7 +243,7 @@ def copy_database(
                 # Large objects (when there are any) travel beside the tables' copies, not after
                 # them: they are read in the same snapshot and touch no table.
                 extra: list[Callable[[threading.Event], None]] = []
-                if _ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
+                if ask(holder, LARGE_OBJECTS_SQL)[0][0] != "0":
                     extra.append(
                         lambda abort: _copy_large_objects(
                             runner, source, target, snapshot, timeout, abort
@@ -253,7 +253,7 @@ def copy_database(
                 builds = IndexBuilds(
                     runner,
                     split_post_data(
-                        listfile.read_text(encoding="utf-8"), _ask(holder, INDEXES_SQL)
+                        listfile.read_text(encoding="utf-8"), ask(holder, INDEXES_SQL)
                     ),
                     schema,
                     target.dbname,
@@ -265,7 +265,7 @@ def copy_database(
                     runner, source, target, snapshot, work, jobs, timeout, progress, extra,
                     builds.tables_done,
                 )  # fmt: skip
-                setvals = [r[0] for r in _ask(holder, SEQUENCES_SQL) if r]
+                setvals = [r[0] for r in ask(holder, SEQUENCES_SQL) if r]
                 if setvals:
                     pg.psql(target, "\n".join(setvals), timeout=timeout)
             except CommandError as exc:

@@ -286,9 +286,9 @@ def settled_write_count(
     return last
 
 
-def mark_synced(pg: PostgresAdapter, conn: ConnInfo) -> str:
+def mark_synced(pg: PostgresAdapter, conn: ConnInfo, extra: str = "") -> str:
     """Write ``cutover:synced <time> writes=<N>`` on ``conn.dbname`` (N read from it now)."""
-    text = f"{MARKER_SYNCED} {now_iso()} writes={settled_write_count(pg, conn)}"
+    text = f"{MARKER_SYNCED} {now_iso()} writes={settled_write_count(pg, conn)}{extra}"
     mark(pg, conn, conn.dbname, text)
     return text
 

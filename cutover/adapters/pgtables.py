@@ -126,10 +126,11 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamesp
 WHERE quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({tables});
 """
 
+# Not the change capture's own sequence (cutover/adapters/pgcapture.py): it is not on Convox.
 SEQUENCES_SQL = """
 SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename)
 FROM pg_catalog.pg_sequences
-WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1;
+WHERE schemaname NOT IN ('pg_catalog', 'information_schema', '_cutover') ORDER BY 1;
 """
 
 VALIDATED_FKS_SQL = """
@@ -238,14 +239,7 @@ def pipeline_argv(plan: TablePlan, source: ConnInfo, target: ConnInfo) -> list[s
     Values reach the two psqls through the child's environment (CUTOVER_SRC_*/CUTOVER_DST_*,
     see :func:`pipeline_env`); argv holds the variables' names and the SQL (catalog names)."""
     columns = f" ({', '.join(plan.columns)})" if plan.columns else ""
-    src = " ".join(f'{k}="$CUTOVER_SRC_{k}"' for k in _conn_env(source))
-    dst = " ".join(f'{k}="$CUTOVER_DST_{k}"' for k in _conn_env(target))
-    psql = " ".join(PSQL)
-    script = (
-        "set -o pipefail; unset " + " ".join(_LIBPQ_VARS) + "; "
-        f'{{ printf \'%s\\n\' "$2" && {src} {psql} -c "$1" && printf \'\\\\.\\n%s\\n\' "$3"; }} '
-        f"| {dst} {psql} -f -"
-    )
+    script = pipe_script(source, target, '-c "$1"')
     before = [
         "BEGIN",
         f"LOCK TABLE {', '.join(plan.locks)} IN ACCESS EXCLUSIVE MODE",
@@ -263,6 +257,22 @@ def pipeline_argv(plan: TablePlan, source: ConnInfo, target: ConnInfo) -> list[s
         "".join(f"{statement};\n" for statement in before).rstrip("\n"),
         "".join(f"{statement};\n" for statement in after).rstrip("\n"),
     ]
+
+
+def pipe_script(source: ConnInfo, target: ConnInfo, source_args: str) -> str:
+    """The ``bash -c`` script of :func:`pipeline_argv`: ``$2`` (the target's script up to its
+    ``COPY ... FROM STDIN``), the source psql's output run with ``source_args`` (shell words,
+    e.g. ``-c "$1"``), then ``\\.`` and ``$3`` only once that psql exited 0, all piped into
+    the target psql. Also used by cutover/adapters/pgapply.py (several ``-c`` on the source)."""
+    src = " ".join(f'{k}="$CUTOVER_SRC_{k}"' for k in _conn_env(source))
+    dst = " ".join(f'{k}="$CUTOVER_DST_{k}"' for k in _conn_env(target))
+    psql = " ".join(PSQL)
+    return (
+        "set -o pipefail; unset " + " ".join(_LIBPQ_VARS) + "; "
+        f'{{ printf \'%s\\n\' "$2" && {src} {psql} {source_args} '
+        f'&& printf \'\\\\.\\n%s\\n\' "$3"; }} '
+        f"| {dst} {psql} -f -"
+    )
 
 
 # row_security=off: a query that row-level security policies would filter fails instead (as in

@@ -181,6 +181,27 @@ def test_a_locked_table_fails_the_install_clearly_and_installs_nothing(world: Wo
     assert "public.slugs stayed locked by another session for 5s" in caught.value.brief
     assert "Nothing was installed" in caught.value.details
     assert pgcapture.leftovers(world.pg, world.conn) == []
+    # Once installed, a refresh takes no lock a writer holds: it goes through beside one.
+    pgcapture.install(world.pg, world.conn, plan)
+    with world.connect() as app:
+        app.execute("BEGIN")
+        app.execute("UPDATE slugs SET note = 'busy'")
+        pgcapture.install(world.pg, world.conn, plan)
+        app.execute("ROLLBACK")
+
+
+@pytest.mark.slow
+def test_another_role_writing_the_tables_is_captured_too(world: World) -> None:
+    pgcapture.install(world.pg, world.conn, pgcapture.inspect(world.pg, world.conn))
+    since = pgcapture.position(world.pg, world.conn)
+    other = f"{world.db.owner}_app"
+    with pgcluster.connect(world.db.cluster) as admin:  # the cluster's superuser makes the role
+        admin.execute(f"CREATE ROLE \"{other}\" LOGIN PASSWORD 'other-pw'")
+    world.db.execute(f'GRANT INSERT, UPDATE, DELETE, SELECT ON items TO "{other}"')
+    with pgcluster.connect(world.db.cluster, world.db.dbname, other, "other-pw") as app:
+        app.execute("INSERT INTO items VALUES (77, 'other')")
+        app.execute("UPDATE items SET v = 'o' WHERE id = 1")
+    assert pgcapture.pending(world.pg, world.conn, since).tables == {"public.items": 2}
 
 
 @pytest.mark.slow

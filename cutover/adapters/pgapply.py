@@ -1,0 +1,378 @@
+"""Apply the changes captured on Heroku (cutover/adapters/pgcapture.py) to the Convox database:
+one round of ``cutover catch-up`` or of the changed-rows final sync.
+
+Why it is correct, in short. A round opens a snapshot-holding session on Heroku (the holder of
+cutover/adapters/pgcopy.py): S, its snapshot, is the round's position. For every captured table,
+the keys logged by transactions that are NOT visible in ``since`` but ARE visible in S (the
+holder reads the log in S) are copied in key order, in batches: each batch reads, in the
+exported snapshot S, the source's row of each key (or its absence) and, in ONE transaction on
+the target, deletes those keys and inserts the rows present. After the round, for every key the
+target holds the source's row as of S; keys not logged after ``since`` were already equal. A
+transaction that took its log entry early but commits after S is not visible in S, so the next
+round (``since`` = S) applies it: positions follow commit order. Applying a key again is
+harmless, so a round interrupted anywhere (kill -9 included) is simply run again from the same
+``since``: the target's marker says ``cutover:syncing ... capture=<since>`` from before the
+first write until the round ends, then ``cutover:synced ... capture=<S>``; the position is
+recorded on the target itself, and only after every write of the round committed.
+
+Tables truncated after ``since`` (and, in the final round, the keyless tables) are copied whole
+by cutover/adapters/pgtables.py, which reads them after S; the final round also sets every
+sequence.
+
+On the target, a batch runs with ``session_replication_role = replica`` when its role may set
+it (a superuser, as the Convox postgres resource's role is, or a role granted SET on it): no
+trigger fires, foreign keys' included, so batches of related tables may land in any order. A
+role that may not set it gets the fallback: its user triggers are disabled by name inside the
+batch's transaction, and foreign keys would stay in force, so the round refuses (clearly, before
+any write) a table that a foreign key touches: the order of deletes and inserts across tables
+that this would need is not attempted.
+
+Passwords reach the psqls only through their environment (pgtables.pipeline_env); argv holds
+variable names and SQL built from catalog names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from cutover.adapters import pgstaging
+from cutover.adapters.pgapply_sql import (
+    PARAMETER_SQL,
+    ROLE_SQL,
+    TARGET_SQL,
+    Batch,
+    batch_source_sql,
+    batch_target_scripts,
+    boundaries_sql,
+    counts_sql,
+    key_types_sql,
+    key_value,
+    truncates_sql,
+)
+from cutover.adapters.pgcapture import (
+    CapturePlan,
+    CaptureTable,
+    check_position,
+    query,
+    text_array,
+)
+from cutover.adapters.pgcopy import SNAPSHOT_ID, ask
+from cutover.adapters.pgparts import SOURCE_SETTINGS
+from cutover.adapters.pgtables import (
+    TableCopier,
+    _parallel,
+    copy_tables,
+    pipe_script,
+    pipeline_env,
+)
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.errors import CommandError, CutoverError, UnexpectedOutput
+from cutover.runner import Runner
+from cutover.runpipes import Session
+from cutover.secrets import SecretMasker
+
+_CAPTURE = re.compile(r" capture=(\S+)")
+_BATCH_DONE = re.compile(r"^cutover-batch (\d+) (\d+)$", re.MULTILINE)
+# A batch can meet a unique (or exclusion) constraint held by a row of the same table whose own
+# key is in a later batch (two rows swapped a unique value): the whole table in one transaction
+# then lands the source's state at once.
+_CONFLICT = re.compile(r"violates (unique|exclusion) constraint")
+
+
+@dataclass(frozen=True)
+class ApplyProgress:
+    keys_done: int
+    keys_total: int
+    tables_done: int
+    tables_total: int
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    since: str  # snapshot applied from
+    position: str  # ... and through
+    entries: int  # log rows consumed
+    upserted: int  # rows written on the target
+    deleted: int  # keys the source no longer has (removed from the target)
+    tables: tuple[str, ...]  # tables touched by keyed apply
+    whole: tuple[str, ...]  # tables copied whole (keyless when final, truncated ones)
+    sequences: int  # sequences set
+    seconds: float
+
+
+def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
+    """The position recorded in the target's marker (`` capture=<S>``), or None."""
+    _, _, comment = pgstaging.read_marker(pg, target)
+    match = _CAPTURE.search(comment)
+    return check_position(match.group(1)) if match else None
+
+
+@dataclass
+class _Round:
+    runner: Runner
+    masker: SecretMasker
+    pg: PostgresAdapter
+    source: ConnInfo
+    target: ConnInfo
+    since: str
+    snapshot: str
+    replica: bool
+    timeout: float
+    docs: dict[str, dict[str, Any]]
+    progress: Callable[[ApplyProgress], None] | None
+    keys_total: int
+    tables_total: int
+    keys_done: int = 0
+    tables_done: int = 0
+    upserted: int = 0
+    deleted: int = 0
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def argv(self, batch: Batch) -> list[str]:
+        doc = self.docs[batch.table.name]
+        before, after = batch_target_scripts(
+            batch.table, doc["columns"], doc["triggers"], self.replica
+        )
+        source = [
+            *SOURCE_SETTINGS,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            f"SET TRANSACTION SNAPSHOT '{self.snapshot}'",
+            batch_source_sql(batch, doc["columns"], self.since),
+            "COMMIT",
+        ]
+        args = [word for sql in source for word in ("-c", sql)]
+        script = pipe_script(self.source, self.target, '"${@:4}"')
+        return ["bash", "-c", script, "cutover-apply", "", before, after, *args]
+
+    def run_batch(self, batch: Batch) -> tuple[int, int]:
+        out = self.runner.run(
+            self.argv(batch), env=pipeline_env(self.source, self.target), timeout=self.timeout
+        ).stdout
+        match = _BATCH_DONE.search(out)
+        if not match:
+            raise UnexpectedOutput(f"{batch.table.name}: the batch's psql printed no counts")
+        return int(match.group(1)), int(match.group(2))
+
+    def table(self, batches: list[Batch]) -> None:
+        name = batches[0].table.name
+        counted = 0
+        try:
+            for batch in batches:
+                try:
+                    up, gone = self.run_batch(batch)
+                except CommandError as exc:
+                    if len(batches) == 1 or not _CONFLICT.search(exc.stderr_tail):
+                        raise
+                    up, gone = self.run_batch(Batch(batch.table, None, None, 0))
+                    self.count(up, gone, sum(b.keys for b in batches) - counted)
+                    break
+                self.count(up, gone, batch.keys)
+                counted += batch.keys
+        except CommandError as exc:
+            lines = exc.stderr_tail.strip().splitlines()
+            errors = [ln.strip() for ln in lines if "ERROR:" in ln] or lines[-1:] or [exc.brief]
+            raise CutoverError(
+                f"{name}: applying its changes failed: {self.masker.mask(errors[0])}",
+                details="The failed batch rolled back; the batches before it are applied, and "
+                "the position stays where the round started, so running it again re-applies "
+                "them harmlessly.",
+                resolution="Fix the cause, then run the same command again.",
+            ) from exc
+        with self.lock:
+            self.tables_done += 1
+            self.report()
+
+    def count(self, up: int, gone: int, keys: int) -> None:
+        with self.lock:
+            self.upserted += up
+            self.deleted += gone
+            self.keys_done += keys
+            self.report()
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(
+                ApplyProgress(self.keys_done, self.keys_total, self.tables_done, self.tables_total)
+            )
+
+
+def _target_docs(
+    pg: PostgresAdapter, target: ConnInfo, tables: Sequence[CaptureTable]
+) -> dict[str, dict[str, Any]]:
+    names = [t.name for t in tables]
+    if not names:
+        return {}
+    sql = TARGET_SQL.replace("{tables}", text_array(names))
+    docs = {d["name"]: d for d in (json.loads(r[0]) for r in query(pg, target, sql))}
+    missing = sorted(set(names) - set(docs))
+    if missing:
+        raise CutoverError(
+            "not plain tables on the Convox database: " + ", ".join(missing),
+            resolution="The schemas differ: re-run the initial sync "
+            "(`cutover run --from initial-sync`).",
+        )
+    return docs
+
+
+def may_replicate(pg: PostgresAdapter, target: ConnInfo) -> bool:
+    """Whether the target's role may SET session_replication_role."""
+    superuser, version = query(pg, target, ROLE_SQL)[0]
+    if superuser == "on":
+        return True
+    return int(version) >= 150000 and query(pg, target, PARAMETER_SQL) == [["t"]]
+
+
+def _refuse_fks(docs: dict[str, dict[str, Any]], target: ConnInfo) -> None:
+    linked = {name: doc["fks"] for name, doc in docs.items() if doc["fks"]}
+    if linked:
+        raise CutoverError(
+            f"the Convox database's role {target.user} may not set session_replication_role, "
+            "and foreign keys touch tables with changes to apply",
+            details="Without it, applying changed rows table by table could break or cascade "
+            "through these foreign keys, so cutover does not try:\n"
+            + "\n".join(f"  {name}: {', '.join(fks)}" for name, fks in sorted(linked.items())),
+            resolution="Connect to the Convox database with a superuser role (the Convox "
+            "postgres resource's own role is one), or GRANT SET ON PARAMETER "
+            "session_replication_role TO that role (PostgreSQL 15+), or set "
+            "database.final_sync: full.",
+        )
+
+
+def _batches(
+    holder: Session, table: CaptureTable, keys: int, since: str, batch_keys: int
+) -> list[Batch]:
+    if keys <= batch_keys:
+        return [Batch(table, None, None, keys)]
+    types = [r[1] for r in ask(holder, key_types_sql(table))]
+    if len(types) != len(table.key):
+        raise UnexpectedOutput(f"{table.log}: key columns {table.key} not found")
+    ends = [
+        tuple(key_value(h, t) for h, t in zip(row, types, strict=True))
+        for row in ask(holder, boundaries_sql(table, since, batch_keys), timeout=3600)
+    ]
+    lows: list[tuple[str, ...] | None] = [None, *ends]
+    highs: list[tuple[str, ...] | None] = [*ends, None]
+    sizes = [batch_keys] * len(ends) + [keys - batch_keys * len(ends)]
+    return [Batch(table, lo, hi, n) for lo, hi, n in zip(lows, highs, sizes, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Survey:
+    """What the holder read in the round's snapshot."""
+
+    snapshot: str  # pg_export_snapshot() id
+    position: str  # pg_current_snapshot(): the round's position
+    counts: dict[int, tuple[int, int]]  # relid -> (log rows, distinct keys) after since
+    truncated: dict[int, int]  # relid -> TRUNCATEs after since
+
+
+def _survey(holder: Session, plan: CapturePlan, since: str) -> _Survey:
+    try:
+        holder.write(
+            "".join(f"{sql};\n" for sql in SOURCE_SETTINGS)
+            + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+        )
+        snapshot, position = ask(
+            holder, "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_current_snapshot();"
+        )[0]
+        rows = ask(holder, counts_sql([*plan.tables], since), 3600) if plan.tables else []
+        truncated = ask(holder, truncates_sql(since))
+    except CommandError as exc:
+        lines = [ln.strip() for ln in exc.stderr_tail.splitlines() if "ERROR:" in ln]
+        raise CutoverError(
+            "could not read the change log on Heroku's database: "
+            + (lines[0] if lines else exc.brief),
+            details="Nothing was written to the Convox database.",
+            resolution="Check the capture with `cutover status` (re-install it with `cutover "
+            "run --until capture-changes` if it is missing), then run the same command again.",
+        ) from exc
+    if not SNAPSHOT_ID.match(snapshot):
+        raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
+    return _Survey(
+        snapshot,
+        check_position(position),
+        {int(r[0]): (int(r[1]), int(r[2])) for r in rows},
+        {int(r[0]): int(r[1]) for r in truncated},
+    )
+
+
+def apply_changes(
+    runner: Runner,
+    masker: SecretMasker,
+    pg: PostgresAdapter,
+    source: ConnInfo,
+    target: ConnInfo,
+    since: str,
+    *,
+    plan: CapturePlan,
+    final: bool,
+    jobs: int,
+    timeout: float,
+    batch_keys: int = 50_000,
+    progress: Callable[[ApplyProgress], None] | None = None,
+) -> ApplyResult:
+    """One round from ``since`` (see the module docstring)."""
+    started = time.monotonic()
+    check_position(since)
+    masker.add(source.password)
+    masker.add(target.password)
+    by_relid = {t.relid: t for t in plan.tables}
+    with runner.session(
+        ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
+    ) as holder:
+        seen = _survey(holder, plan, since)
+        whole = sorted(
+            {by_relid[r].name for r in seen.truncated if r in by_relid}
+            | (set(plan.keyless) if final else set())
+        )
+        keyed = [
+            t for t in plan.tables if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
+        ]
+        docs = _target_docs(pg, target, keyed)
+        replica = may_replicate(pg, target)
+        if not replica:
+            _refuse_fks(docs, target)
+        work = [
+            _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
+        ]
+        # From here on the target changes: until the round ends, its marker says from where a
+        # new round must start.
+        pgstaging.mark(
+            pg, target, target.dbname, f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} "
+            f"capture={since}",
+        )  # fmt: skip
+        state = _Round(
+            runner, masker, pg, source, target, since, seen.snapshot, replica, timeout, docs,
+            progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed),
+        )  # fmt: skip
+        state.report()
+        _parallel(jobs, [partial(state.table, batches) for batches in work])
+        holder.close("COMMIT;\n")
+    sequences = 0
+    if whole:
+        sequences = copy_tables(
+            runner, masker, source, target, whole, jobs=jobs, timeout=timeout
+        ).sequences
+    elif final:
+        sequences = TableCopier(runner, masker, source, target).copy_sequences(timeout)
+    pgstaging.mark_synced(pg, target, extra=f" capture={seen.position}")
+    return ApplyResult(
+        since=since,
+        position=seen.position,
+        entries=sum(c[0] for c in seen.counts.values()) + sum(seen.truncated.values()),
+        upserted=state.upserted,
+        deleted=state.deleted,
+        tables=tuple(t.name for t in keyed),
+        whole=tuple(whole),
+        sequences=sequences,
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,168 @@
+"""The SQL of one apply round (cutover/adapters/pgapply.py): what the snapshot holder reads on
+Heroku, what each batch's source psql copies out, and the target script that replaces the
+batch's keys.
+"""
+
+# SQL is built from catalog names (quote_ident'ed by the server), oids, hex strings and positions
+# checked against a strict pattern. No operator input reaches it.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cutover.adapters.pgcapture import CaptureTable, text_array
+from cutover.adapters.pgcapture_sql import after
+
+PRESENT = '"cutover present"'  # the flag column of a batch (a name no app column will have)
+BATCH = "cutover_batch"  # the batch's temporary table on the target
+
+# The target's side of each keyed table: the columns a COPY writes (generated ones are computed),
+# the user triggers that are enabled (tgenabled O, A or R: disabled by name for the batch and
+# put back as they were), and the foreign keys that touch it. {tables} is a text[] literal.
+TARGET_SQL = r"""
+SELECT json_build_object(
+  'name', quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+  'columns', (SELECT coalesce(json_agg(quote_ident(a.attname) ORDER BY a.attnum), '[]')
+              FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attgenerated = ''),
+  'triggers', (SELECT coalesce(json_agg(json_build_object(
+                   'name', quote_ident(g.tgname), 'mode', g.tgenabled::text)
+                 ORDER BY g.tgname), '[]')
+               FROM pg_catalog.pg_trigger g
+               WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'),
+  'fks', (SELECT coalesce(json_agg(quote_ident(co.conname) ORDER BY co.conname), '[]')
+          FROM pg_catalog.pg_constraint co
+          WHERE co.contype = 'f' AND (co.conrelid = c.oid OR co.confrelid = c.oid)))
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({tables})
+ORDER BY 1::text;
+"""
+
+# Whether the target's role may set session_replication_role: a superuser, or (PostgreSQL 15+)
+# a role granted SET on it (PostgreSQL docs, GRANT ... ON PARAMETER; has_parameter_privilege).
+ROLE_SQL = "SELECT current_setting('is_superuser'), current_setting('server_version_num');"
+PARAMETER_SQL = "SELECT has_parameter_privilege('session_replication_role', 'SET');"
+
+# ALTER TABLE ... ENABLE [ALWAYS|REPLICA] TRIGGER by pg_trigger.tgenabled.
+_ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+def counts_sql(tables: list[CaptureTable], since: str) -> str:
+    """Per table: log rows after ``since`` and distinct keys among them (read in the round's
+    snapshot), one row each: relid, entries, keys."""
+    parts = [
+        f"SELECT {t.relid}, (SELECT count(*) FROM {t.log} WHERE {after(since)}), "
+        f"(SELECT count(*) FROM (SELECT DISTINCT {', '.join(t.key)} FROM {t.log} "
+        f"WHERE {after(since)}) d)"
+        for t in tables
+    ]
+    return "\nUNION ALL\n".join(parts) + ";"
+
+
+def truncates_sql(since: str) -> str:
+    return (
+        "SELECT relid, count(*) FROM _cutover.truncates "
+        f"WHERE {after(since)} GROUP BY relid ORDER BY relid;"
+    )
+
+
+def key_types_sql(table: CaptureTable) -> str:
+    return (
+        "SELECT quote_ident(attname), pg_catalog.format_type(atttypid, atttypmod) "
+        f"FROM pg_catalog.pg_attribute WHERE attrelid = '{table.log}'::regclass "
+        f"AND quote_ident(attname) = ANY ({text_array(table.key)}) ORDER BY attnum;"
+    )
+
+
+def _hex(column: str) -> str:
+    # Hex of the key's text: one token per value whatever it holds (tabs, newlines, quotes).
+    return f"encode(convert_to({column}::text, 'UTF8'), 'hex')"
+
+
+def boundaries_sql(table: CaptureTable, since: str, batch_keys: int) -> str:
+    """The last key of every full batch of ``batch_keys`` distinct keys, in key order."""
+    keys = ", ".join(table.key)
+    return (
+        f"SELECT {', '.join(_hex(k) for k in table.key)} FROM ("
+        f"SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS cutover_n FROM ("
+        f"SELECT DISTINCT {keys} FROM {table.log} WHERE {after(since)}) d) x "
+        f"WHERE cutover_n % {int(batch_keys)} = 0 ORDER BY cutover_n;"
+    )
+
+
+def key_value(hex_text: str, type_name: str) -> str:
+    if any(ch not in "0123456789abcdef" for ch in hex_text):
+        raise ValueError(f"not a hex key: {hex_text[:40]!r}")
+    return f"convert_from(decode('{hex_text}', 'hex'), 'UTF8')::{type_name}"
+
+
+@dataclass(frozen=True)
+class Batch:
+    table: CaptureTable
+    low: tuple[str, ...] | None  # exclusive, SQL values
+    high: tuple[str, ...] | None  # inclusive
+    keys: int  # distinct keys in it (for progress)
+
+
+def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
+    """``COPY (present flag, the table's columns) TO STDOUT`` for the batch's keys: the row as
+    of the snapshot, or NULLs and the flag false when the source has no row with that key."""
+    table = batch.table
+    keys = ", ".join(table.key)
+    logged = ", ".join(f"l.{k}" for k in table.key)
+    where = [after(since, "l.cutover_xid")]
+    if batch.low is not None:
+        where.append(f"({logged}) > ({', '.join(batch.low)})")
+    if batch.high is not None:
+        where.append(f"({logged}) <= ({', '.join(batch.high)})")
+    cols = ", ".join(c if c in table.key else f"t.{c}" for c in columns)
+    return (
+        f"COPY (SELECT t.{table.key[0]} IS NOT NULL, {cols} FROM ("
+        f"SELECT DISTINCT {keys} FROM {table.log} l WHERE {' AND '.join(where)}) k "
+        f"LEFT JOIN {table.name} t USING ({keys})) TO STDOUT"
+    )
+
+
+def batch_target_scripts(
+    table: CaptureTable, columns: list[str], triggers: list[dict[str, str]], replica: bool
+) -> tuple[str, str]:
+    """The target's script before its COPY's rows, and after them (up to COMMIT).
+
+    With ``replica`` the session runs as a replica (session_replication_role): no ordinary
+    trigger fires, foreign-key checks and cascades included (they are triggers); the triggers
+    that fire anyway in that mode (ENABLE ALWAYS, ENABLE REPLICA) are disabled by name for the
+    transaction. Without it the enabled user triggers (ORIGIN and ALWAYS) are disabled the same
+    way, and foreign keys stay in force (the caller refuses tables that have any)."""
+    fire = ("A", "R") if replica else ("O", "A")
+    off = [t for t in triggers if t["mode"] in fire]
+    cols = ", ".join(columns)
+    match = " AND ".join(f"t.{k} = b.{k}" for k in table.key)
+    before = [
+        "BEGIN",
+        *(["SET LOCAL session_replication_role = replica"] if replica else []),
+        *(f"ALTER TABLE {table.name} DISABLE TRIGGER {t['name']}" for t in off),
+        f"CREATE TEMPORARY TABLE {BATCH} ON COMMIT DROP AS "
+        f"SELECT true AS {PRESENT}, {cols} FROM {table.name} WITH NO DATA",
+        f"COPY {BATCH} FROM STDIN",
+    ]
+    after_rows = [
+        f"ANALYZE {BATCH}",  # a temporary table has no statistics: the join's plan needs them
+        f"DELETE FROM {table.name} t USING {BATCH} b WHERE {match}",
+        # OVERRIDING SYSTEM VALUE: identity columns (GENERATED ALWAYS too) take the source's
+        # values; generated columns are not in the list and are computed.
+        f"INSERT INTO {table.name} ({cols}) OVERRIDING SYSTEM VALUE "
+        f"SELECT {cols} FROM {BATCH} WHERE {PRESENT}",
+        *(f"ALTER TABLE {table.name} {_ENABLE[t['mode']]} TRIGGER {t['name']}" for t in off),
+    ]
+    tail = (
+        f"SELECT count(*) FILTER (WHERE {PRESENT}) AS cutover_up, "
+        f"count(*) FILTER (WHERE NOT {PRESENT}) AS cutover_gone FROM {BATCH} \\gset\n"
+        "COMMIT;\n"
+        "\\echo cutover-batch :cutover_up :cutover_gone"
+    )
+    return (
+        "".join(f"{s};\n" for s in before).rstrip("\n"),
+        "".join(f"{s};\n" for s in after_rows) + tail,
+    )

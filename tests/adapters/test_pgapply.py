@@ -1,0 +1,386 @@
+"""cutover.adapters.pgapply against two real PostgreSQL 15 clusters.
+
+"Heroku" is a database on the source cluster owned by a NOSUPERUSER role (as on Heroku), with
+the change capture installed (pgcapture). "Convox" is a database on the target cluster, filled
+by the initial sync (pg_dump | pg_restore, the capture's objects filtered out with
+pgcapture.is_capture_toc_line), reached as the cluster's superuser (as the Convox postgres
+resource's role is) or, for the fallback, as its NOSUPERUSER owner. After each round the tables
+are compared whole, row by row in key order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean
+from support.databases import AppDatabase, make_database
+
+from cutover.adapters import pgapply, pgcapture, pgstaging
+from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
+from cutover.adapters.pgcapture import CapturePlan
+from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.errors import CutoverError
+from cutover.runner import Runner
+from cutover.sandbox import pgcluster
+from cutover.sandbox.pgcluster import PgCluster
+from cutover.secrets import SecretMasker
+
+SCHEMA = (
+    "CREATE TABLE parents (id serial PRIMARY KEY, name text UNIQUE)",
+    "CREATE TABLE children (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+    "parent_id int REFERENCES parents (id) ON UPDATE CASCADE ON DELETE CASCADE, note text, "
+    "doubled bigint GENERATED ALWAYS AS (id * 2) STORED)",
+    # Triggers that would change every row written: they must not fire on the target.
+    "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN NEW.note := NEW.note || '!'; RETURN NEW; END$$",
+    "CREATE TRIGGER children_shout BEFORE INSERT ON children FOR EACH ROW EXECUTE FUNCTION shout()",
+    "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN NEW.v := NEW.v + 1000; RETURN NEW; END$$",
+    "CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b))",
+    "CREATE TRIGGER pairs_stamp BEFORE INSERT ON pairs FOR EACH ROW EXECUTE FUNCTION stamp()",
+    "ALTER TABLE pairs ENABLE ALWAYS TRIGGER pairs_stamp",
+    "CREATE TABLE bag (x int, y text)",
+    "CREATE TABLE items (id int PRIMARY KEY, email text UNIQUE, payload text)",
+    "INSERT INTO parents (name) SELECT 'p' || g FROM generate_series(1, 20) g",
+    "INSERT INTO children (parent_id, note) SELECT 1 + g % 20, 'c' || g "
+    "FROM generate_series(1, 200) g",
+    "INSERT INTO pairs SELECT g % 7, 'b' || g, g FROM generate_series(1, 50) g",
+    "INSERT INTO bag SELECT g, 'y' FROM generate_series(1, 5) g",
+    "INSERT INTO items SELECT g, 'e' || g || '@x', 'i' FROM generate_series(1, 30) g",
+)
+NO_FK_SCHEMA = tuple(s for s in SCHEMA if "parents" not in s and "children" not in s)
+TABLES = {
+    "parents": "id",
+    "children": "id",
+    "pairs": "a, b",
+    "bag": "x, y",
+    "items": "id",
+}
+
+
+@dataclass
+class World:
+    heroku: AppDatabase
+    convox: AppDatabase
+    source: ConnInfo
+    target: ConnInfo
+    runner: Runner
+    masker: SecretMasker
+    pg: PostgresAdapter
+    plan: CapturePlan
+    since: str
+    progress: list[ApplyProgress] = field(default_factory=list)
+
+    def apply(self, since: str, *, final: bool = False, batch_keys: int = 50_000) -> ApplyResult:
+        return apply_changes(
+            self.runner, self.masker, self.pg, self.source, self.target, since,
+            plan=self.plan, final=final, jobs=2, timeout=300, batch_keys=batch_keys,
+            progress=self.progress.append,
+        )  # fmt: skip
+
+    def rows(
+        self, conn: ConnInfo, table: str, order: str | None = None
+    ) -> list[tuple[object, ...]]:
+        with pgcluster.connect(
+            self.heroku.cluster if conn is self.source else self.convox.cluster,
+            conn.dbname,
+            conn.user,
+            conn.password,
+        ) as c:
+            return c.execute(f"SELECT * FROM {table} ORDER BY {order or TABLES[table]}").fetchall()
+
+    def assert_equal(self, *tables: str) -> None:
+        for table in tables or tuple(TABLES):
+            assert self.rows(self.target, table) == self.rows(self.source, table), table
+
+
+def initial_sync(source: AppDatabase, target: AppDatabase) -> None:
+    """pg_dump | pg_restore --use-list, without the capture's objects (what the initial sync's
+    restore list filter does)."""
+    env = pgcluster.client_env(source.libpq_env())
+    dump = subprocess.run(
+        ["pg_dump", "-Fc", "--no-owner", "--no-acl"], env=env, capture_output=True, check=True
+    ).stdout
+    listing = subprocess.run(
+        ["pg_restore", "--list"], input=dump, capture_output=True, check=True
+    ).stdout.decode()
+    kept = [ln for ln in listing.splitlines() if not pgcapture.is_capture_toc_line(ln)]
+    assert len(kept) < len(listing.splitlines())  # the capture was there, and is left out
+    list_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"list-{target.dbname}"
+    list_file.write_text("\n".join(kept) + "\n")
+    try:
+        restore = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error"]
+        subprocess.run(
+            [*restore, "--use-list", str(list_file), "-d", target.dbname],
+            env=pgcluster.client_env(target.libpq_env()),
+            input=dump,
+            capture_output=True,
+            check=True,
+        )
+    finally:
+        list_file.unlink()
+
+
+def make_world(
+    pg_source: PgCluster, pg_target: PgCluster, argv_log: Path, *, superuser: bool, schema: tuple
+) -> World:
+    heroku = make_database(pg_source, "asrc")
+    heroku.execute(*schema)
+    convox = make_database(pg_target, "adst")
+    masker = SecretMasker()
+    runner = Runner(masker, audit=ListAudit(), base_env={ARGV_LOG_ENV: str(argv_log)})
+    pg = PostgresAdapter(runner, masker)
+    source = ConnInfo.from_url(heroku.url())
+    plan = pgcapture.install(pg, source, pgcapture.inspect(pg, source))
+    since = pgcapture.position(pg, source)  # read BEFORE the copy, as initial-sync does
+    initial_sync(heroku, convox)
+    target = ConnInfo.from_url(pg_target.url(convox.dbname) if superuser else convox.url())
+    return World(heroku, convox, source, target, runner, masker, pg, plan, since)
+
+
+@pytest.fixture
+def world_factory(
+    pg_source: PgCluster, pg_target: PgCluster, argv_log: Path
+) -> Iterator[Callable[..., World]]:
+    made: list[World] = []
+
+    def make(superuser: bool = True, schema: tuple = SCHEMA) -> World:
+        made.append(make_world(pg_source, pg_target, argv_log, superuser=superuser, schema=schema))
+        return made[-1]
+
+    yield make
+    secrets = [pg_target.password] + [
+        p for w in made for p in (w.source.password, w.convox.password)
+    ]
+    assert assert_argv_clean(argv_log, secrets), "no command ran"
+
+
+@pytest.fixture
+def world(world_factory: Callable[..., World]) -> World:
+    return world_factory()
+
+
+def writes(world: World) -> None:
+    """Inserts (multi-row), updates (of a primary key too, cascading), deletes, a TRUNCATE, a
+    rolled-back transaction, and subtransactions kept and rolled back."""
+    world.heroku.execute(
+        "INSERT INTO parents (name) SELECT 'n' || g FROM generate_series(1, 5) g",
+        "INSERT INTO children (parent_id, note) VALUES (1, 'new'), (2, 'new2')",
+        "UPDATE children SET note = note || '-u' WHERE id % 10 = 0",
+        "UPDATE parents SET id = 1000 WHERE id = 3",  # cascades to its children
+        "DELETE FROM parents WHERE id = 4",  # cascades: deletes its children
+        "UPDATE pairs SET b = b || 'x', v = v + 1 WHERE a = 1",  # composite key update
+        "DELETE FROM pairs WHERE a = 2",
+        "INSERT INTO pairs VALUES (9, 'z', 1), (9, 'y', 2)",
+        "TRUNCATE items",
+        "INSERT INTO items SELECT g, 'f' || g || '@x', 'j' FROM generate_series(1, 12) g",
+        "INSERT INTO bag VALUES (6, 'new')",
+        "DELETE FROM bag WHERE x = 1",
+    )
+    with pgcluster.connect(
+        world.heroku.cluster, world.heroku.dbname, world.heroku.owner, world.heroku.password
+    ) as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute("INSERT INTO parents (name) VALUES ('rolled back')")
+            conn.execute("DELETE FROM children WHERE id = 5")
+        with conn.transaction():
+            conn.execute("UPDATE parents SET name = 'outer' WHERE id = 5")
+            with conn.transaction():  # SAVEPOINT ... RELEASE
+                conn.execute("UPDATE parents SET name = 'in savepoint' WHERE id = 6")
+            with conn.transaction(force_rollback=True):  # SAVEPOINT ... ROLLBACK TO
+                conn.execute("UPDATE parents SET name = 'undone' WHERE id = 7")
+
+
+@pytest.mark.slow
+def test_every_kind_of_write_arrives_and_triggers_do_not_fire(world: World) -> None:
+    world.assert_equal()
+    writes(world)
+    first = world.apply(world.since)
+    world.assert_equal("parents", "children", "pairs", "items")
+    assert world.rows(world.target, "bag") != world.rows(world.source, "bag")  # keyless: final
+    assert first.whole == ("public.items",)  # truncated: copied whole
+    assert set(first.tables) == {"public.parents", "public.children", "public.pairs"}
+    assert first.deleted > 0 and first.upserted > 0 and first.entries > first.upserted
+    assert world.progress[-1].keys_done == world.progress[-1].keys_total > 0
+    assert world.progress[-1].tables_done == world.progress[-1].tables_total == 3
+    # The position is on the target itself.
+    assert pgapply.applied_position(world.pg, world.target) == first.position
+    _, marker, comment = pgstaging.read_marker(world.pg, world.target)
+    assert marker is not None and marker.kind == "synced"
+    assert comment.endswith(f" capture={first.position}")
+    # The final round: nothing new but the keyless table and the sequences.
+    world.heroku.execute("SELECT setval('parents_id_seq', 5000)")
+    last = world.apply(first.position, final=True)
+    world.assert_equal()
+    assert last.entries == 0 and last.tables == () and last.whole == ("public.bag",)
+    # The target's user triggers are enabled as before (ALWAYS stays ALWAYS).
+    assert pgcapture.query(
+        world.pg, world.target,
+        "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1;",
+    ) == [["children_shout", "O"], ["pairs_stamp", "A"]]  # fmt: skip
+    assert last.sequences == 2  # parents_id_seq, children_id_seq (identity)
+    assert world.rows(world.target, "parents")[-1][0] == 1000
+    target_seq = pgcapture.query(world.pg, world.target, "SELECT last_value FROM parents_id_seq;")
+    assert target_seq == [["5000"]]
+
+
+@pytest.mark.slow
+def test_a_transaction_committing_after_the_round_is_applied_by_the_next(world: World) -> None:
+    early = pgcluster.connect(
+        world.heroku.cluster, world.heroku.dbname, world.heroku.owner, world.heroku.password,
+        autocommit=False,
+    )  # fmt: skip
+    try:
+        # Takes its xid (and log entry) first ...
+        early.execute("INSERT INTO items VALUES (100, 'early@x', 'e')")
+        # ... then another transaction writes and commits.
+        world.heroku.execute("INSERT INTO items VALUES (101, 'late@x', 'l')")
+        first = world.apply(world.since)
+        ids = [r[0] for r in world.rows(world.target, "items")]
+        assert 101 in ids and 100 not in ids
+        early.commit()  # commits after the round's snapshot
+    finally:
+        early.close()
+    assert pgcapture.pending(world.pg, world.source, first.position).tables == {"public.items": 1}
+    second = world.apply(first.position)
+    world.assert_equal("items")
+    assert second.entries == 1 and second.upserted == 1
+
+
+@pytest.mark.slow
+def test_applying_the_same_since_twice_gives_the_same_target(world: World) -> None:
+    writes(world)
+    first = world.apply(world.since, batch_keys=3)
+    snapshot = {t: world.rows(world.target, t) for t in TABLES}
+    again = world.apply(world.since, batch_keys=3)
+    assert {t: world.rows(world.target, t) for t in TABLES} == snapshot
+    assert again.entries == first.entries
+    world.assert_equal("parents", "children", "pairs", "items")
+
+
+@pytest.mark.slow
+def test_unique_values_swapped_across_batches_land(world: World) -> None:
+    world.heroku.execute(
+        "UPDATE items SET email = 'tmp' WHERE id = 1",
+        "UPDATE items SET email = 'e1@x' WHERE id = 30",
+        "UPDATE items SET email = 'e30@x' WHERE id = 1",
+    )
+    world.apply(world.since, batch_keys=1)
+    world.assert_equal("items")
+
+
+def _apply_in_child(world: World, since: str) -> None:
+    world.apply(since, batch_keys=500)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_round_then_again_converges(world: World) -> None:
+    world.heroku.execute(
+        "INSERT INTO items SELECT g, 'k' || g || '@x', repeat('p', 200) "
+        "FROM generate_series(1000, 60999) g"
+    )
+    child = multiprocessing.get_context("fork").Process(
+        target=_apply_in_child, args=(world, world.since)
+    )
+    child.start()
+    deadline = time.monotonic() + 120
+    count = 0
+    try:
+        while time.monotonic() < deadline:
+            count = len(world.rows(world.target, "items"))
+            if count > 2000:  # some batches committed, most not yet
+                break
+            time.sleep(0.05)
+        os.kill(child.pid or 0, signal.SIGKILL)
+    finally:
+        child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    assert 2000 < count < 60030
+    # Not recorded: the marker still says where the interrupted round started.
+    _, marker, comment = pgstaging.read_marker(world.pg, world.target)
+    assert marker is not None and marker.kind == "syncing"
+    assert comment.endswith(f" capture={world.since}")
+    assert pgapply.applied_position(world.pg, world.target) == world.since
+    assert len(world.rows(world.target, "items")) < 60030
+    world.apply(pgapply.applied_position(world.pg, world.target) or "")
+    world.assert_equal("items")
+
+
+@pytest.mark.slow
+def test_without_replication_role_user_triggers_are_disabled_in_the_transaction(
+    world_factory: Callable[..., World],
+) -> None:
+    world = world_factory(superuser=False, schema=NO_FK_SCHEMA)
+    assert not pgapply.may_replicate(world.pg, world.target)
+    world.heroku.execute(
+        "INSERT INTO pairs VALUES (20, 'n', 1)",
+        "UPDATE pairs SET v = 0 WHERE a = 3",
+        "UPDATE items SET payload = 'changed' WHERE id < 5",
+    )
+    world.apply(world.since)
+    world.assert_equal("pairs", "items")
+    # The ALWAYS trigger is back as it was.
+    assert pgcapture.query(
+        world.pg, world.target, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'pairs_stamp';"
+    ) == [["A"]]
+
+
+@pytest.mark.slow
+def test_without_replication_role_foreign_keys_are_refused_before_any_write(
+    world_factory: Callable[..., World],
+) -> None:
+    world = world_factory(superuser=False)
+    before = pgstaging.read_marker(world.pg, world.target)
+    world.heroku.execute("UPDATE children SET note = 'x' WHERE id = 1")
+    with pytest.raises(CutoverError) as caught:
+        world.apply(world.since)
+    assert "may not set session_replication_role" in caught.value.brief
+    assert "public.children: children_parent_id_fkey" in caught.value.details
+    assert pgstaging.read_marker(world.pg, world.target) == before
+
+
+@pytest.mark.slow
+def test_a_missing_capture_or_a_bad_position_is_refused_before_any_write(world: World) -> None:
+    before = pgstaging.read_marker(world.pg, world.target)
+    with pytest.raises(CutoverError, match="not a capture position"):
+        world.apply("yesterday")
+    pgcapture.uninstall(world.pg, world.source)
+    with pytest.raises(CutoverError) as caught:
+        world.apply(world.since)
+    assert caught.value.brief.startswith("could not read the change log on Heroku's database")
+    assert "_cutover" in caught.value.brief
+    assert pgstaging.read_marker(world.pg, world.target) == before
+
+
+ODD_KEYS = (
+    'CREATE TABLE "Odd Keys" (t text, at timestamptz, n numeric, v text, PRIMARY KEY (t, at, n))',
+    "INSERT INTO \"Odd Keys\" SELECT chr(65 + g % 5) || E'\\t\\n''\"' || g, "
+    "'2024-01-01 00:00:00.123456+00'::timestamptz + g * interval '1 hour', g / 3.0, 'v' "
+    "FROM generate_series(1, 40) g",
+)
+
+
+@pytest.mark.slow
+def test_batches_split_at_keys_holding_tabs_newlines_quotes_and_fractions(
+    world_factory: Callable[..., World],
+) -> None:
+    world = world_factory(schema=ODD_KEYS)
+    world.heroku.execute(
+        "UPDATE \"Odd Keys\" SET v = 'changed' WHERE n > 2",
+        "UPDATE \"Odd Keys\" SET t = t || 'é' WHERE n < 1",  # key update
+        'DELETE FROM "Odd Keys" WHERE n BETWEEN 5 AND 6',
+        "INSERT INTO \"Odd Keys\" VALUES (E'new\\nline', now(), 0.1, 'n')",
+    )
+    result = world.apply(world.since, batch_keys=4)
+    table, order = '"Odd Keys"', "t, at, n"
+    assert world.rows(world.target, table, order) == world.rows(world.source, table, order)
+    assert result.upserted > 4 and result.deleted > 0
+    assert len(world.progress) > 5  # one report per batch
