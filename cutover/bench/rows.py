@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from cutover.adapters import pgapply, pgcapture
 from cutover.adapters.pgverify import Side, Verifier
@@ -75,10 +76,10 @@ class RowsRun:
         return self.written / self.rows if self.rows else 0.0
 
 
-# A round's phases, each recorded (seconds) as soon as it is measured and, for the final apply,
-# once verify-data found the copy equal to the source.
-PHASES = ("plain", "captured", "apply", "verify")
+# A round's phases ("plain", "captured", "apply", "verify"), each recorded (seconds) as soon as
+# it is measured and, for the final apply, once verify-data found the copy equal to the source.
 Record = Callable[[str, float], None]
+Plain = Literal["first", "last", "no"]
 
 
 class Tools:
@@ -102,7 +103,7 @@ def rows_round(
     work: Path,
     *,
     jobs: int,
-    plain: str,
+    plain: Plain,
     record: Record,
     dbname: str = ROWS_DB,
 ) -> RowsRun:
@@ -241,7 +242,7 @@ def measure(
     failure fails the figures it stops (printed as ``bench: NAME failed: <reason>``) and they
     are not run again. Returns the reference round's run (for the changed share)."""
     run: RowsRun | None = None
-    plain = "first" if len(figures[report.WORKLOAD_PLAIN].runs) % 2 == 0 else "last"
+    plain: Plain = "first" if len(figures[report.WORKLOAD_PLAIN].runs) % 2 == 0 else "last"
     if figures[report.FINAL_ROWS].error is None:
         run = _recorded(
             figures,
