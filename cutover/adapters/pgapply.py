@@ -4,9 +4,12 @@ one round of ``cutover catch-up`` or of the changed-rows final sync.
 Why it is correct, in short. A round opens a snapshot-holding session on Heroku (the holder of
 cutover/adapters/pgcopy.py): S, its snapshot, is the round's position. For every captured table,
 the keys logged by transactions that are NOT visible in ``since`` but ARE visible in S (the
-holder reads the log in S) are copied in key order, in batches: each batch reads, in the
-exported snapshot S, the source's row of each key (or its absence) and, in ONE transaction on
-the target, deletes those keys and inserts the rows present. After the round, for every key the
+holder reads the log in S) are copied in batches, each a range of keys in key order (``jobs``
+batches at once, of one table or several): each batch reads, in the exported snapshot S, the
+source's row of each key (or its absence) and, in ONE transaction on the target, deletes those
+keys and inserts the rows present. (A batch whose rows meet a unique value still held by a row
+of another batch, or two batches that deadlock over one, give way: that table's keys are then
+applied whole in one transaction, after the others.) After the round, for every key the
 target holds the source's row as of S; keys not logged after ``since`` were already equal. A
 transaction that took its log entry early but commits after S is not visible in S, so the next
 round (``since`` = S) applies it: positions follow commit order. Applying a key again is
@@ -23,9 +26,10 @@ On the target, a batch runs with ``session_replication_role = replica`` when its
 it (a superuser, as the Convox postgres resource's role is, or a role granted SET on it): no
 trigger fires, foreign keys' included, so batches of related tables may land in any order. A
 role that may not set it gets the fallback: its user triggers are disabled by name inside the
-batch's transaction, and foreign keys would stay in force, so the round refuses (clearly, before
-any write) a table that a foreign key touches: the order of deletes and inserts across tables
-that this would need is not attempted.
+batch's transaction, and the foreign keys touching the table are dropped there and re-added NOT
+VALID (the table owner may; no check and no cascade fires), their tables locked first in one
+sorted order; the final round validates them (VALIDATE CONSTRAINT, as pgtables does). Foreign
+keys inherited from a partitioned table cannot be dropped alone: the fallback refuses those.
 
 Passwords reach the psqls only through their environment (pgtables.pipeline_env); argv holds
 variable names and SQL built from catalog names.
@@ -81,9 +85,10 @@ from cutover.secrets import SecretMasker
 _CAPTURE = re.compile(r" capture=(\S+)")
 _BATCH_DONE = re.compile(r"^cutover-batch (\d+) (\d+)$", re.MULTILINE)
 # A batch can meet a unique (or exclusion) constraint held by a row of the same table whose own
-# key is in a later batch (two rows swapped a unique value): the whole table in one transaction
-# then lands the source's state at once.
-_CONFLICT = re.compile(r"violates (unique|exclusion) constraint")
+# key is in another batch (two rows swapped a unique value), or two batches of a table running
+# at once can wait for each other on such a value (deadlock detected, one is cancelled): after
+# the others, the whole table's keys in one transaction land the source's state at once.
+_CONFLICT = re.compile(r"violates (unique|exclusion) constraint|deadlock detected")
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ class _Round:
     def argv(self, batch: Batch) -> list[str]:
         doc = self.docs[batch.table.name]
         before, after = batch_target_scripts(
-            batch.table, doc["columns"], doc["triggers"], self.replica
+            batch.table, doc["columns"], doc["triggers"], self.replica, doc["fks"]
         )
         source = [
             *SOURCE_SETTINGS,
@@ -162,34 +167,55 @@ class _Round:
             raise UnexpectedOutput(f"{batch.table.name}: the batch's psql printed no counts")
         return int(match.group(1)), int(match.group(2))
 
-    def table(self, batches: list[Batch]) -> None:
-        name = batches[0].table.name
-        counted = 0
-        try:
-            for batch in batches:
+    def run_all(self, work: list[list[Batch]], jobs: int) -> None:
+        """Every batch, up to ``jobs`` at once (batches of one table too: their keys differ);
+        then each table whose batch met a conflict, whole, in one transaction."""
+        left = {batches[0].table.name: len(batches) for batches in work}
+        split = {name for name, n in left.items() if n > 1}
+        conflicted: dict[str, int] = {}  # table -> keys of its batches that met a conflict
+
+        def one(batch: Batch) -> None:
+            name = batch.table.name
+            try:
+                up, gone = self.run_batch(batch)
+            except CommandError as exc:
+                if name not in split or not _CONFLICT.search(exc.stderr_tail):
+                    raise self.failure(name, exc) from exc
+                with self.lock:
+                    conflicted[name] = conflicted.get(name, 0) + batch.keys
+                return
+            self.count(up, gone, batch.keys)
+            self.batch_done(left, name, conflicted)
+
+        _parallel(jobs, [partial(one, b) for batches in work for b in batches])
+        for batches in work:
+            name = batches[0].table.name
+            if name in conflicted:
                 try:
-                    up, gone = self.run_batch(batch)
+                    up, gone = self.run_batch(Batch(batches[0].table, None, None, 0))
                 except CommandError as exc:
-                    if len(batches) == 1 or not _CONFLICT.search(exc.stderr_tail):
-                        raise
-                    up, gone = self.run_batch(Batch(batch.table, None, None, 0))
-                    self.count(up, gone, sum(b.keys for b in batches) - counted)
-                    break
-                self.count(up, gone, batch.keys)
-                counted += batch.keys
-        except CommandError as exc:
-            lines = exc.stderr_tail.strip().splitlines()
-            errors = [ln.strip() for ln in lines if "ERROR:" in ln] or lines[-1:] or [exc.brief]
-            raise CutoverError(
-                f"{name}: applying its changes failed: {self.masker.mask(errors[0])}",
-                details="The failed batch rolled back; the batches before it are applied, and "
-                "the position stays where the round started, so running it again re-applies "
-                "them harmlessly.",
-                resolution="Fix the cause, then run the same command again.",
-            ) from exc
+                    raise self.failure(name, exc) from exc
+                self.count(up, gone, conflicted.pop(name))
+                self.batch_done(left, name, conflicted, whole=True)
+
+    def batch_done(
+        self, left: dict[str, int], name: str, conflicted: dict[str, int], whole: bool = False
+    ) -> None:
         with self.lock:
-            self.tables_done += 1
-            self.report()
+            left[name] = 0 if whole else left[name] - 1
+            if left[name] == 0 and name not in conflicted:
+                self.tables_done += 1
+                self.report()
+
+    def failure(self, name: str, exc: CommandError) -> CutoverError:
+        lines = exc.stderr_tail.strip().splitlines()
+        errors = [ln.strip() for ln in lines if "ERROR:" in ln] or lines[-1:] or [exc.brief]
+        return CutoverError(
+            f"{name}: applying its changes failed: {self.masker.mask(errors[0])}",
+            details="The failed batch rolled back; the batches applied are harmless to apply "
+            "again, and the position stays where the round started.",
+            resolution="Fix the cause, then run the same command again.",
+        )
 
     def count(self, up: int, gone: int, keys: int) -> None:
         with self.lock:
@@ -231,15 +257,20 @@ def may_replicate(pg: PostgresAdapter, target: ConnInfo) -> bool:
     return int(version) >= 150000 and query(pg, target, PARAMETER_SQL) == [["t"]]
 
 
-def _refuse_fks(docs: dict[str, dict[str, Any]], target: ConnInfo) -> None:
-    linked = {name: doc["fks"] for name, doc in docs.items() if doc["fks"]}
-    if linked:
+def _refuse_inherited_fks(docs: dict[str, dict[str, Any]], target: ConnInfo) -> None:
+    inherited = sorted(
+        f"{fk['table']}: {fk['name']}"
+        for doc in docs.values()
+        for fk in doc["fks"]
+        if fk["inherited"]
+    )
+    if inherited:
         raise CutoverError(
             f"the Convox database's role {target.user} may not set session_replication_role, "
-            "and foreign keys touch tables with changes to apply",
-            details="Without it, applying changed rows table by table could break or cascade "
-            "through these foreign keys, so cutover does not try:\n"
-            + "\n".join(f"  {name}: {', '.join(fks)}" for name, fks in sorted(linked.items())),
+            "and foreign keys inherited from partitioned tables touch tables with changes",
+            details="Without it, a batch drops the foreign keys touching its table for its "
+            "transaction; an inherited one cannot be dropped on its own:\n"
+            + "\n".join(f"  {line}" for line in dict.fromkeys(inherited)),
             resolution="Connect to the Convox database with a superuser role (the Convox "
             "postgres resource's own role is one), or GRANT SET ON PARAMETER "
             "session_replication_role TO that role (PostgreSQL 15+), or set "
@@ -259,6 +290,8 @@ def _batches(
         tuple(key_value(h, t) for h, t in zip(row, types, strict=True))
         for row in ask(holder, boundaries_sql(table, since, batch_keys), timeout=3600)
     ]
+    if ends and keys == batch_keys * len(ends):
+        ends.pop()  # the last full batch is open-ended: no empty batch after it
     lows: list[tuple[str, ...] | None] = [None, *ends]
     highs: list[tuple[str, ...] | None] = [*ends, None]
     sizes = [batch_keys] * len(ends) + [keys - batch_keys * len(ends)]
@@ -340,7 +373,7 @@ def apply_changes(
         docs = _target_docs(pg, target, keyed)
         replica = may_replicate(pg, target)
         if not replica:
-            _refuse_fks(docs, target)
+            _refuse_inherited_fks(docs, target)
         work = [
             _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
         ]
@@ -355,8 +388,12 @@ def apply_changes(
             progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed),
         )  # fmt: skip
         state.report()
-        _parallel(jobs, [partial(state.table, batches) for batches in work])
+        state.run_all(work, jobs)
         holder.close("COMMIT;\n")
+    if final and not replica:
+        # The fallback re-added foreign keys NOT VALID (this round or an earlier one); the
+        # target now equals the source: check them.
+        TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
     sequences = 0
     if whole:
         sequences = copy_tables(

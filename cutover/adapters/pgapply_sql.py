@@ -9,7 +9,9 @@ batch's keys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cutover.adapters.pgcapture import CaptureTable, text_array
 from cutover.adapters.pgcapture_sql import after
@@ -32,8 +34,18 @@ SELECT json_build_object(
                  ORDER BY g.tgname), '[]')
                FROM pg_catalog.pg_trigger g
                WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'),
-  'fks', (SELECT coalesce(json_agg(quote_ident(co.conname) ORDER BY co.conname), '[]')
+  'fks', (SELECT coalesce(json_agg(json_build_object(
+               'table', quote_ident(fn.nspname) || '.' || quote_ident(fc.relname),
+               'other', quote_ident(on_.nspname) || '.' || quote_ident(oc.relname),
+               'name', quote_ident(co.conname), 'def', pg_catalog.pg_get_constraintdef(co.oid),
+               'inherited', co.conparentid <> 0,
+               'comment', pg_catalog.obj_description(co.oid, 'pg_constraint'))
+             ORDER BY co.conname), '[]')
           FROM pg_catalog.pg_constraint co
+          JOIN pg_catalog.pg_class fc ON fc.oid = co.conrelid
+          JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
+          JOIN pg_catalog.pg_class oc ON oc.oid = co.confrelid
+          JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace
           WHERE co.contype = 'f' AND (co.conrelid = c.oid OR co.confrelid = c.oid)))
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({tables})
@@ -106,6 +118,12 @@ class Batch:
     keys: int  # distinct keys in it (for progress)
 
 
+def carried(table: CaptureTable, columns: list[str]) -> list[str]:
+    """The batch's columns: the written ones, then any key column they lack (a stored
+    generated column may be in a key: it is matched on, never written)."""
+    return [*columns, *(k for k in table.key if k not in columns)]
+
+
 def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
     """``COPY (present flag, the table's columns) TO STDOUT`` for the batch's keys: the row as
     of the snapshot, or NULLs and the flag false when the source has no row with that key."""
@@ -117,7 +135,7 @@ def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
         where.append(f"({logged}) > ({', '.join(batch.low)})")
     if batch.high is not None:
         where.append(f"({logged}) <= ({', '.join(batch.high)})")
-    cols = ", ".join(c if c in table.key else f"t.{c}" for c in columns)
+    cols = ", ".join(c if c in table.key else f"t.{c}" for c in carried(table, columns))
     return (
         f"COPY (SELECT t.{table.key[0]} IS NOT NULL, {cols} FROM ("
         f"SELECT DISTINCT {keys} FROM {table.log} l WHERE {' AND '.join(where)}) k "
@@ -125,26 +143,59 @@ def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
     )
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _fk_statements(fks: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(drop, re-add NOT VALID) of the foreign keys touching a table (as pgtables does)."""
+    drop = [f"ALTER TABLE {fk['table']} DROP CONSTRAINT {fk['name']}" for fk in fks]
+    add = []
+    for fk in fks:
+        definition = fk["def"] if fk["def"].endswith("NOT VALID") else fk["def"] + " NOT VALID"
+        add.append(f"ALTER TABLE {fk['table']} ADD CONSTRAINT {fk['name']} {definition}")
+        if fk["comment"] is not None:
+            add.append(
+                f"COMMENT ON CONSTRAINT {fk['name']} ON {fk['table']} IS {_literal(fk['comment'])}"
+            )
+    return drop, add
+
+
 def batch_target_scripts(
-    table: CaptureTable, columns: list[str], triggers: list[dict[str, str]], replica: bool
+    table: CaptureTable,
+    columns: list[str],
+    triggers: list[dict[str, str]],
+    replica: bool,
+    fks: Sequence[dict[str, Any]] = (),
 ) -> tuple[str, str]:
     """The target's script before its COPY's rows, and after them (up to COMMIT).
 
     With ``replica`` the session runs as a replica (session_replication_role): no ordinary
     trigger fires, foreign-key checks and cascades included (they are triggers); the triggers
     that fire anyway in that mode (ENABLE ALWAYS, ENABLE REPLICA) are disabled by name for the
-    transaction. Without it the enabled user triggers (ORIGIN and ALWAYS) are disabled the same
-    way, and foreign keys stay in force (the caller refuses tables that have any)."""
+    transaction. Without it (a role that may not set it) the enabled user triggers (ORIGIN and
+    ALWAYS) are disabled the same way, and the foreign keys touching the table (``fks``) are
+    dropped for the transaction and re-added NOT VALID (no check, no cascade: the round's other
+    batches bring the related rows; the caller validates them after the round). Their tables
+    are locked first, in one sorted order, so batches of related tables wait for each other
+    instead of deadlocking."""
     fire = ("A", "R") if replica else ("O", "A")
     off = [t for t in triggers if t["mode"] in fire]
     cols = ", ".join(columns)
     match = " AND ".join(f"t.{k} = b.{k}" for k in table.key)
+    if replica:
+        fks = ()
+    drop_fks, add_fks = _fk_statements(fks)
+    linked = sorted({table.name} | {f["table"] for f in fks} | {f["other"] for f in fks})
     before = [
         "BEGIN",
         *(["SET LOCAL session_replication_role = replica"] if replica else []),
+        *([f"LOCK TABLE {', '.join(linked)} IN ACCESS EXCLUSIVE MODE"] if fks else []),
+        *drop_fks,
         *(f"ALTER TABLE {table.name} DISABLE TRIGGER {t['name']}" for t in off),
         f"CREATE TEMPORARY TABLE {BATCH} ON COMMIT DROP AS "
-        f"SELECT true AS {PRESENT}, {cols} FROM {table.name} WITH NO DATA",
+        f"SELECT true AS {PRESENT}, {', '.join(carried(table, columns))} FROM {table.name} "
+        "WITH NO DATA",
         f"COPY {BATCH} FROM STDIN",
     ]
     after_rows = [
@@ -154,6 +205,7 @@ def batch_target_scripts(
         # values; generated columns are not in the list and are computed.
         f"INSERT INTO {table.name} ({cols}) OVERRIDING SYSTEM VALUE "
         f"SELECT {cols} FROM {BATCH} WHERE {PRESENT}",
+        *add_fks,
         *(f"ALTER TABLE {table.name} {_ENABLE[t['mode']]} TRIGGER {t['name']}" for t in off),
     ]
     tail = (

@@ -25,6 +25,12 @@ unique index on NOT NULL columns (not partial, no expression). Keyless tables ar
 whole in the window); partitioned and inheritance tables are listed as unsupported (the final
 sync is then a full one).
 
+Limits: the log is never pruned (it grows with the writes until ``cutover cleanup``); the
+triggers are SECURITY INVOKER, so the schema, the sequence and each log are open to INSERT by
+PUBLIC (any role that writes a table must be able to log it; a spurious entry only makes a key
+be applied again); a session with session_replication_role = replica on Heroku (superuser only,
+which Heroku grants nobody) would write without firing them.
+
 Install and uninstall each run in ONE transaction ``BEGIN READ WRITE`` (freeze-writes may have
 set default_transaction_read_only) with ``lock_timeout = 5s``: CREATE TRIGGER takes SHARE ROW
 EXCLUSIVE on each table, and cutover must not queue the app behind it for long.
@@ -40,6 +46,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cutover.adapters.pgcapture_filters import is_capture_schema_header, is_capture_toc_line
 from cutover.adapters.pgcapture_sql import (
     CAPTURE_SCHEMA,
     EVENTS,
@@ -384,7 +391,13 @@ def schema_changes(pg: PostgresAdapter, conn: ConnInfo) -> list[str]:
 def pending(pg: PostgresAdapter, conn: ConnInfo, since: str) -> Pending:
     """Log entries committed after ``since`` (what the next apply would consume)."""
     check_position(since)
-    captured = status(pg, conn).tables
+    current = status(pg, conn)
+    if not current.installed:
+        raise CutoverError(
+            "the change capture is not installed on Heroku's database",
+            resolution="Install it: `cutover run --until capture-changes`.",
+        )
+    captured = current.tables
     after = after_position(since)
     parts = [
         f"SELECT 'k', {literal(t.name)}, count(*) FROM {t.log} WHERE {after}" for t in captured
@@ -440,37 +453,3 @@ def uninstall(pg: PostgresAdapter, conn: ConnInfo) -> list[str]:
             "database owner.",
         )
     return before
-
-
-# -- filters for the copies and comparisons (no database) -------------------------------------
-def is_capture_toc_line(line: str) -> bool:
-    """Whether a ``pg_restore --list`` line is an object of the capture.
-
-    Line format (pg_backup_archiver.c PrintTOCSummary, PostgreSQL 15):
-    ``<dumpId>; <tableoid> <oid> <desc> <namespace> <tag> <owner>``, where desc is one or more
-    upper-case words (``TABLE DATA``, ``SEQUENCE SET``), namespace is ``-`` for objects outside
-    a schema, and a trigger's tag is ``<table> <trigger>``."""
-    text = line.strip()
-    if not text or text.startswith(";") or ";" not in text:
-        return False
-    words = text.split(";", 1)[1].split()[2:]  # after the dump id, tableoid and oid
-    at = 0
-    while at < len(words) and re.fullmatch(r"[A-Z]+", words[at]):
-        at += 1
-    desc, rest = words[:at], words[at:]
-    if not rest:
-        return False
-    namespace, tag = rest[0], rest[1:]
-    if namespace == CAPTURE_SCHEMA:
-        return True
-    if namespace == "-" and (tag[:1] == [CAPTURE_SCHEMA] or tag[:2] == ["SCHEMA", CAPTURE_SCHEMA]):
-        return True
-    return desc == ["TRIGGER"] and any(w.startswith(TRIGGER_PREFIX) for w in tag[1:])
-
-
-def is_capture_schema_header(name: str, type_: str, schema: str) -> bool:
-    """Whether a pg_dump plain-format header (``-- Name: X; Type: T; Schema: S``, see
-    cutover/adapters/pgschema.py) is an object of the capture."""
-    if schema == CAPTURE_SCHEMA or (type_ == "SCHEMA" and name == CAPTURE_SCHEMA):
-        return True
-    return type_ == "TRIGGER" and name.rsplit(" ", maxsplit=1)[-1].startswith(TRIGGER_PREFIX)

@@ -148,6 +148,9 @@ def test_install_is_idempotent_as_a_non_superuser_under_read_only_default(world:
 @pytest.mark.slow
 def test_pending_counts_committed_writes_after_a_position(world: World) -> None:
     plan = pgcapture.inspect(world.pg, world.conn)
+    since = pgcapture.position(world.pg, world.conn)
+    with pytest.raises(CutoverError, match="change capture is not installed"):
+        pgcapture.pending(world.pg, world.conn, since)
     pgcapture.install(world.pg, world.conn, plan)
     since = pgcapture.position(world.pg, world.conn)
     assert pgcapture.pending(world.pg, world.conn, since).entries == 0
@@ -296,6 +299,8 @@ def test_install_statements_name_catalog_objects_only(world: World) -> None:
         ("3201; 2620 16410 TRIGGER public items cutover_capture_ins app_owner", True),
         ("3202; 1259 16411 INDEX _cutover log_16384_xid app_owner", True),
         ("3203; 0 0 ACL - SCHEMA _cutover app_owner", True),
+        ("3205; 0 0 ACL _cutover TABLE log_16384 app_owner", True),
+        ("3223; 2606 16402 CONSTRAINT _cutover tables tables_pkey app_owner", True),
         ("3204; 2620 16412 TRIGGER public items items_audit app_owner", False),
         ("214; 1259 16384 TABLE public items app_owner", False),
         ("3386; 0 16384 TABLE DATA public _cutover app_owner", False),
