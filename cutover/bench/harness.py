@@ -10,9 +10,9 @@ one go on the same machine (issue 10, "Benchmark").
    final-direct, (c) pgcopydb-clone, (d) final-in-rack, (f) verify-data and verify-psql, then
    (e): initial-sync (not timed: the changed-tables baseline), the workload on Heroku, and the
    timed final-sync with ``final_sync: changed-tables``; then issue 13's figures
-   (cutover/bench/rows.py: the write workload with and without capture triggers, the final
-   apply of the changed rows and verify-data after it, at the reference size and at half of
-   it, where pgcopydb clones too, for the per-GB figures);
+   (cutover/bench/rows.py: the write workload with and without capture triggers, a catch-up
+   after 90% of it, the final apply of the rest's changed rows and verify-data after it, at the
+   reference size and at half of it, where pgcopydb clones too, for the per-GB figures);
 4. medians, ratios with their targets (cutover/bench/report.py), a rich table, and one line
    per figure.
 

@@ -4,20 +4,25 @@ issue 10's.
 One round (:func:`rows_round`) on a source database holding the reference data:
 
 1. (``plain`` "first") the write workload (cutover/bench/workload.py, pgbench, a fixed number
-   of transactions) on the source WITHOUT capture triggers: timed (``workload-plain``); the
-   rounds alternate it with "last", after step 7;
+   of transactions) on the source WITHOUT capture triggers, in the same two parts as step 4:
+   timed (``workload-plain``, the parts' sum); the rounds alternate it with "last", after step 9;
 2. an initial copy of the source into a fresh database on the Convox cluster
    (``pg_dump | pg_restore``, baselines.streamed; not timed);
 3. the capture installed on the source (adapters/pgcapture.py ``inspect`` + ``install``) and its
    position read (``position``): the initial sync's position, after the copy (nothing else
    writes to the bench's source, so no change falls between the copy and the capture);
-4. the same workload WITH the triggers: timed (``workload-captured``); it changes about 5% of the
-   rows, spread over every reference table including the
-   largest: updates, inserts, deletes and a primary-key update;
-5. ``apply_changes(final=True)`` from the position (adapters/pgapply.py): the rest of the log,
-   as final-sync applies it in the window: timed (``final-rows``);
-6. the capture removed (``uninstall``): the other figures must see a source without it;
-7. verify-data's comparison (adapters/pgverify.py ``Verifier.compare``) of the source and the
+4. part 1 of the workload WITH the triggers: 90% of its transactions (workload.parts);
+5. the catch-up: ``apply_changes(final=False)`` from the initial position, as ``cutover
+   catch-up`` runs it before the window: timed (``catch-up``). Against a full final sync it
+   says what a window WITHOUT a catch-up would hold (a by-key apply of ~5% of the rows spread
+   over every page costs about a full copy: it touches every page on both sides);
+6. part 2 of the workload WITH the triggers: the remaining 10%, standing for the writes made
+   after the last catch-up (an assumption, printed with the figure); parts 1 + 2 are timed
+   (``workload-captured``, the parts' sum);
+7. ``apply_changes(final=True)`` from the catch-up's position (adapters/pgapply.py): the rest
+   of the log, as final-sync applies it in the window: timed (``final-rows``);
+8. the capture removed (``uninstall``): the other figures must see a source without it;
+9. verify-data's comparison (adapters/pgverify.py ``Verifier.compare``) of the source and the
    copy: timed (``verify-rows``); any problem it finds (but a role or database setting, which
    the initial copy does not carry) is the round's failure (the post-apply databases must be
    equal).
@@ -41,7 +46,7 @@ from cutover.bench import baselines, report
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.reference import Reference
 from cutover.bench.report import Figure
-from cutover.bench.workload import ROW_COUNT_SQL, run_workload
+from cutover.bench.workload import CATCHUP_SHARE, ROW_COUNT_SQL, parts, run_workload
 from cutover.errors import CutoverError
 from cutover.runner import Runner
 from cutover.sandbox import pgcluster
@@ -70,14 +75,18 @@ class RowsRun:
     written: int  # rows the final apply wrote on the target (upserted + deleted)
     whole: tuple[str, ...] = ()  # tables the final apply copied whole
     notes: list[str] = field(default_factory=list)
+    caught_up: int = 0  # rows the catch-up wrote on the target (upserted + deleted)
+    positions: tuple[str, str, str] = ("", "", "")  # initial, catch-up's, final apply's "since"
 
     @property
     def share(self) -> float:
-        return self.written / self.rows if self.rows else 0.0
+        """Rows written by the catch-up and the final apply / the source's rows."""
+        return (self.caught_up + self.written) / self.rows if self.rows else 0.0
 
 
-# A round's phases ("plain", "captured", "apply", "verify"), each recorded (seconds) as soon as
-# it is measured and, for the final apply, once verify-data found the copy equal to the source.
+# A round's phases ("plain", "captured", "catchup", "apply", "verify"), each recorded (seconds)
+# as soon as it is measured and, for the two applies, once verify-data found the copy equal to
+# the source.
 Record = Callable[[str, float], None]
 Plain = Literal["first", "last", "no"]
 
@@ -107,27 +116,41 @@ def rows_round(
     record: Record,
     dbname: str = ROWS_DB,
 ) -> RowsRun:
-    """One round (the module docstring's steps 1-7), each phase's seconds given to ``record``.
+    """One round (the module docstring's steps 1-9), each phase's seconds given to ``record``.
     ``plain``: when the workload runs without triggers: "first", "last" (after verify-data: the
     rounds alternate, so that neither run always meets the warmer or colder machine) or "no".
     Raises BaselineError (or CutoverError from an adapter) naming what failed; the capture never
     stays installed on ``source``."""
+    before, after = parts(ref)
+
+    def workload() -> float:
+        return run_workload(source, ref, work, before) + run_workload(source, ref, work, after)
+
     if plain == "first":
-        record("plain", run_workload(source, ref, work))
+        record("plain", workload())
     target = baselines.fresh_database(target_admin, dbname)
     baselines.streamed(source, target)
     rows = int(baselines.run_sql(source, ROW_COUNT_SQL).strip() or 0)
     src, dst = tools.conn(source), tools.conn(target)
-    try:
-        plan = pgcapture.install(tools.pg, src, pgcapture.inspect(tools.pg, src))
-        since = pgcapture.position(tools.pg, src)
-        record("captured", run_workload(source, ref, work))
+
+    def apply(
+        plan: pgcapture.CapturePlan, since: str, *, final: bool
+    ) -> tuple[pgapply.ApplyResult, float]:
         started = time.perf_counter()
         result = pgapply.apply_changes(
             tools.runner, tools.masker, tools.pg, src, dst, since,
-            plan=plan, final=True, jobs=jobs, timeout=APPLY_TIMEOUT,
+            plan=plan, final=final, jobs=jobs, timeout=APPLY_TIMEOUT,
         )  # fmt: skip
-        applied = time.perf_counter() - started
+        return result, time.perf_counter() - started
+
+    try:
+        plan = pgcapture.install(tools.pg, src, pgcapture.inspect(tools.pg, src))
+        initial = pgcapture.position(tools.pg, src)
+        written = run_workload(source, ref, work, before)
+        caught, caught_seconds = apply(plan, initial, final=False)
+        written += run_workload(source, ref, work, after)
+        record("captured", written)
+        result, applied = apply(plan, caught.position, final=True)
     finally:
         left = _uninstall(tools, src)
     if left:
@@ -145,13 +168,17 @@ def rows_round(
             f"verify-data after the final apply found {len(problems)} problem(s): "
             + "; ".join(problems[:3])
         )
+    record("catchup", caught_seconds)
     record("apply", applied)
     record("verify", verified)
     if plain == "last":
-        record("plain", run_workload(source, ref, work))
+        record("plain", workload())
     notes = [f"{name}: not captured ({why})" for name, why in _split(plan.unsupported)]
-    written = result.upserted + result.deleted
-    return RowsRun(target, rows, written, result.whole, notes)
+    return RowsRun(
+        target, rows, result.upserted + result.deleted, result.whole, notes,
+        caught_up=caught.upserted + caught.deleted,
+        positions=(initial, caught.position, result.since),
+    )  # fmt: skip
 
 
 def _uninstall(tools: Tools, src: ConnInfo) -> str:
@@ -181,7 +208,8 @@ def half_database(source: Endpoint) -> Endpoint:
 FIGURES = {
     report.WORKLOAD_PLAIN: "(13) the write workload (pgbench), no capture triggers",
     report.WORKLOAD_CAPTURED: "(13) the same workload with the capture triggers",
-    report.FINAL_ROWS: "(13) apply_changes(final=True) after the workload (~5% of rows)",
+    report.CATCHUP: "(13) catch-up: apply_changes(final=False) after 90% of the workload",
+    report.FINAL_ROWS: "(13) apply_changes(final=True) from the catch-up: the last 10%",
     report.VERIFY_ROWS: "(13) verify-data's comparison after it",
     report.FINAL_ROWS_HALF: "(13) final-rows on the half-size reference",
     report.VERIFY_ROWS_HALF: "(13) verify-rows on the half-size reference",
@@ -203,6 +231,7 @@ class Sizes:
 REFERENCE_NAMES = {
     "plain": report.WORKLOAD_PLAIN,
     "captured": report.WORKLOAD_CAPTURED,
+    "catchup": report.CATCHUP,
     "apply": report.FINAL_ROWS,
     "verify": report.VERIFY_ROWS,
 }
@@ -277,14 +306,17 @@ def measure(
 
 
 def share_line(run: RowsRun | None) -> str:
-    """``bench: rows-changed-share V (...)``: the rows the final apply wrote / the source's."""
+    """``bench: rows-changed-share V (...)``: the rows the catch-up and the final apply wrote /
+    the source's, and how they split between the two."""
     if run is None:
         return "bench: rows-changed-share failed: no round of final-rows worked"
     whole = ", ".join(run.whole) or "none"
     notes = "; ".join(run.notes)
     return (
-        f"bench: rows-changed-share {run.share:.3f} ({run.written} of {run.rows} rows written "
-        f"by the final apply; copied whole: {whole}{'; ' + notes if notes else ''})"
+        f"bench: rows-changed-share {run.share:.3f} ({run.caught_up + run.written} of {run.rows} "
+        f"rows written: {run.caught_up} by the catch-up after {CATCHUP_SHARE:.0%} of the "
+        f"workload, {run.written} by the final apply after the rest; copied whole by the final "
+        f"apply: {whole}{'; ' + notes if notes else ''})"
     )
 
 

@@ -45,6 +45,18 @@ def transactions(ref: Reference) -> int:
     return per_client * CLIENTS
 
 
+CATCHUP_SHARE = 0.9  # of the transactions, before the timed catch-up (cutover/bench/rows.py)
+
+
+def parts(ref: Reference) -> tuple[int, int]:
+    """The workload split at the last catch-up: (before, after) in transactions, each a multiple
+    of :data:`CLIENTS`, together :func:`transactions`. The window holds only the second part's
+    changes (an assumption the bench states: the writes made after the last catch-up)."""
+    total = transactions(ref)
+    before = max(CLIENTS, int(total * CATCHUP_SHARE) // CLIENTS * CLIENTS)
+    return before, total - before
+
+
 def workload_script(ref: Reference) -> str:
     """One pgbench transaction: 10 accounts updated (a range), one teller and one branch
     updated, one history row inserted (a keyless table: copied whole by the final apply), and on
@@ -75,8 +87,12 @@ END;
 """  # noqa: S608 - only integers from Reference reach the script
 
 
-def run_workload(source: Endpoint, ref: Reference, work: Path) -> float:
-    """The workload on ``source`` by pgbench (password in its environment only); its seconds."""
+def run_workload(source: Endpoint, ref: Reference, work: Path, count: int | None = None) -> float:
+    """The workload on ``source`` by pgbench (password in its environment only): ``count``
+    transactions (all of :func:`transactions` by default); its seconds."""
+    count = transactions(ref) if count is None else count
+    if count <= 0:
+        return 0.0
     script = work / f"rows-workload-{ref.scale}.sql"
     script.write_text(workload_script(ref), encoding="utf-8")
     script.chmod(0o600)
@@ -84,7 +100,7 @@ def run_workload(source: Endpoint, ref: Reference, work: Path) -> float:
         str(pgcluster.pg_bindir() / "pgbench"),
         "--no-vacuum",
         f"--file={script}",
-        f"--transactions={transactions(ref) // CLIENTS}",
+        f"--transactions={max(1, count // CLIENTS)}",
         f"--client={CLIENTS}",
         f"--jobs={CLIENTS}",
         f"--max-tries={MAX_TRIES}",

@@ -8,10 +8,12 @@ from __future__ import annotations
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.databases import make_database
 
+from cutover.adapters import pgapply
 from cutover.bench import baselines, reference, report, rows, workload
 from cutover.bench.baselines import Endpoint
 from cutover.bench.report import Figure
@@ -81,6 +83,12 @@ def test_the_workload_script_holds_only_the_scales_numbers_and_a_fixed_transacti
     assert workload.half(reference.Reference(40)) == reference.Reference(20)
     assert workload.half(reference.Reference(3)) == reference.Reference(1)
     assert workload.half(reference.Reference(1)) is None
+    # The split at the last catch-up: 90% before it, the rest after (what the window holds).
+    assert workload.parts(reference.Reference(40)) == (16_200, 1_800)
+    for scale in (1, 2, 3, 40):
+        before, after = workload.parts(reference.Reference(scale))
+        assert before + after == workload.transactions(reference.Reference(scale))
+        assert before % workload.CLIENTS == 0 and after % workload.CLIENTS == 0 and after > 0
 
 
 def test_the_workload_changes_about_5_percent_of_rows_over_every_reference_table(
@@ -119,8 +127,17 @@ def test_the_workload_changes_about_5_percent_of_rows_over_every_reference_table
 
 
 def test_a_tiny_rows_round_prints_its_lines_and_leaves_the_copy_equal_to_the_source(
-    small: Endpoint, pg_target: PgCluster, tmp_path: Path
+    small: Endpoint, pg_target: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    calls: list[tuple[bool, str, str]] = []  # (final, since, the round's position)
+    real = rows.pgapply.apply_changes
+
+    def spy(*args: Any, **kwargs: Any) -> pgapply.ApplyResult:
+        result = real(*args, **kwargs)
+        calls.append((kwargs["final"], args[5], result.position))
+        return result
+
+    monkeypatch.setattr(rows.pgapply, "apply_changes", spy)
     figures = {name: Figure(name) for name in rows.FIGURES}
     # The full final sync the ratio divides by: a real full copy of the same source
     # (pg_dump | pg_restore, issue 10's baseline (b)), standing for cutover's final-direct.
@@ -147,6 +164,12 @@ def test_a_tiny_rows_round_prints_its_lines_and_leaves_the_copy_equal_to_the_sou
     assert run is not None
     assert _digests(run.target) == _digests(small)  # the post-apply databases are equal
     assert 0.01 < run.share < 0.15
+    # The catch-up ran from the initial position, the final apply from the catch-up's.
+    initial, caught, since = run.positions
+    assert calls[0] == (False, initial, caught)
+    assert calls[1][:2] == (True, caught)
+    assert since == caught != initial
+    assert run.caught_up > run.written > 0  # 90% of the workload's changes before, 10% after
     assert "public.pgbench_history" in " ".join(run.whole)  # keyless: copied whole
     for endpoint in (small, half_source):
         assert baselines.run_sql(endpoint, LEFT_SQL).split() == ["0", "0"]  # capture removed
@@ -154,15 +177,22 @@ def test_a_tiny_rows_round_prints_its_lines_and_leaves_the_copy_equal_to_the_sou
     lines = rows.lines(figures, size_mb / 1e6, half_mb, run)
     by_name = {line.split()[1]: line for line in lines}
     values = {name: line.split()[2] for name, line in by_name.items()}
-    for name in ("final-rows/final-full", "trigger-write-overhead", "window-data-rows",
+    for name in ("final-rows/final-full", "catch-up/final-full", "trigger-write-overhead",
+                 "window-data-rows",
                  "window-data-rows-per-gb", "rows-changed-share"):  # fmt: skip
         assert float(values[name]) != 0, by_name[name]
     assert float(values["final-rows/final-full"]) > 0
     assert float(values["trigger-write-overhead"]) > 0
     assert "target <= 0.1" in by_name["final-rows/final-full"]
+    assert report.ROWS_ASSUMPTION in by_name["final-rows/final-full"]
+    assert report.CATCHUP_INFO in by_name["catch-up/final-full"]
+    assert "catch-up / final-direct" in by_name["catch-up/final-full"]
+    assert f"{run.caught_up} by the catch-up" in by_name["rows-changed-share"]
     assert "information, >1 = slower" in by_name["trigger-write-overhead"]
     assert "workload-captured / workload-plain" in by_name["trigger-write-overhead"]
-    assert "copied whole: public.pgbench_history" in by_name["rows-changed-share"]
+    assert (
+        "copied whole by the final apply: public.pgbench_history" in by_name["rows-changed-share"]
+    )
     if shutil.which("pgcopydb"):
         assert float(values["pgcopydb-clone-per-gb"]) != 0
 
@@ -173,6 +203,10 @@ def test_a_tiny_rows_round_prints_its_lines_and_leaves_the_copy_equal_to_the_sou
     assert again is not None
     assert len(figures[report.WORKLOAD_PLAIN].runs) == 2
     assert len(figures[report.FINAL_ROWS].runs) == 2
+    assert len(figures[report.CATCHUP].runs) == 2
+    # Every final apply started where the catch-up before it ended.
+    assert [c[0] for c in calls] == [False, True] * 3  # reference, half-size, reference again
+    assert all(c[1] == calls[i - 1][2] for i, c in enumerate(calls) if c[0])
     assert _digests(again.target) != _digests(small)  # the plain run came after the comparison
 
 
@@ -201,11 +235,15 @@ def test_a_failing_round_fails_its_figures_and_removes_the_capture(
 def test_a_failed_apply_keeps_the_workload_figures_and_removes_the_capture(
     small: Endpoint, pg_target: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """pgapply raises CutoverError naming the table (contract, "Errors"): here patched to do so,
-    since a real apply cannot be made to fail between the copy and its end from outside."""
+    """pgapply raises CutoverError naming the table (contract, "Errors"): here the final apply
+    is patched to do so (the catch-up is real), since a real apply cannot be made to fail
+    between the copy and its end from outside."""
+    real = rows.pgapply.apply_changes
 
-    def failing(*_args: object, **_kwargs: object) -> None:
-        raise CutoverError("public.bench_events: the batch failed")
+    def failing(*args: Any, **kwargs: Any) -> pgapply.ApplyResult:
+        if kwargs["final"]:
+            raise CutoverError("public.bench_events: the batch failed")
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(rows.pgapply, "apply_changes", failing)
     figures = {name: Figure(name) for name in rows.FIGURES}
@@ -215,8 +253,9 @@ def test_a_failed_apply_keeps_the_workload_figures_and_removes_the_capture(
     assert figures[report.WORKLOAD_CAPTURED].ok
     assert figures[report.FINAL_ROWS].why() == "public.bench_events: the batch failed"
     assert not figures[report.VERIFY_ROWS].ok
+    assert not figures[report.CATCHUP].ok  # recorded only once verify-data found the copy equal
     assert baselines.run_sql(small, LEFT_SQL).split() == ["0", "0"]
-    line = report.ratio_line(report.rows_ratios(figures)[1])
+    line = report.ratio_line(report.rows_ratios(figures)[2])
     assert line.startswith("ratio: trigger-write-overhead ")
     assert float(line.split()[2]) > 0
 
@@ -264,6 +303,7 @@ def test_a_failed_figure_fails_its_lines_with_the_reason_never_a_number() -> Non
         verify_rows=[1.0],
         workload_plain=[2.0],
         workload_captured="pgbench exited 2",
+        catch_up="pgapply: the catch-up failed",
         pgcopydb_clone=[3.0],
     )
     lines = report.rows_window_lines(figures, 1000.0, None)
@@ -275,6 +315,10 @@ def test_a_failed_figure_fails_its_lines_with_the_reason_never_a_number() -> Non
     assert ratios[0].startswith("ratio: final-rows/final-full failed: final-rows failed: ")
     assert "target <= 0.1" in ratios[0]
     assert ratios[1] == (
+        "ratio: catch-up/final-full failed: catch-up failed: pgapply: the catch-up failed "
+        f"({report.CATCHUP_INFO})"
+    )
+    assert ratios[2] == (
         "ratio: trigger-write-overhead failed: workload-captured failed: pgbench exited 2 "
         "(information, >1 = slower)"
     )
@@ -284,15 +328,21 @@ def test_a_failed_figure_fails_its_lines_with_the_reason_never_a_number() -> Non
 def test_the_rows_ratio_divides_by_cutovers_fastest_full_sync() -> None:
     figures = _figures(
         final_rows=[1.0],
+        catch_up=[9.0],
         final_backup=[20.0],
         final_direct=[10.0],
         workload_plain=[4.0],
         workload_captured=[5.0],
     )
-    final, overhead = report.rows_ratios(figures)
+    final, catchup, overhead = report.rows_ratios(figures)
     assert final.value == pytest.approx(0.1)
     assert final.met is True
-    assert final.detail == "final-rows / final-direct"
+    assert final.detail == f"final-rows / final-direct; {report.ROWS_ASSUMPTION}"
+    assert catchup.value == pytest.approx(0.9)
+    assert catchup.met is None  # information: no target
+    assert report.ratio_line(catchup) == (
+        f"ratio: catch-up/final-full 0.90 ({report.CATCHUP_INFO}; catch-up / final-direct)"
+    )
     assert overhead.value == pytest.approx(1.25)
     assert overhead.met is None  # information: no target
     assert report.ratio_line(overhead) == (
