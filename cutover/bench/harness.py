@@ -9,7 +9,10 @@ one go on the same machine (issue 10, "Benchmark").
    the same machine: (a) guide-file, (d) final-backup, (b) pg_dump|pg_restore, (d)
    final-direct, (c) pgcopydb-clone, (d) final-in-rack, (f) verify-data and verify-psql, then
    (e): initial-sync (not timed: the changed-tables baseline), the workload on Heroku, and the
-   timed final-sync with ``final_sync: changed-tables``;
+   timed final-sync with ``final_sync: changed-tables``; then issue 13's figures
+   (cutover/bench/rows.py: the write workload with and without capture triggers, a catch-up
+   after 90% of it, the final apply of the rest's changed rows and verify-data after it, at the
+   reference size and at half of it, where pgcopydb clones too, for the per-GB figures);
 4. medians, ratios with their targets (cutover/bench/report.py), a rich table, and one line
    per figure.
 
@@ -37,7 +40,7 @@ from rich.console import Console
 
 from cutover.adapters.pgverify import checksum_sql
 from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL
-from cutover.bench import baselines, reference, report, window
+from cutover.bench import baselines, reference, report, rows, window, workload
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.report import Figure
 from cutover.errors import CutoverError
@@ -248,6 +251,9 @@ def _bench(
     b(report.VERIFY, "(f) cutover verify-data")
     b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")
     b(report.FINAL_CHANGED, f"(e) final-sync changed-tables ({args.changed_method})")
+    sizes, half_mb = _rows_setup(bench, source, ref, console)
+    tools = rows.Tools()
+    rows_run: rows.RowsRun | None = None
     share: float | None = None
 
     def fresh() -> Endpoint:
@@ -279,8 +285,13 @@ def _bench(
                 pgoptions=STABLE_TEXT,
             ),
         )  # fmt: skip
+        # Before (e): (e) ends with a final-sync after the last change on Heroku, which the
+        # window (below) relies on (its verify-data compares Heroku with that sync).
+        rows_run = rows.measure(bench.figures, tools, sizes, target, work, jobs) or rows_run
         share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
+    for line in rows.lines(bench.figures, size_mb, half_mb, rows_run):
+        print(line)
     # Last, once: the window changes the world (maintenance, DNS), so it ends the bench.
     console.print("bench: the rest of the cutover, for the window's fixed cost ...")
     try:
@@ -289,6 +300,32 @@ def _bench(
     except (window.WindowError, OSError, ValueError) as exc:
         print(f"bench: window failed: {exc}")
     return 0
+
+
+def _rows_setup(
+    bench: Bench, source: Endpoint, ref: reference.Reference, console: Console
+) -> tuple[rows.Sizes, float | None]:
+    """Issue 13's figures, and the half-size reference for their per-GB figures, in its own
+    database on the source's cluster (not timed); none below BENCH_SCALE=2 or when it fails to
+    load."""
+    for name, note in rows.FIGURES.items():
+        bench.figure(name, note)
+    # pgbench_history as (e)'s workload leaves it, in every round (the rows round runs before
+    # (e)): pgbench -i leaves it empty, and the final apply copies it whole (no key).
+    baselines.run_sql(source, reference.workload_sql(ref, 0))
+    half_ref = workload.half(ref)
+    if half_ref is None:
+        return rows.Sizes(source, None, ref, None), None
+    try:
+        half = rows.half_database(source)
+        half_mb = load_reference(half, half_ref)
+        baselines.run_sql(half, reference.workload_sql(half_ref, 0))  # history, as above
+    except (BaselineError, subprocess.SubprocessError) as exc:
+        why = f"the half-size reference failed to load: {exc}"
+        console.print(f"bench: {why}")
+        return rows.Sizes(source, None, ref, None, why), None
+    console.print(f"bench: half-size reference loaded ({half_mb:.0f} MB)")
+    return rows.Sizes(source, half, ref, half_ref), half_mb
 
 
 def _changed_round(

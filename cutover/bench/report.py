@@ -7,13 +7,18 @@ the reason, never as a number.
 Targets (issue 10): final-full at most 1.0 x the fastest of (b) streamed and (c) pgcopydb;
 final-changed at most 0.25 x final-full; verify-data at most 1.0 x the psql baseline; cutover's
 own memory under 150 MB; cutover's own time (outside external commands) under 2 s per step.
+Issue 13 (cutover/bench/rows.py): final-rows (from the last catch-up, holding the workload's
+last 10%: a stated assumption) at most 0.1 x final-full; the catch-up against final-full is
+information (what a window without a catch-up would hold); the trigger write overhead is
+information (no target: >1 = slower); the window's data part with changed-rows
+(final-rows + verify-rows) at the reference size and per GB from two sizes, next to pgcopydb's.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.table import Table
 
@@ -31,6 +36,16 @@ TARGET_CHANGED = 0.25
 TARGET_VERIFY = 1.0
 TARGET_RSS_MB = 150.0
 TARGET_OWN_SECONDS = 2.0
+# Issue 13's figures (cutover/bench/rows.py)
+CATCHUP = "catch-up"  # apply_changes(final=False) after 90% of the workload
+FINAL_ROWS = "final-rows"  # apply_changes(final=True) from the catch-up, after the last 10%
+VERIFY_ROWS = "verify-rows"  # verify-data's comparison after it
+WORKLOAD_PLAIN = "workload-plain"  # the write workload without capture triggers
+WORKLOAD_CAPTURED = "workload-captured"  # the same with them
+FINAL_ROWS_HALF = "final-rows-half"  # the same figures on the half-size reference
+VERIFY_ROWS_HALF = "verify-rows-half"
+PGCOPYDB_HALF = "pgcopydb-clone-half"
+TARGET_ROWS = 0.1
 
 
 def final_name(method: str) -> str:
@@ -68,12 +83,15 @@ class Figure:
 class Ratio:
     name: str
     value: float | None
-    target: float
+    target: float | None  # None: information, no target
     detail: str  # the figures it compares, or why it could not be computed
+    info: str = "information, >1 = slower"  # said instead of a verdict when there is no target
 
     @property
     def met(self) -> bool | None:
-        return None if self.value is None else self.value <= self.target
+        if self.value is None or self.target is None:
+            return None
+        return self.value <= self.target
 
 
 def _fastest(figures: Iterable[Figure]) -> Figure | None:
@@ -85,7 +103,9 @@ def _failed(figures: Sequence[Figure]) -> str:
     return "; ".join(f"{f.name} failed: {f.why()}" for f in figures)
 
 
-def _ratio(name: str, num: Figure | None, den: Figure | None, target: float, why: str) -> Ratio:
+def _ratio(
+    name: str, num: Figure | None, den: Figure | None, target: float | None, why: str
+) -> Ratio:
     if num is None or den is None:
         return Ratio(name, None, target, why)
     top, bottom = num.median(), den.median()
@@ -141,8 +161,17 @@ def ratios(figures: dict[str, Figure], changed_method: str) -> list[Ratio]:
     return out
 
 
-def verdict(value: float | None, target: float, *, under: bool = False) -> str:
-    """``target <= T: met`` (or ``target < T`` when the issue says "under")."""
+def verdict(
+    value: float | None,
+    target: float | None,
+    *,
+    under: bool = False,
+    info: str = "information, >1 = slower",
+) -> str:
+    """``target <= T: met`` (or ``target < T`` when the issue says "under"); ``information, >1
+    = slower`` for a ratio without a target."""
+    if target is None:
+        return info
     sign = "<" if under else "<="
     if value is None:
         return f"target {sign} {target:g}"
@@ -187,16 +216,122 @@ def lines(
             f"{'; in ' + own_where if own_where else ''})"
         )
     out.extend(extra)
-    for ratio in computed:
-        if ratio.value is None:
-            out.append(
-                f"ratio: {ratio.name} failed: {ratio.detail} ({verdict(None, ratio.target)})"
-            )
-        else:
-            out.append(
-                f"ratio: {ratio.name} {ratio.value:.2f} ({verdict(ratio.value, ratio.target)}; "
-                f"{ratio.detail})"
-            )
+    out.extend(ratio_line(ratio) for ratio in computed)
+    return out
+
+
+def ratio_line(ratio: Ratio) -> str:
+    """``ratio: NAME VALUE (target ...; what it compares)`` or ``ratio: NAME failed: ...``."""
+    if ratio.value is None:
+        return (
+            f"ratio: {ratio.name} failed: {ratio.detail} "
+            f"({verdict(None, ratio.target, info=ratio.info)})"
+        )
+    return (
+        f"ratio: {ratio.name} {ratio.value:.2f} "
+        f"({verdict(ratio.value, ratio.target, info=ratio.info)}; "
+        f"{ratio.detail})"
+    )
+
+
+def _ok(figures: dict[str, Figure], name: str) -> Figure | None:
+    figure = figures.get(name)
+    return figure if figure is not None and figure.ok else None
+
+
+def _why(figures: dict[str, Figure], *names: str) -> str:
+    return _failed([figures[n] for n in names if n in figures and not figures[n].ok])
+
+
+# What the final-rows ratio assumes (printed on its line): the window holds the writes made after
+# the last catch-up, the workload's last 10% here.
+ROWS_ASSUMPTION = (
+    "assumed: the window holds only the writes made after the last catch-up, here the "
+    "workload's last 10%"
+)
+CATCHUP_INFO = "information: what a window WITHOUT a catch-up would hold"
+
+
+def rows_ratios(figures: dict[str, Figure]) -> list[Ratio]:
+    """Issue 13: the final apply (from the catch-up) against cutover's fastest full final sync
+    (the one issue 10's ratios use); the catch-up against the same (information: a by-key apply
+    of changes spread over every page costs about a full copy, which is why the window comes
+    after a catch-up); the workload with the capture triggers against the same without."""
+    full = fastest_full(figures)
+    final = _ratio(
+        "final-rows/final-full",
+        _ok(figures, FINAL_ROWS),
+        full,
+        TARGET_ROWS,
+        _why(figures, FINAL_ROWS) or "no full final sync worked",
+    )
+    catchup = _ratio(
+        "catch-up/final-full",
+        _ok(figures, CATCHUP),
+        full,
+        None,
+        _why(figures, CATCHUP) or "no full final sync worked",
+    )
+    return [
+        replace(final, detail=f"{final.detail}; {ROWS_ASSUMPTION}"),
+        replace(catchup, info=CATCHUP_INFO),
+        _ratio(
+            "trigger-write-overhead",
+            _ok(figures, WORKLOAD_CAPTURED),
+            _ok(figures, WORKLOAD_PLAIN),
+            None,
+            _why(figures, WORKLOAD_CAPTURED, WORKLOAD_PLAIN),
+        ),
+    ]
+
+
+def _sum(figures: dict[str, Figure], *names: str) -> float | None:
+    medians = [f.median() for f in (figures.get(n) for n in names) if f is not None]
+    if len(medians) != len(names) or any(m is None for m in medians):
+        return None
+    return sum(m for m in medians if m is not None)
+
+
+def _per_gb(big: float | None, small: float | None, big_mb: float, small_mb: float | None) -> str:
+    if big is None or small is None or small_mb is None or big_mb - small_mb <= 0:
+        return "n/a"
+    return f"{(big - small) / ((big_mb - small_mb) / 1000):.2f}"
+
+
+def rows_window_lines(
+    figures: dict[str, Figure], size_mb: float, half_mb: float | None
+) -> list[str]:
+    """The window's data part with changed-rows (final-rows + verify-rows) at the reference size
+    and per GB (the slope between the two sizes), next to pgcopydb-clone's at the same sizes."""
+    data = _sum(figures, FINAL_ROWS, VERIFY_ROWS)
+    copydb = _sum(figures, PGCOPYDB)
+    shown = f"{copydb:.2f}" if copydb is not None else "n/a"
+    if data is None:
+        why = _why(figures, FINAL_ROWS, VERIFY_ROWS) or "not measured"
+        out = [f"bench: window-data-rows failed: {why}"]
+    else:
+        out = [
+            f"bench: window-data-rows {data:.2f} (final-rows + verify-rows at {size_mb:.0f} MB; "
+            f"{PGCOPYDB} {shown})"
+        ]
+    if half_mb is None:
+        out.append("bench: window-data-rows-per-gb failed: one size only (BENCH_SCALE < 2)")
+        return out
+    sizes = f"from {size_mb:.0f} MB and {half_mb:.0f} MB"
+    rows_gb = _per_gb(data, _sum(figures, FINAL_ROWS_HALF, VERIFY_ROWS_HALF), size_mb, half_mb)
+    copydb_gb = _per_gb(copydb, _sum(figures, PGCOPYDB_HALF), size_mb, half_mb)
+    if rows_gb == "n/a":
+        why = _why(figures, FINAL_ROWS, VERIFY_ROWS, FINAL_ROWS_HALF, VERIFY_ROWS_HALF)
+        out.append(f"bench: window-data-rows-per-gb failed: {why or 'not measured'}")
+    else:
+        out.append(f"bench: window-data-rows-per-gb {rows_gb} ({sizes}; {PGCOPYDB}-per-gb "
+                   f"{copydb_gb})")  # fmt: skip
+    if copydb_gb == "n/a":
+        out.append(
+            f"bench: {PGCOPYDB}-per-gb failed: {_why(figures, PGCOPYDB, PGCOPYDB_HALF) or 'n/a'}"
+        )
+    else:
+        out.append(f"bench: {PGCOPYDB}-per-gb {copydb_gb} ({sizes})")
     return out
 
 
