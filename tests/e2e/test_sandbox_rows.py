@@ -222,7 +222,7 @@ def test_the_window_killed_in_the_final_apply_completes(scenario: dict[str, Any]
     assert window.returncode == 0, said(window)
     assert "cutover complete" in window.stdout
     assert "applied to the Convox database in place" in window.stdout  # the final-sync gate
-    assert "cutover cleanup -f " in window.stdout  # the capture is still on Heroku
+    assert "cutover cleanup removes it" in window.stdout  # the capture is still on Heroku
     state = json.loads((scenario["work"] / ".cutover" / "state.json").read_text())
     final = state["steps"]["final-sync"]
     assert final["outputs"]["method"] == "changed-rows"
