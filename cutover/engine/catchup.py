@@ -30,7 +30,6 @@ from cutover.state import RunState, Status
 from cutover.ui import Ui
 
 if TYPE_CHECKING:
-    from cutover.adapters.pgapply import ApplyProgress
     from cutover.adapters.pgcapture import CapturePlan, Pending
     from cutover.adapters.postgres import ConnInfo
     from cutover.steps.base import Context
@@ -158,6 +157,7 @@ def catch_up(playbook_path: Path, ui: Ui, *, dry_run: bool = False) -> int:
         from cutover.engine import context  # noqa: PLC0415
         from cutover.runner import step_scope  # noqa: PLC0415
         from cutover.steps.data import heroku_source, wait_for_resource  # noqa: PLC0415
+        from cutover.steps.datarows import apply_round  # noqa: PLC0415
 
         db = playbook.model.database
         assert db
@@ -184,20 +184,7 @@ def catch_up(playbook_path: Path, ui: Ui, *, dry_run: bool = False) -> int:
                 audit.event("catch-up-start", since=since, behind=before.entries)
                 started = time.monotonic()
                 try:
-                    result = pgapply.apply_changes(
-                        ctx.runner,
-                        ctx.masker,
-                        ctx.postgres,
-                        source,
-                        conn,
-                        since,
-                        plan=plan,
-                        final=False,
-                        jobs=db.restore_jobs,
-                        timeout=db.timeout,
-                        batch_keys=db.catchup_batch_keys,
-                        progress=lambda p: _draw(ctx, p),
-                    )
+                    result = apply_round(ctx, source, conn, since, plan, final=False)
                 except CutoverError as exc:
                     audit.event("catch-up-failed", since=since, error=exc.brief)
                     exc.resolution = exc.resolution or (
@@ -225,7 +212,3 @@ def catch_up(playbook_path: Path, ui: Ui, *, dry_run: bool = False) -> int:
     )
     ui.info(f"now {behind(after)} (capture position {result.position})", "green")
     return 0
-
-
-def _draw(ctx: Context, p: ApplyProgress) -> None:
-    ctx.progress(p.keys_done, p.keys_total, unit="keys")

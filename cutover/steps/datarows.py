@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cutover.errors import CutoverError, Interrupted
 
 if TYPE_CHECKING:
-    from cutover.adapters.pgapply import ApplyProgress
+    from cutover.adapters.pgapply import ApplyResult
     from cutover.adapters.pgcapture import CapturePlan
     from cutover.adapters.postgres import ConnInfo, PostgresAdapter
     from cutover.state import RunState
@@ -161,7 +161,7 @@ def final_sync(
 ) -> dict[str, Any] | None:
     """The window's changed-rows sync in place on ``conn``: the outputs' fields, or None (with a
     note saying why) for a full sync."""
-    from cutover.adapters import pgapply, pgstaging  # noqa: PLC0415
+    from cutover.adapters import pgstaging  # noqa: PLC0415
 
     db = ctx.model.database
     assert db
@@ -174,20 +174,7 @@ def final_sync(
         return None
     started = time.monotonic()
     try:
-        result = pgapply.apply_changes(
-            ctx.runner,
-            ctx.masker,
-            ctx.postgres,
-            source,
-            conn,
-            since,
-            plan=plan,
-            final=True,
-            jobs=db.restore_jobs,
-            timeout=db.timeout,
-            batch_keys=db.catchup_batch_keys,
-            progress=lambda p: report(ctx, p),
-        )
+        result = apply_round(ctx, source, conn, since, plan, final=True)
     except Interrupted:
         raise
     except CutoverError as exc:
@@ -217,6 +204,27 @@ def final_sync(
     }
 
 
-def report(ctx: Context, p: ApplyProgress) -> None:
-    """Keys applied of the round's total (rate and ETA from ``ctx.progress``)."""
-    ctx.progress(p.keys_done, p.keys_total, unit="keys")
+def apply_round(
+    ctx: Context, source: ConnInfo, conn: ConnInfo, since: str, plan: CapturePlan, *, final: bool
+) -> ApplyResult:
+    """One round of pgapply.apply_changes with the playbook's jobs, timeout and batch size, its
+    progress drawn as keys applied of the round's total (rate and ETA from ``ctx.progress``):
+    a catch-up (engine/catchup.py) or the window's final apply."""
+    from cutover.adapters import pgapply  # noqa: PLC0415 - adapters load when a step runs
+
+    db = ctx.model.database
+    assert db
+    return pgapply.apply_changes(
+        ctx.runner,
+        ctx.masker,
+        ctx.postgres,
+        source,
+        conn,
+        since,
+        plan=plan,
+        final=final,
+        jobs=db.restore_jobs,
+        timeout=db.timeout,
+        batch_keys=db.catchup_batch_keys,
+        progress=lambda p: ctx.progress(p.keys_done, p.keys_total, unit="keys"),
+    )
