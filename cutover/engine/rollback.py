@@ -37,7 +37,7 @@ from cutover.engine.run import (
 from cutover.errors import CutoverError, Interrupted, InvalidInput, StepFailed
 from cutover.playbook import LoadedPlaybook, load_playbook
 from cutover.state import RollbackState, RunState, StateStore, Status, UndoState, now_iso
-from cutover.steps import STEPS, Context, Step
+from cutover.steps import STEP_IDS, STEPS, Context, Step
 from cutover.ui import Ui
 
 ROLLBACK_LOCK = "cutover rollback"
@@ -357,6 +357,12 @@ def _complete(ctx: Context, store: StateStore, audit: AuditLog, ui: Ui, rb: Roll
     # turned off by hand) still means Heroku served traffic and took writes since, so the
     # window (maintenance-on, the final sync, ...) must run again in full.
     first = window_started(state) or (undone[0] if undone else None)
+    # An undo before the window (capture-changes: the capture is gone from Heroku) leaves
+    # every step after it built on an effect that is no longer there (initial-sync's capture
+    # position): the forward run starts again from the earliest step undone.
+    before = [sid for sid in undone if first and STEP_IDS.index(sid) < STEP_IDS.index(first)]
+    if before:
+        first = before[0]
     cleared = reset_from(state, first) if first else []
     rb.reset_from = first
     rb.status = Status.DONE
@@ -373,6 +379,12 @@ def _complete(ctx: Context, store: StateStore, audit: AuditLog, ui: Ui, rb: Roll
         ui.info(
             f"The forward steps from {first} on are reset (their first outputs kept): "
             f"`{resume_command(ctx.playbook)}` does the window again from {first}."
+        )
+    if before:
+        ui.info(
+            f"{', '.join(before)} undone before the window started: the next run does "
+            f"{first} and every step after it again (for capture-changes: it installs the "
+            "capture again, then initial-sync copies again, so the capture covers the copy)."
         )
     if rb.forced and rb.writes_check:
         ui.info(

@@ -232,6 +232,14 @@ def test_rollback_removes_the_capture(setup: Setup) -> None:
     assert ("rollback-step-finish", "capture-changes") in kinds
     complete = [e for e in setup.events() if e["kind"] == "rollback-complete"]
     assert complete and complete[-1]["undone"] == ["capture-changes"]
+    # The capture is gone, so nothing built on it may still read done: the forward run starts
+    # again at capture-changes (then initial-sync copies again under the new capture).
+    assert complete[-1]["reset_from"] == "capture-changes"
+    after = StateStore(setup.playbook.state_dir).load()
+    assert after is not None
+    for sid in ("capture-changes", "initial-sync", "final-sync", "verify-data"):
+        assert after.step(sid).status == Status.PENDING, sid
+    assert "installs the capture again, then initial-sync copies again" in out.text()
     setup.assert_no_password(out.text())
 
 
