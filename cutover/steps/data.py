@@ -155,6 +155,7 @@ class FinalSyncOutputs(SyncOutputs):
     upserted: int | None = None
     deleted: int | None = None
     whole: list[str] | None = None
+    schema_changed: list[str] | None = None  # changed-rows: tables Heroku's DDL affected
 
 
 _DATA_FIELDS = ("heroku.app", "convox.app", "convox.rack", "database")
