@@ -12,12 +12,13 @@ capture's triggers (pgcapture.status):
 * ``dropped``: in the registry, gone from Heroku.
 * ``trigger``: a capture trigger is missing or does not fire: writes since are in no log.
 
-Whole-database (:attr:`SchemaChanges.whole`): a table the capture cannot cover (partitioned,
-partition, inheritance: pgcapture.inspect), and any object outside the affected tables that
-depends on one of them, on Heroku or on Convox: a view, materialized view or rule reading it, a
-column, function or policy using its row type, a default using a sequence it owns. Replacing a
-table (``DROP TABLE ... CASCADE``) would drop those silently, so cutover copies everything
-instead and names them.
+Replacing a table (``DROP TABLE ... CASCADE``) drops what depends on it. Plain views reading an
+affected table (or such a view), on Heroku or on Convox, are re-created from Heroku's
+definitions (:attr:`SchemaChanges.views`). Whole-database (:attr:`SchemaChanges.whole`): a table
+the capture cannot cover (partitioned, partition, inheritance: pgcapture.inspect), and any other
+object outside the affected tables that depends on one of them: a materialized view (its rows),
+a rule of another table, a column, function or policy using its row type, a default using a
+sequence it owns. cutover copies everything instead and names them.
 
 The description of a change (``orders: column added (gift_note)``) compares Heroku's columns,
 indexes and constraints now with the Convox copy's, which still has the old definition.
@@ -60,6 +61,7 @@ class TableChange:
 class SchemaChanges:
     tables: tuple[TableChange, ...] = ()
     whole: tuple[str, ...] = ()  # why only a whole-database copy is right (empty: scoped)
+    views: tuple[str, ...] = ()  # plain views on affected tables, re-created from Heroku's
 
     @property
     def replaced(self) -> tuple[str, ...]:
@@ -99,7 +101,7 @@ SET search_path = pg_catalog;
 WITH t AS (
   SELECT c.oid, c.reltype, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('r', 'p')
+  WHERE c.relkind IN ('r', 'p', 'v')
     AND quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({names})
 ), refs AS (
   SELECT t.name, t.oid AS owner, 'pg_catalog.pg_class'::regclass AS refclass, t.oid AS ref FROM t
@@ -119,7 +121,14 @@ SELECT DISTINCT r.name,
             || v.oid::regclass::text
      FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class v ON v.oid = w.ev_class
      WHERE w.oid = d.objid)
-  ELSE pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) END
+  ELSE pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) END,
+  CASE WHEN d.classid = 'pg_catalog.pg_rewrite'::regclass THEN
+    (SELECT CASE WHEN v.relkind = 'v' AND w.rulename = '_RETURN'
+                 THEN quote_ident(vn.nspname) || '.' || quote_ident(v.relname) ELSE '' END
+     FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class v ON v.oid = w.ev_class
+     JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+     WHERE w.oid = d.objid)
+  ELSE '' END
 FROM refs r JOIN pg_catalog.pg_depend d
   ON d.refclassid = r.refclass AND d.refobjid = r.ref AND d.deptype = 'n'
 WHERE NOT (d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.owner)
@@ -135,6 +144,15 @@ WHERE NOT (d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.owner)
   AND NOT (d.classid = 'pg_catalog.pg_attrdef'::regclass AND EXISTS (
         SELECT 1 FROM pg_catalog.pg_attrdef a WHERE a.oid = d.objid AND a.adrelid = r.owner))
 ORDER BY 1, 2;
+"""
+
+# Which of {names} are plain views (on Heroku: the views re-created from its definitions).
+VIEWS_SQL = r"""
+SET search_path = pg_catalog;
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'v' AND quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({names})
+ORDER BY 1;
 """
 
 # Columns (name: type), index and constraint names of {names}: what a change description says.
@@ -160,19 +178,48 @@ def _names_sql(sql: str, names: tuple[str, ...] | list[str]) -> str:
     return sql.replace("{names}", text_array(list(names)))
 
 
-def dependents(pg: PostgresAdapter, conn: ConnInfo, names: tuple[str, ...]) -> list[str]:
-    """``"<object> (on <table>)"`` for every object a DROP ... CASCADE of ``names`` would take
-    with it (see DEPENDENTS_SQL); those among ``names`` themselves are not counted."""
+@dataclass(frozen=True)
+class Dependent:
+    table: str  # the affected table (or view) it depends on
+    what: str  # "view public.order_totals", "function public.f(public.orders)", ...
+    view: str  # a plain view's name (re-created from Heroku's definition), else ""
+
+    def line(self) -> str:
+        return f"{self.what} (on {self.table})"
+
+
+def dependents(pg: PostgresAdapter, conn: ConnInfo, names: tuple[str, ...]) -> list[Dependent]:
+    """Every object a DROP ... CASCADE of ``names`` would take with it (see DEPENDENTS_SQL);
+    objects of ``names`` themselves (another affected table's column, rule...) are not counted."""
     if not names:
         return []
     rows = query(pg, conn, _names_sql(DEPENDENTS_SQL, names))
     mine = set(names)
     out = []
-    for table, what in rows:
+    for table, what, *view in rows:
         if any(what.endswith(f" {n}") for n in mine if n != table):
-            continue  # an object of another affected table (its column, rule...): replaced too
-        out.append(f"{what} (on {table})")
+            continue  # an object of another affected table: replaced too
+        out.append(Dependent(table, what, view[0] if view else ""))
     return out
+
+
+def dependent_views(
+    pg: PostgresAdapter, source: ConnInfo, target: ConnInfo | None, changes: SchemaChanges
+) -> tuple[tuple[str, ...], list[str]]:
+    """(the plain views to re-create from Heroku's definitions: those depending on an affected
+    table or on such a view, on either side, that Heroku has; every other dependent, named)."""
+    views: set[str] = set()
+    others: list[str] = []
+    on_heroku, on_convox = changes.replaced, changes.gone_names
+    while on_heroku or on_convox:
+        found = dependents(pg, source, on_heroku)
+        found += dependents(pg, target, on_convox) if target is not None else []
+        new = sorted({d.view for d in found if d.view} - views)
+        others += [d.line() for d in found if not d.view]
+        views.update(new)
+        on_heroku = on_convox = tuple(new)
+    on_source = [r[0] for r in query(pg, source, _names_sql(VIEWS_SQL, sorted(views)))]
+    return tuple(on_source), list(dict.fromkeys(others))
 
 
 def _shapes(pg: PostgresAdapter, conn: ConnInfo, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -237,10 +284,8 @@ def detect(pg: PostgresAdapter, source: ConnInfo, target: ConnInfo | None = None
     tables = tuple(sorted(changes.values(), key=lambda t: t.name))
     whole = [f"tables the capture cannot cover: {u}" for u in plan.unsupported]
     affected = SchemaChanges(tables)
-    on_heroku = dependents(pg, source, affected.replaced)
-    on_convox = dependents(pg, target, affected.gone_names) if target is not None else []
-    for what in dict.fromkeys([*on_heroku, *on_convox]):
-        whole.append(f"{what} depends on an affected table")
+    views, others = dependent_views(pg, source, target, affected) if not whole else ((), [])
+    whole += [f"{what} depends on an affected table" for what in others]
     if target is not None:
         changed = [t.name for t in tables if t.kind == "changed"]
         heroku_shapes = _shapes(pg, source, changed)
@@ -257,13 +302,14 @@ def detect(pg: PostgresAdapter, source: ConnInfo, target: ConnInfo | None = None
             else t
             for t in tables
         )
-    return SchemaChanges(tables, tuple(whole))
+    return SchemaChanges(tables, tuple(whole), views)
 
 
 __all__ = [
     "KINDS",
     "SchemaChanges",
     "TableChange",
+    "dependent_views",
     "dependents",
     "describe_change",
     "detect",

@@ -1,6 +1,7 @@
 """Replace tables on Convox with Heroku's NEW definition and rows, all in one transaction: the
 changed-rows final sync's answer to a schema change on Heroku (issue 13; which tables:
-cutover/adapters/pgcapture_ddl.py).
+cutover/adapters/pgcapture_ddl.py). The plain views depending on them (which the DROP ...
+CASCADE takes along) are re-created from Heroku's definitions in the same transaction.
 
 Heroku side, one snapshot (a holder session, as in cutover/adapters/pgapply.py): BEGIN
 REPEATABLE READ and ``pg_export_snapshot()``; ``pg_dump --schema-only --section=pre-data`` and
@@ -83,6 +84,7 @@ OIDS = (
 @dataclass(frozen=True)
 class ReplaceResult:
     tables: tuple[str, ...]  # created from Heroku's definition and rows
+    views: tuple[str, ...]  # re-created from Heroku's definition (they depend on the tables)
     dropped: tuple[str, ...]  # dropped on Convox (gone on Heroku)
     foreign_keys: int  # re-created NOT VALID
     position: str  # pg_current_snapshot() of the snapshot read
@@ -192,6 +194,7 @@ def replace_tables(
     replace: Sequence[str],
     drop: Sequence[str],
     timeout: float,
+    views: Sequence[str] = (),
 ) -> ReplaceResult:
     """Drop ``drop`` (and ``replace``) on ``target``, create ``replace`` from Heroku's definitions
     and rows, in one transaction (see the module docstring). CutoverError names the tables when
@@ -200,6 +203,7 @@ def replace_tables(
     masker.add(source.password)
     masker.add(target.password)
     tables = sorted(set(replace))
+    views = sorted(set(views))
     gone = sorted(set(drop) | set(tables))
     with runner.session(
         ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
@@ -228,11 +232,12 @@ def replace_tables(
                 "final-sync` again.",
             )
         pre = post = ""
-        if tables:
-            pre = _dump(runner, source, "pre-data", snapshot, tables, timeout)
-            post = _dump(runner, source, "post-data", snapshot, tables, timeout)
+        if tables or views:
+            pre = _dump(runner, source, "pre-data", snapshot, [*tables, *views], timeout)
+            post = _dump(runner, source, "post-data", snapshot, [*tables, *views], timeout)
         head = [
             "BEGIN",
+            *([f"DROP VIEW IF EXISTS {', '.join(views)} CASCADE"] if views else []),
             *([f"DROP TABLE IF EXISTS {', '.join(gone)} CASCADE"] if gone else []),
             *(f"CREATE SCHEMA IF NOT EXISTS {s}" for s in sorted({d["schema"] for d in docs})),
         ]
@@ -278,6 +283,7 @@ def replace_tables(
         holder.close("COMMIT;\n")
     return ReplaceResult(
         tuple(tables),
+        tuple(views),
         tuple(sorted(set(drop) - set(tables))),
         len(fks),
         position,

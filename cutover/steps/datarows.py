@@ -216,11 +216,13 @@ def replace_affected(
         replace=ddl.replaced,
         drop=ddl.gone_names,
         timeout=db.timeout,
+        views=ddl.views,
     )
     ctx.note(
         f"changed-rows: replaced {len(done.tables)} table(s) with Heroku's definition and rows "
         f"(one transaction, snapshot {done.position})"
         + (f", dropped {', '.join(done.dropped)}" if done.dropped else "")
+        + (f", re-created the view(s) {', '.join(done.views)}" if done.views else "")
         + f", {done.foreign_keys} foreign key(s) re-created"
     )
 

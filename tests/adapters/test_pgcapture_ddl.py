@@ -40,7 +40,7 @@ def final_round(world: World) -> tuple[SchemaChanges, ReplaceResult, ApplyResult
     assert changes.whole == (), changes.whole
     replaced = pgreplace.replace_tables(
         world.runner, world.masker, world.pg, world.source, world.target,
-        replace=changes.replaced, drop=changes.gone_names, timeout=300,
+        replace=changes.replaced, drop=changes.gone_names, timeout=300, views=changes.views,
     )  # fmt: skip
     applied = apply_changes(
         world.runner, world.masker, world.pg, world.source, world.target, world.since,
@@ -153,24 +153,59 @@ def test_foreign_keys_to_and_from_a_replaced_table_are_re_created_and_validated(
         assert left.fetchone() == (0,)
 
 
-def test_a_view_on_an_affected_table_means_a_whole_copy_naming_it(world: World) -> None:
+def test_views_on_a_replaced_table_are_re_created_from_herokus_definition(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """items_view reads items, items_count reads items_view: the DROP ... CASCADE takes both;
+    both come back as Heroku defines them now (items_view redefined there too)."""
+    world = world_factory(
+        schema=(
+            *SCHEMA,
+            "CREATE VIEW items_view AS SELECT id, email FROM items",
+            "CREATE VIEW items_count AS SELECT count(*) AS n FROM items_view",
+            "COMMENT ON VIEW items_count IS 'how many'",
+        )
+    )
     world.heroku.execute(
-        "CREATE VIEW item_count AS SELECT count(*) FROM items",
+        "ALTER TABLE items ADD COLUMN extra int DEFAULT 7",
+        "CREATE OR REPLACE VIEW items_view AS SELECT id, email, extra FROM items",
+    )
+    changes, replaced, _ = final_round(world)
+    assert changes.views == ("public.items_count", "public.items_view")
+    assert replaced.views == changes.views and replaced.tables == ("public.items",)
+    assert_same_schema(world)
+    world.assert_equal()
+
+
+def test_a_materialized_view_on_an_affected_table_means_a_whole_copy_naming_it(
+    world: World,
+) -> None:
+    world.heroku.execute(
+        "CREATE MATERIALIZED VIEW item_count AS SELECT count(*) FROM items",
         "ALTER TABLE items ADD COLUMN extra int",
     )
     changes = detect(world)
     assert changes.whole == (
-        "view public.item_count (on public.items) depends on an affected table",
+        "materialized view public.item_count (on public.items) depends on an affected table",
     )
 
 
-def test_a_view_on_convox_reading_a_dropped_table_means_a_whole_copy(world: World) -> None:
+def test_a_view_only_convox_has_on_a_dropped_table_goes_with_it(world: World) -> None:
     with pgcluster.connect(world.convox.cluster, world.convox.dbname) as conn:
         conn.execute("CREATE VIEW bag_view AS SELECT x FROM bag")
     world.heroku.execute("DROP TABLE bag")
-    assert detect(world).whole == (
-        "view public.bag_view (on public.bag) depends on an affected table",
+    changes, replaced, _ = final_round(world)
+    assert changes.views == () and replaced.dropped == ("public.bag",)
+    assert_same_schema(world)  # bag_view is gone too, as on Heroku
+
+
+def test_a_function_taking_the_row_type_means_a_whole_copy(world: World) -> None:
+    world.heroku.execute(
+        "CREATE FUNCTION item_label(i items) RETURNS text LANGUAGE sql AS $$SELECT i.email$$",
+        "ALTER TABLE items ADD COLUMN extra int",
     )
+    (why,) = detect(world).whole
+    assert why.startswith("function public.item_label(public.items) (on public.items)")
 
 
 def test_a_silenced_capture_trigger_copies_that_table_whole(world: World) -> None:

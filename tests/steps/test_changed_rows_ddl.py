@@ -37,6 +37,7 @@ def world(tmp_path: Path, pg_source: PgCluster, pg_target: PgCluster) -> World:
 
 def test_a_column_added_copies_only_that_table_whole_and_verify_passes(world: World) -> None:
     may_replicate(world)
+    world.source.execute("CREATE VIEW author_names AS SELECT id, name FROM authors")
     ctx, first = _synced(world)
     books_node = query(world.target, "SELECT pg_relation_filenode('books')")
     world.source.execute(
@@ -62,14 +63,17 @@ def test_a_column_added_copies_only_that_table_whole_and_verify_passes(world: Wo
     assert not any(n.startswith("changed-rows: the final sync copies everything") for n in notes)
     assert query(world.target, "SELECT count(*) FROM authors WHERE born = 1900") == [(9,)]
     assert compare(final).problems == []  # verify-data: schema and rows
+    assert any("re-created the view(s) public.author_names" in n for n in notes)
     assert_works_like(world.source, world.target)
     world.assert_no_password_in_argv()
 
 
-def test_a_view_on_the_changed_table_copies_everything_and_names_it(world: World) -> None:
+def test_a_materialized_view_on_the_changed_table_copies_everything_and_names_it(
+    world: World,
+) -> None:
     ctx, first = _synced(world)
     world.source.execute(
-        "CREATE VIEW author_names AS SELECT name FROM authors",
+        "CREATE MATERIALIZED VIEW author_names AS SELECT name FROM authors",
         "ALTER TABLE authors ADD COLUMN born int",
     )
     final, notes = _final_ctx(world, ctx, first)
@@ -77,7 +81,7 @@ def test_a_view_on_the_changed_table_copies_everything_and_names_it(world: World
     assert out.method == "direct"  # the whole database
     assert any(
         n.startswith("changed-rows: the final sync copies everything")
-        and "view public.author_names (on public.authors)" in n
+        and "materialized view public.author_names (on public.authors)" in n
         for n in notes
     ), notes
     assert compare(final).problems == []
