@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from cutover.adapters.pgcapture import query, text_array
 from cutover.adapters.pgcapture_filters import is_capture_schema_header
 from cutover.adapters.pgcopy import SNAPSHOT_ID, ask
 from cutover.adapters.pgparts import SOURCE_SETTINGS
+from cutover.adapters.pgrestore import private_dir, private_file
 from cutover.adapters.pgtables import _LIBPQ_VARS, PSQL, _conn_env, pipeline_env
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
@@ -158,12 +160,14 @@ def fk_statements(fks: list[dict[str, Any]]) -> list[str]:
 
 
 def copy_pipeline(
-    source: ConnInfo, target: ConnInfo, snapshot: str, head: str, copies: list[tuple[str, str]]
-) -> tuple[str, list[str]]:
-    """(the bash script, its arguments): ``head`` then, per (source COPY, text after its
-    ``\\.``), the source psql's rows in ``snapshot``, all piped into one target psql. The text
-    after a table's rows (the next ``COPY ... FROM STDIN``, or the rest and COMMIT) is written
-    only once that source psql exited 0."""
+    source: ConnInfo, target: ConnInfo, snapshot: str, copies: list[tuple[str, str]]
+) -> str:
+    """The bash script: the file ``$1`` (the script up to the first ``COPY ... FROM STDIN``),
+    then per (source COPY, text after its ``\\.``) argument pair the source psql's rows in
+    ``snapshot``, then the file ``$2`` (the rest and COMMIT), all piped into one target psql.
+    What follows a table's rows is written only once that source psql exited 0. The scripts
+    travel in 0600 files, not argv: a schema can outgrow one argument's limit (128 KiB on
+    Linux, MAX_ARG_STRLEN)."""
     prelude = [
         *SOURCE_SETTINGS,
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
@@ -173,15 +177,16 @@ def copy_pipeline(
     src = " ".join(f'{k}="$CUTOVER_SRC_{k}"' for k in _conn_env(source))
     dst = " ".join(f'{k}="$CUTOVER_DST_{k}"' for k in _conn_env(target))
     psql = " ".join(PSQL)
-    script = (
+    return (
         "set -o pipefail; unset " + " ".join(_LIBPQ_VARS) + "; "
-        "{ printf '%s\\n' \"$1\" || exit 1; shift; "
+        'head="$1"; tail="$2"; shift 2; '
+        '{ cat "$head" || exit 1; '
         'while [ "$#" -ge 2 ]; do '
         f'{src} {psql} {words} -c "$1" -c COMMIT || exit 1; '
-        "printf '\\\\.\\n%s\\n' \"$2\" || exit 1; shift 2; done; } "
+        "printf '\\\\.\\n%s\\n' \"$2\" || exit 1; shift 2; done; "
+        'cat "$tail" || exit 1; } '
         f"| {dst} {psql} -f -"
     )
-    return script, [head, *(w for pair in copies for w in pair)]
 
 
 def replace_tables(
@@ -258,16 +263,25 @@ def replace_tables(
                 for i, name in enumerate(tables):
                     cols = by_name[name]["columns"]
                     columns = f" ({', '.join(cols)})" if cols else ""
-                    after = _copy_in(tables[i + 1], by_name) if i + 1 < len(tables) else tail
+                    after = _copy_in(tables[i + 1], by_name) if i + 1 < len(tables) else ""
                     copies.append((f"COPY {name}{columns} TO STDOUT", after))
-                bash, args = copy_pipeline(
-                    source, target, snapshot, script + "\n" + _copy_in(tables[0], by_name), copies
-                )
-                runner.run(
-                    ["bash", "-c", bash, "cutover-replace", *args],
-                    env=pipeline_env(source, target),
-                    timeout=timeout,
-                )
+                folder = private_dir("cutover-replace-")
+                try:
+                    first = private_file(
+                        folder / "head.sql", script + "\n" + _copy_in(tables[0], by_name) + "\n"
+                    )
+                    rest = private_file(folder / "tail.sql", tail + "\n")
+                    runner.run(
+                        [
+                            "bash", "-c", copy_pipeline(source, target, snapshot, copies),
+                            "cutover-replace", str(first), str(rest),
+                            *(w for pair in copies for w in pair),
+                        ],
+                        env=pipeline_env(source, target),
+                        timeout=timeout,
+                    )  # fmt: skip
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
             else:
                 query(pg, target, script + "\n" + tail, timeout=timeout)
         except CommandError as exc:
