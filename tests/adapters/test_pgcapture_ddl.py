@@ -250,3 +250,25 @@ def test_a_failing_replacement_changes_nothing_on_convox(world: World) -> None:
 def test_no_change_says_nothing(world_factory: Callable[..., World]) -> None:  # noqa: F811
     world = world_factory()
     assert detect(world) == SchemaChanges()
+
+
+def test_a_renamed_table_and_a_changed_keyless_one_are_replaced(world: World) -> None:
+    """pairs renamed to couples: the old name goes on Convox, the new one comes; bag (no key,
+    copied whole by the final round otherwise) gets a column: replaced, not copied twice."""
+    writes(world)
+    world.heroku.execute(
+        "ALTER TABLE pairs RENAME TO couples",
+        "ALTER TABLE bag ADD COLUMN z int DEFAULT 1",
+    )
+    changes, replaced, applied = final_round(world)
+    assert [t.line() for t in changes.tables] == [
+        "public.bag: column added (z)",
+        "public.couples: definition changed, renamed from public.pairs",
+    ]
+    assert replaced.tables == ("public.bag", "public.couples")
+    assert "public.bag" not in applied.whole
+    assert applied.tables == ("public.items",)
+    assert_same_schema(world)
+    couples = [world.rows(c, "couples", "a, b") for c in (world.target, world.source)]
+    assert couples[0] == couples[1]
+    world.assert_equal("parents", "children", "items", "bag")
