@@ -183,7 +183,7 @@ def fallback_reason(
 def schema_note(ddl: SchemaChanges, plan: CapturePlan) -> str:
     """The note of a final sync that replaces the tables a schema change affects."""
     left = ddl.unaffected(plan)
-    dropped = f"; {len(ddl.dropped)} dropped there are dropped on Convox too" if ddl.dropped else ""
+    dropped = f"; {len(ddl.dropped)} dropped there, dropped on Convox too" if ddl.dropped else ""
     return (
         f"changed-rows: Heroku's schema changed since the capture ({ddl.summary()}); those "
         f"{len(ddl.replaced)} table(s) are copied whole{dropped}, the other "
@@ -246,10 +246,13 @@ def final_sync(
         return None
     started = time.monotonic()
     replaced: tuple[str, ...] = ()
+    stage = "applying the changed rows"
     try:
         if ddl is not None and ddl.tables:
             ctx.note(schema_note(ddl, plan))
+            stage = "replacing the changed tables"
             replace_affected(ctx, source, conn, since, ddl)
+            stage = "applying the changed rows"
             plan, replaced = ddl.unaffected(plan), ddl.replaced
         result = apply_round(ctx, source, conn, since, plan, final=True)
     except Interrupted:
@@ -258,8 +261,7 @@ def final_sync(
         # In the window a full copy is always right: it goes into staging and is swapped in,
         # whatever part of the apply committed (its marker says cutover:syncing, which the
         # guard lets through).
-        what = "replacing the changed tables" if not replaced and ddl and ddl.tables else ""
-        ctx.note(f"{FALLBACK}: {what or 'applying the changed rows'} failed: {exc.brief}")
+        ctx.note(f"{FALLBACK}: {stage} failed: {exc.brief}")
         return None
     _exists, _marker, comment = pgstaging.read_marker(ctx.postgres, conn)
     ctx.note(

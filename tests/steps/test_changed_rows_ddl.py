@@ -156,3 +156,27 @@ def test_kill_9_while_replacing_a_table_then_again_converges(world: World) -> No
     assert query(world.target, "SELECT count(*) FROM authors") == [(400_050,)]
     assert compare(final).problems == []
     assert any("replaced 1 table(s)" in n for n in notes)
+
+
+def test_a_replacement_convox_refuses_makes_the_final_sync_full_and_says_so(
+    world: World,
+) -> None:
+    """The new definition calls a function only Heroku has (new objects other than tables are
+    not in the fingerprints): the replacement's one transaction rolls back, and in the window
+    the full copy follows, into staging, with the reason in a note."""
+    ctx, first = _synced(world)
+    world.source.execute(
+        "CREATE FUNCTION heroku_only() RETURNS text LANGUAGE sql AS $$SELECT 'x'$$",
+        "ALTER TABLE authors ADD COLUMN tag text DEFAULT heroku_only()",
+    )
+    final, notes = _final_ctx(world, ctx, first)
+    out = FinalSync().apply(final)
+    assert out.method == "direct"
+    assert any(
+        n.startswith(
+            "changed-rows: the final sync copies everything: replacing the changed "
+            "tables failed: could not replace the tables"
+        )
+        for n in notes
+    ), notes
+    assert compare(final).problems == []
