@@ -107,7 +107,7 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
 
 def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
     """The capture plan, or CutoverError when the capture cannot be trusted for a round."""
-    from cutover.adapters import pgcapture  # noqa: PLC0415 - adapters load when a command runs
+    from cutover.adapters import pgcapture, pgcapture_ddl  # noqa: PLC0415 - adapters load when a command runs
 
     pg = ctx.postgres
     status = pgcapture.status(pg, source)
@@ -125,14 +125,29 @@ def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
             resolution="Install them again and copy again: "
             + resume_command(ctx.playbook, " --from capture-changes --until initial-sync"),
         )
-    changes = pgcapture.schema_changes(pg, source)
-    if changes:
+    ddl = pgcapture_ddl.detect(pg, source)
+    if ddl.tables or ddl.whole:
+        # Still refused (the logged keys cannot be written into the old definitions), but the
+        # window is not lost: the final sync replaces only the affected tables (steps/datarows).
+        if ddl.whole:
+            brief = (
+                "Heroku's schema changed since the change capture was installed, so the final "
+                "sync will be full (it copies everything: " + "; ".join(ddl.whole) + ") and "
+                "catching up would not shorten it"
+            )
+        else:
+            names = ", ".join([*ddl.replaced, *ddl.dropped])
+            brief = (
+                "Heroku's schema changed since the change capture was installed: the final "
+                f"sync will copy only the affected tables whole ({names}) and apply the log to "
+                "the others; catching up cannot write their logged rows into the old definitions"
+            )
         raise CutoverError(
-            "Heroku's schema changed since the change capture was installed, so the final "
-            "sync will be full (it copies everything) and catching up would not shorten it",
-            details="\n".join(changes),
-            resolution="To get a short window back, copy again (the capture is refreshed "
-            "first): " + resume_command(ctx.playbook, " --from initial-sync --until initial-sync"),
+            brief,
+            details="\n".join([*(t.line() for t in ddl.tables), *ddl.whole]),
+            resolution="Nothing is needed before the window (the final sync handles it). To "
+            "catch up again, copy again (the capture is refreshed first): "
+            + resume_command(ctx.playbook, " --from initial-sync --until initial-sync"),
         )
     plan = pgcapture.inspect(pg, source)
     if plan.unsupported:

@@ -155,6 +155,7 @@ class FinalSyncOutputs(SyncOutputs):
     upserted: int | None = None
     deleted: int | None = None
     whole: list[str] | None = None
+    schema_changed: list[str] | None = None  # changed-rows: tables Heroku's DDL affected
 
 
 _DATA_FIELDS = ("heroku.app", "convox.app", "convox.rack", "database")
@@ -445,8 +446,13 @@ class FinalSync(_Sync):
         if db is not None and db.final_sync != "full":
             return (
                 f"Run the final data sync now ({db.final_sync}: the changes since the last sync "
-                "are applied to the Convox database in place; a full copy replaces it if they "
-                "cannot be trusted)?"
+                "are applied to the Convox database in place"
+                + (
+                    "; tables whose definition changed on Heroku since the capture are copied whole"
+                    if db.final_sync == "changed-rows"
+                    else ""
+                )
+                + "; a full copy replaces it if they cannot be trusted)?"
             )
         return super().gate_text(ctx)
 

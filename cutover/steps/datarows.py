@@ -11,22 +11,27 @@ initial-sync's outputs.
 
 final-sync: applies the log since the target's recorded position (else initial-sync's), with
 ``final=True`` (keyless tables copied whole, every sequence set); it falls back to a full sync,
-saying why, when the capture is missing or incomplete, a table is not capturable, Heroku's schema
-changed since the capture was installed, no position is known, or the apply fails (e.g. the
-Convox role may not set session_replication_role while foreign keys link changed tables).
+saying why, when the capture is missing, a table is not capturable, no position is known, or the
+apply fails (e.g. the Convox role may not set session_replication_role while foreign keys link
+changed tables). A schema change on Heroku since the install (cutover/adapters/pgcapture_ddl.py:
+a table changed, new or dropped, or its capture trigger missing) is scoped to those tables:
+they are replaced whole with Heroku's new definition and rows, in one transaction
+(cutover/adapters/pgreplace.py), and the log is applied to the others; only when something
+outside them depends on one (a view...) is the whole database copied, naming it.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cutover.errors import CutoverError, Interrupted
 
 if TYPE_CHECKING:
     from cutover.adapters.pgapply import ApplyResult
     from cutover.adapters.pgcapture import CapturePlan
+    from cutover.adapters.pgcapture_ddl import SchemaChanges
     from cutover.adapters.postgres import ConnInfo, PostgresAdapter
     from cutover.state import RunState
     from cutover.steps.base import Context
@@ -54,7 +59,14 @@ def describe(ctx: Context, step_id: str) -> list[str]:
     return [
         "changed-rows, after the guard and instead of the copy below: the capture's status, "
         "tables and schema fingerprints on Heroku (any doubt: the full copy below, with a note "
-        "why); the position from the Convox marker's capture=<S> (else initial-sync's); per "
+        "why); tables whose definition changed on Heroku since the capture (or new, dropped, or "
+        "a capture trigger missing): replaced whole with the new definition in ONE transaction "
+        "on Convox (psql (Heroku) pg_export_snapshot(); pg_dump --schema-only "
+        "--section=pre-data/post-data --snapshot=<id> -t <table>; DROP TABLE ... CASCADE, "
+        "psql COPY (Heroku, in the snapshot) | psql COPY (Convox), foreign keys re-created NOT "
+        "VALID), the log applied to the others; a view or other object depending on one: the "
+        "full copy below; the position from the Convox marker's capture=<S> (else "
+        "initial-sync's); per "
         "table with logged changes, keys in order in batches: psql COPY (Heroku, one exported "
         "snapshot) | psql (Convox: one transaction per batch, delete the keys, insert the rows); "
         "keyless and truncated tables copied whole; every sequence set; marker capture=<S>",
@@ -122,38 +134,97 @@ def mark_synced(pg: PostgresAdapter, conn: ConnInfo, position: str | None) -> st
     return pgstaging.mark_synced(pg, conn, f" capture={position}" if position else "")
 
 
+class Decision(NamedTuple):
+    """fallback_reason's answer: why a whole-database copy (or None), the capture plan, the
+    position to apply from, and Heroku's schema changes scoped to tables (replaced whole)."""
+
+    why: str | None
+    plan: CapturePlan | None = None
+    since: str | None = None
+    ddl: SchemaChanges | None = None
+
+
 def fallback_reason(
     ctx: Context, source: ConnInfo, conn: ConnInfo, initial_position: str | None
-) -> tuple[str | None, CapturePlan | None, str | None]:
-    """(why a changed-rows sync cannot be trusted, or None; the plan; the position since)."""
-    from cutover.adapters import pgapply, pgcapture  # noqa: PLC0415
+) -> Decision:
+    """Why a changed-rows sync cannot be trusted at all (a whole-database copy), or None with
+    the plan, the position since, and the tables a schema change on Heroku affects
+    (cutover/adapters/pgcapture_ddl.py: changed, new, dropped, or a capture trigger missing;
+    final_sync replaces those whole, with their new definition)."""
+    from cutover.adapters import pgapply, pgcapture, pgcapture_ddl  # noqa: PLC0415
 
     pg = ctx.postgres
     status = pgcapture.status(pg, source)
     if not status.installed:
-        return (
+        return Decision(
             "the change capture is not installed on Heroku (cutover cleanup or rollback "
             "removes it; before the window, `cutover run --from capture-changes` installs it "
-            "and copies again)",
-            None,
-            None,
+            "and copies again)"
         )
-    if status.missing_triggers:
-        return "capture triggers are missing on " + ", ".join(status.missing_triggers), None, None
     plan = pgcapture.inspect(pg, source)
     if plan.unsupported:
-        return "tables the capture cannot cover: " + "; ".join(plan.unsupported), None, None
-    changes = pgcapture.schema_changes(pg, source)
-    if changes:
-        return "Heroku's schema changed since the capture: " + "; ".join(changes), None, None
+        return Decision("tables the capture cannot cover: " + "; ".join(plan.unsupported))
+    ddl = pgcapture_ddl.detect(pg, source, conn)
+    if ddl.whole:
+        return Decision(
+            "Heroku's schema changed since the capture ("
+            + ddl.summary()
+            + "), and only a whole copy is right: "
+            + "; ".join(ddl.whole)
+        )
     since = pgapply.applied_position(pg, conn) or initial_position
     if since is None:
-        return (
-            "no capture position is recorded (initial-sync ran before final_sync was changed-rows)",
-            None,
-            None,
+        return Decision(
+            "no capture position is recorded (initial-sync ran before final_sync was changed-rows)"
         )
-    return None, plan, since
+    return Decision(None, plan, since, ddl)
+
+
+def schema_note(ddl: SchemaChanges, plan: CapturePlan) -> str:
+    """The note of a final sync that replaces the tables a schema change affects."""
+    left = ddl.unaffected(plan)
+    dropped = f"; {len(ddl.dropped)} dropped there, dropped on Convox too" if ddl.dropped else ""
+    return (
+        f"changed-rows: Heroku's schema changed since the capture ({ddl.summary()}); those "
+        f"{len(ddl.replaced)} table(s) are copied whole{dropped}, the other "
+        f"{len(left.tables)} applied from the log"
+    )
+
+
+def replace_affected(
+    ctx: Context, source: ConnInfo, conn: ConnInfo, since: str, ddl: SchemaChanges
+) -> None:
+    """Replace the tables Heroku's schema change affects (cutover/adapters/pgreplace.py: one
+    transaction), the target marked ``cutover:syncing ... capture=<since>`` first: an
+    interruption anywhere resumes from the same position and replaces them again."""
+    from cutover.adapters import pgreplace, pgstaging  # noqa: PLC0415
+
+    db = ctx.model.database
+    assert db
+    pgstaging.mark(
+        ctx.postgres,
+        conn,
+        conn.dbname,
+        f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} capture={since}",
+    )
+    done = pgreplace.replace_tables(
+        ctx.runner,
+        ctx.masker,
+        ctx.postgres,
+        source,
+        conn,
+        replace=ddl.replaced,
+        drop=ddl.gone_names,
+        timeout=db.timeout,
+        views=ddl.views,
+    )
+    ctx.note(
+        f"changed-rows: replaced {len(done.tables)} table(s) with Heroku's definition and rows "
+        f"(one transaction, snapshot {done.position})"
+        + (f", dropped {', '.join(done.dropped)}" if done.dropped else "")
+        + (f", re-created the view(s) {', '.join(done.views)}" if done.views else "")
+        + f", {done.foreign_keys} foreign key(s) re-created"
+    )
 
 
 def final_sync(
@@ -166,14 +237,23 @@ def final_sync(
     db = ctx.model.database
     assert db
     why = installed_after_copy(ctx.state)
-    plan = since = None
+    decision = Decision(why)
     if why is None:
-        why, plan, since = fallback_reason(ctx, source, conn, initial_position)
-    if why is not None or plan is None or since is None:
-        ctx.note(f"{FALLBACK}: {why}")
+        decision = fallback_reason(ctx, source, conn, initial_position)
+    plan, since, ddl = decision.plan, decision.since, decision.ddl
+    if decision.why is not None or plan is None or since is None:
+        ctx.note(f"{FALLBACK}: {decision.why}")
         return None
     started = time.monotonic()
+    replaced: tuple[str, ...] = ()
+    stage = "applying the changed rows"
     try:
+        if ddl is not None and ddl.tables:
+            ctx.note(schema_note(ddl, plan))
+            stage = "replacing the changed tables"
+            replace_affected(ctx, source, conn, since, ddl)
+            stage = "applying the changed rows"
+            plan, replaced = ddl.unaffected(plan), ddl.replaced
         result = apply_round(ctx, source, conn, since, plan, final=True)
     except Interrupted:
         raise
@@ -181,7 +261,7 @@ def final_sync(
         # In the window a full copy is always right: it goes into staging and is swapped in,
         # whatever part of the apply committed (its marker says cutover:syncing, which the
         # guard lets through).
-        ctx.note(f"{FALLBACK}: applying the changed rows failed: {exc.brief}")
+        ctx.note(f"{FALLBACK}: {stage} failed: {exc.brief}")
         return None
     _exists, _marker, comment = pgstaging.read_marker(ctx.postgres, conn)
     ctx.note(
@@ -192,15 +272,16 @@ def final_sync(
     return {
         "method": CHANGED_ROWS,
         "bytes": 0,
-        "objects": len(result.tables) + len(result.whole),
+        "objects": len(result.tables) + len(result.whole) + len(replaced),
         "seconds": round(time.monotonic() - started, 3),
         "marker": comment or None,
-        "tables_copied": sorted({*result.tables, *result.whole}),
+        "tables_copied": sorted({*result.tables, *result.whole, *replaced}),
         "entries": result.entries,
         "upserted": result.upserted,
         "deleted": result.deleted,
-        "whole": list(result.whole),
+        "whole": sorted({*result.whole, *replaced}),
         "position": result.position,
+        "schema_changed": [t.line() for t in ddl.tables] if ddl and ddl.tables else None,
     }
 
 

@@ -1,9 +1,12 @@
 """Issue 13 in the sandbox: a column added on Heroku after the capture was installed.
 
 Row-level capture logs keys, not definitions: a row applied across a definition change could
-not be written into the old one. cutover notices (pgcapture.schema_changes): catch-up refuses
-and says the final sync will be a full one; the window's final sync copies everything (the new
-column included), and verify-data passes. The workload keeps writing throughout.
+not be written into the old one. cutover notices (cutover/adapters/pgcapture_ddl.py): catch-up
+refuses and says the final sync will copy only that table whole; the window's final sync
+replaces orders with its new definition and rows (the view order_totals reading it re-created,
+the foreign key of order_items re-created), applies the log to every other table, and
+verify-data passes (its schema comparison shows the new definition arrived). The workload
+keeps writing throughout.
 """
 
 from __future__ import annotations
@@ -55,26 +58,35 @@ def test_catch_up_before_the_change_works(scenario: dict[str, Any]) -> None:
     assert scenario["catchup"].returncode == 0, said(scenario["catchup"])
 
 
-def test_catch_up_refuses_after_the_column_was_added_and_says_why(
+def test_catch_up_refuses_after_the_column_was_added_and_names_the_table(
     scenario: dict[str, Any],
 ) -> None:
     refused = scenario["refused"]
-    text = said(refused)
+    text = " ".join(said(refused).split())  # the UI wraps long lines
     assert refused.returncode != 0, text
-    assert "schema changed" in text and "final sync will be full" in text
-    assert "orders" in text
+    assert "schema changed" in text
+    assert "final sync will copy only the affected tables whole (public.orders)" in text
     assert "Traceback" not in text
 
 
-def test_the_final_sync_falls_back_to_a_full_copy_and_verifies(
+def test_the_final_sync_copies_only_orders_whole_and_verifies(
     sandbox: Path, scenario: dict[str, Any]
 ) -> None:
     window = scenario["window"]
+    text = " ".join(said(window).split())
     assert window.returncode == 0, said(window)
-    assert "changed-rows: the final sync copies everything" in said(window)
-    assert "schema changed" in said(window)
+    assert "changed-rows: the final sync copies everything" not in text
+    assert (
+        "changed-rows: Heroku's schema changed since the capture (public.orders: column added "
+        "(gift_note)); those 1 table(s) are copied whole, the other " in text
+    )
+    assert "re-created the view(s) public.order_totals" in text
     state = json.loads((scenario["work"] / ".cutover" / "state.json").read_text())
-    assert state["steps"]["final-sync"]["outputs"]["method"] != "changed-rows"
+    outputs = state["steps"]["final-sync"]["outputs"]
+    assert outputs["method"] == "changed-rows"
+    assert outputs["schema_changed"] == ["public.orders: column added (gift_note)"]
+    assert "public.orders" in outputs["whole"]
+    assert "public.order_items" not in outputs["whole"]  # from the log
     assert state["steps"]["verify-data"]["status"] == "done"
     with psycopg.connect(convox_url(sandbox), autocommit=True) as conn:
         notes = conn.execute("SELECT gift_note FROM orders WHERE gift_note IS NOT NULL").fetchall()

@@ -177,13 +177,17 @@ def test_dry_run_only_counts(setup: Setup) -> None:
 
 
 @pytest.mark.slow
-def test_a_schema_change_is_refused_saying_the_final_sync_will_be_full(setup: Setup) -> None:
+def test_a_schema_change_is_refused_naming_the_tables_the_final_sync_copies_whole(
+    setup: Setup,
+) -> None:
     setup.synced()
     setup.world.source.execute("ALTER TABLE books ADD COLUMN isbn text")
     with pytest.raises(CutoverError) as refused:
         catch_up(setup.path, Out().ui)
-    assert "the final sync will be full" in refused.value.brief
-    assert "books" in refused.value.details
+    assert "the final sync will copy only the affected tables whole (public.books)" in (
+        refused.value.brief
+    )
+    assert "public.books: definition changed" in refused.value.details
     assert f"cutover run -f {setup.path} --from initial-sync" in refused.value.resolution
 
 

@@ -274,16 +274,19 @@ def test_final_sync_applies_only_the_changed_rows_and_verify_data_passes(world: 
     world.assert_no_password_in_argv()
 
 
-def test_a_column_added_on_heroku_makes_the_final_sync_full(world: World) -> None:
+def test_a_column_added_on_heroku_replaces_only_that_table(world: World) -> None:
+    """More in tests/steps/test_changed_rows_ddl.py (views, kill -9 while replacing)."""
     ctx, first = _synced(world)
     world.source.execute(
         "ALTER TABLE authors ADD COLUMN born int", "UPDATE authors SET born = 1900"
     )
     final, notes = _final_ctx(world, ctx, first)
     out = FinalSync().apply(final)
-    assert out.method == "direct"  # the full copy of the playbook's method
+    assert out.method == ROWS  # not a full copy: authors replaced whole, the rest applied
+    assert out.whole is not None and "public.authors" in out.whole
     assert any(
-        line.startswith("changed-rows: the final sync copies everything") and "authors" in line
+        line.startswith("changed-rows: Heroku's schema changed since the capture")
+        and "authors" in line
         for line in notes
     )
     assert_works_like(world.source, world.target)
