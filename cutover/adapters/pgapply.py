@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from cutover.adapters import pgstaging
+from cutover.adapters import pgapply_rows, pgstaging
+from cutover.adapters.pgapply_rows import RowsJob
 from cutover.adapters.pgapply_sql import (
     PARAMETER_SQL,
     ROLE_SQL,
@@ -112,6 +113,8 @@ class ApplyResult:
     whole: tuple[str, ...]  # tables copied whole (keyless when final, truncated ones)
     sequences: int  # sequences set
     seconds: float
+    # (phase, seconds) in the order they ran: where a round's time went (the bench prints it)
+    phases: tuple[tuple[str, float], ...] = ()
 
 
 def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
@@ -119,6 +122,19 @@ def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
     _, _, comment = pgstaging.read_marker(pg, target)
     match = _CAPTURE.search(comment)
     return check_position(match.group(1)) if match else None
+
+
+class _Phases:
+    """Seconds per phase of a round (ApplyResult.phases)."""
+
+    def __init__(self, started: float) -> None:
+        self.last = started
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self.last))
+        self.last = now
 
 
 @dataclass
@@ -130,6 +146,7 @@ class _Round:
     target: ConnInfo
     since: str
     snapshot: str
+    position: str
     replica: bool
     timeout: float
     docs: dict[str, dict[str, Any]]
@@ -173,9 +190,41 @@ class _Round:
             raise UnexpectedOutput(f"{batch.table.name}: the batch's psql printed no counts")
         return int(match.group(1)), int(match.group(2))
 
-    def run_all(self, work: list[list[Batch]], jobs: int) -> None:
-        """Every batch, up to ``jobs`` at once (batches of one table too: their keys differ);
-        then each table whose batch met a conflict, whole, in one transaction."""
+    def run_rows(self, job: RowsJob) -> None:
+        """One keyless table (cutover/adapters/pgapply_rows.py), one transaction."""
+        doc = self.docs[job.table.name]
+        before, after = pgapply_rows.target_scripts(
+            job, doc, self.replica, self.since, self.position
+        )
+        source = [
+            *SOURCE_SETTINGS,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            f"SET TRANSACTION SNAPSHOT '{self.snapshot}'",
+            pgapply_rows.source_sql(job, doc["columns"]),
+            "COMMIT",
+        ]
+        args = [word for sql in source for word in ("-c", sql)]
+        script = pipe_script(self.source, self.target, '"${@:4}"')
+        argv = ["bash", "-c", script, "cutover-apply", "", before, after, *args]
+        try:
+            out = self.runner.run(
+                argv, env=pipeline_env(self.source, self.target), timeout=self.timeout
+            ).stdout
+        except CommandError as exc:
+            raise self.failure(job.table.name, exc) from exc
+        match = _BATCH_DONE.search(out)
+        if not match:
+            raise UnexpectedOutput(f"{job.table.name}: the rows' psql printed no count")
+        with self.lock:
+            self.upserted += int(match.group(1))
+            self.keys_done += job.rows
+            self.tables_done += 1
+            self.report()
+
+    def run_all(self, work: list[list[Batch]], jobs: int, rows: Sequence[RowsJob] = ()) -> None:
+        """Every batch, up to ``jobs`` at once (batches of one table too: their keys differ),
+        with the keyless tables' ``rows``; then each table whose batch met a conflict, whole, in
+        one transaction."""
         left = {batches[0].table.name: len(batches) for batches in work}
         split = {name for name, n in left.items() if n > 1}
         conflicted: dict[str, int] = {}  # table -> keys of its batches that met a conflict
@@ -193,7 +242,13 @@ class _Round:
             self.count(up, gone, batch.keys)
             self.batch_done(left, name, conflicted)
 
-        _parallel(jobs, [partial(one, b) for batches in work for b in batches])
+        _parallel(
+            jobs,
+            [
+                *(partial(self.run_rows, job) for job in rows),
+                *(partial(one, b) for batches in work for b in batches),
+            ],
+        )
         for batches in work:
             name = batches[0].table.name
             if name in conflicted:
@@ -361,42 +416,57 @@ def apply_changes(
 ) -> ApplyResult:
     """One round from ``since`` (see the module docstring)."""
     started = time.monotonic()
+    clock = _Phases(started)
     check_position(since)
     masker.add(source.password)
     masker.add(target.password)
     by_relid = {t.relid: t for t in plan.tables}
+    # The keyless tables' positions on the target (read, and its table made, before any write)
+    applied = pgapply_rows.read_applied(pg, target, since) if plan.logged else {}
+    clock.lap("target-positions")
     with runner.session(
         ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
     ) as holder:
         seen = _survey(holder, plan, since)
+        rows = pgapply_rows.survey(holder, plan.logged, applied)
+        clock.lap("survey")
+        logged = {t.name for t in plan.logged} - set(rows.uncaptured)
         whole = sorted(
             {by_relid[r].name for r in seen.truncated if r in by_relid}
-            | (set(plan.keyless) if final else set())
+            | ({n for n in plan.keyless if n not in logged} if final else set())
         )
         keyed = [
             t for t in plan.tables if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
         ]
-        docs = _target_docs(pg, target, keyed)
+        docs = _target_docs(pg, target, [*keyed, *(job.table for job in rows.jobs)])
         replica = may_replicate(pg, target)
         if not replica:
             _refuse_inherited_fks(docs, target)
+        clock.lap("target-catalog")
         work = [
             _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
         ]
         schemas = tuple(r[0] for r in ask(holder, key_schemas_sql(keyed))) if keyed else ()
+        clock.lap("boundaries")
         # From here on the target changes: until the round ends, its marker says from where a
         # new round must start.
         pgstaging.mark(
             pg, target, target.dbname, f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} "
             f"capture={since}",
         )  # fmt: skip
+        clock.lap("mark-syncing")
         state = _Round(
-            runner, masker, pg, source, target, since, seen.snapshot, replica, timeout, docs,
-            progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed), schemas,
+            runner, masker, pg, source, target, since, seen.snapshot, seen.position, replica,
+            timeout, docs, progress,
+            sum(seen.counts[t.relid][1] for t in keyed) + sum(j.rows for j in rows.jobs),
+            len(keyed) + len(rows.jobs), schemas,
         )  # fmt: skip
         state.report()
-        state.run_all(work, jobs)
+        state.run_all(work, jobs, rows.jobs)
+        clock.lap("batches")
         holder.close("COMMIT;\n")
+    if not final:
+        pgapply_rows.advance(pg, target, rows.idle, since, seen.position)
     sequences = 0
     if whole:
         # Read after S while the app may still write (a catch-up): its rows can reference rows
@@ -405,22 +475,33 @@ def apply_changes(
         sequences = copy_tables(
             runner, masker, source, target, whole, jobs=jobs, timeout=timeout, validate=final
         ).sequences
+        clock.lap("whole-copies+sequences")
     elif final:
         sequences = TableCopier(runner, masker, source, target).copy_sequences(timeout)
+        clock.lap("sequences")
     if final:
         # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of
         # this round or an earlier one), checked once every table is in: the target now equals
         # the source (a check before the whole copies could meet their stale rows).
         TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
+        clock.lap("validate-fks")
+        if plan.logged:
+            # Before the marker, which counts the database's row writes (dropping a table
+            # takes its count away). Killed in between: the next round replaces them whole.
+            pgapply_rows.drop(pg, target)
     pgstaging.mark_synced(pg, target, extra=f" capture={seen.position}")
+    clock.lap("mark-synced")
     return ApplyResult(
         since=since,
         position=seen.position,
-        entries=sum(c[0] for c in seen.counts.values()) + sum(seen.truncated.values()),
+        entries=sum(c[0] for c in seen.counts.values())
+        + sum(seen.truncated.values())
+        + sum(j.rows for j in rows.jobs),
         upserted=state.upserted,
         deleted=state.deleted,
-        tables=tuple(t.name for t in keyed),
+        tables=tuple(t.name for t in keyed) + tuple(j.table.name for j in rows.jobs),
         whole=tuple(whole),
         sequences=sequences,
         seconds=time.monotonic() - started,
+        phases=tuple(clock.laps),
     )
