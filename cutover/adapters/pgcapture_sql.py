@@ -269,7 +269,8 @@ def rows_function_body(relid: int, log: str, event: str) -> str:
     log; an UPDATE or DELETE that touched a row, and a TRUNCATE, mark it rewritten."""
     rewritten = f"INSERT INTO {CAPTURE_SCHEMA}.truncates (relid) VALUES ({relid}::oid);"
     return {
-        "ins": f"INSERT INTO {log} (cutover_row) SELECT n::text FROM cutover_new n;",
+        # (n.*): the whole row even when the table has a column named n
+        "ins": f"INSERT INTO {log} (cutover_row) SELECT (n.*)::text FROM cutover_new n;",
         "upd": f"IF EXISTS (SELECT 1 FROM cutover_old) THEN\n    {rewritten}\n  END IF;",
         "del": f"IF EXISTS (SELECT 1 FROM cutover_old) THEN\n    {rewritten}\n  END IF;",
         "trunc": rewritten,
