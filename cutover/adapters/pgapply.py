@@ -37,7 +37,6 @@ variable names and SQL built from catalog names.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -51,7 +50,6 @@ from cutover.adapters.pgapply_rows import RowsJob
 from cutover.adapters.pgapply_sql import (
     PARAMETER_SQL,
     ROLE_SQL,
-    TARGET_SQL,
     Batch,
     batch_source_sql,
     batch_target_scripts,
@@ -63,12 +61,18 @@ from cutover.adapters.pgapply_sql import (
     search_path_sql,
     truncates_sql,
 )
+from cutover.adapters.pgapply_target import (
+    finish_script,
+    parse_prepared,
+    prepare_script,
+    sequence_values,
+    setval_statements,
+)
 from cutover.adapters.pgcapture import (
     CapturePlan,
     CaptureTable,
     check_position,
     query,
-    text_array,
 )
 from cutover.adapters.pgcopy import SNAPSHOT_ID, ask
 from cutover.adapters.pgparts import SOURCE_SETTINGS
@@ -107,14 +111,16 @@ class ApplyResult:
     since: str  # snapshot applied from
     position: str  # ... and through
     entries: int  # log rows consumed
-    upserted: int  # rows written on the target
+    upserted: int  # rows written on the target (keyless tables' logged inserts included)
     deleted: int  # keys the source no longer has (removed from the target)
-    tables: tuple[str, ...]  # tables touched by keyed apply
-    whole: tuple[str, ...]  # tables copied whole (keyless when final, truncated ones)
+    tables: tuple[str, ...]  # tables touched by keyed apply, and keyless tables written
+    whole: tuple[str, ...]  # tables copied whole after the round (truncated; uncaptured keyless)
     sequences: int  # sequences set
     seconds: float
     # (phase, seconds) in the order they ran: where a round's time went (the bench prints it)
     phases: tuple[tuple[str, float], ...] = ()
+    # rows of keyless tables replaced whole in the round's snapshot (not in upserted)
+    replaced: int = 0
 
 
 def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
@@ -158,6 +164,7 @@ class _Round:
     tables_done: int = 0
     upserted: int = 0
     deleted: int = 0
+    replaced: int = 0
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -216,7 +223,10 @@ class _Round:
         if not match:
             raise UnexpectedOutput(f"{job.table.name}: the rows' psql printed no count")
         with self.lock:
-            self.upserted += int(match.group(1))
+            if job.replace:
+                self.replaced += int(match.group(1))
+            else:
+                self.upserted += int(match.group(1))
             self.keys_done += job.rows
             self.tables_done += 1
             self.report()
@@ -292,14 +302,8 @@ class _Round:
             )
 
 
-def _target_docs(
-    pg: PostgresAdapter, target: ConnInfo, tables: Sequence[CaptureTable]
-) -> dict[str, dict[str, Any]]:
-    names = [t.name for t in tables]
-    if not names:
-        return {}
-    sql = TARGET_SQL.replace("{tables}", text_array(names))
-    docs = {d["name"]: d for d in (json.loads(r[0]) for r in query(pg, target, sql))}
+def _check_docs(docs: dict[str, dict[str, Any]], names: Sequence[str], target: ConnInfo) -> None:
+    """Every table with changes is a plain table on the target too."""
     missing = sorted(set(names) - set(docs))
     if missing:
         raise CutoverError(
@@ -307,7 +311,6 @@ def _target_docs(
             resolution="The schemas differ: re-run the initial sync "
             "(`cutover run --from initial-sync`).",
         )
-    return docs
 
 
 def may_replicate(pg: PostgresAdapter, target: ConnInfo) -> bool:
@@ -421,40 +424,36 @@ def apply_changes(
     masker.add(source.password)
     masker.add(target.password)
     by_relid = {t.relid: t for t in plan.tables}
-    # The keyless tables' positions on the target (read, and its table made, before any write)
-    applied = pgapply_rows.read_applied(pg, target, since) if plan.logged else {}
-    clock.lap("target-positions")
     with runner.session(
         ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
     ) as holder:
         seen = _survey(holder, plan, since)
-        rows = pgapply_rows.survey(holder, plan.logged, applied)
         clock.lap("survey")
-        logged = {t.name for t in plan.logged} - set(rows.uncaptured)
-        whole = sorted(
-            {by_relid[r].name for r in seen.truncated if r in by_relid}
-            | ({n for n in plan.keyless if n not in logged} if final else set())
-        )
+        whole = sorted({by_relid[r].name for r in seen.truncated if r in by_relid})
         keyed = [
             t for t in plan.tables if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
         ]
-        docs = _target_docs(pg, target, [*keyed, *(job.table for job in rows.jobs)])
-        replica = may_replicate(pg, target)
+        # One psql on the target (pgapply_target.py): its docs, its role, and the marker
+        # saying from where a new round must start, written before the round's first write.
+        names = [*(t.name for t in keyed), *(t.name for t in plan.logged)]
+        script = prepare_script(names, target.dbname, since, bool(plan.logged))
+        ready = parse_prepared(query(pg, target, script))
+        docs, replica = ready.docs, ready.replica
+        _check_docs(docs, [t.name for t in keyed], target)
         if not replica:
-            _refuse_inherited_fks(docs, target)
-        clock.lap("target-catalog")
+            _refuse_inherited_fks({n: d for n, d in docs.items() if n in names}, target)
+        clock.lap("target-prepare")
+        applied = pgapply_rows.valid_positions(ready.applied, since)
+        rows = pgapply_rows.survey(holder, plan.logged, applied)
+        _check_docs(docs, [j.table.name for j in rows.jobs], target)
+        if final:  # keyless tables without a row log (a capture from before it): whole
+            logged = {t.name for t in plan.logged} - set(rows.uncaptured)
+            whole = sorted({*whole, *(n for n in plan.keyless if n not in logged)})
         work = [
             _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
         ]
         schemas = tuple(r[0] for r in ask(holder, key_schemas_sql(keyed))) if keyed else ()
-        clock.lap("boundaries")
-        # From here on the target changes: until the round ends, its marker says from where a
-        # new round must start.
-        pgstaging.mark(
-            pg, target, target.dbname, f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} "
-            f"capture={since}",
-        )  # fmt: skip
-        clock.lap("mark-syncing")
+        clock.lap("keyless+boundaries")
         state = _Round(
             runner, masker, pg, source, target, since, seen.snapshot, seen.position, replica,
             timeout, docs, progress,
@@ -464,33 +463,34 @@ def apply_changes(
         state.report()
         state.run_all(work, jobs, rows.jobs)
         clock.lap("batches")
+        # Sequences are not transactional: read now, in this session (no new psql).
+        values = sequence_values(holder) if final and not whole else []
         holder.close("COMMIT;\n")
-    if not final:
-        pgapply_rows.advance(pg, target, rows.idle, since, seen.position)
-    sequences = 0
+    sequences = len(values)
     if whole:
         # Read after S while the app may still write (a catch-up): its rows can reference rows
         # the keyed batches (as of S) do not have yet, so a catch-up leaves the foreign keys it
-        # lifted NOT VALID, for the final round to check.
+        # lifted NOT VALID, for the final round to check. In the final round it validates them
+        # itself (after its copies) and sets every sequence.
         sequences = copy_tables(
             runner, masker, source, target, whole, jobs=jobs, timeout=timeout, validate=final
         ).sequences
-        clock.lap("whole-copies+sequences")
-    elif final:
-        sequences = TableCopier(runner, masker, source, target).copy_sequences(timeout)
-        clock.lap("sequences")
-    if final:
-        # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of
-        # this round or an earlier one), checked once every table is in: the target now equals
-        # the source (a check before the whole copies could meet their stale rows).
+        clock.lap("whole-copies")
+    elif final and (not replica or ready.not_valid):
+        # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of an
+        # earlier round), checked once every table is in (the target now equals the source).
+        # A replica round over a target with none has nothing to check.
         TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
         clock.lap("validate-fks")
-        if plan.logged:
-            # Before the marker, which counts the database's row writes (dropping a table
-            # takes its count away). Killed in between: the next round replaces them whole.
-            pgapply_rows.drop(pg, target)
-    pgstaging.mark_synced(pg, target, extra=f" capture={seen.position}")
-    clock.lap("mark-synced")
+    last = [
+        *setval_statements(values),
+        *(pgapply_rows.advance_statements(rows.idle, since, seen.position) if not final else []),
+        # Before the marker, which counts the database's row writes (dropping a table takes
+        # its count away). Killed in between: the next round replaces the keyless tables whole.
+        *([pgapply_rows.DROP_SQL.rstrip(";")] if final and plan.logged else []),
+    ]
+    query(pg, target, finish_script(last, target.dbname, f" capture={seen.position}"))
+    clock.lap("finish")
     return ApplyResult(
         since=since,
         position=seen.position,
@@ -504,4 +504,5 @@ def apply_changes(
         sequences=sequences,
         seconds=time.monotonic() - started,
         phases=tuple(clock.laps),
+        replaced=state.replaced,
     )

@@ -48,11 +48,9 @@ from cutover.adapters.pgcapture import (
     check_position,
     dollar_quoted,
     literal,
-    query,
 )
 from cutover.adapters.pgcapture_sql import EVENTS, TRIGGER_PREFIX, after
 from cutover.adapters.pgcopy import ask
-from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.runpipes import Session
 
 APPLIED = "_cutover.applied"
@@ -81,13 +79,10 @@ class RowsSurvey:
     uncaptured: tuple[str, ...]  # no row log or a trigger missing: the old whole copy
 
 
-def read_applied(pg: PostgresAdapter, target: ConnInfo, since: str) -> dict[str, str]:
-    """The target's table positions that count for a round from ``since`` (module docstring)."""
-    out = {}
-    for name, row_since, position in query(pg, target, APPLIED_SQL):
-        if since in (position, row_since):
-            out[name] = check_position(position)
-    return out
+def valid_positions(rows: Sequence[tuple[str, str, str]], since: str) -> dict[str, str]:
+    """The target's table positions (name, since, position) that count for a round from
+    ``since`` (module docstring)."""
+    return {name: check_position(pos) for name, row_since, pos in rows if since in (pos, row_since)}
 
 
 def _captured_sql(tables: Sequence[CaptureTable]) -> str:
@@ -118,9 +113,7 @@ def _counts_sql(tables: Sequence[tuple[CaptureTable, str]]) -> str:
     )
 
 
-def survey(
-    holder: Session, tables: Sequence[CaptureTable], applied: dict[str, str]
-) -> RowsSurvey:
+def survey(holder: Session, tables: Sequence[CaptureTable], applied: dict[str, str]) -> RowsSurvey:
     """What each logged keyless table needs, read in the holder's snapshot."""
     if not tables:
         return RowsSurvey((), (), ())
@@ -179,9 +172,7 @@ def target_scripts(
         "END IF;"
     )
     # A table a foreign key still references (replica mode keeps them) refuses TRUNCATE.
-    empty = (
-        f"DELETE FROM ONLY {name}" if doc["fks"] and replica else f"TRUNCATE ONLY {name}"
-    )
+    empty = f"DELETE FROM ONLY {name}" if doc["fks"] and replica else f"TRUNCATE ONLY {name}"
     before = [
         "BEGIN",
         *(["SET LOCAL session_replication_role = replica"] if replica else []),
@@ -207,25 +198,11 @@ def target_scripts(
     )
 
 
-def advance(
-    pg: PostgresAdapter,
-    target: ConnInfo,
-    idle: Sequence[tuple[str, str]],
-    since: str,
-    position: str,
-) -> None:
-    """Move the positions of the tables nothing was logged for to the round's (one
-    transaction; a table whose position moved meanwhile is left as it is)."""
-    if not idle:
-        return
-    updates = "".join(
+def advance_statements(idle: Sequence[tuple[str, str]], since: str, position: str) -> list[str]:
+    """Move the positions of the tables nothing was logged for to the round's (in the round's
+    last transaction; a table whose position moved meanwhile is left as it is)."""
+    return [
         f"UPDATE {APPLIED} SET since = {literal(since)}, position = {literal(position)} "
-        f"WHERE name = {literal(name)} AND position = {literal(old)};\n"
+        f"WHERE name = {literal(name)} AND position = {literal(old)}"
         for name, old in idle
-    )
-    query(pg, target, f"BEGIN;\n{updates}COMMIT;\n")
-
-
-def drop(pg: PostgresAdapter, target: ConnInfo) -> None:
-    """The final round leaves no ``_cutover`` on the Convox database."""
-    query(pg, target, DROP_SQL)
+    ]

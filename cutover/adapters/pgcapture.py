@@ -202,13 +202,17 @@ def inspect(pg: PostgresAdapter, conn: ConnInfo) -> CapturePlan:
 # -- install ----------------------------------------------------------------------------------
 def _function(table: CaptureTable, event: str) -> str:
     keys = ", ".join(table.key)
-    body = rows_function_body(table.relid, table.log, event) if not table.key else {
-        "ins": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_new;",
-        "upd": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old "
-        f"UNION SELECT {keys} FROM cutover_new;",
-        "del": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old;",
-        "trunc": f"INSERT INTO {CAPTURE_SCHEMA}.truncates (relid) VALUES ({table.relid}::oid);",
-    }[event]
+    body = (
+        rows_function_body(table.relid, table.log, event)
+        if not table.key
+        else {
+            "ins": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_new;",
+            "upd": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old "
+            f"UNION SELECT {keys} FROM cutover_new;",
+            "del": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old;",
+            "trunc": f"INSERT INTO {CAPTURE_SCHEMA}.truncates (relid) VALUES ({table.relid}::oid);",
+        }[event]
+    )
     return (
         f"CREATE OR REPLACE FUNCTION {CAPTURE_SCHEMA}.capture_{table.relid}_{event}() "
         "RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER "

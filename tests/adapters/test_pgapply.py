@@ -301,7 +301,7 @@ def test_unique_values_swapped_across_batches_land(world: World) -> None:
     assert len(pipelines) == 4
     assert "l.id) > (" not in pipelines[-1][-4] and "l.id) <= (" not in pipelines[-1][-4]
     bag = len(world.rows(world.source, "bag"))
-    assert result.upserted == 2 + bag and world.progress[-1].keys_done == 2
+    assert result.upserted == 2 and result.replaced == bag and world.progress[-1].keys_done == 2
     assert world.progress[-1].tables_done == 2
 
 

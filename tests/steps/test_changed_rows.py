@@ -127,7 +127,7 @@ def test_capture_plan_lists_the_sql(world: World) -> None:
     step.gate_question(ctx)  # reads Heroku's tables (read-only) ...
     real = "\n".join(step.describe(ctx))  # ... and the SQL then names them
     assert "ON public.authors" in real and "ON public.tags" in real
-    assert "ON public.events" not in real  # keyless: no trigger
+    assert "ON public.events" in real  # keyless: its inserted rows are logged (pgapply_rows)
     assert _capture_objects(world, "source") == []
 
 
@@ -262,7 +262,8 @@ def test_final_sync_applies_only_the_changed_rows_and_verify_data_passes(world: 
     assert out.method == ROWS
     assert out.entries and out.entries > 0
     assert out.upserted and out.deleted
-    assert out.whole is not None and "public.events" in out.whole  # keyless: copied whole
+    # keyless, no position on Convox yet: replaced in the round's snapshot (pgapply_rows)
+    assert out.whole is not None and "public.events" not in out.whole
     assert "public.empty_table" in out.whole  # truncated since: copied whole
     assert out.position and world.comment().endswith(f" capture={out.position}")
     assert query(world.target, "SELECT pg_relation_filenode('books')") == books_node  # in place
