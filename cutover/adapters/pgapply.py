@@ -18,9 +18,11 @@ harmless, so a round interrupted anywhere (kill -9 included) is simply run again
 first write until the round ends, then ``cutover:synced ... capture=<S>``; the position is
 recorded on the target itself, and only after every write of the round committed.
 
-Tables truncated after ``since`` (and, in the final round, the keyless tables) are copied whole
-by cutover/adapters/pgtables.py, which reads them after S; the final round also sets every
-sequence.
+Tables truncated after ``since`` are copied whole by cutover/adapters/pgtables.py, which reads
+them after S; keyless tables get their logged inserts, or are replaced in S, exactly once
+(cutover/adapters/pgapply_rows.py), in the same pool as the batches; the final round also sets
+every sequence. Outside the batches the target sees one psql before and one after
+(cutover/adapters/pgapply_target.py).
 
 On the target, a batch runs with ``session_replication_role = replica`` when its role may set
 it (a superuser, as the Convox postgres resource's role is, or a role granted SET on it): no

@@ -60,6 +60,27 @@ _INHERITED = (
 )
 
 
+# No settling when nothing else is connected to the database (PostgreSQL 15+): a backend flushes
+# its counters in a before_shmem_exit hook (pgstat.c pgstat_initialize: pgstat_shutdown_hook)
+# and leaves pg_stat_activity in an on_shmem_exit one, run after those (backend_status.c
+# pgstat_beinit: pgstat_beshutdown_hook; ipc.c shmem_exit), so a backend gone from the view has
+# flushed. This session's own writes (the statements above) are flushed as it goes idle, forced
+# by pg_stat_force_next_flush() (PostgreSQL 15 docs, "Statistics Functions"). Older servers
+# (an asynchronous collector) or another session connected: the reads settle as before.
+_QUIET = r"""SELECT coalesce(pg_catalog.has_function_privilege(
+    pg_catalog.to_regprocedure('pg_catalog.pg_stat_force_next_flush()'), 'EXECUTE'), false)
+  AS cutover_v15 \gset
+\if :cutover_v15
+SELECT pg_catalog.pg_stat_force_next_flush() AS cutover_f \gset
+SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity
+                   WHERE datname = pg_catalog.current_database()
+                     AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend')
+  AS cutover_quiet \gset
+\else
+SELECT false AS cutover_quiet \gset
+\endif"""
+
+
 @dataclass
 class Prepared:
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -115,7 +136,7 @@ def finish_script(statements: Sequence[str], dbname: str, extra: str, reads: int
     """``statements`` in one transaction, then the synced marker (module docstring)."""
     writes = pgstaging.WRITES_SQL.strip().rstrip(";")
     lines = ["BEGIN;", *(s if s.endswith("\\gset") else s + ";" for s in statements), "COMMIT;"]
-    lines.append(f"SELECT ({writes}) AS cutover_w \\gset")
+    lines += [_QUIET, f"SELECT ({writes}) AS cutover_w \\gset", "\\if :cutover_quiet", "\\else"]
     for _ in range(reads - 1):
         lines += [
             "SELECT pg_catalog.pg_sleep(0.3) AS cutover_z \\gset",
@@ -125,7 +146,7 @@ def finish_script(statements: Sequence[str], dbname: str, extra: str, reads: int
             "\\if :cutover_same",
             "\\else",
         ]
-    lines += ["\\endif"] * (reads - 1)
+    lines += ["\\endif"] * reads
     head = f"{pgstaging.MARKER_SYNCED} {pgstaging.now_iso()} writes="
     lines += [
         f"SELECT {literal(head)} || :'cutover_w' || {literal(extra)} AS cutover_marker \\gset",

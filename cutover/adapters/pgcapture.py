@@ -21,9 +21,11 @@ row as of a snapshot at or after the round's (or deletes it): idempotent, so any
 position at or before the truth is safe (cutover/adapters/pgapply.py).
 
 Captured: plain tables (not a partition, not in an inheritance tree) with a primary key, else a
-unique index on NOT NULL columns (not partial, no expression). Keyless tables are listed (copied
-whole in the window); partitioned and inheritance tables are listed as unsupported (the final
-sync is then a full one).
+unique index on NOT NULL columns (not partial, no expression). Keyless plain tables are listed
+and captured too (``CapturePlan.logged``): their log holds each inserted row as text, and an
+UPDATE/DELETE/TRUNCATE marks them for a whole copy (pgcapture_sql.rows_log_sql; applied
+exactly once by cutover/adapters/pgapply_rows.py); partitioned and inheritance tables are
+listed as unsupported (the final sync is then a full one).
 
 Limits: the log is never pruned (it grows with the writes until ``cutover cleanup``); the
 triggers are SECURITY INVOKER, so the schema, the sequence and each log are open to INSERT by
