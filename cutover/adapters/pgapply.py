@@ -39,6 +39,7 @@ variable names and SQL built from catalog names.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -254,13 +255,13 @@ class _Round:
             self.count(up, gone, batch.keys)
             self.batch_done(left, name, conflicted)
 
-        _parallel(
-            jobs,
-            [
-                *(partial(self.run_rows, job) for job in rows),
-                *(partial(one, b) for batches in work for b in batches),
-            ],
-        )
+        # Largest first (a keyless table replaced whole counts as the largest): the round ends
+        # when its longest call does, so none of those starts last.
+        sized: list[tuple[float, Callable[[], None]]] = [
+            *((math.inf if j.replace else j.rows, partial(self.run_rows, j)) for j in rows),
+            *((b.keys, partial(one, b)) for batches in work for b in batches),
+        ]
+        _parallel(jobs, [call for _, call in sorted(sized, key=lambda sc: -sc[0])])
         for batches in work:
             name = batches[0].table.name
             if name in conflicted:
