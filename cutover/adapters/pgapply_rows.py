@@ -181,7 +181,8 @@ def target_scripts(
         *drop_fks,
         *(f"ALTER TABLE {name} DISABLE TRIGGER {t['name']}" for t in off),
         *([empty] if job.replace else []),
-        f"COPY {name} ({', '.join(doc['columns'])}) FROM STDIN",
+        # (a table with no columns at all takes no column list)
+        f"COPY {name}{' (' + ', '.join(doc['columns']) + ')' if doc['columns'] else ''} FROM STDIN",
     ]
     after_rows = [
         f"INSERT INTO {APPLIED} (name, since, position) VALUES "

@@ -67,18 +67,31 @@ _INHERITED = (
 # flushed. This session's own writes (the statements above) are flushed as it goes idle, forced
 # by pg_stat_force_next_flush() (PostgreSQL 15 docs, "Statistics Functions"). Older servers
 # (an asynchronous collector) or another session connected: the reads settle as before.
-_QUIET = r"""SELECT coalesce(pg_catalog.has_function_privilege(
+_QUIET = (
+    r"""SELECT coalesce(pg_catalog.has_function_privilege(
     pg_catalog.to_regprocedure('pg_catalog.pg_stat_force_next_flush()'), 'EXECUTE'), false)
   AS cutover_v15 \gset
 \if :cutover_v15
 SELECT pg_catalog.pg_stat_force_next_flush() AS cutover_f \gset
+SELECT false AS cutover_quiet \gset
+"""
+    + (
+        # the batches' backends exit just after their psqls: wait for them up to 0.2 s
+        r"""\if :cutover_quiet
+\else
+SELECT pg_catalog.pg_sleep(0.02) AS cutover_z \gset
 SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity
                    WHERE datname = pg_catalog.current_database()
                      AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend')
   AS cutover_quiet \gset
-\else
+\endif
+"""
+        * 10
+    )
+    + r"""\else
 SELECT false AS cutover_quiet \gset
 \endif"""
+)
 
 
 @dataclass
