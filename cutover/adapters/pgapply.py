@@ -65,6 +65,7 @@ from cutover.adapters.pgapply_sql import (
     truncates_sql,
 )
 from cutover.adapters.pgapply_target import (
+    Phases,
     finish_script,
     parse_prepared,
     prepare_script,
@@ -131,19 +132,6 @@ def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
     _, _, comment = pgstaging.read_marker(pg, target)
     match = _CAPTURE.search(comment)
     return check_position(match.group(1)) if match else None
-
-
-class _Phases:
-    """Seconds per phase of a round (ApplyResult.phases)."""
-
-    def __init__(self, started: float) -> None:
-        self.last = started
-        self.laps: list[tuple[str, float]] = []
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps.append((name, now - self.last))
-        self.last = now
 
 
 @dataclass
@@ -422,7 +410,7 @@ def apply_changes(
 ) -> ApplyResult:
     """One round from ``since`` (see the module docstring)."""
     started = time.monotonic()
-    clock = _Phases(started)
+    clock = Phases(started)
     check_position(since)
     masker.add(source.password)
     masker.add(target.password)

@@ -23,6 +23,7 @@ pgstaging.mark_synced writes it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,3 +182,16 @@ def sequence_values(holder: Session) -> list[list[str]]:
         for n in names
     )
     return ask(holder, reads + ";", 600)
+
+
+class Phases:
+    """Seconds per phase of a round (pgapply.ApplyResult.phases)."""
+
+    def __init__(self, started: float) -> None:
+        self.last = started
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self.last))
+        self.last = now
