@@ -239,3 +239,25 @@ def wait_quiet(world: World) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("the killed round's sessions did not end")
+
+
+@pytest.mark.slow
+def test_a_keyless_table_captured_the_old_way_is_copied_whole_in_the_final_round(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """A capture installed before keyless tables had a row log (no log, no triggers, recorded
+    with log ''): the catch-up leaves the table alone, the final round copies it whole."""
+    world = world_factory(schema=SCHEMA)
+    relid = pgcapture.query(world.pg, world.source, "SELECT 'hist'::regclass::oid;")[0][0]
+    world.heroku.execute(
+        *(f"DROP TRIGGER cutover_capture_{e} ON hist" for e in ("ins", "upd", "del", "trunc")),
+        f"DROP TABLE _cutover.log_{relid}",
+        f"UPDATE _cutover.tables SET log = '' WHERE relid = {relid}",
+        "INSERT INTO hist VALUES (9, 9, 'unlogged')",
+    )
+    caught = world.apply(world.since)
+    assert "public.hist" not in caught.tables and caught.whole == ()
+    assert hist(world, world.target) != hist(world, world.source)
+    last = world.apply(caught.position, final=True)
+    assert last.whole == ("public.hist",)
+    assert hist(world, world.target) == hist(world, world.source)
