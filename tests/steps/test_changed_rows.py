@@ -31,7 +31,7 @@ from steps.test_data_sync import World
 pytestmark = pytest.mark.slow
 
 ROWS = "changed-rows"
-# A table without a usable key (copied whole in the window) and one holding a unique key on
+# A table without a usable key (its inserted rows logged) and one holding a unique key on
 # NOT NULL columns instead of a primary key.
 EXTRA = (
     "CREATE TABLE events (at timestamptz NOT NULL DEFAULT now(), what text)",
@@ -110,7 +110,12 @@ def test_capture_gate_names_the_tables_the_keyless_and_the_unsupported(world: Wo
     assert "trigger-write-overhead" in question
     for table in ("public.authors", "public.books", "public.tags"):
         assert table in question
-    assert "copied whole in the window" in question and "public.events" in question
+    # keyless: captured too (its inserted rows logged), counted among the triggered tables
+    assert "copied whole in the window" not in question
+    assert "inserted rows logged" in question and "public.events" in question
+    plan = pgcapture.inspect(ctx.postgres, _source(world))
+    assert f"4 triggers on each of {len(plan.tables) + len(plan.logged)} table(s)" in question
+    assert "on each table with a key" not in step.gate_text(ctx)
     assert "final sync will be a full copy" in question and "measures" in question
     assert _capture_objects(world, "source") == []  # asking installs nothing
 
@@ -146,6 +151,26 @@ def test_capture_is_found_applied_on_resume_and_skipped_for_other_final_syncs(
     assert found is not None and found.model_dump() == out.model_dump()
     full, _ = world.context("direct", final_sync="full")
     assert step.applies(full.model) == "database.final_sync is full, not changed-rows"
+
+
+def test_capture_installed_without_row_logs_is_installed_again(world: World) -> None:
+    """A capture from before keyless tables had a row log (none, no triggers, recorded with
+    log ''): check() does not find it applied, so the step installs again (idempotent)."""
+    _installed(world)
+    relid = query(world.source, "SELECT 'events'::regclass::oid")[0][0]
+    world.source.execute(
+        *(f"DROP TRIGGER cutover_capture_{e} ON events" for e in ("ins", "upd", "del", "trunc")),
+        f"DROP TABLE _cutover.log_{relid}",
+        f"UPDATE _cutover.tables SET log = '' WHERE relid = {relid}",
+    )
+    step = CaptureChanges()
+    assert step.check(_ctx(world)[0]) is None
+    step.apply(_ctx(world)[0])
+    assert step.check(_ctx(world)[0]) is not None
+    assert ("trigger", "cutover_capture_ins") in _capture_objects(world, "source")
+    assert query(world.source, f"SELECT log <> '' FROM _cutover.tables WHERE relid = {relid}") == [
+        (True,)
+    ]
 
 
 def test_rollback_undo_removes_the_capture_and_reads_it_back(world: World) -> None:
