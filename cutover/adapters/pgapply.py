@@ -477,8 +477,9 @@ def apply_changes(
         *setval_statements(values),
         *(pgapply_rows.advance_statements(rows.idle, since, seen.position) if not final else []),
         # Before the marker, which counts the database's row writes (dropping a table takes
-        # its count away). Killed in between: the next round replaces the keyless tables whole.
-        *([pgapply_rows.DROP_SQL.rstrip(";")] if final and plan.logged else []),
+        # its count away). Killed in between: the next round replaces the keyless tables whole
+        # (whatever this round's plan: an earlier round's positions may be there).
+        *([pgapply_rows.DROP_SQL.rstrip(";")] if final else []),
     ]
     query(pg, target, finish_script(last, target.dbname, f" capture={seen.position}"))
     clock.lap("finish")

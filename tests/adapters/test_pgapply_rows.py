@@ -5,6 +5,7 @@ same whatever the writer's session settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -261,3 +262,21 @@ def test_a_keyless_table_captured_the_old_way_is_copied_whole_in_the_final_round
     last = world.apply(caught.position, final=True)
     assert last.whole == ("public.hist",)
     assert hist(world, world.target) == hist(world, world.source)
+
+
+@pytest.mark.slow
+def test_the_final_round_drops_the_positions_even_when_no_keyless_table_is_left(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """A catch-up wrote keyless positions on Convox; by the final round no keyless table is
+    captured any more (dropped on Heroku, say): ``_cutover`` still leaves the Convox database
+    before its synced marker, not left behind in the app's database once live."""
+    world = world_factory(schema=SCHEMA)
+    caught = world.apply(world.since)
+    assert applied(world)  # _cutover.applied exists on Convox
+    world.plan = dataclasses.replace(world.plan, keyless=(), logged=())
+    world.apply(caught.position, final=True)
+    gone = "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = '_cutover';"
+    assert pgcapture.query(world.pg, world.target, gone) == [["0"]]
+    time.sleep(1.5)  # past PostgreSQL's 1 s stats flush interval, for any late counts
+    assert pgstaging.guard(world.pg, world.target, force=True) is None
