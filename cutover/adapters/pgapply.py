@@ -434,8 +434,7 @@ def apply_changes(
         if not replica:
             _refuse_inherited_fks({n: d for n, d in docs.items() if n in names}, target)
         clock.lap("target-prepare")
-        applied = pgapply_rows.valid_positions(ready.applied, since)
-        rows = pgapply_rows.survey(holder, plan.logged, applied)
+        rows = pgapply_rows.survey(holder, plan.logged, ready.applied, since)
         _check_docs(docs, [j.table.name for j in rows.jobs], target)
         if final:  # keyless tables without a row log (a capture from before it): whole
             logged = {t.name for t in plan.logged} - set(rows.uncaptured)

@@ -18,7 +18,7 @@ was written by a round that started from ``since``. A round from position P:
 * a table whose position is unknown, or that was rewritten, is replaced whole by its rows in S
   (TRUNCATE or DELETE, then COPY); one with only inserts gets the logged rows inserted; one
   with neither just has its position moved to S. Each table is ONE target transaction that
-  first checks the table's position is still the one the source read from (FOR UPDATE) and
+  first checks the table's position row is still the one the round read (FOR UPDATE) and
   ends by writing S. Killed before COMMIT: nothing of it happened; after: the next round reads
   S and inserts only what came after S.
 
@@ -70,6 +70,9 @@ class RowsJob:
     applied: str | None  # the table's position on the target (None: unknown)
     rows: int  # logged inserts to apply (0 when replaced)
     replace: bool  # copied whole in the round's snapshot
+    # the table's row on the target as the round read it, whether it counts or not (a stale
+    # one, left by a round from another start): what its transaction checks is still there
+    found: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,16 @@ def _counts_sql(tables: Sequence[tuple[CaptureTable, str]]) -> str:
     )
 
 
-def survey(holder: Session, tables: Sequence[CaptureTable], applied: dict[str, str]) -> RowsSurvey:
-    """What each logged keyless table needs, read in the holder's snapshot."""
+def survey(
+    holder: Session,
+    tables: Sequence[CaptureTable],
+    found: Sequence[tuple[str, str, str]],
+    since: str,
+) -> RowsSurvey:
+    """What each logged keyless table needs, read in the holder's snapshot, for a round from
+    ``since``; ``found``: the target's position rows (name, since, position) as read."""
+    applied = valid_positions(found, since)
+    read = {name: position for name, _, position in found}
     if not tables:
         return RowsSurvey((), (), ())
     ok = {int(r[0]) for r in ask(holder, _captured_sql(tables)) if r[1] == "t"}
@@ -127,9 +138,9 @@ def survey(holder: Session, tables: Sequence[CaptureTable], applied: dict[str, s
         position = applied.get(table.name)
         inserted, rewrites = counts.get(table.relid, (0, 0))
         if position is None or rewrites:
-            jobs.append(RowsJob(table, position, 0, True))
+            jobs.append(RowsJob(table, position, 0, True, read.get(table.name)))
         elif inserted:
-            jobs.append(RowsJob(table, position, inserted, False))
+            jobs.append(RowsJob(table, position, inserted, False, read.get(table.name)))
         else:
             idle.append((table.name, position))
     uncaptured = tuple(t.name for t in tables if t.relid not in ok)
@@ -167,7 +178,7 @@ def target_scripts(
     linked = sorted({name} | {f["table"] for f in fks} | {f["other"] for f in fks})
     check = (
         f"IF (SELECT a.position FROM {APPLIED} a WHERE a.name = {literal(name)} FOR UPDATE) "
-        f"IS DISTINCT FROM {literal(job.applied) if job.applied else 'NULL'} THEN\n"
+        f"IS DISTINCT FROM {literal(job.found) if job.found else 'NULL'} THEN\n"
         f"  RAISE EXCEPTION 'cutover: the applied position of % moved', {literal(name)};\n"
         "END IF;"
     )
