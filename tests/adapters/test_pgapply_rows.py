@@ -340,3 +340,20 @@ def test_a_stale_position_on_convox_makes_the_table_copied_whole_not_refused(
     assert "public.hist" in result.tables
     assert hist(world, world.target) == hist(world, world.source)
     assert applied(world)[0] == ["public.hist", second, result.position]
+
+
+@pytest.mark.slow
+def test_a_final_round_run_again_after_its_drop_inserts_nothing_twice(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """Killed after the final round's last transaction (``_cutover`` dropped on Convox) and
+    before its synced marker: the round runs again from the same start, finds no position and
+    replaces the keyless tables whole (no logged row inserted a second time)."""
+    world = world_factory(schema=SCHEMA)
+    start = world.apply(world.since).position
+    world.heroku.execute("INSERT INTO hist VALUES (4, 4, 'dup'), (4, 4, 'dup')")
+    world.apply(start, final=True)
+    again = world.apply(start, final=True)
+    assert "public.hist" in again.tables and again.replaced > 2  # replaced, not 2 rows added
+    assert hist(world, world.target) == hist(world, world.source)
+    assert pgcapture.query(world.pg, world.target, COUNT_NOTHING) == [["1"]]
