@@ -18,9 +18,11 @@ harmless, so a round interrupted anywhere (kill -9 included) is simply run again
 first write until the round ends, then ``cutover:synced ... capture=<S>``; the position is
 recorded on the target itself, and only after every write of the round committed.
 
-Tables truncated after ``since`` (and, in the final round, the keyless tables) are copied whole
-by cutover/adapters/pgtables.py, which reads them after S; the final round also sets every
-sequence.
+Tables truncated after ``since`` are copied whole by cutover/adapters/pgtables.py, which reads
+them after S; keyless tables get their logged inserts, or are replaced in S, exactly once
+(cutover/adapters/pgapply_rows.py), in the same pool as the batches; the final round also sets
+every sequence. Outside the batches the target sees one psql before and one after
+(cutover/adapters/pgapply_target.py).
 
 On the target, a batch runs with ``session_replication_role = replica`` when its role may set
 it (a superuser, as the Convox postgres resource's role is, or a role granted SET on it): no
@@ -37,7 +39,7 @@ variable names and SQL built from catalog names.
 
 from __future__ import annotations
 
-import json
+import math
 import re
 import threading
 import time
@@ -46,11 +48,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from cutover.adapters import pgstaging
+from cutover.adapters import pgapply_rows, pgstaging
+from cutover.adapters.pgapply_rows import RowsJob
 from cutover.adapters.pgapply_sql import (
     PARAMETER_SQL,
     ROLE_SQL,
-    TARGET_SQL,
     Batch,
     batch_source_sql,
     batch_target_scripts,
@@ -62,12 +64,19 @@ from cutover.adapters.pgapply_sql import (
     search_path_sql,
     truncates_sql,
 )
+from cutover.adapters.pgapply_target import (
+    Phases,
+    finish_script,
+    parse_prepared,
+    prepare_script,
+    sequence_values,
+    setval_statements,
+)
 from cutover.adapters.pgcapture import (
     CapturePlan,
     CaptureTable,
     check_position,
     query,
-    text_array,
 )
 from cutover.adapters.pgcopy import SNAPSHOT_ID, ask
 from cutover.adapters.pgparts import SOURCE_SETTINGS
@@ -106,12 +115,16 @@ class ApplyResult:
     since: str  # snapshot applied from
     position: str  # ... and through
     entries: int  # log rows consumed
-    upserted: int  # rows written on the target
+    upserted: int  # rows written on the target (keyless tables' logged inserts included)
     deleted: int  # keys the source no longer has (removed from the target)
-    tables: tuple[str, ...]  # tables touched by keyed apply
-    whole: tuple[str, ...]  # tables copied whole (keyless when final, truncated ones)
+    tables: tuple[str, ...]  # tables touched by keyed apply, and keyless tables written
+    whole: tuple[str, ...]  # tables copied whole after the round (truncated; uncaptured keyless)
     sequences: int  # sequences set
     seconds: float
+    # (phase, seconds) in the order they ran: where a round's time went (the bench prints it)
+    phases: tuple[tuple[str, float], ...] = ()
+    # rows of keyless tables replaced whole in the round's snapshot (not in upserted)
+    replaced: int = 0
 
 
 def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
@@ -130,6 +143,7 @@ class _Round:
     target: ConnInfo
     since: str
     snapshot: str
+    position: str
     replica: bool
     timeout: float
     docs: dict[str, dict[str, Any]]
@@ -141,6 +155,7 @@ class _Round:
     tables_done: int = 0
     upserted: int = 0
     deleted: int = 0
+    replaced: int = 0
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -173,9 +188,44 @@ class _Round:
             raise UnexpectedOutput(f"{batch.table.name}: the batch's psql printed no counts")
         return int(match.group(1)), int(match.group(2))
 
-    def run_all(self, work: list[list[Batch]], jobs: int) -> None:
-        """Every batch, up to ``jobs`` at once (batches of one table too: their keys differ);
-        then each table whose batch met a conflict, whole, in one transaction."""
+    def run_rows(self, job: RowsJob) -> None:
+        """One keyless table (cutover/adapters/pgapply_rows.py), one transaction."""
+        doc = self.docs[job.table.name]
+        before, after = pgapply_rows.target_scripts(
+            job, doc, self.replica, self.since, self.position
+        )
+        source = [
+            *SOURCE_SETTINGS,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            f"SET TRANSACTION SNAPSHOT '{self.snapshot}'",
+            pgapply_rows.source_sql(job, doc["columns"]),
+            "COMMIT",
+        ]
+        args = [word for sql in source for word in ("-c", sql)]
+        script = pipe_script(self.source, self.target, '"${@:4}"')
+        argv = ["bash", "-c", script, "cutover-apply", "", before, after, *args]
+        try:
+            out = self.runner.run(
+                argv, env=pipeline_env(self.source, self.target), timeout=self.timeout
+            ).stdout
+        except CommandError as exc:
+            raise self.failure(job.table.name, exc) from exc
+        match = _BATCH_DONE.search(out)
+        if not match:
+            raise UnexpectedOutput(f"{job.table.name}: the rows' psql printed no count")
+        with self.lock:
+            if job.replace:
+                self.replaced += int(match.group(1))
+            else:
+                self.upserted += int(match.group(1))
+            self.keys_done += job.rows
+            self.tables_done += 1
+            self.report()
+
+    def run_all(self, work: list[list[Batch]], jobs: int, rows: Sequence[RowsJob] = ()) -> None:
+        """Every batch, up to ``jobs`` at once (batches of one table too: their keys differ),
+        with the keyless tables' ``rows``; then each table whose batch met a conflict, whole, in
+        one transaction."""
         left = {batches[0].table.name: len(batches) for batches in work}
         split = {name for name, n in left.items() if n > 1}
         conflicted: dict[str, int] = {}  # table -> keys of its batches that met a conflict
@@ -193,7 +243,13 @@ class _Round:
             self.count(up, gone, batch.keys)
             self.batch_done(left, name, conflicted)
 
-        _parallel(jobs, [partial(one, b) for batches in work for b in batches])
+        # Largest first (a keyless table replaced whole counts as the largest): the round ends
+        # when its longest call does, so none of those starts last.
+        sized: list[tuple[float, Callable[[], None]]] = [
+            *((math.inf if j.replace else j.rows, partial(self.run_rows, j)) for j in rows),
+            *((b.keys, partial(one, b)) for batches in work for b in batches),
+        ]
+        _parallel(jobs, [call for _, call in sorted(sized, key=lambda sc: -sc[0])])
         for batches in work:
             name = batches[0].table.name
             if name in conflicted:
@@ -237,14 +293,8 @@ class _Round:
             )
 
 
-def _target_docs(
-    pg: PostgresAdapter, target: ConnInfo, tables: Sequence[CaptureTable]
-) -> dict[str, dict[str, Any]]:
-    names = [t.name for t in tables]
-    if not names:
-        return {}
-    sql = TARGET_SQL.replace("{tables}", text_array(names))
-    docs = {d["name"]: d for d in (json.loads(r[0]) for r in query(pg, target, sql))}
+def _check_docs(docs: dict[str, dict[str, Any]], names: Sequence[str], target: ConnInfo) -> None:
+    """Every table with changes is a plain table on the target too."""
     missing = sorted(set(names) - set(docs))
     if missing:
         raise CutoverError(
@@ -252,7 +302,6 @@ def _target_docs(
             resolution="The schemas differ: re-run the initial sync "
             "(`cutover run --from initial-sync`).",
         )
-    return docs
 
 
 def may_replicate(pg: PostgresAdapter, target: ConnInfo) -> bool:
@@ -361,6 +410,7 @@ def apply_changes(
 ) -> ApplyResult:
     """One round from ``since`` (see the module docstring)."""
     started = time.monotonic()
+    clock = Phases(started)
     check_position(since)
     masker.add(source.password)
     masker.add(target.password)
@@ -369,58 +419,81 @@ def apply_changes(
         ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
     ) as holder:
         seen = _survey(holder, plan, since)
-        whole = sorted(
-            {by_relid[r].name for r in seen.truncated if r in by_relid}
-            | (set(plan.keyless) if final else set())
-        )
+        clock.lap("survey")
+        whole = sorted({by_relid[r].name for r in seen.truncated if r in by_relid})
         keyed = [
             t for t in plan.tables if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
         ]
-        docs = _target_docs(pg, target, keyed)
-        replica = may_replicate(pg, target)
+        # One psql on the target (pgapply_target.py): its docs, its role, and the marker
+        # saying from where a new round must start, written before the round's first write.
+        names = [*(t.name for t in keyed), *(t.name for t in plan.logged)]
+        script = prepare_script(names, target.dbname, since, bool(plan.logged))
+        ready = parse_prepared(query(pg, target, script))
+        docs, replica = ready.docs, ready.replica
+        _check_docs(docs, [t.name for t in keyed], target)
         if not replica:
-            _refuse_inherited_fks(docs, target)
+            _refuse_inherited_fks({n: d for n, d in docs.items() if n in names}, target)
+        clock.lap("target-prepare")
+        rows = pgapply_rows.survey(holder, plan.logged, ready.applied, since)
+        _check_docs(docs, [j.table.name for j in rows.jobs], target)
+        if final:  # keyless tables without a row log (a capture from before it): whole
+            logged = {t.name for t in plan.logged} - set(rows.uncaptured)
+            whole = sorted({*whole, *(n for n in plan.keyless if n not in logged)})
         work = [
             _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
         ]
         schemas = tuple(r[0] for r in ask(holder, key_schemas_sql(keyed))) if keyed else ()
-        # From here on the target changes: until the round ends, its marker says from where a
-        # new round must start.
-        pgstaging.mark(
-            pg, target, target.dbname, f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} "
-            f"capture={since}",
-        )  # fmt: skip
+        clock.lap("keyless+boundaries")
         state = _Round(
-            runner, masker, pg, source, target, since, seen.snapshot, replica, timeout, docs,
-            progress, sum(seen.counts[t.relid][1] for t in keyed), len(keyed), schemas,
+            runner, masker, pg, source, target, since, seen.snapshot, seen.position, replica,
+            timeout, docs, progress,
+            sum(seen.counts[t.relid][1] for t in keyed) + sum(j.rows for j in rows.jobs),
+            len(keyed) + len(rows.jobs), schemas,
         )  # fmt: skip
         state.report()
-        state.run_all(work, jobs)
+        state.run_all(work, jobs, rows.jobs)
+        clock.lap("batches")
+        # Sequences are not transactional: read now, in this session (no new psql).
+        values = sequence_values(holder) if final and not whole else []
         holder.close("COMMIT;\n")
-    sequences = 0
+    sequences = len(values)
     if whole:
         # Read after S while the app may still write (a catch-up): its rows can reference rows
         # the keyed batches (as of S) do not have yet, so a catch-up leaves the foreign keys it
-        # lifted NOT VALID, for the final round to check.
+        # lifted NOT VALID, for the final round to check. In the final round it validates them
+        # itself (after its copies) and sets every sequence.
         sequences = copy_tables(
             runner, masker, source, target, whole, jobs=jobs, timeout=timeout, validate=final
         ).sequences
-    elif final:
-        sequences = TableCopier(runner, masker, source, target).copy_sequences(timeout)
-    if final:
-        # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of
-        # this round or an earlier one), checked once every table is in: the target now equals
-        # the source (a check before the whole copies could meet their stale rows).
+        clock.lap("whole-copies")
+    elif final and (not replica or ready.not_valid):
+        # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of an
+        # earlier round), checked once every table is in (the target now equals the source).
+        # A replica round over a target with none has nothing to check.
         TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
-    pgstaging.mark_synced(pg, target, extra=f" capture={seen.position}")
+        clock.lap("validate-fks")
+    last = [
+        *setval_statements(values),
+        *(pgapply_rows.advance_statements(rows.idle, since, seen.position) if not final else []),
+        # Before the marker, which counts the database's row writes (dropping a table takes
+        # its count away). Killed in between: the next round replaces the keyless tables whole
+        # (whatever this round's plan: an earlier round's positions may be there).
+        *([pgapply_rows.DROP_SQL.rstrip(";")] if final else []),
+    ]
+    query(pg, target, finish_script(last, target.dbname, f" capture={seen.position}"))
+    clock.lap("finish")
     return ApplyResult(
         since=since,
         position=seen.position,
-        entries=sum(c[0] for c in seen.counts.values()) + sum(seen.truncated.values()),
+        entries=sum(c[0] for c in seen.counts.values())
+        + sum(seen.truncated.values())
+        + sum(j.rows for j in rows.jobs),
         upserted=state.upserted,
         deleted=state.deleted,
-        tables=tuple(t.name for t in keyed),
+        tables=tuple(t.name for t in keyed) + tuple(j.table.name for j in rows.jobs),
         whole=tuple(whole),
         sequences=sequences,
         seconds=time.monotonic() - started,
+        phases=tuple(clock.laps),
+        replaced=state.replaced,
     )

@@ -21,9 +21,11 @@ row as of a snapshot at or after the round's (or deletes it): idempotent, so any
 position at or before the truth is safe (cutover/adapters/pgapply.py).
 
 Captured: plain tables (not a partition, not in an inheritance tree) with a primary key, else a
-unique index on NOT NULL columns (not partial, no expression). Keyless tables are listed (copied
-whole in the window); partitioned and inheritance tables are listed as unsupported (the final
-sync is then a full one).
+unique index on NOT NULL columns (not partial, no expression). Keyless plain tables are listed
+and captured too (``CapturePlan.logged``): their log holds each inserted row as text, and an
+UPDATE/DELETE/TRUNCATE marks them for a whole copy (pgcapture_sql.rows_log_sql; applied
+exactly once by cutover/adapters/pgapply_rows.py); partitioned and inheritance tables are
+listed as unsupported (the final sync is then a full one).
 
 Limits: the log is never pruned (it grows with the writes until ``cutover cleanup``); the
 triggers are SECURITY INVOKER, so the schema, the sequence and each log are open to INSERT by
@@ -58,9 +60,12 @@ from cutover.adapters.pgcapture_sql import (
     INSTALLED_SQL,
     LEFTOVERS_SQL,
     RECORDED_SQL,
+    ROW_TEXT_SETTINGS,
     STATUS_SQL,
     TRIGGER_PREFIX,
     UNINSTALL_SQL,
+    rows_function_body,
+    rows_log_sql,
 )
 from cutover.adapters.pgcapture_sql import after as after_position
 from cutover.adapters.postgres import STABLE_TEXT, ConnInfo, PostgresAdapter
@@ -108,8 +113,10 @@ class CaptureTable:
 @dataclass(frozen=True)
 class CapturePlan:
     tables: tuple[CaptureTable, ...]
-    keyless: tuple[str, ...]  # copied whole in the window
+    keyless: tuple[str, ...]  # no key: copied whole, or (when in ``logged``) their inserts
     unsupported: tuple[str, ...]  # "name: why" -> the final sync is a full one
+    # The keyless tables whose inserted rows are logged (key ()): pgcapture_sql.rows_log_sql
+    logged: tuple[CaptureTable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,7 @@ _RESERVED_KEYS = {"cutover_seq", "cutover_xid", "cutover_n"}
 def plan_from_docs(docs: list[dict[str, Any]]) -> CapturePlan:
     tables: list[CaptureTable] = []
     keyless: list[str] = []
+    logged: list[CaptureTable] = []
     unsupported: list[str] = []
     for doc in docs:
         name = doc["name"]
@@ -179,12 +187,13 @@ def plan_from_docs(docs: list[dict[str, Any]]) -> CapturePlan:
             unsupported.append(f"{name}: in an inheritance tree")
         elif doc["key"] is None or set(doc["key"]["columns"]) & _RESERVED_KEYS:
             keyless.append(name)
+            logged.append(CaptureTable(name, int(doc["relid"]), (), "none: rows logged"))
         else:
             key = doc["key"]
             tables.append(
                 CaptureTable(name, int(doc["relid"]), tuple(key["columns"]), key["source"])
             )
-    return CapturePlan(tuple(tables), tuple(keyless), tuple(unsupported))
+    return CapturePlan(tuple(tables), tuple(keyless), tuple(unsupported), tuple(logged))
 
 
 def inspect(pg: PostgresAdapter, conn: ConnInfo) -> CapturePlan:
@@ -195,17 +204,23 @@ def inspect(pg: PostgresAdapter, conn: ConnInfo) -> CapturePlan:
 # -- install ----------------------------------------------------------------------------------
 def _function(table: CaptureTable, event: str) -> str:
     keys = ", ".join(table.key)
-    body = {
-        "ins": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_new;",
-        "upd": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old "
-        f"UNION SELECT {keys} FROM cutover_new;",
-        "del": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old;",
-        "trunc": f"INSERT INTO {CAPTURE_SCHEMA}.truncates (relid) VALUES ({table.relid}::oid);",
-    }[event]
+    body = (
+        rows_function_body(table.relid, table.log, event)
+        if not table.key
+        else {
+            "ins": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_new;",
+            "upd": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old "
+            f"UNION SELECT {keys} FROM cutover_new;",
+            "del": f"INSERT INTO {table.log} ({keys}) SELECT {keys} FROM cutover_old;",
+            "trunc": f"INSERT INTO {CAPTURE_SCHEMA}.truncates (relid) VALUES ({table.relid}::oid);",
+        }[event]
+    )
     return (
         f"CREATE OR REPLACE FUNCTION {CAPTURE_SCHEMA}.capture_{table.relid}_{event}() "
         "RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER "
-        "SET search_path = pg_catalog, pg_temp AS "
+        "SET search_path = pg_catalog, pg_temp "
+        + ("" if table.key else ROW_TEXT_SETTINGS)
+        + "AS "
         + dollar_quoted(f"BEGIN\n  {body}\n  RETURN NULL;\nEND")
     )
 
@@ -253,14 +268,21 @@ def table_statements(table: CaptureTable) -> list[str]:
     altering it would wait for every writer of the table (its trigger writes the log)."""
     keys = ", ".join(table.key)
     index = f"log_{table.relid}_xid"
+    if not table.key:  # a keyless table: its inserted rows are logged
+        return [
+            "DO " + dollar_quoted(rows_log_sql(table.relid, table.log)),
+            *(_function(table, event) for event in EVENTS),
+            _triggers(table),
+        ]
     return [
         "DO "
         + dollar_quoted(
             "BEGIN\n"
             # A log whose key columns no longer match (the key changed) is rebuilt empty: the
             # install that changes it comes before a new initial sync's position.
+            # (a table that had no key has a log of rows: dropped as well)
             "  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = "
-            f"{table.relid}::oid AND t.key <> {text_array(table.key)} AND t.key <> '{{}}') THEN\n"
+            f"{table.relid}::oid AND t.key <> {text_array(table.key)}) THEN\n"
             f"    DROP TABLE IF EXISTS {table.log};\n  END IF;\n"
             f"  IF pg_catalog.to_regclass('{table.log}') IS NULL THEN\n"
             # Same column names, types and collations as the table's key (joined without casts).
@@ -279,11 +301,12 @@ def table_statements(table: CaptureTable) -> list[str]:
 
 def _record(plan: CapturePlan) -> list[str]:
     """Forget tables no longer captured; record every user table's key and fingerprint."""
-    keep = "ARRAY[" + ", ".join(f"{t.relid}::oid" for t in plan.tables) + "]::oid[]"
+    captured = [*plan.tables, *plan.logged]
+    keep = "ARRAY[" + ", ".join(f"{t.relid}::oid" for t in captured) + "]::oid[]"
     values = (
         "VALUES "
-        + ", ".join(f"({t.relid}::oid, {text_array(t.key)}, {literal(t.log)})" for t in plan.tables)
-        if plan.tables
+        + ", ".join(f"({t.relid}::oid, {text_array(t.key)}, {literal(t.log)})" for t in captured)
+        if captured
         else "SELECT NULL::oid, NULL::text[], NULL::text WHERE false"
     )
     return [
@@ -306,7 +329,7 @@ def install_statements(plan: CapturePlan) -> list[str]:
         "SET LOCAL search_path = pg_catalog",
         *INSTALL_HEAD,
     ]
-    for table in plan.tables:
+    for table in (*plan.tables, *plan.logged):
         statements += table_statements(table)
     return [*statements, *_record(plan), "COMMIT"]
 

@@ -140,7 +140,7 @@ SELECT json_build_object(
                WHERE g.tgrelid = t.relid AND g.tgname LIKE 'cutover\_capture%'
                  AND g.tgenabled IN ('O', 'A')))
 FROM _cutover.tables t LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid
-WHERE t.key <> '{}'
+WHERE t.log <> ''
 ORDER BY t.name;
 """
 
@@ -207,13 +207,13 @@ $cutover$""",
     "GRANT USAGE ON SEQUENCE _cutover.seq TO PUBLIC",
 )
 
-# Drop what belongs to tables no longer captured (dropped, or without a key any more): their log,
+# Drop what belongs to tables no longer captured (dropped, or no longer capturable): their log,
 # functions, and triggers when the table still exists. {keep} is an oid[] literal.
 FORGET_SQL = r"""DO $cutover$
 DECLARE r record; e text;
 BEGIN
   FOR r IN SELECT t.relid FROM _cutover.tables t
-           WHERE t.relid <> ALL ({keep}) AND t.key <> '{}'
+           WHERE t.relid <> ALL ({keep}) AND t.log <> ''
   LOOP
     FOREACH e IN ARRAY ARRAY['ins', 'upd', 'del', 'trunc'] LOOP
       IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
@@ -226,3 +226,52 @@ BEGIN
   END LOOP;
 END
 $cutover$"""
+
+
+# -- keyless tables: a log of the inserted rows --------------------------------------------------
+# A keyless table (no primary key, no unique index on NOT NULL columns: typically an insert-only
+# history or audit log) has no key to fetch a row by. Its log holds each INSERTed row whole, as
+# its text form (record_out: every column, dropped ones excluded), read back by a cast to the
+# table's row type (record_in) when applied; an UPDATE or DELETE that touched a row, or a
+# TRUNCATE, is recorded in _cutover.truncates: the table is then copied whole
+# (cutover/adapters/pgapply.py). One text column, not one per table column: a column added or
+# dropped on Heroku never makes the trigger fail the app's write (the fingerprint then makes
+# the final sync a full one).
+# The text of a logged row is the writer's session's output (record_out): with these settings
+# (the function's own, whatever the app's session set) it reads back the same in the apply's
+# session (cutover/adapters/pgparts.py SOURCE_SETTINGS; postgres.STABLE_TEXT): ISO dates,
+# full float precision, hex bytea, UTC.
+ROW_TEXT_SETTINGS = (
+    "SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' "
+    "SET extra_float_digits = 3 SET bytea_output = 'hex' "
+)
+
+
+def rows_log_sql(relid: int, log: str) -> str:
+    """The body of a DO block creating the row log ``log`` of keyless table ``relid`` when
+    missing (a keyed log in its place, from when the table had a key, is dropped first)."""
+    return (
+        "BEGIN\n"
+        f"  IF EXISTS (SELECT 1 FROM _cutover.tables t WHERE t.relid = {relid}::oid "
+        "AND t.key <> '{}') THEN\n"
+        f"    DROP TABLE IF EXISTS {log};\n  END IF;\n"
+        f"  IF pg_catalog.to_regclass('{log}') IS NULL THEN\n"
+        f"    CREATE TABLE {log} (cutover_row text NOT NULL, "
+        "cutover_xid xid8 NOT NULL DEFAULT pg_current_xact_id());\n"
+        f"    CREATE INDEX log_{relid}_xid ON {log} (cutover_xid);\n"
+        f"    GRANT INSERT ON {log} TO PUBLIC;\n"
+        "  END IF;\nEND"
+    )
+
+
+def rows_function_body(relid: int, log: str, event: str) -> str:
+    """What the statement trigger of ``event`` on a keyless table runs: inserted rows go to its
+    log; an UPDATE or DELETE that touched a row, and a TRUNCATE, mark it rewritten."""
+    rewritten = f"INSERT INTO {CAPTURE_SCHEMA}.truncates (relid) VALUES ({relid}::oid);"
+    return {
+        # (n.*): the whole row even when the table has a column named n
+        "ins": f"INSERT INTO {log} (cutover_row) SELECT (n.*)::text FROM cutover_new n;",
+        "upd": f"IF EXISTS (SELECT 1 FROM cutover_old) THEN\n    {rewritten}\n  END IF;",
+        "del": f"IF EXISTS (SELECT 1 FROM cutover_old) THEN\n    {rewritten}\n  END IF;",
+        "trunc": rewritten,
+    }[event]

@@ -77,6 +77,7 @@ class RowsRun:
     notes: list[str] = field(default_factory=list)
     caught_up: int = 0  # rows the catch-up wrote on the target (upserted + deleted)
     positions: tuple[str, str, str] = ("", "", "")  # initial, catch-up's, final apply's "since"
+    phases: tuple[tuple[str, float], ...] = ()  # the final apply's (pgapply.ApplyResult.phases)
 
     @property
     def share(self) -> float:
@@ -177,7 +178,7 @@ def rows_round(
     return RowsRun(
         target, rows, result.upserted + result.deleted, result.whole, notes,
         caught_up=caught.upserted + caught.deleted,
-        positions=(initial, caught.position, result.since),
+        positions=(initial, caught.position, result.since), phases=result.phases,
     )  # fmt: skip
 
 
@@ -320,6 +321,14 @@ def share_line(run: RowsRun | None) -> str:
     )
 
 
+def phases_line(run: RowsRun | None) -> str | None:
+    """``bench: final-rows-phases NAME SECONDS, ...``: where the final apply's time went."""
+    if run is None or not run.phases:
+        return None
+    parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in run.phases)
+    return f"bench: final-rows-phases {parts} (the reference round's last final apply)"
+
+
 def lines(
     figures: dict[str, Figure], size_mb: float, half_mb: float | None, run: RowsRun | None
 ) -> list[str]:
@@ -327,5 +336,8 @@ def lines(
     ratios (``ratio: NAME VALUE (...)``, the value the third word as issue 10's)."""
     out = report.rows_window_lines(figures, size_mb, half_mb)
     out.append(share_line(run))
+    profile = phases_line(run)
+    if profile is not None:
+        out.append(profile)
     out.extend(report.ratio_line(ratio) for ratio in report.rows_ratios(figures))
     return out

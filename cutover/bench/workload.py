@@ -59,7 +59,8 @@ def parts(ref: Reference) -> tuple[int, int]:
 
 def workload_script(ref: Reference) -> str:
     """One pgbench transaction: 10 accounts updated (a range), one teller and one branch
-    updated, one history row inserted (a keyless table: copied whole by the final apply), and on
+    updated, one history row inserted (a keyless table: its inserted rows are logged and
+    applied, cutover/adapters/pgapply_rows.py), and on
     bench_events 5 rows updated (a range), one deleted, one primary key changed (``id = -id``:
     never hit twice, the new key is free) and one inserted above the loaded ids."""
     accounts = 100_000 * ref.scale

@@ -5,8 +5,10 @@ Heroku grants no replication role and no superuser, so there is no logical decod
 trigger: cutover installs, as the database owner, a schema ``_cutover`` with a log table per
 captured table and four statement-level AFTER triggers on it (INSERT, UPDATE, DELETE with
 transition tables, and TRUNCATE) that log each changed row's key and the writing transaction's
-id. A position is a snapshot (``pg_current_snapshot()``); an entry is after it when its
-transaction is not visible in it, which is commit-order correct. Applying a key copies the
+id; on a keyless table they log each inserted row whole, and an UPDATE, DELETE or TRUNCATE
+marks it for a whole copy (pgcapture_sql.rows_log_sql, applied by pgapply_rows.py). A
+position is a snapshot (``pg_current_snapshot()``); an entry is after it when its transaction
+is not visible in it, which is commit-order correct. Applying a key copies the
 source's row as of a later snapshot (or deletes it): idempotent, so a position read before a copy
 starts is safe, and every later round converges; in the window (writes frozen) the last round
 leaves the Convox database equal to Heroku's.
@@ -36,7 +38,8 @@ _PLAN_KEY = "capture_plan"  # ctx.extras: the plan shown at the gate, installed 
 class CaptureOutputs(StepOutputs):
     step_id = "capture-changes"
     tables: list[str]  # captured (a key logged per changed row)
-    keyless: list[str] = Field(default_factory=list)  # no usable key: copied whole in the window
+    # no usable key: inserted rows logged (a rewrite, or an install without a row log: copied whole)
+    keyless: list[str] = Field(default_factory=list)
     unsupported: list[str] = Field(default_factory=list)  # "name: why": the final sync is full
 
 
@@ -57,10 +60,18 @@ def capture_source(ctx: Context) -> ConnInfo:
 def plan_lines(plan: CapturePlan) -> list[str]:
     """What the capture covers, one line each, for the gate and the notes."""
     lines = [f"captured ({len(plan.tables)}): " + (", ".join(t.name for t in plan.tables) or "-")]
-    if plan.keyless:
+    logged = {t.name for t in plan.logged}
+    rows = [n for n in plan.keyless if n in logged]
+    whole = [n for n in plan.keyless if n not in logged]
+    if rows:
         lines.append(
-            f"no primary key or unique not-null key, copied whole in the window "
-            f"({len(plan.keyless)}): " + ", ".join(plan.keyless)
+            "no primary key or unique not-null key: inserted rows logged, copied whole after an "
+            f"UPDATE, DELETE or TRUNCATE ({len(rows)}): " + ", ".join(rows)
+        )
+    if whole:
+        lines.append(
+            f"no primary key or unique not-null key, copied whole in the window ({len(whole)}): "
+            + ", ".join(whole)
         )
     if plan.unsupported:
         lines.append(
@@ -138,9 +149,10 @@ class CaptureChanges(Step):
         assert db
         return (
             f"Install change capture on Heroku's {db.heroku_attachment}: a schema _cutover, a "
-            "log table and 4 triggers on each table with a key; every write to them also logs "
-            "the row's key, so writes cost more (make bench: trigger-write-overhead). `cutover "
-            "cleanup` or `cutover rollback` removes it all."
+            "log table and 4 triggers on each plain table; every write to them also logs "
+            "the row's key (a table without a key: each inserted row), so writes cost more "
+            "(make bench: trigger-write-overhead). `cutover cleanup` or `cutover rollback` "
+            "removes it all."
         )
 
     def gate_question(self, ctx: Context) -> str | None:
@@ -149,8 +161,9 @@ class CaptureChanges(Step):
         plan = self._plan(ctx)
         return (
             f"Install change capture on Heroku's {db.heroku_attachment}: a schema _cutover, a "
-            f"log table and 4 triggers on each of {len(plan.tables)} table(s); every write to "
-            "them also logs the row's key, so writes cost more (make bench: "
+            f"log table and 4 triggers on each of {len(plan.tables) + len(plan.logged)} table(s); "
+            "every write to them also logs the row's key (a table without a key: each inserted "
+            "row), so writes cost more (make bench: "
             "trigger-write-overhead). `cutover cleanup` or `cutover rollback` removes it all. "
             + " ".join(f"[{line}]" for line in plan_lines(plan))
         )
@@ -163,8 +176,10 @@ class CaptureChanges(Step):
             return None
         plan = pgcapture.inspect(ctx.postgres, capture_source(ctx))
         captured = {t.name for t in status.tables}
-        if any(t.name not in captured for t in plan.tables):
-            return None  # a table added since: install again (idempotent) captures it
+        if any(t.name not in captured for t in (*plan.tables, *plan.logged)):
+            # a table added since, or a keyless one from an install without row logs (recorded
+            # with log '', so not in the status): install again (idempotent) captures it
+            return None
         return outputs_of(plan)
 
     def apply(self, ctx: Context) -> StepOutputs:

@@ -209,16 +209,16 @@ def test_every_kind_of_write_arrives_and_triggers_do_not_fire(world: World) -> N
     world.assert_equal()
     writes(world)
     first = world.apply(world.since)
-    world.assert_equal("parents", "children", "pairs", "items")
-    assert world.rows(world.target, "bag") != world.rows(world.source, "bag")  # keyless: final
+    # The keyless bag has no position on the target yet: replaced whole, in the round's snapshot
+    world.assert_equal()
     assert first.whole == ("public.items",)  # truncated: copied whole
-    assert set(first.tables) == {"public.parents", "public.children", "public.pairs"}
+    assert set(first.tables) == {"public.parents", "public.children", "public.pairs", "public.bag"}
     assert first.deleted > 0 and first.upserted > 0 and first.entries > first.upserted
     assert world.progress[-1].keys_done == world.progress[-1].keys_total > 0
-    assert world.progress[-1].tables_done == world.progress[-1].tables_total == 3
+    assert world.progress[-1].tables_done == world.progress[-1].tables_total == 4
     # Each batch is one bash pipeline between two psqls; passwords only by variable name.
     pipelines = [a for a in read_argv_log(world.argv_log) if a[3:4] == ["cutover-apply"]]
-    assert len(pipelines) == 3
+    assert len(pipelines) == 4
     for argv in pipelines:
         assert 'PGPASSWORD="$CUTOVER_SRC_PGPASSWORD"' in argv[2]
         assert 'PGPASSWORD="$CUTOVER_DST_PGPASSWORD"' in argv[2]
@@ -228,11 +228,19 @@ def test_every_kind_of_write_arrives_and_triggers_do_not_fire(world: World) -> N
     _, marker, comment = pgstaging.read_marker(world.pg, world.target)
     assert marker is not None and marker.kind == "synced"
     assert comment.endswith(f" capture={first.position}")
-    # The final round: nothing new but the keyless table and the sequences.
-    world.heroku.execute("SELECT setval('parents_id_seq', 5000)")
+    # The final round: two equal rows inserted in the keyless table (applied from its log of
+    # rows, exactly once: not copied whole) and the sequences.
+    world.heroku.execute(
+        "SELECT setval('parents_id_seq', 5000)", "INSERT INTO bag VALUES (7, 'z'), (7, 'z')"
+    )
     last = world.apply(first.position, final=True)
     world.assert_equal()
-    assert last.entries == 0 and last.tables == () and last.whole == ("public.bag",)
+    assert last.entries == 2 and last.tables == ("public.bag",) and last.whole == ()
+    assert last.upserted == 2
+    # Nothing of cutover's is left on the Convox database after the final round.
+    assert pgcapture.query(
+        world.pg, world.target, "SELECT to_regnamespace('_cutover') IS NULL;"
+    ) == [["t"]]
     # The target's user triggers are enabled as before (ALWAYS stays ALWAYS).
     assert pgcapture.query(
         world.pg, world.target,
@@ -288,11 +296,13 @@ def test_unique_values_swapped_across_batches_land(world: World) -> None:
     result = world.apply(world.since, batch_keys=1, jobs=1)
     world.assert_equal("items")
     # Both one-key batches met the other row's value; the table then went in one transaction.
+    # (The fourth pipeline: the keyless bag, replaced whole as it has no position yet.)
     pipelines = [a for a in read_argv_log(world.argv_log) if a[3:4] == ["cutover-apply"]]
-    assert len(pipelines) == 3
+    assert len(pipelines) == 4
     assert "l.id) > (" not in pipelines[-1][-4] and "l.id) <= (" not in pipelines[-1][-4]
-    assert result.upserted == 2 and world.progress[-1].keys_done == 2
-    assert world.progress[-1].tables_done == 1
+    bag = len(world.rows(world.source, "bag"))
+    assert result.upserted == 2 and result.replaced == bag and world.progress[-1].keys_done == 2
+    assert world.progress[-1].tables_done == 2
 
 
 def _apply_in_child(world: World, since: str) -> None:

@@ -78,6 +78,10 @@ EXPECTED = CapturePlan(
         CaptureTable("public.slugs", 0, ("a", "b"), "unique index slugs_ab"),
     ),
     keyless=("public.bag", "public.nullable_unique"),
+    logged=(
+        CaptureTable("public.bag", 0, (), "none: rows logged"),
+        CaptureTable("public.nullable_unique", 0, (), "none: rows logged"),
+    ),
     unsupported=(
         "public.animals: in an inheritance tree",
         "public.dogs: in an inheritance tree",
@@ -92,6 +96,7 @@ def without_relids(plan: CapturePlan) -> CapturePlan:
         tuple(CaptureTable(t.name, 0, t.key, t.key_source) for t in plan.tables),
         plan.keyless,
         plan.unsupported,
+        tuple(CaptureTable(t.name, 0, t.key, t.key_source) for t in plan.logged),
     )
 
 
@@ -122,19 +127,30 @@ def test_install_is_idempotent_as_a_non_superuser_under_read_only_default(world:
     assert pgcapture.leftovers(world.pg, world.conn) == first
     status = pgcapture.status(world.pg, world.conn)
     assert status.installed and status.missing_triggers == ()
-    assert sorted(t.name for t in status.tables) == sorted(t.name for t in plan.tables)
+    captured = [*plan.tables, *plan.logged]  # keyless tables too: their rows are logged
+    assert sorted(t.name for t in status.tables) == sorted(t.name for t in captured)
     triggers = world.sql(
         "SELECT tgrelid::regclass::text, count(*) FROM pg_trigger "
         "WHERE tgname LIKE 'cutover\\_capture%' GROUP BY 1 ORDER BY 1;"
     )
-    assert triggers == [['"Odd"."Pairs"', "4"], ["items", "4"], ["slugs", "4"]]
+    assert triggers == [
+        ['"Odd"."Pairs"', "4"], ["bag", "4"], ["items", "4"], ["nullable_unique", "4"],
+        ["slugs", "4"],
+    ]  # fmt: skip
     # Every function is SECURITY INVOKER with a fixed search_path.
     functions = world.sql(
         "SELECT p.prosecdef, array_to_string(p.proconfig, ';') FROM pg_proc p "
         "WHERE p.pronamespace = '_cutover'::regnamespace;"
     )
-    assert len(functions) == 12
-    assert all(row == ["f", "search_path=pg_catalog, pg_temp"] for row in functions)
+    # Those of the keyless tables also fix how their logged rows print (read back the same).
+    rows_text = (
+        "search_path=pg_catalog, pg_temp;TimeZone=UTC;DateStyle=ISO, YMD;"
+        "IntervalStyle=postgres;extra_float_digits=3;bytea_output=hex"
+    )
+    assert sorted(row[1] for row in functions) == sorted(
+        ["search_path=pg_catalog, pg_temp"] * 12 + [rows_text] * 8
+    )
+    assert all(row[0] == "f" for row in functions)
     # A disabled trigger shows as missing, and a re-install enables it again.
     world.db.execute(
         "SET default_transaction_read_only = off",
@@ -257,7 +273,7 @@ def test_uninstall_removes_every_object_and_is_a_no_op_when_clean(world: World) 
     assert "schema _cutover" in listed
     assert "trigger cutover_capture_ins on public.items" in listed
     assert "table _cutover.tables" in listed and "sequence _cutover.seq" in listed
-    assert sum(item.startswith("function _cutover.capture_") for item in listed) == 12
+    assert sum(item.startswith("function _cutover.capture_") for item in listed) == 20
     world.db.execute(f'ALTER DATABASE "{world.db.dbname}" SET default_transaction_read_only = on')
     assert pgcapture.uninstall(world.pg, world.conn) == listed
     # The catalog, read directly: nothing of the capture remains.

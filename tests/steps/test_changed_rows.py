@@ -15,6 +15,7 @@ import pytest
 from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
 
 from cutover.adapters import pgcapture
+from cutover.adapters.pgapply_rows import APPLIED_SQL
 from cutover.adapters.pgrestore import filter_list
 from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CutoverError
@@ -31,7 +32,7 @@ from steps.test_data_sync import World
 pytestmark = pytest.mark.slow
 
 ROWS = "changed-rows"
-# A table without a usable key (copied whole in the window) and one holding a unique key on
+# A table without a usable key (its inserted rows logged) and one holding a unique key on
 # NOT NULL columns instead of a primary key.
 EXTRA = (
     "CREATE TABLE events (at timestamptz NOT NULL DEFAULT now(), what text)",
@@ -110,7 +111,12 @@ def test_capture_gate_names_the_tables_the_keyless_and_the_unsupported(world: Wo
     assert "trigger-write-overhead" in question
     for table in ("public.authors", "public.books", "public.tags"):
         assert table in question
-    assert "copied whole in the window" in question and "public.events" in question
+    # keyless: captured too (its inserted rows logged), counted among the triggered tables
+    assert "copied whole in the window" not in question
+    assert "inserted rows logged" in question and "public.events" in question
+    plan = pgcapture.inspect(ctx.postgres, _source(world))
+    assert f"4 triggers on each of {len(plan.tables) + len(plan.logged)} table(s)" in question
+    assert "on each table with a key" not in step.gate_text(ctx)
     assert "final sync will be a full copy" in question and "measures" in question
     assert _capture_objects(world, "source") == []  # asking installs nothing
 
@@ -127,7 +133,7 @@ def test_capture_plan_lists_the_sql(world: World) -> None:
     step.gate_question(ctx)  # reads Heroku's tables (read-only) ...
     real = "\n".join(step.describe(ctx))  # ... and the SQL then names them
     assert "ON public.authors" in real and "ON public.tags" in real
-    assert "ON public.events" not in real  # keyless: no trigger
+    assert "ON public.events" in real  # keyless: its inserted rows are logged (pgapply_rows)
     assert _capture_objects(world, "source") == []
 
 
@@ -146,6 +152,26 @@ def test_capture_is_found_applied_on_resume_and_skipped_for_other_final_syncs(
     assert found is not None and found.model_dump() == out.model_dump()
     full, _ = world.context("direct", final_sync="full")
     assert step.applies(full.model) == "database.final_sync is full, not changed-rows"
+
+
+def test_capture_installed_without_row_logs_is_installed_again(world: World) -> None:
+    """A capture from before keyless tables had a row log (none, no triggers, recorded with
+    log ''): check() does not find it applied, so the step installs again (idempotent)."""
+    _installed(world)
+    relid = query(world.source, "SELECT 'events'::regclass::oid")[0][0]
+    world.source.execute(
+        *(f"DROP TRIGGER cutover_capture_{e} ON events" for e in ("ins", "upd", "del", "trunc")),
+        f"DROP TABLE _cutover.log_{relid}",
+        f"UPDATE _cutover.tables SET log = '' WHERE relid = {relid}",
+    )
+    step = CaptureChanges()
+    assert step.check(_ctx(world)[0]) is None
+    step.apply(_ctx(world)[0])
+    assert step.check(_ctx(world)[0]) is not None
+    assert ("trigger", "cutover_capture_ins") in _capture_objects(world, "source")
+    assert query(world.source, f"SELECT log <> '' FROM _cutover.tables WHERE relid = {relid}") == [
+        (True,)
+    ]
 
 
 def test_rollback_undo_removes_the_capture_and_reads_it_back(world: World) -> None:
@@ -262,7 +288,8 @@ def test_final_sync_applies_only_the_changed_rows_and_verify_data_passes(world: 
     assert out.method == ROWS
     assert out.entries and out.entries > 0
     assert out.upserted and out.deleted
-    assert out.whole is not None and "public.events" in out.whole  # keyless: copied whole
+    # keyless, no position on Convox yet: replaced in the round's snapshot (pgapply_rows)
+    assert out.whole is not None and "public.events" not in out.whole
     assert "public.empty_table" in out.whole  # truncated since: copied whole
     assert out.position and world.comment().endswith(f" capture={out.position}")
     assert query(world.target, "SELECT pg_relation_filenode('books')") == books_node  # in place
@@ -350,3 +377,19 @@ def test_a_capture_installed_again_after_the_copy_makes_the_final_sync_full(worl
         for line in notes
     ), notes
     assert query(world.target, "SELECT count(*) FROM books") == [(390,)]
+
+
+def test_verify_data_ignores_the_keyless_positions_a_catch_up_leaves_on_convox(
+    world: World,
+) -> None:
+    """Between a catch-up and the final round, Convox holds ``_cutover.applied`` (the keyless
+    tables' positions, pgapply_rows.APPLIED_SQL): verify-data compares no part of it."""
+    ctx, first = _synced(world)
+    final, _ = _final_ctx(world, ctx, first)
+    FinalSync().apply(final)
+    world.target.execute(
+        *(s for s in APPLIED_SQL.split(";\n") if s.startswith("CREATE")),
+        "INSERT INTO _cutover.applied VALUES ('public.events', 'a', 'b')",
+    )
+    assert query(world.target, "SELECT count(*) FROM _cutover.applied") == [(1,)]
+    assert compare(final).problems == []
