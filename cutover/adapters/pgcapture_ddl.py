@@ -88,6 +88,7 @@ class SchemaChanges:
             tuple(t for t in plan.tables if t.name not in gone),
             tuple(k for k in plan.keyless if k not in gone),
             plan.unsupported,
+            tuple(t for t in plan.logged if t.name not in gone),
         )
 
 

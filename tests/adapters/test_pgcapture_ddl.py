@@ -72,6 +72,7 @@ def writes(world: World) -> None:
         "INSERT INTO pairs VALUES (9, 'z', 1)",
         "DELETE FROM pairs WHERE a = 2",
         "UPDATE items SET payload = 'changed' WHERE id < 5",
+        "INSERT INTO bag VALUES (7, 'late')",
     )
 
 
@@ -84,8 +85,10 @@ def test_a_column_added_replaces_only_that_table_with_its_new_definition(world: 
     changes, replaced, applied = final_round(world)
     assert [t.line() for t in changes.tables] == ["public.items: column added (gift_note)"]
     assert replaced.tables == ("public.items",)
-    assert applied.tables == ("public.pairs",)  # applied from the log, not copied whole
-    assert "public.items" not in applied.tables and "public.pairs" not in applied.whole
+    # applied from the log, not copied whole; bag (keyless) gets its logged insert, once
+    assert set(applied.tables) == {"public.bag", "public.pairs"}
+    assert "public.items" not in applied.tables
+    assert "public.pairs" not in applied.whole and "public.bag" not in applied.whole
     assert_same_schema(world)
     world.assert_equal()
     assert world.rows(world.target, "items", "id")[0][-1] == "wrapped"
@@ -144,7 +147,9 @@ def test_foreign_keys_to_and_from_a_replaced_table_are_re_created_and_validated(
     )
     _, replaced, applied = final_round(world)
     assert replaced.tables == ("public.items", "public.parents")
-    assert applied.tables == ("public.children",)  # from the log
+    # children from the log; the keyless bag, with no position on Convox yet, is replaced whole
+    # in this first round's snapshot (cutover/adapters/pgapply_rows.py)
+    assert applied.tables == ("public.children", "public.bag")
     assert replaced.foreign_keys == 2  # children -> parents, items -> parents
     assert_same_schema(world)  # validated: no NOT VALID left
     world.assert_equal()
