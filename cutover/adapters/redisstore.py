@@ -220,6 +220,7 @@ class Inventory:
     types: dict[str, int] = field(default_factory=dict)
     no_ttl: int = 0
     queue_keys: int = 0  # keys of the recognised layouts (what ``copy: queues`` takes)
+    store_keys: int = 0  # keys outside those layouts without a TTL (Redis used as a store)
     queues: list[Queue] = field(default_factory=list)
     other_dbs: dict[str, int] = field(default_factory=dict)  # db<n> -> keys, not copied
     used_memory: int = 0
@@ -263,7 +264,9 @@ def inspect(conn: redis.Redis, db: int = 0, batch: int = SCAN_COUNT) -> Inventor
             inv.keys += 1
             inv.types[name] = inv.types.get(name, 0) + 1
             inv.no_ttl += ttl == -1
-            inv.queue_keys += is_queue_key(key, celery)
+            queue = is_queue_key(key, celery)
+            inv.queue_keys += queue
+            inv.store_keys += not queue and ttl == -1
         pending.clear()
 
     for key in scan_keys(conn, batch):

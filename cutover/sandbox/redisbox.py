@@ -18,12 +18,13 @@ Both bind 127.0.0.1, keep nothing on disk (``save ""``, no AOF) and are stopped 
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from cutover.sandbox import procs
@@ -137,3 +138,34 @@ def wait_ready(server: RedisServer, timeout: float, log: Path) -> None:
 
 def stop(pid: int) -> None:
     procs.stop_pid(pid)
+
+
+def start_sandbox(
+    folder: Path, data: dict[str, Any], cert: Path, key: Path, ca: Path, say: Any
+) -> str:
+    """``sandbox up``: both servers, pids and ports recorded in ``data`` (sandbox.json; ``down``
+    stops every recorded pid); "Heroku Redis" seeded (cutover/sandbox/redisseed.py). Returns
+    the Heroku Redis URL, which the emulator hands out as the app's REDIS_URL."""
+    from cutover.sandbox import redisseed  # noqa: PLC0415
+
+    ports, logs = data["ports"], folder / "logs"
+    say(f"Redis for Heroku (TLS, seeded like a Sidekiq app) on 127.0.0.1:{ports['redis_heroku']}")
+    heroku = start(
+        folder / "redis" / "heroku",
+        ports["redis_heroku"],
+        password=secrets.token_urlsafe(18),
+        tls=Tls(cert, key, ca),
+        log=logs / "redis-heroku.log",
+    )
+    data["pids"]["redis_heroku"] = heroku.pid
+    conn = client(heroku)
+    try:
+        redisseed.seed_sandbox(conn)
+    finally:
+        conn.close()
+    say(f"Redis for the Convox resource on 127.0.0.1:{ports['redis_convox']}")
+    convox = start(
+        folder / "redis" / "convox", ports["redis_convox"], log=logs / "redis-convox.log"
+    )
+    data["pids"]["redis_convox"] = convox.pid
+    return heroku.url
