@@ -300,11 +300,18 @@ def _snapshot(conn: redis.Redis, keys: list[bytes]) -> list[tuple[bytes, str, in
 
 
 def verify(
-    src: redis.Redis, dst: redis.Redis, *, mode: str, batch: int, limit: int = 20
+    src: redis.Redis,
+    dst: redis.Redis,
+    *,
+    mode: str,
+    batch: int,
+    limit: int = 20,
+    extra_ok: bool = False,
 ) -> VerifyResult:
     """Every selected source key is on the target with the same type and content, a TTL where
-    the source has one and none where it has none; the target holds no other key. Mismatches
-    are named (the first ``limit``)."""
+    the source has one and none where it has none; the target holds no other lasting key
+    (unless ``extra_ok``: the operator forced the copy over them). Mismatches are named (the
+    first ``limit``)."""
     result = VerifyResult()
 
     def miss(text: str) -> None:
@@ -335,6 +342,8 @@ def verify(
                 miss(f"{name}: has no TTL on the source, one on the target")
     for key in scan_keys(dst):
         result.target_keys += 1
+        if extra_ok:
+            continue
         # a key with a TTL may be one the source just let expire: only lasting keys count
         if key not in copied and src.exists(key) == 0 and dst.pttl(key) == -1:
             miss(f"{key.decode('utf-8', 'replace')}: on the target only (not from the source)")

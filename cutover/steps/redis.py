@@ -387,7 +387,8 @@ class SyncRedis(Step):
                 f"finding: stream consumer groups not copied (by-type copy): "
                 f"{', '.join(result.stream_groups_skipped)}"
             )
-        check = rediscopy.verify(src, dst, mode=found.mode, batch=batch)
+        forced = bool(state.foreign)  # --force-data: the keys cutover did not write stay
+        check = rediscopy.verify(src, dst, mode=found.mode, batch=batch, extra_ok=forced)
         if not check.ok:
             raise CutoverError(
                 f"verify: the Convox resource {resource} differs from Heroku's "

@@ -26,7 +26,15 @@ import redis
 from support.paths import REPO
 
 from cutover.adapters import rediscopy, redisstore
+from cutover.engine.context import build_context
+from cutover.engine.plan import new_state
+from cutover.errors import CutoverError
+from cutover.playbook import load_playbook
 from cutover.sandbox import convox_fake, heroku_api, manager, redisseed
+from cutover.secrets import SecretMasker
+from cutover.state import Status
+from cutover.steps.base import Context, dump
+from cutover.steps.redis import InspectRedis, SyncRedis
 
 pytestmark = pytest.mark.slow
 
@@ -192,22 +200,71 @@ def test_no_redis_password_in_any_argv_output_or_state(
         assert password not in text, where
 
 
+class Notes:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def step_context(work: Path, playbook: Path) -> tuple[Context, Notes]:
+    """The engine's own context for the playbook (real heroku CLI and convox stand-in)."""
+    loaded = load_playbook(playbook)
+    notes = Notes()
+    ctx = build_context(
+        loaded, new_state(loaded), masker=SecretMasker(), audit=None, reporter=notes
+    )
+    return ctx, notes
+
+
+def done(ctx: Context, step_id: str, outputs: dict[str, Any]) -> None:
+    entry = ctx.state.step(step_id)
+    entry.status = Status.DONE
+    entry.outputs = outputs
+
+
 def test_copy_none_names_the_queue_it_leaves_behind(
     sandbox: Path, killed_then_resumed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """inspect-redis again, alone, under ``copy: none`` (its own state folder: the first run's
-    switch already happened)."""
+    """inspect-redis alone, in-process, under ``copy: none``: it inspects and says, as a warning,
+    which jobs stay behind; sync-redis is skipped by the playbook."""
     work = tmp_path_factory.mktemp("redis-none")
     playbook = write_playbook(work, sandbox, copy="none")
-    proc = subprocess.run(
-        [sys.executable, "-m", "cutover", "plan", "-f", str(playbook)],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    ctx, notes = step_context(work, playbook)
+    assert SyncRedis().applies(ctx.model) == (
+        "redis.copy is none (inspect-redis still names what is left behind)"
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "sync-redis: skipped: redis.copy is none" in proc.stdout.replace("\n", " ") or (
-        "redis.copy is none" in proc.stdout
-    )
+    out = InspectRedis().apply(ctx)
+    assert [(a.mode, a.queued_jobs) for a in out.addons] == [("none", 15)]
+    text = "\n".join(notes.lines)
+    assert re.search(
+        r"WARNING: REDIS_URL: NOT copied: 15 jobs \(sidekiq default: 5; .*rq default: 4\)", text
+    ), text
+
+
+def test_sync_redis_refuses_keys_cutover_did_not_write(
+    sandbox: Path, killed_then_resumed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    work = tmp_path_factory.mktemp("redis-guard")
+    playbook = write_playbook(work, sandbox, copy="queues")
+    ctx, _ = step_context(work, playbook)
+    inspected = InspectRedis().apply(ctx)
+    done(ctx, "inspect-redis", dump(inspected))
+    dst = convox_redis(sandbox)
+    dst.set("sidekiq:convox-worker:beat", "1")  # as if the Convox workers ran already
+    try:
+        with pytest.raises(CutoverError) as err:
+            SyncRedis().apply(ctx)
+        assert "holds keys Heroku's REDIS_URL does not have (sidekiq:convox-worker:beat)" in str(
+            err.value
+        )
+        assert "--force-data" in (err.value.resolution or "")
+        ctx.extras["force_data"] = True
+        copied = SyncRedis().apply(ctx)
+        assert [(c.mode, c.keys) for c in copied.copied] == [
+            ("queues", inspected.addons[0].queue_keys)
+        ]
+    finally:
+        dst.delete("sidekiq:convox-worker:beat")
+        dst.close()

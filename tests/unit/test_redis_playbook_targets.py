@@ -1,0 +1,123 @@
+"""The playbook's redis: section and which add-on goes to which resource (no server needed).
+
+Facts: `cutover translate` names a resource after the add-on's URL var (REDISCLOUD_URL ->
+`rediscloud`) or links it under an alias `name:VAR` (cutover/translate/resources.py); the
+catalog (cutover/catalog/addons.json) says which add-on services become a redis resource."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cutover.errors import InvalidInput
+from cutover.playbook import load_playbook
+from cutover.playbook_redis import RedisSection
+from cutover.steps.redistargets import auto_mode, redis_addons, resource_for, targets, url_var
+
+BASE = "heroku: {app: myapp}\nconvox: {app: myapp}\n"
+
+
+def load(tmp_path: Path, extra: str) -> Any:
+    path = tmp_path / "cutover.yml"
+    path.write_text(BASE + extra, encoding="utf-8")
+    return load_playbook(path)
+
+
+def test_defaults_and_every_field(tmp_path: Path) -> None:
+    section = load(tmp_path, "").model.redis
+    assert (section.copy_mode, section.batch, section.timeout, section.addons) == (
+        "auto",
+        500,
+        600,
+        [],
+    )
+    section = load(
+        tmp_path,
+        "redis:\n  copy: queues\n  batch: 50\n  addons:\n"
+        "    - {config_var: REDISCLOUD_URL, resource: cache, copy: all}\n",
+    ).model.redis
+    assert section.copy_mode == "queues" and section.batch == 50
+    assert (section.addons[0].config_var, section.addons[0].copy_mode) == ("REDISCLOUD_URL", "all")
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ("redis:\n  copy: everything\n", "redis.copy"),
+        ("redis:\n  batch: 0\n", "redis.batch"),
+        ("redis:\n  flush: true\n", "redis.flush: unknown field"),
+        ("redis:\n  addons: [{resource: cache}]\n", "redis.addons.0.config_var"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path: Path, extra: str, named: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        load(tmp_path, extra)
+    assert named in err.value.details
+
+
+def test_every_field_has_a_description() -> None:
+    for model in (RedisSection, RedisSection.model_fields["addons"].annotation):
+        fields = getattr(model, "model_fields", None)
+        if fields is None:  # list[RedisAddon]
+            fields = model.__args__[0].model_fields  # type: ignore[union-attr]
+        assert all(f.description for f in fields.values())
+
+
+MANIFEST: dict[str, Any] = {
+    "resources": {
+        "database": {"type": "postgres"},
+        "redis": {"type": "redis"},
+        "cache": {"type": "elasticache-redis"},
+    },
+    "services": {"web": {"resources": ["database", "redis", "cache:REDISCLOUD_URL"]}},
+}
+
+
+def test_resource_by_alias_then_by_name_then_the_only_one() -> None:
+    assert resource_for(MANIFEST, "REDISCLOUD_URL") == "cache"  # the link alias
+    assert resource_for(MANIFEST, "REDIS_URL") == "redis"  # <NAME>_URL
+    assert resource_for(MANIFEST, "OPENREDIS_URL") is None  # two candidates: not guessed
+    only = {"resources": {"kv": {"type": "redis"}}, "services": {}}
+    assert resource_for(only, "REDISTOGO_URL") == "kv"
+    assert resource_for({"resources": {}, "services": {}}, "REDIS_URL") is None
+
+
+def test_redis_addons_from_heroku_addons_json() -> None:
+    addons = [
+        {"addon_service": {"name": "heroku-redis"}, "config_vars": ["REDIS_TLS_URL", "REDIS_URL"]},
+        {"addon_service": {"name": "heroku-postgresql"}, "config_vars": ["DATABASE_URL"]},
+        {"addon_service": {"name": "rediscloud"}, "config_vars": []},  # the catalog's default
+        {"addon_service": {"name": "papertrail"}, "config_vars": ["PAPERTRAIL_API_TOKEN"]},
+    ]
+    assert redis_addons(addons) == [("heroku-redis", "REDIS_URL"), ("rediscloud", "REDISCLOUD_URL")]
+    assert url_var(["REDIS_TLS_URL"]) == "REDIS_TLS_URL"
+    found = targets(RedisSection(), addons, MANIFEST)
+    assert [(t.config_var, t.resource, t.service, t.mode) for t in found] == [
+        ("REDIS_URL", "redis", "heroku-redis", "auto"),
+        ("REDISCLOUD_URL", "cache", "rediscloud", "auto"),
+    ]
+
+
+def test_playbook_addons_replace_the_lookup_and_a_wrong_resource_is_named() -> None:
+    section = RedisSection.model_validate(
+        {"copy": "none", "addons": [{"config_var": "REDIS_URL", "copy": "queues"}]}
+    )
+    assert [(t.resource, t.mode) for t in targets(section, None, MANIFEST)] == [("redis", "queues")]
+    bad = RedisSection.model_validate({"addons": [{"config_var": "X_URL", "resource": "database"}]})
+    with pytest.raises(InvalidInput, match=r"'database' .* is not a redis resource"):
+        targets(bad, None, MANIFEST)
+
+
+@pytest.mark.parametrize(
+    ("counts", "mode"),
+    [
+        ((100, 10, 3), "all"),  # lasting keys outside the job layouts: Redis as a store
+        ((100, 10, 0), "queues"),  # only jobs last; the rest is cache
+        ((100, 0, 0), "none"),  # cache only
+        ((0, 0, 0), "none"),
+    ],
+)
+def test_auto_mode(counts: tuple[int, int, int], mode: str) -> None:
+    assert auto_mode(*counts)[0] == mode
