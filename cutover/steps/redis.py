@@ -319,12 +319,21 @@ class SyncRedis(Step):
         url = ctx.convox.resource_url(found.resource)
         target = redisstore.parse_url(url, f"convox resources url {found.resource}")
         redisstore.register(ctx.masker, url, target)
+        import redis  # noqa: PLC0415
+
         src = redisstore.connect(source, f"Heroku Redis ({found.config_var})")
         try:
             with ctx.convox.proxy(found.resource) as port:
                 dst = self._wait_target(ctx, target.via("127.0.0.1", port), found.resource)
                 try:
                     return self._copy(ctx, src, dst, found, rediscopy, section.batch)
+                except redis.RedisError as exc:
+                    raise CutoverError(
+                        f"Redis failed while copying {found.config_var} into {found.resource}: "
+                        f"{type(exc).__name__}: {ctx.masker.mask(str(exc))}",
+                        resolution="Run `cutover run` again: the copy starts over and converges "
+                        "(every write replaces a whole key).",
+                    ) from None
                 finally:
                     dst.close()
         finally:
