@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from cutover.errors import CutoverError
 from cutover.sandbox import procs
 
 if TYPE_CHECKING:
@@ -90,9 +91,11 @@ def start(
     """Start redis-server with its config (0600) in ``folder`` (0700); wait until it answers."""
     binary = shutil.which(REDIS_SERVER)
     if binary is None:
-        raise RuntimeError(
-            "redis-server is not installed (Debian: apt-get install redis-server; "
-            "scripts/system-deps.sh does it)"
+        raise CutoverError(
+            "sandbox up: redis-server is not installed (the sandbox's Heroku Redis and the "
+            "Convox redis resource are real redis-servers)",
+            resolution="Install it (Debian: apt-get install redis-server; "
+            "scripts/system-deps.sh does it), then run `cutover sandbox up` again.",
         )
     procs.ensure_private_dir(folder)
     conf = folder / "redis.conf"

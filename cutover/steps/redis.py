@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.data import FORCE_QUESTION
 from cutover.steps.manifests import load_manifest, manifest_path
@@ -131,6 +131,14 @@ class InspectRedis(Step):
             "setting for Heroku Redis)",
             f"redis.copy: {section.copy_mode} (auto: all when keys outside job layouts have no "
             "TTL, else queues, else nothing); what is left behind is named",
+            *(
+                [
+                    "redis.copy is none: NOTHING is copied, the Convox redis starts empty; "
+                    "queued jobs found are named as a WARNING"
+                ]
+                if section.copy_mode == "none" and not section.addons
+                else []
+            ),
         ]
 
     def _targets(self, ctx: Context) -> list[Target]:
@@ -255,7 +263,10 @@ class SyncRedis(Step):
         return [f for f in inspected.addons if f.mode != "none" and f.resource]
 
     def describe(self, ctx: Context) -> list[str]:
-        names = list(redis_resources(load_manifest(manifest_path(ctx))))
+        try:
+            names = list(redis_resources(load_manifest(manifest_path(ctx))))
+        except InvalidInput:  # a plan before the manifest exists: preflight will say so
+            names = []
         lines = []
         for name in names or ["<redis resource>"]:
             lines += [

@@ -6,15 +6,21 @@ catalog (cutover/catalog/addons.json) says which add-on services become a redis 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from cutover.engine.plan_command import plan
+from cutover.engine.run import RunOptions
 from cutover.errors import InvalidInput
 from cutover.playbook import load_playbook
 from cutover.playbook_redis import RedisSection
+from cutover.secrets import SecretMasker
 from cutover.steps.redistargets import auto_mode, redis_addons, resource_for, targets, url_var
+from cutover.ui import Ui
 
 BASE = "heroku: {app: myapp}\nconvox: {app: myapp}\n"
 
@@ -121,3 +127,27 @@ def test_playbook_addons_replace_the_lookup_and_a_wrong_resource_is_named() -> N
 )
 def test_auto_mode(counts: tuple[int, int, int], mode: str) -> None:
     assert auto_mode(*counts)[0] == mode
+
+
+def test_plan_describes_both_steps_and_says_when_nothing_is_copied(tmp_path: Path) -> None:
+    (tmp_path / "convox.yml").write_text(
+        "resources:\n  cache:\n    type: redis\nservices:\n  web:\n    port: 3000\n",
+        encoding="utf-8",
+    )
+    book = tmp_path / "cutover.yml"
+    book.write_text(BASE + "redis:\n  copy: none\n  batch: 77\n", encoding="utf-8")
+    out = io.StringIO()
+    code = plan(
+        book, RunOptions(), Ui(Console(file=out, width=400), SecretMasker(), Console(file=out))
+    )
+    text = out.getvalue()
+    assert code == 0, text
+    assert "inspect-redis" in text and "SCAN with TYPE+PTTL per 77 keys" in text
+    assert "redis.copy is none: NOTHING is copied" in text
+    assert "sync-redis" in text and "redis.copy is none (inspect-redis still names" in text
+    book.write_text(BASE + "redis:\n  copy: queues\n", encoding="utf-8")
+    out.truncate(0)
+    plan(book, RunOptions(), Ui(Console(file=out, width=400), SecretMasker(), Console(file=out)))
+    text = out.getvalue()
+    assert "convox resources proxy cache" in text
+    assert "RESTORE key ttl payload REPLACE" in text
