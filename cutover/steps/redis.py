@@ -294,21 +294,23 @@ class SyncRedis(Step):
         return f"sync-redis copies, from Heroku's Redis:\n{listed}\n{self.gate}"
 
     def gate_question(self, ctx: Context) -> str | None:
+        if self.read(ctx, InspectRedisOutputs) is not None and not self._found(ctx):
+            return None  # nothing to copy: nothing to consent to
         base = super().gate_question(ctx)
         if ctx.extras.get("force_data"):
             return FORCE_QUESTION + (f" {base}" if base else "")
         return base
 
-    def check(self, ctx: Context) -> SyncRedisOutputs | None:
-        found = self._found(ctx)
-        if not found:
+    def apply(self, ctx: Context) -> SyncRedisOutputs:
+        # Nothing to copy is done here, not in check(): it is this run's (short) work, measured
+        # for the window's estimate, not an effect found already in place.
+        if not self._found(ctx):
             inspected = self.read(ctx, InspectRedisOutputs)
-            reason = (inspected.nothing if inspected else None) or "nothing to copy (inspect-redis)"
+            reason = (inspected.nothing if inspected else None) or (
+                "no add-on inspect-redis found has data to copy and a resource to copy it to"
+            )
             ctx.note(f"nothing to copy: {reason}")
             return SyncRedisOutputs(nothing=reason)
-        return None
-
-    def apply(self, ctx: Context) -> SyncRedisOutputs:
         earlier = self.saved(ctx, SyncRedisProgress).writing
         if earlier:
             ctx.note(

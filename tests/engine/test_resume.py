@@ -102,7 +102,6 @@ def test_every_interrupted_step_is_found_already_applied(effect_chain: Chain) ->
         "scale-down",
         "set-env",
         "switch-dns",
-        "sync-redis",  # the manifest has no redis resource: nothing to copy
     ]
 
 

@@ -107,7 +107,7 @@ def test_gates_stop_without_a_terminal_and_record_who_answered(project: Project)
     assert [(g["step"], g["answer"], g["answered_by"]) for g in gates] == [
         ("maintenance-on", "no", "prompt"),
         # disable-scheduler is found already applied here (no Scheduler add-on, no timers),
-        # sync-redis too (the manifest has no redis resource: nothing to copy).
+        # sync-redis asks nothing (the manifest has no redis resource: nothing to copy).
         *(
             (step, "yes", "--yes")
             for step in GATED_STEPS
