@@ -16,7 +16,8 @@ Two paths (:func:`choose_method`):
 
 Verification (:func:`verify`) compares, per key copied, a digest computed by type on both sides
 (the same function reads both: sorted members for sets and hashes, order kept for lists,
-member+score for zsets, id+fields for streams) and whether a TTL is set where the source had one.
+member+score for zsets, id+fields for streams), whether a TTL is set where the source had one,
+and that the two TTLs end within :data:`TTL_SLACK_MS` of each other.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     import redis
 
 MODES = ("all", "queues")
+# A copied key's TTL is the source's PTTL read just before the write (RESTORE / PEXPIRE take
+# relative milliseconds), so both expire within one batch's round trip of each other; verify
+# allows this much difference (a minute: generous for one batch) and names anything further.
+TTL_SLACK_MS = 60_000
 Progress = Callable[[int, int, int], None]  # keys done, keys total, bytes done
 
 
@@ -56,6 +61,18 @@ def selected_keys(conn: redis.Redis, mode: str, batch: int = SCAN_COUNT) -> Iter
     for key in scan_keys(conn, batch):
         if mode == "all" or is_queue_key(key, celery):
             yield key
+
+
+def restore_ttl(pttl: int) -> int | None:
+    """The TTL to give a copied key (RESTORE's / PEXPIRE's relative milliseconds, 0 for none), or
+    None when the key must not be written: -2 (gone) and 0, which PTTL returns for a key expiring
+    in this very millisecond (redis src/expire.c ttlGenericCommand clamps the remainder to 0
+    before the key is reaped); passed on, 0 would mean "no expiry" and make it permanent."""
+    if pttl == -1:
+        return 0
+    if pttl <= 0:
+        return None
+    return pttl
 
 
 def _chunks(keys: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
@@ -77,18 +94,21 @@ class TargetState:
 
 
 def target_state(src: redis.Redis, dst: redis.Redis, sample: int = 10) -> TargetState:
-    """What the target holds: cutover copies only source keys, so a target key the source lacks
-    was written by someone else (the Convox app, another tool). A target whose keys all exist
-    in the source holds only what an earlier copy wrote (or the same data): safe to overwrite."""
+    """What the target holds. cutover copies only source keys, and the source is frozen in the
+    window (workers stopped), so a key cutover wrote has the source's type and content. A target
+    key the source lacks, or whose content differs from the source's (a Convox worker or web
+    process enqueued into ``queue:default`` or bumped ``stat:processed``), was written by someone
+    else: a copy would replace it and lose what it holds. A target whose keys all equal the
+    source's holds only what an earlier (interrupted) copy wrote: safe to overwrite."""
     keys = 0
     foreign: list[str] = []
     for chunk in _chunks(scan_keys(dst), SCAN_COUNT):
         keys += len(chunk)
-        pipe = src.pipeline(transaction=False)
-        for key in chunk:
-            pipe.exists(key)
-        for key, there in zip(chunk, pipe.execute(), strict=True):
-            if not there and len(foreign) < sample:
+        theirs, ours = _snapshot(src, chunk), _snapshot(dst, chunk)
+        for key, (skind, sdig, _), (tkind, tdig, _) in zip(chunk, theirs, ours, strict=True):
+            if tkind == b"none":
+                continue  # expired on the target since the scan
+            if (skind, sdig) != (tkind, tdig) and len(foreign) < sample:
                 foreign.append(key.decode("utf-8", "replace"))
     return TargetState(keys, foreign)
 
@@ -143,11 +163,11 @@ def _copy_dump(src: redis.Redis, dst: redis.Redis, keys: list[bytes], result: Co
     out = dst.pipeline(transaction=False)
     restored: list[bytes] = []
     for i, key in enumerate(keys):
-        payload, ttl = replies[2 * i], replies[2 * i + 1]
-        if payload is None or ttl == -2:
+        payload, ttl = replies[2 * i], restore_ttl(int(replies[2 * i + 1]))
+        if payload is None or ttl is None:
             result.expired += 1
             continue
-        out.restore(key, max(int(ttl), 0), payload, replace=True)
+        out.restore(key, ttl, payload, replace=True)
         restored.append(key)
         result.bytes += len(payload)
     try:
@@ -226,15 +246,15 @@ def _copy_types(src: redis.Redis, dst: redis.Redis, keys: list[bytes], result: C
     replies = iter(pipe.execute())
     out = dst.pipeline(transaction=True)
     for key, kind in live:
-        value, ttl = next(replies), next(replies)
+        value, ttl = next(replies), restore_ttl(int(next(replies)))
         if kind == b"stream" and next(replies):
             result.stream_groups_skipped.append(key.decode("utf-8", "replace"))
-        if ttl == -2 or (value is None and kind == b"string"):
+        if ttl is None or (value is None and kind == b"string"):
             result.expired += 1
             continue
         result.bytes += _write(out, key, kind, value)
-        if ttl > 0:
-            out.pexpire(key, int(ttl))
+        if ttl:
+            out.pexpire(key, ttl)
         result.keys += 1
     out.execute()
 
@@ -325,7 +345,8 @@ def verify(
         theirs, ours = _snapshot(src, chunk), _snapshot(dst, chunk)
         for key, (skind, sdig, sttl), (tkind, tdig, tttl) in zip(chunk, theirs, ours, strict=True):
             name = key.decode("utf-8", "replace")
-            if skind == b"none":
+            # gone from the source; or its TTL ran out on both sides between the two reads
+            if skind == b"none" or (tkind == b"none" and sttl >= 0 and src.exists(key) == 0):
                 result.expired += 1
                 continue
             copied.add(key)
@@ -336,10 +357,12 @@ def verify(
                 miss(f"{name}: {skind.decode()} on the source, {tkind.decode()} on the target")
             elif tdig != sdig:
                 miss(f"{name}: {skind.decode()} content differs (checksum)")
-            elif sttl > 0 and tttl < 0:
+            elif sttl >= 0 and tttl < 0:
                 miss(f"{name}: has a TTL on the source, none on the target")
             elif sttl == -1 and tttl >= 0:
                 miss(f"{name}: has no TTL on the source, one on the target")
+            elif sttl >= 0 and abs(tttl - sttl) > TTL_SLACK_MS:
+                miss(f"{name}: TTL {tttl} ms on the target, {sttl} ms on the source")
     for key in scan_keys(dst):
         result.target_keys += 1
         if extra_ok:

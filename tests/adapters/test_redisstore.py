@@ -259,3 +259,64 @@ def test_no_password_in_any_process_argv(pair: RedisPair) -> None:
         except OSError:
             continue
         assert pair.heroku.password.encode() not in argv
+
+
+def test_target_state_counts_a_source_key_with_other_content_as_foreign(
+    conns: tuple[redis.Redis, redis.Redis],
+) -> None:
+    """A Convox worker/web enqueuing into queue:default (a name Heroku's Redis has too) wrote
+    it, not cutover: RESTORE REPLACE / DEL over it would lose that job silently. The source is
+    frozen in the window, so a key cutover wrote has the source's content."""
+    src, dst = conns
+    redisseed.seed_sidekiq(src)
+    dst.lpush("queue:default", "job enqueued on Convox before the copy")
+    assert rediscopy.target_state(src, dst).foreign == ["queue:default"]
+    dst.delete("queue:default")
+    rediscopy.copy(src, dst, mode="all", batch=100, total=0)
+    assert rediscopy.target_state(src, dst).foreign == []
+    dst.incr("stat:processed")  # a Convox Sidekiq after a resume
+    assert rediscopy.target_state(src, dst).foreign == ["stat:processed"]
+
+
+def test_verify_fails_when_a_ttl_is_far_from_the_sources(
+    conns: tuple[redis.Redis, redis.Redis],
+) -> None:
+    src, dst = conns
+    src.set("session:abc", "x", ex=3600)
+    src.set("lasting", "y")
+    rediscopy.copy(src, dst, mode="all", batch=10, total=0)
+    assert rediscopy.verify(src, dst, mode="all", batch=10).ok
+    dst.pexpire("session:abc", 5000)  # would vanish in 5 s instead of an hour
+    check = rediscopy.verify(src, dst, mode="all", batch=10)
+    assert not check.ok
+    assert check.mismatches[0].startswith("session:abc: TTL ")
+
+
+@pytest.mark.parametrize(
+    ("pttl", "expected"), [(-1, 0), (-2, None), (0, None), (1, 1), (90_000, 90_000)]
+)
+def test_restore_ttl_treats_pttl_zero_as_expired_not_as_no_ttl(
+    pttl: int, expected: int | None
+) -> None:
+    """PTTL is 0 when the key expires in this very millisecond (redis src/expire.c
+    ttlGenericCommand clamps a negative remainder to 0 for a key not yet reaped); RESTORE's
+    ttl 0 means "no expiry", so passing it on would make the key permanent on the target."""
+    assert rediscopy.restore_ttl(pttl) == expected
+
+
+@pytest.mark.parametrize("method", ["dump", "types"])
+def test_copy_binary_fields_inf_scores_and_streams(
+    method: str, conns: tuple[redis.Redis, redis.Redis]
+) -> None:
+    src, dst = conns
+    src.zadd(b"z\xff", {b"\x00lo": float("-inf"), b"hi\xfe": float("inf"), b"mid": 1.5})
+    src.hset(b"h\x00", mapping={b"\xff\x00": b"\x00\x01", b"plain": b""})
+    src.xadd(b"s", {b"f\x00": b"v\xff"}, id=b"5-1")
+    src.xadd(b"s", {b"g": b"w"}, id=b"7-0")
+    rediscopy.copy(src, dst, mode="all", batch=2, total=0, method=method)
+    assert dst.zrange(b"z\xff", 0, -1, withscores=True) == src.zrange(
+        b"z\xff", 0, -1, withscores=True
+    )
+    assert dst.hgetall(b"h\x00") == src.hgetall(b"h\x00")
+    assert dst.xrange(b"s") == src.xrange(b"s")
+    assert rediscopy.verify(src, dst, mode="all", batch=2).ok
