@@ -6,12 +6,14 @@
   their sizes); it says what is there and what ``redis.copy`` will take, and names what is left
   behind (a queue with jobs under ``copy: none`` is a warning the operator reads in the window).
 * ``sync-redis`` (after the final database sync) asks at its gate, naming what is copied and
-  what is not; refuses a Convox redis holding keys the source lacks (someone else wrote them;
-  ``--force-data`` overrides after its gate); copies through ``convox resources proxy``
+  what is not; refuses a Convox redis holding keys the source lacks or holds with other
+  contents (someone else wrote them, e.g. a Convox worker; ``--force-data`` overrides after its
+  gate); copies through ``convox resources proxy``
   (cutover/adapters/rediscopy.py: DUMP/RESTORE REPLACE or by type, TTLs kept) and verifies
   (per-key checksums by type, TTLs). Copying from Heroku changes nothing there: no undo.
   Resumable: every write replaces a whole key, so a re-run after a kill converges; the guard
-  accepts a target holding only source keys (what the interrupted attempt wrote).
+  accepts a target whose keys all equal the source's (what the interrupted attempt wrote: the
+  source is frozen in the window).
 """
 
 from __future__ import annotations
@@ -380,8 +382,9 @@ class SyncRedis(Step):
             listed = ", ".join(state.foreign)
             if not ctx.extras.get("force_data"):
                 raise CutoverError(
-                    f"the Convox resource {resource} holds keys Heroku's {found.config_var} "
-                    f"does not have ({listed}): written by someone else, not by cutover",
+                    f"the Convox resource {resource} holds keys cutover did not write "
+                    f"({listed}): Heroku's {found.config_var} lacks them or holds other "
+                    "contents under those names, so someone else wrote them",
                     resolution="Look at what wrote them (is the Convox app already running "
                     "workers?); to copy over them anyway: cutover run --force-data",
                 )

@@ -256,9 +256,7 @@ def test_sync_redis_refuses_keys_cutover_did_not_write(
     try:
         with pytest.raises(CutoverError) as err:
             SyncRedis().apply(ctx)
-        assert "holds keys Heroku's REDIS_URL does not have (sidekiq:convox-worker:beat)" in str(
-            err.value
-        )
+        assert "holds keys cutover did not write (sidekiq:convox-worker:beat)" in str(err.value)
         assert "--force-data" in (err.value.resolution or "")
         ctx.extras["force_data"] = True
         copied = SyncRedis().apply(ctx)
