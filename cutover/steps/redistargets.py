@@ -7,7 +7,8 @@
   ``cutover translate`` picks it (cutover/translate/resources.py ``resource``).
 * Its resource: the manifest's link alias ``name:VAR`` when a service has one, else the redis
   resource whose injected ``<NAME>_URL`` is the var (convox provider/k8s resource env:
-  ``<NAME>_URL`` with ``-`` as ``_``), else the manifest's only redis resource.
+  ``<NAME>_URL`` with ``-`` as ``_``), else, for the app's only Redis add-on, the manifest's
+  only redis resource. Two add-ons never go into one resource (their keys would merge).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def redis_resources(manifest: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def resource_for(manifest: dict[str, Any], config_var: str) -> str | None:
+def resource_for(manifest: dict[str, Any], config_var: str, *, alone: bool = True) -> str | None:
+    """The redis resource for ``config_var``: its link alias, else ``<NAME>_URL``, else (only
+    when ``alone``: the app's only Redis add-on) the manifest's only redis resource."""
     resources = redis_resources(manifest)
     for service in (manifest.get("services") or {}).values():
         for link in (service or {}).get("resources") or [] if isinstance(service, dict) else []:
@@ -52,7 +55,7 @@ def resource_for(manifest: dict[str, Any], config_var: str) -> str | None:
     for name in resources:
         if name.upper().replace("-", "_") + "_URL" == config_var:
             return name
-    return next(iter(resources)) if len(resources) == 1 else None
+    return next(iter(resources)) if alone and len(resources) == 1 else None
 
 
 def url_var(config_vars: list[str]) -> str | None:
@@ -92,11 +95,31 @@ def targets(
                 )
             mode = entry.copy_mode or section.copy_mode
             out.append(Target(entry.config_var, resource, "playbook", mode))
+        _one_addon_per_resource(out)
         return out
-    return [
-        Target(var, resource_for(manifest, var), service, section.copy_mode)
-        for service, var in redis_addons(addons or [])
+    found = redis_addons(addons or [])
+    out = [
+        Target(var, resource_for(manifest, var, alone=len(found) == 1), service, section.copy_mode)
+        for service, var in found
     ]
+    _one_addon_per_resource(out)
+    return out
+
+
+def _one_addon_per_resource(found: list[Target]) -> None:
+    """Two add-ons copied into one resource would merge (same names replaced, and the second
+    copy's guard meets the first's keys): refused, naming both."""
+    seen: dict[str, str] = {}
+    for target in found:
+        if target.resource is None:
+            continue
+        if target.resource in seen:
+            raise InvalidInput(
+                f"redis: {seen[target.resource]} and {target.config_var} would both be copied "
+                f"into the Convox resource {target.resource!r}; give each its own redis "
+                "resource in the manifest and name it in redis.addons[].resource"
+            )
+        seen[target.resource] = target.config_var
 
 
 def auto_mode(keys: int, queue_keys: int, store_keys: int) -> tuple[str, str]:

@@ -151,3 +151,32 @@ def test_plan_describes_both_steps_and_says_when_nothing_is_copied(tmp_path: Pat
     text = out.getvalue()
     assert "convox resources proxy cache" in text
     assert "RESTORE key ttl payload REPLACE" in text
+
+
+def test_two_addons_never_share_the_only_redis_resource() -> None:
+    """Two add-ons copied into one resource would merge their keys (and the second copy would
+    meet the first's keys as 'written by someone else'): the only-resource fallback is for a
+    lone add-on; another one gets no resource and is named as not copied."""
+    only = {"resources": {"redis": {"type": "redis"}}, "services": {}}
+    addons = [
+        {"addon_service": {"name": "heroku-redis"}, "config_vars": ["REDIS_URL"]},
+        {"addon_service": {"name": "rediscloud"}, "config_vars": ["REDISCLOUD_URL"]},
+    ]
+    found = targets(RedisSection(), addons, only)
+    assert [(t.config_var, t.resource) for t in found] == [
+        ("REDIS_URL", "redis"),
+        ("REDISCLOUD_URL", None),
+    ]
+    kv = {"resources": {"kv": {"type": "redis"}}, "services": {}}
+    assert [t.resource for t in targets(RedisSection(), addons, kv)] == [None, None]
+    assert [t.resource for t in targets(RedisSection(), addons[1:], kv)] == ["kv"]
+    both = RedisSection.model_validate(
+        {
+            "addons": [
+                {"config_var": "REDIS_URL"},
+                {"config_var": "REDISCLOUD_URL", "resource": "redis"},
+            ]
+        }
+    )
+    with pytest.raises(InvalidInput, match=r"REDIS_URL and REDISCLOUD_URL .* resource 'redis'"):
+        targets(both, None, only)
