@@ -278,11 +278,13 @@ class SyncRedis(Step):
         return [
             *lines,
             "redis-py through the proxy: PING until it answers (up to "
-            f"{ctx.model.redis.timeout:g}s); refuse keys the Heroku side lacks (--force-data)",
+            f"{ctx.model.redis.timeout:g}s); refuse keys cutover did not write (absent from "
+            "Heroku or with other contents there; --force-data)",
             f"per {ctx.model.redis.batch} keys: DUMP+PTTL -> RESTORE key ttl payload REPLACE when "
             "the Convox Redis is as new as Heroku's, else by type (GET/LRANGE/SMEMBERS/ZRANGE/"
             "HGETALL/XRANGE -> MULTI DEL + writes + PEXPIRE)",
-            "verify: every copied key's type, content checksum and TTL presence on both sides",
+            "verify: every copied key's type, content checksum and TTL (ending within a minute of "
+            "Heroku's) on both sides",
         ]
 
     def gate_text(self, ctx: Context) -> str:
