@@ -147,6 +147,7 @@ class Queue:
 
 SIDEKIQ_SETS = ("schedule", "retry", "dead")
 BULL_KINDS = ("wait", "active", "delayed", "failed", "paused", "prioritized", "waiting-children")
+KOMBU_SEP = b"\x06\x16"
 _BULL = re.compile(rb"^bull:([^:]+):(.+)$")
 
 
@@ -160,11 +161,18 @@ def is_queue_key(key: bytes, celery_queues: frozenset[bytes]) -> bool:
 
 
 def celery_queue_names(conn: redis.Redis) -> frozenset[bytes]:
-    """Celery's queues: the lists named by ``_kombu.binding.<queue>`` sets (kombu's redis
-    transport ``keyprefix_queue = '_kombu.binding.%s'``)."""
+    """Celery's queues: the lists named by the members of the ``_kombu.binding.<exchange>`` sets
+    (kombu kombu/transport/redis.py ``_queue_bind``: SADD ``keyprefix_queue % exchange`` of
+    ``routing_key + sep + pattern + sep + queue``, ``sep = '\\x06\\x16'``). The set is named
+    after the exchange, not the queue: they differ for ``Queue('high', Exchange('tasks'))``."""
     names = set()
     for key in conn.scan_iter(match=b"_kombu.binding.*", count=SCAN_COUNT):
-        names.add(key[len(b"_kombu.binding.") :])
+        if conn.type(key) != b"set":
+            continue
+        for member in _members(conn, key):
+            queue = member.split(KOMBU_SEP)[-1]
+            if queue:
+                names.add(queue)
     return frozenset(names)
 
 

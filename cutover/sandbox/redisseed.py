@@ -10,7 +10,8 @@ Layouts, from the libraries' sources:
 * RQ (rq/rq rq/queue.py ``redis_queues_keys = 'rq:queues'``, ``redis_queue_namespace_prefix =
   'rq:queue:'``; rq/job.py ``rq:job:<id>`` hashes): a list of job ids per queue.
 * Celery (celery/kombu kombu/transport/redis.py: the queue is a list named like the queue,
-  ``_kombu.binding.<queue>`` a set of routes, ``unacked`` a hash and ``unacked_index`` a zset).
+  ``_kombu.binding.<exchange>`` a set of routes ending in the queue's name, ``unacked`` a hash
+  and ``unacked_index`` a zset).
 * Bull (OptimalBits/bull lib/queue.js, keys ``bull:<queue>:<kind>``: ``wait`` and ``active``
   lists, ``delayed``/``failed``/``completed`` zsets, ``id`` counter, one hash per job).
 """

@@ -320,3 +320,25 @@ def test_copy_binary_fields_inf_scores_and_streams(
     assert dst.hgetall(b"h\x00") == src.hgetall(b"h\x00")
     assert dst.xrange(b"s") == src.xrange(b"s")
     assert rediscopy.verify(src, dst, mode="all", batch=2).ok
+
+
+def test_celery_queues_are_read_from_the_binding_members_not_the_exchange_name(
+    conns: tuple[redis.Redis, redis.Redis],
+) -> None:
+    """kombu kombu/transport/redis.py ``_queue_bind``: SADD ``_kombu.binding.<exchange>``
+    ``routing_key + sep + pattern + sep + queue`` (sep ``\\x06\\x16``). A queue bound to another
+    exchange (``Queue('high', Exchange('tasks'))``) was missed, so ``copy: queues`` left its
+    jobs behind without a word."""
+    src, dst = conns
+    src.sadd("_kombu.binding.tasks", "high\x06\x16\x06\x16high", "low\x06\x16\x06\x16low")
+    src.lpush("high", "job-1", "job-2")
+    src.lpush("low", "job-3")
+    src.set("cache:x", "1", ex=600)
+    assert redisstore.celery_queue_names(src) == frozenset({b"high", b"low"})
+    assert {(q.library, q.name, q.size) for q in redisstore.find_queues(src)} == {
+        ("celery", "high", 2),
+        ("celery", "low", 1),
+    }
+    rediscopy.copy(src, dst, mode="queues", batch=10, total=0)
+    assert dst.lrange("high", 0, -1) == [b"job-2", b"job-1"] and dst.llen("low") == 1
+    assert not dst.exists("cache:x")
