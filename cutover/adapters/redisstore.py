@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -112,6 +113,22 @@ def connect(endpoint: Endpoint, what: str) -> redis.Redis:
         conn.close()
         raise CutoverError(f"{what}: cannot reach the Redis server: {type(exc).__name__}") from None
     return conn
+
+
+@contextmanager
+def failures(what: str, masker: SecretMasker | None = None, resolution: str = "") -> Iterator[None]:
+    """A Redis error inside becomes a CutoverError naming ``what`` (the add-on or resource and
+    the stage), with the error's class and text masked: no traceback, no URL or password."""
+    import redis  # noqa: PLC0415
+
+    try:
+        yield
+    except redis.RedisError as exc:
+        text = masker.mask(str(exc)) if masker else str(exc)
+        raise CutoverError(
+            f"{what}: the Redis server failed: {type(exc).__name__}: {text}",
+            resolution=resolution,
+        ) from None
 
 
 def server_version(conn: redis.Redis) -> tuple[int, int, int]:

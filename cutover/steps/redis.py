@@ -184,9 +184,15 @@ class InspectRedis(Step):
             endpoint = _heroku_endpoint(ctx, config, target.config_var)
             if endpoint.tls:
                 ctx.note(f"{target.config_var}: {redisstore.TLS_NOTE}")
-            conn = redisstore.connect(endpoint, f"Heroku Redis ({target.config_var})")
+            what = f"Heroku Redis ({target.config_var})"
+            conn = redisstore.connect(endpoint, what)
             try:
-                inv = redisstore.inspect(conn, endpoint.db, ctx.model.redis.batch)
+                with redisstore.failures(
+                    f"inspecting {what}",
+                    ctx.masker,
+                    "Run `cutover run` again once the Redis answers (inspecting changes nothing).",
+                ):
+                    inv = redisstore.inspect(conn, endpoint.db, ctx.model.redis.batch)
             finally:
                 conn.close()
             found = RedisFound(
@@ -336,21 +342,19 @@ class SyncRedis(Step):
         url = ctx.convox.resource_url(found.resource)
         target = redisstore.parse_url(url, f"convox resources url {found.resource}")
         redisstore.register(ctx.masker, url, target)
-        import redis  # noqa: PLC0415
-
         src = redisstore.connect(source, f"Heroku Redis ({found.config_var})")
         try:
             with ctx.convox.proxy(found.resource) as port:
                 dst = self._wait_target(ctx, target.via("127.0.0.1", port), found.resource)
                 try:
-                    return self._copy(ctx, src, dst, found, rediscopy, section.batch)
-                except redis.RedisError as exc:
-                    raise CutoverError(
-                        f"Redis failed while copying {found.config_var} into {found.resource}: "
-                        f"{type(exc).__name__}: {ctx.masker.mask(str(exc))}",
-                        resolution="Run `cutover run` again: the copy starts over and converges "
-                        "(every write replaces a whole key).",
-                    ) from None
+                    with redisstore.failures(
+                        f"copying Heroku Redis ({found.config_var}) into the Convox resource "
+                        f"{found.resource}",
+                        ctx.masker,
+                        "Run `cutover run` again: the copy starts over and converges (every "
+                        "write replaces a whole key).",
+                    ):
+                        return self._copy(ctx, src, dst, found, rediscopy, section.batch)
                 finally:
                     dst.close()
         finally:

@@ -342,3 +342,31 @@ def test_celery_queues_are_read_from_the_binding_members_not_the_exchange_name(
     rediscopy.copy(src, dst, mode="queues", batch=10, total=0)
     assert dst.lrange("high", 0, -1) == [b"job-2", b"job-1"] and dst.llen("low") == 1
     assert not dst.exists("cache:x")
+
+
+def test_a_redis_error_mid_inspection_names_the_addon_without_the_password(
+    pair: RedisPair, conns: tuple[redis.Redis, redis.Redis]
+) -> None:
+    """A hosted Redis refusing a command (here an ACL without SCAN, as providers restrict
+    commands) surfaced as "unexpected error: NoPermissionError" naming no add-on."""
+    src, _ = conns
+    src.set("k", "1")
+    src.acl_setuser(
+        "limited", enabled=True, passwords=["+limited-pw"], keys=["*"], commands=["+@all", "-scan"]
+    )
+    try:
+        ep = redisstore.parse_url(pair.heroku.url, "REDIS_URL")
+        limited = redisstore.Endpoint(ep.host, ep.port, "limited", "limited-pw", 0, True)
+        conn = redisstore.connect(limited, "Heroku Redis (REDIS_URL)")
+        with (
+            pytest.raises(CutoverError) as err,
+            redisstore.failures("inspecting Heroku Redis (REDIS_URL)"),
+        ):
+            redisstore.inspect(conn)
+        conn.close()
+    finally:
+        src.acl_deluser("limited")
+    text = str(err.value)
+    assert text.startswith("inspecting Heroku Redis (REDIS_URL): the Redis server failed: ")
+    assert "NoPermissionError" in text and "limited-pw" not in text
+    assert ep.password and ep.password not in text
