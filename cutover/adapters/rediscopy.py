@@ -45,6 +45,7 @@ MODES = ("all", "queues")
 # relative milliseconds), so both expire within one batch's round trip of each other; verify
 # allows this much difference (a minute: generous for one batch) and names anything further.
 TTL_SLACK_MS = 60_000
+EMPTY_STREAM_GROUP = "cutover-empty-stream"
 Progress = Callable[[int, int, int], None]  # keys done, keys total, bytes done
 
 
@@ -227,6 +228,11 @@ def _write(pipe: Any, key: bytes, kind: bytes, value: Any) -> int:
         for entry_id, fields in value:
             pipe.xadd(key, fields, id=entry_id)
             size += len(entry_id) + sum(len(k) + len(v) for k, v in fields.items())
+        if not value:  # an empty stream still exists (XDEL/XTRIM keep the key): make one
+            # XGROUP CREATE ... MKSTREAM creates it empty (https://redis.io/docs/latest/commands/
+            # xgroup-create/); the group, cutover's own, is destroyed in the same MULTI.
+            pipe.xgroup_create(key, EMPTY_STREAM_GROUP, id="$", mkstream=True)
+            pipe.xgroup_destroy(key, EMPTY_STREAM_GROUP)
     return size
 
 

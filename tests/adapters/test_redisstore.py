@@ -370,3 +370,16 @@ def test_a_redis_error_mid_inspection_names_the_addon_without_the_password(
     assert text.startswith("inspecting Heroku Redis (REDIS_URL): the Redis server failed: ")
     assert "NoPermissionError" in text and "limited-pw" not in text
     assert ep.password and ep.password not in text
+
+
+def test_an_empty_stream_is_copied_by_type_too(conns: tuple[redis.Redis, redis.Redis]) -> None:
+    """XDEL (or XTRIM MAXLEN 0) leaves an empty stream that still exists (TYPE stream); the
+    by-type copy wrote no entry, so no key, and verify failed on every re-run."""
+    src, dst = conns
+    entry = src.xadd("events", {"a": "1"})
+    src.xdel("events", entry)
+    assert src.type("events") == b"stream" and src.xlen("events") == 0
+    result = rediscopy.copy(src, dst, mode="all", batch=10, total=1, method="types")
+    assert result.keys == 1
+    assert dst.type("events") == b"stream" and dst.xlen("events") == 0
+    assert rediscopy.verify(src, dst, mode="all", batch=10).ok
