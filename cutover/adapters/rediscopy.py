@@ -145,7 +145,7 @@ def copy(
         if chosen == "dump":
             _copy_dump(src, dst, chunk, result)
         else:
-            _copy_types(src, dst, chunk, result)
+            _copy_types(src, dst, chunk, result, streams=tv >= (5, 0, 0))
         if progress:
             progress(
                 result.keys + result.expired, max(total, result.keys + result.expired), result.bytes
@@ -236,11 +236,23 @@ def _write(pipe: Any, key: bytes, kind: bytes, value: Any) -> int:
     return size
 
 
-def _copy_types(src: redis.Redis, dst: redis.Redis, keys: list[bytes], result: CopyResult) -> None:
+def _copy_types(
+    src: redis.Redis, dst: redis.Redis, keys: list[bytes], result: CopyResult, *, streams: bool
+) -> None:
+    """``streams``: the target has them (Redis 5.0+, https://redis.io/docs/latest/commands/xadd/
+    "Available since 5.0.0"; Convox's default image is 4.0.10)."""
     pipe = src.pipeline(transaction=False)
     for key in keys:
         pipe.type(key)
     kinds = pipe.execute()
+    if not streams and b"stream" in kinds:
+        name = keys[kinds.index(b"stream")].decode("utf-8", "replace")
+        raise CutoverError(
+            f"{name} is a stream, which the target Redis {result.target_version} cannot hold "
+            "(streams need Redis 5.0 or newer)",
+            resolution="Give the Convox redis resource Heroku's version (options.version in "
+            f"convox.yml, e.g. {result.source_version.rsplit('.', 1)[0]!r}).",
+        )
     pipe = src.pipeline(transaction=False)
     live = [(k, t) for k, t in zip(keys, kinds, strict=True) if t != b"none"]
     result.expired += len(keys) - len(live)

@@ -383,3 +383,21 @@ def test_an_empty_stream_is_copied_by_type_too(conns: tuple[redis.Redis, redis.R
     assert result.keys == 1
     assert dst.type("events") == b"stream" and dst.xlen("events") == 0
     assert rediscopy.verify(src, dst, mode="all", batch=10).ok
+
+
+def test_a_stream_for_a_redis_older_than_5_is_refused_by_name(
+    conns: tuple[redis.Redis, redis.Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams came with Redis 5.0 (https://redis.io/docs/latest/commands/xadd/: "Available
+    since 5.0.0"); Convox's default image is redis 4.0.10 (provider/k8s/release.go). The by-type
+    MULTI failed as "ExecAbortError ... unknown command" naming neither the key nor the fix.
+    The target's version is reported as 4.0.10 here (one redis-server version is installed)."""
+    src, dst = conns
+    src.xadd("bull:emails:events", {"event": "added"})
+    src.set("plain", "1")
+    real = rediscopy.server_version
+    monkeypatch.setattr(rediscopy, "server_version", lambda c: (4, 0, 10) if c is dst else real(c))
+    with pytest.raises(CutoverError) as err:
+        rediscopy.copy(src, dst, mode="all", batch=10, total=2)
+    assert "bull:emails:events is a stream" in err.value.brief
+    assert "4.0.10" in err.value.brief and "options.version" in err.value.resolution
