@@ -24,7 +24,8 @@ class RedisAddon(_Model):
         default=None,
         description="The Convox resource it goes to; default: the manifest's resource whose "
         "<NAME>_URL (or alias) is this config var, as `cutover translate` names them, else "
-        "the manifest's only redis resource.",
+        "(for a lone add-on) the manifest's only redis resource. Two add-ons never share one "
+        "resource.",
     )
     copy_mode: CopyMode | None = Field(
         default=None,
