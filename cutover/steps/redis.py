@@ -89,14 +89,22 @@ class SyncRedisProgress(Progress):
 
 
 def _left_behind(found: RedisFound) -> str | None:
-    if found.mode == "all":
-        return None
+    parts: list[str] = []
     if found.mode == "queues":
         rest = found.keys - found.queue_keys
-        return f"{rest} keys outside the job layouts (cache, sessions, ...)" if rest else None
-    if found.queued_jobs:
-        return f"{found.queued_jobs} jobs ({'; '.join(found.queues)}) and {found.keys} keys in all"
-    return f"{found.keys} keys" if found.keys else None
+        if rest:
+            parts.append(f"{rest} keys outside the job layouts (cache, sessions, ...)")
+    elif found.mode != "all":
+        if found.queued_jobs:
+            parts.append(
+                f"{found.queued_jobs} jobs ({'; '.join(found.queues)}) and {found.keys} keys in all"
+            )
+        elif found.keys:
+            parts.append(f"{found.keys} keys")
+    if found.other_dbs:  # only the URL's database is copied, whatever the mode
+        dbs = ", ".join(f"{db} ({n} keys)" for db, n in sorted(found.other_dbs.items()))
+        parts.append(f"other database numbers on the same server: {dbs}")
+    return "; ".join(parts) or None
 
 
 def _heroku_endpoint(ctx: Context, config: dict[str, str], var: str) -> Endpoint:
@@ -220,7 +228,8 @@ class InspectRedis(Step):
             where = f" into the Convox resource {target.resource}" if target.resource else ""
             ctx.note(f"{target.config_var}: {found.why}; sync-redis copies {found.mode}{where}")
             if found.left_behind:
-                warn = "WARNING: " if found.queued_jobs and found.mode == "none" else ""
+                loud = (found.queued_jobs and found.mode == "none") or found.other_dbs
+                warn = "WARNING: " if loud else ""
                 ctx.note(f"{warn}{target.config_var}: NOT copied: {found.left_behind}")
             out.addons.append(found)
         return out

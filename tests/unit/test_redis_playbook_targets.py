@@ -19,6 +19,7 @@ from cutover.errors import InvalidInput
 from cutover.playbook import load_playbook
 from cutover.playbook_redis import RedisSection
 from cutover.secrets import SecretMasker
+from cutover.steps.redis import RedisFound, _copy_text, _left_behind
 from cutover.steps.redistargets import auto_mode, redis_addons, resource_for, targets, url_var
 from cutover.ui import Ui
 
@@ -180,3 +181,24 @@ def test_two_addons_never_share_the_only_redis_resource() -> None:
     )
     with pytest.raises(InvalidInput, match=r"REDIS_URL and REDISCLOUD_URL .* resource 'redis'"):
         targets(both, None, only)
+
+
+@pytest.mark.parametrize("mode", ["all", "queues", "none"])
+def test_keys_in_other_database_numbers_are_left_behind_loudly(mode: str) -> None:
+    """An app selecting db 1 on the same URL (Sidekiq's own db, a cache db): only the URL's
+    database is copied, so the rest must be in what is NOT copied (the gate reads it), not
+    only in the middle of the inspection's summary line."""
+    found = RedisFound(
+        config_var="REDIS_URL",
+        service="heroku-redis",
+        resource="redis",
+        version="7.0.15",
+        keys=10,
+        queue_keys=4,
+        mode=mode,
+        other_dbs={"db1": 40, "db3": 2},
+    )
+    text = _left_behind(found) or ""
+    assert "db1 (40 keys), db3 (2 keys)" in text and "other database numbers" in text
+    found.left_behind = text
+    assert "NOT copied:" in _copy_text(found) and "db1 (40 keys)" in _copy_text(found)
