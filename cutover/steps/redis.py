@@ -401,7 +401,9 @@ class SyncRedis(Step):
                     f"({listed}): Heroku's {found.config_var} lacks them or holds other "
                     "contents under those names, so someone else wrote them",
                     resolution="Look at what wrote them (is the Convox app already running "
-                    "workers?); to copy over them anyway: cutover run --force-data",
+                    "workers?); after an interrupted copy, also whether Heroku's side changed "
+                    "since (another app attached to the add-on?). To copy over them anyway, "
+                    "replacing those keys: cutover run --force-data",
                 )
             ctx.note(f"--force-data: copying into {resource} although it holds {listed}")
         ctx.save(SyncRedisProgress(writing=resource))
