@@ -32,6 +32,7 @@ from cutover.adapters.redisstore import (
     celery_queue_names,
     is_queue_key,
     scan_keys,
+    server_error,
     server_version,
     version_text,
 )
@@ -175,7 +176,7 @@ def _copy_dump(src: redis.Redis, dst: redis.Redis, keys: list[bytes], result: Co
         out.execute()
     except redislib.ResponseError as exc:
         raise CutoverError(
-            f"RESTORE refused by the target Redis {result.target_version}: {exc}",
+            f"RESTORE refused by the target Redis {result.target_version}: {server_error(exc)}",
             resolution="Copy by type instead (the target may be older than the source): "
             "this happens when both report the same version but differ; report it.",
         ) from None

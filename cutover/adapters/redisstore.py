@@ -115,6 +115,17 @@ def connect(endpoint: Endpoint, what: str) -> redis.Redis:
     return conn
 
 
+def server_error(exc: Exception) -> str:
+    """The server's error text, without the command redis-py prefixes to a pipeline's error
+    (redis/client.py ``annotate_exception``: "Command # N (<command and its arguments, values
+    included>) of pipeline caused error: <text>"): the app's data stays out of the output."""
+    text = str(exc)
+    marker = " of pipeline caused error: "
+    if text.startswith("Command # ") and marker in text:
+        return text.split(marker, 1)[1]
+    return text
+
+
 @contextmanager
 def failures(what: str, masker: SecretMasker | None = None, resolution: str = "") -> Iterator[None]:
     """A Redis error inside becomes a CutoverError naming ``what`` (the add-on or resource and
@@ -124,7 +135,8 @@ def failures(what: str, masker: SecretMasker | None = None, resolution: str = ""
     try:
         yield
     except redis.RedisError as exc:
-        text = masker.mask(str(exc)) if masker else str(exc)
+        text = server_error(exc)
+        text = masker.mask(text) if masker else text
         raise CutoverError(
             f"{what}: the Redis server failed: {type(exc).__name__}: {text}",
             resolution=resolution,

@@ -401,3 +401,20 @@ def test_a_stream_for_a_redis_older_than_5_is_refused_by_name(
         rediscopy.copy(src, dst, mode="all", batch=10, total=2)
     assert "bull:emails:events is a stream" in err.value.brief
     assert "4.0.10" in err.value.brief and "options.version" in err.value.resolution
+
+
+def test_a_pipeline_error_does_not_carry_the_values_it_was_writing(
+    conns: tuple[redis.Redis, redis.Redis],
+) -> None:
+    """redis-py annotates a pipeline error with the command and its arguments (redis/client.py
+    ``annotate_exception``: "Command # N (HSET k f <value>) of pipeline caused error"): the
+    application's data (a token in a hash) would land in the terminal and the audit log."""
+    _, dst = conns
+    dst.set("k", "1")
+    with pytest.raises(CutoverError) as err, redisstore.failures("copying X into Y"):
+        pipe = dst.pipeline(transaction=False)
+        pipe.hset("k", "token", "oauth-TOKEN-VALUE")
+        pipe.execute()
+    text = str(err.value)
+    assert "oauth-TOKEN-VALUE" not in text
+    assert text.startswith("copying X into Y: the Redis server failed: ResponseError: WRONGTYPE")
