@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the system tools cutover's sandbox and tests use are installed:
 # PostgreSQL server + client (initdb, pg_ctl, pg_dump, pg_restore, psql), Knot DNS (knotd, kdig),
-# unbound (recursive resolver), Node.js >= 20 with npm (for the pinned heroku CLI). Installs missing Debian packages when it
+# unbound (recursive resolver), redis-server, Node.js >= 20 with npm (for the pinned heroku CLI). Installs missing Debian packages when it
 # can (root, or passwordless sudo); otherwise prints exactly what to install and fails.
 set -euo pipefail
 
@@ -17,6 +17,7 @@ have pg_dump && have pg_restore && have psql || missing+=(postgresql-client)
 have knotd || missing+=(knot)
 have kdig || missing+=(knot-dnsutils)
 # unbound: the local recursive resolver the DNS tests and the sandbox check propagation through.
+have redis-server || missing+=(redis-server)
 have unbound || [ -x /usr/sbin/unbound ] || missing+=(unbound)
 if ! have node || [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then
   missing+=(nodejs)

@@ -5,6 +5,8 @@ What ``up`` starts, all on 127.0.0.1 and recorded in ``<sandbox>/sandbox.json`` 
 * a sandbox CA and one server certificate for every sandbox host name;
 * "Heroku Postgres": a real PostgreSQL cluster, seeded with a realistic schema;
 * the Convox database resource: a second real PostgreSQL cluster;
+* "Heroku Redis" (TLS, password, seeded like a Sidekiq app) and the redis-server behind the
+  Convox ``redis`` resource (sandbox/redisbox.py);
 * the Heroku API emulator (Platform + Data API) that the real heroku CLI talks to, and its
   HTTPS backup download server;
 * the sample app serving the "Heroku" app over HTTPS;
@@ -34,7 +36,7 @@ from typing import Any
 
 import cutover
 from cutover.errors import CutoverError
-from cutover.sandbox import convox_fake, dnsbox, heroku_api, pgcluster, procs, seed
+from cutover.sandbox import convox_fake, dnsbox, heroku_api, pgcluster, procs, redisbox, seed
 from cutover.sandbox.knot import KnotServer
 from cutover.sandbox.tls import SandboxCA
 
@@ -164,7 +166,10 @@ def _start(
     folder: Path, data: dict[str, Any], rows: int, say: Any, rack_timings: dict[str, float]
 ) -> None:
     ports = data["ports"]
-    port_names = "heroku_api backups heroku_app router dns dns2 resolver pg_heroku pg_convox"
+    port_names = (
+        "heroku_api backups heroku_app router dns dns2 resolver pg_heroku pg_convox "
+        "redis_heroku redis_convox"
+    )
     for name in port_names.split():
         ports[name] = procs.free_port()
     procs.ensure_private_dir(folder / "logs")
@@ -185,7 +190,8 @@ def _start(
     )
 
     src_password, dst_password = _start_databases(folder, data, rows, say, cert, key)
-    api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say)
+    redis_url = redisbox.start_sandbox(folder, data, cert, key, ca.ca_file, say)
+    api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say, redis_url)
     knot = _start_dns(folder, data, say)
     convox_config, bin_dir = _start_convox(
         folder, data, router_cert, router_key, dst_password, say, rack_timings
@@ -237,6 +243,7 @@ def _start_heroku(
     ca: SandboxCA,
     src_password: str,
     say: Any,
+    redis_url: str | None = None,
 ) -> tuple[str, Path]:
     ports, logs = data["ports"], folder / "logs"
     say(f"Heroku API emulator on 127.0.0.1:{ports['heroku_api']}")
@@ -254,6 +261,7 @@ def _start_heroku(
         heroku_dns_target=HEROKU_DNS_TARGET,
         api_key=api_key,
         scheduled_backups=True,
+        redis_url=redis_url,
     )
     # As on a real app, scheduled backups exist beside cutover's, and one finishes while
     # initial-sync's capture runs: `pg:backups:url` without an id would hand out that one.
@@ -380,6 +388,7 @@ def _start_convox(
             admin_user=admin.superuser,
             admin_password=admin.password,
         ),
+        redis=convox_fake.RedisBackend("127.0.0.1", ports["redis_convox"]),
         timings=rack_timings,
     )
 
@@ -470,6 +479,8 @@ def status(folder: Path) -> list[Component]:
     port_of = {
         "pg_heroku": "pg_heroku",
         "pg_convox": "pg_convox",
+        "redis_heroku": "redis_heroku",
+        "redis_convox": "redis_convox",
         "heroku_api": "heroku_api",
         "heroku_app": "heroku_app",
         "dns": "dns",

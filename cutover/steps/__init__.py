@@ -13,6 +13,7 @@ from cutover.steps.dns import SwitchDns, VerifyDns
 from cutover.steps.domain import AddDomain
 from cutover.steps.freeze import FreezeWrites
 from cutover.steps.preflight import Preflight
+from cutover.steps.redis import InspectRedis, SyncRedis
 from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.site import VerifySite
 from cutover.steps.tls import TlsReady
@@ -38,8 +39,10 @@ STEPS: list[Step] = [
     DisableScheduler(),
     MaintenanceOn(),
     ScaleDown(),
+    InspectRedis(),
     FreezeWrites(),
     FinalSync(),
+    SyncRedis(),
     VerifyData(),
     SwitchDns(),
     VerifyDns(),

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from support.paths import REPO
@@ -57,6 +58,7 @@ def collect_secrets(sandbox: Path) -> dict[str, str]:
     for key, value in app["config_vars"].items():
         if not is_public_config(key, value):
             found[f"config {key}"] = value
+    found["heroku redis password"] = urlsplit(app["config_vars"]["REDIS_URL"]).password or ""
     for addon in app["addons"]:
         db = addon.get("database")
         if db:

@@ -69,8 +69,10 @@ STEP_IDS = [
     "disable-scheduler",
     "maintenance-on",
     "scale-down",
+    "inspect-redis",
     "freeze-writes",
     "final-sync",
+    "sync-redis",
     "verify-data",
     "switch-dns",
     "verify-dns",
@@ -81,7 +83,13 @@ STEP_IDS = [
 # Skipped by the engine tests' playbook: the fake psql knows no ALTER DATABASE (freeze-writes is
 # tested on real PostgreSQL: tests/steps/test_freeze_writes.py, tests/e2e/test_sandbox_window.py).
 SKIPPED_IN_FAKES = ["capture-changes", "freeze-writes"]  # (final_sync: full)
-GATED_STEPS = ["disable-scheduler", "maintenance-on", "final-sync", "switch-dns"]
+GATED_STEPS = [
+    "disable-scheduler",
+    "maintenance-on",
+    "final-sync",
+    "sync-redis",
+    "switch-dns",
+]
 # Output keys that differ between compared runs by design: clock times, and the per-attempt
 # nonce in a deploy's build marker.
 TIME_KEYS = {

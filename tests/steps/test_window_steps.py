@@ -179,12 +179,13 @@ def seed_one_offs(world: World, **commands: str) -> None:
 
 
 def test_step_order_puts_the_window_steps_in_place() -> None:
-    window = STEP_IDS[STEP_IDS.index("confirm-window") :][:6]
+    window = STEP_IDS[STEP_IDS.index("confirm-window") :][:7]
     assert window == [
         "confirm-window",
         "disable-scheduler",
         "maintenance-on",
         "scale-down",
+        "inspect-redis",
         "freeze-writes",
         "final-sync",
     ]

@@ -18,7 +18,8 @@ Schema 1 (keys added since stay optional)::
                  "served": {...}}],                       # the web process on the router
       "router": {"host", "port", "tls_cert", "tls_key", "ca_folder", "dns_host", "dns_port"},
       "resource_backends": {"postgres": {"host", "port", "user", "password", "dbname",
-                                         "admin_user", "admin_password"}},
+                                         "admin_user", "admin_password"},
+                            "redis": {"host", "port"}},
       "timings": {"build_running": 0.5, ...},             # overrides of DEFAULT_TIMINGS
       "jobs": [{"pid", "kind", "rack", "app", "id"}],      # rack-side work in progress
       "certificates": {"<domain>": {"status": "pending" | "issued"}},
@@ -172,6 +173,14 @@ class PostgresBackend:
     admin_password: str = field(default="", repr=False)
 
 
+@dataclass(frozen=True)
+class RedisBackend:
+    """The real redis-server behind every ``redis`` resource (convox_fake/provision_redis.py)."""
+
+    host: str
+    port: int
+
+
 def configure_rack(
     config_dir: Path,
     *,
@@ -180,6 +189,7 @@ def configure_rack(
     provider: str = "local",
     router: Router | None = None,
     postgres: PostgresBackend | None = None,
+    redis: RedisBackend | None = None,
     switch: bool = True,
     timings: Mapping[str, float] | None = None,
 ) -> None:
@@ -212,6 +222,8 @@ def configure_rack(
             state["router"] = asdict(router)
         if postgres is not None:
             state.setdefault("resource_backends", {})["postgres"] = asdict(postgres)
+        if redis is not None:
+            state.setdefault("resource_backends", {})["redis"] = asdict(redis)
         if timings:
             state.setdefault("timings", {}).update({k: float(v) for k, v in timings.items()})
     if switch:

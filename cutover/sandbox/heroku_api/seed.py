@@ -114,6 +114,7 @@ def default_state(
     heroku_dns_target: str,
     api_key: str,
     scheduled_backups: bool = False,
+    redis_url: str | None = None,
 ) -> JSONDict:
     """Build the state of the standard sandbox app ``app``.
 
@@ -122,7 +123,8 @@ def default_state(
     ``dbname``/``db``). ``domain`` is the app's custom domain, served with CNAME
     ``heroku_dns_target``. Ids are derived from the app name; secrets are random.
     ``scheduled_backups`` adds the older scheduled backups (see :func:`add_scheduled_backups`);
-    the daily backup schedule itself is always there.
+    the daily backup schedule itself is always there. ``redis_url``: the heroku-redis add-on's
+    REDIS_URL (the sandbox's real TLS redis-server, cutover/sandbox/redisbox.py), else a dead one.
     """
     database = normalize_db(db)
     seed = seed_data()
@@ -203,7 +205,7 @@ def default_state(
     config_vars = {
         "DATABASE_URL": database_url(database),
         **seed["config_vars"],
-        "REDIS_URL": f"redis://h:{secrets.token_hex(16)}@127.0.0.1:1/0",
+        "REDIS_URL": redis_url or f"redis://h:{secrets.token_hex(16)}@127.0.0.1:1/0",
         "SECRET_KEY_BASE": secrets.token_hex(64),
         "STRIPE_API_KEY": "sk_live_" + secrets.token_urlsafe(24),
     }
