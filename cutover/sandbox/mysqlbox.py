@@ -151,7 +151,8 @@ def server_argv(box: MysqlBox) -> list[str]:
 
 def admin(box: MysqlBox, sql: str, database: str | None = None, timeout: float = 60) -> str:
     """Run ``sql`` as the admin over TCP with the mariadb client; its tab-separated output."""
-    argv = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(box.port), "-u", ADMIN_USER]
+    argv = ["mariadb", "--no-defaults", "--default-character-set=utf8mb4", "-h", "127.0.0.1"]
+    argv += ["-P", str(box.port), "-u", ADMIN_USER]
     argv += ["--batch", "--skip-column-names"]
     if database:
         argv += ["-D", database]
