@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from cutover.errors import InvalidInput
+from cutover.playbook_mysql import MysqlSection
 
 DEFAULT_PLAYBOOK = "cutover.yml"
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -471,6 +472,7 @@ class Playbook(_Model):
     )
     notify: NotifySection | None = None
     tls: TlsSection = Field(default_factory=TlsSection)
+    mysql: MysqlSection = Field(default_factory=MysqlSection)
 
 
 class LoadedPlaybook:

@@ -12,6 +12,7 @@ from cutover.steps.datacheck import CheckData
 from cutover.steps.dns import SwitchDns, VerifyDns
 from cutover.steps.domain import AddDomain
 from cutover.steps.freeze import FreezeWrites
+from cutover.steps.mysql import CheckMysql, FinalSyncMysql, InitialSyncMysql, VerifyMysql
 from cutover.steps.preflight import Preflight
 from cutover.steps.scheduler import DisableScheduler
 from cutover.steps.site import VerifySite
@@ -28,8 +29,10 @@ STEPS: list[Step] = [
     Deploy(),
     SmokeTest(),
     CheckData(),
+    CheckMysql(),
     CaptureChanges(),
     InitialSync(),
+    InitialSyncMysql(),
     LowerTtl(),
     AddDomain(),
     TlsReady(),
@@ -40,7 +43,9 @@ STEPS: list[Step] = [
     ScaleDown(),
     FreezeWrites(),
     FinalSync(),
+    FinalSyncMysql(),
     VerifyData(),
+    VerifyMysql(),
     SwitchDns(),
     VerifyDns(),
     VerifySite(),

@@ -168,9 +168,15 @@ def test_the_flags_are_declared_on_the_steps() -> None:
         "disable-scheduler",
         "maintenance-on",
         "final-sync",
+        "final-sync-mysql",
         "switch-dns",
     ]
-    assert [s.id for s in STEPS if s.overwrites_target_data] == ["initial-sync", "final-sync"]
+    assert [s.id for s in STEPS if s.overwrites_target_data] == [
+        "initial-sync",
+        "initial-sync-mysql",
+        "final-sync",
+        "final-sync-mysql",
+    ]
     assert [s.id for s in STEPS if s.moves_traffic] == ["switch-dns"]
     # start-workers runs after the site is verified on Convox: out of the window.
     window = STEP_IDS[STEP_IDS.index("scale-down") : STEP_IDS.index("verify-site") + 1]
