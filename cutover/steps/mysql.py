@@ -186,7 +186,9 @@ class CheckMysql(Step):
                 f"is NOT copied; the Convox {ctx.model.mysql.resource} resource stays empty"
             )
             ctx.note(finding)
-            return CheckMysqlOutputs(addon=service, config_var=var, findings=[finding])
+            return CheckMysqlOutputs(
+                addon=service, config_var=var, copied=False, findings=[finding]
+            )
         from cutover.adapters import mysqlcheck  # noqa: PLC0415
 
         my = _adapter(ctx)
