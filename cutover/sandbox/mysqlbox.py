@@ -218,3 +218,68 @@ def create_user_and_db(box: MysqlBox, user: str, password: str, database: str) -
 
 def server_version(box: MysqlBox) -> str:
     return admin(box, "SELECT VERSION()").strip()
+
+
+# -- the sandbox (cutover sandbox up): a "Heroku ClearDB" server and the Convox mysql backend --
+SANDBOX_DIR = "mysql"
+CLEARDB_FILE = "cleardb.json"
+
+
+def sandbox_start(folder: Path, data: dict[str, object], say: object, rows: int = 20_000) -> None:
+    """Start the sandbox's two MariaDB servers (pids and ports into ``data``, so ``sandbox
+    down`` and ``status`` see them), and the ClearDB-like database, seeded
+    (cutover/sandbox/mysqlseed.py). Its facts go to ``<folder>/mysql/cleardb.json`` (0600) for
+    the Heroku emulator's second app (heroku_api/seed_mysql.py)."""
+    root = ensure_private_dir(folder / SANDBOX_DIR)
+    pids = data["pids"]
+    ports = data["ports"]
+    assert isinstance(pids, dict) and isinstance(ports, dict)
+    boxes = {}
+    for side in ("heroku", "convox"):
+        box = init_box(root / side)
+        if callable(say):
+            say(f"MariaDB for the {side.capitalize()} MySQL side on 127.0.0.1:{box.port}")
+        pids[f"mysql_{side}"] = start(box)
+        ports[f"mysql_{side}"] = box.port
+        boxes[side] = box
+    heroku = boxes["heroku"]
+    # ClearDB names: user b<14 hex>, database heroku_<16 hex> (Heroku Dev Center, "ClearDB MySQL")
+    user, database = f"b{secrets.token_hex(7)}", f"heroku_{secrets.token_hex(8)}"
+    password = secrets.token_hex(12)
+    create_user_and_db(heroku, user, password, database)
+    seed_as(heroku, user, password, database, rows)
+    procs.write_private(
+        root / CLEARDB_FILE,
+        json.dumps({"url": heroku.url(user, password, database) + "?reconnect=true"}),
+    )
+
+
+def seed_as(box: MysqlBox, user: str, password: str, database: str, rows: int) -> None:
+    from cutover.sandbox.mysqlseed import seed_sql  # noqa: PLC0415
+
+    argv = ["mariadb", "--no-defaults", "--default-character-set=utf8mb4", "-h", "127.0.0.1"]
+    argv += ["-P", str(box.port), "-u", user, "-D", database]
+    done = subprocess.run(
+        argv,
+        input=seed_sql(rows),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYSQL_PWD": password},
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise MysqlBoxError(f"seeding {database}: {done.stderr.strip()[-800:]}")
+
+
+def cleardb_url(folder: Path) -> str | None:
+    """The sandbox ClearDB database's URL, when ``sandbox up`` made one."""
+    path = folder / SANDBOX_DIR / CLEARDB_FILE
+    if not path.exists():
+        return None
+    return str(json.loads(path.read_text())["url"])
+
+
+def convox_backend(folder: Path) -> MysqlBox | None:
+    path = folder / SANDBOX_DIR / "convox"
+    return load(path) if (path / "box.json").exists() else None

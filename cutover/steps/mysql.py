@@ -16,8 +16,9 @@ mode plus scale-down (no dyno of the app runs); the final sync's gate says so.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
@@ -128,20 +129,36 @@ def source_conn(ctx: Context, var: str) -> MyConn:
 
 @contextmanager
 def convox_conn(ctx: Context, my: MysqlAdapter) -> Iterator[MyConn]:
-    """The Convox resource's database through ``convox resources proxy``, accepting logins."""
+    """The Convox resource's database through ``convox resources proxy``, accepting logins.
+
+    A resource the rack is still starting refuses the proxy's connections, and the proxy then
+    reports ``ERROR: dial tcp ...: connection refused`` (the stand-in, like the rack, when the
+    resource's pod has no endpoint yet): the proxy is started again until the resource accepts
+    logins, up to RESOURCE_START_WAIT."""
     from cutover.adapters.mysql import MyConn  # noqa: PLC0415
 
     section = ctx.model.mysql
     target = MyConn.from_url(ctx.convox.resource_url(section.resource), "the resource URL")
     ctx.masker.add(target.password)
-    with ctx.convox.proxy(section.resource) as port:
-        conn = target.via("127.0.0.1", port)
-        my.wait_accepting(
-            conn,
-            RESOURCE_START_WAIT,
-            f"the Convox {section.resource} resource (through convox resources proxy)",
-            sleep=ctx.sleep,
-        )
+    what = f"the Convox {section.resource} resource (through convox resources proxy)"
+    deadline = time.monotonic() + RESOURCE_START_WAIT
+    while True:
+        stack = ExitStack()
+        try:
+            port = stack.enter_context(ctx.convox.proxy(section.resource))
+            conn = target.via("127.0.0.1", port)
+            my.wait_accepting(conn, max(deadline - time.monotonic(), 1), what, sleep=ctx.sleep)
+            break
+        except CutoverError as exc:
+            stack.close()
+            if "connection refused" not in str(exc) or time.monotonic() > deadline:
+                raise
+            ctx.note(f"{what} is not accepting connections yet; trying again")
+            ctx.sleep(2.0)
+        except BaseException:
+            stack.close()
+            raise
+    with stack:
         yield conn
 
 

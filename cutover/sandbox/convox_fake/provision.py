@@ -32,6 +32,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+from cutover.sandbox.convox_fake import provision_mysql
 from cutover.sandbox.convox_fake.manifest import Manifest, ResourceDef
 from cutover.sandbox.convox_fake.model import get_app, rack_by_name
 from cutover.sandbox.convox_fake.output import CliError, now_iso
@@ -144,6 +145,11 @@ def plan(state: Json, app: Json, manifest: Manifest | None, env: dict[str, str])
                 f"{quote(dbname, safe='')}?sslmode=disable",
             )
             pending.append(resource.name)
+        elif resource_family(resource.type) == "mysql" and provision_mysql.backend(state):
+            record.update(
+                provision_mysql.plan_record(state, app["name"], resource.name, resource.type)
+            )
+            pending.append(resource.name)
         made[resource.name] = record
     return pending
 
@@ -186,7 +192,12 @@ def materialize(store: Store, rack_name: str, app_name: str, job: str) -> None:
         with store.locked() as state:
             backend = _admin(state)
             record = dict(get_app(rack_by_name(state, rack_name), app_name)["resources"][name])
-        if backend is not None:
+        if resource_family(str(record.get("type"))) == "mysql":
+            with store.locked() as state:
+                mysql_backend = provision_mysql.backend(state)
+            if mysql_backend is not None:
+                provision_mysql.create(mysql_backend, record)
+        elif backend is not None:
             _create(backend, record)
         with store.locked() as state:
             stored = get_app(rack_by_name(state, rack_name), app_name)["resources"][name]
