@@ -173,6 +173,14 @@ def _common_describe(ctx: Context, var: str) -> list[str]:
     ]
 
 
+def _proxy_port(argv: list[str]) -> list[str]:
+    """A planned argv with ``-P <proxy port>`` (the free port is chosen when the step runs)."""
+    return [
+        "<proxy port>" if prev == "-P" else a
+        for prev, a in zip(["", *argv[:-1]], argv, strict=True)
+    ]
+
+
 class CheckMysql(Step):
     id = "check-mysql"
     title = "Check the MySQL add-on's data and the Convox mysql resource (no writes)"
@@ -270,7 +278,7 @@ class _SyncMysql(Step):
             "<db>__cutover_next (Heroku's default character set and collation)",
             cmd(my.data_dump_argv(heroku, ["<base tables>"], data))
             + "   (MYSQL_PWD=****; 0600 file; DEFINER clauses -> CURRENT_USER)",
-            cmd(my.load_argv(convox, data)) + "   (MYSQL_PWD=****)",
+            cmd(_proxy_port(my.load_argv(convox, data))) + "   (MYSQL_PWD=****)",
             cmd(my.objects_dump_argv(heroku, ctx.work_dir / "mysql-objects.sql"))
             + "   (then the views by name)",
             "mariadb (Convox): the _cutover_sync marker in <db>__cutover_next (state, time, "

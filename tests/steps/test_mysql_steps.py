@@ -223,5 +223,5 @@ def test_plan_lines_name_the_commands_without_secrets(tmp_path: Path, servers: P
     ctx, _ = w.context()
     lines = "\n".join(InitialSyncMysql().describe(ctx))
     assert "--single-transaction" in lines and "RENAME TABLE" in lines
-    assert "MYSQL_PWD=****" in lines
+    assert "MYSQL_PWD=****" in lines and "-P '<proxy port>'" in lines
     assert w.source.password not in lines
