@@ -15,6 +15,8 @@ from cutover.adapters import mysqlstaging, mysqlverify
 from cutover.adapters.mysql import MyConn, MysqlAdapter, strip_definers
 from cutover.errors import CutoverError
 from cutover.runner import Runner
+from cutover.sandbox import mysqlbox
+from cutover.sandbox.convox_fake.provision_mysql import RDS_MASTER_PRIVILEGES
 from cutover.secrets import SecretMasker
 
 pytestmark = pytest.mark.slow
@@ -174,3 +176,25 @@ def test_failed_swap_leaves_the_previous_copy(servers: Pair, my: MysqlAdapter, w
     )
     assert run_sql(target, "SELECT COUNT(*) FROM big_spenders").strip() == "4"
     assert mysqlstaging.guard(my, target, force=False) is None
+
+
+def test_a_user_without_super_restores_the_definers_as_itself(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """rds-mysql: the RDS master user has no SUPER (convox_fake/provision_mysql.py), so it may
+    not name another DEFINER (error 1227); rewritten to CURRENT_USER, everything loads."""
+    source = clear_db(servers.heroku, rows=20)
+    admin = convox_db(servers.convox)
+    user, password = f"master_{admin.database[-8:]}", "pw:" + admin.database
+    mysqlbox.admin(
+        servers.convox,
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';\n"
+        f"GRANT {RDS_MASTER_PRIVILEGES} ON *.* TO '{user}'@'%' WITH GRANT OPTION;",
+    )
+    target = MyConn("127.0.0.1", servers.convox.port, user, admin.database, password)
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert mysqlverify.verify(my, source, target).mismatches == []
+    definers = run_sql(
+        target, "SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+    )
+    assert definers.split() == [f"{user}@%"]
