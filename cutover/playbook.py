@@ -24,6 +24,7 @@ from pydantic import (
 
 from cutover.errors import InvalidInput
 from cutover.playbook_redis import RedisSection
+from cutover.playbook_mysql import MysqlSection
 
 DEFAULT_PLAYBOOK = "cutover.yml"
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -473,6 +474,7 @@ class Playbook(_Model):
     notify: NotifySection | None = None
     tls: TlsSection = Field(default_factory=TlsSection)
     redis: RedisSection = Field(default_factory=RedisSection)
+    mysql: MysqlSection = Field(default_factory=MysqlSection)
 
 
 class LoadedPlaybook:

@@ -25,6 +25,10 @@ fi
 have npm || missing+=(npm)
 # setpriv/runuser (util-linux) run PostgreSQL as the postgres user when the tests run as root.
 have setpriv || missing+=(util-linux)
+# MariaDB server + client: the sandbox's ClearDB and Convox mysql sides, and the MySQL data path
+# (mariadb-dump, mariadb) of cutover/adapters/mysql.py (issue 14).
+{ have mariadbd || [ -x /usr/sbin/mariadbd ]; } && have mariadb-install-db || missing+=(mariadb-server)
+have mariadb && have mariadb-dump || missing+=(mariadb-client)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

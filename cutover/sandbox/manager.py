@@ -37,6 +37,9 @@ from typing import Any
 import cutover
 from cutover.errors import CutoverError
 from cutover.sandbox import convox_fake, dnsbox, heroku_api, pgcluster, procs, redisbox, seed
+from cutover.sandbox import convox_fake, dnsbox, heroku_api, mysqlbox, pgcluster, procs, seed
+from cutover.sandbox.convox_fake import provision_mysql
+from cutover.sandbox.heroku_api import seed_mysql
 from cutover.sandbox.knot import KnotServer
 from cutover.sandbox.tls import SandboxCA
 
@@ -191,6 +194,7 @@ def _start(
 
     src_password, dst_password = _start_databases(folder, data, rows, say, cert, key)
     redis_url = redisbox.start_sandbox(folder, data, cert, key, ca.ca_file, say)
+    mysqlbox.sandbox_start(folder, data, say)  # issue 14: the ClearDB app's two MariaDB servers
     api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say, redis_url)
     knot = _start_dns(folder, data, say)
     convox_config, bin_dir = _start_convox(
@@ -266,6 +270,9 @@ def _start_heroku(
     # As on a real app, scheduled backups exist beside cutover's, and one finishes while
     # initial-sync's capture runs: `pg:backups:url` without an id would hand out that one.
     state["apps"][HEROKU_APP]["scheduled_backup_during_capture"] = 1
+    cleardb = mysqlbox.cleardb_url(folder)
+    if cleardb:  # issue 14: the second app, on ClearDB (playbooks/sandbox-mysql.yml)
+        seed_mysql.add_mysql_app(state, cleardb)
     procs.ensure_private_dir(folder / "heroku")
     heroku_api.save_state(folder / "heroku" / "state.json", state)
     pid_file = folder / "heroku" / "api.pid"
@@ -391,6 +398,11 @@ def _start_convox(
         redis=convox_fake.RedisBackend("127.0.0.1", ports["redis_convox"]),
         timings=rack_timings,
     )
+    mysql_convox = mysqlbox.convox_backend(folder)
+    if mysql_convox is not None:  # issue 14: the rack's mysql resources live there
+        provision_mysql.configure(
+            convox_config, "127.0.0.1", mysql_convox.port, "root", mysql_convox.admin_password
+        )
 
     app_dir = folder / "app"
     if app_dir.exists():

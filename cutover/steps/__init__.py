@@ -12,6 +12,7 @@ from cutover.steps.datacheck import CheckData
 from cutover.steps.dns import SwitchDns, VerifyDns
 from cutover.steps.domain import AddDomain
 from cutover.steps.freeze import FreezeWrites
+from cutover.steps.mysql import CheckMysql, FinalSyncMysql, InitialSyncMysql, VerifyMysql
 from cutover.steps.preflight import Preflight
 from cutover.steps.redis import InspectRedis, SyncRedis
 from cutover.steps.scheduler import DisableScheduler
@@ -29,8 +30,10 @@ STEPS: list[Step] = [
     Deploy(),
     SmokeTest(),
     CheckData(),
+    CheckMysql(),
     CaptureChanges(),
     InitialSync(),
+    InitialSyncMysql(),
     LowerTtl(),
     AddDomain(),
     TlsReady(),
@@ -42,8 +45,10 @@ STEPS: list[Step] = [
     InspectRedis(),
     FreezeWrites(),
     FinalSync(),
+    FinalSyncMysql(),
     SyncRedis(),
     VerifyData(),
+    VerifyMysql(),
     SwitchDns(),
     VerifyDns(),
     VerifySite(),

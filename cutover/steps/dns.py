@@ -12,7 +12,7 @@ from pydantic import Field
 
 from cutover.errors import CutoverError
 from cutover.state import Status
-from cutover.steps import dnswait
+from cutover.steps import dnswait, mysql
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.preflight import PreflightOutputs
 from cutover.steps.records import DNS_RECORD_FIELDS, DnsRecord
@@ -259,6 +259,7 @@ class SwitchDns(Step):
         also = saved.also if saved.previous else _replaced_too(ctx, previous)
         ctx.save(SwitchDnsProgress(previous=previous, also=also))
         mark_live(ctx)  # the guard in the world: no sync overwrites a live database
+        mysql.mark_live(ctx)  # the same for a MySQL add-on's copy (steps/mysql.py)
         ttl = min(ctx.model.dns.ttl, record.ttl) if record else ctx.model.dns.ttl
         ctx.dns.set(_router_record(ctx, ttl, router))
         ctx.note(

@@ -168,12 +168,15 @@ def test_the_flags_are_declared_on_the_steps() -> None:
         "disable-scheduler",
         "maintenance-on",
         "final-sync",
+        "final-sync-mysql",
         "sync-redis",
         "switch-dns",
     ]
     assert [s.id for s in STEPS if s.overwrites_target_data] == [
         "initial-sync",
+        "initial-sync-mysql",
         "final-sync",
+        "final-sync-mysql",
         "sync-redis",
     ]
     assert [s.id for s in STEPS if s.moves_traffic] == ["switch-dns"]

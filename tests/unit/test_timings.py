@@ -74,8 +74,10 @@ REHEARSED = {
     "inspect-redis": 1.0,
     "freeze-writes": 5.0,
     "final-sync": 10.0,
+    "final-sync-mysql": 0.5,  # an app without a MySQL add-on: done at once (steps/mysql.py)
     "sync-redis": 2.0,
     "verify-data": 6.0,
+    "verify-mysql": 0.5,
     "switch-dns": 1.0,
     "verify-dns": 3.0,
     "verify-site": 2.0,
@@ -105,10 +107,10 @@ def test_a_rehearsal_predicts_each_step_and_scales_the_data_steps_by_database_si
     assert seconds["maintenance-on"] == 2.0 and seconds["scale-down"] == 4.0
     assert seconds["final-sync"] == 30.0 and seconds["verify-data"] == 18.0
     assert "x3.00 (database size)" in got.of("final-sync").source  # type: ignore[union-attr]
-    assert got.window_seconds == 2 + 4 + 1 + 5 + 30 + 2 + 18 + 1 + 3 + 2
+    assert got.window_seconds == 2 + 4 + 1 + 5 + 30 + 0.5 + 2 + 18 + 0.5 + 1 + 3 + 2
     assert got.unknown == []
     line = got.total_lines()[0]
-    assert re.fullmatch(r"window estimate: 68\.0 s \(maintenance-on to verify-site\)", line)
+    assert re.fullmatch(r"window estimate: 69\.0 s \(maintenance-on to verify-site\)", line)
 
 
 def test_this_runs_measurements_come_before_the_rehearsal(tmp_path: Path) -> None:
@@ -199,10 +201,12 @@ def test_steps_the_playbook_skips_are_not_in_the_window(tmp_path: Path) -> None:
         "inspect-redis",
         "freeze-writes",
         "final-sync",
+        "final-sync-mysql",
         "sync-redis",
         "verify-data",
+        "verify-mysql",
     ]
-    assert got.window_seconds == 2 + 4 + 1 + 5 + 10 + 2 + 6
+    assert got.window_seconds == 2 + 4 + 1 + 5 + 10 + 0.5 + 2 + 6 + 0.5
 
 
 def test_a_missing_rehearsal_is_refused_naming_the_field(tmp_path: Path) -> None:
@@ -264,7 +268,7 @@ def test_confirm_window_prints_the_checklist_and_records_the_prediction(tmp_path
     outputs = ConfirmWindow().apply(ctx)
 
     assert isinstance(outputs, ConfirmWindowOutputs)
-    assert outputs.predicted_downtime_seconds == 2 + 4 + 1 + 5 + 20 + 2 + 12 + 1 + 3 + 2
+    assert outputs.predicted_downtime_seconds == 2 + 4 + 1 + 5 + 20 + 0.5 + 2 + 12 + 0.5 + 1 + 3 + 2
     assert outputs.unpredicted_steps == []
     text = "\n".join(notes.lines)
     after = STEP_IDS[STEP_IDS.index("confirm-window") + 1 : STEP_IDS.index("verify-site") + 1]
@@ -273,8 +277,8 @@ def test_confirm_window_prints_the_checklist_and_records_the_prediction(tmp_path
     assert "maintenance-on: Put Heroku in maintenance mode  [gate]  ~2.0s (rehearsal)" in text
     assert "final-sync: Final data sync (Heroku in maintenance)  [gate]  ~20.0s" in text
     assert text.index("the window starts") < text.index("maintenance-on: ")
-    assert "window estimate: 52.0 s" in text
-    assert "predicted downtime: 52.0s" in text
+    assert "window estimate: 53.0 s" in text
+    assert "predicted downtime: 53.0s" in text
 
 
 def test_plan_refuses_a_missing_rehearsal_before_printing_anything(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from cutover.sandbox.convox_fake import provision_redis
+from cutover.sandbox.convox_fake import provision_mysql, provision_redis
 from cutover.sandbox.convox_fake.manifest import Manifest, ResourceDef
 from cutover.sandbox.convox_fake.model import get_app, rack_by_name
 from cutover.sandbox.convox_fake.output import CliError, now_iso
@@ -148,6 +148,11 @@ def plan(state: Json, app: Json, manifest: Manifest | None, env: dict[str, str])
         elif provision_redis.backend(state) and resource_family(resource.type) == "redis":
             record.update(provision_redis.plan_record(state, app, resource, version))
             pending.append(resource.name)
+        elif resource_family(resource.type) == "mysql" and provision_mysql.backend(state):
+            record.update(
+                provision_mysql.plan_record(state, app["name"], resource.name, resource.type)
+            )
+            pending.append(resource.name)
         made[resource.name] = record
     return pending
 
@@ -192,6 +197,11 @@ def materialize(store: Store, rack_name: str, app_name: str, job: str) -> None:
             record = dict(get_app(rack_by_name(state, rack_name), app_name)["resources"][name])
         if resource_family(str(record.get("type"))) == "redis":
             provision_redis.create(record)
+        elif resource_family(str(record.get("type"))) == "mysql":
+            with store.locked() as state:
+                mysql_backend = provision_mysql.backend(state)
+            if mysql_backend is not None:
+                provision_mysql.create(mysql_backend, record)
         elif backend is not None:
             _create(backend, record)
         with store.locked() as state:

@@ -1,0 +1,96 @@
+"""check-mysql's look at both servers (issue 14): versions, character sets and collations,
+definers, size. Reads only.
+
+* utf8mb3: MySQL's ``utf8`` is utf8mb3 (3 bytes, no emoji; MySQL 8.0 manual 10.9.2 "The utf8mb3
+  Character Set", deprecated). The copy keeps every column's character set as it is (the dump
+  names it per table), so each utf8mb3 column is named: it stays utf8mb3 on Convox; converting it
+  to utf8mb4 is the app's change to make (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4);
+* collations: a collation the Convox server does not know (MySQL 8's utf8mb4_0900_ai_ci on a
+  MariaDB or MySQL 5.7 resource; Convox's default image is mysql:5.7.23,
+  provider/k8s/template/resource/mysql.yml.tmpl) makes the load fail: a blocker, before the
+  window;
+* definers: every trigger, view, routine and event with its DEFINER; the copy rewrites them to
+  the Convox user (CURRENT_USER), since Heroku's add-on user does not exist there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cutover.adapters.mysql import MyConn, MysqlAdapter
+
+DEFINERS_SQL = (
+    "SELECT 'trigger', TRIGGER_NAME, DEFINER FROM information_schema.TRIGGERS WHERE "
+    "TRIGGER_SCHEMA = DATABASE() UNION ALL SELECT 'view', TABLE_NAME, DEFINER FROM "
+    "information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() UNION ALL SELECT "
+    "LOWER(ROUTINE_TYPE), ROUTINE_NAME, DEFINER FROM information_schema.ROUTINES WHERE "
+    "ROUTINE_SCHEMA = DATABASE() UNION ALL SELECT 'event', EVENT_NAME, DEFINER FROM "
+    "information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()"
+)
+
+
+@dataclass
+class Report:
+    heroku_version: str
+    convox_version: str
+    tables: int
+    bytes: int
+    utf8mb3: list[str] = field(default_factory=list)
+    definers: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    blockers: list[str] = field(default_factory=list)
+
+
+def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
+    heroku_version = my.query(source, "SELECT VERSION()")[0][0]
+    convox_version = my.query(target, "SELECT VERSION()")[0][0]
+    tables, size = my.query(
+        source,
+        "SELECT COUNT(*), IFNULL(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema."
+        "TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
+    )[0]
+    report = Report(heroku_version, convox_version, int(tables), int(size))
+    for table, column in my.query(
+        source,
+        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+        "DATABASE() AND CHARACTER_SET_NAME IN ('utf8', 'utf8mb3') ORDER BY 1, 2",
+    ):
+        report.utf8mb3.append(f"{table}.{column}")
+    if report.utf8mb3:
+        report.findings.append(
+            f"{len(report.utf8mb3)} column(s) in utf8mb3 (MySQL's 'utf8', no emoji), kept as "
+            f"they are on Convox: {', '.join(report.utf8mb3[:10])}; converting them to utf8mb4 "
+            "is the app's change (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4)"
+        )
+    used = {
+        r[0]
+        for r in my.query(
+            source,
+            "SELECT DISTINCT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND COLLATION_NAME IS NOT NULL UNION SELECT DISTINCT TABLE_COLLATION "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+            "TABLE_COLLATION IS NOT NULL",
+        )
+    }
+    known = {
+        r[0] for r in my.query(target, "SELECT COLLATION_NAME FROM information_schema.COLLATIONS")
+    }
+    missing = sorted(used - known)
+    if missing:
+        report.blockers.append(
+            f"collation(s) unknown to the Convox server ({convox_version}): {', '.join(missing)}"
+        )
+    for kind, name, definer in my.query(source, DEFINERS_SQL):
+        report.definers.append(f"{kind} {name} ({definer})")
+    if report.definers:
+        report.findings.append(
+            f"{len(report.definers)} object(s) with a DEFINER: {', '.join(report.definers[:10])}; "
+            "the copy makes the Convox user their definer (Heroku's user does not exist there, "
+            "and naming another definer needs SUPER / SET USER)"
+        )
+    events = [d for d in report.definers if d.startswith("event ")]
+    if events:
+        report.findings.append(
+            f"{len(events)} event(s) copied: they run on Convox when its event_scheduler is ON"
+        )
+    return report

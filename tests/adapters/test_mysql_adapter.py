@@ -1,0 +1,200 @@
+"""The MySQL data path on real MariaDB servers (cutover/adapters/mysql.py, mysqlstaging.py,
+mysqlverify.py): copy through staging and swap, definers rewritten, the guard, verify naming the
+table, a failed swap leaving the old copy, no password in any argv."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean
+from support.mysqlservers import Pair, clear_db, convox_db, run_sql, two_servers
+
+from cutover.adapters import mysqlstaging, mysqlverify
+from cutover.adapters.mysql import MyConn, MysqlAdapter, strip_definers
+from cutover.errors import CutoverError
+from cutover.runner import Runner
+from cutover.sandbox import mysqlbox
+from cutover.sandbox.convox_fake.provision_mysql import RDS_MASTER_PRIVILEGES
+from cutover.secrets import SecretMasker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    with two_servers(tmp_path_factory.mktemp("mysql")) as pair:
+        yield pair
+
+
+@pytest.fixture
+def my(argv_log: Path, audit: ListAudit) -> MysqlAdapter:
+    masker = SecretMasker()
+    return MysqlAdapter(Runner(masker, audit=audit, base_env={ARGV_LOG_ENV: str(argv_log)}), masker)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    folder = tmp_path / "work"
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def test_url_shapes_of_cleardb_jawsdb_and_convox() -> None:
+    # ClearDB (Heroku Dev Center "ClearDB MySQL"): no port, ?reconnect=true
+    c = MyConn.from_url("mysql://b6d:p%40ss@us-cdbr-east.cleardb.com/heroku_9a?reconnect=true")
+    assert (c.host, c.port, c.user, c.password, c.database) == (
+        "us-cdbr-east.cleardb.com",
+        3306,
+        "b6d",
+        "p@ss",
+        "heroku_9a",
+    )
+    # Convox (provider/k8s/template/resource/mysql.yml.tmpl): root, port 3306, database app
+    v = MyConn.from_url("mysql://root:pw@resource-mysql.ns.svc.cluster.local:3306/app")
+    assert (v.user, v.database) == ("root", "app")
+    with pytest.raises(CutoverError, match="not a MySQL URL"):
+        MyConn.from_url("postgres://u:p@h/db")
+
+
+def test_definers_rewritten_on_ddl_lines_only() -> None:
+    line = "/*!50017 DEFINER=`b1`@`%`*/ /*!50003 TRIGGER t AFTER INSERT ON o FOR EACH ROW ..."
+    assert strip_definers(line) == (
+        "/*!50017 DEFINER=CURRENT_USER*/ /*!50003 TRIGGER t AFTER INSERT ON o FOR EACH ROW ...",
+        1,
+    )
+    data = "INSERT INTO `n` VALUES ('DEFINER=`b1`@`%`');"
+    assert strip_definers(data) == (data, 0)
+
+
+def test_copy_swaps_in_everything_with_definers_rewritten(
+    servers: Pair, my: MysqlAdapter, work: Path, argv_log: Path, audit: ListAudit
+) -> None:
+    source, target = clear_db(servers.heroku), convox_db(servers.convox)
+    assert mysqlstaging.guard(my, target, force=False) is None  # empty: fine
+    result = mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert result.tables == 4
+    assert result.definers >= 3  # trigger, view, function
+    assert result.marker.startswith("cutover:synced")
+    check = mysqlverify.verify(my, source, target)
+    assert check.mismatches == []
+    assert sorted(c.table for c in check.tables) == [
+        "audit_log",
+        "customers",
+        "order_counts",
+        "orders",
+    ]
+    # the emoji, the binary column and the keyless duplicates arrived
+    assert "Ada 🚀" in run_sql(target, "SELECT name FROM customers WHERE id = 1")
+    assert run_sql(target, "SELECT HEX(avatar) FROM customers WHERE id = 1").strip() == (
+        "89504E470D0A1A0A00FF"
+    )
+    assert run_sql(target, "SELECT COUNT(*) FROM audit_log WHERE message = 'seeded'").strip() == "2"
+    # the trigger, view and function exist, owned by the Convox user, and work
+    definers = run_sql(
+        target,
+        "SELECT DEFINER FROM information_schema.TRIGGERS WHERE "
+        "TRIGGER_SCHEMA = DATABASE() UNION ALL SELECT DEFINER FROM "
+        "information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()",
+    )
+    assert definers.split() == ["root@127.0.0.1", "root@127.0.0.1"]
+    before = run_sql(target, "SELECT n FROM order_counts WHERE customer_id = 2").strip()
+    run_sql(target, "INSERT INTO orders (customer_id, total, body) VALUES (2, 1, 'x')")
+    assert int(run_sql(target, "SELECT n FROM order_counts WHERE customer_id = 2")) == (
+        int(before) + 1
+    )
+    assert run_sql(target, "SELECT order_label(7)").strip() == "order-7"
+    assert run_sql(target, "SELECT COUNT(*) FROM big_spenders").strip() == "4"
+    # nothing left behind: no staging or previous database, no dump file
+    dbs = run_sql(target, "SHOW DATABASES")
+    assert "__cutover" not in dbs
+    assert list(work.iterdir()) == []
+    argvs = assert_argv_clean(argv_log, [source.password, target.password])
+    assert any("--single-transaction" in a for a in argvs)
+    assert source.password not in audit.text() and target.password not in audit.text()
+
+
+def test_guard_refuses_foreign_tables_writes_and_live(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    source, target = clear_db(servers.heroku, rows=50), convox_db(servers.convox)
+    run_sql(target, "CREATE TABLE theirs (id INT PRIMARY KEY)")
+    with pytest.raises(CutoverError, match=r"did not put there.*theirs"):
+        mysqlstaging.guard(my, target, force=False)
+    assert "theirs" in (mysqlstaging.guard(my, target, force=True) or "")
+    run_sql(target, "DROP TABLE theirs")
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert mysqlstaging.guard(my, target, force=False) is None  # our copy, untouched
+    run_sql(target, "UPDATE customers SET name = 'changed' WHERE id = 2")
+    with pytest.raises(CutoverError, match=r"took writes.*customers"):
+        mysqlstaging.guard(my, target, force=False)
+    mysqlstaging.sync(my, source, target, work, timeout=300)  # forced by the caller's choice
+    mysqlstaging.mark_live(my, target)
+    with pytest.raises(CutoverError, match="went live"):
+        mysqlstaging.guard(my, target, force=False)
+
+
+def test_verify_names_the_table_that_differs(servers: Pair, my: MysqlAdapter, work: Path) -> None:
+    source, target = clear_db(servers.heroku, rows=100), convox_db(servers.convox)
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    run_sql(target, "UPDATE customers SET note = 'likes emoji 😀' WHERE id = 1")
+    run_sql(target, "DELETE FROM audit_log WHERE message IS NULL")
+    run_sql(target, "ALTER TABLE orders ADD COLUMN extra INT NULL")
+    problems = mysqlverify.verify(my, source, target).mismatches
+    assert any(p.startswith("customers: content differs") for p in problems), problems
+    assert any(p.startswith("audit_log: 3 rows on Heroku, 2 on Convox") for p in problems)
+    assert any(p.startswith("orders:") and "schema differs" in p for p in problems)
+    assert not any(p.startswith("order_counts") for p in problems)
+    counts = mysqlverify.verify(my, source, target, checksums=False).mismatches
+    assert not any(p.startswith("customers") for p in counts)  # counts alone cannot see it
+
+
+def test_failed_swap_leaves_the_previous_copy(servers: Pair, my: MysqlAdapter, work: Path) -> None:
+    source, target = clear_db(servers.heroku, rows=100), convox_db(servers.convox)
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    run_sql(source, "DELETE FROM audit_log")
+    # a staging copy whose rename must fail: a trigger on a staging table cannot change schema
+    staging = mysqlstaging.create_staging(my, target, ("utf8mb4", "utf8mb4_general_ci"))
+    tables = mysqlstaging.base_tables(my, source)
+    data = work / "d.sql"
+    my.dump(my.data_dump_argv(source, tables, data), source, data, 60)
+    my.load(staging, data, 60)
+    mysqlstaging.mark_synced(my, staging)
+    run_sql(staging, "CREATE TRIGGER blocker BEFORE INSERT ON audit_log FOR EACH ROW SET @x = 1")
+    objects = mysqlstaging.dump_objects(my, source, work, "new", 60)
+    with pytest.raises(CutoverError, match="Trigger in wrong schema"):
+        mysqlstaging.swap(my, target, objects, work, 60)
+    # the old copy is whole: its rows, its trigger and view back, the guard content
+    assert run_sql(target, "SELECT COUNT(*) FROM audit_log").strip() == "3"
+    assert (
+        run_sql(
+            target,
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()",
+        ).strip()
+        == "1"
+    )
+    assert run_sql(target, "SELECT COUNT(*) FROM big_spenders").strip() == "4"
+    assert mysqlstaging.guard(my, target, force=False) is None
+
+
+def test_a_user_without_super_restores_the_definers_as_itself(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """rds-mysql: the RDS master user has no SUPER (convox_fake/provision_mysql.py), so it may
+    not name another DEFINER (error 1227); rewritten to CURRENT_USER, everything loads."""
+    source = clear_db(servers.heroku, rows=20)
+    admin = convox_db(servers.convox)
+    user, password = f"master_{admin.database[-8:]}", "pw:" + admin.database
+    mysqlbox.admin(
+        servers.convox,
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';\n"
+        f"GRANT {RDS_MASTER_PRIVILEGES} ON *.* TO '{user}'@'%' WITH GRANT OPTION;",
+    )
+    target = MyConn("127.0.0.1", servers.convox.port, user, admin.database, password)
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert mysqlverify.verify(my, source, target).mismatches == []
+    definers = run_sql(
+        target, "SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+    )
+    assert definers.split() == [f"{user}@%"]

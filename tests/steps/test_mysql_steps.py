@@ -1,0 +1,227 @@
+"""check-mysql, initial-sync-mysql, final-sync-mysql and verify-mysql on real MariaDB servers
+(issue 14). The Heroku and Convox adapters are replaced by the few answers the steps ask of them
+(the add-on's config var, the resource URL, a "proxy" port: the Convox server's own), as in
+tests/steps/test_data_sync.py; the mysql client tools, the runner and the servers are real."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from support.mysqlservers import Pair, clear_db, convox_db, run_sql, two_servers
+
+from cutover.adapters.mysql import MyConn
+from cutover.engine.plan import new_state
+from cutover.errors import CutoverError
+from cutover.playbook import load_playbook
+from cutover.runner import ARGV_LOG_VAR, Runner
+from cutover.secrets import SecretMasker
+from cutover.state import Status
+from cutover.steps import BY_ID
+from cutover.steps.base import Context, Step, dump
+from cutover.steps.mysql import (
+    CheckMysql,
+    FinalSyncMysql,
+    InitialSyncMysql,
+    VerifyMysql,
+    mark_live,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def url(c: MyConn) -> str:
+    return f"mysql://{c.user}:{quote(c.password, safe='')}@{c.host}:{c.port}/{c.database}"
+
+
+class Notes:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.lines.append(message)
+
+
+class Heroku:
+    """`heroku config --json` as adapters/heroku.py returns it (values registered as secrets)."""
+
+    def __init__(self, source: MyConn, masker: SecretMasker) -> None:
+        self.source, self.masker = source, masker
+
+    def config(self) -> dict[str, str]:
+        value = url(self.source) + "?reconnect=true"  # ClearDB's URL shape
+        self.masker.add(value)
+        return {"CLEARDB_DATABASE_URL": value, "RACK_ENV": "production"}
+
+    def argv(self, *args: str) -> list[str]:
+        return ["heroku", *args, "-a", "myapp"]
+
+
+class Convox:
+    def __init__(self, target: MyConn) -> None:
+        self.target = target
+
+    def resource_url(self, resource: str) -> str:
+        assert resource == "mysql"
+        return url(self.target)
+
+    @contextmanager
+    def proxy(self, resource: str) -> Iterator[int]:
+        yield self.target.port
+
+    def argv(self, *args: str) -> list[str]:
+        return ["convox", *args]
+
+    def proxy_argv(self, resource: str, port: str) -> list[str]:
+        return ["convox", "resources", "proxy", resource, "--port", port]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    with two_servers(tmp_path_factory.mktemp("mysql")) as pair:
+        yield pair
+
+
+class World:
+    def __init__(self, tmp: Path, servers: Pair, mysql: str = "", addons: str = "cleardb") -> None:
+        self.source, self.target = clear_db(servers.heroku, rows=500), convox_db(servers.convox)
+        self.tmp = tmp
+        self.argv_log = tmp / "argv.jsonl"
+        path = tmp / "cutover.yml"
+        path.write_text(
+            "version: 1\nheroku: {app: myapp}\nconvox: {app: myapp, rack: test}\n"
+            f"database: null\n{mysql}",
+            encoding="utf-8",
+        )
+        self.playbook = load_playbook(path)
+        self.state = new_state(self.playbook)
+        self.done(
+            "preflight",
+            {
+                "heroku_cli": "11.10.0",
+                "heroku_formation": {},
+                "heroku_addons": [a for a in addons.split(",") if a],
+                "scheduler": False,
+                "router": "r.example",
+                "rack": "test",
+            },
+        )
+
+    def done(self, step_id: str, outputs: dict[str, object]) -> None:
+        st = self.state.step(step_id)
+        st.status, st.outputs = Status.DONE, outputs
+
+    def context(self, force: bool = False) -> tuple[Context, Notes]:
+        masker = SecretMasker()
+        notes = Notes()
+        work = self.tmp / "work"
+        work.mkdir(mode=0o700, exist_ok=True)
+        ctx = Context(
+            playbook=self.playbook,
+            state=self.state,
+            runner=Runner(masker, base_env={ARGV_LOG_VAR: str(self.argv_log)}),
+            masker=masker,
+            heroku=Heroku(self.source, masker),  # type: ignore[arg-type]
+            convox=Convox(self.target),  # type: ignore[arg-type]
+            postgres=None,  # type: ignore[arg-type]
+            http=None,  # type: ignore[arg-type]
+            dns=None,
+            reporter=notes,
+            work_dir=work,
+            sleep=lambda s: None,
+        )
+        ctx.extras["force_data"] = force
+        return ctx, notes
+
+    def run(self, step: Step, force: bool = False) -> tuple[dict[str, object], Notes]:
+        ctx, notes = self.context(force)
+        out = step.check(ctx) or step.apply(ctx)
+        self.done(step.id, dump(out))
+        return dump(out), notes
+
+    def assert_no_password_in_argv(self) -> None:
+        lines = self.argv_log.read_text(encoding="utf-8").splitlines()
+        assert lines
+        for line in lines:
+            joined = " ".join(json.loads(line))
+            assert self.source.password not in joined
+            assert self.target.password not in joined
+
+
+def test_the_steps_sit_where_the_contract_puts_them() -> None:
+    ids = list(BY_ID)
+    assert ids.index("check-mysql") == ids.index("check-data") + 1
+    assert ids.index("initial-sync-mysql") == ids.index("initial-sync") + 1
+    assert ids.index("final-sync-mysql") == ids.index("final-sync") + 1
+    assert ids.index("verify-mysql") == ids.index("verify-data") + 1
+    assert FinalSyncMysql.in_window and VerifyMysql.in_window
+    assert not InitialSyncMysql.in_window
+
+
+def test_a_cleardb_app_is_checked_copied_verified_and_guarded(
+    tmp_path: Path, servers: Pair
+) -> None:
+    w = World(tmp_path, servers)
+    checked, notes = w.run(CheckMysql())
+    assert checked["addon"] == "cleardb" and checked["config_var"] == "CLEARDB_DATABASE_URL"
+    assert checked["copied"] is True and checked["tables"] == 4
+    assert any("trigger count_orders" in d for d in checked["definers"])  # type: ignore[union-attr]
+    assert any("DEFINER" in line for line in notes.lines)
+    initial, notes = w.run(InitialSyncMysql())
+    assert initial["tables"] == 4 and initial["definers"] >= 3
+    assert any("swapped the new copy in" in line for line in notes.lines)
+    verified, _ = w.run(VerifyMysql())
+    assert verified["tables"] == 4 and verified["rows"] == 4 + 500 + 3 + 4
+    # the window: Heroku took more rows before maintenance; the final copy brings them
+    run_sql(w.source, "INSERT INTO orders (customer_id, total, body) VALUES (3, 9.5, 'late')")
+    ctx, _ = w.context()
+    assert "freeze-writes does not cover MySQL" in (FinalSyncMysql().gate_question(ctx) or "")
+    w.run(FinalSyncMysql())
+    assert run_sql(w.target, "SELECT COUNT(*) FROM orders WHERE body = 'late'").strip() == "1"
+    w.run(VerifyMysql())
+    # a write on Convox after the copy: verify names the table, a new copy is refused
+    run_sql(w.target, "DELETE FROM orders WHERE body = 'late'")
+    with pytest.raises(CutoverError, match=r"orders: 501 rows on Heroku, 500 on Convox"):
+        VerifyMysql().apply(w.context()[0])
+    with pytest.raises(CutoverError, match=r"took writes.*orders"):
+        FinalSyncMysql().apply(w.context()[0])
+    _, notes = w.run(FinalSyncMysql(), force=True)
+    assert any("--force-data: copying although" in line for line in notes.lines)
+    # switch-dns marks it live: no copy afterwards, even the guard says why
+    mark_live(w.context()[0])
+    with pytest.raises(CutoverError, match="went live"):
+        FinalSyncMysql().apply(w.context()[0])
+    w.assert_no_password_in_argv()
+
+
+def test_an_app_without_a_mysql_addon_copies_nothing(tmp_path: Path, servers: Pair) -> None:
+    w = World(tmp_path, servers, addons="heroku-postgresql")
+    checked, notes = w.run(CheckMysql())
+    assert checked == {}
+    assert any("no MySQL add-on" in line for line in notes.lines)
+    assert w.run(InitialSyncMysql())[0] == {"skipped": "no MySQL add-on on the Heroku app"}
+    assert w.run(VerifyMysql())[0] == {"skipped": "no MySQL add-on on the Heroku app"}
+    assert not w.argv_log.exists()
+
+
+def test_copy_false_says_the_convox_database_stays_empty(tmp_path: Path, servers: Pair) -> None:
+    w = World(tmp_path, servers, mysql="mysql: {copy: false}\n")
+    checked, notes = w.run(CheckMysql())
+    assert checked["copied"] is False
+    assert any("NOT copied" in line and "stays empty" in line for line in notes.lines)
+    model = w.playbook.model
+    assert InitialSyncMysql().applies(model) == "mysql.copy is false"
+    assert FinalSyncMysql().applies(model) == "mysql.copy is false"
+
+
+def test_plan_lines_name_the_commands_without_secrets(tmp_path: Path, servers: Pair) -> None:
+    w = World(tmp_path, servers)
+    ctx, _ = w.context()
+    lines = "\n".join(InitialSyncMysql().describe(ctx))
+    assert "--single-transaction" in lines and "RENAME TABLE" in lines
+    assert "MYSQL_PWD=****" in lines and "-P '<proxy port>'" in lines
+    assert w.source.password not in lines
