@@ -23,8 +23,8 @@ from pydantic import (
 )
 
 from cutover.errors import InvalidInput
-from cutover.playbook_redis import RedisSection
 from cutover.playbook_mysql import MysqlSection
+from cutover.playbook_redis import RedisSection
 
 DEFAULT_PLAYBOOK = "cutover.yml"
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")

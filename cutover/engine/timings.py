@@ -17,8 +17,11 @@ of these sources that has a measurement:
    way, by size; with ``changed-tables`` it is an upper bound);
 
 else the step is "unknown": left out of the total, and the total says so. Steps the playbook
-skips take no time. Nothing here writes anything; a missing or unreadable rehearsal is refused
-with a message naming ``window.rehearsal``.
+skips take no time. A step whose check found nothing for this app to do (its outputs'
+``skipped``, e.g. the MySQL steps without a MySQL add-on: steps/mysql.py) is measured by
+that check, in this run and in a rehearsal (engine/run.py records it in ``RunState.timings``).
+Nothing here writes anything; a missing or unreadable rehearsal is refused with a message
+naming ``window.rehearsal``.
 """
 
 from __future__ import annotations
@@ -174,7 +177,11 @@ def estimate_step(
     if rehearsal is not None:
         st = rehearsal.steps.get(step_id)
         measured = _measured(rehearsal, step_id)
-        if measured is not None and st is not None and not st.found_applied:
+        if (
+            measured is not None
+            and st is not None
+            and (not st.found_applied or st.outputs.get("skipped"))
+        ):
             if step_id not in DATA_STEPS:
                 return StepEstimate(step_id, measured, "rehearsal")
             other = _size(rehearsal)

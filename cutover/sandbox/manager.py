@@ -36,8 +36,16 @@ from typing import Any
 
 import cutover
 from cutover.errors import CutoverError
-from cutover.sandbox import convox_fake, dnsbox, heroku_api, pgcluster, procs, redisbox, seed
-from cutover.sandbox import convox_fake, dnsbox, heroku_api, mysqlbox, pgcluster, procs, seed
+from cutover.sandbox import (
+    convox_fake,
+    dnsbox,
+    heroku_api,
+    mysqlbox,
+    pgcluster,
+    procs,
+    redisbox,
+    seed,
+)
 from cutover.sandbox.convox_fake import provision_mysql
 from cutover.sandbox.heroku_api import seed_mysql
 from cutover.sandbox.knot import KnotServer

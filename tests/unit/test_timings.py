@@ -175,6 +175,23 @@ def test_a_step_the_rehearsal_found_applied_is_no_measurement(tmp_path: Path) ->
     assert got.window_seconds == sum(REHEARSED.values()) - REHEARSED["scale-down"]
 
 
+def test_a_step_that_found_nothing_for_the_app_is_measured_by_its_check(tmp_path: Path) -> None:
+    """final-sync-mysql of an app without a MySQL add-on: its check says ``skipped`` and that
+    check is all the next window pays (steps/mysql.py), unlike a step found applied."""
+    base = playbook(tmp_path)
+    state = done(new_state(base), REHEARSED, size=1_000_000)
+    mysql = state.steps["final-sync-mysql"]
+    mysql.found_applied = True
+    mysql.outputs = {"skipped": "no MySQL add-on on the Heroku app"}
+    write_rehearsal(tmp_path, base, state)
+    pb = playbook(tmp_path, window={"rehearsal": "rehearsal/.cutover"})
+
+    got = estimate(pb, done(new_state(pb), {}, size=1_000_000), STEPS)
+
+    assert got.of("final-sync-mysql").seconds == REHEARSED["final-sync-mysql"]  # type: ignore[union-attr]
+    assert got.unknown == []
+
+
 def test_data_steps_are_not_scaled_when_a_size_is_unknown(tmp_path: Path) -> None:
     pb = rehearsed(tmp_path, size=1_000_000)
     got = estimate(pb, new_state(pb), STEPS)  # this run has no check-data yet
