@@ -26,7 +26,6 @@ import contextlib
 import json
 import secrets
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -40,6 +39,7 @@ from cutover.sandbox import (
     convox_fake,
     dnsbox,
     heroku_api,
+    herokuside,
     mysqlbox,
     pgcluster,
     procs,
@@ -47,26 +47,28 @@ from cutover.sandbox import (
     seed,
 )
 from cutover.sandbox.convox_fake import provision_mysql
-from cutover.sandbox.heroku_api import seed_mysql
 from cutover.sandbox.knot import KnotServer
+from cutover.sandbox.names import (
+    CONVOX_APP,
+    HEROKU_APP,
+    HEROKU_DNS_TARGET,
+    HEROKU_HOSTNAME,
+    ORIGINAL_TTL,
+    RACK,
+    RACK_DOMAIN,
+    RECORD,
+    ROUTER,
+    SOURCE_DB,
+    SOURCE_USER,
+    TARGET_DB,
+    TARGET_USER,
+    ZONE,
+)
 from cutover.sandbox.tls import SandboxCA
 
 STATE = "sandbox.json"
 ENV = "env.json"
-HEROKU_APP = "myapp-sandbox"
-CONVOX_APP = "myapp"
-RACK = "sandbox"
-RACK_DOMAIN = "sandbox.convox.test"
-ROUTER = f"router.{RACK_DOMAIN}"
-ZONE = "example.test"
-RECORD = f"www.{ZONE}"
-HEROKU_DNS_TARGET = "myapp-sandbox-1a2b.herokudns.test"
-HEROKU_HOSTNAME = f"{HEROKU_APP}.herokuapp.test"
-ORIGINAL_TTL = 20  # the record's TTL before lower-ttl; confirm-window waits it out
-SOURCE_DB = "d8f3k2sandbox"
-SOURCE_USER = "u4b1sandbox"
-TARGET_DB = "app"
-TARGET_USER = "app"
+
 # The sample app's source (Dockerfile, convox.yml) is package data, so that the sandbox works
 # from an installed wheel as well as from the source tree (pyproject.toml's package-data).
 SAMPLE_APP = ("data", "sample-app")
@@ -203,7 +205,7 @@ def _start(
     src_password, dst_password = _start_databases(folder, data, rows, say, cert, key)
     redis_url = redisbox.start_sandbox(folder, data, cert, key, ca.ca_file, say)
     mysqlbox.sandbox_start(folder, data, say)  # issue 14: the ClearDB app's two MariaDB servers
-    api_key, home = _start_heroku(folder, data, cert, key, ca, src_password, say, redis_url)
+    api_key, home = herokuside.start(folder, data, cert, key, src_password, say, redis_url)
     knot = _start_dns(folder, data, say)
     convox_config, bin_dir = _start_convox(
         folder, data, router_cert, router_key, dst_password, say, rack_timings
@@ -245,120 +247,6 @@ def _start_databases(
     # them (empty) at the first promote, with this password, through the cluster's admin access.
     dst_password = secrets.token_urlsafe(18)
     return src_password, dst_password
-
-
-def _start_heroku(
-    folder: Path,
-    data: dict[str, Any],
-    cert: Path,
-    key: Path,
-    ca: SandboxCA,
-    src_password: str,
-    say: Any,
-    redis_url: str | None = None,
-) -> tuple[str, Path]:
-    ports, logs = data["ports"], folder / "logs"
-    say(f"Heroku API emulator on 127.0.0.1:{ports['heroku_api']}")
-    api_key = secrets.token_hex(16)
-    state = heroku_api.default_state(
-        HEROKU_APP,
-        db={
-            "host": "127.0.0.1",
-            "port": ports["pg_heroku"],
-            "user": SOURCE_USER,
-            "password": src_password,
-            "database": SOURCE_DB,
-        },
-        domain=RECORD,
-        heroku_dns_target=HEROKU_DNS_TARGET,
-        api_key=api_key,
-        scheduled_backups=True,
-        redis_url=redis_url,
-    )
-    # As on a real app, scheduled backups exist beside cutover's, and one finishes while
-    # initial-sync's capture runs: `pg:backups:url` without an id would hand out that one.
-    state["apps"][HEROKU_APP]["scheduled_backup_during_capture"] = 1
-    cleardb = mysqlbox.cleardb_url(folder)
-    if cleardb:  # issue 14: the second app, on ClearDB (playbooks/sandbox-mysql.yml)
-        seed_mysql.add_mysql_app(state, cleardb)
-    procs.ensure_private_dir(folder / "heroku")
-    heroku_api.save_state(folder / "heroku" / "state.json", state)
-    pid_file = folder / "heroku" / "api.pid"
-    api_pid = procs.spawn_daemon(
-        [
-            sys.executable,
-            "-m",
-            "cutover.sandbox.heroku_api",
-            "--state",
-            str(folder / "heroku" / "state.json"),
-            "--port",
-            str(ports["heroku_api"]),
-            "--backup-port",
-            str(ports["backups"]),
-            "--tls-cert",
-            str(cert),
-            "--tls-key",
-            str(key),
-            "--pid-file",
-            str(pid_file),
-        ],
-        log_path=logs / "heroku-api.log",
-    )
-    data["pids"]["heroku_api"] = api_pid
-    procs.wait_for_port("127.0.0.1", ports["heroku_api"], 30)
-    procs.wait_for_port("127.0.0.1", ports["backups"], 30)
-    home = folder / "heroku" / "home"
-    heroku_api.prepare_home(home, ports["heroku_api"])
-
-    say(f"the Heroku app (sample app) on https://127.0.0.1:{ports['heroku_app']}")
-    config = state["apps"][HEROKU_APP]["config_vars"]
-    app_env = {
-        **{k: str(v) for k, v in config.items()},
-        "PORT": str(ports["heroku_app"]),
-        "TLS_CERT": str(cert),
-        "TLS_KEY": str(key),
-        "PLATFORM": "heroku",
-        "APP": HEROKU_APP,
-        # maintenance mode: the app answers Heroku's maintenance page (sampleapp.Maintenance)
-        "SANDBOX_HEROKU_STATE": str(folder / "heroku" / "state.json"),
-        "DATABASE_URL": heroku_api.database_url(
-            {
-                "host": "127.0.0.1",
-                "port": ports["pg_heroku"],
-                "user": SOURCE_USER,
-                "password": src_password,
-                "database": SOURCE_DB,
-            }
-        ),
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-    }
-    data["pids"]["heroku_app"] = procs.spawn_daemon(
-        [sys.executable, "-m", "cutover.sandbox.sampleapp"],
-        env=app_env,
-        log_path=logs / "heroku-app.log",
-    )
-    procs.wait_for_port("127.0.0.1", ports["heroku_app"], 30)
-    # The worker dynos as real processes (sampleworker), following the emulator's formation:
-    # they keep writing to the Heroku database until scale-down stops them.
-    say("the Heroku worker dynos (sample worker), following the formation")
-    worker_env = {k: v for k, v in app_env.items() if k not in ("PORT", "TLS_CERT", "TLS_KEY")}
-    worker_env["WORKER_INTERVAL"] = "1"
-    data["pids"]["heroku_dynos"] = procs.spawn_daemon(
-        [
-            sys.executable,
-            "-m",
-            "cutover.sandbox.herokudynos",
-            "--state",
-            str(folder / "heroku" / "state.json"),
-            "--app",
-            HEROKU_APP,
-            "--log-dir",
-            str(logs),
-        ],
-        env=worker_env,
-        log_path=logs / "heroku-dynos.log",
-    )
-    return api_key, home
 
 
 def _start_dns(folder: Path, data: dict[str, Any], say: Any) -> KnotServer:
@@ -533,3 +421,32 @@ def status(folder: Path) -> list[Component]:
                     )
                 )
     return out
+
+
+# The sandbox's names (cutover/sandbox/names.py) are re-exported: tests and the demo read them here.
+__all__ = [
+    "CONVOX_APP",
+    "ENV",
+    "HEROKU_APP",
+    "HEROKU_DNS_TARGET",
+    "HEROKU_HOSTNAME",
+    "ORIGINAL_TTL",
+    "RACK",
+    "RACK_DOMAIN",
+    "RECORD",
+    "ROUTER",
+    "SAMPLE_APP",
+    "SOURCE_DB",
+    "SOURCE_USER",
+    "STATE",
+    "TARGET_DB",
+    "TARGET_USER",
+    "ZONE",
+    "Component",
+    "copy_tree",
+    "down",
+    "is_up",
+    "sample_app_source",
+    "status",
+    "up",
+]

@@ -55,6 +55,12 @@ class MysqlBox:
         return Path("/tmp") / f"cutover-mariadb-{self.port}.sock"  # noqa: S108
 
     @property
+    def tmpdir(self) -> Path:
+        # Its own temporary folder (0700): the server's default is /tmp, where two bootstraps at
+        # once (parallel tests) were seen to trip over each other's '#sql-temptable-*' files.
+        return self.root / "tmp"
+
+    @property
     def log_path(self) -> Path:
         return self.root / "mariadbd.log"
 
@@ -92,10 +98,12 @@ def init_box(root: Path, port: int | None = None) -> MysqlBox:
     ensure_private_dir(root)
     box = MysqlBox(root, port or procs.free_port(), "adm:" + secrets.token_urlsafe(12))
     ensure_private_dir(box.datadir)
+    ensure_private_dir(box.tmpdir)
     argv = [
         tool,
         "--no-defaults",
         f"--datadir={box.datadir}",
+        f"--tmpdir={box.tmpdir}",  # passed on to the bootstrapping server
         "--auth-root-authentication-method=socket",
         "--skip-test-db",
     ]
@@ -130,6 +138,7 @@ def server_argv(box: MysqlBox) -> list[str]:
         "--no-defaults",
         f"--datadir={box.datadir}",
         f"--socket={box.socket}",
+        f"--tmpdir={box.tmpdir}",
         f"--pid-file={box.root / 'mariadbd.pid'}",
         "--bind-address=127.0.0.1",
         f"--port={box.port}",
