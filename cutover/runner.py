@@ -266,9 +266,13 @@ class Runner:
         ok_codes: Sequence[int],
     ) -> Result:
         started = time.monotonic()
-        proc = _spawn(exe, argv, merged, cwd, input.encode() if input is not None else None)
         timed_out = False
+        proc = None
         try:
+            # Inside the handler too: a Ctrl-C while sh is still setting the child up (its
+            # threads) is an interrupt like any other, not a traceback. A child started but not
+            # yet handed back dies with us (_die_with_parent).
+            proc = _spawn(exe, argv, merged, cwd, input.encode() if input is not None else None)
             try:
                 proc.wait(timeout=limit)
             except sh.TimeoutException:
@@ -277,8 +281,9 @@ class Runner:
             except sh.ErrorReturnCode:
                 pass  # killed by a signal: the exit code (negative) says which
         except KeyboardInterrupt:
-            self._stop(proc, first=signal.SIGINT)
-            self._record(masked, None, proc, time.monotonic() - started, outcome="interrupted")
+            if proc is not None:
+                self._stop(proc, first=signal.SIGINT)
+                self._record(masked, None, proc, time.monotonic() - started, outcome="interrupted")
             raise Interrupted(f"interrupted while running: {' '.join(masked)}") from None
         _join(proc)
         duration = time.monotonic() - started

@@ -152,6 +152,7 @@ def start_sandbox(
     from cutover.sandbox import redisseed  # noqa: PLC0415
 
     ports, logs = data["ports"], folder / "logs"
+    procs.ensure_private_dir(folder / "redis")  # 0700 too, not only the servers' folders in it
     say(f"Redis for Heroku (TLS, seeded like a Sidekiq app) on 127.0.0.1:{ports['redis_heroku']}")
     heroku = start(
         folder / "redis" / "heroku",

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Step, StepOutputs, cmd
 from cutover.steps.manifests import load_manifest, manifest_path
+from cutover.steps.redischeck import preflight_redis
 
 
 class Dynos(BaseModel):
@@ -79,6 +80,9 @@ class Preflight(Step):
             "psql: the Heroku database's extensions, checked against the resource type"
             if ctx.model.database
             else "",
+            "Redis add-ons (if any): each one's resource in the manifest and redis.addons "
+            f"checked, its URL from {cmd(ctx.heroku.argv('config', '--json'))} (masked), PING "
+            "and the server's version (TLS as Heroku documents)",
         ]
 
     def apply(self, ctx: Context) -> PreflightOutputs:
@@ -133,6 +137,9 @@ class Preflight(Step):
                     f"window.scale_down names {process!r}, which the Heroku app does not run "
                     f"(formation: {', '.join(f.type for f in formation)})"
                 )
+        # Redis: a playbook/manifest mistake or an unreachable add-on found now, not in the
+        # window by inspect-redis (steps/redischeck.py).
+        preflight_redis(ctx, manifest, addons)
         outputs = PreflightOutputs(
             heroku_cli=".".join(map(str, version)),
             heroku_formation={f.type: Dynos(quantity=f.quantity, size=f.size) for f in formation},

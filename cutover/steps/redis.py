@@ -28,6 +28,7 @@ from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.data import FORCE_QUESTION
 from cutover.steps.manifests import load_manifest, manifest_path
 from cutover.steps.preflight import PreflightOutputs
+from cutover.steps.redischeck import heroku_endpoint
 from cutover.steps.redistargets import Target, auto_mode, redis_resources, targets
 
 if TYPE_CHECKING:
@@ -107,20 +108,6 @@ def _left_behind(found: RedisFound) -> str | None:
     return "; ".join(parts) or None
 
 
-def _heroku_endpoint(ctx: Context, config: dict[str, str], var: str) -> Endpoint:
-    from cutover.adapters import redisstore  # noqa: PLC0415 - adapters load when a step runs
-
-    url = config.get(var)
-    if not url:
-        raise CutoverError(
-            f"the Heroku app has no config var {var} (a Redis add-on's URL)",
-            resolution="Check `heroku addons` and redis.addons in the playbook.",
-        )
-    endpoint = redisstore.parse_url(url, f"Heroku config var {var}")
-    redisstore.register(ctx.masker, url, endpoint)
-    return endpoint
-
-
 class InspectRedis(Step):
     id = "inspect-redis"
     title = "Inspect the app's Redis (what is there, what is copied)"
@@ -189,7 +176,7 @@ class InspectRedis(Step):
         found_targets = [t for t in found_targets if t.resource is not None]
         config = ctx.heroku.config() if found_targets else {}
         for target in found_targets:
-            endpoint = _heroku_endpoint(ctx, config, target.config_var)
+            endpoint = heroku_endpoint(ctx, config, target.config_var)
             if endpoint.tls:
                 ctx.note(f"{target.config_var}: {redisstore.TLS_NOTE}")
             what = f"Heroku Redis ({target.config_var})"
@@ -347,7 +334,7 @@ class SyncRedis(Step):
 
         assert found.resource
         section = ctx.model.redis
-        source = _heroku_endpoint(ctx, config, found.config_var)
+        source = heroku_endpoint(ctx, config, found.config_var)
         url = ctx.convox.resource_url(found.resource)
         target = redisstore.parse_url(url, f"convox resources url {found.resource}")
         redisstore.register(ctx.masker, url, target)

@@ -266,3 +266,52 @@ def test_sync_redis_refuses_keys_cutover_did_not_write(
     finally:
         dst.delete("sidekiq:convox-worker:beat")
         dst.close()
+
+
+def test_preflight_reached_heroku_redis_before_anything_was_created(
+    killed_then_resumed: dict[str, Any],
+) -> None:
+    """steps/redischeck.py: the add-on's URL from `heroku config`, PING through TLS, before
+    create-app; its password never in the output."""
+    first = killed_then_resumed["first"]
+    assert re.search(r"Redis REDIS_URL \(heroku-redis\): redis \d+\.\d+\.\d+, TLS, reached", first)
+    assert first.index("reached; copied to the Convox resource") < first.index("create-app")
+
+
+@pytest.mark.parametrize(
+    ("addons", "named"),
+    [
+        (
+            "[{config_var: REDISGREEN_URL, resource: redis}]",
+            "redis.addons[].config_var: the Heroku app has no config var REDISGREEN_URL",
+        ),
+        (
+            "[{config_var: REDIS_URL, resource: cache}]",
+            "redis.addons: resource 'cache' (for REDIS_URL) is not a redis resource",
+        ),
+    ],
+)
+def test_a_redis_playbook_mistake_is_refused_by_preflight_naming_the_field(
+    sandbox: Path, tmp_path: Path, addons: str, named: str
+) -> None:
+    """Found before anything is created, not by inspect-redis in the window."""
+    playbook = write_playbook(tmp_path, sandbox)
+    text = playbook.read_text().replace("  batch: 20\n", f"  batch: 20\n  addons: {addons}\n")
+    playbook.write_text(text)
+    proc = cutover(tmp_path, playbook, "--until", "preflight", argv_log=tmp_path / "argv.jsonl")
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0, out
+    assert named in " ".join(out.split()), out
+    assert "Traceback" not in out
+    state = read_state(tmp_path)
+    assert state["steps"]["preflight"]["status"] == "failed"
+    assert [s for s, st in state["steps"].items() if st["status"] == "done"] == []
+
+
+def test_the_sandbox_redis_folders_are_private(sandbox: Path) -> None:
+    """They hold redis.conf with each server's password (requirepass): 0700, files 0600."""
+    for path in [sandbox / "redis", *(sandbox / "redis").rglob("*")]:
+        if path.is_dir():
+            assert path.stat().st_mode & 0o777 == 0o700, path
+        elif path.name.endswith(".conf"):
+            assert path.stat().st_mode & 0o777 == 0o600, path

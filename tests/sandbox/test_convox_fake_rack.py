@@ -21,8 +21,9 @@ from support.waiting import wait_for
 from cutover.sandbox import convox_fake as fake
 from cutover.sandbox import procs
 
-# Slow enough to see every state, fast enough for a test.
-VISIBLE = {**FAST, "build_created": 1.0, "build_running": 2.5, "rollout": 2.0, "poll": 0.2}
+# Slow enough to see every state even through a poll of two CLI calls on a loaded 2-core
+# CI box (seen: "running" missed at 2.5 s), fast enough for a test.
+VISIBLE = {**FAST, "build_created": 2.0, "build_running": 6.0, "rollout": 2.0, "poll": 0.2}
 
 
 def slow_rack(box: Sandbox) -> None:
