@@ -7,7 +7,10 @@ comparison (pgschema) finding nothing.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
@@ -93,3 +96,38 @@ def test_a_second_final_round_converges_to_the_same(world: World) -> None:
     assert first.tables == second.tables == ("public.items",)
     assert_same_schema(world)
     world.assert_equal()
+
+
+def test_the_scripts_travel_in_0600_files_in_a_0700_folder_removed_after(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replacement's scripts (schema text) are files, private while they exist, and gone
+    when replace_tables returns; no password in them."""
+    seen: list[tuple[Path, int, int, str]] = []
+    real = world.runner.run
+
+    def spy(argv: list[str], **kwargs: Any) -> Any:
+        if argv[:4] == ["bash", "-c", argv[2], "cutover-replace"]:
+            for name in argv[4:6]:
+                path = Path(name)
+                seen.append(
+                    (
+                        path,
+                        stat.S_IMODE(path.parent.stat().st_mode),
+                        stat.S_IMODE(path.stat().st_mode),
+                        path.read_text(),
+                    )
+                )
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(world.runner, "run", spy)
+    world.heroku.execute("ALTER TABLE items ADD COLUMN extra int")
+    final_round(world)
+    assert [(p.name, d, f) for p, d, f, _ in seen] == [
+        ("head.sql", 0o700, 0o600),
+        ("tail.sql", 0o700, 0o600),
+    ]
+    assert "CREATE TABLE public.items" in seen[0][3] and "COMMIT;" in seen[1][3]
+    for password in (world.source.password, world.target.password):
+        assert password and all(password not in text for *_, text in seen)
+    assert not seen[0][0].parent.exists()
