@@ -184,10 +184,15 @@ def schema_note(ddl: SchemaChanges, plan: CapturePlan) -> str:
     """The note of a final sync that replaces the tables a schema change affects."""
     left = ddl.unaffected(plan)
     dropped = f"; {len(ddl.dropped)} dropped there, dropped on Convox too" if ddl.dropped else ""
+    # keyless tables whose inserts are logged are applied from the log too; the others (no
+    # row log) are copied whole by the final round, as without a schema change
+    logged = {t.name for t in left.logged}
+    unlogged = [k for k in left.keyless if k not in logged]
+    whole = f", {len(unlogged)} keyless without a row log copied whole" if unlogged else ""
     return (
         f"changed-rows: Heroku's schema changed since the capture ({ddl.summary()}); those "
         f"{len(ddl.replaced)} table(s) are copied whole{dropped}, the other "
-        f"{len(left.tables)} applied from the log"
+        f"{len(left.tables) + len(logged)} applied from the log{whole}"
     )
 
 

@@ -206,3 +206,22 @@ def test_a_replacement_convox_refuses_makes_the_final_sync_full_and_says_so(
         for n in notes
     ), notes
     assert compare(final).problems == []
+
+
+def test_the_schema_note_counts_the_keyless_tables_among_the_others() -> None:
+    """The keyless tables are applied from the log too (their logged inserts,
+    cutover/adapters/pgapply_rows.py), or copied whole without a row log: counted, not left
+    out of "the other N"."""
+    from cutover.adapters.pgcapture import CapturePlan, CaptureTable  # noqa: PLC0415
+    from cutover.adapters.pgcapture_ddl import SchemaChanges, TableChange  # noqa: PLC0415
+    from cutover.steps.datarows import schema_note  # noqa: PLC0415
+
+    keyed = [CaptureTable(f"public.t{i}", i, ("id",), "primary key") for i in range(3)]
+    bag = CaptureTable("public.bag", 10, (), "")
+    plan = CapturePlan(tuple(keyed), ("public.bag", "public.old_bag"), (), (bag,))
+    ddl = SchemaChanges((TableChange("public.t0", "changed", "column added (x)"),))
+    assert schema_note(ddl, plan) == (
+        "changed-rows: Heroku's schema changed since the capture (public.t0: column added (x)); "
+        "those 1 table(s) are copied whole, the other 3 applied from the log, 1 keyless without "
+        "a row log copied whole"
+    )
