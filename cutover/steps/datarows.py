@@ -17,7 +17,8 @@ changed tables). A schema change on Heroku since the install (cutover/adapters/p
 a table changed, new or dropped, or its capture trigger missing) is scoped to those tables:
 they are replaced whole with Heroku's new definition and rows, in one transaction
 (cutover/adapters/pgreplace.py), and the log is applied to the others; only when something
-outside them depends on one (a view...) is the whole database copied, naming it.
+outside them depends on one (a materialized view...), or their new definition uses what Convox
+lacks (an enum type added with a column...), is the whole database copied, naming it.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def describe(ctx: Context, step_id: str) -> list[str]:
         "on Convox (psql (Heroku) pg_export_snapshot(); pg_dump --schema-only "
         "--section=pre-data/post-data --snapshot=<id> -t <table>; DROP TABLE ... CASCADE, "
         "psql COPY (Heroku, in the snapshot) | psql COPY (Convox), foreign keys re-created NOT "
-        "VALID), the log applied to the others; a view or other object depending on one: the "
+        "VALID), the log applied to the others; a materialized view or other object depending "
+        "on one, or a type or function their new definition uses that Convox lacks: the "
         "full copy below; the position from the Convox marker's capture=<S> (else "
         "initial-sync's); per "
         "table with logged changes, keys in order in batches: psql COPY (Heroku, one exported "
