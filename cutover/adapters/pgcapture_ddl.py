@@ -175,6 +175,82 @@ WHERE quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({names});
 """
 
 
+# What the NEW definitions of {names} (the replaced tables and re-created views: their columns'
+# types, defaults, constraints, indexes, triggers, rules, policies) use that pg_dump -t does not
+# bring along: types (an enum added with the column...), functions, collations, sequences not
+# owned by one of them, other relations. Built-in objects are pinned (no pg_depend row); the
+# capture's own (schema _cutover) never reach Convox. One JSON object per row.
+USES_SQL = r"""
+SET search_path = pg_catalog;
+WITH t AS (
+  SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v')
+    AND quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({names})
+), objs AS (
+  SELECT t.name, 'pg_catalog.pg_class'::regclass AS classid, t.oid AS objid FROM t
+  UNION ALL SELECT t.name, 'pg_catalog.pg_attrdef'::regclass, a.oid
+  FROM t JOIN pg_catalog.pg_attrdef a ON a.adrelid = t.oid
+  UNION ALL SELECT t.name, 'pg_catalog.pg_constraint'::regclass, co.oid
+  FROM t JOIN pg_catalog.pg_constraint co ON co.conrelid = t.oid AND co.contype <> 'f'
+  UNION ALL SELECT t.name, 'pg_catalog.pg_class'::regclass, i.indexrelid
+  FROM t JOIN pg_catalog.pg_index i ON i.indrelid = t.oid
+  UNION ALL SELECT t.name, 'pg_catalog.pg_trigger'::regclass, g.oid
+  FROM t JOIN pg_catalog.pg_trigger g ON g.tgrelid = t.oid AND NOT g.tgisinternal
+  UNION ALL SELECT t.name, 'pg_catalog.pg_rewrite'::regclass, w.oid
+  FROM t JOIN pg_catalog.pg_rewrite w ON w.ev_class = t.oid
+  UNION ALL SELECT t.name, 'pg_catalog.pg_policy'::regclass, p.oid
+  FROM t JOIN pg_catalog.pg_policy p ON p.polrelid = t.oid
+), owned AS (
+  SELECT s.objid FROM pg_catalog.pg_depend s
+  WHERE s.classid = 'pg_catalog.pg_class'::regclass AND s.refobjid IN (SELECT oid FROM t)
+    AND s.refclassid = 'pg_catalog.pg_class'::regclass AND s.deptype IN ('a', 'i')
+)
+SELECT DISTINCT json_build_object(
+  'table', o.name, 'catalog', d.refclassid::regclass::text, 'type', i.type,
+  'identity', i.identity)::text
+FROM objs o JOIN pg_catalog.pg_depend d
+  ON d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'n'
+CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) i
+WHERE d.refclassid IN ('pg_catalog.pg_type'::regclass, 'pg_catalog.pg_proc'::regclass,
+                       'pg_catalog.pg_class'::regclass, 'pg_catalog.pg_collation'::regclass)
+  AND NOT (d.refclassid = 'pg_catalog.pg_class'::regclass
+           AND (d.refobjid IN (SELECT oid FROM t) OR d.refobjid IN (SELECT objid FROM owned)))
+  AND coalesce(i.schema, '') NOT IN ('pg_catalog', 'information_schema', '_cutover');
+"""
+
+# Which of the objects {identities} (each with its catalog {catalogs}) the side it runs on lacks.
+LACKS_SQL = r"""
+SET search_path = pg_catalog;
+SELECT x.ident FROM unnest({catalogs}, {identities}) AS x(cat, ident)
+WHERE CASE x.cat
+  WHEN 'pg_type' THEN pg_catalog.to_regtype(x.ident) IS NULL
+  WHEN 'pg_proc' THEN pg_catalog.to_regprocedure(x.ident) IS NULL
+  WHEN 'pg_class' THEN pg_catalog.to_regclass(x.ident) IS NULL
+  ELSE pg_catalog.to_regcollation(x.ident) IS NULL END;
+"""
+
+
+def lacking(
+    pg: PostgresAdapter, source: ConnInfo, target: ConnInfo, names: tuple[str, ...]
+) -> list[str]:
+    """What the new definitions of ``names`` on Heroku use (USES_SQL) that the Convox database
+    lacks, named: the replacement would fail on it, so only a whole copy is right."""
+    if not names:
+        return []
+    uses = [json.loads(r[0]) for r in query(pg, source, _names_sql(USES_SQL, names))]
+    if not uses:
+        return []
+    sql = LACKS_SQL.replace("{catalogs}", text_array([u["catalog"] for u in uses])).replace(
+        "{identities}", text_array([u["identity"] for u in uses])
+    )
+    missing = {r[0] for r in query(pg, target, sql)}
+    return sorted(
+        {f"{u['type']} {u['identity']} (used by {u['table']})" for u in uses
+         if u["identity"] in missing}
+    )  # fmt: skip
+
+
 def _names_sql(sql: str, names: tuple[str, ...] | list[str]) -> str:
     return sql.replace("{names}", text_array(list(names)))
 
@@ -287,6 +363,11 @@ def detect(pg: PostgresAdapter, source: ConnInfo, target: ConnInfo | None = None
     affected = SchemaChanges(tables)
     views, others = dependent_views(pg, source, target, affected) if not whole else ((), [])
     whole += [f"{what} depends on an affected table" for what in others]
+    if target is not None and not whole:
+        whole += [
+            f"{what} is not on the Convox database"
+            for what in lacking(pg, source, target, (*affected.replaced, *views))
+        ]
     if target is not None:
         changed = [t.name for t in tables if t.kind == "changed"]
         heroku_shapes = _shapes(pg, source, changed)

@@ -16,7 +16,9 @@ pgapply.apply_changes validates every foreign key Heroku has validated.
 
 Convox side, ONE psql session reading one script (so one transaction: a failure anywhere, or
 the end of the stream before COMMIT, rolls everything back; the tables stay as they were):
-``BEGIN; DROP TABLE IF EXISTS <old and new names> CASCADE;`` the pre-data, each table's ``COPY
+``BEGIN; DROP TABLE IF EXISTS <old and new names> CASCADE;`` ``DROP SCHEMA`` (RESTRICT) of a
+schema those were in that Heroku no longer has (renamed or dropped there), ``CREATE SCHEMA``
+(with Heroku's comment) of one Convox lacks, the pre-data, each table's ``COPY
 ... FROM STDIN`` with its rows inline, the post-data, the foreign keys, the post-data comments,
 ``COMMIT``. The rows pass from one psql to the other at the OS level (a bash pipeline, as in
 cutover/adapters/pgtables.py), ``COMMIT`` written only once every source COPY exited 0.
@@ -44,6 +46,7 @@ from cutover.adapters.pgtables import _LIBPQ_VARS, PSQL, _conn_env, pipeline_env
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 from cutover.runner import Runner
+from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
 # pg_dump plain-format entry header (_printTocEntry, src/bin/pg_dump/pg_backup_archiver.c,
@@ -75,6 +78,25 @@ JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE co.contype = 'f' AND (co.conrelid = ANY ({oids}) OR co.confrelid = ANY ({oids}))
 ORDER BY c.relname, co.conname;"""
+
+# The schemas of {names} (tables and views) on Heroku, with their comments: the script creates
+# the ones the Convox database lacks (a table or view in a schema new since the copy).
+SCHEMAS_SQL = r"""SELECT DISTINCT json_build_object(
+  'schema', quote_ident(n.nspname),
+  'comment', pg_catalog.obj_description(n.oid, 'pg_namespace'))::text
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({names});"""
+
+# Which of the schemas {schemas} exist (on the side it runs on).
+HAVE_SCHEMAS_SQL = r"""SELECT quote_ident(nspname) FROM pg_catalog.pg_namespace
+WHERE quote_ident(nspname) = ANY ({schemas}) ORDER BY 1;"""
+
+# The schemas the tables {names} are in on the Convox database: one Heroku no longer has (a
+# schema renamed or dropped there) is dropped with them, RESTRICT (anything else left in it makes
+# the transaction fail: the full copy instead).
+GONE_SCHEMAS_SQL = r"""SELECT DISTINCT quote_ident(n.nspname)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({names}) ORDER BY 1;"""
 
 OIDS = (
     "ARRAY(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
@@ -159,6 +181,17 @@ def fk_statements(fks: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def schema_statements(schemas: dict[str, str | None], on_convox: set[str]) -> list[str]:
+    """CREATE SCHEMA (and its comment, as Heroku has it) for the schemas Convox lacks."""
+    out = []
+    for schema in sorted(set(schemas) - on_convox):
+        out.append(f"CREATE SCHEMA {schema}")
+        comment = schemas[schema]
+        if comment is not None:
+            out.append(f"COMMENT ON SCHEMA {schema} IS '" + comment.replace("'", "''") + "'")
+    return out
+
+
 def copy_pipeline(
     source: ConnInfo, target: ConnInfo, snapshot: str, copies: list[tuple[str, str]]
 ) -> str:
@@ -229,6 +262,7 @@ def replace_tables(
             json.loads(r[0])
             for r in ask(holder, FKS_SQL.replace("{oids}", OIDS).replace("{names}", names))
         ] if tables else []  # fmt: skip
+        schema_sql = _schema_script(pg, holder, target, [*tables, *views], gone)
         missing = sorted(set(tables) - {d["name"] for d in docs})
         if missing:
             raise CutoverError(
@@ -244,7 +278,7 @@ def replace_tables(
             "BEGIN",
             *([f"DROP VIEW IF EXISTS {', '.join(views)} CASCADE"] if views else []),
             *([f"DROP TABLE IF EXISTS {', '.join(gone)} CASCADE"] if gone else []),
-            *(f"CREATE SCHEMA IF NOT EXISTS {s}" for s in sorted({d["schema"] for d in docs})),
+            *schema_sql,
         ]
         post_entries = _entries(post)
         tail = "\n".join(
@@ -303,6 +337,27 @@ def replace_tables(
         position,
         time.monotonic() - started,
     )
+
+
+def _schema_script(
+    pg: PostgresAdapter, holder: Session, target: ConnInfo, names: list[str], gone: list[str]
+) -> list[str]:
+    """DROP SCHEMA of the Convox schemas of ``gone`` that Heroku no longer has (RESTRICT),
+    then CREATE SCHEMA (with Heroku's comment) of the schemas of ``names`` Convox lacks."""
+    schemas = {
+        d["schema"]: d["comment"]
+        for d in (
+            json.loads(r[0]) for r in ask(holder, SCHEMAS_SQL.replace("{names}", text_array(names)))
+        )
+    }
+    old = [r[0] for r in query(pg, target, GONE_SCHEMAS_SQL.replace("{names}", text_array(gone)))]
+    on_heroku = {r[0] for r in ask(holder, HAVE_SCHEMAS_SQL.replace("{schemas}", text_array(old)))}
+    have = HAVE_SCHEMAS_SQL.replace("{schemas}", text_array(sorted(schemas)))
+    on_convox = {r[0] for r in query(pg, target, have)}
+    return [
+        *(f"DROP SCHEMA IF EXISTS {s}" for s in old if s not in on_heroku),
+        *schema_statements(schemas, on_convox),
+    ]
 
 
 def _dump(

@@ -17,7 +17,8 @@ changed tables). A schema change on Heroku since the install (cutover/adapters/p
 a table changed, new or dropped, or its capture trigger missing) is scoped to those tables:
 they are replaced whole with Heroku's new definition and rows, in one transaction
 (cutover/adapters/pgreplace.py), and the log is applied to the others; only when something
-outside them depends on one (a view...) is the whole database copied, naming it.
+outside them depends on one (a materialized view...), or their new definition uses what Convox
+lacks (an enum type added with a column...), is the whole database copied, naming it.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def describe(ctx: Context, step_id: str) -> list[str]:
         "on Convox (psql (Heroku) pg_export_snapshot(); pg_dump --schema-only "
         "--section=pre-data/post-data --snapshot=<id> -t <table>; DROP TABLE ... CASCADE, "
         "psql COPY (Heroku, in the snapshot) | psql COPY (Convox), foreign keys re-created NOT "
-        "VALID), the log applied to the others; a view or other object depending on one: the "
+        "VALID), the log applied to the others; a materialized view or other object depending "
+        "on one, or a type or function their new definition uses that Convox lacks: the "
         "full copy below; the position from the Convox marker's capture=<S> (else "
         "initial-sync's); per "
         "table with logged changes, keys in order in batches: psql COPY (Heroku, one exported "
@@ -184,10 +186,15 @@ def schema_note(ddl: SchemaChanges, plan: CapturePlan) -> str:
     """The note of a final sync that replaces the tables a schema change affects."""
     left = ddl.unaffected(plan)
     dropped = f"; {len(ddl.dropped)} dropped there, dropped on Convox too" if ddl.dropped else ""
+    # keyless tables whose inserts are logged are applied from the log too; the others (no
+    # row log) are copied whole by the final round, as without a schema change
+    logged = {t.name for t in left.logged}
+    unlogged = [k for k in left.keyless if k not in logged]
+    whole = f", {len(unlogged)} keyless without a row log copied whole" if unlogged else ""
     return (
         f"changed-rows: Heroku's schema changed since the capture ({ddl.summary()}); those "
         f"{len(ddl.replaced)} table(s) are copied whole{dropped}, the other "
-        f"{len(left.tables)} applied from the log"
+        f"{len(left.tables) + len(logged)} applied from the log{whole}"
     )
 
 

@@ -277,3 +277,25 @@ def test_a_renamed_table_and_a_changed_keyless_one_are_replaced(world: World) ->
     couples = [world.rows(c, "couples", "a, b") for c in (world.target, world.source)]
     assert couples[0] == couples[1]
     world.assert_equal("parents", "children", "items", "bag")
+
+
+def test_an_enum_or_function_the_new_definition_uses_and_convox_lacks_means_a_whole_copy(
+    world: World,
+) -> None:
+    """pg_dump -t brings the table, not the enum type added with its column nor the function a
+    new default calls: the replacement would fail in the window. detect says so beforehand,
+    naming them (the whole copy brings them); what Convox has (stamp(), pairs' trigger) is fine."""
+    world.heroku.execute(
+        "CREATE TYPE mood AS ENUM ('ok', 'sad')",
+        "ALTER TABLE items ADD COLUMN m mood DEFAULT 'ok'",
+        "CREATE FUNCTION heroku_only() RETURNS text LANGUAGE sql AS $$SELECT 'x'$$",
+        "ALTER TABLE bag ADD COLUMN tag text DEFAULT heroku_only()",
+        "ALTER TABLE pairs ADD COLUMN extra int",
+    )
+    assert detect(world).whole == (
+        "function public.heroku_only() (used by public.bag) is not on the Convox database",
+        "type public.mood (used by public.items) is not on the Convox database",
+    )
+    world.heroku.execute("ALTER TABLE items DROP COLUMN m", "ALTER TABLE bag DROP COLUMN tag")
+    changes = detect(world)
+    assert changes.whole == () and "public.pairs" in changes.replaced

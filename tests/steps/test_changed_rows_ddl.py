@@ -158,12 +158,12 @@ def test_kill_9_while_replacing_a_table_then_again_converges(world: World) -> No
     assert any("replaced 1 table(s)" in n for n in notes)
 
 
-def test_a_replacement_convox_refuses_makes_the_final_sync_full_and_says_so(
+def test_a_function_only_heroku_has_makes_the_final_sync_full_naming_it_beforehand(
     world: World,
 ) -> None:
     """The new definition calls a function only Heroku has (new objects other than tables are
-    not in the fingerprints): the replacement's one transaction rolls back, and in the window
-    the full copy follows, into staging, with the reason in a note."""
+    not in the fingerprints, and pg_dump -t does not bring it): named before any write, and in
+    the window the full copy follows, into staging."""
     ctx, first = _synced(world)
     world.source.execute(
         "CREATE FUNCTION heroku_only() RETURNS text LANGUAGE sql AS $$SELECT 'x'$$",
@@ -173,10 +173,55 @@ def test_a_replacement_convox_refuses_makes_the_final_sync_full_and_says_so(
     out = FinalSync().apply(final)
     assert out.method == "direct"
     assert any(
-        n.startswith(
-            "changed-rows: the final sync copies everything: replacing the changed "
-            "tables failed: could not replace the tables"
+        n.startswith("changed-rows: the final sync copies everything: Heroku's schema changed")
+        and n.endswith(
+            "only a whole copy is right: function public.heroku_only() (used by "
+            "public.authors) is not on the Convox database"
         )
         for n in notes
     ), notes
     assert compare(final).problems == []
+
+
+def test_a_replacement_convox_refuses_makes_the_final_sync_full_and_says_so(
+    world: World,
+) -> None:
+    """The new index's name is taken on Convox (a table of that name there): the replacement's
+    one transaction rolls back, and in the window the full copy follows, into staging, with the
+    reason in a note."""
+    ctx, first = _synced(world)
+    world.source.execute(
+        "ALTER TABLE authors ADD COLUMN tag text", "CREATE INDEX authors_tag ON authors (tag)"
+    )
+    world.target.execute("CREATE TABLE authors_tag (x int)")
+    final, notes = _final_ctx(world, ctx, first)
+    out = FinalSync().apply(final)
+    assert out.method == "direct"
+    assert any(
+        n.startswith(
+            "changed-rows: the final sync copies everything: replacing the changed "
+            "tables failed: could not replace the tables"
+        )
+        and 'relation "authors_tag" already exists' in n
+        for n in notes
+    ), notes
+    assert compare(final).problems == []
+
+
+def test_the_schema_note_counts_the_keyless_tables_among_the_others() -> None:
+    """The keyless tables are applied from the log too (their logged inserts,
+    cutover/adapters/pgapply_rows.py), or copied whole without a row log: counted, not left
+    out of "the other N"."""
+    from cutover.adapters.pgcapture import CapturePlan, CaptureTable  # noqa: PLC0415
+    from cutover.adapters.pgcapture_ddl import SchemaChanges, TableChange  # noqa: PLC0415
+    from cutover.steps.datarows import schema_note  # noqa: PLC0415
+
+    keyed = [CaptureTable(f"public.t{i}", i, ("id",), "primary key") for i in range(3)]
+    bag = CaptureTable("public.bag", 10, (), "")
+    plan = CapturePlan(tuple(keyed), ("public.bag", "public.old_bag"), (), (bag,))
+    ddl = SchemaChanges((TableChange("public.t0", "changed", "column added (x)"),))
+    assert schema_note(ddl, plan) == (
+        "changed-rows: Heroku's schema changed since the capture (public.t0: column added (x)); "
+        "those 1 table(s) are copied whole, the other 3 applied from the log, 1 keyless without "
+        "a row log copied whole"
+    )
