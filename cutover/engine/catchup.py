@@ -105,8 +105,11 @@ def refuse_outside(playbook: LoadedPlaybook, state: RunState) -> str:
     return initial.capture_position
 
 
-def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
-    """The capture plan, or CutoverError when the capture cannot be trusted for a round."""
+def check_capture(ctx: Context, source: ConnInfo, target: ConnInfo | None = None) -> CapturePlan:
+    """The capture plan, or CutoverError when the capture cannot be trusted for a round. With
+    ``target`` (the Convox database, through the proxy) a schema change is judged against it
+    too, as the final sync will (pgcapture_ddl.detect: a type or function the new definition
+    uses that Convox lacks means a whole copy), so the refusal says what the window will do."""
     from cutover.adapters import pgcapture, pgcapture_ddl  # noqa: PLC0415 - adapters load when a command runs
 
     pg = ctx.postgres
@@ -125,7 +128,7 @@ def check_capture(ctx: Context, source: ConnInfo) -> CapturePlan:
             resolution="Install them again and copy again: "
             + resume_command(ctx.playbook, " --from capture-changes --until initial-sync"),
         )
-    ddl = pgcapture_ddl.detect(pg, source)
+    ddl = pgcapture_ddl.detect(pg, source, target)
     if ddl.tables or ddl.whole:
         # Still refused (the logged keys cannot be written into the old definitions), but the
         # window is not lost: the final sync replaces only the affected tables (steps/datarows).
@@ -183,12 +186,12 @@ def catch_up(playbook_path: Path, ui: Ui, *, dry_run: bool = False) -> int:
         )
         with step_scope(ctx.runner, "catch-up"):
             source = heroku_source(ctx)
-            plan = check_capture(ctx, source)
             target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
             ctx.masker.add(target.password)
             with ctx.convox.proxy(db.resource) as port:
                 conn = target.via("127.0.0.1", port)
                 wait_for_resource(ctx, conn)
+                plan = check_capture(ctx, source, conn)
                 pgstaging.guard(ctx.postgres, conn, force=False)  # refuses a live database
                 since = pgapply.applied_position(ctx.postgres, conn) or initial_position
                 before = pgcapture.pending(ctx.postgres, source, since)

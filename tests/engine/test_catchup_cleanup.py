@@ -187,8 +187,26 @@ def test_a_schema_change_is_refused_naming_the_tables_the_final_sync_copies_whol
     assert "the final sync will copy only the affected tables whole (public.books)" in (
         refused.value.brief
     )
-    assert "public.books: definition changed" in refused.value.details
+    # judged against the Convox copy, as the final sync will: the change is described
+    assert "public.books: column added (isbn)" in refused.value.details
     assert f"cutover run -f {setup.path} --from initial-sync" in refused.value.resolution
+
+
+@pytest.mark.slow
+def test_a_schema_change_using_a_type_convox_lacks_says_the_final_sync_is_full(
+    setup: Setup,
+) -> None:
+    """An enum added with its column: pg_dump -t would not bring the type, so the final sync
+    copies everything (pgcapture_ddl.detect against Convox); catch-up says so, not "only the
+    affected tables"."""
+    setup.synced()
+    setup.world.source.execute(
+        "CREATE TYPE mood AS ENUM ('ok', 'sad')", "ALTER TABLE books ADD COLUMN mood mood"
+    )
+    with pytest.raises(CutoverError) as refused:
+        catch_up(setup.path, Out().ui)
+    assert "the final sync will be full" in refused.value.brief
+    assert "public.mood" in refused.value.brief
 
 
 @pytest.mark.slow
