@@ -104,7 +104,9 @@ def routed(sandbox: Sandbox) -> Iterator[tuple[Sandbox, int, SandboxCA]]:
         name="sandbox",
         domain=ROUTER,
         router=fake.Router("127.0.0.1", port, str(cert), str(key), ca_folder=str(ca.folder)),
-        timings={"certificate": 0.5, "poll": 0.2},
+        # Issuing takes long enough for the two CLI calls that look for it before (a loaded
+        # 2-core CI box took over 0.5 s for them).
+        timings={"certificate": 4.0, "poll": 0.2},
     )
     sandbox.ok("apps", "create", "demo")
     yield sandbox, port, ca
