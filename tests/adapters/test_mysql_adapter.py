@@ -198,3 +198,22 @@ def test_a_user_without_super_restores_the_definers_as_itself(
         target, "SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
     )
     assert definers.split() == [f"{user}@%"]
+
+
+def test_a_load_stops_and_fails_at_the_first_failing_statement(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """`mariadb -e 'source F'` goes on past a failing statement and exits 0 (measured on
+    MariaDB 10.11): a rejected INSERT would be a lost row and a rejected CREATE TRIGGER a missing
+    trigger, with the step done. --abort-source-on-error (`mariadb --help`) makes it exit 1."""
+    target = convox_db(servers.convox)
+    dump = work / "bad.sql"
+    dump.write_text(
+        "CREATE TABLE a (id INT PRIMARY KEY);\nINSERT INTO a VALUES (1);\n"
+        "INSERT INTO missing VALUES (1);\nCREATE TABLE b (id INT);\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CutoverError) as failed:
+        my.load(target, dump, 60)
+    assert "missing" in str(failed.value) + str(failed.value.details)
+    assert "b" not in run_sql(target, "SHOW TABLES").split()
