@@ -371,7 +371,8 @@ class VerifyMysql(Step):
                 if mode == "checksums"
                 else ""
             )
-            + "; information_schema columns and indexes",
+            + "; information_schema columns and indexes; every trigger, view, routine and event "
+            "by name",
         ]
 
     def check(self, ctx: Context) -> VerifyMysqlOutputs | None:
