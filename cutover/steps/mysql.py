@@ -16,6 +16,7 @@ mode plus scale-down (no dyno of the app runs); the final sync's gate says so.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -134,7 +135,9 @@ def convox_conn(ctx: Context, my: MysqlAdapter) -> Iterator[MyConn]:
     A resource the rack is still starting refuses the proxy's connections, and the proxy then
     reports ``ERROR: dial tcp ...: connection refused`` (the stand-in, like the rack, when the
     resource's pod has no endpoint yet): the proxy is started again until the resource accepts
-    logins, up to RESOURCE_START_WAIT."""
+    logins, up to RESOURCE_START_WAIT. A proxy that answered such refusals before the resource
+    came up would fail when closed after use (ConvoxAdapter.proxy: "reported an error while in
+    use"), so it is replaced by a fresh one before use."""
     from cutover.adapters.mysql import MyConn  # noqa: PLC0415
 
     section = ctx.model.mysql
@@ -147,8 +150,19 @@ def convox_conn(ctx: Context, my: MysqlAdapter) -> Iterator[MyConn]:
         try:
             port = stack.enter_context(ctx.convox.proxy(section.resource))
             conn = target.via("127.0.0.1", port)
-            my.wait_accepting(conn, max(deadline - time.monotonic(), 1), what, sleep=ctx.sleep)
-            break
+            waited: list[float] = []
+
+            def pause(seconds: float, waited: list[float] = waited) -> None:
+                waited.append(seconds)
+                ctx.sleep(seconds)
+
+            my.wait_accepting(conn, max(deadline - time.monotonic(), 1), what, sleep=pause)
+            if not waited:
+                break
+            with contextlib.suppress(CutoverError):  # its refusals, from before the start
+                stack.close()
+            ctx.note(f"{what} accepts connections now; opening a fresh proxy")
+            continue
         except CutoverError as exc:
             stack.close()
             if "connection refused" not in str(exc) or time.monotonic() > deadline:

@@ -5,7 +5,10 @@ tests/steps/test_data_sync.py; the mysql client tools, the runner and the server
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -225,3 +228,72 @@ def test_plan_lines_name_the_commands_without_secrets(tmp_path: Path, servers: P
     assert "--single-transaction" in lines and "RENAME TABLE" in lines
     assert "MYSQL_PWD=****" in lines and "-P '<proxy port>'" in lines
     assert w.source.password not in lines
+
+
+class StartingConvox(Convox):
+    """A resource the rack is still starting, through a proxy that behaves like
+    adapters/convox.py ConvoxAdapter.proxy over the real CLI: while the resource's pod is not up
+    the CLI answers each connection with ``ERROR: dial tcp ...: connect: connection refused``
+    (convox_fake/cmd_resources.py _tunnel, from pkg/cli/resources.go) and closes it; the adapter
+    then raises "reported an error while in use" when the proxy is closed after use."""
+
+    def __init__(self, target: MyConn, refusals: int) -> None:
+        super().__init__(target)
+        self.refusals = refusals
+        self.proxies = 0
+
+    @contextmanager
+    def proxy(self, resource: str) -> Iterator[int]:
+        self.proxies += 1
+        server = socket.create_server(("127.0.0.1", 0))
+        errors: list[str] = []
+        socks: list[socket.socket] = [server]
+        threading.Thread(target=self._serve, args=(server, errors, socks), daemon=True).start()
+        try:
+            yield server.getsockname()[1]
+        finally:
+            for sock in socks:
+                sock.close()
+        if errors:
+            raise CutoverError(
+                f"convox resources proxy {resource} reported an error while in use: {errors[-1]}"
+            )
+
+    def _serve(self, server: socket.socket, errors: list[str], socks: list[socket.socket]) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            if self.refusals > 0:
+                self.refusals -= 1
+                errors.append(f"ERROR: dial tcp 10.0.0.9:{self.target.port}: connection refused")
+                client.close()
+                continue
+            upstream = socket.create_connection((self.target.host, self.target.port))
+            socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_resource_that_starts_while_check_mysql_waits_does_not_fail_it(
+    tmp_path: Path, servers: Pair
+) -> None:
+    """The sandbox playbook run as a user does it (`sandbox up`, then `cutover run` at once):
+    check-mysql waited for the new resource, looked at both servers, then failed on the
+    proxy's earlier refusals. A proxy that saw the resource start is replaced by a fresh one."""
+    w = World(tmp_path, servers)
+    ctx, _ = w.context()
+    convox = StartingConvox(w.target, refusals=3)
+    ctx.convox = convox  # type: ignore[assignment]
+    out = CheckMysql().apply(ctx)
+    assert out.tables == 4 and out.copied
+    assert convox.proxies >= 2
