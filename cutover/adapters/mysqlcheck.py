@@ -9,6 +9,9 @@ definers, size. Reads only.
   MariaDB or MySQL 5.7 resource; Convox's default image is mysql:5.7.23,
   provider/k8s/template/resource/mysql.yml.tmpl) makes the load fail: a blocker, before the
   window;
+* engines: ``--single-transaction`` is a consistent snapshot of transactional (InnoDB) tables
+  only (MySQL 8.0 manual, mysqldump); older ClearDB databases hold MyISAM tables: each one is
+  named, with when its copy is consistent (the final copy, nothing writing);
 * definers: every trigger, view, routine and event with its DEFINER; the copy rewrites them to
   the Convox user (CURRENT_USER), since Heroku's add-on user does not exist there.
 """
@@ -36,6 +39,7 @@ class Report:
     tables: int
     bytes: int
     utf8mb3: list[str] = field(default_factory=list)
+    non_transactional: list[str] = field(default_factory=list)  # "table (MyISAM)"
     definers: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)
@@ -61,6 +65,21 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
             f"{len(report.utf8mb3)} column(s) in utf8mb3 (MySQL's 'utf8', no emoji), kept as "
             f"they are on Convox: {', '.join(report.utf8mb3[:10])}; converting them to utf8mb4 "
             "is the app's change (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4)"
+        )
+    for table, engine in my.query(
+        source,
+        "SELECT TABLE_NAME, IFNULL(ENGINE, '') FROM information_schema.TABLES WHERE "
+        "TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND IFNULL(ENGINE, '') "
+        "NOT IN ('InnoDB') ORDER BY 1",
+    ):
+        report.non_transactional.append(f"{table} ({engine})")
+    if report.non_transactional:
+        report.findings.append(
+            f"{len(report.non_transactional)} table(s) not in InnoDB: "
+            f"{', '.join(report.non_transactional[:10])}; the dump's --single-transaction "
+            "snapshot does not cover them, so their copy is consistent only while nothing "
+            "writes: the final copy in the window (maintenance, dynos stopped) is, the first "
+            "one may not be"
         )
     used = {
         r[0]

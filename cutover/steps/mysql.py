@@ -64,6 +64,7 @@ class CheckMysqlOutputs(StepOutputs):
     tables: int = 0
     bytes: int = 0
     utf8mb3: list[str] = Field(default_factory=list)  # table.column in utf8mb3 ("utf8")
+    non_transactional: list[str] = Field(default_factory=list)  # "t (MyISAM)": no snapshot
     definers: list[str] = Field(default_factory=list)  # "trigger t (b1@%)": made the Convox user
     findings: list[str] = Field(default_factory=list)
 
@@ -255,6 +256,7 @@ class CheckMysql(Step):
             tables=report.tables,
             bytes=report.bytes,
             utf8mb3=report.utf8mb3,
+            non_transactional=report.non_transactional,
             definers=report.definers,
             findings=report.findings,
         )

@@ -11,7 +11,7 @@ import pytest
 from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean
 from support.mysqlservers import Pair, clear_db, convox_db, run_sql, two_servers
 
-from cutover.adapters import mysqlstaging, mysqlverify
+from cutover.adapters import mysqlcheck, mysqlstaging, mysqlverify
 from cutover.adapters.mysql import MyConn, MysqlAdapter, strip_definers
 from cutover.errors import CutoverError
 from cutover.runner import Runner
@@ -232,3 +232,15 @@ def test_verify_names_a_trigger_view_or_routine_missing_on_convox(
     assert "trigger count_orders: missing on Convox" in problems, problems
     assert "view big_spenders: missing on Convox" in problems, problems
     assert not any("order_label" in p for p in problems)
+
+
+def test_check_names_tables_the_snapshot_does_not_cover(servers: Pair, my: MysqlAdapter) -> None:
+    """--single-transaction is a consistent snapshot of InnoDB tables only (MySQL 8.0 manual,
+    mysqldump: "only for transactional tables such as InnoDB"); older ClearDB databases hold
+    MyISAM tables. check-mysql names them and says when their copy is consistent."""
+    source, target = clear_db(servers.heroku, rows=5), convox_db(servers.convox)
+    run_sql(source, "CREATE TABLE legacy_hits (id INT PRIMARY KEY) ENGINE=MyISAM")
+    report = mysqlcheck.inspect(my, source, target)
+    assert report.non_transactional == ["legacy_hits (MyISAM)"]
+    found = [f for f in report.findings if "legacy_hits (MyISAM)" in f]
+    assert found and "nothing writes" in found[0], report.findings
