@@ -244,3 +244,31 @@ def test_check_names_tables_the_snapshot_does_not_cover(servers: Pair, my: Mysql
     assert report.non_transactional == ["legacy_hits (MyISAM)"]
     found = [f for f in report.findings if "legacy_hits (MyISAM)" in f]
     assert found and "nothing writes" in found[0], report.findings
+
+
+def test_killed_between_the_rename_and_the_objects_load_a_new_copy_converges(
+    servers: Pair, my: MysqlAdapter, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill -9 after RENAME TABLE, before Heroku's triggers and views are loaded: the tables
+    are Heroku's, the objects missing. verify says so; the guard lets the resumed step copy
+    again (cutover's own copy, untouched), and that copy has everything."""
+    source, target = clear_db(servers.heroku, rows=30), convox_db(servers.convox)
+    real_load = MysqlAdapter.load
+
+    def dies_at_the_objects(self: MysqlAdapter, conn: MyConn, path: Path, timeout: float) -> None:
+        if path.name == "mysql-objects.sql":
+            raise KeyboardInterrupt  # stands for the kill: nothing after it runs
+        real_load(self, conn, path, timeout)
+
+    monkeypatch.setattr(MysqlAdapter, "load", dies_at_the_objects)
+    with pytest.raises(KeyboardInterrupt):
+        mysqlstaging.sync(my, source, target, work, timeout=300)
+    monkeypatch.setattr(MysqlAdapter, "load", real_load)
+    assert (
+        "trigger count_orders: missing on Convox"
+        in mysqlverify.verify(my, source, target).mismatches
+    )
+    assert mysqlstaging.guard(my, target, force=False) is None
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert mysqlverify.verify(my, source, target).mismatches == []
+    assert "__cutover" not in run_sql(target, "SHOW DATABASES")
