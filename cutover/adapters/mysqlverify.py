@@ -7,7 +7,9 @@ server version (MySQL 8.0 manual 13.7.3.3: "the checksum value depends on the ta
 identically for identical rows: for each row, MD5 of its columns (each as its bytes,
 length-prefixed, ``N`` for NULL, so ``NULL`` and ``''`` and column boundaries cannot be
 confused), the first 15 hex digits as a number, SUMmed over the table (order-independent; unlike
-BIT_XOR, two identical rows of a keyless table do not cancel out). ``CAST(col AS BINARY)`` is the
+BIT_XOR, two identical rows of a keyless table do not cancel out), read with the session's
+``time_zone`` at UTC on both sides (a TIMESTAMP is shown in the session's zone, by default the
+server's: MySQL 8.0 manual 11.2.2). ``CAST(col AS BINARY)`` is the
 column's bytes in its own character set: utf8mb3 and utf8mb4 encode the same text alike.
 Limits (said by the step): a FLOAT/DOUBLE or JSON column is compared through its text form,
 which MySQL and MariaDB may print differently.
@@ -112,7 +114,8 @@ def hash_sql(table: str, names: list[str]) -> str:
         f"IFNULL(CONCAT(LENGTH({ident(n)}), ':', CAST({ident(n)} AS BINARY)), 'N')" for n in names
     )
     return (
-        f"SELECT COUNT(*), IFNULL(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS(',', {parts})), 15), 16, 10) "  # noqa: S608
+        "SET time_zone = '+00:00';\n"  # TIMESTAMPs read alike whatever each server's zone
+        f"SELECT COUNT(*), IFNULL(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS(',', {parts})), 15), 16, 10) "
         f"AS UNSIGNED)), 0) FROM {ident(table)}"
     )
 

@@ -272,3 +272,23 @@ def test_killed_between_the_rename_and_the_objects_load_a_new_copy_converges(
     mysqlstaging.sync(my, source, target, work, timeout=300)
     assert mysqlverify.verify(my, source, target).mismatches == []
     assert "__cutover" not in run_sql(target, "SHOW DATABASES")
+
+
+def test_verify_reads_timestamps_in_utc_on_both_servers(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """A TIMESTAMP is stored in UTC and shown in the session's time zone, the server's own by
+    default (MySQL 8.0 manual 11.2.2): a Convox server in another zone than ClearDB's made
+    verify see every such row as changed. The hash reads them in UTC on both sides."""
+    source, target = clear_db(servers.heroku, rows=10), convox_db(servers.convox)
+    run_sql(source, "CREATE TABLE seen (id INT PRIMARY KEY, at TIMESTAMP NULL)")
+    run_sql(source, "INSERT INTO seen VALUES (1, '2024-05-01 12:00:00'), (2, NULL)")
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    mysqlbox.admin(servers.convox, "SET GLOBAL time_zone = '+05:00'")
+    try:
+        assert mysqlverify.verify(my, source, target).mismatches == []
+        run_sql(target, "SET time_zone = '+00:00'; UPDATE seen SET at = '2024-05-01 12:00:01'")
+        problems = mysqlverify.verify(my, source, target).mismatches
+        assert problems == ["seen: content differs (row hash)"], problems
+    finally:
+        mysqlbox.admin(servers.convox, "SET GLOBAL time_zone = 'SYSTEM'")
