@@ -19,7 +19,7 @@ from support.mysqlservers import Pair, clear_db, convox_db, run_sql, two_servers
 
 from cutover.adapters.mysql import MyConn
 from cutover.engine.plan import new_state
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, InvalidInput
 from cutover.playbook import load_playbook
 from cutover.runner import ARGV_LOG_VAR, Runner
 from cutover.secrets import SecretMasker
@@ -65,11 +65,11 @@ class Heroku:
 
 
 class Convox:
-    def __init__(self, target: MyConn) -> None:
-        self.target = target
+    def __init__(self, target: MyConn, resource: str = "mysql") -> None:
+        self.target, self.resource = target, resource
 
     def resource_url(self, resource: str) -> str:
-        assert resource == "mysql"
+        assert resource == self.resource
         return url(self.target)
 
     @contextmanager
@@ -90,10 +90,22 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 
 class World:
-    def __init__(self, tmp: Path, servers: Pair, mysql: str = "", addons: str = "cleardb") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        servers: Pair,
+        mysql: str = "",
+        addons: str = "cleardb",
+        resource: str = "mysql",
+    ) -> None:
         self.source, self.target = clear_db(servers.heroku, rows=500), convox_db(servers.convox)
-        self.tmp = tmp
+        self.tmp, self.resource = tmp, resource
         self.argv_log = tmp / "argv.jsonl"
+        (tmp / "convox.yml").write_text(
+            f"resources:\n  {resource}:\n    type: mysql\nservices:\n  web:\n    port: 3000\n"
+            f"    resources: [{resource}]\n",
+            encoding="utf-8",
+        )
         path = tmp / "cutover.yml"
         path.write_text(
             "version: 1\nheroku: {app: myapp}\nconvox: {app: myapp, rack: test}\n"
@@ -129,7 +141,7 @@ class World:
             runner=Runner(masker, base_env={ARGV_LOG_VAR: str(self.argv_log)}),
             masker=masker,
             heroku=Heroku(self.source, masker),  # type: ignore[arg-type]
-            convox=Convox(self.target),  # type: ignore[arg-type]
+            convox=Convox(self.target, self.resource),  # type: ignore[arg-type]
             postgres=None,  # type: ignore[arg-type]
             http=None,  # type: ignore[arg-type]
             dns=None,
@@ -297,3 +309,17 @@ def test_a_resource_that_starts_while_check_mysql_waits_does_not_fail_it(
     out = CheckMysql().apply(ctx)
     assert out.tables == 4 and out.copied
     assert convox.proxies >= 2
+
+
+def test_the_resource_is_the_one_cutover_translate_declared(tmp_path: Path, servers: Pair) -> None:
+    """`cutover translate` names a ClearDB add-on's resource after its config var
+    (translate/resources.py: cleardb-database, jawsdb); with no mysql.resource the steps looked
+    for a resource called mysql and failed on `convox resources url mysql`."""
+    w = World(tmp_path, servers, resource="cleardb-database")
+    checked, _ = w.run(CheckMysql())
+    assert checked["tables"] == 4
+    assert "resources url cleardb-database" in "\n".join(CheckMysql().describe(w.context()[0]))
+    (tmp_path / "convox.yml").write_text("services:\n  web:\n    port: 3000\n")
+    with pytest.raises(InvalidInput, match=r"convox.yml: no resource of type mysql.*") as none:
+        CheckMysql().apply(w.context()[0])
+    assert "mysql.resource" in none.value.resolution
