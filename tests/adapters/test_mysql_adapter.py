@@ -292,3 +292,16 @@ def test_verify_reads_timestamps_in_utc_on_both_servers(
         assert problems == ["seen: content differs (row hash)"], problems
     finally:
         mysqlbox.admin(servers.convox, "SET GLOBAL time_zone = 'SYSTEM'")
+
+
+def test_a_routine_dumped_with_its_own_database_collation_loads_into_the_convox_database(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """mariadb-dump wraps a routine whose collation differs from its database's default in
+    ``ALTER DATABASE `<heroku db>` CHARACTER SET ...`` (measured, MariaDB 10.11): a database
+    the Convox server does not have. The name is dropped (the load's default database)."""
+    source, target = clear_db(servers.heroku, rows=10), convox_db(servers.convox)
+    run_sql(source, "ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert run_sql(target, "SELECT order_label(3)").strip() == "order-3"
+    assert mysqlverify.verify(my, source, target).mismatches == []
