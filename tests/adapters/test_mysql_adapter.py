@@ -305,3 +305,23 @@ def test_a_routine_dumped_with_its_own_database_collation_loads_into_the_convox_
     mysqlstaging.sync(my, source, target, work, timeout=300)
     assert run_sql(target, "SELECT order_label(3)").strip() == "order-3"
     assert mysqlverify.verify(my, source, target).mismatches == []
+
+
+def test_the_convox_database_takes_herokus_default_character_set(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """The tables keep their own character sets, but a table the app creates after the move
+    without one takes its database's default: Convox's mysql:5.7.23 image starts with latin1
+    (provider/k8s/template/resource/mysql.yml.tmpl sets no character set). The swap gives the
+    Convox database Heroku's default, as the staging database had."""
+    source, target = clear_db(servers.heroku, rows=10), convox_db(servers.convox)
+    # their dump would set the default itself (ALTER DATABASE lines, above)
+    run_sql(source, "DROP FUNCTION order_label; DROP TRIGGER count_orders")
+    run_sql(source, "ALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    run_sql(target, "ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    sql = (
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+        "information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()"
+    )
+    assert run_sql(target, sql).split() == ["utf8mb4", "utf8mb4_unicode_ci"]
