@@ -271,7 +271,7 @@ def test_killed_between_the_rename_and_the_objects_load_a_new_copy_converges(
     assert mysqlstaging.guard(my, target, force=False) is None
     mysqlstaging.sync(my, source, target, work, timeout=300)
     assert mysqlverify.verify(my, source, target).mismatches == []
-    assert "__cutover" not in run_sql(target, "SHOW DATABASES")
+    assert f"{target.database}__cutover" not in run_sql(target, "SHOW DATABASES")
 
 
 def test_verify_reads_timestamps_in_utc_on_both_servers(
