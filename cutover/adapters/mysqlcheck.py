@@ -5,8 +5,9 @@ definers, size. Reads only.
   Character Set", deprecated). The copy keeps every column's character set as it is (the dump
   names it per table), so each utf8mb3 column is named: it stays utf8mb3 on Convox; converting it
   to utf8mb4 is the app's change to make (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4);
-* collations: a collation the Convox server does not know (MySQL 8's utf8mb4_0900_ai_ci on a
-  MariaDB or MySQL 5.7 resource; Convox's default image is mysql:5.7.23,
+* collations (of the columns, the tables and the database itself, which the staging database
+  and then the Convox one take): a collation the Convox server does not know (MySQL 8's
+  utf8mb4_0900_ai_ci on a MariaDB or MySQL 5.7 resource; Convox's default image is mysql:5.7.23,
   provider/k8s/template/resource/mysql.yml.tmpl) makes the load fail: a blocker, before the
   window;
 * engines: ``--single-transaction`` is a consistent snapshot of transactional (InnoDB) tables
@@ -88,7 +89,8 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
             "SELECT DISTINCT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
             "DATABASE() AND COLLATION_NAME IS NOT NULL UNION SELECT DISTINCT TABLE_COLLATION "
             "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
-            "TABLE_COLLATION IS NOT NULL",
+            "TABLE_COLLATION IS NOT NULL UNION SELECT DEFAULT_COLLATION_NAME FROM "
+            "information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
         )
     }
     known = {

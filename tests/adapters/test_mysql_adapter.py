@@ -325,3 +325,27 @@ def test_the_convox_database_takes_herokus_default_character_set(
         "information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()"
     )
     assert run_sql(target, sql).split() == ["utf8mb4", "utf8mb4_unicode_ci"]
+
+
+def test_check_blocks_on_a_database_default_collation_convox_lacks(
+    servers: Pair, my: MysqlAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging database is created with Heroku's default collation and the swap gives it to
+    the Convox database: one the Convox server lacks (MySQL 8's utf8mb4_0900_ai_ci on the
+    mysql:5.7.23 image) fails the first copy. check-mysql named only the tables' and columns'
+    collations. The Convox server here is the same MariaDB, so it is told to lack one."""
+    source, target = clear_db(servers.heroku, rows=5), convox_db(servers.convox)
+    run_sql(source, "ALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci")
+    real_query = MysqlAdapter.query
+
+    def lacking(
+        self: MysqlAdapter, conn: MyConn, sql: str, timeout: float = 300
+    ) -> list[list[str]]:
+        rows = real_query(self, conn, sql, timeout)
+        if conn == target and "information_schema.COLLATIONS" in sql:
+            rows = [r for r in rows if r[0] != "utf8mb4_unicode_520_ci"]
+        return rows
+
+    monkeypatch.setattr(MysqlAdapter, "query", lacking)
+    report = mysqlcheck.inspect(my, source, target)
+    assert any("utf8mb4_unicode_520_ci" in b for b in report.blockers), report.blockers
