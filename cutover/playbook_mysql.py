@@ -19,8 +19,12 @@ class MysqlSection(BaseModel):
         "resource. false: not copied; check-mysql then says the Convox database stays empty. "
         "The steps do nothing when the app has no such add-on.",
     )
-    resource: str = Field(
-        default="mysql", min_length=1, description="The Convox mysql resource to copy into."
+    resource: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The Convox resource to copy into; default: the manifest's only resource "
+        "of type mysql, mariadb, rds-mysql or rds-mariadb (`cutover translate` names it after "
+        "the add-on, e.g. cleardb-database or jawsdb).",
     )
     config_var: str | None = Field(
         default=None,

@@ -5,10 +5,14 @@ definers, size. Reads only.
   Character Set", deprecated). The copy keeps every column's character set as it is (the dump
   names it per table), so each utf8mb3 column is named: it stays utf8mb3 on Convox; converting it
   to utf8mb4 is the app's change to make (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4);
-* collations: a collation the Convox server does not know (MySQL 8's utf8mb4_0900_ai_ci on a
-  MariaDB or MySQL 5.7 resource; Convox's default image is mysql:5.7.23,
+* collations (of the columns, the tables and the database itself, which the staging database
+  and then the Convox one take): a collation the Convox server does not know (MySQL 8's
+  utf8mb4_0900_ai_ci on a MariaDB or MySQL 5.7 resource; Convox's default image is mysql:5.7.23,
   provider/k8s/template/resource/mysql.yml.tmpl) makes the load fail: a blocker, before the
   window;
+* engines: ``--single-transaction`` is a consistent snapshot of transactional (InnoDB) tables
+  only (MySQL 8.0 manual, mysqldump); older ClearDB databases hold MyISAM tables: each one is
+  named, with when its copy is consistent (the final copy, nothing writing);
 * definers: every trigger, view, routine and event with its DEFINER; the copy rewrites them to
   the Convox user (CURRENT_USER), since Heroku's add-on user does not exist there.
 """
@@ -36,6 +40,7 @@ class Report:
     tables: int
     bytes: int
     utf8mb3: list[str] = field(default_factory=list)
+    non_transactional: list[str] = field(default_factory=list)  # "table (MyISAM)"
     definers: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)
@@ -62,6 +67,21 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
             f"they are on Convox: {', '.join(report.utf8mb3[:10])}; converting them to utf8mb4 "
             "is the app's change (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4)"
         )
+    for table, engine in my.query(
+        source,
+        "SELECT TABLE_NAME, IFNULL(ENGINE, '') FROM information_schema.TABLES WHERE "
+        "TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND IFNULL(ENGINE, '') "
+        "NOT IN ('InnoDB') ORDER BY 1",
+    ):
+        report.non_transactional.append(f"{table} ({engine})")
+    if report.non_transactional:
+        report.findings.append(
+            f"{len(report.non_transactional)} table(s) not in InnoDB: "
+            f"{', '.join(report.non_transactional[:10])}; the dump's --single-transaction "
+            "snapshot does not cover them, so their copy is consistent only while nothing "
+            "writes: the final copy in the window (maintenance, dynos stopped) is, the first "
+            "one may not be"
+        )
     used = {
         r[0]
         for r in my.query(
@@ -69,7 +89,8 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
             "SELECT DISTINCT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
             "DATABASE() AND COLLATION_NAME IS NOT NULL UNION SELECT DISTINCT TABLE_COLLATION "
             "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
-            "TABLE_COLLATION IS NOT NULL",
+            "TABLE_COLLATION IS NOT NULL UNION SELECT DEFAULT_COLLATION_NAME FROM "
+            "information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
         )
     }
     known = {

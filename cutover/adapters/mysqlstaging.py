@@ -18,7 +18,8 @@ The same rules as Postgres (cutover/adapters/pgstaging.py), in MySQL's terms:
   "the entire rename operation is done atomically"). Triggers and views cannot cross databases
   (errors 1435 "Trigger in wrong schema" and 1450, measured on MariaDB 10.11): the old copy's
   triggers, views, routines and events are saved to a file, dropped just before the rename, and
-  put back if the rename fails; the new ones are loaded after it.
+  put back if the rename fails; the new ones are loaded after it. ``<db>`` then takes Heroku's
+  default character set and collation (a table the app creates later takes them).
 """
 
 from __future__ import annotations
@@ -229,6 +230,12 @@ def swap(my: MysqlAdapter, conn: MyConn, new_objects: Path, folder: Path, timeou
     finally:
         with contextlib.suppress(FileNotFoundError):
             old_objects.unlink()
+    # Heroku's default character set and collation (the staging database was made with them):
+    # a table the app creates later without one takes it; Convox's mysql:5.7.23 starts latin1.
+    charset, collation = schema_charset(my, staging)
+    my.execute(
+        conn, f"ALTER DATABASE {ident(conn.database)} CHARACTER SET {charset} COLLATE {collation};"
+    )
     my.execute(conn, drop_objects_sql(my, conn))  # none should be left; a rerun finds none
     my.load(conn, new_objects, timeout)
     my.execute(

@@ -7,10 +7,14 @@ server version (MySQL 8.0 manual 13.7.3.3: "the checksum value depends on the ta
 identically for identical rows: for each row, MD5 of its columns (each as its bytes,
 length-prefixed, ``N`` for NULL, so ``NULL`` and ``''`` and column boundaries cannot be
 confused), the first 15 hex digits as a number, SUMmed over the table (order-independent; unlike
-BIT_XOR, two identical rows of a keyless table do not cancel out). ``CAST(col AS BINARY)`` is the
+BIT_XOR, two identical rows of a keyless table do not cancel out), read with the session's
+``time_zone`` at UTC on both sides (a TIMESTAMP is shown in the session's zone, by default the
+server's: MySQL 8.0 manual 11.2.2). ``CAST(col AS BINARY)`` is the
 column's bytes in its own character set: utf8mb3 and utf8mb4 encode the same text alike.
 Limits (said by the step): a FLOAT/DOUBLE or JSON column is compared through its text form,
 which MySQL and MariaDB may print differently.
+
+The objects: every trigger, view, routine and event by kind and name, on both sides.
 
 The schema: information_schema columns (name, position, type with integer display widths
 dropped, since MySQL 8.0.19 no longer shows them, nullability, default, character set,
@@ -22,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cutover.adapters.mysql import MyConn, MysqlAdapter, ident, literal
 from cutover.adapters.mysqlstaging import MARKER_TABLE, base_tables
@@ -54,11 +58,14 @@ class VerifyResult:
     tables: list[TableCheck]
     missing: list[str]  # on Heroku, not on Convox
     extra: list[str]  # on Convox, not on Heroku
+    # "trigger t", "view v", "function f", "procedure p", "event e" on one side only
+    objects_missing: list[str] = field(default_factory=list)
+    objects_extra: list[str] = field(default_factory=list)
 
     @property
     def mismatches(self) -> list[str]:
-        out = [f"{t}: missing on Convox" for t in self.missing]
-        out += [f"{t}: on Convox only" for t in self.extra]
+        out = [f"{t}: missing on Convox" for t in self.missing + self.objects_missing]
+        out += [f"{t}: on Convox only" for t in self.extra + self.objects_extra]
         out += [f"{c.table}: {'; '.join(c.problems)}" for c in self.tables if c.problems]
         return out
 
@@ -71,6 +78,21 @@ def columns(my: MysqlAdapter, conn: MyConn, table: str) -> list[list[str]]:
         "IFNULL(COLLATION_NAME, '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
         f"DATABASE() AND TABLE_NAME = {literal(table)} ORDER BY ORDINAL_POSITION",
     )
+
+
+OBJECTS_SQL = (
+    "SELECT 'trigger', TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
+    "DATABASE() UNION ALL SELECT 'view', TABLE_NAME FROM information_schema.VIEWS WHERE "
+    "TABLE_SCHEMA = DATABASE() UNION ALL SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM "
+    "information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() UNION ALL SELECT 'event', "
+    "EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()"
+)
+
+
+def objects(my: MysqlAdapter, conn: MyConn) -> set[str]:
+    """Every trigger, view, routine and event, as "<kind> <name>": the copy loads them after
+    the swap, apart from the tables, so a row-perfect copy may still lack one."""
+    return {f"{kind} {name}" for kind, name in my.query(conn, OBJECTS_SQL)}
 
 
 def schema_text(my: MysqlAdapter, conn: MyConn, table: str) -> str:
@@ -92,7 +114,8 @@ def hash_sql(table: str, names: list[str]) -> str:
         f"IFNULL(CONCAT(LENGTH({ident(n)}), ':', CAST({ident(n)} AS BINARY)), 'N')" for n in names
     )
     return (
-        f"SELECT COUNT(*), IFNULL(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS(',', {parts})), 15), 16, 10) "  # noqa: S608
+        "SET time_zone = '+00:00';\n"  # TIMESTAMPs read alike whatever each server's zone
+        f"SELECT COUNT(*), IFNULL(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS(',', {parts})), 15), 16, 10) "
         f"AS UNSIGNED)), 0) FROM {ident(table)}"
     )
 
@@ -129,8 +152,11 @@ def verify(
             (ca, ha, sa), (cb, hb, sb) = a.result(), b.result()
             out.append(TableCheck(table, (ca, cb), (ha, hb) if checksums else None, (sa, sb)))
             progress(i + 1, len(common))
+    ours, theirs = objects(my, source), objects(my, target)
     return VerifyResult(
         out,
         [t for t in here if t not in there],
         [t for t in there if t not in here and t != MARKER_TABLE],
+        sorted(ours - theirs),
+        sorted(theirs - ours),
     )

@@ -16,6 +16,7 @@ mode plus scale-down (no dyno of the app runs); the final sync's gate says so.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.preflight import PreflightOutputs
 
@@ -40,6 +41,46 @@ FORCE_QUESTION = (
     "--force-data: copy into the Convox MySQL database even if it is live, has taken writes since "
     "the last copy, or holds tables cutover did not put there? Its data is replaced by Heroku's."
 )
+
+
+# provider/k8s/template/resource/{mysql,mariadb,rds-mysql,rds-mariadb}.yml.tmpl
+MYSQL_RESOURCE_TYPES = ("mysql", "mariadb", "rds-mysql", "rds-mariadb")
+
+
+def resource_name(ctx: Context) -> str:
+    """mysql.resource, else the manifest's only MySQL-family resource."""
+    if ctx.model.mysql.resource:
+        return ctx.model.mysql.resource
+    from cutover.steps.manifests import load_manifest, manifest_path  # noqa: PLC0415
+
+    path = manifest_path(ctx)
+    resources = load_manifest(path).get("resources") or {}
+    found = [
+        str(name)
+        for name, spec in resources.items()
+        if isinstance(spec, dict) and spec.get("type") in MYSQL_RESOURCE_TYPES
+    ]
+    if len(found) == 1:
+        return found[0]
+    raise InvalidInput(
+        f"{path}: "
+        + (
+            f"several MySQL resources ({', '.join(found)}); the playbook's mysql.resource "
+            "must name the one to copy into"
+            if found
+            else "no resource of type " + ", ".join(MYSQL_RESOURCE_TYPES) + " to copy the "
+            "MySQL add-on into"
+        ),
+        resolution="Declare it in the manifest (resources: {mysql: {type: mysql}} and the "
+        "service's resources) or set mysql.resource in the playbook",
+    )
+
+
+def _planned_resource(ctx: Context) -> str:
+    try:
+        return resource_name(ctx)
+    except CutoverError:
+        return "<the manifest's mysql resource>"
 
 
 def mysql_addon(heroku_addons: list[str]) -> tuple[str, str] | None:
@@ -63,6 +104,7 @@ class CheckMysqlOutputs(StepOutputs):
     tables: int = 0
     bytes: int = 0
     utf8mb3: list[str] = Field(default_factory=list)  # table.column in utf8mb3 ("utf8")
+    non_transactional: list[str] = Field(default_factory=list)  # "t (MyISAM)": no snapshot
     definers: list[str] = Field(default_factory=list)  # "trigger t (b1@%)": made the Convox user
     findings: list[str] = Field(default_factory=list)
 
@@ -134,21 +176,34 @@ def convox_conn(ctx: Context, my: MysqlAdapter) -> Iterator[MyConn]:
     A resource the rack is still starting refuses the proxy's connections, and the proxy then
     reports ``ERROR: dial tcp ...: connection refused`` (the stand-in, like the rack, when the
     resource's pod has no endpoint yet): the proxy is started again until the resource accepts
-    logins, up to RESOURCE_START_WAIT."""
+    logins, up to RESOURCE_START_WAIT. A proxy that answered such refusals before the resource
+    came up would fail when closed after use (ConvoxAdapter.proxy: "reported an error while in
+    use"), so it is replaced by a fresh one before use."""
     from cutover.adapters.mysql import MyConn  # noqa: PLC0415
 
-    section = ctx.model.mysql
-    target = MyConn.from_url(ctx.convox.resource_url(section.resource), "the resource URL")
+    resource = resource_name(ctx)
+    target = MyConn.from_url(ctx.convox.resource_url(resource), "the resource URL")
     ctx.masker.add(target.password)
-    what = f"the Convox {section.resource} resource (through convox resources proxy)"
+    what = f"the Convox {resource} resource (through convox resources proxy)"
     deadline = time.monotonic() + RESOURCE_START_WAIT
     while True:
         stack = ExitStack()
         try:
-            port = stack.enter_context(ctx.convox.proxy(section.resource))
+            port = stack.enter_context(ctx.convox.proxy(resource))
             conn = target.via("127.0.0.1", port)
-            my.wait_accepting(conn, max(deadline - time.monotonic(), 1), what, sleep=ctx.sleep)
-            break
+            waited: list[float] = []
+
+            def pause(seconds: float, waited: list[float] = waited) -> None:
+                waited.append(seconds)
+                ctx.sleep(seconds)
+
+            my.wait_accepting(conn, max(deadline - time.monotonic(), 1), what, sleep=pause)
+            if not waited:
+                break
+            with contextlib.suppress(CutoverError):  # its refusals, from before the start
+                stack.close()
+            ctx.note(f"{what} accepts connections now; opening a fresh proxy")
+            continue
         except CutoverError as exc:
             stack.close()
             if "connection refused" not in str(exc) or time.monotonic() > deadline:
@@ -163,12 +218,12 @@ def convox_conn(ctx: Context, my: MysqlAdapter) -> Iterator[MyConn]:
 
 
 def _common_describe(ctx: Context, var: str) -> list[str]:
-    section = ctx.model.mysql
+    resource = _planned_resource(ctx)
     return [
         cmd(ctx.heroku.argv("config", "--json")) + f"   ({var}: the add-on's URL, masked)",
-        cmd(ctx.convox.argv("resources", "url", section.resource)),
-        cmd(ctx.convox.proxy_argv(section.resource, "<free port>")),
-        f"mariadb 'SELECT VERSION()' through the proxy until {section.resource} accepts logins "
+        cmd(ctx.convox.argv("resources", "url", resource)),
+        cmd(ctx.convox.proxy_argv(resource, "<free port>")),
+        f"mariadb 'SELECT VERSION()' through the proxy until {resource} accepts logins "
         f"(up to {RESOURCE_START_WAIT:g}s; MYSQL_PWD in the client's environment)",
     ]
 
@@ -208,7 +263,7 @@ class CheckMysql(Step):
         if not ctx.model.mysql.copy_data:
             finding = (
                 f"finding: the Heroku app has {service} ({var}) but mysql.copy is false: its data "
-                f"is NOT copied; the Convox {ctx.model.mysql.resource} resource stays empty"
+                f"is NOT copied; the Convox {_planned_resource(ctx)} resource stays empty"
             )
             ctx.note(finding)
             return CheckMysqlOutputs(
@@ -241,6 +296,7 @@ class CheckMysql(Step):
             tables=report.tables,
             bytes=report.bytes,
             utf8mb3=report.utf8mb3,
+            non_transactional=report.non_transactional,
             definers=report.definers,
             findings=report.findings,
         )
@@ -310,7 +366,7 @@ class _SyncMysql(Step):
                 ctx.note(f"--force-data: copying although {forced}")
             ctx.note(
                 f"copying {found.addon} into {target.database}{mysqlstaging.NEXT_SUFFIX} on "
-                f"{section.resource} through convox resources proxy; {target.database} is "
+                f"{resource_name(ctx)} through convox resources proxy; {target.database} is "
                 "untouched until the swap"
             )
             done = mysqlstaging.sync(
@@ -371,7 +427,8 @@ class VerifyMysql(Step):
                 if mode == "checksums"
                 else ""
             )
-            + "; information_schema columns and indexes",
+            + "; information_schema columns and indexes; every trigger, view, routine and event "
+            "by name",
         ]
 
     def check(self, ctx: Context) -> VerifyMysqlOutputs | None:
@@ -418,6 +475,6 @@ def mark_live(ctx: Context) -> None:
     my = _adapter(ctx)
     with convox_conn(ctx, my) as target:
         ctx.note(
-            f"marked {target.database} on {ctx.model.mysql.resource} live: "
+            f"marked {target.database} on {resource_name(ctx)} live: "
             f"{mysqlstaging.mark_live(my, target)}"
         )

@@ -151,7 +151,7 @@ class Preflight(Step):
         if model.database:
             client = ctx.postgres.client_major("pg_dump")
             restore = ctx.postgres.client_major("pg_restore")
-            url = ctx.heroku.credentials_url(model.database.heroku_attachment)
+            url = _heroku_postgres_url(ctx, model.database.heroku_attachment, addon_services)
             server = ctx.postgres.server_major(ConnInfo.from_url(url))
             if client < server:
                 raise CutoverError(
@@ -305,3 +305,20 @@ def check_target_extensions(ctx: Context, manifest: dict[str, Any], used: list[s
             resolution=f"Use type rds-postgres for resources.{db.resource} in "
             f"{manifest_path(ctx)} (RDS offers e.g. postgis), or drop the extension on Heroku.",
         )
+
+
+def _heroku_postgres_url(ctx: Context, attachment: str, addon_services: list[str]) -> str:
+    """The attachment's URL; on an app without Heroku Postgres (one on ClearDB or JawsDB only,
+    issue 14) the refusal names the playbook's field instead of the CLI's "has no databases"."""
+    try:
+        return ctx.heroku.credentials_url(attachment)
+    except CutoverError as exc:
+        if "heroku-postgresql" in addon_services:
+            raise
+        raise InvalidInput(
+            f"database.heroku_attachment {attachment}: the Heroku app has no Heroku Postgres "
+            f"add-on (its add-ons: {', '.join(addon_services) or 'none'})",
+            details=str(exc),
+            resolution="Set `database: null` in the playbook to skip the Postgres steps (a "
+            "ClearDB or JawsDB add-on is copied by the *-mysql steps, mysql: section)",
+        ) from None

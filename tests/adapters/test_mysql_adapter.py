@@ -11,7 +11,7 @@ import pytest
 from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean
 from support.mysqlservers import Pair, clear_db, convox_db, run_sql, two_servers
 
-from cutover.adapters import mysqlstaging, mysqlverify
+from cutover.adapters import mysqlcheck, mysqlstaging, mysqlverify
 from cutover.adapters.mysql import MyConn, MysqlAdapter, strip_definers
 from cutover.errors import CutoverError
 from cutover.runner import Runner
@@ -198,3 +198,154 @@ def test_a_user_without_super_restores_the_definers_as_itself(
         target, "SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
     )
     assert definers.split() == [f"{user}@%"]
+
+
+def test_a_load_stops_and_fails_at_the_first_failing_statement(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """`mariadb -e 'source F'` goes on past a failing statement and exits 0 (measured on
+    MariaDB 10.11): a rejected INSERT would be a lost row and a rejected CREATE TRIGGER a missing
+    trigger, with the step done. --abort-source-on-error (`mariadb --help`) makes it exit 1."""
+    target = convox_db(servers.convox)
+    dump = work / "bad.sql"
+    dump.write_text(
+        "CREATE TABLE a (id INT PRIMARY KEY);\nINSERT INTO a VALUES (1);\n"
+        "INSERT INTO missing VALUES (1);\nCREATE TABLE b (id INT);\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CutoverError) as failed:
+        my.load(target, dump, 60)
+    assert "missing" in str(failed.value) + str(failed.value.details)
+    assert "b" not in run_sql(target, "SHOW TABLES").split()
+
+
+def test_verify_names_a_trigger_view_or_routine_missing_on_convox(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """Tables alike but a trigger gone (a kill between RENAME and the objects' load, an object
+    the Convox user could not create): verify must not pass."""
+    source, target = clear_db(servers.heroku, rows=20), convox_db(servers.convox)
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert mysqlverify.verify(my, source, target).mismatches == []
+    run_sql(target, "DROP TRIGGER count_orders; DROP VIEW big_spenders")
+    problems = mysqlverify.verify(my, source, target).mismatches
+    assert "trigger count_orders: missing on Convox" in problems, problems
+    assert "view big_spenders: missing on Convox" in problems, problems
+    assert not any("order_label" in p for p in problems)
+
+
+def test_check_names_tables_the_snapshot_does_not_cover(servers: Pair, my: MysqlAdapter) -> None:
+    """--single-transaction is a consistent snapshot of InnoDB tables only (MySQL 8.0 manual,
+    mysqldump: "only for transactional tables such as InnoDB"); older ClearDB databases hold
+    MyISAM tables. check-mysql names them and says when their copy is consistent."""
+    source, target = clear_db(servers.heroku, rows=5), convox_db(servers.convox)
+    run_sql(source, "CREATE TABLE legacy_hits (id INT PRIMARY KEY) ENGINE=MyISAM")
+    report = mysqlcheck.inspect(my, source, target)
+    assert report.non_transactional == ["legacy_hits (MyISAM)"]
+    found = [f for f in report.findings if "legacy_hits (MyISAM)" in f]
+    assert found and "nothing writes" in found[0], report.findings
+
+
+def test_killed_between_the_rename_and_the_objects_load_a_new_copy_converges(
+    servers: Pair, my: MysqlAdapter, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill -9 after RENAME TABLE, before Heroku's triggers and views are loaded: the tables
+    are Heroku's, the objects missing. verify says so; the guard lets the resumed step copy
+    again (cutover's own copy, untouched), and that copy has everything."""
+    source, target = clear_db(servers.heroku, rows=30), convox_db(servers.convox)
+    real_load = MysqlAdapter.load
+
+    def dies_at_the_objects(self: MysqlAdapter, conn: MyConn, path: Path, timeout: float) -> None:
+        if path.name == "mysql-objects.sql":
+            raise KeyboardInterrupt  # stands for the kill: nothing after it runs
+        real_load(self, conn, path, timeout)
+
+    monkeypatch.setattr(MysqlAdapter, "load", dies_at_the_objects)
+    with pytest.raises(KeyboardInterrupt):
+        mysqlstaging.sync(my, source, target, work, timeout=300)
+    monkeypatch.setattr(MysqlAdapter, "load", real_load)
+    assert (
+        "trigger count_orders: missing on Convox"
+        in mysqlverify.verify(my, source, target).mismatches
+    )
+    assert mysqlstaging.guard(my, target, force=False) is None
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert mysqlverify.verify(my, source, target).mismatches == []
+    assert f"{target.database}__cutover" not in run_sql(target, "SHOW DATABASES")
+
+
+def test_verify_reads_timestamps_in_utc_on_both_servers(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """A TIMESTAMP is stored in UTC and shown in the session's time zone, the server's own by
+    default (MySQL 8.0 manual 11.2.2): a Convox server in another zone than ClearDB's made
+    verify see every such row as changed. The hash reads them in UTC on both sides."""
+    source, target = clear_db(servers.heroku, rows=10), convox_db(servers.convox)
+    run_sql(source, "CREATE TABLE seen (id INT PRIMARY KEY, at TIMESTAMP NULL)")
+    run_sql(source, "INSERT INTO seen VALUES (1, '2024-05-01 12:00:00'), (2, NULL)")
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    mysqlbox.admin(servers.convox, "SET GLOBAL time_zone = '+05:00'")
+    try:
+        assert mysqlverify.verify(my, source, target).mismatches == []
+        run_sql(target, "SET time_zone = '+00:00'; UPDATE seen SET at = '2024-05-01 12:00:01'")
+        problems = mysqlverify.verify(my, source, target).mismatches
+        assert problems == ["seen: content differs (row hash)"], problems
+    finally:
+        mysqlbox.admin(servers.convox, "SET GLOBAL time_zone = 'SYSTEM'")
+
+
+def test_a_routine_dumped_with_its_own_database_collation_loads_into_the_convox_database(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """mariadb-dump wraps a routine whose collation differs from its database's default in
+    ``ALTER DATABASE `<heroku db>` CHARACTER SET ...`` (measured, MariaDB 10.11): a database
+    the Convox server does not have. The name is dropped (the load's default database)."""
+    source, target = clear_db(servers.heroku, rows=10), convox_db(servers.convox)
+    run_sql(source, "ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert run_sql(target, "SELECT order_label(3)").strip() == "order-3"
+    assert mysqlverify.verify(my, source, target).mismatches == []
+
+
+def test_the_convox_database_takes_herokus_default_character_set(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """The tables keep their own character sets, but a table the app creates after the move
+    without one takes its database's default: Convox's mysql:5.7.23 image starts with latin1
+    (provider/k8s/template/resource/mysql.yml.tmpl sets no character set). The swap gives the
+    Convox database Heroku's default, as the staging database had."""
+    source, target = clear_db(servers.heroku, rows=10), convox_db(servers.convox)
+    # their dump would set the default itself (ALTER DATABASE lines, above)
+    run_sql(source, "DROP FUNCTION order_label; DROP TRIGGER count_orders")
+    run_sql(source, "ALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    run_sql(target, "ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    sql = (
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+        "information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()"
+    )
+    assert run_sql(target, sql).split() == ["utf8mb4", "utf8mb4_unicode_ci"]
+
+
+def test_check_blocks_on_a_database_default_collation_convox_lacks(
+    servers: Pair, my: MysqlAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging database is created with Heroku's default collation and the swap gives it to
+    the Convox database: one the Convox server lacks (MySQL 8's utf8mb4_0900_ai_ci on the
+    mysql:5.7.23 image) fails the first copy. check-mysql named only the tables' and columns'
+    collations. The Convox server here is the same MariaDB, so it is told to lack one."""
+    source, target = clear_db(servers.heroku, rows=5), convox_db(servers.convox)
+    run_sql(source, "ALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci")
+    real_query = MysqlAdapter.query
+
+    def lacking(
+        self: MysqlAdapter, conn: MyConn, sql: str, timeout: float = 300
+    ) -> list[list[str]]:
+        rows = real_query(self, conn, sql, timeout)
+        if conn == target and "information_schema.COLLATIONS" in sql:
+            rows = [r for r in rows if r[0] != "utf8mb4_unicode_520_ci"]
+        return rows
+
+    monkeypatch.setattr(MysqlAdapter, "query", lacking)
+    report = mysqlcheck.inspect(my, source, target)
+    assert any("utf8mb4_unicode_520_ci" in b for b in report.blockers), report.blockers

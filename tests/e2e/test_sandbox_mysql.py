@@ -133,3 +133,32 @@ def test_no_mysql_password_in_any_argv(sandbox: Path, mysql_run: dict[str, Any])
     for line in logged:
         assert source.password not in line
         assert target.password not in line
+
+
+def test_a_database_section_on_an_app_without_heroku_postgres_says_database_null(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    """A new operator's playbook for a ClearDB-only app, without `database: null`: preflight
+    stopped on `heroku pg:credentials:url DATABASE`'s "has no databases" and said nothing of
+    the playbook; it names the field to set."""
+    text = (REPO / "playbooks" / "sandbox-mysql.yml").read_text()
+    text = text.replace("sandbox: ../.sandbox", f"sandbox: {sandbox}")
+    text = re.sub(r"(?m)^  source: \S+.*$", f"  source: {sandbox / 'app'}", text)
+    text = text.replace("database: null\n", "")
+    playbook = tmp_path / "cutover.yml"
+    playbook.write_text(text)
+    argv = [sys.executable, "-m", "cutover", "run", "-f", str(playbook), "--until", "preflight"]
+    done = subprocess.run(
+        argv,
+        cwd=tmp_path,
+        env=_env(tmp_path / "argv.jsonl"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "no Heroku Postgres" in out and "database: null" in out, out
+    assert "cleardb" in out, out
+    assert "Traceback" not in out

@@ -5,7 +5,10 @@ tests/steps/test_data_sync.py; the mysql client tools, the runner and the server
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +19,7 @@ from support.mysqlservers import Pair, clear_db, convox_db, run_sql, two_servers
 
 from cutover.adapters.mysql import MyConn
 from cutover.engine.plan import new_state
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, InvalidInput
 from cutover.playbook import load_playbook
 from cutover.runner import ARGV_LOG_VAR, Runner
 from cutover.secrets import SecretMasker
@@ -62,11 +65,11 @@ class Heroku:
 
 
 class Convox:
-    def __init__(self, target: MyConn) -> None:
-        self.target = target
+    def __init__(self, target: MyConn, resource: str = "mysql") -> None:
+        self.target, self.resource = target, resource
 
     def resource_url(self, resource: str) -> str:
-        assert resource == "mysql"
+        assert resource == self.resource
         return url(self.target)
 
     @contextmanager
@@ -87,10 +90,22 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 
 class World:
-    def __init__(self, tmp: Path, servers: Pair, mysql: str = "", addons: str = "cleardb") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        servers: Pair,
+        mysql: str = "",
+        addons: str = "cleardb",
+        resource: str = "mysql",
+    ) -> None:
         self.source, self.target = clear_db(servers.heroku, rows=500), convox_db(servers.convox)
-        self.tmp = tmp
+        self.tmp, self.resource = tmp, resource
         self.argv_log = tmp / "argv.jsonl"
+        (tmp / "convox.yml").write_text(
+            f"resources:\n  {resource}:\n    type: mysql\nservices:\n  web:\n    port: 3000\n"
+            f"    resources: [{resource}]\n",
+            encoding="utf-8",
+        )
         path = tmp / "cutover.yml"
         path.write_text(
             "version: 1\nheroku: {app: myapp}\nconvox: {app: myapp, rack: test}\n"
@@ -126,7 +141,7 @@ class World:
             runner=Runner(masker, base_env={ARGV_LOG_VAR: str(self.argv_log)}),
             masker=masker,
             heroku=Heroku(self.source, masker),  # type: ignore[arg-type]
-            convox=Convox(self.target),  # type: ignore[arg-type]
+            convox=Convox(self.target, self.resource),  # type: ignore[arg-type]
             postgres=None,  # type: ignore[arg-type]
             http=None,  # type: ignore[arg-type]
             dns=None,
@@ -225,3 +240,86 @@ def test_plan_lines_name_the_commands_without_secrets(tmp_path: Path, servers: P
     assert "--single-transaction" in lines and "RENAME TABLE" in lines
     assert "MYSQL_PWD=****" in lines and "-P '<proxy port>'" in lines
     assert w.source.password not in lines
+
+
+class StartingConvox(Convox):
+    """A resource the rack is still starting, through a proxy that behaves like
+    adapters/convox.py ConvoxAdapter.proxy over the real CLI: while the resource's pod is not up
+    the CLI answers each connection with ``ERROR: dial tcp ...: connect: connection refused``
+    (convox_fake/cmd_resources.py _tunnel, from pkg/cli/resources.go) and closes it; the adapter
+    then raises "reported an error while in use" when the proxy is closed after use."""
+
+    def __init__(self, target: MyConn, refusals: int) -> None:
+        super().__init__(target)
+        self.refusals = refusals
+        self.proxies = 0
+
+    @contextmanager
+    def proxy(self, resource: str) -> Iterator[int]:
+        self.proxies += 1
+        server = socket.create_server(("127.0.0.1", 0))
+        errors: list[str] = []
+        socks: list[socket.socket] = [server]
+        threading.Thread(target=self._serve, args=(server, errors, socks), daemon=True).start()
+        try:
+            yield server.getsockname()[1]
+        finally:
+            for sock in socks:
+                sock.close()
+        if errors:
+            raise CutoverError(
+                f"convox resources proxy {resource} reported an error while in use: {errors[-1]}"
+            )
+
+    def _serve(self, server: socket.socket, errors: list[str], socks: list[socket.socket]) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            if self.refusals > 0:
+                self.refusals -= 1
+                errors.append(f"ERROR: dial tcp 10.0.0.9:{self.target.port}: connection refused")
+                client.close()
+                continue
+            upstream = socket.create_connection((self.target.host, self.target.port))
+            socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_resource_that_starts_while_check_mysql_waits_does_not_fail_it(
+    tmp_path: Path, servers: Pair
+) -> None:
+    """The sandbox playbook run as a user does it (`sandbox up`, then `cutover run` at once):
+    check-mysql waited for the new resource, looked at both servers, then failed on the
+    proxy's earlier refusals. A proxy that saw the resource start is replaced by a fresh one."""
+    w = World(tmp_path, servers)
+    ctx, _ = w.context()
+    convox = StartingConvox(w.target, refusals=3)
+    ctx.convox = convox  # type: ignore[assignment]
+    out = CheckMysql().apply(ctx)
+    assert out.tables == 4 and out.copied
+    assert convox.proxies >= 2
+
+
+def test_the_resource_is_the_one_cutover_translate_declared(tmp_path: Path, servers: Pair) -> None:
+    """`cutover translate` names a ClearDB add-on's resource after its config var
+    (translate/resources.py: cleardb-database, jawsdb); with no mysql.resource the steps looked
+    for a resource called mysql and failed on `convox resources url mysql`."""
+    w = World(tmp_path, servers, resource="cleardb-database")
+    checked, _ = w.run(CheckMysql())
+    assert checked["tables"] == 4
+    assert "resources url cleardb-database" in "\n".join(CheckMysql().describe(w.context()[0]))
+    (tmp_path / "convox.yml").write_text("services:\n  web:\n    port: 3000\n")
+    with pytest.raises(InvalidInput, match=r"convox.yml: no resource of type mysql.*") as none:
+        CheckMysql().apply(w.context()[0])
+    assert "mysql.resource" in none.value.resolution
