@@ -145,7 +145,7 @@ def _runtime_pins(root: Path) -> list[str]:
     ):
         try:
             data: object = json.loads((root / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         for part in pointer:
             data = data.get(part) if isinstance(data, dict) else None

@@ -1,0 +1,161 @@
+"""Hostile input (issue 15, "Found already"): each case drives the real CLI as a user would and
+checks what they see: the exit code, a message naming the file and field, no traceback, and
+the state folder left as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cutover.errors import EXIT_INVALID
+from cutover.playbook import load_playbook
+from cutover.playbook_yaml import MAX_PLAYBOOK_BYTES
+
+MINIMAL = "heroku: {app: myapp}\nconvox: {app: myapp}\n"
+
+
+def cutover(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "cutover", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def refused(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """The run was refused as invalid input, without a traceback; returns its output."""
+    out = result.stdout + result.stderr
+    assert result.returncode == EXIT_INVALID, out
+    assert "Traceback" not in out, out
+    assert "unexpected error" not in out, out
+    for needle in needles:
+        assert needle in out, (needle, out)
+    return out
+
+
+def playbook(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cutover.yml"
+    path.write_text(text)
+    return path
+
+
+# 1. Duplicate keys (PyYAML keeps the last one silently).
+
+
+def test_duplicate_top_level_block_is_refused_naming_key_and_line(tmp_path: Path) -> None:
+    path = playbook(
+        tmp_path,
+        "heroku: {app: myapp}\nconvox:\n  app: myapp\n  rack: prod\nconvox:\n  app: myapp\n",
+    )
+    refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "'convox'", "line 5")
+    assert not (tmp_path / ".cutover" / "state.json").exists()
+
+
+def test_duplicate_nested_key_is_refused(tmp_path: Path) -> None:
+    path = playbook(
+        tmp_path,
+        MINIMAL + "dns:\n  zone: example.com\n  record: www.example.com\n"
+        "  record: api.example.com\n",
+    )
+    refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "'record'", "line 5")
+
+
+def test_merge_key_overridden_explicitly_is_no_duplicate(tmp_path: Path) -> None:
+    path = playbook(
+        tmp_path, "heroku: &h {app: myapp}\nconvox:\n  <<: *h\n  app: other\n  rack: prod\n"
+    )
+    result = cutover("status", "-f", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    model = load_playbook(path).model
+    assert (model.convox.app, model.convox.rack) == ("other", "prod")
+
+
+# 2. Strict types and ranges.
+
+
+def test_version_true_is_refused(tmp_path: Path) -> None:
+    path = playbook(tmp_path, "version: true\n" + MINIMAL)
+    refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "version")
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1:99999", "127.0.0.1:0", "[::1]:65536"])
+def test_dns_server_port_out_of_range_is_refused(tmp_path: Path, server: str) -> None:
+    path = playbook(
+        tmp_path,
+        MINIMAL + "dns:\n  provider: rfc2136\n  zone: example.com\n  record: www.example.com\n"
+        f"  server: '{server}'\n",
+    )
+    refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "dns.server", "65535")
+
+
+def test_dns_nameserver_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    path = playbook(
+        tmp_path,
+        MINIMAL + "dns:\n  zone: example.com\n  record: www.example.com\n"
+        "  nameservers: ['ns1.example.com:70000']\n",
+    )
+    refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "dns.nameservers")
+
+
+# 3. Deep nesting: RecursionError is invalid input naming the file, not a crash.
+
+
+def test_deeply_nested_playbook_is_invalid_input(tmp_path: Path) -> None:
+    path = playbook(tmp_path, MINIMAL + "timers: " + "[" * 100_000 + "\n")
+    refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "nested too deeply")
+
+
+def test_deeply_nested_app_json_is_invalid_input(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: ./server\n")
+    (tmp_path / "app.json").write_text('{"env": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    result = cutover("translate", str(tmp_path), "-o", str(tmp_path / "convox.yml"), cwd=tmp_path)
+    refused(result, "app.json", "nested too deeply")
+    assert not (tmp_path / "convox.yml").exists()
+
+
+# 4. Size and name limits.
+
+
+def test_playbook_over_the_limit_is_refused_at_once(tmp_path: Path) -> None:
+    path = playbook(tmp_path, MINIMAL + "# " + "x" * MAX_PLAYBOOK_BYTES + "\n")
+    out = refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path))
+    assert str(MAX_PLAYBOOK_BYTES) in out
+
+
+def test_playbook_at_the_limit_loads(tmp_path: Path) -> None:
+    pad = MAX_PLAYBOOK_BYTES - len(MINIMAL) - 3
+    path = playbook(tmp_path, MINIMAL + "# " + "x" * pad + "\n")
+    assert path.stat().st_size == MAX_PLAYBOOK_BYTES
+    result = cutover("status", "-f", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["a" * 100_000, "ab", "My-App", "1app", "app_name", "a" * 31, "app\nx"]
+)
+def test_bad_heroku_app_name_is_refused(tmp_path: Path, name: str) -> None:
+    path = playbook(tmp_path, f"heroku: {{app: {json.dumps(name)}}}\nconvox: {{app: myapp}}\n")
+    out = refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "heroku.app")
+    assert len(out) < 5000  # a 100 kB name is not echoed back
+
+
+@pytest.mark.parametrize("name", ["abc", "my-app-2", "a" * 30])
+def test_good_heroku_app_names_load(tmp_path: Path, name: str) -> None:
+    path = playbook(tmp_path, f"heroku: {{app: {name}}}\nconvox: {{app: myapp}}\n")
+    result = cutover("status", "-f", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_overlong_convox_app_name_is_refused(tmp_path: Path) -> None:
+    path = playbook(tmp_path, "heroku: {app: myapp}\nconvox: {app: " + "a" * 64 + "}\n")
+    refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "convox.app", "63")
