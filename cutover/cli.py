@@ -93,9 +93,12 @@ def _crash_report(text: str) -> str:
     import os  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
-    fd, path = tempfile.mkstemp(prefix="cutover-crash-", suffix=".txt")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        fd, path = tempfile.mkstemp(prefix="cutover-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:  # a full or read-only /tmp: the report itself cannot be written
+        return f"(nowhere: the crash report could not be written: {exc.strerror or exc})"
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.errors import LockedError
-from cutover.fsutil import ensure_private_dir
+from cutover.fsutil import ensure_private_dir, make_private, unwritable
 from cutover.state import now_iso
 
 LOCK_FILE = "lock"
@@ -75,8 +75,11 @@ class RunLock:
         self.took_over: Holder | None = None
 
     def acquire(self) -> None:
-        ensure_private_dir(self.folder)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            ensure_private_dir(self.folder)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise unwritable(self.folder, exc, f"lock file {LOCK_FILE}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -97,10 +100,15 @@ class RunLock:
             )
         if previous is not None and previous.pid != me.pid:
             self.took_over = previous
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(me.__dict__).encode())
-        os.fsync(fd)
+        try:
+            make_private(fd)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(me.__dict__).encode())
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)  # the flock goes with it: no run holds a lock it could not record
+            raise unwritable(self.folder, exc, f"lock file {LOCK_FILE}") from None
         self._fd = fd
 
     def release(self) -> None:
@@ -157,7 +165,10 @@ def unlock(folder: Path, *, force: bool) -> str:
                 resolution="Let it finish or stop it (Ctrl-C). `cutover unlock --force` clears "
                 "the lock anyway, which is unsafe while that run goes on.",
             )
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise unwritable(folder, exc, f"lock file {LOCK_FILE}") from None
     finally:
         os.close(fd)
     what = holder.describe() if holder else "unknown holder"

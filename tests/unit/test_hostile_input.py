@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from cutover.engine.audit import EVENTS_FILE, AuditLog
+from cutover.engine.lock import LOCK_FILE, RunLock
 from cutover.errors import EXIT_INVALID
+from cutover.fsutil import StateFolderError
 from cutover.playbook import load_playbook
 from cutover.playbook_yaml import MAX_PLAYBOOK_BYTES
+from cutover.secrets import SecretMasker
 
 MINIMAL = "heroku: {app: myapp}\nconvox: {app: myapp}\n"
 
@@ -159,3 +166,90 @@ def test_good_heroku_app_names_load(tmp_path: Path, name: str) -> None:
 def test_overlong_convox_app_name_is_refused(tmp_path: Path) -> None:
     path = playbook(tmp_path, "heroku: {app: myapp}\nconvox: {app: " + "a" * 64 + "}\n")
     refused(cutover("status", "-f", str(path), cwd=tmp_path), str(path), "convox.app", "63")
+
+
+# 5. A state folder that cannot be written: a clear message naming it, no traceback.
+
+
+def _no_file_writes() -> None:
+    """In the child: every write that grows a file fails with EFBIG, as on a full disk
+    (setrlimit(2) RLIMIT_FSIZE; SIGXFSZ ignored so the write returns the error)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_full_state_folder_is_a_clear_error(tmp_path: Path) -> None:
+    path = playbook(tmp_path, MINIMAL)
+    result = subprocess.run(
+        [sys.executable, "-m", "cutover", "run", "-f", str(path), "--yes"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        preexec_fn=_no_file_writes,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode not in (0, EXIT_INVALID), out
+    assert "Traceback" not in out and "unexpected error" not in out, out
+    assert f"state folder {tmp_path / '.cutover'}" in out, out
+    assert "File too large" in out, out
+    assert not (tmp_path / ".cutover" / "state.json").exists()
+
+
+def test_state_folder_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = playbook(tmp_path, MINIMAL)
+    (tmp_path / ".cutover").write_text("not a folder\n")
+    result = cutover("run", "-f", str(path), "--yes", cwd=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "Traceback" not in out and "unexpected error" not in out, out
+    assert f"state folder {tmp_path / '.cutover'}" in out, out
+    assert (tmp_path / ".cutover").read_text() == "not a folder\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+def test_read_only_state_folder_is_a_clear_error(tmp_path: Path) -> None:
+    path = playbook(tmp_path, MINIMAL)
+    folder = tmp_path / ".cutover"
+    folder.mkdir(mode=0o500)
+    try:
+        result = cutover("run", "-f", str(path), "--yes", cwd=tmp_path)
+    finally:
+        folder.chmod(0o700)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "Traceback" not in out and "unexpected error" not in out, out
+    assert f"state folder {folder}" in out, out
+
+
+def test_event_log_write_failure_names_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / ".cutover"
+    folder.mkdir()
+    (folder / EVENTS_FILE).mkdir()  # open(2) for writing fails with EISDIR
+    with pytest.raises(StateFolderError, match=str(folder)):
+        AuditLog(folder, SecretMasker()).event("probe")
+
+
+# 6. Existing lock and event files of a wider mode are made 0600 when opened.
+
+
+def test_existing_lock_file_0644_is_made_0600(tmp_path: Path) -> None:
+    folder = tmp_path / ".cutover"
+    folder.mkdir(mode=0o700)
+    (folder / LOCK_FILE).write_text("")
+    (folder / LOCK_FILE).chmod(0o644)
+    with RunLock(folder, "cutover run"):
+        assert stat.S_IMODE((folder / LOCK_FILE).stat().st_mode) == 0o600
+
+
+def test_existing_event_log_0644_is_made_0600(tmp_path: Path) -> None:
+    folder = tmp_path / ".cutover"
+    folder.mkdir(mode=0o700)
+    (folder / EVENTS_FILE).write_text('{"kind": "earlier"}\n')
+    (folder / EVENTS_FILE).chmod(0o644)
+    AuditLog(folder, SecretMasker()).event("probe")
+    assert stat.S_IMODE((folder / EVENTS_FILE).stat().st_mode) == 0o600
+    kinds = [json.loads(line)["kind"] for line in (folder / EVENTS_FILE).read_text().splitlines()]
+    assert kinds == ["earlier", "probe"]
