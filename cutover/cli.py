@@ -399,7 +399,7 @@ def format_event(event: dict[str, Any]) -> str:
 def unlock(
     file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
     force: Annotated[
-        bool, typer.Option("--force", help="Clear even a live lock (unsafe).")
+        bool, typer.Option("--force", help="Clear another host's lock (never a live one here).")
     ] = False,
 ) -> None:
     """Clear the run lock when its process is gone (or with --force)."""

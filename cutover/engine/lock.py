@@ -130,7 +130,8 @@ class RunLock:
 
 
 def unlock(folder: Path, *, force: bool) -> str:
-    """Clear a lock whose process is gone (or any lock with force). Returns what was done."""
+    """Clear a lock whose process is gone; with force, also another host's lock (never one
+    held by a live process on this host). Returns what was done."""
     path = folder / LOCK_FILE
     if not path.exists():
         return "no lock is held"
@@ -157,6 +158,17 @@ def unlock(folder: Path, *, force: bool) -> str:
             raise LockedError(
                 f"the lock belongs to another host: {holder.describe()}",
                 resolution="cutover cannot see whether it is alive; use --force if you are sure.",
+            )
+        if live and (holder is None or holder.host == socket.gethostname()):
+            # The flock is held by a process on this host: a run is going on. Clearing its
+            # lock would let a second run start beside it (duplicate builds and backups), so
+            # even --force is refused; --force stays for another host's lock, which cutover
+            # cannot see.
+            who = f"pid {holder.pid} ({holder.describe()})" if holder else "a process"
+            raise LockedError(
+                f"the lock is held by a live process on this host: {who}",
+                resolution="Let it finish or stop it (Ctrl-C, or kill that pid); --force does "
+                "not clear a lock whose holder is alive on this host.",
             )
         if live and not force:
             raise LockedError(

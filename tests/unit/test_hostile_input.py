@@ -17,7 +17,7 @@ import pytest
 
 from cutover.engine.audit import EVENTS_FILE, AuditLog
 from cutover.engine.lock import LOCK_FILE, RunLock
-from cutover.errors import EXIT_INVALID
+from cutover.errors import EXIT_INVALID, EXIT_LOCKED
 from cutover.fsutil import StateFolderError
 from cutover.playbook import load_playbook
 from cutover.playbook_yaml import MAX_PLAYBOOK_BYTES
@@ -253,3 +253,57 @@ def test_existing_event_log_0644_is_made_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE((folder / EVENTS_FILE).stat().st_mode) == 0o600
     kinds = [json.loads(line)["kind"] for line in (folder / EVENTS_FILE).read_text().splitlines()]
     assert kinds == ["earlier", "probe"]
+
+
+# 7. unlock --force never clears a lock whose holder is alive on this host.
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from cutover.engine.lock import RunLock
+RunLock(Path(sys.argv[1]), "cutover run").acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_unlock_force_refuses_a_live_holder_on_this_host(tmp_path: Path) -> None:
+    path = playbook(tmp_path, MINIMAL)
+    folder = tmp_path / ".cutover"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        before = (folder / LOCK_FILE).read_bytes()
+        result = cutover("unlock", "--force", "-f", str(path), cwd=tmp_path)
+        out = result.stdout + result.stderr
+        assert result.returncode == EXIT_LOCKED, out
+        assert "Traceback" not in out, out
+        assert f"pid {holder.pid}" in out and "alive on this host" in out, out
+        assert (folder / LOCK_FILE).read_bytes() == before  # the lock is still there
+        second = cutover("run", "-f", str(path), "--yes", cwd=tmp_path)
+        assert second.returncode == EXIT_LOCKED, second.stdout + second.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    # Once the holder is dead, --force (and plain unlock) clear it as before.
+    cleared = cutover("unlock", "--force", "-f", str(path), cwd=tmp_path)
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr
+    assert "lock cleared" in cleared.stdout + cleared.stderr
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_unlock_force_still_clears_another_hosts_lock(tmp_path: Path) -> None:
+    path = playbook(tmp_path, MINIMAL)
+    folder = tmp_path / ".cutover"
+    folder.mkdir(mode=0o700)
+    record = {"pid": 1, "host": "elsewhere.invalid", "user": "x", "since": "t", "command": "run"}
+    (folder / LOCK_FILE).write_text(json.dumps(record))
+    plain = cutover("unlock", "-f", str(path), cwd=tmp_path)
+    assert plain.returncode == EXIT_LOCKED, plain.stdout + plain.stderr
+    forced = cutover("unlock", "--force", "-f", str(path), cwd=tmp_path)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert not (folder / LOCK_FILE).exists()
