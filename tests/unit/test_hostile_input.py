@@ -22,6 +22,8 @@ from cutover.fsutil import StateFolderError
 from cutover.playbook import load_playbook
 from cutover.playbook_yaml import MAX_PLAYBOOK_BYTES
 from cutover.secrets import SecretMasker
+from cutover.translate.shell import MAX_COMMAND_BYTES, convert_command
+from cutover.translate.sources import MAX_SOURCE_BYTES
 
 MINIMAL = "heroku: {app: myapp}\nconvox: {app: myapp}\n"
 
@@ -307,3 +309,25 @@ def test_unlock_force_still_clears_another_hosts_lock(tmp_path: Path) -> None:
     forced = cutover("unlock", "--force", "-f", str(path), cwd=tmp_path)
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert not (folder / LOCK_FILE).exists()
+
+
+# 8. Procfile lines and source files: bounded, so translate's time is bounded.
+
+
+def test_procfile_line_longer_than_one_exec_argument_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: ./server " + "a" * MAX_COMMAND_BYTES + "\n")
+    result = cutover("translate", str(tmp_path), "-o", str(tmp_path / "convox.yml"), cwd=tmp_path)
+    refused(result, "Procfile", "web", str(MAX_COMMAND_BYTES))
+    assert not (tmp_path / "convox.yml").exists()
+
+
+def test_huge_procfile_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: ./server\n" + "# padding\n" * 200_000)
+    result = cutover("translate", str(tmp_path), "-o", str(tmp_path / "convox.yml"), cwd=tmp_path)
+    refused(result, "Procfile", str(MAX_SOURCE_BYTES))
+
+
+def test_command_at_the_limit_is_still_translated() -> None:
+    command = "./server " + "a" * (MAX_COMMAND_BYTES - len("./server "))
+    converted = convert_command(command, port=5000, subject="web", where="Procfile", line=1)
+    assert converted.command == command
