@@ -17,11 +17,12 @@ import pytest
 
 from cutover.engine.audit import EVENTS_FILE, AuditLog
 from cutover.engine.lock import LOCK_FILE, RunLock
-from cutover.errors import EXIT_INVALID, EXIT_LOCKED
+from cutover.errors import EXIT_INVALID, EXIT_LOCKED, InvalidInput
 from cutover.fsutil import StateFolderError
 from cutover.playbook import load_playbook
 from cutover.playbook_yaml import MAX_PLAYBOOK_BYTES
 from cutover.secrets import SecretMasker
+from cutover.steps.manifests import load_manifest
 from cutover.translate.shell import MAX_COMMAND_BYTES, convert_command
 from cutover.translate.sources import MAX_SOURCE_BYTES
 
@@ -331,3 +332,28 @@ def test_command_at_the_limit_is_still_translated() -> None:
     command = "./server " + "a" * (MAX_COMMAND_BYTES - len("./server "))
     converted = convert_command(command, port=5000, subject="web", where="Procfile", line=1)
     assert converted.command == command
+
+
+# The same loader where cutover reads convox.yml and a playbook's timers.
+
+
+def test_duplicate_key_in_convox_yml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "convox.yml"
+    path.write_text("services:\n  web:\n    port: 3000\n    port: 4000\n")
+    with pytest.raises(InvalidInput, match=r"convox\.yml:4: .*duplicate key 'port'"):
+        load_manifest(path)
+
+
+def test_deeply_nested_convox_yml_is_invalid_input(tmp_path: Path) -> None:
+    path = tmp_path / "convox.yml"
+    path.write_text("services: " + "[" * 100_000 + "\n")
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        load_manifest(path)
+
+
+def test_translate_refuses_a_playbook_with_duplicate_timers(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: ./server\n")
+    timers = "timers:\n  - {name: a, schedule: '0 * * * *', command: ./a}\n"
+    playbook(tmp_path, MINIMAL + timers + timers)
+    result = cutover("translate", str(tmp_path), "-o", str(tmp_path / "convox.yml"), cwd=tmp_path)
+    refused(result, "cutover.yml", "duplicate key 'timers'")
