@@ -164,7 +164,7 @@ def unlock(folder: Path, *, force: bool) -> str:
             # lock would let a second run start beside it (duplicate builds and backups), so
             # even --force is refused; --force stays for another host's lock, which cutover
             # cannot see.
-            who = f"pid {holder.pid} ({holder.describe()})" if holder else "a process"
+            who = holder.describe() if holder else "holder not yet recorded"
             raise LockedError(
                 f"the lock is held by a live process on this host: {who}",
                 resolution="Let it finish or stop it (Ctrl-C, or kill that pid); --force does "
