@@ -35,10 +35,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# Heroku app names: lowercase letter first, then lowercase letters, digits and dashes, 3 to 30
-# characters in all (Heroku Dev Center, "Creating apps": names are 30 characters at most). The
-# heroku CLI (packages/cli/src/commands/apps/create.ts at 11.10.0) passes the name to the API
-# unchecked, so this is the documented rule; it also bounds what is put in every argv.
+# Heroku app names: a lowercase letter, then lowercase letters, digits and dashes, 3 to 30
+# characters in all: the rule of Heroku's docs as the project brief states it. No source on
+# this machine states it: the heroku CLI (src/commands/apps/create.ts in the heroku/cli mirror)
+# passes the name to the API unchecked and @heroku-cli/schema's types carry no pattern. It also
+# bounds what goes into every heroku argv (a 10 MB name made plan take 74 s).
 _HEROKU_APP = re.compile(r"^[a-z][a-z0-9-]{2,29}$")
 # Convox: pkg/cli/helpers.go (9e02452) checks ^[a-z][a-z0-9-]*$; the app is a Kubernetes
 # namespace "<rack>-<app>" (provider/k8s), a DNS label of 63 characters at most.
