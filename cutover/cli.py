@@ -93,9 +93,12 @@ def _crash_report(text: str) -> str:
     import os  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
-    fd, path = tempfile.mkstemp(prefix="cutover-crash-", suffix=".txt")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        fd, path = tempfile.mkstemp(prefix="cutover-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:  # a full or read-only /tmp: the report itself cannot be written
+        return f"(nowhere: the crash report could not be written: {exc.strerror or exc})"
     return path
 
 
@@ -396,7 +399,7 @@ def format_event(event: dict[str, Any]) -> str:
 def unlock(
     file: PlaybookOpt = Path(DEFAULT_PLAYBOOK),
     force: Annotated[
-        bool, typer.Option("--force", help="Clear even a live lock (unsafe).")
+        bool, typer.Option("--force", help="Clear another host's lock (never a live one here).")
     ] = False,
 ) -> None:
     """Clear the run lock when its process is gone (or with --force)."""

@@ -7,6 +7,28 @@ import os
 import tempfile
 from pathlib import Path
 
+from cutover.errors import CutoverError
+
+
+class StateFolderError(CutoverError):
+    """The state folder cannot be written (read-only, full, not a folder): the command stops
+    before going on without its lock, log or checkpoint (exit 1)."""
+
+
+def unwritable(folder: Path, exc: OSError, what: str) -> StateFolderError:
+    """The error for an OSError met while writing ``what`` (lock, log, state) in ``folder``."""
+    return StateFolderError(
+        f"cannot write the {what} in the state folder {folder}: {exc.strerror or exc}",
+        resolution="Fix the cause (disk space, permissions, a file where the folder should "
+        "be), then run the command again; what was written before is intact.",
+    )
+
+
+def make_private(fd: int) -> None:
+    """Make an opened file 0600: a lock or log file created earlier with a wider mode (by
+    hand, a restore, an older cutover) is narrowed when cutover opens it."""
+    os.fchmod(fd, 0o600)
+
 
 def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` atomically: temp file in the same folder (created with

@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,6 +24,7 @@ from pydantic import (
 from cutover.errors import InvalidInput
 from cutover.playbook_mysql import MysqlSection
 from cutover.playbook_redis import RedisSection
+from cutover.playbook_yaml import MAX_PLAYBOOK_BYTES, parse_yaml, read_limited
 
 DEFAULT_PLAYBOOK = "cutover.yml"
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -35,8 +35,42 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Heroku app names: a lowercase letter, then lowercase letters, digits and dashes, 3 to 30
+# characters in all: the rule of Heroku's docs as the project brief states it. No source on
+# this machine states it: the heroku CLI (src/commands/apps/create.ts in the heroku/cli mirror)
+# passes the name to the API unchecked and @heroku-cli/schema's types carry no pattern. It also
+# bounds what goes into every heroku argv (a 10 MB name made plan take 74 s).
+_HEROKU_APP = re.compile(r"^[a-z][a-z0-9-]{2,29}$")
+# Convox: pkg/cli/helpers.go (9e02452) checks ^[a-z][a-z0-9-]*$; the app is a Kubernetes
+# namespace "<rack>-<app>" (provider/k8s), a DNS label of 63 characters at most.
+_CONVOX_NAME_MAX = 63
+# DNS server port: a TCP/UDP port number.
+_PORT_MAX = 65535
+
+
+def _host_port_problem(value: str) -> str | None:
+    """Why ``value`` is not ``host``, ``host:port`` or ``[ipv6]:port`` (port 1-65535)."""
+    found = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?", value.strip())
+    if not found:
+        return "must be host, host:port or [ipv6]:port"
+    if found.group(2) is not None and not 1 <= int(found.group(2)) <= _PORT_MAX:
+        return f"has port {found.group(2)}, out of range (1-{_PORT_MAX})"
+    return None
+
+
 class HerokuSection(_Model):
-    app: Annotated[str, Field(min_length=1, description="The Heroku app to migrate.")]
+    app: Annotated[str, Field(description="The Heroku app to migrate.")]
+
+    @field_validator("app")
+    @classmethod
+    def _app_name(cls, value: str) -> str:
+        if not _HEROKU_APP.fullmatch(value):
+            shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
+            raise ValueError(
+                f"{shown!r} is not a Heroku app name: 3 to 30 characters, a lowercase letter "
+                "first, then lowercase letters, digits and dashes"
+            )
+        return value
 
 
 class ConvoxSection(_Model):
@@ -53,6 +87,8 @@ class ConvoxSection(_Model):
     @field_validator("app")
     @classmethod
     def _app_name(cls, value: str) -> str:
+        if len(value) > _CONVOX_NAME_MAX:
+            raise ValueError(f"is {len(value)} characters long; at most {_CONVOX_NAME_MAX}")
         if not _APP_NAME.match(value):
             raise ValueError("must match ^[a-z][a-z0-9-]*$ (lowercase letters, digits, dashes)")
         return value
@@ -238,8 +274,8 @@ class DnsSection(_Model):
         if value is None:
             return None
         for item in value:
-            if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?", item.strip()):
-                raise ValueError(f"{item!r} must be host, host:port or [ipv6]:port")
+            if problem := _host_port_problem(item):
+                raise ValueError(f"{item!r} {problem}")
         return [item.strip() for item in value]
 
     @field_validator("zone", "record")
@@ -255,8 +291,8 @@ class DnsSection(_Model):
     def _server(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?", value.strip()):
-            raise ValueError("must be host, host:port or [ipv6]:port")
+        if problem := _host_port_problem(value):
+            raise ValueError(problem)
         return value.strip()
 
     @model_validator(mode="after")
@@ -476,6 +512,14 @@ class Playbook(_Model):
     redis: RedisSection = Field(default_factory=RedisSection)
     mysql: MysqlSection = Field(default_factory=MysqlSection)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _strict_version(cls, value: Any) -> Any:
+        """``version: true`` is YAML's boolean, equal to 1 in Python: refused, not version 1."""
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"must be the integer 1 (got {type(value).__name__} {value!r})")
+        return value
+
 
 class LoadedPlaybook:
     """A validated playbook with where it came from and its fingerprint."""
@@ -509,7 +553,7 @@ def load_playbook(path: Path) -> LoadedPlaybook:
     """Read and validate a playbook; every problem is an InvalidInput naming file and field."""
     path = path.resolve()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, MAX_PLAYBOOK_BYTES, "playbook")
     except FileNotFoundError:
         raise InvalidInput(
             f"{path}: playbook not found",
@@ -518,15 +562,7 @@ def load_playbook(path: Path) -> LoadedPlaybook:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: cannot read playbook: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f":{mark.line + 1}:{mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InvalidInput(f"{path}{where}: invalid YAML: {problem}") from None
+    raw = parse_yaml(text, path)
     if not isinstance(raw, dict):
         raise InvalidInput(f"{path}: a playbook must be a YAML mapping (got {type(raw).__name__})")
     try:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cutover.fsutil import ensure_private_dir
+from cutover.fsutil import ensure_private_dir, make_private, unwritable
 from cutover.secrets import SecretMasker
 from cutover.state import now_iso
 
@@ -43,13 +43,17 @@ class AuditLog:
         masked = self.masker.mask_data(json.loads(json.dumps(record, default=str)))
         line = json.dumps(masked, ensure_ascii=False) + "\n"
         with self._lock:
-            ensure_private_dir(self.folder)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                ensure_private_dir(self.folder)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    make_private(fd)
+                    os.write(fd, line.encode())
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise unwritable(self.folder, exc, f"event log {EVENTS_FILE}") from None
         for subscriber in list(self._subscribers):
             subscriber(masked)
 

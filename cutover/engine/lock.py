@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.errors import LockedError
-from cutover.fsutil import ensure_private_dir
+from cutover.fsutil import ensure_private_dir, make_private, unwritable
 from cutover.state import now_iso
 
 LOCK_FILE = "lock"
@@ -75,8 +75,11 @@ class RunLock:
         self.took_over: Holder | None = None
 
     def acquire(self) -> None:
-        ensure_private_dir(self.folder)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            ensure_private_dir(self.folder)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise unwritable(self.folder, exc, f"lock file {LOCK_FILE}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -97,10 +100,15 @@ class RunLock:
             )
         if previous is not None and previous.pid != me.pid:
             self.took_over = previous
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(me.__dict__).encode())
-        os.fsync(fd)
+        try:
+            make_private(fd)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(me.__dict__).encode())
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)  # the flock goes with it: no run holds a lock it could not record
+            raise unwritable(self.folder, exc, f"lock file {LOCK_FILE}") from None
         self._fd = fd
 
     def release(self) -> None:
@@ -122,7 +130,8 @@ class RunLock:
 
 
 def unlock(folder: Path, *, force: bool) -> str:
-    """Clear a lock whose process is gone (or any lock with force). Returns what was done."""
+    """Clear a lock whose process is gone; with force, also another host's lock (never one
+    held by a live process on this host). Returns what was done."""
     path = folder / LOCK_FILE
     if not path.exists():
         return "no lock is held"
@@ -150,6 +159,17 @@ def unlock(folder: Path, *, force: bool) -> str:
                 f"the lock belongs to another host: {holder.describe()}",
                 resolution="cutover cannot see whether it is alive; use --force if you are sure.",
             )
+        if live and (holder is None or holder.host == socket.gethostname()):
+            # The flock is held by a process on this host: a run is going on. Clearing its
+            # lock would let a second run start beside it (duplicate builds and backups), so
+            # even --force is refused; --force stays for another host's lock, which cutover
+            # cannot see.
+            who = holder.describe() if holder else "holder not yet recorded"
+            raise LockedError(
+                f"the lock is held by a live process on this host: {who}",
+                resolution="Let it finish or stop it (Ctrl-C, or kill that pid); --force does "
+                "not clear a lock whose holder is alive on this host.",
+            )
         if live and not force:
             raise LockedError(
                 "the lock is held by a live process: "
@@ -157,7 +177,10 @@ def unlock(folder: Path, *, force: bool) -> str:
                 resolution="Let it finish or stop it (Ctrl-C). `cutover unlock --force` clears "
                 "the lock anyway, which is unsafe while that run goes on.",
             )
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise unwritable(folder, exc, f"lock file {LOCK_FILE}") from None
     finally:
         os.close(fd)
     what = holder.describe() if holder else "unknown holder"

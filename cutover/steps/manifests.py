@@ -18,6 +18,7 @@ import yaml
 
 from cutover.errors import InvalidInput
 from cutover.fsutil import atomic_write
+from cutover.playbook_yaml import DuplicateKeyError, StrictLoader
 from cutover.steps.base import Context
 from cutover.steps.holding import (
     HEADER,
@@ -34,7 +35,8 @@ def manifest_path(ctx: Context) -> Path:
 
 def load_manifest(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # StrictLoader: a duplicate key is refused, not silently the last one
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506
     except FileNotFoundError:
         raise InvalidInput(
             f"{path}: manifest not found",
@@ -44,7 +46,11 @@ def load_manifest(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise InvalidInput(f"{path}{where}: invalid YAML in the manifest") from None
+        problem = getattr(exc, "problem", None)
+        detail = f": {problem}" if isinstance(exc, DuplicateKeyError) else ""
+        raise InvalidInput(f"{path}{where}: invalid YAML in the manifest{detail}") from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: invalid YAML in the manifest: nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise InvalidInput(f"{path}: the manifest has no services: mapping")
     return data

@@ -154,6 +154,8 @@ def parse_app_json(text: str, path: str = "app.json") -> AppJson:
         raise input_error(
             path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno
         ) from None
+    except RecursionError:  # json's decoder recurses once per nested [ or {
+        raise input_error(path, "invalid JSON: nested too deeply") from None
     check = _JsonChecker(path, text)
     top = check.obj(data, ())
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
 from cutover.adapters.convox import ConvoxAdapter
 from cutover.adapters.heroku import HerokuAdapter
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.engine.context import load_sandbox
 from cutover.errors import CutoverError, InvalidInput
+from cutover.playbook_yaml import MAX_PLAYBOOK_BYTES, parse_yaml, read_limited
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 from cutover.translate.commands import run_init, run_translate
@@ -80,11 +80,12 @@ def live_facts(runner: Runner, masker: SecretMasker, app: str, work: Path, ui: U
 def playbook_timers(path: Path) -> list[TimerSpec]:
     """Scheduler jobs from a playbook's ``timers:`` (only that key is read), if it exists."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_limited(path, MAX_PLAYBOOK_BYTES, "playbook")
     except FileNotFoundError:
         return []
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: cannot read the playbook's timers: {exc}") from None
+    data = parse_yaml(text, path)  # the playbook's own loader: duplicates, depth refused
     items = data.get("timers") if isinstance(data, dict) else None
     if items is None:
         return []

@@ -103,6 +103,8 @@ def _compose_yaml(text: str, path: str) -> yaml.Node:
         raise input_error(path, reason, line=mark.line + 1 if mark is not None else None) from None
     except yaml.YAMLError as exc:
         raise input_error(path, f"invalid YAML: {exc}") from None
+    except RecursionError:  # the composer recurses once per nested [ or {
+        raise input_error(path, "invalid YAML: nested too deeply") from None
     if root is None:
         raise input_error(path, "the file is empty")
     return root

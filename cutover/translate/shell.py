@@ -42,6 +42,11 @@ _EXPANSION: Final = re.compile(r"\$[A-Za-z_{(]|`")
 _ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SHELLS: Final = frozenset({"sh", "bash", "/bin/sh", "/bin/bash", "/usr/bin/bash", "dash"})
 _OPERATOR_CHARS: Final = frozenset(";&|<>()")
+# Heroku runs the command as one argument of `bash -c`; Linux refuses a single argument longer
+# than MAX_ARG_STRLEN = PAGE_SIZE * 32 (include/uapi/linux/binfmts.h; execve(2): E2BIG). The
+# bound also keeps shlex (which grows each token one character at a time, quadratic in its
+# length) to about a second: a 1 MB line took 33 s, a 10 MB one never finished.
+MAX_COMMAND_BYTES: Final = 4096 * 32
 
 
 def _tokens(command: str, where: str, line: int | None, subject: str) -> list[str]:
@@ -54,6 +59,21 @@ def _tokens(command: str, where: str, line: int | None, subject: str) -> list[st
         raise input_error(
             where, f"cannot split the command: {exc}", line=line, field=subject
         ) from None
+
+
+def _check_splittable(command: str, where: str, line: int | None, subject: str) -> None:
+    """Refuse, as named input errors, a command too long to run or with unbalanced quotes (a
+    quote in a trailing comment is fine: bash ignores it)."""
+    size = len(command.encode())
+    if size > MAX_COMMAND_BYTES:
+        raise input_error(
+            where,
+            f"the command is {size} bytes long, over Linux's limit of {MAX_COMMAND_BYTES} for "
+            "one argument: Heroku's `bash -c COMMAND` could not run it",
+            line=line,
+            field=subject,
+        )
+    _tokens(scan(command).text, where, line, subject)
 
 
 def web_port(command: str | None) -> tuple[int | None, str | None]:
@@ -92,8 +112,7 @@ def convert_command(
     """
     findings: list[Finding] = []
     defaults: dict[str, str] = {}
-    # unbalanced quotes: an input error, named (a quote in a trailing comment is fine: bash)
-    _tokens(scan(command).text, where, line, subject)
+    _check_splittable(command, where, line, subject)
     scanned = scan(command := _literal_braces(command))  # ...unless a nested shell reads it
     if scanned.comment is not None:
         if not scanned.text:

@@ -102,11 +102,21 @@ def buildpack_stack(url: str) -> str:
     return _BUILDPACK_STACKS.get(key, key)
 
 
+# Procfile, app.json and heroku.yml are small hand-written files; at most this much is read
+# (limit + 1 bytes, to notice a bigger one), so a huge file is refused at once.
+MAX_SOURCE_BYTES: Final = 1024 * 1024
+
+
 def _read_text(path: Path, display: str) -> str:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SOURCE_BYTES + 1)
     except OSError as exc:
         raise input_error(display, f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise input_error(
+            display, f"larger than the limit of {MAX_SOURCE_BYTES} bytes (1 MiB) for this file"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -145,7 +155,7 @@ def _runtime_pins(root: Path) -> list[str]:
     ):
         try:
             data: object = json.loads((root / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         for part in pointer:
             data = data.get(part) if isinstance(data, dict) else None

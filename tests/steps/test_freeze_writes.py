@@ -258,7 +258,7 @@ def test_a_writer_the_owner_cannot_end_fails_the_quiet_wait(world: World) -> Non
 def test_freeze_writes_is_skipped_when_the_playbook_turns_it_off(tmp_path: Path) -> None:
     path = tmp_path / "cutover.yml"
     path.write_text(
-        "version: 1\nheroku: {app: a}\nconvox: {app: a}\nwindow: {freeze_writes: false}\n",
+        "version: 1\nheroku: {app: app}\nconvox: {app: a}\nwindow: {freeze_writes: false}\n",
         encoding="utf-8",
     )
     assert FreezeWrites().applies(load_playbook(path).model) == "window.freeze_writes is false"

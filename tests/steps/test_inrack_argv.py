@@ -74,7 +74,7 @@ class _Ctx:
 
     def __init__(self) -> None:
         self.model = Playbook.model_validate(
-            {"version": 1, "heroku": {"app": "h"}, "convox": {"app": "demo"}, "database": {}}
+            {"version": 1, "heroku": {"app": "hk-app"}, "convox": {"app": "demo"}, "database": {}}
         )
 
 
