@@ -107,11 +107,12 @@ def test_gates_stop_without_a_terminal_and_record_who_answered(project: Project)
     assert [(g["step"], g["answer"], g["answered_by"]) for g in gates] == [
         ("maintenance-on", "no", "prompt"),
         # disable-scheduler is found already applied here (no Scheduler add-on, no timers),
-        # sync-redis asks nothing (the manifest has no redis resource: nothing to copy).
+        # sync-redis asks nothing (the manifest has no redis resource: nothing to copy), nor
+        # does final-sync-mysql (no MySQL add-on: its check finds nothing to do).
         *(
             (step, "yes", "--yes")
             for step in GATED_STEPS
-            if step not in ("disable-scheduler", "sync-redis")
+            if step not in ("disable-scheduler", "sync-redis", "final-sync-mysql")
         ),
     ]
     assert {g["user"] for g in gates} == {getpass.getuser()}
