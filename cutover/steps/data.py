@@ -42,6 +42,16 @@ FORCE_QUESTION = (
 )
 
 
+def force_gate_question(
+    ctx: Context, base: str | None, question: str = FORCE_QUESTION
+) -> str | None:
+    """A gate's question, preceded by ``question`` when the run has ``--force-data`` (the data
+    steps of Postgres, MySQL and Redis share it)."""
+    if ctx.extras.get("force_data"):
+        return question + (f" {base}" if base else "")
+    return base
+
+
 def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
     db = ctx.model.database
     assert db
@@ -171,10 +181,7 @@ class _Sync(Step):
         return _skip_without_db(model)
 
     def gate_question(self, ctx: Context) -> str | None:
-        base = super().gate_question(ctx)
-        if ctx.extras.get("force_data"):
-            return FORCE_QUESTION + (f" {base}" if base else "")
-        return base
+        return force_gate_question(ctx, super().gate_question(ctx))
 
     def describe(self, ctx: Context) -> list[str]:
         from cutover.adapters.pgrestore import restore_argv  # noqa: PLC0415 - adapters load when a step runs

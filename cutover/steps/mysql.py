@@ -26,6 +26,7 @@ from pydantic import Field
 
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
+from cutover.steps.data import force_gate_question
 from cutover.steps.preflight import PreflightOutputs
 
 if TYPE_CHECKING:
@@ -312,10 +313,7 @@ class _SyncMysql(Step):
         return None if model.mysql.copy_data else "mysql.copy is false"
 
     def gate_question(self, ctx: Context) -> str | None:
-        base = super().gate_question(ctx)
-        if ctx.extras.get("force_data"):
-            return FORCE_QUESTION + (f" {base}" if base else "")
-        return base
+        return force_gate_question(ctx, super().gate_question(ctx), FORCE_QUESTION)
 
     def describe(self, ctx: Context) -> list[str]:
         from cutover.adapters.mysql import MyConn  # noqa: PLC0415

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
-from cutover.steps.data import FORCE_QUESTION
+from cutover.steps.data import force_gate_question
 from cutover.steps.manifests import load_manifest, manifest_path
 from cutover.steps.preflight import PreflightOutputs
 from cutover.steps.redischeck import heroku_endpoint
@@ -302,10 +302,7 @@ class SyncRedis(Step):
     def gate_question(self, ctx: Context) -> str | None:
         if self.read(ctx, InspectRedisOutputs) is not None and not self._found(ctx):
             return None  # nothing to copy: nothing to consent to
-        base = super().gate_question(ctx)
-        if ctx.extras.get("force_data"):
-            return FORCE_QUESTION + (f" {base}" if base else "")
-        return base
+        return force_gate_question(ctx, super().gate_question(ctx))
 
     def apply(self, ctx: Context) -> SyncRedisOutputs:
         # Nothing to copy is done here, not in check(): it is this run's (short) work, measured
