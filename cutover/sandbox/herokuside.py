@@ -71,8 +71,9 @@ def start(
         log_path=logs / "heroku-api.log",
     )
     data["pids"]["heroku_api"] = api_pid
-    procs.wait_for_port("127.0.0.1", ports["heroku_api"], 30)
-    procs.wait_for_port("127.0.0.1", ports["backups"], 30)
+    api_log = logs / "heroku-api.log"
+    procs.wait_for_port("127.0.0.1", ports["heroku_api"], 30, pid=api_pid, log_path=api_log)
+    procs.wait_for_port("127.0.0.1", ports["backups"], 30, pid=api_pid, log_path=api_log)
     home = folder / "heroku" / "home"
     heroku_api.prepare_home(home, ports["heroku_api"])
 
@@ -103,7 +104,13 @@ def start(
         env=app_env,
         log_path=logs / "heroku-app.log",
     )
-    procs.wait_for_port("127.0.0.1", ports["heroku_app"], 30)
+    procs.wait_for_port(
+        "127.0.0.1",
+        ports["heroku_app"],
+        30,
+        pid=data["pids"]["heroku_app"],
+        log_path=logs / "heroku-app.log",
+    )
     # The worker dynos as real processes (sampleworker), following the emulator's formation:
     # they keep writing to the Heroku database until scale-down stops them.
     say("the Heroku worker dynos (sample worker), following the formation")

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import json
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from cutover.fsutil import atomic_write, ensure_private_dir
@@ -47,18 +51,73 @@ class DaemonDiedError(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a port that is currently free for both TCP and UDP on ``host``."""
-    for _ in range(50):
+    """Return a port that is free for both TCP and UDP on ``host`` and handed out once.
+
+    The port comes from below the kernel's ephemeral range (``ip_local_port_range``): a port the
+    kernel picked with ``bind(0)`` lies inside that range, where every outgoing connection takes
+    its source port too, so between the check and the daemon's own bind a psql or HTTP client of
+    another test could take it (seen in CI: the Heroku API emulator never listened). Below the
+    range only an explicit bind can take it, and a registry shared by every process of this user
+    (a file under the temp folder, locked with ``flock``) keeps two sandboxes started at once from
+    being handed the same port within an hour.
+    """
+    low, high = _port_window()
+    with _port_registry() as taken:
+        for _ in range(200):
+            port = random.randrange(low, high)
+            if port in taken or not _bindable(host, port):
+                continue
+            taken[port] = time.time()
+            return port
+    raise OSError(f"no port free for both TCP and UDP on {host} in {low}-{high - 1}")
+
+
+_PORT_HOLD_SECONDS = 3600.0
+
+
+def _port_window() -> tuple[int, int]:
+    """Ports ``[low, high)`` for sandbox daemons: 20000 up to the ephemeral range's start."""
+    ephemeral_low = 32768
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        ephemeral_low = int(text.split()[0])
+    if ephemeral_low - 20000 < 1000:  # an unusual range: fall back to one above it
+        return 61000, 65535
+    return 20000, ephemeral_low
+
+
+def _bindable(host: str, port: int) -> bool:
+    try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port: int = tcp.getsockname()[1]
+            tcp.bind((host, port))
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-        return port
-    raise OSError(f"no port free for both TCP and UDP on {host}")
+                udp.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _port_registry() -> Iterator[dict[int, float]]:
+    """The ports handed out in the last hour by any process of this user, locked while open."""
+    path = Path(tempfile.gettempdir()) / f"cutover-sandbox-ports-{os.getuid()}.json"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            raw = json.loads(handle.read() or "{}")
+        except ValueError:
+            raw = {}
+        now = time.time()
+        taken = {
+            int(k): float(v)
+            for k, v in (raw.items() if isinstance(raw, dict) else [])
+            if str(k).isdigit() and isinstance(v, (int, float)) and now - v < _PORT_HOLD_SECONDS
+        }
+        yield taken
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(taken))
 
 
 def wait_for_port(

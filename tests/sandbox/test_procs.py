@@ -53,6 +53,15 @@ def test_free_port_is_free_for_tcp_and_udp() -> None:
         udp.bind(("127.0.0.1", port))
 
 
+def test_free_ports_lie_below_the_ephemeral_range_and_are_never_handed_out_twice() -> None:
+    # A port inside ip_local_port_range can be taken as the source port of any outgoing
+    # connection between the check and the daemon's bind (a CI run lost the Heroku API that way).
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [procs.free_port() for _ in range(40)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < ephemeral_low for port in ports) or ephemeral_low - 20000 < 1000
+
+
 def test_wait_for_port_returns_once_something_listens() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.bind(("127.0.0.1", 0))
