@@ -18,15 +18,11 @@ connection parameters, never through argv.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
-import pwd
 import shutil
 import signal
-import struct
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +34,9 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from cutover.sandbox import procs
+from cutover.sandbox.pgaccess import SERVER_USER, PgClusterError, ensure_reachable, run_as
+from cutover.sandbox.pgaccess import server_account as _server_account
+from cutover.sandbox.pgaccess import server_env as _server_env
 
 __all__ = [
     "SERVER_USER",
@@ -60,7 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVER_USER = "postgres"
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
 
@@ -78,18 +76,6 @@ max_connections = 40
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 """
-
-# POSIX ACL xattr layout (linux/posix_acl_xattr.h): a version header, then (tag, perm, id).
-_ACL_XATTR = "system.posix_acl_access"
-_ACL_VERSION = 2
-_ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ = 0x01, 0x02, 0x04
-_ACL_GROUP, _ACL_MASK, _ACL_OTHER = 0x08, 0x10, 0x20
-_ACL_UNDEFINED_ID = 0xFFFFFFFF
-_ACL_EXECUTE = 0x01
-
-
-class PgClusterError(RuntimeError):
-    """A sandbox PostgreSQL cluster could not be created, started, stopped or reached."""
 
 
 @dataclass
@@ -161,119 +147,6 @@ def pg_bindir() -> Path:
     )
 
 
-def _server_account() -> pwd.struct_passwd | None:
-    """The account the server must run as: postgres when we are root, else None (ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        raise PgClusterError(
-            f"running as root but there is no {SERVER_USER!r} system user to run PostgreSQL as"
-        ) from None
-
-
-def _server_env(account: pwd.struct_passwd | None) -> dict[str, str]:
-    """A small environment for initdb and the server (the caller's secrets stay out)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "LC_ALL": "C.UTF-8",
-    }
-    if account is not None:
-        env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
-    return env
-
-
-def _run_as(
-    argv: list[str], account: pwd.struct_passwd | None, *, cwd: Path, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env=_server_env(account),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        user=account.pw_uid if account else None,
-        group=account.pw_gid if account else None,
-        extra_groups=os.getgrouplist(account.pw_name, account.pw_gid) if account else None,
-    )
-
-
-# --- letting the postgres user reach the data directory ------------------------------------
-
-
-def _first_blocked(folders: list[Path], account: pwd.struct_passwd) -> Path | None:
-    """The first of ``folders`` (outermost first) that ``account`` cannot search, if any."""
-    script = 'for d; do [ -x "$d" ] || { printf "%s" "$d"; exit 0; }; done'
-    result = _run_as(
-        ["/bin/sh", "-c", script, "sh", *map(str, folders)], account, cwd=Path("/"), timeout=30
-    )
-    if result.returncode != 0:
-        raise PgClusterError(f"cannot check folder access as {account.pw_name}: {result.stderr}")
-    return Path(result.stdout) if result.stdout else None
-
-
-def _grant_search(folder: Path, uid: int) -> None:
-    """Add ``user:<uid>:--x`` to ``folder``'s access ACL (widening the mask by x only)."""
-    try:
-        raw: bytes | None = os.getxattr(folder, _ACL_XATTR)
-    except OSError as exc:
-        if exc.errno != errno.ENODATA:
-            raise PgClusterError(
-                f"cannot read the ACL of {folder} ({exc.strerror}); give user {SERVER_USER} "
-                "search permission on it yourself or put the cluster elsewhere"
-            ) from None
-        raw = None
-    entries: dict[tuple[int, int], int] = {}
-    if raw:
-        (version,) = struct.unpack_from("<I", raw)
-        if version != _ACL_VERSION:
-            raise PgClusterError(f"unexpected ACL format version {version} on {folder}")
-        for offset in range(4, len(raw), 8):
-            tag, perm, ident = struct.unpack_from("<HHI", raw, offset)
-            entries[(tag, ident)] = perm
-    else:
-        mode = folder.stat().st_mode
-        entries[(_ACL_USER_OBJ, _ACL_UNDEFINED_ID)] = (mode >> 6) & 7
-        entries[(_ACL_GROUP_OBJ, _ACL_UNDEFINED_ID)] = (mode >> 3) & 7
-        entries[(_ACL_OTHER, _ACL_UNDEFINED_ID)] = mode & 7
-        entries[(_ACL_MASK, _ACL_UNDEFINED_ID)] = (mode >> 3) & 7
-    entries[(_ACL_USER, uid)] = entries.get((_ACL_USER, uid), 0) | _ACL_EXECUTE
-    mask_key = (_ACL_MASK, _ACL_UNDEFINED_ID)
-    entries[mask_key] = entries.get(mask_key, 0) | _ACL_EXECUTE
-    data = struct.pack("<I", _ACL_VERSION) + b"".join(
-        struct.pack("<HHI", tag, perm, ident) for (tag, ident), perm in sorted(entries.items())
-    )
-    try:
-        os.setxattr(folder, _ACL_XATTR, data)
-    except OSError as exc:
-        raise PgClusterError(
-            f"cannot give user {SERVER_USER} search permission on {folder} with an ACL "
-            f"({exc.strerror}); do it yourself or put the cluster elsewhere"
-        ) from None
-    log.info("granted user %s search (x) on %s through an ACL entry", SERVER_USER, folder)
-
-
-def _ensure_reachable(target: Path, account: pwd.struct_passwd, traverse_root: Path) -> None:
-    """Make every folder above ``target`` searchable by ``account`` (see module docstring)."""
-    folders = [*reversed(target.parents), target]
-    for _ in range(len(folders) + 1):
-        blocked = _first_blocked(folders, account)
-        if blocked is None:
-            return
-        if not blocked.is_relative_to(traverse_root) or blocked.stat().st_uid != os.geteuid():
-            raise PgClusterError(
-                f"user {account.pw_name} cannot reach {target}: {blocked} does not let it "
-                f"traverse. Put the cluster under a folder it can reach, or pass a "
-                f"traverse_root that includes {blocked} (an ACL entry will then be added)"
-            )
-        _grant_search(blocked, account.pw_uid)
-    raise PgClusterError(f"user {account.pw_name} still cannot reach {target}")
-
-
 # --- lifecycle -----------------------------------------------------------------------------
 
 
@@ -305,7 +178,7 @@ def init_cluster(
         root = (traverse_root or parent).absolute()
         if not parent.is_relative_to(root):
             raise PgClusterError(f"traverse_root {root} is not above {datadir}")
-        _ensure_reachable(parent, account, root)
+        ensure_reachable(parent, account, root)
     datadir.mkdir(mode=0o700, exist_ok=True)
     datadir.chmod(0o700)
     if account is not None:
@@ -331,7 +204,7 @@ def init_cluster(
             "--locale=C.UTF-8",
             "--no-sync",
         ]
-        result = _run_as(argv, account, cwd=datadir, timeout=120)
+        result = run_as(argv, account, cwd=datadir, timeout=120)
     finally:
         pwfile.unlink(missing_ok=True)
     if result.returncode != 0:
