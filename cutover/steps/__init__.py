@@ -9,7 +9,8 @@ from cutover.steps.capture import CaptureChanges
 from cutover.steps.confirm import ConfirmWindow
 from cutover.steps.data import FinalSync, InitialSync
 from cutover.steps.datacheck import CheckData
-from cutover.steps.dns import SwitchDns, VerifyDns
+from cutover.steps.dns import SwitchDns
+from cutover.steps.dnsverify import VerifyDns
 from cutover.steps.domain import AddDomain
 from cutover.steps.freeze import FreezeWrites
 from cutover.steps.mysql import CheckMysql, FinalSyncMysql, InitialSyncMysql, VerifyMysql

@@ -26,7 +26,7 @@ from cutover.sandbox.knot import KnotServer
 from cutover.sandbox.unbound import UnboundServer
 from cutover.secrets import SecretMasker
 from cutover.steps.base import Context
-from cutover.steps.dns import VerifyDns
+from cutover.steps.dnsverify import VerifyDns
 from cutover.steps.dnswait import check_now
 
 pytestmark = pytest.mark.slow

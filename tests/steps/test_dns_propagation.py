@@ -25,7 +25,7 @@ from cutover.sandbox.unbound import UnboundServer
 from cutover.secrets import SecretMasker
 from cutover.state import Status, StepState
 from cutover.steps.base import Context, dump
-from cutover.steps.dns import VerifyDns
+from cutover.steps.dnsverify import VerifyDns
 from cutover.steps.records import DnsRecord, LowerTtlOutputs
 from cutover.steps.ttl import LowerTtl, RestoreTtl, WaitTtl
 

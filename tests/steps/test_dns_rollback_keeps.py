@@ -15,7 +15,8 @@ from cutover.errors import InvalidInput
 from cutover.sandbox.cloudflare_api import CloudflareApi
 from cutover.state import Status, StepState
 from cutover.steps.base import dump
-from cutover.steps.dns import SwitchDns, VerifyDns
+from cutover.steps.dns import SwitchDns
+from cutover.steps.dnsverify import VerifyDns
 from cutover.steps.preflight import Preflight
 from cutover.steps.records import DnsRecord, LowerTtlOutputs
 from cutover.steps.ttl import LowerTtl, RestoreTtl
