@@ -134,7 +134,12 @@ def initial_sync(source: AppDatabase, target: AppDatabase) -> None:
 
 
 def make_world(
-    pg_source: PgCluster, pg_target: PgCluster, argv_log: Path, *, superuser: bool, schema: tuple
+    pg_source: PgCluster,
+    pg_target: PgCluster,
+    argv_log: Path,
+    *,
+    superuser: bool,
+    schema: tuple[str, ...],
 ) -> World:
     heroku = make_database(pg_source, "asrc")
     heroku.execute(*schema)
@@ -157,7 +162,7 @@ def world_factory(
 ) -> Iterator[Callable[..., World]]:
     made: list[World] = []
 
-    def make(superuser: bool = True, schema: tuple = SCHEMA) -> World:
+    def make(superuser: bool = True, schema: tuple[str, ...] = SCHEMA) -> World:
         made.append(make_world(pg_source, pg_target, argv_log, superuser=superuser, schema=schema))
         return made[-1]
 

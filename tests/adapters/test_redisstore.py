@@ -395,7 +395,7 @@ def test_a_stream_for_a_redis_older_than_5_is_refused_by_name(
     src, dst = conns
     src.xadd("bull:emails:events", {"event": "added"})
     src.set("plain", "1")
-    real = rediscopy.server_version
+    real = redisstore.server_version
     monkeypatch.setattr(rediscopy, "server_version", lambda c: (4, 0, 10) if c is dst else real(c))
     with pytest.raises(CutoverError) as err:
         rediscopy.copy(src, dst, mode="all", batch=10, total=2)

@@ -130,14 +130,14 @@ def test_a_tiny_rows_round_prints_its_lines_and_leaves_the_copy_equal_to_the_sou
     small: Endpoint, pg_target: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[bool, str, str]] = []  # (final, since, the round's position)
-    real = rows.pgapply.apply_changes
+    real = pgapply.apply_changes
 
     def spy(*args: Any, **kwargs: Any) -> pgapply.ApplyResult:
-        result = real(*args, **kwargs)
+        result: pgapply.ApplyResult = real(*args, **kwargs)
         calls.append((kwargs["final"], args[5], result.position))
         return result
 
-    monkeypatch.setattr(rows.pgapply, "apply_changes", spy)
+    monkeypatch.setattr(pgapply, "apply_changes", spy)
     figures = {name: Figure(name) for name in rows.FIGURES}
     # The full final sync the ratio divides by: a real full copy of the same source
     # (pg_dump | pg_restore, issue 10's baseline (b)), standing for cutover's final-direct.
@@ -240,14 +240,14 @@ def test_a_failed_apply_keeps_the_workload_figures_and_removes_the_capture(
     """pgapply raises CutoverError naming the table (contract, "Errors"): here the final apply
     is patched to do so (the catch-up is real), since a real apply cannot be made to fail
     between the copy and its end from outside."""
-    real = rows.pgapply.apply_changes
+    real = pgapply.apply_changes
 
     def failing(*args: Any, **kwargs: Any) -> pgapply.ApplyResult:
         if kwargs["final"]:
             raise CutoverError("public.bench_events: the batch failed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rows.pgapply, "apply_changes", failing)
+    monkeypatch.setattr(pgapply, "apply_changes", failing)
     figures = {name: Figure(name) for name in rows.FIGURES}
     sizes = rows.Sizes(small, None, SMALL, None)
     assert rows.measure(figures, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None

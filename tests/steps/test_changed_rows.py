@@ -23,8 +23,8 @@ from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
 from cutover.state import Status
 from cutover.steps.base import Context
-from cutover.steps.capture import CaptureChanges
-from cutover.steps.data import FinalSync, InitialSync
+from cutover.steps.capture import CaptureChanges, CaptureOutputs
+from cutover.steps.data import FinalSync, FinalSyncOutputs, InitialSync, InitialSyncOutputs
 from cutover.steps.inrack_script import build_script
 from cutover.steps.verify import compare
 from steps.test_data_sync import World
@@ -54,6 +54,18 @@ def may_replicate(world: World) -> None:
     (PostgreSQL 15 GRANT SET ON PARAMETER): the apply sets session_replication_role."""
     with pgcluster.connect(world.target.cluster) as conn:
         conn.execute(f'GRANT SET ON PARAMETER session_replication_role TO "{world.target.owner}"')
+
+
+def _final(ctx: Context) -> FinalSyncOutputs:
+    out = FinalSync().apply(ctx)
+    assert isinstance(out, FinalSyncOutputs)
+    return out
+
+
+def _initial(ctx: Context) -> InitialSyncOutputs:
+    out = InitialSync().apply(ctx)
+    assert isinstance(out, InitialSyncOutputs)
+    return out
 
 
 def _ctx(world: World, method: str = "direct") -> tuple[Context, list[str]]:
@@ -144,6 +156,7 @@ def test_capture_is_found_applied_on_resume_and_skipped_for_other_final_syncs(
     step = CaptureChanges()
     assert step.check(ctx) is None
     out = step.apply(ctx)
+    assert isinstance(out, CaptureOutputs)
     assert "public.authors" in out.tables and "public.tags" in out.tables
     assert out.keyless == ["public.events"]
     assert any(line.startswith("change capture: captured") for line in notes)
@@ -202,7 +215,7 @@ def test_initial_sync_refuses_without_the_capture(world: World) -> None:
 @pytest.mark.parametrize("method", ["backup", "direct"])
 def test_the_copy_carries_no_capture_and_records_the_position(world: World, method: str) -> None:
     ctx, notes = _installed(world, method)
-    out = InitialSync().apply(ctx)
+    out = _initial(ctx)
     assert out.capture_position
     assert world.comment().startswith("cutover:synced ")
     assert world.comment().endswith(f" capture={out.capture_position}")
@@ -284,7 +297,7 @@ def test_final_sync_applies_only_the_changed_rows_and_verify_data_passes(world: 
     books_node = query(world.target, "SELECT pg_relation_filenode('books')")
     _workload(world)
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == ROWS
     assert out.entries and out.entries > 0
     assert out.upserted and out.deleted
@@ -308,7 +321,7 @@ def test_a_column_added_on_heroku_replaces_only_that_table(world: World) -> None
         "ALTER TABLE authors ADD COLUMN born int", "UPDATE authors SET born = 1900"
     )
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == ROWS  # not a full copy: authors replaced whole, the rest applied
     assert out.whole is not None and "public.authors" in out.whole
     assert any(
@@ -324,7 +337,7 @@ def test_without_the_capture_the_final_sync_is_full_and_says_why(world: World) -
     pgcapture.uninstall(ctx.postgres, _source(world))
     world.source.execute("DELETE FROM books WHERE id > 390")
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == "direct"
     assert any("the change capture is not installed" in line for line in notes)
     assert query(world.target, "SELECT count(*) FROM books") == [(390,)]
@@ -336,7 +349,7 @@ def test_without_session_replication_role_the_apply_still_converges(world: World
     ctx, first = _synced(world)
     _workload(world)
     final, _ = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == ROWS
     assert compare(final).problems == []
 
@@ -350,7 +363,7 @@ def test_an_apply_the_target_refuses_makes_the_final_sync_full(world: World) -> 
         conn.execute("ALTER TABLE books ADD CONSTRAINT not_late CHECK (title <> 'late')")
     world.source.execute("UPDATE books SET title = 'late' WHERE id < 5")
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == "direct"
     assert any("applying the changed rows failed" in line for line in notes)
     assert query(world.target, "SELECT count(*) FROM books WHERE title = 'late'") == [(4,)]
@@ -369,7 +382,7 @@ def test_a_capture_installed_again_after_the_copy_makes_the_final_sync_full(worl
     final, notes = _final_ctx(world, again, first)
     final.state.step("initial-sync").started_at = "2026-01-01T10:00:00+00:00"
     final.state.step("capture-changes").finished_at = "2026-01-01T11:00:00+00:00"
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == "direct"  # the full copy
     assert any(
         line.startswith("changed-rows: the final sync copies everything")

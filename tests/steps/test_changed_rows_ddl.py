@@ -23,7 +23,15 @@ from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
 from cutover.steps.data import FinalSync
 from cutover.steps.verify import compare
-from steps.test_changed_rows import EXTRA, ROWS, World, _final_ctx, _synced, may_replicate
+from steps.test_changed_rows import (
+    EXTRA,
+    ROWS,
+    _final,
+    _final_ctx,
+    _synced,
+    may_replicate,
+)
+from steps.test_data_sync import World
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +55,7 @@ def test_a_column_added_copies_only_that_table_whole_and_verify_passes(world: Wo
         "INSERT INTO authors (name, born) VALUES ('late author', 2001)",
     )
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == ROWS
     assert out.schema_changed == ["public.authors: column added (born)"]
     assert out.whole is not None and "public.authors" in out.whole
@@ -77,7 +85,7 @@ def test_a_materialized_view_on_the_changed_table_copies_everything_and_names_it
         "ALTER TABLE authors ADD COLUMN born int",
     )
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == "direct"  # the whole database
     assert any(
         n.startswith("changed-rows: the final sync copies everything")
@@ -150,7 +158,7 @@ def test_kill_9_while_replacing_a_table_then_again_converges(world: World) -> No
     assert world.comment().startswith(pgstaging.MARKER_SYNCING)
     assert since and world.comment().endswith(f" capture={since}")
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == ROWS
     assert out.whole is not None and "public.authors" in out.whole
     assert query(world.target, "SELECT count(*) FROM authors") == [(400_050,)]
@@ -170,7 +178,7 @@ def test_a_function_only_heroku_has_makes_the_final_sync_full_naming_it_beforeha
         "ALTER TABLE authors ADD COLUMN tag text DEFAULT heroku_only()",
     )
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == "direct"
     assert any(
         n.startswith("changed-rows: the final sync copies everything: Heroku's schema changed")
@@ -195,7 +203,7 @@ def test_a_replacement_convox_refuses_makes_the_final_sync_full_and_says_so(
     )
     world.target.execute("CREATE TABLE authors_tag (x int)")
     final, notes = _final_ctx(world, ctx, first)
-    out = FinalSync().apply(final)
+    out = _final(final)
     assert out.method == "direct"
     assert any(
         n.startswith(
