@@ -308,7 +308,8 @@ class Runner:
         _join(proc)
         duration = time.monotonic() - started
         code = _exit_code(proc)
-        stdout, stderr = out.text(), err.text()
+        # A flooded stdout is not decoded: nothing reads it, and the copy would double it.
+        stdout, stderr = ("" if flooded else out.text()), err.text()
         result = Result(masked, code, stdout, stderr, duration)
         if timed_out or flooded:
             self._record(
