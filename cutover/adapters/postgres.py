@@ -32,13 +32,16 @@ class ConnInfo:
 
     @classmethod
     def from_url(cls, url: str) -> ConnInfo:
-        parts = urlsplit(url)
+        # The URL is never shown in these errors: it holds the password.
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # urllib.parse: "Invalid IPv6 URL", a bracketed host not an address
+            raise CutoverError("not a PostgreSQL URL: its host is not valid") from None
         if parts.scheme not in ("postgres", "postgresql"):
             raise CutoverError(f"not a PostgreSQL URL (scheme {parts.scheme[:20]!r})")
         try:
             port = parts.port  # ValueError: not a number, or out of 0-65535 (urllib.parse)
         except ValueError:
-            # The URL is not shown: it holds the password.
             raise CutoverError(
                 "not a PostgreSQL URL: its port is not a number in 0-65535"
             ) from None
