@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from cutover.adapters.heroku import HerokuAdapter
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.engine.audit import AuditLog
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
-from cutover.runcapture import TAIL_LINE_CHARS
+from cutover.runcapture import BACKGROUND_KEEP, TAIL_LINE_CHARS, Chunks
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 from cutover.state import PlaybookRef, RunState, Status, StepState
@@ -306,7 +307,10 @@ FLOOD_SCRIPT = textwrap.dedent(
     runner = Runner(SecretMasker())
     error = ""
     try:
-        runner.run(sys.argv[1:], timeout=600)
+        if sys.argv[1] == "--pipe":  # producer | cat, through runpipes.run_pipe
+            runner.pipe(sys.argv[2:], ["cat"], timeout=600)
+        else:
+            runner.run(sys.argv[1:], timeout=600)
     except CommandError as exc:
         error = str(exc)
     print(json.dumps({
@@ -355,6 +359,58 @@ def test_a_gigabyte_on_stderr_keeps_only_its_tail(tmp_path: Path) -> None:
     # The 1 GiB line is cut in the error's tail (TAIL_LINE_CHARS), not printed whole.
     assert len(got["error"]) < 20 * TAIL_LINE_CHARS
     assert got["maxrss_kib"] < 300 * 1024, got
+
+
+def test_a_gigabyte_on_a_pipe_producers_stderr_is_read_back_as_its_tail(tmp_path: Path) -> None:
+    """``pg_dump | psql`` children write stderr to temporary files (cutover/runpipes.py); only
+    their last MiB is read back into memory."""
+    got = flood(
+        tmp_path,
+        "--pipe",
+        "sh",
+        "-c",
+        f"head -c {GIB} /dev/zero | tr '\\0' z >&2; echo; echo pipe-last-line >&2; exit 4",
+    )
+    assert "command failed with exit code 4" in got["error"]
+    assert "pipe-last-line" in got["error"]
+    assert len(got["error"]) < 20 * TAIL_LINE_CHARS
+    assert got["maxrss_kib"] < 300 * 1024, got
+
+
+def test_background_output_keeps_its_newest_part() -> None:
+    """A background child (a proxy running for hours) that prints 40 MB: what is kept stays
+    under BACKGROUND_KEEP, the newest line is there, and a reader that fell behind resumes."""
+    runner = Runner(SecretMasker())
+    script = "i=0; while [ $i -lt 400000 ]; do echo line-$i-" + "x" * 80 + "; i=$((i+1)); done"
+    script += "; echo the-newest-line"
+    with runner.start(["sh", "-c", script]) as bg:
+        assert wait_until(lambda: "the-newest-line" in bg.stdout)
+        kept = bg.stdout
+        assert len(kept) <= BACKGROUND_KEEP + 200
+        text, upto = bg.read_stdout(0)  # chunk 0 was dropped long ago
+        assert text.endswith("the-newest-line\n")
+        assert bg.read_stdout(upto) == ("", upto)
+
+
+def wait_until(check: Any, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_chunks_are_numbered_and_bounded() -> None:
+    chunks = Chunks(limit=10)
+    for word in ("aaaa", "bbbb", "cccc", "dddd"):
+        chunks.add(word)
+    assert chunks.text() == "ccccdddd"
+    assert chunks.since(0) == ("ccccdddd", 4)
+    assert chunks.since(3) == ("dddd", 4)
+    chunks.add("e" * 50)  # one chunk over the limit is still kept whole (the newest)
+    assert chunks.text() == "e" * 50
+    assert chunks.since(4) == ("e" * 50, 5)
 
 
 def test_one_huge_stderr_line_is_cut_in_the_error(tools: HostileTools, tmp_path: Path) -> None:
