@@ -46,7 +46,7 @@ sys.stderr.buffer.write(answer.get("err", "").encode("utf-8", "surrogateescape")
 sys.exit(answer.get("code", 0))
 """
 
-TOOLS = ("heroku", "convox", "psql", "pg_dump", "pg_restore")
+TOOLS = ("heroku", "convox", "psql", "pg_dump", "pg_restore", "mysql", "mariadb")
 
 
 class HostileTools:

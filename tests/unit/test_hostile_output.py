@@ -41,6 +41,8 @@ from rich.console import Console
 
 from cutover.adapters.convox import ConvoxAdapter
 from cutover.adapters.heroku import HerokuAdapter
+from cutover.adapters.mysql import MyConn, MysqlAdapter, number
+from cutover.adapters.mysqlverify import check_table
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.engine.audit import AuditLog
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
@@ -292,6 +294,45 @@ def test_a_database_url_with_a_bad_port_is_refused_without_showing_it(url: str) 
     # The URL comes from `heroku pg:credentials:url` or `convox resources url` output.
     with pytest.raises(CutoverError, match="its port is not a number in 0-65535") as caught:
         ConnInfo.from_url(url)
+    assert SECRET not in clean(caught.value)
+
+
+MYSQL = MyConn("127.0.0.1", 3306, "u", "app", "pw")
+
+
+@pytest.mark.parametrize(
+    ("stdout", "says"),
+    [
+        ("", "returned no row count of t (expected 1 fields, got nothing)"),
+        ("ERROR 1146 (42S02)\tno table\n", "columns of t (expected 7 fields, got ['ERROR 1146"),
+        ("id\t1\tint\tNO\tNULL\t\t\n", "returned no row count of t (expected 1 fields"),
+    ],
+)
+def test_mysql_rows_of_the_wrong_width_are_refused(
+    tools: HostileTools, stdout: str, says: str
+) -> None:
+    """``mysql --batch --skip-column-names``: one row a line, tab-separated (the client's batch
+    mode). check_table reads the columns (7 fields), the indexes, then the count (1 field):
+    each answered with the same text, which is wrong for at least one of them. Before: an
+    IndexError or a ValueError from unpacking."""
+    answer = {"out": stdout, "stdin": True}
+    tools.answer({"mysql": answer, "mariadb": answer})
+    adapter = MysqlAdapter(runner_for(tools), SecretMasker())
+    with pytest.raises(UnexpectedOutput) as caught:
+        check_table(adapter, MYSQL, "t", checksums=False)
+    assert says in clean(caught.value)
+
+
+@pytest.mark.parametrize("value", ["-3", "1 000", "1_000", "\u0663", "NULL", ""])
+def test_mysql_counts_that_are_not_counts_are_refused(value: str) -> None:
+    with pytest.raises(UnexpectedOutput, match="not a count") as caught:
+        number(value, "the row count of t")
+    assert "the row count of t" in clean(caught.value)
+
+
+def test_a_mysql_url_with_a_bad_bracketed_host_is_refused_without_showing_it() -> None:
+    with pytest.raises(CutoverError, match="not a MySQL URL") as caught:
+        MyConn.from_url(f"mysql://u:{SECRET}@[db/app")
     assert SECRET not in clean(caught.value)
 
 
