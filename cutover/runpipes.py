@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from cutover.errors import CommandError, Interrupted
-from cutover.runcapture import Chunks, read_tail
+from cutover.runcapture import MAX_STDOUT_BYTES, Chunks, read_tail
 
 if TYPE_CHECKING:
     from cutover.runner import Runner
@@ -209,7 +209,7 @@ class Session:
         self.proc = _popen(
             args, merged, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
         )
-        self._buffer = b""
+        self._buffer = bytearray()  # appended in place: a long line is not copied per read
         runner._event("command-start", argv=self.argv_masked, pid=self.proc.pid)
 
     def write(self, text: str) -> None:
@@ -228,7 +228,18 @@ class Session:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
+        scanned = 0  # the buffer before this has no newline
+        while (end := self._buffer.find(b"\n", scanned)) < 0:
+            scanned = len(self._buffer)
+            if scanned > MAX_STDOUT_BYTES:
+                stop_children([self.proc], self.runner.term_grace, signal.SIGTERM)
+                raise CommandError(
+                    self.argv_masked,
+                    self.proc.poll(),
+                    self.stderr_tail(),
+                    reason=f"it printed a line of more than {MAX_STDOUT_BYTES >> 20} MiB "
+                    "and was stopped",
+                )
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CommandError(self.argv_masked, None, self.stderr_tail(), timed_out=True)
@@ -239,7 +250,8 @@ class Session:
                     self.proc.wait()
                     raise CommandError(self.argv_masked, self.proc.returncode, self.stderr_tail())
                 self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
         return line.decode("utf-8", errors="replace")
 
     def stderr_tail(self) -> str:

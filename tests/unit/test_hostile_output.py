@@ -350,6 +350,9 @@ FLOOD_SCRIPT = textwrap.dedent(
     try:
         if sys.argv[1] == "--pipe":  # producer | cat, through runpipes.run_pipe
             runner.pipe(sys.argv[2:], ["cat"], timeout=600)
+        elif sys.argv[1] == "--session":  # a child read line by line (runpipes.Session)
+            with runner.session(sys.argv[2:]) as session:
+                session.readline(timeout=600)
         else:
             runner.run(sys.argv[1:], timeout=600)
     except CommandError as exc:
@@ -416,6 +419,16 @@ def test_a_gigabyte_on_a_pipe_producers_stderr_is_read_back_as_its_tail(tmp_path
     assert "pipe-last-line" in got["error"]
     assert len(got["error"]) < 20 * TAIL_LINE_CHARS
     assert got["maxrss_kib"] < 300 * 1024, got
+
+
+def test_a_session_line_without_end_is_bounded(tmp_path: Path) -> None:
+    """The psql session that holds the snapshot is read a line at a time (runpipes.Session):
+    a 1 GiB line without a newline stops the child at 64 MiB instead of filling memory."""
+    got = flood(
+        tmp_path, "--session", "sh", "-c", f"head -c {GIB} /dev/zero | tr '\\0' q; sleep 600"
+    )
+    assert "printed a line of more than 64 MiB and was stopped" in got["error"]
+    assert got["maxrss_kib"] < 400 * 1024, got
 
 
 def test_background_output_keeps_its_newest_part() -> None:
