@@ -58,6 +58,31 @@ def _host_port_problem(value: str) -> str | None:
     return None
 
 
+# A DNS label as cutover accepts it: letters, digits, hyphen, underscore (``_acme-challenge``),
+# 1-63 octets, and a name of at most 253 characters (RFC 1035 2.3.4; dnspython refuses more:
+# dns.name.LabelTooLong / NameTooLong / EmptyLabel). An internationalised name goes in its
+# ASCII (xn--) form: dnspython's IDNA encoding refuses some Unicode labels outright.
+_DNS_LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
+_DNS_NAME_MAX = 253
+
+
+def _dns_name_problem(value: str) -> str | None:
+    if not value:
+        return "it is empty"
+    if len(value) > _DNS_NAME_MAX:
+        return f"it is {len(value)} characters long (at most {_DNS_NAME_MAX})"
+    labels = value.split(".")
+    for index, label in enumerate(labels):
+        if not label:
+            return "it has an empty label (two dots in a row)"
+        if not _DNS_LABEL.match(label) or (label == "*" and index > 0):
+            return (
+                f"label {label[:70]!r} is not 1-63 letters, digits, '-' or '_' (write an "
+                "internationalised name in its xn-- form)"
+            )
+    return None
+
+
 class HerokuSection(_Model):
     app: Annotated[str, Field(description="The Heroku app to migrate.")]
 
@@ -282,8 +307,8 @@ class DnsSection(_Model):
     @classmethod
     def _fqdn(cls, value: str) -> str:
         value = value.strip().rstrip(".").lower()
-        if not value or " " in value:
-            raise ValueError("must be a DNS name")
+        if problem := _dns_name_problem(value):
+            raise ValueError(f"must be a DNS name: {problem}")
         return value
 
     @field_validator("server")

@@ -6,7 +6,10 @@ It owns what each call needs and what is easy to get wrong one call at a time:
   variables. Secrets reach children only through those variables or stdin, never argv;
 * stdin is closed unless the call gives input (``convox env set`` blocks on an open pipe);
 * a timeout per call: the child's process group gets SIGTERM, then SIGKILL after a grace period;
-* output captured and written to the audit log with every secret masked;
+* output captured and written to the audit log with every secret masked, and bounded: at most
+  ``max_stdout`` bytes of stdout are kept (a child that prints more is stopped and the call fails
+  saying so: no adapter reads that much, and a hostile or broken tool must not fill memory), and
+  only the last ``max_stderr`` bytes of stderr (the error shows its tail anyway);
 * retries with tenacity, only for failures the adapter classifies as transient;
 * one error type, :class:`~cutover.errors.CommandError`, with the masked command, the exit code and
   the stderr tail;
@@ -43,10 +46,20 @@ from tenacity import (
 )
 
 from cutover.errors import CommandError, Interrupted, ToolMissing
+from cutover.runcapture import (
+    MAX_STDERR_BYTES,
+    MAX_STDOUT_BYTES,
+    READ_CHUNK,
+    TAIL_LINES,
+    Head,
+    Tail,
+    tail,
+)
 from cutover.runpipes import Background, PipeResult, Session, run_pipe
 from cutover.secrets import SecretMasker
 
-TAIL_LINES = 20
+# How often the wait looks at the stdout bound while the child runs.
+WAIT_POLL = 0.2
 DEFAULT_TIMEOUT = 300.0
 TERM_GRACE = 5.0
 # Test hook: when set, the raw argv of every child is appended here as JSON lines, so tests can
@@ -82,10 +95,6 @@ class RetryPolicy:
     wait_max: float = 8.0
 
 
-def tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-
-
 @dataclass
 class Runner:
     masker: SecretMasker
@@ -94,6 +103,8 @@ class Runner:
     path_prefix: list[str] = field(default_factory=list)
     default_timeout: float = DEFAULT_TIMEOUT
     term_grace: float = TERM_GRACE
+    max_stdout: int = MAX_STDOUT_BYTES
+    max_stderr: int = MAX_STDERR_BYTES
     # The current step, added to every command event so the log reads as a story.
     step: str | None = None
     _sleep: Callable[[float], None] = time.sleep
@@ -267,41 +278,59 @@ class Runner:
     ) -> Result:
         started = time.monotonic()
         timed_out = False
+        flooded = False
         proc = None
+        out, err = Head(self.max_stdout), Tail(self.max_stderr)
         try:
             # Inside the handler too: a Ctrl-C while sh is still setting the child up (its
             # threads) is an interrupt like any other, not a traceback. A child started but not
             # yet handed back dies with us (_die_with_parent).
-            proc = _spawn(exe, argv, merged, cwd, input.encode() if input is not None else None)
-            try:
-                proc.wait(timeout=limit)
-            except sh.TimeoutException:
-                timed_out = True
-                self._stop(proc, first=signal.SIGTERM)
-            except sh.ErrorReturnCode:
-                pass  # killed by a signal: the exit code (negative) says which
+            proc = _spawn(
+                exe,
+                argv,
+                merged,
+                cwd,
+                input.encode() if input is not None else None,
+                _out=out,
+                _err=err,
+                _out_bufsize=READ_CHUNK,
+                _err_bufsize=READ_CHUNK,
+            )
+            timed_out, flooded = self._wait_bounded(proc, started + limit, out)
         except KeyboardInterrupt:
             if proc is not None:
                 self._stop(proc, first=signal.SIGINT)
-                self._record(masked, None, proc, time.monotonic() - started, outcome="interrupted")
+                _join(proc)
+                self._record(
+                    masked, None, err.text(), time.monotonic() - started, outcome="interrupted"
+                )
             raise Interrupted(f"interrupted while running: {' '.join(masked)}") from None
         _join(proc)
         duration = time.monotonic() - started
         code = _exit_code(proc)
-        stdout, stderr = _text(proc.stdout), _text(proc.stderr)
+        # A flooded stdout is not decoded: nothing reads it, and the copy would double it.
+        stdout, stderr = ("" if flooded else out.text()), err.text()
         result = Result(masked, code, stdout, stderr, duration)
-        if timed_out:
-            self._record(masked, code, proc, duration, outcome="timeout")
+        if timed_out or flooded:
+            self._record(
+                masked, code, stderr, duration, outcome="timeout" if timed_out else "flood"
+            )
             raise CommandError(
                 masked,
                 code,
                 self._tail(stderr),
-                timed_out=True,
+                timed_out=timed_out,
+                reason=""
+                if timed_out
+                else (
+                    f"it printed more than {self.max_stdout // (1024 * 1024)} MiB on stdout "
+                    "and was stopped"
+                ),
                 transient=False,
-                stdout_tail=self._tail(stdout),
+                stdout_tail="" if flooded else self._tail(stdout),
             )
         ok = code in ok_codes
-        self._record(masked, code, proc, duration, outcome="ok" if ok else "failed")
+        self._record(masked, code, stderr, duration, outcome="ok" if ok else "failed")
         if check and not ok:
             raise CommandError(
                 masked,
@@ -311,6 +340,25 @@ class Runner:
                 stdout_tail=self._tail(stdout),
             )
         return result
+
+    def _wait_bounded(self, proc: Any, deadline: float, out: Head) -> tuple[bool, bool]:
+        """Wait for the child until ``deadline``; stop it (in stages) on the deadline or once
+        its stdout passes the bound. Returns (timed out, flooded)."""
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                proc.wait(timeout=max(0.0, min(WAIT_POLL, remaining)))
+                return False, False
+            except sh.TimeoutException:
+                pass
+            except sh.ErrorReturnCode:
+                return False, False  # killed by a signal: the exit code (negative) says which
+            if out.overflowed.is_set():
+                self._stop(proc, first=signal.SIGTERM)
+                return False, True
+            if remaining <= 0:
+                self._stop(proc, first=signal.SIGTERM)
+                return True, False
 
     # -- long-running children (convox resources proxy) ------------------------------------
     def start(
@@ -370,7 +418,7 @@ class Runner:
             proc.wait(timeout=self.term_grace)
 
     def _record(
-        self, masked: list[str], code: int | None, proc: Any, duration: float, *, outcome: str
+        self, masked: list[str], code: int | None, stderr: str, duration: float, *, outcome: str
     ) -> None:
         self._event(
             "command",
@@ -378,7 +426,7 @@ class Runner:
             exit_code=code,
             duration=round(duration, 3),
             outcome=outcome,
-            stderr_tail=self._tail(_text(proc.stderr), 10),
+            stderr_tail=self._tail(stderr, 10),
         )
 
     def _tail(self, text: str, lines: int = TAIL_LINES) -> str:
@@ -460,11 +508,3 @@ def _join(proc: Any) -> None:
 def _exit_code(proc: Any) -> int:
     code = proc.process.exit_code
     return int(code) if code is not None else -1
-
-
-def _text(data: Any) -> str:
-    if data is None:
-        return ""
-    if isinstance(data, bytes):
-        return data.decode("utf-8", errors="replace")
-    return str(data)

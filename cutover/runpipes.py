@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from cutover.errors import CommandError, Interrupted
+from cutover.runcapture import MAX_STDOUT_BYTES, Chunks, read_tail
 
 if TYPE_CHECKING:
     from cutover.runner import Runner
@@ -96,8 +97,9 @@ def stop_children(
 
 
 def _read(fh: IO[bytes]) -> str:
-    fh.seek(0)
-    return fh.read().decode("utf-8", errors="replace")
+    """What a child wrote to a temporary file: its last MAX_STDERR_BYTES (bounded memory
+    whatever it printed; an error shows the tail anyway)."""
+    return read_tail(fh)
 
 
 def _watch(
@@ -207,7 +209,7 @@ class Session:
         self.proc = _popen(
             args, merged, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
         )
-        self._buffer = b""
+        self._buffer = bytearray()  # appended in place: a long line is not copied per read
         runner._event("command-start", argv=self.argv_masked, pid=self.proc.pid)
 
     def write(self, text: str) -> None:
@@ -226,7 +228,18 @@ class Session:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
+        scanned = 0  # the buffer before this has no newline
+        while (end := self._buffer.find(b"\n", scanned)) < 0:
+            scanned = len(self._buffer)
+            if scanned > MAX_STDOUT_BYTES:
+                stop_children([self.proc], self.runner.term_grace, signal.SIGTERM)
+                raise CommandError(
+                    self.argv_masked,
+                    self.proc.poll(),
+                    self.stderr_tail(),
+                    reason=f"it printed a line of more than {MAX_STDOUT_BYTES >> 20} MiB "
+                    "and was stopped",
+                )
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CommandError(self.argv_masked, None, self.stderr_tail(), timed_out=True)
@@ -237,7 +250,8 @@ class Session:
                     self.proc.wait()
                     raise CommandError(self.argv_masked, self.proc.returncode, self.stderr_tail())
                 self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
         return line.decode("utf-8", errors="replace")
 
     def stderr_tail(self) -> str:
@@ -289,33 +303,33 @@ class Background:
         self.runner = runner
         self.proc: Any = None
         self._lock = threading.Lock()
-        self._stdout: list[str] = []
-        self._stderr: list[str] = []
+        # Bounded (cutover/runcapture.py): a proxy that runs for hours keeps its newest output.
+        self._stdout = Chunks()
+        self._stderr = Chunks()
 
     def on_stdout(self, line: str) -> None:
         with self._lock:
-            self._stdout.append(line)
+            self._stdout.add(line)
 
     def on_stderr(self, line: str) -> None:
         with self._lock:
-            self._stderr.append(line)
+            self._stderr.add(line)
 
     @property
     def stdout(self) -> str:
         with self._lock:
-            return "".join(self._stdout)
+            return self._stdout.text()
 
     @property
     def stderr(self) -> str:
         with self._lock:
-            return "".join(self._stderr)
+            return self._stderr.text()
 
     def read_stdout(self, start: int) -> tuple[str, int]:
         """The output that arrived after the first ``start`` chunks, and the chunk count to
         pass next time: a watcher reads each chunk once, however long the output."""
         with self._lock:
-            chunks = self._stdout[start:]
-        return "".join(chunks), start + len(chunks)
+            return self._stdout.since(start)
 
     def alive(self) -> bool:
         return bool(self.proc is not None and self.proc.process.is_alive()[0])

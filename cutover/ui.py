@@ -1,10 +1,13 @@
 """What the operator sees: step i of N, what it does, elapsed time, a summary table.
 
-Every line goes through the secret masker. Colour only on a terminal (rich decides).
+Every line goes through the secret masker, then :func:`visible`: text from outside (a tool's
+stderr, an add-on or release name, a build log line) may hold terminal control sequences, and
+none of it may reach the operator's terminal raw. Colour only on a terminal (rich decides).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,26 @@ from cutover.state import RunState, Status
 
 if TYPE_CHECKING:  # rich.progress loads when a step first draws progress (start-up time)
     from rich.progress import Progress, TaskID
+
+
+# Every C0 control but newline and tab (ESC starts CSI/OSC sequences; CR and BS overwrite what is
+# shown; BEL rings), DEL, every C1 control (U+0080-U+009F: U+009B is a one-character CSI and
+# U+009D an OSC on terminals that honour 8-bit controls), and the bidirectional overrides and
+# isolates that make text read differently from what it is.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every terminal control character shown as an escape (``\\x1b``,
+    ``\\r``, ``\\u202e``) instead of acting on the terminal. Newlines and tabs stay."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return {"\r": "\\r", "\x1b": "\\x1b"}.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -73,7 +96,9 @@ class Ui:
     def _print(self, text: str, style: str | None = None, *, err: bool = False) -> None:
         console = self.err_console if err else self.console
         console.print(
-            Text(self.masker.mask(text), style=style or ""), highlight=False, soft_wrap=True
+            Text(visible(self.masker.mask(text)), style=style or ""),
+            highlight=False,
+            soft_wrap=True,
         )
 
     def elapsed(self) -> str:
@@ -160,7 +185,7 @@ def status_table(
     table = Table(
         title=f"cutover run {state.run_id}",
         title_justify="left",
-        caption=masker.mask(window) if window else None,
+        caption=Text(visible(masker.mask(window))) if window else None,
         caption_justify="left",
     )
     for column in ("#", "step", "status", "tries", "duration", "notes"):
@@ -182,7 +207,9 @@ def status_table(
             Text(label, style=STATUS_STYLE.get(status, "")),
             str(st.attempts if st else 0),
             fmt_duration(st.duration if st else None),
-            masker.mask(note)[:80],
+            # Text, not str: a str cell is read as rich markup ("[/]" in a hostile name
+            # would raise MarkupError), and the note may come from a tool's output.
+            Text(visible(masker.mask(note))[:80]),
         )
     return table
 

@@ -56,16 +56,17 @@ def _header_names(line: str) -> list[str]:
     return [n for n in re.split(r"\s{2,}", line.strip()) if n]
 
 
-def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
+def parse_table(text: str, required: list[str], command: str = "") -> list[dict[str, str]]:
     """Parse a stdcli table by the header's column offsets (cells are left-justified), so any
-    extra column a rack adds (SCALE, AUTOSCALE, COLD, BUDGET in services.go) is harmless."""
+    extra column a rack adds (SCALE, AUTOSCALE, COLD, BUDGET in services.go) is harmless.
+    ``command`` (the masked command line) names what printed it in the error."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     header_index = next(
         (i for i, ln in enumerate(lines) if all(h in _header_names(ln) for h in required)), None
     )
     if header_index is None:
         raise UnexpectedOutput(
-            f"expected a table with columns {', '.join(required)}",
+            f"{command or 'convox'} printed no table with columns {', '.join(required)}",
             details="got: " + (lines[0][:200] if lines else "(no output)"),
         )
     header = lines[header_index]
@@ -84,6 +85,10 @@ def parse_table(text: str, required: list[str]) -> list[dict[str, str]]:
             row[name] = line[starts[i] : end].strip()
         rows.append(row)
     return rows
+
+
+def _table(result: Result, required: list[str]) -> list[dict[str, str]]:
+    return parse_table(result.stdout, required, " ".join(result.argv_masked))
 
 
 def parse_info(text: str) -> dict[str, str]:
@@ -197,9 +202,10 @@ class ConvoxAdapter:
         return self.runner.run(["convox", "switch"], timeout=60).stdout.strip()
 
     def rack_info(self) -> dict[str, str]:
-        info = parse_info(self._run("rack", app=False).stdout)
+        result = self._run("rack", app=False)
+        info = parse_info(result.stdout)
         if "Name" not in info:
-            raise UnexpectedOutput("convox rack printed no Name row")
+            raise UnexpectedOutput(f"{' '.join(result.argv_masked)} printed no Name row")
         return info
 
     def router(self) -> str:
@@ -273,7 +279,7 @@ class ConvoxAdapter:
         return self._release_id(result)
 
     def builds(self) -> list[dict[str, str]]:
-        return parse_table(self._run("builds").stdout, ["ID", "STATUS", "RELEASE"])
+        return _table(self._run("builds"), ["ID", "STATUS", "RELEASE"])
 
     def _release_id(self, result: Result) -> str:
         release = result.stdout.strip()
@@ -288,7 +294,7 @@ class ConvoxAdapter:
         return release
 
     def releases(self) -> list[dict[str, str]]:
-        return parse_table(self._run("releases").stdout, ["ID", "STATUS", "BUILD"])
+        return _table(self._run("releases"), ["ID", "STATUS", "BUILD"])
 
     def latest_release(self) -> str | None:
         """The newest release (``convox env`` reads this one, not the active one)."""
@@ -309,7 +315,7 @@ class ConvoxAdapter:
 
     # -- services and scale ----------------------------------------------------------------------
     def services(self) -> list[dict[str, str]]:
-        return parse_table(self._run("services").stdout, ["SERVICE", "DOMAIN"])
+        return _table(self._run("services"), ["SERVICE", "DOMAIN"])
 
     def service_domain(self, service: str) -> str:
         for row in self.services():
@@ -325,7 +331,7 @@ class ConvoxAdapter:
     def scale_table(self) -> list[dict[str, str]]:
         """``convox scale`` read mode (pkg/cli/scale.go): SERVICE, DESIRED (the deployment's
         replicas), RUNNING (its processes), CPU, MEMORY, GPU, MIN, MAX, STATUS."""
-        return parse_table(self._run("scale").stdout, ["SERVICE", "DESIRED", "RUNNING"])
+        return _table(self._run("scale"), ["SERVICE", "DESIRED", "RUNNING"])
 
     def scale_argv(self, service: str, count: int) -> list[str]:
         """``convox scale SERVICE --count N -a APP [-r RACK]`` (pkg/cli/scale.go: imperative
@@ -346,7 +352,7 @@ class ConvoxAdapter:
             args += ["--service", service]
         if release:
             args += ["--release", release]
-        return parse_table(self._run(*args).stdout, ["ID", "SERVICE", "STATUS", "COMMAND"])
+        return _table(self._run(*args), ["ID", "SERVICE", "STATUS", "COMMAND"])
 
     # -- resources -------------------------------------------------------------------------------
     def resource_url(self, name: str) -> str:
@@ -446,7 +452,7 @@ class ConvoxAdapter:
 
     def certificates(self, *, generated: bool = False) -> list[dict[str, str]]:
         result = self.runner.run(self.certs_argv(generated=generated), timeout=120)
-        return parse_table(result.stdout, ["ID", "DOMAIN", "EXPIRES", "Status"])
+        return _table(result, ["ID", "DOMAIN", "EXPIRES", "Status"])
 
     def certs_import_argv(self, pub: str, key: str, chain: str | None) -> list[str]:
         extra = ["--chain", chain] if chain else []
@@ -473,7 +479,7 @@ class ConvoxAdapter:
     def route53_solvers(self) -> list[dict[str, str]]:
         """``letsencrypt dns route53 list``: ID, DNS-ZONES, HOSTED-ZONE-ID, REGION, ROLE."""
         argv = self.argv("letsencrypt", "dns", "route53", "list", app=False)
-        return parse_table(self.runner.run(argv, timeout=120).stdout, ["ID", "DNS-ZONES"])
+        return _table(self.runner.run(argv, timeout=120), ["ID", "DNS-ZONES"])
 
     def route53_add_argv(
         self,

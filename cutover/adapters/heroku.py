@@ -86,15 +86,100 @@ class FormationEntry:
 
 
 def parse_json(result: Result, what: str) -> Any:
+    """The command's stdout as JSON, or UnexpectedOutput naming the command and what is wrong:
+    not JSON or cut short (with the decoder's position), nested too deep to read, or a number
+    too long to convert (ValueError: Python's int digit limit)."""
+    command = " ".join(result.argv_masked)
     try:
         return json.loads(result.stdout)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
         # No excerpt of the output: for `config --json` it would hold unregistered secrets.
-        raise UnexpectedOutput(
-            f"{' '.join(result.argv_masked)} printed output that is not JSON ({what})",
-            details=f"{len(result.stdout)} characters on stdout",
-            resolution="Check the heroku CLI version (`heroku --version`) and try again.",
-        ) from None
+        reason = "nothing" if not result.stdout.strip() else f"not JSON ({exc.msg} at {exc.pos})"
+    except (ValueError, RecursionError) as exc:
+        reason = f"JSON cutover cannot read ({type(exc).__name__}: nested too deep or a number "
+        reason += "too long)"
+    raise UnexpectedOutput(
+        f"{command} printed {reason} ({what})",
+        details=f"{len(result.stdout)} characters on stdout",
+        resolution="Check the heroku CLI version (`heroku --version`) and try again.",
+    )
+
+
+# The fields of `heroku ... --json` items that cutover reads, with the JSON type each must have
+# when present and not null (extra fields are ignored: a newer API may add any). From the
+# Platform API schemas the CLI prints unchanged: add-on (commands/addons/index.js adds
+# ``attachments``), dyno (commands/ps/index.js), domain (commands/domains/index.js).
+_ITEM_FIELDS: dict[str, dict[str, type]] = {
+    "addons": {
+        "name": str,
+        "addon_service": dict,
+        "plan": dict,
+        "config_vars": list,
+        "attachments": list,
+        "app": dict,
+    },
+    "ps": {"name": str, "type": str, "state": str, "command": str, "size": str},
+    "domains": {"hostname": str, "kind": str, "cname": str},
+}
+_NESTED_FIELDS: dict[str, dict[str, type]] = {
+    "addon_service": {"name": str},
+    "plan": {"name": str},
+    "app": {"name": str},
+}
+_JSON_TYPE = {str: "a string", dict: "an object", list: "a list", int: "a number"}
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def check_items(data: Any, result: Result, what: str) -> list[dict[str, Any]]:
+    """``data`` (the decoded output of ``heroku WHAT --json``) as a list of objects whose known
+    fields have their types; UnexpectedOutput naming the command and the JSON path if not."""
+    command = " ".join(result.argv_masked)
+    if not isinstance(data, list):
+        raise UnexpectedOutput(f"{command} did not return a list (it printed {_kind(data)})")
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise UnexpectedOutput(f"{command}: [{index}] is {_kind(item)}, expected an object")
+        for key, wanted in _ITEM_FIELDS[what].items():
+            _check_field(command, f"[{index}].{key}", item.get(key), wanted)
+            value = item.get(key)
+            if isinstance(value, dict):
+                for sub, sub_type in _NESTED_FIELDS.get(key, {}).items():
+                    _check_field(command, f"[{index}].{key}.{sub}", value.get(sub), sub_type)
+            elif isinstance(value, list):
+                inner = str if key == "config_vars" else dict
+                for n, element in enumerate(value):
+                    _check_field(command, f"[{index}].{key}[{n}]", element, inner, null=False)
+    return data
+
+
+def _check_field(command: str, at: str, value: object, wanted: type, *, null: bool = True) -> None:
+    if value is None and null:
+        return
+    if not isinstance(value, wanted) or isinstance(value, bool):
+        raise UnexpectedOutput(f"{command}: {at} is {_kind(value)}, expected {_JSON_TYPE[wanted]}")
+
+
+def check_config(data: Any, result: Result) -> dict[str, str]:
+    """``heroku config --json``: an object of string values (the Platform API's config-vars;
+    null for an unset one). Any other value is refused by NAME, never shown (a secret)."""
+    command = " ".join(result.argv_masked)
+    if not isinstance(data, dict):
+        raise UnexpectedOutput(f"{command} did not return an object (it printed {_kind(data)})")
+    for key, value in data.items():
+        if value is not None and not isinstance(value, str):
+            raise UnexpectedOutput(
+                f"{command}: the value of {key!r} is {_kind(value)}, expected a string"
+            )
+    return {str(k): "" if v is None else v for k, v in data.items()}
 
 
 def parse_formation(text: str) -> list[FormationEntry]:
@@ -157,7 +242,7 @@ class HerokuAdapter:
         match = _VERSION.search(result.stdout)
         if not match:
             raise ToolMissing(
-                f"cannot read the heroku CLI version from {result.stdout!r}",
+                f"cannot read the heroku CLI version from {result.stdout[:200]!r}",
                 resolution=INSTALL_HINT,
             )
         found = (int(match[1]), int(match[2]), int(match[3]))
@@ -170,16 +255,21 @@ class HerokuAdapter:
         return found
 
     def app_info(self) -> dict[str, Any]:
-        data = parse_json(self._run("apps:info", "--json"), "apps:info")
+        result = self._run("apps:info", "--json")
+        data = parse_json(result, "apps:info")
         if not isinstance(data, dict) or not isinstance(data.get("app"), dict):
-            raise UnexpectedOutput("heroku apps:info --json did not return {app: {...}}")
+            got = _kind(data) if not isinstance(data, dict) else "app: " + _kind(data.get("app"))
+            raise UnexpectedOutput(
+                f"{' '.join(result.argv_masked)} did not return {{app: {{...}}}} (it printed {got})"
+            )
         return data
 
     def config(self) -> dict[str, str]:
-        data = parse_json(self._run("config", "--json"), "config")
-        if not isinstance(data, dict):
-            raise UnexpectedOutput("heroku config --json did not return an object")
-        values = {str(k): "" if v is None else str(v) for k, v in data.items()}
+        result = self._run("config", "--json")
+        data = parse_json(result, "config")
+        if isinstance(data, dict):  # mask every string value before anything can be refused
+            register_config(self.masker, {str(k): v for k, v in data.items() if isinstance(v, str)})
+        values = check_config(data, result)
         register_config(self.masker, values)
         return values
 
@@ -187,22 +277,16 @@ class HerokuAdapter:
         return parse_formation(self._run("ps:scale").stdout)
 
     def dynos(self) -> list[dict[str, Any]]:
-        data = parse_json(self._run("ps", "--json"), "ps")
-        if not isinstance(data, list):
-            raise UnexpectedOutput("heroku ps --json did not return a list")
-        return data
+        result = self._run("ps", "--json")
+        return check_items(parse_json(result, "ps"), result, "ps")
 
     def addons(self) -> list[dict[str, Any]]:
-        data = parse_json(self._run("addons", "--json"), "addons")
-        if not isinstance(data, list):
-            raise UnexpectedOutput("heroku addons --json did not return a list")
-        return data
+        result = self._run("addons", "--json")
+        return check_items(parse_json(result, "addons"), result, "addons")
 
     def domains(self) -> list[dict[str, Any]]:
-        data = parse_json(self._run("domains", "--json"), "domains")
-        if not isinstance(data, list):
-            raise UnexpectedOutput("heroku domains --json did not return a list")
-        return data
+        result = self._run("domains", "--json")
+        return check_items(parse_json(result, "domains"), result, "domains")
 
     def maintenance(self) -> bool:
         out = self._run("maintenance").stdout.strip()

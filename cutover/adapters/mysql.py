@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, UnexpectedOutput
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 
@@ -63,7 +63,10 @@ class MyConn:
         Center, "ClearDB MySQL"); JawsDB: ``mysql://<user>:<password>@<host>:3306/<db>``;
         Convox's mysql resource: ``mysql://root:<password>@<host>:3306/app``
         (provider/k8s/template/resource/mysql.yml.tmpl). The query string is ignored."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # urllib.parse: "Invalid IPv6 URL" (the URL is not shown: a secret)
+            raise CutoverError(f"{what} is not a MySQL URL: its host is not valid") from None
         if parts.scheme not in SCHEMES or not parts.hostname or not parts.path.strip("/"):
             raise CutoverError(
                 f"{what} is not a MySQL URL (mysql://user:password@host:port/database)"
@@ -149,6 +152,29 @@ class MysqlAdapter:
         self.register(conn)
         done = self.runner.run(self.query_argv(conn), env=conn.env(), input=sql, timeout=timeout)
         return [line.split("\t") for line in done.stdout.splitlines()]
+
+    def rows(
+        self, conn: MyConn, sql: str, width: int, what: str, timeout: float = 300
+    ) -> list[list[str]]:
+        """The rows of ``sql``, each of ``width`` fields; UnexpectedOutput naming ``what`` if
+        the client printed anything else (a warning line, a wrapper's text)."""
+        rows = self.query(conn, sql, timeout=timeout)
+        for found in rows:
+            if len(found) != width:
+                raise UnexpectedOutput(
+                    f"the mysql client returned no {what} (expected {width} fields, got "
+                    f"{repr(found)[:200]})"
+                )
+        return rows
+
+    def row(self, conn: MyConn, sql: str, width: int, what: str, timeout: float = 300) -> list[str]:
+        """The first row of :meth:`rows`; UnexpectedOutput for an empty result."""
+        rows = self.rows(conn, sql, width, what, timeout)
+        if not rows:
+            raise UnexpectedOutput(
+                f"the mysql client returned no {what} (expected {width} fields, got nothing)"
+            )
+        return rows[0]
 
     def execute(self, conn: MyConn, sql: str, timeout: float = 300) -> None:
         self.register(conn)
@@ -275,3 +301,11 @@ def _private(path: Path) -> Iterator[TextIO]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
         yield f
+
+
+def number(value: str, what: str) -> int:
+    """A count the mysql client printed: ASCII digits only (int() would take a sign, spaces,
+    underscores and other scripts' digits)."""
+    if not (value.isascii() and value.isdigit()):
+        raise UnexpectedOutput(f"the mysql client returned {value[:40]!r} for {what}, not a count")
+    return int(value)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cutover.adapters.mysql import MyConn, MysqlAdapter
+from cutover.adapters.mysql import MyConn, MysqlAdapter, number
 
 DEFINERS_SQL = (
     "SELECT 'trigger', TRIGGER_NAME, DEFINER FROM information_schema.TRIGGERS WHERE "
@@ -47,14 +47,21 @@ class Report:
 
 
 def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
-    heroku_version = my.query(source, "SELECT VERSION()")[0][0]
-    convox_version = my.query(target, "SELECT VERSION()")[0][0]
-    tables, size = my.query(
+    heroku_version = my.row(source, "SELECT VERSION()", 1, "server version")[0]
+    convox_version = my.row(target, "SELECT VERSION()", 1, "server version")[0]
+    tables, size = my.row(
         source,
         "SELECT COUNT(*), IFNULL(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema."
         "TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
-    )[0]
-    report = Report(heroku_version, convox_version, int(tables), int(size))
+        2,
+        "table count and size",
+    )
+    report = Report(
+        heroku_version,
+        convox_version,
+        number(tables, "the table count"),
+        number(size, "the data size"),
+    )
     for table, column in my.query(
         source,
         "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from cutover.adapters.mysql import MyConn, MysqlAdapter, ident, literal
+from cutover.adapters.mysql import MyConn, MysqlAdapter, ident, literal, number
 from cutover.adapters.mysqlstaging import MARKER_TABLE, base_tables
 
 _INT_WIDTH = re.compile(r"\b(tinyint|smallint|mediumint|int|bigint)\(\d+\)")
@@ -71,12 +71,14 @@ class VerifyResult:
 
 
 def columns(my: MysqlAdapter, conn: MyConn, table: str) -> list[list[str]]:
-    return my.query(
+    return my.rows(
         conn,
         "SELECT COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, "  # noqa: S608 - literal()
         "IFNULL(COLUMN_DEFAULT, 'NULL'), IFNULL(CHARACTER_SET_NAME, ''), "
         "IFNULL(COLLATION_NAME, '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
         f"DATABASE() AND TABLE_NAME = {literal(table)} ORDER BY ORDINAL_POSITION",
+        7,
+        f"columns of {table}",
     )
 
 
@@ -92,7 +94,7 @@ OBJECTS_SQL = (
 def objects(my: MysqlAdapter, conn: MyConn) -> set[str]:
     """Every trigger, view, routine and event, as "<kind> <name>": the copy loads them after
     the swap, apart from the tables, so a row-perfect copy may still lack one."""
-    return {f"{kind} {name}" for kind, name in my.query(conn, OBJECTS_SQL)}
+    return {f"{kind} {name}" for kind, name in my.rows(conn, OBJECTS_SQL, 2, "object list")}
 
 
 def schema_text(my: MysqlAdapter, conn: MyConn, table: str) -> str:
@@ -126,11 +128,11 @@ def check_table(
     schema = schema_text(my, conn, table)
     if checksums:
         names = [c[0] for c in columns(my, conn, table)]
-        count, digest = my.query(conn, hash_sql(table, names), timeout=3600)[0]
+        count, digest = my.row(conn, hash_sql(table, names), 2, f"checksum of {table}", 3600)
     else:
-        count = my.query(conn, f"SELECT COUNT(*) FROM {ident(table)}", timeout=3600)[0][0]  # noqa: S608
-        digest = ""
-    return int(count), digest, schema
+        sql = f"SELECT COUNT(*) FROM {ident(table)}"  # noqa: S608
+        count, digest = my.row(conn, sql, 1, f"row count of {table}", 3600)[0], ""
+    return number(count, f"the row count of {table}"), digest, schema
 
 
 def verify(

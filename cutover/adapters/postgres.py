@@ -32,13 +32,23 @@ class ConnInfo:
 
     @classmethod
     def from_url(cls, url: str) -> ConnInfo:
-        parts = urlsplit(url)
+        # The URL is never shown in these errors: it holds the password.
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # urllib.parse: "Invalid IPv6 URL", a bracketed host not an address
+            raise CutoverError("not a PostgreSQL URL: its host is not valid") from None
         if parts.scheme not in ("postgres", "postgresql"):
-            raise CutoverError(f"not a PostgreSQL URL (scheme {parts.scheme!r})")
+            raise CutoverError(f"not a PostgreSQL URL (scheme {parts.scheme[:20]!r})")
+        try:
+            port = parts.port  # ValueError: not a number, or out of 0-65535 (urllib.parse)
+        except ValueError:
+            raise CutoverError(
+                "not a PostgreSQL URL: its port is not a number in 0-65535"
+            ) from None
         query = parse_qs(parts.query)
         return cls(
             host=parts.hostname or "localhost",
-            port=parts.port or 5432,
+            port=port or 5432,
             user=unquote(parts.username or ""),
             dbname=unquote(parts.path.lstrip("/")) or unquote(parts.username or ""),
             password=unquote(parts.password or ""),
@@ -163,10 +173,16 @@ class PostgresAdapter:
 
     def server_major(self, conn: ConnInfo, timeout: float = 120) -> int:
         rows = self.psql(conn, "SHOW server_version_num;", timeout=timeout)
-        try:
-            return int(rows[0][0]) // 10000
-        except (IndexError, ValueError):
-            raise UnexpectedOutput("psql returned no server_version_num") from None
+        value = rows[0][0].strip() if rows and rows[0] else ""
+        # server_version_num is an integer like 160004 (ASCII digits only: int() would also take
+        # other scripts' digits, a sign or underscores).
+        if not (value.isascii() and value.isdigit() and len(value) <= 9):
+            raise UnexpectedOutput(
+                f"psql returned no server_version_num (got {value[:40]!r})"
+                if value
+                else "psql returned no server_version_num"
+            )
+        return int(value) // 10000
 
     def list_dump(self, dump: Path) -> int:
         """Validate a custom-format dump with ``pg_restore --list``; return its entry count."""
@@ -202,7 +218,7 @@ class PostgresAdapter:
         rows = self.psql(conn, fingerprint_sql(tables, checksums), timeout=timeout)
         out: dict[str, tuple[int, str]] = {}
         for row in rows:
-            if len(row) != 3:
-                raise UnexpectedOutput(f"unexpected fingerprint row from psql: {row!r}")
+            if len(row) != 3 or not (row[1].isascii() and row[1].isdigit()):
+                raise UnexpectedOutput(f"unexpected fingerprint row from psql: {row!r:.200}")
             out[row[0]] = (int(row[1]), row[2])
         return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,10 @@ from cutover.state import now_iso
 EVENTS_FILE = "events.jsonl"
 
 Subscriber = Callable[[dict[str, Any]], None]
+# Written as \\u escapes (json.dumps escapes C0 controls itself, not these with
+# ensure_ascii=False): C1 controls act on a terminal that `cat`s the log (U+009B is a CSI), the
+# bidi overrides disguise text, and a lone surrogate cannot be encoded at all.
+_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class AuditLog:
@@ -41,7 +46,10 @@ class AuditLog:
             record["run"] = self.run_id
         record.update(fields)
         masked = self.masker.mask_data(json.loads(json.dumps(record, default=str)))
-        line = json.dumps(masked, ensure_ascii=False) + "\n"
+        line = _UNSAFE.sub(
+            lambda m: f"\\u{ord(m.group(0)):04x}", json.dumps(masked, ensure_ascii=False)
+        )
+        line += "\n"
         with self._lock:
             try:
                 ensure_private_dir(self.folder)

@@ -156,6 +156,8 @@ def parse_app_json(text: str, path: str = "app.json") -> AppJson:
         ) from None
     except RecursionError:  # json's decoder recurses once per nested [ or {
         raise input_error(path, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # not a JSONDecodeError: a number over Python's int digit limit
+        raise input_error(path, f"invalid JSON: {str(exc).split(':')[0]}") from None
     check = _JsonChecker(path, text)
     top = check.obj(data, ())
 
