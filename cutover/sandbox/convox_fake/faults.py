@@ -163,11 +163,19 @@ def pending(store: Store, name: str, key: str) -> Json | None:
     return None
 
 
-def remove(config_dir: Path, command: str | None = None) -> int:
-    """Remove the queued faults for ``command`` (all without it); return how many."""
+def remove(config_dir: Path, command: str | None = None, kind: str | None = None) -> int:
+    """Remove the queued faults for ``command`` (of ``kind``, when given; every fault without
+    either); return how many."""
     with Store(config_dir).locked() as state:
         queued: list[Json] = state.get("faults") or []
-        kept = [f for f in queued if command is not None and f.get("command") != command]
+        kept = [
+            f
+            for f in queued
+            if not (
+                (command is None or f.get("command") == command)
+                and (kind is None or f.get("kind") == kind)
+            )
+        ]
         state["faults"] = kept
         return len(queued) - len(kept)
 
