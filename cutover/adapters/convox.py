@@ -203,9 +203,7 @@ class ConvoxAdapter:
     def version(self) -> str:
         """The client version; a v2-era client (timestamp versions) is refused."""
         try:
-            result = self.runner.run(
-                self.version_argv(), timeout=60, retry=RetryPolicy(_transient)
-            )
+            result = self.runner.run(self.version_argv(), timeout=60, retry=RetryPolicy(_transient))
         except ToolMissing:
             raise ToolMissing("the convox CLI is not installed", resolution=INSTALL_HINT) from None
         match = re.search(r"^client: (\S+)", result.stdout, re.M)
