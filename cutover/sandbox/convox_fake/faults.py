@@ -20,7 +20,7 @@ The builders below give what the real CLI shows for network trouble, from its so
 * a connection dropped mid-reply: ``<Op> "<url>": EOF`` (or ``unexpected EOF``);
   :func:`dropped`;
 * ``DefaultClient`` has no overall timeout: a rack that accepts and never answers leaves the
-  CLI waiting forever; :func:`hang`;
+  CLI waiting forever; :func:`hang_fault`;
 * ``convox build``/``deploy`` on a rack whose build fails: the build pod prints
   ``ERROR: <err>`` into the build log (pkg/build/build.go ``fail``; a failing ``docker build``
   is ``exit status 1``) and marks the build ``failed``; the CLI, after streaming the log, reads
