@@ -28,12 +28,12 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cutover.adapters import convoxproxy
 from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
-from cutover.runner import Result, RetryPolicy, Runner
+from cutover.runner import Classifier, Result, RetryPolicy, Runner
 from cutover.runpipes import Background
 from cutover.secrets import SecretMasker, register_config
 
@@ -42,12 +42,34 @@ INSTALL_HINT = "Install the convox CLI: https://docs.convox.com/getting-started/
 _RELEASE_ID = re.compile(r"^R[A-Z]{6,}$")
 # Seconds the CLI may take beyond `run --timeout` (pod scheduling, image pull, exec set-up).
 RUN_GRACE = 300
-_TRANSIENT = ("timeout", "connection refused", "connection reset", "502", "503", "504", "EOF")
+# Network trouble as the CLI prints it (sandbox/convox_fake/faults.py has the sources): Go's
+# dial errors ("connect: connection refused", "i/o timeout"), a dropped connection ("EOF",
+# "connection reset by peer"), a 5xx from a load balancer (its page, or "response status N").
+# The 5xx statuses are matched as whole numbers: a bare "503" also matched a port (127.0.0.1:45030)
+# or any id holding those digits, so "bind: address already in use" was once retried.
+_TRANSIENT = ("timeout", "connection refused", "connection reset", "EOF")
+_TRANSIENT_5XX = re.compile(r"(?<![\w.:])50[234](?![\w.])|bad gateway|service unavailable")
+# The CLI could not connect to the rack at all: no request was made, nothing changed.
+_NOT_SENT = ("connect: connection refused", "no such host", "network is unreachable")
 
 
 def _transient(result: Result) -> bool:
     err = result.stderr.lower()
-    return any(t.lower() in err for t in _TRANSIENT) and "rollback" not in err
+    network = any(t.lower() in err for t in _TRANSIENT) or bool(_TRANSIENT_5XX.search(err))
+    return network and "rollback" not in err
+
+
+def _not_sent(result: Result) -> bool:
+    """A dial error before the command's first request: safe to repeat any command."""
+    err = result.stderr.lower()
+    return any(t in err for t in _NOT_SENT) or bool(re.search(r"dial tcp \S+: i/o timeout", err))
+
+
+def _ship_not_sent(result: Result) -> bool:
+    """``build``/``deploy`` refused before the rack created a build (``Starting build... OK``
+    is printed once ``BuildCreate`` returned: pkg/cli/builds.go): repeating starts no second
+    build."""
+    return _not_sent(result) and "Starting build... OK" not in result.stdout + result.stderr
 
 
 def _header_names(line: str) -> list[str]:
@@ -162,16 +184,19 @@ class ConvoxAdapter:
         app: bool = True,
         input: str | None = None,
         timeout: float = 120,
-        retry: bool = True,
+        retry: Classifier | None = _transient,
         cwd: Path | None = None,
         after: tuple[str, ...] = (),
     ) -> Result:
+        """Run ``convox ARGS``; failures ``retry`` classifies as transient are tried again
+        (runner.RetryPolicy): any network trouble for reads and idempotent changes, only a
+        refused connection for the others."""
         return self.runner.run(
             self.argv(*args, app=app, after=after),
             input=input,
             timeout=timeout,
             cwd=cwd,
-            retry=RetryPolicy(_transient) if retry else None,
+            retry=RetryPolicy(retry) if retry is not None else None,
         )
 
     # -- rack and app ------------------------------------------------------------------------
@@ -183,7 +208,7 @@ class ConvoxAdapter:
     def version(self) -> str:
         """The client version; a v2-era client (timestamp versions) is refused."""
         try:
-            result = self.runner.run(self.version_argv(), timeout=60)
+            result = self.runner.run(self.version_argv(), timeout=60, retry=RetryPolicy(_transient))
         except ToolMissing:
             raise ToolMissing("the convox CLI is not installed", resolution=INSTALL_HINT) from None
         match = re.search(r"^client: (\S+)", result.stdout, re.M)
@@ -216,7 +241,7 @@ class ConvoxAdapter:
 
     def app_exists(self) -> bool:
         try:
-            self._run("apps", "info", retry=False)
+            self._run("apps", "info")
         except CommandError as exc:
             if "not found" in exc.stderr_tail or "no such app" in exc.stderr_tail:
                 return False
@@ -233,7 +258,7 @@ class ConvoxAdapter:
         return self.argv("apps", "create", self.app, app=False)
 
     def create_app(self, timeout: float = 2400) -> None:
-        self.runner.run(self.create_app_argv(), timeout=timeout)
+        self.runner.run(self.create_app_argv(), timeout=timeout, retry=RetryPolicy(_not_sent))
 
     # -- env and releases ----------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -249,7 +274,8 @@ class ConvoxAdapter:
     def env_set(self, values: dict[str, str]) -> str:
         """Set values (stdin only) creating a release, not promoted; returns the release id."""
         payload = env_lines(values)
-        result = self._run("env", "set", "--id", input=payload, retry=False)
+        # Each `env set` makes a release: repeated only when the first never reached the rack.
+        result = self._run("env", "set", "--id", input=payload, retry=_not_sent)
         return self._release_id(result)
 
     def deploy(self, source: Path, manifest: str, description: str, timeout: float = 3600) -> str:
@@ -274,7 +300,7 @@ class ConvoxAdapter:
             "-d",
             description,
             timeout=timeout,
-            retry=False,
+            retry=_ship_not_sent,
         )
         return self._release_id(result)
 
@@ -311,7 +337,7 @@ class ConvoxAdapter:
         return self._run("releases", "manifest", release).stdout
 
     def promote(self, release: str, timeout: float = 2400) -> None:
-        self._run("releases", "promote", release, timeout=timeout, retry=False)
+        self._run("releases", "promote", release, timeout=timeout, retry=_not_sent)
 
     # -- services and scale ----------------------------------------------------------------------
     def services(self) -> list[dict[str, str]]:
@@ -340,7 +366,10 @@ class ConvoxAdapter:
         return self.argv("scale", service, "--count", str(count))
 
     def scale(self, service: str, count: int, timeout: float = 2400) -> None:
-        self.runner.run(self.scale_argv(service, count), timeout=timeout)
+        # An absolute count: the same however often it is set.
+        self.runner.run(
+            self.scale_argv(service, count), timeout=timeout, retry=RetryPolicy(_transient)
+        )
 
     def processes(
         self, service: str | None = None, release: str | None = None
@@ -367,46 +396,19 @@ class ConvoxAdapter:
 
     @contextlib.contextmanager
     def proxy(self, resource: str, timeout: float = 30) -> Iterator[int]:
-        """Run ``convox resources proxy`` on a free local port; yield the port; always stop it."""
-        port = free_port()
-        argv = self.proxy_argv(resource, port)
-        with self.runner.start(argv) as bg:
-            deadline = time.monotonic() + timeout
-            probed = False
-            while True:
-                if "ERROR:" in bg.stderr:
-                    raise CutoverError(
-                        f"convox resources proxy {resource} failed: "
-                        + self.masker.mask(bg.stderr.strip().splitlines()[-1]),
-                        details=f"command: {' '.join(bg.argv_masked)}",
-                    )
-                if not bg.alive():
-                    raise CutoverError(
-                        f"convox resources proxy {resource} exited before accepting connections",
-                        details=self.masker.mask(bg.stderr.strip()),
-                    )
-                # The port must accept AND the proxy must report our probe (`connect: P`):
-                # another program listening there would accept too.
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5),
-                ):
-                    probed = True
-                if probed and f"connect: {port}" in bg.stdout:
-                    break
-                if time.monotonic() > deadline:
-                    raise CutoverError(
-                        f"convox resources proxy {resource} did not accept connections on "
-                        f"127.0.0.1:{port} within {timeout:g}s",
-                        details=f"command: {' '.join(bg.argv_masked)}",
-                    )
-                time.sleep(0.1)
+        """Run ``convox resources proxy`` on a free local port; yield the port; always stop it
+        (cutover/adapters/convoxproxy.py: probed, restarted on network trouble)."""
+        with convoxproxy.proxy(
+            self.runner,
+            self.masker,
+            self.proxy_argv(resource, "{port}"),
+            resource,
+            info_argv=self.argv("resources", "info", resource),
+            transient=_transient,
+            timeout=timeout,
+            ports=lambda: free_port(),  # noqa: PLW0108 - looked up per call (tests replace it)
+        ) as port:
             yield port
-            if "ERROR:" in bg.stderr:
-                raise CutoverError(
-                    f"convox resources proxy {resource} reported an error while in use: "
-                    + self.masker.mask(bg.stderr.strip().splitlines()[-1])
-                )
 
     def run_argv(
         self, service: str, command: str, release: str | None, timeout: int | None

@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cutover.errors import CutoverError, ToolMissing, UnexpectedOutput
-from cutover.runner import Result, RetryPolicy, Runner
+from cutover.runner import Classifier, Result, RetryPolicy, Runner
 from cutover.secrets import SecretMasker, register_config
 
 MIN_VERSION = (11, 0, 0)  # the major the adapter is contract-tested with (11.10.0)
@@ -74,8 +74,36 @@ _NOW_RUNNING = re.compile(r"now running (.+)$", re.M)
 _RUNNING_ITEM = re.compile(r"^(?P<type>[\w-]+) at (?P<qty>\d+)(?::\S+)?$")
 
 
+# What the CLI prints for network trouble (11.10.0), each worth another try:
+# * a 5xx with Heroku's JSON body: " ›   Error: <message>" and "Error ID: <id>" (exit 2,
+#   @heroku-cli/command/lib/api-client.js HerokuAPIError);
+# * a 5xx with any other body (a router's or load balancer's page): HerokuAPIError rethrows
+#   http-call's HTTPError, "HTTP Error 503 for GET <url>" (@heroku/http-call/lib/http.js), exit 1;
+# * a connection error with a Node code, printed "Error: <message>" then "Code: <CODE>" (oclif),
+#   after http-call's own 5 retries (``_maybeRetry``): ECONNRESET ("read ECONNRESET", "socket hang
+#   up"), ECONNREFUSED ("connect ECONNREFUSED 127.0.0.1:5000"), ETIMEDOUT, EPIPE, EAI_AGAIN;
+# * "Request timed out": http-call's 60 s socket timeout (``HTTP.defaults.timeout``), no code.
+# Shown with the real CLI against the emulator's faults: tests/adapters/test_heroku_faults.py.
+_HTTP_5XX = re.compile(r"HTTP Error 5\d\d for [A-Z]+ ")
+_NET_CODES = ("ECONNRESET", "ECONNREFUSED", "ETIMEDOUT", "EPIPE", "EAI_AGAIN", "EHOSTUNREACH")
+# The request never reached the API: safe to repeat even for a command that changes something.
+_NOT_SENT_CODES = ("ECONNREFUSED", "EAI_AGAIN", "EHOSTUNREACH")
+
+
+def _codes(stderr: str) -> list[str]:
+    return re.findall(r"\bCode: ([A-Z_]+)", stderr)
+
+
 def _transient(result: Result) -> bool:
-    return any(f"Error ID: {i}" in result.stderr for i in _TRANSIENT_IDS)
+    err = result.stderr
+    if any(f"Error ID: {i}" in err for i in _TRANSIENT_IDS) or _HTTP_5XX.search(err):
+        return True
+    return "Request timed out" in err or any(c in _NET_CODES for c in _codes(err))
+
+
+def _not_sent(result: Result) -> bool:
+    """The CLI could not connect: no request reached Heroku, so nothing changed."""
+    return any(c in _NOT_SENT_CODES for c in _codes(result.stderr))
 
 
 @dataclass(frozen=True)
@@ -224,13 +252,18 @@ class HerokuAdapter:
             gitconfig.chmod(0o600)
         return {**CLI_ENV, **dict.fromkeys(CLI_ENV_REMOVE), "GIT_CONFIG_GLOBAL": str(gitconfig)}
 
-    def _run(self, *args: str, timeout: float = 120, retry: bool = True) -> Result:
+    def _run(
+        self, *args: str, timeout: float = 120, retry: Classifier | None = _transient
+    ) -> Result:
+        """Run ``heroku ARGS -a APP``; failures ``retry`` classifies as transient are tried
+        again (runner.RetryPolicy): any network trouble for reads and for changes that are the
+        same however often they are made; only a refused connection otherwise."""
         return self.runner.run(
             self.argv(*args),
             env=self._env(),
             timeout=timeout,
             cwd=self.work_dir if self.work_dir.exists() else None,
-            retry=RetryPolicy(_transient) if retry else None,
+            retry=RetryPolicy(retry) if retry is not None else None,
         )
 
     # -- reads -----------------------------------------------------------------------------------
@@ -322,7 +355,8 @@ class HerokuAdapter:
 
     # -- actions ---------------------------------------------------------------------------------
     def set_maintenance(self, on: bool) -> None:
-        self._run("maintenance:on" if on else "maintenance:off", retry=False)
+        # PATCH /apps/<app> {maintenance}: the same however often it is sent.
+        self._run("maintenance:on" if on else "maintenance:off")
         if self.maintenance() != on:
             raise CutoverError(
                 f"heroku maintenance is still {'off' if on else 'on'} after "
@@ -332,7 +366,7 @@ class HerokuAdapter:
     def scale(self, process_type: str, quantity: int) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", process_type) or quantity < 0:
             raise CutoverError(f"refusing to scale {process_type!r} to {quantity}: invalid")
-        self._run("ps:scale", f"{process_type}={quantity}", retry=False)
+        self._run("ps:scale", f"{process_type}={quantity}")  # absolute quantities: idempotent
         now = {f.type: f.quantity for f in self.formation()}
         if now.get(process_type) != quantity:
             raise CutoverError(
@@ -350,7 +384,7 @@ class HerokuAdapter:
         if not quantities:
             return {}
         changes = [f"{t}={q}" for t, q in sorted(quantities.items())]
-        result = self._run("ps:scale", *changes, retry=False)
+        result = self._run("ps:scale", *changes)  # one PATCH of absolute quantities: idempotent
         text = _ANSI.sub("", result.stderr + "\n" + result.stdout)
         reported: dict[str, int] = {}
         for match in _NOW_RUNNING.finditer(text):
@@ -376,11 +410,14 @@ class HerokuAdapter:
         scaled-away one (SIGTERM, up to 30 s, SIGKILL): callers wait for it in ``ps --json``."""
         if not _DYNO_NAME.match(name):
             raise CutoverError(f"refusing to stop dyno {name!r}: not a dyno name like run.1234")
-        self._run("ps:stop", "--dyno-name", name, retry=False)
+        # A repeated stop of a dyno already stopping could fail: only a refused connection.
+        self._run("ps:stop", "--dyno-name", name, retry=_not_sent)
 
     def backup_capture(self, attachment: str, timeout: float) -> str:
         """Capture a backup of ``attachment``'s database; return its id (``b042``)."""
-        result = self._run("pg:backups:capture", attachment, timeout=timeout, retry=False)
+        # Tried again on network trouble (not on its timeout): at worst Heroku holds one more
+        # backup; the id used is the one the successful attempt names.
+        result = self._run("pg:backups:capture", attachment, timeout=timeout)
         text = _ANSI.sub("", result.stderr + "\n" + result.stdout)
         match = _BACKUP_NAME.search(text)
         if not match:

@@ -373,6 +373,7 @@ class _Sync(Step):
         # since the CLI completes the line naming it only when the backup ends (oclif's non-TTY
         # action: "Backing up X to b042..." then " done\n").
         from cutover.adapters.pgrestore import extensions_to_skip, restore_dump  # noqa: PLC0415
+        from cutover.steps.dataretry import download_retrying, restore_retrying  # noqa: PLC0415
 
         db = ctx.model.database
         assert db
@@ -389,18 +390,22 @@ class _Sync(Step):
             ctx.note(f"captured Heroku backup {backup} of {db.heroku_attachment}")
         url = ctx.heroku.backup_url(str(backup))
         dump = ctx.work_dir / f"{self.id}.dump"
-        size, sha256 = ctx.http.download(url, dump)
+        size, sha256 = download_retrying(ctx, url, dump)  # a 5xx or reset: downloaded again
         try:
             skipped = extensions_to_skip(ctx.postgres, source, staging, db.skip_extensions)
             self._note_skipped(ctx, skipped)
-            entries = restore_dump(
-                ctx.runner,
-                ctx.masker,
-                dump,
+            entries = restore_retrying(  # a lost connection: staging recreated, restored again
+                ctx,
                 staging,
-                jobs=db.restore_jobs,
-                skipped=skipped,
-                timeout=db.timeout,
+                lambda: restore_dump(
+                    ctx.runner,
+                    ctx.masker,
+                    dump,
+                    staging,
+                    jobs=db.restore_jobs,
+                    skipped=skipped,
+                    timeout=db.timeout,
+                ),
             )
             ctx.note(f"downloaded {size} bytes, restored {entries} objects")
         finally:

@@ -212,14 +212,33 @@ def test_permanent_api_errors_are_not_retried(fake: FakeHarness) -> None:
     assert len(fake.audit.of("command")) == 1 and fake.audit.of("retry") == []
 
 
-def test_actions_are_not_retried(fake: FakeHarness) -> None:
+def test_idempotent_actions_are_retried_on_transient_errors(fake: FakeHarness) -> None:
+    """maintenance:on is PATCH maintenance=true: the same however often it is sent, so a 5xx
+    is tried again (it was not, before issue 15's faults: one 503 stopped the run)."""
     fake.fake(
         'if [ "$1" = maintenance:on ]; then\n'
         "  echo ' \u203a   Error ID: internal_server_error' >&2; exit 2\nfi\necho off"
     )
     with pytest.raises(CommandError):
         fake.adapter.set_maintenance(True)
+    assert len(fake.audit.of("command")) == 3 and len(fake.audit.of("retry")) == 2
+
+
+def test_non_idempotent_actions_are_retried_only_when_nothing_was_sent(fake: FakeHarness) -> None:
+    """ps:stop of a dyno already stopping could fail on a repeat: a 5xx is not tried again,
+    a refused connection (no request reached the API) is."""
+    fake.fake("echo ' \u203a   Error ID: internal_server_error' >&2; exit 2")
+    with pytest.raises(CommandError):
+        fake.adapter.stop_dyno("run.1234")
     assert len(fake.audit.of("command")) == 1 and fake.audit.of("retry") == []
+    fake.fake(
+        "echo '    Error: connect ECONNREFUSED 127.0.0.1:5000' >&2\n"
+        "echo '    Code: ECONNREFUSED' >&2; exit 1"
+    )
+    with pytest.raises(CommandError) as caught:
+        fake.adapter.stop_dyno("run.1234")
+    assert caught.value.transient
+    assert len(fake.audit.of("retry")) == 2
 
 
 def test_set_maintenance_verifies_by_reading_back(fake: FakeHarness) -> None:
@@ -642,16 +661,17 @@ def test_config_registers_secrets_and_500_html_is_not_retried(hk: Harness) -> No
             "path": f"/apps/{APP}/config-vars",
             "status": 500,
             "body": f"<html>oops {secret} production</html>",
+            "times": 3,  # a 5xx page is transient (issue 15): every attempt must meet it
         }
     )
     with pytest.raises(CommandError) as caught:
         hk.adapter.config()
     exc = caught.value
-    assert exc.returncode == 1 and not exc.transient
+    assert exc.returncode == 1 and exc.transient
     assert f"HTTP Error 500 for GET http://127.0.0.1/apps/{APP}/config-vars" in exc.stderr_tail
     assert f"<html>oops {MASK} production</html>" in exc.stderr_tail
     assert secret not in str(exc) and secret not in exc.stderr_tail
-    assert hk.audit.of("retry") == []
+    assert len(hk.audit.of("retry")) == 2
     last = hk.audit.of("command")[-1]
     assert last["outcome"] == "failed" and last["exit_code"] == 1
     assert f"oops {MASK} production" in last["stderr_tail"]

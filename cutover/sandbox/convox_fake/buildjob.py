@@ -40,6 +40,7 @@ def create(
     description: str,
     git_sha: str,
     build_args: list[str],
+    build_error: str = "",
 ) -> str:
     """``BuildCreate``: store the build as ``created``, start its job; return the build id."""
     with store.locked() as state:
@@ -55,6 +56,7 @@ def create(
             "git_sha": git_sha,
             "build_args": list(build_args),
             "logs": "",
+            "build_error": build_error,  # a fault (faults.build_failed): the build fails with it
             "started": now_iso(),
             "ended": "",
         }
@@ -76,7 +78,11 @@ def run(store: Store, rack_name: str, app_name: str, build_id: str) -> None:
         env = app_env(app)
         source, name = Path(build["dir"]), str(build["manifest_name"])
         args = [str(a) for a in build.get("build_args") or []]
+        injected = str(build.get("build_error") or "")
     logs, manifest_text, failed = build_output(source, name, env, args)
+    if injected and not failed:
+        # pkg/build/build.go fail(): "ERROR: <err>" closes the log, the build is failed.
+        logs, failed = logs + f"ERROR: {injected}\n", True
     lines = logs.splitlines(keepends=True)
     step = running / (len(lines) + 1)
     for line in lines:

@@ -81,6 +81,7 @@ def build(ctx: Ctx) -> tuple[str, str]:
         description=description,
         git_sha=_git(source, "rev-parse", "HEAD") or "",
         build_args=ctx.strings("build-args"),
+        build_error=str((ctx.fault or {}).get("build_error") or ""),
     )
     ctx.out.ok()
     finished = waits.follow_build(ctx, app_name, build_id)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from cutover.sandbox.convox_fake import faults
 from cutover.sandbox.convox_fake.cmd_services import active
 from cutover.sandbox.convox_fake.context import Ctx
 from cutover.sandbox.convox_fake.faults import hang
@@ -22,7 +23,7 @@ from cutover.sandbox.convox_fake.manifest import ResourceDef, active_manifest
 from cutover.sandbox.convox_fake.model import env_load, find_release, get_app
 from cutover.sandbox.convox_fake.output import CliError, Out, info, table
 from cutover.sandbox.convox_fake.resources import is_overlay, resource_url
-from cutover.sandbox.convox_fake.store import Json
+from cutover.sandbox.convox_fake.store import Json, Store
 
 
 def _resource(ctx: Ctx, state: Json, name: str) -> tuple[ResourceDef, str]:
@@ -79,10 +80,24 @@ def cmd_resources_url(ctx: Ctx) -> None:
     ctx.out.write(url + "\n")
 
 
-def _pipe(source: socket.socket, sink: socket.socket, done: threading.Event) -> None:
+def _pipe(
+    source: socket.socket,
+    sink: socket.socket,
+    done: threading.Event,
+    drop: Callable[[int], bool] | None = None,
+) -> None:
+    """Copy ``source`` to ``sink``; ``drop(bytes so far)`` true ends both ends at once (a
+    websocket to the rack that died: the local connection is closed, nothing printed)."""
+    carried = 0
     try:
         while data := source.recv(65536):
             sink.sendall(data)
+            carried += len(data)
+            if drop is not None and drop(carried):
+                for sock in (source, sink):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                break
     except OSError:
         pass
     finally:
@@ -95,9 +110,39 @@ def _pipe(source: socket.socket, sink: socket.socket, done: threading.Event) -> 
         done.set()
 
 
+def _dropper(store: Store) -> Callable[[int], bool] | None:
+    """For a connection opened while a ``proxy_drop`` fault is queued: a test of the bytes
+    carried that consumes the fault (and says drop) once they reach its threshold."""
+    fault = faults.pending(store, faults.PROXY_CONNECTION, "drop_after_bytes")
+    if fault is None:
+        return None
+    threshold = int(fault["drop_after_bytes"])
+    taken = False
+
+    def drop(carried: int) -> bool:
+        nonlocal taken
+        if taken or carried < threshold:
+            return False
+        taken = True
+        return faults.take(store, faults.PROXY_CONNECTION, only="drop_after_bytes") is not None
+
+    return drop
+
+
 def _tunnel(
-    client: socket.socket, host: str, port: int, out: Out, ready: Callable[[], bool]
+    client: socket.socket,
+    host: str,
+    port: int,
+    out: Out,
+    ready: Callable[[], bool],
+    store: Store,
 ) -> None:
+    if faults.take(store, faults.PROXY_CONNECTION, only="refuse") is not None:
+        # The websocket to the rack cannot be dialled (pkg/cli/proxy.go proxyConnection:
+        # c.Error, the proxy keeps running).
+        out.error(f"dial tcp {faults.RACK_DIAL}: connect: connection refused")
+        client.close()
+        return
     if not ready():  # the resource's pod is not up yet: nothing listens behind its service
         out.error(f"dial tcp {host}:{port}: connect: connection refused")
         client.close()
@@ -111,7 +156,8 @@ def _tunnel(
         return
     upstream.settimeout(None)
     done = threading.Event()
-    threading.Thread(target=_pipe, args=(client, upstream, done), daemon=True).start()
+    drop = _dropper(store)
+    threading.Thread(target=_pipe, args=(client, upstream, done, drop), daemon=True).start()
     threading.Thread(target=_pipe, args=(upstream, client, done), daemon=True).start()
 
 
@@ -143,5 +189,5 @@ def cmd_resources_proxy(ctx: Ctx) -> None:
         ctx.out.write(f"connect: {local}\n")
         ready = functools.partial(_ready, ctx, resource.name)
         threading.Thread(
-            target=_tunnel, args=(client, host, remote, ctx.out, ready), daemon=True
+            target=_tunnel, args=(client, host, remote, ctx.out, ready, ctx.store), daemon=True
         ).start()

@@ -62,9 +62,13 @@ Faults
 "body": "<html>oops</html>", "times": 1}]`` answers the next matching request (exact method and
 path, query ignored) with that status and body: a JSON object/array body, or a string that parses
 as JSON, is sent as ``application/json``, any other string as ``text/html``. ``"delay": S`` holds
-the request for S seconds first; without ``status`` it is then served normally. ``times``
-(default 1) is decremented as the fault fires and persisted; a fault is removed when it reaches
-0. Faults apply to both listeners (backup paths start with ``/backups/``).
+the request for S seconds first; without ``status`` it is then served normally. ``"reset":
+true`` closes the connection with a TCP reset and no answer. ``times`` (default 1) is
+decremented as the fault fires and persisted; a fault is removed when it reaches 0; ``-1`` fires
+until removed. A ``path`` ending in ``*`` is a prefix. Each firing is appended to
+``"faults_fired"``. Faults apply to both listeners (backup paths start with ``/backups/``).
+:mod:`.faults` builds the faults the real CLI meets (5xx JSON or HTML, resets, delays) and says
+what the CLI prints for each.
 
 Deliberate differences from the real APIs
 -----------------------------------------

@@ -98,6 +98,8 @@ class Response:
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
+    # A fault's "reset": the server closes the connection with no answer (see faults.py).
+    drop: bool = False
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -13,9 +13,8 @@ import hmac
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from cutover.sandbox.heroku_api import backups, routes_data, routes_platform
+from cutover.sandbox.heroku_api import backups, faults, routes_data, routes_platform
 from cutover.sandbox.heroku_api.common import (
     NOT_FOUND_ENDPOINT,
     ApiError,
@@ -70,30 +69,12 @@ class Emulator:
     # -- faults -------------------------------------------------------------------------------
 
     def take_fault(self, method: str, path: str) -> JSONDict | None:
-        """Consume and return the first fault matching ``method`` and ``path``, if any."""
-
-        def matches(fault: Any) -> bool:
-            return (
-                isinstance(fault, dict)
-                and str(fault.get("method", "")).upper() == method.upper()
-                and fault.get("path") == path
-            )
-
-        if not any(matches(f) for f in self.read().get("faults") or []):
+        """Consume and return the first fault matching ``method`` and ``path``, if any
+        (:mod:`.faults`: ``times`` -1 is forever; each firing is recorded)."""
+        if not any(faults.matches(f, method, path) for f in self.read().get("faults") or []):
             return None
         with self.edit() as state:
-            faults: list[Any] = state.get("faults") or []
-            for index, fault in enumerate(faults):
-                if not matches(fault):
-                    continue
-                times = int(fault.get("times", 1))
-                if times <= 1:
-                    del faults[index]
-                else:
-                    fault["times"] = times - 1
-                state["faults"] = faults
-                return dict(fault)
-        return None
+            return faults.take(state, method, path)
 
     def apply_fault(self, method: str, path: str) -> Response | None:
         """Fire a matching fault: hang for its delay, then return its response (or None)."""
@@ -103,6 +84,8 @@ class Emulator:
         delay = float(fault.get("delay", 0) or 0)
         if delay > 0:
             self.stop.wait(delay)
+        if fault.get("reset"):
+            return Response(0, drop=True)
         if "status" in fault:
             return fault_response(fault)
         return None

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
 import uuid
@@ -102,6 +103,12 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
                 500, {"id": "internal_server_error", "message": "Internal server error."}
             )
         status = response.status
+        if response.drop:
+            self._drop()
+            where = log_path(urlsplit(self.path).path)
+            sys.stderr.write(f"{server.label} {self.command} {where} reset\n")
+            sys.stderr.flush()
+            return
         try:
             self._write(response)
         finally:
@@ -109,6 +116,14 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
                 f"{server.label} {self.command} {log_path(urlsplit(self.path).path)} {status}\n"
             )
             sys.stderr.flush()
+
+    def _drop(self) -> None:
+        """Close the connection with a TCP reset and no answer (a "reset" fault): what a client
+        sees when a load balancer or the network drops it (Node: ECONNRESET, "socket hang up")."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     def _write(self, response: Response) -> None:
         size = response.file.stat().st_size if response.file else len(response.body)

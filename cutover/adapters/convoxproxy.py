@@ -1,0 +1,169 @@
+"""``convox resources proxy``, started, probed, restarted on network trouble, always stopped.
+
+The real proxy (pkg/cli/resources.go ``ResourcesProxy``, pkg/cli/proxy.go) prints
+``proxying localhost:L to H:R`` before it binds, ``connect: L`` per accepted connection, and
+never exits on its own. Each connection is a websocket to the rack (sdk/methods.go ``Proxy``):
+a failed dial is printed as ``ERROR: ...`` and the local connection closed while the proxy keeps
+running (proxyConnection's ``c.Error``); a websocket dropped mid-stream closes the local
+connection without a word (stdsdk stream_helper.go ``copyFromWS``).
+
+So a proxy is probed before use: our connection must be reported (``connect: L``: another
+program on the port would accept too) and must then stay open or be greeted (postgres and redis
+wait for the client; mysql greets). A proxy that closes the probe at once, exits, or prints
+``ERROR:`` before use has failed; when its error is network trouble (the adapter's
+classifier) it is stopped and started again, ``ATTEMPTS`` times in all (tenacity), which is safe
+because nothing went through it yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from cutover.errors import CutoverError
+from cutover.runner import Result, Runner
+from cutover.runpipes import Background
+from cutover.secrets import SecretMasker
+
+ATTEMPTS = 3
+PROBE_WAIT = 0.5  # seconds a probe connection waits to see the proxy close it
+ERROR_WAIT = 2.0  # seconds to let the proxy print why it closed a probe
+
+
+class _Retry(CutoverError):
+    """A proxy that failed with network trouble before it was used: worth another start."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def probe(port: int, wait: float = PROBE_WAIT) -> str:
+    """Connect to a local proxy: "refused" (nothing listens yet), "closed" (it closed the
+    connection at once: its tunnel failed), or "open" (data came, or it stayed open)."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+    except OSError:
+        return "refused"
+    with sock:
+        sock.settimeout(wait)
+        try:
+            data = sock.recv(1)
+        except TimeoutError:
+            return "open"
+        except OSError:
+            return "closed"
+        return "open" if data else "closed"
+
+
+@contextlib.contextmanager
+def proxy(
+    runner: Runner,
+    masker: SecretMasker,
+    argv_template: list[str],
+    resource: str,
+    *,
+    info_argv: list[str],
+    transient: Callable[[Result], bool],
+    timeout: float = 30,
+    ports: Callable[[], int] | None = None,
+) -> Iterator[int]:
+    """Start the proxy (``{port}`` in ``argv_template`` is replaced by a free local port);
+    yield the port once a probe went through; always stop it. A CutoverError names the
+    command and what to do when it cannot be started."""
+    with contextlib.ExitStack() as stack:
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=stop_after_attempt(ATTEMPTS),
+            wait=wait_exponential(min=0.5, max=8),
+            sleep=runner._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    port = (ports or free_port)()
+                    bg = _start(runner, masker, argv_template, port, resource, timeout, transient)
+                    stack.push(bg)  # entered by _start: only its exit is owed
+        except _Retry as exc:
+            raise CutoverError(
+                f"{exc} ({ATTEMPTS} attempts)",
+                details=exc.details,
+                resolution=f"Check that the rack and the resource {resource} are reachable "
+                f"(`{' '.join(info_argv)}`), then run `cutover run` again: the step resumes.",
+            ) from None
+        seen = len(bg.stderr)
+        yield port
+        late = bg.stderr[seen:]
+        if "ERROR:" in late:
+            raise CutoverError(
+                f"convox resources proxy {resource} reported an error while in use: "
+                + masker.mask(late.strip().splitlines()[-1])
+            )
+
+
+def _start(
+    runner: Runner,
+    masker: SecretMasker,
+    argv_template: list[str],
+    port: int,
+    resource: str,
+    timeout: float,
+    transient: Callable[[Result], bool],
+) -> Background:
+    """Start one proxy on ``port`` and probe it; the running proxy, or an error (stopped)."""
+    argv = [a.replace("{port}", str(port)) for a in argv_template]
+    with contextlib.ExitStack() as attempt:
+        bg = attempt.enter_context(runner.start(argv))
+        deadline = time.monotonic() + timeout
+        while True:
+            if "ERROR:" in bg.stderr:
+                _failed(masker, resource, bg, "failed", transient)
+            if not bg.alive():
+                _failed(masker, resource, bg, "exited before accepting connections", transient)
+            state = probe(port)
+            if state != "refused" and f"connect: {port}" in bg.stdout:
+                if state == "open":
+                    attempt.pop_all()  # the caller's stack stops it from now on
+                    return bg
+                _await_error(bg)
+                _failed(masker, resource, bg, "closed its first connection", transient)
+            if time.monotonic() > deadline:
+                raise CutoverError(
+                    f"convox resources proxy {resource} did not accept connections on "
+                    f"127.0.0.1:{port} within {timeout:g}s",
+                    details=f"command: {' '.join(bg.argv_masked)}",
+                )
+            time.sleep(0.1)
+
+
+def _await_error(bg: Background, wait: float = ERROR_WAIT) -> None:
+    """Give the proxy a moment to print why it closed a connection."""
+    deadline = time.monotonic() + wait
+    while "ERROR:" not in bg.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _failed(
+    masker: SecretMasker,
+    resource: str,
+    bg: Background,
+    what: str,
+    transient: Callable[[Result], bool],
+) -> NoReturn:
+    stderr = bg.stderr
+    lines = stderr.strip().splitlines()
+    message = f"convox resources proxy {resource} {what}"
+    if lines:
+        message += ": " + masker.mask(lines[-1])
+    details = f"command: {' '.join(bg.argv_masked)}\n" + masker.mask(stderr.strip())
+    if transient(Result(bg.argv_masked, -1, "", stderr, 0.0)):
+        raise _Retry(message, details=details)
+    raise CutoverError(message, details=details)
