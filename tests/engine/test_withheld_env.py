@@ -1,7 +1,7 @@
 """Found by `make audit` (cutover/sandbox/audit): cutover passed its whole environment to every
-child, so the webhook URL (and a Cloudflare token, a TSIG secret) reached convox, pg_dump, the
-heroku CLI, none of which reads it. The runner now withholds the variables of secrets only
-cutover reads (engine/context.py own_secret_vars)."""
+child, so the webhook URL (and a TLS key, a Cloudflare token, a TSIG secret) reached convox,
+pg_dump, the heroku CLI, none of which reads it. The runner now withholds the variables of
+secrets only cutover reads (engine/context.py own_secret_vars)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ dns:
   record: www.example.test
   cloudflare: {token_env: MY_CF_TOKEN}
 notify: {webhook_env: MY_WEBHOOK}
+tls: {mode: import, cert: server.pem, key_env: MY_TLS_KEY}
 """
 
 
@@ -34,16 +35,17 @@ def test_a_child_never_gets_the_webhook_url_nor_the_dns_credentials(
     path = tmp_path / "cutover.yml"
     path.write_text(PLAYBOOK)
     playbook = load_playbook(path)
-    assert own_secret_vars(playbook) == {"MY_WEBHOOK", "MY_CF_TOKEN", TSIG_SECRET_VAR}
+    assert own_secret_vars(playbook) == {"MY_WEBHOOK", "MY_CF_TOKEN", "MY_TLS_KEY", TSIG_SECRET_VAR}
     monkeypatch.setenv("MY_WEBHOOK", "https://hooks.example/T0/B0/s3cret-hook")
     monkeypatch.setenv("MY_CF_TOKEN", "cf-token-s3cret")
     monkeypatch.setenv(TSIG_SECRET_VAR, "dHNpZy1zM2NyZXQ=")
+    monkeypatch.setenv("MY_TLS_KEY", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----")
     monkeypatch.setenv("UNRELATED", "kept")
     runner, _ = make_runner(playbook, SecretMasker(), None)
     code = "import os, json; print(json.dumps(dict(os.environ)))"
     result = runner.run([sys.executable, "-c", code])
     child_env = json.loads(result.stdout)
-    for name in ("MY_WEBHOOK", "MY_CF_TOKEN", TSIG_SECRET_VAR):
+    for name in ("MY_WEBHOOK", "MY_CF_TOKEN", "MY_TLS_KEY", TSIG_SECRET_VAR):
         assert name not in child_env
     assert child_env["UNRELATED"] == "kept"
     # A call that needs one hands it over explicitly, as for any other secret.
