@@ -145,3 +145,27 @@ def test_the_report_ends_with_the_count() -> None:
         "leak: db password in argv of child x (pid 1)",
         "audit: 1 leaks in 7 places checked",
     ]
+
+
+def test_the_mode_watcher_judges_files_gone_by_the_end_by_their_last_mode(tmp_path: Path) -> None:
+    """A dump written 0644 then removed before the run ends is still a finding; a file made
+    0600 right after its creation is not."""
+    from support.waiting import wait_for  # noqa: PLC0415
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    with scan.ModeWatcher([state], interval=0.02) as watcher:
+        dump, fixed = state / "initial-sync.dump", state / "fixed.json"
+        dump.write_text("x")
+        dump.chmod(0o644)
+        fixed.write_text("{}")
+        fixed.chmod(0o644)
+        wait_for(lambda: dump in watcher.modes and fixed in watcher.modes, "the watcher", 30)
+        fixed.chmod(0o600)
+        wait_for(lambda: watcher.modes[fixed][1] == 0o600, "the watcher", 30)
+        dump.unlink()
+        fixed.unlink()
+    assert watcher.gone() == [fixed, dump]
+    assert [str(leak) for leak in watcher.leaks(watcher.gone())] == [
+        f"leak: mode 0o644 (want 0o600) in file {dump} (during the run)"
+    ]

@@ -28,6 +28,7 @@ from cutover.sandbox import manager
 from cutover.sandbox.audit import recorder, scan, secretset
 
 WEBHOOK_VAR = "CUTOVER_AUDIT_WEBHOOK"
+TLS_KEY_VAR = "CUTOVER_AUDIT_TLS_KEY"
 RUN_TIMEOUT = 1200.0
 
 
@@ -89,11 +90,15 @@ def examine(sandbox: Path, run: Run, extra: dict[str, str] | None = None) -> Rep
     written = [p for p, pid in record.written.items() if pid in cutover_pids]
     skip = [sandbox, run.record_dir]
     scan.scan_files(found, roots=roots, written=written, skip=skip, secrets=secret_list)
+    # Inside the fixture, but written by cutover's children: the heroku CLI's HOME (its cache,
+    # its error.log with the argv of failed commands; heroku_api/env.py prepare_home).
+    home = {"heroku CLI home": sandbox / "heroku" / "home"}
+    scan.scan_files(found, roots=home, written=[], skip=[], secrets=secret_list)
     scan.check_modes(found, [state_dir, *([run.tmp] if run.tmp else [])])
     uses = scan.env_uses(record, secret_list)
     starts = [c for c in record.children if c.event == "start"]
     # The processes of the app the rack runs (the sample app and worker) get its env by design.
-    app_tools = {c.tool for c in starts if c.tool.startswith("cutover.sandbox.sample")}
+    app_tools = {c.tool for c in record.children if c.tool.startswith("cutover.sandbox.sample")}
     notes = [
         f"secrets: {len(secret_list)} values scanned for ({public} public config values not)",
         f"recorded: {len(record.children)} process starts, {len(starts)} of them hooked "
@@ -114,7 +119,9 @@ def examine(sandbox: Path, run: Run, extra: dict[str, str] | None = None) -> Rep
 
 
 def playbook_text(sandbox: Path) -> str:
-    """The demo playbook (playbooks/sandbox.yml) for ``sandbox``, with a webhook to notify."""
+    """The demo playbook (playbooks/sandbox.yml) for ``sandbox``, with a webhook to notify and
+    the sandbox's certificate for the name imported (``tls.mode: import``, its private key in
+    :data:`TLS_KEY_VAR`) instead of http01, so that a private key goes through the run."""
     source = Path(cutover.__file__).resolve().parent.parent / "playbooks" / "sandbox.yml"
     lines = []
     for line in source.read_text(encoding="utf-8").splitlines():
@@ -122,7 +129,11 @@ def playbook_text(sandbox: Path) -> str:
             lines.append(f"sandbox: {sandbox}")
         elif line.startswith("  source:"):
             lines.append(f"  source: {sandbox / 'app'}")
-        else:
+        elif line.startswith("  mode: http01"):
+            lines.append("  mode: import")
+            lines.append(f"  cert: {sandbox / 'ca' / 'server.pem'}")
+            lines.append(f"  key_env: {TLS_KEY_VAR}")
+        elif not line.startswith("  accept_gap:"):
             lines.append(line)
     lines += ["", "notify:", f"  webhook_env: {WEBHOOK_VAR}"]
     return "\n".join(lines) + "\n"
@@ -182,14 +193,23 @@ def audit(work: Path | None = None, rows: int = 400, say: Callable[[str], None] 
         run.playbook.write_text(playbook_text(sandbox))
         assert run.tmp is not None
         run.tmp.mkdir(mode=0o700)
-        with webhook() as url:
+        state_dir = run.playbook.parent / ".cutover"
+        with webhook() as url, scan.ModeWatcher([state_dir, run.tmp]) as watcher:
             env = {**os.environ, **recorder.harness_env(run.record_dir)}
             env.update({"TMPDIR": str(run.tmp), WEBHOOK_VAR: url, "COLUMNS": "120"})
+            env[TLS_KEY_VAR] = (sandbox / "ca" / "server-key.pem").read_text(encoding="utf-8")
             say("cutover run (recorded)")
             if command(run, env, "cutover run", "run") == 0:
                 say("cutover rollback (recorded)")
                 command(run, env, "cutover rollback", "rollback", "--force")
-            report = examine(sandbox, run, {"webhook URL": url})
+        report = examine(sandbox, run, {"webhook URL": url})
+        # Paths gone by the end (dumps, lists, the key file): their modes as last seen.
+        gone = watcher.gone()
+        report.leaks += watcher.leaks(gone)
+        report.places += len(gone)
+        report.notes.append(
+            f"modes watched during the run: {len(watcher.modes)} paths, {len(gone)} gone by the end"
+        )
         for name, code in run.codes.items():
             if code != 0:
                 report.failed = True

@@ -9,7 +9,8 @@ Places checked (each counts once in ``P``):
   under the playbook's folder, every file left in the run's temp folder (the harness gives
   cutover its own TMPDIR), and every file a cutover process opened for writing that still
   exists. The sandbox folder is left out: it is the fixture that is the secrets' legitimate home
-  (the Heroku emulator's and the rack's state, the clusters, the CA keys);
+  (the Heroku emulator's and the rack's state, the clusters, the CA keys), but for the heroku
+  CLI's HOME inside it (harness.py), which only the CLI writes to;
 * modes: the state folder and the temp folder, and every folder under them, must be 0700, every
   file in them 0600 (no group or other bit).
 
@@ -20,7 +21,9 @@ secrets a child got in a variable its program does not read (:data:`USES`).
 
 from __future__ import annotations
 
+import re
 import stat
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +152,8 @@ def env_uses(record: Record, secrets: list[Secret]) -> dict[str, dict[str, set[s
         for var, value in child.env.items():
             for secret in secrets:
                 if _holds(value, secret):
-                    uses.setdefault(child.tool, {}).setdefault(secret.name, set()).add(var)
+                    name = re.sub(r" line \d+$", "", secret.name)  # a PEM key's lines: one name
+                    uses.setdefault(child.tool, {}).setdefault(name, set()).add(var)
     return uses
 
 
@@ -167,3 +171,55 @@ def env_warnings(uses: dict[str, dict[str, set[str]]], app_tools: set[str]) -> l
             if stray:
                 out.append(f"warning: {tool} got {name} in ${', $'.join(stray)} (no use for it)")
     return out
+
+
+class ModeWatcher:
+    """Walks the private folders every ``interval`` seconds while a run goes, so that the files
+    a run removes before it ends (dumps, restore lists, a TLS key file) have their modes checked
+    too. A path is judged by the last mode seen (a file created, then made 0600 at once, is
+    not a finding); :meth:`leaks` names each wrong one."""
+
+    def __init__(self, roots: list[Path], interval: float = 0.2) -> None:
+        self.roots = roots
+        self.interval = interval
+        self.modes: dict[Path, tuple[bool, int]] = {}  # path -> (is a folder, last mode)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> ModeWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            for root in self.roots:
+                try:
+                    paths = [root, *root.rglob("*")] if root.exists() else []
+                except OSError:  # a folder removed during the walk
+                    continue
+                for path in paths:
+                    try:
+                        st = path.lstat()
+                    except OSError:
+                        continue
+                    self.modes[path] = (stat.S_ISDIR(st.st_mode), stat.S_IMODE(st.st_mode))
+
+    def gone(self) -> list[Path]:
+        """The paths seen during the run that are gone now."""
+        return sorted(p for p in self.modes if not p.exists())
+
+    def leaks(self, paths: Iterable[Path]) -> list[Leak]:
+        out = []
+        for path in paths:
+            is_dir, mode = self.modes[path]
+            if is_dir and mode != 0o700:
+                out.append(
+                    Leak(f"folder {path} (during the run)", f"mode {oct(mode)} (want 0o700)")
+                )
+            elif not is_dir and mode & 0o077:
+                out.append(Leak(f"file {path} (during the run)", f"mode {oct(mode)} (want 0o600)"))
+        return out
