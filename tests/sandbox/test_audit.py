@@ -169,3 +169,55 @@ def test_the_mode_watcher_judges_files_gone_by_the_end_by_their_last_mode(tmp_pa
     assert [str(leak) for leak in watcher.leaks(watcher.gone())] == [
         f"leak: mode 0o644 (want 0o600) in file {dump} (during the run)"
     ]
+
+
+def test_every_secret_of_a_sandbox_is_gathered_from_its_files(tmp_path: Path) -> None:
+    """The sandbox's own files, in their shapes (heroku_api state, env.json, pg-*.json, the
+    rack's state, mysql box.json, the CA's keys): every secret-named field, every URL password,
+    every config value but the public ones, each PEM body line."""
+    import json  # noqa: PLC0415
+
+    from cutover.sandbox.audit.secretset import gather  # noqa: PLC0415
+    from cutover.sandbox.names import HEROKU_APP  # noqa: PLC0415
+
+    def put(rel: str, data: object) -> None:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+
+    config = {
+        "RAILS_ENV": "production",
+        "STRIPE_API_KEY": "sk_live_abcdef123",
+        "REDIS_URL": "rediss://:redis-pass-1@127.0.0.1:6380",
+    }
+    addons = [{"database": {"password": "hpg-pass-1"}}]
+    app = {"config_vars": config, "addons": addons}
+    put("heroku/state.json", {"api_key": "heroku-api-key-1", "apps": {HEROKU_APP: app}})
+    put("env.json", {"dns": {"key_name": "cutover-key", "key_secret": "tsig-secret-1"}})
+    put("pg-convox.json", {"superuser": "postgres", "password": "pg-super-1"})
+    put("convox/sandbox-rack.json", {"resource_backends": {"postgres": {"password": "cx-pass-1"}}})
+    put("mysql/heroku/box.json", {"admin_password": "maria-admin-1"})
+    put("mysql/cleardb.json", {"url": "mysql://u:cleardb-pass-1@127.0.0.1:3306/d"})
+    body = ["MIIEvQIBADANBgkq", "hkiG9w0BAQEFAASC"]
+    pem = "\n".join(["-----BEGIN PRIVATE KEY-----", *body, "-----END PRIVATE KEY-----"])
+    put("ca/server-key.pem", pem)
+    found, public = gather(tmp_path, {"webhook URL": "http://127.0.0.1:1/hooks/tok-1"})
+    values = {s.value: s.name for s in found}
+    for value in (
+        "heroku-api-key-1",
+        "sk_live_abcdef123",
+        "redis-pass-1",
+        "hpg-pass-1",
+        "tsig-secret-1",
+        "pg-super-1",
+        "cx-pass-1",
+        "maria-admin-1",
+        "cleardb-pass-1",
+        "MIIEvQIBADANBgkq",
+        "hkiG9w0BAQEFAASC",
+        "http://127.0.0.1:1/hooks/tok-1",
+    ):
+        assert value in values, value
+    assert values["sk_live_abcdef123"] == "heroku config STRIPE_API_KEY"
+    assert public == ["RAILS_ENV"]
+    assert "production" not in values and "cutover-key" not in values

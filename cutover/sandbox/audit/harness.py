@@ -24,11 +24,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cutover
-from cutover.sandbox import manager
+from cutover.sandbox import heroku_api, manager
 from cutover.sandbox.audit import recorder, scan, secretset
 
 WEBHOOK_VAR = "CUTOVER_AUDIT_WEBHOOK"
 TLS_KEY_VAR = "CUTOVER_AUDIT_TLS_KEY"
+# Config values the playbook leaves behind (env.exclude NEW_RELIC_*, the HEROKU_ rule): they must
+# not reach Convox, nor any place, either (as tests/e2e/test_sandbox_cutover.py's EXTRA_VARS).
+EXTRA_CONFIG = {
+    "NEW_RELIC_LICENSE_KEY": "nrl-" + secrets.token_hex(16),
+    "HEROKU_POSTGRESQL_ONYX_URL": f"postgres://x:{secrets.token_urlsafe(12)}@10.0.0.9:5432/d",
+}
 RUN_TIMEOUT = 1200.0
 
 
@@ -100,7 +106,8 @@ def examine(sandbox: Path, run: Run, extra: dict[str, str] | None = None) -> Rep
     # The processes of the app the rack runs (the sample app and worker) get its env by design.
     app_tools = {c.tool for c in record.children if c.tool.startswith("cutover.sandbox.sample")}
     notes = [
-        f"secrets: {len(secret_list)} values scanned for ({public} public config values not)",
+        f"secrets: {len(secret_list)} values scanned for (public config values not: "
+        f"{', '.join(sorted(public))})",
         f"recorded: {len(record.children)} process starts, {len(starts)} of them hooked "
         f"Python processes ({sum(1 for c in starts if not scan.is_cutover(c))} beside cutover), "
         f"{len(written)} files written by cutover",
@@ -187,6 +194,8 @@ def audit(work: Path | None = None, rows: int = 400, say: Callable[[str], None] 
     try:
         say(f"sandbox up in {sandbox}")
         manager.up(sandbox, rows=rows, say=lambda m: None)
+        with heroku_api.update_state(sandbox / "heroku" / "state.json") as state:
+            state["apps"][manager.HEROKU_APP]["config_vars"].update(EXTRA_CONFIG)
         folder = work / "run"
         folder.mkdir(mode=0o700)
         run = Run(folder / "cutover.yml", work / "record", work / "tmp")

@@ -4,7 +4,7 @@ Gathered from the sandbox's own files, the secrets' legitimate homes (the scan l
 sandbox folder out), after the run (the convox stand-in creates resource passwords during it):
 
 * every Heroku config value that may be secret (cutover/secrets.py ``is_public_config``: the
-  same rule cutover's masker uses; the public ones, e.g. ``RAILS_ENV=production``, are counted,
+  same rule cutover's masker uses; the public ones, e.g. ``RAILS_ENV=production``, are named,
   not scanned for), the sandbox's extra ones included, and the password inside each URL value;
 * the Heroku API key, backup tokens, the Heroku Postgres password (heroku/state.json);
 * both PostgreSQL clusters' superuser passwords (pg-*.json), the MariaDB servers' admin
@@ -90,9 +90,9 @@ def pem_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("-----")]
 
 
-def gather(sandbox: Path, extra: dict[str, str] | None = None) -> tuple[list[Secret], int]:
-    """The sandbox's secrets (deduplicated by value, first name kept) and how many config
-    values were public and so not scanned for."""
+def gather(sandbox: Path, extra: dict[str, str] | None = None) -> tuple[list[Secret], list[str]]:
+    """The sandbox's secrets (deduplicated by value, first name kept) and the names of the
+    config values that are public and so not scanned for."""
     found: dict[str, str] = {}  # value -> name
 
     def add(name: str, value: str | None) -> None:
@@ -100,11 +100,11 @@ def gather(sandbox: Path, extra: dict[str, str] | None = None) -> tuple[list[Sec
             found[value] = name
 
     heroku = heroku_api.load_state(sandbox / "heroku" / "state.json")
-    public = 0
+    public: list[str] = []
     config = heroku["apps"][HEROKU_APP]["config_vars"]
     for key, value in config.items():
         if is_public_config(key, str(value)):
-            public += 1
+            public.append(str(key))
             continue
         add(f"heroku config {key}", str(value))
         add(f"heroku config {key} (URL password)", _url_password(str(value)))
