@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo demo-down lint bench clean
+.PHONY: setup test test-fast demo demo-down lint bench audit clean
 
 setup: $(STAMP) node_modules/.bin/heroku
 	@scripts/system-deps.sh
@@ -58,6 +58,12 @@ demo-down: setup
 bench: setup
 	@scripts/bench-deps.sh
 	$(BIN)/python -m cutover.bench
+
+# Issue 15's secrets audit: a whole sandbox cutover and rollback with every child's argv and
+# environment recorded, then every place scanned for every secret (cutover/sandbox/audit/).
+# Ends with `audit: L leaks in P places checked`; exits 1 on any leak.
+audit: setup
+	$(BIN)/python -m cutover.sandbox.audit
 
 clean:
 	rm -rf $(VENV) node_modules .sandbox playbooks/.cutover

@@ -101,6 +101,10 @@ class Runner:
     audit: AuditSink | None = None
     base_env: dict[str, str] = field(default_factory=dict)
     path_prefix: list[str] = field(default_factory=list)
+    # Variables of cutover's own environment holding a secret that only cutover reads (the
+    # webhook URL, the Cloudflare token, the TSIG secret): never handed on to a child. `make
+    # audit` found every child (convox, pg_dump, the heroku CLI...) getting the webhook URL.
+    withheld: set[str] = field(default_factory=set)
     default_timeout: float = DEFAULT_TIMEOUT
     term_grace: float = TERM_GRACE
     max_stdout: int = MAX_STDOUT_BYTES
@@ -163,7 +167,7 @@ class Runner:
     def environment(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
         """The parent's environment, the base, the PATH prefix, then ``extra``, where a value of
         None removes the variable (e.g. FORCE_COLOR, which no empty value can switch off)."""
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in self.withheld}
         env.update(self.base_env)
         if self.path_prefix:
             env["PATH"] = os.pathsep.join([*self.path_prefix, env.get("PATH", "")])

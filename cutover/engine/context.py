@@ -73,12 +73,30 @@ def make_runner(
         except InvalidInput:
             if not sandbox_optional:
                 raise
-    runner = Runner(masker, audit)
+    runner = Runner(masker, audit, withheld=own_secret_vars(playbook))
     if sandbox is not None:
         runner.base_env.update(sandbox.env)
         runner.path_prefix = list(sandbox.path_prefix)
         masker.add(sandbox.env.get("HEROKU_API_KEY"))
     return runner, sandbox
+
+
+def own_secret_vars(playbook: LoadedPlaybook) -> set[str]:
+    """The variables holding a secret cutover reads itself and no child needs (the runner
+    withholds them from every child): the webhook URL's (notify.py posts it in-process), the
+    Cloudflare token's and the TSIG secret's (DNS updates are made in-process too), and the TLS
+    key's (steps/tls.py hands ``convox certs import`` a 0600 file of it, never the variable)."""
+    from cutover.playbook import CloudflareSection  # noqa: PLC0415 - start-up: see the note
+
+    names = {TSIG_SECRET_VAR}
+    model = playbook.model
+    if model.notify is not None:
+        names.add(model.notify.webhook_env)
+    if model.dns is not None and model.dns.provider == "cloudflare":
+        names.add((model.dns.cloudflare or CloudflareSection()).token_env)
+    if model.tls.key_env:
+        names.add(model.tls.key_env)
+    return names
 
 
 def make_dns(

@@ -22,6 +22,7 @@ from support.paths import REPO
 
 from cutover.adapters.dns import query_authoritative
 from cutover.sandbox import convox_fake, heroku_api, manager, pgcluster, seed
+from cutover.sandbox.audit import harness, recorder
 from cutover.secrets import is_public_config
 from cutover.steps import STEP_IDS
 
@@ -81,6 +82,7 @@ def cutover_run(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     playbook = write_playbook(work, sandbox)
     argv_log = work / "argv.jsonl"
     env = {**os.environ, "CUTOVER_TEST_ARGV_LOG": str(argv_log), "COLUMNS": "120"}
+    env.update(recorder.harness_env(work / "record"))  # issue 15's audit: the last test
     proc = subprocess.run(
         [sys.executable, "-m", "cutover", "run", "-f", str(playbook), "--yes"],
         cwd=work,
@@ -90,7 +92,7 @@ def cutover_run(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         timeout=900,
         check=False,
     )
-    return {"proc": proc, "playbook": playbook, "work": work, "argv_log": argv_log}
+    return {"proc": proc, "playbook": playbook, "work": work, "argv_log": argv_log, "env": env}
 
 
 def convox(sandbox: Path, *args: str) -> str:
@@ -312,3 +314,33 @@ def test_convox_workers_start_only_after_herokus_stopped_then_do_jobs(
             return row is not None and row[0] == release
 
         wait_for(done_by_convox, "the Convox worker doing the job", deadline=180)
+
+
+def test_audit_of_the_run_and_a_rollback(sandbox: Path, cutover_run: dict[str, Any]) -> None:
+    """Issue 15's `make audit` (cutover/sandbox/audit) on this module's recorded run, plus a
+    recorded rollback: no second whole cutover in CI. Last in the module: traffic goes back to
+    Heroku (--force: the test above wrote to the Convox database)."""
+    playbook = cutover_run["playbook"]
+    rollback = subprocess.run(
+        [sys.executable, "-m", "cutover", "rollback", "-f", str(playbook), "--yes", "--force"],
+        cwd=cutover_run["work"],
+        env=cutover_run["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    run = harness.Run(playbook, cutover_run["work"] / "record")
+    run.outputs["cutover run"] = cutover_run["proc"].stdout + cutover_run["proc"].stderr
+    run.outputs["cutover rollback"] = rollback.stdout + rollback.stderr
+    report = harness.examine(sandbox, run)
+    text = "\n".join(report.lines())
+    assert report.leaks == [], text
+    assert report.summary() in text and report.places > 100, text
+    # The children were really recorded: the data tools got their passwords by env only.
+    assert "PGPASSWORD" in str(report.uses.get("pg_restore")), text
+    record = recorder.load(run.record_dir / recorder.RECORD_FILE)
+    assert any(
+        c.event == "start" and c.tool == "cutover.sandbox.convox_fake" for c in record.children
+    )
