@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo demo-down lint bench clean
+.PHONY: setup test test-fast demo demo-down lint bench chaos clean
 
 setup: $(STAMP) node_modules/.bin/heroku
 	@scripts/system-deps.sh
@@ -58,6 +58,12 @@ demo-down: setup
 bench: setup
 	@scripts/bench-deps.sh
 	$(BIN)/python -m cutover.bench
+
+# Issue 15: kill -9 cutover at every step boundary and inside the long steps (and inside a
+# rollback), resume, compare the world with an uninterrupted run's. CHAOS_POINTS=N (default 5,
+# about 15 minutes) or CHAOS_POINTS=all. Ends with `chaos: K/N kill points recovered`.
+chaos: setup
+	$(BIN)/python -m cutover.sandbox.chaos
 
 clean:
 	rm -rf $(VENV) node_modules .sandbox playbooks/.cutover
