@@ -115,3 +115,11 @@ def test_event_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
     with path.open("a") as fh:
         fh.write('"b"}\n')
     assert tail.new() == [{"kind": "b"}]
+
+
+def test_leftover_files_list_all_but_the_audit_log(tmp_path: Path) -> None:
+    assert world.leftover_files(tmp_path / "absent") == []
+    (tmp_path / "work").mkdir()
+    for name in ("events.jsonl", "state.json", "lock", "work/final-sync.dump"):
+        (tmp_path / name).write_text("x")
+    assert world.leftover_files(tmp_path) == ["lock", "state.json", "work/final-sync.dump"]

@@ -19,7 +19,9 @@ What is read, and from where:
   ``query_authoritative``: a direct, non-recursive query);
 * Heroku: maintenance and the formation (the API emulator's state file), and the write freeze
   (``default_transaction_read_only`` set on the database: adapters/pgfreeze.py);
-* the state folder: each step's status, and whether the lock is free.
+* the Convox server's list of databases (a staging copy left behind shows);
+* the state folder: each step's status, whether the lock is free, and its files (a download
+  left behind shows).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def _convox(sandbox: Path, secrets: Secrets) -> World:
     }
 
 
-def _tables(cluster: pgcluster.PgCluster, dbname: str) -> World:
+def tables(cluster: pgcluster.PgCluster, dbname: str) -> World:
     try:
         conn = pgcluster.connect(cluster, dbname)
     except pgcluster.PgClusterError as exc:
@@ -113,6 +115,28 @@ def _tables(cluster: pgcluster.PgCluster, dbname: str) -> World:
             assert row is not None
             out[table] = [int(row[1]), str(row[2])]
         return out
+
+
+def databases(cluster: pgcluster.PgCluster) -> list[str]:
+    """The Convox server's databases: a sync's staging copy (``<db>__cutover_next``) or a
+    previous copy left by a killed run shows here."""
+    with pgcluster.connect(cluster) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_catalog.pg_database WHERE NOT datistemplate ORDER BY 1"
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def leftover_files(state_folder: Path) -> list[str]:
+    """Every file in the state folder but the audit log (its length differs by the kills): a
+    download or dump a killed sync did not delete shows here."""
+    if not state_folder.is_dir():
+        return []
+    return sorted(
+        str(path.relative_to(state_folder))
+        for path in state_folder.rglob("*")
+        if path.is_file() and path.name != "events.jsonl"
+    )
 
 
 def _freeze(sandbox: Path) -> str:
@@ -178,12 +202,14 @@ def snapshot(sandbox: Path, state_folder: Path) -> World:
     secrets = sandbox_secrets(sandbox)
     return {
         "convox": _convox(sandbox, secrets),
-        "convox_db": _tables(pgcluster.load(sandbox / "pg-convox.json"), TARGET_DB),
+        "convox_db": tables(pgcluster.load(sandbox / "pg-convox.json"), TARGET_DB),
+        "convox_databases": databases(pgcluster.load(sandbox / "pg-convox.json")),
         "dns": _dns(sandbox),
         "heroku": _heroku(sandbox),
         "heroku_write_freeze": _freeze(sandbox),
         "lock": lock_state(state_folder),
         "steps": _steps(state_folder),
+        "state_folder_files": leftover_files(state_folder),
     }
 
 
