@@ -15,7 +15,9 @@ compare the world with an uninterrupted run's.
 3. One line per point, then ``chaos: K/N kill points recovered`` (exit 1 when K < N).
 
 ``CHAOS_POINTS=N`` picks N points spread over the whole list (default DEFAULT_POINTS, sized for
-15 minutes on an idle 2-core machine); ``CHAOS_POINTS=all`` runs every point.
+15 minutes on an idle 2-core machine); ``CHAOS_POINTS=all`` runs every point. ``CHAOS_ONLY=TEXT``
+keeps the points whose label holds TEXT (``CHAOS_ONLY=deploy CHAOS_POINTS=all``: every point in
+and after deploy).
 """
 
 from __future__ import annotations
@@ -158,7 +160,12 @@ def main(count: str | None = None, say: Say = _say) -> int:
     outcomes: list[Outcome] = []
     try:
         ref = reference(base, say)
-        chosen = pick(ref.points, spec)
+        only = os.environ.get("CHAOS_ONLY", "")
+        listed = [p for p in ref.points if only in p.label]
+        if not listed:
+            say(f"chaos: CHAOS_ONLY={only!r} matches no kill point")
+            return 2
+        chosen = pick(listed, spec)
         say(f"{len(chosen)} of {len(ref.points)} points: " + ", ".join(p.label for p in chosen))
         for run_point, rollback_point in schedule(chosen):
             with fresh_world(base, say) as trial:

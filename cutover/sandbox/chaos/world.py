@@ -10,8 +10,9 @@ them, so "the Convox env holds exactly Heroku's SECRET_KEY_BASE" compares equal 
 What is read, and from where:
 
 * Convox: the app's status and env (its latest release, as ``convox env`` shows it:
-  convox_fake/model.py ``app_env``), the promoted release's env and its build's manifest, and the
-  services' scale, from the stand-in rack's state file (convox_fake/store.py);
+  convox_fake/model.py ``app_env``), the promoted release's env and its build's manifest, the
+  services' scale, and how many builds and releases the app has, from the stand-in rack's
+  state file (convox_fake/store.py);
 * the Convox database: every user table's row count and content checksum, with the query
   verify-data itself runs (adapters/pgverify.py ``table_checksum_sql``), as the cluster's
   superuser;
@@ -99,6 +100,10 @@ def _convox(sandbox: Path, secrets: Secrets) -> World:
         "env": secrets.clean_env(app_env(app)),
         "promoted": promoted,
         "scale": app.get("scale"),
+        # How many, not which: a resume that builds or releases again (instead of finding the
+        # killed run's build: README, deploy's ``--id``) shows as one more.
+        "builds": len(app.get("builds") or []),
+        "releases": len(app.get("releases") or []),
     }
 
 
