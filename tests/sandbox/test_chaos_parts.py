@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_pick_spreads_evenly_and_all_takes_everything() -> None:
 
 
 def test_durations_read_the_audit_log_of_each_phase() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"kind": "step-start", "step": "deploy"},
         {"kind": "step-finish", "step": "deploy", "duration": 10.7},
         {"kind": "rollback-step-finish", "step": "switch-dns", "duration": 1.1},
