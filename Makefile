@@ -61,7 +61,7 @@ bench: setup
 
 # Issue 15: kill -9 cutover at every step boundary and inside the long steps (and inside a
 # rollback), resume, compare the world with an uninterrupted run's. CHAOS_POINTS=N (default 5,
-# about 15 minutes) or CHAOS_POINTS=all. Ends with `chaos: K/N kill points recovered`.
+# about 10 minutes) or CHAOS_POINTS=all. Ends with `chaos: K/N kill points recovered`.
 chaos: setup
 	$(BIN)/python -m cutover.sandbox.chaos
 
