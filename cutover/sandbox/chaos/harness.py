@@ -6,7 +6,7 @@ compare the world with an uninterrupted run's.
    The step durations come from that run's events.jsonl (points.py).
 2. For each chosen kill point, a fresh world: ``sandbox down`` then ``sandbox up`` (a few
    seconds each, measured and printed: restoring a saved copy of a fresh sandbox would have to
-   restart the same eleven daemons, and the run itself takes two minutes), ``cutover run``
+   restart every daemon the same way, and the run itself takes two minutes), ``cutover run``
    killed with SIGKILL at the point, then ``cutover run`` again until it exits 0 (at most
    drive.RESUME_TRIES times), then the world compared with the reference and the processes the
    killed run left checked (procs.py). A rollback point runs on the world a run point just
