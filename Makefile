@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo demo-down lint bench audit clean
+.PHONY: setup test test-fast demo demo-down lint bench audit chaos clean
 
 setup: $(STAMP) node_modules/.bin/heroku
 	@scripts/system-deps.sh
@@ -64,6 +64,12 @@ bench: setup
 # Ends with `audit: L leaks in P places checked`; exits 1 on any leak.
 audit: setup
 	$(BIN)/python -m cutover.sandbox.audit
+
+# Issue 15: kill -9 cutover at every step boundary and inside the long steps (and inside a
+# rollback), resume, compare the world with an uninterrupted run's. CHAOS_POINTS=N (default 5,
+# about 10 minutes) or CHAOS_POINTS=all. Ends with `chaos: K/N kill points recovered`.
+chaos: setup
+	$(BIN)/python -m cutover.sandbox.chaos
 
 clean:
 	rm -rf $(VENV) node_modules .sandbox playbooks/.cutover

@@ -117,6 +117,11 @@ def rollback(playbook_path: Path, options: RollbackOptions, ui: Ui) -> int:
         if lock.took_over is not None:
             audit.event("lock-taken-over", previous=lock.took_over.describe())
         rb = _current(playbook, state)
+        if rb is None:  # the last rollback completed and no window started since: a resume
+            done = state.rollback.finished_at if state.rollback else None
+            ui.info(f"already rolled back (completed at {done}): nothing to undo", "green")
+            audit.event("rollback-already-done", finished_at=done)
+            return 0
         ctx = build_context(playbook, state, masker=ui.masker, audit=audit, reporter=ui)
         ui.heading(f"Rollback for {playbook.path}")
         _check_writes(ctx, rb, options, audit, ui)
@@ -137,21 +142,21 @@ def rollback(playbook_path: Path, options: RollbackOptions, ui: Ui) -> int:
         return _complete(ctx, store, audit, ui, rb)
 
 
-def _current(playbook: LoadedPlaybook, state: RunState) -> RollbackState:
-    """The rollback to resume, or a new one (the last completed one goes to ``rollbacks``)."""
+def _current(playbook: LoadedPlaybook, state: RunState) -> RollbackState | None:
+    """The rollback to resume, or a new one (the last completed one goes to ``rollbacks``);
+    None when the last rollback completed and no window started since: running it again is a
+    resume of a finished command (a kill after its completion checkpoint, found by `make
+    chaos`), not a mistake."""
     rb = state.rollback
     if rb is not None and rb.status != Status.DONE:
         return rb
     started = window_started(state)
     if started is None:
-        last = (
-            f" The last rollback completed at {rb.finished_at}; the window has not started since."
-            if rb is not None
-            else ""
-        )
+        if rb is not None:
+            return None
         raise InvalidInput(
             "nothing to roll back: the cutover window has not started "
-            "(maintenance-on has not run)." + last,
+            "(maintenance-on has not run).",
             resolution="Rollback undoes the window (DNS, workers, writes, maintenance). Before "
             f"it, nothing needs undoing; go on with: {resume_command(playbook)}",
         )

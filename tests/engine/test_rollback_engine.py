@@ -237,6 +237,25 @@ def test_nothing_to_roll_back_before_the_window(tmp_path: Path) -> None:
     assert "Traceback" not in refused.output
 
 
+def test_a_rollback_run_again_after_it_completed_is_done_not_refused(tmp_path: Path) -> None:
+    """Found by `make chaos` (issue 15): a rollback killed just after its last undo finished
+    gave, on resume, exit 0 or exit 2 ("nothing to roll back") depending on whether the kill
+    came before or after the completion checkpoint. Re-running a completed rollback is the
+    same resume: exit 0, nothing undone twice."""
+    toys = complete_run(tmp_path)
+    assert toys.run("rollback", "--yes").returncode == 0
+    effects = toys.effects()
+
+    again = toys.run("rollback", "--yes")
+
+    assert again.returncode == 0, again
+    assert "already rolled back" in again.output
+    assert "Traceback" not in again.output
+    assert toys.effects() == effects
+    assert toys.facts() == END_WORLD
+    assert toys.state()["rollback"]["status"] == "done"
+
+
 def test_plan_shows_what_rollback_would_undo(tmp_path: Path) -> None:
     toys = window_failed(tmp_path)
     effects = toys.effects()
