@@ -295,11 +295,14 @@ def test_heroku_json_outputs_parse_or_name_the_command(stdout: str) -> None:
             assert f"heroku {what} --json -a myapp" in str(exc), str(exc)
             continue
         if what == "config":
+            assert isinstance(checked, dict)
             assert all(isinstance(v, str) for v in checked.values())
         elif what == "addons":
             # What the steps then read with .get chains (steps/app.py, preflight.py, freeze.py,
             # translate/cli.py) works on every item.
+            assert isinstance(checked, list)
             for item in checked:
+                assert isinstance(item, dict)
                 str((item.get("addon_service") or {}).get("name", ""))
                 [str(v) for v in item.get("config_vars") or []]
                 [a.get("name") for a in item.get("attachments") or []]
