@@ -105,6 +105,13 @@ class Runner:
     # webhook URL, the Cloudflare token, the TSIG secret): never handed on to a child. `make
     # audit` found every child (convox, pg_dump, the heroku CLI...) getting the webhook URL.
     withheld: set[str] = field(default_factory=set)
+    # Variables only some programs may receive, by the basename of argv[0]: the Heroku API key
+    # goes to the heroku CLI (@heroku-cli/command reads HEROKU_API_KEY) and to git, whose
+    # credential helper is `heroku git:credentials` (adapters/heroku.py); `make audit` warned that
+    # convox, pg_dump, psql and pg_restore received it too.
+    scoped: dict[str, frozenset[str]] = field(
+        default_factory=lambda: {"HEROKU_API_KEY": frozenset({"heroku", "git"})}
+    )
     default_timeout: float = DEFAULT_TIMEOUT
     term_grace: float = TERM_GRACE
     max_stdout: int = MAX_STDOUT_BYTES
@@ -164,11 +171,20 @@ class Runner:
         return Session(self, argv, dict(env or {}))
 
     # -- environment -------------------------------------------------------------------------
-    def environment(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    def environment(
+        self, extra: Mapping[str, str | None] | None = None, *, program: str | None = None
+    ) -> dict[str, str]:
         """The parent's environment, the base, the PATH prefix, then ``extra``, where a value of
-        None removes the variable (e.g. FORCE_COLOR, which no empty value can switch off)."""
+        None removes the variable (e.g. FORCE_COLOR, which no empty value can switch off).
+        With ``program`` (argv[0]), a ``scoped`` variable is kept only for the programs named
+        for it (``extra`` can still pass one explicitly)."""
         env = {k: v for k, v in os.environ.items() if k not in self.withheld}
         env.update(self.base_env)
+        if program is not None:
+            name = os.path.basename(program)
+            for key, allowed in self.scoped.items():
+                if name not in allowed:
+                    env.pop(key, None)
         if self.path_prefix:
             env["PATH"] = os.pathsep.join([*self.path_prefix, env.get("PATH", "")])
         for key, value in (extra or {}).items():
@@ -259,7 +275,7 @@ class Runner:
         argv = [str(a) for a in argv]
         masked = self.masker.mask_argv(argv)
         limit = self.default_timeout if timeout is None else timeout
-        merged = self.environment(env)
+        merged = self.environment(env, program=argv[0])
         exe = self._resolve(argv[0], merged)
         self._log_argv(argv, merged)
         with self.child_running():
@@ -377,7 +393,7 @@ class Runner:
         ``input`` is written to its stdin, which is then closed (closed at once without it)."""
         argv = [str(a) for a in argv]
         masked = self.masker.mask_argv(argv)
-        merged = self.environment(env)
+        merged = self.environment(env, program=argv[0])
         exe = self._resolve(argv[0], merged)
         self._log_argv(argv, merged)
         bg = Background(masked, self)

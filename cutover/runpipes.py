@@ -136,7 +136,8 @@ def run_pipe(
     """Run ``producer | consumer``; raise CommandError unless both exit 0."""
     prod, cons = [str(a) for a in producer], [str(a) for a in consumer]
     masked = [*runner.masker.mask_argv(prod), "|", *runner.masker.mask_argv(cons)]
-    penv, cenv = runner.environment(producer_env), runner.environment(consumer_env)
+    penv = runner.environment(producer_env, program=prod[0])
+    cenv = runner.environment(consumer_env, program=cons[0])
     prod[0], cons[0] = runner._resolve(prod[0], penv), runner._resolve(cons[0], cenv)
     runner._log_argv(prod, penv)
     runner._log_argv(cons, cenv)
@@ -201,7 +202,7 @@ class Session:
         args = [str(a) for a in argv]
         self.runner = runner
         self.argv_masked = runner.masker.mask_argv(args)
-        merged = runner.environment(env)
+        merged = runner.environment(env, program=args[0])
         args[0] = runner._resolve(args[0], merged)
         runner._log_argv(args, merged)
         # Not counted in Runner.child_seconds: it idles while the work runs in other children.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,38 @@ def test_without_notify_or_cloudflare_only_the_tsig_variable_is_withheld(tmp_pat
     path = tmp_path / "cutover.yml"
     path.write_text(PLAYBOOK.split("dns:", maxsplit=1)[0])
     assert own_secret_vars(load_playbook(path)) == {TSIG_SECRET_VAR}
+
+
+def test_the_heroku_api_key_reaches_the_heroku_cli_and_git_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `make audit` warned that convox, pg_dump, psql and pg_restore got HEROKU_API_KEY, which
+    # only the heroku CLI (and git, through the `heroku git:credentials` helper) reads.
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("heroku", "git", "pg_dump"):
+        tool = folder / name
+        tool.write_text(
+            f"#!{sys.executable}\nimport json, os\nprint(json.dumps(dict(os.environ)))\n"
+        )
+        tool.chmod(0o700)
+    monkeypatch.setenv("HEROKU_API_KEY", "hk-s3cret")
+    runner, _ = make_runner(load_playbook(_write(tmp_path)), SecretMasker(), None)
+    runner.path_prefix = [str(folder)]
+    seen = {name: json.loads(runner.run([name]).stdout) for name in ("heroku", "git", "pg_dump")}
+    assert seen["heroku"]["HEROKU_API_KEY"] == "hk-s3cret"
+    assert seen["git"]["HEROKU_API_KEY"] == "hk-s3cret"
+    assert "HEROKU_API_KEY" not in seen["pg_dump"]
+    # Also for a background child.
+    with runner.start(["pg_dump"]) as bg:
+        deadline = time.monotonic() + 30
+        while bg.exit_code() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bg.exit_code() == 0
+        assert "HEROKU_API_KEY" not in json.loads(bg.stdout)
+
+
+def _write(tmp_path: Path) -> Path:
+    path = tmp_path / "cutover.yml"
+    path.write_text(PLAYBOOK.split("dns:", maxsplit=1)[0])
+    return path
