@@ -86,7 +86,7 @@ def own_secret_vars(playbook: LoadedPlaybook) -> set[str]:
     withholds them from every child): the webhook URL's (notify.py posts it in-process), the
     Cloudflare token's and the TSIG secret's (DNS updates are made in-process too), and the TLS
     key's (steps/tls.py hands ``convox certs import`` a 0600 file of it, never the variable)."""
-    from cutover.playbook import CloudflareSection  # noqa: PLC0415 - start-up: see the note
+    from cutover.playbook_dns import CloudflareSection  # noqa: PLC0415 - start-up: see the note
 
     names = {TSIG_SECRET_VAR}
     model = playbook.model
@@ -150,7 +150,7 @@ def _cloud_dns(playbook: LoadedPlaybook, masker: SecretMasker) -> DnsProvider:
             timeout=dns.propagation_timeout,
         )
     from cutover.adapters.dns_cloudflare import CloudflareProvider, api_url  # noqa: PLC0415
-    from cutover.playbook import CloudflareSection  # noqa: PLC0415
+    from cutover.playbook_dns import CloudflareSection  # noqa: PLC0415
 
     cf = dns.cloudflare or CloudflareSection()
     token = os.environ.get(cf.token_env)

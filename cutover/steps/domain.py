@@ -12,7 +12,7 @@ import yaml
 
 from cutover.errors import CutoverError
 from cutover.fsutil import atomic_write
-from cutover.playbook import TlsSection
+from cutover.playbook_dns import TlsSection
 from cutover.steps.base import Context, Step, cmd
 from cutover.steps.holding import staged_name
 from cutover.steps.manifests import (

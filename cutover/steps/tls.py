@@ -9,7 +9,7 @@ set to the production name and checks that the certificate covers the name, chai
 root (system store plus ``tls.ca_file`` / the sandbox CA) and does not expire within
 ``tls.min_days``; then that the smoke paths answer with that Host (and carry ``tls.marker``).
 
-``tls.mode`` (playbook.TlsSection) says how the certificate gets there; add-domain obtains it
+``tls.mode`` (playbook_dns.TlsSection) says how the certificate gets there; add-domain obtains it
 (:func:`obtain_certificate`) and names it in convox.yml (``certificate: {id}``,
 pkg/manifest/service.go) before its deploy:
 
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from cutover.errors import CutoverError, InvalidInput
 from cutover.fsutil import atomic_write
-from cutover.playbook import TlsSection
+from cutover.playbook_dns import TlsSection
 from cutover.steps.app import smoke_checks
 from cutover.steps.base import Context, Step, StepOutputs, cmd
 from cutover.steps.preflight import PreflightOutputs

@@ -12,7 +12,8 @@ import pytest
 from cutover.adapters.dns import Record
 from cutover.engine.plan import new_state
 from cutover.errors import CutoverError
-from cutover.playbook import DnsSection, LoadedPlaybook, Playbook
+from cutover.playbook import LoadedPlaybook, Playbook
+from cutover.playbook_dns import DnsSection
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 from cutover.steps.base import Context

@@ -19,7 +19,8 @@ import pytest
 from cutover.adapters.dns import Record, Rfc2136Provider
 from cutover.engine.plan import new_state
 from cutover.errors import CutoverError
-from cutover.playbook import DnsSection, LoadedPlaybook, Playbook
+from cutover.playbook import LoadedPlaybook, Playbook
+from cutover.playbook_dns import DnsSection
 from cutover.runner import Runner
 from cutover.sandbox import procs
 from cutover.sandbox.knot import KnotServer

@@ -1,4 +1,4 @@
-"""The playbook's tls section (playbook.TlsSection): fields that only one tls.mode reads are
+"""The playbook's tls section (playbook_dns.TlsSection): fields that only one tls.mode reads are
 refused under another, naming the field, rather than ignored. An operator who gives
 tls.cert and tls.key_file but forgets ``mode: import`` would otherwise get http01, whose gap a
 ``--yes`` run consents to at tls-ready's gate: visitors meet a certificate error after the
