@@ -26,6 +26,8 @@ TAIL_LINE_CHARS = 2000
 # adapter reads is a table listing or a JSON document of a few MB; pg_dump data goes through
 # runpipes (an OS pipe), never through here.
 MAX_STDOUT_BYTES = 64 * 1024 * 1024
+# A schema-only pg_dump read as text (pgschema.py, pgreplace.py) may be larger: its own bound.
+MAX_SCHEMA_BYTES = 1024 * 1024 * 1024
 MAX_STDERR_BYTES = 1024 * 1024
 # sh reads each stream in chunks of this size (its default, line buffering, would hold a whole
 # line in memory however long it is).

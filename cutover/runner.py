@@ -108,9 +108,14 @@ class Runner:
     # Variables only some programs may receive, by the basename of argv[0]: the Heroku API key
     # goes to the heroku CLI (@heroku-cli/command reads HEROKU_API_KEY) and to git, whose
     # credential helper is `heroku git:credentials` (adapters/heroku.py); `make audit` warned that
-    # convox, pg_dump, psql and pg_restore received it too.
+    # convox, pg_dump, psql and pg_restore received it too. The rack's credentials (RACK_URL
+    # with its password, CONVOX_PASSWORD: pkg/cli and pkg/rack of the convox CLI) go to convox.
     scoped: dict[str, frozenset[str]] = field(
-        default_factory=lambda: {"HEROKU_API_KEY": frozenset({"heroku", "git"})}
+        default_factory=lambda: {
+            "HEROKU_API_KEY": frozenset({"heroku", "git"}),
+            "RACK_URL": frozenset({"convox"}),
+            "CONVOX_PASSWORD": frozenset({"convox"}),
+        }
     )
     default_timeout: float = DEFAULT_TIMEOUT
     term_grace: float = TERM_GRACE
@@ -126,6 +131,17 @@ class Runner:
     _active: int = 0
     _active_since: float = 0.0
     _active_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextlib.contextmanager
+    def stdout_limit(self, limit: int) -> Iterator[None]:
+        """Raise the stdout bound for the calls made inside (never lower it): a schema-only
+        pg_dump of a database with thousands of tables or partitions can pass the default."""
+        previous = self.max_stdout
+        self.max_stdout = max(previous, limit)
+        try:
+            yield
+        finally:
+            self.max_stdout = previous
 
     @contextlib.contextmanager
     def child_running(self) -> Iterator[None]:
@@ -328,6 +344,9 @@ class Runner:
         _join(proc)
         duration = time.monotonic() - started
         code = _exit_code(proc)
+        # A child that printed past the bound and exited before the wait saw it: its stdout was
+        # cut all the same, and a cut output must never pass for the whole one.
+        flooded = flooded or out.overflowed.is_set()
         # A flooded stdout is not decoded: nothing reads it, and the copy would double it.
         stdout, stderr = ("" if flooded else out.text()), err.text()
         result = Result(masked, code, stdout, stderr, duration)

@@ -65,11 +65,33 @@ def _not_sent(result: Result) -> bool:
     return any(t in err for t in _NOT_SENT) or bool(re.search(r"dial tcp \S+: i/o timeout", err))
 
 
+def _truncated(result: Result) -> bool:
+    """The runner kept only the end of stderr (runcapture.Tail): what came first is unknown."""
+    return (
+        result.stderr.startswith("[... ")
+        and "earlier bytes of stderr dropped]" in (result.stderr.split("\n", 1)[0])
+    )
+
+
 def _ship_not_sent(result: Result) -> bool:
     """``build``/``deploy`` refused before the rack created a build (``Starting build... OK``
     is printed once ``BuildCreate`` returned: pkg/cli/builds.go): repeating starts no second
-    build."""
+    build. A stderr whose start was dropped (a build log over the runner's bound) may have held
+    that line: never repeated."""
+    if _truncated(result):
+        return False
     return _not_sent(result) and "Starting build... OK" not in result.stdout + result.stderr
+
+
+def _promote_not_sent(result: Result) -> bool:
+    """``releases promote`` refused before ``ReleasePromote``: pkg/cli/releases.go
+    releasePromote makes AppGet (and may wait for the app) before it prints ``Promoting
+    <release>`` and sends the promote, then waits for the rollout, where a refused poll comes
+    after the promote was sent. A second promote would roll out again (and run the release
+    command again), so only a refusal before that line is repeated."""
+    if _truncated(result):
+        return False
+    return _not_sent(result) and "Promoting" not in result.stdout + result.stderr
 
 
 def _header_names(line: str) -> list[str]:
@@ -337,7 +359,7 @@ class ConvoxAdapter:
         return self._run("releases", "manifest", release).stdout
 
     def promote(self, release: str, timeout: float = 2400) -> None:
-        self._run("releases", "promote", release, timeout=timeout, retry=_not_sent)
+        self._run("releases", "promote", release, timeout=timeout, retry=_promote_not_sent)
 
     # -- services and scale ----------------------------------------------------------------------
     def services(self) -> list[dict[str, str]]:

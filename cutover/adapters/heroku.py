@@ -106,6 +106,15 @@ def _not_sent(result: Result) -> bool:
     return any(c in _NOT_SENT_CODES for c in _codes(result.stderr))
 
 
+def _capture_not_started(result: Result) -> bool:
+    """``pg:backups:capture`` failed on network trouble before Heroku named a backup: the CLI
+    prints ``Backing up X to bNNN`` once the POST returned (pg/backups/capture.js), then polls.
+    A failure after that line is not repeated: a second capture would take another slot of
+    the plan's manual backups, and Heroku drops the oldest one beyond the limit."""
+    text = _ANSI.sub("", result.stderr + "\n" + result.stdout)
+    return _transient(result) and not _BACKUP_NAME.search(text)
+
+
 @dataclass(frozen=True)
 class FormationEntry:
     type: str
@@ -415,9 +424,11 @@ class HerokuAdapter:
 
     def backup_capture(self, attachment: str, timeout: float) -> str:
         """Capture a backup of ``attachment``'s database; return its id (``b042``)."""
-        # Tried again on network trouble (not on its timeout): at worst Heroku holds one more
-        # backup; the id used is the one the successful attempt names.
-        result = self._run("pg:backups:capture", attachment, timeout=timeout)
+        # Tried again on network trouble only until Heroku named the backup (see
+        # _capture_not_started); never on its timeout.
+        result = self._run(
+            "pg:backups:capture", attachment, timeout=timeout, retry=_capture_not_started
+        )
         text = _ANSI.sub("", result.stderr + "\n" + result.stdout)
         match = _BACKUP_NAME.search(text)
         if not match:

@@ -45,6 +45,7 @@ from cutover.adapters.pgrestore import private_dir, private_file
 from cutover.adapters.pgtables import _LIBPQ_VARS, PSQL, _conn_env, pipeline_env
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
+from cutover.runcapture import MAX_SCHEMA_BYTES
 from cutover.runner import Runner
 from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
@@ -369,9 +370,10 @@ def _dump(
     timeout: float,
 ) -> str:
     try:
-        return runner.run(
-            dump_argv(section, snapshot, tables), env=source.env(), timeout=timeout
-        ).stdout
+        with runner.stdout_limit(MAX_SCHEMA_BYTES):
+            return runner.run(
+                dump_argv(section, snapshot, tables), env=source.env(), timeout=timeout
+            ).stdout
     except CommandError as exc:
         raise CutoverError(
             f"pg_dump --section={section} of {', '.join(tables)} on Heroku failed: {exc.brief}",

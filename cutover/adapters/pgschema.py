@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from cutover.adapters.pgcapture import is_capture_schema_header
+from cutover.runcapture import MAX_SCHEMA_BYTES
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 
@@ -46,7 +47,8 @@ def dump_argv() -> list[str]:
 
 def schema_dump(runner: Runner, masker: SecretMasker, env: dict[str, str], timeout: float) -> str:
     masker.add(env.get("PGPASSWORD"))
-    return runner.run(dump_argv(), env=env, timeout=timeout).stdout
+    with runner.stdout_limit(MAX_SCHEMA_BYTES):
+        return runner.run(dump_argv(), env=env, timeout=timeout).stdout
 
 
 def split_objects(text: str, skip_extensions: Iterable[str] = ()) -> dict[str, str]:

@@ -49,8 +49,13 @@ CONNECTION_LOST = (
     "could not send data to server",
     "ssl syscall error: eof detected",
     "no connection to the server",
-    "connection to server at",  # "...failed: Connection refused" when reconnecting
     "lost synchronization with server",
+)
+# "connection to server at ... failed: <reason>" is also how libpq reports a wrong password or
+# a missing database: only the network reasons count as a lost connection.
+_RECONNECT_FAILED = re.compile(
+    r"connection to server at .*failed: (connection refused|server closed the connection"
+    r"|could not receive data|connection timed out|no route to host)"
 )
 
 
@@ -60,7 +65,7 @@ def connection_lost(error: BaseException) -> bool:
     if not isinstance(error, CommandError) or error.timed_out:
         return False
     text = error.stderr_tail.lower()
-    return any(marker in text for marker in CONNECTION_LOST)
+    return any(marker in text for marker in CONNECTION_LOST) or bool(_RECONNECT_FAILED.search(text))
 
 
 # cutover/adapters/http.py's messages: "HTTP <status> from <url>" for an answer that is not

@@ -66,19 +66,27 @@ def test_the_heroku_api_key_reaches_the_heroku_cli_and_git_only(
     # only the heroku CLI (and git, through the `heroku git:credentials` helper) reads.
     folder = tmp_path / "bin"
     folder.mkdir()
-    for name in ("heroku", "git", "pg_dump"):
+    for name in ("heroku", "git", "pg_dump", "convox"):
         tool = folder / name
         tool.write_text(
             f"#!{sys.executable}\nimport json, os\nprint(json.dumps(dict(os.environ)))\n"
         )
         tool.chmod(0o700)
     monkeypatch.setenv("HEROKU_API_KEY", "hk-s3cret")
+    monkeypatch.setenv("RACK_URL", "https://convox:rack-s3cret@rack.example")
     runner, _ = make_runner(load_playbook(_write(tmp_path)), SecretMasker(), None)
     runner.path_prefix = [str(folder)]
-    seen = {name: json.loads(runner.run([name]).stdout) for name in ("heroku", "git", "pg_dump")}
+    seen = {
+        name: json.loads(runner.run([name]).stdout)
+        for name in ("heroku", "git", "pg_dump", "convox")
+    }
     assert seen["heroku"]["HEROKU_API_KEY"] == "hk-s3cret"
     assert seen["git"]["HEROKU_API_KEY"] == "hk-s3cret"
     assert "HEROKU_API_KEY" not in seen["pg_dump"]
+    assert "HEROKU_API_KEY" not in seen["convox"]
+    # The rack's credentials go to the convox CLI only.
+    assert seen["convox"]["RACK_URL"].startswith("https://convox:rack-s3cret@")
+    assert "RACK_URL" not in seen["heroku"] and "RACK_URL" not in seen["pg_dump"]
     # Also for a background child.
     with runner.start(["pg_dump"]) as bg:
         deadline = time.monotonic() + 30

@@ -16,6 +16,7 @@ import pytest
 from cutover.adapters import convox, heroku, pgstaging
 from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CommandError, CutoverError
+from cutover.runcapture import Tail
 from cutover.runner import Result
 from cutover.sandbox.convox_fake import faults as cx
 from cutover.secrets import SecretMasker
@@ -92,6 +93,24 @@ def test_convox_a_build_refused_after_it_started_is_not_sent_again() -> None:
     assert not convox._ship_not_sent(result(refused, started))
 
 
+def test_convox_a_build_whose_log_outgrew_the_stderr_bound_is_never_sent_again() -> None:
+    # `--id` sends the build's log to stderr; the runner keeps its last MiB (runcapture.Tail),
+    # so "Starting build... OK" may be gone: a refusal then may come after the build started.
+    tail = Tail(1024)
+    tail.write(b"Starting build... OK\n" + b"step output\n" * 400)
+    tail.write(str(CONVOX_FAULTS["refused"]["stderr"]).encode())
+    assert convox._not_sent(result(tail.text()))
+    assert not convox._ship_not_sent(result(tail.text()))
+
+
+def test_convox_a_promote_refused_after_it_was_sent_is_not_sent_again() -> None:
+    # pkg/cli/releases.go releasePromote: AppGet, then "Promoting <id>", ReleasePromote, then
+    # the rollout wait, whose polls can be refused after the promote was sent.
+    refused = str(CONVOX_FAULTS["refused"]["stderr"])
+    assert convox._promote_not_sent(result(refused))
+    assert not convox._promote_not_sent(result(refused, "Promoting RABCDEFGH... \n"))
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -125,6 +144,11 @@ def test_connection_lost_is_only_a_lost_server() -> None:
         lost('pg_restore: error: could not execute query: ERROR:  relation "x" already exists')
     )
     assert not dataretry.connection_lost(CutoverError(LOST))
+    # libpq says "connection to server at ... failed" for a wrong password or database too.
+    at = 'pg_restore: error: connection to server at "127.0.0.1", port 5433 failed: '
+    assert dataretry.connection_lost(lost(at + "Connection refused"))
+    assert not dataretry.connection_lost(lost(at + "FATAL:  password authentication failed"))
+    assert not dataretry.connection_lost(lost(at + 'FATAL:  database "d" does not exist'))
 
 
 class FakeCtx(SimpleNamespace):
@@ -206,3 +230,15 @@ def test_a_download_is_tried_again_after_a_5xx(tmp_path: Path) -> None:
     assert dataretry.download_retrying(ctx, "https://h/b", tmp_path / "d") == (7, "sha")
     assert len(attempts) == 2 and len(sleeps) == 1
     assert "downloading again (attempt 2 of 3)" in notes[0]
+
+
+def test_heroku_a_capture_is_repeated_only_before_heroku_named_the_backup() -> None:
+    # pg/backups/capture.js prints "Backing up DATABASE to b042" once the POST returned; a
+    # network failure while it then polls must not start a second backup.
+    html_502 = HEROKU_TRANSIENT["html 502 (exit 1)"]
+    assert heroku._capture_not_started(result(html_502))
+    named = (
+        "Backing up DATABASE to b042... \n" + HEROKU_TRANSIENT["reset after the CLI's 5 retries"]
+    )
+    assert not heroku._capture_not_started(result(named))
+    assert not heroku._capture_not_started(result(HEROKU_PERMANENT["not found"]))

@@ -487,6 +487,20 @@ def test_the_runner_process_group_is_gone_after_a_flood(tools: HostileTools) -> 
         os.kill(pid, 0)
 
 
+def test_a_schema_dump_may_pass_the_default_stdout_bound() -> None:
+    # pgschema/pgreplace read a schema-only pg_dump as text; a database with thousands of
+    # tables can pass the bound every other command has: stdout_limit raises it for that call.
+    runner = Runner(SecretMasker(), max_stdout=1024 * 1024)
+    big = ["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x"]
+    with runner.stdout_limit(8 * 1024 * 1024):
+        assert len(runner.run(big, timeout=60).stdout) == 3_000_000
+    assert runner.max_stdout == 1024 * 1024
+    # Even when the child exits before the runner's wait sees the overflow (found here: a
+    # quick child's cut stdout was returned as if whole).
+    with pytest.raises(CommandError, match="printed more than 1 MiB"):
+        runner.run(big, timeout=60)
+
+
 # -- 5. terminal escape sequences: never passed raw ------------------------------------------
 
 
