@@ -8,6 +8,7 @@ branches; switch-dns's real undo is tested against Knot in test_rollback_dns.py.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -97,9 +98,15 @@ class Toys:
         return dict(json.loads(self.world_path.read_text()))
 
     def set_world(self, **changes: Any) -> None:
-        data = self.world()
-        data.update(changes)
-        self.world_path.write_text(json.dumps(data))
+        # Under the toy's own lock and replaced atomically (toy_rollback.world): the toy
+        # polls the file meanwhile, and a truncated read was a JSONDecodeError in CI.
+        with open(str(self.world_path) + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self.world()
+            data.update(changes)
+            tmp = self.world_path.with_suffix(".set")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.world_path)
 
     def state(self) -> dict[str, Any]:
         return dict(json.loads((self.root / ".cutover" / "state.json").read_text()))
