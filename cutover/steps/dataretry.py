@@ -93,15 +93,7 @@ def download_retrying(ctx: Context, url: str, dest: Path) -> tuple[int, str]:
         exc = state.outcome.exception() if state.outcome else None
         ctx.note(f"{exc}; downloading again (attempt {state.attempt_number + 1} of {ATTEMPTS})")
 
-    retrying = Retrying(
-        retry=retry_if_exception(download_failed_transiently),
-        stop=stop_after_attempt(ATTEMPTS),
-        wait=wait_exponential(min=1, max=8),
-        sleep=ctx.runner._sleep,
-        before_sleep=again,
-        reraise=True,
-    )
-    return retrying(ctx.http.download, url, dest)
+    return _retrying(ctx, download_failed_transiently, again)(ctx.http.download, url, dest)
 
 
 def restore_retrying(ctx: Context, staging: ConnInfo, restore: Callable[[], T]) -> T:
@@ -121,12 +113,20 @@ def restore_retrying(ctx: Context, staging: ConnInfo, restore: Callable[[], T]) 
         )
         pgstaging.create_staging(ctx.postgres, main)
 
-    retrying = Retrying(
-        retry=retry_if_exception(connection_lost),
+    return _retrying(ctx, connection_lost, again)(restore)
+
+
+def _retrying(
+    ctx: Context,
+    transient: Callable[[BaseException], bool],
+    again: Callable[[RetryCallState], None],
+) -> Retrying:
+    """ATTEMPTS tries, 1 to 8 s apart, on the runner's sleep (tests make it instant)."""
+    return Retrying(
+        retry=retry_if_exception(transient),
         stop=stop_after_attempt(ATTEMPTS),
         wait=wait_exponential(min=1, max=8),
         sleep=ctx.runner._sleep,
         before_sleep=again,
         reraise=True,
     )
-    return retrying(restore)
