@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,12 +234,27 @@ def parse_formation(text: str) -> list[FormationEntry]:
     return entries
 
 
+# How long a database URL read by ``pg:credentials:url`` is reused within one process (seconds).
+# A heroku CLI start costs 1.5 s on an idle machine and several on a loaded one; freeze-writes,
+# final-sync and verify-data each needed the URL inside the window. The URL changes only when the
+# credentials are rotated (``heroku pg:credentials:rotate``) or Heroku moves the database
+# (maintenance, which cutover's window is not run through): a window reads it once, before it
+# starts (steps/freeze.py prefetch). It is kept in memory only: never in the state or on disk.
+CREDENTIALS_MAX_AGE = 900.0
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
 class HerokuAdapter:
     def __init__(self, runner: Runner, masker: SecretMasker, app: str, work_dir: Path) -> None:
         self.runner = runner
         self.masker = masker
         self.app = app
         self.work_dir = work_dir
+        self._urls: dict[str, tuple[float, str]] = {}  # attachment -> (monotonic time read, URL)
+        self._urls_lock = threading.Lock()
 
     # -- argv builders (also used by dry runs) -------------------------------------------------
     def argv(self, *args: str) -> list[str]:
@@ -336,7 +353,20 @@ class HerokuAdapter:
             raise UnexpectedOutput(f"heroku maintenance printed {out[:80]!r}, expected on or off")
         return out == "on"
 
-    def credentials_url(self, attachment: str) -> str:
+    def credentials_url(self, attachment: str, *, fresh: bool = False) -> str:
+        """The attachment's connection URL from ``heroku pg:credentials:url ATTACHMENT``
+        (the line after "Connection URL:"); reused for :data:`CREDENTIALS_MAX_AGE` seconds in
+        this process unless ``fresh``. Raises UnexpectedOutput when no postgres URL is printed."""
+        with self._urls_lock:
+            known = self._urls.get(attachment)
+        if known and not fresh and _now() - known[0] < CREDENTIALS_MAX_AGE:
+            return known[1]
+        url = self._read_credentials_url(attachment)
+        with self._urls_lock:
+            self._urls[attachment] = (_now(), url)
+        return url
+
+    def _read_credentials_url(self, attachment: str) -> str:
         result = self._run("pg:credentials:url", attachment)
         lines = [line.strip() for line in result.stdout.splitlines()]
         for i, line in enumerate(lines):

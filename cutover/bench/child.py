@@ -7,7 +7,9 @@ operator), records the outputs in the state as the engine does on success (engin
 status done, outputs merged; each run a fresh attempt, as after ``--from``), and writes one
 JSON document to FILE:
 ``{"ok", "seconds", "external_seconds", "own_seconds", "children", "tools", "rss_mb", "error"}``
-(``tools``: seconds per external program, cutover/bench/clock.py).
+(``tools``: seconds per external program, cutover/bench/clock.py). A step inside the window
+(final-sync, verify-data) starts after the reads ``cutover run`` makes before the window
+(steps/freeze.py ``prefetch``: Heroku's credentials URL, kept in memory), untimed, as in a run.
 
 ``rss_mb`` is this process's own peak resident size (``getrusage(RUSAGE_SELF).ru_maxrss``,
 kilobytes on Linux): the cutover process, not pg_dump or pg_restore, whose usage the kernel
@@ -88,6 +90,16 @@ def run_step(playbook_path: Path, step_id: str) -> dict[str, Any]:
     st.status = Status.RUNNING
     st.started_at = now_iso()
     store.save(state)
+    if step.in_window:
+        # What `cutover run` reads before the window (disable-scheduler's prefetch: the
+        # credentials URL, kept in memory) is read before the clock too: the figure is the
+        # step's share of the downtime.
+        from cutover.steps.freeze import prefetch  # noqa: PLC0415
+
+        try:
+            prefetch(ctx)
+        except CutoverError as exc:
+            return _result(masker, f"before the step (prefetch): {_reason(exc)}")
     clock = ExternalClock()
     restore = install(clock)
     from cutover.runner import step_scope  # noqa: PLC0415 - as engine/run.py

@@ -181,10 +181,36 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default="direct",
         help="the method of figure (e), final-sync with changed-tables",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="NAME[,NAME]",
+        help="measure only these figures (their `bench:` names; `window` for the window's cost): "
+        "a developer's loop; the issue's targets are judged on the whole bench",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.rows < 1:
         parser.error("--runs and --rows must be at least 1")
+    args.only = {name.strip() for name in args.only.split(",") if name.strip()}
     return args
+
+
+def _wanted(args: argparse.Namespace, *names: str) -> bool:
+    """Whether ``--only`` (empty: everything) asks for any of ``names``."""
+    return not args.only or bool(args.only.intersection(names))
+
+
+def _only(bench: Bench, args: argparse.Namespace) -> None:
+    """Figures ``--only`` leaves out are reported as not measured; an unknown name is refused."""
+    if not args.only:
+        return
+    unknown = sorted(args.only - set(bench.figures) - {"window"})
+    if unknown:
+        known = ", ".join([*bench.figures, "window"])
+        raise BaselineError(f"--only: no figure named {', '.join(unknown)} (figures: {known})")
+    for name, figure in bench.figures.items():
+        if name not in args.only:
+            figure.fail("not measured (--only)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,17 +267,7 @@ def _bench(
     target = target_endpoint(sandbox)
     jobs = 2  # playbooks/sandbox.yml: database.restore_jobs
     bench = Bench(work)
-    b = bench.figure
-    b(report.GUIDE, "(a) pg_dump -Fc to a file, then pg_restore --clean --if-exists")
-    b(report.final_name("backup"), "(d) cutover final-sync, method backup")
-    b(report.STREAMED, "(b) pg_dump -Fc | pg_restore, streamed")
-    b(report.final_name("direct"), "(d) cutover final-sync, method direct")
-    b(report.PGCOPYDB, f"(c) pgcopydb clone, {jobs} table and index jobs")
-    b(report.final_name("in-rack"), "(d) cutover final-sync, method in-rack")
-    b(report.VERIFY, "(f) cutover verify-data")
-    b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")
-    b(report.FINAL_CHANGED, f"(e) final-sync changed-tables ({args.changed_method})")
-    sizes, half_mb = _rows_setup(bench, source, ref, console)
+    sizes, half_mb = _declare(bench, args, source, ref, console)
     tools = rows.Tools()
     rows_run: rows.RowsRun | None = None
     share: float | None = None
@@ -287,12 +303,16 @@ def _bench(
         )  # fmt: skip
         # Before (e): (e) ends with a final-sync after the last change on Heroku, which the
         # window (below) relies on (its verify-data compares Heroku with that sync).
-        rows_run = rows.measure(bench.figures, tools, sizes, target, work, jobs) or rows_run
-        share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
+        if _wanted(args, *rows.FIGURES):
+            rows_run = rows.measure(bench.figures, tools, sizes, target, work, jobs) or rows_run
+        if _wanted(args, report.FINAL_CHANGED):
+            share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
     for line in rows.lines(bench.figures, size_mb, half_mb, rows_run):
         print(line)
     # Last, once: the window changes the world (maintenance, DNS), so it ends the bench.
+    if not _wanted(args, "window"):
+        return 0
     console.print("bench: the rest of the cutover, for the window's fixed cost ...")
     try:
         for line in window.measure_window(playbooks["backup"]).lines():
@@ -300,6 +320,36 @@ def _bench(
     except (window.WindowError, OSError, ValueError) as exc:
         print(f"bench: window failed: {exc}")
     return 0
+
+
+def _declare(
+    bench: Bench,
+    args: argparse.Namespace,
+    source: Endpoint,
+    ref: reference.Reference,
+    console: Console,
+) -> tuple[rows.Sizes, float | None]:
+    """Every figure, in the order the table prints them; issue 13's sizes (the half-size
+    reference loaded when its figures are wanted); ``--only`` applied."""
+    jobs = 2  # playbooks/sandbox.yml: database.restore_jobs
+    b = bench.figure
+    b(report.GUIDE, "(a) pg_dump -Fc to a file, then pg_restore --clean --if-exists")
+    b(report.final_name("backup"), "(d) cutover final-sync, method backup")
+    b(report.STREAMED, "(b) pg_dump -Fc | pg_restore, streamed")
+    b(report.final_name("direct"), "(d) cutover final-sync, method direct")
+    b(report.PGCOPYDB, f"(c) pgcopydb clone, {jobs} table and index jobs")
+    b(report.final_name("in-rack"), "(d) cutover final-sync, method in-rack")
+    b(report.VERIFY, "(f) cutover verify-data")
+    b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")
+    b(report.FINAL_CHANGED, f"(e) final-sync changed-tables ({args.changed_method})")
+    if _wanted(args, *rows.FIGURES):
+        sizes, half_mb = _rows_setup(bench, source, ref, console)
+    else:  # the half-size reference takes minutes to load at the default scale
+        for name, note in rows.FIGURES.items():
+            b(name, note)
+        sizes, half_mb = rows.Sizes(source, None, ref, None, "not measured (--only)"), None
+    _only(bench, args)
+    return sizes, half_mb
 
 
 def _rows_setup(

@@ -400,6 +400,26 @@ def test_credentials_url_parsing(fake: FakeHarness) -> None:
     assert read_argv_log(fake.argv_log)[0][1:] == ["pg:credentials:url", "DATABASE", "-a", APP]
 
 
+def test_credentials_url_is_read_once_per_process_until_it_is_old(
+    fake: FakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """freeze-writes, final-sync and verify-data each need the URL inside the window: one heroku
+    CLI start (1.5 s and more) is paid once, before it; ``fresh`` or an old URL reads again."""
+    url = "postgres://u1:pw1@127.0.0.1:1/d1"
+    fake.fake(printing(f"Connection URL:\n  {url}\n"))
+    assert fake.adapter.credentials_url("DATABASE") == url
+    assert fake.adapter.credentials_url("DATABASE") == url
+    assert len(read_argv_log(fake.argv_log)) == 1
+    fake.adapter.credentials_url("HEROKU_POSTGRESQL_RED")  # another attachment: its own read
+    assert len(read_argv_log(fake.argv_log)) == 2
+    fake.adapter.credentials_url("DATABASE", fresh=True)
+    assert len(read_argv_log(fake.argv_log)) == 3
+    later = heroku_mod._now() + heroku_mod.CREDENTIALS_MAX_AGE + 1
+    monkeypatch.setattr(heroku_mod, "_now", lambda: later)
+    fake.adapter.credentials_url("DATABASE")
+    assert len(read_argv_log(fake.argv_log)) == 4
+
+
 def test_version_too_old_is_tool_missing(fake: FakeHarness) -> None:
     fake.fake(printing("heroku/7.60.2 linux-x64 node-v14.19.0"))
     with pytest.raises(ToolMissing, match="too old") as caught:

@@ -332,6 +332,18 @@ def test_disable_scheduler_lists_the_timers_at_its_gate(world: World) -> None:
     assert world.calls() == []  # nothing to ask Heroku: the gate is the operator's
 
 
+def test_without_the_freeze_the_window_still_reads_the_url_before_it(world: World) -> None:
+    """final-sync and verify-data need Heroku's URL inside the window: it is read once, before
+    it (heroku adapter, CREDENTIALS_MAX_AGE), kept in memory only, even without freeze-writes."""
+    ctx, _ = world.context(window="  freeze_writes: false")
+    assert not ctx.model.window.freeze_writes
+    DisableScheduler().check(ctx)
+    assert world.calls() == [["pg:credentials:url", "DATABASE"]]
+    url = ctx.heroku.credentials_url("DATABASE")  # what final-sync and verify-data ask for
+    assert url.startswith("postgres") and world.calls() == []
+    assert url not in json.dumps(ctx.state.model_dump(mode="json"))
+
+
 def test_disable_scheduler_asks_when_preflight_saw_the_addon_without_timers(world: World) -> None:
     ctx, _ = world.context()
     st = ctx.state.step("preflight")
