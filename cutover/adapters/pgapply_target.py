@@ -12,9 +12,9 @@ still comes before the round's first write.
 
 After (:func:`finish_script`): the round's last statements (sequences, the keyless tables'
 positions, the drop of ``_cutover``), then the synced marker with the database's row-write
-count once two reads 0.3 s apart agree, at most ten reads (pgstaging.settled_write_count: a
-backend reports its counters as it exits, just after its client has gone), written as
-pgstaging.mark_synced writes it.
+count once two reads 0.3 s apart agree, at most ten reads (a backend reports its counters as
+it exits, just after its client has gone), unless nothing else is connected on PostgreSQL 15+
+(:data:`_QUIET`); pgstaging.mark_synced runs this same script with no statements.
 """
 
 # SQL is built from catalog names (quote_ident'ed by the server), positions checked against a

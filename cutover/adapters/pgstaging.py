@@ -21,13 +21,11 @@ ALTER DATABASE, ALTER ROLE).
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
-from cutover.errors import CommandError, CutoverError
+from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 
 NEXT_SUFFIX = "__cutover_next"
 PREV_SUFFIX = "__cutover_prev"
@@ -270,27 +268,20 @@ def mark(pg: PostgresAdapter, conn: ConnInfo, dbname: str, text: str) -> None:
     pg.psql(maintenance(conn), f"COMMENT ON DATABASE {ident(dbname)} IS {literal(text)};")
 
 
-def settled_write_count(
-    pg: PostgresAdapter, conn: ConnInfo, sleep: Callable[[float], None] = time.sleep
-) -> int:
-    """The write counter once two reads agree: a backend reports its counters when it exits,
-    which can be just after its client (the copy's psql or pg_restore) has gone (PostgreSQL 15
-    pgstat_report_stat at backend shutdown). Bounded: at most 10 reads."""
-    last = write_count(pg, conn)
-    for _ in range(9):
-        sleep(0.3)
-        now = write_count(pg, conn)
-        if now == last:
-            break
-        last = now
-    return last
-
-
 def mark_synced(pg: PostgresAdapter, conn: ConnInfo, extra: str = "") -> str:
-    """Write ``cutover:synced <time> writes=<N>`` on ``conn.dbname`` (N read from it now)."""
-    text = f"{MARKER_SYNCED} {now_iso()} writes={settled_write_count(pg, conn)}{extra}"
-    mark(pg, conn, conn.dbname, text)
-    return text
+    """Write ``cutover:synced <time> writes=<N>`` on ``conn.dbname`` (N read from it now), in one
+    psql connected to it: on PostgreSQL 15+ with no other client connected (the copy's sessions
+    gone, waited for up to 0.2 s) one read of N is final; else N once two reads 0.3 s apart agree
+    (a backend reports its counters as it exits, just after its client has gone:
+    pgapply_target.finish_script says more). Returns the
+    marker text."""
+    from cutover.adapters.pgapply_target import finish_script  # noqa: PLC0415 - it imports us
+
+    rows = pg.psql(conn, finish_script([], conn.dbname, extra))
+    marker = next((r[1] for r in rows if len(r) == 2 and r[0] == "marker"), None)
+    if marker is None or not marker.startswith(f"{MARKER_SYNCED} "):
+        raise UnexpectedOutput(f"psql wrote no synced marker on {conn.dbname}")
+    return marker
 
 
 def mark_syncing(pg: PostgresAdapter, conn: ConnInfo) -> str:

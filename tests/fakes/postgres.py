@@ -157,6 +157,8 @@ def _server_sql(world: dict[str, Any], target: tuple[str, str, str], sql: str) -
         return [["comment:" + str(res.get("comment", ""))]]
     if "pg_encoding_to_char" in sql:
         return [["UTF8", "C.UTF-8", "C.UTF-8"]]
+    if "cutover_marker" in sql:
+        return _synced_marker(world, target, sql)
     if "n_tup_ins" in sql:
         return [[str(_writes(_data(world, target)))]]
     if "relkind IN" in sql:
@@ -178,6 +180,22 @@ def _server_sql(world: dict[str, Any], target: tuple[str, str, str], sql: str) -
         else:
             raise LookupError(sql[:60])
     return []
+
+
+def _synced_marker(
+    world: dict[str, Any], target: tuple[str, str, str], sql: str
+) -> list[list[str]]:
+    """pgstaging.mark_synced's one psql script (pgapply_target.finish_script with no statements):
+    the write count read once (nothing else is connected here), the marker written and printed."""
+    head = re.search(r"SELECT '([^']*)' \|\| :'cutover_w' \|\| '([^']*)' AS cutover_marker", sql)
+    db = re.search(r'COMMENT ON DATABASE "([^"]+)" IS :\'cutover_marker\';', sql)
+    if not head or not db:
+        raise LookupError(sql[:60])
+    text = f"{head[1]}{_writes(_data(world, target))}{head[2]}"
+    with update_world() as changed:
+        res = changed["convox"]["apps"][target[1]]["resources"][target[2]]
+        res["staging_comment" if db[1] == "app" + STAGING_SUFFIX else "comment"] = text
+    return [["marker", text]]
 
 
 # -- pg_dump -----------------------------------------------------------------------------------
