@@ -241,7 +241,9 @@ class CheckMysql(Step):
             "when preflight found a MySQL add-on (ClearDB, JawsDB):",
             *_common_describe(ctx, var),
             "mariadb (Heroku, Convox): versions; columns in utf8mb3; collations the Convox "
-            "server lacks; triggers, views, routines and events with their DEFINER; size",
+            "server lacks; triggers, views, routines and events with their DEFINER; size; with "
+            "triggers or functions, the Convox server's @@log_bin, "
+            "@@log_bin_trust_function_creators and the user's SUPER (error 1419)",
             "several MySQL add-ons: the one whose var is mysql.config_var (else the first) is "
             "copied, each other one named as NOT copied (WARNING)",
         ]
@@ -281,8 +283,7 @@ class CheckMysql(Step):
         if report.blockers:
             raise CutoverError(
                 "the Convox MySQL server cannot take Heroku's data: " + "; ".join(report.blockers),
-                resolution="Pick a mysql resource version that has them (convox.yml "
-                "resources.<name>.options.version), or convert the tables on Heroku first",
+                resolution=" ".join(report.resolutions),
             )
         ctx.note(
             f"{service}: MySQL {report.heroku_version} -> Convox {report.convox_version}, "
