@@ -104,13 +104,15 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
     ):
         report.utf8mb3.append(f"{table}.{column}")
     if report.utf8mb3:
-        tables = sorted({c.split(".", 1)[0] for c in report.utf8mb3})
+        in_tables = sorted({c.split(".", 1)[0] for c in report.utf8mb3})
         more = f" (and {len(report.utf8mb3) - 10} more)" if len(report.utf8mb3) > 10 else ""
         report.findings.append(
             f"{len(report.utf8mb3)} column(s) in utf8mb3 (MySQL's 'utf8': 3 bytes, no emoji), "
             f"kept utf8mb3 on Convox: {', '.join(report.utf8mb3[:10])}{more}; the change to "
             "utf8mb4 is the app's to make, on Heroku before the copy or on Convox after: "
-            + "; ".join(f"ALTER TABLE `{t}` CONVERT TO CHARACTER SET utf8mb4" for t in tables[:10])
+            + "; ".join(
+                f"ALTER TABLE `{t}` CONVERT TO CHARACTER SET utf8mb4" for t in in_tables[:10]
+            )
             + " (that converts every text column of the table; ALTER TABLE ... MODIFY changes "
             "one; an index on a long column may then exceed the key length: 4 bytes a character)"
         )
