@@ -14,7 +14,10 @@ definers, size. Reads only.
   only (MySQL 8.0 manual, mysqldump); older ClearDB databases hold MyISAM tables: each one is
   named, with when its copy is consistent (the final copy, nothing writing);
 * definers: every trigger, view, routine and event with its DEFINER; the copy rewrites them to
-  the Convox user (CURRENT_USER), since Heroku's add-on user does not exist there.
+  the Convox user (CURRENT_USER), since Heroku's add-on user does not exist there;
+* binary logging (error 1419): on a Convox server with binary logging on, a user without SUPER
+  cannot create the triggers and stored functions unless log_bin_trust_function_creators=1
+  (:func:`binlog_blocker`): a blocker, before the window, naming the fix.
 """
 
 from __future__ import annotations
@@ -33,6 +36,37 @@ DEFINERS_SQL = (
 )
 
 
+# Error 1419 (ER_BINLOG_CREATE_ROUTINE_NEED_SUPER). MySQL Reference Manual, "Stored Program
+# Binary Logging" (8.4: section 27.7, https://dev.mysql.com/doc/refman/8.4/en/
+# stored-programs-logging.html; 5.7: 23.7): with binary logging enabled, creating or altering a
+# stored function needs the SUPER privilege in addition to CREATE ROUTINE, unless
+# log_bin_trust_function_creators=1, and the same holds for triggers; the conditions do not apply
+# to stored procedures or events. MariaDB, "Binary Logging of Stored Routines" and
+# log_bin_trust_function_creators: "creation of a stored function (or trigger) is allowed only to
+# users having the SUPER privilege". Amazon RDS turns binary logging on with automated backups
+# (its default) and gives its master user no SUPER: the fix there is a DB parameter group with
+# log_bin_trust_function_creators=1. Without this check the copy fails at the objects' load.
+BINLOG_KINDS = ("trigger", "function")
+BINLOG_SQL = (
+    "SELECT @@log_bin, @@log_bin_trust_function_creators, CURRENT_USER(), (SELECT COUNT(*) FROM "
+    "information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'SUPER' AND GRANTEE = CONCAT("
+    "'''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), "
+    "'@', -1), ''''))"
+)
+BINLOG_RESOLUTION = (
+    "On RDS (rds-mysql, rds-mariadb; RDS gives no SUPER): a custom DB parameter group setting "
+    "log_bin_trust_function_creators=1 on the instance (a group newly attached applies after a "
+    "reboot; the parameter itself is dynamic). On a server you run: SET GLOBAL "
+    "log_bin_trust_function_creators = 1 as an admin (or start it with "
+    "--log-bin-trust-function-creators=1), or use a user with SUPER. Then "
+    "`cutover run` again."
+)
+COLLATION_RESOLUTION = (
+    "Pick a mysql resource version that has them (convox.yml resources.<name>.options.version), "
+    "or convert the tables on Heroku first."
+)
+
+
 @dataclass
 class Report:
     heroku_version: str
@@ -44,6 +78,7 @@ class Report:
     definers: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)
+    resolutions: list[str] = field(default_factory=list)  # what to do, one per kind of blocker
 
 
 def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
@@ -69,10 +104,30 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
     ):
         report.utf8mb3.append(f"{table}.{column}")
     if report.utf8mb3:
+        in_tables = sorted({c.split(".", 1)[0] for c in report.utf8mb3})
+        more = f" (and {len(report.utf8mb3) - 10} more)" if len(report.utf8mb3) > 10 else ""
         report.findings.append(
-            f"{len(report.utf8mb3)} column(s) in utf8mb3 (MySQL's 'utf8', no emoji), kept as "
-            f"they are on Convox: {', '.join(report.utf8mb3[:10])}; converting them to utf8mb4 "
-            "is the app's change (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4)"
+            f"{len(report.utf8mb3)} column(s) in utf8mb3 (MySQL's 'utf8': 3 bytes, no emoji), "
+            f"kept utf8mb3 on Convox: {', '.join(report.utf8mb3[:10])}{more}; the change to "
+            "utf8mb4 is the app's to make, on Heroku before the copy or on Convox after: "
+            + "; ".join(
+                f"ALTER TABLE `{t}` CONVERT TO CHARACTER SET utf8mb4" for t in in_tables[:10]
+            )
+            + " (that converts every text column of the table; ALTER TABLE ... MODIFY changes "
+            "one; an index on a long column may then exceed the key length: 4 bytes a character)"
+        )
+    default = my.row(
+        source,
+        "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "
+        "DATABASE()",
+        1,
+        "the database's default character set",
+    )[0]
+    if default in ("utf8", "utf8mb3"):
+        report.findings.append(
+            f"the Heroku database's default character set is {default} (utf8mb3); the Convox "
+            "database is given the same default, so a table the app creates later without "
+            "naming one is utf8mb3 too: ALTER DATABASE CHARACTER SET utf8mb4 changes that"
         )
     for table, engine in my.query(
         source,
@@ -108,6 +163,7 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
         report.blockers.append(
             f"collation(s) unknown to the Convox server ({convox_version}): {', '.join(missing)}"
         )
+        report.resolutions.append(COLLATION_RESOLUTION)
     for kind, name, definer in my.query(source, DEFINERS_SQL):
         report.definers.append(f"{kind} {name} ({definer})")
     if report.definers:
@@ -116,9 +172,34 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
             "the copy makes the Convox user their definer (Heroku's user does not exist there, "
             "and naming another definer needs SUPER / SET USER)"
         )
+    blocker = binlog_blocker(
+        my, target, [d for d in report.definers if d.split(" ", 1)[0] in BINLOG_KINDS]
+    )
+    if blocker:
+        report.blockers.append(blocker)
+        report.resolutions.append(BINLOG_RESOLUTION)
     events = [d for d in report.definers if d.startswith("event ")]
     if events:
         report.findings.append(
             f"{len(events)} event(s) copied: they run on Convox when its event_scheduler is ON"
         )
     return report
+
+
+def binlog_blocker(my: MysqlAdapter, target: MyConn, objects: list[str]) -> str | None:
+    """Why the Convox user cannot create ``objects`` (triggers and stored functions, "kind name
+    (definer)"), or None: binary logging off, log_bin_trust_function_creators on, or SUPER."""
+    if not objects:
+        return None
+    log_bin, trusted, user, has_super = my.row(
+        target, BINLOG_SQL, 4, "binary logging settings and the SUPER privilege"
+    )
+    if log_bin != "1" or trusted == "1" or has_super != "0":
+        return None
+    names = ", ".join(o.split(" (", 1)[0] for o in objects[:10])
+    return (
+        f"{len(objects)} trigger(s) or stored function(s) ({names}) cannot be created on the "
+        "Convox server: binary logging is on, log_bin_trust_function_creators is 0 and the "
+        f"Convox user {user} has no SUPER privilege, so the copy would stop with error 1419 "
+        "(ER_BINLOG_CREATE_ROUTINE_NEED_SUPER)"
+    )

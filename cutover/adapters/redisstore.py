@@ -4,11 +4,15 @@ cutover/adapters/rediscopy.py.
 
 Facts relied on:
 
-* Heroku Redis 6+ takes only TLS (``rediss://``) and its certificate cannot be verified by the
-  client; Heroku documents turning verification off, in redis-py ``ssl_cert_reqs=None``
-  (https://devcenter.heroku.com/articles/heroku-redis#connecting-in-python). cutover does the
-  same for a ``rediss://`` URL and says so (:data:`TLS_NOTE`): the connection is encrypted, the
-  server is not authenticated.
+* Heroku Redis (service ``heroku-redis``, now Heroku Key-Value Store, ``heroku-key-value``) 6+
+  takes only TLS (``rediss://``) with a self-signed certificate the client cannot verify; Heroku
+  documents turning verification off, in redis-py ``ssl_cert_reqs=None``
+  (https://devcenter.heroku.com/articles/heroku-redis#connecting-in-python). cutover does that
+  for those services only (:data:`SELF_SIGNED_SERVICES`, ``parse_url(..., verify=False)``) and
+  says so (:func:`tls_note`): encrypted, the server not authenticated. Any other ``rediss://``
+  URL (a third-party add-on: Redis Cloud, ...) is verified fully: the certificate chain against
+  the system's CA bundle (``ssl.create_default_context``, which honours ``SSL_CERT_FILE``) and
+  the host name.
 * Convox's ``redis`` resource: ``redis://<host>:6379``, no password, no database number
   (convox provider/k8s/template/resource/redis.yml.tmpl), image ``redis:4.0.10`` unless
   ``options.version`` (provider/k8s/release.go ``resourceDefaultImages``).
@@ -34,9 +38,16 @@ if TYPE_CHECKING:
 
     from cutover.secrets import SecretMasker
 
-TLS_NOTE = (
-    "rediss:// (TLS): certificate not verified, as Heroku documents for Heroku Redis "
-    "(self-signed; redis-py ssl_cert_reqs=None): encrypted, server not authenticated"
+# Heroku's own Redis add-on services, whose certificate is self-signed (module docstring).
+SELF_SIGNED_SERVICES = ("heroku-redis", "heroku-key-value")
+TLS_NOTE_UNVERIFIED = (
+    "rediss:// (TLS): certificate not verified, as Heroku documents for Heroku Redis / Key-Value "
+    "Store (self-signed; redis-py ssl_cert_reqs=None): encrypted, server not authenticated"
+)
+TLS_NOTE_VERIFIED = (
+    "rediss:// (TLS): certificate verified against the system's CA bundle, host name checked "
+    "(not Heroku Redis: only Heroku's own add-on has the self-signed certificate Heroku "
+    "documents)"
 )
 SCAN_COUNT = 1000
 SOCKET_TIMEOUT = 60.0
@@ -50,15 +61,28 @@ class Endpoint:
     password: str | None
     db: int
     tls: bool
+    verify: bool = True  # TLS only: verify the certificate and host name (module docstring)
 
     def via(self, host: str, port: int) -> Endpoint:
         """The same server reached through a local tunnel (``convox resources proxy``)."""
-        return Endpoint(host, port, self.username, self.password, self.db, self.tls)
+        return Endpoint(host, port, self.username, self.password, self.db, self.tls, self.verify)
 
 
-def parse_url(url: str, what: str) -> Endpoint:
+def verifies(service: str) -> bool:
+    """Whether a ``rediss://`` URL of this Heroku add-on service gets its certificate verified:
+    every service but Heroku's own (:data:`SELF_SIGNED_SERVICES`)."""
+    return service not in SELF_SIGNED_SERVICES
+
+
+def tls_note(endpoint: Endpoint) -> str:
+    """What cutover does with the endpoint's TLS, to say before connecting (TLS endpoints)."""
+    return TLS_NOTE_VERIFIED if endpoint.verify else TLS_NOTE_UNVERIFIED
+
+
+def parse_url(url: str, what: str, *, verify: bool = True) -> Endpoint:
     """``redis://`` or ``rediss://[user][:password]@host[:port][/db]``; ``what`` names the URL's
-    origin in errors (never the URL: it holds the password)."""
+    origin in errors (never the URL: it holds the password). ``verify=False`` only for Heroku's
+    own Redis (:func:`verifies`)."""
     try:
         parts = urlsplit(url)
         port = parts.port or 6379
@@ -78,6 +102,7 @@ def parse_url(url: str, what: str) -> Endpoint:
         password=unquote(parts.password) if parts.password else None,
         db=int(path or 0),
         tls=parts.scheme == "rediss",
+        verify=verify,
     )
 
 
@@ -98,9 +123,11 @@ def connect(endpoint: Endpoint, what: str) -> redis.Redis:
         username=endpoint.username,
         password=endpoint.password,
         ssl=endpoint.tls,
-        # Heroku's documented ssl_cert_reqs=None (module docstring); redis-py maps None to
-        # ssl.CERT_NONE, which its type hints ask for.
-        ssl_cert_reqs=ssl.CERT_NONE,
+        # Heroku Redis: Heroku's documented ssl_cert_reqs=None (module docstring; redis-py maps
+        # None to ssl.CERT_NONE, which its type hints ask for). Others: the chain against the
+        # default CA bundle (no ssl_ca_certs: redis-py's ssl.create_default_context) and the name.
+        ssl_cert_reqs=ssl.CERT_REQUIRED if endpoint.verify else ssl.CERT_NONE,
+        ssl_check_hostname=endpoint.verify,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=15,
     )
@@ -111,6 +138,15 @@ def connect(endpoint: Endpoint, what: str) -> redis.Redis:
         raise CutoverError(f"{what}: the Redis server refused the password") from None
     except redis.RedisError as exc:
         conn.close()
+        if endpoint.tls and endpoint.verify and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise CutoverError(
+                f"{what}: the Redis server's TLS certificate could not be verified against the "
+                "system's CA bundle (or does not name the host); cutover skips verification "
+                "for Heroku Redis / Key-Value Store only, as Heroku documents",
+                resolution="If the add-on's provider uses its own CA, put it in a bundle and "
+                "point SSL_CERT_FILE at it; if this is Heroku Redis named in redis.addons, "
+                "check that the Heroku app lists it as heroku-redis (`heroku addons`).",
+            ) from None
         raise CutoverError(f"{what}: cannot reach the Redis server: {type(exc).__name__}") from None
     return conn
 

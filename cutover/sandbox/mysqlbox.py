@@ -20,6 +20,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -131,7 +132,9 @@ def load(root: Path) -> MysqlBox:
     return MysqlBox(**data)
 
 
-def server_argv(box: MysqlBox) -> list[str]:
+def server_argv(box: MysqlBox, extra: Sequence[str] = ()) -> list[str]:
+    """mariadbd's argv; ``extra`` options come last, so they win over the defaults (the tests
+    start one as RDS runs it: --log-bin --log-bin-trust-function-creators=0)."""
     daemon = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     argv = [
         daemon,
@@ -155,7 +158,7 @@ def server_argv(box: MysqlBox) -> list[str]:
     ]
     if os.geteuid() == 0:
         argv.append("--user=root")
-    return argv
+    return [*argv, *extra]
 
 
 def admin(box: MysqlBox, sql: str, database: str | None = None, timeout: float = 60) -> str:
@@ -178,12 +181,13 @@ def is_running(box: MysqlBox) -> bool:
     return box.pid is not None and procs.pid_alive(box.pid)
 
 
-def start(box: MysqlBox, timeout: float = START_TIMEOUT) -> int:
-    """Start the server (no-op when it runs); wait until the admin can log in."""
+def start(box: MysqlBox, timeout: float = START_TIMEOUT, extra: Sequence[str] = ()) -> int:
+    """Start the server (no-op when it runs); wait until the admin can log in. ``extra``:
+    :func:`server_argv`."""
     if is_running(box):
         assert box.pid is not None
         return box.pid
-    pid = procs.spawn_daemon(server_argv(box), log_path=box.log_path)
+    pid = procs.spawn_daemon(server_argv(box, extra), log_path=box.log_path)
     box.pid = pid
     save(box)
     deadline = time.monotonic() + timeout

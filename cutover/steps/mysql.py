@@ -27,6 +27,7 @@ from pydantic import Field
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.data import force_gate_question
+from cutover.steps.mysqladdons import not_copied_warning, which
 from cutover.steps.preflight import PreflightOutputs
 
 if TYPE_CHECKING:
@@ -77,22 +78,11 @@ def resource_name(ctx: Context) -> str:
     )
 
 
-def _planned_resource(ctx: Context) -> str:
+def planned_resource(ctx: Context) -> str:
     try:
         return resource_name(ctx)
     except CutoverError:
         return "<the manifest's mysql resource>"
-
-
-def mysql_addon(heroku_addons: list[str]) -> tuple[str, str] | None:
-    """The app's first MySQL-like add-on service and its config var, from the catalog."""
-    from cutover.catalog import addons  # noqa: PLC0415
-
-    for service in heroku_addons:
-        kind = addons().get(service)
-        if kind is not None and kind.resource in ("mysql", "mariadb") and kind.default_vars:
-            return service, kind.default_vars[0]
-    return None
 
 
 class CheckMysqlOutputs(StepOutputs):
@@ -108,6 +98,7 @@ class CheckMysqlOutputs(StepOutputs):
     non_transactional: list[str] = Field(default_factory=list)  # "t (MyISAM)": no snapshot
     definers: list[str] = Field(default_factory=list)  # "trigger t (b1@%)": made the Convox user
     findings: list[str] = Field(default_factory=list)
+    not_copied: list[str] = Field(default_factory=list)  # "jawsdb (JAWSDB_URL)": another add-on
 
 
 class MysqlSyncOutputs(StepOutputs):
@@ -219,7 +210,7 @@ def convox_conn(ctx: Context, my: MysqlAdapter) -> Iterator[MyConn]:
 
 
 def _common_describe(ctx: Context, var: str) -> list[str]:
-    resource = _planned_resource(ctx)
+    resource = planned_resource(ctx)
     return [
         cmd(ctx.heroku.argv("config", "--json")) + f"   ({var}: the add-on's URL, masked)",
         cmd(ctx.convox.argv("resources", "url", resource)),
@@ -250,26 +241,37 @@ class CheckMysql(Step):
             "when preflight found a MySQL add-on (ClearDB, JawsDB):",
             *_common_describe(ctx, var),
             "mariadb (Heroku, Convox): versions; columns in utf8mb3; collations the Convox "
-            "server lacks; triggers, views, routines and events with their DEFINER; size",
+            "server lacks; triggers, views, routines and events with their DEFINER; size; with "
+            "triggers or functions, the Convox server's @@log_bin, "
+            "@@log_bin_trust_function_creators and the user's SUPER (error 1419)",
+            "several MySQL add-ons: the one whose var is mysql.config_var (else the first) is "
+            "copied, each other one named as NOT copied (WARNING)",
         ]
 
     def apply(self, ctx: Context) -> CheckMysqlOutputs:
         pre = self.read(ctx, PreflightOutputs)
-        found = mysql_addon(pre.heroku_addons if pre else [])
+        found = (
+            which(pre.mysql_addons, pre.heroku_addons, ctx.model.mysql.config_var) if pre else None
+        )
         if found is None:
             ctx.note("no MySQL add-on (ClearDB, JawsDB) on the Heroku app: no MySQL data to copy")
             return CheckMysqlOutputs()
-        service, default_var = found
-        var = _var(ctx, default_var) or default_var
+        chosen, others = found
+        service, var = chosen.service, chosen.config_var
+        left = [a.label() for a in others]
         if not ctx.model.mysql.copy_data:
             finding = (
-                f"finding: the Heroku app has {service} ({var}) but mysql.copy is false: its data "
-                f"is NOT copied; the Convox {_planned_resource(ctx)} resource stays empty"
+                f"finding: the Heroku app has {', '.join([chosen.label(), *left])} but "
+                "mysql.copy is false: the data is NOT copied; the Convox "
+                f"{planned_resource(ctx)} resource stays empty"
             )
             ctx.note(finding)
             return CheckMysqlOutputs(
-                addon=service, config_var=var, copied=False, findings=[finding]
+                addon=service, config_var=var, copied=False, findings=[finding], not_copied=left
             )
+        warning = not_copied_warning(chosen, others, planned_resource(ctx)) if others else None
+        if warning:
+            ctx.note(warning)
         from cutover.adapters import mysqlcheck  # noqa: PLC0415
 
         my = _adapter(ctx)
@@ -281,8 +283,7 @@ class CheckMysql(Step):
         if report.blockers:
             raise CutoverError(
                 "the Convox MySQL server cannot take Heroku's data: " + "; ".join(report.blockers),
-                resolution="Pick a mysql resource version that has them (convox.yml "
-                "resources.<name>.options.version), or convert the tables on Heroku first",
+                resolution=" ".join(report.resolutions),
             )
         ctx.note(
             f"{service}: MySQL {report.heroku_version} -> Convox {report.convox_version}, "
@@ -299,7 +300,8 @@ class CheckMysql(Step):
             utf8mb3=report.utf8mb3,
             non_transactional=report.non_transactional,
             definers=report.definers,
-            findings=report.findings,
+            findings=[*([warning] if warning else []), *report.findings],
+            not_copied=left,
         )
 
 

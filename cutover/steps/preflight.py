@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Step, StepOutputs, cmd
 from cutover.steps.manifests import load_manifest, manifest_path
+from cutover.steps.mysqladdons import MysqlAddon, preflight_mysql
 from cutover.steps.redischeck import preflight_redis
 
 
@@ -29,6 +30,8 @@ class PreflightOutputs(StepOutputs):
     heroku_cli: str
     heroku_formation: dict[str, Dynos]
     heroku_addons: list[str]
+    # every MySQL add-on with its URL var (steps/mysqladdons.py); absent from older states
+    mysql_addons: list[MysqlAddon] = Field(default_factory=list)
     scheduler: bool
     router: str
     rack: str | None
@@ -140,10 +143,12 @@ class Preflight(Step):
         # Redis: a playbook/manifest mistake or an unreachable add-on found now, not in the
         # window by inspect-redis (steps/redischeck.py).
         preflight_redis(ctx, manifest, addons)
+        mysql = preflight_mysql(ctx, addons)
         outputs = PreflightOutputs(
             heroku_cli=".".join(map(str, version)),
             heroku_formation={f.type: Dynos(quantity=f.quantity, size=f.size) for f in formation},
             heroku_addons=addon_services,
+            mysql_addons=mysql,
             scheduler="scheduler" in addon_services,
             router=router,
             rack=ctx.convox.rack,

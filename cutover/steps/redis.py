@@ -124,8 +124,9 @@ class InspectRedis(Step):
             cmd(ctx.heroku.argv("config", "--json")) + "   (each Redis add-on's URL; masked)",
             "redis-py, in-process (no argv): INFO; SCAN with TYPE+PTTL per "
             f"{section.batch} keys; the Sidekiq/RQ/Celery/Bull layouts and their sizes",
-            "rediss:// URLs: TLS with the certificate not verified (Heroku's documented "
-            "setting for Heroku Redis)",
+            "rediss:// URLs: TLS; the certificate not verified for Heroku Redis / Key-Value "
+            "Store (self-signed: Heroku's documented setting), verified against the system's "
+            "CA bundle with the host name for any other add-on",
             f"redis.copy: {section.copy_mode} (auto: all when keys outside job layouts have no "
             "TTL, else queues, else nothing); what is left behind is named",
             *(
@@ -141,7 +142,8 @@ class InspectRedis(Step):
     def _targets(self, ctx: Context) -> list[Target]:
         manifest = load_manifest(manifest_path(ctx))
         if ctx.model.redis.addons:
-            return targets(ctx.model.redis, None, manifest)
+            # the add-ons too: each named one's service decides its TLS verification
+            return targets(ctx.model.redis, ctx.heroku.addons(), manifest)
         pre = self.read(ctx, PreflightOutputs)
         if pre is not None and not any(
             s in pre.heroku_addons for s in _redis_services()
@@ -176,9 +178,9 @@ class InspectRedis(Step):
         found_targets = [t for t in found_targets if t.resource is not None]
         config = ctx.heroku.config() if found_targets else {}
         for target in found_targets:
-            endpoint = heroku_endpoint(ctx, config, target.config_var)
+            endpoint = heroku_endpoint(ctx, config, target.config_var, target.service)
             if endpoint.tls:
-                ctx.note(f"{target.config_var}: {redisstore.TLS_NOTE}")
+                ctx.note(f"{target.config_var}: {redisstore.tls_note(endpoint)}")
             what = f"Heroku Redis ({target.config_var})"
             conn = redisstore.connect(endpoint, what)
             try:
@@ -331,9 +333,12 @@ class SyncRedis(Step):
 
         assert found.resource
         section = ctx.model.redis
-        source = heroku_endpoint(ctx, config, found.config_var)
+        source = heroku_endpoint(ctx, config, found.config_var, found.service)
         url = ctx.convox.resource_url(found.resource)
-        target = redisstore.parse_url(url, f"convox resources url {found.resource}")
+        # Reached through `convox resources proxy` on 127.0.0.1, which no certificate names: a
+        # TLS resource (Convox's redis is plain TCP, redis.yml.tmpl) is not verified; the
+        # tunnel goes through the convox CLI's own connection to the rack.
+        target = redisstore.parse_url(url, f"convox resources url {found.resource}", verify=False)
         redisstore.register(ctx.masker, url, target)
         src = redisstore.connect(source, f"Heroku Redis ({found.config_var})")
         try:

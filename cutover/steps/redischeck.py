@@ -7,7 +7,8 @@ resolution inspect-redis uses, so the two never disagree): ``redis.addons[].reso
 redis resource of the manifest and no two add-ons share one (InvalidInput naming the field); the
 add-on's URL config var exists on the Heroku app (``heroku config --json``: values go to the
 masker, never out) and parses; the server answers PING through TLS as Heroku documents
-(redisstore.connect) and says its version. An add-on without a redis resource is a WARNING here
+(redisstore.connect; the certificate verified unless the add-on is Heroku's own Redis, which is
+self-signed) and says its version. An add-on without a redis resource is a WARNING here
 and again in the window. The Convox side does not exist yet (create-app makes it): sync-redis
 checks it.
 """
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
     from cutover.adapters.redisstore import Endpoint
 
 
-def heroku_endpoint(ctx: Context, config: dict[str, str], var: str) -> Endpoint:
-    """The add-on's endpoint from its config var (the URL registered with the masker)."""
+def heroku_endpoint(ctx: Context, config: dict[str, str], var: str, service: str) -> Endpoint:
+    """The add-on's endpoint from its config var (the URL registered with the masker). Its TLS
+    certificate is verified unless ``service`` is Heroku's own Redis (redisstore.verifies)."""
     from cutover.adapters import redisstore  # noqa: PLC0415 - adapters load when a step runs
 
     url = config.get(var)
@@ -34,7 +36,9 @@ def heroku_endpoint(ctx: Context, config: dict[str, str], var: str) -> Endpoint:
             f"the Heroku app has no config var {var} (a Redis add-on's URL)",
             resolution="Check `heroku addons` and redis.addons in the playbook.",
         )
-    endpoint = redisstore.parse_url(url, f"Heroku config var {var}")
+    endpoint = redisstore.parse_url(
+        url, f"Heroku config var {var}", verify=redisstore.verifies(service)
+    )
     redisstore.register(ctx.masker, url, endpoint)
     return endpoint
 
@@ -48,7 +52,7 @@ def preflight_redis(
     password refused: the add-on named, never its URL)."""
     from cutover.adapters import redisstore  # noqa: PLC0415 - adapters load when a step runs
 
-    found = targets(ctx.model.redis, None if ctx.model.redis.addons else addons, manifest)
+    found = targets(ctx.model.redis, addons, manifest)
     reachable = [t for t in found if t.resource is not None]
     for target in found:
         if target.resource is None:
@@ -68,8 +72,12 @@ def preflight_redis(
                 f"(config vars ending in _URL: "
                 f"{', '.join(sorted(v for v in config if v.endswith('_URL'))) or 'none'})"
             )
-        endpoint = heroku_endpoint(ctx, config, target.config_var)
+        endpoint = heroku_endpoint(ctx, config, target.config_var, target.service)
         what = f"Heroku Redis ({target.config_var})"
+        if endpoint.tls:
+            ctx.note(
+                f"Redis {target.config_var} ({target.service}): {redisstore.tls_note(endpoint)}"
+            )
         conn = redisstore.connect(endpoint, what)
         try:
             with redisstore.failures(f"preflight of {what}", ctx.masker):

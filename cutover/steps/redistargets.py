@@ -78,14 +78,25 @@ def redis_addons(addons: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
+def service_of(addons: list[dict[str, Any]], config_var: str) -> str | None:
+    """The service of the add-on that sets ``config_var`` (its ``config_vars``), if any."""
+    for addon in addons:
+        if config_var in [str(v) for v in addon.get("config_vars") or []]:
+            return str((addon.get("addon_service") or {}).get("name", "")) or None
+    return None
+
+
 def targets(
     section: RedisSection, addons: list[dict[str, Any]] | None, manifest: dict[str, Any]
 ) -> list[Target]:
     """The add-ons to inspect, each with its resource. ``addons`` (``heroku addons --json``) is
-    needed only when the playbook's ``redis.addons`` is empty."""
+    needed when the playbook's ``redis.addons`` is empty; with it, an add-on the playbook names
+    gets the service that sets its config var (whether its TLS certificate is verified depends on
+    it: adapters/redisstore.py), else ``playbook``."""
     if section.addons:
         out = []
         for entry in section.addons:
+            service = service_of(addons or [], entry.config_var) or "playbook"
             resource = entry.resource or resource_for(manifest, entry.config_var)
             if entry.resource and entry.resource not in redis_resources(manifest):
                 raise InvalidInput(
@@ -94,7 +105,7 @@ def targets(
                     f"(redis resources: {', '.join(redis_resources(manifest)) or 'none'})"
                 )
             mode = entry.copy_mode or section.copy_mode
-            out.append(Target(entry.config_var, resource, "playbook", mode))
+            out.append(Target(entry.config_var, resource, service, mode))
         _one_addon_per_resource(out)
         return out
     found = redis_addons(addons or [])

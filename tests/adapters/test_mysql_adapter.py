@@ -246,6 +246,48 @@ def test_check_names_tables_the_snapshot_does_not_cover(servers: Pair, my: Mysql
     assert found and "nothing writes" in found[0], report.findings
 
 
+def test_check_names_each_utf8mb3_column_and_the_change_and_the_copy_keeps_them(
+    servers: Pair, my: MysqlAdapter, work: Path
+) -> None:
+    """MySQL's ``utf8`` is utf8mb3 (MySQL 8.0 manual 10.9.2; MariaDB 10.6+ reports it by that
+    name): 3 bytes, no emoji. check-mysql names each such column and the ALTER that changes it;
+    the copy keeps them utf8mb3, as the finding says, and the database default with them."""
+    source, target = clear_db(servers.heroku, rows=5), convox_db(servers.convox)
+    run_sql(
+        source,
+        "CREATE TABLE legacy_notes (id INT PRIMARY KEY, title VARCHAR(50) CHARACTER SET "
+        "utf8mb3, body TEXT CHARACTER SET utf8, tag VARCHAR(10)) DEFAULT CHARSET=utf8mb4;\n"
+        "CREATE TABLE old_names (id INT PRIMARY KEY, name VARCHAR(20)) DEFAULT CHARSET=utf8;\n"
+        "ALTER DATABASE CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci;",
+    )
+    report = mysqlcheck.inspect(my, source, target)
+    assert report.utf8mb3 == ["legacy_notes.body", "legacy_notes.title", "old_names.name"]
+    assert report.blockers == []
+    [found] = [f for f in report.findings if "column(s) in utf8mb3" in f]
+    assert "legacy_notes.body, legacy_notes.title, old_names.name" in found, found
+    assert "ALTER TABLE `legacy_notes` CONVERT TO CHARACTER SET utf8mb4" in found, found
+    assert "ALTER TABLE `old_names` CONVERT TO CHARACTER SET utf8mb4" in found, found
+    assert "customers" not in found  # utf8mb4 tables are not named
+    assert any("default character set is utf8mb3" in f for f in report.findings), report.findings
+    mysqlstaging.sync(my, source, target, work, timeout=300)
+    charsets = run_sql(
+        target,
+        "SELECT CONCAT(TABLE_NAME, '.', COLUMN_NAME, '=', CHARACTER_SET_NAME) FROM "
+        "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN "
+        "('legacy_notes', 'old_names') AND CHARACTER_SET_NAME IS NOT NULL ORDER BY 1",
+    ).split()
+    assert charsets == [
+        "legacy_notes.body=utf8mb3",
+        "legacy_notes.tag=utf8mb4",
+        "legacy_notes.title=utf8mb3",
+        "old_names.name=utf8mb3",
+    ]
+    default = "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE "
+    default += "SCHEMA_NAME = DATABASE()"
+    assert run_sql(target, default).strip() == "utf8mb3"
+    assert mysqlverify.verify(my, source, target).mismatches == []
+
+
 def test_killed_between_the_rename_and_the_objects_load_a_new_copy_converges(
     servers: Pair, my: MysqlAdapter, work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

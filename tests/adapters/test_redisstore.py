@@ -1,15 +1,20 @@
 """cutover/adapters/redisstore.py and rediscopy.py on real redis-servers: "Heroku Redis" with TLS
-(certificate not verified, as Heroku documents) and a password, the Convox resource in plain TCP
-(convox provider/k8s/template/resource/redis.yml.tmpl: no password)."""
+(certificate not verified, as Heroku documents for its own add-on only) and a password, the
+Convox resource in plain TCP (convox provider/k8s/template/resource/redis.yml.tmpl: no
+password)."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import trustme
 from support.redisservers import RedisPair, start_pair
 
 from cutover.adapters import rediscopy, redisstore
@@ -24,7 +29,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisPair]:
 
 @pytest.fixture
 def conns(pair: RedisPair) -> Iterator[tuple[redis.Redis, redis.Redis]]:
-    src = redisstore.connect(redisstore.parse_url(pair.heroku.url, "REDIS_URL"), "Heroku Redis")
+    src = redisstore.connect(
+        redisstore.parse_url(pair.heroku.url, "REDIS_URL", verify=False), "Heroku Redis"
+    )
     dst = redisstore.connect(redisstore.parse_url(pair.convox.url, "convox"), "Convox redis")
     src.flushall()
     dst.flushall()
@@ -54,18 +61,76 @@ def test_parse_url_heroku_shape_and_errors_never_show_the_url() -> None:
 def test_tls_server_with_self_signed_cert_is_reached_and_plain_tcp_is_refused(
     pair: RedisPair,
 ) -> None:
-    ep = redisstore.parse_url(pair.heroku.url, "REDIS_URL")
+    ep = redisstore.parse_url(pair.heroku.url, "REDIS_URL", verify=False)
     assert ep.tls
     conn = redisstore.connect(ep, "Heroku Redis")
     assert conn.ping()
     conn.close()
     # the same server without TLS: it speaks only TLS, as Heroku Redis 6+ does
-    plain = redisstore.Endpoint(ep.host, ep.port, None, ep.password, 0, tls=False)
+    plain = redisstore.Endpoint(ep.host, ep.port, None, ep.password, 0, tls=False, verify=False)
     with pytest.raises(CutoverError):
         redisstore.connect(plain, "plain")
-    wrong = redisstore.Endpoint(ep.host, ep.port, None, "not-the-password", 0, tls=True)
+    wrong = redisstore.Endpoint(
+        ep.host, ep.port, None, "not-the-password", 0, tls=True, verify=False
+    )
     with pytest.raises(CutoverError, match="refused the password"):
         redisstore.connect(wrong, "Heroku Redis")
+
+
+def test_only_heroku_redis_goes_unverified_a_third_party_addon_is_verified_fully(
+    pair: RedisPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heroku documents a self-signed certificate (ssl_cert_reqs=None) for Heroku Redis only
+    (devcenter.heroku.com/articles/heroku-redis#connecting-in-python). A third-party add-on's
+    rediss:// URL keeps full verification: the chain against the default CA bundle (here
+    SSL_CERT_FILE, which ssl.create_default_context reads) and the host name."""
+    assert not redisstore.verifies("heroku-redis")
+    assert not redisstore.verifies("heroku-key-value")
+    assert redisstore.verifies("rediscloud") and redisstore.verifies("playbook")
+    assert pair.ca is not None
+    # a bundle without the server's CA: its certificate is as good as self-signed
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv("SSL_CERT_FILE", str(other))
+    third = redisstore.parse_url(pair.heroku.url, "REDISCLOUD_URL")
+    assert third.tls and third.verify
+    with pytest.raises(CutoverError, match="could not be verified") as err:
+        redisstore.connect(third, "Redis Cloud (REDISCLOUD_URL)")
+    assert pair.heroku.password not in f"{err.value} {err.value.resolution}"
+    assert "SSL_CERT_FILE" in err.value.resolution
+    assert "certificate verified" in redisstore.tls_note(third)
+    assert "not verified" not in redisstore.tls_note(third)
+    # Heroku Redis, same server: Heroku's documented setting, and the note says so
+    heroku = redisstore.parse_url(pair.heroku.url, "REDIS_URL", verify=False)
+    assert "not verified" in redisstore.tls_note(heroku)
+    assert "Heroku Redis" in redisstore.tls_note(heroku)
+    conn = redisstore.connect(heroku, "Heroku Redis (REDIS_URL)")
+    assert conn.ping()
+    conn.close()
+    # the CA in the bundle (a provider's CA-signed certificate, trustme): verified, reached
+    monkeypatch.setenv("SSL_CERT_FILE", str(pair.ca))
+    conn = redisstore.connect(third, "Redis Cloud (REDISCLOUD_URL)")
+    assert conn.ping()
+    kwargs = conn.connection_pool.connection_kwargs
+    assert kwargs["ssl_cert_reqs"] == ssl.CERT_REQUIRED and kwargs["ssl_check_hostname"] is True
+    conn.close()
+    # the name is checked: a certificate for 127.0.0.1 and localhost, reached as another name
+    # resolving to the same server is refused
+    monkeypatch.setattr(
+        socket, "getaddrinfo", _resolve_to_loopback(socket.getaddrinfo, "redis.example.test")
+    )
+    renamed = redisstore.Endpoint(
+        "redis.example.test", third.port, None, third.password, 0, tls=True
+    )
+    with pytest.raises(CutoverError, match="could not be verified"):
+        redisstore.connect(renamed, "Redis Cloud (REDISCLOUD_URL)")
+
+
+def _resolve_to_loopback(real: Any, name: str) -> Any:
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host == name else host, *args, **kwargs)
+
+    return resolve
 
 
 def test_inspect_counts_types_ttls_and_every_known_queue_layout(
@@ -97,9 +162,9 @@ def test_inspect_names_other_databases_it_does_not_copy(
     pair: RedisPair, conns: tuple[redis.Redis, redis.Redis]
 ) -> None:
     src, _ = conns
-    ep = redisstore.parse_url(pair.heroku.url, "REDIS_URL")
+    ep = redisstore.parse_url(pair.heroku.url, "REDIS_URL", verify=False)
     db3 = redisstore.connect(
-        redisstore.Endpoint(ep.host, ep.port, None, ep.password, 3, True), "db3"
+        redisstore.Endpoint(ep.host, ep.port, None, ep.password, 3, True, verify=False), "db3"
     )
     db3.set("elsewhere", "1")
     inv = redisstore.inspect(src)
@@ -355,8 +420,10 @@ def test_a_redis_error_mid_inspection_names_the_addon_without_the_password(
         "limited", enabled=True, passwords=["+limited-pw"], keys=["*"], commands=["+@all", "-scan"]
     )
     try:
-        ep = redisstore.parse_url(pair.heroku.url, "REDIS_URL")
-        limited = redisstore.Endpoint(ep.host, ep.port, "limited", "limited-pw", 0, True)
+        ep = redisstore.parse_url(pair.heroku.url, "REDIS_URL", verify=False)
+        limited = redisstore.Endpoint(
+            ep.host, ep.port, "limited", "limited-pw", 0, True, verify=False
+        )
         conn = redisstore.connect(limited, "Heroku Redis (REDIS_URL)")
         with (
             pytest.raises(CutoverError) as err,

@@ -326,3 +326,29 @@ def test_the_resource_is_the_one_cutover_translate_declared(tmp_path: Path, serv
     with pytest.raises(InvalidInput, match=r"convox.yml: no resource of type mysql.*") as none:
         CheckMysql().apply(w.context()[0])
     assert "mysql.resource" in none.value.resolution
+
+
+def test_a_second_mysql_addon_is_named_as_not_copied(tmp_path: Path, servers: Pair) -> None:
+    """ClearDB and JawsDB on one app: check-mysql copies the first (no mysql.config_var) and
+    says, as a WARNING and in its findings, that JawsDB (JAWSDB_URL) is NOT copied."""
+    w = World(tmp_path, servers, addons="cleardb,jawsdb")
+    pre = w.state.step("preflight").outputs
+    assert isinstance(pre, dict)
+    w.done(
+        "preflight",
+        {
+            **pre,
+            "mysql_addons": [
+                {"service": "cleardb", "config_var": "CLEARDB_DATABASE_URL"},
+                {"service": "jawsdb", "config_var": "JAWSDB_URL"},
+            ],
+        },
+    )
+    checked, notes = w.run(CheckMysql())
+    assert checked["config_var"] == "CLEARDB_DATABASE_URL" and checked["copied"] is True
+    assert checked["not_copied"] == ["jawsdb (JAWSDB_URL)"]
+    [warning] = [line for line in notes.lines if line.startswith("WARNING")]
+    assert "copy only cleardb (CLEARDB_DATABASE_URL)" in warning
+    assert "NOT copied: jawsdb (JAWSDB_URL)" in warning
+    findings = checked["findings"]
+    assert isinstance(findings, list) and warning in findings

@@ -18,6 +18,7 @@ from support.tls import write_tls_files
 class RedisPair:
     heroku: redisbox.RedisServer
     convox: redisbox.RedisServer
+    ca: Path | None = None  # the CA that issued the TLS server's certificate (trustme)
 
     def clients(self) -> tuple[redis.Redis, redis.Redis]:
         return redisbox.client(self.heroku), redisbox.client(self.convox)
@@ -37,7 +38,7 @@ def start_pair(folder: Path) -> Iterator[RedisPair]:
     try:
         convox = redisbox.start(folder / "convox", procs.free_port(), log=folder / "convox.log")
         try:
-            yield RedisPair(heroku, convox)
+            yield RedisPair(heroku, convox, files.ca_file)
         finally:
             redisbox.stop(convox.pid)
     finally:

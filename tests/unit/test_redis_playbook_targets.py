@@ -117,6 +117,35 @@ def test_playbook_addons_replace_the_lookup_and_a_wrong_resource_is_named() -> N
         targets(bad, None, MANIFEST)
 
 
+def test_a_playbook_named_addon_gets_its_service_for_the_tls_decision() -> None:
+    """Only Heroku's own Redis goes unverified (adapters/redisstore.py): an add-on named in
+    redis.addons gets the service that sets its var, else "playbook" (verified)."""
+    from cutover.adapters.redisstore import verifies  # noqa: PLC0415
+
+    addons = [
+        {"addon_service": {"name": "heroku-redis"}, "config_vars": ["REDIS_TLS_URL", "REDIS_URL"]},
+        {"addon_service": {"name": "rediscloud"}, "config_vars": ["REDISCLOUD_URL"]},
+    ]
+    section = RedisSection.model_validate(
+        {
+            "addons": [
+                {"config_var": "REDIS_URL", "resource": "redis"},
+                {"config_var": "REDISCLOUD_URL", "resource": "cache"},
+                {"config_var": "OWN_REDIS_URL", "resource": "kv", "copy": "none"},
+            ]
+        }
+    )
+    manifest = {**MANIFEST, "resources": {**MANIFEST["resources"], "kv": {"type": "redis"}}}
+    found = targets(section, addons, manifest)
+    assert [(t.config_var, t.service) for t in found] == [
+        ("REDIS_URL", "heroku-redis"),
+        ("REDISCLOUD_URL", "rediscloud"),
+        ("OWN_REDIS_URL", "playbook"),
+    ]
+    assert [verifies(t.service) for t in found] == [False, True, True]
+    assert [t.service for t in targets(section, None, manifest)] == ["playbook"] * 3
+
+
 @pytest.mark.parametrize(
     ("counts", "mode"),
     [
