@@ -1,5 +1,10 @@
-"""The plain-tool baselines cutover is measured against (issue 10, "Benchmark"), straight on the
-two sandbox clusters: no heroku CLI, no convox proxy, no cutover runner.
+"""The plain-tool baselines cutover is measured against (issue 10, "Benchmark"): no heroku CLI,
+no cutover runner. The harness gives them the two databases the way an operator's own tools reach
+them, as cutover's sync does (:meth:`Endpoint.reached`): Heroku's over TLS (Heroku Postgres
+requires it; cutover's sync uses sslmode=require) and Convox's through ``convox resources proxy``
+(the guide restores "into the Convox resource over a proxy", seed/migrating-from-heroku.txt).
+An :class:`Endpoint` left as loaded (loopback, no TLS, no proxy) measures the tools alone: the
+harness prints that once as information (``pgcopydb-clone-loopback``).
 
 Each restores into a fresh database on the Convox cluster (:func:`fresh_database`, owned by the
 resource's role), never into the resource's own database: cutover's guard (issue 10, decision 2)
@@ -22,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -47,20 +52,28 @@ class Endpoint:
     dbname: str
     user: str
     password: str = field(repr=False)
+    sslmode: str = "disable"  # libpq's sslmode
+    port: int | None = None  # a local port in front of the cluster (a proxy), else its own
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         libpq = self.cluster.libpq_env(self.dbname, self.user, self.password)
-        libpq["PGSSLMODE"] = "disable"  # the baselines measure the tools, not TLS on loopback
+        libpq["PGSSLMODE"] = self.sslmode
+        libpq["PGPORT"] = str(self.port or self.cluster.port)
         return pgcluster.client_env({**libpq, **(extra or {})})
 
     def url(self) -> str:
         return (
             f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
-            f"@127.0.0.1:{self.cluster.port}/{quote(self.dbname, safe='')}?sslmode=disable"
+            f"@127.0.0.1:{self.port or self.cluster.port}/{quote(self.dbname, safe='')}"
+            f"?sslmode={self.sslmode}"
         )
 
     def other(self, dbname: str) -> Endpoint:
-        return Endpoint(self.cluster, dbname, self.user, self.password)
+        return replace(self, dbname=dbname)
+
+    def reached(self, *, sslmode: str | None = None, port: int | None = None) -> Endpoint:
+        """The same database reached over TLS (``sslmode``) or through a proxy (``port``)."""
+        return replace(self, sslmode=sslmode or self.sslmode, port=port or self.port)
 
 
 def _check(name: str, proc: subprocess.CompletedProcess[bytes]) -> None:

@@ -25,13 +25,14 @@ and is not run again; the others carry on. Numbers are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,15 @@ from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL
 from cutover.bench import baselines, reference, report, rows, window, workload
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.report import Figure
+from cutover.engine.audit import NullAudit
+from cutover.engine.context import build_context
+from cutover.engine.plan import new_state
 from cutover.errors import CutoverError
+from cutover.playbook import load_playbook
 from cutover.sandbox import convox_fake, heroku_api, manager, pgcluster
+from cutover.secrets import SecretMasker
+from cutover.state import StateStore
+from cutover.ui import Ui
 
 REPO = Path(__file__).resolve().parent.parent.parent
 # The convox stand-in's rack delays that only the (untimed) preparation meets: building and
@@ -71,6 +79,21 @@ def write_playbook(folder: Path, sandbox: Path, method: str, final_sync: str) ->
     path = folder / f"cutover-{method}-{final_sync}.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def rack_proxy(playbook: Path) -> Iterator[int]:
+    """``convox resources proxy`` to the playbook's database resource, run as cutover runs it
+    (ConvoxAdapter.proxy: a free local port, probed; stopped at the end); yields the port. The
+    baselines restore through it, as the guide's restore and cutover's own sync do."""
+    masker = SecretMasker()
+    book = load_playbook(playbook)
+    state = StateStore(book.state_dir, masker).load() or new_state(book)
+    ui = Ui(Console(stderr=True, highlight=False), masker)
+    ctx = build_context(book, state, masker=masker, audit=NullAudit(), reporter=ui)
+    assert book.model.database is not None  # the sandbox playbook has one
+    with ctx.convox.proxy(book.model.database.resource) as port:
+        yield port
 
 
 def source_endpoint(sandbox: Path) -> Endpoint:
@@ -109,13 +132,16 @@ def load_reference(source: Endpoint, ref: reference.Reference) -> float:
 class Bench:
     """The figures, and running one of them once."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, say: Callable[[str], None] = print) -> None:
         self.work = work
+        self.say = say
         self.figures: dict[str, Figure] = {}
         self.current = ""  # the figure being measured
         self.rss: list[float] = []
         self.own: list[tuple[float, str]] = []  # (own seconds, the step it was measured in)
         self.heroku: dict[str, list[float]] = {}  # figure -> the heroku CLI's seconds per run
+        self.rows_run: rows.RowsRun | None = None  # issue 13's reference round, the last that ran
+        self.share: float | None = None  # (e)'s workload's share of the data
 
     def figure(self, name: str, note: str) -> Figure:
         self.figures[name] = Figure(name, note=note)
@@ -265,50 +291,13 @@ def _bench(
         f"bench: Convox app ready and first sync done in {time.monotonic() - prep_started:.0f} s"
     )
     target = target_endpoint(sandbox)
-    jobs = 2  # playbooks/sandbox.yml: database.restore_jobs
-    bench = Bench(work)
+    bench = Bench(work, say=console.print)
     sizes, half_mb = _declare(bench, args, source, ref, console)
-    tools = rows.Tools()
-    rows_run: rows.RowsRun | None = None
-    share: float | None = None
-
-    def fresh() -> Endpoint:
-        return baselines.fresh_database(target)
-
-    for round_no in range(1, args.runs + 1):
-        console.print(f"bench: round {round_no} of {args.runs} ...")
-        bench.measure(report.GUIDE, lambda: baselines.guide_path(source, fresh(), work))
-        bench.measure(
-            report.final_name("backup"), lambda: bench.cutover(playbooks["backup"], "final-sync")
-        )
-        bench.measure(report.STREAMED, lambda: baselines.streamed(source, fresh()))
-        bench.measure(
-            report.final_name("direct"), lambda: bench.cutover(playbooks["direct"], "final-sync")
-        )
-        bench.measure(
-            report.PGCOPYDB, lambda: baselines.pgcopydb_clone(source, fresh(), work, jobs)
-        )
-        bench.measure(
-            report.final_name("in-rack"),
-            lambda: bench.cutover(playbooks["in-rack"], "final-sync"),
-        )
-        bench.measure(report.VERIFY, lambda: bench.cutover(playbooks["backup"], "verify-data"))
-        bench.measure(
-            report.VERIFY_PSQL,
-            lambda: baselines.psql_verify(
-                source, target, tables_sql=TABLES_SQL,
-                fingerprint=lambda tables: checksum_sql(tables, lambda _t: True),
-                pgoptions=STABLE_TEXT,
-            ),
-        )  # fmt: skip
-        # Before (e): (e) ends with a final-sync after the last change on Heroku, which the
-        # window (below) relies on (its verify-data compares Heroku with that sync).
-        if _wanted(args, *rows.FIGURES):
-            rows_run = rows.measure(bench.figures, tools, sizes, target, work, jobs) or rows_run
-        if _wanted(args, report.FINAL_CHANGED):
-            share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
+    with rack_proxy(playbooks["direct"]) as port:
+        _rounds(bench, args, ref, work, playbooks, changed_playbook, sizes, (source, target), port)
+    share = bench.share
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
-    for line in rows.lines(bench.figures, size_mb, half_mb, rows_run):
+    for line in rows.lines(bench.figures, size_mb, half_mb, bench.rows_run):
         print(line)
     # Last, once: the window changes the world (maintenance, DNS), so it ends the bench.
     if not _wanted(args, "window"):
@@ -320,6 +309,72 @@ def _bench(
     except (window.WindowError, OSError, ValueError) as exc:
         print(f"bench: window failed: {exc}")
     return 0
+
+
+def _rounds(
+    bench: Bench,
+    args: argparse.Namespace,
+    ref: reference.Reference,
+    work: Path,
+    playbooks: dict[str, Path],
+    changed_playbook: Path,
+    sizes: rows.Sizes,
+    ends: tuple[Endpoint, Endpoint],
+    port: int,
+) -> None:
+    """``args.runs`` interleaved rounds of every figure. ``ends``: Heroku's and Convox's
+    databases as loaded. The baselines reach Heroku's over TLS and Convox's through the
+    ``convox resources proxy`` on ``port``, as cutover's sync does (baselines.py says why); the
+    loopback pgcopydb shows the tools alone (information)."""
+    source, target = ends
+    jobs = 2  # playbooks/sandbox.yml: database.restore_jobs
+    tools = rows.Tools()
+    heroku = source.reached(sslmode="require")  # Heroku Postgres requires TLS
+    convox = target.reached(port=port)
+
+    def fresh() -> Endpoint:
+        return baselines.fresh_database(convox)
+
+    for round_no in range(1, args.runs + 1):
+        bench.say(f"bench: round {round_no} of {args.runs} ...")
+        bench.measure(report.GUIDE, lambda: baselines.guide_path(heroku, fresh(), work))
+        bench.measure(
+            report.final_name("backup"), lambda: bench.cutover(playbooks["backup"], "final-sync")
+        )
+        bench.measure(report.STREAMED, lambda: baselines.streamed(heroku, fresh()))
+        bench.measure(
+            report.final_name("direct"), lambda: bench.cutover(playbooks["direct"], "final-sync")
+        )
+        bench.measure(
+            report.PGCOPYDB, lambda: baselines.pgcopydb_clone(heroku, fresh(), work, jobs)
+        )
+        bench.measure(
+            report.PGCOPYDB_LOOPBACK,
+            lambda: baselines.pgcopydb_clone(source, baselines.fresh_database(target), work, jobs),
+        )
+        bench.measure(
+            report.final_name("in-rack"),
+            lambda: bench.cutover(playbooks["in-rack"], "final-sync"),
+        )
+        bench.measure(report.VERIFY, lambda: bench.cutover(playbooks["backup"], "verify-data"))
+        bench.measure(
+            report.VERIFY_PSQL,
+            lambda: baselines.psql_verify(
+                heroku, convox, tables_sql=TABLES_SQL,
+                fingerprint=lambda tables: checksum_sql(tables, lambda _t: True),
+                pgoptions=STABLE_TEXT,
+            ),
+        )  # fmt: skip
+        # Before (e): (e) ends with a final-sync after the last change on Heroku, which the
+        # window (below) relies on (its verify-data compares Heroku with that sync).
+        if _wanted(args, *rows.FIGURES):
+            bench.rows_run = (
+                rows.measure(bench.figures, tools, sizes, target, work, jobs) or bench.rows_run
+            )
+        if _wanted(args, report.FINAL_CHANGED):
+            bench.share = (
+                _changed_round(bench, source, ref, round_no, changed_playbook) or bench.share
+            )
 
 
 def _declare(
@@ -338,6 +393,7 @@ def _declare(
     b(report.STREAMED, "(b) pg_dump -Fc | pg_restore, streamed")
     b(report.final_name("direct"), "(d) cutover final-sync, method direct")
     b(report.PGCOPYDB, f"(c) pgcopydb clone, {jobs} table and index jobs")
+    b(report.PGCOPYDB_LOOPBACK, "(c) on loopback: no TLS, no proxy (the tools alone: information)")
     b(report.final_name("in-rack"), "(d) cutover final-sync, method in-rack")
     b(report.VERIFY, "(f) cutover verify-data")
     b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")

@@ -25,6 +25,8 @@ from rich.table import Table
 GUIDE = "guide-file"  # (a) pg_dump -Fc to a file, then pg_restore
 STREAMED = "pg_dump|pg_restore"  # (b)
 PGCOPYDB = "pgcopydb-clone"  # (c)
+# (c) on loopback: no TLS to Heroku, no proxy to Convox (the tools alone; information only)
+PGCOPYDB_LOOPBACK = "pgcopydb-clone-loopback"
 METHODS = ("backup", "direct", "in-rack")
 FINAL_CHANGED = "final-changed"  # (e)
 VERIFY = "verify-data"  # (f) cutover
