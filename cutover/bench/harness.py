@@ -40,11 +40,15 @@ from rich.console import Console
 
 from cutover.adapters.pgverify import checksum_sql
 from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL
-from cutover.bench import baselines, reference, report, rows, window, workload
+from cutover.bench import baselines, halfsize, reference, report, rows, window, workload
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.report import Figure
+from cutover.engine.audit import EVENTS_FILE
 from cutover.errors import CutoverError
+from cutover.playbook import load_playbook
 from cutover.sandbox import convox_fake, heroku_api, manager, pgcluster
+from cutover.secrets import SecretMasker
+from cutover.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent.parent
 # The convox stand-in's rack delays that only the (untimed) preparation meets: building and
@@ -60,15 +64,22 @@ SETUP_TIMINGS = {
 }
 
 
-def write_playbook(folder: Path, sandbox: Path, method: str, final_sync: str) -> Path:
+def write_playbook(
+    folder: Path, sandbox: Path, method: str, final_sync: str, attachment: str | None = None
+) -> Path:
     """The sandbox playbook (playbooks/sandbox.yml) pointed at ``sandbox``, with the method and
-    final-sync mode set. Every variant lives in ``folder``: one state folder for all."""
+    final-sync mode set (and, for issue 13's half-size round, ``database.heroku_attachment``).
+    Every variant lives in ``folder``: one state folder for all."""
     data = yaml.safe_load((REPO / "playbooks" / "sandbox.yml").read_text(encoding="utf-8"))
     data["sandbox"] = str(sandbox)
     data["convox"]["source"] = str(sandbox / "app")
     data["database"]["method"] = method
     data["database"]["final_sync"] = final_sync
-    path = folder / f"cutover-{method}-{final_sync}.yml"
+    suffix = ""
+    if attachment is not None:
+        data["database"]["heroku_attachment"] = attachment
+        suffix = f"-{attachment.lower()}"
+    path = folder / f"cutover-{method}-{final_sync}{suffix}.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
@@ -116,6 +127,8 @@ class Bench:
         self.rss: list[float] = []
         self.own: list[tuple[float, str]] = []  # (own seconds, the step it was measured in)
         self.heroku: dict[str, list[float]] = {}  # figure -> the heroku CLI's seconds per run
+        self.tools: dict[str, list[dict[str, float]]] = {}  # figure -> the tools' seconds per run
+        self.stderr = ""  # the last child's (its notes)
 
     def figure(self, name: str, note: str) -> Figure:
         self.figures[name] = Figure(name, note=note)
@@ -133,8 +146,9 @@ class Bench:
         finally:
             self.current = ""
 
-    def cutover(self, playbook: Path, step: str) -> float:
-        """One cutover step in a child process; its seconds, or BaselineError with the reason."""
+    def cutover(self, playbook: Path, step: str, figure: str = "") -> float:
+        """One cutover step in a child process; its seconds, or BaselineError with the reason.
+        ``figure``: the figure it is timed for, when not the one :meth:`measure` runs."""
         result_file = self.work / "child-result.json"
         result_file.unlink(missing_ok=True)
         proc = subprocess.run(
@@ -158,14 +172,45 @@ class Bench:
         except (OSError, json.JSONDecodeError):
             tail = " / ".join(proc.stderr.strip().splitlines()[-3:])
             raise BaselineError(f"{step} child exited {proc.returncode}: {tail}") from None
+        self.stderr = proc.stderr
         self.rss.append(float(result["rss_mb"]))
         self.own.append((float(result["own_seconds"]), f"{step} ({playbook.stem})"))
-        if self.current:  # not a figure's untimed preparation
+        figure = figure or self.current
+        if figure:  # not a figure's untimed preparation
             heroku = float(result.get("tools", {}).get("heroku", 0.0))
-            self.heroku.setdefault(self.current, []).append(heroku)
+            self.heroku.setdefault(figure, []).append(heroku)
+            self.tools.setdefault(figure, []).append(dict(result.get("tools", {})))
         if not result["ok"]:
             raise BaselineError(str(result["error"]))
         return float(result["seconds"])
+
+    def catch_up(self, playbook: Path) -> tuple[float, int]:
+        """``cutover catch-up -f PLAYBOOK`` as an operator runs it (a process of its own): its
+        wall seconds and the rows it wrote (its audit event), or BaselineError."""
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "cutover", "catch-up", "-f", str(playbook)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            tail = " / ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+            raise BaselineError(f"cutover catch-up exited {proc.returncode}: {tail}")
+        events = load_playbook(playbook).state_dir / EVENTS_FILE
+        done = [
+            event
+            for event in map(json.loads, events.read_text(encoding="utf-8").splitlines())
+            if event.get("kind") == "catch-up" and not event.get("dry_run")
+        ]
+        if not done:
+            raise BaselineError("cutover catch-up exited 0 but logged no catch-up event")
+        return seconds, int(done[-1].get("upserted", 0)) + int(done[-1].get("deleted", 0))
+
+    def outputs(self, playbook: Path, step: str) -> dict[str, Any]:
+        """``step``'s outputs as the state file records them (after its child)."""
+        loaded = load_playbook(playbook)
+        state = StateStore(loaded.state_dir, SecretMasker()).load()
+        return dict(state.outputs(step)) if state is not None else {}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -251,7 +296,7 @@ def _bench(
     b(report.VERIFY, "(f) cutover verify-data")
     b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")
     b(report.FINAL_CHANGED, f"(e) final-sync changed-tables ({args.changed_method})")
-    sizes, half_mb = _rows_setup(bench, source, ref, console)
+    sizes, half_mb = _rows_setup(bench, source, ref, console, work, sandbox)
     tools = rows.Tools()
     rows_run: rows.RowsRun | None = None
     share: float | None = None
@@ -287,11 +332,10 @@ def _bench(
         )  # fmt: skip
         # Before (e): (e) ends with a final-sync after the last change on Heroku, which the
         # window (below) relies on (its verify-data compares Heroku with that sync).
-        rows_run = rows.measure(bench.figures, tools, sizes, target, work, jobs) or rows_run
+        rows_run = rows.measure(bench.figures, bench, tools, sizes, target, work, jobs) or rows_run
         share = _changed_round(bench, source, ref, round_no, changed_playbook) or share
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
-    for line in rows.lines(bench.figures, size_mb, half_mb, rows_run):
-        print(line)
+    _rows_end(bench, sizes, sandbox, (size_mb, half_mb), rows_run)
     # Last, once: the window changes the world (maintenance, DNS), so it ends the bench.
     console.print("bench: the rest of the cutover, for the window's fixed cost ...")
     try:
@@ -303,29 +347,56 @@ def _bench(
 
 
 def _rows_setup(
-    bench: Bench, source: Endpoint, ref: reference.Reference, console: Console
+    bench: Bench,
+    source: Endpoint,
+    ref: reference.Reference,
+    console: Console,
+    work: Path,
+    sandbox: Path,
 ) -> tuple[rows.Sizes, float | None]:
-    """Issue 13's figures, and the half-size reference for their per-GB figures, in its own
-    database on the source's cluster (not timed); none below BENCH_SCALE=2 or when it fails to
-    load."""
+    """Issue 13's figures, their changed-rows playbook (method direct, the fastest full one
+    here), and the half-size reference for their per-GB figures, in its own database on the
+    source's cluster attached to the Heroku app (cutover/bench/halfsize.py), with its own
+    playbook (not timed); none below BENCH_SCALE=2 or when it fails to load."""
     for name, note in rows.FIGURES.items():
         bench.figure(name, note)
     # pgbench_history as (e)'s workload leaves it, in every round (the rows round runs before
     # (e)): pgbench -i leaves it empty, and the final apply copies it whole (no key).
     baselines.run_sql(source, reference.workload_sql(ref, 0))
+    playbook = write_playbook(work, sandbox, "direct", "changed-rows")
     half_ref = workload.half(ref)
     if half_ref is None:
-        return rows.Sizes(source, None, ref, None), None
+        return rows.Sizes(source, playbook, None, None, ref, None), None
     try:
-        half = rows.half_database(source)
+        half = halfsize.half_database(source)
         half_mb = load_reference(half, half_ref)
         baselines.run_sql(half, reference.workload_sql(half_ref, 0))  # history, as above
-    except (BaselineError, subprocess.SubprocessError) as exc:
+        attachment = halfsize.attach(sandbox, half)
+    except (BaselineError, subprocess.SubprocessError, OSError, ValueError) as exc:
         why = f"the half-size reference failed to load: {exc}"
         console.print(f"bench: {why}")
-        return rows.Sizes(source, None, ref, None, why), None
-    console.print(f"bench: half-size reference loaded ({half_mb:.0f} MB)")
-    return rows.Sizes(source, half, ref, half_ref), half_mb
+        return rows.Sizes(source, playbook, None, None, ref, None, why), None
+    half_playbook = write_playbook(work, sandbox, "direct", "changed-rows", attachment)
+    console.print(f"bench: half-size reference loaded ({half_mb:.0f} MB) as {attachment}")
+    return rows.Sizes(source, playbook, half, half_playbook, ref, half_ref), half_mb
+
+
+def _rows_end(
+    bench: Bench,
+    sizes: rows.Sizes,
+    sandbox: Path,
+    mb: tuple[float, float | None],
+    run: rows.RowsRun | None,
+) -> None:
+    """Issue 13's lines; the half-size attachment removed (the window runs with the app's own
+    config)."""
+    if sizes.half_playbook is not None:
+        halfsize.detach(sandbox, halfsize.ATTACHMENT)
+    for line in rows.lines(bench.figures, mb[0], mb[1], run):
+        print(line)
+    tools_line = rows.tools_line(bench.tools.get(report.FINAL_ROWS, []))
+    if tools_line is not None:
+        print(tools_line)
 
 
 def _changed_round(
