@@ -128,9 +128,11 @@ class ApplyResult:
     marker: str = ""  # the synced marker the round wrote on the target (its COMMENT)
 
 
-def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
-    """The position recorded in the target's marker (`` capture=<S>``), or None."""
-    _, _, comment = pgstaging.read_marker(pg, target)
+def applied_position(
+    pg: PostgresAdapter, target: ConnInfo, comment: str | None = None
+) -> str | None:
+    """The position in the target's marker (`` capture=<S>``), or None; ``comment``: just read."""
+    comment = pgstaging.read_marker(pg, target)[2] if comment is None else comment
     match = _CAPTURE.search(comment)
     return check_position(match.group(1)) if match else None
 

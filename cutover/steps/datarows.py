@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 CHANGED_ROWS = "changed-rows"
 FALLBACK = "changed-rows: the final sync copies everything"
+GUARD_MARKER = "guard_marker"  # ctx.extras: the Convox marker the step's guard just read
 
 
 def wanted(ctx: Context) -> bool:
@@ -157,10 +158,12 @@ def fallback_reason(
     from cutover.adapters import pgapply, pgcapture_ddl  # noqa: PLC0415
 
     pg = ctx.postgres
-    # Every read is independent: Convox's marker is read while Heroku's side is (each psql
-    # start paid once at a time otherwise: nine in a row were about 1.3 s of a small window).
+    # The marker as the step's guard read it (nothing wrote it since), else read here, while
+    # Heroku's side is read: every read is independent (each psql start paid once at a time
+    # otherwise: nine in a row were about 1.3 s of a small window).
+    seen = ctx.extras.pop(GUARD_MARKER, None)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="convox-marker") as pool:
-        applied = pool.submit(pgapply.applied_position, pg, conn)
+        applied = pool.submit(pgapply.applied_position, pg, conn, seen)
         reads = pgcapture_ddl.read_all(pg, source)
         if reads is None:
             return Decision(
