@@ -136,13 +136,15 @@ def rows_round(
     *,
     plain: Plain,
     record: Record,
+    timed: tuple[str, str] = (report.FINAL_ROWS, report.VERIFY_ROWS),
 ) -> RowsRun:
     """One round (the module docstring's steps 1-8), each phase's seconds given to ``record``.
     ``playbook`` (final_sync: changed-rows) names ``source`` as its Heroku database. ``plain``:
     when the workload runs without triggers: "first", "last" (after verify-data: the rounds
     alternate, so that neither run always meets the warmer or colder machine) or "no".
-    Raises BaselineError (or CutoverError) naming what failed; the capture never stays
-    installed on ``source``."""
+    ``timed``: the figures the final-sync and verify-data steps are timed for (the harness
+    keeps the heroku CLI's and the tools' seconds per figure). Raises BaselineError (or
+    CutoverError) naming what failed; the capture never stays installed on ``source``."""
     before, after = parts(ref)
 
     def workload() -> float:
@@ -160,13 +162,13 @@ def rows_round(
         caught_seconds, caught_up = steps.catch_up(playbook)
         written += run_workload(source, ref, work, after)
         record("captured", written)
-        applied = steps.cutover(playbook, "final-sync", report.FINAL_ROWS)
+        applied = steps.cutover(playbook, "final-sync", timed[0])
         final = steps.outputs(playbook, "final-sync")
         if final.get("method") != "changed-rows":
             raise BaselineError(
                 f"final-sync did not apply the changed rows: {fallback_note(steps.stderr)}"
             )
-        verified = steps.cutover(playbook, "verify-data", report.VERIFY_ROWS)
+        verified = steps.cutover(playbook, "verify-data", timed[1])
     finally:
         left = _uninstall(tools, src)
     if left:
@@ -290,6 +292,7 @@ def measure(
             lambda record: rows_round(
                 steps, tools, half_source, half_ref, work, half_playbook,
                 plain="no", record=record,
+                timed=(report.FINAL_ROWS_HALF, report.VERIFY_ROWS_HALF),
             ),
         )  # fmt: skip
     copydb = figures[report.PGCOPYDB_HALF]
