@@ -8,17 +8,19 @@ one go on the same machine (issue 10, "Benchmark").
 3. ``--runs`` rounds (default 3), each figure once per round, interleaved so every figure sees
    the same machine: (a) guide-file, (d) final-backup, (b) pg_dump|pg_restore, (d)
    final-direct, (c) pgcopydb-clone, (d) final-in-rack, (f) verify-data and verify-psql, then
-   (e): initial-sync (not timed: the changed-tables baseline), the workload on Heroku, and the
-   timed final-sync with ``final_sync: changed-tables``; then issue 13's figures
-   (cutover/bench/rows.py: the write workload with and without capture triggers, a catch-up
-   after 90% of it, the final apply of the rest's changed rows and verify-data after it, at the
-   reference size and at half of it, where pgcopydb clones too, for the per-GB figures);
+   issue 13's figures (cutover/bench/rows.py, ``final_sync: changed-rows``: the write workload
+   with and without capture triggers, the capture-changes and initial-sync steps, ``cutover
+   catch-up`` after 90% of the workload, the final-sync and verify-data steps after the rest,
+   at the reference size and at half of it, where pgcopydb clones too, for the per-GB figures),
+   then (e): initial-sync (not timed: the changed-tables baseline), the workload on Heroku, and
+   the timed final-sync with ``final_sync: changed-tables``;
 4. medians, ratios with their targets (cutover/bench/report.py), a rich table, and one line
    per figure.
 
 Every cutover figure runs ``Step().apply(ctx)`` in a child Python process
 (cutover/bench/child.py), with a playbook that differs only in ``database.method`` and
-``database.final_sync``. A figure that fails is printed as ``bench: NAME failed: <reason>``
+``database.final_sync`` (and, for issue 13's half-size round, ``database.heroku_attachment``);
+the catch-up figure runs the ``cutover catch-up`` command. A figure that fails is printed as ``bench: NAME failed: <reason>``
 and is not run again; the others carry on. Numbers are printed, never asserted.
 """
 
