@@ -20,8 +20,9 @@ one go on the same machine (issue 10, "Benchmark").
 Every cutover figure runs ``Step().apply(ctx)`` in a child Python process
 (cutover/bench/child.py), with a playbook that differs only in ``database.method`` and
 ``database.final_sync`` (and, for issue 13's half-size round, ``database.heroku_attachment``);
-the catch-up figure runs the ``cutover catch-up`` command. A figure that fails is printed as ``bench: NAME failed: <reason>``
-and is not run again; the others carry on. Numbers are printed, never asserted.
+the catch-up figure runs the ``cutover catch-up`` command. A figure that fails is printed as
+``bench: NAME failed: <reason>`` and is not run again; the others carry on. Numbers are
+printed, never asserted.
 """
 
 from __future__ import annotations
