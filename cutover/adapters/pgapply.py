@@ -125,11 +125,14 @@ class ApplyResult:
     phases: tuple[tuple[str, float], ...] = ()
     # rows of keyless tables replaced whole in the round's snapshot (not in upserted)
     replaced: int = 0
+    marker: str = ""  # the synced marker the round wrote on the target (its COMMENT)
 
 
-def applied_position(pg: PostgresAdapter, target: ConnInfo) -> str | None:
-    """The position recorded in the target's marker (`` capture=<S>``), or None."""
-    _, _, comment = pgstaging.read_marker(pg, target)
+def applied_position(
+    pg: PostgresAdapter, target: ConnInfo, comment: str | None = None
+) -> str | None:
+    """The position in the target's marker (`` capture=<S>``), or None; ``comment``: just read."""
+    comment = pgstaging.read_marker(pg, target)[2] if comment is None else comment
     match = _CAPTURE.search(comment)
     return check_position(match.group(1)) if match else None
 
@@ -480,7 +483,8 @@ def apply_changes(
         # (whatever this round's plan: an earlier round's positions may be there).
         *([pgapply_rows.DROP_SQL.rstrip(";")] if final else []),
     ]
-    query(pg, target, finish_script(last, target.dbname, f" capture={seen.position}"))
+    finished = query(pg, target, finish_script(last, target.dbname, f" capture={seen.position}"))
+    marker = next(("\t".join(r[1:]) for r in finished if r and r[0] == "marker"), "")
     clock.lap("finish")
     return ApplyResult(
         since=since,
@@ -496,4 +500,5 @@ def apply_changes(
         seconds=time.monotonic() - started,
         phases=tuple(clock.laps),
         replaced=state.replaced,
+        marker=marker,
     )

@@ -392,8 +392,9 @@ def installed(pg: PostgresAdapter, conn: ConnInfo) -> bool:
     return query(pg, conn, INSTALLED_SQL) == [["t"]]
 
 
-def status(pg: PostgresAdapter, conn: ConnInfo) -> CaptureStatus:
-    if not installed(pg, conn):
+def status(pg: PostgresAdapter, conn: ConnInfo, *, known_installed: bool = False) -> CaptureStatus:
+    """``known_installed``: :func:`installed` was just read (True), so it is not read again."""
+    if not known_installed and not installed(pg, conn):
         return CaptureStatus(False, (), ())
     tables: list[CaptureTable] = []
     missing: list[str] = []

@@ -29,11 +29,12 @@ indexes and constraints now with the Convox copy's, which still has the old defi
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cutover.adapters import pgcapture
-from cutover.adapters.pgcapture import CapturePlan, query, text_array
+from cutover.adapters.pgcapture import CapturePlan, CaptureStatus, query, text_array
 from cutover.adapters.pgcapture_sql import FINGERPRINT_SQL, RECORDED_SQL
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 
@@ -336,13 +337,48 @@ def describe_change(now: dict[str, Any] | None, before: dict[str, Any] | None) -
     return ", ".join(parts) or "definition changed"
 
 
-def detect(pg: PostgresAdapter, source: ConnInfo, target: ConnInfo | None = None) -> SchemaChanges:
+class Reads(NamedTuple):
+    """What a decision about the capture reads on Heroku, each once (:func:`read_all`)."""
+
+    status: CaptureStatus
+    plan: CapturePlan  # pgcapture.inspect: the tables now
+    recorded: dict[int, list[str]]  # relid -> [name, md5] at the install
+    now: dict[int, tuple[str, str]]  # relid -> (name, md5) now
+
+
+def read_all(pg: PostgresAdapter, source: ConnInfo) -> Reads | None:
+    """The capture's status, the plan and both fingerprints, read in two rounds of psql
+    sessions running at once (the reads are independent; in the window each psql start is
+    paid serially otherwise): None when the capture is not installed."""
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="capture-reads") as pool:
+        plan = pool.submit(pgcapture.inspect, pg, source)
+        now = pool.submit(query, pg, source, FINGERPRINT_SQL)
+        if not pgcapture.installed(pg, source):
+            return None
+        recorded = pool.submit(query, pg, source, RECORDED_SQL)
+        status = pgcapture.status(pg, source, known_installed=True)
+        return Reads(
+            status,
+            plan.result(),
+            {int(r[0]): r[1:3] for r in recorded.result()},
+            {int(r[0]): (r[1], r[2]) for r in now.result()},
+        )
+
+
+def detect(
+    pg: PostgresAdapter,
+    source: ConnInfo,
+    target: ConnInfo | None = None,
+    reads: Reads | None = None,
+) -> SchemaChanges:
     """Heroku's schema changes since the install, per table (see the module docstring). With
-    ``target`` (the Convox copy): changes described, and dependents there counted too."""
-    if not pgcapture.installed(pg, source):
+    ``target`` (the Convox copy): changes described, and dependents there counted too.
+    ``reads``: Heroku's side as :func:`read_all` just read it (else read here)."""
+    if reads is None:
+        reads = read_all(pg, source)
+    if reads is None:
         return SchemaChanges(whole=("the change capture is not installed",))
-    recorded = {int(r[0]): r[1:3] for r in query(pg, source, RECORDED_SQL)}
-    now = {int(r[0]): (r[1], r[2]) for r in query(pg, source, FINGERPRINT_SQL)}
+    recorded, now = reads.recorded, reads.now
     changes: dict[str, TableChange] = {}
     for relid, (name, md5) in now.items():
         if relid not in recorded:
@@ -353,11 +389,11 @@ def detect(pg: PostgresAdapter, source: ConnInfo, target: ConnInfo | None = None
     for relid, (name, _md5) in recorded.items():
         if relid not in now and name not in changes:
             changes[name] = TableChange(name, "dropped")
-    for name in pgcapture.status(pg, source).missing_triggers:
+    for name in reads.status.missing_triggers:
         changes.setdefault(name, TableChange(name, "trigger"))
     if not changes:
         return SchemaChanges()
-    plan = pgcapture.inspect(pg, source)
+    plan = reads.plan
     tables = tuple(sorted(changes.values(), key=lambda t: t.name))
     whole = [f"tables the capture cannot cover: {u}" for u in plan.unsupported]
     affected = SchemaChanges(tables)
@@ -389,10 +425,12 @@ def detect(pg: PostgresAdapter, source: ConnInfo, target: ConnInfo | None = None
 
 __all__ = [
     "KINDS",
+    "Reads",
     "SchemaChanges",
     "TableChange",
     "dependent_views",
     "dependents",
     "describe_change",
     "detect",
+    "read_all",
 ]

@@ -299,11 +299,18 @@ def mark_live(pg: PostgresAdapter, conn: ConnInfo) -> str:
     return text
 
 
-def guard(pg: PostgresAdapter, conn: ConnInfo, *, force: bool) -> str | None:
+def guard(
+    pg: PostgresAdapter,
+    conn: ConnInfo,
+    *,
+    force: bool,
+    seen: tuple[bool, Marker | None, str] | None = None,
+) -> str | None:
     """Refuse (CutoverError) a sync into ``conn.dbname`` when it is live, has taken writes since
     the last sync, or holds tables cutover did not put there; with ``force``, return what would
-    have been refused (for a finding) instead. None when the sync may go ahead."""
-    exists, marker, comment = read_marker(pg, conn)
+    have been refused (for a finding) instead. None when the sync may go ahead. ``seen``: what
+    :func:`read_marker` just returned (not read again)."""
+    exists, marker, comment = seen if seen is not None else read_marker(pg, conn)
     if not exists:
         return None
     db = conn.dbname

@@ -41,7 +41,7 @@ from cutover.steps import BY_ID
 from cutover.steps.base import dump
 from cutover.ui import Ui
 
-BENCH_STEPS = ("initial-sync", "final-sync", "verify-data")
+BENCH_STEPS = ("capture-changes", "initial-sync", "final-sync", "verify-data")
 
 
 def peak_rss_mb() -> float:

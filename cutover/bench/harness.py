@@ -8,125 +8,57 @@ one go on the same machine (issue 10, "Benchmark").
 3. ``--runs`` rounds (default 3), each figure once per round, interleaved so every figure sees
    the same machine: (a) guide-file, (d) final-backup, (b) pg_dump|pg_restore, (d)
    final-direct, (c) pgcopydb-clone, (d) final-in-rack, (f) verify-data and verify-psql, then
-   (e): initial-sync (not timed: the changed-tables baseline), the workload on Heroku, and the
-   timed final-sync with ``final_sync: changed-tables``; then issue 13's figures
-   (cutover/bench/rows.py: the write workload with and without capture triggers, a catch-up
-   after 90% of it, the final apply of the rest's changed rows and verify-data after it, at the
-   reference size and at half of it, where pgcopydb clones too, for the per-GB figures);
+   issue 13's figures (cutover/bench/rows.py, ``final_sync: changed-rows``: the write workload
+   with and without capture triggers, the capture-changes and initial-sync steps, ``cutover
+   catch-up`` after 90% of the workload, the final-sync and verify-data steps after the rest,
+   at the reference size and at half of it, where pgcopydb clones too, for the per-GB figures),
+   then (e): initial-sync (not timed: the changed-tables baseline), the workload on Heroku, and
+   the timed final-sync with ``final_sync: changed-tables``;
 4. medians, ratios with their targets (cutover/bench/report.py), a rich table, and one line
    per figure.
 
 Every cutover figure runs ``Step().apply(ctx)`` in a child Python process
 (cutover/bench/child.py), with a playbook that differs only in ``database.method`` and
-``database.final_sync``. A figure that fails is printed as ``bench: NAME failed: <reason>``
-and is not run again; the others carry on. Numbers are printed, never asserted.
+``database.final_sync`` (and, for issue 13's half-size round, ``database.heroku_attachment``);
+the catch-up figure runs the ``cutover catch-up`` command. A figure that fails is printed as
+``bench: NAME failed: <reason>`` and is not run again; the others carry on. Numbers are
+printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
 from cutover.adapters.pgverify import checksum_sql
 from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL
-from cutover.bench import baselines, reference, report, rows, window, workload
+from cutover.bench import baselines, halfsize, reference, report, rows, window, workload
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.report import Figure
-from cutover.engine.audit import NullAudit
-from cutover.engine.context import build_context
-from cutover.engine.plan import new_state
+from cutover.bench.sandboxside import (
+    SETUP_TIMINGS,
+    load_reference,
+    rack_proxy,
+    source_endpoint,
+    target_endpoint,
+    write_playbook,
+)
+from cutover.engine.audit import EVENTS_FILE
 from cutover.errors import CutoverError
 from cutover.playbook import load_playbook
-from cutover.sandbox import convox_fake, heroku_api, manager, pgcluster
+from cutover.sandbox import manager
 from cutover.secrets import SecretMasker
 from cutover.state import StateStore
-from cutover.ui import Ui
-
-REPO = Path(__file__).resolve().parent.parent.parent
-# The convox stand-in's rack delays that only the (untimed) preparation meets: building and
-# rolling out the app, the resource's start-up, the certificate (convox_fake/store.py
-# DEFAULT_TIMINGS: 1 + 4 + 3 + 8 + 2 s). The CLI's poll interval and `convox run`'s wait stay as
-# the stand-in models them: a figure may meet those.
-SETUP_TIMINGS = {
-    "build_created": 0.1,
-    "build_running": 0.1,
-    "rollout": 0.1,
-    "resource_start": 0.1,
-    "certificate": 0.1,
-}
-
-
-def write_playbook(folder: Path, sandbox: Path, method: str, final_sync: str) -> Path:
-    """The sandbox playbook (playbooks/sandbox.yml) pointed at ``sandbox``, with the method and
-    final-sync mode set. Every variant lives in ``folder``: one state folder for all."""
-    data = yaml.safe_load((REPO / "playbooks" / "sandbox.yml").read_text(encoding="utf-8"))
-    data["sandbox"] = str(sandbox)
-    data["convox"]["source"] = str(sandbox / "app")
-    data["database"]["method"] = method
-    data["database"]["final_sync"] = final_sync
-    path = folder / f"cutover-{method}-{final_sync}.yml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-@contextlib.contextmanager
-def rack_proxy(playbook: Path) -> Iterator[int]:
-    """``convox resources proxy`` to the playbook's database resource, run as cutover runs it
-    (ConvoxAdapter.proxy: a free local port, probed; stopped at the end); yields the port. The
-    baselines restore through it, as the guide's restore and cutover's own sync do."""
-    masker = SecretMasker()
-    book = load_playbook(playbook)
-    state = StateStore(book.state_dir, masker).load() or new_state(book)
-    ui = Ui(Console(stderr=True, highlight=False), masker)
-    ctx = build_context(book, state, masker=masker, audit=NullAudit(), reporter=ui)
-    assert book.model.database is not None  # the sandbox playbook has one
-    with ctx.convox.proxy(book.model.database.resource) as port:
-        yield port
-
-
-def source_endpoint(sandbox: Path) -> Endpoint:
-    """The "Heroku Postgres" database and its (non-superuser) role, from the emulator's state."""
-    state = heroku_api.load_state(sandbox / "heroku" / "state.json")
-    for addon in state["apps"][manager.HEROKU_APP].get("addons", []):
-        db = addon.get("database")
-        if isinstance(db, dict):
-            cluster = pgcluster.load(sandbox / "pg-heroku.json")
-            return Endpoint(cluster, str(db["database"]), str(db["user"]), str(db["password"]))
-    raise CutoverError("the sandbox's Heroku app has no backing database")
-
-
-def target_endpoint(sandbox: Path) -> Endpoint:
-    """The Convox resource's database and role (created by the stand-in at the first promote)."""
-    backend = convox_fake.read_state(sandbox / "convox")["resource_backends"]["postgres"]
-    cluster = pgcluster.load(sandbox / "pg-convox.json")
-    return Endpoint(cluster, str(backend["dbname"]), str(backend["user"]), str(backend["password"]))
-
-
-def load_reference(source: Endpoint, ref: reference.Reference) -> float:
-    """Load the reference data as the source role; returns the database's size in MB."""
-    proc = subprocess.run(
-        reference.pgbench_argv(pgcluster.pg_bindir(), ref),
-        env=source.env(),
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BaselineError(f"pgbench -i: {proc.stderr.decode(errors='replace')[-300:]}")
-    baselines.run_sql(source, reference.events_sql(ref))
-    size = baselines.run_sql(source, "SELECT pg_database_size(current_database())")
-    return int(size.strip()) / 1e6
 
 
 class Bench:
@@ -140,6 +72,8 @@ class Bench:
         self.rss: list[float] = []
         self.own: list[tuple[float, str]] = []  # (own seconds, the step it was measured in)
         self.heroku: dict[str, list[float]] = {}  # figure -> the heroku CLI's seconds per run
+        self.tools: dict[str, list[dict[str, float]]] = {}  # figure -> the tools' seconds per run
+        self.stderr = ""  # the last child's (its notes)
         self.rows_run: rows.RowsRun | None = None  # issue 13's reference round, the last that ran
         self.share: float | None = None  # (e)'s workload's share of the data
 
@@ -159,8 +93,9 @@ class Bench:
         finally:
             self.current = ""
 
-    def cutover(self, playbook: Path, step: str) -> float:
-        """One cutover step in a child process; its seconds, or BaselineError with the reason."""
+    def cutover(self, playbook: Path, step: str, figure: str = "") -> float:
+        """One cutover step in a child process; its seconds, or BaselineError with the reason.
+        ``figure``: the figure it is timed for, when not the one :meth:`measure` runs."""
         result_file = self.work / "child-result.json"
         result_file.unlink(missing_ok=True)
         proc = subprocess.run(
@@ -184,14 +119,45 @@ class Bench:
         except (OSError, json.JSONDecodeError):
             tail = " / ".join(proc.stderr.strip().splitlines()[-3:])
             raise BaselineError(f"{step} child exited {proc.returncode}: {tail}") from None
+        self.stderr = proc.stderr
         self.rss.append(float(result["rss_mb"]))
         self.own.append((float(result["own_seconds"]), f"{step} ({playbook.stem})"))
-        if self.current:  # not a figure's untimed preparation
+        figure = figure or self.current
+        if figure:  # not a figure's untimed preparation
             heroku = float(result.get("tools", {}).get("heroku", 0.0))
-            self.heroku.setdefault(self.current, []).append(heroku)
+            self.heroku.setdefault(figure, []).append(heroku)
+            self.tools.setdefault(figure, []).append(dict(result.get("tools", {})))
         if not result["ok"]:
             raise BaselineError(str(result["error"]))
         return float(result["seconds"])
+
+    def catch_up(self, playbook: Path) -> tuple[float, int]:
+        """``cutover catch-up -f PLAYBOOK`` as an operator runs it (a process of its own): its
+        wall seconds and the rows it wrote (its audit event), or BaselineError."""
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "cutover", "catch-up", "-f", str(playbook)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            tail = " / ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+            raise BaselineError(f"cutover catch-up exited {proc.returncode}: {tail}")
+        events = load_playbook(playbook).state_dir / EVENTS_FILE
+        done = [
+            event
+            for event in map(json.loads, events.read_text(encoding="utf-8").splitlines())
+            if event.get("kind") == "catch-up" and not event.get("dry_run")
+        ]
+        if not done:
+            raise BaselineError("cutover catch-up exited 0 but logged no catch-up event")
+        return seconds, int(done[-1].get("upserted", 0)) + int(done[-1].get("deleted", 0))
+
+    def outputs(self, playbook: Path, step: str) -> dict[str, Any]:
+        """``step``'s outputs as the state file records them (after its child)."""
+        loaded = load_playbook(playbook)
+        state = StateStore(loaded.state_dir, SecretMasker()).load()
+        return dict(state.outputs(step)) if state is not None else {}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -292,13 +258,12 @@ def _bench(
     )
     target = target_endpoint(sandbox)
     bench = Bench(work, say=console.print)
-    sizes, half_mb = _declare(bench, args, source, ref, console)
+    sizes, half_mb = _declare(bench, args, ref, console, (source, work, sandbox))
     with rack_proxy(playbooks["direct"]) as port:
         _rounds(bench, args, ref, work, playbooks, changed_playbook, sizes, (source, target), port)
     share = bench.share
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
-    for line in rows.lines(bench.figures, size_mb, half_mb, bench.rows_run):
-        print(line)
+    _rows_end(bench, sizes, sandbox, (size_mb, half_mb), bench.rows_run)
     # Last, once: the window changes the world (maintenance, DNS), so it ends the bench.
     if not _wanted(args, "window"):
         return 0
@@ -369,7 +334,8 @@ def _rounds(
         # window (below) relies on (its verify-data compares Heroku with that sync).
         if _wanted(args, *rows.FIGURES):
             bench.rows_run = (
-                rows.measure(bench.figures, tools, sizes, target, work, jobs) or bench.rows_run
+                rows.measure(bench.figures, bench, tools, sizes, convox, work, jobs)
+                or bench.rows_run
             )
         if _wanted(args, report.FINAL_CHANGED):
             bench.share = (
@@ -380,12 +346,14 @@ def _rounds(
 def _declare(
     bench: Bench,
     args: argparse.Namespace,
-    source: Endpoint,
     ref: reference.Reference,
     console: Console,
+    where: tuple[Endpoint, Path, Path],
 ) -> tuple[rows.Sizes, float | None]:
     """Every figure, in the order the table prints them; issue 13's sizes (the half-size
-    reference loaded when its figures are wanted); ``--only`` applied."""
+    reference loaded when its figures are wanted); ``--only`` applied. ``where``: the source,
+    the bench's work folder and the sandbox."""
+    source, work, sandbox = where
     jobs = 2  # playbooks/sandbox.yml: database.restore_jobs
     b = bench.figure
     b(report.GUIDE, "(a) pg_dump -Fc to a file, then pg_restore --clean --if-exists")
@@ -399,39 +367,68 @@ def _declare(
     b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")
     b(report.FINAL_CHANGED, f"(e) final-sync changed-tables ({args.changed_method})")
     if _wanted(args, *rows.FIGURES):
-        sizes, half_mb = _rows_setup(bench, source, ref, console)
+        sizes, half_mb = _rows_setup(bench, source, ref, console, work, sandbox)
     else:  # the half-size reference takes minutes to load at the default scale
         for name, note in rows.FIGURES.items():
             b(name, note)
-        sizes, half_mb = rows.Sizes(source, None, ref, None, "not measured (--only)"), None
+        playbook = write_playbook(work, sandbox, "direct", "changed-rows")
+        sizes = rows.Sizes(source, playbook, None, None, ref, None, "not measured (--only)")
+        half_mb = None
     _only(bench, args)
     return sizes, half_mb
 
 
 def _rows_setup(
-    bench: Bench, source: Endpoint, ref: reference.Reference, console: Console
+    bench: Bench,
+    source: Endpoint,
+    ref: reference.Reference,
+    console: Console,
+    work: Path,
+    sandbox: Path,
 ) -> tuple[rows.Sizes, float | None]:
-    """Issue 13's figures, and the half-size reference for their per-GB figures, in its own
-    database on the source's cluster (not timed); none below BENCH_SCALE=2 or when it fails to
-    load."""
+    """Issue 13's figures, their changed-rows playbook (method direct, the fastest full one
+    here), and the half-size reference for their per-GB figures, in its own database on the
+    source's cluster attached to the Heroku app (cutover/bench/halfsize.py), with its own
+    playbook (not timed); none below BENCH_SCALE=2 or when it fails to load."""
     for name, note in rows.FIGURES.items():
         bench.figure(name, note)
     # pgbench_history as (e)'s workload leaves it, in every round (the rows round runs before
     # (e)): pgbench -i leaves it empty, and the final apply copies it whole (no key).
     baselines.run_sql(source, reference.workload_sql(ref, 0))
+    playbook = write_playbook(work, sandbox, "direct", "changed-rows")
     half_ref = workload.half(ref)
     if half_ref is None:
-        return rows.Sizes(source, None, ref, None), None
+        return rows.Sizes(source, playbook, None, None, ref, None), None
     try:
-        half = rows.half_database(source)
+        half = halfsize.half_database(source)
         half_mb = load_reference(half, half_ref)
         baselines.run_sql(half, reference.workload_sql(half_ref, 0))  # history, as above
-    except (BaselineError, subprocess.SubprocessError) as exc:
+        attachment = halfsize.attach(sandbox, half)
+    except (BaselineError, subprocess.SubprocessError, OSError, ValueError) as exc:
         why = f"the half-size reference failed to load: {exc}"
         console.print(f"bench: {why}")
-        return rows.Sizes(source, None, ref, None, why), None
-    console.print(f"bench: half-size reference loaded ({half_mb:.0f} MB)")
-    return rows.Sizes(source, half, ref, half_ref), half_mb
+        return rows.Sizes(source, playbook, None, None, ref, None, why), None
+    half_playbook = write_playbook(work, sandbox, "direct", "changed-rows", attachment)
+    console.print(f"bench: half-size reference loaded ({half_mb:.0f} MB) as {attachment}")
+    return rows.Sizes(source, playbook, half, half_playbook, ref, half_ref), half_mb
+
+
+def _rows_end(
+    bench: Bench,
+    sizes: rows.Sizes,
+    sandbox: Path,
+    mb: tuple[float, float | None],
+    run: rows.RowsRun | None,
+) -> None:
+    """Issue 13's lines; the half-size attachment removed (the window runs with the app's own
+    config)."""
+    if sizes.half_playbook is not None:
+        halfsize.detach(sandbox, halfsize.ATTACHMENT)
+    for line in rows.lines(bench.figures, mb[0], mb[1], run):
+        print(line)
+    tools_line = rows.tools_line(bench.tools.get(report.FINAL_ROWS, []))
+    if tools_line is not None:
+        print(tools_line)
 
 
 def _changed_round(

@@ -39,9 +39,10 @@ TARGET_VERIFY = 1.0
 TARGET_RSS_MB = 150.0
 TARGET_OWN_SECONDS = 2.0
 # Issue 13's figures (cutover/bench/rows.py)
-CATCHUP = "catch-up"  # apply_changes(final=False) after 90% of the workload
-FINAL_ROWS = "final-rows"  # apply_changes(final=True) from the catch-up, after the last 10%
-VERIFY_ROWS = "verify-rows"  # verify-data's comparison after it
+CATCHUP = "catch-up"  # the `cutover catch-up` command after 90% of the workload
+FINAL_ROWS = "final-rows"  # the final-sync step (changed-rows) after the last 10%
+FINAL_ROWS_APPLY = "final-rows-apply"  # information: the apply alone, inside final-rows
+VERIFY_ROWS = "verify-rows"  # the verify-data step after it
 WORKLOAD_PLAIN = "workload-plain"  # the write workload without capture triggers
 WORKLOAD_CAPTURED = "workload-captured"  # the same with them
 FINAL_ROWS_HALF = "final-rows-half"  # the same figures on the half-size reference

@@ -1,46 +1,48 @@
 """Issue 13's figures (``database.final_sync: changed-rows``), measured by ``make bench`` next to
-issue 10's.
+issue 10's: what an operator's window pays, so every timed figure is a whole cutover step or
+command, run as ``cutover run`` and ``cutover catch-up`` run it (final-full, the ratio's
+denominator, is the whole final-sync step too).
 
-One round (:func:`rows_round`) on a source database holding the reference data:
+One round (:func:`rows_round`), on a source database holding the reference data that the
+playbook's ``database.heroku_attachment`` names (the sandbox's Heroku app database; the
+half-size round: a second attachment backed by the half-size database, cutover/bench/halfsize.py)
+and the playbook's Convox resource database as the target:
 
 1. (``plain`` "first") the write workload (cutover/bench/workload.py, pgbench, a fixed number
    of transactions) on the source WITHOUT capture triggers, in the same two parts as step 4:
    timed (``workload-plain``, the parts' sum); the rounds alternate it with "last", after step 9;
-2. an initial copy of the source into a fresh database on the Convox cluster
-   (``pg_dump | pg_restore``, baselines.streamed; not timed);
-3. the capture installed on the source (adapters/pgcapture.py ``inspect`` + ``install``) and its
-   position read (``position``): the initial sync's position, after the copy (nothing else
-   writes to the bench's source, so no change falls between the copy and the capture);
-4. part 1 of the workload WITH the triggers: 90% of its transactions (workload.parts);
-5. the catch-up: ``apply_changes(final=False)`` from the initial position, as ``cutover
-   catch-up`` runs it before the window: timed (``catch-up``). Against a full final sync it
-   says what a window WITHOUT a catch-up would hold (a by-key apply of ~5% of the rows spread
-   over every page costs about a full copy: it touches every page on both sides);
-6. part 2 of the workload WITH the triggers: the remaining 10%, standing for the writes made
+2. the ``capture-changes`` step, then the ``initial-sync`` step (method direct; it reads the
+   capture position before its copy), each in a child (cutover/bench/child.py): not timed;
+3. part 1 of the workload WITH the triggers: 90% of its transactions (workload.parts);
+4. ``cutover catch-up -f PLAYBOOK`` as a subprocess, as an operator runs it before the window:
+   timed (``catch-up``, the command's wall time). Against a full final sync it says what a
+   window WITHOUT a catch-up would hold (a by-key apply of ~5% of the rows spread over every
+   page costs about a full copy: it touches every page on both sides);
+5. part 2 of the workload WITH the triggers: the remaining 10%, standing for the writes made
    after the last catch-up (an assumption, printed with the figure); parts 1 + 2 are timed
    (``workload-captured``, the parts' sum);
-7. ``apply_changes(final=True)`` from the catch-up's position (adapters/pgapply.py): the rest
-   of the log, as final-sync applies it in the window: timed (``final-rows``);
-8. the capture removed (``uninstall``): the other figures must see a source without it;
-9. verify-data's comparison (adapters/pgverify.py ``Verifier.compare``) of the source and the
-   copy: timed (``verify-rows``); any problem it finds (but a role or database setting, which
-   the initial copy does not carry) is the round's failure (the post-apply databases must be
-   equal).
+6. the ``final-sync`` step in a child: timed (``final-rows``): the Convox proxy, the guard,
+   the capture's status, the tables and the schema fingerprints on both sides, the apply of the
+   rest of the log, the markers. A final-sync that fell back to a full copy fails the figure.
+   The apply alone (the step's ``seconds`` output) is information (``final-rows-apply``);
+7. the ``verify-data`` step in a child: timed (``verify-rows``); a failure fails the round;
+8. the capture removed from the source (adapters/pgcapture.py ``uninstall``, which reads the
+   catalog back), whatever happened before: the other figures must see a source without it.
 
-The workload: cutover/bench/workload.py.
+The other figures leave the state and the Convox database as they need them: ``capture-changes``
+and ``initial-sync`` clear the later steps' entries in the state (as ``--from`` does), and figure
+(e) runs initial-sync again after this round. The workload: cutover/bench/workload.py.
 """
 
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-from cutover.adapters import pgapply, pgcapture
-from cutover.adapters.pgverify import Side, Verifier
+from cutover.adapters import pgcapture
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.bench import baselines, report
 from cutover.bench.baselines import BaselineError, Endpoint
@@ -52,10 +54,8 @@ from cutover.runner import Runner
 from cutover.sandbox import pgcluster
 from cutover.secrets import SecretMasker
 
-APPLY_TIMEOUT = 3600.0
-ROWS_DB = "bench_rows"
-HALF_ROWS_DB = "bench_rows_half"
-HALF_DB = "bench_half"  # the half-size reference, on the source cluster
+HALF_ROWS_DB = "bench_rows_half"  # pgcopydb's clone of the half-size reference
+FALLBACK = "changed-rows: the final sync copies everything"  # steps/datarows.py's note
 
 
 def conninfo(endpoint: Endpoint) -> ConnInfo:
@@ -66,18 +66,31 @@ def conninfo(endpoint: Endpoint) -> ConnInfo:
     )
 
 
+class Steps(Protocol):
+    """What a round runs (cutover/bench/harness.py's Bench): a cutover step in a child, its
+    seconds (BaselineError when it failed; ``figure`` names the figure it is timed for);
+    ``cutover catch-up`` in a subprocess, its seconds and the rows it wrote; a step's outputs
+    as the state recorded them; the last child's stderr (its notes)."""
+
+    stderr: str
+
+    def cutover(self, playbook: Path, step: str, figure: str = "") -> float: ...
+
+    def catch_up(self, playbook: Path) -> tuple[float, int]: ...
+
+    def outputs(self, playbook: Path, step: str) -> dict[str, Any]: ...
+
+
 @dataclass
 class RowsRun:
-    """What one round's final apply did (its seconds went to the figures)."""
+    """What one round's final-sync did (its seconds went to the figures)."""
 
-    target: Endpoint  # the copy, equal to the source after the apply (verify-rows said so)
     rows: int  # the source's rows before the workload
-    written: int  # rows the final apply wrote on the target (upserted + deleted)
-    whole: tuple[str, ...] = ()  # tables the final apply copied whole
-    notes: list[str] = field(default_factory=list)
+    written: int  # rows the final-sync wrote on the target (upserted + deleted)
+    whole: tuple[str, ...] = ()  # tables the final-sync copied whole
     caught_up: int = 0  # rows the catch-up wrote on the target (upserted + deleted)
-    positions: tuple[str, str, str] = ("", "", "")  # initial, catch-up's, final apply's "since"
-    phases: tuple[tuple[str, float], ...] = ()  # the final apply's (pgapply.ApplyResult.phases)
+    positions: tuple[str, str] = ("", "")  # initial-sync's capture position, final-sync's end
+    apply_seconds: float = 0.0  # the apply inside final-sync (its outputs' seconds)
 
     @property
     def share(self) -> float:
@@ -85,15 +98,15 @@ class RowsRun:
         return (self.caught_up + self.written) / self.rows if self.rows else 0.0
 
 
-# A round's phases ("plain", "captured", "catchup", "apply", "verify"), each recorded (seconds)
-# as soon as it is measured and, for the two applies, once verify-data found the copy equal to
-# the source.
+# A round's phases ("plain", "captured", "catchup", "apply", "apply-only", "verify"), each
+# recorded (seconds) as soon as it is measured and, for the catch-up and final-sync, once
+# verify-data passed.
 Record = Callable[[str, float], None]
 Plain = Literal["first", "last", "no"]
 
 
 class Tools:
-    """The runner, masker and psql adapter the adapters take (one per bench)."""
+    """The runner, masker and psql adapter the capture's removal takes (one per bench)."""
 
     def __init__(self) -> None:
         self.masker = SecretMasker()
@@ -105,23 +118,33 @@ class Tools:
         return conninfo(endpoint)
 
 
+def fallback_note(stderr: str) -> str:
+    """final-sync's note saying why it copied everything (steps/datarows.py), or a stand-in."""
+    for line in stderr.splitlines():
+        if FALLBACK in line:
+            return " ".join(line[line.index(FALLBACK) :].split())
+    return "its outputs' method is not changed-rows"
+
+
 def rows_round(
+    steps: Steps,
     tools: Tools,
     source: Endpoint,
-    target_admin: Endpoint,
     ref: Reference,
     work: Path,
+    playbook: Path,
     *,
-    jobs: int,
     plain: Plain,
     record: Record,
-    dbname: str = ROWS_DB,
+    timed: tuple[str, str] = (report.FINAL_ROWS, report.VERIFY_ROWS),
 ) -> RowsRun:
-    """One round (the module docstring's steps 1-9), each phase's seconds given to ``record``.
-    ``plain``: when the workload runs without triggers: "first", "last" (after verify-data: the
-    rounds alternate, so that neither run always meets the warmer or colder machine) or "no".
-    Raises BaselineError (or CutoverError from an adapter) naming what failed; the capture never
-    stays installed on ``source``."""
+    """One round (the module docstring's steps 1-8), each phase's seconds given to ``record``.
+    ``playbook`` (final_sync: changed-rows) names ``source`` as its Heroku database. ``plain``:
+    when the workload runs without triggers: "first", "last" (after verify-data: the rounds
+    alternate, so that neither run always meets the warmer or colder machine) or "no".
+    ``timed``: the figures the final-sync and verify-data steps are timed for (the harness
+    keeps the heroku CLI's and the tools' seconds per figure). Raises BaselineError (or
+    CutoverError) naming what failed; the capture never stays installed on ``source``."""
     before, after = parts(ref)
 
     def workload() -> float:
@@ -129,57 +152,41 @@ def rows_round(
 
     if plain == "first":
         record("plain", workload())
-    target = baselines.fresh_database(target_admin, dbname)
-    baselines.streamed(source, target)
     rows = int(baselines.run_sql(source, ROW_COUNT_SQL).strip() or 0)
-    src, dst = tools.conn(source), tools.conn(target)
-
-    def apply(
-        plan: pgcapture.CapturePlan, since: str, *, final: bool
-    ) -> tuple[pgapply.ApplyResult, float]:
-        started = time.perf_counter()
-        result = pgapply.apply_changes(
-            tools.runner, tools.masker, tools.pg, src, dst, since,
-            plan=plan, final=final, jobs=jobs, timeout=APPLY_TIMEOUT,
-        )  # fmt: skip
-        return result, time.perf_counter() - started
-
+    src = tools.conn(source)
     try:
-        plan = pgcapture.install(tools.pg, src, pgcapture.inspect(tools.pg, src))
-        initial = pgcapture.position(tools.pg, src)
+        steps.cutover(playbook, "capture-changes")
+        steps.cutover(playbook, "initial-sync")
+        initial = str(steps.outputs(playbook, "initial-sync").get("capture_position") or "")
         written = run_workload(source, ref, work, before)
-        caught, caught_seconds = apply(plan, initial, final=False)
+        caught_seconds, caught_up = steps.catch_up(playbook)
         written += run_workload(source, ref, work, after)
         record("captured", written)
-        result, applied = apply(plan, caught.position, final=True)
+        applied = steps.cutover(playbook, "final-sync", timed[0])
+        final = steps.outputs(playbook, "final-sync")
+        if final.get("method") != "changed-rows":
+            raise BaselineError(
+                f"final-sync did not apply the changed rows: {fallback_note(steps.stderr)}"
+            )
+        verified = steps.cutover(playbook, "verify-data", timed[1])
     finally:
         left = _uninstall(tools, src)
     if left:
         raise BaselineError(f"the capture could not be removed from the source: {left}")
-    verifier = Verifier(tools.runner, tools.masker, jobs=jobs, timeout=APPLY_TIMEOUT)
-    started = time.perf_counter()
-    outcome = verifier.compare(Side("Heroku", src), Side("Convox", dst))
-    verified = time.perf_counter() - started
-    # Role and database settings (pg_db_role_setting) are not data: pg_dump | pg_restore (the
-    # initial copy here) does not carry them, cutover's own sync does (the Heroku role's
-    # search_path with heroku_ext showed up so).
-    problems = [p for p in outcome.problems if not p.startswith("setting ")]
-    if problems:
-        raise BaselineError(
-            f"verify-data after the final apply found {len(problems)} problem(s): "
-            + "; ".join(problems[:3])
-        )
     record("catchup", caught_seconds)
     record("apply", applied)
+    record("apply-only", float(final.get("seconds") or 0.0))
     record("verify", verified)
     if plain == "last":
         record("plain", workload())
-    notes = [f"{name}: not captured ({why})" for name, why in _split(plan.unsupported)]
     return RowsRun(
-        target, rows, result.upserted + result.deleted, result.whole, notes,
-        caught_up=caught.upserted + caught.deleted,
-        positions=(initial, caught.position, result.since), phases=result.phases,
-    )  # fmt: skip
+        rows,
+        int(final.get("upserted") or 0) + int(final.get("deleted") or 0),
+        tuple(final.get("whole") or ()),
+        caught_up=caught_up,
+        positions=(initial, str(final.get("position") or "")),
+        apply_seconds=float(final.get("seconds") or 0.0),
+    )
 
 
 def _uninstall(tools: Tools, src: ConnInfo) -> str:
@@ -191,28 +198,14 @@ def _uninstall(tools: Tools, src: ConnInfo) -> str:
     return ""
 
 
-def _split(unsupported: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(item.partition(": ")[0], item.partition(": ")[2]) for item in unsupported]
-
-
-def half_database(source: Endpoint) -> Endpoint:
-    """An empty database :data:`HALF_DB` on the source's cluster, owned by the source's role
-    (made by the cluster's superuser, as the sandbox made the "Heroku" one)."""
-    cluster = source.cluster
-    admin = Endpoint(cluster, "postgres", cluster.superuser, cluster.password)
-    baselines.run_sql(admin, f'DROP DATABASE IF EXISTS "{HALF_DB}" WITH (FORCE)')
-    owner = source.user.replace('"', '""')
-    baselines.run_sql(admin, f'CREATE DATABASE "{HALF_DB}" OWNER "{owner}"')
-    return source.other(HALF_DB)
-
-
 FIGURES = {
     report.WORKLOAD_PLAIN: "(13) the write workload (pgbench), no capture triggers",
     report.WORKLOAD_CAPTURED: "(13) the same workload with the capture triggers",
-    report.CATCHUP: "(13) catch-up: apply_changes(final=False) after 90% of the workload",
-    report.FINAL_ROWS: "(13) apply_changes(final=True) from the catch-up: the last 10%",
-    report.VERIFY_ROWS: "(13) verify-data's comparison after it",
-    report.FINAL_ROWS_HALF: "(13) final-rows on the half-size reference",
+    report.CATCHUP: "(13) cutover catch-up (the command) after 90% of the workload",
+    report.FINAL_ROWS: "(13) the final-sync step, changed-rows, after the last 10%",
+    report.FINAL_ROWS_APPLY: "(13) information: the apply alone, inside final-rows",
+    report.VERIFY_ROWS: "(13) the verify-data step after it",
+    report.FINAL_ROWS_HALF: "(13) final-rows on the half-size reference (its own attachment)",
     report.VERIFY_ROWS_HALF: "(13) verify-rows on the half-size reference",
     report.PGCOPYDB_HALF: "(c) pgcopydb clone of the half-size reference",
 }
@@ -220,13 +213,16 @@ FIGURES = {
 
 @dataclass
 class Sizes:
-    """The two sources: the reference (the sandbox's Heroku database) and the half-size one."""
+    """The two sources, each with the changed-rows playbook whose Heroku attachment names it:
+    the reference (the sandbox's Heroku app database) and the half-size one."""
 
     source: Endpoint
+    playbook: Path
     half: Endpoint | None
+    half_playbook: Path | None
     ref: Reference
     half_ref: Reference | None
-    why: str = "one size only (BENCH_SCALE < 2)"  # when there is no half-size reference
+    why: str = "one size only (BENCH_SCALE < 2)"  # when there is no half-size round
 
 
 REFERENCE_NAMES = {
@@ -234,6 +230,7 @@ REFERENCE_NAMES = {
     "captured": report.WORKLOAD_CAPTURED,
     "catchup": report.CATCHUP,
     "apply": report.FINAL_ROWS,
+    "apply-only": report.FINAL_ROWS_APPLY,
     "verify": report.VERIFY_ROWS,
 }
 HALF_NAMES = {"apply": report.FINAL_ROWS_HALF, "verify": report.VERIFY_ROWS_HALF}
@@ -262,6 +259,7 @@ def _recorded(
 
 def measure(
     figures: dict[str, Figure],
+    steps: Steps,
     tools: Tools,
     sizes: Sizes,
     target_admin: Endpoint,
@@ -278,55 +276,49 @@ def measure(
             figures,
             REFERENCE_NAMES,
             lambda record: rows_round(
-                tools, sizes.source, target_admin, sizes.ref, work,
-                jobs=jobs, plain=plain, record=record,
+                steps, tools, sizes.source, sizes.ref, work, sizes.playbook,
+                plain=plain, record=record,
             ),
         )  # fmt: skip
-    if sizes.half is None or sizes.half_ref is None:
+    if sizes.half is None or sizes.half_ref is None or sizes.half_playbook is None:
         for name in (report.FINAL_ROWS_HALF, report.VERIFY_ROWS_HALF, report.PGCOPYDB_HALF):
             figures[name].fail(sizes.why)
         return run
-    half_source, half_ref = sizes.half, sizes.half_ref
+    half_source, half_ref, half_playbook = sizes.half, sizes.half_ref, sizes.half_playbook
     if figures[report.FINAL_ROWS_HALF].error is None:
         _recorded(
             figures,
             HALF_NAMES,
             lambda record: rows_round(
-                tools, half_source, target_admin, half_ref, work,
-                jobs=jobs, plain="no", record=record, dbname=HALF_ROWS_DB,
+                steps, tools, half_source, half_ref, work, half_playbook,
+                plain="no", record=record,
+                timed=(report.FINAL_ROWS_HALF, report.VERIFY_ROWS_HALF),
             ),
         )  # fmt: skip
     copydb = figures[report.PGCOPYDB_HALF]
     if copydb.error is None:
         try:
             target = baselines.fresh_database(target_admin, HALF_ROWS_DB)
-            copydb.add(baselines.pgcopydb_clone(half_source, target, work, jobs))
+            # Heroku over TLS, as the reference size's pgcopydb (harness._rounds)
+            heroku = half_source.reached(sslmode="require")
+            copydb.add(baselines.pgcopydb_clone(heroku, target, work, jobs))
         except (BaselineError, subprocess.SubprocessError, OSError) as exc:
             copydb.fail(str(exc))
     return run
 
 
 def share_line(run: RowsRun | None) -> str:
-    """``bench: rows-changed-share V (...)``: the rows the catch-up and the final apply wrote /
+    """``bench: rows-changed-share V (...)``: the rows the catch-up and the final-sync wrote /
     the source's, and how they split between the two."""
     if run is None:
         return "bench: rows-changed-share failed: no round of final-rows worked"
     whole = ", ".join(run.whole) or "none"
-    notes = "; ".join(run.notes)
     return (
         f"bench: rows-changed-share {run.share:.3f} ({run.caught_up + run.written} of {run.rows} "
         f"rows written: {run.caught_up} by the catch-up after {CATCHUP_SHARE:.0%} of the "
-        f"workload, {run.written} by the final apply after the rest; copied whole by the final "
-        f"apply: {whole}{'; ' + notes if notes else ''})"
+        f"workload, {run.written} by the final-sync after the rest; copied whole by the "
+        f"final-sync: {whole})"
     )
-
-
-def phases_line(run: RowsRun | None) -> str | None:
-    """``bench: final-rows-phases NAME SECONDS, ...``: where the final apply's time went."""
-    if run is None or not run.phases:
-        return None
-    parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in run.phases)
-    return f"bench: final-rows-phases {parts} (the reference round's last final apply)"
 
 
 def lines(
@@ -336,8 +328,16 @@ def lines(
     ratios (``ratio: NAME VALUE (...)``, the value the third word as issue 10's)."""
     out = report.rows_window_lines(figures, size_mb, half_mb)
     out.append(share_line(run))
-    profile = phases_line(run)
-    if profile is not None:
-        out.append(profile)
     out.extend(report.ratio_line(ratio) for ratio in report.rows_ratios(figures))
     return out
+
+
+def tools_line(runs: list[dict[str, float]]) -> str | None:
+    """``bench: final-rows-tools NAME SECONDS, ...``: where the last final-sync step's time went
+    by external program (cutover/bench/clock.py; overlapping programs each count their own),
+    the rest being cutover's own."""
+    if not runs:
+        return None
+    ranked = sorted(runs[-1].items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"{name} {seconds:.2f}" for name, seconds in ranked) or "none"
+    return f"bench: {report.FINAL_ROWS}-tools {listed} (the last final-rows step's programs)"

@@ -262,7 +262,9 @@ class _Sync(Step):
             recovered = pgstaging.recover_swap(pg, conn)
             if recovered:
                 ctx.note(recovered)
-            forced = pgstaging.guard(pg, conn, force=bool(ctx.extras.get("force_data")))
+            seen = pgstaging.read_marker(pg, conn)  # once: changed-rows reads its position
+            ctx.extras[datarows.GUARD_MARKER] = seen[2]
+            forced = pgstaging.guard(pg, conn, force=bool(ctx.extras.get("force_data")), seen=seen)
             if forced:
                 ctx.note(f"--force-data: syncing although {forced}")
             source_url = credentials.result()

@@ -241,6 +241,9 @@ def test_every_kind_of_write_arrives_and_triggers_do_not_fire(world: World) -> N
     last = world.apply(first.position, final=True)
     world.assert_equal()
     assert last.entries == 2 and last.tables == ("public.bag",) and last.whole == ()
+    # The marker the round wrote comes back with it (final-sync does not read it again).
+    assert last.marker == pgstaging.read_marker(world.pg, world.target)[2]
+    assert last.marker.endswith(f" capture={last.position}")
     assert last.upserted == 2
     # Nothing of cutover's is left on the Convox database after the final round.
     assert pgcapture.query(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from test_pgapply import SCHEMA, TABLES, World, world_factory  # noqa: F401  (fixture)
 
-from cutover.adapters import pgcapture_ddl, pgreplace, pgschema
+from cutover.adapters import pgcapture, pgcapture_ddl, pgreplace, pgschema
 from cutover.adapters.pgapply import ApplyResult, apply_changes
 from cutover.adapters.pgcapture_ddl import SchemaChanges
 from cutover.adapters.pgreplace import ReplaceResult
@@ -255,6 +255,16 @@ def test_a_failing_replacement_changes_nothing_on_convox(world: World) -> None:
 def test_no_change_says_nothing(world_factory: Callable[..., World]) -> None:  # noqa: F811
     world = world_factory()
     assert detect(world) == SchemaChanges()
+    # Heroku's side read once, at once (final-sync's decision), is what the reads one by one say.
+    reads = pgcapture_ddl.read_all(world.pg, world.source)
+    assert reads is not None
+    assert reads.status == pgcapture.status(world.pg, world.source)
+    assert reads.plan == pgcapture.inspect(world.pg, world.source)
+    assert set(reads.now) == set(reads.recorded) != set()
+    assert pgcapture_ddl.detect(world.pg, world.source, world.target, reads) == SchemaChanges()
+    pgcapture.uninstall(world.pg, world.source)
+    assert pgcapture_ddl.read_all(world.pg, world.source) is None
+    assert detect(world).whole == ("the change capture is not installed",)
 
 
 def test_a_renamed_table_and_a_changed_keyless_one_are_replaced(world: World) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from cutover.bench.harness import REPO, write_playbook
+from cutover.bench.sandboxside import REPO, write_playbook
 from cutover.playbook import load_playbook
 
 
@@ -29,3 +29,16 @@ def test_variants_differ_only_in_method_and_final_sync(tmp_path: Path) -> None:
         assert written[key] == original[key]
     assert written["database"] == {**original["database"], "method": "direct", "final_sync": "full"}
     assert written["convox"] == {**original["convox"], "source": str(sandbox / "app")}
+
+
+def test_the_half_size_variant_names_its_own_heroku_attachment(tmp_path: Path) -> None:
+    sandbox = tmp_path / "sandbox"
+    ref = write_playbook(tmp_path, sandbox, "direct", "changed-rows")
+    half = write_playbook(tmp_path, sandbox, "direct", "changed-rows", "HEROKU_POSTGRESQL_HALF")
+    assert half != ref
+    a, b = load_playbook(ref), load_playbook(half)
+    assert a.model.database is not None and b.model.database is not None
+    assert a.model.database.heroku_attachment == "DATABASE"
+    assert b.model.database.heroku_attachment == "HEROKU_POSTGRESQL_HALF"
+    assert b.model.database.final_sync == "changed-rows"
+    assert a.state_dir == b.state_dir  # one run, as every variant

@@ -49,7 +49,7 @@ def loaded(pg_source: PgCluster) -> Endpoint:
 
 
 def _load(source: Endpoint) -> float:
-    from cutover.bench.harness import load_reference  # noqa: PLC0415 - the harness's loader
+    from cutover.bench.sandboxside import load_reference  # noqa: PLC0415 - the harness's loader
 
     return load_reference(source, TINY)
 

@@ -1,23 +1,25 @@
-"""Issue 13's bench figures (cutover/bench/rows.py, workload.py and their lines in report.py):
-the workload changes about 5% of the rows over every reference table, a tiny round of the rows
-figures completes with the copy equal to the source after the final apply and no capture left
-on the source, and the lines print with sane values. Values, never timing bounds."""
+"""Issue 13's bench figures (cutover/bench/rows.py, halfsize.py, workload.py and their lines in
+report.py): the workload changes about 5% of the rows over every reference table; a round runs
+the capture-changes and initial-sync steps untimed, then times the catch-up command and the
+whole final-sync and verify-data steps (as final-full times the whole final-sync step), with the
+apply alone as information, and leaves no capture on the source; the half-size round runs the
+same steps with its own playbook and Heroku attachment; the lines print with sane values. The
+steps themselves run in the sandbox in ``make bench`` (here a stand-in runs them, on a real
+source). Values, never timing bounds."""
 
 from __future__ import annotations
 
-import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.databases import make_database
 
-from cutover.adapters import pgapply
-from cutover.bench import baselines, reference, report, rows, workload
+from cutover.adapters import pgcapture
+from cutover.bench import baselines, halfsize, reference, report, rows, workload
 from cutover.bench.baselines import Endpoint
 from cutover.bench.report import Figure
-from cutover.errors import CutoverError
+from cutover.sandbox import heroku_api, manager
 from cutover.sandbox.pgcluster import PgCluster
 
 SMALL = reference.Reference(scale=2)
@@ -51,7 +53,7 @@ def _digests(endpoint: Endpoint) -> dict[str, str]:
 
 
 def _load(source: Endpoint, ref: reference.Reference) -> float:
-    from cutover.bench.harness import load_reference  # noqa: PLC0415 - the harness's loader
+    from cutover.bench.sandboxside import load_reference  # noqa: PLC0415 - the harness's loader
 
     return load_reference(source, ref)
 
@@ -123,93 +125,131 @@ def test_the_workload_changes_about_5_percent_of_rows_over_every_reference_table
     assert 0.02 < accounts / (100_000 * SMALL.scale) < 0.10  # the largest table too
 
 
-# -- a tiny round of the rows figures --------------------------------------------------------
+# -- a round of the rows figures -------------------------------------------------------------
 
 
-def test_a_tiny_rows_round_prints_its_lines_and_leaves_the_copy_equal_to_the_source(
-    small: Endpoint, pg_target: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+class FakeSteps:
+    """The harness's Bench, standing in for the sandbox: capture-changes installs the real
+    capture on the source (so its removal is real), initial-sync reads its real position; the
+    timed steps and the catch-up return fixed seconds, final-sync's outputs are ``final``."""
+
+    def __init__(self, source: Endpoint, final: dict[str, Any], stderr: str = "") -> None:
+        self.source = source
+        self.final = final
+        self.stderr = ""
+        self.final_stderr = stderr
+        self.calls: list[tuple[str, str, str]] = []  # (playbook, step, figure)
+        self.tools = rows.Tools()
+        self.position = ""
+
+    def cutover(self, playbook: Path, step: str, figure: str = "") -> float:
+        self.calls.append((playbook.name, step, figure))
+        conn = self.tools.conn(self.source)
+        if step == "capture-changes":
+            pgcapture.install(self.tools.pg, conn, pgcapture.inspect(self.tools.pg, conn))
+        if step == "initial-sync":
+            self.position = pgcapture.position(self.tools.pg, conn)
+        self.stderr = self.final_stderr if step == "final-sync" else ""
+        return {"final-sync": 2.0, "verify-data": 3.0}.get(step, 99.0)
+
+    def catch_up(self, playbook: Path) -> tuple[float, int]:
+        self.calls.append((playbook.name, "catch-up", ""))
+        return 5.0, 700
+
+    def outputs(self, playbook: Path, step: str) -> dict[str, Any]:
+        if step == "initial-sync":
+            return {"capture_position": self.position}
+        return self.final
+
+
+FINAL = {
+    "method": "changed-rows", "seconds": 0.5, "upserted": 60, "deleted": 10, "whole": [],
+    "position": "900:900:",
+}  # fmt: skip
+
+
+def test_a_round_times_the_final_sync_and_verify_data_steps_and_the_catch_up_command(
+    small: Endpoint, pg_target: PgCluster, tmp_path: Path
 ) -> None:
-    calls: list[tuple[bool, str, str]] = []  # (final, since, the round's position)
-    real = pgapply.apply_changes
-
-    def spy(*args: Any, **kwargs: Any) -> pgapply.ApplyResult:
-        result: pgapply.ApplyResult = real(*args, **kwargs)
-        calls.append((kwargs["final"], args[5], result.position))
-        return result
-
-    monkeypatch.setattr(pgapply, "apply_changes", spy)
+    """capture-changes and initial-sync (untimed), 90% of the workload, the catch-up command,
+    the rest, then the final-sync and verify-data steps, timed as final-rows and verify-rows;
+    the apply alone is information; the capture is removed from the source."""
+    steps = FakeSteps(small, FINAL)
     figures = {name: Figure(name) for name in rows.FIGURES}
-    # The full final sync the ratio divides by: a real full copy of the same source
-    # (pg_dump | pg_restore, issue 10's baseline (b)), standing for cutover's final-direct.
-    full = Figure(report.final_name("direct"))
-    full.add(baselines.streamed(small, baselines.fresh_database(_admin(pg_target), _name())))
-    figures[full.name] = full
-    pgcopydb = Figure(report.PGCOPYDB)
-    figures[pgcopydb.name] = pgcopydb
-    half_source = rows.half_database(small)
-    half_mb = _load(half_source, reference.Reference(1))
-    size_mb = float(baselines.run_sql(small, "SELECT pg_database_size(current_database())"))
-    work = tmp_path
-    if shutil.which("pgcopydb"):
-        target = baselines.fresh_database(_admin(pg_target), _name())
-        pgcopydb.add(baselines.pgcopydb_clone(small, target, work, jobs=2))
-    else:
-        pgcopydb.fail("pgcopydb not installed")
-    sizes = rows.Sizes(small, half_source, SMALL, reference.Reference(1))
-    run = rows.measure(figures, rows.Tools(), sizes, _admin(pg_target), work, jobs=2)
+    playbook = tmp_path / "cutover-direct-changed-rows.yml"
+    sizes = rows.Sizes(small, playbook, None, None, SMALL, None)
+    run = rows.measure(figures, steps, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2)
 
-    for name in rows.FIGURES:
-        if name != report.PGCOPYDB_HALF or shutil.which("pgcopydb"):
-            assert figures[name].ok, f"{name}: {figures[name].why()}"
     assert run is not None
-    assert _digests(run.target) == _digests(small)  # the post-apply databases are equal
-    assert 0.01 < run.share < 0.15
-    # The catch-up ran from the initial position, the final apply from the catch-up's.
-    initial, caught, since = run.positions
-    assert calls[0] == (False, initial, caught)
-    assert calls[1][:2] == (True, caught)
-    assert since == caught != initial
-    assert run.caught_up > run.written > 0  # 90% of the workload's changes before, 10% after
-    # keyless pgbench_history: its inserts applied from its row log, nothing copied whole
-    assert run.whole == ()
-    profile = rows.phases_line(run) or ""
-    assert profile.startswith("bench: final-rows-phases survey ") and " batches " in profile
-    for endpoint in (small, half_source):
-        assert baselines.run_sql(endpoint, LEFT_SQL).split() == ["0", "0"]  # capture removed
-
-    lines = rows.lines(figures, size_mb / 1e6, half_mb, run)
-    by_name = {line.split()[1]: line for line in lines}
-    values = {name: line.split()[2] for name, line in by_name.items()}
-    for name in ("final-rows/final-full", "catch-up/final-full", "trigger-write-overhead",
-                 "window-data-rows",
-                 "window-data-rows-per-gb", "rows-changed-share"):  # fmt: skip
-        assert float(values[name]) != 0, by_name[name]
-    assert float(values["final-rows/final-full"]) > 0
-    assert float(values["trigger-write-overhead"]) > 0
-    assert "target <= 0.1" in by_name["final-rows/final-full"]
-    assert report.ROWS_ASSUMPTION in by_name["final-rows/final-full"]
-    assert report.CATCHUP_INFO in by_name["catch-up/final-full"]
-    assert "catch-up / final-direct" in by_name["catch-up/final-full"]
-    assert f"{run.caught_up} by the catch-up" in by_name["rows-changed-share"]
-    assert "information, >1 = slower" in by_name["trigger-write-overhead"]
-    assert "workload-captured / workload-plain" in by_name["trigger-write-overhead"]
-    assert "copied whole by the final apply: none" in by_name["rows-changed-share"]
-    assert by_name["final-rows-phases"] == profile
-    if shutil.which("pgcopydb"):
-        assert float(values["pgcopydb-clone-per-gb"]) != 0
+    assert [c[1:] for c in steps.calls] == [
+        ("capture-changes", ""),
+        ("initial-sync", ""),
+        ("catch-up", ""),
+        ("final-sync", report.FINAL_ROWS),
+        ("verify-data", report.VERIFY_ROWS),
+    ]
+    assert {c[0] for c in steps.calls} == {playbook.name}
+    assert figures[report.CATCHUP].runs == [5.0]
+    assert figures[report.FINAL_ROWS].runs == [2.0]  # the step, not the apply inside it
+    assert figures[report.FINAL_ROWS_APPLY].runs == [0.5]
+    assert figures[report.VERIFY_ROWS].runs == [3.0]
+    assert figures[report.WORKLOAD_PLAIN].ok and figures[report.WORKLOAD_CAPTURED].ok
+    assert figures[report.FINAL_ROWS_HALF].why() == "one size only (BENCH_SCALE < 2)"
+    assert (run.caught_up, run.written, run.whole) == (700, 70, ())
+    assert run.positions == (steps.position, "900:900:") and steps.position
+    assert run.apply_seconds == 0.5
+    assert baselines.run_sql(small, LEFT_SQL).split() == ["0", "0"]  # capture removed
+    line = rows.share_line(run)
+    assert "700 by the catch-up" in line and "70 by the final-sync" in line
 
     # The next round runs the plain workload last (after verify-data), not first.
-    again = rows.measure(
-        figures, rows.Tools(), rows.Sizes(small, None, SMALL, None), _admin(pg_target), work, 2
-    )
-    assert again is not None
+    assert rows.measure(figures, steps, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2)
     assert len(figures[report.WORKLOAD_PLAIN].runs) == 2
     assert len(figures[report.FINAL_ROWS].runs) == 2
-    assert len(figures[report.CATCHUP].runs) == 2
-    # Every final apply started where the catch-up before it ended.
-    assert [c[0] for c in calls] == [False, True] * 3  # reference, half-size, reference again
-    assert all(c[1] == calls[i - 1][2] for i, c in enumerate(calls) if c[0])
-    assert _digests(again.target) != _digests(small)  # the plain run came after the comparison
+
+
+def test_the_half_size_round_runs_the_same_steps_with_its_own_playbook(
+    small: Endpoint, pg_target: PgCluster, tmp_path: Path
+) -> None:
+    half = halfsize.half_database(small)
+    _load(half, reference.Reference(1))
+    steps = FakeSteps(half, FINAL)
+    figures = {name: Figure(name) for name in rows.FIGURES}
+    figures[report.FINAL_ROWS].fail("not this test's")  # the reference round is skipped
+    figures[report.PGCOPYDB_HALF].fail("not this test's")
+    sizes = rows.Sizes(
+        small, tmp_path / "ref.yml", half, tmp_path / "half.yml", SMALL, reference.Reference(1)
+    )
+    assert rows.measure(figures, steps, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None
+    assert steps.calls == [
+        ("half.yml", "capture-changes", ""),
+        ("half.yml", "initial-sync", ""),
+        ("half.yml", "catch-up", ""),
+        ("half.yml", "final-sync", report.FINAL_ROWS_HALF),
+        ("half.yml", "verify-data", report.VERIFY_ROWS_HALF),
+    ]
+    assert figures[report.FINAL_ROWS_HALF].runs == [2.0]
+    assert figures[report.VERIFY_ROWS_HALF].runs == [3.0]
+    assert baselines.run_sql(half, LEFT_SQL).split() == ["0", "0"]
+
+
+def test_a_final_sync_that_fell_back_to_a_full_copy_fails_the_figures_naming_why(
+    small: Endpoint, pg_target: PgCluster, tmp_path: Path
+) -> None:
+    note = f"  note: {rows.FALLBACK}: tables the capture cannot cover: x"
+    steps = FakeSteps(small, {**FINAL, "method": "direct"}, stderr=f"other\n{note}\n")
+    figures = {name: Figure(name) for name in rows.FIGURES}
+    sizes = rows.Sizes(small, tmp_path / "p.yml", None, None, SMALL, None)
+    assert rows.measure(figures, steps, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None
+    assert figures[report.FINAL_ROWS].why() == (
+        f"final-sync did not apply the changed rows: {rows.FALLBACK}: tables the capture "
+        "cannot cover: x"
+    )
+    assert not figures[report.CATCHUP].ok  # recorded only once verify-data passed
+    assert figures[report.WORKLOAD_CAPTURED].ok
+    assert steps.calls[-1][1] == "final-sync"  # verify-data not run
+    assert baselines.run_sql(small, LEFT_SQL).split() == ["0", "0"]
+    assert rows.fallback_note("") == "its outputs' method is not changed-rows"
 
 
 def test_a_failing_round_fails_its_figures_and_removes_the_capture(
@@ -219,51 +259,22 @@ def test_a_failing_round_fails_its_figures_and_removes_the_capture(
     naming pgbench, and the source keeps no capture object."""
     baselines.run_sql(small, "DROP TABLE bench_events")
     seen: list[str] = []
+    steps = FakeSteps(small, FINAL)
     with pytest.raises(baselines.BaselineError, match="pgbench"):
         rows.rows_round(
-            rows.Tools(), small, _admin(pg_target), SMALL, tmp_path, jobs=2, plain="no",
-            record=lambda phase, _seconds: seen.append(phase), dbname=_name(),
+            steps, rows.Tools(), small, SMALL, tmp_path, tmp_path / "p.yml", plain="no",
+            record=lambda phase, _seconds: seen.append(phase),
         )  # fmt: skip
     assert seen == []
+    assert [c[1] for c in steps.calls] == ["capture-changes", "initial-sync"]
     assert baselines.run_sql(small, LEFT_SQL).split() == ["0", "0"]
     figures = {name: Figure(name) for name in rows.FIGURES}
-    sizes = rows.Sizes(small, None, SMALL, None)
-    assert rows.measure(figures, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None
+    sizes = rows.Sizes(small, tmp_path / "p.yml", None, None, SMALL, None)
+    steps = FakeSteps(small, FINAL)
+    assert rows.measure(figures, steps, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None
     assert "pgbench" in figures[report.FINAL_ROWS].why()
     assert "pgbench" in figures[report.WORKLOAD_PLAIN].why()
     assert figures[report.FINAL_ROWS_HALF].why() == "one size only (BENCH_SCALE < 2)"
-
-
-def test_a_failed_apply_keeps_the_workload_figures_and_removes_the_capture(
-    small: Endpoint, pg_target: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """pgapply raises CutoverError naming the table (contract, "Errors"): here the final apply
-    is patched to do so (the catch-up is real), since a real apply cannot be made to fail
-    between the copy and its end from outside."""
-    real = pgapply.apply_changes
-
-    def failing(*args: Any, **kwargs: Any) -> pgapply.ApplyResult:
-        if kwargs["final"]:
-            raise CutoverError("public.bench_events: the batch failed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pgapply, "apply_changes", failing)
-    figures = {name: Figure(name) for name in rows.FIGURES}
-    sizes = rows.Sizes(small, None, SMALL, None)
-    assert rows.measure(figures, rows.Tools(), sizes, _admin(pg_target), tmp_path, 2) is None
-    assert figures[report.WORKLOAD_PLAIN].ok
-    assert figures[report.WORKLOAD_CAPTURED].ok
-    assert figures[report.FINAL_ROWS].why() == "public.bench_events: the batch failed"
-    assert not figures[report.VERIFY_ROWS].ok
-    assert not figures[report.CATCHUP].ok  # recorded only once verify-data found the copy equal
-    assert baselines.run_sql(small, LEFT_SQL).split() == ["0", "0"]
-    line = report.ratio_line(report.rows_ratios(figures)[2])
-    assert line.startswith("ratio: trigger-write-overhead ")
-    assert float(line.split()[2]) > 0
-
-
-def _name() -> str:
-    return f"bench_{secrets.token_hex(4)}"
 
 
 # -- the lines, from figures ------------------------------------------------------------------
@@ -351,3 +362,41 @@ def test_the_rows_ratio_divides_by_cutovers_fastest_full_sync() -> None:
         "ratio: trigger-write-overhead 1.25 (information, >1 = slower; "
         "workload-captured / workload-plain)"
     )
+
+
+def test_the_tools_line_ranks_the_last_final_sync_steps_programs() -> None:
+    assert rows.tools_line([]) is None
+    line = rows.tools_line([{"psql": 9.0}, {"psql": 1.25, "heroku": 2.5, "convox": 0.5}])
+    assert line == (
+        "bench: final-rows-tools heroku 2.50, psql 1.25, convox 0.50 "
+        "(the last final-rows step's programs)"
+    )
+
+
+def test_the_half_size_database_is_attached_to_the_heroku_app_and_detached_after(
+    tmp_path: Path,
+) -> None:
+    primary: dict[str, str | int] = {
+        "host": "127.0.0.1", "port": 5999, "database": "app", "user": "u", "password": "pw",
+    }  # fmt: skip
+    state = heroku_api.default_state(
+        manager.HEROKU_APP, db=primary, domain="example.test", heroku_dns_target="t.example",
+        api_key="k",
+    )  # fmt: skip
+    path = tmp_path / "heroku" / "state.json"
+    path.parent.mkdir()
+    heroku_api.save_state(path, state)
+    before = heroku_api.load_state(path)["apps"][manager.HEROKU_APP]
+    half = Endpoint(PgCluster.__new__(PgCluster), halfsize.HALF_DB, "u", "pw")
+
+    assert halfsize.attach(tmp_path, half) == halfsize.ATTACHMENT
+    entry = heroku_api.load_state(path)["apps"][manager.HEROKU_APP]
+    dbs = [a["database"] for a in entry["addons"] if isinstance(a.get("database"), dict)]
+    assert [d["database"] for d in dbs] == ["app", halfsize.HALF_DB]
+    assert dbs[1]["port"] == 5999 and dbs[1]["user"] == "u"
+    assert f"{halfsize.ATTACHMENT}_URL" in entry["config_vars"]
+
+    halfsize.detach(tmp_path, halfsize.ATTACHMENT)
+    after = heroku_api.load_state(path)["apps"][manager.HEROKU_APP]
+    assert after["addons"] == before["addons"]
+    assert after["config_vars"] == before["config_vars"]
