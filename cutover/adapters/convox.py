@@ -417,9 +417,11 @@ class ConvoxAdapter:
         return self.argv("resources", "proxy", resource, "--port", str(port))
 
     @contextlib.contextmanager
-    def proxy(self, resource: str, timeout: float = 30) -> Iterator[int]:
+    def proxy(self, resource: str, timeout: float = 30, speaks: str | None = None) -> Iterator[int]:
         """Run ``convox resources proxy`` on a free local port; yield the port; always stop it
-        (cutover/adapters/convoxproxy.py: probed, restarted on network trouble)."""
+        (cutover/adapters/convoxproxy.py: probed, restarted on network trouble). ``speaks``
+        ("postgres" or "redis", the resource's protocol) lets the probe send a first message
+        that a working tunnel answers at once, instead of waiting to see it stay open."""
         with convoxproxy.proxy(
             self.runner,
             self.masker,
@@ -429,6 +431,7 @@ class ConvoxAdapter:
             transient=_transient,
             timeout=timeout,
             ports=lambda: free_port(),  # noqa: PLW0108 - looked up per call (tests replace it)
+            hello=convoxproxy.HELLO.get(speaks or ""),
         ) as port:
             yield port
 

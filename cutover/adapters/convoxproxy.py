@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from typing import NoReturn
@@ -32,6 +33,15 @@ from cutover.secrets import SecretMasker
 
 ATTEMPTS = 3
 PROBE_WAIT = 0.5  # seconds a probe connection waits to see the proxy close it
+# A first message the server behind the proxy answers at once, so a probe knows the tunnel is
+# up without waiting PROBE_WAIT to see it stay open: PostgreSQL's SSLRequest (Int32 8, Int32
+# 80877103; the server answers one byte, 'S' or 'N': PostgreSQL docs, "Message Formats" and
+# "SSL Session Encryption"; a client that then closes is not logged: backend_startup.c
+# ProcessStartupPacket, "If we get no data at all, don't clutter the log") and Redis's inline
+# PING (a reply, +PONG or -NOAUTH: Redis docs, "Inline commands"). MySQL greets by itself.
+POSTGRES_HELLO = struct.pack("!ii", 8, 80877103)
+REDIS_HELLO = b"PING\r\n"
+HELLO = {"postgres": POSTGRES_HELLO, "redis": REDIS_HELLO}
 ERROR_WAIT = 2.0  # seconds to let the proxy print why it closed a probe
 
 
@@ -45,9 +55,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def probe(port: int, wait: float = PROBE_WAIT) -> str:
+def probe(port: int, wait: float = PROBE_WAIT, hello: bytes | None = None) -> str:
     """Connect to a local proxy: "refused" (nothing listens yet), "closed" (it closed the
-    connection at once: its tunnel failed), or "open" (data came, or it stayed open)."""
+    connection at once: its tunnel failed), or "open" (data came, or it stayed open for
+    ``wait`` seconds). ``hello`` (e.g. :data:`POSTGRES_HELLO`) is sent first, so that a
+    working tunnel answers at once."""
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
     except OSError:
@@ -55,6 +67,8 @@ def probe(port: int, wait: float = PROBE_WAIT) -> str:
     with sock:
         sock.settimeout(wait)
         try:
+            if hello:
+                sock.sendall(hello)
             data = sock.recv(1)
         except TimeoutError:
             return "open"
@@ -74,10 +88,11 @@ def proxy(
     transient: Callable[[Result], bool],
     timeout: float = 30,
     ports: Callable[[], int] | None = None,
+    hello: bytes | None = None,
 ) -> Iterator[int]:
     """Start the proxy (``{port}`` in ``argv_template`` is replaced by a free local port);
-    yield the port once a probe went through; always stop it. A CutoverError names the
-    command and what to do when it cannot be started."""
+    yield the port once a probe (sending ``hello`` first: :func:`probe`) went through; always
+    stop it. A CutoverError names the command and what to do when it cannot be started."""
     with contextlib.ExitStack() as stack:
         retrying = Retrying(
             retry=retry_if_exception_type(_Retry),
@@ -90,7 +105,9 @@ def proxy(
             for attempt in retrying:
                 with attempt:
                     port = (ports or free_port)()
-                    bg = _start(runner, masker, argv_template, port, resource, timeout, transient)
+                    bg = _start(
+                        runner, masker, argv_template, port, resource, timeout, transient, hello
+                    )
                     stack.push(bg)  # entered by _start: only its exit is owed
         except _Retry as exc:
             raise CutoverError(
@@ -117,6 +134,7 @@ def _start(
     resource: str,
     timeout: float,
     transient: Callable[[Result], bool],
+    hello: bytes | None = None,
 ) -> Background:
     """Start one proxy on ``port`` and probe it; the running proxy, or an error (stopped)."""
     argv = [a.replace("{port}", str(port)) for a in argv_template]
@@ -128,7 +146,7 @@ def _start(
                 _failed(masker, resource, bg, "failed", transient)
             if not bg.alive():
                 _failed(masker, resource, bg, "exited before accepting connections", transient)
-            state = probe(port)
+            state = probe(port, hello=hello)
             if state != "refused" and f"connect: {port}" in bg.stdout:
                 if state == "open":
                     attempt.pop_all()  # the caller's stack stops it from now on

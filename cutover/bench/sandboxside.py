@@ -68,7 +68,7 @@ def rack_proxy(playbook: Path) -> Iterator[int]:
     ui = Ui(Console(stderr=True, highlight=False), masker)
     ctx = build_context(book, state, masker=masker, audit=NullAudit(), reporter=ui)
     assert book.model.database is not None  # the sandbox playbook has one
-    with ctx.convox.proxy(book.model.database.resource) as port:
+    with ctx.convox.proxy(book.model.database.resource, speaks="postgres") as port:
         yield port
 
 

@@ -188,7 +188,7 @@ def catch_up(playbook_path: Path, ui: Ui, *, dry_run: bool = False) -> int:
             source = heroku_source(ctx)
             target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
             ctx.masker.add(target.password)
-            with ctx.convox.proxy(db.resource) as port:
+            with ctx.convox.proxy(db.resource, speaks="postgres") as port:
                 conn = target.via("127.0.0.1", port)
                 wait_for_resource(ctx, conn)
                 plan = check_capture(ctx, source, conn)

@@ -111,7 +111,7 @@ def mark_target_live(ctx: Context) -> None:
         return
     target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
     ctx.masker.add(target.password)
-    with ctx.convox.proxy(db.resource) as port:
+    with ctx.convox.proxy(db.resource, speaks="postgres") as port:
         conn = target.via("127.0.0.1", port)
         ctx.note(
             f"marked {conn.dbname} on {db.resource} live: {pgstaging.mark_live(ctx.postgres, conn)}"
@@ -256,7 +256,7 @@ class _Sync(Step):
         target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
         ctx.masker.add(target.password)
         pg = ctx.postgres
-        with ctx.convox.proxy(db.resource) as port:
+        with ctx.convox.proxy(db.resource, speaks="postgres") as port:
             conn = target.via("127.0.0.1", port)
             wait_for_resource(ctx, conn)
             recovered = pgstaging.recover_swap(pg, conn)

@@ -388,7 +388,7 @@ class CheckData(Step):
         heroku = heroku_source(ctx)  # over TLS unless the URL says otherwise
         source = source_facts(ctx.postgres, heroku)
         target_conn = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
-        with ctx.convox.proxy(db.resource) as port:
+        with ctx.convox.proxy(db.resource, speaks="postgres") as port:
             conn = target_conn.via("127.0.0.1", port)
             wait_for_resource(ctx, conn)
             target = target_facts(ctx.postgres, conn)

@@ -117,7 +117,7 @@ def convox_database(ctx: Context) -> Iterator[ConnInfo]:
     assert db is not None
     target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
     ctx.masker.add(target.password)
-    with ctx.convox.proxy(db.resource) as port:
+    with ctx.convox.proxy(db.resource, speaks="postgres") as port:
         yield target.via("127.0.0.1", port)
 
 

@@ -70,7 +70,7 @@ def compare(ctx: Context) -> Outcome:
     )
     source = heroku_source(ctx)  # over TLS unless the URL says otherwise
     target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
-    with ctx.convox.proxy(db.resource) as port:
+    with ctx.convox.proxy(db.resource, speaks="postgres") as port:
         proxied = target.via("127.0.0.1", port)
         wait_for_resource(ctx, proxied)
         return verifier.compare(

@@ -98,7 +98,7 @@ class Convox:
         return self.target.url()
 
     @contextmanager
-    def proxy(self, resource: str) -> Iterator[int]:
+    def proxy(self, resource: str, speaks: str | None = None) -> Iterator[int]:
         yield self.target.cluster.port
 
     def argv(self, *args: str) -> list[str]:

@@ -229,7 +229,7 @@ class UrlOnly:
         return self.url
 
     @contextlib.contextmanager
-    def proxy(self, resource: str) -> Iterator[int]:
+    def proxy(self, resource: str, speaks: str | None = None) -> Iterator[int]:
         yield self.port
 
 

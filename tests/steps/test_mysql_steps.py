@@ -73,7 +73,7 @@ class Convox:
         return url(self.target)
 
     @contextmanager
-    def proxy(self, resource: str) -> Iterator[int]:
+    def proxy(self, resource: str, speaks: str | None = None) -> Iterator[int]:
         yield self.target.port
 
     def argv(self, *args: str) -> list[str]:
@@ -258,7 +258,7 @@ class StartingConvox(Convox):
         self.proxies = 0
 
     @contextmanager
-    def proxy(self, resource: str) -> Iterator[int]:
+    def proxy(self, resource: str, speaks: str | None = None) -> Iterator[int]:
         self.proxies += 1
         server = socket.create_server(("127.0.0.1", 0))
         errors: list[str] = []
