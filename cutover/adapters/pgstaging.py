@@ -129,24 +129,22 @@ def recover_swap(pg: PostgresAdapter, conn: ConnInfo) -> str | None:
 
 def create_staging(pg: PostgresAdapter, conn: ConnInfo) -> ConnInfo:
     """Drop any leftover staging database and create it fresh (owned by the connecting role,
-    from template0 with ``<db>``'s encoding and locale when it exists); its connection info."""
+    from template0 with ``<db>``'s encoding and locale when it exists); its connection info.
+    One psql: the CREATE statement is built by the server from the catalog (``\\gset``) and run
+    after the DROP (neither may run inside a transaction block)."""
     db = conn.dbname
     nxt, _ = names(db)
-    rows = pg.psql(
-        maintenance(conn),
-        "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype "  # noqa: S608
-        f"FROM pg_catalog.pg_database WHERE datname = {literal(db)};",
-    )
-    options = " TEMPLATE template0"
-    if rows and len(rows[0]) == 3:
-        enc, collate, ctype = rows[0]
-        options += (
-            f" ENCODING {literal(enc)} LC_COLLATE {literal(collate)} LC_CTYPE {literal(ctype)}"
-        )
+    # format(): %I quotes an identifier, %L a literal (PostgreSQL docs, "format").
     pg.psql(
         maintenance(conn),
+        "SELECT pg_catalog.format('CREATE DATABASE %I TEMPLATE template0%s', "  # noqa: S608
+        f"{literal(nxt)}, coalesce((SELECT pg_catalog.format("
+        "' ENCODING %L LC_COLLATE %L LC_CTYPE %L', "
+        "pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype) "
+        f"FROM pg_catalog.pg_database WHERE datname = {literal(db)}), '')) "
+        "AS cutover_create \\gset\n"
         f"DROP DATABASE IF EXISTS {ident(nxt)} WITH (FORCE);\n"
-        f"CREATE DATABASE {ident(nxt)}{options};",
+        ":cutover_create;\n",
     )
     return replace(conn, dbname=nxt)
 

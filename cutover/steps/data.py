@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cutover.steps import datarows, datatables
@@ -80,6 +81,14 @@ def app_settings(ctx: Context, settings: list[Setting]) -> list[Setting]:
         else:
             out.append(s)
     return out
+
+
+def _reads_beside(*reads: Callable[[], str]) -> list[Future[str]]:
+    """Each read started in its own thread; their futures (the caller goes on meanwhile)."""
+    pool = ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="sync-reads")
+    futures = [pool.submit(read) for read in reads]
+    pool.shutdown(wait=False)
+    return futures
 
 
 def heroku_source(ctx: Context, url: str | None = None) -> ConnInfo:
@@ -250,13 +259,15 @@ class _Sync(Step):
         # machine) are read while the Convox side is prepared and guarded, which needs none of
         # them: the two were the larger part of a small final sync's fixed cost. Nothing is
         # written before both are known (the swap recovery only finishes an earlier swap).
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heroku-credentials")
-        credentials = pool.submit(ctx.heroku.credentials_url, db.heroku_attachment)
-        pool.shutdown(wait=False)
-        target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
-        ctx.masker.add(target.password)
+        # The resource's URL (a convox CLI call) is read while the proxy starts, too.
+        credentials, resource_url = _reads_beside(
+            lambda: ctx.heroku.credentials_url(db.heroku_attachment),
+            lambda: ctx.convox.resource_url(db.resource),
+        )
         pg = ctx.postgres
         with ctx.convox.proxy(db.resource, speaks="postgres") as port:
+            target = ConnInfo.from_url(resource_url.result())
+            ctx.masker.add(target.password)
             conn = target.via("127.0.0.1", port)
             wait_for_resource(ctx, conn)
             recovered = pgstaging.recover_swap(pg, conn)

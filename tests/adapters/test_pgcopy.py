@@ -753,3 +753,30 @@ def test_a_ddl_waiting_for_the_copys_locks_fails_the_copy_instead_of_hanging_it(
     assert "public.small" in message
     assert "waiting for the copy's locks" in message
     assert errors == []  # the ALTER went ahead once the copy let go
+
+
+def test_staging_takes_the_databases_encoding_and_locale_in_one_psql(
+    pg_target: PgCluster, runner: Runner, argv_log: Path
+) -> None:
+    """create_staging builds its CREATE DATABASE from the catalog (one psql): a LATIN1 / C
+    database gets a LATIN1 / C staging copy (a sync that changed the encoding would change what
+    the app stores); run again, it replaces the leftover staging database."""
+    target = rds_target(pg_target)
+    with pgcluster.connect(pg_target) as admin:
+        admin.execute(f'DROP DATABASE "{target.dbname}"')
+        admin.execute(
+            f'CREATE DATABASE "{target.dbname}" OWNER "{target.owner}" TEMPLATE template0 '
+            "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    pg = PostgresAdapter(runner, runner.masker)
+    before = len(argv_log.read_text(encoding="utf-8").splitlines()) if argv_log.exists() else 0
+    staging = pgstaging.create_staging(pg, _conn(target))
+    assert len(argv_log.read_text(encoding="utf-8").splitlines()) == before + 1
+    pgstaging.create_staging(pg, _conn(target))  # a leftover from an interrupted run
+    with pgcluster.connect(pg_target) as admin:
+        row = admin.execute(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+            "WHERE datname = %s",
+            (staging.dbname,),
+        ).fetchone()
+    assert row == ("LATIN1", "C", "C")

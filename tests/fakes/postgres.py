@@ -155,7 +155,7 @@ def _server_sql(world: dict[str, Any], target: tuple[str, str, str], sql: str) -
         return [[name, "t"] for name in _server_databases(world, target) if name != "postgres"]
     if "shobj_description" in sql:
         return [["comment:" + str(res.get("comment", ""))]]
-    if "pg_encoding_to_char" in sql:
+    if "pg_encoding_to_char" in sql and "cutover_create" not in sql:
         return [["UTF8", "C.UTF-8", "C.UTF-8"]]
     if "cutover_marker" in sql:
         return _synced_marker(world, target, sql)
