@@ -83,7 +83,7 @@ def app_settings(ctx: Context, settings: list[Setting]) -> list[Setting]:
     return out
 
 
-def _reads_beside(*reads: Callable[[], str]) -> list[Future[str]]:
+def reads_beside(*reads: Callable[[], str]) -> list[Future[str]]:
     """Each read started in its own thread; their futures (the caller goes on meanwhile)."""
     pool = ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="sync-reads")
     futures = [pool.submit(read) for read in reads]
@@ -260,7 +260,7 @@ class _Sync(Step):
         # them: the two were the larger part of a small final sync's fixed cost. Nothing is
         # written before both are known (the swap recovery only finishes an earlier swap).
         # The resource's URL (a convox CLI call) is read while the proxy starts, too.
-        credentials, resource_url = _reads_beside(
+        credentials, resource_url = reads_beside(
             lambda: ctx.heroku.credentials_url(db.heroku_attachment),
             lambda: ctx.convox.resource_url(db.resource),
         )

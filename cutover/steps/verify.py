@@ -19,6 +19,7 @@ from cutover.steps.data import (
     FinalSyncOutputs,
     _skip_without_db,
     heroku_source,
+    reads_beside,
     wait_for_resource,
 )
 from cutover.steps.freeze import settings_before_freeze
@@ -69,8 +70,11 @@ def compare(ctx: Context) -> Outcome:
         source_settings=settings_before_freeze(ctx.state),
     )
     source = heroku_source(ctx)  # over TLS unless the URL says otherwise
-    target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
+    # The resource's URL (a convox CLI call) is read while the proxy starts.
+    (resource_url,) = reads_beside(lambda: ctx.convox.resource_url(db.resource))
     with ctx.convox.proxy(db.resource, speaks="postgres") as port:
+        target = ConnInfo.from_url(resource_url.result())
+        ctx.masker.add(target.password)
         proxied = target.via("127.0.0.1", port)
         wait_for_resource(ctx, proxied)
         return verifier.compare(
