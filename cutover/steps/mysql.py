@@ -244,7 +244,8 @@ class CheckMysql(Step):
             "mariadb (Heroku, Convox): versions; columns in utf8mb3; collations the Convox "
             "server lacks; triggers, views, routines and events with their DEFINER; size; with "
             "triggers or functions, the Convox server's @@log_bin, "
-            "@@log_bin_trust_function_creators and the user's SUPER (error 1419)",
+            "@@log_bin_trust_function_creators and the user's SUPER (error 1419); functions "
+            "declared none of DETERMINISTIC, NO SQL, READS SQL DATA (error 1418, any user)",
             "several MySQL add-ons: the one whose var is mysql.config_var (else the first "
             "`heroku addons` lists) is copied, each other one named as NOT copied (WARNING); a "
             "mysql.config_var no add-on sets: its value (the config above) compared with each "
