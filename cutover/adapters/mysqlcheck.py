@@ -17,7 +17,10 @@ definers, size. Reads only.
   the Convox user (CURRENT_USER), since Heroku's add-on user does not exist there;
 * binary logging (error 1419): on a Convox server with binary logging on, a user without SUPER
   cannot create the triggers and stored functions unless log_bin_trust_function_creators=1
-  (:func:`binlog_blocker`): a blocker, before the window, naming the fix.
+  (:func:`binlog_blocker`): a blocker, before the window, naming the fix;
+* binary logging (error 1418): with binary logging on and log_bin_trust_function_creators=0, a
+  stored function declared none of DETERMINISTIC, NO SQL or READS SQL DATA is refused for every
+  user, SUPER or not (:func:`unsafe_functions_blocker`): a blocker too, naming each function.
 """
 
 from __future__ import annotations
@@ -60,6 +63,24 @@ BINLOG_RESOLUTION = (
     "log_bin_trust_function_creators = 1 as an admin (or start it with "
     "--log-bin-trust-function-creators=1), or use a user with SUPER. Then "
     "`cutover run` again."
+)
+# Error 1418 (ER_BINLOG_UNSAFE_ROUTINE). The same manual section: "By default, for a CREATE
+# FUNCTION statement to be accepted, at least one of DETERMINISTIC, NO SQL, or READS SQL DATA must
+# be specified explicitly. Otherwise an error occurs" (binary logging on, unless
+# log_bin_trust_function_creators=1); SUPER does not lift it. Such a function's ROUTINES row has
+# IS_DETERMINISTIC = 'NO' and SQL_DATA_ACCESS 'CONTAINS SQL' (the default) or 'MODIFIES SQL DATA'.
+# Convox's mysql 8.0 resource (root, binary logging on by default since 8.0) refuses them.
+UNSAFE_FUNCTIONS_SQL = (
+    "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() AND "
+    "ROUTINE_TYPE = 'FUNCTION' AND IS_DETERMINISTIC = 'NO' AND SQL_DATA_ACCESS IN ('CONTAINS "
+    "SQL', 'MODIFIES SQL DATA') ORDER BY 1"
+)
+UNSAFE_FUNCTIONS_RESOLUTION = (
+    "Declare each of those functions DETERMINISTIC (if it is) or READS SQL DATA / NO SQL (if it "
+    "writes nothing) on Heroku (DROP FUNCTION and CREATE FUNCTION again with the "
+    "characteristic), or set log_bin_trust_function_creators=1 on the Convox server (RDS: a "
+    "custom DB parameter group; a server you run: SET GLOBAL log_bin_trust_function_creators = "
+    "1 as an admin). Then `cutover run` again."
 )
 COLLATION_RESOLUTION = (
     "Pick a mysql resource version that has them (convox.yml resources.<name>.options.version), "
@@ -111,8 +132,10 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
             f"kept utf8mb3 on Convox: {', '.join(report.utf8mb3[:10])}{more}; the change to "
             "utf8mb4 is the app's to make, on Heroku before the copy or on Convox after: "
             + "; ".join(
-                f"ALTER TABLE `{t}` CONVERT TO CHARACTER SET utf8mb4" for t in in_tables[:10]
+                f"ALTER TABLE {quote_name(t)} CONVERT TO CHARACTER SET utf8mb4"
+                for t in in_tables[:10]
             )
+            + (f" (and {len(in_tables) - 10} more tables)" if len(in_tables) > 10 else "")
             + " (that converts every text column of the table; ALTER TABLE ... MODIFY changes "
             "one; an index on a long column may then exceed the key length: 4 bytes a character)"
         )
@@ -178,6 +201,12 @@ def inspect(my: MysqlAdapter, source: MyConn, target: MyConn) -> Report:
     if blocker:
         report.blockers.append(blocker)
         report.resolutions.append(BINLOG_RESOLUTION)
+    unsafe = unsafe_functions_blocker(
+        my, target, [r[0] for r in my.query(source, UNSAFE_FUNCTIONS_SQL)]
+    )
+    if unsafe:
+        report.blockers.append(unsafe)
+        report.resolutions.append(UNSAFE_FUNCTIONS_RESOLUTION)
     events = [d for d in report.definers if d.startswith("event ")]
     if events:
         report.findings.append(
@@ -203,3 +232,28 @@ def binlog_blocker(my: MysqlAdapter, target: MyConn, objects: list[str]) -> str 
         f"Convox user {user} has no SUPER privilege, so the copy would stop with error 1419 "
         "(ER_BINLOG_CREATE_ROUTINE_NEED_SUPER)"
     )
+
+
+def unsafe_functions_blocker(my: MysqlAdapter, target: MyConn, functions: list[str]) -> str | None:
+    """Why the Convox server refuses ``functions`` (stored functions declared none of
+    DETERMINISTIC, NO SQL, READS SQL DATA) with error 1418, or None: binary logging off or
+    log_bin_trust_function_creators on. SUPER does not matter."""
+    if not functions:
+        return None
+    log_bin, trusted, user, _ = my.row(
+        target, BINLOG_SQL, 4, "binary logging settings and the SUPER privilege"
+    )
+    if log_bin != "1" or trusted == "1":
+        return None
+    return (
+        f"{len(functions)} stored function(s) declared none of DETERMINISTIC, NO SQL or READS "
+        f"SQL DATA ({', '.join(functions)}) cannot be created on the Convox server: binary "
+        "logging is on and log_bin_trust_function_creators is 0, so the copy would stop with "
+        "error 1418 (ER_BINLOG_UNSAFE_ROUTINE) for any user, "
+        f"{user} included, SUPER or not"
+    )
+
+
+def quote_name(name: str) -> str:
+    """``name`` as a MySQL quoted identifier (a backtick in it doubled)."""
+    return "`" + name.replace("`", "``") + "`"

@@ -12,7 +12,9 @@ Facts relied on:
   says so (:func:`tls_note`): encrypted, the server not authenticated. Any other ``rediss://``
   URL (a third-party add-on: Redis Cloud, ...) is verified fully: the certificate chain against
   the system's CA bundle (``ssl.create_default_context``, which honours ``SSL_CERT_FILE``) and
-  the host name.
+  the host name. ``SSL_CERT_FILE`` replaces that bundle (OpenSSL's default verify paths; Go's
+  crypto/x509 reads it too, so the convox CLI as well): a provider's own CA goes appended to a
+  copy of the system bundle, never alone.
 * Convox's ``redis`` resource: ``redis://<host>:6379``, no password, no database number
   (convox provider/k8s/template/resource/redis.yml.tmpl), image ``redis:4.0.10`` unless
   ``options.version`` (provider/k8s/release.go ``resourceDefaultImages``).
@@ -143,9 +145,15 @@ def connect(endpoint: Endpoint, what: str) -> redis.Redis:
                 f"{what}: the Redis server's TLS certificate could not be verified against the "
                 "system's CA bundle (or does not name the host); cutover skips verification "
                 "for Heroku Redis / Key-Value Store only, as Heroku documents",
-                resolution="If the add-on's provider uses its own CA, put it in a bundle and "
-                "point SSL_CERT_FILE at it; if this is Heroku Redis named in redis.addons, "
-                "check that the Heroku app lists it as heroku-redis (`heroku addons`).",
+                resolution="If this is Heroku Redis / Key-Value Store named in redis.addons "
+                "under a var its add-on does not set and whose value no add-on's own var holds "
+                "(cutover then cannot tell it is Heroku's), name the add-on's own var (REDIS_URL; "
+                "`heroku addons` lists each add-on's vars) in redis.addons[].config_var instead. "
+                "If the add-on's provider uses its own CA: SSL_CERT_FILE REPLACES the default CA "
+                "bundle (for cutover and for the convox CLI, which reads it too), so append the "
+                "provider's CA to a copy of the system bundle (cat "
+                "/etc/ssl/certs/ca-certificates.crt provider-ca.pem > bundle.pem) and point "
+                "SSL_CERT_FILE at that bundle.pem. Then `cutover run` again.",
             ) from None
         raise CutoverError(f"{what}: cannot reach the Redis server: {type(exc).__name__}") from None
     return conn

@@ -27,7 +27,7 @@ from pydantic import Field
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 from cutover.steps.data import force_gate_question
-from cutover.steps.mysqladdons import not_copied_warning, which
+from cutover.steps.mysqladdons import first_by_service, needs_values, not_copied_warning, which
 from cutover.steps.preflight import PreflightOutputs
 
 if TYPE_CHECKING:
@@ -145,10 +145,11 @@ def _var(ctx: Context, default: str | None) -> str | None:
     return ctx.model.mysql.config_var or default
 
 
-def source_conn(ctx: Context, var: str) -> MyConn:
+def source_conn(ctx: Context, var: str, config: dict[str, str] | None = None) -> MyConn:
     from cutover.adapters.mysql import MyConn  # noqa: PLC0415
 
-    config = ctx.heroku.config()  # registers every value with the masker
+    if config is None:
+        config = ctx.heroku.config()  # registers every value with the masker
     url = config.get(var)
     if not url:
         raise CutoverError(
@@ -243,16 +244,22 @@ class CheckMysql(Step):
             "mariadb (Heroku, Convox): versions; columns in utf8mb3; collations the Convox "
             "server lacks; triggers, views, routines and events with their DEFINER; size; with "
             "triggers or functions, the Convox server's @@log_bin, "
-            "@@log_bin_trust_function_creators and the user's SUPER (error 1419)",
-            "several MySQL add-ons: the one whose var is mysql.config_var (else the first) is "
-            "copied, each other one named as NOT copied (WARNING)",
+            "@@log_bin_trust_function_creators and the user's SUPER (error 1419); functions "
+            "declared none of DETERMINISTIC, NO SQL, READS SQL DATA (error 1418, any user)",
+            "several MySQL add-ons: the one whose var is mysql.config_var (else the first "
+            "`heroku addons` lists) is copied, each other one named as NOT copied (WARNING); a "
+            "mysql.config_var no add-on sets: its value (the config above) compared with each "
+            "add-on's own var's to name the add-on copied (none equal: unknown, all NOT copied)",
         ]
 
     def apply(self, ctx: Context) -> CheckMysqlOutputs:
         pre = self.read(ctx, PreflightOutputs)
-        found = (
-            which(pre.mysql_addons, pre.heroku_addons, ctx.model.mysql.config_var) if pre else None
-        )
+        var = ctx.model.mysql.config_var
+        first = first_by_service(pre.heroku_addons) if pre else None
+        known = (pre.mysql_addons if pre else []) or ([first] if first else [])
+        # values compared, never printed (mysqladdons.choose); read once, for source_conn too
+        config = ctx.heroku.config() if needs_values(known, var) else None
+        found = which(pre.mysql_addons, pre.heroku_addons, var, config) if pre else None
         if found is None:
             ctx.note("no MySQL add-on (ClearDB, JawsDB) on the Heroku app: no MySQL data to copy")
             return CheckMysqlOutputs()
@@ -275,7 +282,7 @@ class CheckMysql(Step):
         from cutover.adapters import mysqlcheck  # noqa: PLC0415
 
         my = _adapter(ctx)
-        source = source_conn(ctx, var)
+        source = source_conn(ctx, var, config)
         with convox_conn(ctx, my) as target:
             report = mysqlcheck.inspect(my, source, target)
         for line in report.findings:

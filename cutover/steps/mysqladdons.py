@@ -3,9 +3,16 @@
 The steps copy ONE MySQL add-on (the playbook has one ``mysql:`` section and the manifest one
 MySQL resource to copy into). An app may have two: ClearDB and JawsDB during a move between
 them, or a second ClearDB attached under another name. The one copied is the add-on whose config
-var is ``mysql.config_var``, else the first found; every other one is named, with its config
-var, as NOT copied, in preflight and again by check-mysql, as Redis add-ons without a resource
-are (steps/redischeck.py, steps/redis.py: "WARNING: ... NOT copied").
+var is ``mysql.config_var``, else the first in the order ``heroku addons`` lists them; every
+other one is named, with its config var, as NOT copied, in preflight and again by check-mysql,
+as Redis add-ons without a resource are (steps/redischeck.py, steps/redis.py: "WARNING: ... NOT
+copied"). The run carries on after that WARNING.
+
+``mysql.config_var`` may name a var no add-on sets: ClearDB's Heroku guide has users copy
+CLEARDB_DATABASE_URL's value into DATABASE_URL. Its VALUE (``heroku config``) is then compared
+with each add-on's own var's value: the add-on it equals is the one copied; when none equals it,
+the database copied belongs to no listed add-on (``unknown``) and every add-on is NOT copied.
+Values are compared, never printed (they hold passwords).
 
 The add-ons come from ``heroku addons --json``: each with ``addon_service.name`` and the
 ``config_vars`` it sets; cutover's catalog (cutover/catalog/addons.json) says which services are
@@ -22,6 +29,7 @@ if TYPE_CHECKING:
     from cutover.steps.base import Context
 
 MYSQL_KINDS = ("mysql", "mariadb")
+UNKNOWN = "unknown"  # the service of a database mysql.config_var holds that no add-on's var does
 
 
 class MysqlAddon(BaseModel):
@@ -29,6 +37,8 @@ class MysqlAddon(BaseModel):
     config_var: str  # the var holding its URL
 
     def label(self) -> str:
+        if self.service == UNKNOWN:
+            return f"the database in {self.config_var} (no listed add-on's var holds it: unknown)"
         return f"{self.service} ({self.config_var})"
 
 
@@ -64,52 +74,77 @@ def first_by_service(services: list[str]) -> MysqlAddon | None:
     return None
 
 
-def choose(found: list[MysqlAddon], config_var: str | None) -> tuple[MysqlAddon, list[MysqlAddon]]:
+def needs_values(found: list[MysqlAddon], config_var: str | None) -> bool:
+    """Whether :func:`choose` needs the config vars' values: mysql.config_var set, and no
+    add-on's own var."""
+    return bool(found and config_var and all(a.config_var != config_var for a in found))
+
+
+def choose(
+    found: list[MysqlAddon], config_var: str | None, config: dict[str, str] | None = None
+) -> tuple[MysqlAddon, list[MysqlAddon]]:
     """(the add-on copied, the others). ``config_var`` (mysql.config_var) picks the add-on that
-    sets it; a var no add-on sets is the first add-on's URL under another name."""
+    sets it; a var no add-on sets is matched by value in ``config`` (``heroku config``) against
+    each add-on's own var: the add-on it equals, read from ``config_var``; none equal, or no
+    ``config`` to compare with: an ``unknown`` one, every add-on left out. No var: the first."""
     assert found
-    copied = next((a for a in found if config_var and a.config_var == config_var), found[0])
+    if not config_var:
+        return found[0], found[1:]
+    copied = next((a for a in found if a.config_var == config_var), None)
+    if copied is None:
+        value = (config or {}).get(config_var)
+        copied = next(
+            (a for a in found if value and (config or {}).get(a.config_var) == value), None
+        )
+    if copied is None:
+        return MysqlAddon(service=UNKNOWN, config_var=config_var), list(found)
     others = [a for a in found if a is not copied]
-    if config_var and copied.config_var != config_var:
-        copied = MysqlAddon(service=copied.service, config_var=config_var)
-    return copied, others
+    return MysqlAddon(service=copied.service, config_var=config_var), others
 
 
 def which(
-    found: list[MysqlAddon], services: list[str], config_var: str | None
+    found: list[MysqlAddon],
+    services: list[str],
+    config_var: str | None,
+    config: dict[str, str] | None = None,
 ) -> tuple[MysqlAddon, list[MysqlAddon]] | None:
     """check-mysql's choice from preflight's outputs: ``found`` (every MySQL add-on), or, in a
     state saved before preflight kept them, the first MySQL one of ``services``."""
     if not found:
         first = first_by_service(services)
         found = [first] if first else []
-    return choose(found, config_var) if found else None
+    return choose(found, config_var, config) if found else None
 
 
 def not_copied_warning(copied: MysqlAddon, others: list[MysqlAddon], resource: str) -> str:
     """The WARNING for the add-ons left behind: which one is copied, which are NOT, what to do."""
     names = ", ".join(a.label() for a in others)
     first = others[0].config_var
+    count = len(others) + (copied.service != UNKNOWN)
     return (
-        f"WARNING: the Heroku app has {len(others) + 1} MySQL add-ons; the *-mysql steps copy "
-        f"only {copied.label()} into the Convox {resource} resource. NOT copied: {names}: "
-        "its data does not reach Convox and is lost when the Heroku app goes. To copy another "
-        f"one instead, set mysql.config_var (e.g. mysql.config_var: {first}); to keep it as "
-        "well, copy it yourself into a second MySQL resource (mysqldump from its URL into "
-        "`convox resources proxy`) before the window; if the app no longer uses it, nothing "
-        "is lost, but look before the Heroku app is deleted"
+        f"WARNING: the Heroku app has {count} MySQL add-on{'s' * (count != 1)}; the *-mysql "
+        f"steps copy only {copied.label()} into the Convox {resource} resource. NOT copied: "
+        f"{names}: its data does not reach Convox and is lost when the Heroku app goes (the "
+        "run carries on). To copy another one instead, set mysql.config_var (e.g. "
+        f"mysql.config_var: {first}); to keep it as well, copy it yourself into a second "
+        "MySQL resource (mysqldump from its URL into `convox resources proxy`) before the "
+        "window; if the app no longer uses it, nothing is lost, but look before the Heroku "
+        "app is deleted"
     )
 
 
 def preflight_mysql(ctx: Context, addons: list[dict[str, Any]]) -> list[MysqlAddon]:
-    """Preflight's part: every MySQL add-on (kept in its outputs for check-mysql) and, with more
-    than one to copy from, the WARNING naming those NOT copied."""
+    """Preflight's part: every MySQL add-on (kept in its outputs for check-mysql) and, with one
+    NOT copied (several add-ons, or mysql.config_var holding none of theirs), the WARNING."""
     found = mysql_addons(addons)
-    if len(found) > 1 and ctx.model.mysql.copy_data:
+    var = ctx.model.mysql.config_var
+    if ctx.model.mysql.copy_data and (len(found) > 1 or needs_values(found, var)):
         from cutover.steps.mysql import planned_resource  # noqa: PLC0415 - it imports preflight
 
-        copied, others = choose(found, ctx.model.mysql.config_var)
-        ctx.note(not_copied_warning(copied, others, planned_resource(ctx)))
+        config = ctx.heroku.config() if needs_values(found, var) else None
+        copied, others = choose(found, var, config)
+        if others:
+            ctx.note(not_copied_warning(copied, others, planned_resource(ctx)))
     return found
 
 
@@ -118,6 +153,7 @@ __all__ = [
     "choose",
     "first_by_service",
     "mysql_addons",
+    "needs_values",
     "not_copied_warning",
     "preflight_mysql",
     "which",

@@ -86,6 +86,10 @@ class Preflight(Step):
             "Redis add-ons (if any): each one's resource in the manifest and redis.addons "
             f"checked, its URL from {cmd(ctx.heroku.argv('config', '--json'))} (masked), PING "
             "and the server's version (TLS as Heroku documents)",
+            "MySQL add-ons (if any): with several, or a mysql.config_var no add-on sets, the "
+            "one copied named and the others as NOT copied (WARNING; that var's value, from "
+            f"{cmd(ctx.heroku.argv('config', '--json'))}, compared with each add-on's own "
+            "var's, never printed)",
         ]
 
     def apply(self, ctx: Context) -> PreflightOutputs:

@@ -29,7 +29,15 @@ from cutover.steps.data import force_gate_question
 from cutover.steps.manifests import load_manifest, manifest_path
 from cutover.steps.preflight import PreflightOutputs
 from cutover.steps.redischeck import heroku_endpoint
-from cutover.steps.redistargets import Target, auto_mode, redis_resources, targets
+from cutover.steps.redistargets import (
+    PLAYBOOK,
+    Target,
+    auto_mode,
+    redis_resources,
+    service_of,
+    targets,
+    values_needed,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -118,9 +126,15 @@ class InspectRedis(Step):
 
     def describe(self, ctx: Context) -> list[str]:
         section = ctx.model.redis
-        lines = [] if section.addons else [cmd(ctx.heroku.argv("addons", "--json"))]
+        addons = cmd(ctx.heroku.argv("addons", "--json"))
+        why = (
+            "   (the add-on setting each redis.addons var, or holding its value: its service "
+            "decides TLS verification)"
+            if section.addons
+            else "   (the Redis add-ons; skipped when preflight saw none)"
+        )
         return [
-            *lines,
+            addons + why,
             cmd(ctx.heroku.argv("config", "--json")) + "   (each Redis add-on's URL; masked)",
             "redis-py, in-process (no argv): INFO; SCAN with TYPE+PTTL per "
             f"{section.batch} keys; the Sidekiq/RQ/Celery/Bull layouts and their sizes",
@@ -142,8 +156,11 @@ class InspectRedis(Step):
     def _targets(self, ctx: Context) -> list[Target]:
         manifest = load_manifest(manifest_path(ctx))
         if ctx.model.redis.addons:
-            # the add-ons too: each named one's service decides its TLS verification
-            return targets(ctx.model.redis, ctx.heroku.addons(), manifest)
+            # the add-ons too: each named one's service decides its TLS verification; a var no
+            # add-on sets is matched by value (redistargets.service_of)
+            addons = ctx.heroku.addons()
+            config = ctx.heroku.config() if values_needed(ctx.model.redis, addons) else None
+            return targets(ctx.model.redis, addons, manifest, config)
         pre = self.read(ctx, PreflightOutputs)
         if pre is not None and not any(
             s in pre.heroku_addons for s in _redis_services()
@@ -279,7 +296,18 @@ class SyncRedis(Step):
                 cmd(ctx.convox.argv("resources", "url", name)),
                 cmd(ctx.convox.proxy_argv(name, "<free port>")),
             ]
+        resolve = (
+            [
+                cmd(ctx.heroku.argv("addons", "--json"))
+                + "   (only for an add-on whose service inspect-redis left unknown, "
+                "'playbook': resolved again, as in inspect-redis)"
+            ]
+            if ctx.model.redis.addons
+            else []
+        )
         return [
+            cmd(ctx.heroku.argv("config", "--json")) + "   (each Redis add-on's URL; masked)",
+            *resolve,
             *lines,
             "redis-py through the proxy: PING until it answers (up to "
             f"{ctx.model.redis.timeout:g}s); refuse keys cutover did not write (absent from "
@@ -324,7 +352,17 @@ class SyncRedis(Step):
             )
         config = ctx.heroku.config()
         out = SyncRedisOutputs(copied=[])
-        for found in self._found(ctx):
+        addons: list[dict[str, Any]] | None = None
+        for saved in self._found(ctx):
+            found = saved
+            if found.service == PLAYBOOK:
+                # Unknown to inspect-redis, or a state saved before inspect-redis resolved
+                # redis.addons entries (it recorded "playbook" for every one, Heroku Redis
+                # included): resolved again as inspect-redis now does, so Heroku Redis's
+                # self-signed certificate is not verified.
+                addons = ctx.heroku.addons() if addons is None else addons
+                service = service_of(addons, found.config_var, config) or PLAYBOOK
+                found = found.model_copy(update={"service": service})
             out.copied.append(self._sync_one(ctx, config, found))
         return out
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cutover.errors import CutoverError, InvalidInput
 from cutover.steps.base import Context
-from cutover.steps.redistargets import Target, targets
+from cutover.steps.redistargets import Target, targets, values_needed
 
 if TYPE_CHECKING:
     from cutover.adapters.redisstore import Endpoint
@@ -52,7 +52,9 @@ def preflight_redis(
     password refused: the add-on named, never its URL)."""
     from cutover.adapters import redisstore  # noqa: PLC0415 - adapters load when a step runs
 
-    found = targets(ctx.model.redis, addons, manifest)
+    # a redis.addons var no add-on sets: its add-on found by value (redistargets.service_of)
+    config = ctx.heroku.config() if values_needed(ctx.model.redis, addons) else None
+    found = targets(ctx.model.redis, addons, manifest, config)
     reachable = [t for t in found if t.resource is not None]
     for target in found:
         if target.resource is None:
@@ -63,7 +65,7 @@ def preflight_redis(
             )
     if not reachable:
         return found
-    config = ctx.heroku.config()
+    config = config if config is not None else ctx.heroku.config()
     for target in reachable:
         if target.config_var not in config:
             field = "redis.addons[].config_var" if ctx.model.redis.addons else "the add-on"

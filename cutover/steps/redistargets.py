@@ -9,10 +9,15 @@
   resource whose injected ``<NAME>_URL`` is the var (convox provider/k8s resource env:
   ``<NAME>_URL`` with ``-`` as ``_``), else, for the app's only Redis add-on, the manifest's
   only redis resource. Two add-ons never go into one resource (their keys would merge).
+* The service of a ``redis.addons`` entry: the add-on that sets its var, else (a var copied by
+  hand: SIDEKIQ_REDIS_URL holding REDIS_URL's value) the add-on whose own URL var holds the same
+  value in ``heroku config`` (compared, never printed), else ``playbook`` (unknown: its TLS
+  certificate is verified, adapters/redisstore.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,7 @@ from cutover.playbook_redis import RedisSection
 # convox pkg/manifest resource types that run Redis (provider/k8s: redis; provider/aws:
 # elasticache-redis)
 REDIS_TYPES = ("redis", "elasticache-redis")
+PLAYBOOK = "playbook"  # the service of a redis.addons entry no add-on's var holds: unknown
 
 
 @dataclass(frozen=True)
@@ -78,25 +84,42 @@ def redis_addons(addons: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
-def service_of(addons: list[dict[str, Any]], config_var: str) -> str | None:
-    """The service of the add-on that sets ``config_var`` (its ``config_vars``), if any."""
+def service_of(
+    addons: list[dict[str, Any]], config_var: str, config: Mapping[str, str] | None = None
+) -> str | None:
+    """The service of the add-on that sets ``config_var`` (its ``config_vars``), else, with
+    ``config`` (``heroku config``), of the Redis add-on whose own URL var holds the same value."""
     for addon in addons:
         if config_var in [str(v) for v in addon.get("config_vars") or []]:
             return str((addon.get("addon_service") or {}).get("name", "")) or None
+    value = (config or {}).get(config_var)
+    if value:
+        for service, var in redis_addons(addons):
+            if (config or {}).get(var) == value:
+                return service
     return None
 
 
+def values_needed(section: RedisSection, addons: list[dict[str, Any]] | None) -> bool:
+    """Whether :func:`targets` needs ``heroku config``: a ``redis.addons`` var no add-on sets."""
+    return any(service_of(addons or [], e.config_var) is None for e in section.addons)
+
+
 def targets(
-    section: RedisSection, addons: list[dict[str, Any]] | None, manifest: dict[str, Any]
+    section: RedisSection,
+    addons: list[dict[str, Any]] | None,
+    manifest: dict[str, Any],
+    config: Mapping[str, str] | None = None,
 ) -> list[Target]:
     """The add-ons to inspect, each with its resource. ``addons`` (``heroku addons --json``) is
     needed when the playbook's ``redis.addons`` is empty; with it, an add-on the playbook names
-    gets the service that sets its config var (whether its TLS certificate is verified depends on
-    it: adapters/redisstore.py), else ``playbook``."""
+    gets the service that sets its config var, or whose var holds the same value in ``config``
+    (whether its TLS certificate is verified depends on it: adapters/redisstore.py), else
+    ``playbook``."""
     if section.addons:
         out = []
         for entry in section.addons:
-            service = service_of(addons or [], entry.config_var) or "playbook"
+            service = service_of(addons or [], entry.config_var, config) or PLAYBOOK
             resource = entry.resource or resource_for(manifest, entry.config_var)
             if entry.resource and entry.resource not in redis_resources(manifest):
                 raise InvalidInput(

@@ -288,6 +288,27 @@ def test_check_names_each_utf8mb3_column_and_the_change_and_the_copy_keeps_them(
     assert mysqlverify.verify(my, source, target).mismatches == []
 
 
+def test_the_alter_list_says_how_many_more_and_quotes_backticks(
+    servers: Pair, my: MysqlAdapter
+) -> None:
+    """12 utf8mb3 tables: 10 ALTERs and "and 2 more tables"; a backtick in a name doubled."""
+    source, target = clear_db(servers.heroku, rows=5), convox_db(servers.convox)
+    run_sql(
+        source,
+        "CREATE TABLE `odd``name` (id INT PRIMARY KEY, v VARCHAR(5)) DEFAULT CHARSET=utf8mb3;\n"
+        + "".join(
+            f"CREATE TABLE t{i:02} (id INT PRIMARY KEY, v VARCHAR(5)) DEFAULT CHARSET=utf8mb3;\n"
+            for i in range(11)
+        ),
+    )
+    report = mysqlcheck.inspect(my, source, target)
+    [found] = [f for f in report.findings if "column(s) in utf8mb3" in f]
+    assert "ALTER TABLE `odd``name` CONVERT TO CHARACTER SET utf8mb4" in found, found
+    assert found.count("CONVERT TO CHARACTER SET") == 10
+    assert "(and 2 more tables)" in found, found
+    assert mysqlcheck.quote_name("a`b") == "`a``b`"
+
+
 def test_killed_between_the_rename_and_the_objects_load_a_new_copy_converges(
     servers: Pair, my: MysqlAdapter, work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -153,3 +153,64 @@ def test_an_rds_like_server_is_refused_before_the_copy_naming_the_fix(
         rds_like, "DROP TRIGGER count_orders; DROP FUNCTION order_label", source.database
     )
     assert mysqlcheck.inspect(my, source, target).blockers == []
+
+
+@pytest.mark.parametrize(
+    ("row", "blocked"),
+    [
+        (("1", "0", "root@%", "1"), True),  # SUPER does not lift 1418 (Convox's mysql 8.0)
+        (("1", "0", "master@%", "0"), True),
+        (("0", "0", "root@%", "1"), False),  # binary logging off
+        (("1", "1", "root@%", "1"), False),  # log_bin_trust_function_creators=1
+    ],
+)
+def test_error_1418_needs_binary_logging_and_no_trust_whatever_super_says(
+    row: tuple[str, ...], blocked: bool
+) -> None:
+    fake = Rows(*row)
+    conn = MyConn("127.0.0.1", 1, "root", "app", "pw")
+    found = mysqlcheck.unsafe_functions_blocker(fake, conn, ["legacy_nd"])  # type: ignore[arg-type]
+    assert (found is not None) == blocked
+    if found:
+        assert "legacy_nd" in found and "error 1418" in found, found
+    assert mysqlcheck.unsafe_functions_blocker(fake, conn, []) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_function_not_declared_deterministic_is_refused_before_the_copy_even_for_root(
+    rds_like: MysqlBox, my: MysqlAdapter, tmp_path: Path
+) -> None:
+    """The reviewer's reproduction: binary logging on, trust 0, target user root (SUPER), a
+    Heroku function declared none of DETERMINISTIC, NO SQL, READS SQL DATA (MySQL's default)."""
+    _trust(rds_like, True)
+    try:
+        source = clear_db(rds_like, rows=5)
+        run_sql(source, "CREATE FUNCTION legacy_total() RETURNS INT READS SQL DATA RETURN 1")
+        run_sql(source, "CREATE FUNCTION legacy_nd() RETURNS INT RETURN 1")
+        run_sql(source, "CREATE FUNCTION legacy_nd_w() RETURNS INT MODIFIES SQL DATA RETURN 1")
+    finally:
+        _trust(rds_like, False)
+    target = convox_db(rds_like)
+    assert target.user == "root"
+    report = mysqlcheck.inspect(my, source, target)
+    [blocker] = report.blockers
+    assert "1418" in blocker and "legacy_nd, legacy_nd_w" in blocker, blocker
+    assert "legacy_total" not in blocker and "order_label" not in blocker  # declared safe
+    assert report.resolutions == [mysqlcheck.UNSAFE_FUNCTIONS_RESOLUTION]
+    assert "DETERMINISTIC" in report.resolutions[0]
+    assert "log_bin_trust_function_creators=1" in report.resolutions[0]
+    # the premise, measured: the copy fails there with 1418
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    with pytest.raises(CutoverError) as failed:
+        mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert "1418" in f"{failed.value} {failed.value.details}"
+    # the fix named: with trust on, no blocker and the copy loads
+    _trust(rds_like, True)
+    try:
+        assert mysqlcheck.inspect(my, source, target).blockers == []
+        fresh = convox_db(rds_like)
+        mysqlstaging.sync(my, source, fresh, work, timeout=300)
+        assert mysqlverify.verify(my, source, fresh).mismatches == []
+    finally:
+        _trust(rds_like, False)

@@ -98,6 +98,13 @@ def test_only_heroku_redis_goes_unverified_a_third_party_addon_is_verified_fully
         redisstore.connect(third, "Redis Cloud (REDISCLOUD_URL)")
     assert pair.heroku.password not in f"{err.value} {err.value.resolution}"
     assert "SSL_CERT_FILE" in err.value.resolution
+    # SSL_CERT_FILE replaces the default bundle (cutover's and the convox CLI's): append the
+    # provider's CA to a copy of the system bundle; Heroku Redis under a hand-copied var: name
+    # the add-on's own var in redis.addons
+    resolution = err.value.resolution
+    assert "REPLACES" in resolution and "convox CLI" in resolution, resolution
+    assert "cat /etc/ssl/certs/ca-certificates.crt provider-ca.pem > bundle.pem" in resolution
+    assert "redis.addons[].config_var" in resolution and "REDIS_URL" in resolution
     assert "certificate verified" in redisstore.tls_note(third)
     assert "not verified" not in redisstore.tls_note(third)
     # Heroku Redis, same server: Heroku's documented setting, and the note says so

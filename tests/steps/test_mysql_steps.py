@@ -52,13 +52,18 @@ class Notes:
 class Heroku:
     """`heroku config --json` as adapters/heroku.py returns it (values registered as secrets)."""
 
-    def __init__(self, source: MyConn, masker: SecretMasker) -> None:
-        self.source, self.masker = source, masker
+    def __init__(
+        self, source: MyConn, masker: SecretMasker, extra: dict[str, str] | None = None
+    ) -> None:
+        self.source, self.masker, self.extra, self.calls = source, masker, extra or {}, 0
 
     def config(self) -> dict[str, str]:
+        self.calls += 1
         value = url(self.source) + "?reconnect=true"  # ClearDB's URL shape
         self.masker.add(value)
-        return {"CLEARDB_DATABASE_URL": value, "RACK_ENV": "production"}
+        # "=CLEARDB_DATABASE_URL" in extra: that var holds ClearDB's value (copied by hand)
+        extra = {k: value if v == "=CLEARDB_DATABASE_URL" else v for k, v in self.extra.items()}
+        return {"CLEARDB_DATABASE_URL": value, "RACK_ENV": "production", **extra}
 
     def argv(self, *args: str) -> list[str]:
         return ["heroku", *args, "-a", "myapp"]
@@ -100,6 +105,7 @@ class World:
     ) -> None:
         self.source, self.target = clear_db(servers.heroku, rows=500), convox_db(servers.convox)
         self.tmp, self.resource = tmp, resource
+        self.extra_config: dict[str, str] = {}
         self.argv_log = tmp / "argv.jsonl"
         (tmp / "convox.yml").write_text(
             f"resources:\n  {resource}:\n    type: mysql\nservices:\n  web:\n    port: 3000\n"
@@ -140,7 +146,7 @@ class World:
             state=self.state,
             runner=Runner(masker, base_env={ARGV_LOG_VAR: str(self.argv_log)}),
             masker=masker,
-            heroku=Heroku(self.source, masker),  # type: ignore[arg-type]
+            heroku=Heroku(self.source, masker, self.extra_config),  # type: ignore[arg-type]
             convox=Convox(self.target, self.resource),  # type: ignore[arg-type]
             postgres=None,  # type: ignore[arg-type]
             http=None,  # type: ignore[arg-type]
@@ -352,3 +358,46 @@ def test_a_second_mysql_addon_is_named_as_not_copied(tmp_path: Path, servers: Pa
     assert "NOT copied: jawsdb (JAWSDB_URL)" in warning
     findings = checked["findings"]
     assert isinstance(findings, list) and warning in findings
+
+
+def _two_addons(w: World) -> None:
+    pre = w.state.step("preflight").outputs
+    assert isinstance(pre, dict)
+    w.done(
+        "preflight",
+        {
+            **pre,
+            "mysql_addons": [
+                {"service": "jawsdb", "config_var": "JAWSDB_URL"},
+                {"service": "cleardb", "config_var": "CLEARDB_DATABASE_URL"},
+            ],
+        },
+    )
+
+
+def test_a_config_var_copied_by_hand_names_the_addon_whose_value_it_holds(
+    tmp_path: Path, servers: Pair
+) -> None:
+    """mysql.config_var: DATABASE_URL holding ClearDB's URL (ClearDB's guide), JawsDB listed
+    first: the add-on copied is ClearDB, found by value, not the first; JawsDB NOT copied."""
+    w = World(tmp_path, servers, mysql="mysql: {config_var: DATABASE_URL}\n", addons="")
+    w.extra_config = {"DATABASE_URL": "=CLEARDB_DATABASE_URL", "JAWSDB_URL": "mysql://j:pw@h/d"}
+    _two_addons(w)
+    checked, notes = w.run(CheckMysql())
+    assert checked["addon"] == "cleardb" and checked["config_var"] == "DATABASE_URL"
+    assert checked["copied"] is True and checked["tables"] == 4
+    assert checked["not_copied"] == ["jawsdb (JAWSDB_URL)"]
+    [warning] = [line for line in notes.lines if line.startswith("WARNING")]
+    assert "copy only cleardb (DATABASE_URL)" in warning, warning
+    assert "mysql://" not in " ".join(notes.lines)  # values compared, never printed
+
+
+def test_a_config_var_holding_no_addons_database_is_unknown(tmp_path: Path, servers: Pair) -> None:
+    w = World(tmp_path, servers, mysql="mysql: {config_var: DATABASE_URL, copy: false}\n")
+    w.extra_config = {"DATABASE_URL": "mysql://other:pw@elsewhere/db", "JAWSDB_URL": "mysql://j"}
+    _two_addons(w)
+    checked, notes = w.run(CheckMysql())
+    assert checked["addon"] == "unknown" and checked["config_var"] == "DATABASE_URL"
+    assert checked["not_copied"] == ["jawsdb (JAWSDB_URL)", "cleardb (CLEARDB_DATABASE_URL)"]
+    assert "no listed add-on's var holds it: unknown" in " ".join(notes.lines)
+    assert "mysql://" not in " ".join(notes.lines)

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from cutover.steps.mysqladdons import (
+    UNKNOWN,
     MysqlAddon,
     choose,
     mysql_addons,
+    needs_values,
     not_copied_warning,
     which,
 )
@@ -49,10 +51,46 @@ def test_the_first_is_copied_unless_mysql_config_var_names_another() -> None:
     found = [CLEARDB, JAWSDB, ONYX]
     assert choose(found, None) == (CLEARDB, [JAWSDB, ONYX])
     assert choose(found, "JAWSDB_URL") == (JAWSDB, [CLEARDB, ONYX])
-    # a var no add-on sets (the URL copied under another name): the first add-on, read from it
-    copied, others = choose(found, "MY_MYSQL_URL")
-    assert copied == MysqlAddon(service="cleardb", config_var="MY_MYSQL_URL")
-    assert others == [JAWSDB, ONYX]
+
+
+# ClearDB's guide has users copy CLEARDB_DATABASE_URL's value into DATABASE_URL.
+CONFIG = {
+    "CLEARDB_DATABASE_URL": "mysql://b1:secret-one@us-cdbr-east.cleardb.com/heroku_1",
+    "JAWSDB_URL": "mysql://u2:secret-two@jaws.example.com:3306/db2",
+    "CLEARDB_ONYX_URL": "mysql://b3:secret-three@us-cdbr-east.cleardb.com/heroku_3",
+    "REDIS_URL": "redis://h:secret-four@ec2.example.com:6379",
+}
+
+
+def test_a_var_no_addon_sets_is_matched_by_value_to_the_addon_it_copies() -> None:
+    found = [CLEARDB, JAWSDB, ONYX]
+    config = {**CONFIG, "DATABASE_URL": CONFIG["JAWSDB_URL"]}  # JawsDB's, not the first's
+    copied, others = choose(found, "DATABASE_URL", config)
+    assert copied == MysqlAddon(service="jawsdb", config_var="DATABASE_URL")
+    assert others == [CLEARDB, ONYX]
+    assert needs_values(found, "DATABASE_URL") and not needs_values(found, "JAWSDB_URL")
+    assert not needs_values(found, None)
+
+
+def test_a_var_holding_no_addons_database_is_unknown_and_every_addon_not_copied() -> None:
+    found = [CLEARDB, JAWSDB]
+    config = {**CONFIG, "DATABASE_URL": "mysql://x:secret-five@elsewhere.example.com/db"}
+    copied, others = choose(found, "DATABASE_URL", config)
+    assert copied == MysqlAddon(service=UNKNOWN, config_var="DATABASE_URL")
+    assert others == [CLEARDB, JAWSDB]
+    # no value to compare with (the var unset, or no config read): unknown too, never the first
+    assert choose(found, "DATABASE_URL", CONFIG)[0].service == UNKNOWN
+    assert choose(found, "DATABASE_URL")[0].service == UNKNOWN
+    # one add-on whose database the var does not hold: it is NOT copied either
+    assert choose([CLEARDB], "DATABASE_URL", config) == (copied, [CLEARDB])
+    text = not_copied_warning(copied, others, "database")
+    assert text.startswith("WARNING: the Heroku app has 2 MySQL add-ons"), text
+    assert (
+        "copy only the database in DATABASE_URL (no listed add-on's var holds it: unknown)" in text
+    )
+    assert "NOT copied: cleardb (CLEARDB_DATABASE_URL), jawsdb (JAWSDB_URL)" in text
+    assert "the run carries on" in text
+    assert all(value not in text for value in config.values())  # values are never printed
 
 
 def test_the_warning_names_what_is_copied_what_is_not_and_what_to_do() -> None:
@@ -82,3 +120,9 @@ def test_check_mysql_reads_preflights_list_and_older_states_still_work() -> None
     assert older.mysql_addons == []
     assert which(older.mysql_addons, older.heroku_addons, None) == (CLEARDB, [])
     assert which([], ["heroku-postgresql"], None) is None
+    # with the values: a var no add-on sets, matched as check-mysql does
+    config = {**CONFIG, "DATABASE_URL": CONFIG["CLEARDB_DATABASE_URL"]}
+    assert which(older.mysql_addons, older.heroku_addons, "DATABASE_URL", config) == (
+        MysqlAddon(service="cleardb", config_var="DATABASE_URL"),
+        [],
+    )

@@ -20,7 +20,14 @@ from cutover.playbook import load_playbook
 from cutover.playbook_redis import RedisSection
 from cutover.secrets import SecretMasker
 from cutover.steps.redis import RedisFound, _copy_text, _left_behind
-from cutover.steps.redistargets import auto_mode, redis_addons, resource_for, targets, url_var
+from cutover.steps.redistargets import (
+    auto_mode,
+    redis_addons,
+    resource_for,
+    targets,
+    url_var,
+    values_needed,
+)
 from cutover.ui import Ui
 
 BASE = "heroku: {app: myapp}\nconvox: {app: myapp}\n"
@@ -231,3 +238,144 @@ def test_keys_in_other_database_numbers_are_left_behind_loudly(mode: str) -> Non
     assert "db1 (40 keys), db3 (2 keys)" in text and "other database numbers" in text
     found.left_behind = text
     assert "NOT copied:" in _copy_text(found) and "db1 (40 keys)" in _copy_text(found)
+
+
+HEROKU_REDIS = [
+    {"addon_service": {"name": "heroku-redis"}, "config_vars": ["REDIS_TLS_URL", "REDIS_URL"]},
+    {"addon_service": {"name": "rediscloud"}, "config_vars": ["REDISCLOUD_URL"]},
+]
+CONFIG = {
+    "REDIS_URL": "rediss://:secret-one@ec2-1.compute.amazonaws.com:6380",
+    "REDIS_TLS_URL": "rediss://:secret-one@ec2-1.compute.amazonaws.com:6380",
+    "REDISCLOUD_URL": "redis://default:secret-two@redis-1.redislabs.com:1234",
+}
+
+
+def test_a_var_copied_by_hand_takes_the_service_of_the_addon_whose_value_it_holds() -> None:
+    """SIDEKIQ_REDIS_URL = REDIS_URL's value (copied by hand): Heroku Redis, found by value,
+    so its self-signed certificate is handled as Heroku documents; a value no add-on's var
+    holds stays "playbook" (verified)."""
+    from cutover.adapters.redisstore import verifies  # noqa: PLC0415
+
+    section = RedisSection.model_validate(
+        {
+            "addons": [
+                {"config_var": "SIDEKIQ_REDIS_URL", "resource": "redis"},
+                {"config_var": "OWN_REDIS_URL", "resource": "cache"},
+            ]
+        }
+    )
+    config = {
+        **CONFIG,
+        "SIDEKIQ_REDIS_URL": CONFIG["REDIS_URL"],
+        "OWN_REDIS_URL": "redis://:x@elsewhere:6379",
+    }
+    assert values_needed(section, HEROKU_REDIS)
+    found = targets(section, HEROKU_REDIS, MANIFEST, config)
+    assert [(t.config_var, t.service) for t in found] == [
+        ("SIDEKIQ_REDIS_URL", "heroku-redis"),
+        ("OWN_REDIS_URL", "playbook"),
+    ]
+    assert [verifies(t.service) for t in found] == [False, True]
+    # without the values (or with the var unset), unknown as before
+    assert [t.service for t in targets(section, HEROKU_REDIS, MANIFEST)] == ["playbook"] * 2
+    # an add-on's own var: no values needed
+    own = RedisSection.model_validate({"addons": [{"config_var": "REDIS_URL"}]})
+    assert not values_needed(own, HEROKU_REDIS)
+
+
+def test_the_plan_shows_heroku_addons_when_redis_addons_is_set(tmp_path: Path) -> None:
+    """inspect-redis runs `heroku addons --json` with redis.addons set too (each entry's
+    service); sync-redis may run it (an old state's "playbook") and runs `heroku config`."""
+    (tmp_path / "convox.yml").write_text(
+        "resources:\n  cache:\n    type: redis\nservices:\n  web:\n    port: 3000\n",
+        encoding="utf-8",
+    )
+    book = tmp_path / "cutover.yml"
+    book.write_text(
+        BASE + "redis:\n  addons:\n    - {config_var: REDIS_URL, resource: cache}\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    code = plan(
+        book, RunOptions(), Ui(Console(file=out, width=400), SecretMasker(), Console(file=out))
+    )
+    text = out.getvalue()
+    assert code == 0, text
+    inspect = text[text.index("inspect-redis") :]
+    sync = inspect[inspect.index("sync-redis") :]
+    inspect = inspect[: inspect.index("sync-redis")]
+    assert "heroku addons --json" in inspect, inspect
+    assert "heroku addons --json" in sync and "heroku config --json" in sync, sync
+
+
+class _Heroku:
+    def __init__(self, config: dict[str, str]) -> None:
+        self.values, self.asked = config, 0
+
+    def config(self) -> dict[str, str]:
+        return dict(self.values)
+
+    def addons(self) -> list[dict[str, Any]]:
+        self.asked += 1
+        return HEROKU_REDIS
+
+
+@pytest.mark.parametrize(
+    ("var", "service"),
+    [
+        ("REDIS_URL", "heroku-redis"),  # Heroku Redis's own var
+        ("SIDEKIQ_REDIS_URL", "heroku-redis"),  # a copy of its value
+        ("REDISCLOUD_URL", "rediscloud"),
+        ("OWN_REDIS_URL", "playbook"),  # unknown: stays verified
+    ],
+)
+def test_sync_redis_resolves_a_state_saved_with_playbook_as_inspect_redis_now_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, service: str
+) -> None:
+    """States saved before inspect-redis resolved redis.addons entries recorded "playbook" for
+    every one: sync-redis resolves it again, so Heroku Redis's self-signed certificate is not
+    verified in the window (adapters/redisstore.py verifies)."""
+    from cutover.adapters.redisstore import verifies  # noqa: PLC0415
+    from cutover.engine.plan import new_state  # noqa: PLC0415
+    from cutover.state import Status  # noqa: PLC0415
+    from cutover.steps.base import Context  # noqa: PLC0415
+    from cutover.steps.redis import RedisCopied, SyncRedis  # noqa: PLC0415
+
+    book = load(tmp_path, f"redis:\n  addons:\n    - {{config_var: {var}, resource: redis}}\n")
+    state = new_state(book)
+    step = state.step("inspect-redis")
+    step.status = Status.DONE
+    step.outputs = {
+        "addons": [{"config_var": var, "service": "playbook", "resource": "redis", "mode": "all"}]
+    }
+    config = {**CONFIG, "SIDEKIQ_REDIS_URL": CONFIG["REDIS_URL"], "OWN_REDIS_URL": "redis://o"}
+    heroku = _Heroku(config)
+    seen: list[tuple[str, bool]] = []
+
+    def sync_one(self: SyncRedis, ctx: Context, cfg: dict[str, str], found: Any) -> RedisCopied:
+        seen.append((found.service, verifies(found.service)))
+        return RedisCopied.model_construct(config_var=found.config_var)
+
+    monkeypatch.setattr(SyncRedis, "_sync_one", sync_one)
+    ctx = Context(
+        playbook=book,
+        state=state,
+        runner=None,  # type: ignore[arg-type]
+        masker=SecretMasker(),
+        heroku=heroku,  # type: ignore[arg-type]
+        convox=None,  # type: ignore[arg-type]
+        postgres=None,  # type: ignore[arg-type]
+        http=None,  # type: ignore[arg-type]
+        dns=None,
+        reporter=None,  # type: ignore[arg-type]
+        work_dir=tmp_path,
+    )
+    SyncRedis().apply(ctx)
+    assert seen == [(service, service != "heroku-redis")]
+    assert heroku.asked == 1
+    # a state whose inspect-redis resolved the service: no question to Heroku
+    step.outputs["addons"][0]["service"] = "heroku-redis"
+    seen.clear()
+    SyncRedis().apply(ctx)
+    assert seen == [("heroku-redis", False)] and heroku.asked == 1
