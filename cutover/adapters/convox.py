@@ -420,8 +420,9 @@ class ConvoxAdapter:
     def proxy(self, resource: str, timeout: float = 30, speaks: str | None = None) -> Iterator[int]:
         """Run ``convox resources proxy`` on a free local port; yield the port; always stop it
         (cutover/adapters/convoxproxy.py: probed, restarted on network trouble). ``speaks``
-        ("postgres" or "redis", the resource's protocol) lets the probe send a first message
-        that a working tunnel answers at once, instead of waiting to see it stay open."""
+        (the resource's protocol: a key of convoxproxy.HELLO, "postgres") lets the probe send a
+        first message that a working tunnel answers at once, instead of waiting to see it stay
+        open; any other protocol is probed by waiting."""
         with convoxproxy.proxy(
             self.runner,
             self.masker,

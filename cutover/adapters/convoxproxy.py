@@ -35,13 +35,15 @@ ATTEMPTS = 3
 PROBE_WAIT = 0.5  # seconds a probe connection waits to see the proxy close it
 # A first message the server behind the proxy answers at once, so a probe knows the tunnel is
 # up without waiting PROBE_WAIT to see it stay open: PostgreSQL's SSLRequest (Int32 8, Int32
-# 80877103; the server answers one byte, 'S' or 'N': PostgreSQL docs, "Message Formats" and
-# "SSL Session Encryption"; a client that then closes is not logged: backend_startup.c
-# ProcessStartupPacket, "If we get no data at all, don't clutter the log") and Redis's inline
-# PING (a reply, +PONG or -NOAUTH: Redis docs, "Inline commands"). MySQL greets by itself.
+# 80877103; the server answers one byte, 'S' or 'N', read whole: PostgreSQL docs, "Message
+# Formats" and "SSL Session Encryption"). After 'N' a client that closes is not logged
+# (backend_startup.c ProcessStartupPacket: "If we get no data at all, don't clutter the log");
+# a server with ssl=on answers 'S' and logs one "could not accept SSL connection: EOF detected"
+# per probe. Redis gets no first message: a TLS-only one would take a plain PING for a failed
+# handshake and close, and its multi-byte reply, read in part, would end in a reset; it waits
+# for the client, as before. MySQL greets by itself.
 POSTGRES_HELLO = struct.pack("!ii", 8, 80877103)
-REDIS_HELLO = b"PING\r\n"
-HELLO = {"postgres": POSTGRES_HELLO, "redis": REDIS_HELLO}
+HELLO = {"postgres": POSTGRES_HELLO}
 ERROR_WAIT = 2.0  # seconds to let the proxy print why it closed a probe
 
 

@@ -42,7 +42,16 @@ from rich.console import Console
 
 from cutover.adapters.pgverify import checksum_sql
 from cutover.adapters.postgres import STABLE_TEXT, TABLES_SQL
-from cutover.bench import baselines, halfsize, reference, report, rows, window, workload
+from cutover.bench import (
+    baselines,
+    halfsize,
+    options,
+    reference,
+    report,
+    rows,
+    window,
+    workload,
+)
 from cutover.bench.baselines import BaselineError, Endpoint
 from cutover.bench.report import Figure
 from cutover.bench.sandboxside import (
@@ -160,53 +169,17 @@ class Bench:
         return dict(state.outputs(step)) if state is not None else {}
 
 
-def _args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m cutover.bench",
-        description="Issue 10's benchmark (BENCH_SCALE=N sizes the reference data; 40 ~ 1 GB).",
-    )
-    parser.add_argument("--runs", type=int, default=3, help="rounds (medians; at least 3)")
-    parser.add_argument("--rows", type=int, default=1000, help="the sandbox's own seed rows")
-    parser.add_argument(
-        "--changed-method",
-        choices=report.METHODS,
-        default="direct",
-        help="the method of figure (e), final-sync with changed-tables",
-    )
-    parser.add_argument(
-        "--only",
-        default="",
-        metavar="NAME[,NAME]",
-        help="measure only these figures (their `bench:` names; `window` for the window's cost): "
-        "a developer's loop; the issue's targets are judged on the whole bench",
-    )
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.rows < 1:
-        parser.error("--runs and --rows must be at least 1")
-    args.only = {name.strip() for name in args.only.split(",") if name.strip()}
-    return args
-
-
-def _wanted(args: argparse.Namespace, *names: str) -> bool:
-    """Whether ``--only`` (empty: everything) asks for any of ``names``."""
-    return not args.only or bool(args.only.intersection(names))
-
-
 def _only(bench: Bench, args: argparse.Namespace) -> None:
-    """Figures ``--only`` leaves out are reported as not measured; an unknown name is refused."""
+    """Figures ``--only`` leaves out are reported as not measured (names checked by options.parse_args)."""
     if not args.only:
         return
-    unknown = sorted(args.only - set(bench.figures) - {"window"})
-    if unknown:
-        known = ", ".join([*bench.figures, "window"])
-        raise BaselineError(f"--only: no figure named {', '.join(unknown)} (figures: {known})")
     for name, figure in bench.figures.items():
         if name not in args.only:
             figure.fail("not measured (--only)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
+    args = options.parse_args(argv)
     console = Console(width=160) if not sys.stdout.isatty() else Console()
     try:
         ref = reference.scale_from_env()
@@ -265,7 +238,7 @@ def _bench(
     _print(bench, args, ref, size_mb, share, console, time.monotonic() - started)
     _rows_end(bench, sizes, sandbox, (size_mb, half_mb), bench.rows_run)
     # Last, once: the window changes the world (maintenance, DNS), so it ends the bench.
-    if not _wanted(args, "window"):
+    if not options.wanted(args, "window"):
         return 0
     console.print("bench: the rest of the cutover, for the window's fixed cost ...")
     try:
@@ -332,12 +305,12 @@ def _rounds(
         )  # fmt: skip
         # Before (e): (e) ends with a final-sync after the last change on Heroku, which the
         # window (below) relies on (its verify-data compares Heroku with that sync).
-        if _wanted(args, *rows.FIGURES):
+        if options.wanted(args, *rows.FIGURES):
             bench.rows_run = (
                 rows.measure(bench.figures, bench, tools, sizes, convox, work, jobs)
                 or bench.rows_run
             )
-        if _wanted(args, report.FINAL_CHANGED):
+        if options.wanted(args, report.FINAL_CHANGED):
             bench.share = (
                 _changed_round(bench, source, ref, round_no, changed_playbook) or bench.share
             )
@@ -366,7 +339,7 @@ def _declare(
     b(report.VERIFY, "(f) cutover verify-data")
     b(report.VERIFY_PSQL, "(f) the same checksum query by psql, both sides at once")
     b(report.FINAL_CHANGED, f"(e) final-sync changed-tables ({args.changed_method})")
-    if _wanted(args, *rows.FIGURES):
+    if options.wanted(args, *rows.FIGURES):
         sizes, half_mb = _rows_setup(bench, source, ref, console, work, sandbox)
     else:  # the half-size reference takes minutes to load at the default scale
         for name, note in rows.FIGURES.items():

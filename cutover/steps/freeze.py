@@ -80,16 +80,17 @@ def prefetch(ctx: Context) -> None:
     """Before the window (disable-scheduler): read what the window's steps need from Heroku (the
     credentials URL, and the add-ons for freeze-writes, at once), kept in memory for this run only
     (the URL is a secret: never in the state; the heroku adapter reuses it, CREDENTIALS_MAX_AGE),
-    so neither freeze-writes, final-sync nor verify-data pays for a CLI start in the window."""
+    so neither freeze-writes, final-sync nor verify-data pays for a CLI start in the window unless
+    the gates between took longer than that. Read afresh here: an earlier step's copy may be old."""
     db = ctx.model.database
     if db is None or PREFETCH in ctx.extras:
         return
     if not ctx.model.window.freeze_writes:
-        ctx.heroku.credentials_url(db.heroku_attachment)  # for final-sync and verify-data
+        ctx.heroku.credentials_url(db.heroku_attachment, fresh=True)  # final-sync, verify-data
         ctx.extras[PREFETCH] = None
         return
     ctx.extras[PREFETCH] = together(
-        lambda: ctx.heroku.credentials_url(db.heroku_attachment), ctx.heroku.addons
+        lambda: ctx.heroku.credentials_url(db.heroku_attachment, fresh=True), ctx.heroku.addons
     )
 
 

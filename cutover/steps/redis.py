@@ -380,7 +380,7 @@ class SyncRedis(Step):
         redisstore.register(ctx.masker, url, target)
         src = redisstore.connect(source, f"Heroku Redis ({found.config_var})")
         try:
-            with ctx.convox.proxy(found.resource, speaks="redis") as port:
+            with ctx.convox.proxy(found.resource) as port:
                 dst = self._wait_target(ctx, target.via("127.0.0.1", port), found.resource)
                 try:
                     with redisstore.failures(

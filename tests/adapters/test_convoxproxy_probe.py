@@ -1,6 +1,6 @@
 """The proxy probe's first message (cutover/adapters/convoxproxy.py HELLO): a real PostgreSQL
 answers the SSLRequest at once, a tunnel that closes is told apart, and with no first message a
-silent server is "open" only after the wait (the old behaviour, kept for MySQL and unknowns)."""
+silent server is "open" only after the wait (the old behaviour, kept for Redis and MySQL)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,25 @@ def test_nothing_listening_is_refused() -> None:
         assert convoxproxy.probe(port, hello=convoxproxy.POSTGRES_HELLO) == "refused"
 
 
-def test_every_protocol_the_steps_name_has_a_hello() -> None:
-    assert set(convoxproxy.HELLO) == {"postgres", "redis"}
-    assert convoxproxy.REDIS_HELLO.endswith(b"\r\n")
+def test_a_silent_server_is_open_only_by_waiting_without_a_hello() -> None:
+    """MySQL and Redis get no first message: a server that waits for its client is "open" once
+    the wait passed without a close."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def hold() -> None:
+        conn, _ = server.accept()
+        held.append(conn)  # never answers, never closes
+
+    threading.Thread(target=hold, daemon=True).start()
+    try:
+        assert convoxproxy.probe(int(server.getsockname()[1]), wait=0.2) == "open"
+    finally:
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_only_postgres_gets_a_first_message() -> None:
+    """A TLS-only Redis takes a plain PING for a failed handshake and closes: no hello for it."""
+    assert set(convoxproxy.HELLO) == {"postgres"}

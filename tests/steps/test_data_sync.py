@@ -63,7 +63,7 @@ class Heroku:
     def __init__(self, source: AppDatabase, work: Path) -> None:
         self.source, self.work, self.captures = source, work, 0
 
-    def credentials_url(self, attachment: str) -> str:
+    def credentials_url(self, attachment: str, *, fresh: bool = False) -> str:
         return self.source.url() + "?sslmode=disable"  # the test clusters serve no TLS
 
     def backup_capture(self, attachment: str, timeout: float) -> str:

@@ -220,7 +220,7 @@ class UrlOnly:
     url: str
     port: int = 0
 
-    def credentials_url(self, attachment: str) -> str:
+    def credentials_url(self, attachment: str, *, fresh: bool = False) -> str:
         assert attachment == "DATABASE"
         return self.url
 

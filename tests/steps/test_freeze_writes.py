@@ -59,7 +59,7 @@ class Heroku:
         self.db = db
         self.calls: list[str] = []
 
-    def credentials_url(self, attachment: str) -> str:
+    def credentials_url(self, attachment: str, *, fresh: bool = False) -> str:
         self.calls.append(f"pg:credentials:url {attachment}")
         return self.db.url() + "?sslmode=disable"  # the test clusters serve no TLS
 
