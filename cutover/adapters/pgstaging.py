@@ -275,7 +275,11 @@ def mark_synced(pg: PostgresAdapter, conn: ConnInfo, extra: str = "") -> str:
     marker text."""
     from cutover.adapters.pgapply_target import finish_script  # noqa: PLC0415 - it imports us
 
-    rows = pg.psql(conn, finish_script([], conn.dbname, extra))
+    # The copy carries Heroku's database settings, which may hold default_transaction_read_only
+    # = on (Heroku frozen by freeze-writes, in a state that no longer knows it): this session
+    # connects to the copy, so it turns that off for itself (USERSET) before the COMMENT.
+    script = "SET default_transaction_read_only = off;\n" + finish_script([], conn.dbname, extra)
+    rows = pg.psql(conn, script)
     marker = next((r[1] for r in rows if len(r) == 2 and r[0] == "marker"), None)
     if marker is None or not marker.startswith(f"{MARKER_SYNCED} "):
         raise UnexpectedOutput(f"psql wrote no synced marker on {conn.dbname}")

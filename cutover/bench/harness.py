@@ -170,7 +170,8 @@ class Bench:
 
 
 def _only(bench: Bench, args: argparse.Namespace) -> None:
-    """Figures ``--only`` leaves out are reported as not measured (names checked by options.parse_args)."""
+    """Figures ``--only`` leaves out are reported as not measured (options.parse_args checks
+    the names)."""
     if not args.only:
         return
     for name, figure in bench.figures.items():

@@ -780,3 +780,20 @@ def test_staging_takes_the_databases_encoding_and_locale_in_one_psql(
             (staging.dbname,),
         ).fetchone()
     assert row == ("LATIN1", "C", "C")
+
+
+def test_the_synced_marker_is_written_on_a_copy_that_carries_a_read_only_default(
+    pg_target: PgCluster, runner: Runner
+) -> None:
+    """The marker's psql connects to the copy, whose settings came from Heroku: a frozen Heroku
+    (default_transaction_read_only = on, freeze-writes) must not stop it (seen in the sandbox:
+    'cannot execute COMMENT in a read-only transaction')."""
+    target = rds_target(pg_target)
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    with pgcluster.connect(pg_target) as admin:
+        admin.execute(f'ALTER DATABASE "{staging.dbname}" SET default_transaction_read_only = on')
+    marker = pgstaging.mark_synced(pg, staging)
+    assert marker.startswith("cutover:synced ") and " writes=" in marker
+    _exists, read, comment = pgstaging.read_marker(pg, staging)
+    assert comment == marker and read is not None
