@@ -10,7 +10,7 @@ for each combination of the three facts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,6 +88,33 @@ def _trust(box: MysqlBox, on: bool) -> None:
     mysqlbox.admin(box, f"SET GLOBAL log_bin_trust_function_creators = {int(on)}")
 
 
+def _refused_then_loaded_with_trust(
+    my: MysqlAdapter,
+    ends: tuple[MyConn, MyConn],
+    rds_like: MysqlBox,
+    fresh_target: Callable[[MysqlBox], MyConn],
+    code: str,
+    tmp_path: Path,
+) -> None:
+    """The copy into ``ends[1]`` fails with MySQL error ``code``; with the fix the blocker names
+    (log_bin_trust_function_creators on: an RDS parameter group, here SET GLOBAL) check-mysql
+    has no blocker and a copy into a fresh database loads and verifies."""
+    source, target = ends
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    with pytest.raises(CutoverError) as failed:
+        mysqlstaging.sync(my, source, target, work, timeout=300)
+    assert code in f"{failed.value} {failed.value.details}"
+    _trust(rds_like, True)
+    try:
+        assert mysqlcheck.inspect(my, source, target).blockers == []
+        fresh = fresh_target(rds_like)
+        mysqlstaging.sync(my, source, fresh, work, timeout=300)
+        assert mysqlverify.verify(my, source, fresh).mismatches == []
+    finally:
+        _trust(rds_like, False)
+
+
 def _master(box: MysqlBox) -> MyConn:
     """The RDS master user (convox_fake/provision_mysql.py: no SUPER) on a fresh database."""
     admin = convox_db(box)
@@ -132,20 +159,7 @@ def test_an_rds_like_server_is_refused_before_the_copy_naming_the_fix(
     # ... but may create a procedure (the manual: the conditions do not apply to procedures)
     my.execute(target, "CREATE PROCEDURE p1() SELECT 1")
     # and the copy itself fails where the check said it would
-    work = tmp_path / "work"
-    work.mkdir(mode=0o700)
-    with pytest.raises(CutoverError) as failed:
-        mysqlstaging.sync(my, source, target, work, timeout=300)
-    assert "1419" in f"{failed.value} {failed.value.details}"
-    # the fix named (the parameter group sets it; here SET GLOBAL): no blocker, the copy loads
-    _trust(rds_like, True)
-    try:
-        assert mysqlcheck.inspect(my, source, target).blockers == []
-        fresh = _master(rds_like)
-        mysqlstaging.sync(my, source, fresh, work, timeout=300)
-        assert mysqlverify.verify(my, source, fresh).mismatches == []
-    finally:
-        _trust(rds_like, False)
+    _refused_then_loaded_with_trust(my, (source, target), rds_like, _master, "1419", tmp_path)
     # a user with SUPER (Convox's own mysql resource logs in as root) is not concerned
     assert mysqlcheck.inspect(my, source, convox_db(rds_like)).blockers == []
     # nor a database without triggers or functions (dropping them needs SUPER too, measured)
@@ -200,17 +214,4 @@ def test_a_function_not_declared_deterministic_is_refused_before_the_copy_even_f
     assert "DETERMINISTIC" in report.resolutions[0]
     assert "log_bin_trust_function_creators=1" in report.resolutions[0]
     # the premise, measured: the copy fails there with 1418
-    work = tmp_path / "work"
-    work.mkdir(mode=0o700)
-    with pytest.raises(CutoverError) as failed:
-        mysqlstaging.sync(my, source, target, work, timeout=300)
-    assert "1418" in f"{failed.value} {failed.value.details}"
-    # the fix named: with trust on, no blocker and the copy loads
-    _trust(rds_like, True)
-    try:
-        assert mysqlcheck.inspect(my, source, target).blockers == []
-        fresh = convox_db(rds_like)
-        mysqlstaging.sync(my, source, fresh, work, timeout=300)
-        assert mysqlverify.verify(my, source, fresh).mismatches == []
-    finally:
-        _trust(rds_like, False)
+    _refused_then_loaded_with_trust(my, (source, target), rds_like, convox_db, "1418", tmp_path)
