@@ -34,7 +34,10 @@ for the first account, 201 with its id; 503 with ``"database": "read-only"`` whe
 refuses writes, SQLSTATE 25006, as a frozen Heroku database does during a cutover).
 Request lines are logged to stderr. The database URL, and so its password, is never printed
 or returned: a failure is reported by exception class only.
-SIGTERM and SIGINT stop the server cleanly (exit 0).
+SIGTERM and SIGINT stop the server cleanly (exit 0): the open connections are shut down and
+their threads joined (up to ``STOP_WAIT`` seconds) before the interpreter exits, since a daemon
+thread still writing a log line to stderr then makes CPython abort ("Fatal Python error:
+_enter_buffered_busy", exit -6).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping
@@ -60,6 +64,7 @@ __all__ = ["Settings", "main", "make_server"]
 
 DB_CONNECT_TIMEOUT = 3
 SOCKET_TIMEOUT = 30.0
+STOP_WAIT = 5.0  # seconds the handler threads get to end after a stop
 
 
 @dataclass(frozen=True)
@@ -386,7 +391,45 @@ class SampleServer(ThreadingHTTPServer):
             if settings.tls_cert_dir:
                 context.sni_callback = SniCertificates(settings.tls_cert_dir).select
             self.tls_context = context
+        # The connections being served and their threads (daemon threads are not tracked by
+        # socketserver): stop_connections() ends both.
+        self._serving: dict[threading.Thread, socket.socket] = {}
+        self._serving_lock = threading.Lock()
         super().__init__((settings.host, settings.port), Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """socketserver.ThreadingMixIn's, with the thread registered before it starts
+        (stop_connections() sees every connection accepted before the stop) beside a duplicate
+        of its socket: wrap_socket detaches the accepted socket's descriptor, and shutdown()
+        through a duplicate ends the connection itself. The duplicate is closed with the
+        thread, so its descriptor number is never another connection's."""
+        thread = threading.Thread(
+            target=self._serve_registered, args=(request, client_address), daemon=True
+        )
+        with self._serving_lock:
+            self._serving[thread] = request.dup()
+        thread.start()
+
+    def _serve_registered(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._serving_lock:
+                watch = self._serving.pop(threading.current_thread(), None)
+            if watch is not None:
+                watch.close()
+
+    def stop_connections(self, wait: float = STOP_WAIT) -> None:
+        """Shut down every open connection (a keep-alive client's thread returns from its read)
+        and join their threads, ``wait`` seconds in all."""
+        with self._serving_lock:
+            serving = dict(self._serving)
+        for sock in serving.values():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + wait
+        for thread in serving:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         sock: socket.socket = request
@@ -439,6 +482,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        server.stop_connections()
     sys.stderr.write("sampleapp: stopped\n")
     return 0
 

@@ -178,6 +178,24 @@ def test_sigterm_stops_it_cleanly(start_app: StartApp) -> None:
     assert "sampleapp: stopped" in app.log.read_text()
 
 
+def test_sigterm_ends_open_connections_before_the_interpreter_exits(start_app: StartApp) -> None:
+    """A client connected but silent holds a handler thread in the TLS handshake's read (30 s
+    timeout). A stop shuts the connection down and joins the thread, so its log line is written
+    before "stopped", never by a daemon thread during interpreter exit (CPython then aborts:
+    exit -6, the flaky SIGABRT of a CI run on a loaded machine)."""
+    app = start_app()
+    with socket.create_connection(("127.0.0.1", app.port), timeout=5):
+        time.sleep(0.3)  # the handler thread is now in wrap_socket's read
+        started = time.monotonic()
+        app.proc.send_signal(signal.SIGTERM)
+        assert app.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    # Two handshakes failed: start_app's probe (connect, close) and the silent client's.
+    before, stopped, _ = app.log.read_text().partition("sampleapp: stopped")
+    assert stopped
+    assert before.count("TLS handshake failed") == 2
+
+
 def test_busy_port_or_bad_config_fails_to_start(start_app: StartApp, tls: Tls) -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         app = start_app(PORT=str(busy.getsockname()[1]))
