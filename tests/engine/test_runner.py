@@ -23,7 +23,7 @@ from cutover.adapters import convox as convox_adapter
 from cutover.adapters import heroku as heroku_adapter
 from cutover.engine.audit import AuditLog, read_events
 from cutover.errors import CommandError
-from cutover.runner import Result, RetryPolicy, Runner
+from cutover.runner import FIRST_POLL, WAIT_POLL, Result, RetryPolicy, Runner, poll_interval
 from cutover.secrets import SecretMasker
 
 PY = sys.executable
@@ -422,3 +422,23 @@ def test_an_env_value_of_none_removes_the_variable(
         timeout=30,
     )
     assert result.stdout.split() == ["False", "1"]
+
+
+def test_the_wait_looks_at_a_child_after_a_tenth_of_its_run_time_within_bounds() -> None:
+    """runner.poll_interval: a 40 ms psql is seen ending within a few ms (sh's own timed wait
+    sleeps 0.1 s between looks), and a long child is looked at 5 times a second at most."""
+    assert poll_interval(0.0) == FIRST_POLL == 0.002
+    assert poll_interval(0.04) == pytest.approx(0.004)
+    assert poll_interval(1.0) == pytest.approx(0.1)
+    assert poll_interval(3600.0) == WAIT_POLL == 0.2
+    assert all(
+        FIRST_POLL <= poll_interval(t / 100) <= max(FIRST_POLL, t / 1000) + 1e-12
+        for t in range(1000)
+    )
+
+
+def test_a_child_killed_by_a_signal_reports_its_negative_code() -> None:
+    """The wait sees a signal's end (is_alive, not sh's wait, which raised for it)."""
+    runner = Runner(SecretMasker())
+    result = runner.run(["sh", "-c", "kill -KILL $$"], check=False)
+    assert result.returncode == -signal.SIGKILL
