@@ -51,6 +51,7 @@ from typing import Any
 from cutover.adapters import pgapply_rows, pgstaging
 from cutover.adapters.pgapply_rows import RowsJob
 from cutover.adapters.pgapply_sql import (
+    BATCH_PAGE_COST,
     PARAMETER_SQL,
     ROLE_SQL,
     Batch,
@@ -172,6 +173,7 @@ class _Round:
         path = search_path_sql(self.key_schemas, local=False)
         source = [
             *SOURCE_SETTINGS,
+            BATCH_PAGE_COST,
             *([path] if path else []),
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
             f"SET TRANSACTION SNAPSHOT '{self.snapshot}'",
