@@ -100,14 +100,17 @@ def _databases(pg: PostgresAdapter, conn: ConnInfo) -> dict[str, bool]:
     return {row[0]: row[1] == "t" for row in rows if len(row) == 2}
 
 
-def recover_swap(pg: PostgresAdapter, conn: ConnInfo) -> str | None:
+def recover_swap(
+    pg: PostgresAdapter, conn: ConnInfo, have: dict[str, bool] | None = None
+) -> str | None:
     """Finish or undo a swap an interrupted run left half-done; say what was done (or None).
+    ``have``: the databases as just read (cutover/adapters/pglook.py), else read here.
 
     The swap starts only after the staging copy is complete and marked, so a staging database
     beside a missing ``<db>`` is a finished copy: it is put in place."""
     db = conn.dbname
     nxt, prev = names(db)
-    have = _databases(pg, conn)
+    have = _databases(pg, conn) if have is None else have
     sql: list[str] = []
     did = None
     if db not in have and prev in have:
@@ -244,11 +247,16 @@ def read_marker(pg: PostgresAdapter, conn: ConnInfo) -> tuple[bool, Marker | Non
     if not rows:
         return False, None, ""
     comment = "\t".join(rows[0]).removeprefix("comment:")
+    return True, parse_marker(comment), comment
+
+
+def parse_marker(comment: str) -> Marker | None:
+    """The cutover marker a database comment starts with, or None."""
     match = _MARKER.match(comment)
     if not match:
-        return True, None, comment
+        return None
     writes = int(match.group(3)) if match.group(3) else None
-    return True, Marker(match.group(1), match.group(2), writes), comment
+    return Marker(match.group(1), match.group(2), writes)
 
 
 def write_count(pg: PostgresAdapter, conn: ConnInfo) -> int:
@@ -307,11 +315,14 @@ def guard(
     *,
     force: bool,
     seen: tuple[bool, Marker | None, str] | None = None,
+    writes: int | None = None,
+    tables: int | None = None,
 ) -> str | None:
     """Refuse (CutoverError) a sync into ``conn.dbname`` when it is live, has taken writes since
     the last sync, or holds tables cutover did not put there; with ``force``, return what would
     have been refused (for a finding) instead. None when the sync may go ahead. ``seen``: what
-    :func:`read_marker` just returned (not read again)."""
+    :func:`read_marker` just returned (not read again); ``writes``, ``tables``: its row writes
+    and user tables read with it (cutover/adapters/pglook.py), else read here when needed."""
     exists, marker, comment = seen if seen is not None else read_marker(pg, conn)
     if not exists:
         return None
@@ -322,7 +333,7 @@ def guard(
     elif marker is not None and marker.kind == "syncing":
         reason = None  # cutover's own in-place sync stopped halfway: finishing it is safe
     elif marker is not None:
-        now = write_count(pg, conn)
+        now = write_count(pg, conn) if writes is None else writes
         if marker.writes is not None and now > marker.writes:
             reason = (
                 f"the Convox database {db} has taken writes since the last sync "
@@ -338,7 +349,7 @@ def guard(
                 f"{marker.at}): cutover cannot tell whether it has taken writes since"
             )
     else:
-        tables = user_tables(pg, conn)
+        tables = user_tables(pg, conn) if tables is None else tables
         if tables:
             reason = (
                 f"the Convox database {db} holds {tables} table(s) that cutover did not put "

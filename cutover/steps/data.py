@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cutover.steps import datarows, datatables
+from cutover.steps import datarows, datatables, datatarget
 from cutover.steps.base import Context, Progress, Step, StepOutputs, cmd
 
 if TYPE_CHECKING:
@@ -204,10 +204,12 @@ class _Sync(Step):
             + "   (PGSSLMODE=require unless the URL says otherwise)",
             cmd(ctx.convox.argv("resources", "url", db.resource)),
             cmd(ctx.convox.proxy_argv(db.resource, "<free port>")),
-            f"psql 'SHOW server_version_num' through the proxy until {db.resource} accepts "
-            f"connections (up to {RESOURCE_START_WAIT:g}s)",
-            "psql (postgres database): finish an interrupted swap; the guard reads <db>'s "
-            "COMMENT marker (live / writes since the last sync / foreign tables -> refuse)",
+            f"psql (postgres database) and psql (<db>) at once, through the proxy until "
+            f"{db.resource} accepts connections (up to {RESOURCE_START_WAIT:g}s): its version, "
+            "the <db>/staging/previous databases, <db>'s COMMENT marker, its row writes and "
+            "tables (cutover/adapters/pglook.py)",
+            "psql (postgres database): finish an interrupted swap, if one is left; the guard "
+            "judges the marker (live / writes since the last sync / foreign tables -> refuse)",
             f"psql (postgres database): DROP DATABASE IF EXISTS {staging}; CREATE DATABASE "
             f"{staging} TEMPLATE template0",
         ]
@@ -269,13 +271,7 @@ class _Sync(Step):
             target = ConnInfo.from_url(resource_url.result())
             ctx.masker.add(target.password)
             conn = target.via("127.0.0.1", port)
-            wait_for_resource(ctx, conn)
-            recovered = pgstaging.recover_swap(pg, conn)
-            if recovered:
-                ctx.note(recovered)
-            seen = pgstaging.read_marker(pg, conn)  # once: changed-rows reads its position
-            ctx.extras[datarows.GUARD_MARKER] = seen[2]
-            forced = pgstaging.guard(pg, conn, force=bool(ctx.extras.get("force_data")), seen=seen)
+            forced = datatarget.prepare(ctx, conn)
             if forced:
                 ctx.note(f"--force-data: syncing although {forced}")
             source_url = credentials.result()
