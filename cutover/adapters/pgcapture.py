@@ -396,10 +396,15 @@ def status(pg: PostgresAdapter, conn: ConnInfo, *, known_installed: bool = False
     """``known_installed``: :func:`installed` was just read (True), so it is not read again."""
     if not known_installed and not installed(pg, conn):
         return CaptureStatus(False, (), ())
+    return status_from_rows(query(pg, conn, STATUS_SQL))
+
+
+def status_from_rows(rows: list[list[str]]) -> CaptureStatus:
+    """The status of an installed capture from STATUS_SQL's rows."""
     tables: list[CaptureTable] = []
     missing: list[str] = []
     wanted = {f"{TRIGGER_PREFIX}_{e}" for e in EVENTS}
-    for row in query(pg, conn, STATUS_SQL):
+    for row in rows:
         doc = json.loads(row[0])
         tables.append(CaptureTable(doc["name"], int(doc["relid"]), tuple(doc["key"]), "recorded"))
         if doc["exists"] and not wanted <= set(doc["triggers"]):

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
+from adapter_support import read_argv_log
 from test_pgapply import SCHEMA, TABLES, World, world_factory  # noqa: F401  (fixture)
 
 from cutover.adapters import pgcapture, pgcapture_ddl, pgreplace, pgschema
@@ -255,15 +256,17 @@ def test_a_failing_replacement_changes_nothing_on_convox(world: World) -> None:
 def test_no_change_says_nothing(world_factory: Callable[..., World]) -> None:  # noqa: F811
     world = world_factory()
     assert detect(world) == SchemaChanges()
-    # Heroku's side read once, at once (final-sync's decision), is what the reads one by one say.
+    # Heroku's side read by one psql (final-sync's decision) is what the reads one by one say.
+    before = len(read_argv_log(world.argv_log))
     reads = pgcapture_ddl.read_all(world.pg, world.source)
+    assert len(read_argv_log(world.argv_log)) - before == 1
     assert reads is not None
     assert reads.status == pgcapture.status(world.pg, world.source)
     assert reads.plan == pgcapture.inspect(world.pg, world.source)
     assert set(reads.now) == set(reads.recorded) != set()
     assert pgcapture_ddl.detect(world.pg, world.source, world.target, reads) == SchemaChanges()
     pgcapture.uninstall(world.pg, world.source)
-    assert pgcapture_ddl.read_all(world.pg, world.source) is None
+    assert pgcapture_ddl.read_all(world.pg, world.source) is None  # \if skipped the rest
     assert detect(world).whole == ("the change capture is not installed",)
 
 
