@@ -18,6 +18,11 @@ harmless, so a round interrupted anywhere (kill -9 included) is simply run again
 first write until the round ends, then ``cutover:synced ... capture=<S>``; the position is
 recorded on the target itself, and only after every write of the round committed.
 
+Batches of at most pgapply_small.SMALL_KEYS keys are not piped: the holder reads their rows
+(already in S) and one psql writes them on the target, each table in its own transaction with
+the same script, beside the larger batches (cutover/adapters/pgapply_small.py; through pipes
+again when that psql fails). The survey and the batches' ranges: pgapply_survey.py.
+
 Tables truncated after ``since`` are copied whole by cutover/adapters/pgtables.py, which reads
 them after S; keyless tables get their logged inserts, or are replaced in S, exactly once
 (cutover/adapters/pgapply_rows.py), in the same pool as the batches; the final round also sets
@@ -44,26 +49,20 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from cutover.adapters import pgapply_rows, pgstaging
+from cutover.adapters import pgapply_rows, pgapply_small, pgapply_survey, pgstaging
 from cutover.adapters.pgapply_rows import RowsJob
 from cutover.adapters.pgapply_sql import (
     BATCH_PAGE_COST,
-    PARAMETER_SQL,
-    ROLE_SQL,
     Batch,
     batch_source_sql,
     batch_target_scripts,
-    boundaries_sql,
-    counts_sql,
     key_schemas_sql,
-    key_types_sql,
-    key_value,
     search_path_sql,
-    truncates_sql,
 )
 from cutover.adapters.pgapply_target import (
     Phases,
@@ -75,11 +74,10 @@ from cutover.adapters.pgapply_target import (
 )
 from cutover.adapters.pgcapture import (
     CapturePlan,
-    CaptureTable,
     check_position,
     query,
 )
-from cutover.adapters.pgcopy import SNAPSHOT_ID, ask
+from cutover.adapters.pgcopy import ask
 from cutover.adapters.pgparts import SOURCE_SETTINGS
 from cutover.adapters.pgtables import (
     TableCopier,
@@ -160,6 +158,7 @@ class _Round:
     upserted: int = 0
     deleted: int = 0
     replaced: int = 0
+    holder: Session | None = None  # the snapshot holder (reads the small batches' rows)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -234,6 +233,11 @@ class _Round:
         left = {batches[0].table.name: len(batches) for batches in work}
         split = {name for name, n in left.items() if n > 1}
         conflicted: dict[str, int] = {}  # table -> keys of its batches that met a conflict
+        # The small batches, read by the holder and written by one psql beside the others
+        # (cutover/adapters/pgapply_small.py); through pipes only when that psql failed.
+        small = [b[0] for b in work if len(b) == 1 and b[0].keys <= pgapply_small.SMALL_KEYS]
+        work = [b for b in work if not (len(b) == 1 and b[0] in small)]
+        together = self.start_small(small, left, conflicted)
 
         def one(batch: Batch) -> None:
             name = batch.table.name
@@ -254,7 +258,13 @@ class _Round:
             *((math.inf if j.replace else j.rows, partial(self.run_rows, j)) for j in rows),
             *((b.keys, partial(one, b)) for batches in work for b in batches),
         ]
-        _parallel(jobs, [call for _, call in sorted(sized, key=lambda sc: -sc[0])])
+        try:
+            _parallel(jobs, [call for _, call in sorted(sized, key=lambda sc: -sc[0])])
+        finally:
+            failed = together.result() if together is not None else []
+        if failed:  # the small batches' psql failed: each through a pipe, as any batch
+            _parallel(jobs, [partial(one, b) for b in failed])
+            work = [*work, *([b] for b in failed)]
         for batches in work:
             name = batches[0].table.name
             if name in conflicted:
@@ -264,6 +274,36 @@ class _Round:
                     raise self.failure(name, exc) from exc
                 self.count(up, gone, conflicted.pop(name))
                 self.batch_done(left, name, conflicted, whole=True)
+
+    def start_small(
+        self, small: list[Batch], left: dict[str, int], conflicted: dict[str, int]
+    ) -> Future[list[Batch]] | None:
+        """pgapply_small.start for this round; each batch applied is counted as done."""
+        if not small:
+            return None
+        assert self.holder is not None
+
+        def done(batch: Batch, up: int, gone: int) -> None:
+            self.count(up, gone, batch.keys)
+            self.batch_done(left, batch.table.name, conflicted)
+
+        scripts = [
+            batch_target_scripts(
+                b.table, self.docs[b.table.name]["columns"], self.docs[b.table.name]["triggers"],
+                self.replica, self.docs[b.table.name]["fks"], self.key_schemas,
+            )
+            for b in small
+        ]  # fmt: skip
+        return pgapply_small.start(
+            pgapply_small.Round(
+                self.runner, self.holder, self.target, self.since, self.key_schemas, self.timeout
+            ),
+            [
+                pgapply_small.SmallBatch(b, self.docs[b.table.name]["columns"], *script)
+                for b, script in zip(small, scripts, strict=True)
+            ],
+            done,
+        )
 
     def batch_done(
         self, left: dict[str, int], name: str, conflicted: dict[str, int], whole: bool = False
@@ -298,106 +338,6 @@ class _Round:
             )
 
 
-def _check_docs(docs: dict[str, dict[str, Any]], names: Sequence[str], target: ConnInfo) -> None:
-    """Every table with changes is a plain table on the target too."""
-    missing = sorted(set(names) - set(docs))
-    if missing:
-        raise CutoverError(
-            "not plain tables on the Convox database: " + ", ".join(missing),
-            resolution="The schemas differ: re-run the initial sync "
-            "(`cutover run --from initial-sync`).",
-        )
-
-
-def may_replicate(pg: PostgresAdapter, target: ConnInfo) -> bool:
-    """Whether the target's role may SET session_replication_role."""
-    superuser, version = query(pg, target, ROLE_SQL)[0]
-    if superuser == "on":
-        return True
-    return int(version) >= 150000 and query(pg, target, PARAMETER_SQL) == [["t"]]
-
-
-def _refuse_inherited_fks(docs: dict[str, dict[str, Any]], target: ConnInfo) -> None:
-    inherited = sorted(
-        f"{fk['table']}: {fk['name']}"
-        for doc in docs.values()
-        for fk in doc["fks"]
-        if fk["inherited"]
-    )
-    if inherited:
-        raise CutoverError(
-            f"the Convox database's role {target.user} may not set session_replication_role, "
-            "and foreign keys inherited from partitioned tables touch tables with changes",
-            details="Without it, a batch drops the foreign keys touching its table for its "
-            "transaction; an inherited one cannot be dropped on its own:\n"
-            + "\n".join(f"  {line}" for line in dict.fromkeys(inherited)),
-            resolution="Connect to the Convox database with a superuser role (the Convox "
-            "postgres resource's own role is one), or GRANT SET ON PARAMETER "
-            "session_replication_role TO that role (PostgreSQL 15+), or set "
-            "database.final_sync: full.",
-        )
-
-
-def _batches(
-    holder: Session, table: CaptureTable, keys: int, since: str, batch_keys: int
-) -> list[Batch]:
-    if keys <= batch_keys:
-        return [Batch(table, None, None, keys)]
-    types = [r[1] for r in ask(holder, key_types_sql(table))]
-    if len(types) != len(table.key):
-        raise UnexpectedOutput(f"{table.log}: key columns {table.key} not found")
-    ends = [
-        tuple(key_value(h, t) for h, t in zip(row, types, strict=True))
-        for row in ask(holder, boundaries_sql(table, since, batch_keys), timeout=3600)
-    ]
-    if ends and keys == batch_keys * len(ends):
-        ends.pop()  # the last full batch is open-ended: no empty batch after it
-    lows: list[tuple[str, ...] | None] = [None, *ends]
-    highs: list[tuple[str, ...] | None] = [*ends, None]
-    sizes = [batch_keys] * len(ends) + [keys - batch_keys * len(ends)]
-    return [Batch(table, lo, hi, n) for lo, hi, n in zip(lows, highs, sizes, strict=True)]
-
-
-@dataclass(frozen=True)
-class _Survey:
-    """What the holder read in the round's snapshot."""
-
-    snapshot: str  # pg_export_snapshot() id
-    position: str  # pg_current_snapshot(): the round's position
-    counts: dict[int, tuple[int, int]]  # relid -> (log rows, distinct keys) after since
-    truncated: dict[int, int]  # relid -> TRUNCATEs after since
-
-
-def _survey(holder: Session, plan: CapturePlan, since: str) -> _Survey:
-    try:
-        holder.write(
-            "".join(f"{sql};\n" for sql in SOURCE_SETTINGS)
-            + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
-        )
-        snapshot, position = ask(
-            holder, "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_current_snapshot();"
-        )[0]
-        rows = ask(holder, counts_sql([*plan.tables], since), 3600) if plan.tables else []
-        truncated = ask(holder, truncates_sql(since))
-    except CommandError as exc:
-        lines = [ln.strip() for ln in exc.stderr_tail.splitlines() if "ERROR:" in ln]
-        raise CutoverError(
-            "could not read the change log on Heroku's database: "
-            + (lines[0] if lines else exc.brief),
-            details="Nothing was written to the Convox database.",
-            resolution="Check the capture with `cutover status` (re-install it with `cutover "
-            "run --until capture-changes` if it is missing), then run the same command again.",
-        ) from exc
-    if not SNAPSHOT_ID.match(snapshot):
-        raise UnexpectedOutput(f"pg_export_snapshot() returned {snapshot[:40]!r}")
-    return _Survey(
-        snapshot,
-        check_position(position),
-        {int(r[0]): (int(r[1]), int(r[2])) for r in rows},
-        {int(r[0]): int(r[1]) for r in truncated},
-    )
-
-
 def apply_changes(
     runner: Runner,
     masker: SecretMasker,
@@ -423,7 +363,7 @@ def apply_changes(
     with runner.session(
         ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
     ) as holder:
-        seen = _survey(holder, plan, since)
+        seen = pgapply_survey.survey(holder, plan, since)
         clock.lap("survey")
         whole = sorted({by_relid[r].name for r in seen.truncated if r in by_relid})
         keyed = [
@@ -435,17 +375,20 @@ def apply_changes(
         script = prepare_script(names, target.dbname, since, bool(plan.logged))
         ready = parse_prepared(query(pg, target, script))
         docs, replica = ready.docs, ready.replica
-        _check_docs(docs, [t.name for t in keyed], target)
+        pgapply_survey.check_docs(docs, [t.name for t in keyed], target)
         if not replica:
-            _refuse_inherited_fks({n: d for n, d in docs.items() if n in names}, target)
+            pgapply_survey.refuse_inherited_fks(
+                {n: d for n, d in docs.items() if n in names}, target
+            )
         clock.lap("target-prepare")
         rows = pgapply_rows.survey(holder, plan.logged, ready.applied, since)
-        _check_docs(docs, [j.table.name for j in rows.jobs], target)
+        pgapply_survey.check_docs(docs, [j.table.name for j in rows.jobs], target)
         if final:  # keyless tables without a row log (a capture from before it): whole
             logged = {t.name for t in plan.logged} - set(rows.uncaptured)
             whole = sorted({*whole, *(n for n in plan.keyless if n not in logged)})
         work = [
-            _batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)) for t in keyed
+            pgapply_survey.batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys))
+            for t in keyed
         ]
         schemas = tuple(r[0] for r in ask(holder, key_schemas_sql(keyed))) if keyed else ()
         clock.lap("keyless+boundaries")
@@ -453,7 +396,7 @@ def apply_changes(
             runner, masker, pg, source, target, since, seen.snapshot, seen.position, replica,
             timeout, docs, progress,
             sum(seen.counts[t.relid][1] for t in keyed) + sum(j.rows for j in rows.jobs),
-            len(keyed) + len(rows.jobs), schemas,
+            len(keyed) + len(rows.jobs), schemas, holder=holder,
         )  # fmt: skip
         state.report()
         state.run_all(work, jobs, rows.jobs)

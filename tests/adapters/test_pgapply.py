@@ -23,12 +23,12 @@ import pytest
 from adapter_support import ARGV_LOG_ENV, ListAudit, assert_argv_clean, read_argv_log
 from support.databases import AppDatabase, make_database
 
-from cutover.adapters import pgapply, pgcapture, pgstaging
+from cutover.adapters import pgapply, pgapply_survey, pgcapture, pgstaging
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
 from cutover.adapters.pgapply_sql import Batch, batch_target_scripts, key_value
 from cutover.adapters.pgcapture import CapturePlan
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
-from cutover.errors import CutoverError
+from cutover.errors import CommandError, CutoverError
 from cutover.runner import Runner
 from cutover.sandbox import pgcluster
 from cutover.sandbox.pgcluster import PgCluster
@@ -221,9 +221,13 @@ def test_every_kind_of_write_arrives_and_triggers_do_not_fire(world: World) -> N
     assert first.deleted > 0 and first.upserted > 0 and first.entries > first.upserted
     assert world.progress[-1].keys_done == world.progress[-1].keys_total > 0
     assert world.progress[-1].tables_done == world.progress[-1].tables_total == 4
-    # Each batch is one bash pipeline between two psqls; passwords only by variable name.
-    pipelines = [a for a in read_argv_log(world.argv_log) if a[3:4] == ["cutover-apply"]]
-    assert len(pipelines) == 4
+    # The small batches (parents, children, pairs) are read by the holder and written by one
+    # psql (pgapply_small); the keyless bag's rows go through one bash pipeline between two
+    # psqls; passwords only by variable name.
+    argvs = read_argv_log(world.argv_log)
+    pipelines = [a for a in argvs if a[3:4] == ["cutover-apply"]]
+    assert len(pipelines) == 1
+    assert sum(a[-3:] == ["-At", "-f", "-"] for a in argvs) == 1
     for argv in pipelines:
         assert 'PGPASSWORD="$CUTOVER_SRC_PGPASSWORD"' in argv[2]
         assert 'PGPASSWORD="$CUTOVER_DST_PGPASSWORD"' in argv[2]
@@ -357,7 +361,7 @@ def test_without_replication_role_user_triggers_are_disabled_in_the_transaction(
     world_factory: Callable[..., World],
 ) -> None:
     world = world_factory(superuser=False, schema=NO_FK_SCHEMA)
-    assert not pgapply.may_replicate(world.pg, world.target)
+    assert not pgapply_survey.may_replicate(world.pg, world.target)
     world.heroku.execute(
         "INSERT INTO pairs VALUES (20, 'n', 1)",
         "UPDATE pairs SET v = 0 WHERE a = 3",
@@ -376,7 +380,7 @@ def test_without_replication_role_foreign_keys_are_lifted_per_batch_and_validate
     world_factory: Callable[..., World],
 ) -> None:
     world = world_factory(superuser=False)
-    assert not pgapply.may_replicate(world.pg, world.target)
+    assert not pgapply_survey.may_replicate(world.pg, world.target)
     writes(world)  # a cascading key update and a cascading delete among them
     first = world.apply(world.since, batch_keys=4)
     world.assert_equal("parents", "children", "pairs", "items")
@@ -491,3 +495,27 @@ def test_a_key_on_a_generated_column_is_matched_not_written(
     )
     world.apply(world.since)
     assert world.rows(world.target, "gen", "b") == world.rows(world.source, "gen", "b")
+
+
+@pytest.mark.slow
+def test_small_batches_go_through_pipes_when_their_one_psql_fails(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgapply_small: when the psql writing the small batches together fails, each of them runs
+    through a pipe of its own (applying a key again is harmless), and the round lands."""
+    calls: list[int] = []
+
+    def failing(*args: object, **kwargs: object) -> list[tuple[int, int]]:
+        calls.append(1)
+        raise CommandError(["psql"], 3, "ERROR:  canceling statement due to lock timeout")
+
+    monkeypatch.setattr(pgapply.pgapply_small, "apply", failing)
+    writes(world)
+    result = world.apply(world.since)
+    world.assert_equal()
+    assert calls == [1]
+    pipelines = [a for a in read_argv_log(world.argv_log) if a[3:4] == ["cutover-apply"]]
+    assert len(pipelines) == 4  # three keyed tables and the keyless bag
+    assert world.progress[-1].keys_done == world.progress[-1].keys_total > 0
+    assert world.progress[-1].tables_done == world.progress[-1].tables_total == 4
+    assert result.upserted > 0 and result.deleted > 0

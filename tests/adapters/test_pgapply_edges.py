@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from adapter_support import read_argv_log
 from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
 
 from cutover.adapters import pgcapture
@@ -306,3 +307,41 @@ def test_a_small_batch_of_a_large_table_reads_it_by_key_on_both_sides(
     assert after == before
     changed = "SELECT count(*) FROM wide WHERE payload = 'changed';"
     assert pgcapture.query(world.pg, world.target, changed) == [["2000"]]
+
+
+ODD = (
+    "CREATE TABLE odd (id int PRIMARY KEY, t text, b bytea, j jsonb, f float8, ts timestamptz)",
+    "INSERT INTO odd VALUES (1, 'plain', NULL, NULL, NULL, NULL)",
+)
+
+
+@pytest.mark.slow
+def test_small_batches_carry_any_value_through_the_holder(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """The holder reads a small batch's rows as COPY text in UTF-8 and one psql writes them
+    (cutover/adapters/pgapply_small.py): tabs, newlines, backslashes, the end-of-data mark,
+    non-ASCII text, bytea, floats and times arrive as they are."""
+    world = world_factory(schema=ODD)
+    world.heroku.execute(
+        "INSERT INTO odd VALUES (2, E'tab\\there\\nline\\\\slash\\r', '\\x00ff5c0a'::bytea, "
+        '\'{"k": "v\\u00e9\\n"}\', 0.1::float8 + 0.2::float8, '
+        "'2024-02-29 23:59:59.123456+05:30')",
+        "INSERT INTO odd VALUES (3, E'\\\\.', '', '[]', 'NaN', 'infinity')",
+        "INSERT INTO odd VALUES (4, 'ünï ☃ 𝄞', NULL, 'null', -0.0, '0001-01-01 BC')",
+        "UPDATE odd SET t = NULL WHERE id = 1",
+    )
+    result = world.apply(world.since)
+    assert result.upserted == 4
+    # As text (psycopg loads no 'infinity' timestamp), b and j also as hex / jsonb equality.
+    sql = (
+        "SELECT id, encode(convert_to(t, 'UTF8'), 'hex'), encode(b, 'hex'), j::text, f::text, "
+        "ts::text FROM odd ORDER BY id;"
+    )
+    target = pgcapture.query(world.pg, world.target, sql)
+    assert target == pgcapture.query(world.pg, world.source, sql)
+    assert len(target) == 4
+    assert target[1][4] == "0.30000000000000004"
+    argvs = read_argv_log(world.argv_log)  # through the holder and one psql, no pipe
+    assert sum(a[3:4] == ["cutover-apply"] for a in argvs) == 0
+    assert sum(a[-3:] == ["-At", "-f", "-"] for a in argvs) == 1
