@@ -110,23 +110,6 @@ def heroku_source(ctx: Context, url: str | None = None) -> ConnInfo:
     return source
 
 
-def mark_target_live(ctx: Context) -> None:
-    """Write ``cutover:live <time>`` on the Convox database (switch-dns, before DNS changes)."""
-    from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
-    from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
-
-    db = ctx.model.database
-    if db is None:
-        return
-    target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
-    ctx.masker.add(target.password)
-    with ctx.convox.proxy(db.resource, speaks="postgres") as port:
-        conn = target.via("127.0.0.1", port)
-        ctx.note(
-            f"marked {conn.dbname} on {db.resource} live: {pgstaging.mark_live(ctx.postgres, conn)}"
-        )
-
-
 def _progress(ctx: Context, p: CopyProgress) -> None:
     """Tables done of total and bytes, drawn and recorded by ``ctx.progress`` (rate, elapsed and
     ETA; ``status --json`` shows them)."""
@@ -266,6 +249,7 @@ class _Sync(Step):
             lambda: ctx.heroku.credentials_url(db.heroku_attachment),
             lambda: ctx.convox.resource_url(db.resource),
         )
+        self._read_early(ctx, credentials)
         pg = ctx.postgres
         with ctx.convox.proxy(db.resource, speaks="postgres") as port:
             target = ConnInfo.from_url(resource_url.result())
@@ -322,6 +306,9 @@ class _Sync(Step):
     def _capture_position(self, ctx: Context, source: ConnInfo) -> str | None:
         """changed-rows: the capture position, read before anything is copied (initial-sync)."""
         return None
+
+    def _read_early(self, ctx: Context, credentials: Future[str]) -> None:
+        """Start reads of Heroku that only need its URL, while the Convox side is prepared."""
 
     def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
         """A sync that is not a full copy into staging (final-sync's changed-tables), run after
@@ -478,6 +465,10 @@ class FinalSync(_Sync):
         return super().gate_text(ctx)
 
     reads = (InitialSyncOutputs,)
+
+    def _read_early(self, ctx: Context, credentials: Future[str]) -> None:
+        if datarows.wanted(ctx):  # Heroku's capture, read while Convox is guarded
+            datarows.read_capture_early(ctx, credentials)
 
     def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:
         """changed-tables: compare Heroku's statistics with initial-sync's baseline and replace

@@ -24,7 +24,7 @@ lacks (an enum type added with a column...), is the whole database copied, namin
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 CHANGED_ROWS = "changed-rows"
 FALLBACK = "changed-rows: the final sync copies everything"
 GUARD_MARKER = "guard_marker"  # ctx.extras: the Convox marker the step's guard just read
+CAPTURE_READS = "capture_reads"  # ctx.extras: a Future of pgcapture_ddl.read_all (final-sync)
 
 
 def wanted(ctx: Context) -> bool:
@@ -148,6 +149,21 @@ class Decision(NamedTuple):
     ddl: SchemaChanges | None = None
 
 
+def read_capture_early(ctx: Context, credentials: Future[str]) -> None:
+    """final-sync: start reading Heroku's capture (pgcapture_ddl.read_all: one psql) as soon as
+    Heroku's URL is known (in the window: read before it, freeze.prefetch), while the Convox
+    side is proxied, looked at and guarded; :func:`fallback_reason` takes the result. Only
+    Heroku is read."""
+    from cutover.adapters import pgcapture_ddl  # noqa: PLC0415
+    from cutover.steps.data import heroku_source  # noqa: PLC0415 - data imports us
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-reads")
+    ctx.extras[CAPTURE_READS] = pool.submit(
+        lambda: pgcapture_ddl.read_all(ctx.postgres, heroku_source(ctx, credentials.result()))
+    )
+    pool.shutdown(wait=False)
+
+
 def fallback_reason(
     ctx: Context, source: ConnInfo, conn: ConnInfo, initial_position: str | None
 ) -> Decision:
@@ -164,7 +180,8 @@ def fallback_reason(
     seen = ctx.extras.pop(GUARD_MARKER, None)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="convox-marker") as pool:
         applied = pool.submit(pgapply.applied_position, pg, conn, seen)
-        reads = pgcapture_ddl.read_all(pg, source)
+        early: Future[pgcapture_ddl.Reads | None] | None = ctx.extras.pop(CAPTURE_READS, None)
+        reads = early.result() if early is not None else pgcapture_ddl.read_all(pg, source)
         if reads is None:
             return Decision(
                 "the change capture is not installed on Heroku (cutover cleanup or rollback "

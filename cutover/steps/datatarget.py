@@ -54,3 +54,21 @@ def prepare(ctx: Context, conn: ConnInfo) -> str | None:
         writes=seen.writes,
         tables=seen.tables,
     )
+
+
+def mark_target_live(ctx: Context) -> None:
+    """Write ``cutover:live <time>`` on the Convox database, as switch-dns does before DNS
+    changes (cutover/adapters/pglive.py): tests put a database in that state with it."""
+    from cutover.adapters import pgstaging  # noqa: PLC0415 - adapters load when a step runs
+    from cutover.adapters.postgres import ConnInfo  # noqa: PLC0415
+
+    db = ctx.model.database
+    if db is None:
+        return
+    target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
+    ctx.masker.add(target.password)
+    with ctx.convox.proxy(db.resource, speaks="postgres") as port:
+        conn = target.via("127.0.0.1", port)
+        ctx.note(
+            f"marked {conn.dbname} on {db.resource} live: {pgstaging.mark_live(ctx.postgres, conn)}"
+        )

@@ -38,7 +38,8 @@ from cutover.secrets import SecretMasker
 from cutover.state import RunState, StateStore, Status
 from cutover.steps.base import Context
 from cutover.steps.capture import CaptureChanges
-from cutover.steps.data import InitialSync, mark_target_live
+from cutover.steps.data import InitialSync
+from cutover.steps.datatarget import mark_target_live
 from cutover.ui import Ui
 
 ROWS = "changed-rows"

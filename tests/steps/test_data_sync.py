@@ -33,7 +33,8 @@ from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
 from cutover.state import Status
 from cutover.steps.base import Context
-from cutover.steps.data import FinalSync, InitialSync, mark_target_live
+from cutover.steps.data import FinalSync, InitialSync
+from cutover.steps.datatarget import mark_target_live
 
 pytestmark = pytest.mark.slow
 
