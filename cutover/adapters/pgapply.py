@@ -44,6 +44,7 @@ variable names and SQL built from catalog names.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -260,8 +261,12 @@ class _Round:
         ]
         try:
             _parallel(jobs, [call for _, call in sorted(sized, key=lambda sc: -sc[0])])
-        finally:
-            failed = together.result() if together is not None else []
+        except BaseException:
+            if together is not None:  # wait for it; the first failure is the one reported
+                with contextlib.suppress(Exception):
+                    together.result()
+            raise
+        failed = together.result() if together is not None else []
         if failed:  # the small batches' psql failed: each through a pipe, as any batch
             _parallel(jobs, [partial(one, b) for b in failed])
             work = [*work, *([b] for b in failed)]
