@@ -44,7 +44,6 @@ variable names and SQL built from catalog names.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import threading
@@ -88,7 +87,7 @@ from cutover.adapters.pgtables import (
     pipeline_env,
 )
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
-from cutover.errors import CommandError, CutoverError, UnexpectedOutput
+from cutover.errors import CommandError, CutoverError, Interrupted, UnexpectedOutput
 from cutover.runner import Runner
 from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
@@ -261,10 +260,15 @@ class _Round:
         ]
         try:
             _parallel(jobs, [call for _, call in sorted(sized, key=lambda sc: -sc[0])])
-        except BaseException:
-            if together is not None:  # wait for it; the first failure is the one reported
-                with contextlib.suppress(Exception):
+        except BaseException as exc:
+            if together is not None:  # wait for it
+                try:
                     together.result()
+                except CutoverError as small:
+                    # The holder's reads failed: its psql (and the snapshot the batches import)
+                    # is gone, which is what made the batches fail too.
+                    if isinstance(exc, CutoverError) and not isinstance(exc, Interrupted):
+                        raise small from exc
             raise
         failed = together.result() if together is not None else []
         if failed:  # the small batches' psql failed: each through a pipe, as any batch

@@ -14,7 +14,7 @@ target psql reads UTF-8 too: pgtables._conn_env) with the settings a batch's sou
 
 When the target's psql fails (a unique value held by a row of another table's batch, a lock),
 the caller runs these batches again through pipes, one by one, where a conflict is handled as
-for any batch: applying a key again is harmless.
+for any batch: applying a key again is harmless. So do the batches over the byte budget below.
 """
 
 from __future__ import annotations
@@ -26,19 +26,25 @@ from dataclasses import dataclass
 from cutover.adapters.pgapply_sql import (
     BATCH_PAGE_COST,
     Batch,
+    batch_size_sql,
     batch_source_sql,
     search_path_sql,
 )
-from cutover.adapters.pgcopy import END_MARK
+from cutover.adapters.pgcopy import END_MARK, ask
 from cutover.adapters.pgtables import PSQL, _conn_env
 from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CommandError, UnexpectedOutput
 from cutover.runner import Runner
 from cutover.runpipes import Session
 
-# A batch of at most this many keys is small: its rows are read through the holder (memory:
-# the rows of every small batch of a round at once, a few MB at most).
+# A batch of at most this many keys is small: its rows are read through the holder, as long
+# as they fit the budget below (the rows of a round's small batches are held in memory at once,
+# and Session.readline stops the holder on a line over 64 MiB): the holder first asks each
+# batch's size in text; a batch over the budget, or with a row over MAX_ROW_BYTES, goes through
+# a pipe (streamed) like any other.
 SMALL_KEYS = 2_000
+BUDGET_BYTES = 16 * 1024 * 1024
+MAX_ROW_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,14 +78,18 @@ def start(
     (the holder is then gone, and with it the snapshot the pipes would import)."""
 
     def run() -> list[Batch]:
-        rows = read_rows(round_.holder, small, round_.since, round_.key_schemas, round_.timeout)
+        taken, rows, over = read_rows(
+            round_.holder, small, round_.since, round_.key_schemas, round_.timeout
+        )
+        if not taken:
+            return over
         try:
-            counts = apply(round_.runner, round_.target, small, rows, round_.timeout)
+            counts = apply(round_.runner, round_.target, taken, rows, round_.timeout)
         except CommandError:
-            return [one.batch for one in small]
-        for one, (up, gone) in zip(small, counts, strict=True):
+            return [*(one.batch for one in taken), *over]
+        for one, (up, gone) in zip(taken, counts, strict=True):
             done(one.batch, up, gone)
-        return []
+        return over
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="small-batches")
     future = pool.submit(run)
@@ -93,8 +103,10 @@ def read_rows(
     since: str,
     key_schemas: Sequence[str],
     timeout: float,
-) -> list[list[str]]:
-    """Each batch's rows (COPY text lines) read by ``holder`` in its snapshot."""
+    budget: int = BUDGET_BYTES,
+) -> tuple[list[SmallBatch], list[list[str]], list[Batch]]:
+    """The batches taken, each one's rows (COPY text lines) read by ``holder`` in its snapshot,
+    and the batches left for pipes (over ``budget`` bytes in all, or a row over MAX_ROW_BYTES)."""
     path = search_path_sql(key_schemas, local=True)
     holder.write(
         "SET LOCAL client_encoding = 'UTF8';\nSET LOCAL bytea_output = 'hex';\n"
@@ -102,14 +114,24 @@ def read_rows(
         + ";\n"
         + (f"{path};\n" if path else "")
     )
+    taken: list[SmallBatch] = []
     out: list[list[str]] = []
+    over: list[Batch] = []
+    used = 0
     for one in small:
+        size = ask(holder, batch_size_sql(one.batch, one.columns, since), timeout)
+        total, widest = (int(v) for v in size[0]) if size and len(size[0]) == 2 else (0, 0)
+        if widest > MAX_ROW_BYTES or used + total > budget:
+            over.append(one.batch)
+            continue
+        used += total
         holder.write(f"{batch_source_sql(one.batch, one.columns, since)};\n\\echo {END_MARK}\n")
         lines: list[str] = []
         while (line := holder.readline(timeout)) != END_MARK:
             lines.append(line)
+        taken.append(one)
         out.append(lines)
-    return out
+    return taken, out, over
 
 
 def target_script(small: Sequence[SmallBatch], rows: Sequence[Sequence[str]]) -> str:

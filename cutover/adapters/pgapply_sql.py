@@ -187,6 +187,17 @@ def batch_source_sql(batch: Batch, columns: list[str], since: str) -> str:
     )
 
 
+def batch_size_sql(batch: Batch, columns: list[str], since: str) -> str:
+    """The bytes of the batch's rows as text, all and the widest (one row: sum, max), from the
+    same query as :func:`batch_source_sql`."""
+    select = batch_source_sql(batch, columns, since).removeprefix("COPY (")
+    select = select.removesuffix(") TO STDOUT")
+    return (
+        "SELECT coalesce(sum(pg_catalog.octet_length(r::text)), 0), "
+        f"coalesce(max(pg_catalog.octet_length(r::text)), 0) FROM ({select}) r;"
+    )
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

@@ -414,19 +414,19 @@ class SampleServer(ThreadingHTTPServer):
         try:
             self.process_request_thread(request, client_address)
         finally:
-            with self._serving_lock:
-                watch = self._serving.pop(threading.current_thread(), None)
-            if watch is not None:
-                watch.close()
+            with self._serving_lock:  # closed under the lock: stop_connections never meets a
+                watch = self._serving.pop(threading.current_thread(), None)  # reused number
+                if watch is not None:
+                    watch.close()
 
     def stop_connections(self, wait: float = STOP_WAIT) -> None:
         """Shut down every open connection (a keep-alive client's thread returns from its read)
         and join their threads, ``wait`` seconds in all."""
         with self._serving_lock:
             serving = dict(self._serving)
-        for sock in serving.values():
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            for sock in serving.values():
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + wait
         for thread in serving:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -467,7 +467,8 @@ class FinalSync(_Sync):
     reads = (InitialSyncOutputs,)
 
     def _read_early(self, ctx: Context, credentials: Future[str]) -> None:
-        if datarows.wanted(ctx):  # Heroku's capture, read while Convox is guarded
+        # Heroku's capture, read while Convox is guarded (not when the sync will be full).
+        if datarows.wanted(ctx) and datarows.installed_after_copy(ctx.state) is None:
             datarows.read_capture_early(ctx, credentials)
 
     def _in_place(self, ctx: Context, source: ConnInfo, conn: ConnInfo) -> SyncOutputs | None:

@@ -9,7 +9,7 @@ import pytest
 from adapter_support import read_argv_log
 from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
 
-from cutover.adapters import pgcapture
+from cutover.adapters import pgapply_small, pgcapture
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
 from cutover.errors import CutoverError
 from cutover.sandbox import pgcluster
@@ -344,4 +344,37 @@ def test_small_batches_carry_any_value_through_the_holder(
     assert target[1][4] == "0.30000000000000004"
     argvs = read_argv_log(world.argv_log)  # through the holder and one psql, no pipe
     assert sum(a[3:4] == ["cutover-apply"] for a in argvs) == 0
+    assert sum(a[-3:] == ["-At", "-f", "-"] for a in argvs) == 1
+
+
+WIDE_ROWS = (
+    "CREATE TABLE fat (id int PRIMARY KEY, v text)",
+    "CREATE TABLE thin (id int PRIMARY KEY, v text)",
+    "INSERT INTO fat SELECT g, 'f' FROM generate_series(1, 3) g",
+    "INSERT INTO thin SELECT g, 't' FROM generate_series(1, 3) g",
+)
+
+
+@pytest.mark.slow
+def test_a_small_batch_with_a_row_over_the_limit_goes_through_a_pipe(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """pgapply_small.MAX_ROW_BYTES: the holder asks each small batch's size first; one holding
+    a row wider than that is streamed through a pipe (the holder keeps rows in memory, and its
+    reader stops on a line over 64 MiB), the others are written by the one psql."""
+    world = world_factory(schema=WIDE_ROWS)
+    wide = pgapply_small.MAX_ROW_BYTES + 1000
+    world.heroku.execute(
+        f"UPDATE fat SET v = repeat('w', {wide}) WHERE id = 2",
+        "UPDATE thin SET v = 'changed' WHERE id < 3",
+    )
+    result = world.apply(world.since)
+    assert result.upserted == 3
+    sql = "SELECT id, length(v), md5(v) FROM {} ORDER BY id;"
+    for table in ("fat", "thin"):
+        target = pgcapture.query(world.pg, world.target, sql.format(table))
+        assert target == pgcapture.query(world.pg, world.source, sql.format(table))
+    argvs = read_argv_log(world.argv_log)
+    pipes = [a for a in argvs if a[3:4] == ["cutover-apply"]]
+    assert len(pipes) == 1 and "public.fat" in " ".join(pipes[0][4:])
     assert sum(a[-3:] == ["-At", "-f", "-"] for a in argvs) == 1
