@@ -151,6 +151,22 @@ def _server_sql(world: dict[str, Any], target: tuple[str, str, str], sql: str) -
     """The catalog queries and commands cutover runs on the Convox server (pgstaging.py)."""
     res = world["convox"]["apps"][target[1]]["resources"][target[2]]
     staging = "app" + STAGING_SUFFIX
+    if "SELECT 'version', current_setting('server_version_num')" in sql:
+        # cutover/adapters/pglook.py: tagged rows; the comment hex-encoded.
+        db = re.search(r"WHERE datname = '([^']*)'", sql)
+        mine = {db.group(1), *(db.group(1) + s for s in ("__cutover_next", "__cutover_prev"))}
+        have = [n for n in _server_databases(world, target) if db and n in mine]
+        comment = str(res.get("comment", "")).encode().hex()
+        return [
+            ["version", SERVER_VERSION_NUM],
+            *(["database", name, "t"] for name in have),
+            ["comment", comment],
+        ]
+    if "SELECT 'writes', (" in sql:  # pglook.py's counts, on <db>
+        return [
+            ["writes", str(_writes(_data(world, target)))],
+            ["tables", str(len(_data(world, target)["tables"]))],
+        ]
     if "pg_catalog.pg_database" in sql and "datallowconn" in sql:
         return [[name, "t"] for name in _server_databases(world, target) if name != "postgres"]
     if "shobj_description" in sql:
