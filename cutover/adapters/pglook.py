@@ -37,7 +37,7 @@ from cutover.adapters.pgstaging import (
     parse_marker,
 )
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
-from cutover.errors import CommandError, CutoverError, UnexpectedOutput
+from cutover.errors import CommandError, UnexpectedOutput
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,5 @@ def look(
                 writes, tables = counts.result()
                 return Look(major, databases, seen, writes, tables)
             if time.monotonic() > deadline:
-                raise CutoverError(
-                    f"{what} did not accept a connection within {wait:g}s",
-                    details="last error: " + pg.masker.mask(last[0] if last else "(none)"),
-                    resolution="Check the resource with `convox resources` and "
-                    "`convox ps` (its pod may still be starting), then run `cutover run` again.",
-                )
+                raise pg.not_accepting(what, wait, last)
             sleep(2.0)

@@ -158,13 +158,18 @@ class PostgresAdapter:
             except CommandError as exc:
                 last = exc.stderr_tail.strip().splitlines()[:1]
             if time.monotonic() > deadline:
-                raise CutoverError(
-                    f"{what} did not accept a connection within {timeout:g}s",
-                    details="last error: " + self.masker.mask(last[0] if last else "(none)"),
-                    resolution="Check the resource with `convox resources` and "
-                    "`convox ps` (its pod may still be starting), then run `cutover run` again.",
-                )
+                raise self.not_accepting(what, timeout, last)
             sleep(2.0)
+
+    def not_accepting(self, what: str, timeout: float, last: list[str]) -> CutoverError:
+        """The error of a wait for a server that never answered (``last``: its last error's
+        first line, masked here)."""
+        return CutoverError(
+            f"{what} did not accept a connection within {timeout:g}s",
+            details="last error: " + self.masker.mask(last[0] if last else "(none)"),
+            resolution="Check the resource with `convox resources` and "
+            "`convox ps` (its pod may still be starting), then run `cutover run` again.",
+        )
 
     def extensions(self, conn: ConnInfo) -> list[str]:
         """The extensions installed in the database (``pg_extension``)."""
