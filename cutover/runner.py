@@ -322,6 +322,7 @@ class Runner:
         flooded = False
         proc = None
         out, err = Head(self.max_stdout), Tail(self.max_stderr)
+        ended = threading.Event()
         try:
             # Inside the handler too: a Ctrl-C while sh is still setting the child up (its
             # threads) is an interrupt like any other, not a traceback. A child started but not
@@ -336,8 +337,9 @@ class Runner:
                 _err=err,
                 _out_bufsize=READ_CHUNK,
                 _err_bufsize=READ_CHUNK,
+                _done=lambda _cmd, _success, _code: ended.set(),
             )
-            timed_out, flooded = self._wait_bounded(proc, started + limit, out)
+            timed_out, flooded = self._wait_bounded(proc, started + limit, out, ended)
         except KeyboardInterrupt:
             if proc is not None:
                 self._stop(proc, first=signal.SIGINT)
@@ -385,12 +387,19 @@ class Runner:
             )
         return result
 
-    def _wait_bounded(self, proc: Any, deadline: float, out: Head) -> tuple[bool, bool]:
+    def _wait_bounded(
+        self, proc: Any, deadline: float, out: Head, ended: threading.Event
+    ) -> tuple[bool, bool]:
         """Wait for the child until ``deadline``; stop it (in stages) on the deadline or once
         its stdout passes the bound. Returns (timed out, flooded).
 
         Looks with ``is_alive`` (a ``waitpid(WNOHANG)``, sh 2.x ``OProc.is_alive``) after
-        :func:`poll_interval`; the caller's ``_join`` then collects the output threads."""
+        :func:`poll_interval`, or as soon as ``ended`` is set: sh's ``_done`` callback, called
+        by whichever thread sees the child end first (``OProc._process_just_ended``), usually
+        sh's output thread as the child's stdout closes (``output_thread`` looks with
+        ``is_alive`` at EOF). Without it a child of a second waited up to a tenth of a second
+        more (50 ms on average, measured between the batches of a changed-rows sync). The
+        caller's ``_join`` then collects the output threads."""
         started = time.monotonic()
         while True:
             if not proc.process.is_alive()[0]:
@@ -403,7 +412,7 @@ class Runner:
             if remaining <= 0:
                 self._stop(proc, first=signal.SIGTERM)
                 return True, False
-            time.sleep(min(remaining, poll_interval(now - started)))
+            ended.wait(min(remaining, poll_interval(now - started)))
 
     # -- long-running children (convox resources proxy) ------------------------------------
     def start(

@@ -437,6 +437,21 @@ def test_the_wait_looks_at_a_child_after_a_tenth_of_its_run_time_within_bounds()
     )
 
 
+def test_the_wait_wakes_when_the_child_ends_not_at_its_next_look(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sh's ``_done`` callback (its output thread sees the child end) wakes the wait: with the
+    looks 30 s apart, a child of 0.3 s is still back at once."""
+    import cutover.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "poll_interval", lambda _elapsed: 30.0)
+    runner = Runner(SecretMasker())
+    began = time.monotonic()
+    result = runner.run([PY, "-c", "import time; time.sleep(0.3); print('done')"])
+    assert result.stdout == "done\n"
+    assert time.monotonic() - began < 15  # not the 30 s look
+
+
 def test_a_child_killed_by_a_signal_reports_its_negative_code() -> None:
     """The wait sees a signal's end (is_alive, not sh's wait, which raised for it)."""
     runner = Runner(SecretMasker())
