@@ -34,9 +34,16 @@ def cli_processes(home: Path) -> list[int]:
 
 
 def test_a_hung_api_call_is_ended_at_the_timeout(hk: Harness) -> None:  # noqa: F811
+    # The CLI must reach the API before the timeout, or the call ended is node's start, not a
+    # hung request: the timeout is four times what the same call takes now, 4 s at least (a
+    # loaded 2-core machine took over 4 s to start node once).
+    began = time.monotonic()
+    hk.adapter._run("config", "--json", timeout=60)
+    timeout = max(4.0, 4 * (time.monotonic() - began))
+    hk.audit.events.clear()
     hk.emu.add_fault(faults.delay("GET", f"/apps/{APP}/config-vars", 600))
     with pytest.raises(CommandError) as caught:
-        hk.adapter._run("config", "--json", timeout=4)
+        hk.adapter._run("config", "--json", timeout=timeout)
     exc = caught.value
     assert exc.timed_out and not exc.transient
     assert f"command timed out: heroku config --json -a {APP}" in str(exc)
