@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -118,7 +119,19 @@ def run_step(playbook_path: Path, step_id: str) -> dict[str, Any]:
         store.save(state)
     wall = time.monotonic() - started
     restore()
+    trace = os.environ.get("CUTOVER_BENCH_TRACE")
+    if trace:
+        _write_trace(Path(trace), step_id, clock, masker)
     return _result(masker, error, wall, clock)
+
+
+def _write_trace(path: Path, step_id: str, clock: ExternalClock, masker: SecretMasker) -> None:
+    """Append the step's children (cutover/bench/clock.py, CUTOVER_BENCH_TRACE) to ``path``."""
+    lines = [f"step {step_id}"]
+    for tool, start, end, label in sorted(clock.trace, key=lambda t: t[1]):
+        lines.append(f"{start:8.3f} {end:8.3f} {end - start:7.3f} {tool} {masker.mask(label)}")
+    with path.open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,11 @@ counted once: the clock adds up the union of their lifetimes.
 One kind of child is not counted: ``convox resources proxy`` (``Runner.start``), which lives
 for the whole step to forward the bytes of the commands that do the work; counting it would
 make any time cutover spends on its own while the tunnel is open look external.
+
+``CUTOVER_BENCH_TRACE=FILE`` (the bench child reads it) appends one line per counted child to
+FILE: its program, start and end in seconds from the step's start, and the first words of its
+argv (SQL text and variable names; passwords reach children only through their environment):
+where a step's time went, child by child.
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ class ExternalClock:
         # reports the heroku CLI's share of a figure (its node start is a fixed cost cutover
         # pays in every step that asks Heroku anything).
         self.by_tool: dict[str, float] = {}
+        # (program, start, end, label) per child, seconds from the clock's creation
+        self.trace: list[tuple[str, float, float, str]] = []
+        self.origin = now()
+
+    def record(self, tool: str, began: float, label: str) -> None:
+        end = self._now()
+        with self._lock:
+            self.trace.append((tool, began - self.origin, end - self.origin, label))
 
     def add_tool(self, tool: str, seconds: float) -> None:
         with self._lock:
@@ -80,6 +93,11 @@ def is_helper(argv: Sequence[str]) -> bool:
     return any(words[i : i + 2] == ["resources", "proxy"] for i in range(len(words)))
 
 
+def label(argv: Sequence[Any], width: int = 160) -> str:
+    """A child's argv after the program, on one line, cut at ``width`` characters."""
+    return " ".join(" ".join(str(a) for a in argv[1:]).split())[:width]
+
+
 def install(clock: ExternalClock) -> Callable[[], None]:
     """Wrap ``cutover.runner._spawn`` so that every counted child ticks ``clock``. Returns a
     function that puts the original back."""
@@ -96,6 +114,7 @@ def install(clock: ExternalClock) -> Callable[[], None]:
         def done(cmd: Any, success: bool, exit_code: int) -> None:
             clock.leave()
             clock.add_tool(tool, clock._now() - began)
+            clock.record(tool, began, label(argv))
             if chained is not None:
                 chained(cmd, success, exit_code)
 
@@ -112,10 +131,12 @@ def install(clock: ExternalClock) -> Callable[[], None]:
         # Runner.pipe (the direct copy's psql | psql pairs) starts its two children with
         # subprocess.Popen in cutover/runpipes.py, not through _spawn: count the call.
         clock.enter()
+        began = clock._now()
         try:
             return original_pipe(*args, **kwargs)
         finally:
             clock.leave()
+            clock.record("pipe", began, "")
 
     runner_module._spawn = spawn
     runner_module.run_pipe = pipe  # type: ignore[attr-defined]

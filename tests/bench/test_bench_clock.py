@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import cutover.runner as runner_module
-from cutover.bench.clock import ExternalClock, install, is_helper, own_seconds
+from cutover.bench.clock import ExternalClock, install, is_helper, label, own_seconds
 from cutover.runner import Runner
 from cutover.secrets import SecretMasker
 
@@ -78,3 +78,12 @@ def test_install_counts_real_children_of_the_runner_and_restores_spawn() -> None
     first = clock.seconds()
     assert first > 0
     assert clock.seconds() == first
+    # the trace (CUTOVER_BENCH_TRACE): each child in the order it ended, its argv's start
+    (tool, start, end, label), second = clock.trace
+    assert tool == Path(sys.executable).name and end - start >= 0.2 and start >= 0
+    assert label == "-c import time; time.sleep(0.2)" and second[3] == "-c pass"
+
+
+def test_a_trace_label_is_one_line_cut_at_its_width() -> None:
+    assert label(["psql", "-c", "SELECT 1\n  FROM t"]) == "-c SELECT 1 FROM t"
+    assert len(label(["bash", "x" * 500])) == 160
