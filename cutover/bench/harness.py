@@ -295,6 +295,8 @@ def _rounds(
             report.final_name("in-rack"),
             lambda: bench.cutover(playbooks["in-rack"], "final-sync"),
         )
+        if options.wanted(args, report.VERIFY, report.VERIFY_PSQL):
+            baselines.warm(convox, tables_sql=TABLES_SQL)
         bench.measure(report.VERIFY, lambda: bench.cutover(playbooks["backup"], "verify-data"))
         bench.measure(
             report.VERIFY_PSQL,
