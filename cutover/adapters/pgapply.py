@@ -61,14 +61,16 @@ from cutover.adapters.pgapply_sql import (
     Batch,
     batch_source_sql,
     batch_target_scripts,
+    in_place,
     key_schemas_sql,
     search_path_sql,
 )
 from cutover.adapters.pgapply_target import (
     Phases,
     finish_script,
+    marker_sql,
     parse_prepared,
-    prepare_script,
+    read_script,
     sequence_values,
     setval_statements,
 )
@@ -77,7 +79,7 @@ from cutover.adapters.pgcapture import (
     check_position,
     query,
 )
-from cutover.adapters.pgcopy import ask
+from cutover.adapters.pgcopy import answer, ask, send
 from cutover.adapters.pgparts import SOURCE_SETTINGS
 from cutover.adapters.pgtables import (
     TableCopier,
@@ -86,12 +88,13 @@ from cutover.adapters.pgtables import (
     pipe_script,
     pipeline_env,
 )
-from cutover.adapters.postgres import ConnInfo, PostgresAdapter
+from cutover.adapters.postgres import STABLE_TEXT, ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError, Interrupted, UnexpectedOutput
 from cutover.runner import Runner
 from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
+QUERY_TIMEOUT = 120.0  # seconds for each answer of the target's prepare session
 _CAPTURE = re.compile(r" capture=(\S+)")
 _BATCH_DONE = re.compile(r"^cutover-batch (\d+) (\d+)$", re.MULTILINE)
 # A batch can meet a unique (or exclusion) constraint held by a row of the same table whose own
@@ -164,11 +167,8 @@ class _Round:
         self.lock = threading.Lock()
 
     def argv(self, batch: Batch) -> list[str]:
+        before, after = self.scripts(batch)
         doc = self.docs[batch.table.name]
-        before, after = batch_target_scripts(
-            batch.table, doc["columns"], doc["triggers"], self.replica, doc["fks"],
-            self.key_schemas,
-        )  # fmt: skip
         path = search_path_sql(self.key_schemas, local=False)
         source = [
             *SOURCE_SETTINGS,
@@ -182,6 +182,15 @@ class _Round:
         args = [word for sql in source for word in ("-c", sql)]
         script = pipe_script(self.source, self.target, '"${@:4}"')
         return ["bash", "-c", script, "cutover-apply", "", before, after, *args]
+
+    def scripts(self, batch: Batch) -> tuple[str, str]:
+        """The batch's target scripts (pgapply_sql.batch_target_scripts): in place when the
+        table allows it (pgapply_sql.in_place)."""
+        doc = self.docs[batch.table.name]
+        return batch_target_scripts(
+            batch.table, doc["columns"], doc["triggers"], self.replica, doc["fks"],
+            self.key_schemas, in_place(batch.table, doc),
+        )  # fmt: skip
 
     def run_batch(self, batch: Batch) -> tuple[int, int]:
         out = self.runner.run(
@@ -296,13 +305,7 @@ class _Round:
             self.count(up, gone, batch.keys)
             self.batch_done(left, batch.table.name, conflicted)
 
-        scripts = [
-            batch_target_scripts(
-                b.table, self.docs[b.table.name]["columns"], self.docs[b.table.name]["triggers"],
-                self.replica, self.docs[b.table.name]["fks"], self.key_schemas,
-            )
-            for b in small
-        ]  # fmt: skip
+        scripts = [self.scripts(b) for b in small]
         return pgapply_small.start(
             pgapply_small.Round(
                 self.runner, self.holder, self.target, self.since, self.key_schemas, self.timeout
@@ -369,26 +372,33 @@ def apply_changes(
     masker.add(source.password)
     masker.add(target.password)
     by_relid = {t.relid: t for t in plan.tables}
-    with runner.session(
-        ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
-    ) as holder:
+    psql = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"]
+    with (
+        runner.session(psql, env=source.env()) as holder,
+        runner.session(psql, env={**target.env(), "PGOPTIONS": STABLE_TEXT}) as convox,
+    ):
+        # One psql on the target (pgapply_target.py), started with the holder and asked at
+        # once, for every captured table (the round's own are known after the survey): its
+        # docs and its role, read while the holder surveys (about 0.2 s off a small round).
+        send(convox, read_script([t.name for t in (*plan.tables, *plan.logged)], bool(plan.logged)))
         seen = pgapply_survey.survey(holder, plan, since)
         clock.lap("survey")
         whole = sorted({by_relid[r].name for r in seen.truncated if r in by_relid})
         keyed = [
             t for t in plan.tables if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
         ]
-        # One psql on the target (pgapply_target.py): its docs, its role, and the marker
-        # saying from where a new round must start, written before the round's first write.
         names = [*(t.name for t in keyed), *(t.name for t in plan.logged)]
-        script = prepare_script(names, target.dbname, since, bool(plan.logged))
-        ready = parse_prepared(query(pg, target, script))
+        ready = parse_prepared(answer(convox, QUERY_TIMEOUT))
         docs, replica = ready.docs, ready.replica
         pgapply_survey.check_docs(docs, [t.name for t in keyed], target)
         if not replica:
             pgapply_survey.refuse_inherited_fks(
                 {n: d for n, d in docs.items() if n in names}, target
             )
+        # The marker saying from where a new round must start, before the round's first write
+        # (and not when the round was refused: the target is left as it was).
+        ask(convox, marker_sql(target.dbname, since, bool(plan.logged)), QUERY_TIMEOUT)
+        convox.close()
         clock.lap("target-prepare")
         rows = pgapply_rows.survey(holder, plan.logged, ready.applied, since)
         pgapply_survey.check_docs(docs, [j.table.name for j in rows.jobs], target)

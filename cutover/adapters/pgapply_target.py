@@ -2,13 +2,15 @@
 psql before them and ONE after, where there were up to nine (each a process and a connection:
 about 0.1 s apiece on the bench machine, the bulk of a small round's time).
 
-Before (:func:`prepare_script`): the target's view of the tables with changes
-(pgapply_sql.TARGET_SQL), whether its role may use session_replication_role, how many foreign
-keys are NOT VALID there, the keyless tables' positions (pgapply_rows.APPLIED_SQL), and the
-marker ``cutover:syncing <time> capture=<since>`` (pgstaging's format, written as
-pgstaging.mark does) unless the round is about to be refused (a role that may not replicate and
-foreign keys inherited from a partitioned table: pgapply._refuse_inherited_fks): the marker
-still comes before the round's first write.
+Before (one psql session, started with the snapshot holder): :func:`read_script`, sent at
+once and answered while the holder surveys Heroku (read only: the target's view of every
+captured table, pgapply_sql.TARGET_SQL; whether its role may use session_replication_role; how
+many foreign keys are NOT VALID; the keyless tables' positions, pgapply_rows.APPLIED_SQL's
+table), then, once the round is known and not refused (a role that may not replicate and
+foreign keys inherited from a partitioned table: pgapply_survey.refuse_inherited_fks),
+:func:`marker_sql`: ``cutover:syncing <time> capture=<since>`` (pgstaging's format, written as
+pgstaging.mark does) and the positions' table, the round's first writes. A round refused, or
+whose survey failed, has written nothing.
 
 After (:func:`finish_script`): the round's last statements (sequences, the keyless tables'
 positions, the drop of ``_cutover``), then the synced marker with the database's row-write
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cutover.adapters import pgstaging
-from cutover.adapters.pgapply_rows import APPLIED_SQL
+from cutover.adapters.pgapply_rows import APPLIED, APPLIED_SQL
 from cutover.adapters.pgapply_sql import TARGET_SQL
 from cutover.adapters.pgcapture import check_position, literal, text_array
 from cutover.adapters.pgcopy import ask
@@ -50,15 +52,12 @@ _NOT_VALID = (
     "SELECT 'notvalid', count(*) FROM pg_catalog.pg_constraint "
     "WHERE contype = 'f' AND NOT convalidated;\n"
 )
-# Foreign keys inherited from a partitioned table touching the tables (the fallback refuses).
-_INHERITED = (
-    "SELECT NOT :'cutover_replica'::bool AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint co "
-    "JOIN pg_catalog.pg_class c ON c.oid IN (co.conrelid, co.confrelid) "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE co.contype = 'f' AND co.conparentid <> 0 "
-    "AND quote_ident(n.nspname) || '.' || quote_ident(c.relname) = ANY ({tables})) "
-    "AS cutover_refused \\gset\n"
-)
+# The keyless tables' positions, when the table is there (pgapply_rows.APPLIED_SQL makes it).
+_APPLIED_READ = r"""SELECT pg_catalog.to_regclass('__T__') IS NOT NULL AS cutover_applied \gset
+\if :cutover_applied
+SELECT 'applied', name, since, position FROM __T__ ORDER BY name;
+\endif
+""".replace("__T__", APPLIED)
 
 
 # No settling when nothing else is connected to the database (PostgreSQL 15+): a backend flushes
@@ -103,22 +102,29 @@ class Prepared:
     applied: list[tuple[str, str, str]] = field(default_factory=list)  # name, since, position
 
 
-def prepare_script(tables: Sequence[str], dbname: str, since: str, keyless: bool) -> str:
-    """``tables``: those whose target docs the round needs; ``keyless``: read (and make) the
-    keyless tables' positions."""
-    marker = f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} capture={check_position(since)}"
-    names = text_array(list(tables))
+def read_script(tables: Sequence[str], keyless: bool) -> str:
+    """What the round reads on the target before its first write (read only): the docs of
+    ``tables``, its role's replication right, its NOT VALID foreign keys and, with
+    ``keyless``, the keyless tables' positions (which it creates when missing)."""
     parts = [
-        TARGET_SQL.replace("{tables}", names) if tables else "",
+        TARGET_SQL.replace("{tables}", text_array(list(tables))) if tables else "",
         _REPLICA,
         _NOT_VALID,
-        _INHERITED.replace("{tables}", names),
-        "\\if :cutover_refused\n\\else\n"
-        f"COMMENT ON DATABASE {pgstaging.ident(dbname)} IS {literal(marker)};\n\\endif\n",
     ]
     if keyless:
-        parts.append(APPLIED_SQL.replace("SELECT name, since,", "SELECT 'applied', name, since,"))
+        parts.append(_APPLIED_READ)
     return "".join(parts)
+
+
+def marker_sql(dbname: str, since: str, keyless: bool) -> str:
+    """The ``cutover:syncing <time> capture=<since>`` marker (pgstaging's format, written as
+    pgstaging.mark does), and with ``keyless`` the keyless tables' positions table, made when
+    missing (pgapply_rows.APPLIED_SQL): the round's first writes."""
+    marker = f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} capture={check_position(since)}"
+    make = [s + ";" for s in APPLIED_SQL.split(";\n") if s.startswith("CREATE")] if keyless else []
+    return "\n".join(
+        [*make, f"COMMENT ON DATABASE {pgstaging.ident(dbname)} IS {literal(marker)};"]
+    )
 
 
 def parse_prepared(rows: list[list[str]]) -> Prepared:

@@ -136,9 +136,20 @@ END_MARK = "--cutover-end--"
 
 def ask(holder: Session, sql: str, timeout: float = 300) -> list[list[str]]:
     """Rows of ``sql`` read by the snapshot-holding session itself (so: in the snapshot)."""
-    holder.write(f"{sql}\n\\echo {END_MARK}\n")
+    send(holder, sql)
+    return answer(holder, timeout)
+
+
+def send(session: Session, sql: str) -> None:
+    """Send ``sql`` to a psql session (``-At -F '\t'``) and the line that ends its answer; the
+    rows come with :func:`answer` (the session works meanwhile)."""
+    session.write(f"{sql}\n\\echo {END_MARK}\n")
+
+
+def answer(session: Session, timeout: float = 300) -> list[list[str]]:
+    """The rows printed for what :func:`send` sent (tab-separated), up to its end line."""
     rows = []
-    while (line := holder.readline(timeout)) != END_MARK:
+    while (line := session.readline(timeout)) != END_MARK:
         rows.append(line.split("\t"))
     return rows
 

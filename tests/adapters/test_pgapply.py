@@ -25,7 +25,7 @@ from support.databases import AppDatabase, make_database
 
 from cutover.adapters import pgapply, pgapply_survey, pgcapture, pgstaging
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
-from cutover.adapters.pgapply_sql import Batch, batch_target_scripts, key_value
+from cutover.adapters.pgapply_sql import Batch, batch_target_scripts, in_place, key_value
 from cutover.adapters.pgcapture import CapturePlan
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError
@@ -315,6 +315,58 @@ def test_unique_values_swapped_across_batches_land(world: World) -> None:
     bag = len(world.rows(world.source, "bag"))
     assert result.upserted == 2 and result.replaced == bag and world.progress[-1].keys_done == 2
     assert world.progress[-1].tables_done == 2
+
+
+def _writes_by_table(world: World) -> dict[str, tuple[int, int, int]]:
+    """(inserted, updated, deleted) rows per table on the target, from its statistics (each
+    batch's backend flushes them as it exits: pgstat_shutdown_hook)."""
+    rows = pgcapture.query(
+        world.pg, world.target,
+        "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables;",
+    )  # fmt: skip
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+@pytest.mark.slow
+def test_tables_keyed_by_their_only_unique_index_are_updated_in_place(world: World) -> None:
+    before = _writes_by_table(world)
+    writes(world)
+    world.heroku.execute(
+        # a swap inside one batch: items' email is unique too, so items deletes and inserts
+        "UPDATE items SET email = 'tmp' WHERE id = 1",
+        "UPDATE items SET email = 'f1@x' WHERE id = 2",
+        "UPDATE items SET email = 'f2@x' WHERE id = 1",
+    )
+    world.apply(world.since, jobs=1)
+    world.assert_equal()
+    after = _writes_by_table(world)
+    ins, upd, dele = (after["children"][i] - before["children"][i] for i in range(3))
+    # children (identity key, GENERATED ALWAYS, no other unique index): the 20 notes edited
+    # and the children of parent 3 (its key changed, cascading) updated in place; parent 4's
+    # children deleted; the 2 new ones inserted
+    assert upd >= 20 and dele == 10 and ins == 2
+    # parents has a second unique index (name): its keys are deleted and inserted again
+    assert after["parents"][1] == before["parents"][1]
+    assert after["parents"][2] > before["parents"][2]
+    first = world.rows(world.target, "children")[0]
+    assert first[3] == 2 * first[0]  # the generated column, computed
+
+
+def test_in_place_needs_every_unique_index_on_the_key_and_no_other_identity() -> None:
+    table = pgcapture.CaptureTable("public.t", 1, ("id",), "primary key")
+    doc = {"columns": ["id", "v", "w"], "always": [], "uniques": [["id"]]}
+    assert in_place(table, doc) == ["id", "v", "w"]
+    assert in_place(table, {**doc, "always": ["id"]}) == ["v", "w"]  # the key: never SET
+    assert in_place(table, {**doc, "always": ["w"]}) is None  # UPDATE may set it to DEFAULT only
+    assert in_place(table, {**doc, "uniques": [["id"], ["v"]]}) is None
+    assert in_place(table, {**doc, "uniques": [["id"], None]}) is None  # on an expression
+    assert in_place(table, {**doc, "uniques": [["id", "v"]]}) is None
+    assert in_place(table, {"columns": ["id"]}) is None  # a document without the fields
+    _, after = batch_target_scripts(table, ["id", "v"], [], True, update=["v"])
+    update = "UPDATE public.t t SET v = b.v FROM cutover_batch b WHERE t.id = b.id AND b."
+    assert update + '"cutover present";' in after
+    assert after.index("DELETE FROM") < after.index("UPDATE") < after.index("INSERT INTO")
+    assert "NOT EXISTS" in after and 'NOT b."cutover present"' in after
 
 
 def _apply_in_child(world: World, since: str) -> None:

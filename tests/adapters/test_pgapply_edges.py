@@ -9,7 +9,7 @@ import pytest
 from adapter_support import read_argv_log
 from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
 
-from cutover.adapters import pgapply_small, pgcapture
+from cutover.adapters import pgapply_small, pgcapture, pgstaging
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
 from cutover.errors import CutoverError
 from cutover.sandbox import pgcluster
@@ -378,3 +378,39 @@ def test_a_small_batch_with_a_row_over_the_limit_goes_through_a_pipe(
     pipes = [a for a in argvs if a[3:4] == ["cutover-apply"]]
     assert len(pipes) == 1 and "public.fat" in " ".join(pipes[0][4:])
     assert sum(a[-3:] == ["-At", "-f", "-"] for a in argvs) == 1
+
+
+# A foreign key declared on a partitioned table: each partition holds a copy inherited from it
+# (pg_constraint.conparentid), which cannot be dropped alone.
+PARTITIONED_FK = (
+    "CREATE TABLE accounts (id int PRIMARY KEY, v text)",
+    "CREATE TABLE events (id int, d date, account_id int REFERENCES accounts (id), "
+    "PRIMARY KEY (id, d)) PARTITION BY RANGE (d)",
+    "CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+    "CREATE TABLE notes (id int PRIMARY KEY, body text)",
+    "INSERT INTO accounts SELECT g, 'a' FROM generate_series(1, 5) g",
+    "INSERT INTO events SELECT g, '2024-03-01', 1 + g % 5 FROM generate_series(1, 10) g",
+    "INSERT INTO notes SELECT g, 'n' FROM generate_series(1, 5) g",
+)
+
+
+@pytest.mark.slow
+def test_inherited_foreign_keys_refuse_only_a_round_whose_tables_they_touch(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """A role that may not replicate (the fallback drops the foreign keys touching a batch's
+    table): the round is refused, before any write, only when one of ITS tables is touched by
+    an inherited foreign key; the target's documents are read for every captured table."""
+    world = world_factory(superuser=False, schema=PARTITIONED_FK)
+    world.heroku.execute("UPDATE notes SET body = 'changed' WHERE id < 3")
+    first = world.apply(world.since)
+    assert first.tables == ("public.notes",)
+    assert world.rows(world.target, "notes", "id") == world.rows(world.source, "notes", "id")
+    before = pgstaging.read_marker(world.pg, world.target)
+    world.heroku.execute("UPDATE accounts SET v = 'changed' WHERE id = 2")
+    with pytest.raises(CutoverError, match="inherited from partitioned tables") as caught:
+        world.apply(first.position)
+    assert "events_2024" in caught.value.details
+    # Refused before its first write: the marker (and the positions) as they were.
+    assert pgstaging.read_marker(world.pg, world.target) == before
+    assert world.rows(world.target, "accounts", "id") != world.rows(world.source, "accounts", "id")
