@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import cutover.runner as runner_module
 from cutover.adapters import convox as convox_adapter
 from cutover.adapters import heroku as heroku_adapter
 from cutover.engine.audit import AuditLog, read_events
@@ -442,8 +443,6 @@ def test_the_wait_wakes_when_the_child_ends_not_at_its_next_look(
 ) -> None:
     """sh's ``_done`` callback (its output thread sees the child end) wakes the wait: with the
     looks 30 s apart, a child of 0.3 s is still back at once."""
-    import cutover.runner as runner_module
-
     monkeypatch.setattr(runner_module, "poll_interval", lambda _elapsed: 30.0)
     runner = Runner(SecretMasker())
     began = time.monotonic()

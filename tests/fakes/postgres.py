@@ -154,8 +154,9 @@ def _server_sql(world: dict[str, Any], target: tuple[str, str, str], sql: str) -
     if "SELECT 'version', current_setting('server_version_num')" in sql:
         # cutover/adapters/pglook.py: tagged rows; the comment hex-encoded.
         db = re.search(r"WHERE datname = '([^']*)'", sql)
+        assert db, "the look names its database"
         mine = {db.group(1), *(db.group(1) + s for s in ("__cutover_next", "__cutover_prev"))}
-        have = [n for n in _server_databases(world, target) if db and n in mine]
+        have = [n for n in _server_databases(world, target) if n in mine]
         comment = str(res.get("comment", "")).encode().hex()
         return [
             ["version", SERVER_VERSION_NUM],
