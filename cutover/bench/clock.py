@@ -10,7 +10,9 @@ command first by ``RunningCommand.__init__``). Overlapping children (a parallel 
 counted once: the clock adds up the union of their lifetimes.
 
 ``Runner.pipe`` starts its two children in cutover/runpipes.py with ``subprocess.Popen``:
-:func:`install` wraps that call too (``cutover.runner.run_pipe``).
+:func:`install` wraps that call too (``cutover.runner.run_pipe``). Sessions (``Runner.session``:
+a psql kept open, the snapshot holder) are in the trace below, not counted: like the tunnel,
+they idle while the work runs in other children.
 
 One kind of child is not counted: ``convox resources proxy`` (``Runner.start``), which lives
 for the whole step to forward the bytes of the commands that do the work; counting it would
@@ -138,11 +140,32 @@ def install(clock: ExternalClock) -> Callable[[], None]:
             clock.leave()
             clock.record("pipe", began, "")
 
+    original_session = runner_module.Session  # type: ignore[attr-defined]
+
+    class Traced(original_session):  # type: ignore[misc, valid-type]
+        """A session (Runner.session: the snapshot holder...): in the trace, never counted (it
+        idles while the work runs in other children), its lifetime up to its close."""
+
+        def __init__(self, runner: Any, argv: Sequence[str], env: Any) -> None:
+            self._began = clock._now()
+            self._traced = False
+            super().__init__(runner, argv, env)
+
+        def close(self, *args: Any, **kwargs: Any) -> int:
+            try:
+                return int(super().close(*args, **kwargs))
+            finally:
+                if not self._traced:
+                    self._traced = True
+                    clock.record("session:" + Path(str(self.argv_masked[0])).name, self._began, "")
+
     runner_module._spawn = spawn
     runner_module.run_pipe = pipe  # type: ignore[attr-defined]
+    runner_module.Session = Traced  # type: ignore[attr-defined]
 
     def restore() -> None:
         runner_module._spawn = original
         runner_module.run_pipe = original_pipe  # type: ignore[attr-defined]
+        runner_module.Session = original_session  # type: ignore[attr-defined]
 
     return restore

@@ -9,6 +9,7 @@ from pathlib import Path
 import cutover.runner as runner_module
 from cutover.bench.clock import ExternalClock, install, is_helper, label, own_seconds
 from cutover.runner import Runner
+from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
 
@@ -82,6 +83,22 @@ def test_install_counts_real_children_of_the_runner_and_restores_spawn() -> None
     (tool, start, end, label), second = clock.trace
     assert tool == Path(sys.executable).name and end - start >= 0.2 and start >= 0
     assert label == "-c import time; time.sleep(0.2)" and second[3] == "-c pass"
+
+
+def test_a_session_is_in_the_trace_but_not_counted() -> None:
+    clock = ExternalClock()
+    restore = install(clock)
+    try:
+        runner = Runner(SecretMasker())
+        with runner.session(["cat"]) as session:
+            session.write("hello\n")
+            assert session.readline(10) == "hello"
+            session.close()
+    finally:
+        restore()
+    assert runner_module.Session is Session
+    assert clock.children == 0 and clock.seconds() == 0
+    assert [t[0] for t in clock.trace] == ["session:cat"]
 
 
 def test_a_trace_label_is_one_line_cut_at_its_width() -> None:
