@@ -45,6 +45,10 @@ PROBE_WAIT = 0.5  # seconds a probe connection waits to see the proxy close it
 POSTGRES_HELLO = struct.pack("!ii", 8, 80877103)
 HELLO = {"postgres": POSTGRES_HELLO}
 ERROR_WAIT = 2.0  # seconds to let the proxy print why it closed a probe
+# Seconds between probes of a starting proxy: a refused connect to 127.0.0.1 costs microseconds,
+# and every step that reaches the Convox database waits for the first probe that goes through
+# (0.1 s apart, it waited 50 ms more on average).
+PROBE_POLL = 0.02
 
 
 class _Retry(CutoverError):
@@ -161,7 +165,7 @@ def _start(
                     f"127.0.0.1:{port} within {timeout:g}s",
                     details=f"command: {' '.join(bg.argv_masked)}",
                 )
-            time.sleep(0.1)
+            time.sleep(PROBE_POLL)
 
 
 def _await_error(bg: Background, wait: float = ERROR_WAIT) -> None:
