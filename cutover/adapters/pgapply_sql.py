@@ -26,6 +26,7 @@ from cutover.adapters.pgcapture_sql import after
 BATCH_PAGE_COST = "SET random_page_cost = 1.1"
 PRESENT = '"cutover present"'  # the flag column of a batch (a name no app column will have)
 BATCH = "cutover_batch"  # the batch's temporary table on the target
+UPDATED = "cutover_updated"  # the keys an in-place batch updated (a CTE)
 
 # The target's side of each keyed table: the columns a COPY writes (generated ones are computed),
 # the identity columns GENERATED ALWAYS (an UPDATE may not set them), the columns of each unique
@@ -309,13 +310,23 @@ def batch_target_scripts(
         ]
     else:
         sets = ", ".join(f"{c} = b.{c}" for c in update)
-        rows = [
-            f"DELETE FROM {table.name} t USING {BATCH} b WHERE {match} AND NOT b.{PRESENT}",
-            *([f"UPDATE {table.name} t SET {sets} FROM {BATCH} b WHERE {match} AND b.{PRESENT}"]
-              if sets else []),
-            f"{insert} b WHERE b.{PRESENT} AND NOT EXISTS (SELECT FROM {table.name} t "
-            f"WHERE {match})",
-        ]  # fmt: skip
+        rows = [f"DELETE FROM {table.name} t USING {BATCH} b WHERE {match} AND NOT b.{PRESENT}"]
+        if sets:
+            # The keys the UPDATE found are the ones not to insert: an anti-join against its
+            # RETURNING (in memory), not a second probe of the table's index per key.
+            found = " AND ".join(f"u.{k} = b.{k}" for k in table.key)
+            rows.append(
+                f"WITH {UPDATED} AS (UPDATE {table.name} t SET {sets} FROM {BATCH} b "
+                f"WHERE {match} AND b.{PRESENT} "
+                f"RETURNING {', '.join(f't.{k}' for k in table.key)}) "
+                f"{insert} b WHERE b.{PRESENT} AND NOT EXISTS (SELECT FROM {UPDATED} u "
+                f"WHERE {found})"
+            )
+        else:  # only key columns: nothing to update, present keys are left as they are
+            rows.append(
+                f"{insert} b WHERE b.{PRESENT} AND NOT EXISTS (SELECT FROM {table.name} t "
+                f"WHERE {match})"
+            )
     after_rows = [
         f"ANALYZE {BATCH}",  # a temporary table has no statistics: the join's plan needs them
         *rows,

@@ -364,9 +364,14 @@ def test_in_place_needs_every_unique_index_on_the_key_and_no_other_identity() ->
     assert in_place(table, {"columns": ["id"]}) is None  # a document without the fields
     _, after = batch_target_scripts(table, ["id", "v"], [], True, update=["v"])
     update = "UPDATE public.t t SET v = b.v FROM cutover_batch b WHERE t.id = b.id AND b."
-    assert update + '"cutover present";' in after
+    assert update + '"cutover present" RETURNING t.id)' in after
     assert after.index("DELETE FROM") < after.index("UPDATE") < after.index("INSERT INTO")
-    assert "NOT EXISTS" in after and 'NOT b."cutover present"' in after
+    assert "NOT EXISTS (SELECT FROM cutover_updated u WHERE u.id = b.id)" in after
+    assert 'NOT b."cutover present"' in after
+    _, after = batch_target_scripts(table, ["id"], [], True, update=[])  # only the key
+    assert (
+        "UPDATE" not in after and "NOT EXISTS (SELECT FROM public.t t WHERE t.id = b.id)" in after
+    )
 
 
 def _apply_in_child(world: World, since: str) -> None:

@@ -414,3 +414,26 @@ def test_inherited_foreign_keys_refuse_only_a_round_whose_tables_they_touch(
     # Refused before its first write: the marker (and the positions) as they were.
     assert pgstaging.read_marker(world.pg, world.target) == before
     assert world.rows(world.target, "accounts", "id") != world.rows(world.source, "accounts", "id")
+
+
+@pytest.mark.slow
+def test_a_table_of_key_columns_only_gets_its_inserts_and_deletes(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    """In place with nothing to update (every column is in the key): present keys stay, new
+    ones are inserted, gone ones deleted."""
+    world = world_factory(
+        schema=(
+            "CREATE TABLE tags (name text, lang text, PRIMARY KEY (name, lang))",
+            "INSERT INTO tags SELECT 't' || g, 'en' FROM generate_series(1, 20) g",
+        )
+    )
+    world.heroku.execute(
+        "DELETE FROM tags WHERE name IN ('t1', 't2')",
+        "INSERT INTO tags VALUES ('new', 'fr'), ('t3', 'de')",
+        "UPDATE tags SET lang = 'it' WHERE name = 't4'",
+    )
+    result = world.apply(world.since)
+    order = "name, lang"
+    assert world.rows(world.target, "tags", order) == world.rows(world.source, "tags", order)
+    assert result.deleted == 3 and result.upserted == 3
