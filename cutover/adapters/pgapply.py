@@ -26,8 +26,8 @@ again when that psql fails). The survey and the batches' ranges: pgapply_survey.
 Tables truncated after ``since`` are copied whole by cutover/adapters/pgtables.py, which reads
 them after S; keyless tables get their logged inserts, or are replaced in S, exactly once
 (cutover/adapters/pgapply_rows.py), in the same pool as the batches; the final round also sets
-every sequence. Outside the batches the target sees one psql before and one after
-(cutover/adapters/pgapply_target.py).
+every sequence. Outside the batches the target sees one psql session, asked before them and
+after (cutover/adapters/pgapply_target.py).
 
 On the target, a batch runs with ``session_replication_role = replica`` when its role may set
 it (a superuser, as the Convox postgres resource's role is, or a role granted SET on it): no
@@ -66,7 +66,9 @@ from cutover.adapters.pgapply_sql import (
     search_path_sql,
 )
 from cutover.adapters.pgapply_target import (
+    QUERY_TIMEOUT,
     Phases,
+    finish,
     finish_script,
     marker_sql,
     parse_prepared,
@@ -77,7 +79,6 @@ from cutover.adapters.pgapply_target import (
 from cutover.adapters.pgcapture import (
     CapturePlan,
     check_position,
-    query,
 )
 from cutover.adapters.pgcopy import answer, ask, send
 from cutover.adapters.pgparts import SOURCE_SETTINGS
@@ -94,7 +95,6 @@ from cutover.runner import Runner
 from cutover.runpipes import Session
 from cutover.secrets import SecretMasker
 
-QUERY_TIMEOUT = 120.0  # seconds for each answer of the target's prepare session
 _CAPTURE = re.compile(r" capture=(\S+)")
 _BATCH_DONE = re.compile(r"^cutover-batch (\d+) (\d+)$", re.MULTILINE)
 # A batch can meet a unique (or exclusion) constraint held by a row of the same table whose own
@@ -373,81 +373,94 @@ def apply_changes(
     masker.add(target.password)
     by_relid = {t.relid: t for t in plan.tables}
     psql = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"]
-    with (
-        runner.session(psql, env=source.env()) as holder,
-        runner.session(psql, env={**target.env(), "PGOPTIONS": STABLE_TEXT}) as convox,
-    ):
-        # One psql on the target (pgapply_target.py), started with the holder and asked at
-        # once, for every captured table (the round's own are known after the survey): its
-        # docs and its role, read while the holder surveys (about 0.2 s off a small round).
-        send(convox, read_script([t.name for t in (*plan.tables, *plan.logged)], bool(plan.logged)))
-        seen = pgapply_survey.survey(holder, plan, since)
-        clock.lap("survey")
-        whole = sorted({by_relid[r].name for r in seen.truncated if r in by_relid})
-        keyed = [
-            t for t in plan.tables if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
-        ]
-        names = [*(t.name for t in keyed), *(t.name for t in plan.logged)]
-        ready = parse_prepared(answer(convox, QUERY_TIMEOUT))
-        docs, replica = ready.docs, ready.replica
-        pgapply_survey.check_docs(docs, [t.name for t in keyed], target)
-        if not replica:
-            pgapply_survey.refuse_inherited_fks(
-                {n: d for n, d in docs.items() if n in names}, target
+    # One psql on the target (pgapply_target.py), started with the holder and asked at once,
+    # for every captured table (the round's own are known after the survey): its docs and
+    # its role, read while the holder surveys (about 0.2 s off a small round); kept open for
+    # the round's last statements and marker (pgapply_target.finish).
+    with runner.session(psql, env={**target.env(), "PGOPTIONS": STABLE_TEXT}) as convox:
+        with runner.session(psql, env=source.env()) as holder:
+            send(
+                convox,
+                read_script([t.name for t in (*plan.tables, *plan.logged)], bool(plan.logged)),
             )
-        # The marker saying from where a new round must start, before the round's first write
-        # (and not when the round was refused: the target is left as it was).
-        ask(convox, marker_sql(target.dbname, since, bool(plan.logged)), QUERY_TIMEOUT)
-        convox.close()
-        clock.lap("target-prepare")
-        rows = pgapply_rows.survey(holder, plan.logged, ready.applied, since)
-        pgapply_survey.check_docs(docs, [j.table.name for j in rows.jobs], target)
-        if final:  # keyless tables without a row log (a capture from before it): whole
-            logged = {t.name for t in plan.logged} - set(rows.uncaptured)
-            whole = sorted({*whole, *(n for n in plan.keyless if n not in logged)})
-        work = [
-            pgapply_survey.batches(holder, t, seen.counts[t.relid][1], since, max(1, batch_keys))
-            for t in keyed
+            seen = pgapply_survey.survey(holder, plan, since)
+            clock.lap("survey")
+            whole = sorted({by_relid[r].name for r in seen.truncated if r in by_relid})
+            keyed = [
+                t
+                for t in plan.tables
+                if seen.counts.get(t.relid, (0, 0))[0] and t.name not in whole
+            ]
+            names = [*(t.name for t in keyed), *(t.name for t in plan.logged)]
+            ready = parse_prepared(answer(convox, QUERY_TIMEOUT))
+            docs, replica = ready.docs, ready.replica
+            pgapply_survey.check_docs(docs, [t.name for t in keyed], target)
+            if not replica:
+                pgapply_survey.refuse_inherited_fks(
+                    {n: d for n, d in docs.items() if n in names}, target
+                )
+            # The marker saying from where a new round must start, before the round's first write
+            # (and not when the round was refused: the target is left as it was).
+            ask(convox, marker_sql(target.dbname, since, bool(plan.logged)), QUERY_TIMEOUT)
+            prepared = time.monotonic()
+            clock.lap("target-prepare")
+            rows = pgapply_rows.survey(holder, plan.logged, ready.applied, since)
+            pgapply_survey.check_docs(docs, [j.table.name for j in rows.jobs], target)
+            if final:  # keyless tables without a row log (a capture from before it): whole
+                logged = {t.name for t in plan.logged} - set(rows.uncaptured)
+                whole = sorted({*whole, *(n for n in plan.keyless if n not in logged)})
+            work = [
+                pgapply_survey.batches(
+                    holder, t, seen.counts[t.relid][1], since, max(1, batch_keys)
+                )
+                for t in keyed
+            ]
+            schemas = tuple(r[0] for r in ask(holder, key_schemas_sql(keyed))) if keyed else ()
+            clock.lap("keyless+boundaries")
+            state = _Round(
+                runner, masker, pg, source, target, since, seen.snapshot, seen.position, replica,
+                timeout, docs, progress,
+                sum(seen.counts[t.relid][1] for t in keyed) + sum(j.rows for j in rows.jobs),
+                len(keyed) + len(rows.jobs), schemas, holder=holder,
+            )  # fmt: skip
+            state.report()
+            state.run_all(work, jobs, rows.jobs)
+            clock.lap("batches")
+            # Sequences are not transactional: read now, in this session (no new psql).
+            values = sequence_values(holder) if final and not whole else []
+            holder.close("COMMIT;\n")
+        sequences = len(values)
+        if whole:
+            # Read after S while the app may still write (a catch-up): its rows can reference rows
+            # the keyed batches (as of S) do not have yet, so a catch-up leaves the foreign keys it
+            # lifted NOT VALID, for the final round to check. In the final round it validates them
+            # itself (after its copies) and sets every sequence.
+            sequences = copy_tables(
+                runner, masker, source, target, whole, jobs=jobs, timeout=timeout, validate=final
+            ).sequences
+            clock.lap("whole-copies")
+        elif final and (not replica or ready.not_valid):
+            # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of an
+            # earlier round), checked once every table is in (the target now equals the source).
+            # A replica round over a target with none has nothing to check.
+            TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
+            clock.lap("validate-fks")
+        last = [
+            *setval_statements(values),
+            *(
+                pgapply_rows.advance_statements(rows.idle, since, seen.position)
+                if not final
+                else []
+            ),
+            # Before the marker, which counts the database's row writes (dropping a table takes
+            # its count away). Killed in between: the next round replaces the keyless tables whole
+            # (whatever this round's plan: an earlier round's positions may be there).
+            *([pgapply_rows.DROP_SQL.rstrip(";")] if final else []),
         ]
-        schemas = tuple(r[0] for r in ask(holder, key_schemas_sql(keyed))) if keyed else ()
-        clock.lap("keyless+boundaries")
-        state = _Round(
-            runner, masker, pg, source, target, since, seen.snapshot, seen.position, replica,
-            timeout, docs, progress,
-            sum(seen.counts[t.relid][1] for t in keyed) + sum(j.rows for j in rows.jobs),
-            len(keyed) + len(rows.jobs), schemas, holder=holder,
+        finished = finish(
+            pg, target, convox, prepared,
+            finish_script(last, target.dbname, f" capture={seen.position}"),
         )  # fmt: skip
-        state.report()
-        state.run_all(work, jobs, rows.jobs)
-        clock.lap("batches")
-        # Sequences are not transactional: read now, in this session (no new psql).
-        values = sequence_values(holder) if final and not whole else []
-        holder.close("COMMIT;\n")
-    sequences = len(values)
-    if whole:
-        # Read after S while the app may still write (a catch-up): its rows can reference rows
-        # the keyed batches (as of S) do not have yet, so a catch-up leaves the foreign keys it
-        # lifted NOT VALID, for the final round to check. In the final round it validates them
-        # itself (after its copies) and sets every sequence.
-        sequences = copy_tables(
-            runner, masker, source, target, whole, jobs=jobs, timeout=timeout, validate=final
-        ).sequences
-        clock.lap("whole-copies")
-    elif final and (not replica or ready.not_valid):
-        # Foreign keys re-added NOT VALID (by the fallback's batches, or by whole copies of an
-        # earlier round), checked once every table is in (the target now equals the source).
-        # A replica round over a target with none has nothing to check.
-        TableCopier(runner, masker, source, target).validate_fks(jobs, timeout)
-        clock.lap("validate-fks")
-    last = [
-        *setval_statements(values),
-        *(pgapply_rows.advance_statements(rows.idle, since, seen.position) if not final else []),
-        # Before the marker, which counts the database's row writes (dropping a table takes
-        # its count away). Killed in between: the next round replaces the keyless tables whole
-        # (whatever this round's plan: an earlier round's positions may be there).
-        *([pgapply_rows.DROP_SQL.rstrip(";")] if final else []),
-    ]
-    finished = query(pg, target, finish_script(last, target.dbname, f" capture={seen.position}"))
     marker = next(("\t".join(r[1:]) for r in finished if r and r[0] == "marker"), "")
     clock.lap("finish")
     return ApplyResult(

@@ -19,6 +19,7 @@ Undo (rollback): the previous default back (RESET when there was none), read bac
 
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Any
 
@@ -76,15 +77,33 @@ def other_apps(addons: list[dict[str, Any]], app: str, attachment: str) -> list[
 PREFETCH = "freeze-writes:prefetch"
 
 
+# The adapters the window's data steps load when they run (each step imports its adapters
+# then, for the CLI's start-up time): loaded by prefetch, before the window, instead. Measured:
+# pgapply and pgcapture_ddl alone took 85 ms to import inside final-sync.
+WINDOW_MODULES = (
+    "cutover.adapters.pgapply",
+    "cutover.adapters.pgcapture_ddl",
+    "cutover.adapters.pgreplace",
+    "cutover.adapters.pgcopy",
+    "cutover.adapters.pgtables",
+    "cutover.adapters.pgrestore",
+    "cutover.adapters.pgverify",
+    "cutover.adapters.pgschema",
+)
+
+
 def prefetch(ctx: Context) -> None:
     """Before the window (disable-scheduler): read what the window's steps need from Heroku (the
     credentials URL, and the add-ons for freeze-writes, at once), kept in memory for this run only
     (the URL is a secret: never in the state; the heroku adapter reuses it, CREDENTIALS_MAX_AGE),
     so neither freeze-writes, final-sync nor verify-data pays for a CLI start in the window unless
-    the gates between took longer than that. Read afresh here: an earlier step's copy may be old."""
+    the gates between took longer than that. Read afresh here: an earlier step's copy may be old.
+    The window's data adapters are loaded too (:data:`WINDOW_MODULES`)."""
     db = ctx.model.database
     if db is None or PREFETCH in ctx.extras:
         return
+    for module in WINDOW_MODULES:
+        importlib.import_module(module)
     if not ctx.model.window.freeze_writes:
         ctx.heroku.credentials_url(db.heroku_attachment, fresh=True)  # final-sync, verify-data
         ctx.extras[PREFETCH] = None

@@ -9,7 +9,7 @@ import pytest
 from adapter_support import read_argv_log
 from test_pgapply import SCHEMA, World, world_factory  # noqa: F401  (fixture)
 
-from cutover.adapters import pgapply_small, pgcapture, pgstaging
+from cutover.adapters import pgapply, pgapply_small, pgapply_target, pgcapture, pgstaging
 from cutover.adapters.pgapply import ApplyProgress, ApplyResult, apply_changes
 from cutover.errors import CutoverError
 from cutover.sandbox import pgcluster
@@ -437,3 +437,55 @@ def test_a_table_of_key_columns_only_gets_its_inserts_and_deletes(
     order = "name, lang"
     assert world.rows(world.target, "tags", order) == world.rows(world.source, "tags", order)
     assert result.deleted == 3 and result.upserted == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["terminated", "idle too long"])
+def test_the_finish_runs_in_a_fresh_psql_when_the_round_session_cannot_be_trusted(
+    world_factory: Callable[..., World],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """pgapply_target.finish: the round's target session carries the last script unless its
+    connection is gone (a tunnel dropped it) or it sat idle too long; the round still lands,
+    its marker written once."""
+    world = world_factory()
+    original = pgapply.finish
+
+    def finish(pg: object, target: object, convox: object, prepared: float, script: str) -> object:
+        if how == "terminated":
+            pgcapture.query(
+                world.pg, world.target,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend';",
+            )  # fmt: skip
+        return original(pg, target, convox, prepared, script)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pgapply, "finish", finish)
+    if how == "idle too long":
+        monkeypatch.setattr(pgapply_target, "SESSION_IDLE", 0.0)
+    world.heroku.execute("UPDATE items SET payload = 'x' WHERE id < 5")
+    result = world.apply(world.since)
+    # ... by a psql of its own, the round's last child (pgcapture.query's argv)
+    last = read_argv_log(world.argv_log)[-1]
+    assert last[0].endswith("psql") and last[-4:] == ["-F", "\t", "-f", "-"]
+    world.assert_equal("items")
+    assert result.marker.endswith(f" capture={result.position}")
+    assert pgstaging.read_marker(world.pg, world.target)[2] == result.marker
+
+
+@pytest.mark.slow
+def test_the_finish_goes_through_the_round_session(
+    world_factory: Callable[..., World],  # noqa: F811
+) -> None:
+    world = world_factory()
+    world.heroku.execute("UPDATE items SET payload = 'x' WHERE id < 5")
+    result = world.apply(world.since)
+    # the two sessions (the holder, the target's), then the batches: no psql after them
+    argvs = read_argv_log(world.argv_log)
+    sessions = [i for i, a in enumerate(argvs) if a[-1] == "ON_ERROR_STOP=1"]
+    assert len(sessions) == 2
+    assert not any(a[-4:] == ["-F", "\t", "-f", "-"] for a in argvs[sessions[-1] :])
+    world.assert_equal("items")
+    assert pgstaging.read_marker(world.pg, world.target)[2] == result.marker

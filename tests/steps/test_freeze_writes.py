@@ -9,6 +9,7 @@ the real CLI in test_window_steps.py (test_addons_json_names_other_apps_attached
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from cutover.sandbox.pgcluster import PgCluster
 from cutover.secrets import SecretMasker
 from cutover.state import RollbackState, Status
 from cutover.steps.base import Context
-from cutover.steps.freeze import FreezeWrites, prefetch
+from cutover.steps.freeze import WINDOW_MODULES, FreezeWrites, prefetch
 
 pytestmark = pytest.mark.slow
 
@@ -212,6 +213,9 @@ def test_what_disable_scheduler_read_before_the_window_is_not_read_again(world: 
     ctx, _ = world.context()
     prefetch(ctx)  # disable-scheduler, before maintenance-on
     assert sorted(world.heroku.calls) == ["addons --json", "pg:credentials:url DATABASE"]
+    # ... and the window's data adapters are loaded: final-sync and verify-data import none
+    assert all(name in sys.modules for name in WINDOW_MODULES)
+    assert "cutover.adapters.pgapply" in WINDOW_MODULES
     FreezeWrites().apply(ctx)
     assert len(world.heroku.calls) == 2  # the window made no heroku call for the freeze
     FreezeWrites().undo(ctx)
