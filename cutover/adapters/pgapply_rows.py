@@ -54,13 +54,13 @@ from cutover.adapters.pgcopy import ask
 from cutover.runpipes import Session
 
 APPLIED = "_cutover.applied"
-# On the target: created when missing (the round's first write there is its marker, just after;
-# an empty table in cutover's own schema changes no data and verify-data never compares it).
-APPLIED_SQL = f"""CREATE SCHEMA IF NOT EXISTS _cutover;
+# On the target: created when missing (with the round's marker, its first writes there; an
+# empty table in cutover's own schema changes no data and verify-data never compares it).
+APPLIED_MAKE = f"""CREATE SCHEMA IF NOT EXISTS _cutover;
 CREATE TABLE IF NOT EXISTS {APPLIED} (name text PRIMARY KEY, since text NOT NULL,
   position text NOT NULL);
-SELECT name, since, position FROM {APPLIED} ORDER BY name;
 """
+APPLIED_SQL = APPLIED_MAKE + f"SELECT name, since, position FROM {APPLIED} ORDER BY name;\n"
 DROP_SQL = "DROP SCHEMA IF EXISTS _cutover CASCADE;"
 
 

@@ -30,7 +30,7 @@ from cutover.adapters.pgapply_sql import (
     batch_source_sql,
     search_path_sql,
 )
-from cutover.adapters.pgcopy import END_MARK, ask
+from cutover.adapters.pgcopy import END_MARK, ask, send
 from cutover.adapters.pgtables import PSQL, _conn_env
 from cutover.adapters.postgres import ConnInfo
 from cutover.errors import CommandError, UnexpectedOutput
@@ -125,7 +125,7 @@ def read_rows(
             over.append(one.batch)
             continue
         used += total
-        holder.write(f"{batch_source_sql(one.batch, one.columns, since)};\n\\echo {END_MARK}\n")
+        send(holder, batch_source_sql(one.batch, one.columns, since) + ";")
         lines: list[str] = []
         while (line := holder.readline(timeout)) != END_MARK:
             lines.append(line)

@@ -5,7 +5,7 @@ and a connection: about 0.1 s apiece on the bench machine, the bulk of a small r
 Before (one psql session, started with the snapshot holder): :func:`read_script`, sent at
 once and answered while the holder surveys Heroku (read only: the target's view of every
 captured table, pgapply_sql.TARGET_SQL; whether its role may use session_replication_role; how
-many foreign keys are NOT VALID; the keyless tables' positions, pgapply_rows.APPLIED_SQL's
+many foreign keys are NOT VALID; the keyless tables' positions, pgapply_rows.APPLIED_MAKE's
 table), then, once the round is known and not refused (a role that may not replicate and
 foreign keys inherited from a partitioned table: pgapply_survey.refuse_inherited_fks),
 :func:`marker_sql`: ``cutover:syncing <time> capture=<since>`` (pgstaging's format, written as
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cutover.adapters import pgstaging
-from cutover.adapters.pgapply_rows import APPLIED, APPLIED_SQL
+from cutover.adapters.pgapply_rows import APPLIED, APPLIED_MAKE
 from cutover.adapters.pgapply_sql import TARGET_SQL
 from cutover.adapters.pgcapture import check_position, literal, query, text_array
 from cutover.adapters.pgcopy import ask
@@ -56,7 +56,7 @@ _NOT_VALID = (
     "SELECT 'notvalid', count(*) FROM pg_catalog.pg_constraint "
     "WHERE contype = 'f' AND NOT convalidated;\n"
 )
-# The keyless tables' positions, when the table is there (pgapply_rows.APPLIED_SQL makes it).
+# The keyless tables' positions, when the table is there (pgapply_rows.APPLIED_MAKE makes it).
 _APPLIED_READ = r"""SELECT pg_catalog.to_regclass('__T__') IS NOT NULL AS cutover_applied \gset
 \if :cutover_applied
 SELECT 'applied', name, since, position FROM __T__ ORDER BY name;
@@ -126,12 +126,10 @@ def read_script(tables: Sequence[str], keyless: bool) -> str:
 def marker_sql(dbname: str, since: str, keyless: bool) -> str:
     """The ``cutover:syncing <time> capture=<since>`` marker (pgstaging's format, written as
     pgstaging.mark does), and with ``keyless`` the keyless tables' positions table, made when
-    missing (pgapply_rows.APPLIED_SQL): the round's first writes."""
+    missing (pgapply_rows.APPLIED_MAKE): the round's first writes."""
     marker = f"{pgstaging.MARKER_SYNCING} {pgstaging.now_iso()} capture={check_position(since)}"
-    make = [s + ";" for s in APPLIED_SQL.split(";\n") if s.startswith("CREATE")] if keyless else []
-    return "\n".join(
-        [*make, f"COMMENT ON DATABASE {pgstaging.ident(dbname)} IS {literal(marker)};"]
-    )
+    make = APPLIED_MAKE if keyless else ""
+    return f"{make}COMMENT ON DATABASE {pgstaging.ident(dbname)} IS {literal(marker)};"
 
 
 def parse_prepared(rows: list[list[str]]) -> Prepared:

@@ -450,7 +450,7 @@ def test_the_finish_runs_in_a_fresh_psql_when_the_round_session_cannot_be_truste
     connection is gone (a tunnel dropped it) or it sat idle too long; the round still lands,
     its marker written once."""
     world = world_factory()
-    original = pgapply.finish
+    original = pgapply.finish  # type: ignore[attr-defined]
 
     def finish(pg: object, target: object, convox: object, prepared: float, script: str) -> object:
         if how == "terminated":
