@@ -28,20 +28,26 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from cutover.adapters import convoxproxy
+from cutover.adapters.convoxparse import env_lines, parse_info, parse_table
 from cutover.errors import CommandError, CutoverError, ToolMissing, UnexpectedOutput
 from cutover.runner import Classifier, Result, RetryPolicy, Runner
 from cutover.runpipes import Background
 from cutover.secrets import SecretMasker, register_config
 
-MAX_ENV_LINE = 64 * 1024 - 1
 INSTALL_HINT = "Install the convox CLI: https://docs.convox.com/getting-started/introduction"
 _RELEASE_ID = re.compile(r"^R[A-Z]{6,}$")
 # Seconds the CLI may take beyond `run --timeout` (pod scheduling, image pull, exec set-up).
 RUN_GRACE = 300
+# Seconds a resource's URL read in this process is reused when asked (resource_url(reuse=True)):
+# as the heroku adapter's CREDENTIALS_MAX_AGE; the URL changes only with the resource.
+URL_MAX_AGE = 900.0
 # Network trouble as the CLI prints it (sandbox/convox_fake/faults.py has the sources): Go's
 # dial errors ("connect: connection refused", "i/o timeout"), a dropped connection ("EOF",
 # "connection reset by peer"), a 5xx from a load balancer (its page, or "response status N").
@@ -94,85 +100,8 @@ def _promote_not_sent(result: Result) -> bool:
     return _not_sent(result) and "Promoting" not in result.stdout + result.stderr
 
 
-def _header_names(line: str) -> list[str]:
-    """Column names of a stdcli table header: separated by the two-space gutter, so a name
-    may hold one space (``NLB PORTS`` in pkg/cli/services.go)."""
-    return [n for n in re.split(r"\s{2,}", line.strip()) if n]
-
-
-def parse_table(text: str, required: list[str], command: str = "") -> list[dict[str, str]]:
-    """Parse a stdcli table by the header's column offsets (cells are left-justified), so any
-    extra column a rack adds (SCALE, AUTOSCALE, COLD, BUDGET in services.go) is harmless.
-    ``command`` (the masked command line) names what printed it in the error."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    header_index = next(
-        (i for i, ln in enumerate(lines) if all(h in _header_names(ln) for h in required)), None
-    )
-    if header_index is None:
-        raise UnexpectedOutput(
-            f"{command or 'convox'} printed no table with columns {', '.join(required)}",
-            details="got: " + (lines[0][:200] if lines else "(no output)"),
-        )
-    header = lines[header_index]
-    names = _header_names(header)
-    starts = []
-    pos = 0
-    for name in names:
-        pos = header.index(name, pos)
-        starts.append(pos)
-        pos += len(name)
-    rows = []
-    for line in lines[header_index + 1 :]:
-        row = {}
-        for i, name in enumerate(names):
-            end = starts[i + 1] if i + 1 < len(starts) else None
-            row[name] = line[starts[i] : end].strip()
-        rows.append(row)
-    return rows
-
-
 def _table(result: Result, required: list[str]) -> list[dict[str, str]]:
     return parse_table(result.stdout, required, " ".join(result.argv_masked))
-
-
-def parse_info(text: str) -> dict[str, str]:
-    """Parse a stdcli Info block (``Key<pad>  Value``, continuation lines indented)."""
-    info: dict[str, str] = {}
-    last = None
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if line.startswith(" ") and last is not None:
-            info[last] += "\n" + line.strip()
-            continue
-        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
-        last = parts[0]
-        info[last] = parts[1] if len(parts) > 1 else ""
-    return info
-
-
-def env_lines(values: dict[str, str]) -> str:
-    """KEY=VALUE lines for ``convox env set`` stdin; refuse what convox cannot store."""
-    lines = []
-    for key, value in sorted(values.items()):
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise CutoverError(f"environment variable name {key!r} cannot be set on Convox")
-        if "\n" in value or "\r" in value:
-            raise CutoverError(
-                f"the value of {key} contains a newline; convox stores one KEY=VALUE per line "
-                "and would silently drop the rest",
-                resolution=f"Encode it (e.g. base64) on Heroku, or add {key} to env.exclude "
-                "and set it another way.",
-            )
-        line = f"{key}={value}"
-        if len(line.encode()) > MAX_ENV_LINE:
-            raise CutoverError(
-                f"{key} is {len(line.encode())} bytes; convox env set reads stdin lines of at "
-                "most 64 KiB and silently drops everything after a longer one",
-                resolution=f"Add {key} to env.exclude and move the value to a file or resource.",
-            )
-        lines.append(line)
-    return "".join(line + "\n" for line in lines)
 
 
 def free_port() -> int:
@@ -187,6 +116,9 @@ class ConvoxAdapter:
         self.masker = masker
         self.app = app
         self.rack = rack
+        self._held = convoxproxy.Held()  # proxies kept for the run (hold_proxy)
+        self._urls: dict[str, tuple[float, str]] = {}  # resource -> (monotonic time read, URL)
+        self._urls_lock = threading.Lock()
 
     # -- argv --------------------------------------------------------------------------------
     def argv(self, *args: str, app: bool = True, after: tuple[str, ...] = ()) -> list[str]:
@@ -406,15 +338,33 @@ class ConvoxAdapter:
         return _table(self._run(*args), ["ID", "SERVICE", "STATUS", "COMMAND"])
 
     # -- resources -------------------------------------------------------------------------------
-    def resource_url(self, name: str) -> str:
+    def resource_url(self, name: str, *, reuse: bool = False) -> str:
+        """``convox resources url NAME`` (a secret: masked). With ``reuse``, a URL read in this
+        process less than :data:`URL_MAX_AGE` seconds ago (prefetch reads it before the window)
+        is returned without a CLI call."""
+        with self._urls_lock:
+            known = self._urls.get(name)
+        if reuse and known and time.monotonic() - known[0] < URL_MAX_AGE:
+            return known[1]
         url = self._run("resources", "url", name).stdout.strip()
         self.masker.add(url)
         if "://" not in url:
             raise UnexpectedOutput(f"convox resources url {name} printed no URL")
+        with self._urls_lock:
+            self._urls[name] = (time.monotonic(), url)
         return url
 
     def proxy_argv(self, resource: str, port: int | str) -> list[str]:
         return self.argv("resources", "proxy", resource, "--port", str(port))
+
+    def _proxy_args(self, resource: str, timeout: float, speaks: str | None) -> dict[str, Any]:
+        return {
+            "info_argv": self.argv("resources", "info", resource),
+            "transient": _transient,
+            "timeout": timeout,
+            "ports": lambda: free_port(),  # noqa: PLW0108 - looked up per call (tests replace it)
+            "hello": convoxproxy.HELLO.get(speaks or ""),
+        }
 
     @contextlib.contextmanager
     def proxy(self, resource: str, timeout: float = 30, speaks: str | None = None) -> Iterator[int]:
@@ -422,19 +372,35 @@ class ConvoxAdapter:
         (cutover/adapters/convoxproxy.py: probed, restarted on network trouble). ``speaks``
         (the resource's protocol: a key of convoxproxy.HELLO, "postgres") lets the probe send a
         first message that a working tunnel answers at once, instead of waiting to see it stay
-        open; any other protocol is probed by waiting."""
-        with convoxproxy.proxy(
-            self.runner,
-            self.masker,
-            self.proxy_argv(resource, "{port}"),
-            resource,
-            info_argv=self.argv("resources", "info", resource),
-            transient=_transient,
-            timeout=timeout,
-            ports=lambda: free_port(),  # noqa: PLW0108 - looked up per call (tests replace it)
-            hello=convoxproxy.HELLO.get(speaks or ""),
-        ) as port:
+        open; any other protocol is probed by waiting. A proxy of ``resource`` held for the run
+        (:meth:`hold_proxy`) is used instead while it works (convoxproxy.Held)."""
+        argv = self.proxy_argv(resource, "{port}")
+        args = self._proxy_args(resource, timeout, speaks)
+        held = self._held.get(resource, args["hello"])
+        if held is not None:
+            with convoxproxy.in_use(self.masker, resource, held[0]):
+                yield held[1]
+            return
+        with convoxproxy.proxy(self.runner, self.masker, argv, resource, **args) as port:
             yield port
+
+    def hold_proxy(self, resource: str, speaks: str | None = None, timeout: float = 30) -> int:
+        """Start a proxy of ``resource`` that :meth:`proxy` uses until :meth:`close` (the end
+        of the run) stops it; its port. Called from the run's main thread: a child gets SIGTERM
+        when the thread that started it ends (runner._die_with_parent; prctl(2)
+        PR_SET_PDEATHSIG follows the thread), so one started by a worker thread would die
+        with that thread."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("hold_proxy must be called from the main thread")
+        argv = self.proxy_argv(resource, "{port}")
+        args = self._proxy_args(resource, timeout, speaks)
+        bg, port = convoxproxy.start(self.runner, self.masker, argv, resource, **args)
+        self._held.add(resource, bg, port)
+        return port
+
+    def close(self) -> None:
+        """Stop the proxies held for the run (:meth:`hold_proxy`)."""
+        self._held.close()
 
     def run_argv(
         self, service: str, command: str, release: str | None, timeout: int | None

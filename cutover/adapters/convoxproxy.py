@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import NoReturn
@@ -83,6 +84,46 @@ def probe(port: int, wait: float = PROBE_WAIT, hello: bytes | None = None) -> st
         return "open" if data else "closed"
 
 
+def start(
+    runner: Runner,
+    masker: SecretMasker,
+    argv_template: list[str],
+    resource: str,
+    *,
+    info_argv: list[str],
+    transient: Callable[[Result], bool],
+    timeout: float = 30,
+    ports: Callable[[], int] | None = None,
+    hello: bytes | None = None,
+) -> tuple[Background, int]:
+    """Start the proxy (``{port}`` in ``argv_template`` is replaced by a free local port) and
+    probe it (sending ``hello`` first: :func:`probe`); started again on network trouble,
+    ``ATTEMPTS`` times in all. Returns the running proxy and its port: the caller stops it.
+    A CutoverError names the command and what to do when it cannot be started."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(_Retry),
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_exponential(min=0.5, max=8),
+        sleep=runner._sleep,
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                port = (ports or free_port)()
+                return _start(
+                    runner, masker, argv_template, port, resource, timeout, transient, hello
+                ), port
+    except _Retry as exc:
+        raise CutoverError(
+            f"{exc} ({ATTEMPTS} attempts)",
+            details=exc.details,
+            resolution=f"Check that the rack and the resource {resource} are reachable "
+            f"(`{' '.join(info_argv)}`), then run `cutover run` again: the step resumes.",
+        ) from None
+    raise AssertionError("unreachable: tenacity re-raises the last attempt's error")
+
+
 @contextlib.contextmanager
 def proxy(
     runner: Runner,
@@ -96,40 +137,84 @@ def proxy(
     ports: Callable[[], int] | None = None,
     hello: bytes | None = None,
 ) -> Iterator[int]:
-    """Start the proxy (``{port}`` in ``argv_template`` is replaced by a free local port);
-    yield the port once a probe (sending ``hello`` first: :func:`probe`) went through; always
-    stop it. A CutoverError names the command and what to do when it cannot be started."""
-    with contextlib.ExitStack() as stack:
-        retrying = Retrying(
-            retry=retry_if_exception_type(_Retry),
-            stop=stop_after_attempt(ATTEMPTS),
-            wait=wait_exponential(min=0.5, max=8),
-            sleep=runner._sleep,
-            reraise=True,
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    port = (ports or free_port)()
-                    bg = _start(
-                        runner, masker, argv_template, port, resource, timeout, transient, hello
-                    )
-                    stack.push(bg)  # entered by _start: only its exit is owed
-        except _Retry as exc:
-            raise CutoverError(
-                f"{exc} ({ATTEMPTS} attempts)",
-                details=exc.details,
-                resolution=f"Check that the rack and the resource {resource} are reachable "
-                f"(`{' '.join(info_argv)}`), then run `cutover run` again: the step resumes.",
-            ) from None
-        seen = len(bg.stderr)
+    """:func:`start` a proxy; yield its port; always stop it (:func:`in_use` checks what it
+    printed meanwhile)."""
+    bg, port = start(
+        runner,
+        masker,
+        argv_template,
+        resource,
+        info_argv=info_argv,
+        transient=transient,
+        timeout=timeout,
+        ports=ports,
+        hello=hello,
+    )
+    with bg, in_use(masker, resource, bg):
         yield port
-        late = bg.stderr[seen:]
-        if "ERROR:" in late:
-            raise CutoverError(
-                f"convox resources proxy {resource} reported an error while in use: "
-                + masker.mask(late.strip().splitlines()[-1])
-            )
+
+
+@contextlib.contextmanager
+def in_use(masker: SecretMasker, resource: str, bg: Background) -> Iterator[None]:
+    """A use of a running proxy: an ``ERROR:`` it printed meanwhile (a connection's tunnel
+    failed) is raised as a CutoverError when the use ends."""
+    seen = len(bg.stderr)
+    yield
+    late = bg.stderr[seen:]
+    if "ERROR:" in late:
+        raise CutoverError(
+            f"convox resources proxy {resource} reported an error while in use: "
+            + masker.mask(late.strip().splitlines()[-1])
+        )
+
+
+class Held:
+    """Proxies kept running between the steps of one run, by resource: started before the
+    window (steps/freeze.py ``prefetch``) so that final-sync, verify-data and switch-dns do not
+    each pay a proxy's start inside it; stopped by :meth:`close` when the run ends.
+
+    A held proxy is used again only while it runs, has printed no ``ERROR:`` and a fresh probe
+    goes through it (the real proxy dials the rack per connection, pkg/cli/proxy.go: a tunnel
+    that broke while it sat idle shows on the next connection); otherwise it is stopped and the
+    caller starts its own, as without it. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proxies: dict[str, tuple[Background, int]] = {}
+
+    def add(self, resource: str, bg: Background, port: int) -> None:
+        with self._lock:
+            previous = self._proxies.pop(resource, None)
+            self._proxies[resource] = (bg, port)
+        if previous:
+            previous[0].stop()
+
+    def get(self, resource: str, hello: bytes | None) -> tuple[Background, int] | None:
+        """The held proxy of ``resource`` and its port when it still works, else None (and a
+        broken one is stopped)."""
+        with self._lock:
+            found = self._proxies.get(resource)
+        if found is None:
+            return None
+        bg, port = found
+        if bg.alive() and "ERROR:" not in bg.stderr and probe(port, hello=hello) == "open":
+            return found
+        self.drop(resource)
+        return None
+
+    def drop(self, resource: str) -> None:
+        with self._lock:
+            found = self._proxies.pop(resource, None)
+        if found:
+            found[0].stop()
+
+    def close(self) -> None:
+        """Stop every held proxy."""
+        with self._lock:
+            held = list(self._proxies.values())
+            self._proxies.clear()
+        for bg, _ in held:
+            bg.stop()
 
 
 def _start(

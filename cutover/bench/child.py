@@ -37,9 +37,9 @@ from cutover.engine.plan import new_state, reset_from
 from cutover.errors import CutoverError
 from cutover.playbook import load_playbook
 from cutover.secrets import SecretMasker
-from cutover.state import StateStore, Status, now_iso
+from cutover.state import RunState, StateStore, Status, now_iso
 from cutover.steps import BY_ID
-from cutover.steps.base import dump
+from cutover.steps.base import Context, dump
 from cutover.ui import Ui
 
 BENCH_STEPS = ("capture-changes", "initial-sync", "final-sync", "verify-data")
@@ -82,6 +82,15 @@ def run_step(playbook_path: Path, step_id: str) -> dict[str, Any]:
         ctx = build_context(playbook, state, masker=masker, audit=NullAudit(), reporter=ui)
     except CutoverError as exc:
         return _result(masker, f"before the step: {_reason(exc)}")
+    try:
+        return _attempt(ctx, store, state, masker, step_id)
+    finally:
+        ctx.convox.close()  # a proxy the prefetch held, as `cutover run` does at its end
+
+
+def _attempt(
+    ctx: Context, store: StateStore, state: RunState, masker: SecretMasker, step_id: str
+) -> dict[str, Any]:
     step = BY_ID[step_id]
     # A fresh attempt, as `cutover run --from STEP` makes one: the step and the later ones are
     # cleared (their outputs kept in the history). Without it a re-run "resumes" with the

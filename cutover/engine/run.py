@@ -149,7 +149,10 @@ def run(playbook_path: Path, options: RunOptions, ui: Ui) -> int:
         )
         ctx = build_context(playbook, state, masker=masker, audit=audit, reporter=ui)
         ctx.extras["force_data"] = options.force_data
-        return _execute(ctx, store, audit, options, ui)
+        try:
+            return _execute(ctx, store, audit, options, ui)
+        finally:
+            ctx.convox.close()  # the proxies held for the run (steps/freeze.py prefetch)
 
 
 def _accept(

@@ -247,7 +247,7 @@ class _Sync(Step):
         # The resource's URL (a convox CLI call) is read while the proxy starts, too.
         credentials, resource_url = reads_beside(
             lambda: ctx.heroku.credentials_url(db.heroku_attachment),
-            lambda: ctx.convox.resource_url(db.resource),
+            lambda: ctx.convox.resource_url(db.resource, reuse=True),
         )
         self._read_early(ctx, credentials)
         pg = ctx.postgres

@@ -115,7 +115,7 @@ def convox_database(ctx: Context) -> Iterator[ConnInfo]:
 
     db = ctx.model.database
     assert db is not None
-    target = ConnInfo.from_url(ctx.convox.resource_url(db.resource))
+    target = ConnInfo.from_url(ctx.convox.resource_url(db.resource, reuse=True))
     ctx.masker.add(target.password)
     with ctx.convox.proxy(db.resource, speaks="postgres") as port:
         yield target.via("127.0.0.1", port)

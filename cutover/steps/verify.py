@@ -71,7 +71,7 @@ def compare(ctx: Context) -> Outcome:
     )
     source = heroku_source(ctx)  # over TLS unless the URL says otherwise
     # The resource's URL (a convox CLI call) is read while the proxy starts.
-    (resource_url,) = reads_beside(lambda: ctx.convox.resource_url(db.resource))
+    (resource_url,) = reads_beside(lambda: ctx.convox.resource_url(db.resource, reuse=True))
     with ctx.convox.proxy(db.resource, speaks="postgres") as port:
         target = ConnInfo.from_url(resource_url.result())
         ctx.masker.add(target.password)

@@ -29,7 +29,8 @@ from support.convox_rack import convox_rack
 from support.databases import make_database
 
 from cutover.adapters import convox as convox_mod
-from cutover.adapters.convox import MAX_ENV_LINE, ConvoxAdapter, env_lines, parse_info, parse_table
+from cutover.adapters.convox import ConvoxAdapter
+from cutover.adapters.convoxparse import MAX_ENV_LINE, env_lines, parse_info, parse_table
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError, UnexpectedOutput
 from cutover.runner import Runner

@@ -298,7 +298,7 @@ def test_every_planned_convox_command_is_accepted(tmp_path: Path, rack: str, rel
 def test_services_parse_by_header_with_every_optional_column() -> None:
     """pkg/cli/services.go: SERVICE DOMAIN PORTS, then NLB PORTS (a header with a space), SCALE,
     AUTOSCALE, COLD, BUDGET when present: columns are found by header, not by position."""
-    from cutover.adapters.convox import parse_table  # noqa: PLC0415
+    from cutover.adapters.convoxparse import parse_table  # noqa: PLC0415
 
     cells = [
         ["SERVICE", "DOMAIN", "PORTS", "NLB PORTS", "SCALE", "AUTOSCALE", "COLD"],

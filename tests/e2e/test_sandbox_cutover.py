@@ -196,6 +196,25 @@ def test_no_secret_leaks(sandbox: Path, cutover_run: dict[str, Any]) -> None:
             assert value not in text, f"{what} leaked into {where}"
 
 
+def test_the_window_uses_the_proxy_started_before_it(cutover_run: dict[str, Any]) -> None:
+    """steps/freeze.py prefetch: disable-scheduler, the last step before the window, reads the
+    resource's URL and starts its proxy, held for the run; the window's steps that reach the
+    Convox database (final-sync, verify-data, switch-dns) start no proxy and read no URL, and
+    the held proxy is stopped when the run ends."""
+    text = (cutover_run["work"] / ".cutover" / "events.jsonl").read_text()
+    events = [json.loads(line) for line in text.splitlines()]
+
+    def steps(kind: str, head: list[str]) -> list[str]:
+        return [e.get("step") for e in events if e["kind"] == kind and e["argv"][:3] == head]
+
+    proxy, url = ["convox", "resources", "proxy"], ["convox", "resources", "url"]
+    assert "disable-scheduler" in steps("command-start", proxy)
+    assert "disable-scheduler" in steps("command", url)
+    for step in ("final-sync", "verify-data", "switch-dns"):
+        assert step not in steps("command-start", proxy) + steps("command", url), step
+    assert len(steps("command-start", proxy)) == len(steps("command-stop", proxy))
+
+
 def test_state_files_are_private(cutover_run: dict[str, Any]) -> None:
     state_dir = cutover_run["work"] / ".cutover"
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700

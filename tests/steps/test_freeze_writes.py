@@ -23,6 +23,7 @@ from support.databases import AppDatabase, make_database
 from support.waiting import wait_for
 
 from cutover.adapters import pgfreeze
+from cutover.adapters.convox import ConvoxAdapter
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.engine.plan import new_state
 from cutover.errors import CutoverError
@@ -127,7 +128,8 @@ class World:
             runner=runner,
             masker=masker,
             heroku=self.heroku,  # type: ignore[arg-type]
-            convox=None,  # type: ignore[arg-type]
+            # No convox on PATH here: prefetch notes that it could not hold the proxy.
+            convox=ConvoxAdapter(runner, masker, "myapp", "test"),
             postgres=PostgresAdapter(runner, masker),
             http=None,  # type: ignore[arg-type]
             dns=None,
@@ -210,9 +212,11 @@ def test_a_frozen_database_refuses_every_write_and_the_undo_reopens_it(
 
 
 def test_what_disable_scheduler_read_before_the_window_is_not_read_again(world: World) -> None:
-    ctx, _ = world.context()
+    ctx, notes = world.context()
     prefetch(ctx)  # disable-scheduler, before maintenance-on
     assert sorted(world.heroku.calls) == ["addons --json", "pg:credentials:url DATABASE"]
+    # Holding the Convox proxy is best effort: without it the window's steps start their own.
+    assert any("proxy was not started ahead of the window" in line for line in notes.lines)
     # ... and the window's data adapters are loaded: final-sync and verify-data import none
     assert all(name in sys.modules for name in WINDOW_MODULES)
     assert "cutover.adapters.pgapply" in WINDOW_MODULES

@@ -22,6 +22,7 @@ from support.heroku_emulator import Running, spawn_emulator, stop_emulator
 from support.paths import HEROKU_BIN, needs_heroku_cli
 from support.tls import TlsFiles, write_tls_files
 
+from cutover.adapters.convox import ConvoxAdapter
 from cutover.adapters.heroku import HerokuAdapter
 from cutover.adapters.postgres import PostgresAdapter
 from cutover.engine.plan import new_state
@@ -94,7 +95,8 @@ class World:
             runner=self.runner,
             masker=self.masker,
             heroku=HerokuAdapter(self.runner, self.masker, APP, work),
-            convox=None,  # type: ignore[arg-type]
+            # No convox on PATH here: prefetch notes that it could not hold the proxy.
+            convox=ConvoxAdapter(self.runner, self.masker, APP, "test"),
             postgres=PostgresAdapter(self.runner, self.masker),
             http=None,  # type: ignore[arg-type]
             dns=None,

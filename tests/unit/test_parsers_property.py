@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cutover.adapters.convox import parse_info, parse_table
+from cutover.adapters.convoxparse import parse_info, parse_table
 from cutover.adapters.heroku import check_config, check_items, parse_formation, parse_json
 from cutover.adapters.postgres import ConnInfo
 from cutover.engine.context import split_server
