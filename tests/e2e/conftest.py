@@ -12,6 +12,12 @@ from support.paths import HEROKU_CLI
 
 from cutover.sandbox import manager
 
+# The convox stand-in's rack stays asynchronous (builds pass through created and running, a
+# rollout's pods are pending, a new resource refuses connections for a while: DEFAULT_TIMINGS in
+# cutover/sandbox/convox_fake/store.py), only shorter: every end-to-end module runs a whole
+# cutover with two promotes, and at the defaults each spent ~25 s of it idle.
+RACK_TIMINGS = {"build_created": 0.3, "build_running": 1.2, "rollout": 1.0, "resource_start": 2.5}
+
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Path]:
@@ -20,7 +26,7 @@ def sandbox() -> Iterator[Path]:
     # Not pytest's tmp folder: it is 0700, and PostgreSQL runs as the postgres user.
     folder = Path(tempfile.mkdtemp(prefix="cutover-e2e-"))
     try:
-        manager.up(folder, rows=400, say=lambda m: None)
+        manager.up(folder, rows=400, say=lambda m: None, rack_timings=RACK_TIMINGS)
         yield folder
     finally:
         manager.down(folder, say=lambda m: None)
