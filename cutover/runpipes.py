@@ -302,6 +302,7 @@ class Background:
     def __init__(self, argv_masked: list[str], runner: Runner) -> None:
         self.argv_masked = argv_masked
         self.runner = runner
+        self.started_in = runner.step  # the step it started in (a held proxy outlives it)
         self.proc: Any = None
         self._lock = threading.Lock()
         # Bounded (cutover/runcapture.py): a proxy that runs for hours keeps its newest output.
@@ -332,6 +333,10 @@ class Background:
         with self._lock:
             return self._stdout.since(start)
 
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else int(self.proc.pid)
+
     def alive(self) -> bool:
         return bool(self.proc is not None and self.proc.process.is_alive()[0])
 
@@ -352,6 +357,8 @@ class Background:
         self.runner._event(
             "command-stop",
             argv=self.argv_masked,
+            pid=self.pid,
+            started_in=self.started_in,
             stderr_tail=self.runner._tail(self.stderr, 10),
         )
 

@@ -50,6 +50,7 @@ ERROR_WAIT = 2.0  # seconds to let the proxy print why it closed a probe
 # and every step that reaches the Convox database waits for the first probe that goes through
 # (0.1 s apart, it waited 50 ms more on average).
 PROBE_POLL = 0.02
+CONNECT_WAIT = 1.0  # seconds a held proxy's report of a probe's connection may take to arrive
 
 
 class _Retry(CutoverError):
@@ -62,11 +63,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def probe(port: int, wait: float = PROBE_WAIT, hello: bytes | None = None) -> str:
+def probe(
+    port: int, wait: float = PROBE_WAIT, hello: bytes | None = None, *, answer: bool = False
+) -> str:
     """Connect to a local proxy: "refused" (nothing listens yet), "closed" (it closed the
     connection at once: its tunnel failed), or "open" (data came, or it stayed open for
     ``wait`` seconds). ``hello`` (e.g. :data:`POSTGRES_HELLO`) is sent first, so that a
-    working tunnel answers at once."""
+    working tunnel answers at once; with ``answer``, staying open without answering it is
+    "silent" (a proxy that accepts but no longer tunnels)."""
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
     except OSError:
@@ -78,7 +82,7 @@ def probe(port: int, wait: float = PROBE_WAIT, hello: bytes | None = None) -> st
                 sock.sendall(hello)
             data = sock.recv(1)
         except TimeoutError:
-            return "open"
+            return "silent" if answer and hello else "open"
         except OSError:
             return "closed"
         return "open" if data else "closed"
@@ -173,10 +177,13 @@ class Held:
     window (steps/freeze.py ``prefetch``) so that final-sync, verify-data and switch-dns do not
     each pay a proxy's start inside it; stopped by :meth:`close` when the run ends.
 
-    A held proxy is used again only while it runs, has printed no ``ERROR:`` and a fresh probe
-    goes through it (the real proxy dials the rack per connection, pkg/cli/proxy.go: a tunnel
-    that broke while it sat idle shows on the next connection); otherwise it is stopped and the
-    caller starts its own, as without it. Thread-safe."""
+    A held proxy is used again only while it runs, has printed no ``ERROR:``, and a fresh probe
+    goes through it as at its start: the proxy reports the probe's connection (``connect: L``)
+    and, for a protocol with a first message, the server answers it (the real proxy dials the
+    rack per connection, pkg/cli/proxy.go: a tunnel that broke while it sat idle shows on the
+    next connection). Otherwise it is stopped (a ``proxy-dropped`` event says why) and the
+    caller starts its own, as without it. The table is guarded by a lock; the steps use a held
+    proxy from one thread at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -197,8 +204,11 @@ class Held:
         if found is None:
             return None
         bg, port = found
-        if bg.alive() and "ERROR:" not in bg.stderr and probe(port, hello=hello) == "open":
+        why = _unusable(bg, port, hello)
+        if why is None:
+            bg.runner._event("proxy-reused", argv=bg.argv_masked, pid=bg.pid)
             return found
+        bg.runner._event("proxy-dropped", argv=bg.argv_masked, pid=bg.pid, reason=why)
         self.drop(resource)
         return None
 
@@ -215,6 +225,27 @@ class Held:
             self._proxies.clear()
         for bg, _ in held:
             bg.stop()
+
+
+def _unusable(bg: Background, port: int, hello: bytes | None) -> str | None:
+    """Why a held proxy cannot be used now, or None: it ended, printed ERROR:, or a probe was
+    not reported by it (``connect: PORT``) and answered (see :class:`Held`)."""
+    if not bg.alive():
+        return "it has ended"
+    if "ERROR:" in bg.stderr:
+        return "it printed ERROR: " + bg.stderr.strip().splitlines()[-1][:200]
+    _, seen = bg.read_stdout(0)
+    state = probe(port, hello=hello, answer=True)
+    if state != "open":
+        return f"a probe found it {state}"
+    # The proxy prints ``connect: L`` as it accepts (pkg/cli/proxy.go); the line reaches us
+    # through its pipe a moment later.
+    deadline = time.monotonic() + CONNECT_WAIT
+    while f"connect: {port}" not in bg.read_stdout(seen)[0]:
+        if time.monotonic() > deadline:
+            return "it did not report the probe's connection"
+        time.sleep(PROBE_POLL)
+    return None
 
 
 def _start(

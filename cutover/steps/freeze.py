@@ -20,6 +20,7 @@ Undo (rollback): the previous default back (RESET when there was none), read bac
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from typing import Any
 
@@ -118,12 +119,16 @@ def prefetch(ctx: Context) -> None:
             ctx.heroku.addons,
         )
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+    try:
         heroku = pool.submit(heroku_side)
         # In this (the run's) thread: a child gets SIGTERM when the thread that started it
         # ends (runner._die_with_parent: PR_SET_PDEATHSIG follows the thread, prctl(2)).
         trouble = hold_convox(ctx)
         heroku.result()
+    finally:
+        # An interrupt does not wait for the Heroku read (the runner stops its child).
+        pool.shutdown(wait=False, cancel_futures=True)
     if trouble:
         ctx.note(trouble)
 
@@ -135,15 +140,22 @@ def hold_convox(ctx: Context) -> str | None:
     either fails, the note it returns says so, and each step starts its own, as without it."""
     db = ctx.model.database
     assert db
-    try:
-        ctx.convox.resource_url(db.resource)
-        ctx.convox.hold_proxy(db.resource, speaks="postgres")
-    except CutoverError as exc:
-        return (
-            f"the {db.resource} resource's proxy was not started ahead of the window "
-            f"({exc.brief}): the window's data steps start their own"
-        )
-    return None
+    if threading.current_thread() is not threading.main_thread():
+        why = "not in the run's main thread"
+    else:
+        try:
+            ctx.convox.resource_url(db.resource)
+            ctx.convox.hold_proxy(db.resource, speaks="postgres")
+        except CutoverError as exc:
+            why = exc.brief
+        except Exception as exc:  # an optimisation: it must not stop the run
+            why = f"{type(exc).__name__}: {ctx.masker.mask(str(exc))[:200]}"
+        else:
+            return None
+    return (
+        f"the {db.resource} resource's proxy was not started ahead of the window ({why}): "
+        "the window's data steps start their own"
+    )
 
 
 # The database setting freeze-writes changes on Heroku (cutover/adapters/pgfreeze.py PARAMETER).

@@ -129,6 +129,8 @@ CALLS: dict[str, list[Callable[[ConvoxAdapter], Any]]] = {
     "resource_url": [lambda a: a.resource_url("database")],
     "proxy_argv": [lambda a: a.runner.run(a.proxy_argv("database", 5999))],
     "proxy": [lambda a: a.runner.run(a.proxy_argv("database", 5999))],  # the same argv
+    "hold_proxy": [lambda a: a.runner.run(a.proxy_argv("database", 5999))],  # the same argv
+    "close": [lambda a: a.runner.run(a.proxy_argv("database", 5999))],  # stops hold_proxy's
     "run_argv": [
         lambda a: a.runner.run(a.run_argv("web", "bin/migrate", RELEASE, 600)),
         lambda a: a.runner.run(a.run_argv("web", "rake db:migrate && x", None, 60)),

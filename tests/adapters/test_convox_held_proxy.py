@@ -8,9 +8,11 @@ connection and prints ``ERROR:`` for a failed one while it keeps running, as pkg
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +97,7 @@ def test_later_uses_go_through_the_held_proxy_and_close_stops_it(rack: Rack) -> 
             assert rack.select_one(port) == [["1"]]
     (pid,) = rack.proxy_starts()
     assert not group_gone(pid, timeout=0.2), "a use stopped the held proxy"
+    assert [e["pid"] for e in rack.audit.of("proxy-reused")] == [pid] * 3
     rack.adapter.close()
     assert group_gone(pid), "close() left the held proxy running"
     assert rack.password not in rack.audit.text()
@@ -113,6 +116,34 @@ def test_a_held_proxy_that_died_is_replaced_for_the_use(rack: Rack) -> None:
     with rack.adapter.proxy("database", speaks="postgres") as port:  # not held any more
         assert rack.select_one(port) == [["1"]]
     assert len(rack.proxy_starts()) == 3
+    (dropped,) = rack.audit.of("proxy-dropped")
+    assert dropped["pid"] == first and dropped["reason"] == "it has ended"
+
+
+def test_a_held_proxy_that_accepts_but_no_longer_tunnels_is_replaced(rack: Rack) -> None:
+    """A stopped process still has its listening socket: the kernel accepts the probe, nothing
+    answers PostgreSQL's SSLRequest. Used, it would hang the step; it is dropped instead."""
+    held = rack.adapter.hold_proxy("database", speaks="postgres")
+    (first,) = rack.proxy_starts()
+    os.killpg(first, signal.SIGSTOP)
+    try:
+        with rack.adapter.proxy("database", speaks="postgres") as port:
+            assert port != held
+            assert rack.select_one(port) == [["1"]]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first, signal.SIGCONT)
+    (dropped,) = rack.audit.of("proxy-dropped")
+    assert dropped["reason"] == "a probe found it silent"
+    assert group_gone(first), "the silent held proxy is stopped"
+
+
+def test_only_the_main_thread_may_hold_a_proxy(rack: Rack) -> None:
+    """A child gets SIGTERM when the thread that started it ends (runner._die_with_parent)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        refused = pool.submit(rack.adapter.hold_proxy, "database", "postgres").exception()
+    assert isinstance(refused, RuntimeError)
+    assert rack.proxy_starts() == []
 
 
 def test_a_held_proxy_whose_tunnel_fails_is_replaced_for_the_use(rack: Rack) -> None:

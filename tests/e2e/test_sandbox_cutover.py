@@ -208,10 +208,21 @@ def test_the_window_uses_the_proxy_started_before_it(cutover_run: dict[str, Any]
         return [e.get("step") for e in events if e["kind"] == kind and e["argv"][:3] == head]
 
     proxy, url = ["convox", "resources", "proxy"], ["convox", "resources", "url"]
-    assert "disable-scheduler" in steps("command-start", proxy)
+    (held,) = [
+        e["pid"]
+        for e in events
+        if e["kind"] == "command-start"
+        and e["argv"][:3] == proxy
+        and e.get("step") == "disable-scheduler"
+    ]
     assert "disable-scheduler" in steps("command", url)
     for step in ("final-sync", "verify-data", "switch-dns"):
         assert step not in steps("command-start", proxy) + steps("command", url), step
+    reused = {e.get("step") for e in events if e["kind"] == "proxy-reused" and e["pid"] == held}
+    assert reused >= {"final-sync", "verify-data", "switch-dns"}
+    assert not [e for e in events if e["kind"] == "proxy-dropped"]
+    (stop,) = [e for e in events if e["kind"] == "command-stop" and e.get("pid") == held]
+    assert stop["started_in"] == "disable-scheduler"
     assert len(steps("command-start", proxy)) == len(steps("command-stop", proxy))
 
 

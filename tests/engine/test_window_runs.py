@@ -39,6 +39,32 @@ def test_a_plain_resume_after_a_failed_verify_data_syncs_again(project: Project)
     )
 
 
+def test_a_run_that_stops_before_the_window_stops_the_proxy_it_held(project: Project) -> None:
+    """steps/freeze.py prefetch holds the Convox database's proxy from disable-scheduler on;
+    a run that ends there (--until) stops it, and the next run, which has no prefetch (the step
+    is done), starts its own in final-sync."""
+    first = project.run("run", "--yes", "--until", "disable-scheduler")
+    assert first.returncode == 0, first
+    events = project.events()
+    (held,) = [
+        e["pid"]
+        for e in events
+        if e["kind"] == "command-start"
+        and e["argv"][:3] == ["convox", "resources", "proxy"]
+        and e.get("step") == "disable-scheduler"
+    ]
+    (stop,) = [e for e in events if e["kind"] == "command-stop" and e.get("pid") == held]
+    assert stop["started_in"] == "disable-scheduler"
+    second = project.run("run", "--yes", "--until", "final-sync")
+    assert second.returncode == 0, second
+    starts = [
+        e.get("step")
+        for e in project.events()[len(events) :]
+        if e["kind"] == "command-start" and e["argv"][:3] == ["convox", "resources", "proxy"]
+    ]
+    assert "final-sync" in starts
+
+
 def test_the_window_reads_each_heroku_fact_once_per_step(project: Project) -> None:
     """From maintenance-on to scale-down's end (issue 11: "scale-down reads the formation three
     times"): maintenance is read by check and read back once; the formation once; ps --json

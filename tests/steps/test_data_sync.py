@@ -95,7 +95,7 @@ class Convox:
     def __init__(self, target: AppDatabase) -> None:
         self.target = target
 
-    def resource_url(self, resource: str) -> str:
+    def resource_url(self, resource: str, *, reuse: bool = False) -> str:
         return self.target.url()
 
     @contextmanager

@@ -224,7 +224,7 @@ class UrlOnly:
         assert attachment == "DATABASE"
         return self.url
 
-    def resource_url(self, name: str) -> str:
+    def resource_url(self, name: str, *, reuse: bool = False) -> str:
         assert name == "database"
         return self.url
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from support.convox_rack import no_convox
 from support.databases import AppDatabase, make_database
 from support.waiting import wait_for
 
@@ -128,8 +129,8 @@ class World:
             runner=runner,
             masker=masker,
             heroku=self.heroku,  # type: ignore[arg-type]
-            # No convox on PATH here: prefetch notes that it could not hold the proxy.
-            convox=ConvoxAdapter(runner, masker, "myapp", "test"),
+            # No convox to find: prefetch notes that it could not hold the proxy.
+            convox=ConvoxAdapter(no_convox(masker), masker, "myapp", "test"),
             postgres=PostgresAdapter(runner, masker),
             http=None,  # type: ignore[arg-type]
             dns=None,

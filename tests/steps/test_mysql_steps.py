@@ -73,7 +73,7 @@ class Convox:
     def __init__(self, target: MyConn, resource: str = "mysql") -> None:
         self.target, self.resource = target, resource
 
-    def resource_url(self, resource: str) -> str:
+    def resource_url(self, resource: str, *, reuse: bool = False) -> str:
         assert resource == self.resource
         return url(self.target)
 

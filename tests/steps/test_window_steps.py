@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.convox_rack import no_convox
 from support.databases import WIDGETS_SQL, make_database
 from support.heroku_emulator import Running, spawn_emulator, stop_emulator
 from support.paths import HEROKU_BIN, needs_heroku_cli
@@ -95,8 +96,8 @@ class World:
             runner=self.runner,
             masker=self.masker,
             heroku=HerokuAdapter(self.runner, self.masker, APP, work),
-            # No convox on PATH here: prefetch notes that it could not hold the proxy.
-            convox=ConvoxAdapter(self.runner, self.masker, APP, "test"),
+            # No convox to find: prefetch notes that it could not hold the proxy.
+            convox=ConvoxAdapter(no_convox(self.masker), self.masker, APP, "test"),
             postgres=PostgresAdapter(self.runner, self.masker),
             http=None,  # type: ignore[arg-type]
             dns=None,

@@ -7,7 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cutover.runner import Runner
 from cutover.sandbox import convox_fake
+from cutover.secrets import SecretMasker
 
 
 @contextmanager
@@ -21,3 +23,9 @@ def convox_rack(bin_dir: Path, config: Path, **rack: Any) -> Iterator[Path]:
         yield config
     finally:
         convox_fake.stop_processes(config)
+
+
+def no_convox(masker: SecretMasker) -> Runner:
+    """A runner that finds no program (its PATH is a folder that does not exist): a ConvoxAdapter
+    over it fails every call with ToolMissing, whatever this machine has installed."""
+    return Runner(masker, base_env={"PATH": "/nonexistent/cutover-tests"})
