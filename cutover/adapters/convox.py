@@ -381,7 +381,8 @@ class ConvoxAdapter:
             with convoxproxy.in_use(self.masker, resource, held[0]):
                 yield held[1]
             return
-        with convoxproxy.proxy(self.runner, self.masker, argv, resource, **args) as port:
+        bg, port = convoxproxy.start(self.runner, self.masker, argv, resource, **args)
+        with bg, convoxproxy.in_use(self.masker, resource, bg):
             yield port
 
     def hold_proxy(self, resource: str, speaks: str | None = None, timeout: float = 30) -> int:

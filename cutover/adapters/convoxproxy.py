@@ -129,36 +129,6 @@ def start(
 
 
 @contextlib.contextmanager
-def proxy(
-    runner: Runner,
-    masker: SecretMasker,
-    argv_template: list[str],
-    resource: str,
-    *,
-    info_argv: list[str],
-    transient: Callable[[Result], bool],
-    timeout: float = 30,
-    ports: Callable[[], int] | None = None,
-    hello: bytes | None = None,
-) -> Iterator[int]:
-    """:func:`start` a proxy; yield its port; always stop it (:func:`in_use` checks what it
-    printed meanwhile)."""
-    bg, port = start(
-        runner,
-        masker,
-        argv_template,
-        resource,
-        info_argv=info_argv,
-        transient=transient,
-        timeout=timeout,
-        ports=ports,
-        hello=hello,
-    )
-    with bg, in_use(masker, resource, bg):
-        yield port
-
-
-@contextlib.contextmanager
 def in_use(masker: SecretMasker, resource: str, bg: Background) -> Iterator[None]:
     """A use of a running proxy: an ``ERROR:`` it printed meanwhile (a connection's tunnel
     failed) is raised as a CutoverError when the use ends."""
