@@ -34,6 +34,19 @@ PARAMETER = "default_transaction_read_only"
 READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction (PostgreSQL, Appendix A)
 _OWN_SESSION_WRITES = f"SET {PARAMETER} = off;\n"
 
+
+def reads_on(value: str | None) -> bool:
+    """Whether a stored boolean setting's text means on, as PostgreSQL's ``parse_bool`` reads
+    it (src/backend/utils/adt/bool.c: case-insensitive; ``on``, ``1``, or a prefix of ``true``
+    or ``yes``)."""
+    if value is None:
+        return False
+    text = value.strip().strip("'").lower()
+    if text in ("on", "1"):
+        return True
+    return text != "" and ("true".startswith(text) or "yes".startswith(text))
+
+
 _SETTING_SQL = """
 SELECT coalesce((
   SELECT substr(cfg, length('default_transaction_read_only=') + 1)

@@ -67,9 +67,16 @@ def wait_for_resource(ctx: Context, conn: ConnInfo) -> None:
 def app_settings(ctx: Context, settings: list[Setting]) -> list[Setting]:
     """Heroku's database settings as the app set them: while freeze-writes holds the database
     read-only, its ``default_transaction_read_only`` is cutover's and is replaced by the value
-    from before the freeze (left out when there was none), so the copy accepts writes."""
+    from before the freeze (left out when there was none), so the copy accepts writes.
+
+    A database-level ``default_transaction_read_only = on`` the state does not know of is left
+    out too, with a finding: the freeze of a run whose state was moved aside looks just like
+    it (Heroku stays frozen after a finished cutover), and carried, it would make the live
+    Convox database refuse every write of the app. The rare app that wants a read-only default
+    sets it again by hand (the finding says how)."""
+    from cutover.adapters.pgfreeze import reads_on  # noqa: PLC0415
     from cutover.adapters.pgstaging import Setting  # noqa: PLC0415
-    from cutover.steps.freeze import settings_before_freeze  # noqa: PLC0415 - freeze imports data
+    from cutover.steps.freeze import FROZEN_SETTING, settings_before_freeze  # noqa: PLC0415
 
     before = settings_before_freeze(ctx.state)
     out = []
@@ -78,6 +85,13 @@ def app_settings(ctx: Context, settings: list[Setting]) -> list[Setting]:
             value = before[s.name]
             if value is not None:
                 out.append(Setting(s.scope, s.name, value))
+        elif s.scope == "database" and s.name == FROZEN_SETTING and reads_on(s.value):
+            ctx.note(
+                f"finding: Heroku's database defaults to {FROZEN_SETTING} = {s.value} and this "
+                "run's state has no freeze-writes that set it (an earlier run's freeze, or the "
+                "app's own): not carried, so the Convox database accepts writes. If the app "
+                f"wants it: ALTER DATABASE <db> SET {FROZEN_SETTING} = on, on Convox"
+            )
         else:
             out.append(s)
     return out

@@ -225,6 +225,30 @@ def test_a_database_setting_overridden_by_the_role_compares_as_the_session_sees_
     ]
 
 
+def test_a_read_only_default_a_sync_leaves_out_is_a_note(pair: Pair) -> None:
+    """Heroku frozen by a run this state does not know of (steps/data.py app_settings leaves the
+    setting out): a note, not a mismatch; known to the state, the app's value is compared."""
+    heroku = pair.heroku
+    with pgcluster.connect(heroku.cluster) as conn:
+        conn.execute(f"ALTER DATABASE {heroku.dbname} SET default_transaction_read_only = on")
+    try:
+        out = pair.compare()
+        assert out.problems == []
+        assert out.notes == [
+            "setting default_transaction_read_only: 'on' on Heroku, not carried to Convox "
+            "(writes allowed)"
+        ]
+        known = pair.compare(source_settings={"default_transaction_read_only": None})
+        assert known.problems == [] and known.notes == []
+        pair.admin(f"ALTER DATABASE {pair.convox.dbname} SET default_transaction_read_only = off")
+        assert pair.compare().problems == [
+            "setting default_transaction_read_only: 'on' on Heroku vs 'off' on Convox"
+        ]
+    finally:
+        with pgcluster.connect(heroku.cluster) as conn:
+            conn.execute(f"ALTER DATABASE {heroku.dbname} RESET default_transaction_read_only")
+
+
 def test_tables_above_the_size_limit_are_compared_by_count_only(pair: Pair) -> None:
     pair.convox.execute("UPDATE big SET pad = 'y' WHERE i = 1")
     out = pair.compare(counts_only_above_mb=1)

@@ -248,6 +248,24 @@ def test_guard_refuses_a_live_database_and_force_data_overrides(world: World) ->
     assert world.comment().startswith("cutover:synced ")
 
 
+def test_a_forced_sync_after_a_finished_cutover_leaves_convox_writable(world: World) -> None:
+    """After a finished cutover Heroku stays frozen (freeze-writes' default_transaction_read_only
+    = on). With the state moved aside (a new state here) and --force-data, the sync must not
+    carry that freeze: the live Convox database would refuse every write of the app."""
+    InitialSync().apply(world.context("direct")[0])
+    mark_target_live(world.context("direct")[0])
+    with pgcluster.connect(world.source.cluster) as conn:
+        conn.execute(f"ALTER DATABASE {world.source.dbname} SET default_transaction_read_only = on")
+    forced, notes = world.context("direct", force=True)
+    FinalSync().apply(forced)
+    assert any(
+        line.startswith("finding: Heroku's database defaults to default_transaction_read_only")
+        for line in notes.lines
+    )
+    world.target.execute("INSERT INTO authors (name) VALUES ('written on convox')")
+    assert query(world.target, "SHOW default_transaction_read_only") == [("off",)]
+
+
 def test_guard_refuses_writes_since_the_last_sync(world: World) -> None:
     InitialSync().apply(world.context("direct")[0])
     world.target.execute("INSERT INTO authors (name) VALUES ('written on convox')")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from cutover.adapters.pgfreeze import reads_on
 from cutover.adapters.pgstaging import Setting
 from cutover.state import PlaybookRef, RunState, Status
 from cutover.steps.data import app_settings
@@ -55,5 +56,18 @@ def test_the_sync_leaves_the_freeze_out_and_keeps_everything_else() -> None:
         Setting("database", FROZEN_SETTING, "off"),
         HEROKU[2],
     ]
-    ctx = SimpleNamespace(state=state(None))
-    assert app_settings(ctx, HEROKU) == HEROKU  # no freeze: a read-only app database is the app's
+    notes: list[str] = []
+    ctx = SimpleNamespace(state=state(None), note=notes.append)
+    # No freeze in this state: an earlier run's (state moved aside) looks the same; left out.
+    assert app_settings(ctx, HEROKU) == [HEROKU[0], HEROKU[2]]
+    assert len(notes) == 1 and "not carried, so the Convox database accepts writes" in notes[0]
+    off = [Setting("database", FROZEN_SETTING, "off"), Setting("database", FROZEN_SETTING, "n")]
+    assert app_settings(ctx, off) == off and len(notes) == 1
+
+
+def test_on_is_read_as_postgresql_reads_a_boolean() -> None:
+    for value in ("on", "ON", "true", "t", "tRu", "yes", "y", "1", "'on'"):
+        assert reads_on(value), value
+    for value in ("off", "of", "false", "f", "no", "n", "0", "", "o"):
+        assert not reads_on(value), value
+    assert not reads_on(None)
