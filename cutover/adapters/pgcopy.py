@@ -10,10 +10,11 @@ snapshot-consistent, with no data on this machine's disk.
    constraints or triggers (pg_dump puts those in post-data).
 3. Per table (or page range of a large one), largest first, ``jobs`` at once: ``psql -c 'COPY t
    TO STDOUT'`` in the snapshot, piped by the kernel into ``psql -c 'COPY t FROM STDIN'``
-   (Runner.pipe: no Python in the data path); tables under 8 MB share at most ``jobs`` pipes
-   (bundles, cutover/adapters/pgparts.py). Large objects travel beside them when there are any
-   (``pg_dump -Fc --data-only -b --snapshot`` with every table's data excluded, streamed into
-   ``pg_restore --data-only``).
+   (Runner.pipe: no Python in the data path), in COPY's binary format when both servers run
+   one major version and the table's columns are of built-in types (pgparts.BINARY), else in
+   text; tables under 8 MB share at most ``jobs`` pipes (bundles, cutover/adapters/pgparts.py).
+   Large objects travel beside them when there are any (``pg_dump -Fc --data-only -b
+   --snapshot`` with every table's data excluded, streamed into ``pg_restore --data-only``).
 4. As soon as a table's last part is in, its indexes and keys are built beside the other copies
    (cutover/adapters/pgindexes.py); sequences get ``setval`` from pg_sequences read in the
    snapshot.
@@ -78,7 +79,10 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        coalesce((SELECT string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum)
                  FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                   AND a.attgenerated = ''), '')
+                   AND a.attgenerated = ''), ''),
+       NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     AND a.attgenerated = '' AND a.atttypid >= 10000)  -- (pgparts.BINARY)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_cutover')  -- (changed-rows' log)
@@ -127,6 +131,7 @@ class CopyResult:
     bytes: int
     seconds: float
     skipped_extensions: tuple[str, ...] = field(default=())
+    binary_tables: int = 0  # tables whose rows went in COPY's binary format (pgparts.BINARY)
 
 
 # -- the direct copy --------------------------------------------------------------------------
@@ -224,6 +229,7 @@ def copy_database(
     folder = private_dir("cutover-direct-")
     post_env: dict[str, str | None] = {**target.env(), "PGOPTIONS": POST_DATA_OPTIONS}
     builds: IndexBuilds | None = None
+    target_version = _version_beside(pg, target)  # (the binary format) while the snapshot is taken
     try:
         with runner.session(
             ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"], env=source.env()
@@ -240,7 +246,7 @@ def copy_database(
                     r[0] for r in ask(holder, "SELECT extname FROM pg_catalog.pg_extension;")
                 ]
                 rows = ask(holder, TABLES_SQL)
-                tables = {row[0]: int(row[1]) for row in rows if len(row) == 4}
+                tables = {row[0]: int(row[1]) for row in rows if len(row) == 5}
                 if tables:
                     # Held until the copy ends, as pg_dump does (pg_dump.c getTables): TRUNCATE is
                     # not MVCC-safe (a table truncated after the snapshot reads as empty in it), and
@@ -250,7 +256,9 @@ def copy_database(
                 schema, listfile = _schema(
                     runner, source, target, snapshot, skipped, timeout, folder
                 )
-                parts = plan_parts(rows, max(1, jobs), split_min_bytes)
+                binary = same_major(
+                    ask(holder, "SHOW server_version_num;")[0][0], target_version.result()
+                )
                 # Large objects (when there are any) travel beside the tables' copies, not after
                 # them: they are read in the same snapshot and touch no table.
                 extra: list[Callable[[threading.Event], None]] = []
@@ -260,7 +268,11 @@ def copy_database(
                             runner, source, target, snapshot, timeout, abort
                         )
                     )
-                work = plan_work(parts, max(1, jobs), bundle_max_bytes)
+                work = plan_work(
+                    plan_parts(rows, max(1, jobs), split_min_bytes, binary=binary),
+                    max(1, jobs),
+                    bundle_max_bytes,
+                )
                 builds = IndexBuilds(
                     runner,
                     split_post_data(listfile.read_text(encoding="utf-8"), ask(holder, INDEXES_SQL)),
@@ -305,7 +317,28 @@ def copy_database(
         bytes=sum(tables.values()),
         seconds=time.monotonic() - started,
         skipped_extensions=tuple(skipped),
+        binary_tables=len({p.table for parts in work for p in parts if p.binary}),
     )
+
+
+def _version_beside(pg: PostgresAdapter, conn: ConnInfo) -> Future[str]:
+    """``server_version_num`` of ``conn``, read in a thread of its own."""
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-version")
+    version = reader.submit(lambda: pg.psql(conn, "SHOW server_version_num;")[0][0])
+    reader.shutdown(wait=False)
+    return version
+
+
+def same_major(source: str, target: str) -> bool:
+    """Whether two ``server_version_num`` values are of one major version (10 and later: the
+    number divided by 10000; before: by 100). Unreadable values: False (text COPY)."""
+    if not (source.isdigit() and target.isdigit()):
+        return False
+
+    def major(num: int) -> int:
+        return num // 10000 if num >= 100000 else num // 100
+
+    return major(int(source)) == major(int(target))
 
 
 def _schema(

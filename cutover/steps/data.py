@@ -229,7 +229,8 @@ class _Sync(Step):
                 "pg_dump --schema-only -Fc --snapshot=<id> -f <0600 file>; pg_restore "
                 f"--section=pre-data --no-owner --no-acl --use-list <filtered> into {staging}",
                 f"per table, largest first, {db.restore_jobs} at once: psql -c 'COPY t TO "
-                "STDOUT' (Heroku, in the snapshot) | psql -c 'COPY t FROM STDIN' (Convox)",
+                "STDOUT' (Heroku, in the snapshot) | psql -c 'COPY t FROM STDIN' (Convox); "
+                "binary format when both run one major version and t has built-in types only",
                 "pg_dump -Fc --data-only -b --snapshot=<id> | pg_restore --data-only (large "
                 "objects); setval for every sequence",
                 f"pg_restore --section=post-data --jobs {db.restore_jobs} (indexes, constraints, "
@@ -358,6 +359,10 @@ class _Sync(Step):
                 progress=lambda p: _progress(ctx, p),
             )
             self._note_skipped(ctx, result.skipped_extensions)
+            ctx.note(
+                f"copied {result.tables} tables, {result.binary_tables} of them in COPY's binary "
+                "format (same major version, built-in column types), the rest in text"
+            )
             return {
                 "method": "direct",
                 "bytes": result.bytes,

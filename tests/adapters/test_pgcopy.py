@@ -18,10 +18,11 @@ from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
 from support.tls import TlsFiles
 
 from cutover.adapters import pgstaging
-from cutover.adapters.pgcopy import CopyProgress, copy_database
+from cutover.adapters.pgcopy import CopyProgress, copy_database, same_major
 from cutover.adapters.pgindexes import split_post_data
 from cutover.adapters.pgparts import plan_parts, plan_work
 from cutover.adapters.pgrestore import filter_list
+from cutover.adapters.pgverify import table_checksum_sql
 from cutover.adapters.postgres import ConnInfo, PostgresAdapter
 from cutover.errors import CommandError, CutoverError
 from cutover.runner import Runner
@@ -58,7 +59,8 @@ def test_list_settings_are_quoted_element_by_element() -> None:
 
 def test_large_tables_are_split_into_page_ranges() -> None:
     big = str(100 * 1024 * 1024)
-    parts = plan_parts([["public.big", big, "12800", "a,b"], ["public.small", "8192", "1", "x"]], 3)
+    rows = [["public.big", big, "12800", "a,b", "t"], ["public.small", "8192", "1", "x", "t"]]
+    parts = plan_parts(rows, 3)
     assert [p.table for p in parts] == ["public.big"] * 3 + ["public.small"]
     assert (
         parts[0]
@@ -73,8 +75,11 @@ def test_large_tables_are_split_into_page_ranges() -> None:
 
 def test_small_tables_share_at_most_jobs_pipes_and_large_ones_and_ranges_get_their_own() -> None:
     mb = 1024 * 1024
-    rows = [["public.big", str(100 * mb), "12800", "a"], ["public.mid", str(9 * mb), "1152", "a"]]
-    rows += [[f"public.s{i}", str((i + 1) * 8192), "1", "a"] for i in range(5)]
+    rows = [
+        ["public.big", str(100 * mb), "12800", "a", "t"],
+        ["public.mid", str(9 * mb), "1152", "a", "t"],
+    ]
+    rows += [[f"public.s{i}", str((i + 1) * 8192), "1", "a", "t"] for i in range(5)]
     work = plan_work(plan_parts(rows, 2), 2)
     # the two ranges of big, mid (above the bundle size), then two bundles balanced by size
     assert [[p.table for p in w] for w in work[:3]] == [
@@ -91,6 +96,33 @@ def test_small_tables_share_at_most_jobs_pipes_and_large_ones_and_ranges_get_the
     assert plan_work(two, 4) == [two]  # two small tables: one bundle, however many jobs
     assert plan_work(plan_parts(rows[2:3], 2), 2) == [plan_parts(rows[2:3], 2)]  # one: alone
     assert all(len(w) == 1 for w in plan_work(plan_parts(rows, 2), 2, bundle_max=0))
+
+
+def test_the_binary_format_only_for_built_in_types_on_one_major_version_never_in_bundles() -> None:
+    mb = 1024 * 1024
+    rows = [
+        ["public.big", str(100 * mb), "12800", "a", "t"],
+        ["public.typed", str(20 * mb), "2560", "a", "f"],  # an enum, domain or extension type
+        ["public.s1", "8192", "1", "a", "t"],
+        ["public.s2", "16384", "2", "a", "t"],
+    ]
+    assert not any(p.binary for p in plan_parts(rows, 2))  # versions differ (the default)
+    work = plan_work(plan_parts(rows, 2, binary=True), 2)
+    formats = [[(p.table, p.binary) for p in w] for w in work]
+    assert formats == [
+        [("public.big", True)],
+        [("public.big", True)],
+        [("public.typed", False)],
+        [("public.s2", False), ("public.s1", False)],  # one bundle: a psql script's text
+    ]
+    big = work[0][0]
+    assert big.copy_out().endswith(") TO STDOUT WITH (FORMAT binary)")
+    assert big.copy_in() == "COPY public.big (a) FROM STDIN WITH (FORMAT binary)"
+    alone = plan_work(plan_parts(rows[2:3], 2, binary=True), 2)  # one small table: its own pipe
+    assert alone[0][0].binary and alone[0][0].copy_out().endswith("TO STDOUT WITH (FORMAT binary)")
+    assert same_major("150004", "150010") and same_major("90624", "90611")
+    assert not same_major("150004", "160001") and not same_major("90624", "90500")
+    assert not same_major("", "150004")
 
 
 POST_LISTING = """;
@@ -381,6 +413,64 @@ def test_small_tables_bundled_in_one_pipe_arrive_exactly(
     ):
         assert query(copied, sql) == query(source, sql), sql
     assert query(copied, 'SELECT "Col ""x""" FROM "Odd \'name""s" WHERE n = 1') == [("\\.",)]
+
+
+@pytest.mark.slow
+def test_built_in_types_travel_in_binary_and_others_in_text_and_arrive_exactly(
+    pg_source: PgCluster, pg_target: PgCluster, runner: Runner
+) -> None:
+    """pgparts.BINARY: a table of built-in types (special float and numeric values, arrays with
+    NULLs, json, intervals, ranges, network and geometric types) goes in COPY's binary format,
+    split into page ranges; one with an enum or a domain column goes in text. Both arrive
+    exactly, and the row checksum verify-data uses agrees."""
+    source, target = make_database(pg_source, "binary"), rds_target(pg_target)
+    source.execute(
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+        "CREATE DOMAIN positive AS int CHECK (VALUE > 0)",
+        "CREATE TABLE builtin (id bigint PRIMARY KEY, n numeric, f float8, r real, "
+        "at timestamptz, d date, t time, i interval, b bool, u uuid, j json, jb jsonb, "
+        "by bytea, ia int[], ta text[], ir int4range, ip inet, pt point, m money, "
+        "label varchar(20), c char(3))",
+        "INSERT INTO builtin SELECT g, CASE g % 5 WHEN 0 THEN 'NaN' ELSE g / 7.0 END, "
+        "CASE g % 4 WHEN 0 THEN 'Infinity' WHEN 1 THEN '-0' ELSE g / 3.0 END, g / 9.0, "
+        "timestamptz '2024-02-29 23:59:59.999999+00' + g * interval '1 min', "
+        "date '2000-01-01' + g, time '00:00' + g * interval '1 s', g * interval '1 day 1 ms', "
+        "g % 2 = 0, md5(g::text)::uuid, json_build_object('g', g), jsonb_build_object('g', g), "
+        "decode(md5(g::text), 'hex'), ARRAY[g, NULL, -g], ARRAY['a' || g, NULL, E'tab\\t'], "
+        "int4range(g, g + 10), '10.0.0.0/8'::inet, point(g, -g), g::money, 'é' || g, 'x' "
+        "FROM generate_series(1, 6000) g",
+        "INSERT INTO builtin (id) VALUES (0)",  # a row of NULLs
+        "CREATE TABLE typed (id int, feeling mood, amount positive)",
+        "INSERT INTO typed SELECT g, (ARRAY['sad', 'ok', 'happy']::mood[])[1 + g % 3], g "
+        "FROM generate_series(1, 3000) g",
+    )
+    pg = PostgresAdapter(runner, runner.masker)
+    staging = pgstaging.create_staging(pg, _conn(target))
+    before = len(runner.audit.events) if isinstance(runner.audit, ListAudit) else 0
+    result = copy_database(
+        runner,
+        runner.masker,
+        _conn(source),
+        staging,
+        jobs=2,
+        skip_extensions=[],
+        timeout=300,
+        progress=None,
+        split_min_bytes=8192 * 4,
+        bundle_max_bytes=0,  # every table in a pipe of its own
+    )
+    assert result.tables == 2 and result.binary_tables == 1
+    assert isinstance(runner.audit, ListAudit)
+    pipes = [" ".join(e[1]["argv"]) for e in runner.audit.events[before:] if "|" in e[1]["argv"]]
+    builtin = [p for p in pipes if "public.builtin" in p]
+    assert len(builtin) == 2 and all(p.count("WITH (FORMAT binary)") == 2 for p in builtin)
+    assert [p for p in pipes if "public.typed" in p and "binary" not in p]
+    copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    for table in ("builtin", "typed"):
+        checksum = f"SELECT {table_checksum_sql(table, True).split(',', 1)[1]}"
+        assert query(copied, checksum) == query(source, checksum), table
+    exact = "SELECT count(*), md5(string_agg(b::text, '|' ORDER BY id)) FROM builtin b"
+    assert query(copied, exact) == query(source, exact)
 
 
 @pytest.mark.slow
