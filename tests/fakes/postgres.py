@@ -467,7 +467,10 @@ def _fingerprints(sql: str, data: dict[str, Any]) -> list[list[str]]:
             table = match[3].strip()
             if table not in data["tables"] or name != table:
                 raise LookupError(table)
-            digest = data["tables"][table]["md5"] if "md5(" in match[2] else ""
+            # A content checksum (pgverify.table_checksum_sql's row hashes, or postgres.py
+            # fingerprint_sql's md5) or a count only ('').
+            checksum = "hashtextextended(" in match[2] or "md5(" in match[2]
+            digest = data["tables"][table]["md5"] if checksum else ""
             rows.append([name, str(data["tables"][table]["rows"]), digest])
         elif "pg_catalog.pg_sequences" in part:
             rows.extend(
