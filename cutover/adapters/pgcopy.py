@@ -71,6 +71,15 @@ SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 # resource's memory.
 POST_DATA_OPTIONS = "-c maintenance_work_mem=128MB -c synchronous_commit=off"
 
+# Built-in types a table's rows never travel in binary (pgparts.BINARY), by their fixed OIDs
+# (src/include/catalog/pg_type.dat): the reg* types, whose binary form is the raw OID of the
+# object they name (regclasssend is oidsend) where their text names it and is looked up again
+# on the target (regproc 24, regprocedure 2202, regoper 2203, regoperator 2204, regclass 2205,
+# regtype 2206, regconfig 3734, regdictionary 3769, regnamespace 4089, regrole 4096,
+# regcollation 4191); and aclitem (1033), which has no binary form at all. Arrays of them too
+# (through pg_type.typelem).
+NOT_BINARY = (24, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 4191, 1033)
+
 TABLES_SQL = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_catalog.pg_relation_size(c.oid)
@@ -81,8 +90,12 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                    AND a.attgenerated = ''), ''),
        NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                   JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                     AND a.attgenerated = '' AND a.atttypid >= 10000)  -- (pgparts.BINARY)
+                     AND a.attgenerated = ''
+                     AND (a.atttypid >= 10000 OR ty.typtype NOT IN ('b', 'r', 'm')
+                          OR ty.typsend = 0 OR ty.typreceive = 0
+                          OR ty.oid IN (__NOT_BINARY__) OR ty.typelem IN (__NOT_BINARY__)))
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_cutover')  -- (changed-rows' log)
@@ -91,7 +104,7 @@ WHERE c.relkind = 'r'
                   WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                     AND d.deptype = 'e')
 ORDER BY 2 DESC, 1;
-"""
+""".replace("__NOT_BINARY__", ", ".join(str(oid) for oid in NOT_BINARY))  # (pgparts.BINARY)
 
 # One setval per sequence from its own row (last_value, is_called): pg_sequences shows a NULL
 # last_value when is_called is false (ALTER SEQUENCE ... RESTART WITH, setval(s, v, false);
@@ -256,9 +269,7 @@ def copy_database(
                 schema, listfile = _schema(
                     runner, source, target, snapshot, skipped, timeout, folder
                 )
-                binary = same_major(
-                    ask(holder, "SHOW server_version_num;")[0][0], target_version.result()
-                )
+                binary = _binary_allowed(holder, target_version)
                 # Large objects (when there are any) travel beside the tables' copies, not after
                 # them: they are read in the same snapshot and touch no table.
                 extra: list[Callable[[threading.Event], None]] = []
@@ -322,17 +333,30 @@ def copy_database(
 
 
 def _version_beside(pg: PostgresAdapter, conn: ConnInfo) -> Future[str]:
-    """``server_version_num`` of ``conn``, read in a thread of its own."""
+    """``server_version_num`` of ``conn`` ("" when psql printed none), read in a thread."""
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-version")
-    version = reader.submit(lambda: pg.psql(conn, "SHOW server_version_num;")[0][0])
+    version = reader.submit(
+        lambda: next(iter(next(iter(pg.psql(conn, "SHOW server_version_num;")), [""])), "")
+    )
     reader.shutdown(wait=False)
     return version
+
+
+def _binary_allowed(holder: Session, target_version: Future[str]) -> bool:
+    """Whether both servers run one major version. The target's version unread (its psql
+    failed: the pre-data restore has already reached it, so a lasting fault shows there)
+    means text, never a failed copy."""
+    try:
+        target = target_version.result()
+    except CutoverError:
+        target = ""
+    return same_major(ask(holder, "SHOW server_version_num;")[0][0], target)
 
 
 def same_major(source: str, target: str) -> bool:
     """Whether two ``server_version_num`` values are of one major version (10 and later: the
     number divided by 10000; before: by 100). Unreadable values: False (text COPY)."""
-    if not (source.isdigit() and target.isdigit()):
+    if not all(v.isascii() and v.isdigit() for v in (source, target)):
         return False
 
     def major(num: int) -> int:

@@ -50,7 +50,10 @@ COPY_IN_OPTIONS = (
 #   transam.h): a type from the system catalogs' data files, the same OID on every server of a
 #   version. An array's binary form names its element type's OID and a record's its columns'
 #   (array_recv, record_recv check them), and an extension's, enum's or domain's type OID
-#   differs between the two databases: those tables travel as text.
+#   differs between the two databases: those tables travel as text. So do columns of a
+#   composite type (a catalog's row type), of a type without send/receive functions, and of
+#   the reg* types and aclitem (pgcopy.NOT_BINARY: a reg* value's binary form is an OID that
+#   means another object, or none, on Convox).
 # Text values still pass through client_encoding both ways (textsend/textrecv), as in text
 # COPY. Bundles stay text: their rows travel inside a psql script.
 BINARY = " WITH (FORMAT binary)"

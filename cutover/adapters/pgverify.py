@@ -392,10 +392,10 @@ class Verifier:
         out.settings = len(src.settings)
         for name in sorted(set(src.settings) | set(dst.settings)):
             a, b = src.settings.get(name), dst.settings.get(name)
-            unknown_freeze = name == pgfreeze.PARAMETER and name not in self.source_settings
-            if unknown_freeze and b is None and pgfreeze.reads_on(a):
-                # Not carried by a sync (steps/data.py app_settings): a freeze this run's state
-                # does not know of would make Convox refuse the app's writes.
+            if name == pgfreeze.PARAMETER and b is None and pgfreeze.reads_on(a):
+                # Not carried by a sync (steps/data.py app_settings): a read-only default that
+                # is not this run's freeze (unknown to the state, or the "previous" value it
+                # recorded) would make Convox refuse the app's writes.
                 out.notes.append(
                     f"setting {name}: {a!r} on Heroku, not carried to Convox (writes allowed)"
                 )

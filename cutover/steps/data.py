@@ -69,31 +69,33 @@ def app_settings(ctx: Context, settings: list[Setting]) -> list[Setting]:
     read-only, its ``default_transaction_read_only`` is cutover's and is replaced by the value
     from before the freeze (left out when there was none), so the copy accepts writes.
 
-    A database-level ``default_transaction_read_only = on`` the state does not know of is left
-    out too, with a finding: the freeze of a run whose state was moved aside looks just like
-    it (Heroku stays frozen after a finished cutover), and carried, it would make the live
-    Convox database refuse every write of the app. The rare app that wants a read-only default
-    sets it again by hand (the finding says how)."""
+    A database-level ``default_transaction_read_only = on`` that is not this run's freeze is
+    left out too, with a finding: one the state does not know of, or the "previous" value
+    freeze-writes recorded when Heroku was already read-only. After a finished cutover Heroku
+    stays frozen, and a run whose state was moved aside sees that freeze as the app's own;
+    carried, it would make the live Convox database refuse every write of the app. The rare app
+    that wants a read-only default sets it again by hand (the finding says how)."""
     from cutover.adapters.pgfreeze import reads_on  # noqa: PLC0415
     from cutover.adapters.pgstaging import Setting  # noqa: PLC0415
     from cutover.steps.freeze import FROZEN_SETTING, settings_before_freeze  # noqa: PLC0415
 
     before = settings_before_freeze(ctx.state)
     out = []
-    for s in settings:
-        if s.scope == "database" and s.name in before:
-            value = before[s.name]
-            if value is not None:
-                out.append(Setting(s.scope, s.name, value))
-        elif s.scope == "database" and s.name == FROZEN_SETTING and reads_on(s.value):
+    for setting in settings:
+        value: str | None = setting.value
+        if setting.scope == "database" and setting.name in before:
+            value = before[setting.name]  # the app's, from before this run's freeze
+        if value is None:
+            continue
+        if setting.scope == "database" and setting.name == FROZEN_SETTING and reads_on(value):
             ctx.note(
-                f"finding: Heroku's database defaults to {FROZEN_SETTING} = {s.value} and this "
-                "run's state has no freeze-writes that set it (an earlier run's freeze, or the "
-                "app's own): not carried, so the Convox database accepts writes. If the app "
-                f"wants it: ALTER DATABASE <db> SET {FROZEN_SETTING} = on, on Convox"
+                f"finding: Heroku's database defaults to {FROZEN_SETTING} = {value}, not set "
+                "by this run's freeze-writes (an earlier run's freeze, whose state was moved "
+                "aside, or the app's own): not carried, so the Convox database accepts writes. "
+                f"If the app wants it: ALTER DATABASE <db> SET {FROZEN_SETTING} = on, on Convox"
             )
-        else:
-            out.append(s)
+            continue
+        out.append(Setting(setting.scope, setting.name, value))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,13 @@ from support.herokudb import assert_works_like, heroku_shaped, query, rds_target
 from support.tls import TlsFiles
 
 from cutover.adapters import pgstaging
-from cutover.adapters.pgcopy import CopyProgress, copy_database, same_major
+from cutover.adapters.pgcopy import (
+    END_MARK,
+    CopyProgress,
+    _binary_allowed,
+    copy_database,
+    same_major,
+)
 from cutover.adapters.pgindexes import split_post_data
 from cutover.adapters.pgparts import plan_parts, plan_work
 from cutover.adapters.pgrestore import filter_list
@@ -123,6 +130,33 @@ def test_the_binary_format_only_for_built_in_types_on_one_major_version_never_in
     assert same_major("150004", "150010") and same_major("90624", "90611")
     assert not same_major("150004", "160001") and not same_major("90624", "90500")
     assert not same_major("", "150004")
+
+
+class _Holder:
+    """The snapshot holder's session as pgcopy.ask uses it: what it was sent, its answer lines."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = [*lines, END_MARK]
+        self.sent: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.sent.append(text)
+
+    def readline(self, timeout: float) -> str:
+        return self.lines.pop(0)
+
+
+def test_a_target_version_that_cannot_be_read_means_text_not_a_failed_copy() -> None:
+    failed: Future[str] = Future()
+    failed.set_exception(CommandError(["psql"], 2, "could not connect to server"))
+    assert not _binary_allowed(_Holder("150004"), failed)  # type: ignore[arg-type]
+    read: Future[str] = Future()
+    read.set_result("150010")
+    assert _binary_allowed(_Holder("150004"), read)  # type: ignore[arg-type]
+    read_other: Future[str] = Future()
+    read_other.set_result("160002")
+    assert not _binary_allowed(_Holder("150004"), read_other)  # type: ignore[arg-type]
+    assert not same_major("١٥٠٠٠٤", "150004")  # digits, but not ASCII ones
 
 
 POST_LISTING = """;
@@ -421,8 +455,9 @@ def test_built_in_types_travel_in_binary_and_others_in_text_and_arrive_exactly(
 ) -> None:
     """pgparts.BINARY: a table of built-in types (special float and numeric values, arrays with
     NULLs, json, intervals, ranges, network and geometric types) goes in COPY's binary format,
-    split into page ranges; one with an enum or a domain column goes in text. Both arrive
-    exactly, and the row checksum verify-data uses agrees."""
+    split into page ranges; one with an enum or a domain column, and one of reg* values
+    (pgcopy.NOT_BINARY), go in text. All arrive exactly (the reg* values naming the target's
+    own objects), and the row checksum verify-data uses agrees."""
     source, target = make_database(pg_source, "binary"), rds_target(pg_target)
     source.execute(
         "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
@@ -443,6 +478,10 @@ def test_built_in_types_travel_in_binary_and_others_in_text_and_arrive_exactly(
         "CREATE TABLE typed (id int, feeling mood, amount positive)",
         "INSERT INTO typed SELECT g, (ARRAY['sad', 'ok', 'happy']::mood[])[1 + g % 3], g "
         "FROM generate_series(1, 3000) g",
+        # reg* values: in binary the raw OID of the object, another object (or none) on Convox
+        "CREATE TABLE refs (id int, rel regclass, kinds regtype[])",
+        "INSERT INTO refs SELECT g, 'typed'::regclass, ARRAY['mood'::regtype, 'int4'::regtype] "
+        "FROM generate_series(1, 3000) g",
     )
     pg = PostgresAdapter(runner, runner.masker)
     staging = pgstaging.create_staging(pg, _conn(target))
@@ -459,13 +498,16 @@ def test_built_in_types_travel_in_binary_and_others_in_text_and_arrive_exactly(
         split_min_bytes=8192 * 4,
         bundle_max_bytes=0,  # every table in a pipe of its own
     )
-    assert result.tables == 2 and result.binary_tables == 1
+    assert result.tables == 3 and result.binary_tables == 1
     assert isinstance(runner.audit, ListAudit)
     pipes = [" ".join(e[1]["argv"]) for e in runner.audit.events[before:] if "|" in e[1]["argv"]]
     builtin = [p for p in pipes if "public.builtin" in p]
     assert len(builtin) == 2 and all(p.count("WITH (FORMAT binary)") == 2 for p in builtin)
-    assert [p for p in pipes if "public.typed" in p and "binary" not in p]
+    for table in ("public.typed", "public.refs"):
+        assert [p for p in pipes if table in p and "binary" not in p], table
     copied = AppDatabase(pg_target, staging.dbname, target.owner, target.password)
+    names = "SELECT DISTINCT rel::text, kinds::text FROM refs"
+    assert query(copied, names) == query(source, names) == [("typed", "{mood,integer}")]
     for table in ("builtin", "typed"):
         checksum = f"SELECT {table_checksum_sql(table, True).split(',', 1)[1]}"
         assert query(copied, checksum) == query(source, checksum), table

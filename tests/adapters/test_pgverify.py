@@ -240,6 +240,9 @@ def test_a_read_only_default_a_sync_leaves_out_is_a_note(pair: Pair) -> None:
         ]
         known = pair.compare(source_settings={"default_transaction_read_only": None})
         assert known.problems == [] and known.notes == []
+        # freeze-writes found it frozen already (its "previous" value): not carried either
+        again = pair.compare(source_settings={"default_transaction_read_only": "on"})
+        assert again.problems == [] and again.notes == out.notes
         pair.admin(f"ALTER DATABASE {pair.convox.dbname} SET default_transaction_read_only = off")
         assert pair.compare().problems == [
             "setting default_transaction_read_only: 'on' on Heroku vs 'off' on Convox"

@@ -65,6 +65,15 @@ def test_the_sync_leaves_the_freeze_out_and_keeps_everything_else() -> None:
     assert app_settings(ctx, off) == off and len(notes) == 1
 
 
+def test_a_freeze_found_already_in_place_is_not_carried_either() -> None:
+    """A full run after a finished one whose state was moved aside: freeze-writes records the
+    earlier freeze's 'on' as the "previous" value; the sync must still leave it out."""
+    notes: list[str] = []
+    ctx: Any = SimpleNamespace(state=state(Status.DONE, previous="on"), note=notes.append)
+    assert app_settings(ctx, HEROKU) == [HEROKU[0], HEROKU[2]]
+    assert len(notes) == 1 and "not set by this run's freeze-writes" in notes[0]
+
+
 def test_on_is_read_as_postgresql_reads_a_boolean() -> None:
     for value in ("on", "ON", "true", "t", "tRu", "yes", "y", "1", "'on'"):
         assert reads_on(value), value
