@@ -77,7 +77,7 @@ def app_settings(ctx: Context, settings: list[Setting]) -> list[Setting]:
     that wants a read-only default sets it again by hand (the finding says how)."""
     from cutover.adapters.pgfreeze import reads_on  # noqa: PLC0415
     from cutover.adapters.pgstaging import Setting  # noqa: PLC0415
-    from cutover.steps.freeze import FROZEN_SETTING, settings_before_freeze  # noqa: PLC0415
+    from cutover.steps.freeze import FROZEN_SETTING, settings_before_freeze  # noqa: PLC0415 - freeze imports data
 
     before = settings_before_freeze(ctx.state)
     out = []
