@@ -22,6 +22,7 @@ from cutover.adapters import pgstaging
 from cutover.adapters.pgcopy import (
     END_MARK,
     CopyProgress,
+    CopyResult,
     _binary_allowed,
     copy_database,
     same_major,
@@ -384,8 +385,8 @@ def test_a_table_split_into_page_ranges_arrives_whole(
     assert query(copied, content) == query(source, content) == [(20000, 200010000, 400020000, "n")]
 
 
-def _direct(runner: Runner, source: AppDatabase, staging: ConnInfo, **kw: int) -> None:
-    copy_database(
+def _direct(runner: Runner, source: AppDatabase, staging: ConnInfo, **kw: int) -> CopyResult:
+    return copy_database(
         runner,
         runner.masker,
         _conn(source),
@@ -486,18 +487,8 @@ def test_built_in_types_travel_in_binary_and_others_in_text_and_arrive_exactly(
     pg = PostgresAdapter(runner, runner.masker)
     staging = pgstaging.create_staging(pg, _conn(target))
     before = len(runner.audit.events) if isinstance(runner.audit, ListAudit) else 0
-    result = copy_database(
-        runner,
-        runner.masker,
-        _conn(source),
-        staging,
-        jobs=2,
-        skip_extensions=[],
-        timeout=300,
-        progress=None,
-        split_min_bytes=8192 * 4,
-        bundle_max_bytes=0,  # every table in a pipe of its own
-    )
+    # every table in a pipe of its own (bundle_max_bytes=0)
+    result = _direct(runner, source, staging, split_min_bytes=8192 * 4, bundle_max_bytes=0)
     assert result.tables == 3 and result.binary_tables == 1
     assert isinstance(runner.audit, ListAudit)
     pipes = [" ".join(e[1]["argv"]) for e in runner.audit.events[before:] if "|" in e[1]["argv"]]
