@@ -27,11 +27,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from cutover.sandbox import procs
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30.0  # Heroku: SIGKILL 30 s after SIGTERM
@@ -136,13 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", required=True)
     parser.add_argument("--log-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    stop = procs.stop_on_signals()
     dynos = Dynos(dict(os.environ), args.log_dir)
     seen = -1.0
     quantities: dict[str, int] = {}

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "log_tail",
     "pid_alive",
     "spawn_daemon",
+    "stop_on_signals",
     "stop_pid",
     "wait_for_exit",
     "wait_for_port",
@@ -286,6 +288,35 @@ def _send(pid: int, signum: int, group: bool) -> None:
             os.killpg(pid, signum)
         else:
             os.kill(pid, signum)
+
+
+def stop_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> threading.Event:
+    """Install handlers for ``signums`` (main thread only) and return the event they set.
+
+    The handler itself only writes a byte to a pipe; a daemon thread reads it and sets the
+    event. Calling ``Event.set()`` in the handler instead can deadlock: Python runs a handler
+    in the main thread between two bytecodes, and when those are inside ``Event.wait()`` on
+    the same event (the daemon's main loop) the thread already holds the event's
+    non-reentrant lock, so ``set()`` blocks on it forever (a SIGTERM right after start-up
+    left the Heroku emulator running; CI, stop 27).
+    """
+    stop = threading.Event()
+    read_fd, write_fd = os.pipe()  # not inherited by children (PEP 446)
+    os.set_blocking(write_fd, False)
+
+    def relay() -> None:
+        os.read(read_fd, 1)
+        stop.set()
+
+    threading.Thread(target=relay, name="stop-on-signal", daemon=True).start()
+
+    def handler(signum: int, frame: object) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe: a stop is already pending
+            os.write(write_fd, b"\0")
+
+    for signum in signums:
+        signal.signal(signum, handler)
+    return stop
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:

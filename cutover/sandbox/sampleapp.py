@@ -46,7 +46,6 @@ import contextlib
 import html
 import json
 import os
-import signal
 import socket
 import ssl
 import sys
@@ -57,8 +56,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
+
+from cutover.sandbox import procs
 
 __all__ = ["Settings", "main", "make_server"]
 
@@ -467,12 +467,16 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         sys.stderr.write(f"sampleapp: cannot start: {exc}\n")
         return 1
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        # Not Thread.start() in the handler: it takes a lock the main thread may hold while
+        # it starts a request's thread (see procs.stop_on_signals).
+        stop = procs.stop_on_signals()
+
+        def shut_down_on_stop() -> None:
+            stop.wait()
+            server.shutdown()
+
+        threading.Thread(target=shut_down_on_stop, daemon=True).start()
     scheme = "https" if settings.tls else "http"
     sys.stderr.write(
         f"sampleapp: listening on {scheme}://{settings.host}:{settings.port} "

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 import threading
 from collections.abc import Mapping
-from types import FrameType
 from typing import Any
+
+from cutover.sandbox import procs
 
 __all__ = ["main", "work_once"]
 
@@ -89,13 +89,7 @@ def run(env: Mapping[str, str], stop: threading.Event) -> None:
 
 
 def main() -> int:
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    stop = procs.stop_on_signals()
     try:
         run(os.environ, stop)
     except ValueError as exc:

@@ -63,7 +63,12 @@ def test_pid_file_never_read_empty(tmp_path: Path, tls_files: tuple[Path, Path, 
             assert text == f"{proc.pid}\n", f"attempt {attempt}: read {text!r}"
         finally:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # fail this test, not the next one's GC
+                proc.kill()
+                proc.wait()
+                raise
 
 
 def _transfer(state_path: Path, num: int) -> dict[str, Any]:

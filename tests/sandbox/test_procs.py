@@ -240,3 +240,27 @@ def test_log_tail(tmp_path: Path) -> None:
     assert procs.log_tail(log) == ""
     log.write_text("".join(f"line {i}\n" for i in range(50)), encoding="utf-8")
     assert procs.log_tail(log, 2) == "line 48\nline 49"
+
+
+# The signal arrives while the main thread holds the event's lock: exactly where a daemon's
+# ``stop.wait(...)`` loop spends a few bytecodes each turn. A handler that called
+# ``stop.set()`` itself blocked there forever (the Heroku emulator outlived SIGTERM in CI).
+_SIGNAL_INSIDE_WAIT = """
+import os, signal, sys
+from cutover.sandbox import procs
+stop = procs.stop_on_signals()
+with stop._cond:  # what Event.wait holds between two bytecodes
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # bytecodes: the handler runs here, lock held
+        pass
+sys.exit(0 if stop.wait(10) else 3)
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_stop_on_signals_sets_the_event_even_when_the_signal_lands_inside_its_wait(
+    signum: str,
+) -> None:
+    code = _SIGNAL_INSIDE_WAIT.replace("SIGTERM", signum)
+    done = subprocess.run([PY, "-c", code], timeout=30, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

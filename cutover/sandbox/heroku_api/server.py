@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import http.server
 import os
-import signal
 import socket
 import ssl
 import struct
@@ -18,7 +17,6 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -277,13 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.backup_port} (backups): {exc.strerror or exc}\n"
         )
         return 2
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = procs.stop_on_signals()
     servers.start()
     pid_file: Path | None = args.pid_file
     if pid_file is not None:
