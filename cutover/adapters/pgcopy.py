@@ -334,10 +334,13 @@ def copy_database(
 
 def _version_beside(pg: PostgresAdapter, conn: ConnInfo) -> Future[str]:
     """``server_version_num`` of ``conn`` ("" when psql printed none), read in a thread."""
+
+    def read() -> str:
+        rows = pg.psql(conn, "SHOW server_version_num;")
+        return rows[0][0] if rows else ""
+
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-version")
-    version = reader.submit(
-        lambda: next(iter(next(iter(pg.psql(conn, "SHOW server_version_num;")), [""])), "")
-    )
+    version = reader.submit(read)
     reader.shutdown(wait=False)
     return version
 
